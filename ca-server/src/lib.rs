@@ -1,0 +1,1 @@
+//! The TPA certificate authority: signing, storage, audit, HTTP.

@@ -1,0 +1,26 @@
+//! TPA's shared rules: identifiers, durations, the certificate template and
+//! user-certificate verification.
+//!
+//! This crate does no I/O and never reads the clock: `now` is always a parameter
+//! (clippy's `disallowed-methods` enforces the latter). The CA, the bastion and
+//! the CLI depend on it so that the rules cannot drift between them.
+
+pub mod api;
+pub mod cert_options;
+pub mod duration;
+pub mod identifiers;
+pub mod serial;
+pub mod subject_key;
+pub mod template;
+pub mod verify;
+
+pub use cert_options::{CriticalOptions, Extension, Extensions, ForceCommand, SourceAddresses};
+pub use duration::HumanDuration;
+pub use identifiers::{IdentifierError, Principal, RequestId, RoleName, Username};
+pub use serial::CertSerial;
+pub use subject_key::{SubjectKey, SubjectKeyError};
+pub use template::{ApprovedScope, CertOrigin, CertTemplate, TemplateError};
+pub use verify::{CertRejection, Revocations, TrustedCas, VerifiedUserCert, verify_user_cert};
+
+/// Re-exported so that every crate uses the one pinned `ssh-key`.
+pub use ssh_key;
