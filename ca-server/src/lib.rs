@@ -1,1 +1,13 @@
-//! The TPA certificate authority: signing, storage, audit, HTTP.
+//! The TPA certificate authority: configuration, CA key, storage, audit trail,
+//! the issuance workflow and the HTTP server. `main.rs` only parses arguments
+//! and calls [`commands::run`].
+
+pub mod audit;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod signer;
+pub mod startup;
+pub mod store;
+pub mod workflow;

@@ -48,12 +48,13 @@ impl Extension {
 
     /// Parses an extension name exactly as OpenSSH spells it.
     pub fn parse(name: &str) -> Result<Self, OptionError> {
-        Self::ALL.into_iter().find(|e| e.name() == name).ok_or_else(|| {
-            OptionError::UnknownExtension {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| OptionError::UnknownExtension {
                 shown: shown(name),
                 known: Self::ALL.map(Extension::name).join(", "),
-            }
-        })
+            })
     }
 }
 
@@ -75,7 +76,9 @@ pub enum OptionError {
         known: String,
     },
     /// The forced command is empty, too long or holds control characters.
-    #[error("force-command {0} is not valid: it must be 1 to 1024 bytes without control characters")]
+    #[error(
+        "force-command {0} is not valid: it must be 1 to 1024 bytes without control characters"
+    )]
     BadForceCommand(String),
     /// An entry of source-address is not an address or CIDR block.
     #[error("source-address entry {0} is not an IP address or CIDR block such as 10.0.0.0/8")]
@@ -95,7 +98,10 @@ pub struct ForceCommand(String);
 impl ForceCommand {
     /// Parses a command: 1 to 1024 bytes, no control characters.
     pub fn parse(command: &str) -> Result<Self, OptionError> {
-        if command.trim().is_empty() || command.len() > 1024 || command.chars().any(char::is_control) {
+        if command.trim().is_empty()
+            || command.len() > 1024
+            || command.chars().any(char::is_control)
+        {
             return Err(OptionError::BadForceCommand(shown(command)));
         }
         Ok(Self(command.to_owned()))
@@ -138,11 +144,15 @@ impl Cidr {
         };
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -242,7 +252,17 @@ mod tests {
         assert!(!s.contains("11.0.0.1".parse().unwrap()));
         let all = SourceAddresses::parse("0.0.0.0/0").unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
-        for bad in ["", "10.0.0.0/33", "10.0.0.0/", "x", "10.0.0.0/8,", "10.0.0.1 ", "*", "::/129", "10.0.0.0/+8"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "x",
+            "10.0.0.0/8,",
+            "10.0.0.1 ",
+            "*",
+            "::/129",
+            "10.0.0.0/+8",
+        ] {
             assert!(SourceAddresses::parse(bad).is_err(), "{bad:?}");
         }
     }

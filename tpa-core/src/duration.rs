@@ -42,7 +42,10 @@ impl HumanDuration {
             match b {
                 b'0'..=b'9' => {
                     let digit = u64::from(b - b'0');
-                    let n = number.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(digit));
+                    let n = number
+                        .unwrap_or(0)
+                        .checked_mul(10)
+                        .and_then(|n| n.checked_add(digit));
                     number = Some(n.ok_or_else(|| DurationError::TooLong(shown.clone()))?);
                 }
                 b's' | b'm' | b'h' | b'd' => {
@@ -122,7 +125,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn check(input: &str, expected: Option<u64>) {
-        assert_eq!(HumanDuration::parse(input).ok().map(HumanDuration::as_secs), expected, "{input:?}");
+        assert_eq!(
+            HumanDuration::parse(input).ok().map(HumanDuration::as_secs),
+            expected,
+            "{input:?}"
+        );
     }
 
     #[test]

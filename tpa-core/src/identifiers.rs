@@ -64,7 +64,11 @@ pub enum IdentifierError {
 /// Escapes a value for an error message so that control characters and
 /// look-alikes are visible and the message stays one short line.
 pub(crate) fn shown(value: &str) -> String {
-    let mut out: String = value.chars().take(40).flat_map(char::escape_debug).collect();
+    let mut out: String = value
+        .chars()
+        .take(40)
+        .flat_map(char::escape_debug)
+        .collect();
     if value.chars().count() > 40 {
         out.push('…');
     }
@@ -100,7 +104,10 @@ impl Grammar {
         }
         // Characters first, so that a long string of junk is reported for the junk.
         // Every grammar's first-character class is a subset of its other class.
-        if let Some(c) = value.chars().find(|&c| !c.is_ascii() || !(self.rest)(c as u8)) {
+        if let Some(c) = value
+            .chars()
+            .find(|&c| !c.is_ascii() || !(self.rest)(c as u8))
+        {
             return Err(IdentifierError::BadCharacter {
                 kind,
                 shown: shown(value),
@@ -109,7 +116,11 @@ impl Grammar {
             });
         }
         if value.len() > self.max {
-            return Err(IdentifierError::TooLong { kind, len: value.len(), max: self.max });
+            return Err(IdentifierError::TooLong {
+                kind,
+                len: value.len(),
+                max: self.max,
+            });
         }
         let first = value.as_bytes()[0];
         if !(self.first)(first) {
@@ -257,13 +268,19 @@ impl RequestId {
             shown: shown(value),
             expected: "\"req_\" followed by 26 characters a-z and 2-7",
         };
-        let body = value.strip_prefix(REQUEST_ID_PREFIX).ok_or_else(malformed)?;
+        let body = value
+            .strip_prefix(REQUEST_ID_PREFIX)
+            .ok_or_else(malformed)?;
         if body.len() != REQUEST_ID_BODY || !body.bytes().all(|b| BASE32.contains(&b)) {
             return Err(malformed());
         }
         // 26 base32 characters carry 130 bits; the top two must be zero.
         let last = body.as_bytes()[REQUEST_ID_BODY - 1];
-        if BASE32.iter().position(|&b| b == last).is_some_and(|v| v > 7) {
+        if BASE32
+            .iter()
+            .position(|&b| b == last)
+            .is_some_and(|v| v > 7)
+        {
             return Err(malformed());
         }
         Ok(Self(value.to_owned()))

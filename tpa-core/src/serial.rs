@@ -36,7 +36,11 @@ impl CertSerial {
 
     /// Wraps a serial read from a certificate or the store.
     pub fn new(value: u64) -> Result<Self, SerialError> {
-        if value == 0 { Err(SerialError::Zero) } else { Ok(Self(value)) }
+        if value == 0 {
+            Err(SerialError::Zero)
+        } else {
+            Ok(Self(value))
+        }
     }
 
     /// Parses the canonical decimal form (no sign, no leading zeros).
@@ -76,17 +80,30 @@ mod tests {
 
     #[test]
     fn non_canonical_text_is_refused() {
-        for bad in ["", "-1", "+1", "01", "1 ", "0x10", "18446744073709551616", "１"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "01",
+            "1 ",
+            "0x10",
+            "18446744073709551616",
+            "１",
+        ] {
             assert!(CertSerial::parse(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(CertSerial::parse("18446744073709551615").unwrap().get(), u64::MAX);
+        assert_eq!(
+            CertSerial::parse("18446744073709551615").unwrap().get(),
+            u64::MAX
+        );
     }
 
     #[test]
     fn generated_serials_are_non_zero_and_distinct() {
         let mut rng = rand::rng();
-        let serials: std::collections::HashSet<_> =
-            (0..10_000).map(|_| CertSerial::generate(&mut rng)).collect();
+        let serials: std::collections::HashSet<_> = (0..10_000)
+            .map(|_| CertSerial::generate(&mut rng))
+            .collect();
         assert_eq!(serials.len(), 10_000);
         assert!(serials.iter().all(|s| s.get() != 0));
     }

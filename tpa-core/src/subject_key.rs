@@ -25,31 +25,43 @@ pub enum SubjectKeyError {
     #[error("the public key is empty")]
     Empty,
     /// The text is larger than any real public key.
-    #[error("the public key text is {0} bytes; at most {MAX_PUBLIC_KEY_TEXT} are accepted (is the comment huge?)")]
+    #[error(
+        "the public key text is {0} bytes; at most {MAX_PUBLIC_KEY_TEXT} are accepted (is the comment huge?)"
+    )]
     TooLong(usize),
     /// More than one key line.
     #[error("the public key file holds more than one line; give exactly one public key")]
     MultipleLines,
     /// An authorized_keys line with options in front of the key.
-    #[error("the public key has an authorized_keys options prefix ({0}); give the bare key as in a .pub file")]
+    #[error(
+        "the public key has an authorized_keys options prefix ({0}); give the bare key as in a .pub file"
+    )]
     OptionsPrefix(String),
     /// The key is an OpenSSH certificate, not a plain key.
-    #[error("the key is a certificate ({0}); give the plain public key (the .pub file, not -cert.pub)")]
+    #[error(
+        "the key is a certificate ({0}); give the plain public key (the .pub file, not -cert.pub)"
+    )]
     Certificate(String),
     /// DSA keys are broken and disabled in OpenSSH.
     #[error("DSA keys (ssh-dss) are not accepted; use an Ed25519 key (ssh-keygen -t ed25519)")]
     Dsa,
     /// RSA key below the minimum size.
-    #[error("RSA key of {0} bits is too short; at least {MIN_RSA_BITS} bits are required (or use ssh-keygen -t ed25519)")]
+    #[error(
+        "RSA key of {0} bits is too short; at least {MIN_RSA_BITS} bits are required (or use ssh-keygen -t ed25519)"
+    )]
     RsaTooShort(u32),
     /// RSA key above the maximum size.
     #[error("RSA key of {0} bits is too large; at most {MAX_RSA_BITS} bits are accepted")]
     RsaTooLarge(u32),
     /// An algorithm we do not certify.
-    #[error("key algorithm {0} is not accepted; use Ed25519, ECDSA (P-256, P-384, P-521) or RSA of at least 3072 bits")]
+    #[error(
+        "key algorithm {0} is not accepted; use Ed25519, ECDSA (P-256, P-384, P-521) or RSA of at least 3072 bits"
+    )]
     UnsupportedAlgorithm(String),
     /// The text is not an OpenSSH public key.
-    #[error("the public key is not valid OpenSSH public key text (\"ALGORITHM BASE64 [COMMENT]\"): {0}")]
+    #[error(
+        "the public key is not valid OpenSSH public key text (\"ALGORITHM BASE64 [COMMENT]\"): {0}"
+    )]
     Malformed(String),
     /// The key is one of the CA's own keys.
     #[error("the key is one of this CA's own keys; the CA never certifies its own key")]
@@ -96,15 +108,16 @@ impl SubjectKey {
             return Err(SubjectKeyError::Dsa);
         }
         if Algorithm::new(first).is_err() {
-            let looks_like_options = first.contains('=') || first.contains('"') || first.contains(',');
+            let looks_like_options =
+                first.contains('=') || first.contains('"') || first.contains(',');
             return Err(if looks_like_options {
                 SubjectKeyError::OptionsPrefix(shown(first))
             } else {
                 SubjectKeyError::UnsupportedAlgorithm(shown(first))
             });
         }
-        let key = PublicKey::from_openssh(line)
-            .map_err(|e| SubjectKeyError::Malformed(e.to_string()))?;
+        let key =
+            PublicKey::from_openssh(line).map_err(|e| SubjectKeyError::Malformed(e.to_string()))?;
         Self::from_key_data(key.key_data().clone(), ca_keys)
     }
 
@@ -129,7 +142,9 @@ impl SubjectKey {
                 return Err(SubjectKeyError::Certificate(key.algorithm().to_string()));
             }
             other => {
-                return Err(SubjectKeyError::UnsupportedAlgorithm(other.algorithm().to_string()));
+                return Err(SubjectKeyError::UnsupportedAlgorithm(
+                    other.algorithm().to_string(),
+                ));
             }
         }
         if ca_keys.contains(&key) {
@@ -166,7 +181,11 @@ mod tests {
     #[test]
     fn accepts_ed25519_and_ecdsa() {
         assert!(SubjectKey::parse(&ed25519_line(), &[]).is_ok());
-        for curve in [EcdsaCurve::NistP256, EcdsaCurve::NistP384, EcdsaCurve::NistP521] {
+        for curve in [
+            EcdsaCurve::NistP256,
+            EcdsaCurve::NistP384,
+            EcdsaCurve::NistP521,
+        ] {
             let key = PrivateKey::random(&mut rng(), Algorithm::Ecdsa { curve }).unwrap();
             let line = key.public_key().to_openssh().unwrap();
             assert!(SubjectKey::parse(&line, &[]).is_ok(), "{curve:?}");
@@ -184,21 +203,33 @@ mod tests {
         assert_eq!(SubjectKey::parse("", &[]), Err(SubjectKeyError::Empty));
         assert_eq!(SubjectKey::parse(" \n\n", &[]), Err(SubjectKeyError::Empty));
         let two = format!("{}\n{}\n", ed25519_line(), ed25519_line());
-        assert_eq!(SubjectKey::parse(&two, &[]), Err(SubjectKeyError::MultipleLines));
+        assert_eq!(
+            SubjectKey::parse(&two, &[]),
+            Err(SubjectKeyError::MultipleLines)
+        );
     }
 
     #[test]
     fn refuses_huge_comment() {
         let line = format!("{} {}", ed25519_line(), "x".repeat(100_000));
-        assert!(matches!(SubjectKey::parse(&line, &[]), Err(SubjectKeyError::TooLong(_))));
+        assert!(matches!(
+            SubjectKey::parse(&line, &[]),
+            Err(SubjectKeyError::TooLong(_))
+        ));
     }
 
     #[test]
     fn refuses_options_prefix() {
         let line = format!("command=\"x\" {}", ed25519_line());
-        assert!(matches!(SubjectKey::parse(&line, &[]), Err(SubjectKeyError::OptionsPrefix(_))));
+        assert!(matches!(
+            SubjectKey::parse(&line, &[]),
+            Err(SubjectKeyError::OptionsPrefix(_))
+        ));
         let line = format!("no-pty,from=\"10.0.0.1\" {}", ed25519_line());
-        assert!(matches!(SubjectKey::parse(&line, &[]), Err(SubjectKeyError::OptionsPrefix(_))));
+        assert!(matches!(
+            SubjectKey::parse(&line, &[]),
+            Err(SubjectKeyError::OptionsPrefix(_))
+        ));
     }
 
     #[test]
@@ -220,16 +251,28 @@ mod tests {
 
     #[test]
     fn refuses_dsa_and_unknown() {
-        assert_eq!(SubjectKey::parse("ssh-dss AAAAB3NzaC1kc3MAAACBAP", &[]), Err(SubjectKeyError::Dsa));
+        assert_eq!(
+            SubjectKey::parse("ssh-dss AAAAB3NzaC1kc3MAAACBAP", &[]),
+            Err(SubjectKeyError::Dsa)
+        );
         let r = SubjectKey::parse("ssh-foo AAAA", &[]);
-        assert!(matches!(r, Err(SubjectKeyError::UnsupportedAlgorithm(_))), "{r:?}");
+        assert!(
+            matches!(r, Err(SubjectKeyError::UnsupportedAlgorithm(_))),
+            "{r:?}"
+        );
     }
 
     #[test]
     fn refuses_certificate() {
         let ca = PrivateKey::random(&mut rng(), Algorithm::Ed25519).unwrap();
         let user = PrivateKey::random(&mut rng(), Algorithm::Ed25519).unwrap();
-        let mut b = ssh_key::certificate::Builder::new([0u8; 16], user.public_key().key_data().clone(), 0, 100).unwrap();
+        let mut b = ssh_key::certificate::Builder::new(
+            [0u8; 16],
+            user.public_key().key_data().clone(),
+            0,
+            100,
+        )
+        .unwrap();
         b.serial(1).unwrap();
         b.valid_principal("x").unwrap();
         let cert = b.sign(&ca).unwrap();
@@ -242,7 +285,10 @@ mod tests {
         let ca = PrivateKey::random(&mut rng(), Algorithm::Ed25519).unwrap();
         let line = ca.public_key().to_openssh().unwrap();
         let ca_keys = [ca.public_key().key_data().clone()];
-        assert_eq!(SubjectKey::parse(&line, &ca_keys), Err(SubjectKeyError::CaKey));
+        assert_eq!(
+            SubjectKey::parse(&line, &ca_keys),
+            Err(SubjectKeyError::CaKey)
+        );
     }
 
     #[test]
@@ -251,13 +297,15 @@ mod tests {
         // (generating real 3072-bit keys takes seconds in a debug build).
         let check = |bits: usize| {
             let mut n = vec![0xffu8; bits.div_ceil(8)];
-            if bits % 8 != 0 {
+            if !bits.is_multiple_of(8) {
                 n[0] >>= 8 - bits % 8;
             }
             let n = ssh_key::Mpint::from_positive_bytes(&n);
             let e = ssh_key::Mpint::from_positive_bytes(&[1, 0, 1]);
             let public = ssh_key::public::RsaPublicKey::new(e, n).unwrap();
-            let line = PublicKey::new(KeyData::Rsa(public), "").to_openssh().unwrap();
+            let line = PublicKey::new(KeyData::Rsa(public), "")
+                .to_openssh()
+                .unwrap();
             SubjectKey::parse(&line, &[])
         };
         assert_eq!(check(1024), Err(SubjectKeyError::RsaTooShort(1024)));

@@ -119,17 +119,27 @@ fn unix(t: DateTime<Utc>) -> Result<u64, TemplateError> {
 
 impl CertTemplate {
     /// Decides the certificate fields for `scope` at time `now`.
-    pub fn new(scope: ApprovedScope, serial: CertSerial, now: DateTime<Utc>) -> Result<Self, TemplateError> {
+    pub fn new(
+        scope: ApprovedScope,
+        serial: CertSerial,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TemplateError> {
         if scope.principals.is_empty() {
             return Err(TemplateError::NoPrincipals);
         }
         if scope.window_end <= now {
             return Err(TemplateError::WindowEnded(scope.window_end));
         }
-        let ttl = TimeDelta::from_std(scope.cert_ttl.get()).map_err(|_| TemplateError::TimeOutOfRange(now))?;
-        let ttl_end = now.checked_add_signed(ttl).ok_or(TemplateError::TimeOutOfRange(now))?;
+        let ttl = TimeDelta::from_std(scope.cert_ttl.get())
+            .map_err(|_| TemplateError::TimeOutOfRange(now))?;
+        let ttl_end = now
+            .checked_add_signed(ttl)
+            .ok_or(TemplateError::TimeOutOfRange(now))?;
         let valid_before = unix(scope.window_end.min(ttl_end))?;
-        let valid_after = unix(now.checked_sub_signed(BACKDATE).ok_or(TemplateError::TimeOutOfRange(now))?)?;
+        let valid_after = unix(
+            now.checked_sub_signed(BACKDATE)
+                .ok_or(TemplateError::TimeOutOfRange(now))?,
+        )?;
         Ok(Self {
             key_id: scope.origin.key_id(),
             subject: scope.subject,
@@ -145,7 +155,12 @@ impl CertTemplate {
 
     /// A certificate builder holding exactly these fields, ready for the CA to sign.
     pub fn to_builder(&self, nonce: [u8; 32]) -> Result<Builder, ssh_key::Error> {
-        let mut b = Builder::new(nonce, self.subject.key_data().clone(), self.valid_after, self.valid_before)?;
+        let mut b = Builder::new(
+            nonce,
+            self.subject.key_data().clone(),
+            self.valid_after,
+            self.valid_before,
+        )?;
         b.serial(self.serial.get())?;
         b.cert_type(CertType::User)?;
         b.key_id(self.key_id.clone())?;
@@ -214,21 +229,32 @@ mod tests {
     fn ended_window_is_refused() {
         let mut s = scope();
         s.window_end = now();
-        assert!(matches!(CertTemplate::new(s, serial(), now()), Err(TemplateError::WindowEnded(_))));
+        assert!(matches!(
+            CertTemplate::new(s, serial(), now()),
+            Err(TemplateError::WindowEnded(_))
+        ));
     }
 
     #[test]
     fn empty_principals_are_refused() {
         let mut s = scope();
         s.principals.clear();
-        assert_eq!(CertTemplate::new(s, serial(), now()).unwrap_err(), TemplateError::NoPrincipals);
+        assert_eq!(
+            CertTemplate::new(s, serial(), now()).unwrap_err(),
+            TemplateError::NoPrincipals
+        );
     }
 
     #[test]
     fn key_id_uses_canonical_fields() {
         let t = CertTemplate::new(scope(), serial(), now()).unwrap();
-        assert_eq!(t.key_id, "tpa:request=req_aaaaaaaaaaaaaaaaaaaaaaaaaa:user=alice");
-        let admin = CertOrigin::AdminIssue { admin: Username::parse("root").unwrap() };
+        assert_eq!(
+            t.key_id,
+            "tpa:request=req_aaaaaaaaaaaaaaaaaaaaaaaaaa:user=alice"
+        );
+        let admin = CertOrigin::AdminIssue {
+            admin: Username::parse("root").unwrap(),
+        };
         assert_eq!(admin.key_id(), "tpa:admin-issue:user=root");
     }
 
@@ -245,8 +271,18 @@ mod tests {
         assert_eq!(cert.cert_type(), CertType::User);
         assert_eq!(cert.valid_principals(), ["deploy".to_owned()]);
         assert_eq!(cert.extensions().keys().collect::<Vec<_>>(), ["permit-pty"]);
-        assert_eq!(cert.critical_options().get("force-command").map(String::as_str), Some("uptime"));
-        assert_eq!(cert.critical_options().get("source-address").map(String::as_str), Some("10.0.0.0/8"));
+        assert_eq!(
+            cert.critical_options()
+                .get("force-command")
+                .map(String::as_str),
+            Some("uptime")
+        );
+        assert_eq!(
+            cert.critical_options()
+                .get("source-address")
+                .map(String::as_str),
+            Some("10.0.0.0/8")
+        );
         assert_eq!(cert.key_id(), t.key_id);
     }
 

@@ -133,7 +133,8 @@ pub fn verify_user_cert(
     if !trusted.contains(ca) {
         return Err(CertRejection::UntrustedCa(ca_fingerprint));
     }
-    cert.verify_signature().map_err(|_| CertRejection::BadSignature)?;
+    cert.verify_signature()
+        .map_err(|_| CertRejection::BadSignature)?;
     if cert.cert_type() != CertType::User {
         return Err(CertRejection::NotUserCertificate);
     }
@@ -149,18 +150,30 @@ pub fn verify_user_cert(
     }
     let now = u64::try_from(now.timestamp()).unwrap_or(0);
     if now < cert.valid_after() {
-        return Err(CertRejection::NotYetValid { valid_after: cert.valid_after(), now });
+        return Err(CertRejection::NotYetValid {
+            valid_after: cert.valid_after(),
+            now,
+        });
     }
     if now >= cert.valid_before() {
-        return Err(CertRejection::Expired { valid_before: cert.valid_before(), now });
+        return Err(CertRejection::Expired {
+            valid_before: cert.valid_before(),
+            now,
+        });
     }
     if cert.valid_principals().is_empty() {
         return Err(CertRejection::NoPrincipals);
     }
     if !cert.valid_principals().iter().any(|p| p == login) {
-        return Err(CertRejection::PrincipalMismatch { login: login.to_owned() });
+        return Err(CertRejection::PrincipalMismatch {
+            login: login.to_owned(),
+        });
     }
-    if let Some(name) = cert.critical_options().keys().find(|k| !KNOWN_CRITICAL_OPTIONS.contains(&k.as_str())) {
+    if let Some(name) = cert
+        .critical_options()
+        .keys()
+        .find(|k| !KNOWN_CRITICAL_OPTIONS.contains(&k.as_str()))
+    {
         return Err(CertRejection::UnknownCriticalOption(name.clone()));
     }
     if let Some(list) = cert.critical_options().get("source-address") {
@@ -211,19 +224,35 @@ mod tests {
         }
 
         /// A certificate with the given serial and type (the builder sets each once).
-        fn cert_as(&self, serial: u64, cert_type: CertType, edit: impl FnOnce(&mut Builder)) -> Certificate {
+        fn cert_as(
+            &self,
+            serial: u64,
+            cert_type: CertType,
+            edit: impl FnOnce(&mut Builder),
+        ) -> Certificate {
             let now = NOW as u64;
-            let mut b = Builder::new([1; 32], self.user.public_key().key_data().clone(), now - 60, now + 600).unwrap();
+            let mut b = Builder::new(
+                [1; 32],
+                self.user.public_key().key_data().clone(),
+                now - 60,
+                now + 600,
+            )
+            .unwrap();
             b.serial(serial).unwrap();
             b.cert_type(cert_type).unwrap();
-            b.key_id("tpa:request=req_aaaaaaaaaaaaaaaaaaaaaaaaaa:user=alice").unwrap();
+            b.key_id("tpa:request=req_aaaaaaaaaaaaaaaaaaaaaaaaaa:user=alice")
+                .unwrap();
             b.valid_principal("deploy").unwrap();
             edit(&mut b);
             b.sign(&self.ca).unwrap()
         }
 
         fn check(&self, cert: &Certificate) -> Result<VerifiedUserCert, CertRejection> {
-            self.check_with(cert, &Revocations::default(), Some("10.1.1.1".parse().unwrap()))
+            self.check_with(
+                cert,
+                &Revocations::default(),
+                Some("10.1.1.1".parse().unwrap()),
+            )
         }
 
         fn check_with(
@@ -270,7 +299,10 @@ mod tests {
     fn rejects_host_certificate() {
         let f = Fixture::new();
         let cert = f.cert_as(7, CertType::Host, |_| {});
-        assert_eq!(f.check(&cert).unwrap_err(), CertRejection::NotUserCertificate);
+        assert_eq!(
+            f.check(&cert).unwrap_err(),
+            CertRejection::NotUserCertificate
+        );
     }
 
     #[test]
@@ -285,19 +317,37 @@ mod tests {
         let f = Fixture::new();
         let now = NOW as u64;
         let expired = {
-            let mut b = Builder::new([1; 32], f.user.public_key().key_data().clone(), now - 600, now).unwrap();
+            let mut b = Builder::new(
+                [1; 32],
+                f.user.public_key().key_data().clone(),
+                now - 600,
+                now,
+            )
+            .unwrap();
             b.serial(7).unwrap();
             b.valid_principal("deploy").unwrap();
             b.sign(&f.ca).unwrap()
         };
-        assert!(matches!(f.check(&expired), Err(CertRejection::Expired { .. })));
+        assert!(matches!(
+            f.check(&expired),
+            Err(CertRejection::Expired { .. })
+        ));
         let future = {
-            let mut b = Builder::new([1; 32], f.user.public_key().key_data().clone(), now + 1, now + 600).unwrap();
+            let mut b = Builder::new(
+                [1; 32],
+                f.user.public_key().key_data().clone(),
+                now + 1,
+                now + 600,
+            )
+            .unwrap();
             b.serial(7).unwrap();
             b.valid_principal("deploy").unwrap();
             b.sign(&f.ca).unwrap()
         };
-        assert!(matches!(f.check(&future), Err(CertRejection::NotYetValid { .. })));
+        assert!(matches!(
+            f.check(&future),
+            Err(CertRejection::NotYetValid { .. })
+        ));
     }
 
     #[test]
@@ -306,8 +356,18 @@ mod tests {
         let cert = f.cert(|_| {});
         let now = DateTime::from_timestamp(NOW, 0).unwrap();
         for login in ["root", "Deploy", "deploy ", "deplo", ""] {
-            let r = verify_user_cert(&cert, &f.trusted(), login, now, &Revocations::default(), None);
-            assert!(matches!(r, Err(CertRejection::PrincipalMismatch { .. })), "{login:?}");
+            let r = verify_user_cert(
+                &cert,
+                &f.trusted(),
+                login,
+                now,
+                &Revocations::default(),
+                None,
+            );
+            assert!(
+                matches!(r, Err(CertRejection::PrincipalMismatch { .. })),
+                "{login:?}"
+            );
         }
     }
 
@@ -315,7 +375,13 @@ mod tests {
     fn rejects_empty_principals() {
         let f = Fixture::new();
         let now = NOW as u64;
-        let mut b = Builder::new([1; 32], f.user.public_key().key_data().clone(), now - 60, now + 600).unwrap();
+        let mut b = Builder::new(
+            [1; 32],
+            f.user.public_key().key_data().clone(),
+            now - 60,
+            now + 600,
+        )
+        .unwrap();
         b.serial(7).unwrap();
         b.all_principals_valid().unwrap();
         let cert = b.sign(&f.ca).unwrap();
@@ -328,7 +394,10 @@ mod tests {
         let cert = f.cert(|b| {
             b.critical_option("verify-required", "").unwrap();
         });
-        assert_eq!(f.check(&cert).unwrap_err(), CertRejection::UnknownCriticalOption("verify-required".into()));
+        assert_eq!(
+            f.check(&cert).unwrap_err(),
+            CertRejection::UnknownCriticalOption("verify-required".into())
+        );
     }
 
     #[test]
@@ -338,7 +407,11 @@ mod tests {
             b.critical_option("source-address", "10.0.0.0/8").unwrap();
         });
         assert!(f.check(&cert).is_ok());
-        let r = f.check_with(&cert, &Revocations::default(), Some("192.0.2.1".parse().unwrap()));
+        let r = f.check_with(
+            &cert,
+            &Revocations::default(),
+            Some("192.0.2.1".parse().unwrap()),
+        );
         assert!(matches!(r, Err(CertRejection::SourceAddressMismatch(_))));
         let r = f.check_with(&cert, &Revocations::default(), None);
         assert!(matches!(r, Err(CertRejection::SourceAddressMismatch(_))));
@@ -354,7 +427,10 @@ mod tests {
         let cert = f.cert(|b| {
             b.critical_option("force-command", "uptime").unwrap();
         });
-        assert_eq!(f.check(&cert).unwrap().force_command.as_deref(), Some("uptime"));
+        assert_eq!(
+            f.check(&cert).unwrap().force_command.as_deref(),
+            Some("uptime")
+        );
     }
 
     #[test]
@@ -362,22 +438,33 @@ mod tests {
         let f = Fixture::new();
         let mut r = Revocations::default();
         r.serials.insert(7);
-        assert_eq!(f.check_with(&f.cert(|_| {}), &r, None).unwrap_err(), CertRejection::RevokedSerial(7));
+        assert_eq!(
+            f.check_with(&f.cert(|_| {}), &r, None).unwrap_err(),
+            CertRejection::RevokedSerial(7)
+        );
     }
 
     #[test]
     fn rejects_revoked_key_id() {
         let f = Fixture::new();
         let mut r = Revocations::default();
-        r.key_ids.insert("tpa:request=req_aaaaaaaaaaaaaaaaaaaaaaaaaa:user=alice".into());
-        assert!(matches!(f.check_with(&f.cert(|_| {}), &r, None), Err(CertRejection::RevokedKeyId(_))));
+        r.key_ids
+            .insert("tpa:request=req_aaaaaaaaaaaaaaaaaaaaaaaaaa:user=alice".into());
+        assert!(matches!(
+            f.check_with(&f.cert(|_| {}), &r, None),
+            Err(CertRejection::RevokedKeyId(_))
+        ));
     }
 
     #[test]
     fn rejects_revoked_ca() {
         let f = Fixture::new();
         let mut r = Revocations::default();
-        r.ca_fingerprints.insert(f.ca.public_key().fingerprint(HashAlg::Sha256).to_string());
-        assert!(matches!(f.check_with(&f.cert(|_| {}), &r, None), Err(CertRejection::RevokedCa(_))));
+        r.ca_fingerprints
+            .insert(f.ca.public_key().fingerprint(HashAlg::Sha256).to_string());
+        assert!(matches!(
+            f.check_with(&f.cert(|_| {}), &r, None),
+            Err(CertRejection::RevokedCa(_))
+        ));
     }
 }

@@ -1,0 +1,142 @@
+//! Command-line interface of `tpa-ca`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// TPA certificate authority: short-lived OpenSSH user certificates for approved access.
+#[derive(Debug, Parser)]
+#[command(name = "tpa-ca", version, about)]
+pub struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `tpa-ca` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a CA key, a configuration file and an empty database in a new data directory.
+    Init {
+        /// Directory to create (or an empty existing one).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Encrypt the CA key with the passphrase in this file (mode 0600).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Address the server will listen on.
+        #[arg(long, default_value = crate::config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Run the CA's HTTP server.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen on this address instead of server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Try TPA locally: creates ./tpa-demo on first run, then serves it.
+    Demo {
+        /// The demo's data directory.
+        #[arg(long, default_value = "tpa-demo")]
+        dir: PathBuf,
+        /// Listen address.
+        #[arg(long, default_value = crate::config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Check a configuration file, the CA key and the database.
+    Config {
+        /// What to do with the configuration.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Break-glass: sign a certificate directly (audited; TTL capped by admin_issue.max_ttl).
+    Issue(IssueArgs),
+    /// Verify or export the audit trail.
+    Audit {
+        /// What to do with the audit trail.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `--config FILE`.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The CA's configuration file.
+    #[arg(long, env = "TPA_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// `tpa-ca config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration, the CA key and the database, and report problems.
+    Check(ConfigArg),
+}
+
+/// `tpa-ca issue …`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Login the certificate is valid for (repeat for several).
+    #[arg(long = "principal", required = true)]
+    pub principals: Vec<String>,
+    /// Lifetime, e.g. 10m or 1h.
+    #[arg(long, allow_hyphen_values = true)]
+    pub ttl: String,
+    /// The user's public key file (.pub).
+    #[arg(long)]
+    pub pubkey: PathBuf,
+    /// Why (recorded in the audit trail).
+    #[arg(long)]
+    pub reason: String,
+    /// Grant an extension such as permit-pty (repeat for several; none by default).
+    #[arg(long = "extension")]
+    pub extensions: Vec<String>,
+    /// Critical option force-command.
+    #[arg(long)]
+    pub force_command: Option<String>,
+    /// Critical option source-address (comma-separated addresses or CIDR blocks).
+    #[arg(long)]
+    pub source_address: Option<String>,
+    /// Administrator name for the audit trail (default: the login running the command).
+    #[arg(long)]
+    pub admin: Option<String>,
+}
+
+/// `tpa-ca audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exit non-zero naming the first bad record.
+    Verify {
+        /// The CA's configuration file (verifies its database).
+        #[arg(
+            long,
+            env = "TPA_CONFIG",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        config: Option<PathBuf>,
+        /// Verify this export file (JSON lines) instead of a database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Print the audit trail as JSON lines.
+    Export(ConfigArg),
+}

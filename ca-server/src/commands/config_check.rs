@@ -1,0 +1,35 @@
+//! `tpa-ca config check`: everything `serve` would load, without serving.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::signer::Signer;
+use crate::store::{self, Create};
+
+pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let signer = Signer::load(&config.ca).context("CA key")?;
+    let conn = store::open(&config.database_path, Create::Never).context("database")?;
+    let certificates = store::certificates::count(&conn)?;
+    let head = store::audit::head(&conn)?.map_or(0, |(seq, _)| seq);
+    println!("configuration {} is valid", config_path.display());
+    println!("  listen: {}", config.listen);
+    println!(
+        "  CA key: {} ({})",
+        config.ca.key_file.display(),
+        signer.fingerprint()
+    );
+    println!(
+        "  trusted CA keys published: {}",
+        signer.ca_key_data().len()
+    );
+    println!(
+        "  database: {} ({certificates} certificates, {head} audit events)",
+        config.database_path.display()
+    );
+    println!("  admin_issue.max_ttl: {}", config.admin_issue.max_ttl);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,58 @@
+//! `GET /healthz`: 200 when the database and the CA key are usable, 503 otherwise.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use tpa_core::api::{Health, HealthCheck};
+
+use crate::startup::AppState;
+use crate::store;
+
+/// Checks the database (opened afresh) and the CA key file on every call.
+pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let db_path = state.database_path.clone();
+    let signer = state.signer.clone();
+    let checks = tokio::task::spawn_blocking(move || {
+        let database = store::check_health(&db_path);
+        let key = signer.check_key_file();
+        if let Err(e) = &database {
+            tracing::warn!(error = %e, "health: database unusable");
+        }
+        if let Err(e) = &key {
+            tracing::warn!(error = %e, "health: CA key unusable");
+        }
+        vec![
+            check(
+                "database",
+                database.is_ok(),
+                "database cannot be opened or read",
+            ),
+            check(
+                "ca_key",
+                key.is_ok(),
+                "CA key file is missing or has unsafe permissions",
+            ),
+        ]
+    })
+    .await
+    .unwrap_or_else(|_| vec![check("health_check", false, "health check failed")]);
+    let ok = checks.iter().all(|c| c.ok);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let health = Health {
+        status: if ok { "ok" } else { "unavailable" }.to_owned(),
+        checks,
+    };
+    (status, Json(health))
+}
+
+fn check(name: &str, ok: bool, detail: &str) -> HealthCheck {
+    HealthCheck {
+        name: name.to_owned(),
+        ok,
+        detail: (!ok).then(|| detail.to_owned()),
+    }
+}

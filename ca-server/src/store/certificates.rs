@@ -1,0 +1,90 @@
+//! The `certificates` table: one row per signed certificate, written in the
+//! same transaction as its audit event.
+
+use rusqlite::{Connection, Transaction, params};
+
+use super::StoreError;
+
+/// A certificate row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRow {
+    /// Decimal serial.
+    pub serial: String,
+    /// Key id.
+    pub key_id: String,
+    /// JSON array of principals.
+    pub principals: String,
+    /// JSON array of extension names.
+    pub extensions: String,
+    /// JSON object of critical options.
+    pub critical_options: String,
+    /// Unix seconds.
+    pub valid_after: i64,
+    /// Unix seconds.
+    pub valid_before: i64,
+    /// `SHA256:…` of the certified key.
+    pub subject_key_fingerprint: String,
+    /// `SHA256:…` of the signing CA key.
+    pub ca_key_fingerprint: String,
+    /// The request, for certificates issued through the workflow.
+    pub request_id: Option<String>,
+    /// Audit actor of the issuer.
+    pub issued_by: String,
+    /// RFC 3339 UTC.
+    pub issued_at: String,
+    /// The issuance audit event.
+    pub audit_seq: i64,
+}
+
+/// Whether a serial was ever used.
+pub fn serial_exists(tx: &Transaction<'_>, serial: &str) -> Result<bool, StoreError> {
+    Ok(tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = ?1)",
+        [serial],
+        |r| r.get(0),
+    )?)
+}
+
+/// Inserts a row; fails on a reused serial.
+pub fn insert(tx: &Transaction<'_>, row: &CertificateRow) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO certificates (serial, key_id, principals, extensions, critical_options, valid_after,
+             valid_before, subject_key_fingerprint, ca_key_fingerprint, request_id, issued_by, issued_at, audit_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            row.serial,
+            row.key_id,
+            row.principals,
+            row.extensions,
+            row.critical_options,
+            row.valid_after,
+            row.valid_before,
+            row.subject_key_fingerprint,
+            row.ca_key_fingerprint,
+            row.request_id,
+            row.issued_by,
+            row.issued_at,
+            row.audit_seq
+        ],
+    )?;
+    Ok(())
+}
+
+/// Certificates whose issuance event is missing from the audit trail or does
+/// not name them: evidence of a truncated or rewritten trail. Returns
+/// `(serial, audit_seq)` pairs, lowest audit_seq first.
+pub fn without_matching_audit(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT c.serial, c.audit_seq FROM certificates c
+         LEFT JOIN audit_events a ON a.seq = c.audit_seq
+         WHERE a.seq IS NULL OR a.action != 'cert.issue' OR a.object != 'cert:' || c.serial
+         ORDER BY c.audit_seq",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Number of certificates issued.
+pub fn count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))?)
+}

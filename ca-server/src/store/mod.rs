@@ -1,0 +1,216 @@
+//! All SQL lives here: opening the database, migrations, and one file per table group.
+//!
+//! Store functions are plain synchronous functions over a `Connection` or a
+//! `Transaction`; callers run them off the async runtime. Writes use
+//! `BEGIN IMMEDIATE` so that a transaction never upgrades from reader to writer.
+
+pub mod audit;
+pub mod certificates;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+/// Migrations in order; index + 1 is the schema version they produce.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+
+/// The schema version this build expects.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file does not exist (and we were not asked to create it).
+    #[error("database {0} does not exist; run `tpa-ca init` or fix database.path")]
+    Missing(String),
+    /// The database was written by a newer TPA.
+    #[error(
+        "database schema version {found} is newer than this build understands ({SCHEMA_VERSION}); upgrade tpa-ca"
+    )]
+    TooNew {
+        /// The version found.
+        found: i64,
+    },
+    /// SQLite reported an error.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// Stored data is not what the schema promises.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Whether `open` may create a missing database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// `init` and `demo`: create it.
+    IfMissing,
+    /// Everything else: a missing database is an error, not a fresh start.
+    Never,
+}
+
+/// Opens the database, sets the connection PRAGMAs and applies pending migrations.
+pub fn open(path: &Path, create: Create) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    if create == Create::IfMissing {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    } else if !path.exists() {
+        return Err(StoreError::Missing(path.display().to_string()));
+    }
+    let mut conn = Connection::open_with_flags(path, flags)?;
+    configure(&conn)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Sets the PRAGMAs every connection needs. Issuance and audit commit durably.
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "cannot switch to WAL journal mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA trusted_schema = OFF;",
+    )?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { found: version });
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits when it returns `Ok`.
+pub fn write<T, E: From<rusqlite::Error>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// A cheap liveness check for `/healthz`: opens the file afresh (never creating
+/// it), checks the schema version and reads the audit chain head.
+pub fn check_health(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Missing(path.display().to_string()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(1))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version}, expected {SCHEMA_VERSION}"
+        )));
+    }
+    audit::head(&conn)?;
+    Ok(())
+}
+
+/// The schema as SQLite reports it, normalised, for comparison with `docs/schema.sql`.
+pub fn dump_schema(conn: &Connection) -> Result<String, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY type DESC, name",
+    )?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = String::new();
+    for sql in rows {
+        out.push_str(sql?.trim());
+        out.push_str(";\n\n");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_matches_docs() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
+        let actual = dump_schema(&conn).unwrap();
+        let expected = include_str!("../../../docs/schema.sql");
+        let strip = |s: &str| -> String {
+            s.lines()
+                .filter(|l| !l.starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_owned()
+        };
+        if strip(&actual) != strip(expected) {
+            panic!("docs/schema.sql is out of date; replace its body with:\n{actual}");
+        }
+    }
+
+    #[test]
+    fn pragmas_are_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
+        let fk: i64 = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((fk, sync, mode.as_str()), (1, 2, "wal"));
+    }
+
+    #[test]
+    fn missing_database_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = open(&dir.path().join("t.db"), Create::Never);
+        assert!(matches!(r, Err(StoreError::Missing(_))));
+        assert!(!dir.path().join("t.db").exists());
+    }
+
+    #[test]
+    fn reopening_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(&dir.path().join("t.db"), Create::IfMissing).unwrap());
+        let conn = open(&dir.path().join("t.db"), Create::Never).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(matches!(
+            open(&dir.path().join("t.db"), Create::Never),
+            Err(StoreError::TooNew { found: 99 })
+        ));
+    }
+}

@@ -1,0 +1,290 @@
+//! Use cases that join the store, the rules of `tpa-core` and the signer.
+//!
+//! Issuance is one `BEGIN IMMEDIATE` transaction: pick an unused serial, sign,
+//! append the audit event, insert the certificate row, commit. The certificate
+//! leaves this module only after the commit succeeded; any failure before that
+//! returns an error and no certificate.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::Connection;
+use serde_json::json;
+use ssh_key::{Certificate, HashAlg};
+use tpa_core::{
+    ApprovedScope, CertOrigin, CertSerial, CertTemplate, CriticalOptions, Extension, ForceCommand,
+    HumanDuration, Principal, SourceAddresses, SubjectKey, Username,
+};
+
+use crate::audit::{NewEvent, Outcome, format_time};
+use crate::config::AdminIssueConfig;
+use crate::signer::{Signer, SignerError};
+use crate::store::{self, StoreError, certificates};
+
+/// Who is acting, as the audit trail names them.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Audit actor, e.g. `admin:root`.
+    pub id: String,
+    /// Audit source, e.g. `cli`.
+    pub source: String,
+}
+
+impl Actor {
+    /// An administrator running `tpa-ca` locally.
+    pub fn local_admin(name: &Username) -> Self {
+        Self {
+            id: format!("admin:{name}"),
+            source: "cli".to_owned(),
+        }
+    }
+}
+
+/// The raw input of `tpa-ca issue`, exactly as typed.
+#[derive(Debug, Clone, Default)]
+pub struct AdminIssueInput {
+    /// The public key text (`.pub` file content).
+    pub public_key: String,
+    /// `--principal`, repeated.
+    pub principals: Vec<String>,
+    /// `--ttl`.
+    pub ttl: String,
+    /// `--reason`.
+    pub reason: String,
+    /// `--extension`, repeated.
+    pub extensions: Vec<String>,
+    /// `--force-command`.
+    pub force_command: Option<String>,
+    /// `--source-address`.
+    pub source_address: Option<String>,
+}
+
+/// A committed certificate.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The signed certificate.
+    pub certificate: Certificate,
+    /// Its serial.
+    pub serial: CertSerial,
+    /// The audit event that records it.
+    pub audit_seq: i64,
+}
+
+/// Why nothing was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The input broke a rule; recorded in the audit trail as denied when possible.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed; nothing was issued.
+    #[error("storage failed, no certificate was issued: {0}")]
+    Storage(#[from] StoreError),
+    /// The signer failed; nothing was issued.
+    #[error("signing failed, no certificate was issued: {0}")]
+    Signing(#[from] SignerError),
+}
+
+impl From<rusqlite::Error> for IssueError {
+    fn from(e: rusqlite::Error) -> Self {
+        IssueError::Storage(StoreError::Sqlite(e))
+    }
+}
+
+/// The longest reason accepted.
+const MAX_REASON: usize = 1024;
+
+/// Parses and checks every field of an admin issuance; the first problem wins.
+fn admin_scope(
+    input: &AdminIssueInput,
+    admin: &Username,
+    limits: &AdminIssueConfig,
+    signer: &Signer,
+    now: DateTime<Utc>,
+) -> Result<ApprovedScope, String> {
+    let reason = input.reason.trim();
+    if reason.is_empty() {
+        return Err("a reason is required (--reason \"INC-1234 why\")".to_owned());
+    }
+    if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+        return Err(format!(
+            "the reason must be at most {MAX_REASON} bytes on one line"
+        ));
+    }
+    if input.principals.is_empty() {
+        return Err("at least one --principal is required".to_owned());
+    }
+    let principals = input
+        .principals
+        .iter()
+        .map(|p| Principal::parse(p).map_err(|e| e.to_string()))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let ttl = HumanDuration::parse(&input.ttl).map_err(|e| format!("--ttl: {e}"))?;
+    if ttl > limits.max_ttl {
+        return Err(format!(
+            "--ttl {ttl} exceeds the configured maximum {} (admin_issue.max_ttl)",
+            limits.max_ttl
+        ));
+    }
+    let extensions = input
+        .extensions
+        .iter()
+        .map(|e| Extension::parse(e).map_err(|e| e.to_string()))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let critical_options = CriticalOptions {
+        force_command: input
+            .force_command
+            .as_deref()
+            .map(ForceCommand::parse)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+        source_address: input
+            .source_address
+            .as_deref()
+            .map(SourceAddresses::parse)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+    };
+    let subject =
+        SubjectKey::parse(&input.public_key, &signer.ca_key_data()).map_err(|e| e.to_string())?;
+    let window = TimeDelta::from_std(ttl.get()).map_err(|_| "--ttl is out of range".to_owned())?;
+    Ok(ApprovedScope {
+        subject,
+        origin: CertOrigin::AdminIssue {
+            admin: admin.clone(),
+        },
+        principals,
+        extensions,
+        critical_options,
+        window_end: now + window,
+        cert_ttl: ttl,
+    })
+}
+
+/// `tpa-ca issue`: the audited break-glass path, through the same signing
+/// transaction as the request path.
+pub fn admin_issue(
+    conn: &mut Connection,
+    signer: &Signer,
+    limits: &AdminIssueConfig,
+    admin: &Username,
+    input: &AdminIssueInput,
+    now: DateTime<Utc>,
+) -> Result<Issued, IssueError> {
+    let actor = Actor::local_admin(admin);
+    let scope = match admin_scope(input, admin, limits, signer, now) {
+        Ok(scope) => scope,
+        Err(problem) => {
+            record_denial(
+                conn,
+                &actor,
+                "cert.issue",
+                &problem,
+                input.reason.trim(),
+                now,
+            )?;
+            return Err(IssueError::Invalid(problem));
+        }
+    };
+    issue(conn, signer, &actor, scope, input.reason.trim(), now)
+}
+
+/// Records a refused attempt. A failure to record is itself an error.
+fn record_denial(
+    conn: &mut Connection,
+    actor: &Actor,
+    action: &str,
+    problem: &str,
+    stated_reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), IssueError> {
+    let event = NewEvent {
+        time: now,
+        actor: actor.id.clone(),
+        source: actor.source.clone(),
+        action: action.to_owned(),
+        object: "cert:none".to_owned(),
+        outcome: Outcome::Denied,
+        reason: problem.to_owned(),
+        details: json!({ "stated_reason": stated_reason.chars().take(MAX_REASON).collect::<String>() }),
+    };
+    store::write(conn, |tx| store::audit::append(tx, &event).map(drop))?;
+    Ok(())
+}
+
+/// Signs `scope` inside one write transaction with its audit event and row.
+pub fn issue(
+    conn: &mut Connection,
+    signer: &Signer,
+    actor: &Actor,
+    scope: ApprovedScope,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Issued, IssueError> {
+    store::write(conn, |tx| {
+        let mut rng = rand::rng();
+        let serial = loop {
+            let candidate = CertSerial::generate(&mut rng);
+            if !certificates::serial_exists(tx, &candidate.to_string())? {
+                break candidate;
+            }
+        };
+        let template = CertTemplate::new(scope, serial, now)
+            .map_err(|e| IssueError::Invalid(e.to_string()))?;
+        let certificate = signer.sign(&template)?;
+        let principals: Vec<&str> = template.principals.iter().map(Principal::as_str).collect();
+        let extensions: Vec<&str> = template.extensions.iter().map(|e| e.name()).collect();
+        let critical_options = json!({
+            "force-command": template.critical_options.force_command.as_ref().map(ForceCommand::as_str),
+            "source-address": template.critical_options.source_address.as_ref().map(ToString::to_string),
+        });
+        let event = store::audit::append(
+            tx,
+            &NewEvent {
+                time: now,
+                actor: actor.id.clone(),
+                source: actor.source.clone(),
+                action: "cert.issue".to_owned(),
+                object: format!("cert:{serial}"),
+                outcome: Outcome::Success,
+                reason: reason.to_owned(),
+                details: json!({
+                    "key_id": template.key_id,
+                    "principals": principals,
+                    "extensions": extensions,
+                    "critical_options": critical_options,
+                    "valid_after": template.valid_after,
+                    "valid_before": template.valid_before,
+                    "subject_key": template.subject.fingerprint(),
+                    "ca_key": signer.fingerprint(),
+                    "request_id": template.origin.request_id().map(ToString::to_string),
+                }),
+            },
+        )?;
+        certificates::insert(
+            tx,
+            &certificates::CertificateRow {
+                serial: serial.to_string(),
+                key_id: template.key_id.clone(),
+                principals: serde_json::to_string(&principals).unwrap_or_default(),
+                extensions: serde_json::to_string(&extensions).unwrap_or_default(),
+                critical_options: critical_options.to_string(),
+                valid_after: i64::try_from(template.valid_after).unwrap_or(i64::MAX),
+                valid_before: i64::try_from(template.valid_before).unwrap_or(i64::MAX),
+                subject_key_fingerprint: template.subject.fingerprint(),
+                ca_key_fingerprint: certificate
+                    .signature_key()
+                    .fingerprint(HashAlg::Sha256)
+                    .to_string(),
+                request_id: template.origin.request_id().map(ToString::to_string),
+                issued_by: actor.id.clone(),
+                issued_at: format_time(now),
+                audit_seq: event.seq,
+            },
+        )?;
+        Ok(Issued {
+            certificate,
+            serial,
+            audit_seq: event.seq,
+        })
+    })
+}
