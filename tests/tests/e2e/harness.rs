@@ -1,0 +1,382 @@
+//! Real processes for end-to-end tests: the `tpa-ca` binary, an unprivileged-style
+//! `sshd` on 127.0.0.1, the `ssh` client. Every process is killed by PID when its
+//! guard drops; every wait is bounded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process that is killed (by PID) and reaped when dropped.
+pub struct Guard {
+    pub child: Child,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Panics with an install hint when a required program is missing.
+pub fn require(program: &str, hint: &str) -> PathBuf {
+    let candidates = [
+        PathBuf::from(program),
+        Path::new("/usr/sbin").join(program),
+        Path::new("/usr/bin").join(program),
+    ];
+    for c in candidates.iter().filter(|c| c.is_absolute()) {
+        if c.exists() {
+            return c.clone();
+        }
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let c = dir.join(program);
+            if c.exists() {
+                return c;
+            }
+        }
+    }
+    panic!("{program} not found: {hint}");
+}
+
+/// The workspace's `tpa-ca` binary, built by `cargo build --workspace` (scripts/test does this).
+pub fn tpa_ca_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TPA_CA_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/tpa-ca
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("tpa-ca"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build --workspace` (./scripts/test does this)",
+        bin.display()
+    );
+    bin
+}
+
+/// The login name the tests log in as (the user running them).
+pub fn current_login() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8(out.stdout)
+        .expect("utf-8 login")
+        .trim()
+        .to_owned()
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind port 0")
+        .port()
+}
+
+/// Polls until `addr` accepts TCP connections, or panics after `timeout`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on {addr} within {timeout:?}");
+}
+
+/// Runs `tpa-ca` with `args` and returns its output.
+pub fn tpa_ca(args: &[&str]) -> Output {
+    Command::new(tpa_ca_bin())
+        .args(args)
+        .env("TPA_LOG", "warn")
+        .output()
+        .expect("run tpa-ca")
+}
+
+/// Minimal HTTP/1.1 GET; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to CA");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read HTTP response");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("HTTP status");
+    let body = response[split + 4..].to_vec();
+    // axum answers small bodies with Content-Length; chunked is not expected here.
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "unexpected chunked response"
+    );
+    (status, body)
+}
+
+/// A CA data directory made by `tpa-ca init`.
+pub struct CaDir {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl CaDir {
+    pub fn init(parent: &Path, name: &str) -> Self {
+        let dir = parent.join(name);
+        let out = tpa_ca(&[
+            "init",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(
+            out.status.success(),
+            "tpa-ca init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = dir.join("tpa.toml");
+        Self { dir, config }
+    }
+
+    /// `tpa-ca issue`; returns the output (stdout holds the certificate line).
+    pub fn issue(&self, pubkey: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "issue",
+            "--config",
+            self.config.to_str().unwrap(),
+            "--pubkey",
+            pubkey.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        tpa_ca(&args)
+    }
+
+    /// Issues and writes the certificate next to the key as `<key>-cert.pub`.
+    pub fn issue_ok(&self, key: &UserKey, extra: &[&str]) -> PathBuf {
+        let out = self.issue(&key.public, extra);
+        assert!(
+            out.status.success(),
+            "tpa-ca issue failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&key.cert, &out.stdout).unwrap();
+        key.cert.clone()
+    }
+
+    /// Starts `tpa-ca serve` on a free port and waits for it.
+    pub fn serve(&self) -> RunningCa {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
+        let child = Command::new(tpa_ca_bin())
+            .args([
+                "serve",
+                "--config",
+                self.config.to_str().unwrap(),
+                "--listen",
+                &addr.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tpa-ca serve");
+        let guard = Guard { child };
+        wait_for_port(addr, Duration::from_secs(20), "tpa-ca serve");
+        RunningCa {
+            addr,
+            _guard: guard,
+        }
+    }
+}
+
+pub struct RunningCa {
+    pub addr: SocketAddr,
+    _guard: Guard,
+}
+
+/// A user key pair made with ssh-keygen.
+pub struct UserKey {
+    pub private: PathBuf,
+    pub public: PathBuf,
+    pub cert: PathBuf,
+}
+
+impl UserKey {
+    pub fn generate(dir: &Path, name: &str) -> Self {
+        let keygen = require(
+            "ssh-keygen",
+            "install openssh-client (apt-get install openssh-client)",
+        );
+        let private = dir.join(name);
+        let out = Command::new(keygen)
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
+            .arg(&private)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ssh-keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            public: private.with_extension("pub"),
+            cert: dir.join(format!("{name}-cert.pub")),
+            private,
+        }
+    }
+}
+
+/// A real sshd on 127.0.0.1 trusting the given CA keys, and nothing else.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: PathBuf,
+    known_hosts: PathBuf,
+    _guard: Guard,
+}
+
+impl Sshd {
+    pub fn start(dir: &Path, trusted_ca_keys: &[u8]) -> Self {
+        let sshd = require(
+            "sshd",
+            "install openssh-server (as root: apt-get update && apt-get install -y openssh-server), or run ./scripts/test as root",
+        );
+        let keygen = require("ssh-keygen", "install openssh-client");
+        std::fs::create_dir_all(dir).unwrap();
+        let host_key = dir.join("host_ed25519");
+        let out = Command::new(keygen)
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let ca_file = dir.join("trusted_user_ca.pub");
+        std::fs::write(&ca_file, trusted_ca_keys).unwrap();
+        if is_root() {
+            // sshd insists on its privilege separation directory when started as root.
+            std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+        }
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
+                 TrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nAuthorizedPrincipalsFile none\n\
+                 PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
+                 MaxStartups 50\n",
+                hk = host_key.display(),
+                dir = dir.display(),
+                ca = ca_file.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sshd");
+        let guard = Guard { child };
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for_port(addr, Duration::from_secs(10), "sshd");
+        let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let known_hosts = dir.join("known_hosts");
+        std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
+        Self {
+            port,
+            dir: dir.to_owned(),
+            known_hosts,
+            _guard: guard,
+        }
+    }
+
+    /// Runs `ssh login@127.0.0.1 command` with exactly this key and certificate.
+    pub fn ssh(&self, key: &UserKey, login: &str, command: &str) -> Output {
+        let ssh = require(
+            "ssh",
+            "install openssh-client (apt-get install openssh-client)",
+        );
+        Command::new(ssh)
+            .args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
+            .arg(&key.private)
+            .arg("-o")
+            .arg(format!("CertificateFile={}", key.cert.display()))
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "PasswordAuthentication=no",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
+                "-l",
+                login,
+                "127.0.0.1",
+                command,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh")
+    }
+
+    /// sshd's log so far (for assertions and for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+}
+
+pub fn is_root() -> bool {
+    current_uid() == 0
+}
+
+fn current_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("numeric uid")
+}
+
+/// Lines of a reader, for scanning logs.
+pub fn lines(text: &[u8]) -> Vec<String> {
+    BufReader::new(text).lines().map_while(Result::ok).collect()
+}
