@@ -1,5 +1,6 @@
 //! `tpa-ca`: parse arguments, set up logging, run the subcommand, print errors once.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -23,7 +24,8 @@ fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("TPA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -190,6 +190,11 @@ impl CaDir {
 
     /// Starts `tpa-ca serve` on a free port and waits for it.
     pub fn serve(&self) -> RunningCa {
+        self.serve_with(&[])
+    }
+
+    /// Starts `tpa-ca serve` with extra arguments (logs go to `serve.log`).
+    pub fn serve_with(&self, extra: &[&str]) -> RunningCa {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
@@ -201,22 +206,48 @@ impl CaDir {
                 "--listen",
                 &addr.to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn tpa-ca serve");
         let guard = Guard { child };
         wait_for_port(addr, Duration::from_secs(20), "tpa-ca serve");
-        RunningCa {
-            addr,
-            _guard: guard,
-        }
+        RunningCa { addr, guard }
     }
 }
 
 pub struct RunningCa {
     pub addr: SocketAddr,
-    _guard: Guard,
+    guard: Guard,
+}
+
+impl RunningCa {
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub fn terminate(self) -> std::process::ExitStatus {
+        terminate(self.guard)
+    }
+}
+
+/// Sends SIGTERM to a guarded process and waits up to 15 s for it to exit.
+pub fn terminate(mut guard: Guard) -> std::process::ExitStatus {
+    let pid = guard.child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = guard.child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} did not exit within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A user key pair made with ssh-keygen.

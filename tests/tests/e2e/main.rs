@@ -3,5 +3,6 @@
 //! Build the binaries first (`cargo build --workspace`); `./scripts/test` does
 //! that and installs openssh-server when run as root.
 
+mod ca_server;
 mod harness;
 mod ssh_interop;

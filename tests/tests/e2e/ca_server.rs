@@ -1,0 +1,133 @@
+//! The `tpa-ca` server process: health, logs, graceful shutdown, the demo.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{CaDir, Guard, free_port, http_get, terminate, tpa_ca_bin, wait_for_port};
+
+#[test]
+fn serve_is_healthy_logs_json_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::init(tmp.path(), "ca");
+    let running = ca.serve_with(&["--log-format", "json"]);
+    let (status, body) = http_get(running.addr, "/healthz");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let (status, body) = http_get(running.addr, "/no-such-page");
+    assert_eq!(status, 404);
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], "not_found");
+
+    let exit = running.terminate();
+    assert!(
+        exit.success(),
+        "tpa-ca serve exited with {exit} after SIGTERM"
+    );
+    let log = std::fs::read_to_string(ca.dir.join("serve.log")).unwrap();
+    let mut messages = vec![];
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        messages.push(
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert!(
+        messages.iter().any(|m| m == "tpa-ca listening"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("SIGTERM")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn healthz_turns_red_when_the_key_gets_loose_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::init(tmp.path(), "ca");
+    let running = ca.serve();
+    assert_eq!(http_get(running.addr, "/healthz").0, 200);
+    std::fs::set_permissions(
+        ca.dir.join("ca_key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (status, body) = http_get(running.addr, "/healthz");
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "unavailable");
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        !body.contains(ca.dir.to_str().unwrap()),
+        "health output leaks a path: {body}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_key_and_creates_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::init(tmp.path(), "ca");
+    std::fs::remove_file(ca.dir.join("ca_key")).unwrap();
+    let out = Command::new(tpa_ca_bin())
+        .args([
+            "serve",
+            "--config",
+            ca.config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("tpa-ca init"),
+        "{stderr}"
+    );
+    assert!(
+        !ca.dir.join("ca_key").exists(),
+        "serve must never generate a CA key"
+    );
+}
+
+#[test]
+fn demo_creates_its_directory_then_reuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_demo = |port: u16| {
+        let stdout = std::fs::File::create(tmp.path().join("demo.out")).unwrap();
+        let child = Command::new(tpa_ca_bin())
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(tmp.path())
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let guard = Guard { child };
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for_port(addr, Duration::from_secs(20), "tpa-ca demo");
+        let (status, ca_pub) = http_get(addr, "/ca.pub");
+        assert_eq!(status, 200);
+        assert!(terminate(guard).success());
+        let printed = std::fs::read_to_string(tmp.path().join("demo.out")).unwrap();
+        assert!(
+            printed.contains(&format!("http://127.0.0.1:{port}")),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("issue --config"),
+            "demo must say what to try next: {printed}"
+        );
+        ca_pub
+    };
+    let first = run_demo(free_port());
+    assert!(tmp.path().join("tpa-demo/ca_key").exists());
+    let second = run_demo(free_port());
+    assert_eq!(first, second, "the demo must reuse its CA key");
+}
