@@ -31,11 +31,13 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// An administrator running `tpa-ca` locally.
+    /// An administrator running `tpa-ca` locally. The name is what the operator
+    /// claims; the source records the operating-system uid that ran the command.
     pub fn local_admin(name: &Username) -> Self {
+        let uid = rustix::process::geteuid().as_raw();
         Self {
             id: format!("admin:{name}"),
-            source: "cli".to_owned(),
+            source: format!("cli:uid={uid}"),
         }
     }
 }
