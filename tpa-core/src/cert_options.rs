@@ -266,4 +266,27 @@ mod tests {
             assert!(SourceAddresses::parse(bad).is_err(), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn source_address_parse_never_panics(text in proptest::prelude::any::<String>()) {
+            let _ = SourceAddresses::parse(&text);
+        }
+
+        #[test]
+        fn source_address_canonical_form_round_trips(
+            a in 0u8.., b in 0u8.., prefix in 0u8..=32,
+        ) {
+            let parsed = SourceAddresses::parse(&format!("{a}.{b}.0.0/{prefix}")).unwrap();
+            let again = SourceAddresses::parse(&parsed.to_string()).unwrap();
+            proptest::prop_assert_eq!(parsed, again);
+        }
+
+        #[test]
+        fn force_command_never_holds_control_characters(text in proptest::prelude::any::<String>()) {
+            if let Ok(cmd) = ForceCommand::parse(&text) {
+                proptest::prop_assert!(!cmd.as_str().chars().any(char::is_control));
+            }
+        }
+    }
 }

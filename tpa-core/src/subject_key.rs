@@ -315,4 +315,20 @@ mod tests {
         assert!(check(4096).is_ok());
         assert_eq!(check(16392), Err(SubjectKeyError::RsaTooLarge(16392)));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in proptest::prelude::any::<String>()) {
+            let _ = SubjectKey::parse(&text, &[]);
+        }
+
+        #[test]
+        fn parse_never_panics_on_plausible_lines(
+            alg in "(ssh-ed25519|ecdsa-sha2-nistp256|ssh-rsa|ssh-dss|sk-ssh-ed25519@openssh.com)",
+            b64 in "[A-Za-z0-9+/=]{0,120}",
+            comment in "\\PC{0,20}",
+        ) {
+            let _ = SubjectKey::parse(&format!("{alg} {b64} {comment}"), &[]);
+        }
+    }
 }
