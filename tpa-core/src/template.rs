@@ -294,4 +294,27 @@ mod tests {
         assert!(cert.extensions().is_empty());
         assert!(cert.critical_options().is_empty());
     }
+
+    proptest::proptest! {
+        /// Promise 2: whatever the window and TTL, the certificate stays inside both.
+        #[test]
+        fn certificate_never_exceeds_its_approval(
+            window_secs in 1i64..400 * 86_400,
+            ttl_secs in 1u64..=366 * 86_400,
+            granted in proptest::collection::btree_set(0usize..5, 0..=5),
+        ) {
+            let mut s = scope();
+            s.window_end = now() + TimeDelta::seconds(window_secs);
+            s.cert_ttl = HumanDuration::from_secs(ttl_secs).unwrap();
+            s.extensions = granted.iter().map(|&i| Extension::ALL[i]).collect();
+            let expected_extensions = s.extensions.clone();
+            let t = CertTemplate::new(s, serial(), now()).unwrap();
+            let now = now().timestamp() as u64;
+            proptest::prop_assert_eq!(t.valid_after, now - 60);
+            proptest::prop_assert!(t.valid_before <= now + window_secs as u64);
+            proptest::prop_assert!(t.valid_before <= now + ttl_secs);
+            proptest::prop_assert_eq!(t.valid_before, (now + window_secs as u64).min(now + ttl_secs));
+            proptest::prop_assert_eq!(t.extensions, expected_extensions);
+        }
+    }
 }
