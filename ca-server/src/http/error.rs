@@ -13,6 +13,8 @@ use tpa_core::api::ErrorBody;
 pub enum ApiError {
     /// No such route or object.
     NotFound,
+    /// The route exists but not for this HTTP method.
+    MethodNotAllowed,
     /// A dependency (database, CA key) is unusable.
     Unavailable,
     /// A bug or an unexpected failure; the cause is logged, not sent.
@@ -23,6 +25,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this resource does not support that HTTP method; see the Allow header",
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

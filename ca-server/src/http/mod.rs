@@ -16,6 +16,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ca.pub", get(ca_pub::get))
         .route("/healthz", get(health::get))
         .fallback(|| async { ApiError::NotFound })
+        // Without this, axum answers 405 with an empty body instead of JSON.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(tower::util::MapResponseLayer::new(security_headers))
         .with_state(state)
 }
