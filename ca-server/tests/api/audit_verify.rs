@@ -1,0 +1,262 @@
+//! Tamper evidence: `verify_database` and `tpa-ca audit verify` name the first
+//! bad seq after an edit, a deletion, a swap or a truncation of the trail made
+//! directly in SQLite (with the append-only triggers dropped first, as an
+//! attacker with file access would), and after an edit of an export file.
+
+use ca_server::audit::{ChainBreak, Event};
+use ca_server::commands::verify_database;
+use ca_server::store;
+
+use crate::helpers::{Fixture, count, ed25519_public_key, run, tpa_ca, valid_input};
+
+/// A trail of five events: 1 `ca.init`, 2 and 3 issuances, 4 a denial, 5 an issuance.
+fn trail() -> Fixture {
+    let mut f = Fixture::new();
+    f.issue_many(2);
+    let mut bad = valid_input(ed25519_public_key());
+    bad.principals = vec!["prod-*".to_owned()];
+    f.issue(&bad).unwrap_err();
+    f.issue_many(1);
+    assert_eq!(count(&f.conn, "audit_events"), 5);
+    assert_eq!(count(&f.conn, "certificates"), 3);
+    let report = verify_database(&f.conn).unwrap().unwrap();
+    assert_eq!(report.events, 5);
+    f
+}
+
+/// Runs `sql` on a plain connection after dropping the append-only triggers.
+fn tamper(f: &Fixture, sql: &str) {
+    let conn = f.data.open_plain();
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         DROP TRIGGER audit_events_append_only_update;
+         DROP TRIGGER audit_events_append_only_delete;",
+    )
+    .unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+fn broken(f: &Fixture) -> ChainBreak {
+    match verify_database(&f.conn).unwrap() {
+        Ok(report) => panic!("tampering not detected: {report:?}"),
+        Err(b) => b,
+    }
+}
+
+fn events(f: &Fixture) -> Vec<Event> {
+    let mut out = Vec::new();
+    store::audit::for_each(&f.conn, |e| {
+        out.push(e);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn the_append_only_triggers_refuse_plain_sql() {
+    let f = trail();
+    let conn = f.data.open_plain();
+    for sql in [
+        "UPDATE audit_events SET reason = 'nothing happened' WHERE seq = 2",
+        "DELETE FROM audit_events WHERE seq = 5",
+    ] {
+        let e = conn.execute(sql, []).unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
+
+#[test]
+fn an_edited_field_is_named_by_its_seq() {
+    for (sql, seq) in [
+        (
+            "UPDATE audit_events SET reason = 'routine' WHERE seq = 3",
+            3,
+        ),
+        (
+            "UPDATE audit_events SET actor = 'admin:someone' WHERE seq = 2",
+            2,
+        ),
+        (
+            "UPDATE audit_events SET outcome = 'success' WHERE seq = 4",
+            4,
+        ),
+        (
+            "UPDATE audit_events SET time = '2020-01-01T00:00:00.000000Z' WHERE seq = 5",
+            5,
+        ),
+        (
+            "UPDATE audit_events SET details = replace(details, 'deploy', 'root') WHERE seq = 2",
+            2,
+        ),
+        ("UPDATE audit_events SET seq = 9 WHERE seq = 5", 5),
+    ] {
+        let f = trail();
+        tamper(&f, sql);
+        let b = broken(&f);
+        assert_eq!(b.seq, seq, "{sql}: {b}");
+        assert!(b.to_string().contains(&format!("seq {seq}")), "{b}");
+    }
+}
+
+#[test]
+fn an_edit_with_a_recomputed_hash_is_found_at_the_next_event() {
+    let f = trail();
+    let mut third = events(&f).remove(2);
+    third.reason = "routine maintenance".to_owned();
+    let hash = third.compute_hash().unwrap();
+    tamper(
+        &f,
+        &format!(
+            "UPDATE audit_events SET reason = 'routine maintenance', hash = '{hash}' WHERE seq = 3"
+        ),
+    );
+
+    let b = broken(&f);
+
+    assert_eq!(b.seq, 4, "{b}");
+    assert!(b.problem.contains("prev_hash"), "{b}");
+}
+
+#[test]
+fn a_deleted_middle_event_is_named() {
+    let f = trail();
+    tamper(&f, "DELETE FROM audit_events WHERE seq = 3");
+
+    let b = broken(&f);
+
+    assert_eq!(b.seq, 3, "{b}");
+    assert!(b.problem.contains("deleted"), "{b}");
+}
+
+#[test]
+fn swapped_events_are_named_at_the_first() {
+    let f = trail();
+    // Swap every column but seq between events 2 and 3 (hash is UNIQUE, so via a placeholder).
+    let columns = "time, actor, source, action, object, outcome, reason, details, prev_hash";
+    tamper(
+        &f,
+        &format!(
+            "CREATE TEMP TABLE saved AS SELECT * FROM audit_events WHERE seq IN (2, 3);
+             UPDATE audit_events SET hash = 'placeholder' WHERE seq = 2;
+             UPDATE audit_events SET ({columns}, hash) =
+                 (SELECT {columns}, hash FROM saved WHERE seq = 2) WHERE seq = 3;
+             UPDATE audit_events SET ({columns}, hash) =
+                 (SELECT {columns}, hash FROM saved WHERE seq = 3) WHERE seq = 2;"
+        ),
+    );
+    let after = events(&f);
+    assert_eq!(after[1].action, "cert.issue");
+    assert_ne!(after[1].hash, after[2].prev_hash, "the rows were swapped");
+
+    let b = broken(&f);
+
+    assert_eq!(b.seq, 2, "{b}");
+}
+
+#[test]
+fn a_truncated_tail_is_found_through_the_certificates() {
+    let f = trail();
+    tamper(&f, "DELETE FROM audit_events WHERE seq >= 4");
+
+    let b = broken(&f);
+
+    assert_eq!(b.seq, 4, "{b}");
+    assert!(b.problem.contains("truncated"), "{b}");
+    assert!(b.problem.contains("seq 5"), "{b}");
+}
+
+#[test]
+fn a_forged_event_appended_without_the_chain_is_named() {
+    let f = trail();
+    tamper(
+        &f,
+        "INSERT INTO audit_events (seq, time, actor, source, action, object, outcome, reason, details, prev_hash, hash)
+         SELECT 6, time, actor, source, action, object, outcome, 'forged', details, 'abc', 'def'
+         FROM audit_events WHERE seq = 5",
+    );
+
+    let b = broken(&f);
+
+    assert_eq!(b.seq, 6, "{b}");
+}
+
+#[test]
+fn export_then_verify_the_file_and_find_an_edit() {
+    let f = trail();
+    let config = f.data.config_path.clone();
+    let head = events(&f).pop().unwrap().hash;
+
+    let (code, export, stderr) = run(tpa_ca().args(["audit", "export", "--config"]).arg(&config));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = export.lines().collect();
+    assert_eq!(lines.len(), 5);
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["seq"], i + 1);
+    }
+
+    let file = f.data.tmp.path().join("audit.jsonl");
+    let verify_file = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        run(tpa_ca().args(["audit", "verify", "--file"]).arg(&file))
+    };
+    let (code, stdout, stderr) = verify_file(&export);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("audit trail OK: 5 events, head {head}")
+    );
+
+    // The database itself verifies the same way.
+    let (code, stdout, _) = run(tpa_ca().args(["audit", "verify", "--config"]).arg(&config));
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        format!("audit trail OK: 5 events, head {head}")
+    );
+
+    // Edit the reason of event 3 in the file.
+    let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    let mut third: serde_json::Value = serde_json::from_str(&edited[2]).unwrap();
+    third["reason"] = "routine".into();
+    edited[2] = third.to_string();
+    let (code, _, stderr) = verify_file(&(edited.join("\n") + "\n"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("seq 3"), "{stderr}");
+
+    // Drop event 2.
+    let mut dropped: Vec<&str> = lines.clone();
+    dropped.remove(1);
+    let (code, _, stderr) = verify_file(&(dropped.join("\n") + "\n"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("seq 2"), "{stderr}");
+
+    // A line that is not an event.
+    let mut garbage: Vec<&str> = lines.clone();
+    garbage.insert(3, "{\"seq\": 4");
+    let (code, _, stderr) = verify_file(&(garbage.join("\n") + "\n"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("seq 4") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn audit_verify_of_a_tampered_database_exits_1_naming_the_seq() {
+    let f = trail();
+    tamper(
+        &f,
+        "UPDATE audit_events SET object = 'cert:1' WHERE seq = 3",
+    );
+
+    let (code, stdout, stderr) = run(tpa_ca()
+        .args(["audit", "verify", "--config"])
+        .arg(&f.data.config_path));
+
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("audit trail BROKEN at seq 3"), "{stderr}");
+    assert_eq!(stdout, "");
+}

@@ -1,0 +1,229 @@
+//! The HTTP surface: `/ca.pub`, `/healthz`, JSON errors, shutdown.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ca_server::startup::AppState;
+use tower::ServiceExt as _;
+
+use crate::helpers::{DataDir, chmod, http_request, spawn_app, spawn_app_with, ssh_keygen};
+
+#[tokio::test]
+async fn ca_pub_is_the_signing_key_line() {
+    let app = spawn_app().await;
+
+    let response = app.get("/ca.pub").await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, app.data.ca_public_key());
+    assert!(
+        response.body.starts_with("ssh-ed25519 "),
+        "{}",
+        response.body
+    );
+    assert_eq!(response.body.lines().count(), 1);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ca_pub_includes_the_extra_trusted_keys() {
+    let mut old_ed25519 = String::new();
+    let mut old_ecdsa = String::new();
+    let app = spawn_app_with(|data| {
+        old_ed25519 = ssh_keygen(&data.dir, "old_ca", &["-t", "ed25519"]);
+        old_ecdsa = ssh_keygen(&data.dir, "older_ca", &["-t", "ecdsa", "-b", "256"]);
+        // The signing key listed again as "extra" must not be published twice.
+        data.edit_config(|text| {
+            text.replace(
+                "extra_trusted_public_key_files = []",
+                "extra_trusted_public_key_files = [\"old_ca.pub\", \"older_ca.pub\", \"ca_key.pub\"]",
+            )
+        });
+    })
+    .await;
+
+    let response = app.get("/ca.pub").await;
+
+    assert_eq!(response.status, 200);
+    let lines: Vec<&str> = response.body.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            app.data.ca_public_key().trim(),
+            old_ed25519.trim(),
+            old_ecdsa.trim()
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_is_ok_when_database_and_key_are_usable() {
+    let app = spawn_app().await;
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status, 200, "{}", response.body);
+    let health = response.json();
+    assert_eq!(health["status"], "ok");
+    let checks = health["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["database", "ca_key"]);
+    assert!(checks.iter().all(|c| c["ok"] == true), "{health}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_is_unavailable_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    let db = app.data.db_path();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot remove {path}: {e}"),
+        }
+    }
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status, 503, "{}", response.body);
+    let health = response.json();
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["checks"][0]["name"], "database");
+    assert_eq!(health["checks"][0]["ok"], false);
+    assert_eq!(health["checks"][1]["ok"], true, "{health}");
+    // No internal detail (paths, SQLite messages) reaches the client.
+    assert!(!response.body.contains(&*db.to_string_lossy()), "{health}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_is_unavailable_while_the_ca_key_is_world_readable() {
+    let app = spawn_app().await;
+    chmod(&app.data.key_path(), 0o644);
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status, 503, "{}", response.body);
+    let health = response.json();
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["checks"][1]["name"], "ca_key");
+    assert_eq!(health["checks"][1]["ok"], false, "{health}");
+    assert_eq!(health["checks"][0]["ok"], true, "{health}");
+
+    // Checked on every call: fixing the mode makes the CA healthy again.
+    chmod(&app.data.key_path(), 0o600);
+    assert_eq!(app.get("/healthz").await.status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_route_is_a_json_404() {
+    let app = spawn_app().await;
+
+    let response = app.get("/api/v1/nope?x=1").await;
+
+    assert_eq!(response.status, 404);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let body = response.json();
+    assert_eq!(body["code"], "not_found");
+    assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/ca.pub", "/healthz", "/nope"] {
+        let response = app.get(path).await;
+        assert_eq!(response.header("cache-control"), Some("no-store"), "{path}");
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_json_405_with_allow() {
+    let app = spawn_app().await;
+
+    let response = http_request(app.address, "DELETE", "/healthz").await;
+
+    assert_eq!(response.status, 405, "{}", response.body);
+    assert_eq!(response.json()["code"], "method_not_allowed");
+    let allow = response.header("allow").unwrap_or_default();
+    assert!(allow.contains("GET"), "Allow: {allow:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_stop_closes_the_listener() {
+    let app = spawn_app().await;
+    let address = app.address;
+    assert_eq!(http_request(address, "GET", "/healthz").await.status, 200);
+
+    app.stop().await;
+
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}
+
+/// The router in-process, without a listener.
+fn router(data: &DataDir) -> axum::Router {
+    ca_server::http::router(AppState {
+        signer: Arc::new(data.signer()),
+        database_path: data.db_path(),
+        db: Arc::new(Mutex::new(data.open_store())),
+    })
+}
+
+async fn oneshot(data: &DataDir, method: &str, uri: &str) -> (StatusCode, String) {
+    let response = router(data)
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn in_process_router_serves_ca_pub() {
+    let data = DataDir::new();
+
+    let (status, body) = oneshot(&data, "GET", "/ca.pub").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, data.ca_public_key());
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_json_405_in_process() {
+    let data = DataDir::new();
+
+    let (status, body) = oneshot(&data, "POST", "/ca.pub").await;
+
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("405 body is not JSON ({e}): {body:?}"));
+    assert_eq!(body["code"], "method_not_allowed");
+    assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
+}

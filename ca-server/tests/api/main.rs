@@ -1,0 +1,10 @@
+//! Integration tests of `ca-server`, as one test binary: a real data directory
+//! made by `init`, real SQLite files, real `ssh-keygen`, the real `tpa-ca`
+//! binary, and the server on 127.0.0.1 port 0.
+
+mod audit_verify;
+mod cli;
+mod helpers;
+mod http;
+mod issuance;
+mod storage;
