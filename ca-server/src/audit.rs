@@ -2,8 +2,11 @@
 //!
 //! Each event's hash is `SHA-256(canonical JSON of the event without "hash")`,
 //! hex-encoded; the event includes the previous event's hash (`prev_hash`), and
-//! the first event's `prev_hash` is 64 zeros. Any edit, deletion, reordering or
-//! insertion breaks the chain at the first affected event.
+//! the first event's `prev_hash` is 64 zeros. Any edit, reordering, insertion or
+//! deletion inside the chain breaks it at the first affected event. Cutting off
+//! the tail leaves a valid shorter chain; `audit verify` catches that through
+//! the certificates that name their issuance events, and signed checkpoints
+//! will catch the rest.
 //!
 //! Canonical JSON: objects with keys sorted by their UTF-8 bytes, no whitespace,
 //! strings escaped as serde_json does (`"`, `\`, and control characters only;
@@ -68,7 +71,7 @@ pub struct NewEvent {
     pub outcome: Outcome,
     /// Why (the refusal message, the requester's reason).
     pub reason: String,
-    /// Structured details (an object with integer and string values only).
+    /// Structured details: JSON without floats (see [`canonical_json`]).
     pub details: Value,
 }
 

@@ -230,13 +230,26 @@ impl Signer {
                 message,
             };
             let text = std::fs::read_to_string(extra).map_err(|e| bad(e.to_string()))?;
-            let public = PublicKey::from_openssh(text.trim())
+            // Exactly one key per file: a second line would otherwise be swallowed
+            // into the first key's comment and published to every host.
+            let mut lines = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'));
+            let (Some(line), None) = (lines.next(), lines.next()) else {
+                return Err(bad("must hold exactly one public key line".to_owned()));
+            };
+            let public = PublicKey::from_openssh(line)
                 .map_err(|e| bad(format!("not an OpenSSH public key ({e})")))?;
             if public.key_data().is_certificate() {
                 return Err(bad("is a certificate, not a public key".to_owned()));
             }
             if !trusted.iter().any(|t| t.key_data() == public.key_data()) {
-                trusted.push(public);
+                // A fixed comment: nothing from the file but the key reaches /ca.pub.
+                trusted.push(PublicKey::new(
+                    public.key_data().clone(),
+                    "tpa-user-ca-extra",
+                ));
             }
         }
         Ok(Self {
@@ -451,6 +464,19 @@ mod tests {
         let signer = Signer::load(&c).unwrap();
         assert_eq!(signer.trusted_user_ca_keys().lines().count(), 2);
         assert_eq!(signer.ca_key_data().len(), 2);
+
+        // A second key line must not ride along in the first key's comment.
+        let another = generate_ca_key(&dir.path().join("another_key"), None).unwrap();
+        let two = format!(
+            "{}\n{}\n",
+            old.to_openssh().unwrap(),
+            another.to_openssh().unwrap()
+        );
+        std::fs::write(dir.path().join("old.pub"), two).unwrap();
+        assert!(matches!(
+            Signer::load(&c),
+            Err(SignerError::ExtraKey { .. })
+        ));
 
         std::fs::write(dir.path().join("old.pub"), "not a key").unwrap();
         assert!(matches!(

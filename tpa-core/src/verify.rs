@@ -114,6 +114,8 @@ pub struct VerifiedUserCert {
     pub valid_before: u64,
     /// `force-command`, when present: the caller must run only this.
     pub force_command: Option<String>,
+    /// The extensions the certificate grants (the caller enforces them).
+    pub extensions: Vec<String>,
 }
 
 /// Verifies a user certificate for `login` presented from `peer` at `now`.
@@ -189,6 +191,7 @@ pub fn verify_user_cert(
         key_id: cert.key_id().to_owned(),
         valid_before: cert.valid_before(),
         force_command: cert.critical_options().get("force-command").cloned(),
+        extensions: cert.extensions().keys().cloned().collect(),
     })
 }
 

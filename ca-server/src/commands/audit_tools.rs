@@ -4,7 +4,7 @@ use std::io::{BufRead as _, BufWriter, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rusqlite::Connection;
 
 use crate::audit::{ChainBreak, ChainVerifier, Event, canonical_json};
@@ -89,28 +89,38 @@ fn verify_file(path: &Path) -> anyhow::Result<Result<VerifyReport, ChainBreak>> 
     }))
 }
 
+/// Exit status when the trail could not be read at all (1 means it was read and is broken).
+const EXIT_CANNOT_VERIFY: u8 = 2;
+
 pub(super) fn verify(config: Option<&Path>, file: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let result = match (config, file) {
-        (_, Some(file)) => verify_file(file)?,
+    let loaded = match (config, file) {
+        (_, Some(file)) => verify_file(file),
         (Some(config), None) => {
-            let config = Config::load(config)?;
-            let conn = store::open(&config.database_path, Create::Never)
-                .context("cannot open the database")?;
-            verify_database(&conn)?
+            Config::load(config)
+                .map_err(anyhow::Error::from)
+                .and_then(|config| {
+                    let conn = store::open(&config.database_path, Create::Never)
+                        .context("cannot open the database")?;
+                    Ok(verify_database(&conn)?)
+                })
         }
-        (None, None) => bail!("give --config FILE or --file EXPORT"),
+        (None, None) => Err(anyhow::anyhow!("give --config FILE or --file EXPORT")),
     };
-    match result {
-        Ok(report) => {
+    match loaded {
+        Ok(Ok(report)) => {
             println!(
                 "audit trail OK: {} events, head {}",
                 report.events, report.head
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(b) => {
+        Ok(Err(b)) => {
             eprintln!("audit trail BROKEN at seq {}: {}", b.seq, b.problem);
             Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("tpa-ca: error: cannot verify the audit trail: {e:#}");
+            Ok(ExitCode::from(EXIT_CANNOT_VERIFY))
         }
     }
 }
