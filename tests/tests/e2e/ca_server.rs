@@ -131,3 +131,27 @@ fn demo_creates_its_directory_then_reuses_it() {
     let second = run_demo(free_port());
     assert_eq!(first, second, "the demo must reuse its CA key");
 }
+
+#[test]
+fn audit_verify_tells_tampered_from_unreadable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::init(tmp.path(), "ca");
+    let config = ca.config.to_str().unwrap();
+    let ok = crate::harness::tpa_ca(&["audit", "verify", "--config", config]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("audit trail OK: 1 events"));
+
+    std::fs::remove_file(ca.dir.join("tpa.db")).unwrap();
+    let missing = crate::harness::tpa_ca(&["audit", "verify", "--config", config]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "a trail that cannot be read is not 'tampered'"
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot verify the audit trail"));
+}
