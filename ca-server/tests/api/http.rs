@@ -51,7 +51,12 @@ async fn ca_pub_includes_the_extra_trusted_keys() {
 
     assert_eq!(response.status, 200);
     // Keys compare by algorithm and key material; the CA publishes fixed comments.
-    let key_of = |line: &str| line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let key_of = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let lines: Vec<String> = response.body.lines().map(key_of).collect();
     assert_eq!(
         lines,
@@ -61,7 +66,13 @@ async fn ca_pub_includes_the_extra_trusted_keys() {
             key_of(&old_ecdsa)
         ]
     );
-    assert!(response.body.lines().skip(1).all(|l| l.ends_with(" tpa-user-ca-extra")));
+    assert!(
+        response
+            .body
+            .lines()
+            .skip(1)
+            .all(|l| l.ends_with(" tpa-user-ca-extra"))
+    );
     app.stop().await;
 }
 
