@@ -36,10 +36,10 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         println!("  curl http://{addr}/healthz");
         println!("  ssh-keygen -t ed25519 -f ./demo_key -N ''   # a user key");
         println!(
-            "  cargo run -q -p ca-server -- issue --config {config} --principal \"$USER\" --ttl 10m \\\n      --pubkey ./demo_key.pub --reason 'trying TPA' --extension permit-pty > ./demo_key-cert.pub"
+            "  cargo run -q --release -p ca-server -- issue --config {config} --principal \"$(id -un)\" --ttl 10m \\\n      --pubkey ./demo_key.pub --reason 'trying TPA' --extension permit-pty > ./demo_key-cert.pub"
         );
         println!("  ssh-keygen -L -f ./demo_key-cert.pub        # inspect the certificate");
-        println!("  cargo run -q -p ca-server -- audit verify --config {config}");
+        println!("  cargo run -q --release -p ca-server -- audit verify --config {config}");
         println!();
     })
 }
