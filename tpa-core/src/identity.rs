@@ -1,0 +1,182 @@
+//! Who someone is: an identity is (issuer, subject), never an email address.
+//!
+//! Separation of duties compares [`Identity`] values. Display names and email
+//! addresses are for people to read and never decide anything.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::identifiers::{IdentifierError, Username, shown};
+
+/// The issuer of built-in local accounts.
+pub const LOCAL_ISSUER: &str = "tpa:local";
+
+/// Why an identity is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Issuer or subject empty, longer than 255 bytes, or holding control characters.
+    #[error("identity {field} {shown} is not valid: 1 to 255 bytes without control characters")]
+    Invalid {
+        /// `issuer` or `subject`.
+        field: &'static str,
+        /// The value, escaped.
+        shown: String,
+    },
+}
+
+/// A user's identity: the identity provider (issuer) and its stable id for the user (subject).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identity {
+    issuer: String,
+    subject: String,
+}
+
+fn check(field: &'static str, value: &str) -> Result<(), IdentityError> {
+    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
+        return Err(IdentityError::Invalid {
+            field,
+            shown: shown(value),
+        });
+    }
+    Ok(())
+}
+
+impl Identity {
+    /// An identity from an identity provider.
+    pub fn new(issuer: &str, subject: &str) -> Result<Self, IdentityError> {
+        check("issuer", issuer)?;
+        check("subject", subject)?;
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            subject: subject.to_owned(),
+        })
+    }
+
+    /// The identity of a built-in local account.
+    pub fn local(username: &Username) -> Self {
+        Self {
+            issuer: LOCAL_ISSUER.to_owned(),
+            subject: username.as_str().to_owned(),
+        }
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+}
+
+impl fmt::Display for Identity {
+    /// `issuer#subject`, the form used as the audit actor.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.issuer, self.subject)
+    }
+}
+
+/// A group name as used by `requestable_by` and approval stages.
+/// Grammar: `^[a-z0-9][a-z0-9._-]{0,63}$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupName(String);
+
+impl GroupName {
+    /// Parses a group name.
+    pub fn parse(value: &str) -> Result<Self, IdentifierError> {
+        let bad = |expected| IdentifierError::Malformed {
+            kind: "group name",
+            shown: shown(value),
+            expected,
+        };
+        if value.is_empty() || value.len() > 64 {
+            return Err(bad("1 to 64 characters"));
+        }
+        let ok =
+            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-');
+        if !value.bytes().all(ok) {
+            return Err(bad("lowercase ASCII letters, digits, '.', '_' and '-'"));
+        }
+        if !value.as_bytes()[0].is_ascii_alphanumeric() {
+            return Err(bad("a letter or digit first"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An authenticated user as the rules see them: identity, login name, groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Who they are.
+    pub identity: Identity,
+    /// Their short name (key ids, display).
+    pub username: Username,
+    /// For people to read only.
+    pub display_name: String,
+    /// Their groups, as of their login (re-read when a decision is submitted).
+    pub groups: BTreeSet<GroupName>,
+}
+
+impl User {
+    /// Whether the user is in `group`.
+    pub fn in_group(&self, group: &GroupName) -> bool {
+        self.groups.contains(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn identities_compare_by_issuer_and_subject() {
+        let a = Identity::new("https://idp.example", "123").unwrap();
+        let b = Identity::new("https://other.example", "123").unwrap();
+        assert_ne!(a, b, "same subject at another issuer is someone else");
+        assert_eq!(a, Identity::new("https://idp.example", "123").unwrap());
+        let local = Identity::local(&Username::parse("alice").unwrap());
+        assert_eq!(local.to_string(), "tpa:local#alice");
+    }
+
+    #[test]
+    fn bad_identities_are_refused() {
+        assert!(Identity::new("", "x").is_err());
+        assert!(Identity::new("i", "").is_err());
+        assert!(Identity::new("i", "a\nb").is_err());
+        assert!(Identity::new(&"i".repeat(256), "x").is_err());
+    }
+
+    #[test]
+    fn group_names() {
+        for ok in ["sre", "sre-leads", "eng.managers", "team_1", "1st"] {
+            assert!(GroupName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "SRE", "-x", "a b", "a,b", "ä", &"a".repeat(65)] {
+            assert!(GroupName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn group_name_parse_accepts_exactly_the_grammar(s in "\\PC{0,70}") {
+            let expected = !s.is_empty() && s.len() <= 64
+                && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            prop_assert_eq!(GroupName::parse(&s).is_ok(), expected);
+        }
+    }
+}
