@@ -142,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         critical_options: CriticalOptions::default(),
         window_end: now + chrono::TimeDelta::minutes(10),
         cert_ttl: HumanDuration::parse("10m")?,
+        hosts: BTreeSet::new(),
     };
     let template = CertTemplate::new(scope, CertSerial::new(42)?, now)?;
     let signing = measure(budget, || {

@@ -159,6 +159,7 @@ fn admin_scope(
         critical_options,
         window_end: now + window,
         cert_ttl: ttl,
+        hosts: BTreeSet::new(),
     })
 }
 

@@ -8,8 +8,11 @@
 pub mod api;
 pub mod cert_options;
 pub mod duration;
+pub mod host;
 pub mod identifiers;
 pub mod identity;
+pub mod request;
+pub mod role;
 pub mod serial;
 pub mod subject_key;
 pub mod template;
@@ -17,8 +20,17 @@ pub mod verify;
 
 pub use cert_options::{CriticalOptions, Extension, Extensions, ForceCommand, SourceAddresses};
 pub use duration::HumanDuration;
+pub use host::{HostName, HostPattern};
 pub use identifiers::{IdentifierError, Principal, RequestId, RoleName, Username};
 pub use identity::{GroupName, Identity, User};
+pub use request::{
+    AccessRequest, Approval, ApproveOutcome, DecisionRefusal, IssueRefusal, Narrowing,
+    RequestState, Window,
+};
+pub use role::{
+    ApprovalPath, ApprovalStage, AutoApprove, BreakGlass, CheckedRequest, Policy, PolicyRefusal,
+    RequestInput, Role, TicketPattern,
+};
 pub use serial::CertSerial;
 pub use subject_key::{SubjectKey, SubjectKeyError};
 pub use template::{ApprovedScope, CertOrigin, CertTemplate, TemplateError};

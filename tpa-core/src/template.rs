@@ -15,9 +15,14 @@ use ssh_key::certificate::{Builder, CertType};
 
 use crate::cert_options::{CriticalOptions, Extensions};
 use crate::duration::HumanDuration;
+use crate::host::HostName;
 use crate::identifiers::{Principal, RequestId, Username};
 use crate::serial::CertSerial;
 use crate::subject_key::SubjectKey;
+
+/// The non-critical extension that tells the bastion which request a certificate
+/// belongs to and which hosts it covers: `request=<id>;hosts=<a>,<b>`.
+pub const REQUEST_EXTENSION: &str = "tpa-request@tpa";
 
 /// How far `valid_after` is set back from the signing time, to absorb clock skew.
 pub const BACKDATE: TimeDelta = TimeDelta::seconds(60);
@@ -88,6 +93,8 @@ pub struct ApprovedScope {
     pub window_end: DateTime<Utc>,
     /// The longest life of one certificate.
     pub cert_ttl: HumanDuration,
+    /// The approved hosts (empty for the admin path, which names none).
+    pub hosts: BTreeSet<HostName>,
 }
 
 /// The certificate fields, fully decided. Signing turns this into bytes.
@@ -111,6 +118,8 @@ pub struct CertTemplate {
     pub extensions: Extensions,
     /// Critical options.
     pub critical_options: CriticalOptions,
+    /// The approved hosts, carried in [`REQUEST_EXTENSION`] for requests.
+    pub hosts: BTreeSet<HostName>,
 }
 
 fn unix(t: DateTime<Utc>) -> Result<u64, TemplateError> {
@@ -150,7 +159,15 @@ impl CertTemplate {
             valid_before,
             extensions: scope.extensions,
             critical_options: scope.critical_options,
+            hosts: scope.hosts,
         })
+    }
+
+    /// The value of [`REQUEST_EXTENSION`], for certificates issued for a request.
+    pub fn request_extension(&self) -> Option<String> {
+        let id = self.origin.request_id()?;
+        let hosts: Vec<&str> = self.hosts.iter().map(HostName::as_str).collect();
+        Some(format!("request={id};hosts={}", hosts.join(",")))
     }
 
     /// A certificate builder holding exactly these fields, ready for the CA to sign.
@@ -175,6 +192,9 @@ impl CertTemplate {
         }
         for e in &self.extensions {
             b.extension(e.name(), "")?;
+        }
+        if let Some(value) = self.request_extension() {
+            b.extension(REQUEST_EXTENSION, value)?;
         }
         Ok(b)
     }
@@ -203,6 +223,7 @@ mod tests {
             critical_options: CriticalOptions::default(),
             window_end: now() + TimeDelta::hours(2),
             cert_ttl: HumanDuration::parse("10m").unwrap(),
+            hosts: [HostName::parse("web-1").unwrap()].into(),
         }
     }
 
@@ -270,7 +291,14 @@ mod tests {
         assert_eq!(cert.serial(), 42);
         assert_eq!(cert.cert_type(), CertType::User);
         assert_eq!(cert.valid_principals(), ["deploy".to_owned()]);
-        assert_eq!(cert.extensions().keys().collect::<Vec<_>>(), ["permit-pty"]);
+        assert_eq!(
+            cert.extensions().keys().collect::<Vec<_>>(),
+            ["permit-pty", REQUEST_EXTENSION]
+        );
+        assert_eq!(
+            cert.extensions().get(REQUEST_EXTENSION).map(String::as_str),
+            Some("request=req_aaaaaaaaaaaaaaaaaaaaaaaaaa;hosts=web-1")
+        );
         assert_eq!(
             cert.critical_options()
                 .get("force-command")
@@ -289,7 +317,11 @@ mod tests {
     #[test]
     fn default_scope_grants_no_extension() {
         let ca = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-        let t = CertTemplate::new(scope(), serial(), now()).unwrap();
+        let mut s = scope();
+        s.origin = CertOrigin::AdminIssue {
+            admin: Username::parse("root").unwrap(),
+        };
+        let t = CertTemplate::new(s, serial(), now()).unwrap();
         let cert = t.to_builder([7; 32]).unwrap().sign(&ca).unwrap();
         assert!(cert.extensions().is_empty());
         assert!(cert.critical_options().is_empty());
@@ -314,7 +346,7 @@ mod tests {
             proptest::prop_assert!(t.valid_before <= now + window_secs as u64);
             proptest::prop_assert!(t.valid_before <= now + ttl_secs);
             proptest::prop_assert_eq!(t.valid_before, (now + window_secs as u64).min(now + ttl_secs));
-            proptest::prop_assert_eq!(t.extensions, expected_extensions);
+            proptest::prop_assert_eq!(&t.extensions, &expected_extensions);
         }
     }
 }

@@ -1,0 +1,177 @@
+//! Host names and the patterns a role may reach.
+
+use std::fmt;
+
+use crate::identifiers::{IdentifierError, shown};
+
+/// A host name as the bastion's inventory knows it: lowercase DNS labels.
+/// Grammar: labels of `[a-z0-9-]` (not starting or ending with `-`), joined by
+/// dots, at most 253 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostName(String);
+
+fn label_ok(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+impl HostName {
+    /// Parses a host name.
+    pub fn parse(value: &str) -> Result<Self, IdentifierError> {
+        if value.is_empty() || value.len() > 253 || !value.split('.').all(label_ok) {
+            return Err(IdentifierError::Malformed {
+                kind: "host name",
+                shown: shown(value),
+                expected: "lowercase DNS labels (a-z, 0-9, '-') separated by dots",
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A host name or a glob where `*` matches any run of name characters
+/// (`web-*`, `*.prod.example.com`). A lone `*` is refused: a role names its hosts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostPattern(String);
+
+impl HostPattern {
+    /// Parses a pattern.
+    pub fn parse(value: &str) -> Result<Self, IdentifierError> {
+        let bad = |expected| IdentifierError::Malformed {
+            kind: "host pattern",
+            shown: shown(value),
+            expected,
+        };
+        if value.trim_matches(|c| c == '*' || c == '.').is_empty() {
+            return Err(bad(
+                "a host name or a glob with a fixed part, such as web-* (a lone * is not allowed)",
+            ));
+        }
+        // With each `*` replaced by a letter, it must be a valid host name.
+        if HostName::parse(&value.replace('*', "x")).is_err() || value.contains("**") {
+            return Err(bad(
+                "lowercase DNS labels (a-z, 0-9, '-'), dots, and * as a wildcard",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// Whether the pattern covers `host`.
+    pub fn matches(&self, host: &HostName) -> bool {
+        glob_match(self.0.as_bytes(), host.as_str().as_bytes())
+    }
+
+    /// Whether this pattern is a plain host name (no wildcard).
+    pub fn is_exact(&self) -> bool {
+        !self.0.contains('*')
+    }
+
+    /// The pattern text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Iterative glob matching with `*` only (no backtracking blow-up).
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn host(s: &str) -> HostName {
+        HostName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn host_names() {
+        for ok in ["web-1", "db.prod.example.com", "a", "1"] {
+            assert!(HostName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "Web-1", "-web", "web-", "a..b", "a b", "a,b", "*", "web_1", "héllo",
+        ] {
+            assert!(HostName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns() {
+        let p = HostPattern::parse("web-*").unwrap();
+        assert!(p.matches(&host("web-1")));
+        assert!(p.matches(&host("web-prod-22")));
+        assert!(!p.matches(&host("db-1")));
+        assert!(!p.matches(&host("xweb-1")));
+        let p = HostPattern::parse("*.prod.example.com").unwrap();
+        assert!(p.matches(&host("a.prod.example.com")));
+        assert!(!p.matches(&host("a.staging.example.com")));
+        assert!(HostPattern::parse("db-1").unwrap().matches(&host("db-1")));
+        assert!(!HostPattern::parse("db-1").unwrap().matches(&host("db-10")));
+        for bad in ["*", "**", "*.*", "", "web-**", "Web-*", "web *"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn exact_pattern_matches_only_itself(a in "[a-z][a-z0-9-]{0,10}[a-z0-9]", b in "[a-z][a-z0-9-]{0,10}[a-z0-9]") {
+            let p = HostPattern::parse(&a).unwrap();
+            prop_assert_eq!(p.matches(&host(&b)), a == b);
+        }
+
+        #[test]
+        fn prefix_glob_matches_prefixed_names(prefix in "[a-z]{1,5}-", rest in "[a-z0-9]{1,8}") {
+            let p = HostPattern::parse(&format!("{prefix}*")).unwrap();
+            let name = format!("{prefix}{rest}");
+            prop_assert!(p.matches(&host(&name)));
+        }
+
+        #[test]
+        fn parsers_never_panic(s in any::<String>()) {
+            let _ = HostName::parse(&s);
+            let _ = HostPattern::parse(&s);
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Roles and the policy that governs requests for them.
+//!
+//! A role says which logins a certificate may carry, which hosts it may reach,
+//! for how long, with which extensions and critical options, who may ask for it
+//! and who must approve. Refusals are values ([`PolicyRefusal`]), not panics.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::cert_options::{CriticalOptions, Extensions};
+use crate::duration::HumanDuration;
+use crate::host::{HostName, HostPattern};
+use crate::identifiers::{Principal, RoleName, shown};
+use crate::identity::{GroupName, User};
+
+/// The longest reason accepted, in bytes.
+pub const MAX_REASON: usize = 2000;
+/// The longest ticket id accepted, in bytes.
+pub const MAX_TICKET: usize = 128;
+
+/// One approval stage: `approvals` distinct members of `group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalStage {
+    /// Who may approve at this stage.
+    pub group: GroupName,
+    /// How many distinct approvers this stage needs (at least 1).
+    pub approvals: u32,
+}
+
+/// Requests by members of `group` for at most `max_duration` are approved at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoApprove {
+    /// Requester group.
+    pub group: GroupName,
+    /// Longest auto-approved duration.
+    pub max_duration: HumanDuration,
+}
+
+/// Self-approval in an emergency, with an incident id and a short maximum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlass {
+    /// Longest break-glass duration.
+    pub max_duration: HumanDuration,
+}
+
+/// A ticket id pattern: a regular expression the whole ticket must match.
+#[derive(Debug, Clone)]
+pub struct TicketPattern {
+    source: String,
+    regex: regex_lite::Regex,
+}
+
+impl TicketPattern {
+    /// Compiles a pattern; it is anchored at both ends.
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let regex =
+            regex_lite::Regex::new(&format!("^(?:{source})$")).map_err(|e| e.to_string())?;
+        Ok(Self {
+            source: source.to_owned(),
+            regex,
+        })
+    }
+
+    /// Whether `ticket` matches.
+    pub fn matches(&self, ticket: &str) -> bool {
+        self.regex.is_match(ticket)
+    }
+
+    /// The pattern as configured.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl PartialEq for TicketPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for TicketPattern {}
+
+/// A role, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// Name.
+    pub name: RoleName,
+    /// For people.
+    pub description: String,
+    /// Certificate principals.
+    pub logins: BTreeSet<Principal>,
+    /// Hosts the role may reach.
+    pub hosts: Vec<HostPattern>,
+    /// Longest access window.
+    pub max_duration: HumanDuration,
+    /// Window when the request names none.
+    pub default_duration: HumanDuration,
+    /// Longest life of one certificate inside the window.
+    pub cert_ttl: HumanDuration,
+    /// Granted extensions (none by default).
+    pub extensions: Extensions,
+    /// force-command / source-address.
+    pub critical_options: CriticalOptions,
+    /// Groups whose members may request the role.
+    pub requestable_by: BTreeSet<GroupName>,
+    /// Ordered approval stages.
+    pub stages: Vec<ApprovalStage>,
+    /// Optional auto-approval rule.
+    pub auto_approve: Option<AutoApprove>,
+    /// Optional break-glass rule.
+    pub break_glass: Option<BreakGlass>,
+    /// Whether a reason is required.
+    pub require_reason: bool,
+    /// Optional ticket pattern (a ticket is then required).
+    pub ticket_pattern: Option<TicketPattern>,
+}
+
+/// Why a role definition is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoleError {
+    /// A role must name at least one login.
+    #[error("role {0}: logins must not be empty")]
+    NoLogins(RoleName),
+    /// A role must name at least one host pattern.
+    #[error("role {0}: hosts must not be empty")]
+    NoHosts(RoleName),
+    /// Nobody could ever request the role.
+    #[error("role {0}: requestable_by must name at least one group")]
+    NotRequestable(RoleName),
+    /// Nobody could ever approve a request.
+    #[error("role {0}: needs at least one approval stage or an auto_approve rule")]
+    NoApprovalPath(RoleName),
+    /// A stage needs at least one approval.
+    #[error("role {0}: every approval stage needs approvals >= 1")]
+    EmptyStage(RoleName),
+    /// default_duration > max_duration, or a rule's maximum above the role's.
+    #[error("role {role}: {what} ({value}) exceeds max_duration ({max})")]
+    DurationAboveMax {
+        /// The role.
+        role: RoleName,
+        /// Which setting.
+        what: &'static str,
+        /// Its value.
+        value: HumanDuration,
+        /// The role's maximum.
+        max: HumanDuration,
+    },
+}
+
+impl Role {
+    /// Checks the role's internal consistency.
+    pub fn validate(&self) -> Result<(), RoleError> {
+        let role = || self.name.clone();
+        if self.logins.is_empty() {
+            return Err(RoleError::NoLogins(role()));
+        }
+        if self.hosts.is_empty() {
+            return Err(RoleError::NoHosts(role()));
+        }
+        if self.requestable_by.is_empty() {
+            return Err(RoleError::NotRequestable(role()));
+        }
+        if self.stages.is_empty() && self.auto_approve.is_none() {
+            return Err(RoleError::NoApprovalPath(role()));
+        }
+        if self.stages.iter().any(|s| s.approvals == 0) {
+            return Err(RoleError::EmptyStage(role()));
+        }
+        let above = |what, value: HumanDuration| {
+            (value > self.max_duration).then(|| RoleError::DurationAboveMax {
+                role: role(),
+                what,
+                value,
+                max: self.max_duration,
+            })
+        };
+        if let Some(e) = above("default_duration", self.default_duration)
+            .or_else(|| {
+                self.auto_approve
+                    .as_ref()
+                    .and_then(|a| above("auto_approve.max_duration", a.max_duration))
+            })
+            .or_else(|| {
+                self.break_glass
+                    .as_ref()
+                    .and_then(|b| above("break_glass.max_duration", b.max_duration))
+            })
+        {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Whether `user` may request this role.
+    pub fn requestable_by(&self, user: &User) -> bool {
+        self.requestable_by.iter().any(|g| user.in_group(g))
+    }
+
+    /// Whether the role covers `host`.
+    pub fn covers(&self, host: &HostName) -> bool {
+        self.hosts.iter().any(|p| p.matches(host))
+    }
+}
+
+/// Why a request is refused by policy. Each has a stable code for the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyRefusal {
+    /// No such role.
+    #[error("unknown role {name}; roles you may request: {available}")]
+    UnknownRole {
+        /// The name given, escaped.
+        name: String,
+        /// The roles the user may request.
+        available: String,
+    },
+    /// The user is in none of the role's requestable_by groups.
+    #[error("you may not request role {role}; roles you may request: {available}")]
+    NotAllowed {
+        /// The role.
+        role: RoleName,
+        /// The roles the user may request.
+        available: String,
+    },
+    /// Longer than the role allows.
+    #[error("duration {requested} exceeds the maximum {max} of role {role}")]
+    DurationTooLong {
+        /// The role.
+        role: RoleName,
+        /// What was asked.
+        requested: HumanDuration,
+        /// The maximum.
+        max: HumanDuration,
+    },
+    /// The duration is not a positive duration.
+    #[error("{0}")]
+    BadDuration(String),
+    /// No host named.
+    #[error("name at least one host")]
+    NoHosts,
+    /// A host name that is not a host name.
+    #[error("{0}")]
+    BadHost(String),
+    /// A host the role does not cover.
+    #[error("host {host} is not covered by role {role} (allowed: {allowed})")]
+    HostNotInRole {
+        /// The host.
+        host: HostName,
+        /// The role.
+        role: RoleName,
+        /// The role's host patterns.
+        allowed: String,
+    },
+    /// Reason missing.
+    #[error("role {0} requires a reason")]
+    ReasonRequired(RoleName),
+    /// Reason too long or with control characters.
+    #[error(
+        "the reason must be at most {MAX_REASON} bytes without control characters (newlines and tabs are fine)"
+    )]
+    BadReason,
+    /// Ticket missing.
+    #[error("role {role} requires a ticket matching {pattern}")]
+    TicketRequired {
+        /// The role.
+        role: RoleName,
+        /// The pattern.
+        pattern: String,
+    },
+    /// Ticket not matching.
+    #[error("ticket {ticket} does not match the pattern {pattern} of role {role}")]
+    TicketMismatch {
+        /// The ticket, escaped.
+        ticket: String,
+        /// The role.
+        role: RoleName,
+        /// The pattern.
+        pattern: String,
+    },
+    /// Scheduled start in the past or too far ahead.
+    #[error("the scheduled start must be in the future and at most 30 days ahead")]
+    BadStart,
+    /// Break-glass asked for a role without it.
+    #[error("role {0} has no break-glass rule")]
+    NoBreakGlass(RoleName),
+    /// Break-glass without incident id.
+    #[error("break-glass requires an incident id (--ticket)")]
+    IncidentRequired,
+}
+
+impl PolicyRefusal {
+    /// The stable API error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyRefusal::UnknownRole { .. } => "unknown_role",
+            PolicyRefusal::NotAllowed { .. } => "role_not_allowed",
+            PolicyRefusal::DurationTooLong { .. } => "duration_too_long",
+            PolicyRefusal::BadDuration(_) => "bad_duration",
+            PolicyRefusal::NoHosts | PolicyRefusal::BadHost(_) => "bad_host",
+            PolicyRefusal::HostNotInRole { .. } => "host_not_in_role",
+            PolicyRefusal::ReasonRequired(_) => "reason_required",
+            PolicyRefusal::BadReason => "bad_reason",
+            PolicyRefusal::TicketRequired { .. } | PolicyRefusal::IncidentRequired => {
+                "ticket_required"
+            }
+            PolicyRefusal::TicketMismatch { .. } => "ticket_mismatch",
+            PolicyRefusal::BadStart => "bad_start",
+            PolicyRefusal::NoBreakGlass(_) => "no_break_glass",
+        }
+    }
+}
+
+/// The roles in force.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    roles: BTreeMap<RoleName, Role>,
+}
+
+/// A request as typed, before any check.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInput {
+    /// Role name.
+    pub role: String,
+    /// Host names.
+    pub hosts: Vec<String>,
+    /// Duration such as `2h`; the role default when absent.
+    pub duration: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Ticket or incident id.
+    pub ticket: Option<String>,
+    /// Scheduled window start.
+    pub start: Option<DateTime<Utc>>,
+    /// Ask for break-glass self-approval.
+    pub break_glass: bool,
+}
+
+/// A request that passed every policy check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRequest {
+    /// The role.
+    pub role: RoleName,
+    /// The hosts, each covered by the role.
+    pub hosts: BTreeSet<HostName>,
+    /// The window length.
+    pub duration: HumanDuration,
+    /// Why (trimmed).
+    pub reason: String,
+    /// Ticket or incident id.
+    pub ticket: Option<String>,
+    /// Scheduled start.
+    pub start: Option<DateTime<Utc>>,
+    /// How it gets approved.
+    pub path: ApprovalPath,
+}
+
+/// How a checked request gets approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalPath {
+    /// The auto-approve rule applies: approved on submission.
+    Auto,
+    /// The approval stages apply.
+    Stages,
+    /// Break-glass: self-approved, every approver notified, review required.
+    BreakGlass,
+}
+
+impl Policy {
+    /// A policy from validated roles.
+    pub fn new(roles: impl IntoIterator<Item = Role>) -> Result<Self, RoleError> {
+        let mut map = BTreeMap::new();
+        for role in roles {
+            role.validate()?;
+            map.insert(role.name.clone(), role);
+        }
+        Ok(Self { roles: map })
+    }
+
+    /// All roles.
+    pub fn roles(&self) -> impl Iterator<Item = &Role> {
+        self.roles.values()
+    }
+
+    /// A role by name.
+    pub fn role(&self, name: &RoleName) -> Option<&Role> {
+        self.roles.get(name)
+    }
+
+    /// Names of the roles `user` may request, comma-separated (or "none").
+    pub fn requestable_names(&self, user: &User) -> String {
+        let names: Vec<&str> = self
+            .roles
+            .values()
+            .filter(|r| r.requestable_by(user))
+            .map(|r| r.name.as_str())
+            .collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// Checks a request against the role; the first problem wins.
+    pub fn check_request(
+        &self,
+        requester: &User,
+        input: &RequestInput,
+        now: DateTime<Utc>,
+    ) -> Result<CheckedRequest, PolicyRefusal> {
+        let unknown = || PolicyRefusal::UnknownRole {
+            name: shown(&input.role),
+            available: self.requestable_names(requester),
+        };
+        let name = RoleName::parse(&input.role).map_err(|_| unknown())?;
+        let role = self.roles.get(&name).ok_or_else(unknown)?;
+        if !role.requestable_by(requester) {
+            return Err(PolicyRefusal::NotAllowed {
+                role: name,
+                available: self.requestable_names(requester),
+            });
+        }
+        let duration = match &input.duration {
+            Some(text) => {
+                HumanDuration::parse(text).map_err(|e| PolicyRefusal::BadDuration(e.to_string()))?
+            }
+            None => role.default_duration,
+        };
+        if duration > role.max_duration {
+            return Err(PolicyRefusal::DurationTooLong {
+                role: name,
+                requested: duration,
+                max: role.max_duration,
+            });
+        }
+        if input.hosts.is_empty() {
+            return Err(PolicyRefusal::NoHosts);
+        }
+        let mut hosts = BTreeSet::new();
+        for text in &input.hosts {
+            let host = HostName::parse(text).map_err(|e| PolicyRefusal::BadHost(e.to_string()))?;
+            if !role.covers(&host) {
+                let allowed = role
+                    .hosts
+                    .iter()
+                    .map(HostPattern::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(PolicyRefusal::HostNotInRole {
+                    host,
+                    role: name,
+                    allowed,
+                });
+            }
+            hosts.insert(host);
+        }
+        let reason = input.reason.trim();
+        if reason.len() > MAX_REASON
+            || reason
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(PolicyRefusal::BadReason);
+        }
+        if reason.is_empty() && (role.require_reason || input.break_glass) {
+            return Err(PolicyRefusal::ReasonRequired(name));
+        }
+        let ticket = input
+            .ticket
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(t) = ticket
+            && (t.len() > MAX_TICKET || t.chars().any(char::is_control))
+        {
+            return Err(PolicyRefusal::TicketMismatch {
+                ticket: shown(t),
+                role: name,
+                pattern: role
+                    .ticket_pattern
+                    .as_ref()
+                    .map_or("(any)", TicketPattern::as_str)
+                    .to_owned(),
+            });
+        }
+        if let Some(pattern) = &role.ticket_pattern {
+            match ticket {
+                None => {
+                    return Err(PolicyRefusal::TicketRequired {
+                        role: name,
+                        pattern: pattern.as_str().to_owned(),
+                    });
+                }
+                Some(t) if !pattern.matches(t) => {
+                    return Err(PolicyRefusal::TicketMismatch {
+                        ticket: shown(t),
+                        role: name,
+                        pattern: pattern.as_str().to_owned(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(start) = input.start
+            && (start <= now || start > now + chrono::TimeDelta::days(30))
+        {
+            return Err(PolicyRefusal::BadStart);
+        }
+        let path = if input.break_glass {
+            let rule = role
+                .break_glass
+                .as_ref()
+                .ok_or_else(|| PolicyRefusal::NoBreakGlass(name.clone()))?;
+            if ticket.is_none() {
+                return Err(PolicyRefusal::IncidentRequired);
+            }
+            if duration > rule.max_duration {
+                return Err(PolicyRefusal::DurationTooLong {
+                    role: name,
+                    requested: duration,
+                    max: rule.max_duration,
+                });
+            }
+            ApprovalPath::BreakGlass
+        } else if role
+            .auto_approve
+            .as_ref()
+            .is_some_and(|a| requester.in_group(&a.group) && duration <= a.max_duration)
+        {
+            ApprovalPath::Auto
+        } else if role.stages.is_empty() {
+            // Only the auto rule could approve, and it does not apply.
+            return Err(match &role.auto_approve {
+                Some(a) if requester.in_group(&a.group) => PolicyRefusal::DurationTooLong {
+                    role: name,
+                    requested: duration,
+                    max: a.max_duration,
+                },
+                _ => PolicyRefusal::NotAllowed {
+                    role: name,
+                    available: self.requestable_names(requester),
+                },
+            });
+        } else {
+            ApprovalPath::Stages
+        };
+        Ok(CheckedRequest {
+            role: name,
+            hosts,
+            duration,
+            reason: reason.to_owned(),
+            ticket: ticket.map(str::to_owned),
+            start: input.start,
+            path,
+        })
+    }
+}
