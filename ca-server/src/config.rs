@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tpa_core::HumanDuration;
+use tpa_core::{HumanDuration, Policy};
+
+mod roles;
+
+pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 
 /// The default address `tpa-ca serve` listens on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
@@ -25,6 +29,10 @@ pub struct Config {
     pub database_path: PathBuf,
     /// Limits of `tpa-ca issue`.
     pub admin_issue: AdminIssueConfig,
+    /// Roles and their approval policy.
+    pub policy: Policy,
+    /// Request workflow settings.
+    pub workflow: WorkflowConfig,
 }
 
 /// Where the CA key and the extra trusted keys live.
@@ -75,6 +83,12 @@ struct RawConfig {
     database: RawDatabase,
     #[serde(default)]
     admin_issue: RawAdminIssue,
+    #[serde(default)]
+    workflow: roles::RawWorkflow,
+    #[serde(default)]
+    host_groups: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    roles: Vec<roles::RawRole>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +171,8 @@ impl Config {
             },
             database_path: resolve(&raw.database.path),
             admin_issue: AdminIssueConfig { max_ttl },
+            policy: roles::policy(&raw.roles, &raw.host_groups).map_err(invalid)?,
+            workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
         })
     }
 }

@@ -1,0 +1,349 @@
+//! `[[roles]]`, `[host_groups]` and `[workflow]`: parsed into a validated [`Policy`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use tpa_core::{
+    ApprovalStage, AutoApprove, BreakGlass, CriticalOptions, Extension, ForceCommand, GroupName,
+    HostPattern, HumanDuration, Policy, Principal, Role, RoleName, SourceAddresses, TicketPattern,
+};
+
+/// Workflow settings.
+#[derive(Debug, Clone)]
+pub struct WorkflowConfig {
+    /// How long a request may stay pending before it expires.
+    pub pending_ttl: HumanDuration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkflow {
+    pending_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRole {
+    name: String,
+    #[serde(default)]
+    description: String,
+    logins: Vec<String>,
+    hosts: Vec<String>,
+    max_duration: String,
+    default_duration: Option<String>,
+    cert_ttl: Option<String>,
+    #[serde(default)]
+    extensions: Vec<String>,
+    force_command: Option<String>,
+    source_address: Option<String>,
+    requestable_by: Vec<String>,
+    #[serde(default)]
+    stages: Vec<RawStage>,
+    auto_approve: Option<RawAutoApprove>,
+    break_glass: Option<RawBreakGlass>,
+    #[serde(default = "default_true")]
+    require_reason: bool,
+    ticket_pattern: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    group: String,
+    #[serde(default = "default_one")]
+    approvals: u32,
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutoApprove {
+    group: String,
+    max_duration: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreakGlass {
+    max_duration: String,
+}
+
+pub(super) fn workflow(raw: &RawWorkflow) -> Result<WorkflowConfig, String> {
+    let text = raw.pending_ttl.as_deref().unwrap_or("24h");
+    let pending_ttl =
+        HumanDuration::parse(text).map_err(|e| format!("workflow.pending_ttl: {e}"))?;
+    Ok(WorkflowConfig { pending_ttl })
+}
+
+/// Builds the policy; every message names the role and the key.
+pub(super) fn policy(
+    raw: &[RawRole],
+    host_groups: &BTreeMap<String, Vec<String>>,
+) -> Result<Policy, String> {
+    let mut seen = BTreeSet::new();
+    let mut roles = Vec::with_capacity(raw.len());
+    for r in raw {
+        let role = role(r, host_groups)?;
+        if !seen.insert(role.name.clone()) {
+            return Err(format!("role {} is defined twice", role.name));
+        }
+        roles.push(role);
+    }
+    Policy::new(roles).map_err(|e| e.to_string())
+}
+
+fn role(r: &RawRole, host_groups: &BTreeMap<String, Vec<String>>) -> Result<Role, String> {
+    let name = RoleName::parse(&r.name).map_err(|e| format!("roles: {e}"))?;
+    let ctx = |key: &str, e: &dyn std::fmt::Display| format!("role {name}: {key}: {e}");
+    let duration = |key: &str, text: &str| HumanDuration::parse(text).map_err(|e| ctx(key, &e));
+    let group = |key: &str, text: &str| GroupName::parse(text).map_err(|e| ctx(key, &e));
+    let logins = r
+        .logins
+        .iter()
+        .map(|l| Principal::parse(l).map_err(|e| ctx("logins", &e)))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let mut hosts = Vec::new();
+    for h in &r.hosts {
+        match h.strip_prefix('@') {
+            Some(group_name) => {
+                let members = host_groups.get(group_name).ok_or_else(|| {
+                    ctx(
+                        "hosts",
+                        &format!("unknown host group @{group_name} (define it in [host_groups])"),
+                    )
+                })?;
+                for m in members {
+                    hosts.push(
+                        HostPattern::parse(m)
+                            .map_err(|e| ctx(&format!("host_groups.{group_name}"), &e))?,
+                    );
+                }
+            }
+            None => hosts.push(HostPattern::parse(h).map_err(|e| ctx("hosts", &e))?),
+        }
+    }
+    let max_duration = duration("max_duration", &r.max_duration)?;
+    let default_duration = match &r.default_duration {
+        Some(d) => duration("default_duration", d)?,
+        None => {
+            max_duration.min(HumanDuration::parse("1h").map_err(|e| ctx("default_duration", &e))?)
+        }
+    };
+    let cert_ttl = duration("cert_ttl", r.cert_ttl.as_deref().unwrap_or("15m"))?;
+    let extensions = r
+        .extensions
+        .iter()
+        .map(|e| Extension::parse(e).map_err(|err| ctx("extensions", &err)))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let critical_options = CriticalOptions {
+        force_command: r
+            .force_command
+            .as_deref()
+            .map(ForceCommand::parse)
+            .transpose()
+            .map_err(|e| ctx("force_command", &e))?,
+        source_address: r
+            .source_address
+            .as_deref()
+            .map(SourceAddresses::parse)
+            .transpose()
+            .map_err(|e| ctx("source_address", &e))?,
+    };
+    let requestable_by = r
+        .requestable_by
+        .iter()
+        .map(|g| group("requestable_by", g))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let stages = r
+        .stages
+        .iter()
+        .map(|s| {
+            Ok(ApprovalStage {
+                group: group("stages.group", &s.group)?,
+                approvals: s.approvals,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let auto_approve = r
+        .auto_approve
+        .as_ref()
+        .map(|a| {
+            Ok::<_, String>(AutoApprove {
+                group: group("auto_approve.group", &a.group)?,
+                max_duration: duration("auto_approve.max_duration", &a.max_duration)?,
+            })
+        })
+        .transpose()?;
+    let break_glass = r
+        .break_glass
+        .as_ref()
+        .map(|b| {
+            Ok::<_, String>(BreakGlass {
+                max_duration: duration("break_glass.max_duration", &b.max_duration)?,
+            })
+        })
+        .transpose()?;
+    let ticket_pattern = r
+        .ticket_pattern
+        .as_deref()
+        .map(TicketPattern::parse)
+        .transpose()
+        .map_err(|e| ctx("ticket_pattern", &e))?;
+    Ok(Role {
+        name,
+        description: r.description.clone(),
+        logins,
+        hosts,
+        max_duration,
+        default_duration,
+        cert_ttl,
+        extensions,
+        critical_options,
+        requestable_by,
+        stages,
+        auto_approve,
+        break_glass,
+        require_reason: r.require_reason,
+        ticket_pattern,
+    })
+}
+
+/// The two roles of the product brief, as `tpa-ca init` and `demo` write them.
+pub const EXAMPLE_ROLES: &str = r#"
+# Roles: what a certificate may carry, where, for how long, and who approves.
+# Every key is described in docs/configuration.md.
+
+[workflow]
+# How long a request may wait for decisions before it expires.
+pending_ttl = "24h"
+
+[host_groups]
+web = ["web-*"]
+db = ["db-*"]
+
+[[roles]]
+name = "read-only-debug"
+description = "Inspect logs on web hosts; no changes (the certificate forces a log viewer)."
+logins = ["debug"]
+hosts = ["@web"]
+max_duration = "4h"
+default_duration = "1h"
+cert_ttl = "15m"
+extensions = []
+force_command = "journalctl --no-pager -n 500"
+requestable_by = ["engineers"]
+require_reason = true
+stages = [{ group = "sre-leads", approvals = 1 }]
+# Engineers get up to one hour at once, without waiting for anyone.
+auto_approve = { group = "engineers", max_duration = "1h" }
+
+[[roles]]
+name = "hotfix-admin"
+description = "Elevated access to fix production: one SRE lead, then one manager."
+logins = ["root"]
+hosts = ["@web", "@db"]
+max_duration = "4h"
+default_duration = "1h"
+cert_ttl = "15m"
+extensions = ["permit-pty"]
+requestable_by = ["engineers"]
+require_reason = true
+ticket_pattern = "INC-[0-9]+"
+stages = [
+  { group = "sre-leads", approvals = 1 },
+  { group = "managers", approvals = 1 },
+]
+break_glass = { max_duration = "30m" }
+"#;
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const BASE: &str = "[ca]\nkey_file = \"ca_key\"\n[database]\npath = \"tpa.db\"\n";
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        Config::parse(&format!("{BASE}{extra}"), Path::new("/etc/tpa/tpa.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn example_roles_parse_as_the_brief_describes() {
+        let c = parse(super::EXAMPLE_ROLES).unwrap();
+        let names: Vec<&str> = c.policy.roles().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["hotfix-admin", "read-only-debug"]);
+        let hotfix = c
+            .policy
+            .roles()
+            .find(|r| r.name.as_str() == "hotfix-admin")
+            .unwrap();
+        assert_eq!(hotfix.stages.len(), 2);
+        assert_eq!(hotfix.max_duration.as_secs(), 4 * 3600);
+        assert_eq!(hotfix.hosts.len(), 2, "@web and @db expanded");
+        let debug = c
+            .policy
+            .roles()
+            .find(|r| r.name.as_str() == "read-only-debug")
+            .unwrap();
+        assert!(debug.critical_options.force_command.is_some());
+        assert_eq!(
+            debug.auto_approve.as_ref().unwrap().max_duration.as_secs(),
+            3600
+        );
+        assert_eq!(c.workflow.pending_ttl.as_secs(), 24 * 3600);
+    }
+
+    fn role(extra_keys: &str) -> String {
+        format!(
+            "[[roles]]\nname = \"r\"\nlogins = [\"deploy\"]\nhosts = [\"web-*\"]\nmax_duration = \"1h\"\n\
+             requestable_by = [\"eng\"]\nstages = [{{ group = \"leads\" }}]\n{extra_keys}"
+        )
+    }
+
+    fn check_error(extra: &str, expected: &str) {
+        let e = parse(extra).unwrap_err();
+        assert!(e.contains(expected), "expected {expected:?} in: {e}");
+    }
+
+    #[test]
+    fn role_errors_name_the_role_and_key() {
+        assert!(parse(&role("")).is_ok());
+        check_error(&role("extensions = [\"all\"]"), "role r: extensions");
+        check_error(&role("force_command = \"a\\nb\""), "role r: force_command");
+        check_error(
+            &role("source_address = \"10.0.0.0/99\""),
+            "role r: source_address",
+        );
+        check_error(&role("ticket_pattern = \"(\""), "role r: ticket_pattern");
+        check_error(&role("cert_ttl = \"0\""), "role r: cert_ttl");
+        check_error(&role("default_duration = \"2h\""), "default_duration");
+        check_error(&role("colour = \"red\""), "colour");
+        check_error(&format!("{}{}", role(""), role("")), "defined twice");
+        check_error(
+            &role("").replace("web-*", "@nope"),
+            "unknown host group @nope",
+        );
+        check_error(&role("").replace("web-*", "*"), "role r: hosts");
+        check_error(&role("").replace("\"deploy\"", "\"a,b\""), "role r: logins");
+        check_error(
+            &role("").replace("stages = [{ group = \"leads\" }]", ""),
+            "approval stage",
+        );
+        check_error(
+            &role("").replace("\"eng\"", "\"Eng Team\""),
+            "role r: requestable_by",
+        );
+        check_error(
+            "[workflow]\npending_ttl = \"never\"\n",
+            "workflow.pending_ttl",
+        );
+    }
+}
