@@ -1,4 +1,5 @@
 //! Use cases that join the store, the rules of `tpa-core` and the signer.
+//! Access requests (submit, decide, issue) live in `workflow/requests.rs`.
 //!
 //! Issuance is one `BEGIN IMMEDIATE` transaction: pick an unused serial, sign,
 //! append the audit event, insert the certificate row, commit. The certificate
@@ -16,6 +17,8 @@ use tpa_core::{
     HumanDuration, Principal, SourceAddresses, SubjectKey, Username,
 };
 
+pub mod requests;
+
 use crate::audit::{NewEvent, Outcome, format_time};
 use crate::config::AdminIssueConfig;
 use crate::signer::{Signer, SignerError};
@@ -31,6 +34,14 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// An authenticated user acting from `source` (a client address or `web`).
+    pub fn user(user: &tpa_core::User, source: &str) -> Self {
+        Self {
+            id: format!("user:{}", user.identity),
+            source: source.to_owned(),
+        }
+    }
+
     /// An administrator running `tpa-ca` locally. The name is what the operator
     /// claims; the source records the operating-system uid that ran the command.
     pub fn local_admin(name: &Username) -> Self {
@@ -223,7 +234,21 @@ pub fn issue(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Issued, IssueError> {
-    store::write(conn, |tx| {
+    store::write(conn, |tx| issue_in(tx, signer, actor, scope, reason, now))
+}
+
+/// The signing step inside the caller's write transaction: serial, signature,
+/// audit event, certificate row. Nothing is returned to a client until the
+/// caller commits.
+pub fn issue_in(
+    tx: &rusqlite::Transaction<'_>,
+    signer: &Signer,
+    actor: &Actor,
+    scope: ApprovedScope,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Issued, IssueError> {
+    {
         let mut rng = rand::rng();
         let serial = loop {
             let candidate = CertSerial::generate(&mut rng);
@@ -289,5 +314,5 @@ pub fn issue(
             serial,
             audit_seq: event.seq,
         })
-    })
+    }
 }

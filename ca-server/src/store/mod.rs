@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod requests;
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +14,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 /// Migrations in order; index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_requests.sql"),
+];
 
 /// The schema version this build expects.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,316 @@
+//! The `requests` and `approvals` tables: access requests as the state machine left them.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use tpa_core::{
+    AccessRequest, Approval, ApprovalPath, HostName, HumanDuration, Identity, RequestId,
+    RequestState, RoleName, Username, Window,
+};
+
+use super::StoreError;
+use crate::audit::format_time;
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt("time", e))
+}
+
+fn opt_time(text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    text.as_deref().map(time).transpose()
+}
+
+fn path_name(path: ApprovalPath) -> &'static str {
+    match path {
+        ApprovalPath::Auto => "auto",
+        ApprovalPath::Stages => "stages",
+        ApprovalPath::BreakGlass => "break_glass",
+    }
+}
+
+fn hosts_json(hosts: &BTreeSet<HostName>) -> String {
+    serde_json::to_string(&hosts.iter().map(HostName::as_str).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Inserts a new request (and any approvals it already has).
+pub fn insert(
+    tx: &Transaction<'_>,
+    r: &AccessRequest,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO requests (id, requester_issuer, requester_subject, requester_username, role, hosts,
+             duration_secs, reason, ticket, start_at, path, created_at, pending_until, state, window_start,
+             window_end, decided_by_issuer, decided_by_subject, comment, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            r.id.as_str(),
+            r.requester.issuer(),
+            r.requester.subject(),
+            r.requester_username.as_str(),
+            r.role.as_str(),
+            hosts_json(&r.hosts),
+            i64::try_from(r.duration.as_secs()).unwrap_or(i64::MAX),
+            r.reason,
+            r.ticket,
+            r.start.map(format_time),
+            path_name(r.path),
+            format_time(r.created_at),
+            format_time(r.pending_until),
+            r.state.as_str(),
+            r.window.map(|w| format_time(w.start)),
+            r.window.map(|w| format_time(w.end)),
+            r.decided_by.as_ref().map(Identity::issuer),
+            r.decided_by.as_ref().map(Identity::subject),
+            r.comment,
+            format_time(now),
+        ],
+    )?;
+    insert_approvals(tx, r, 0)
+}
+
+fn insert_approvals(
+    tx: &Transaction<'_>,
+    r: &AccessRequest,
+    from: usize,
+) -> Result<(), StoreError> {
+    for (position, a) in r.approvals.iter().enumerate().skip(from) {
+        tx.execute(
+            "INSERT INTO approvals (request_id, position, approver_issuer, approver_subject, approver_username,
+                 stage, at, content_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                r.id.as_str(),
+                position as i64,
+                a.approver.issuer(),
+                a.approver.subject(),
+                a.approver_username.as_str(),
+                a.stage as i64,
+                format_time(a.at),
+                a.content_hash,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a transition: the mutable columns, and the approvals added since `stored_approvals`.
+pub fn update(
+    tx: &Transaction<'_>,
+    r: &AccessRequest,
+    stored_approvals: usize,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let changed = tx.execute(
+        "UPDATE requests SET hosts = ?2, duration_secs = ?3, state = ?4, window_start = ?5, window_end = ?6,
+             decided_by_issuer = ?7, decided_by_subject = ?8, comment = ?9, updated_at = ?10
+         WHERE id = ?1",
+        params![
+            r.id.as_str(),
+            hosts_json(&r.hosts),
+            i64::try_from(r.duration.as_secs()).unwrap_or(i64::MAX),
+            r.state.as_str(),
+            r.window.map(|w| format_time(w.start)),
+            r.window.map(|w| format_time(w.end)),
+            r.decided_by.as_ref().map(Identity::issuer),
+            r.decided_by.as_ref().map(Identity::subject),
+            r.comment,
+            format_time(now),
+        ],
+    )?;
+    if changed != 1 {
+        return Err(corrupt(
+            "request",
+            format!("{} vanished during an update", r.id),
+        ));
+    }
+    insert_approvals(tx, r, stored_approvals)
+}
+
+const COLUMNS: &str =
+    "id, requester_issuer, requester_subject, requester_username, role, hosts, duration_secs,
+    reason, ticket, start_at, path, created_at, pending_until, state, window_start, window_end,
+    decided_by_issuer, decided_by_subject, comment";
+
+fn from_row(row: &Row<'_>) -> Result<AccessRequest, StoreError> {
+    let text = |i: usize| row.get::<_, String>(i).map_err(StoreError::from);
+    let opt = |i: usize| row.get::<_, Option<String>>(i).map_err(StoreError::from);
+    let id = RequestId::parse(&text(0)?).map_err(|e| corrupt("request id", e))?;
+    let requester = Identity::new(&text(1)?, &text(2)?).map_err(|e| corrupt("requester", e))?;
+    let hosts: Vec<String> = serde_json::from_str(&text(5)?).map_err(|e| corrupt("hosts", e))?;
+    let hosts = hosts
+        .iter()
+        .map(|h| HostName::parse(h).map_err(|e| corrupt("host", e)))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let secs: i64 = row.get(6)?;
+    let duration = HumanDuration::from_secs(u64::try_from(secs).unwrap_or(0))
+        .map_err(|e| corrupt("duration", e))?;
+    let path = match text(10)?.as_str() {
+        "auto" => ApprovalPath::Auto,
+        "stages" => ApprovalPath::Stages,
+        "break_glass" => ApprovalPath::BreakGlass,
+        other => return Err(corrupt("path", other)),
+    };
+    let state = RequestState::parse(&text(13)?).ok_or_else(|| corrupt("state", "unknown"))?;
+    let window = match (opt_time(opt(14)?)?, opt_time(opt(15)?)?) {
+        (Some(start), Some(end)) => Some(Window { start, end }),
+        _ => None,
+    };
+    let decided_by = match (opt(16)?, opt(17)?) {
+        (Some(i), Some(s)) => Some(Identity::new(&i, &s).map_err(|e| corrupt("decided_by", e))?),
+        _ => None,
+    };
+    Ok(AccessRequest {
+        id,
+        requester,
+        requester_username: Username::parse(&text(3)?)
+            .map_err(|e| corrupt("requester_username", e))?,
+        role: RoleName::parse(&text(4)?).map_err(|e| corrupt("role", e))?,
+        hosts,
+        duration,
+        reason: text(7)?,
+        ticket: opt(8)?,
+        start: opt_time(opt(9)?)?,
+        path,
+        created_at: time(&text(11)?)?,
+        pending_until: time(&text(12)?)?,
+        state,
+        approvals: Vec::new(),
+        window,
+        decided_by,
+        comment: opt(18)?,
+    })
+}
+
+fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT approver_issuer, approver_subject, approver_username, stage, at, content_hash
+         FROM approvals WHERE request_id = ?1 ORDER BY position",
+    )?;
+    let mut rows = stmt.query([r.id.as_str()])?;
+    while let Some(row) = rows.next()? {
+        let stage: i64 = row.get(3)?;
+        r.approvals.push(Approval {
+            approver: Identity::new(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)
+                .map_err(|e| corrupt("approver", e))?,
+            approver_username: Username::parse(&row.get::<_, String>(2)?)
+                .map_err(|e| corrupt("approver", e))?,
+            stage: usize::try_from(stage).map_err(|e| corrupt("stage", e))?,
+            at: time(&row.get::<_, String>(4)?)?,
+            content_hash: row.get(5)?,
+        });
+    }
+    Ok(())
+}
+
+/// One request with its approvals.
+pub fn load(conn: &Connection, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?1");
+    let found = conn
+        .query_row(&sql, [id.as_str()], |row| Ok(from_row(row)))
+        .optional()?;
+    match found {
+        None => Ok(None),
+        Some(r) => {
+            let mut r = r?;
+            load_approvals(conn, &mut r)?;
+            Ok(Some(r))
+        }
+    }
+}
+
+/// Which requests to list.
+#[derive(Debug, Clone)]
+pub enum Listing<'a> {
+    /// A requester's own requests, newest first.
+    Requester(&'a Identity),
+    /// Every pending request, oldest first (the approvers' inbox).
+    Pending,
+    /// Every request, newest first.
+    All,
+}
+
+/// Lists requests with their approvals, at most `limit`.
+pub fn list(
+    conn: &Connection,
+    listing: Listing<'_>,
+    limit: u32,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    let (filter, order) = match listing {
+        Listing::Requester(_) => (
+            "WHERE requester_issuer = ?1 AND requester_subject = ?2",
+            "created_at DESC",
+        ),
+        Listing::Pending => (
+            "WHERE state = 'pending' AND ?1 IS NOT NULL AND ?2 IS NOT NULL",
+            "created_at ASC",
+        ),
+        Listing::All => ("WHERE ?1 IS NOT NULL AND ?2 IS NOT NULL", "created_at DESC"),
+    };
+    let (issuer, subject) = match listing {
+        Listing::Requester(who) => (who.issuer(), who.subject()),
+        _ => ("", ""),
+    };
+    let sql = format!("SELECT {COLUMNS} FROM requests {filter} ORDER BY {order}, id LIMIT ?3");
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params![issuer, subject, limit])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    for r in &mut out {
+        load_approvals(conn, r)?;
+    }
+    Ok(out)
+}
+
+/// An approved grant of `requester` for `role` on exactly `hosts` whose window is still open.
+pub fn find_active_grant(
+    conn: &Connection,
+    requester: &Identity,
+    role: &RoleName,
+    hosts: &BTreeSet<HostName>,
+    now: DateTime<Utc>,
+) -> Result<Option<RequestId>, StoreError> {
+    let id: Option<String> = conn
+        .query_row(
+            "SELECT id FROM requests
+             WHERE requester_issuer = ?1 AND requester_subject = ?2 AND role = ?3 AND hosts = ?4
+               AND state = 'approved' AND window_end > ?5
+             ORDER BY window_end DESC LIMIT 1",
+            params![
+                requester.issuer(),
+                requester.subject(),
+                role.as_str(),
+                hosts_json(hosts),
+                format_time(now)
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    id.map(|i| RequestId::parse(&i).map_err(|e| corrupt("request id", e)))
+        .transpose()
+}
+
+/// Pending requests whose pending TTL has run out.
+pub fn due_for_expiry(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<RequestId>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT id FROM requests WHERE state = 'pending' AND pending_until <= ?1 ORDER BY pending_until LIMIT ?2")?;
+    let ids = stmt.query_map(params![format_time(now), limit], |r| r.get::<_, String>(0))?;
+    ids.map(|i| {
+        i.map_err(StoreError::from)
+            .and_then(|i| RequestId::parse(&i).map_err(|e| corrupt("request id", e)))
+    })
+    .collect()
+}

@@ -1,0 +1,504 @@
+//! Access-request use cases: submit, approve, deny, cancel, expire, and issue a
+//! certificate for an approved request.
+//!
+//! Each runs in one `BEGIN IMMEDIATE` transaction that re-reads the request,
+//! applies the `tpa-core` state machine, writes the result and its audit event,
+//! and commits. A refusal commits only its `denied` audit event (and an expiry
+//! that was due); the request itself is unchanged.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Transaction};
+use serde_json::{Value, json};
+use tpa_core::{
+    AccessRequest, ApprovalPath, ApproveOutcome, DecisionRefusal, HostName, IssueRefusal,
+    Narrowing, Policy, PolicyRefusal, RequestId, RequestInput, RequestState, SubjectKey, User,
+};
+
+use super::{Actor, IssueError, Issued, issue_in};
+use crate::audit::{NewEvent, Outcome};
+use crate::config::WorkflowConfig;
+use crate::signer::Signer;
+use crate::store::{self, StoreError, requests};
+
+/// Why a use case did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// A rule said no; the code is stable and the message is for people.
+    #[error("{message}")]
+    Refused {
+        /// Stable machine code.
+        code: &'static str,
+        /// What was wrong and what to do.
+        message: String,
+    },
+    /// No such request (or not visible to the caller).
+    #[error("no such request")]
+    NotFound,
+    /// The database failed; nothing changed.
+    #[error("storage failed: {0}")]
+    Storage(#[from] StoreError),
+    /// Signing failed; nothing was issued.
+    #[error("signing failed: {0}")]
+    Signing(#[from] crate::signer::SignerError),
+}
+
+impl From<rusqlite::Error> for WorkflowError {
+    fn from(e: rusqlite::Error) -> Self {
+        WorkflowError::Storage(StoreError::Sqlite(e))
+    }
+}
+
+impl From<IssueError> for WorkflowError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Invalid(message) => WorkflowError::Refused {
+                code: "invalid",
+                message,
+            },
+            IssueError::Storage(e) => WorkflowError::Storage(e),
+            IssueError::Signing(e) => WorkflowError::Signing(e),
+        }
+    }
+}
+
+fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
+    WorkflowError::Refused {
+        code,
+        message: message.to_string(),
+    }
+}
+
+impl From<PolicyRefusal> for WorkflowError {
+    fn from(r: PolicyRefusal) -> Self {
+        refused(r.code(), r)
+    }
+}
+
+impl From<DecisionRefusal> for WorkflowError {
+    fn from(r: DecisionRefusal) -> Self {
+        refused(r.code(), r)
+    }
+}
+
+impl From<IssueRefusal> for WorkflowError {
+    fn from(r: IssueRefusal) -> Self {
+        refused(r.code(), r)
+    }
+}
+
+/// A submitted request, or the still-active grant it duplicates.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The request.
+    pub request: AccessRequest,
+    /// True when an identical active grant was returned instead of a new request.
+    pub existing: bool,
+}
+
+fn event(
+    actor: &Actor,
+    action: &str,
+    id: &str,
+    outcome: Outcome,
+    reason: &str,
+    details: Value,
+    now: DateTime<Utc>,
+) -> NewEvent {
+    NewEvent {
+        time: now,
+        actor: actor.id.clone(),
+        source: actor.source.clone(),
+        action: action.to_owned(),
+        object: format!("request:{id}"),
+        outcome,
+        reason: reason.to_owned(),
+        details,
+    }
+}
+
+fn summary(r: &AccessRequest) -> Value {
+    json!({
+        "role": r.role.as_str(),
+        "hosts": r.hosts.iter().map(HostName::as_str).collect::<Vec<_>>(),
+        "duration_secs": r.duration.as_secs(),
+        "state": r.state.as_str(),
+        "path": match r.path { ApprovalPath::Auto => "auto", ApprovalPath::Stages => "stages", ApprovalPath::BreakGlass => "break_glass" },
+        "ticket": r.ticket,
+        "content_hash": r.content_hash(),
+        "window_end": r.window.map(|w| crate::audit::format_time(w.end)),
+    })
+}
+
+/// Submits a request. Policy refusals are audited as denied.
+pub fn submit(
+    conn: &mut Connection,
+    policy: &Policy,
+    settings: &WorkflowConfig,
+    requester: &User,
+    input: &RequestInput,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Submitted, WorkflowError> {
+    let actor = Actor::user(requester, source);
+    let checked = match policy.check_request(requester, input, now) {
+        Ok(c) => c,
+        Err(refusal) => {
+            let details = json!({ "role": input.role.chars().take(64).collect::<String>() });
+            let e = event(
+                &actor,
+                "request.submit",
+                "none",
+                Outcome::Denied,
+                &refusal.to_string(),
+                details,
+                now,
+            );
+            store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+            return Err(refusal.into());
+        }
+    };
+    store::write(conn, |tx| {
+        if let Some(id) = requests::find_active_grant(
+            tx,
+            &requester.identity,
+            &checked.role,
+            &checked.hosts,
+            now,
+        )? {
+            let request = requests::load(tx, &id)?.ok_or(WorkflowError::NotFound)?;
+            return Ok(Submitted {
+                request,
+                existing: true,
+            });
+        }
+        let id = RequestId::generate(&mut rand::rng());
+        let request = AccessRequest::submit(id, requester, checked, now, settings.pending_ttl);
+        requests::insert(tx, &request, now)?;
+        let reason = request.reason.clone();
+        store::audit::append(
+            tx,
+            &event(
+                &actor,
+                "request.submit",
+                request.id.as_str(),
+                Outcome::Success,
+                &reason,
+                summary(&request),
+                now,
+            ),
+        )?;
+        if request.state == RequestState::Approved {
+            let (action, why) = match request.path {
+                ApprovalPath::BreakGlass => ("request.break_glass", "break-glass self-approval"),
+                _ => (
+                    "request.approve",
+                    "auto-approved by the role's auto_approve rule",
+                ),
+            };
+            let system = Actor {
+                id: "system".to_owned(),
+                source: "policy".to_owned(),
+            };
+            store::audit::append(
+                tx,
+                &event(
+                    &system,
+                    action,
+                    request.id.as_str(),
+                    Outcome::Success,
+                    why,
+                    summary(&request),
+                    now,
+                ),
+            )?;
+        }
+        Ok(Submitted {
+            request,
+            existing: false,
+        })
+    })
+}
+
+/// Runs a decision on a re-read request in one transaction; a refusal commits
+/// only its audit event (and an expiry that was due).
+fn decide<T>(
+    conn: &mut Connection,
+    actor: &Actor,
+    action: &str,
+    id: &RequestId,
+    now: DateTime<Utc>,
+    f: impl FnOnce(&mut AccessRequest) -> Result<(T, String), WorkflowError>,
+) -> Result<(AccessRequest, T), WorkflowError> {
+    store::write(conn, |tx: &Transaction<'_>| {
+        let mut r = requests::load(tx, id)?.ok_or(WorkflowError::NotFound)?;
+        let stored = r.approvals.len();
+        if r.expire_if_due(now) {
+            requests::update(tx, &r, stored, now)?;
+            let system = Actor {
+                id: "system".to_owned(),
+                source: "policy".to_owned(),
+            };
+            store::audit::append(
+                tx,
+                &event(
+                    &system,
+                    "request.expire",
+                    id.as_str(),
+                    Outcome::Success,
+                    "pending TTL ran out",
+                    json!({}),
+                    now,
+                ),
+            )?;
+        }
+        match f(&mut r) {
+            Ok((value, why)) => {
+                requests::update(tx, &r, stored, now)?;
+                store::audit::append(
+                    tx,
+                    &event(
+                        actor,
+                        action,
+                        id.as_str(),
+                        Outcome::Success,
+                        &why,
+                        summary(&r),
+                        now,
+                    ),
+                )?;
+                Ok(Ok((r, value)))
+            }
+            Err(WorkflowError::Refused { code, message }) => {
+                let details = json!({ "code": code });
+                store::audit::append(
+                    tx,
+                    &event(
+                        actor,
+                        action,
+                        id.as_str(),
+                        Outcome::Denied,
+                        &message,
+                        details,
+                        now,
+                    ),
+                )?;
+                Ok(Err(WorkflowError::Refused { code, message }))
+            }
+            Err(other) => Err(other),
+        }
+    })?
+}
+
+/// Records `approver`'s approval. `approver` must be the user as of now (groups re-read).
+pub fn approve(
+    conn: &mut Connection,
+    policy: &Policy,
+    approver: &User,
+    id: &RequestId,
+    narrowing: Narrowing,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<(AccessRequest, ApproveOutcome), WorkflowError> {
+    let actor = Actor::user(approver, source);
+    decide(conn, &actor, "request.approve", id, now, |r| {
+        let role = policy
+            .role(&r.role)
+            .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))?;
+        let outcome = r.approve(role, approver, narrowing, now)?;
+        let why = match &outcome {
+            ApproveOutcome::Approved(_) => "final approval".to_owned(),
+            ApproveOutcome::Recorded { still_needed, .. } => {
+                format!("approval recorded; {still_needed} more needed")
+            }
+        };
+        Ok((outcome, why))
+    })
+}
+
+/// Denies a request with an optional comment.
+pub fn deny(
+    conn: &mut Connection,
+    policy: &Policy,
+    approver: &User,
+    id: &RequestId,
+    comment: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessRequest, WorkflowError> {
+    let actor = Actor::user(approver, source);
+    decide(conn, &actor, "request.deny", id, now, |r| {
+        let role = policy
+            .role(&r.role)
+            .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))?;
+        r.deny(role, approver, comment, now)?;
+        Ok(((), r.comment.clone().unwrap_or_default()))
+    })
+    .map(|(r, ())| r)
+}
+
+/// The requester cancels a pending request or ends an approved one early.
+pub fn cancel(
+    conn: &mut Connection,
+    requester: &User,
+    id: &RequestId,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessRequest, WorkflowError> {
+    let actor = Actor::user(requester, source);
+    decide(conn, &actor, "request.cancel", id, now, |r| {
+        if r.requester != requester.identity {
+            // Someone else's request: say nothing about it.
+            return Err(WorkflowError::NotFound);
+        }
+        r.cancel(&requester.identity, now)?;
+        Ok(((), "cancelled by the requester".to_owned()))
+    })
+    .map(|(r, ())| r)
+}
+
+/// Expires due pending requests (bounded batch). Returns how many.
+pub fn expire_due(conn: &mut Connection, now: DateTime<Utc>) -> Result<usize, WorkflowError> {
+    let due = requests::due_for_expiry(conn, now, 500)?;
+    let system = Actor {
+        id: "system".to_owned(),
+        source: "policy".to_owned(),
+    };
+    let mut count = 0;
+    for id in due {
+        let done = store::write(conn, |tx| {
+            let Some(mut r) = requests::load(tx, &id)? else {
+                return Ok::<_, WorkflowError>(false);
+            };
+            let stored = r.approvals.len();
+            if !r.expire_if_due(now) {
+                return Ok(false);
+            }
+            requests::update(tx, &r, stored, now)?;
+            store::audit::append(
+                tx,
+                &event(
+                    &system,
+                    "request.expire",
+                    id.as_str(),
+                    Outcome::Success,
+                    "pending TTL ran out",
+                    json!({}),
+                    now,
+                ),
+            )?;
+            Ok(true)
+        })?;
+        count += usize::from(done);
+    }
+    Ok(count)
+}
+
+/// Signs a certificate for an approved request, inside one transaction that
+/// re-reads the request and re-checks everything (`certificate_scope`).
+#[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
+pub fn issue_for_request(
+    conn: &mut Connection,
+    signer: &Signer,
+    policy: &Policy,
+    caller: &User,
+    id: &RequestId,
+    public_key: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Issued, WorkflowError> {
+    let actor = Actor::user(caller, source);
+    store::write(conn, |tx| {
+        let Some(r) = requests::load(tx, id)? else {
+            return Ok(Err(WorkflowError::NotFound));
+        };
+        let refusal = |tx: &Transaction<'_>,
+                       e: WorkflowError|
+         -> Result<Result<Issued, WorkflowError>, WorkflowError> {
+            let (code, message) = match &e {
+                WorkflowError::Refused { code, message } => (*code, message.clone()),
+                WorkflowError::NotFound => {
+                    ("not_found", "no such request for this user".to_owned())
+                }
+                _ => return Ok(Err(e)),
+            };
+            {
+                let ev = NewEvent {
+                    time: now,
+                    actor: actor.id.clone(),
+                    source: actor.source.clone(),
+                    action: "cert.issue".to_owned(),
+                    object: "cert:none".to_owned(),
+                    outcome: Outcome::Denied,
+                    reason: message,
+                    details: json!({ "code": code, "request_id": id.as_str() }),
+                };
+                store::audit::append(tx, &ev)?;
+            }
+            Ok(Err(e))
+        };
+        if r.requester != caller.identity {
+            return refusal(tx, WorkflowError::NotFound);
+        }
+        let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
+            Ok(s) => s,
+            Err(e) => return refusal(tx, refused("bad_public_key", e)),
+        };
+        let scope = match r.certificate_scope(policy.role(&r.role), caller, subject, now) {
+            Ok(s) => s,
+            Err(e) => return refusal(tx, e.into()),
+        };
+        let reason = format!("certificate for request {}", r.id);
+        Ok(Ok(issue_in(tx, signer, &actor, scope, &reason, now)?))
+    })?
+}
+
+/// Whether `user` may see `request`: its requester, or an approver of its role.
+pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
+    request.requester == user.identity || is_role_approver(policy, user, request)
+}
+
+/// Whether `user` is in one of the approval stage groups of the request's role.
+pub fn is_role_approver(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
+    policy
+        .role(&request.role)
+        .is_some_and(|role| role.stages.iter().any(|s| user.in_group(&s.group)))
+}
+
+/// Loads a request the caller may see.
+pub fn get(
+    conn: &Connection,
+    policy: &Policy,
+    user: &User,
+    id: &RequestId,
+) -> Result<AccessRequest, WorkflowError> {
+    match requests::load(conn, id)? {
+        Some(r) if can_view(policy, user, &r) => Ok(r),
+        _ => Err(WorkflowError::NotFound),
+    }
+}
+
+/// The requests `user` may decide now, oldest first.
+pub fn inbox(
+    conn: &Connection,
+    policy: &Policy,
+    user: &User,
+    now: DateTime<Utc>,
+) -> Result<Vec<AccessRequest>, WorkflowError> {
+    let pending = requests::list(conn, requests::Listing::Pending, 500)?;
+    Ok(pending
+        .into_iter()
+        .filter(|r| r.requester != user.identity && now < r.pending_until)
+        .filter(|r| {
+            policy
+                .role(&r.role)
+                .is_some_and(|role| match r.open_stage(role) {
+                    Some((stage, _)) => role
+                        .stages
+                        .get(stage)
+                        .is_some_and(|s| user.in_group(&s.group)),
+                    None => false,
+                })
+        })
+        .filter(|r| !r.approvals.iter().any(|a| a.approver == user.identity))
+        .collect())
+}

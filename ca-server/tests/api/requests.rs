@@ -1,0 +1,542 @@
+//! The request workflow in-process: submit, decide, issue — with a real SQLite
+//! file and the roles of the product brief (`EXAMPLE_ROLES`).
+
+use std::collections::BTreeSet;
+
+use ca_server::commands::verify_database;
+use ca_server::config::EXAMPLE_ROLES;
+use ca_server::workflow::requests::{self, WorkflowError};
+use chrono::{DateTime, TimeDelta, Utc};
+use tpa_core::{
+    ApproveOutcome, GroupName, HostName, HumanDuration, Identity, Narrowing, RequestInput,
+    RequestState, User, Username,
+};
+
+use crate::helpers::{DataDir, Fixture, count, ed25519_public_key};
+
+fn user(name: &str, groups: &[&str]) -> User {
+    let username = Username::parse(name).unwrap();
+    User {
+        identity: Identity::local(&username),
+        username,
+        display_name: name.to_owned(),
+        groups: groups
+            .iter()
+            .map(|g| GroupName::parse(g).unwrap())
+            .collect(),
+    }
+}
+
+fn alice() -> User {
+    user("alice", &["engineers"])
+}
+fn bob() -> User {
+    user("bob", &["sre-leads"])
+}
+fn carol() -> User {
+    user("carol", &["managers"])
+}
+
+/// A fixture whose config holds the brief's two roles.
+fn fixture() -> Fixture {
+    let mut data = DataDir::new();
+    data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
+    Fixture::over(data)
+}
+
+fn hotfix(hosts: &[&str], duration: &str) -> RequestInput {
+    RequestInput {
+        role: "hotfix-admin".into(),
+        hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+        duration: Some(duration.into()),
+        reason: "INC-4411 disk full".into(),
+        ticket: Some("INC-4411".into()),
+        ..RequestInput::default()
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn submit(
+    f: &mut Fixture,
+    who: &User,
+    input: &RequestInput,
+) -> Result<requests::Submitted, WorkflowError> {
+    let c = &f.data.config;
+    requests::submit(
+        &mut f.conn,
+        &c.policy,
+        &c.workflow,
+        who,
+        input,
+        "test",
+        now(),
+    )
+}
+
+fn approve(
+    f: &mut Fixture,
+    who: &User,
+    id: &tpa_core::RequestId,
+) -> Result<ApproveOutcome, WorkflowError> {
+    requests::approve(
+        &mut f.conn,
+        &f.data.config.policy,
+        who,
+        id,
+        Narrowing::default(),
+        "test",
+        now(),
+    )
+    .map(|(_, o)| o)
+}
+
+fn issue(
+    f: &mut Fixture,
+    who: &User,
+    id: &tpa_core::RequestId,
+    at: DateTime<Utc>,
+) -> Result<ca_server::workflow::Issued, WorkflowError> {
+    let key = ed25519_public_key();
+    requests::issue_for_request(
+        &mut f.conn,
+        &f.signer,
+        &f.data.config.policy,
+        who,
+        id,
+        &key,
+        "test",
+        at,
+    )
+}
+
+fn code(r: Result<impl std::fmt::Debug, WorkflowError>) -> String {
+    match r {
+        Err(WorkflowError::Refused { code, .. }) => code.to_owned(),
+        Err(WorkflowError::NotFound) => "not_found".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn denied_rows(f: &Fixture, action: &str) -> i64 {
+    f.conn
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE action = ?1 AND outcome = 'denied'",
+            [action],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn two_stage_approval_then_certificate() {
+    let mut f = fixture();
+    let submitted = submit(&mut f, &alice(), &hotfix(&["web-1", "db-1"], "2h")).unwrap();
+    assert!(!submitted.existing);
+    let id = submitted.request.id.clone();
+    assert_eq!(submitted.request.state, RequestState::Pending);
+    assert_eq!(code(issue(&mut f, &alice(), &id, now())), "not_approved");
+
+    assert_eq!(
+        code(approve(&mut f, &carol(), &id)),
+        "not_approver",
+        "managers are stage 2"
+    );
+    assert_eq!(
+        approve(&mut f, &bob(), &id).unwrap(),
+        ApproveOutcome::Recorded {
+            stage: 1,
+            still_needed: 1
+        }
+    );
+    assert_eq!(code(approve(&mut f, &bob(), &id)), "already_approved");
+    assert!(matches!(
+        approve(&mut f, &carol(), &id).unwrap(),
+        ApproveOutcome::Approved(_)
+    ));
+
+    let issued = issue(&mut f, &alice(), &id, now()).unwrap();
+    let cert = &issued.certificate;
+    assert_eq!(cert.key_id(), format!("tpa:request={id}:user=alice"));
+    assert_eq!(cert.valid_principals(), ["root".to_owned()]);
+    let ext: Vec<&str> = cert.extensions().keys().map(String::as_str).collect();
+    assert_eq!(ext, ["permit-pty", "tpa-request@tpa"]);
+    assert_eq!(
+        cert.extensions()["tpa-request@tpa"],
+        format!("request={id};hosts=db-1,web-1")
+    );
+    assert!(cert.valid_before() <= (now() + TimeDelta::minutes(15)).timestamp() as u64);
+    let row_request: Option<String> = f
+        .conn
+        .query_row(
+            "SELECT request_id FROM certificates WHERE serial = ?1",
+            [issued.serial.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(row_request.as_deref(), Some(id.as_str()));
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
+
+#[test]
+fn auto_approved_role_issues_at_once_with_force_command() {
+    let mut f = fixture();
+    let input = RequestInput {
+        role: "read-only-debug".into(),
+        hosts: vec!["web-3".into()],
+        duration: Some("30m".into()),
+        reason: "look at logs".into(),
+        ..RequestInput::default()
+    };
+    let r = submit(&mut f, &alice(), &input).unwrap().request;
+    assert_eq!(r.state, RequestState::Approved);
+    let cert = issue(&mut f, &alice(), &r.id, now()).unwrap().certificate;
+    assert_eq!(
+        cert.critical_options()
+            .get("force-command")
+            .map(String::as_str),
+        Some("journalctl --no-pager -n 500")
+    );
+    assert_eq!(cert.valid_principals(), ["debug".to_owned()]);
+}
+
+#[test]
+fn identical_request_returns_the_active_grant() {
+    let mut f = fixture();
+    let input = RequestInput {
+        role: "read-only-debug".into(),
+        hosts: vec!["web-3".into()],
+        duration: Some("30m".into()),
+        reason: "look at logs".into(),
+        ..RequestInput::default()
+    };
+    let first = submit(&mut f, &alice(), &input).unwrap();
+    let second = submit(&mut f, &alice(), &input).unwrap();
+    assert!(second.existing);
+    assert_eq!(first.request.id, second.request.id);
+    assert_eq!(count(&f.conn, "requests"), 1);
+}
+
+/// Each bad input: a stable code, no request row, one denied audit event.
+#[test]
+fn bad_requests_are_refused_and_audited() {
+    let mut f = fixture();
+    type Edit = Box<dyn Fn(&mut RequestInput)>;
+    let cases: Vec<(&str, Edit, User)> = vec![
+        (
+            "unknown_role",
+            Box::new(|i| i.role = "root-everything".into()),
+            alice(),
+        ),
+        ("role_not_allowed", Box::new(|_| {}), bob()),
+        (
+            "duration_too_long",
+            Box::new(|i| i.duration = Some("5h".into())),
+            alice(),
+        ),
+        (
+            "bad_duration",
+            Box::new(|i| i.duration = Some("0".into())),
+            alice(),
+        ),
+        (
+            "bad_duration",
+            Box::new(|i| i.duration = Some("-1h".into())),
+            alice(),
+        ),
+        (
+            "bad_duration",
+            Box::new(|i| i.duration = Some("two hours".into())),
+            alice(),
+        ),
+        (
+            "host_not_in_role",
+            Box::new(|i| i.hosts = vec!["mail-1".into()]),
+            alice(),
+        ),
+        ("bad_host", Box::new(|i| i.hosts = vec![]), alice()),
+        (
+            "reason_required",
+            Box::new(|i| i.reason = " ".into()),
+            alice(),
+        ),
+        ("ticket_required", Box::new(|i| i.ticket = None), alice()),
+        (
+            "ticket_mismatch",
+            Box::new(|i| i.ticket = Some("JIRA-1".into())),
+            alice(),
+        ),
+        (
+            "bad_reason",
+            Box::new(|i| i.reason = "x".repeat(100_000)),
+            alice(),
+        ),
+    ];
+    for (expected, edit, who) in cases {
+        let mut input = hotfix(&["web-1"], "1h");
+        edit(&mut input);
+        let before = denied_rows(&f, "request.submit");
+        assert_eq!(code(submit(&mut f, &who, &input)), expected);
+        assert_eq!(count(&f.conn, "requests"), 0, "{expected}: nothing stored");
+        assert_eq!(
+            denied_rows(&f, "request.submit"),
+            before + 1,
+            "{expected}: audited"
+        );
+    }
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
+
+#[test]
+fn script_in_reason_is_stored_as_text() {
+    let mut f = fixture();
+    let mut input = hotfix(&["web-1"], "1h");
+    input.reason = "<script>alert(1)</script>".into();
+    let r = submit(&mut f, &alice(), &input).unwrap().request;
+    let stored: String = f
+        .conn
+        .query_row(
+            "SELECT reason FROM requests WHERE id = ?1",
+            [r.id.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "<script>alert(1)</script>");
+}
+
+#[test]
+fn separation_of_duties_and_group_rechecks() {
+    let mut f = fixture();
+    // Alice is also an SRE lead and a manager; she still cannot approve her own request.
+    let alice_all = user("alice", &["engineers", "sre-leads", "managers"]);
+    let id = submit(&mut f, &alice_all, &hotfix(&["web-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    assert_eq!(code(approve(&mut f, &alice_all, &id)), "own_request");
+    let denied = requests::deny(
+        &mut f.conn,
+        &f.data.config.policy,
+        &alice_all,
+        &id,
+        "",
+        "test",
+        now(),
+    );
+    assert_eq!(code(denied), "own_request");
+    // Bob removed from sre-leads (the caller passes the user as of now).
+    let bob_removed = user("bob", &["engineers"]);
+    assert_eq!(code(approve(&mut f, &bob_removed, &id)), "not_approver");
+    // One person in both groups counts once.
+    let erin = user("erin", &["sre-leads", "managers"]);
+    approve(&mut f, &erin, &id).unwrap();
+    assert_eq!(code(approve(&mut f, &erin, &id)), "already_approved");
+    assert!(denied_rows(&f, "request.approve") >= 3);
+    assert!(denied_rows(&f, "request.deny") >= 1);
+}
+
+#[test]
+fn finished_requests_cannot_be_decided_or_used() {
+    let mut f = fixture();
+    let policy = f.data.config.policy.clone();
+    // Denied.
+    let denied = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    requests::deny(
+        &mut f.conn,
+        &policy,
+        &bob(),
+        &denied,
+        "use read-only-debug",
+        "test",
+        now(),
+    )
+    .unwrap();
+    assert_eq!(code(approve(&mut f, &carol(), &denied)), "not_pending");
+    assert_eq!(
+        code(issue(&mut f, &alice(), &denied, now())),
+        "not_approved"
+    );
+    // Cancelled (only by the requester).
+    let cancelled = submit(&mut f, &alice(), &hotfix(&["web-2"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    assert_eq!(
+        code(requests::cancel(
+            &mut f.conn,
+            &bob(),
+            &cancelled,
+            "test",
+            now()
+        )),
+        "not_found"
+    );
+    requests::cancel(&mut f.conn, &alice(), &cancelled, "test", now()).unwrap();
+    assert_eq!(code(approve(&mut f, &bob(), &cancelled)), "not_pending");
+    assert_eq!(
+        code(issue(&mut f, &alice(), &cancelled, now())),
+        "not_approved"
+    );
+    // Expired (pending TTL 24 h).
+    let expired = submit(&mut f, &alice(), &hotfix(&["db-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    let later = now() + TimeDelta::hours(25);
+    let r = requests::approve(
+        &mut f.conn,
+        &policy,
+        &bob(),
+        &expired,
+        Narrowing::default(),
+        "test",
+        later,
+    );
+    assert_eq!(code(r.map(|_| ())), "not_pending");
+    let state: String = f
+        .conn
+        .query_row(
+            "SELECT state FROM requests WHERE id = ?1",
+            [expired.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "expired");
+    assert_eq!(
+        code(issue(&mut f, &alice(), &expired, later)),
+        "not_approved"
+    );
+    // Approved: a third approval is refused; another user's certificate is refused; after the window, too.
+    let approved = submit(&mut f, &alice(), &hotfix(&["web-9"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    approve(&mut f, &bob(), &approved).unwrap();
+    approve(&mut f, &carol(), &approved).unwrap();
+    assert_eq!(
+        code(approve(&mut f, &user("frank", &["managers"]), &approved)),
+        "not_pending"
+    );
+    assert_eq!(code(issue(&mut f, &bob(), &approved, now())), "not_found");
+    assert_eq!(
+        code(issue(
+            &mut f,
+            &alice(),
+            &approved,
+            now() + TimeDelta::hours(2)
+        )),
+        "window_ended"
+    );
+    assert!(issue(&mut f, &alice(), &approved, now()).is_ok());
+    assert!(denied_rows(&f, "cert.issue") >= 5);
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
+
+#[test]
+fn narrowing_at_approval_is_what_gets_signed() {
+    let mut f = fixture();
+    let policy = f.data.config.policy.clone();
+    let id = submit(&mut f, &alice(), &hotfix(&["web-1", "web-2"], "4h"))
+        .unwrap()
+        .request
+        .id;
+    let narrower = Narrowing {
+        duration: Some(HumanDuration::parse("20m").unwrap()),
+        hosts: Some(BTreeSet::from([HostName::parse("web-2").unwrap()])),
+    };
+    requests::approve(&mut f.conn, &policy, &bob(), &id, narrower, "test", now()).unwrap();
+    let wider = Narrowing {
+        duration: Some(HumanDuration::parse("3h").unwrap()),
+        hosts: None,
+    };
+    let r = requests::approve(&mut f.conn, &policy, &carol(), &id, wider, "test", now());
+    assert_eq!(code(r.map(|_| ())), "widening");
+    approve(&mut f, &carol(), &id).unwrap();
+    let cert = issue(&mut f, &alice(), &id, now()).unwrap().certificate;
+    assert_eq!(
+        cert.extensions()["tpa-request@tpa"],
+        format!("request={id};hosts=web-2")
+    );
+}
+
+/// 200 parallel certificate calls for one approval: all inside policy, each row audited.
+#[test]
+fn parallel_certificate_calls_stay_within_policy() {
+    let mut f = fixture();
+    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    approve(&mut f, &bob(), &id).unwrap();
+    approve(&mut f, &carol(), &id).unwrap();
+    let window_end: String = f
+        .conn
+        .query_row(
+            "SELECT window_end FROM requests WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let window_end = DateTime::parse_from_rfc3339(&window_end)
+        .unwrap()
+        .timestamp() as u64;
+    let data = &f.data;
+    let serials: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let id = id.clone();
+                s.spawn(move || {
+                    let mut conn = data.open_store();
+                    let signer = data.signer();
+                    (0..25)
+                        .map(|_| {
+                            let key = ed25519_public_key();
+                            let issued = requests::issue_for_request(
+                                &mut conn,
+                                &signer,
+                                &data.config.policy,
+                                &alice(),
+                                &id,
+                                &key,
+                                "test",
+                                now(),
+                            )
+                            .expect("issuance inside the window");
+                            assert!(issued.certificate.valid_before() <= window_end);
+                            issued.serial.get()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(serials.iter().collect::<BTreeSet<_>>().len(), 200);
+    let rows: i64 = f
+        .conn
+        .query_row(
+            "SELECT count(*) FROM certificates WHERE request_id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 200);
+    let audited: i64 = f
+        .conn
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE action = 'cert.issue' AND outcome = 'success'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 200);
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
