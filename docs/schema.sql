@@ -56,6 +56,21 @@ CREATE TABLE certificates (
     audit_seq               INTEGER NOT NULL UNIQUE REFERENCES audit_events (seq)
 ) STRICT;
 
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY,
+    created_at TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    payload    TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE outbox_cursors (
+    sink              TEXT    PRIMARY KEY,
+    delivered_through INTEGER NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   TEXT,
+    last_error        TEXT
+) STRICT;
+
 CREATE TABLE requests (
     id                 TEXT    PRIMARY KEY,
     requester_issuer   TEXT    NOT NULL,

@@ -10,8 +10,10 @@ use serde::Deserialize;
 use tpa_core::{HumanDuration, Policy};
 
 mod roles;
+mod webhooks;
 
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
+pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
 
 /// The default address `tpa-ca serve` listens on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
@@ -33,6 +35,8 @@ pub struct Config {
     pub policy: Policy,
     /// Request workflow settings.
     pub workflow: WorkflowConfig,
+    /// Notification sinks.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// Where the CA key and the extra trusted keys live.
@@ -89,6 +93,8 @@ struct RawConfig {
     host_groups: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     roles: Vec<roles::RawRole>,
+    #[serde(default)]
+    webhooks: Vec<webhooks::RawWebhook>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +179,7 @@ impl Config {
             admin_issue: AdminIssueConfig { max_ttl },
             policy: roles::policy(&raw.roles, &raw.host_groups).map_err(invalid)?,
             workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
+            webhooks: webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?,
         })
     }
 }

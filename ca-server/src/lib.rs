@@ -7,6 +7,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod notify;
+pub mod request_view;
 pub mod signer;
 pub mod startup;
 pub mod store;

@@ -31,3 +31,102 @@ pub struct HealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
+
+/// An access request as the API, the web page and webhooks show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    /// `req_…`.
+    pub id: String,
+    /// `pending`, `approved`, `denied`, `expired`, `cancelled`, `revoked`.
+    pub state: String,
+    /// True while an approved window is open now.
+    pub active: bool,
+    /// Role name.
+    pub role: String,
+    /// Host names.
+    pub hosts: Vec<String>,
+    /// Window length in seconds.
+    pub duration_secs: u64,
+    /// Window length, e.g. `2h`.
+    pub duration: String,
+    /// Why.
+    pub reason: String,
+    /// Ticket or incident id.
+    pub ticket: Option<String>,
+    /// Who asked.
+    pub requester: Person,
+    /// `stages`, `auto` or `break_glass`.
+    pub approval_path: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// When a pending request expires, RFC 3339 UTC.
+    pub pending_until: String,
+    /// Scheduled start, if asked.
+    pub start: Option<String>,
+    /// Approved window start.
+    pub window_start: Option<String>,
+    /// Approved window end.
+    pub window_end: Option<String>,
+    /// Approvals so far.
+    pub approvals: Vec<ApprovalView>,
+    /// What is still needed while pending.
+    pub still_needed: Option<StillNeeded>,
+    /// Who denied, cancelled or revoked.
+    pub decided_by: Option<Person>,
+    /// Their comment.
+    pub comment: Option<String>,
+}
+
+/// A person as shown by the API: identity plus display fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Identity provider.
+    pub issuer: String,
+    /// Stable id at the provider.
+    pub subject: String,
+    /// Short name, when known.
+    pub username: Option<String>,
+}
+
+/// One approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    /// Who.
+    pub approver: Person,
+    /// Stage number, from 1.
+    pub stage: usize,
+    /// Stage group.
+    pub group: Option<String>,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+}
+
+/// The open approval stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StillNeeded {
+    /// Stage number, from 1.
+    pub stage: usize,
+    /// The group that must approve.
+    pub group: String,
+    /// How many more approvals from it.
+    pub approvals: u32,
+}
+
+/// A webhook notification (generic JSON form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// `request.created`, `request.approved`, `request.denied`, `request.expired`,
+    /// `request.cancelled`, `request.revoked`, `request.break_glass`.
+    pub event: String,
+    /// When it happened, RFC 3339 UTC.
+    pub at: String,
+    /// The request after the change.
+    pub request: RequestView,
+}
+
+/// A Slack-compatible incoming-webhook body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackMessage {
+    /// The message text (Slack mrkdwn).
+    pub text: String,
+}

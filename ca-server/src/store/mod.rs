@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod outbox;
 pub mod requests;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_requests.sql"),
+    include_str!("migrations/0003_outbox.sql"),
 ];
 
 /// The schema version this build expects.

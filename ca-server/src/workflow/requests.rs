@@ -17,6 +17,7 @@ use tpa_core::{
 use super::{Actor, IssueError, Issued, issue_in};
 use crate::audit::{NewEvent, Outcome};
 use crate::config::WorkflowConfig;
+use crate::notify;
 use crate::signer::Signer;
 use crate::store::{self, StoreError, requests};
 
@@ -174,43 +175,42 @@ pub fn submit(
         let id = RequestId::generate(&mut rand::rng());
         let request = AccessRequest::submit(id, requester, checked, now, settings.pending_ttl);
         requests::insert(tx, &request, now)?;
-        let reason = request.reason.clone();
-        store::audit::append(
-            tx,
-            &event(
-                &actor,
-                "request.submit",
-                request.id.as_str(),
-                Outcome::Success,
-                &reason,
-                summary(&request),
-                now,
-            ),
-        )?;
+        let id = request.id.as_str();
+        let e = event(
+            &actor,
+            "request.submit",
+            id,
+            Outcome::Success,
+            &request.reason,
+            summary(&request),
+            now,
+        );
+        store::audit::append(tx, &e)?;
+        notify::enqueue_request_event(tx, "request.created", &request, policy, now)?;
         if request.state == RequestState::Approved {
-            let (action, why) = match request.path {
-                ApprovalPath::BreakGlass => ("request.break_glass", "break-glass self-approval"),
+            let (action, why, kind) = match request.path {
+                ApprovalPath::BreakGlass => (
+                    "request.break_glass",
+                    "break-glass self-approval",
+                    "request.break_glass",
+                ),
                 _ => (
                     "request.approve",
                     "auto-approved by the role's auto_approve rule",
+                    "request.approved",
                 ),
             };
-            let system = Actor {
-                id: "system".to_owned(),
-                source: "policy".to_owned(),
-            };
-            store::audit::append(
-                tx,
-                &event(
-                    &system,
-                    action,
-                    request.id.as_str(),
-                    Outcome::Success,
-                    why,
-                    summary(&request),
-                    now,
-                ),
-            )?;
+            let e = event(
+                &system(),
+                action,
+                id,
+                Outcome::Success,
+                why,
+                summary(&request),
+                now,
+            );
+            store::audit::append(tx, &e)?;
+            notify::enqueue_request_event(tx, kind, &request, policy, now)?;
         }
         Ok(Submitted {
             request,
@@ -219,74 +219,105 @@ pub fn submit(
     })
 }
 
+fn system() -> Actor {
+    Actor {
+        id: "system".to_owned(),
+        source: "policy".to_owned(),
+    }
+}
+
+/// Expires `r` if its pending TTL ran out: row, audit event, notification.
+fn expire_in(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    r: &mut AccessRequest,
+    stored: usize,
+    now: DateTime<Utc>,
+) -> Result<bool, WorkflowError> {
+    if !r.expire_if_due(now) {
+        return Ok(false);
+    }
+    requests::update(tx, r, stored, now)?;
+    let e = event(
+        &system(),
+        "request.expire",
+        r.id.as_str(),
+        Outcome::Success,
+        "pending TTL ran out",
+        json!({}),
+        now,
+    );
+    store::audit::append(tx, &e)?;
+    notify::enqueue_request_event(tx, "request.expired", r, policy, now)?;
+    Ok(true)
+}
+
+/// What a successful decision did: its value, the audit reason, and the
+/// notification it sends (if any).
+struct Decided<T> {
+    value: T,
+    why: String,
+    event: Option<&'static str>,
+}
+
 /// Runs a decision on a re-read request in one transaction; a refusal commits
 /// only its audit event (and an expiry that was due).
 fn decide<T>(
     conn: &mut Connection,
-    actor: &Actor,
-    action: &str,
+    policy: &Policy,
+    (actor, action): (&Actor, &str),
     id: &RequestId,
     now: DateTime<Utc>,
-    f: impl FnOnce(&mut AccessRequest) -> Result<(T, String), WorkflowError>,
+    f: impl FnOnce(&mut AccessRequest) -> Result<Decided<T>, WorkflowError>,
 ) -> Result<(AccessRequest, T), WorkflowError> {
     store::write(conn, |tx: &Transaction<'_>| {
         let mut r = requests::load(tx, id)?.ok_or(WorkflowError::NotFound)?;
         let stored = r.approvals.len();
-        if r.expire_if_due(now) {
-            requests::update(tx, &r, stored, now)?;
-            let system = Actor {
-                id: "system".to_owned(),
-                source: "policy".to_owned(),
-            };
-            store::audit::append(
-                tx,
-                &event(
-                    &system,
-                    "request.expire",
+        expire_in(tx, policy, &mut r, stored, now)?;
+        match f(&mut r) {
+            Ok(Decided {
+                value,
+                why,
+                event: kind,
+            }) => {
+                requests::update(tx, &r, stored, now)?;
+                let e = event(
+                    actor,
+                    action,
                     id.as_str(),
                     Outcome::Success,
-                    "pending TTL ran out",
-                    json!({}),
+                    &why,
+                    summary(&r),
                     now,
-                ),
-            )?;
-        }
-        match f(&mut r) {
-            Ok((value, why)) => {
-                requests::update(tx, &r, stored, now)?;
-                store::audit::append(
-                    tx,
-                    &event(
-                        actor,
-                        action,
-                        id.as_str(),
-                        Outcome::Success,
-                        &why,
-                        summary(&r),
-                        now,
-                    ),
-                )?;
+                );
+                store::audit::append(tx, &e)?;
+                if let Some(kind) = kind {
+                    notify::enqueue_request_event(tx, kind, &r, policy, now)?;
+                }
                 Ok(Ok((r, value)))
             }
             Err(WorkflowError::Refused { code, message }) => {
-                let details = json!({ "code": code });
-                store::audit::append(
-                    tx,
-                    &event(
-                        actor,
-                        action,
-                        id.as_str(),
-                        Outcome::Denied,
-                        &message,
-                        details,
-                        now,
-                    ),
-                )?;
+                let e = event(
+                    actor,
+                    action,
+                    id.as_str(),
+                    Outcome::Denied,
+                    &message,
+                    json!({ "code": code }),
+                    now,
+                );
+                store::audit::append(tx, &e)?;
                 Ok(Err(WorkflowError::Refused { code, message }))
             }
             Err(other) => Err(other),
         }
     })?
+}
+
+fn role_of<'p>(policy: &'p Policy, r: &AccessRequest) -> Result<&'p tpa_core::Role, WorkflowError> {
+    policy
+        .role(&r.role)
+        .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))
 }
 
 /// Records `approver`'s approval. `approver` must be the user as of now (groups re-read).
@@ -300,18 +331,20 @@ pub fn approve(
     now: DateTime<Utc>,
 ) -> Result<(AccessRequest, ApproveOutcome), WorkflowError> {
     let actor = Actor::user(approver, source);
-    decide(conn, &actor, "request.approve", id, now, |r| {
-        let role = policy
-            .role(&r.role)
-            .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))?;
-        let outcome = r.approve(role, approver, narrowing, now)?;
-        let why = match &outcome {
-            ApproveOutcome::Approved(_) => "final approval".to_owned(),
-            ApproveOutcome::Recorded { still_needed, .. } => {
-                format!("approval recorded; {still_needed} more needed")
-            }
+    decide(conn, policy, (&actor, "request.approve"), id, now, |r| {
+        let outcome = r.approve(role_of(policy, r)?, approver, narrowing, now)?;
+        let (why, event) = match &outcome {
+            ApproveOutcome::Approved(_) => ("final approval".to_owned(), Some("request.approved")),
+            ApproveOutcome::Recorded { still_needed, .. } => (
+                format!("approval recorded; {still_needed} more needed"),
+                None,
+            ),
         };
-        Ok((outcome, why))
+        Ok(Decided {
+            value: outcome,
+            why,
+            event,
+        })
     })
 }
 
@@ -326,12 +359,14 @@ pub fn deny(
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(approver, source);
-    decide(conn, &actor, "request.deny", id, now, |r| {
-        let role = policy
-            .role(&r.role)
-            .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))?;
-        r.deny(role, approver, comment, now)?;
-        Ok(((), r.comment.clone().unwrap_or_default()))
+    decide(conn, policy, (&actor, "request.deny"), id, now, |r| {
+        r.deny(role_of(policy, r)?, approver, comment, now)?;
+        let why = r.comment.clone().unwrap_or_default();
+        Ok(Decided {
+            value: (),
+            why,
+            event: Some("request.denied"),
+        })
     })
     .map(|(r, ())| r)
 }
@@ -339,30 +374,36 @@ pub fn deny(
 /// The requester cancels a pending request or ends an approved one early.
 pub fn cancel(
     conn: &mut Connection,
+    policy: &Policy,
     requester: &User,
     id: &RequestId,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(requester, source);
-    decide(conn, &actor, "request.cancel", id, now, |r| {
+    decide(conn, policy, (&actor, "request.cancel"), id, now, |r| {
         if r.requester != requester.identity {
             // Someone else's request: say nothing about it.
             return Err(WorkflowError::NotFound);
         }
         r.cancel(&requester.identity, now)?;
-        Ok(((), "cancelled by the requester".to_owned()))
+        let why = "cancelled by the requester".to_owned();
+        Ok(Decided {
+            value: (),
+            why,
+            event: Some("request.cancelled"),
+        })
     })
     .map(|(r, ())| r)
 }
 
 /// Expires due pending requests (bounded batch). Returns how many.
-pub fn expire_due(conn: &mut Connection, now: DateTime<Utc>) -> Result<usize, WorkflowError> {
+pub fn expire_due(
+    conn: &mut Connection,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<usize, WorkflowError> {
     let due = requests::due_for_expiry(conn, now, 500)?;
-    let system = Actor {
-        id: "system".to_owned(),
-        source: "policy".to_owned(),
-    };
     let mut count = 0;
     for id in due {
         let done = store::write(conn, |tx| {
@@ -370,23 +411,7 @@ pub fn expire_due(conn: &mut Connection, now: DateTime<Utc>) -> Result<usize, Wo
                 return Ok::<_, WorkflowError>(false);
             };
             let stored = r.approvals.len();
-            if !r.expire_if_due(now) {
-                return Ok(false);
-            }
-            requests::update(tx, &r, stored, now)?;
-            store::audit::append(
-                tx,
-                &event(
-                    &system,
-                    "request.expire",
-                    id.as_str(),
-                    Outcome::Success,
-                    "pending TTL ran out",
-                    json!({}),
-                    now,
-                ),
-            )?;
-            Ok(true)
+            expire_in(tx, policy, &mut r, stored, now)
         })?;
         count += usize::from(done);
     }

@@ -9,3 +9,4 @@ mod http;
 mod issuance;
 mod requests;
 mod storage;
+mod webhooks;

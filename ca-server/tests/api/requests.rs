@@ -369,6 +369,7 @@ fn finished_requests_cannot_be_decided_or_used() {
     assert_eq!(
         code(requests::cancel(
             &mut f.conn,
+            &policy,
             &bob(),
             &cancelled,
             "test",
@@ -376,7 +377,7 @@ fn finished_requests_cannot_be_decided_or_used() {
         )),
         "not_found"
     );
-    requests::cancel(&mut f.conn, &alice(), &cancelled, "test", now()).unwrap();
+    requests::cancel(&mut f.conn, &policy, &alice(), &cancelled, "test", now()).unwrap();
     assert_eq!(code(approve(&mut f, &bob(), &cancelled)), "not_pending");
     assert_eq!(
         code(issue(&mut f, &alice(), &cancelled, now())),

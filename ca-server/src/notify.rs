@@ -1,0 +1,320 @@
+//! Notifications: events are written to the outbox in the same transaction as
+//! the change they announce; one sender task per webhook delivers them in order,
+//! retrying with backoff, so an outage delays delivery but loses nothing.
+//! Decisions also wake the clients waiting on a request (`Waiters`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use rusqlite::Transaction;
+use sha2::Sha256;
+use tokio::sync::{Notify, watch};
+use tpa_core::api::{RequestView, SlackMessage, WebhookEvent};
+use tpa_core::{AccessRequest, Policy, RequestId};
+
+use crate::audit::format_time;
+use crate::config::{WebhookConfig, WebhookFormat};
+use crate::request_view::view;
+use crate::store::{self, Create, StoreError, outbox};
+
+/// Queues a request event for every webhook, inside the caller's transaction.
+pub fn enqueue_request_event(
+    tx: &Transaction<'_>,
+    kind: &str,
+    request: &AccessRequest,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let event = WebhookEvent {
+        event: kind.to_owned(),
+        at: format_time(now),
+        request: view(request, policy, now),
+    };
+    let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    outbox::enqueue(tx, kind, &payload, now).map(drop)
+}
+
+/// The Slack text for an event.
+pub fn slack_text(event: &WebhookEvent) -> String {
+    let r: &RequestView = &event.request;
+    let who = r
+        .requester
+        .username
+        .as_deref()
+        .unwrap_or(&r.requester.subject);
+    let verb = match event.event.as_str() {
+        "request.created" => "requests",
+        "request.approved" => "was approved for",
+        "request.denied" => "was denied",
+        "request.expired" => "request expired for",
+        "request.cancelled" => "cancelled",
+        "request.revoked" => "lost (revoked)",
+        "request.break_glass" => ":rotating_light: BREAK-GLASS self-approved",
+        other => other,
+    };
+    let needed = r
+        .still_needed
+        .as_ref()
+        .map(|n| format!(" — needs {} approval(s) from {}", n.approvals, n.group))
+        .unwrap_or_default();
+    // Slack mrkdwn: escape the three control characters in user text.
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    format!(
+        "*{}* {} *{}* on {} for {} ({}){} — reason: {}",
+        esc(who),
+        verb,
+        esc(&r.role),
+        esc(&r.hosts.join(", ")),
+        r.duration,
+        r.id,
+        needed,
+        esc(&r.reason)
+    )
+}
+
+/// The HMAC-SHA256 signature header value for a body: `sha256=<hex>`.
+pub fn signature(secret: &[u8], body: &[u8]) -> Option<String> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).ok()?;
+    mac.update(body);
+    Some(format!(
+        "sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// Wakes every webhook sender (after a commit that enqueued something).
+#[derive(Debug, Default, Clone)]
+pub struct OutboxBell(Arc<Notify>);
+
+impl OutboxBell {
+    /// Rings the bell.
+    pub fn ring(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+/// Starts one sender task per webhook; they stop when `shutdown` turns true.
+pub fn spawn_senders(
+    database: PathBuf,
+    webhooks: Vec<WebhookConfig>,
+    bell: OutboxBell,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("tpa-ca/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| StoreError::Corrupt(format!("cannot build the HTTP client: {e}")))?;
+    let mut conn = store::open(&database, Create::Never)?;
+    for w in &webhooks {
+        outbox::register_sink(&mut conn, &w.name)?;
+    }
+    Ok(webhooks
+        .into_iter()
+        .map(|w| {
+            let sender = Sender {
+                database: database.clone(),
+                webhook: w,
+                client: client.clone(),
+                bell: bell.clone(),
+            };
+            tokio::spawn(sender.run(shutdown.clone()))
+        })
+        .collect())
+}
+
+struct Sender {
+    database: PathBuf,
+    webhook: WebhookConfig,
+    client: reqwest::Client,
+    bell: OutboxBell,
+}
+
+/// Backoff after `attempts` failures: 1 s, 2 s, 4 s … at most 5 minutes.
+pub fn backoff(attempts: i64) -> Duration {
+    Duration::from_secs(1u64 << attempts.clamp(0, 8) as u32).min(Duration::from_secs(300))
+}
+
+impl Sender {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.webhook.name.clone();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.step().await {
+                Ok(Some(wait)) => wait,
+                Ok(None) => Duration::ZERO,
+                Err(e) => {
+                    tracing::warn!(webhook = %name, error = %e, "webhook delivery step failed");
+                    Duration::from_secs(5)
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.bell.0.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Delivers the next item. Returns how long to wait before the next step
+    /// (`None`: go on at once).
+    async fn step(&self) -> Result<Option<Duration>, StoreError> {
+        let database = self.database.clone();
+        let sink = self.webhook.name.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            let conn = store::open(&database, Create::Never)?;
+            outbox::next(&conn, &sink)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        let Some(item) = next else {
+            return Ok(Some(Duration::from_secs(30)));
+        };
+        let now = Utc::now();
+        if let Some(at) = item
+            .next_attempt_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        {
+            let at = at.with_timezone(&Utc);
+            if at > now {
+                return Ok(Some((at - now).to_std().unwrap_or(Duration::from_secs(1))));
+            }
+        }
+        let result = if self.webhook.events.is_empty() || self.webhook.events.contains(&item.kind) {
+            self.post(&item).await
+        } else {
+            Ok(())
+        };
+        let database = self.database.clone();
+        let sink = self.webhook.name.clone();
+        let attempts = item.attempts;
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store::open(&database, Create::Never)?;
+            match result {
+                Ok(()) => outbox::delivered(&mut conn, &sink, item.id),
+                Err(error) => {
+                    tracing::warn!(webhook = %sink, item = item.id, %error, "webhook delivery failed; will retry");
+                    let retry = Utc::now() + TimeDelta::from_std(backoff(attempts)).unwrap_or(TimeDelta::seconds(5));
+                    outbox::failed(&mut conn, &sink, &error, retry)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        Ok(None)
+    }
+
+    async fn post(&self, item: &outbox::Pending) -> Result<(), String> {
+        let body = match self.webhook.format {
+            WebhookFormat::Generic => item.payload.clone(),
+            WebhookFormat::Slack => {
+                let event: WebhookEvent =
+                    serde_json::from_str(&item.payload).map_err(|e| format!("bad payload: {e}"))?;
+                serde_json::to_string(&SlackMessage {
+                    text: slack_text(&event),
+                })
+                .map_err(|e| e.to_string())?
+            }
+        };
+        let mut request = self
+            .client
+            .post(self.webhook.url.clone())
+            .header("content-type", "application/json")
+            .header("x-tpa-event", &item.kind)
+            .header("x-tpa-delivery", item.id.to_string());
+        if let Some(secret) = &self.webhook.secret
+            && let Some(sig) = signature(secret, body.as_bytes())
+        {
+            request = request.header("x-tpa-signature", sig);
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {}", without_url(&e)))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", response.status()))
+        }
+    }
+}
+
+/// A reqwest error without its URL (webhook URLs can carry tokens).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "error"
+    };
+    kind.to_owned()
+}
+
+/// Clients waiting for a decision on a request.
+#[derive(Debug, Default, Clone)]
+pub struct Waiters(Arc<Mutex<HashMap<RequestId, Arc<Notify>>>>);
+
+impl Waiters {
+    /// A handle to wait on; register before re-reading the request to avoid a lost wake-up.
+    pub fn handle(&self, id: &RequestId) -> Arc<Notify> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 10_000 {
+            map.retain(|_, n| Arc::strong_count(n) > 1);
+        }
+        map.entry(id.clone()).or_default().clone()
+    }
+
+    /// Wakes everyone waiting on `id` (after the change committed).
+    pub fn wake(&self, id: &RequestId) {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get(id) {
+            n.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        let sig = signature(b"Jefe", b"what do ya want for nothing?").unwrap();
+        assert_eq!(
+            sig,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(50), Duration::from_secs(256));
+        assert!(backoff(i64::MAX) <= Duration::from_secs(300));
+    }
+}

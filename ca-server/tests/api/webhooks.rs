@@ -1,0 +1,278 @@
+//! Webhooks from the outbox: an outage delays delivery, loses nothing, keeps order.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ca_server::config::EXAMPLE_ROLES;
+use ca_server::notify::{OutboxBell, signature, spawn_senders};
+use ca_server::workflow::requests;
+use chrono::Utc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tpa_core::{GroupName, Identity, Narrowing, RequestInput, User, Username};
+
+use crate::helpers::{DataDir, write_private};
+
+#[derive(Debug, Clone)]
+struct Received {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// A webhook receiver on 127.0.0.1 that answers 503 to the first `failures` requests.
+async fn receiver(
+    failures: usize,
+) -> (
+    String,
+    Arc<Mutex<Vec<Received>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let log = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read headers, then Content-Length bytes of body.
+            let (head, body) = loop {
+                let n = stream.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    break (head, String::from_utf8_lossy(&buf[end + 4..]).into_owned());
+                }
+            };
+            let headers = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    l.split_once(':')
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                })
+                .collect();
+            let status = {
+                let mut entries = log.lock().unwrap();
+                let status = if entries.len() < failures { 503 } else { 200 };
+                entries.push(Received {
+                    status,
+                    headers,
+                    body,
+                });
+                status
+            };
+            let reply =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    (url, seen, task)
+}
+
+fn user(name: &str, groups: &[&str]) -> User {
+    let username = Username::parse(name).unwrap();
+    User {
+        identity: Identity::local(&username),
+        username,
+        display_name: name.to_owned(),
+        groups: groups
+            .iter()
+            .map(|g| GroupName::parse(g).unwrap())
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_delays_but_loses_nothing_in_order_and_signed() {
+    let (url, seen, server) = receiver(2).await;
+    let (slack_url, slack_seen, slack_server) = receiver(0).await;
+    let mut data = DataDir::new();
+    let secret = "0123456789abcdef0123456789abcdef";
+    write_private(&data.dir.join("hook.secret"), secret.as_bytes());
+    data.edit_config(|text| {
+        format!(
+            "{text}{EXAMPLE_ROLES}\n[[webhooks]]\nname = \"audit-hook\"\nurl = \"{url}\"\nsecret_file = \"hook.secret\"\n\n\
+             [[webhooks]]\nname = \"slack\"\nurl = \"{slack_url}\"\nformat = \"slack\"\n"
+        )
+    });
+    let config = data.config.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let bell = OutboxBell::default();
+    let senders = spawn_senders(
+        config.database_path.clone(),
+        config.webhooks.clone(),
+        bell.clone(),
+        stopped,
+    )
+    .unwrap();
+
+    // created, approved (after two stages), then a second request created and denied.
+    let mut conn = data.open_store();
+    let now = Utc::now();
+    let input = RequestInput {
+        role: "hotfix-admin".into(),
+        hosts: vec!["web-1".into()],
+        duration: Some("1h".into()),
+        reason: "INC-7 <b>disk</b> & more".into(),
+        ticket: Some("INC-7".into()),
+        ..RequestInput::default()
+    };
+    let (alice, bob, carol) = (
+        user("alice", &["engineers"]),
+        user("bob", &["sre-leads"]),
+        user("carol", &["managers"]),
+    );
+    let first = requests::submit(
+        &mut conn,
+        &config.policy,
+        &config.workflow,
+        &alice,
+        &input,
+        "t",
+        now,
+    )
+    .unwrap()
+    .request
+    .id;
+    requests::approve(
+        &mut conn,
+        &config.policy,
+        &bob,
+        &first,
+        Narrowing::default(),
+        "t",
+        now,
+    )
+    .unwrap();
+    requests::approve(
+        &mut conn,
+        &config.policy,
+        &carol,
+        &first,
+        Narrowing::default(),
+        "t",
+        now,
+    )
+    .unwrap();
+    let mut second_input = input.clone();
+    second_input.hosts = vec!["web-2".into()];
+    let second = requests::submit(
+        &mut conn,
+        &config.policy,
+        &config.workflow,
+        &alice,
+        &second_input,
+        "t",
+        now,
+    )
+    .unwrap()
+    .request
+    .id;
+    requests::deny(&mut conn, &config.policy, &bob, &second, "no", "t", now).unwrap();
+    bell.ring();
+
+    let delivered = |log: &Arc<Mutex<Vec<Received>>>| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.status == 200)
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while (delivered(&seen) < 4 || delivered(&slack_seen) < 4)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = seen.lock().unwrap().clone();
+    assert_eq!(
+        log.iter().filter(|r| r.status == 503).count(),
+        2,
+        "the outage happened"
+    );
+    let ok: Vec<&Received> = log.iter().filter(|r| r.status == 200).collect();
+    let header = |r: &Received, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let kinds: Vec<String> = ok.iter().map(|r| header(r, "x-tpa-event")).collect();
+    assert_eq!(
+        kinds,
+        [
+            "request.created",
+            "request.approved",
+            "request.created",
+            "request.denied"
+        ]
+    );
+    let ids: Vec<i64> = ok
+        .iter()
+        .map(|r| header(r, "x-tpa-delivery").parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, each once: {ids:?}"
+    );
+    for r in &ok {
+        assert_eq!(
+            header(r, "x-tpa-signature"),
+            signature(secret.as_bytes(), r.body.as_bytes()).unwrap()
+        );
+        let event: tpa_core::api::WebhookEvent = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(event.event, header(r, "x-tpa-event"));
+    }
+    let approved: tpa_core::api::WebhookEvent = serde_json::from_str(&ok[1].body).unwrap();
+    assert_eq!(approved.request.id, first.to_string());
+    assert_eq!(approved.request.state, "approved");
+    assert_eq!(approved.request.approvals.len(), 2);
+
+    let slack = slack_seen.lock().unwrap().clone();
+    assert_eq!(slack.len(), 4);
+    let text: tpa_core::api::SlackMessage = serde_json::from_str(&slack[0].body).unwrap();
+    assert!(
+        text.text.contains("hotfix-admin")
+            && text.text.contains("&lt;b&gt;disk&lt;/b&gt; &amp; more"),
+        "{}",
+        text.text
+    );
+    assert!(
+        slack[0].headers.iter().all(|(k, _)| k != "x-tpa-signature"),
+        "unsigned sink sends no signature"
+    );
+
+    stop.send(true).unwrap();
+    for s in senders {
+        tokio::time::timeout(Duration::from_secs(5), s)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    server.abort();
+    slack_server.abort();
+}
