@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod identity;
 pub mod signer;
 pub mod startup;
 pub mod store;
