@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod sessions;
 pub mod signer;
 pub mod startup;
 pub mod store;

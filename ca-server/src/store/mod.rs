@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE` so that a transaction never upgrades from reader to writer.
 
 pub mod audit;
+pub mod auth_tokens;
 pub mod certificates;
 
 use std::path::Path;
@@ -13,7 +14,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 /// Migrations in order; index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_auth.sql"),
+];
 
 /// The schema version this build expects.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
