@@ -40,6 +40,20 @@ CREATE TABLE audit_events (
     hash       TEXT    NOT NULL UNIQUE
 ) STRICT;
 
+CREATE TABLE auth_tokens (
+    id          TEXT PRIMARY KEY,
+    token_hash  TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL CHECK (kind IN ('web_session', 'api')),
+    issuer      TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    username    TEXT NOT NULL,
+    groups      TEXT NOT NULL,
+    csrf_token  TEXT,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    revoked_at  TEXT
+) STRICT;
+
 CREATE TABLE certificates (
     serial                  TEXT    PRIMARY KEY,
     key_id                  TEXT    NOT NULL,
@@ -93,6 +107,8 @@ CREATE TABLE requests (
     comment            TEXT,
     updated_at         TEXT    NOT NULL
 ) STRICT;
+
+CREATE INDEX auth_tokens_expires_at ON auth_tokens (expires_at);
 
 CREATE INDEX certificates_request_id ON certificates (request_id);
 

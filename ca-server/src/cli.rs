@@ -66,6 +66,8 @@ pub enum Command {
     },
     /// Break-glass: sign a certificate directly (audited; TTL capped by admin_issue.max_ttl).
     Issue(IssueArgs),
+    /// Read a password (one line) on standard input and print its argon2id hash for `password_hash`.
+    HashPassword,
     /// Verify or export the audit trail.
     Audit {
         /// What to do with the audit trail.

@@ -3,11 +3,12 @@
 //! Relative paths are resolved against the directory of the configuration file,
 //! so a data directory can be moved as a whole.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tpa_core::{HumanDuration, Policy};
+use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
 mod roles;
 mod webhooks;
@@ -37,6 +38,93 @@ pub struct Config {
     pub workflow: WorkflowConfig,
     /// Notification sinks.
     pub webhooks: Vec<WebhookConfig>,
+    /// The URL users reach the CA at, when set (`server.public_url`).
+    pub public_url: Option<PublicUrl>,
+    /// Built-in local accounts (`[[accounts]]`).
+    pub accounts: Vec<AccountConfig>,
+    /// Session and API token lifetimes (`[auth]`).
+    pub auth: AuthConfig,
+}
+
+/// `server.public_url`: where users reach the CA. Its scheme decides whether
+/// session cookies are `Secure` with the `__Host-` prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`, lowercase.
+    scheme: String,
+    /// Host and optional port, lowercase.
+    authority: String,
+}
+
+impl PublicUrl {
+    /// Parses an absolute `http://` or `https://` URL with a host and nothing
+    /// after the path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let lower = text.to_ascii_lowercase();
+        let (scheme, rest) = if let Some(rest) = lower.strip_prefix("https://") {
+            ("https", rest)
+        } else if let Some(rest) = lower.strip_prefix("http://") {
+            ("http", rest)
+        } else {
+            return Err("must start with https:// or http://".to_owned());
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let bad_char =
+            |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if authority.is_empty() || authority.starts_with(':') || authority.contains(bad_char) {
+            return Err("must name a host, e.g. https://ca.example.com".to_owned());
+        }
+        if rest.contains(['?', '#']) || rest.contains(char::is_whitespace) {
+            return Err("must not have a query, a fragment or whitespace".to_owned());
+        }
+        Ok(Self {
+            scheme: scheme.to_owned(),
+            authority: authority.to_owned(),
+        })
+    }
+
+    /// Whether users reach the CA over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// The origin (`scheme://host[:port]`), as browsers send it in `Origin`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// One built-in local account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// Login name; the identity is `tpa:local#<username>`.
+    pub username: Username,
+    /// Name shown on pages (the username when not set).
+    pub display_name: String,
+    /// The argon2id PHC string (`$argon2id$v=19$m=…`), checked at load.
+    pub password_hash: String,
+    /// Group memberships.
+    pub groups: BTreeSet<GroupName>,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash is not printed: it is an offline-guessing target.
+        f.debug_struct("AccountConfig")
+            .field("username", &self.username)
+            .field("display_name", &self.display_name)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lifetimes of login sessions and API tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// How long a web login session lasts.
+    pub session_ttl: HumanDuration,
+    /// How long an API token (from `POST /api/v1/login`) lasts.
+    pub api_token_ttl: HumanDuration,
 }
 
 /// Where the CA key and the extra trusted keys live.
@@ -95,12 +183,35 @@ struct RawConfig {
     roles: Vec<roles::RawRole>,
     #[serde(default)]
     webhooks: Vec<webhooks::RawWebhook>,
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+    #[serde(default)]
+    auth: RawAuth,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    username: String,
+    display_name: Option<String>,
+    password_hash: Option<String>,
+    password_hash_file: Option<PathBuf>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    session_ttl: Option<String>,
+    api_token_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +273,32 @@ impl Config {
         if raw.ca.key_file.as_os_str().is_empty() {
             return Err(invalid("ca.key_file must not be empty".to_owned()));
         }
+        let public_url = raw
+            .server
+            .public_url
+            .as_deref()
+            .map(PublicUrl::parse)
+            .transpose()
+            .map_err(|e| invalid(format!("server.public_url {e}")))?;
+        let duration = |key: &str, value: Option<&str>, default: &str| {
+            HumanDuration::parse(value.unwrap_or(default))
+                .map_err(|e| invalid(format!("auth.{key}: {e}")))
+        };
+        let auth = AuthConfig {
+            session_ttl: duration("session_ttl", raw.auth.session_ttl.as_deref(), "8h")?,
+            api_token_ttl: duration("api_token_ttl", raw.auth.api_token_ttl.as_deref(), "12h")?,
+        };
+        let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw.accounts.len());
+        for (index, account) in raw.accounts.iter().enumerate() {
+            let account = parse_account(account, index, &resolve).map_err(invalid)?;
+            if accounts.iter().any(|a| a.username == account.username) {
+                return Err(invalid(format!(
+                    "accounts: username {:?} appears twice; each account needs its own username",
+                    account.username.as_str()
+                )));
+            }
+            accounts.push(account);
+        }
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -180,8 +317,93 @@ impl Config {
             policy: roles::policy(&raw.roles, &raw.host_groups).map_err(invalid)?,
             workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
             webhooks: webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?,
+            public_url,
+            accounts,
+            auth,
         })
     }
+
+    /// Whether users reach the CA over TLS (from `server.public_url`; plain HTTP when unset).
+    pub fn serves_tls(&self) -> bool {
+        self.public_url.as_ref().is_some_and(PublicUrl::is_tls)
+    }
+}
+
+/// Checks one `[[accounts]]` entry; the error names the account.
+fn parse_account(
+    raw: &RawAccount,
+    index: usize,
+    resolve: &impl Fn(&Path) -> PathBuf,
+) -> Result<AccountConfig, String> {
+    let username =
+        Username::parse(&raw.username).map_err(|e| format!("accounts[{index}].username: {e}"))?;
+    let name = username.as_str();
+    let display_name = match raw.display_name.as_deref() {
+        None => name.to_owned(),
+        Some(d) if d.trim().is_empty() || d.len() > 128 || d.contains(char::is_control) => {
+            return Err(format!(
+                "account {name:?}: display_name must be 1 to 128 bytes without control characters"
+            ));
+        }
+        Some(d) => d.to_owned(),
+    };
+    let password_hash = match (&raw.password_hash, &raw.password_hash_file) {
+        (Some(hash), None) => hash.trim().to_owned(),
+        (None, Some(file)) => {
+            let path = resolve(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "account {name:?}: cannot read password_hash_file {}: {e}",
+                    path.display()
+                )
+            })?;
+            text.trim().to_owned()
+        }
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "account {name:?}: set password_hash or password_hash_file, not both"
+            ));
+        }
+        (None, None) => {
+            return Err(format!(
+                "account {name:?}: password_hash or password_hash_file is required; create a hash with `tpa-ca hash-password`"
+            ));
+        }
+    };
+    check_password_hash(&password_hash)
+        .map_err(|e| format!("account {name:?}: password hash {e}"))?;
+    let mut groups = BTreeSet::new();
+    for group in &raw.groups {
+        let group =
+            GroupName::parse(group).map_err(|e| format!("account {name:?}: groups: {e}"))?;
+        groups.insert(group);
+    }
+    Ok(AccountConfig {
+        username,
+        display_name,
+        password_hash,
+        groups,
+    })
+}
+
+/// Checks that `hash` is an argon2id PHC string with parameters argon2 accepts.
+pub fn check_password_hash(hash: &str) -> Result<(), String> {
+    use argon2::PasswordHash;
+    let parsed = PasswordHash::new(hash).map_err(|_| {
+        "is not a PHC string such as $argon2id$v=19$m=19456,t=2,p=1$…; create one with `tpa-ca hash-password`".to_owned()
+    })?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "uses {:?}; only argon2id is accepted (create one with `tpa-ca hash-password`)",
+            parsed.algorithm.as_str()
+        ));
+    }
+    argon2::Params::try_from(&parsed)
+        .map_err(|e| format!("has unusable argon2id parameters ({e})"))?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("lacks a salt or a hash value".to_owned());
+    }
+    Ok(())
 }
 
 /// " (line N)" for a TOML error span, so the user can find the key.
@@ -216,8 +438,11 @@ pub fn initial_config_text(listen: SocketAddr, passphrase_file: Option<&Path>) -
 # Relative paths are relative to this file's directory.
 
 [server]
-# Address of the HTTP listener (API, /ca.pub, /healthz).
+# Address of the HTTP listener (API, web pages, /ca.pub, /healthz).
 listen = "{listen}"
+# The URL users reach the CA at. With https:// the session cookie is Secure
+# and named __Host-tpa_session; put TLS in front of the CA (a reverse proxy).
+# public_url = "https://ca.example.com"
 
 [ca]
 # The user-CA signing key: OpenSSH private key, mode 0600, owned by the CA's user.
@@ -232,6 +457,18 @@ path = "tpa.db"
 [admin_issue]
 # Longest certificate that `tpa-ca issue` (the break-glass path) signs.
 max_ttl = "1h"
+
+[auth]
+# Lifetime of a web login session and of an API token (POST /api/v1/login).
+session_ttl = "8h"
+api_token_ttl = "12h"
+
+# Built-in local accounts. Create a password hash with `tpa-ca hash-password`.
+# [[accounts]]
+# username = "alice"
+# display_name = "Alice Example"
+# password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"   # or password_hash_file = "alice.hash"
+# groups = ["engineers"]
 "#
     )
 }
@@ -280,6 +517,152 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_tll") && e.contains("line 6"), "{e}");
+    }
+
+    fn with_account(body: &str) -> Result<Config, ConfigError> {
+        parse(&format!(
+            "{MINIMAL}[[accounts]]\nusername = \"alice\"\n{body}"
+        ))
+    }
+
+    fn hash_line() -> String {
+        let hash = crate::identity::hash_password("pw").unwrap();
+        format!("password_hash = \"{hash}\"\n")
+    }
+
+    fn error_of(r: Result<Config, ConfigError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn accounts_and_auth_defaults() {
+        let c = with_account(&format!(
+            "{}display_name = \"Alice A.\"\ngroups = [\"engineers\", \"sre\"]\n",
+            hash_line()
+        ))
+        .unwrap();
+        assert_eq!(c.accounts.len(), 1);
+        let a = &c.accounts[0];
+        assert_eq!(
+            (a.username.as_str(), a.display_name.as_str()),
+            ("alice", "Alice A.")
+        );
+        assert_eq!(a.groups.len(), 2);
+        assert!(!format!("{a:?}").contains("argon2"), "Debug hides the hash");
+        assert_eq!(c.auth.session_ttl.as_secs(), 8 * 3600);
+        assert_eq!(c.auth.api_token_ttl.as_secs(), 12 * 3600);
+        assert!(!c.serves_tls());
+        let c = parse(&format!(
+            "{MINIMAL}[auth]\nsession_ttl = \"30m\"\napi_token_ttl = \"1h\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.auth.session_ttl.as_secs(), c.auth.api_token_ttl.as_secs()),
+            (1800, 3600)
+        );
+        assert!(c.accounts.is_empty());
+    }
+
+    #[test]
+    fn password_hash_file_is_read_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = crate::identity::hash_password("pw").unwrap();
+        std::fs::write(dir.path().join("alice.hash"), format!("{hash}\n")).unwrap();
+        let text = format!(
+            "{MINIMAL}[[accounts]]\nusername = \"alice\"\npassword_hash_file = \"alice.hash\"\n"
+        );
+        let c = Config::parse(&text, &dir.path().join("tpa.toml")).unwrap();
+        assert_eq!(c.accounts[0].password_hash, hash);
+        let e = error_of(Config::parse(
+            &text.replace("alice.hash", "missing.hash"),
+            &dir.path().join("tpa.toml"),
+        ));
+        assert!(
+            e.contains("\"alice\"") && e.contains("password_hash_file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_accounts_are_refused_naming_the_account() {
+        let argon2i = {
+            use argon2::password_hash::PasswordHasher as _;
+            let params = argon2::Params::new(19_456, 2, 1, None).unwrap();
+            argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
+                .hash_password(b"pw")
+                .unwrap()
+                .to_string()
+        };
+        let check = |body: String, expected: &[&str]| {
+            let e = error_of(with_account(&body));
+            for part in expected {
+                assert!(e.contains(part), "{e:?} lacks {part:?}");
+            }
+        };
+        check(
+            "password_hash = \"hunter2\"\n".into(),
+            &["\"alice\"", "PHC", "hash-password"],
+        );
+        check(
+            "password_hash = \"$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW\"\n"
+                .into(),
+            &["\"alice\""],
+        );
+        check(
+            format!("password_hash = \"{argon2i}\"\n"),
+            &["\"alice\"", "\"argon2i\"", "only argon2id"],
+        );
+        check(
+            "password_hash = \"$argon2id$v=19$m=1,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo\"\n".into(),
+            &["\"alice\"", "parameters"],
+        );
+        check(
+            format!("{}password_hash_file = \"x\"\n", hash_line()),
+            &["\"alice\"", "not both"],
+        );
+        check(String::new(), &["\"alice\"", "required"]);
+        check(
+            format!("{}groups = [\"Engineers\"]\n", hash_line()),
+            &["\"alice\"", "groups", "Engineers"],
+        );
+        check(
+            format!("{}display_name = \"a\\nb\"\n", hash_line()),
+            &["\"alice\"", "display_name"],
+        );
+        check(format!("{}pasword = \"x\"\n", hash_line()), &["pasword"]);
+        let e = error_of(parse(&format!(
+            "{MINIMAL}[[accounts]]\nusername = \"x y\"\n{}",
+            hash_line()
+        )));
+        assert!(e.contains("accounts[0].username"), "{e}");
+        let e = error_of(parse(&format!(
+            "{MINIMAL}[[accounts]]\nusername = \"bob\"\n{h}[[accounts]]\nusername = \"bob\"\n{h}",
+            h = hash_line()
+        )));
+        assert!(e.contains("\"bob\"") && e.contains("twice"), "{e}");
+        let e = error_of(parse(&format!("{MINIMAL}[auth]\nsession_ttl = \"0s\"\n")));
+        assert!(e.contains("auth.session_ttl"), "{e}");
+    }
+
+    #[test]
+    fn public_url_decides_tls() {
+        let url = |u: &str| parse(&format!("[server]\npublic_url = \"{u}\"\n{MINIMAL}"));
+        let c = url("https://CA.example.com/").unwrap();
+        assert!(c.serves_tls());
+        assert_eq!(c.public_url.unwrap().origin(), "https://ca.example.com");
+        let c = url("http://127.0.0.1:8700").unwrap();
+        assert!(!c.serves_tls());
+        assert_eq!(c.public_url.unwrap().origin(), "http://127.0.0.1:8700");
+        for bad in [
+            "ca.example.com",
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "https://x/?q",
+        ] {
+            let e = error_of(url(bad));
+            assert!(e.contains("server.public_url"), "{bad}: {e}");
+        }
     }
 
     #[test]

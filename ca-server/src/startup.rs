@@ -9,6 +9,8 @@ use rusqlite::Connection;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::http::rate_limit::LoginRateLimiter;
+use crate::identity::Identities;
 use crate::signer::Signer;
 use crate::store::{self, Create};
 
@@ -21,6 +23,12 @@ pub struct AppState {
     pub database_path: PathBuf,
     /// The writer connection; used from blocking tasks only, never across `.await`.
     pub db: Arc<Mutex<Connection>>,
+    /// Identity connectors (local accounts today).
+    pub identities: Arc<Identities>,
+    /// The configuration the server was built from.
+    pub config: Arc<Config>,
+    /// Failed-login limits shared by the API and the web login.
+    pub login_limiter: Arc<LoginRateLimiter>,
 }
 
 /// A bound, ready-to-run server.
@@ -30,22 +38,36 @@ pub struct Application {
     state: AppState,
 }
 
-impl Application {
-    /// Loads the key, opens the database and binds the listener. Fails closed:
-    /// any problem with the key or the database stops start-up.
-    pub async fn build(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<Self> {
+impl AppState {
+    /// Loads the key and the identity connectors and opens the database.
+    /// Fails closed: any problem with the key, the accounts or the database is an error.
+    /// Blocking (file I/O, one argon2 hash).
+    pub fn load(config: &Config) -> anyhow::Result<Self> {
         let signer = Signer::load(&config.ca).context("cannot load the CA key")?;
+        let identities =
+            Identities::from_config(config).context("cannot load the identity configuration")?;
         let conn = store::open(&config.database_path, Create::Never)
             .context("cannot open the database")?;
+        Ok(Self {
+            signer: Arc::new(signer),
+            database_path: config.database_path.clone(),
+            db: Arc::new(Mutex::new(conn)),
+            identities: Arc::new(identities),
+            config: Arc::new(config.clone()),
+            login_limiter: Arc::new(LoginRateLimiter::default()),
+        })
+    }
+}
+
+impl Application {
+    /// Loads the state ([`AppState::load`]) and binds the listener. Fails
+    /// closed: any problem with the key, the accounts or the database stops start-up.
+    pub async fn build(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<Self> {
+        let state = AppState::load(config)?;
         let addr = listen.unwrap_or(config.listen);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        let state = AppState {
-            signer: Arc::new(signer),
-            database_path: config.database_path.clone(),
-            db: Arc::new(Mutex::new(conn)),
-        };
         Ok(Self { listener, state })
     }
 
@@ -65,6 +87,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = crate::http::router(self.state);
+        // Client addresses feed the login rate limit and the audit trail's source.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await

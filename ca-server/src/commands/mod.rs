@@ -3,6 +3,7 @@
 mod audit_tools;
 mod config_check;
 mod demo;
+mod hash_password;
 mod init;
 mod issue;
 mod serve;
@@ -32,6 +33,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check(config),
         } => config_check::run(&config.config),
         Command::Issue(args) => issue::run(&args),
+        Command::HashPassword => hash_password::run(),
         Command::Audit {
             command: AuditCommand::Verify { config, file },
         } => audit_tools::verify(config.as_deref(), file.as_deref()),

@@ -4,7 +4,8 @@
 //! message; their text never reaches the client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tpa_core::api::ErrorBody;
 
@@ -17,40 +18,154 @@ pub enum ApiError {
     MethodNotAllowed,
     /// A dependency (database, CA key) is unusable.
     Unavailable,
+    /// No valid session or API token (missing, unknown, expired or revoked).
+    Unauthenticated,
+    /// Login refused: unknown username or wrong password (indistinguishable).
+    InvalidCredentials,
+    /// A session-authenticated change without the session's CSRF token.
+    CsrfMismatch,
+    /// A form post from another site (`Sec-Fetch-Site` or `Origin`).
+    CrossSite,
+    /// Too many failed logins; retry after this many seconds.
+    RateLimited {
+        /// Seconds until the next attempt may succeed.
+        retry_after_secs: u64,
+    },
+    /// The body is not the JSON (or form) this endpoint takes; the message
+    /// describes the client's own input, never the server's state.
+    InvalidBody(String),
+    /// The body is not `application/json` (or a form) where one is required.
+    UnsupportedMediaType,
+    /// The body is larger than this endpoint accepts.
+    PayloadTooLarge,
     /// A bug or an unexpected failure; the cause is logged, not sent.
     Internal(anyhow::Error),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message) = match self {
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource"),
+        let mut retry_after = None;
+        let mut www_authenticate = false;
+        let (status, code, message): (StatusCode, &str, String) = match self {
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource".into(),
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "this resource does not support that HTTP method; see the Allow header",
+                "this resource does not support that HTTP method; see the Allow header".into(),
             ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "the CA cannot serve this right now; see /healthz",
+                "the CA cannot serve this right now; see /healthz".into(),
+            ),
+            ApiError::Unauthenticated => {
+                www_authenticate = true;
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "log in first: `tpa-ssh login`, POST /api/v1/login, or the web page /login; \
+                     your session or token is missing, expired or revoked"
+                        .into(),
+                )
+            }
+            ApiError::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "unknown username or wrong password".into(),
+            ),
+            ApiError::CsrfMismatch => (
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong CSRF token; reload the page and try again".into(),
+            ),
+            ApiError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "form posts from other sites are refused; use the CA's own page".into(),
+            ),
+            ApiError::RateLimited { retry_after_secs } => {
+                retry_after = Some(retry_after_secs);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many failed logins; try again in {retry_after_secs} s"),
+                )
+            }
+            ApiError::InvalidBody(detail) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the request body is not valid for this endpoint: {detail}"),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json (or a form where the endpoint takes one)".into(),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large for this endpoint".into(),
             ),
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    "internal error; the CA logged the details",
+                    "internal error; the CA logged the details".into(),
                 )
             }
         };
-        (
+        let mut response = (
             status,
             Json(ErrorBody {
                 code: code.to_owned(),
-                message: message.to_owned(),
+                message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if www_authenticate {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tpa\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            JsonRejection::JsonSyntaxError(e) => ApiError::InvalidBody(e.body_text()),
+            JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge
+            }
+            other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection {
+            FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType,
+            FormRejection::FailedToDeserializeForm(e) => ApiError::InvalidBody(e.body_text()),
+            FormRejection::FailedToDeserializeFormBody(e) => ApiError::InvalidBody(e.body_text()),
+            FormRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge
+            }
+            other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
+        }
     }
 }

@@ -1,20 +1,36 @@
 //! The HTTP surface (axum only; no SQL here): one file per resource.
 
+pub mod auth;
 mod ca_pub;
 pub mod error;
 mod health;
+pub mod rate_limit;
+pub mod web;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 
 use crate::startup::AppState;
 use error::ApiError;
 
 /// Every route of the CA.
 pub fn router(state: AppState) -> Router {
+    // Login bodies are small; refuse big ones before parsing.
+    let login_limit = DefaultBodyLimit::max(16 * 1024);
     Router::new()
         .route("/ca.pub", get(ca_pub::get))
         .route("/healthz", get(health::get))
+        .route("/api/v1/login", post(auth::api_login).layer(login_limit))
+        .route("/api/v1/logout", post(auth::api_logout))
+        .route("/api/v1/whoami", get(auth::whoami))
+        .route("/", get(web::home::get))
+        .route(
+            "/login",
+            get(web::login::get).merge(post(web::login::post).layer(login_limit)),
+        )
+        .route("/logout", post(web::login::logout))
+        .route("/static/app.css", get(web::app_css))
         .fallback(|| async { ApiError::NotFound })
         // Without this, axum answers 405 with an empty body instead of JSON.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE` so that a transaction never upgrades from reader to writer.
 
 pub mod audit;
+pub mod auth_tokens;
 pub mod certificates;
 pub mod outbox;
 pub mod requests;
@@ -19,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_requests.sql"),
     include_str!("migrations/0003_outbox.sql"),
+    include_str!("migrations/0004_auth.sql"),
 ];
 
 /// The schema version this build expects.

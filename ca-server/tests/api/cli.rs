@@ -291,3 +291,67 @@ fn issue_refuses_bad_input_without_printing_a_certificate() {
     );
     assert_eq!(stdout.lines().count(), 1);
 }
+
+/// Runs `tpa-ca hash-password` with `input` on standard input.
+fn hash_password(input: &str) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = tpa_ca()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_that_logs_in() {
+    let (code, stdout, stderr) = hash_password("correct horse battery\n");
+
+    assert_eq!(code, 0, "{stderr}");
+    let hash = stdout.trim();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(!stdout.contains("correct horse"));
+    // The printed hash works as `password_hash` of an account.
+    let mut data = DataDir::new();
+    data.edit_config(|text| {
+        format!("{text}\n[[accounts]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\n")
+    });
+    let identities = ca_server::identity::Identities::from_config(&data.config).unwrap();
+    assert!(
+        identities
+            .verify_password("alice", "correct horse battery")
+            .is_ok()
+    );
+    assert!(
+        identities
+            .verify_password("alice", "correct horse")
+            .is_err()
+    );
+}
+
+#[test]
+fn hash_password_refuses_an_empty_password() {
+    for input in ["", "\n", "\r\n"] {
+        let (code, stdout, stderr) = hash_password(input);
+        assert_eq!(code, 1, "{input:?}: {stdout}");
+        assert!(stdout.is_empty());
+        assert!(stderr.contains("no password on standard input"), "{stderr}");
+    }
+}

@@ -72,6 +72,31 @@ impl DataDir {
         self.config = Config::load(&self.config_path).unwrap();
     }
 
+    /// Appends an `[[accounts]]` entry (password hashed with argon2id) and reloads.
+    pub fn add_account(&mut self, username: &str, password: &str, groups: &[&str]) {
+        self.add_account_named(username, None, password, groups);
+    }
+
+    /// Like [`DataDir::add_account`], with a display name.
+    pub fn add_account_named(
+        &mut self,
+        username: &str,
+        display_name: Option<&str>,
+        password: &str,
+        groups: &[&str],
+    ) {
+        let hash = ca_server::identity::hash_password(password).unwrap();
+        let display = display_name
+            .map(|d| format!("display_name = {}\n", serde_json::Value::from(d)))
+            .unwrap_or_default();
+        let groups = serde_json::Value::from(groups.to_vec());
+        self.edit_config(|text| {
+            format!(
+                "{text}\n[[accounts]]\nusername = \"{username}\"\n{display}password_hash = \"{hash}\"\ngroups = {groups}\n"
+            )
+        });
+    }
+
     /// The CA private key file.
     pub fn key_path(&self) -> PathBuf {
         self.dir.join("ca_key")
@@ -221,10 +246,26 @@ impl Response {
 
 /// One HTTP/1.1 request with `Connection: close`, read to the end.
 pub async fn http_request(address: SocketAddr, method: &str, path: &str) -> Response {
+    http_send(address, method, path, &[], "").await
+}
+
+/// One HTTP/1.1 request with extra headers and a body, `Connection: close`.
+pub async fn http_send(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let exchange = async {
         let mut stream = TcpStream::connect(address).await.unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Vec::new();

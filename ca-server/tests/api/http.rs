@@ -1,7 +1,5 @@
 //! The HTTP surface: `/ca.pub`, `/healthz`, JSON errors, shutdown.
 
-use std::sync::{Arc, Mutex};
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ca_server::startup::AppState;
@@ -194,11 +192,7 @@ async fn graceful_stop_closes_the_listener() {
 
 /// The router in-process, without a listener.
 fn router(data: &DataDir) -> axum::Router {
-    ca_server::http::router(AppState {
-        signer: Arc::new(data.signer()),
-        database_path: data.db_path(),
-        db: Arc::new(Mutex::new(data.open_store())),
-    })
+    ca_server::http::router(AppState::load(&data.config).unwrap())
 }
 
 async fn oneshot(data: &DataDir, method: &str, uri: &str) -> (StatusCode, String) {

@@ -1,0 +1,497 @@
+//! Who is calling: the [`Authenticated`] extractor (API token or session
+//! cookie), CSRF and same-origin checks, and the JSON login, logout and whoami
+//! endpoints.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use subtle::ConstantTimeEq as _;
+use tpa_core::User;
+use tpa_core::api::{IdentityInfo, LoginRequest, LoginResponse, UserInfo, WhoAmI};
+
+use super::error::ApiError;
+use crate::audit::format_time;
+use crate::config::Config;
+use crate::sessions::{self, NewSession};
+use crate::startup::AppState;
+use crate::store::auth_tokens::TokenKind;
+
+/// The session cookie's name over plain HTTP.
+pub const SESSION_COOKIE: &str = "tpa_session";
+/// The session cookie's name over TLS: the `__Host-` prefix pins it to this
+/// host, path `/` and `Secure`.
+pub const SESSION_COOKIE_TLS: &str = "__Host-tpa_session";
+/// The header an API client sends the CSRF token in when it uses the session cookie.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The form field web forms send the CSRF token in.
+pub const CSRF_FIELD: &str = "csrf_token";
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVia {
+    /// The web session cookie: an ambient credential, so changes need the CSRF token.
+    Session {
+        /// The token this session's forms must carry.
+        csrf_token: String,
+    },
+    /// `Authorization: Bearer tpa_…`: never sent by a browser on its own.
+    ApiToken,
+}
+
+/// A caller with a live session or API token. Extracting it fails with
+/// `401 unauthenticated` when the credential is missing, unknown, expired or
+/// revoked, or when a local account no longer exists. `Option<Authenticated>`
+/// gives `None` instead (for pages that redirect to `/login`).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user as of now ([`crate::identity::Identities::refresh`]): local
+    /// accounts with their current groups, others with the groups of their login.
+    pub user: User,
+    /// The session's or token's public id (for logs and audit; not a secret).
+    pub token_id: String,
+    /// Cookie or bearer token.
+    pub via: AuthVia,
+    /// When the session or token stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The session cookie's name under this configuration.
+pub fn session_cookie_name(config: &Config) -> &'static str {
+    if config.serves_tls() {
+        SESSION_COOKIE_TLS
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// The client's IP address, when the server knows it (not in in-process tests).
+pub fn client_ip(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    parts_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The audit source for a client address.
+pub fn audit_source(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// Runs `f` with the writer connection on a blocking thread.
+pub(crate) async fn with_db<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = db
+            .lock()
+            .map_err(|_| anyhow::anyhow!("database mutex poisoned"))?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+    .map_err(ApiError::Internal)
+}
+
+/// The credential a request carries: (token, expected kind).
+enum Credential {
+    None,
+    Malformed,
+    Token(String, TokenKind),
+}
+
+fn credential(parts: &Parts, config: &Config) -> Credential {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        // An Authorization header is used alone: a bad one never falls back to the cookie.
+        let Some(token) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+        else {
+            return Credential::Malformed;
+        };
+        return if token.starts_with(sessions::API_TOKEN_PREFIX) {
+            Credential::Token(token.to_owned(), TokenKind::Api)
+        } else {
+            Credential::Malformed
+        };
+    }
+    let name = session_cookie_name(config);
+    let cookie = parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim().to_owned());
+    match cookie {
+        Some(token) if token.starts_with(sessions::SESSION_TOKEN_PREFIX) => {
+            Credential::Token(token, TokenKind::WebSession)
+        }
+        Some(_) => Credential::Malformed,
+        None => Credential::None,
+    }
+}
+
+/// `Ok(None)` for no or a bad credential; `Err` only when the CA cannot check.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Authenticated>, ApiError> {
+    let (token, kind) = match credential(parts, &state.config) {
+        Credential::None | Credential::Malformed => return Ok(None),
+        Credential::Token(token, kind) => (token, kind),
+    };
+    let now = Utc::now();
+    let session = with_db(state, move |conn| {
+        Ok(sessions::authenticate(conn, &token, now)?)
+    })
+    .await?;
+    let Some(session) = session.filter(|s| s.kind == kind) else {
+        return Ok(None);
+    };
+    let Some(user) = state.identities.refresh(&session.user) else {
+        tracing::info!(token_id = %session.id, "token of a removed account refused");
+        return Ok(None);
+    };
+    let via = match (kind, session.csrf_token) {
+        (TokenKind::WebSession, Some(csrf_token)) => AuthVia::Session { csrf_token },
+        (TokenKind::Api, _) => AuthVia::ApiToken,
+        // A session row without a CSRF token cannot post anything; refuse it.
+        (TokenKind::WebSession, None) => return Ok(None),
+    };
+    Ok(Some(Authenticated {
+        user,
+        token_id: session.id,
+        via,
+        expires_at: session.expires_at,
+    }))
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(parts, state)
+            .await?
+            .ok_or(ApiError::Unauthenticated)
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        authenticate(parts, state).await
+    }
+}
+
+/// For session callers, `submitted` must equal the session's CSRF token
+/// (compared in constant time). API-token callers need none: a browser never
+/// attaches a bearer token by itself.
+pub fn require_csrf(auth: &Authenticated, submitted: Option<&str>) -> Result<(), ApiError> {
+    match &auth.via {
+        AuthVia::ApiToken => Ok(()),
+        AuthVia::Session { csrf_token } => {
+            let submitted = submitted.unwrap_or_default();
+            let equal: bool = submitted.as_bytes().ct_eq(csrf_token.as_bytes()).into();
+            if equal && !csrf_token.is_empty() {
+                Ok(())
+            } else {
+                Err(ApiError::CsrfMismatch)
+            }
+        }
+    }
+}
+
+/// Refuses a browser request that another site caused: `Sec-Fetch-Site`
+/// other than `same-origin` or `none`, or an `Origin` that is neither
+/// `server.public_url` nor this request's own `Host`. Requests without either
+/// header (non-browser clients) pass.
+pub fn check_same_origin(headers: &HeaderMap, config: &Config) -> Result<(), ApiError> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or_default();
+        if !matches!(site, "same-origin" | "none") {
+            return Err(ApiError::CrossSite);
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
+    let configured = config.public_url.as_ref().map(|u| u.origin());
+    let scheme = if config.serves_tls() { "https" } else { "http" };
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| format!("{scheme}://{}", host.to_ascii_lowercase()));
+    if Some(&origin) == configured.as_ref() || Some(&origin) == own.as_ref() {
+        Ok(())
+    } else {
+        Err(ApiError::CrossSite)
+    }
+}
+
+/// The API's view of a user.
+pub fn user_info(user: &User) -> UserInfo {
+    UserInfo {
+        username: user.username.as_str().to_owned(),
+        display_name: user.display_name.clone(),
+        groups: user.groups.iter().map(|g| g.as_str().to_owned()).collect(),
+        identity: IdentityInfo {
+            issuer: user.identity.issuer().to_owned(),
+            subject: user.identity.subject().to_owned(),
+        },
+    }
+}
+
+/// A password login shared by the API and the web form: rate limit, argon2
+/// verification (off the async runtime), then a new session or token. Every
+/// attempt is audited (`auth.login`).
+pub(crate) async fn password_login(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    request: LoginRequest,
+    kind: TokenKind,
+) -> Result<NewSession, ApiError> {
+    let source = audit_source(ip);
+    let deny = |reason: &'static str, username: String, source: String| async move {
+        let now = Utc::now();
+        with_db(state, move |conn| {
+            Ok(sessions::record_denied_login(
+                conn, &username, kind, &source, reason, now,
+            )?)
+        })
+        .await
+    };
+    if let Err(wait) = state
+        .login_limiter
+        .check(&request.username, ip, Instant::now())
+    {
+        deny("too many failed logins", request.username, source).await?;
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    let identities = state.identities.clone();
+    let username = request.username.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        identities.verify_password(&request.username, &request.password)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let user = match verified {
+        Ok(user) => user,
+        Err(_) => {
+            state
+                .login_limiter
+                .record_failure(&username, ip, Instant::now());
+            deny("invalid credentials", username, source).await?;
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    let ttl = match kind {
+        TokenKind::WebSession => state.config.auth.session_ttl,
+        TokenKind::Api => state.config.auth.api_token_ttl,
+    };
+    let now = Utc::now();
+    with_db(state, move |conn| {
+        Ok(sessions::create(conn, &user, kind, ttl, &source, now)?)
+    })
+    .await
+}
+
+/// Revokes the caller's session or token (audited as `auth.logout`).
+pub(crate) async fn revoke(
+    state: &AppState,
+    auth: &Authenticated,
+    ip: Option<IpAddr>,
+) -> Result<(), ApiError> {
+    let session = sessions::Session {
+        id: auth.token_id.clone(),
+        kind: match auth.via {
+            AuthVia::Session { .. } => TokenKind::WebSession,
+            AuthVia::ApiToken => TokenKind::Api,
+        },
+        user: auth.user.clone(),
+        csrf_token: None,
+        expires_at: auth.expires_at,
+    };
+    let source = audit_source(ip);
+    let now = Utc::now();
+    with_db(state, move |conn| {
+        Ok(sessions::logout(conn, &session, &source, now)?)
+    })
+    .await
+}
+
+/// `POST /api/v1/login`: JSON `{username, password}` → an API token.
+pub async fn api_login(
+    State(state): State<AppState>,
+    parts: ConnectInfoOpt,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let Json(request) = body?;
+    let new = password_login(&state, parts.0, request, TokenKind::Api).await?;
+    Ok(Json(LoginResponse {
+        token: new.token,
+        expires_at: format_time(new.session.expires_at),
+        user: user_info(&new.session.user),
+    }))
+}
+
+/// `POST /api/v1/logout`: revokes the caller's token (or session, with the
+/// CSRF token in `X-CSRF-Token`). 204.
+pub async fn api_logout(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let submitted = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    require_csrf(&auth, submitted)?;
+    revoke(&state, &auth, ip.0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/whoami`: the caller and when their credential expires.
+pub async fn whoami(auth: Authenticated) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        user: user_info(&auth.user),
+        via: match auth.via {
+            AuthVia::Session { .. } => "session",
+            AuthVia::ApiToken => "api_token",
+        }
+        .to_owned(),
+        expires_at: format_time(auth.expires_at),
+    })
+}
+
+/// The client's IP address when known; never rejects.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectInfoOpt(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ConnectInfoOpt {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_ip(&parts.extensions)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use tpa_core::{Identity, Username};
+
+    use super::*;
+
+    fn auth(via: AuthVia) -> Authenticated {
+        let username = Username::parse("alice").unwrap();
+        Authenticated {
+            user: User {
+                identity: Identity::local(&username),
+                username,
+                display_name: "Alice".to_owned(),
+                groups: BTreeSet::new(),
+            },
+            token_id: "id".to_owned(),
+            via,
+            expires_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn csrf_is_required_for_sessions_only() {
+        let session = auth(AuthVia::Session {
+            csrf_token: "s3cret-csrf".to_owned(),
+        });
+        assert!(require_csrf(&session, Some("s3cret-csrf")).is_ok());
+        for bad in [None, Some(""), Some("s3cret-csrF"), Some("s3cret-csrf ")] {
+            assert!(
+                matches!(require_csrf(&session, bad), Err(ApiError::CsrfMismatch)),
+                "{bad:?}"
+            );
+        }
+        let empty = auth(AuthVia::Session {
+            csrf_token: String::new(),
+        });
+        assert!(require_csrf(&empty, Some("")).is_err());
+        assert!(require_csrf(&auth(AuthVia::ApiToken), None).is_ok());
+    }
+
+    fn config(public_url: Option<&str>) -> Config {
+        let server = public_url
+            .map(|u| format!("[server]\npublic_url = \"{u}\"\n"))
+            .unwrap_or_default();
+        let text = format!("{server}[ca]\nkey_file = \"k\"\n[database]\npath = \"d\"\n");
+        Config::parse(&text, std::path::Path::new("/etc/tpa/tpa.toml")).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.insert(*n, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn same_origin_checks() {
+        let plain = config(None);
+        let tls = config(Some("https://ca.example.com"));
+        let ok = |c: &Config, h: &[(&'static str, &str)]| check_same_origin(&headers(h), c).is_ok();
+        assert!(ok(&plain, &[]));
+        assert!(ok(&plain, &[("sec-fetch-site", "same-origin")]));
+        assert!(ok(&plain, &[("sec-fetch-site", "none")]));
+        assert!(!ok(&plain, &[("sec-fetch-site", "cross-site")]));
+        assert!(!ok(&plain, &[("sec-fetch-site", "same-site")]));
+        assert!(ok(
+            &plain,
+            &[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "http://127.0.0.1:8700")
+            ]
+        ));
+        assert!(!ok(
+            &plain,
+            &[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "https://evil.example")
+            ]
+        ));
+        assert!(!ok(
+            &plain,
+            &[("host", "127.0.0.1:8700"), ("origin", "null")]
+        ));
+        assert!(
+            !ok(&plain, &[("origin", "http://127.0.0.1:8700")]),
+            "no Host"
+        );
+        assert!(ok(
+            &tls,
+            &[
+                ("host", "10.0.0.5:8700"),
+                ("origin", "https://ca.example.com")
+            ]
+        ));
+        assert!(!ok(
+            &tls,
+            &[
+                ("host", "ca.example.com"),
+                ("origin", "http://ca.example.com")
+            ]
+        ));
+    }
+}

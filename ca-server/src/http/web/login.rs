@@ -1,0 +1,123 @@
+//! `GET /login`, `POST /login` (password form → a new web session cookie) and
+//! `POST /logout` (CSRF-checked).
+
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use tpa_core::api::{CsrfForm, LoginRequest};
+
+use super::{anonymous_context, render, render_status, to_login};
+use crate::config::Config;
+use crate::http::auth::{
+    Authenticated, ConnectInfoOpt, check_same_origin, password_login, require_csrf, revoke,
+    session_cookie_name,
+};
+use crate::http::error::ApiError;
+use crate::startup::AppState;
+use crate::store::auth_tokens::TokenKind;
+
+/// The `Set-Cookie` value of a session: HttpOnly, SameSite=Strict, Path=/,
+/// and Secure (with the `__Host-` name) when the CA is served over TLS.
+pub fn session_cookie(config: &Config, token: &str, max_age_secs: u64) -> String {
+    let secure = if config.serves_tls() { "; Secure" } else { "" };
+    format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}",
+        session_cookie_name(config)
+    )
+}
+
+fn cleared_cookie(config: &Config) -> String {
+    session_cookie(config, "", 0)
+}
+
+fn login_page(status: StatusCode, error: &str, username: &str) -> Result<Response, ApiError> {
+    render_status(
+        status,
+        "login.html",
+        context! { error => error, username => username, ..anonymous_context() },
+    )
+}
+
+/// `GET /login`: the form (or `/` when already logged in).
+pub async fn get(auth: Option<Authenticated>) -> Result<Response, ApiError> {
+    if auth.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    render(
+        "login.html",
+        context! { error => "", username => "", ..anonymous_context() },
+    )
+}
+
+/// `POST /login`: checks the origin, verifies the password, revokes the
+/// browser's previous session if any, and sets a new session cookie (the
+/// session id changes at every login). Failure re-renders the form with a
+/// generic message (401) or the rate-limit message (429).
+pub async fn post(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    previous: Option<Authenticated>,
+    headers: HeaderMap,
+    form: Result<Form<LoginRequest>, FormRejection>,
+) -> Result<Response, ApiError> {
+    check_same_origin(&headers, &state.config)?;
+    let Form(request) = form?;
+    let username = request.username.clone();
+    match password_login(&state, ip.0, request, TokenKind::WebSession).await {
+        Ok(new) => {
+            if let Some(previous) = previous {
+                revoke(&state, &previous, ip.0).await?;
+            }
+            let max_age = state.config.auth.session_ttl.as_secs();
+            let cookie = session_cookie(&state.config, &new.token, max_age);
+            let mut response = Redirect::to("/").into_response();
+            let value = HeaderValue::from_str(&cookie)
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("bad cookie header: {e}")))?;
+            response.headers_mut().insert(header::SET_COOKIE, value);
+            Ok(response)
+        }
+        Err(ApiError::InvalidCredentials) => login_page(
+            StatusCode::UNAUTHORIZED,
+            "Unknown username or wrong password.",
+            &username,
+        ),
+        Err(ApiError::RateLimited { retry_after_secs }) => {
+            let mut response = login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many failed logins. Try again in {retry_after_secs} seconds."),
+                &username,
+            )?;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            Ok(response)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// `POST /logout`: needs the session's CSRF token (form field `csrf_token`);
+/// revokes the session, clears the cookie and goes to `/login`.
+pub async fn logout(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, ApiError> {
+    check_same_origin(&headers, &state.config)?;
+    let Some(auth) = auth else {
+        return Ok(to_login());
+    };
+    let submitted = form.ok().map(|Form(f)| f.csrf_token);
+    require_csrf(&auth, submitted.as_deref())?;
+    revoke(&state, &auth, ip.0).await?;
+    let mut response = Redirect::to("/login").into_response();
+    let value = HeaderValue::from_str(&cleared_cookie(&state.config))
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("bad cookie header: {e}")))?;
+    response.headers_mut().insert(header::SET_COOKIE, value);
+    Ok(response)
+}

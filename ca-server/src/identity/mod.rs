@@ -1,0 +1,147 @@
+//! Who is logging in: the identity connectors behind one interface.
+//!
+//! Today the only connector is the built-in local accounts of `[[accounts]]`
+//! ([`local`]); OpenID Connect connectors join here later. Callers see
+//! [`Identities`] only: password login, and [`Identities::refresh`] to re-read
+//! a user's groups before a decision.
+
+pub mod local;
+
+use tpa_core::User;
+use tpa_core::identity::LOCAL_ISSUER;
+
+use crate::config::Config;
+
+pub use local::{HashError, MAX_PASSWORD_BYTES, hash_password};
+
+/// Why the identity configuration cannot be used. The server refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityConfigError {
+    /// An `[[accounts]]` entry is unusable.
+    #[error("account {username:?}: {message}")]
+    Account {
+        /// The account.
+        username: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The hash used to equalise the time of unknown-user logins cannot be made.
+    #[error("cannot prepare password verification: {0}")]
+    Dummy(String),
+}
+
+/// Why a login failed. Deliberately one variant: an unknown user and a wrong
+/// password are indistinguishable to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown username or wrong password.
+    #[error("unknown username or wrong password")]
+    InvalidCredentials,
+}
+
+/// Every identity connector of the CA.
+#[derive(Debug)]
+pub struct Identities {
+    local: local::LocalAccounts,
+}
+
+impl Identities {
+    /// Builds the connectors from the configuration; fails closed on any bad account.
+    pub fn from_config(config: &Config) -> Result<Self, IdentityConfigError> {
+        Ok(Self {
+            local: local::LocalAccounts::new(&config.accounts)?,
+        })
+    }
+
+    /// Password login for local accounts. Unknown user and wrong password give
+    /// the same error and take the same time (an unknown user is verified
+    /// against a dummy hash). CPU-heavy (argon2id): call it in `spawn_blocking`.
+    pub fn verify_password(&self, username: &str, password: &str) -> Result<User, LoginError> {
+        self.local
+            .verify(username, password)
+            .ok_or(LoginError::InvalidCredentials)
+    }
+
+    /// The user as of now, for decisions: `None` when the account is gone.
+    /// Local accounts are re-read from the configuration (current groups and
+    /// display name); users of other issuers are returned unchanged, with the
+    /// groups of their login.
+    pub fn refresh(&self, user: &User) -> Option<User> {
+        if user.identity.issuer() == LOCAL_ISSUER {
+            self.local
+                .get(user.identity.subject())
+                .filter(|fresh| fresh.identity == user.identity)
+        } else {
+            Some(user.clone())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use tpa_core::{GroupName, Identity, Username};
+
+    use super::*;
+
+    fn identities(accounts: &str) -> Identities {
+        let text = format!("[ca]\nkey_file = \"k\"\n[database]\npath = \"d\"\n{accounts}");
+        let config = Config::parse(&text, Path::new("/etc/tpa/tpa.toml")).unwrap();
+        Identities::from_config(&config).unwrap()
+    }
+
+    fn account(name: &str, password: &str, groups: &str) -> String {
+        let hash = hash_password(password).unwrap();
+        format!(
+            "[[accounts]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\ngroups = [{groups}]\n"
+        )
+    }
+
+    #[test]
+    fn password_login() {
+        let ids = identities(&account("alice", "s3cret pass", "\"engineers\""));
+        let user = ids.verify_password("alice", "s3cret pass").unwrap();
+        assert_eq!(
+            user.identity,
+            Identity::local(&Username::parse("alice").unwrap())
+        );
+        assert_eq!(user.display_name, "alice");
+        assert_eq!(
+            user.groups,
+            BTreeSet::from([GroupName::parse("engineers").unwrap()])
+        );
+        let wrong = ids.verify_password("alice", "s3cret pasS").unwrap_err();
+        let unknown = ids.verify_password("mallory", "s3cret pass").unwrap_err();
+        assert_eq!(wrong, unknown);
+        assert_eq!(wrong, LoginError::InvalidCredentials);
+        assert!(ids.verify_password("alice", "").is_err());
+        assert!(ids.verify_password("alice", &"x".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn refresh_rereads_local_accounts_and_keeps_other_issuers() {
+        let ids = identities(&account("bob", "pw", "\"sre-leads\""));
+        let mut bob = ids.verify_password("bob", "pw").unwrap();
+        bob.groups.clear();
+        let fresh = ids.refresh(&bob).unwrap();
+        assert!(fresh.in_group(&GroupName::parse("sre-leads").unwrap()));
+
+        let gone = User {
+            identity: Identity::local(&Username::parse("carol").unwrap()),
+            ..bob.clone()
+        };
+        assert_eq!(ids.refresh(&gone), None, "deleted account");
+
+        let oidc = User {
+            identity: Identity::new("https://idp.example", "bob").unwrap(),
+            ..bob
+        };
+        assert_eq!(
+            ids.refresh(&oidc),
+            Some(oidc.clone()),
+            "same subject, other issuer"
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! The `auth_tokens` table: web sessions and API tokens, stored by the SHA-256
+//! of their secret (never the secret itself).
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::StoreError;
+use crate::audit::format_time;
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A browser session (cookie `tpa_session`), with a CSRF token.
+    WebSession,
+    /// A bearer token for the API (`tpa-ssh`).
+    Api,
+}
+
+impl TokenKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::WebSession => "web_session",
+            TokenKind::Api => "api",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "web_session" => Ok(TokenKind::WebSession),
+            "api" => Ok(TokenKind::Api),
+            other => Err(StoreError::Corrupt(format!(
+                "auth_tokens.kind {other:?} is unknown"
+            ))),
+        }
+    }
+}
+
+/// A row of `auth_tokens`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Random public id, for logs and the audit trail.
+    pub id: String,
+    /// Hex SHA-256 of the secret token.
+    pub token_hash: String,
+    /// Session or API token.
+    pub kind: TokenKind,
+    /// The user's identity issuer.
+    pub issuer: String,
+    /// The user's identity subject.
+    pub subject: String,
+    /// The user's username.
+    pub username: String,
+    /// JSON array of the user's groups at login.
+    pub groups: String,
+    /// Web sessions only: the CSRF token forms must carry.
+    pub csrf_token: Option<String>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+    /// RFC 3339 UTC, when revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Inserts a token; fails if its id or hash exists.
+pub fn insert(tx: &Transaction<'_>, row: &TokenRow) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO auth_tokens (id, token_hash, kind, issuer, subject, username, groups,
+             csrf_token, created_at, expires_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            row.id,
+            row.token_hash,
+            row.kind.as_str(),
+            row.issuer,
+            row.subject,
+            row.username,
+            row.groups,
+            row.csrf_token,
+            row.created_at,
+            row.expires_at,
+            row.revoked_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// The token with this hash when it is neither expired nor revoked at `now`.
+pub fn find_active_by_hash(
+    conn: &Connection,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<TokenRow>, StoreError> {
+    // Stored times are fixed-width RFC 3339 UTC, so they compare as text.
+    let row = conn
+        .query_row(
+            "SELECT id, token_hash, kind, issuer, subject, username, groups, csrf_token,
+                    created_at, expires_at, revoked_at
+             FROM auth_tokens
+             WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+            params![token_hash, format_time(now)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(2)?,
+                    TokenRow {
+                        id: r.get(0)?,
+                        token_hash: r.get(1)?,
+                        kind: TokenKind::Api,
+                        issuer: r.get(3)?,
+                        subject: r.get(4)?,
+                        username: r.get(5)?,
+                        groups: r.get(6)?,
+                        csrf_token: r.get(7)?,
+                        created_at: r.get(8)?,
+                        expires_at: r.get(9)?,
+                        revoked_at: r.get(10)?,
+                    },
+                ))
+            },
+        )
+        .optional()?;
+    row.map(|(kind, row)| {
+        Ok(TokenRow {
+            kind: TokenKind::parse(&kind)?,
+            ..row
+        })
+    })
+    .transpose()
+}
+
+/// Revokes a token at `now`. Returns whether it was active (not yet revoked).
+pub fn revoke(tx: &Transaction<'_>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let changed = tx.execute(
+        "UPDATE auth_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, format_time(now)],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Deletes tokens that expired before `before`; returns how many.
+pub fn delete_expired(tx: &Transaction<'_>, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    Ok(tx.execute(
+        "DELETE FROM auth_tokens WHERE expires_at <= ?1",
+        [format_time(before)],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::store::{self, Create};
+
+    fn row(id: &str, hash: &str, now: DateTime<Utc>) -> TokenRow {
+        TokenRow {
+            id: id.to_owned(),
+            token_hash: hash.to_owned(),
+            kind: TokenKind::WebSession,
+            issuer: "tpa:local".to_owned(),
+            subject: "alice".to_owned(),
+            username: "alice".to_owned(),
+            groups: "[\"engineers\"]".to_owned(),
+            csrf_token: Some("csrf".to_owned()),
+            created_at: format_time(now),
+            expires_at: format_time(now + TimeDelta::hours(1)),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn insert_find_expire_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store::open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
+        let now = Utc::now();
+        let a = row("a", "hash-a", now);
+        store::write(&mut conn, |tx| insert(tx, &a)).unwrap();
+
+        assert_eq!(
+            find_active_by_hash(&conn, "hash-a", now).unwrap(),
+            Some(a.clone())
+        );
+        assert_eq!(find_active_by_hash(&conn, "hash-b", now).unwrap(), None);
+        let almost = now + TimeDelta::hours(1) - TimeDelta::microseconds(1);
+        assert!(
+            find_active_by_hash(&conn, "hash-a", almost)
+                .unwrap()
+                .is_some()
+        );
+        let expired = now + TimeDelta::hours(1);
+        assert_eq!(find_active_by_hash(&conn, "hash-a", expired).unwrap(), None);
+
+        assert!(store::write(&mut conn, |tx| revoke(tx, "a", now)).unwrap());
+        assert!(
+            !store::write(&mut conn, |tx| revoke(tx, "a", now)).unwrap(),
+            "once"
+        );
+        assert_eq!(find_active_by_hash(&conn, "hash-a", now).unwrap(), None);
+        assert!(!store::write(&mut conn, |tx| revoke(tx, "nope", now)).unwrap());
+    }
+
+    #[test]
+    fn hashes_and_ids_are_unique_and_kinds_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store::open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
+        let now = Utc::now();
+        store::write(&mut conn, |tx| insert(tx, &row("a", "h", now))).unwrap();
+        assert!(store::write(&mut conn, |tx| insert(tx, &row("b", "h", now))).is_err());
+        assert!(store::write(&mut conn, |tx| insert(tx, &row("a", "h2", now))).is_err());
+        let r = conn.execute("UPDATE auth_tokens SET kind = 'root' WHERE id = 'a'", []);
+        assert!(r.is_err(), "CHECK constraint on kind");
+    }
+
+    #[test]
+    fn expired_tokens_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store::open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
+        let now = Utc::now();
+        store::write(&mut conn, |tx| {
+            insert(tx, &row("old", "h1", now - TimeDelta::hours(2)))
+        })
+        .unwrap();
+        store::write(&mut conn, |tx| insert(tx, &row("new", "h2", now))).unwrap();
+        assert_eq!(
+            store::write(&mut conn, |tx| delete_expired(tx, now)).unwrap(),
+            1
+        );
+        assert!(find_active_by_hash(&conn, "h2", now).unwrap().is_some());
+    }
+}
