@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::rate_limit::LoginRateLimiter;
 use crate::identity::Identities;
+use crate::notify::{OutboxBell, Waiters};
 use crate::signer::Signer;
 use crate::store::{self, Create};
 
@@ -29,6 +30,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Failed-login limits shared by the API and the web login.
     pub login_limiter: Arc<LoginRateLimiter>,
+    /// Clients waiting for a decision on a request.
+    pub waiters: Waiters,
+    /// Wakes the webhook senders after something was queued.
+    pub bell: OutboxBell,
 }
 
 /// A bound, ready-to-run server.
@@ -55,6 +60,8 @@ impl AppState {
             identities: Arc::new(identities),
             config: Arc::new(config.clone()),
             login_limiter: Arc::new(LoginRateLimiter::default()),
+            waiters: Waiters::default(),
+            bell: OutboxBell::default(),
         })
     }
 }
@@ -86,13 +93,60 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let state = self.state.clone();
+        let mut background = crate::notify::spawn_senders(
+            state.database_path.clone(),
+            state.config.webhooks.clone(),
+            state.bell.clone(),
+            stopped.clone(),
+        )
+        .context("cannot start the webhook senders")?;
+        background.push(tokio::spawn(expire_pending(state, stopped)));
         let app = crate::http::router(self.state);
         // Client addresses feed the login rate limit and the audit trail's source.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("HTTP server failed")
+            .context("HTTP server failed");
+        let _ = stop.send(true);
+        for task in background {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+        served
+    }
+}
+
+/// Expires pending requests whose pending TTL ran out, every 15 seconds, so
+/// that their notifications go out even when nobody looks at them.
+async fn expire_pending(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+            _ = stop.changed() => return,
+        }
+        let st = state.clone();
+        let db = state.db.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut conn = db
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database mutex poisoned"))?;
+            crate::workflow::requests::expire_due(&mut conn, &st.config.policy, chrono::Utc::now())
+                .map_err(anyhow::Error::from)
+        })
+        .await;
+        match done {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(expired = n, "expired pending requests");
+                state.bell.ring();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = format!("{e:#}"), "cannot expire pending requests")
+            }
+            Err(e) => tracing::warn!(error = %e, "expiry task failed"),
+        }
     }
 }
 

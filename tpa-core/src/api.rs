@@ -211,3 +211,90 @@ pub struct CsrfForm {
     #[serde(default)]
     pub csrf_token: String,
 }
+
+/// `POST /api/v1/requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequestBody {
+    /// Role name.
+    pub role: String,
+    /// Host names.
+    pub hosts: Vec<String>,
+    /// Duration such as `2h`; the role's default when absent.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// Why (required by most roles).
+    #[serde(default)]
+    pub reason: String,
+    /// Ticket or incident id.
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// Scheduled start, RFC 3339.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Break-glass self-approval (roles with a break_glass rule; needs a ticket).
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+/// Answer to `POST /api/v1/requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// The request (or the active grant it duplicates).
+    pub request: RequestView,
+    /// True when an identical active grant was returned instead of a new request.
+    pub existing: bool,
+}
+
+/// `GET /api/v1/requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestList {
+    /// The requests.
+    pub requests: Vec<RequestView>,
+}
+
+/// `POST /api/v1/requests/{id}/approve`: optional narrowing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// A shorter duration.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// A subset of the hosts.
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/requests/{id}/deny`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyBody {
+    /// Why (shown to the requester).
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `POST /api/v1/requests/{id}/certificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateBody {
+    /// The user's public key, as in a `.pub` file.
+    pub public_key: String,
+}
+
+/// A signed certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateResponse {
+    /// The certificate line for `id_ed25519-cert.pub`.
+    pub certificate: String,
+    /// Its serial (decimal).
+    pub serial: String,
+    /// Its key id.
+    pub key_id: String,
+    /// Its principals.
+    pub principals: Vec<String>,
+    /// Unix seconds.
+    pub valid_after: u64,
+    /// Unix seconds.
+    pub valid_before: u64,
+}

@@ -38,8 +38,35 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The body is larger than this endpoint accepts.
     PayloadTooLarge,
+    /// A workflow rule refused the action; the code is stable and the message
+    /// explains the rule (it never holds internal detail).
+    Refused {
+        /// Stable machine code, e.g. `own_request`.
+        code: &'static str,
+        /// What was wrong and what to do.
+        message: String,
+    },
     /// A bug or an unexpected failure; the cause is logged, not sent.
     Internal(anyhow::Error),
+}
+
+/// The HTTP status of a workflow refusal code.
+fn refusal_status(code: &str) -> StatusCode {
+    match code {
+        "not_found" => StatusCode::NOT_FOUND,
+        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed" => {
+            StatusCode::FORBIDDEN
+        }
+        "not_pending"
+        | "already_approved"
+        | "not_approved"
+        | "not_active"
+        | "window_not_started"
+        | "window_ended"
+        | "policy_not_satisfied"
+        | "content_changed" => StatusCode::CONFLICT,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -110,6 +137,7 @@ impl IntoResponse for ApiError {
                 "payload_too_large",
                 "the request body is too large for this endpoint".into(),
             ),
+            ApiError::Refused { code, message } => (refusal_status(code), code, message),
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
                 (

@@ -5,6 +5,7 @@ mod ca_pub;
 pub mod error;
 mod health;
 pub mod rate_limit;
+mod requests;
 pub mod web;
 
 use axum::Router;
@@ -18,12 +19,35 @@ use error::ApiError;
 pub fn router(state: AppState) -> Router {
     // Login bodies are small; refuse big ones before parsing.
     let login_limit = DefaultBodyLimit::max(16 * 1024);
+    // Requests and keys fit in 64 KiB; a larger body is refused unread (413).
+    let api_limit = DefaultBodyLimit::max(64 * 1024);
     Router::new()
         .route("/ca.pub", get(ca_pub::get))
         .route("/healthz", get(health::get))
         .route("/api/v1/login", post(auth::api_login).layer(login_limit))
         .route("/api/v1/logout", post(auth::api_logout))
         .route("/api/v1/whoami", get(auth::whoami))
+        .route(
+            "/api/v1/requests",
+            post(requests::create)
+                .get(requests::list_requests)
+                .layer(api_limit),
+        )
+        .route("/api/v1/requests/{id}", get(requests::get))
+        .route(
+            "/api/v1/requests/{id}/approve",
+            post(requests::approve).layer(api_limit),
+        )
+        .route(
+            "/api/v1/requests/{id}/deny",
+            post(requests::deny).layer(api_limit),
+        )
+        .route("/api/v1/requests/{id}/cancel", post(requests::cancel))
+        .route("/api/v1/requests/{id}/wait", get(requests::wait))
+        .route(
+            "/api/v1/requests/{id}/certificate",
+            post(requests::certificate).layer(api_limit),
+        )
         .route("/", get(web::home::get))
         .route(
             "/login",

@@ -1,0 +1,416 @@
+//! `/api/v1/requests`: submit, list, read, decide, cancel, wait, and get certificates.
+//! Handlers parse and authorize; the workflow does the rest (no SQL here).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tpa_core::api::{
+    ApproveBody, CertificateBody, CertificateResponse, CreateRequestBody, DenyBody, RequestList,
+    RequestView, SubmitResponse,
+};
+use tpa_core::{HostName, HumanDuration, Narrowing, RequestId, RequestInput};
+
+use super::auth::{
+    Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_db,
+};
+use super::error::ApiError;
+use crate::request_view::view;
+use crate::startup::AppState;
+use crate::store::requests::{Listing, list};
+use crate::workflow::requests::{self as wf, WorkflowError};
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
+        match e {
+            WorkflowError::Refused { code, message } => ApiError::Refused { code, message },
+            WorkflowError::NotFound => ApiError::NotFound,
+            WorkflowError::Storage(e) => ApiError::Internal(e.into()),
+            WorkflowError::Signing(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+/// Runs a workflow step on the writer connection; workflow errors keep their codes.
+async fn run<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
+) -> Result<T, ApiError> {
+    with_db(state, move |conn| Ok(f(conn)))
+        .await?
+        .map_err(ApiError::from)
+}
+
+fn parse_id(id: &str) -> Result<RequestId, ApiError> {
+    // An id that cannot exist is the same as one that does not.
+    RequestId::parse(id).map_err(|_| ApiError::NotFound)
+}
+
+fn csrf(auth: &Authenticated, headers: &HeaderMap) -> Result<(), ApiError> {
+    require_csrf(auth, headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
+}
+
+fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    start
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::Refused {
+                    code: "bad_start",
+                    message: format!(
+                        "start {:?} is not an RFC 3339 time such as 2026-11-24T09:00:00Z",
+                        s.chars().take(40).collect::<String>()
+                    ),
+                })
+        })
+        .transpose()
+}
+
+/// `POST /api/v1/requests`.
+pub async fn create(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    headers: HeaderMap,
+    body: Result<Json<CreateRequestBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    csrf(&auth, &headers)?;
+    let Json(body) = body?;
+    let input = RequestInput {
+        role: body.role,
+        hosts: body.hosts,
+        duration: body.duration,
+        reason: body.reason,
+        ticket: body.ticket,
+        start: parse_start(body.start.as_deref())?,
+        break_glass: body.break_glass,
+    };
+    let source = audit_source(ip.0);
+    let now = Utc::now();
+    let st = state.clone();
+    let user = auth.user.clone();
+    let submitted = run(&state, move |conn| {
+        wf::submit(
+            conn,
+            &st.config.policy,
+            &st.config.workflow,
+            &user,
+            &input,
+            &source,
+            now,
+        )
+    })
+    .await?;
+    state.bell.ring();
+    let status = if submitted.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(SubmitResponse {
+            request: view(&submitted.request, &state.config.policy, now),
+            existing: submitted.existing,
+        }),
+    ))
+}
+
+/// `?scope=` of the list endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `mine` (default), `inbox` (requests the caller may decide now) or `all` (approvers see their roles').
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// `GET /api/v1/requests?scope=mine|inbox|all`.
+pub async fn list_requests(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RequestList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
+    let scope = query.scope.unwrap_or_else(|| "mine".to_owned());
+    let now = Utc::now();
+    let st = state.clone();
+    let user = auth.user.clone();
+    let requests = run(&state, move |conn| match scope.as_str() {
+        "mine" => Ok(list(conn, Listing::Requester(&user.identity), 200)?),
+        "inbox" => wf::inbox(conn, &st.config.policy, &user, now),
+        "all" => Ok(list(conn, Listing::All, 500)?
+            .into_iter()
+            .filter(|r| wf::can_view(&st.config.policy, &user, r))
+            .take(200)
+            .collect()),
+        other => Err(WorkflowError::Refused {
+            code: "bad_scope",
+            message: format!(
+                "scope {:?} is not mine, inbox or all",
+                other.chars().take(20).collect::<String>()
+            ),
+        }),
+    })
+    .await?;
+    let policy = &state.config.policy;
+    Ok(Json(RequestList {
+        requests: requests.iter().map(|r| view(r, policy, now)).collect(),
+    }))
+}
+
+/// `GET /api/v1/requests/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = parse_id(&id)?;
+    let st = state.clone();
+    let r = run(&state, move |conn| {
+        wf::get(conn, &st.config.policy, &auth.user, &id)
+    })
+    .await?;
+    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+}
+
+fn narrowing(body: &ApproveBody) -> Result<Narrowing, ApiError> {
+    let duration = body
+        .duration
+        .as_deref()
+        .map(HumanDuration::parse)
+        .transpose()
+        .map_err(|e| ApiError::Refused {
+            code: "bad_duration",
+            message: e.to_string(),
+        })?;
+    let hosts = body
+        .hosts
+        .as_ref()
+        .map(|hosts| {
+            hosts
+                .iter()
+                .map(|h| {
+                    HostName::parse(h).map_err(|e| ApiError::Refused {
+                        code: "bad_host",
+                        message: e.to_string(),
+                    })
+                })
+                .collect::<Result<BTreeSet<_>, _>>()
+        })
+        .transpose()?;
+    Ok(Narrowing { duration, hosts })
+}
+
+/// `POST /api/v1/requests/{id}/approve` with optional `{duration, hosts}` to narrow.
+pub async fn approve(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<ApproveBody>, JsonRejection>,
+) -> Result<Json<RequestView>, ApiError> {
+    csrf(&auth, &headers)?;
+    let id = parse_id(&id)?;
+    let body = match body {
+        Ok(Json(b)) => b,
+        // An empty body is an approval without narrowing.
+        Err(JsonRejection::MissingJsonContentType(_))
+            if headers.get("content-length").is_none_or(|v| v == "0") =>
+        {
+            ApproveBody::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let narrowing = narrowing(&body)?;
+    decide(
+        state,
+        ip,
+        auth,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::approve(conn, &st.config.policy, user, id, narrowing, source, now).map(|(r, _)| r)
+        },
+    )
+    .await
+}
+
+/// `POST /api/v1/requests/{id}/deny` with `{comment}`.
+pub async fn deny(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<DenyBody>, JsonRejection>,
+) -> Result<Json<RequestView>, ApiError> {
+    csrf(&auth, &headers)?;
+    let id = parse_id(&id)?;
+    let Json(body) = body?;
+    decide(
+        state,
+        ip,
+        auth,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::deny(
+                conn,
+                &st.config.policy,
+                user,
+                id,
+                &body.comment,
+                source,
+                now,
+            )
+        },
+    )
+    .await
+}
+
+/// `POST /api/v1/requests/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    csrf(&auth, &headers)?;
+    let id = parse_id(&id)?;
+    decide(
+        state,
+        ip,
+        auth,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::cancel(conn, &st.config.policy, user, id, source, now)
+        },
+    )
+    .await
+}
+
+/// Runs a decision, then wakes waiting clients and webhook senders.
+async fn decide(
+    state: AppState,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    id: RequestId,
+    f: impl FnOnce(
+        &AppState,
+        &mut rusqlite::Connection,
+        &tpa_core::User,
+        &RequestId,
+        &str,
+        DateTime<Utc>,
+    ) -> Result<tpa_core::AccessRequest, WorkflowError>
+    + Send
+    + 'static,
+) -> Result<Json<RequestView>, ApiError> {
+    let source = audit_source(ip.0);
+    let now = Utc::now();
+    let st = state.clone();
+    let wake_id = id.clone();
+    let r = run(&state, move |conn| {
+        f(&st, conn, &auth.user, &id, &source, now)
+    })
+    .await;
+    // A refusal may have committed an expiry; waking is harmless either way.
+    state.waiters.wake(&wake_id);
+    state.bell.ring();
+    Ok(Json(view(&r?, &state.config.policy, now)))
+}
+
+/// `?timeout=` of the wait endpoint, in seconds (1 to 60, default 30).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+/// `GET /api/v1/requests/{id}/wait?timeout=30`: answers as soon as the request
+/// is no longer pending (or at the timeout, with the request as it stands).
+pub async fn wait(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RequestView>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
+    let id = parse_id(&id)?;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(query.timeout.unwrap_or(30).clamp(1, 60));
+    let notify = state.waiters.handle(&id);
+    loop {
+        // Register before reading, so a decision between the read and the wait is not missed.
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let st = state.clone();
+        let (user, rid) = (auth.user.clone(), id.clone());
+        let r = run(&state, move |conn| {
+            wf::get(conn, &st.config.policy, &user, &rid)
+        })
+        .await?;
+        let now = Utc::now();
+        let pending = r.state == tpa_core::RequestState::Pending && now < r.pending_until;
+        if !pending || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(view(&r, &state.config.policy, now)));
+        }
+        let until_expiry = (r.pending_until - now).to_std().unwrap_or(Duration::ZERO);
+        let sleep =
+            deadline.min(tokio::time::Instant::now() + until_expiry + Duration::from_millis(50));
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(sleep) => {}
+        }
+    }
+}
+
+/// `POST /api/v1/requests/{id}/certificate` with `{public_key}`.
+pub async fn certificate(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<CertificateBody>, JsonRejection>,
+) -> Result<Json<CertificateResponse>, ApiError> {
+    csrf(&auth, &headers)?;
+    let id = parse_id(&id)?;
+    let Json(body) = body?;
+    let source = audit_source(ip.0);
+    let now = Utc::now();
+    let st = state.clone();
+    let issued = run(&state, move |conn| {
+        wf::issue_for_request(
+            conn,
+            &st.signer,
+            &st.config.policy,
+            &auth.user,
+            &id,
+            &body.public_key,
+            &source,
+            now,
+        )
+    })
+    .await?;
+    let cert = &issued.certificate;
+    let line = cert
+        .to_openssh()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(CertificateResponse {
+        certificate: line,
+        serial: issued.serial.to_string(),
+        key_id: cert.key_id().to_owned(),
+        principals: cert.valid_principals().to_vec(),
+        valid_after: cert.valid_after(),
+        valid_before: cert.valid_before(),
+    }))
+}
