@@ -1,10 +1,16 @@
 //! `tpa-ca demo`: a local CA in `./tpa-demo`, created on first run and reused after.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use base64ct::{Base64UrlUnpadded, Encoding as _};
+use rand::RngExt as _;
+
 use crate::config::Config;
+use crate::identity::hash_password;
 
 use super::init::{InitOptions, init_data_dir};
 
@@ -18,22 +24,37 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
             passphrase_file: None,
             listen,
         })?;
+        add_demo_accounts(dir, &config_path)?;
         eprintln!(
-            "Created a demo CA in {} (key, configuration, database)",
+            "Created a demo CA in {} (key, configuration, database, demo accounts)",
             dir.display()
         );
     }
+    let passwords = std::fs::read_to_string(dir.join(PASSWORDS_FILE)).ok();
     let config = Config::load(&config_path)?;
     super::serve::serve(&config, Some(listen), |addr| {
         let config = config_path.display();
         println!();
         println!("TPA demo CA running at http://{addr}   (Ctrl-C to stop)");
         println!();
+        match &passwords {
+            Some(passwords) => {
+                println!("Demo accounts (log in at http://{addr}/login):");
+                for line in passwords.lines().filter(|l| !l.starts_with('#')) {
+                    println!("  {line}");
+                }
+            }
+            None => println!("No demo accounts in this directory (it predates them)."),
+        }
+        println!();
         println!("Try next, in another terminal:");
         println!(
             "  curl http://{addr}/ca.pub                  # the key hosts trust (TrustedUserCAKeys)"
         );
         println!("  curl http://{addr}/healthz");
+        println!(
+            "  curl -s http://{addr}/api/v1/login -H 'Content-Type: application/json' \\\n      -d '{{\"username\":\"alice\",\"password\":\"<alice's password>\"}}'   # an API token"
+        );
         println!("  ssh-keygen -t ed25519 -f ./demo_key -N ''   # a user key");
         println!(
             "  cargo run -q --release -p ca-server -- issue --config {config} --principal \"$(id -un)\" --ttl 10m \\\n      --pubkey ./demo_key.pub --reason 'trying TPA' --extension permit-pty > ./demo_key-cert.pub"
@@ -42,4 +63,47 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         println!("  cargo run -q --release -p ca-server -- audit verify --config {config}");
         println!();
     })
+}
+
+/// The demo's accounts: username, groups.
+const DEMO_ACCOUNTS: &[(&str, &str, &str)] = &[
+    ("alice", "Alice (engineer)", "engineers"),
+    ("bob", "Bob (SRE lead)", "sre-leads"),
+    ("carol", "Carol (manager)", "managers"),
+    ("dave", "Dave (auditor)", "auditors"),
+];
+
+/// Where the demo keeps its generated passwords (mode 0600), so a re-run can show them again.
+const PASSWORDS_FILE: &str = "demo-passwords.txt";
+
+/// Generates a password per demo account, appends their argon2id hashes to
+/// `tpa.toml` and writes the passwords to `demo-passwords.txt` (mode 0600).
+fn add_demo_accounts(dir: &Path, config_path: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut toml =
+        String::from("\n# Demo accounts made by `tpa-ca demo`; passwords in demo-passwords.txt.\n");
+    let mut listing = String::from("# username  password  (groups)\n");
+    for (username, display_name, group) in DEMO_ACCOUNTS {
+        let bytes: [u8; 12] = rand::rng().random();
+        let password = Base64UrlUnpadded::encode_string(&bytes);
+        let hash = hash_password(&password).context("cannot hash a demo password")?;
+        toml.push_str(&format!(
+            "\n[[accounts]]\nusername = \"{username}\"\ndisplay_name = \"{display_name}\"\npassword_hash = \"{hash}\"\ngroups = [\"{group}\"]\n"
+        ));
+        listing.push_str(&format!("{username:<6} {password}  ({group})\n"));
+    }
+    let passwords_path = dir.join(PASSWORDS_FILE);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&passwords_path)
+        .and_then(|mut f| f.write_all(listing.as_bytes()))
+        .with_context(|| format!("cannot write {}", passwords_path.display()))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(config_path)
+        .and_then(|mut f| f.write_all(toml.as_bytes()))
+        .with_context(|| format!("cannot add demo accounts to {}", config_path.display()))?;
+    Ok(())
 }

@@ -124,12 +124,35 @@ fn demo_creates_its_directory_then_reuses_it() {
             printed.contains("issue --config"),
             "demo must say what to try next: {printed}"
         );
-        ca_pub
+        // The generated passwords of the four demo accounts, printed on every run.
+        let accounts: Vec<String> = ["alice", "bob", "carol", "dave"]
+            .iter()
+            .map(|user| {
+                printed
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(&format!("{user} ")))
+                    .unwrap_or_else(|| panic!("no password for {user}: {printed}"))
+                    .to_owned()
+            })
+            .collect();
+        (ca_pub, accounts)
     };
     let first = run_demo(free_port());
     assert!(tmp.path().join("tpa-demo/ca_key").exists());
+    let passwords = tmp.path().join("tpa-demo/demo-passwords.txt");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&passwords).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let config = std::fs::read_to_string(tmp.path().join("tpa-demo/tpa.toml")).unwrap();
+    let hashes = config
+        .lines()
+        .filter(|l| l.starts_with("password_hash = \"$argon2id$"))
+        .count();
+    assert_eq!(hashes, 4, "{config}");
     let second = run_demo(free_port());
-    assert_eq!(first, second, "the demo must reuse its CA key");
+    assert_eq!(first, second, "the demo must reuse its CA key and accounts");
 }
 
 #[test]
