@@ -101,7 +101,19 @@ impl OutboxBell {
     }
 }
 
-/// Starts one sender task per webhook; they stop when `shutdown` turns true.
+/// Gives every webhook a delivery cursor (start-up, before serving).
+pub fn register_sinks(
+    conn: &mut rusqlite::Connection,
+    webhooks: &[WebhookConfig],
+) -> Result<(), StoreError> {
+    for w in webhooks {
+        outbox::register_sink(conn, &w.name)?;
+    }
+    Ok(())
+}
+
+/// Starts one sender task per webhook (registered with [`register_sinks`]);
+/// they stop when `shutdown` turns true.
 pub fn spawn_senders(
     database: PathBuf,
     webhooks: Vec<WebhookConfig>,
@@ -114,10 +126,6 @@ pub fn spawn_senders(
         .user_agent(concat!("tpa-ca/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| StoreError::Corrupt(format!("cannot build the HTTP client: {e}")))?;
-    let mut conn = store::open(&database, Create::Never)?;
-    for w in &webhooks {
-        outbox::register_sink(&mut conn, &w.name)?;
-    }
     Ok(webhooks
         .into_iter()
         .map(|w| {

@@ -51,8 +51,10 @@ impl AppState {
         let signer = Signer::load(&config.ca).context("cannot load the CA key")?;
         let identities =
             Identities::from_config(config).context("cannot load the identity configuration")?;
-        let conn = store::open(&config.database_path, Create::Never)
+        let mut conn = store::open(&config.database_path, Create::Never)
             .context("cannot open the database")?;
+        crate::notify::register_sinks(&mut conn, &config.webhooks)
+            .context("cannot register the webhooks")?;
         Ok(Self {
             signer: Arc::new(signer),
             database_path: config.database_path.clone(),

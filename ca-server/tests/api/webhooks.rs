@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ca_server::config::EXAMPLE_ROLES;
-use ca_server::notify::{OutboxBell, signature, spawn_senders};
+use ca_server::notify::{OutboxBell, register_sinks, signature, spawn_senders};
 use ca_server::workflow::requests;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -119,6 +119,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
         )
     });
     let config = data.config.clone();
+    register_sinks(&mut data.open_store(), &config.webhooks).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let senders = spawn_senders(
