@@ -25,6 +25,7 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
             listen,
         })?;
         add_demo_accounts(dir, &config_path)?;
+        add_demo_roles(&config_path)?;
         eprintln!(
             "Created a demo CA in {} (key, configuration, database, demo accounts)",
             dir.display()
@@ -55,7 +56,16 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         println!(
             "  curl -s http://{addr}/api/v1/login -H 'Content-Type: application/json' \\\n      -d '{{\"username\":\"alice\",\"password\":\"<alice's password>\"}}'   # an API token"
         );
+        println!("  export TOKEN=tpa_...                        # the token from the login answer");
+        println!(
+            "  curl -s http://{addr}/api/v1/requests -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n      -d '{{\"role\":\"hotfix-admin\",\"hosts\":[\"web-1\"],\"duration\":\"1h\",\"reason\":\"INC-1 disk full\",\"ticket\":\"INC-1\"}}'"
+        );
+        println!("  # then approve it as bob, then carol, at http://{addr}/ (or POST /api/v1/requests/ID/approve)");
         println!("  ssh-keygen -t ed25519 -f ./demo_key -N ''   # a user key");
+        println!(
+            "  curl -s http://{addr}/api/v1/requests/ID/certificate -H \"Authorization: Bearer $TOKEN\" \\\n      -H 'Content-Type: application/json' -d \"{{\\\"public_key\\\":\\\"$(cat demo_key.pub)\\\"}}\""
+        );
+        println!("  # or the administrator's break-glass path, without a request:");
         println!(
             "  cargo run -q --release -p ca-server -- issue --config {config} --principal \"$(id -un)\" --ttl 10m \\\n      --pubkey ./demo_key.pub --reason 'trying TPA' --extension permit-pty > ./demo_key-cert.pub"
         );
@@ -63,6 +73,17 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         println!("  cargo run -q --release -p ca-server -- audit verify --config {config}");
         println!();
     })
+}
+
+/// Appends the product brief's two roles (`read-only-debug`, `hotfix-admin`).
+fn add_demo_roles(config_path: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(config_path)
+        .with_context(|| format!("cannot open {}", config_path.display()))?;
+    file.write_all(crate::config::EXAMPLE_ROLES.as_bytes())
+        .with_context(|| format!("cannot write {}", config_path.display()))
 }
 
 /// The demo's accounts: username, groups.
