@@ -60,7 +60,9 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         println!(
             "  curl -s http://{addr}/api/v1/requests -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n      -d '{{\"role\":\"hotfix-admin\",\"hosts\":[\"web-1\"],\"duration\":\"1h\",\"reason\":\"INC-1 disk full\",\"ticket\":\"INC-1\"}}'"
         );
-        println!("  # then approve it as bob, then carol, at http://{addr}/ (or POST /api/v1/requests/ID/approve)");
+        println!(
+            "  # then approve it as bob, then carol, at http://{addr}/ (or POST /api/v1/requests/ID/approve)"
+        );
         println!("  ssh-keygen -t ed25519 -f ./demo_key -N ''   # a user key");
         println!(
             "  curl -s http://{addr}/api/v1/requests/ID/certificate -H \"Authorization: Bearer $TOKEN\" \\\n      -H 'Content-Type: application/json' -d \"{{\\\"public_key\\\":\\\"$(cat demo_key.pub)\\\"}}\""

@@ -214,19 +214,15 @@ pub async fn approve(
     auth: Authenticated,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Json<ApproveBody>, JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<Json<RequestView>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
-    let body = match body {
-        Ok(Json(b)) => b,
-        // An empty body is an approval without narrowing.
-        Err(JsonRejection::MissingJsonContentType(_))
-            if headers.get("content-length").is_none_or(|v| v == "0") =>
-        {
-            ApproveBody::default()
-        }
-        Err(e) => return Err(e.into()),
+    // An empty body is an approval without narrowing; otherwise it must be the JSON object.
+    let body: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
     let narrowing = narrowing(&body)?;
     decide(

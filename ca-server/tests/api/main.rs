@@ -9,5 +9,6 @@ mod helpers;
 mod http;
 mod issuance;
 mod requests;
+mod requests_http;
 mod storage;
 mod webhooks;

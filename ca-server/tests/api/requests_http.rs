@@ -1,0 +1,357 @@
+//! The request API over real HTTP: the whole flow with bearer tokens, separation
+//! of duties on the API path, CSRF for cookie callers, bodies that are too big or
+//! malformed, and the long-poll wait that answers when the decision commits.
+
+use std::time::{Duration, Instant};
+
+use ca_server::config::EXAMPLE_ROLES;
+
+use crate::helpers::{Response, TestApp, count, ed25519_public_key, http_send, spawn_app_with};
+
+const PW: &str = "a long enough test password";
+
+async fn app() -> TestApp {
+    spawn_app_with(|data| {
+        data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
+        data.add_account("alice", PW, &["engineers"]);
+        data.add_account("bob", PW, &["sre-leads"]);
+        data.add_account("carol", PW, &["managers"]);
+        data.add_account("mallory", PW, &["engineers", "sre-leads", "managers"]);
+    })
+    .await
+}
+
+async fn token(app: &TestApp, user: &str) -> String {
+    let body = serde_json::json!({ "username": user, "password": PW }).to_string();
+    let r = http_send(
+        app.address,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+async fn post(app: &TestApp, token: &str, path: &str, body: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    http_send(
+        app.address,
+        "POST",
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    http_send(app.address, "GET", path, &[("Authorization", &auth)], "").await
+}
+
+const HOTFIX: &str = r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"1h","reason":"INC-9 <script>x</script>","ticket":"INC-9"}"#;
+
+async fn submit(app: &TestApp, token: &str, body: &str) -> String {
+    let r = post(app, token, "/api/v1/requests", body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["request"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn full_flow_with_tokens() {
+    let app = app().await;
+    let (alice, bob, carol) = (
+        token(&app, "alice").await,
+        token(&app, "bob").await,
+        token(&app, "carol").await,
+    );
+    let id = submit(&app, &alice, HOTFIX).await;
+
+    let inbox = get(&app, &bob, "/api/v1/requests?scope=inbox").await;
+    assert_eq!(inbox.json()["requests"][0]["id"], id.as_str());
+    assert_eq!(
+        inbox.json()["requests"][0]["still_needed"]["group"],
+        "sre-leads"
+    );
+    let carol_inbox = get(&app, &carol, "/api/v1/requests?scope=inbox").await;
+    assert_eq!(
+        carol_inbox.json()["requests"].as_array().unwrap().len(),
+        0,
+        "stage 2 is not open yet"
+    );
+
+    let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
+    let early = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &key,
+    )
+    .await;
+    assert_eq!(
+        (early.status, early.json()["code"].as_str()),
+        (409, Some("not_approved"))
+    );
+
+    let r = post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["still_needed"]["group"], "managers");
+    let r = post(
+        &app,
+        &carol,
+        &format!("/api/v1/requests/{id}/approve"),
+        "{}",
+    )
+    .await;
+    assert_eq!(r.json()["state"], "approved");
+    assert_eq!(r.json()["active"], true);
+
+    let cert = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &key,
+    )
+    .await;
+    assert_eq!(cert.status, 200, "{}", cert.body);
+    let c = cert.json();
+    assert_eq!(c["key_id"], format!("tpa:request={id}:user=alice"));
+    assert_eq!(c["principals"], serde_json::json!(["root"]));
+    assert!(
+        c["certificate"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519-cert-v01@openssh.com ")
+    );
+
+    // Another user's request: not found, and audited.
+    let theirs = post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &key,
+    )
+    .await;
+    assert_eq!(theirs.status, 404);
+    let seen = get(&app, &bob, &format!("/api/v1/requests/{id}")).await;
+    assert_eq!(seen.status, 200, "an approver of the role may read it");
+    let mine = get(&app, &alice, "/api/v1/requests").await;
+    assert_eq!(
+        mine.json()["requests"][0]["reason"],
+        "INC-9 <script>x</script>",
+        "stored as text"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn self_approval_through_the_api_is_refused() {
+    let app = app().await;
+    let mallory = token(&app, "mallory").await;
+    let id = submit(&app, &mallory, HOTFIX).await;
+    let r = post(
+        &app,
+        &mallory,
+        &format!("/api/v1/requests/{id}/approve"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("own_request"))
+    );
+    let r = post(
+        &app,
+        &mallory,
+        &format!("/api/v1/requests/{id}/deny"),
+        r#"{"comment":"x"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("own_request"))
+    );
+    let alice = token(&app, "alice").await;
+    let r = post(&app, &alice, &format!("/api/v1/requests/{id}/approve"), "").await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("not_approver"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_and_unknown_ids_get_stable_codes() {
+    let app = app().await;
+    let alice = token(&app, "alice").await;
+    let big = format!(
+        r#"{{"role":"hotfix-admin","hosts":["web-1"],"reason":"{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
+    let r = post(&app, &alice, "/api/v1/requests", &big).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let r = post(
+        &app,
+        &alice,
+        "/api/v1/requests",
+        r#"{"role": "hotfix-admin", "#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let r = post(
+        &app,
+        &alice,
+        "/api/v1/requests",
+        r#"{"role":"hotfix-admin","hosts":["web-1"],"colour":"red"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let r = post(
+        &app,
+        &alice,
+        "/api/v1/requests",
+        r#"{"role":"nope","hosts":["web-1"],"reason":"x"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (422, Some("unknown_role"))
+    );
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("hotfix-admin"),
+        "lists the allowed roles"
+    );
+    let r = post(&app, &alice, "/api/v1/requests", r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"9h","reason":"x","ticket":"INC-1"}"#).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (422, Some("duration_too_long"))
+    );
+    let r = get(
+        &app,
+        &alice,
+        "/api/v1/requests/req_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = get(&app, &alice, "/api/v1/requests/..%2F..%2Fetc").await;
+    assert_eq!(r.status, 404);
+    let r = get(&app, &alice, "/api/v1/requests?scope=everything").await;
+    assert_eq!(r.json()["code"], "bad_scope");
+    let r = http_send(
+        app.address,
+        "POST",
+        "/api/v1/requests",
+        &[("Content-Type", "application/json")],
+        HOTFIX,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let conn = app.data.open_store();
+    assert_eq!(
+        count(&conn, "requests"),
+        0,
+        "nothing stored by any bad request"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cookie_callers_need_the_csrf_header() {
+    let app = app().await;
+    let login = http_send(
+        app.address,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("username=alice&password={}", PW.replace(' ', "+")),
+    )
+    .await;
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http_send(
+        app.address,
+        "POST",
+        "/api/v1/requests",
+        &[("Cookie", &cookie), ("Content-Type", "application/json")],
+        HOTFIX,
+    )
+    .await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (403, Some("csrf")));
+    assert_eq!(count(&app.data.open_store(), "requests"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn waiting_client_hears_the_decision_at_once() {
+    let app = app().await;
+    let (alice, bob, carol) = (
+        token(&app, "alice").await,
+        token(&app, "bob").await,
+        token(&app, "carol").await,
+    );
+    let id = submit(&app, &alice, HOTFIX).await;
+    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let address = app.address;
+    let path = format!("/api/v1/requests/{id}/wait?timeout=30");
+    let auth = format!("Bearer {alice}");
+    let waiter = tokio::spawn(async move {
+        let r = http_send(address, "GET", &path, &[("Authorization", &auth)], "").await;
+        (Instant::now(), r)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "still pending: the waiter must wait");
+    let decided = Instant::now();
+    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let (answered, r) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.json()["state"], "approved");
+    assert!(
+        answered.duration_since(decided) < Duration::from_secs(2),
+        "pushed, not polled"
+    );
+    // A denied request answers the waiter too, with the comment.
+    let id2 = submit(&app, &alice, &HOTFIX.replace("web-1", "web-2")).await;
+    post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id2}/deny"),
+        r#"{"comment":"use read-only-debug"}"#,
+    )
+    .await;
+    let r = get(
+        &app,
+        &token(&app, "alice").await,
+        &format!("/api/v1/requests/{id2}/wait?timeout=5"),
+    )
+    .await;
+    assert_eq!(
+        (r.json()["state"].as_str(), r.json()["comment"].as_str()),
+        (Some("denied"), Some("use read-only-debug"))
+    );
+    app.stop().await;
+}
