@@ -4,5 +4,6 @@
 //! that and installs openssh-server when run as root.
 
 mod ca_server;
+mod flow;
 mod harness;
 mod ssh_interop;

@@ -1,0 +1,161 @@
+//! The whole flow with real processes: a request through the API, two approvals
+//! from distinct groups, a certificate for the engineer's own key, and a login
+//! to a real sshd that trusts only the CA's `/ca.pub`.
+
+use std::net::SocketAddr;
+
+use crate::harness::{CaDir, Sshd, UserKey, current_login, hash_password, http_get, http_send};
+
+const PW: &str = "e2e flow password";
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+fn login(addr: SocketAddr, user: &str) -> String {
+    let body = serde_json::json!({ "username": user, "password": PW }).to_string();
+    let (status, body) = http_send(
+        addr,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        &body,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    json(&body)["token"].as_str().unwrap().to_owned()
+}
+
+fn post(addr: SocketAddr, token: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    let (status, body) = http_send(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    );
+    (status, json(&body))
+}
+
+#[test]
+fn request_two_approvals_certificate_then_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::init(tmp.path(), "ca");
+    let login_name = current_login();
+    let hash = hash_password(PW);
+    let mut config = std::fs::read_to_string(&ca.config).unwrap();
+    config.push_str(&format!(
+        r#"
+[[roles]]
+name = "hotfix-admin"
+logins = ["{login_name}"]
+hosts = ["web-*"]
+max_duration = "4h"
+cert_ttl = "5m"
+requestable_by = ["engineers"]
+stages = [{{ group = "sre-leads", approvals = 1 }}, {{ group = "managers", approvals = 1 }}]
+"#
+    ));
+    for (user, group) in [
+        ("alice", "engineers"),
+        ("bob", "sre-leads"),
+        ("carol", "managers"),
+    ] {
+        config.push_str(&format!(
+            "\n[[accounts]]\nusername = \"{user}\"\npassword_hash = \"{hash}\"\ngroups = [\"{group}\"]\n"
+        ));
+    }
+    std::fs::write(&ca.config, config).unwrap();
+    let running = ca.serve();
+    let addr = running.addr;
+    let (_, ca_pub) = http_get(addr, "/ca.pub");
+    let sshd = Sshd::start(&tmp.path().join("sshd"), &ca_pub);
+    let key = UserKey::generate(tmp.path(), "id_alice");
+
+    let (alice, bob, carol) = (
+        login(addr, "alice"),
+        login(addr, "bob"),
+        login(addr, "carol"),
+    );
+    let (status, submitted) = post(
+        addr,
+        &alice,
+        "/api/v1/requests",
+        r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"1h","reason":"INC-1 disk full"}"#,
+    );
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["request"]["id"].as_str().unwrap().to_owned();
+
+    let public_key = std::fs::read_to_string(&key.public).unwrap();
+    let cert_body = serde_json::json!({ "public_key": public_key }).to_string();
+    let cert_path = format!("/api/v1/requests/{id}/certificate");
+    let (status, refused) = post(addr, &alice, &cert_path, &cert_body);
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("not_approved")),
+        "no approval, no certificate"
+    );
+
+    let (status, _) = post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
+    assert_eq!(status, 200);
+    let (status, approved) = post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
+    assert_eq!(
+        (status, approved["state"].as_str()),
+        (200, Some("approved"))
+    );
+
+    let (status, cert) = post(addr, &alice, &cert_path, &cert_body);
+    assert_eq!(status, 200, "{cert}");
+    std::fs::write(&key.cert, cert["certificate"].as_str().unwrap()).unwrap();
+    let out = sshd.ssh(&key, &login_name, "echo tpa-flow-ok");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "tpa-flow-ok",
+        "ssh failed: {}\nsshd log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+    // sshd logged the key id that names the request.
+    assert!(
+        sshd.log().contains(&format!("tpa:request={id}:user=alice")),
+        "{}",
+        sshd.log()
+    );
+
+    // The audit trail holds the whole story and verifies.
+    let out = crate::harness::tpa_ca(&["audit", "verify", "--config", ca.config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crate::harness::tpa_ca(&["audit", "export", "--config", ca.config.to_str().unwrap()]);
+    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| json(l.as_bytes()))
+        .filter(|e| {
+            e["object"] == format!("request:{id}") || e["details"]["request_id"] == id.as_str()
+        })
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "request.submit/success",
+            "cert.issue/denied",
+            "request.approve/success",
+            "request.approve/success",
+            "cert.issue/success"
+        ]
+    );
+}
