@@ -54,6 +54,15 @@ CREATE TABLE auth_tokens (
     revoked_at  TEXT
 ) STRICT;
 
+CREATE TABLE break_glass_reviews (
+    request_id           TEXT PRIMARY KEY REFERENCES requests (id),
+    reviewed_by_issuer   TEXT,
+    reviewed_by_subject  TEXT,
+    reviewed_by_username TEXT,
+    reviewed_at          TEXT,
+    comment              TEXT
+) STRICT;
+
 CREATE TABLE certificates (
     serial                  TEXT    PRIMARY KEY,
     key_id                  TEXT    NOT NULL,

@@ -298,3 +298,11 @@ pub struct CertificateResponse {
     /// Unix seconds.
     pub valid_before: u64,
 }
+
+/// `POST /api/v1/requests/{id}/review`: the post-incident review of a break-glass grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    /// What the reviewer found (required).
+    pub comment: String,
+}

@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 pub mod rate_limit;
 mod requests;
+mod reviews;
 pub mod web;
 
 use axum::Router;
@@ -44,6 +45,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/requests/{id}/cancel", post(requests::cancel))
         .route("/api/v1/requests/{id}/wait", get(requests::wait))
+        .route(
+            "/api/v1/requests/{id}/review",
+            post(reviews::review).layer(api_limit),
+        )
+        .route("/api/v1/reviews", get(reviews::list))
         .route(
             "/api/v1/requests/{id}/certificate",
             post(requests::certificate).layer(api_limit),

@@ -37,7 +37,7 @@ impl From<WorkflowError> for ApiError {
 }
 
 /// Runs a workflow step on the writer connection; workflow errors keep their codes.
-async fn run<T: Send + 'static>(
+pub(super) async fn run<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -46,12 +46,12 @@ async fn run<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-fn parse_id(id: &str) -> Result<RequestId, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<RequestId, ApiError> {
     // An id that cannot exist is the same as one that does not.
     RequestId::parse(id).map_err(|_| ApiError::NotFound)
 }
 
-fn csrf(auth: &Authenticated, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn csrf(auth: &Authenticated, headers: &HeaderMap) -> Result<(), ApiError> {
     require_csrf(auth, headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
 }
 

@@ -9,6 +9,7 @@ pub mod auth_tokens;
 pub mod certificates;
 pub mod outbox;
 pub mod requests;
+pub mod reviews;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_requests.sql"),
     include_str!("migrations/0003_outbox.sql"),
     include_str!("migrations/0004_auth.sql"),
+    include_str!("migrations/0005_break_glass_reviews.sql"),
 ];
 
 /// The schema version this build expects.

@@ -211,6 +211,9 @@ pub fn submit(
             );
             store::audit::append(tx, &e)?;
             notify::enqueue_request_event(tx, kind, &request, policy, now)?;
+            if request.path == ApprovalPath::BreakGlass {
+                store::reviews::open(tx, &request.id)?;
+            }
         }
         Ok(Submitted {
             request,
@@ -526,4 +529,108 @@ pub fn inbox(
         })
         .filter(|r| !r.approvals.iter().any(|a| a.approver == user.identity))
         .collect())
+}
+
+/// The break-glass grants whose post-incident review `user` may clear (an
+/// approver of the role who is not the requester), oldest first.
+pub fn open_reviews(
+    conn: &Connection,
+    policy: &Policy,
+    user: &User,
+) -> Result<Vec<AccessRequest>, WorkflowError> {
+    let mut out = Vec::new();
+    for id in store::reviews::open_ids(conn, 500)? {
+        if let Some(r) = requests::load(conn, &id)?
+            && r.requester != user.identity
+            && is_role_approver(policy, user, &r)
+        {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Clears the post-incident review of a break-glass grant.
+pub fn review_break_glass(
+    conn: &mut Connection,
+    policy: &Policy,
+    reviewer: &User,
+    id: &RequestId,
+    comment: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessRequest, WorkflowError> {
+    let actor = Actor::user(reviewer, source);
+    store::write(
+        conn,
+        |tx| -> Result<Result<AccessRequest, WorkflowError>, WorkflowError> {
+            let Some(r) = requests::load(tx, id)? else {
+                return Ok(Err(WorkflowError::NotFound));
+            };
+            let problem = if !can_view(policy, reviewer, &r) {
+                Some(WorkflowError::NotFound)
+            } else if store::reviews::state(tx, id)?.is_none() {
+                Some(refused(
+                    "not_break_glass",
+                    "this request was not a break-glass grant; nothing to review",
+                ))
+            } else if r.requester == reviewer.identity {
+                Some(refused(
+                    "own_request",
+                    "you cannot review your own break-glass grant",
+                ))
+            } else if !is_role_approver(policy, reviewer, &r) {
+                Some(refused(
+                    "not_approver",
+                    format!(
+                        "only approvers of role {} review its break-glass grants",
+                        r.role
+                    ),
+                ))
+            } else if comment.trim().is_empty() || comment.len() > tpa_core::request::MAX_COMMENT {
+                Some(refused(
+                    "bad_comment",
+                    "a review needs a comment of at most 2000 bytes",
+                ))
+            } else if !store::reviews::complete(tx, id, reviewer, comment.trim(), now)? {
+                Some(refused(
+                    "already_reviewed",
+                    "this break-glass grant was already reviewed",
+                ))
+            } else {
+                None
+            };
+            let (outcome, why, details) = match &problem {
+                None => (
+                    Outcome::Success,
+                    comment.trim().to_owned(),
+                    json!({ "break_glass": true }),
+                ),
+                Some(WorkflowError::Refused { code, message }) => {
+                    (Outcome::Denied, message.clone(), json!({ "code": code }))
+                }
+                Some(_) => (
+                    Outcome::Denied,
+                    "no such request for this user".to_owned(),
+                    json!({ "code": "not_found" }),
+                ),
+            };
+            store::audit::append(
+                tx,
+                &event(
+                    &actor,
+                    "request.review",
+                    id.as_str(),
+                    outcome,
+                    &why,
+                    details,
+                    now,
+                ),
+            )?;
+            Ok(match problem {
+                None => Ok(r),
+                Some(e) => Err(e),
+            })
+        },
+    )?
 }

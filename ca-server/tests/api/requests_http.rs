@@ -355,3 +355,130 @@ async fn waiting_client_hears_the_decision_at_once() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn break_glass_self_approves_notifies_and_needs_a_review() {
+    let app = app().await;
+    let alice = token(&app, "alice").await;
+    let bob = token(&app, "bob").await;
+    let glass = r#"{"role":"hotfix-admin","hosts":["db-1"],"duration":"20m","reason":"site down","ticket":"INC-77","break_glass":true}"#;
+    // Without an incident id, or longer than the rule allows: refused.
+    let r = post(
+        &app,
+        &alice,
+        "/api/v1/requests",
+        &glass.replace(r#","ticket":"INC-77""#, ""),
+    )
+    .await;
+    assert_eq!(r.json()["code"], "ticket_required");
+    let r = post(
+        &app,
+        &alice,
+        "/api/v1/requests",
+        &glass.replace("20m", "1h"),
+    )
+    .await;
+    assert_eq!(r.json()["code"], "duration_too_long");
+    // On a role without a break-glass rule: refused.
+    let r = post(
+        &app,
+        &alice,
+        "/api/v1/requests",
+        &glass
+            .replace("hotfix-admin", "read-only-debug")
+            .replace("db-1", "web-1"),
+    )
+    .await;
+    assert_eq!(r.json()["code"], "no_break_glass");
+
+    let r = post(&app, &alice, "/api/v1/requests", glass).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let request = &r.json()["request"];
+    assert_eq!(
+        (request["state"].as_str(), request["approval_path"].as_str()),
+        (Some("approved"), Some("break_glass"))
+    );
+    let id = request["id"].as_str().unwrap().to_owned();
+    let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
+    assert_eq!(
+        post(
+            &app,
+            &alice,
+            &format!("/api/v1/requests/{id}/certificate"),
+            &key
+        )
+        .await
+        .status,
+        200
+    );
+
+    // The review queue: bob sees it; alice cannot review her own; an empty comment is refused.
+    let queue = get(&app, &bob, "/api/v1/reviews").await;
+    assert_eq!(queue.json()["requests"][0]["id"], id.as_str());
+    assert_eq!(
+        get(&app, &alice, "/api/v1/reviews").await.json()["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let r = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/review"),
+        r#"{"comment":"fine"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["code"], "own_request");
+    let r = post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/review"),
+        r#"{"comment":"  "}"#,
+    )
+    .await;
+    assert_eq!(r.json()["code"], "bad_comment");
+    let r = post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/review"),
+        r#"{"comment":"checked the shell history"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/review"),
+        r#"{"comment":"again"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["code"], "already_reviewed");
+    assert_eq!(
+        get(&app, &bob, "/api/v1/reviews").await.json()["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Audit marks every step; the outbox announced the break-glass grant.
+    let conn = app.data.open_store();
+    let marked: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE object = ?1 AND action IN ('request.break_glass', 'request.review') AND outcome = 'success'",
+            [format!("request:{id}")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(marked, 2);
+    let announced: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE kind = 'request.break_glass'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(announced, 1);
+    app.stop().await;
+}
