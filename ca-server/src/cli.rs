@@ -66,6 +66,18 @@ pub enum Command {
     },
     /// Break-glass: sign a certificate directly (audited; TTL capped by admin_issue.max_ttl).
     Issue(IssueArgs),
+    /// Print the AuthorizedPrincipalsFile lines a host of a host group installs
+    /// (roles with host_scoped_principals).
+    Principals {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The host group (a name from [host_groups]).
+        #[arg(long)]
+        group: String,
+        /// Only the principal for this login (one file per login: AuthorizedPrincipalsFile .../%u).
+        #[arg(long)]
+        login: Option<String>,
+    },
     /// Read a password (one line) on standard input and print its argon2id hash for `password_hash`.
     HashPassword,
     /// Verify or export the audit trail.

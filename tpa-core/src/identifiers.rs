@@ -239,6 +239,16 @@ identifier!(
     ROLE_NAME
 );
 
+impl Principal {
+    /// A host-scoped principal `<group>:<login>`. Both parts are already valid
+    /// (a group name has no comma, colon, wildcard or whitespace), so the result
+    /// is safe for certificates and `AuthorizedPrincipalsFile`. Only the CA
+    /// builds these; `parse` accepts logins only.
+    pub fn scoped(group: &crate::identity::GroupName, login: &Principal) -> Principal {
+        Principal(format!("{group}:{login}"))
+    }
+}
+
 /// The identifier of an access request: `req_` followed by 26 characters of
 /// lowercase RFC 4648 base32 (128 random bits).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -28,8 +28,8 @@ pub use request::{
     RequestState, Window,
 };
 pub use role::{
-    ApprovalPath, ApprovalStage, AutoApprove, BreakGlass, CheckedRequest, Policy, PolicyRefusal,
-    RequestInput, Role, TicketPattern,
+    ApprovalPath, ApprovalStage, AutoApprove, BreakGlass, CheckedRequest, HostGroup, Policy,
+    PolicyRefusal, RequestInput, Role, TicketPattern,
 };
 pub use serial::CertSerial;
 pub use subject_key::{SubjectKey, SubjectKeyError};

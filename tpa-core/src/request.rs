@@ -596,7 +596,7 @@ impl AccessRequest {
                 id: self.id.clone(),
                 user: self.requester_username.clone(),
             },
-            principals: role.logins.clone(),
+            principals: role.principals_for(&self.hosts),
             extensions: role.extensions.clone(),
             critical_options: role.critical_options.clone(),
             window_end: window.end,
@@ -679,6 +679,7 @@ mod tests {
             break_glass: None,
             require_reason: true,
             ticket_pattern: None,
+            host_scope: None,
         }
     }
 
@@ -708,6 +709,7 @@ mod tests {
             break_glass: None,
             require_reason: false,
             ticket_pattern: None,
+            host_scope: None,
         }
     }
 
@@ -1117,6 +1119,41 @@ mod tests {
                 .unwrap_err()
                 .code(),
             "not_active"
+        );
+    }
+
+    #[test]
+    fn host_scoped_principals_name_the_groups_of_the_approved_hosts() {
+        let mut role = hotfix_admin();
+        let group = |name: &str, pattern: &str| crate::role::HostGroup {
+            name: GroupName::parse(name).unwrap(),
+            patterns: vec![HostPattern::parse(pattern).unwrap()],
+        };
+        role.host_scope = Some(vec![group("web", "web-*"), group("db", "db-*")]);
+        role.hosts = vec![
+            HostPattern::parse("web-*").unwrap(),
+            HostPattern::parse("db-*").unwrap(),
+        ];
+        let hosts = |names: &[&str]| {
+            names
+                .iter()
+                .map(|h| HostName::parse(h).unwrap())
+                .collect::<BTreeSet<_>>()
+        };
+        let names = |set: BTreeSet<Principal>| {
+            set.iter()
+                .map(|p| p.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(role.principals_for(&hosts(&["web-1"]))), ["web:root"]);
+        assert_eq!(
+            names(role.principals_for(&hosts(&["web-1", "db-2"]))),
+            ["db:root", "web:root"]
+        );
+        role.host_scope = None;
+        assert_eq!(
+            names(role.principals_for(&hosts(&["web-1", "db-2"]))),
+            ["root"]
         );
     }
 

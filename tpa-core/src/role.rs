@@ -114,6 +114,26 @@ pub struct Role {
     pub require_reason: bool,
     /// Optional ticket pattern (a ticket is then required).
     pub ticket_pattern: Option<TicketPattern>,
+    /// With host-scoped principals: the role's named host groups. Certificates
+    /// then carry `<group>:<login>` for each group that covers an approved host,
+    /// so a certificate approved for one group is useless on another's hosts.
+    pub host_scope: Option<Vec<HostGroup>>,
+}
+
+/// A named group of host patterns (`[host_groups]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostGroup {
+    /// The group's name (the prefix of host-scoped principals).
+    pub name: GroupName,
+    /// Its host patterns.
+    pub patterns: Vec<HostPattern>,
+}
+
+impl HostGroup {
+    /// Whether the group covers `host`.
+    pub fn covers(&self, host: &HostName) -> bool {
+        self.patterns.iter().any(|p| p.matches(host))
+    }
 }
 
 /// Why a role definition is unusable.
@@ -200,6 +220,24 @@ impl Role {
     /// Whether the role covers `host`.
     pub fn covers(&self, host: &HostName) -> bool {
         self.hosts.iter().any(|p| p.matches(host))
+    }
+
+    /// The principals a certificate for `hosts` carries: the role's logins, or
+    /// with host-scoped principals `<group>:<login>` for every group of the
+    /// role that covers at least one of `hosts`.
+    pub fn principals_for(&self, hosts: &BTreeSet<HostName>) -> BTreeSet<Principal> {
+        match &self.host_scope {
+            None => self.logins.clone(),
+            Some(groups) => groups
+                .iter()
+                .filter(|g| hosts.iter().any(|h| g.covers(h)))
+                .flat_map(|g| {
+                    self.logins
+                        .iter()
+                        .map(move |l| Principal::scoped(&g.name, l))
+                })
+                .collect(),
+        }
     }
 }
 

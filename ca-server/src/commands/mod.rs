@@ -6,6 +6,7 @@ mod demo;
 mod hash_password;
 mod init;
 mod issue;
+mod principals;
 mod serve;
 
 use std::process::ExitCode;
@@ -33,6 +34,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check(config),
         } => config_check::run(&config.config),
         Command::Issue(args) => issue::run(&args),
+        Command::Principals {
+            config,
+            group,
+            login,
+        } => principals::run(&config.config, &group, login.as_deref()),
         Command::HashPassword => hash_password::run(),
         Command::Audit {
             command: AuditCommand::Verify { config, file },

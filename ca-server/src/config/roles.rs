@@ -44,6 +44,8 @@ pub(super) struct RawRole {
     #[serde(default = "default_true")]
     require_reason: bool,
     ticket_pattern: Option<String>,
+    #[serde(default)]
+    host_scoped_principals: bool,
 }
 
 fn default_true() -> bool {
@@ -110,21 +112,31 @@ fn role(r: &RawRole, host_groups: &BTreeMap<String, Vec<String>>) -> Result<Role
         .map(|l| Principal::parse(l).map_err(|e| ctx("logins", &e)))
         .collect::<Result<BTreeSet<_>, _>>()?;
     let mut hosts = Vec::new();
+    let mut scope = Vec::new();
     for h in &r.hosts {
         match h.strip_prefix('@') {
             Some(group_name) => {
+                let name = GroupName::parse(group_name).map_err(|e| ctx("hosts", &e))?;
                 let members = host_groups.get(group_name).ok_or_else(|| {
                     ctx(
                         "hosts",
                         &format!("unknown host group @{group_name} (define it in [host_groups])"),
                     )
                 })?;
+                let mut patterns = Vec::new();
                 for m in members {
-                    hosts.push(
+                    patterns.push(
                         HostPattern::parse(m)
                             .map_err(|e| ctx(&format!("host_groups.{group_name}"), &e))?,
                     );
                 }
+                hosts.extend(patterns.iter().cloned());
+                scope.push(tpa_core::HostGroup { name, patterns });
+            }
+            None if r.host_scoped_principals => {
+                let why =
+                    format!("{h:?}: with host_scoped_principals every entry must be a @group");
+                return Err(ctx("hosts", &why));
             }
             None => hosts.push(HostPattern::parse(h).map_err(|e| ctx("hosts", &e))?),
         }
@@ -212,6 +224,7 @@ fn role(r: &RawRole, host_groups: &BTreeMap<String, Vec<String>>) -> Result<Role
         break_glass,
         require_reason: r.require_reason,
         ticket_pattern,
+        host_scope: r.host_scoped_principals.then_some(scope),
     })
 }
 

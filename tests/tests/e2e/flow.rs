@@ -159,3 +159,109 @@ stages = [{{ group = "sre-leads", approvals = 1 }}, {{ group = "managers", appro
         ]
     );
 }
+
+/// Host-scoped principals: every host trusts the same CA, yet a certificate
+/// approved for the web group does not open a db host.
+#[test]
+fn host_scoped_certificate_opens_only_its_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::init(tmp.path(), "ca");
+    let me = current_login();
+    let hash = hash_password(PW);
+    let mut config = std::fs::read_to_string(&ca.config).unwrap();
+    config.push_str(&format!(
+        r#"
+[host_groups]
+web = ["web-*"]
+db = ["db-*"]
+
+[[roles]]
+name = "scoped-debug"
+logins = ["{me}"]
+hosts = ["@web", "@db"]
+host_scoped_principals = true
+max_duration = "1h"
+requestable_by = ["engineers"]
+auto_approve = {{ group = "engineers", max_duration = "1h" }}
+
+[[accounts]]
+username = "alice"
+password_hash = "{hash}"
+groups = ["engineers"]
+"#
+    ));
+    std::fs::write(&ca.config, config).unwrap();
+    let cfg = ca.config.to_str().unwrap();
+
+    // What each host group installs, one file per login.
+    let principals_of = |group: &str| {
+        let out = crate::harness::tpa_ca(&[
+            "principals",
+            "--config",
+            cfg,
+            "--group",
+            group,
+            "--login",
+            &me,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(principals_of("web").trim(), format!("web:{me}"));
+    let unknown = crate::harness::tpa_ca(&["principals", "--config", cfg, "--group", "mail"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("groups that do: db, web"));
+
+    let running = ca.serve();
+    let addr = running.addr;
+    let (_, ca_pub) = http_get(addr, "/ca.pub");
+    let mut hosts = Vec::new();
+    for group in ["web", "db"] {
+        let principals = tmp.path().join(format!("{group}-principals"));
+        std::fs::create_dir_all(&principals).unwrap();
+        std::fs::write(principals.join(&me), principals_of(group)).unwrap();
+        hosts.push(Sshd::start_with_principals(
+            &tmp.path().join(format!("sshd-{group}")),
+            &ca_pub,
+            Some(&principals),
+        ));
+    }
+    let key = UserKey::generate(tmp.path(), "id_alice");
+    let alice = login(addr, "alice");
+    let (status, submitted) = post(
+        addr,
+        &alice,
+        "/api/v1/requests",
+        r#"{"role":"scoped-debug","hosts":["web-1"],"reason":"look"}"#,
+    );
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["request"]["id"].as_str().unwrap();
+    let body = serde_json::json!({ "public_key": std::fs::read_to_string(&key.public).unwrap() })
+        .to_string();
+    let (status, cert) = post(
+        addr,
+        &alice,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &body,
+    );
+    assert_eq!(status, 200, "{cert}");
+    assert_eq!(cert["principals"], serde_json::json!([format!("web:{me}")]));
+    std::fs::write(&key.cert, cert["certificate"].as_str().unwrap()).unwrap();
+
+    let web = hosts[0].ssh(&key, &me, "echo web-ok");
+    assert_eq!(
+        String::from_utf8_lossy(&web.stdout).trim(),
+        "web-ok",
+        "sshd log:\n{}",
+        hosts[0].log()
+    );
+    let db = hosts[1].ssh(&key, &me, "echo db-ok");
+    assert!(
+        !db.status.success() && !String::from_utf8_lossy(&db.stdout).contains("db-ok"),
+        "a web certificate opened a db host"
+    );
+}

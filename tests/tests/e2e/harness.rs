@@ -292,6 +292,15 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(dir: &Path, trusted_ca_keys: &[u8]) -> Self {
+        Self::start_with_principals(dir, trusted_ca_keys, None)
+    }
+
+    /// Like [`Sshd::start`], with `AuthorizedPrincipalsFile <principals_dir>/%u`.
+    pub fn start_with_principals(
+        dir: &Path,
+        trusted_ca_keys: &[u8],
+        principals_dir: Option<&Path>,
+    ) -> Self {
         let sshd = require(
             "sshd",
             "install openssh-server (as root: apt-get update && apt-get install -y openssh-server), or run ./scripts/test as root",
@@ -317,13 +326,14 @@ impl Sshd {
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
-                 TrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nAuthorizedPrincipalsFile none\n\
+                 TrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nAuthorizedPrincipalsFile {principals}\n\
                  PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
                  MaxStartups 50\n",
                 hk = host_key.display(),
                 dir = dir.display(),
                 ca = ca_file.display(),
+                principals = principals_dir.map_or("none".to_owned(), |d| format!("{}/%u", d.display())),
             ),
         )
         .unwrap();
