@@ -306,3 +306,28 @@ pub struct ReviewBody {
     /// What the reviewer found (required).
     pub comment: String,
 }
+
+/// `tpa-ssh`'s saved login (`~/.config/tpa/session.json`, mode 0600).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredSession {
+    /// The CA's base URL.
+    pub ca_url: String,
+    /// The API token (`tpa_…`).
+    pub token: String,
+    /// When the token expires, RFC 3339.
+    pub expires_at: String,
+    /// Who logged in.
+    pub username: String,
+}
+
+impl std::fmt::Debug for StoredSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSession")
+            .field("ca_url", &self.ca_url)
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("username", &self.username)
+            .finish()
+    }
+}

@@ -1,49 +1,32 @@
-//! `tpa-ssh`: the engineer's command line. Login, request, wait, certificate, plain ssh.
-//!
-//! Only the command surface exists so far; each subcommand says that it is not
-//! available yet and exits non-zero, so no script can mistake it for success.
+//! `tpa-ssh`: the engineer's command line. Log in, ask for access, wait for the
+//! decision, get a short-lived certificate, use plain ssh.
+
+mod cli;
+mod client;
+mod commands;
+mod files;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-/// Temporary production access with short-lived SSH certificates.
-#[derive(Debug, Parser)]
-#[command(name = "tpa-ssh", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Log in to the CA with your company SSO.
-    Login,
-    /// Forget the session token and revoke it at the CA.
-    Logout,
-    /// Show who you are logged in as.
-    Whoami,
-    /// Ask for a role on some hosts for a while.
-    Request,
-    /// Show the state of a request.
-    Status,
-    /// List your requests.
-    List,
-    /// Cancel a request.
-    Cancel,
-    /// Get or refresh the certificate for an approved request.
-    Cert,
-    /// Write the ssh_config snippet.
-    Config,
-    /// Connect to a host, requesting access if needed.
-    Ssh,
-}
+use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    eprintln!(
-        "tpa-ssh: {:?} is not available in this build yet; use `tpa-ca issue` on the CA for now",
-        cli.command
-    );
-    ExitCode::from(2)
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tpa-ssh: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tpa-ssh: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

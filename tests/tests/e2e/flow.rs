@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 
 use crate::harness::{CaDir, Sshd, UserKey, current_login, hash_password, http_get, http_send};
 
-const PW: &str = "e2e flow password";
+pub const PW: &str = "e2e flow password";
 
 fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
-fn login(addr: SocketAddr, user: &str) -> String {
+pub fn login(addr: SocketAddr, user: &str) -> String {
     let body = serde_json::json!({ "username": user, "password": PW }).to_string();
     let (status, body) = http_send(
         addr,
@@ -26,7 +26,7 @@ fn login(addr: SocketAddr, user: &str) -> String {
     json(&body)["token"].as_str().unwrap().to_owned()
 }
 
-fn post(addr: SocketAddr, token: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+pub fn post(addr: SocketAddr, token: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let auth = format!("Bearer {token}");
     let (status, body) = http_send(
         addr,
@@ -41,10 +41,10 @@ fn post(addr: SocketAddr, token: &str, path: &str, body: &str) -> (u16, serde_js
     (status, json(&body))
 }
 
-#[test]
-fn request_two_approvals_certificate_then_ssh() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = CaDir::init(tmp.path(), "ca");
+/// A CA whose `hotfix-admin` role grants the current login on `web-*` after an
+/// SRE lead and a manager approve, with accounts alice, bob and carol.
+pub fn two_stage_ca(dir: &std::path::Path) -> CaDir {
+    let ca = CaDir::init(dir, "ca");
     let login_name = current_login();
     let hash = hash_password(PW);
     let mut config = std::fs::read_to_string(&ca.config).unwrap();
@@ -70,6 +70,14 @@ stages = [{{ group = "sre-leads", approvals = 1 }}, {{ group = "managers", appro
         ));
     }
     std::fs::write(&ca.config, config).unwrap();
+    ca
+}
+
+#[test]
+fn request_two_approvals_certificate_then_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = two_stage_ca(tmp.path());
+    let login_name = current_login();
     let running = ca.serve();
     let addr = running.addr;
     let (_, ca_pub) = http_get(addr, "/ca.pub");

@@ -63,6 +63,17 @@ pub fn tpa_ca_bin() -> PathBuf {
     bin
 }
 
+/// The workspace's `tpa-ssh` binary, next to `tpa-ca`.
+pub fn tpa_ssh_bin() -> PathBuf {
+    let bin = tpa_ca_bin().with_file_name("tpa-ssh");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build --workspace`",
+        bin.display()
+    );
+    bin
+}
+
 /// The login name the tests log in as (the user running them).
 pub fn current_login() -> String {
     let out = Command::new("id").arg("-un").output().expect("run id -un");

@@ -4,6 +4,7 @@
 //! that and installs openssh-server when run as root.
 
 mod ca_server;
+mod cli;
 mod flow;
 mod harness;
 mod ssh_interop;

@@ -1,0 +1,108 @@
+//! Talking to the CA's JSON API, with errors a person understands.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tpa_core::api::ErrorBody;
+
+/// An API client for one CA.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8700`).
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            anyhow::bail!(
+                "the CA URL {base:?} must start with https:// (or http:// for a local CA)"
+            );
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(75))
+            .user_agent(concat!("tpa-ssh/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { http, base, token })
+    }
+
+    /// The CA's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request and decodes the JSON answer (or `()` for 204).
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            let why = if e.is_timeout() { "timed out" } else if e.is_connect() { "connection failed" } else { "request failed" };
+            anyhow!("cannot reach the CA at {} ({why}); check --ca / $TPA_CA_URL and that the CA is running", self.base)
+        })?;
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED && self.token.is_some() {
+            return Err(ApiFailure {
+                code: "unauthenticated".into(),
+                message: "your login expired or was revoked: run `tpa-ssh login`".into(),
+            }
+            .into());
+        }
+        if !status.is_success() {
+            let body: Option<ErrorBody> = response.json().await.ok();
+            let (code, message) = body.map_or_else(
+                || {
+                    (
+                        "http_error".to_owned(),
+                        format!("the CA answered HTTP {status}"),
+                    )
+                },
+                |b| (b.code, b.message),
+            );
+            return Err(ApiFailure { code, message }.into());
+        }
+        if status == StatusCode::NO_CONTENT {
+            return serde_json::from_str("null").context("unexpected empty answer");
+        }
+        response
+            .json()
+            .await
+            .context("the CA's answer is not the expected JSON (is --ca a TPA CA?)")
+    }
+}
+
+/// An error answer from the CA: `{code, message}`.
+#[derive(Debug, Clone)]
+pub struct ApiFailure {
+    /// Stable code.
+    pub code: String,
+    /// The CA's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiFailure {}

@@ -1,0 +1,154 @@
+//! The files `tpa-ssh` keeps: the saved login (`~/.config/tpa/session.json`) and
+//! the key and certificate (`~/.local/share/tpa/id_ed25519{,.pub,-cert.pub}`),
+//! all private to the user.
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+use tpa_core::api::StoredSession;
+
+fn home() -> anyhow::Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("$HOME is not set")
+}
+
+/// `$XDG_CONFIG_HOME/tpa` or `~/.config/tpa`.
+pub fn config_dir() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(d) if !d.is_empty() => Ok(PathBuf::from(d).join("tpa")),
+        _ => Ok(home()?.join(".config/tpa")),
+    }
+}
+
+/// `$XDG_DATA_HOME/tpa` or `~/.local/share/tpa`.
+pub fn data_dir() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) if !d.is_empty() => Ok(PathBuf::from(d).join("tpa")),
+        _ => Ok(home()?.join(".local/share/tpa")),
+    }
+}
+
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Writes `bytes` to `path` with mode 0600 through a temporary file and a rename.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("path has no directory")?;
+    private_dir(dir)?;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+/// Refuses a private file that group or others may read.
+fn check_private(path: &Path) -> anyhow::Result<()> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} has permissions {:04o}; it must be private: run `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn session_path() -> anyhow::Result<PathBuf> {
+    Ok(config_dir()?.join("session.json"))
+}
+
+/// Saves the login.
+pub fn save_session(session: &StoredSession) -> anyhow::Result<()> {
+    let text = serde_json::to_vec_pretty(session).context("cannot encode the session")?;
+    write_private(&session_path()?, &text)
+}
+
+/// The saved login, or a message saying to log in.
+pub fn load_session() -> anyhow::Result<StoredSession> {
+    let path = session_path()?;
+    if !path.exists() {
+        bail!("not logged in: run `tpa-ssh login --ca URL --username NAME`");
+    }
+    check_private(&path)?;
+    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is corrupt; run `tpa-ssh login` again", path.display()))
+}
+
+/// Forgets the login.
+pub fn remove_session() -> anyhow::Result<()> {
+    match std::fs::remove_file(session_path()?) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).context("cannot remove the saved login"),
+    }
+}
+
+/// Paths of the user's TPA key pair and certificate.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    /// Private key.
+    pub private: PathBuf,
+    /// Public key.
+    pub public: PathBuf,
+    /// Certificate.
+    pub cert: PathBuf,
+}
+
+/// The TPA key (created on first use: Ed25519, mode 0600) and its file paths.
+pub fn ensure_key() -> anyhow::Result<(KeyFiles, String)> {
+    let dir = data_dir()?;
+    let files = KeyFiles {
+        private: dir.join("id_ed25519"),
+        public: dir.join("id_ed25519.pub"),
+        cert: dir.join("id_ed25519-cert.pub"),
+    };
+    if files.private.exists() {
+        check_private(&files.private)?;
+        let key = PrivateKey::read_openssh_file(&files.private).with_context(|| {
+            format!(
+                "{} is not a readable OpenSSH private key",
+                files.private.display()
+            )
+        })?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .context("cannot encode the public key")?;
+        return Ok((files, public));
+    }
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+        .context("cannot generate a key")?;
+    let pem = key
+        .to_openssh(LineEnding::LF)
+        .context("cannot encode the key")?;
+    write_private(&files.private, pem.as_bytes())?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("cannot encode the public key")?;
+    write_private(&files.public, format!("{public} tpa-ssh\n").as_bytes())?;
+    Ok((files, public))
+}
