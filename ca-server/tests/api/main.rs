@@ -10,4 +10,5 @@ mod http;
 mod issuance;
 mod requests;
 mod storage;
+mod web;
 mod webhooks;
