@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::rate_limit::LoginRateLimiter;
+use crate::http::rate_limit::{DecisionRateLimiter, LoginRateLimiter};
 use crate::identity::Identities;
 use crate::notify::{OutboxBell, Waiters};
 use crate::signer::Signer;
@@ -30,6 +30,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Failed-login limits shared by the API and the web login.
     pub login_limiter: Arc<LoginRateLimiter>,
+    /// Decision limits (approve, deny, cancel) shared by the API and the web forms.
+    pub decision_limiter: Arc<DecisionRateLimiter>,
     /// Clients waiting for a decision on a request.
     pub waiters: Waiters,
     /// Wakes the webhook senders after something was queued.
@@ -62,6 +64,7 @@ impl AppState {
             identities: Arc::new(identities),
             config: Arc::new(config.clone()),
             login_limiter: Arc::new(LoginRateLimiter::default()),
+            decision_limiter: Arc::new(DecisionRateLimiter::default()),
             waiters: Waiters::default(),
             bell: OutboxBell::default(),
         })

@@ -31,6 +31,11 @@ pub enum ApiError {
         /// Seconds until the next attempt may succeed.
         retry_after_secs: u64,
     },
+    /// Too many decisions (approve, deny, cancel) by this user in a minute.
+    TooManyDecisions {
+        /// Seconds until the next decision may be made.
+        retry_after_secs: u64,
+    },
     /// The body is not the JSON (or form) this endpoint takes; the message
     /// describes the client's own input, never the server's state.
     InvalidBody(String),
@@ -50,8 +55,9 @@ pub enum ApiError {
     Internal(anyhow::Error),
 }
 
-/// The HTTP status of a workflow refusal code.
-fn refusal_status(code: &str) -> StatusCode {
+/// The HTTP status of a workflow refusal code (the JSON API and the web pages
+/// answer a refusal with the same status).
+pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed" => {
@@ -69,11 +75,29 @@ fn refusal_status(code: &str) -> StatusCode {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+/// What a client is told about an [`ApiError`]: everything but the format
+/// (JSON for the API, an HTML page for browsers).
+#[derive(Debug)]
+pub struct ErrorReply {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The stable code.
+    pub code: &'static str,
+    /// For people; never internal detail.
+    pub message: String,
+    /// `Retry-After` seconds, for rate limits.
+    pub retry_after: Option<u64>,
+    /// Whether to send `WWW-Authenticate: Bearer`.
+    pub www_authenticate: bool,
+}
+
+impl ApiError {
+    /// The status, code and message of this error. Internal errors are logged
+    /// here with their chain and described generically.
+    pub fn reply(self) -> ErrorReply {
         let mut retry_after = None;
         let mut www_authenticate = false;
-        let (status, code, message): (StatusCode, &str, String) = match self {
+        let (status, code, message): (StatusCode, &'static str, String) = match self {
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -122,6 +146,14 @@ impl IntoResponse for ApiError {
                     format!("too many failed logins; try again in {retry_after_secs} s"),
                 )
             }
+            ApiError::TooManyDecisions { retry_after_secs } => {
+                retry_after = Some(retry_after_secs);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many decisions in a minute; try again in {retry_after_secs} s"),
+                )
+            }
             ApiError::InvalidBody(detail) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
@@ -147,6 +179,25 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        ErrorReply {
+            status,
+            code,
+            message,
+            retry_after,
+            www_authenticate,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let ErrorReply {
+            status,
+            code,
+            message,
+            retry_after,
+            www_authenticate,
+        } = self.reply();
         let mut response = (
             status,
             Json(ErrorBody {

@@ -54,13 +54,31 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/requests/{id}/certificate",
             post(requests::certificate).layer(api_limit),
         )
-        .route("/", get(web::home::get))
+        .route("/", get(web::inbox::get))
+        .route("/my", get(web::mine::get))
+        .route("/history", get(web::history::get))
+        .route("/requests", post(web::new_request::post).layer(api_limit))
+        .route("/requests/new", get(web::new_request::get))
+        .route("/requests/{id}", get(web::request::get))
+        .route(
+            "/requests/{id}/approve",
+            post(web::request::approve).layer(api_limit),
+        )
+        .route(
+            "/requests/{id}/deny",
+            post(web::request::deny).layer(api_limit),
+        )
+        .route(
+            "/requests/{id}/cancel",
+            post(web::request::cancel).layer(api_limit),
+        )
         .route(
             "/login",
             get(web::login::get).merge(post(web::login::post).layer(login_limit)),
         )
         .route("/logout", post(web::login::logout))
         .route("/static/app.css", get(web::app_css))
+        .route("/static/refresh.js", get(web::refresh_js))
         .fallback(|| async { ApiError::NotFound })
         // Without this, axum answers 405 with an empty body instead of JSON.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -1,7 +1,8 @@
-//! In-memory limit on failed logins: per attempted username and per client IP,
-//! in a sliding window. Successes do not count. Memory is bounded: each key
+//! In-memory rate limits in sliding windows: failed logins (per attempted
+//! username and per client IP; successes do not count) and decisions (approve,
+//! deny, cancel: per user, web and API alike). Memory is bounded: each key
 //! keeps at most its limit of timestamps, and each map at most `max_keys` keys
-//! (stale keys go first, then the least recently failed).
+//! (stale keys go first, then the least recently used).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -13,25 +14,31 @@ use std::time::{Duration, Instant};
 pub const PER_USERNAME: usize = 5;
 /// Failed logins allowed per client IP in a window.
 pub const PER_IP: usize = 20;
-/// The window.
+/// The window of the login limits.
 pub const WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Decisions (approve, deny, cancel) allowed per user in [`DECISION_WINDOW`].
+pub const DECISIONS_PER_USER: usize = 30;
+/// The window of the decision limit.
+pub const DECISION_WINDOW: Duration = Duration::from_secs(60);
 /// Keys kept per map.
 const MAX_KEYS: usize = 10_000;
 /// Username keys are cut to this many bytes.
 const MAX_USERNAME_KEY: usize = 128;
 
-/// Failure times of one kind of key.
+/// Event times of one kind of key (failed logins, decisions).
 #[derive(Debug)]
 struct Failures<K> {
     limit: usize,
+    window: Duration,
     max_keys: usize,
     keys: HashMap<K, VecDeque<Instant>>,
 }
 
 impl<K: Hash + Eq + Clone> Failures<K> {
-    fn new(limit: usize, max_keys: usize) -> Self {
+    fn new(limit: usize, window: Duration, max_keys: usize) -> Self {
         Self {
             limit,
+            window,
             max_keys,
             keys: HashMap::new(),
         }
@@ -42,7 +49,7 @@ impl<K: Hash + Eq + Clone> Failures<K> {
         let times = self.keys.get_mut(key)?;
         while times
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
         {
             times.pop_front();
         }
@@ -50,15 +57,19 @@ impl<K: Hash + Eq + Clone> Failures<K> {
             return None;
         }
         let oldest = *times.front()?;
-        Some(WINDOW.saturating_sub(now.saturating_duration_since(oldest)))
+        Some(
+            self.window
+                .saturating_sub(now.saturating_duration_since(oldest)),
+        )
     }
 
     fn record(&mut self, key: K, now: Instant) {
         if !self.keys.contains_key(&key) && self.keys.len() >= self.max_keys {
+            let window = self.window;
             self.keys.retain(|_, times| {
                 times
                     .back()
-                    .is_some_and(|t| now.saturating_duration_since(*t) < WINDOW)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
             });
             if self.keys.len() >= self.max_keys {
                 let least_recent = self
@@ -103,8 +114,8 @@ impl LoginRateLimiter {
     fn with_max_keys(max_keys: usize) -> Self {
         Self {
             inner: Mutex::new((
-                Failures::new(PER_USERNAME, max_keys),
-                Failures::new(PER_IP, max_keys),
+                Failures::new(PER_USERNAME, WINDOW, max_keys),
+                Failures::new(PER_IP, WINDOW, max_keys),
             )),
         }
     }
@@ -129,6 +140,36 @@ impl LoginRateLimiter {
         if let Some(ip) = ip {
             ips.record(ip, now);
         }
+    }
+}
+
+/// The decision limiter shared by the API and the web forms: at most
+/// [`DECISIONS_PER_USER`] decisions per user in [`DECISION_WINDOW`], refused
+/// ones included (a refusal costs a transaction and an audit row too).
+#[derive(Debug)]
+pub struct DecisionRateLimiter {
+    inner: Mutex<Failures<String>>,
+}
+
+impl Default for DecisionRateLimiter {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Failures::new(DECISIONS_PER_USER, DECISION_WINDOW, MAX_KEYS)),
+        }
+    }
+}
+
+impl DecisionRateLimiter {
+    /// Counts one decision by `user_key` (the user's identity), or
+    /// `Err(retry_after)` without counting when the user is at the limit.
+    pub fn check_and_record(&self, user_key: &str, now: Instant) -> Result<(), Duration> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let key = user_key.to_owned();
+        if let Some(wait) = guard.retry_after(&key, now) {
+            return Err(wait.max(Duration::from_secs(1)));
+        }
+        guard.record(key, now);
+        Ok(())
     }
 }
 
@@ -202,5 +243,23 @@ mod tests {
         let long = "é".repeat(200);
         limiter.record_failure(&long, None, t0);
         assert!(username_key(&long).len() <= MAX_USERNAME_KEY);
+    }
+
+    #[test]
+    fn thirty_decisions_per_user_per_minute() {
+        let limiter = DecisionRateLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..DECISIONS_PER_USER {
+            assert_eq!(limiter.check_and_record("tpa:local/bob", t0), Ok(()), "{i}");
+        }
+        assert_eq!(
+            limiter.check_and_record("tpa:local/bob", t0),
+            Err(DECISION_WINDOW)
+        );
+        assert_eq!(limiter.check_and_record("tpa:local/carol", t0), Ok(()));
+        assert_eq!(
+            limiter.check_and_record("tpa:local/bob", t0 + DECISION_WINDOW),
+            Ok(())
+        );
     }
 }

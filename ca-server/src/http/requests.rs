@@ -2,7 +2,8 @@
 //! Handlers parse and authorize; the workflow does the rest (no SQL here).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -14,7 +15,7 @@ use tpa_core::api::{
     ApproveBody, CertificateBody, CertificateResponse, CreateRequestBody, DenyBody, RequestList,
     RequestView, SubmitResponse,
 };
-use tpa_core::{HostName, HumanDuration, Narrowing, RequestId, RequestInput};
+use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
 use super::auth::{
     Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_db,
@@ -37,7 +38,7 @@ impl From<WorkflowError> for ApiError {
 }
 
 /// Runs a workflow step on the writer connection; workflow errors keep their codes.
-pub(super) async fn run<T: Send + 'static>(
+pub(crate) async fn run<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -46,7 +47,7 @@ pub(super) async fn run<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-pub(super) fn parse_id(id: &str) -> Result<RequestId, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<RequestId, ApiError> {
     // An id that cannot exist is the same as one that does not.
     RequestId::parse(id).map_err(|_| ApiError::NotFound)
 }
@@ -90,23 +91,8 @@ pub async fn create(
         start: parse_start(body.start.as_deref())?,
         break_glass: body.break_glass,
     };
-    let source = audit_source(ip.0);
     let now = Utc::now();
-    let st = state.clone();
-    let user = auth.user.clone();
-    let submitted = run(&state, move |conn| {
-        wf::submit(
-            conn,
-            &st.config.policy,
-            &st.config.workflow,
-            &user,
-            &input,
-            &source,
-            now,
-        )
-    })
-    .await?;
-    state.bell.ring();
+    let submitted = submit_request(&state, ip.0, auth.user, input, now).await?;
     let status = if submitted.existing {
         StatusCode::OK
     } else {
@@ -119,6 +105,33 @@ pub async fn create(
             existing: submitted.existing,
         }),
     ))
+}
+
+/// Submits a request for `user` and wakes the webhook senders: the one path
+/// of the API and the web form.
+pub(crate) async fn submit_request(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    user: User,
+    input: RequestInput,
+    now: DateTime<Utc>,
+) -> Result<wf::Submitted, ApiError> {
+    let source = audit_source(ip);
+    let st = state.clone();
+    let submitted = run(state, move |conn| {
+        wf::submit(
+            conn,
+            &st.config.policy,
+            &st.config.workflow,
+            &user,
+            &input,
+            &source,
+            now,
+        )
+    })
+    .await?;
+    state.bell.ring();
+    Ok(submitted)
 }
 
 /// `?scope=` of the list endpoint.
@@ -179,19 +192,19 @@ pub async fn get(
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }
 
-fn narrowing(body: &ApproveBody) -> Result<Narrowing, ApiError> {
-    let duration = body
-        .duration
-        .as_deref()
+/// Parses how an approver narrows a request (the API's body and the web form alike).
+pub(crate) fn narrowing(
+    duration: Option<&str>,
+    hosts: Option<&[String]>,
+) -> Result<Narrowing, ApiError> {
+    let duration = duration
         .map(HumanDuration::parse)
         .transpose()
         .map_err(|e| ApiError::Refused {
             code: "bad_duration",
             message: e.to_string(),
         })?;
-    let hosts = body
-        .hosts
-        .as_ref()
+    let hosts = hosts
         .map(|hosts| {
             hosts
                 .iter()
@@ -224,17 +237,9 @@ pub async fn approve(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
-    let narrowing = narrowing(&body)?;
-    decide(
-        state,
-        ip,
-        auth,
-        id,
-        move |st, conn, user, id, source, now| {
-            wf::approve(conn, &st.config.policy, user, id, narrowing, source, now).map(|(r, _)| r)
-        },
-    )
-    .await
+    let narrowing = narrowing(body.duration.as_deref(), body.hosts.as_deref())?;
+    let r = approve_request(&state, ip.0, auth.user, id, narrowing).await?;
+    Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }
 
 /// `POST /api/v1/requests/{id}/deny` with `{comment}`.
@@ -249,24 +254,8 @@ pub async fn deny(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let Json(body) = body?;
-    decide(
-        state,
-        ip,
-        auth,
-        id,
-        move |st, conn, user, id, source, now| {
-            wf::deny(
-                conn,
-                &st.config.policy,
-                user,
-                id,
-                &body.comment,
-                source,
-                now,
-            )
-        },
-    )
-    .await
+    let r = deny_request(&state, ip.0, auth.user, id, body.comment).await?;
+    Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }
 
 /// `POST /api/v1/requests/{id}/cancel`.
@@ -279,10 +268,61 @@ pub async fn cancel(
 ) -> Result<Json<RequestView>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
+    let r = cancel_request(&state, ip.0, auth.user, id).await?;
+    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+}
+
+/// Approves `id` as `user` (rate-limited; the API and the web form share it).
+pub(crate) async fn approve_request(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    user: User,
+    id: RequestId,
+    narrowing: Narrowing,
+) -> Result<AccessRequest, ApiError> {
     decide(
         state,
         ip,
-        auth,
+        user,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::approve(conn, &st.config.policy, user, id, narrowing, source, now).map(|(r, _)| r)
+        },
+    )
+    .await
+}
+
+/// Denies `id` as `user` with `comment` (rate-limited; shared like [`approve_request`]).
+pub(crate) async fn deny_request(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    user: User,
+    id: RequestId,
+    comment: String,
+) -> Result<AccessRequest, ApiError> {
+    decide(
+        state,
+        ip,
+        user,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::deny(conn, &st.config.policy, user, id, &comment, source, now)
+        },
+    )
+    .await
+}
+
+/// The requester cancels `id` (rate-limited; shared like [`approve_request`]).
+pub(crate) async fn cancel_request(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    user: User,
+    id: RequestId,
+) -> Result<AccessRequest, ApiError> {
+    decide(
+        state,
+        ip,
+        user,
         id,
         move |st, conn, user, id, source, now| {
             wf::cancel(conn, &st.config.policy, user, id, source, now)
@@ -291,35 +331,41 @@ pub async fn cancel(
     .await
 }
 
-/// Runs a decision, then wakes waiting clients and webhook senders.
+/// Checks the decision rate limit, runs a decision, then wakes waiting
+/// clients and webhook senders. Every decision of the API and the web pages
+/// passes here.
 async fn decide(
-    state: AppState,
-    ip: ConnectInfoOpt,
-    auth: Authenticated,
+    state: &AppState,
+    ip: Option<IpAddr>,
+    user: User,
     id: RequestId,
     f: impl FnOnce(
         &AppState,
         &mut rusqlite::Connection,
-        &tpa_core::User,
+        &User,
         &RequestId,
         &str,
         DateTime<Utc>,
-    ) -> Result<tpa_core::AccessRequest, WorkflowError>
+    ) -> Result<AccessRequest, WorkflowError>
     + Send
     + 'static,
-) -> Result<Json<RequestView>, ApiError> {
-    let source = audit_source(ip.0);
+) -> Result<AccessRequest, ApiError> {
+    let key = format!("{}\n{}", user.identity.issuer(), user.identity.subject());
+    state
+        .decision_limiter
+        .check_and_record(&key, Instant::now())
+        .map_err(|wait| ApiError::TooManyDecisions {
+            retry_after_secs: wait.as_secs().max(1),
+        })?;
+    let source = audit_source(ip);
     let now = Utc::now();
     let st = state.clone();
     let wake_id = id.clone();
-    let r = run(&state, move |conn| {
-        f(&st, conn, &auth.user, &id, &source, now)
-    })
-    .await;
+    let r = run(state, move |conn| f(&st, conn, &user, &id, &source, now)).await;
     // A refusal may have committed an expiry; waking is harmless either way.
     state.waiters.wake(&wake_id);
     state.bell.ring();
-    Ok(Json(view(&r?, &state.config.policy, now)))
+    r
 }
 
 /// `?timeout=` of the wait endpoint, in seconds (1 to 60, default 30).

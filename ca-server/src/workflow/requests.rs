@@ -505,6 +505,26 @@ pub fn get(
     }
 }
 
+/// Whether `user` may decide `request` now: it is pending and not expired,
+/// it is not theirs, they are in the group of its open stage, and they have
+/// not approved it yet. The rules themselves are re-checked by [`approve`]
+/// and [`deny`]; this only decides what to offer.
+pub fn may_decide(policy: &Policy, user: &User, r: &AccessRequest, now: DateTime<Utc>) -> bool {
+    r.state == RequestState::Pending
+        && now < r.pending_until
+        && r.requester != user.identity
+        && policy
+            .role(&r.role)
+            .is_some_and(|role| match r.open_stage(role) {
+                Some((stage, _)) => role
+                    .stages
+                    .get(stage)
+                    .is_some_and(|s| user.in_group(&s.group)),
+                None => false,
+            })
+        && !r.approvals.iter().any(|a| a.approver == user.identity)
+}
+
 /// The requests `user` may decide now, oldest first.
 pub fn inbox(
     conn: &Connection,
@@ -515,19 +535,7 @@ pub fn inbox(
     let pending = requests::list(conn, requests::Listing::Pending, 500)?;
     Ok(pending
         .into_iter()
-        .filter(|r| r.requester != user.identity && now < r.pending_until)
-        .filter(|r| {
-            policy
-                .role(&r.role)
-                .is_some_and(|role| match r.open_stage(role) {
-                    Some((stage, _)) => role
-                        .stages
-                        .get(stage)
-                        .is_some_and(|s| user.in_group(&s.group)),
-                    None => false,
-                })
-        })
-        .filter(|r| !r.approvals.iter().any(|a| a.approver == user.identity))
+        .filter(|r| may_decide(policy, user, r, now))
         .collect())
 }
 

@@ -11,4 +11,5 @@ mod issuance;
 mod requests;
 mod requests_http;
 mod storage;
+mod web;
 mod webhooks;

@@ -1,9 +1,21 @@
 //! Server-rendered web pages: the templates (minijinja, autoescaped,
 //! embedded in the binary), the shared [`render`] helper, the headers every
-//! page carries, and the stylesheet. Pages live in one file each.
+//! page carries, HTML error pages, form helpers, and the static files (the
+//! stylesheet and the live-refresh script). Pages live in one file per group.
 
-pub mod home;
+pub mod history;
+pub mod inbox;
 pub mod login;
+pub mod mine;
+pub mod new_request;
+pub mod request;
+
+use chrono::{DateTime, Utc};
+use tpa_core::{AccessRequest, Policy};
+
+use super::auth::{check_same_origin, require_csrf};
+use crate::config::Config;
+use crate::request_view::view;
 
 use std::sync::LazyLock;
 
@@ -22,11 +34,28 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self';
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../../templates/base.html")),
     ("login.html", include_str!("../../../templates/login.html")),
-    ("home.html", include_str!("../../../templates/home.html")),
+    ("error.html", include_str!("../../../templates/error.html")),
+    ("inbox.html", include_str!("../../../templates/inbox.html")),
+    ("list.html", include_str!("../../../templates/list.html")),
+    (
+        "request.html",
+        include_str!("../../../templates/request.html"),
+    ),
+    (
+        "new_request.html",
+        include_str!("../../../templates/new_request.html"),
+    ),
+    (
+        "request_table.html",
+        include_str!("../../../templates/request_table.html"),
+    ),
 ];
 
 /// The stylesheet served at `/static/app.css`.
 const APP_CSS: &str = include_str!("../../../static/app.css");
+
+/// The live-refresh script served at `/static/refresh.js`.
+const REFRESH_JS: &str = include_str!("../../../static/refresh.js");
 
 static ENVIRONMENT: LazyLock<Result<Environment<'static>, minijinja::Error>> =
     LazyLock::new(|| {
@@ -111,9 +140,174 @@ pub async fn app_css() -> impl IntoResponse {
     )
 }
 
+/// `GET /static/refresh.js`.
+pub async fn refresh_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        REFRESH_JS,
+    )
+}
+
+/// An error answered to a browser: the same status and message as the JSON
+/// API's [`ApiError`], as an HTML page (internal errors stay generic).
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let reply = self.0.reply();
+        let ctx = context! {
+            status => reply.status.as_u16(),
+            code => reply.code,
+            message => reply.message,
+            ..anonymous_context()
+        };
+        let mut response = match render_status(reply.status, "error.html", ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                let fallback = e.reply();
+                (fallback.status, "internal error; the CA logged the details").into_response()
+            }
+        };
+        if let Some(secs) = reply.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// The fields of a submitted form, in order; a name may repeat (checkboxes).
+#[derive(Debug, Default)]
+pub struct FormFields(Vec<(String, String)>);
+
+impl FormFields {
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of `name`, trimmed, or `None` when absent or blank.
+    pub fn non_empty(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// Every value of `name`.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// What a page form post needs before it may change anything: a same-origin
+/// browser, a logged-in user (else `Err` with a 303 to `/login`), a form
+/// body, and the session's CSRF token in it.
+pub fn checked_form(
+    config: &Config,
+    auth: Option<Authenticated>,
+    headers: &HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+) -> Result<Result<(Authenticated, FormFields), Response>, PageError> {
+    check_same_origin(headers, config)?;
+    let Some(auth) = auth else {
+        return Ok(Err(to_login()));
+    };
+    let axum::Form(fields) = form.map_err(ApiError::from)?;
+    let fields = FormFields(fields);
+    require_csrf(&auth, fields.get(super::auth::CSRF_FIELD))?;
+    Ok(Ok((auth, fields)))
+}
+
+/// A time as pages show it: UTC, to the second.
+pub fn utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// How long ago `t` was, roughly: `just now`, `5 min ago`, `3 h ago`, `2 d ago`.
+pub fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds().max(0);
+    match secs {
+        0..60 => "just now".to_owned(),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86_400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+/// What the request templates show of `r` at `now`: the API view (`r`) plus
+/// times in UTC, its age, the approvals and what is still needed.
+pub fn request_value(r: &AccessRequest, policy: &Policy, now: DateTime<Utc>) -> Value {
+    let v = view(r, policy, now);
+    let stages = policy.role(&r.role).map_or(0, |role| role.stages.len());
+    let needed = v.still_needed.as_ref().map(|n| {
+        format!(
+            "stage {} of {stages}: {} more needed from {}",
+            n.stage, n.approvals, n.group
+        )
+    });
+    let approvals: Vec<Value> = r
+        .approvals
+        .iter()
+        .map(|a| {
+            context! {
+                who => a.approver_username.as_str(),
+                stage => a.stage + 1,
+                at => utc(a.at),
+            }
+        })
+        .collect();
+    context! {
+        id => v.id.clone(),
+        created => utc(r.created_at),
+        age => ago(now, r.created_at),
+        pending_until => utc(r.pending_until),
+        window_start => r.window.map(|w| utc(w.start)),
+        window_end => r.window.map(|w| utc(w.end)),
+        needed => needed,
+        approvals => approvals,
+        v => Value::from_serialize(&v),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_well() {
+        let t = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let check = |secs: i64, expected: &str| {
+            assert_eq!(ago(t + chrono::TimeDelta::seconds(secs), t), expected);
+        };
+        check(-5, "just now");
+        check(59, "just now");
+        check(60, "1 min ago");
+        check(3599, "59 min ago");
+        check(7200, "2 h ago");
+        check(3 * 86_400, "3 d ago");
+        assert_eq!(utc(t), "2026-11-23 10:00:00 UTC");
+    }
 
     #[test]
     fn every_template_loads() {

@@ -1,0 +1,49 @@
+//! `GET /history`: every request the viewer may see (their own and those of
+//! the roles they approve), newest first.
+
+use axum::extract::State;
+use axum::response::Response;
+use chrono::Utc;
+use minijinja::{Value, context};
+
+use super::{PageError, page_context, render, request_value, to_login};
+use crate::http::auth::Authenticated;
+use crate::http::requests::run;
+use crate::startup::AppState;
+use crate::store::requests::{Listing, list};
+use crate::workflow::requests as wf;
+
+/// `GET /history`.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+) -> Result<Response, PageError> {
+    let Some(auth) = auth else {
+        return Ok(to_login());
+    };
+    let now = Utc::now();
+    let st = state.clone();
+    let user = auth.user.clone();
+    let requests = run(&state, move |conn| {
+        Ok(list(conn, Listing::All, 500)?
+            .into_iter()
+            .filter(|r| wf::can_view(&st.config.policy, &user, r))
+            .take(200)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let policy = &state.config.policy;
+    let rows: Vec<Value> = requests
+        .iter()
+        .map(|r| request_value(r, policy, now))
+        .collect();
+    Ok(render(
+        "list.html",
+        context! {
+            title => "History",
+            empty => "No requests you may see.",
+            requests => rows,
+            ..page_context(&auth)
+        },
+    )?)
+}

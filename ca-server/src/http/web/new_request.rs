@@ -1,0 +1,108 @@
+//! `GET /requests/new` (a form limited to the roles the viewer may request)
+//! and `POST /requests` (submits through the same function as the JSON API,
+//! then 303 to the new request's page; a refusal shows the form again).
+
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use minijinja::{Value, context};
+use tpa_core::RequestInput;
+
+use super::{FormFields, PageError, checked_form, page_context, render_status, to_login};
+use crate::http::auth::{Authenticated, ConnectInfoOpt};
+use crate::http::error::{ApiError, refusal_status};
+use crate::http::requests::submit_request;
+use crate::startup::AppState;
+
+fn form_page(
+    state: &AppState,
+    auth: &Authenticated,
+    status: StatusCode,
+    error: Option<&str>,
+    fields: &FormFields,
+) -> Result<Response, PageError> {
+    let roles: Vec<Value> = state
+        .config
+        .policy
+        .roles()
+        .filter(|role| role.requestable_by(&auth.user))
+        .map(|role| {
+            context! {
+                name => role.name.as_str(),
+                description => role.description.as_str(),
+                hosts => role.hosts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", "),
+                max_duration => role.max_duration.to_string(),
+                default_duration => role.default_duration.to_string(),
+                ticket => role.ticket_pattern.is_some(),
+            }
+        })
+        .collect();
+    let value = |name: &str| fields.get(name).unwrap_or_default().to_owned();
+    Ok(render_status(
+        status,
+        "new_request.html",
+        context! {
+            roles => roles,
+            error => error,
+            role => value("role"),
+            hosts => value("hosts"),
+            duration => value("duration"),
+            reason => value("reason"),
+            ticket => value("ticket"),
+            ..page_context(auth)
+        },
+    )?)
+}
+
+/// `GET /requests/new`.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+) -> Result<Response, PageError> {
+    let Some(auth) = auth else {
+        return Ok(to_login());
+    };
+    form_page(&state, &auth, StatusCode::OK, None, &FormFields::default())
+}
+
+/// `POST /requests`: form `csrf_token`, `role`, `hosts` (separated by commas
+/// or spaces), optional `duration`, `reason`, optional `ticket`.
+pub async fn post(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(checked) => checked,
+        Err(redirect) => return Ok(redirect),
+    };
+    let input = RequestInput {
+        role: fields.get("role").unwrap_or_default().trim().to_owned(),
+        hosts: fields
+            .get("hosts")
+            .unwrap_or_default()
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        duration: fields.non_empty("duration"),
+        reason: fields.get("reason").unwrap_or_default().trim().to_owned(),
+        ticket: fields.non_empty("ticket"),
+        start: None,
+        break_glass: false,
+    };
+    match submit_request(&state, ip.0, auth.user.clone(), input, Utc::now()).await {
+        Ok(submitted) => {
+            Ok(Redirect::to(&format!("/requests/{}", submitted.request.id)).into_response())
+        }
+        Err(ApiError::Refused { code, message }) => {
+            form_page(&state, &auth, refusal_status(code), Some(&message), &fields)
+        }
+        Err(other) => Err(other.into()),
+    }
+}

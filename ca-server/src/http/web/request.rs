@@ -1,0 +1,162 @@
+//! `GET /requests/{id}` (the detail page, with the decision forms the viewer
+//! may use) and its form posts `approve`, `deny` and `cancel`. The posts call
+//! the same functions as the JSON API (`http::requests`), so the rules, the
+//! audit trail, the rate limit and the wake-ups are the same; a refusal shows
+//! the page again with the message and the API's status.
+
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use minijinja::context;
+use tpa_core::{AccessRequest, RequestId, RequestState};
+
+use super::{PageError, checked_form, page_context, render_status, request_value, to_login};
+use crate::http::auth::{Authenticated, ConnectInfoOpt};
+use crate::http::error::{ApiError, refusal_status};
+use crate::http::requests::{
+    approve_request, cancel_request, deny_request, narrowing, parse_id, run,
+};
+use crate::startup::AppState;
+use crate::workflow::requests as wf;
+
+async fn load(
+    state: &AppState,
+    auth: &Authenticated,
+    id: &RequestId,
+) -> Result<AccessRequest, ApiError> {
+    let st = state.clone();
+    let (user, id) = (auth.user.clone(), id.clone());
+    run(state, move |conn| {
+        wf::get(conn, &st.config.policy, &user, &id)
+    })
+    .await
+}
+
+/// The detail page of `id` with `status` and an optional refusal message.
+async fn page(
+    state: &AppState,
+    auth: &Authenticated,
+    id: &RequestId,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response, PageError> {
+    let r = load(state, auth, id).await?;
+    let now = Utc::now();
+    let policy = &state.config.policy;
+    let user = &auth.user;
+    let may_decide = wf::may_decide(policy, user, &r, now);
+    let is_requester = r.requester == user.identity;
+    let may_cancel = is_requester
+        && match r.state {
+            RequestState::Pending => now < r.pending_until,
+            RequestState::Approved => r.window.is_none_or(|w| now < w.end),
+            _ => false,
+        };
+    let hosts: Vec<&str> = r.hosts.iter().map(|h| h.as_str()).collect();
+    Ok(render_status(
+        status,
+        "request.html",
+        context! {
+            req => request_value(&r, policy, now),
+            hosts => hosts,
+            may_decide => may_decide,
+            may_cancel => may_cancel,
+            is_requester => is_requester,
+            error => error,
+            ..page_context(auth)
+        },
+    )?)
+}
+
+/// `GET /requests/{id}`: 404 unless the viewer is the requester or an approver of the role.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let Some(auth) = auth else {
+        return Ok(to_login());
+    };
+    let id = parse_id(&id)?;
+    page(&state, &auth, &id, StatusCode::OK, None).await
+}
+
+/// After a decision: 303 to the detail page, or the page again with the refusal.
+async fn answer(
+    state: &AppState,
+    auth: &Authenticated,
+    id: &RequestId,
+    result: Result<AccessRequest, ApiError>,
+) -> Result<Response, PageError> {
+    match result {
+        Ok(_) => Ok(Redirect::to(&format!("/requests/{id}")).into_response()),
+        Err(ApiError::Refused { code, message }) => {
+            page(state, auth, id, refusal_status(code), Some(&message)).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `POST /requests/{id}/approve`: form `csrf_token`, optional `duration`
+/// (shorter), and when `host_choice` is present the `hosts` to keep.
+pub async fn approve(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(checked) => checked,
+        Err(redirect) => return Ok(redirect),
+    };
+    let id = parse_id(&id)?;
+    let duration = fields.non_empty("duration");
+    let hosts = fields.get("host_choice").map(|_| fields.all("hosts"));
+    let result = match narrowing(duration.as_deref(), hosts.as_deref()) {
+        Ok(n) => approve_request(&state, ip.0, auth.user.clone(), id.clone(), n).await,
+        Err(e) => Err(e),
+    };
+    answer(&state, &auth, &id, result).await
+}
+
+/// `POST /requests/{id}/deny`: form `csrf_token`, `comment`.
+pub async fn deny(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(checked) => checked,
+        Err(redirect) => return Ok(redirect),
+    };
+    let id = parse_id(&id)?;
+    let comment = fields.get("comment").unwrap_or_default().to_owned();
+    let result = deny_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await;
+    answer(&state, &auth, &id, result).await
+}
+
+/// `POST /requests/{id}/cancel`: form `csrf_token`; the requester only.
+pub async fn cancel(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, _) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(checked) => checked,
+        Err(redirect) => return Ok(redirect),
+    };
+    let id = parse_id(&id)?;
+    let result = cancel_request(&state, ip.0, auth.user.clone(), id.clone()).await;
+    answer(&state, &auth, &id, result).await
+}

@@ -1,0 +1,567 @@
+//! The web approval pages over real HTTP: the inbox, the request page and its
+//! forms (approve, deny, cancel), my requests, history, the new-request form,
+//! CSRF, escaping, visibility and the decision rate limit. Issue 3, item 8.
+
+use ca_server::config::EXAMPLE_ROLES;
+
+use crate::helpers::{Response, TestApp, audit_rows, http_send, spawn_app_with};
+
+const PASSWORD: &str = "demo password";
+
+/// A server with the brief's roles and alice (requester), bob (SRE lead),
+/// carol (manager) and dave (auditor); `alice_groups` are alice's groups.
+async fn app_with(alice_groups: &[&str]) -> TestApp {
+    spawn_app_with(|data| {
+        data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
+        data.add_account("alice", PASSWORD, alice_groups);
+        data.add_account("bob", PASSWORD, &["sre-leads"]);
+        data.add_account("carol", PASSWORD, &["managers"]);
+        data.add_account("dave", PASSWORD, &["auditors"]);
+    })
+    .await
+}
+
+async fn app() -> TestApp {
+    app_with(&["engineers"]).await
+}
+
+/// Percent-encodes a form value.
+fn enc(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A logged-in browser: its session cookie and CSRF token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+impl TestApp {
+    async fn api_token(&self, username: &str) -> String {
+        let body = serde_json::json!({ "username": username, "password": PASSWORD }).to_string();
+        let r = http_send(
+            self.address,
+            "POST",
+            "/api/v1/login",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Alice submits a hotfix-admin request through the JSON API; returns its id.
+    async fn submit_hotfix(&self, reason: &str) -> String {
+        let token = self.api_token("alice").await;
+        let body = serde_json::json!({
+            "role": "hotfix-admin",
+            "hosts": ["web-1", "db-1"],
+            "duration": "2h",
+            "reason": reason,
+            "ticket": "INC-4411",
+        })
+        .to_string();
+        let r = http_send(
+            self.address,
+            "POST",
+            "/api/v1/requests",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &format!("Bearer {token}")),
+            ],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["request"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The request as the API shows it to alice.
+    async fn api_state(&self, id: &str) -> serde_json::Value {
+        let token = self.api_token("alice").await;
+        let r = http_send(
+            self.address,
+            "GET",
+            &format!("/api/v1/requests/{id}"),
+            &[("Authorization", &format!("Bearer {token}"))],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    async fn browser(&self, username: &str) -> Browser {
+        let body = format!("username={username}&password={}", enc(PASSWORD));
+        let r = http_send(
+            self.address,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let cookie = r
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut browser = Browser {
+            cookie,
+            csrf: String::new(),
+        };
+        let page = self.page(&browser, "/").await;
+        browser.csrf = page
+            .body
+            .split("name=\"csrf_token\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        browser
+    }
+
+    async fn page(&self, browser: &Browser, path: &str) -> Response {
+        http_send(
+            self.address,
+            "GET",
+            path,
+            &[("Cookie", &browser.cookie)],
+            "",
+        )
+        .await
+    }
+
+    /// Posts a form as `browser`, with its CSRF token first unless `fields` start without one.
+    async fn post_form(&self, browser: &Browser, path: &str, fields: &[(&str, &str)]) -> Response {
+        let mut all = vec![("csrf_token", browser.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(browser, path, &all).await
+    }
+
+    async fn post_raw(&self, browser: &Browser, path: &str, fields: &[(&str, &str)]) -> Response {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(n, v)| format!("{}={}", enc(n), enc(v)))
+            .collect();
+        let origin = format!("http://{}", self.address);
+        http_send(
+            self.address,
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &browser.cookie),
+                ("Origin", &origin),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+            &body.join("&"),
+        )
+        .await
+    }
+}
+
+fn assert_html(r: &Response, status: u16) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert!(
+        r.header("content-type").unwrap().starts_with("text/html"),
+        "{r:?}"
+    );
+    assert!(r.header("content-security-policy").is_some(), "{r:?}");
+}
+
+#[tokio::test]
+async fn inbox_shows_a_pending_request_to_its_approver_only() {
+    let app = app().await;
+    let id = app.submit_hotfix("INC-4411 disk full").await;
+    let bob = app.browser("bob").await;
+    let alice = app.browser("alice").await;
+    let carol = app.browser("carol").await;
+
+    let inbox = app.page(&bob, "/").await;
+    assert_html(&inbox, 200);
+    for text in [
+        id.as_str(),
+        "alice",
+        "hotfix-admin",
+        "web-1",
+        "db-1",
+        "2h",
+        "INC-4411 disk full",
+        "just now",
+        "stage 1 of 2: 1 more needed from sre-leads",
+    ] {
+        assert!(
+            inbox.body.contains(text),
+            "{text:?} missing: {}",
+            inbox.body
+        );
+    }
+    assert!(inbox.body.contains("src=\"/static/refresh.js\""));
+
+    let theirs = app.page(&alice, "/").await;
+    assert_html(&theirs, 200);
+    assert!(!theirs.body.contains(&id), "{}", theirs.body);
+    assert!(
+        theirs.body.contains("You approve no roles"),
+        "{}",
+        theirs.body
+    );
+    assert!(theirs.body.contains("href=\"/my\""));
+    // Carol decides stage 2, which is not open yet.
+    assert!(!app.page(&carol, "/").await.body.contains(&id));
+    // Alice finds it under her own requests; bob in history.
+    assert!(app.page(&alice, "/my").await.body.contains(&id));
+    assert!(app.page(&bob, "/history").await.body.contains(&id));
+    assert!(!app.page(&bob, "/my").await.body.contains(&id));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn approve_via_the_form_redirects_and_moves_the_request_on() {
+    let app = app().await;
+    let id = app.submit_hotfix("INC-4411 disk full").await;
+    let bob = app.browser("bob").await;
+    let detail = app.page(&bob, &format!("/requests/{id}")).await;
+    assert_html(&detail, 200);
+    assert!(detail.body.contains("id=\"approve\""), "{}", detail.body);
+    assert!(detail.body.contains("id=\"deny\""));
+    assert!(!detail.body.contains("id=\"cancel\""));
+
+    let r = app
+        .post_form(&bob, &format!("/requests/{id}/approve"), &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/requests/{id}").as_str())
+    );
+    let after = app.page(&bob, &format!("/requests/{id}")).await;
+    assert!(
+        after
+            .body
+            .contains("stage 2 of 2: 1 more needed from managers"),
+        "{}",
+        after.body
+    );
+    assert!(
+        !after.body.contains("id=\"approve\""),
+        "bob approved already"
+    );
+    assert_eq!(
+        app.api_state(&id).await["approvals"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Carol approves stage 2, narrowing to one host and a shorter window.
+    let carol = app.browser("carol").await;
+    let r = app
+        .post_form(
+            &carol,
+            &format!("/requests/{id}/approve"),
+            &[
+                ("host_choice", "1"),
+                ("hosts", "web-1"),
+                ("duration", "30m"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let state = app.api_state(&id).await;
+    assert_eq!(state["state"], "approved");
+    assert_eq!(state["hosts"], serde_json::json!(["web-1"]));
+    assert_eq!(state["duration"], "30m");
+    let done = app.page(&carol, &format!("/requests/{id}")).await;
+    assert!(done.body.contains(">approved<"), "{}", done.body);
+    assert!(
+        done.body.contains(" UTC to "),
+        "window shown in UTC: {}",
+        done.body
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn self_approval_via_the_web_form_is_refused() {
+    // Alice is in every group, approver groups included.
+    let app = app_with(&["engineers", "sre-leads", "managers"]).await;
+    let id = app.submit_hotfix("INC-4411 disk full").await;
+    let alice = app.browser("alice").await;
+    let detail = app.page(&alice, &format!("/requests/{id}")).await;
+    assert!(!detail.body.contains("id=\"approve\""), "{}", detail.body);
+    assert!(detail.body.contains("id=\"cancel\""), "{}", detail.body);
+
+    let r = app
+        .post_form(&alice, &format!("/requests/{id}/approve"), &[])
+        .await;
+    assert_html(&r, 403);
+    assert!(r.body.contains("id=\"error\""), "{}", r.body);
+    assert!(r.body.contains("own"), "{}", r.body);
+    assert_eq!(app.api_state(&id).await["state"], "pending");
+    assert!(
+        audit_rows(&app.data.open_plain())
+            .iter()
+            .any(|e| e.action == "request.approve" && e.outcome == "denied"),
+        "the refusal is audited"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn posts_without_the_csrf_token_or_from_other_sites_are_refused() {
+    let app = app().await;
+    let id = app.submit_hotfix("INC-4411 disk full").await;
+    let bob = app.browser("bob").await;
+    let path = format!("/requests/{id}/approve");
+
+    let missing = app.post_raw(&bob, &path, &[]).await;
+    let wrong = app.post_raw(&bob, &path, &[("csrf_token", "nope")]).await;
+    for r in [&missing, &wrong] {
+        assert_html(r, 403);
+        assert!(r.body.contains("csrf"), "{}", r.body);
+    }
+    let cross = http_send(
+        app.address,
+        "POST",
+        &path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &bob.cookie),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        &format!("csrf_token={}", bob.csrf),
+    )
+    .await;
+    assert_html(&cross, 403);
+    let anonymous = http_send(
+        app.address,
+        "POST",
+        &path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "csrf_token=x",
+    )
+    .await;
+    assert_eq!(
+        (anonymous.status, anonymous.header("location")),
+        (303, Some("/login"))
+    );
+    assert_eq!(app.api_state(&id).await["approvals"], serde_json::json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deny_with_a_comment_and_cancel_by_the_requester() {
+    let app = app().await;
+    let id = app.submit_hotfix("INC-4411 disk full").await;
+    let bob = app.browser("bob").await;
+    let r = app
+        .post_form(
+            &bob,
+            &format!("/requests/{id}/deny"),
+            &[("comment", "use the runbook <b>first</b>")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let state = app.api_state(&id).await;
+    assert_eq!(state["state"], "denied");
+    assert_eq!(state["comment"], "use the runbook <b>first</b>");
+    let page = app.page(&bob, &format!("/requests/{id}")).await;
+    assert!(
+        page.body
+            .contains("use the runbook &lt;b&gt;first&lt;&#x2f;b&gt;"),
+        "{}",
+        page.body
+    );
+    // Deciding it again is refused with the API's status (409), as a page.
+    let again = app
+        .post_form(&bob, &format!("/requests/{id}/approve"), &[])
+        .await;
+    assert_html(&again, 409);
+
+    let other = app.submit_hotfix("INC-4412 cache").await;
+    let alice = app.browser("alice").await;
+    let r = app
+        .post_form(&alice, &format!("/requests/{other}/cancel"), &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(app.api_state(&other).await["state"], "cancelled");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_script_in_the_reason_is_shown_as_text() {
+    let app = app().await;
+    let id = app.submit_hotfix("<script>alert(1)</script>").await;
+    let bob = app.browser("bob").await;
+    for path in [
+        format!("/requests/{id}"),
+        "/".to_owned(),
+        "/history".to_owned(),
+    ] {
+        let page = app.page(&bob, &path).await;
+        assert_html(&page, 200);
+        assert!(
+            page.body
+                .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(!page.body.contains("<script>"), "{path}: {}", page.body);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_non_viewer_gets_404() {
+    let app = app().await;
+    let id = app.submit_hotfix("INC-4411 disk full").await;
+    let dave = app.browser("dave").await;
+    for path in [
+        format!("/requests/{id}"),
+        "/requests/req_aaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned(),
+        "/requests/not-an-id".to_owned(),
+    ] {
+        let r = app.page(&dave, &path).await;
+        assert_html(&r, 404);
+        assert!(!r.body.contains("INC-4411"), "{}", r.body);
+    }
+    let r = app
+        .post_form(&dave, &format!("/requests/{id}/approve"), &[])
+        .await;
+    assert_html(&r, 404);
+    assert!(!app.page(&dave, "/history").await.body.contains(&id));
+    let anonymous = app.get(&format!("/requests/{id}")).await;
+    assert_eq!(
+        (anonymous.status, anonymous.header("location")),
+        (303, Some("/login"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn decisions_are_rate_limited_per_user_across_web_and_api() {
+    let app = app().await;
+    let id = app.submit_hotfix("INC-4411 disk full").await;
+    let token = app.api_token("bob").await;
+    let auth = format!("Bearer {token}");
+    // 30 decisions in a minute through the API: one approval, then refusals
+    // (bob approved already); refusals count too.
+    for i in 0..30 {
+        let r = http_send(
+            app.address,
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            &[("Authorization", &auth)],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, if i == 0 { 200 } else { 409 }, "{i}: {}", r.body);
+    }
+    let bob = app.browser("bob").await;
+    let web = app
+        .post_form(&bob, &format!("/requests/{id}/deny"), &[("comment", "x")])
+        .await;
+    assert_html(&web, 429);
+    assert!(web.header("retry-after").is_some(), "{web:?}");
+    let api = http_send(
+        app.address,
+        "POST",
+        &format!("/api/v1/requests/{id}/deny"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"comment":"x"}"#,
+    )
+    .await;
+    assert_eq!(api.status, 429, "{}", api.body);
+    assert_eq!(api.json()["code"], "rate_limited");
+    assert_eq!(app.api_state(&id).await["state"], "pending");
+    // Other users are not affected.
+    let carol = app.browser("carol").await;
+    let r = app
+        .post_form(&carol, &format!("/requests/{id}/approve"), &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_new_request_form_submits_and_refusals_show_the_form_again() {
+    let app = app().await;
+    let alice = app.browser("alice").await;
+    let form = app.page(&alice, "/requests/new").await;
+    assert_html(&form, 200);
+    assert!(
+        form.body.contains("value=\"hotfix-admin\""),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("value=\"read-only-debug\""));
+    let bob = app.browser("bob").await;
+    let none = app.page(&bob, "/requests/new").await;
+    assert!(
+        !none.body.contains("value=\"hotfix-admin\""),
+        "{}",
+        none.body
+    );
+
+    let bad = app
+        .post_form(
+            &alice,
+            "/requests",
+            &[
+                ("role", "hotfix-admin"),
+                ("hosts", "web-1"),
+                ("duration", "9h"),
+                ("reason", "keep <this>"),
+                ("ticket", "INC-1"),
+            ],
+        )
+        .await;
+    assert_html(&bad, 422);
+    assert!(bad.body.contains("id=\"error\""), "{}", bad.body);
+    assert!(
+        bad.body.contains("keep &lt;this&gt;"),
+        "kept the input: {}",
+        bad.body
+    );
+
+    let ok = app
+        .post_form(
+            &alice,
+            "/requests",
+            &[
+                ("role", "hotfix-admin"),
+                ("hosts", "web-1, db-1"),
+                ("duration", "1h"),
+                ("reason", "INC-1 fix"),
+                ("ticket", "INC-1"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let location = ok.header("location").unwrap().to_owned();
+    let id = location.strip_prefix("/requests/").unwrap();
+    let state = app.api_state(id).await;
+    assert_eq!(state["state"], "pending");
+    assert_eq!(state["hosts"], serde_json::json!(["db-1", "web-1"]));
+    assert!(app.page(&bob, "/").await.body.contains(id));
+    app.stop().await;
+}
