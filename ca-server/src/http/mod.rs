@@ -51,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/reviews", get(reviews::list))
         .route(
+            "/api/v1/requests/{id}/revoke",
+            post(requests::revoke).layer(api_limit),
+        )
+        .route(
             "/api/v1/requests/{id}/certificate",
             post(requests::certificate).layer(api_limit),
         )

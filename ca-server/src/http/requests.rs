@@ -456,3 +456,37 @@ pub async fn certificate(
         valid_before: cert.valid_before(),
     }))
 }
+
+/// `POST /api/v1/requests/{id}/revoke` with `{comment}`: an approver of the role
+/// ends an approved grant now.
+pub async fn revoke(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Authenticated,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<DenyBody>, JsonRejection>,
+) -> Result<Json<RequestView>, ApiError> {
+    csrf(&auth, &headers)?;
+    let id = parse_id(&id)?;
+    let Json(body) = body?;
+    let r = decide(
+        &state,
+        ip.0,
+        auth.user,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::revoke(
+                conn,
+                &st.config.policy,
+                user,
+                id,
+                &body.comment,
+                source,
+                now,
+            )
+        },
+    )
+    .await?;
+    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+}

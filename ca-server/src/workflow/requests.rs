@@ -400,6 +400,40 @@ pub fn cancel(
     .map(|(r, ())| r)
 }
 
+/// An approver of the role revokes an approved request: its window ends now and
+/// no further certificate is issued for it. (Revoking the certificates already
+/// issued, in a KRL, comes with revocation.)
+pub fn revoke(
+    conn: &mut Connection,
+    policy: &Policy,
+    by: &User,
+    id: &RequestId,
+    comment: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessRequest, WorkflowError> {
+    let actor = Actor::user(by, source);
+    decide(conn, policy, (&actor, "request.revoke"), id, now, |r| {
+        if !can_view(policy, by, r) {
+            return Err(WorkflowError::NotFound);
+        }
+        if !is_role_approver(policy, by, r) {
+            return Err(refused(
+                "not_approver",
+                format!("only approvers of role {} may revoke its grants", r.role),
+            ));
+        }
+        r.revoke(&by.identity, comment, now)?;
+        let why = r.comment.clone().unwrap_or_else(|| "revoked".to_owned());
+        Ok(Decided {
+            value: (),
+            why,
+            event: Some("request.revoked"),
+        })
+    })
+    .map(|(r, ())| r)
+}
+
 /// Expires due pending requests (bounded batch). Returns how many.
 pub fn expire_due(
     conn: &mut Connection,

@@ -482,3 +482,73 @@ async fn break_glass_self_approves_notifies_and_needs_a_review() {
     assert_eq!(announced, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn revoked_grant_issues_nothing_more() {
+    let app = app().await;
+    let (alice, bob, carol) = (
+        token(&app, "alice").await,
+        token(&app, "bob").await,
+        token(&app, "carol").await,
+    );
+    let id = submit(&app, &alice, HOTFIX).await;
+    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
+    assert_eq!(
+        post(
+            &app,
+            &alice,
+            &format!("/api/v1/requests/{id}/certificate"),
+            &key
+        )
+        .await
+        .status,
+        200
+    );
+    // The requester is no approver of the role: refused. An approver revokes.
+    let r = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/revoke"),
+        r#"{"comment":"mine"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("not_approver"))
+    );
+    let r = post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/revoke"),
+        r#"{"comment":"incident closed"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["state"].as_str()),
+        (200, Some("revoked")),
+        "{}",
+        r.body
+    );
+    let r = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &key,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (409, Some("not_approved"))
+    );
+    let r = post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/revoke"),
+        r#"{"comment":"again"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["code"], "not_active");
+    app.stop().await;
+}
