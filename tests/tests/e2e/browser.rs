@@ -1,9 +1,9 @@
 //! The web approval page in a real browser: headless Chromium driven through
 //! chromedriver with the W3C WebDriver protocol (a tiny std-only client below).
-//! Alice asks for hotfix-admin through the JSON API; in the browser bob logs
-//! in, finds the request in his inbox, opens it and approves (stage 2 is then
-//! open), logs out; carol logs in, finds it and approves; the page shows it
-//! approved. Issue 3, item 8.
+//! In the browser bob logs in; alice asks for hotfix-admin through the JSON
+//! API and the request appears in bob's open inbox (live refresh); he opens it
+//! and approves (stage 2 is then open), logs out; carol logs in, finds it and
+//! approves; the page shows it approved. Issue 3, item 8.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; without them the test
 //! fails with the install command (`./scripts/test` installs them as root).
@@ -431,7 +431,6 @@ fn approvers_approve_in_headless_chromium() {
     let password = "browser test password";
     let ca = demo_ca(tmp.path(), password);
     let running = ca.serve();
-    let id = alice_requests_hotfix(running.addr, password);
     let browser = Browser::start(
         &chromium,
         &chromedriver,
@@ -443,9 +442,13 @@ fn approvers_approve_in_headless_chromium() {
     browser.wait_for("#username");
     assert!(browser.url().ends_with("/login"), "{}", browser.url());
 
-    // Bob (stage 1, sre-leads) sees the request in his inbox and approves it.
+    // Bob (stage 1, sre-leads) has an empty inbox; alice's request appears in
+    // it without a reload by hand (static/refresh.js polls the API).
     browser.log_in("bob", password);
+    browser.wait_for_text("#empty", "Nothing is waiting");
+    let id = alice_requests_hotfix(running.addr, password);
     let row = format!("tr.request[data-id='{id}']");
+    browser.wait_for(&row);
     browser.wait_for_text(&row, "INC-4411 disk full on web-1");
     browser.wait_for_text(&row, "1 more needed from sre-leads");
     browser.click(&format!("{row} a"));
