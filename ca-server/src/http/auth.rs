@@ -217,18 +217,25 @@ pub fn require_csrf(auth: &Authenticated, submitted: Option<&str>) -> Result<(),
 /// Refuses a browser request that another site caused: `Sec-Fetch-Site`
 /// other than `same-origin` or `none`, or an `Origin` that is neither
 /// `server.public_url` nor this request's own `Host`. Requests without either
-/// header (non-browser clients) pass.
+/// header (non-browser clients) pass. `Origin: null` passes only together
+/// with `Sec-Fetch-Site: same-origin`: under the pages' `Referrer-Policy:
+/// no-referrer`, Chromium sends `null` as the origin of its own form posts.
 pub fn check_same_origin(headers: &HeaderMap, config: &Config) -> Result<(), ApiError> {
+    let mut same_origin_fetch = false;
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or_default();
         if !matches!(site, "same-origin" | "none") {
             return Err(ApiError::CrossSite);
         }
+        same_origin_fetch = site == "same-origin";
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
+    if origin == "null" && same_origin_fetch {
+        return Ok(());
+    }
     let configured = config.public_url.as_ref().map(|u| u.origin());
     let scheme = if config.serves_tls() { "https" } else { "http" };
     let own = headers
@@ -474,6 +481,32 @@ mod tests {
         assert!(!ok(
             &plain,
             &[("host", "127.0.0.1:8700"), ("origin", "null")]
+        ));
+        // Chromium's own form posts under `Referrer-Policy: no-referrer`
+        // (found by the browser test, e2e `browser.rs`).
+        assert!(ok(
+            &plain,
+            &[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin")
+            ]
+        ));
+        assert!(!ok(
+            &plain,
+            &[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "null"),
+                ("sec-fetch-site", "cross-site")
+            ]
+        ));
+        assert!(!ok(
+            &plain,
+            &[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "null"),
+                ("sec-fetch-site", "none")
+            ]
         ));
         assert!(
             !ok(&plain, &[("origin", "http://127.0.0.1:8700")]),

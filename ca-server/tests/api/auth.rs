@@ -437,7 +437,7 @@ async fn pages_carry_security_headers_and_escape_output() {
         assert_eq!(
             page.header("content-security-policy"),
             Some(
-                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
             )
         );
         assert_eq!(page.header("x-frame-options"), Some("DENY"));

@@ -103,11 +103,17 @@ impl TestApp {
 
     async fn browser(&self, username: &str) -> Browser {
         let body = format!("username={username}&password={}", enc(PASSWORD));
+        // What Chromium sends for the CA's own form under `Referrer-Policy:
+        // no-referrer`: `Origin: null` (regression found by the e2e browser test).
         let r = http_send(
             self.address,
             "POST",
             "/login",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", "null"),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
             &body,
         )
         .await;
@@ -349,6 +355,24 @@ async fn posts_without_the_csrf_token_or_from_other_sites_are_refused() {
     )
     .await;
     assert_html(&cross, 403);
+    let null_origin = http_send(
+        app.address,
+        "POST",
+        &path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &bob.cookie),
+            ("Origin", "null"),
+        ],
+        &format!("csrf_token={}", bob.csrf),
+    )
+    .await;
+    assert_html(&null_origin, 403);
+    assert!(
+        null_origin.body.contains("cross_site"),
+        "{}",
+        null_origin.body
+    );
     let anonymous = http_send(
         app.address,
         "POST",

@@ -1,8 +1,9 @@
-//! End-to-end tests with real processes: `tpa-ca`, OpenSSH's `sshd`, `ssh` and `ssh-keygen`.
+//! End-to-end tests with real processes: `tpa-ca`, OpenSSH's `sshd`, `ssh` and `ssh-keygen`, and headless Chromium.
 //!
 //! Build the binaries first (`cargo build --workspace`); `./scripts/test` does
 //! that and installs openssh-server when run as root.
 
+mod browser;
 mod ca_server;
 mod cli;
 mod flow;

@@ -27,8 +27,9 @@ use super::auth::{AuthVia, Authenticated, user_info};
 use super::error::ApiError;
 
 /// The Content-Security-Policy of every page: no inline script or style, no
-/// framing, forms post only to the CA.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// framing, forms post only to the CA, and scripts (`/static/refresh.js`) may
+/// fetch only from the CA.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Every template, by name. `.html` templates are HTML-escaped by default.
 const TEMPLATES: &[(&str, &str)] = &[
