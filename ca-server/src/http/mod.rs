@@ -61,6 +61,11 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::inbox::get))
         .route("/my", get(web::mine::get))
         .route("/history", get(web::history::get))
+        .route("/reviews", get(web::reviews::get))
+        .route(
+            "/requests/{id}/review",
+            post(web::reviews::post).layer(api_limit),
+        )
         .route("/requests", post(web::new_request::post).layer(api_limit))
         .route("/requests/new", get(web::new_request::get))
         .route("/requests/{id}", get(web::request::get))

@@ -589,3 +589,72 @@ async fn the_new_request_form_submits_and_refusals_show_the_form_again() {
     assert!(app.page(&bob, "/").await.body.contains(id));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn break_glass_review_queue_on_the_web_page() {
+    let app = app().await;
+    let token = app.api_token("alice").await;
+    let body = serde_json::json!({
+        "role": "hotfix-admin", "hosts": ["db-1"], "duration": "15m",
+        "reason": "site <down>", "ticket": "INC-9", "break_glass": true,
+    })
+    .to_string();
+    let r = http_send(
+        app.address,
+        "POST",
+        "/api/v1/requests",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {token}")),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
+
+    let bob = app.browser("bob").await;
+    let queue = app.page(&bob, "/reviews").await;
+    assert_html(&queue, 200);
+    assert!(
+        queue.body.contains(&format!("data-id=\"{id}\"")),
+        "{}",
+        queue.body
+    );
+    assert!(queue.body.contains("site &lt;down&gt;"), "escaped");
+    let alice = app.browser("alice").await;
+    assert!(
+        app.page(&alice, "/reviews")
+            .await
+            .body
+            .contains("id=\"empty\""),
+        "the requester does not review"
+    );
+
+    let path = format!("/requests/{id}/review");
+    let r = app.post_raw(&bob, &path, &[("comment", "fine")]).await;
+    assert_eq!(r.status, 403, "no CSRF token");
+    let r = app.post_form(&bob, &path, &[("comment", " ")]).await;
+    assert_html(&r, 422);
+    assert!(r.body.contains("comment"), "{}", r.body);
+    let r = app
+        .post_form(&alice, &path, &[("comment", "mine is fine")])
+        .await;
+    assert_html(&r, 403);
+    let r = app
+        .post_form(&bob, &path, &[("comment", "checked the session log")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(
+        app.page(&bob, "/reviews")
+            .await
+            .body
+            .contains("id=\"empty\"")
+    );
+    let reviews = audit_rows(&app.data.open_store())
+        .into_iter()
+        .filter(|e| e.action == "request.review" && e.outcome == "success")
+        .count();
+    assert_eq!(reviews, 1);
+    app.stop().await;
+}

@@ -9,6 +9,7 @@ pub mod login;
 pub mod mine;
 pub mod new_request;
 pub mod request;
+pub mod reviews;
 
 use chrono::{DateTime, Utc};
 use tpa_core::{AccessRequest, Policy};
@@ -49,6 +50,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "request_table.html",
         include_str!("../../../templates/request_table.html"),
+    ),
+    (
+        "reviews.html",
+        include_str!("../../../templates/reviews.html"),
     ),
 ];
 

@@ -1,0 +1,91 @@
+//! `GET /reviews` (the break-glass review queue) and its form post
+//! `POST /requests/{id}/review`, through the same workflow as the JSON API.
+
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use minijinja::{Value, context};
+
+use super::{PageError, checked_form, page_context, render_status, request_value, to_login};
+use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source};
+use crate::http::error::{ApiError, refusal_status};
+use crate::http::requests::{parse_id, run};
+use crate::startup::AppState;
+use crate::workflow::requests as wf;
+
+async fn page(
+    state: &AppState,
+    auth: &Authenticated,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response, PageError> {
+    let st = state.clone();
+    let user = auth.user.clone();
+    let open = run(state, move |conn| {
+        wf::open_reviews(conn, &st.config.policy, &user)
+    })
+    .await?;
+    let now = Utc::now();
+    let rows: Vec<Value> = open
+        .iter()
+        .map(|r| request_value(r, &state.config.policy, now))
+        .collect();
+    Ok(render_status(
+        status,
+        "reviews.html",
+        context! { requests => rows, error => error, ..page_context(auth) },
+    )?)
+}
+
+/// `GET /reviews`.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+) -> Result<Response, PageError> {
+    let Some(auth) = auth else {
+        return Ok(to_login());
+    };
+    page(&state, &auth, StatusCode::OK, None).await
+}
+
+/// `POST /requests/{id}/review`: form `csrf_token`, `comment`.
+pub async fn post(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(checked) => checked,
+        Err(redirect) => return Ok(redirect),
+    };
+    let id = parse_id(&id)?;
+    let comment = fields.get("comment").unwrap_or_default().to_owned();
+    let source = audit_source(ip.0);
+    let st = state.clone();
+    let user = auth.user.clone();
+    let result = run(&state, move |conn| {
+        wf::review_break_glass(
+            conn,
+            &st.config.policy,
+            &user,
+            &id,
+            &comment,
+            &source,
+            Utc::now(),
+        )
+    })
+    .await;
+    match result {
+        Ok(_) => Ok(Redirect::to("/reviews").into_response()),
+        Err(ApiError::Refused { code, message }) => {
+            page(&state, &auth, refusal_status(code), Some(&message)).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
