@@ -28,8 +28,9 @@ use crate::config::{BastionConfig, Inventory, Limits};
 use crate::events::{self, ConnectionEnd, ConnectionId, Event, EventSink};
 use crate::forward;
 
-/// How long a connection gets to finish after its disconnect message.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection gets to finish after its disconnect message, before
+/// its socket is shut down under it.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 /// How long the bastion waits for connections to end at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Bound on connecting to a host.
@@ -188,6 +189,16 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    // A second handle on the socket: russh's session task cannot be aborted from
+    // here, so a connection that ignores the disconnect message is ended by
+    // shutting the socket down under it.
+    let (socket, killer) = match split_killer(socket) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(connection, %peer, error = %e, "cannot set up connection");
+            return;
+        }
+    };
     let auth_deadline = Instant::now() + shared.limits.auth_timeout;
     let (phase_tx, mut phase_rx) = watch::channel(Phase::Authenticating);
     let handler = Connection {
@@ -246,11 +257,11 @@ async fn serve_connection(
                     ConnectionEnd::AuthTimeout => "authentication timed out",
                     _ => "certificate expired",
                 };
-                disconnect(&handle, reason, &mut session).await;
+                disconnect(&handle, reason, &mut session, &killer).await;
                 break end_at_deadline;
             }
             _ = stop.changed() => {
-                disconnect(&handle, "bastion shutting down", &mut session).await;
+                disconnect(&handle, "bastion shutting down", &mut session, &killer).await;
                 break ConnectionEnd::Shutdown;
             }
         }
@@ -258,16 +269,31 @@ async fn serve_connection(
     shared.emit(Event::ConnectionEnded { connection, end });
 }
 
-/// Sends an SSH disconnect with `reason` and waits (bounded) for the session to end.
+/// Returns the socket for russh and a duplicate handle that can shut it down.
+fn split_killer(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let killer = socket.try_clone()?;
+    Ok((TcpStream::from_std(socket)?, killer))
+}
+
+/// Sends an SSH disconnect with `reason`, waits (bounded) for the session to
+/// end, then shuts the socket down whatever state the session is in.
 async fn disconnect<F: std::future::Future + Unpin>(
     handle: &russh::server::Handle,
     reason: &str,
     session: &mut F,
+    killer: &std::net::TcpStream,
 ) {
-    let _ = handle
-        .disconnect(Disconnect::ByApplication, reason.to_owned(), String::new())
-        .await;
-    let _ = tokio::time::timeout(DISCONNECT_GRACE, session).await;
+    let ended = tokio::time::timeout(DISCONNECT_GRACE, async {
+        let _ = handle
+            .disconnect(Disconnect::ByApplication, reason.to_owned(), String::new())
+            .await;
+        session.await;
+    })
+    .await;
+    if ended.is_err() {
+        let _ = killer.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 /// The tokio instant at Unix time `unix_secs` (now, if it is already past).
