@@ -200,6 +200,52 @@ impl CertTemplate {
     }
 }
 
+/// The parsed value of [`REQUEST_EXTENSION`]: the request a certificate was
+/// issued for and the hosts it was approved for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestGrant {
+    /// The approved request.
+    pub request: RequestId,
+    /// The approved hosts; never empty.
+    pub hosts: BTreeSet<HostName>,
+}
+
+/// Why a [`REQUEST_EXTENSION`] value cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestGrantError {
+    /// Not `request=<id>;hosts=<a>,<b>`.
+    #[error("the {REQUEST_EXTENSION} extension is not request=<id>;hosts=<a>,<b>")]
+    Malformed,
+    /// The request id is not one TPA issues.
+    #[error("the {REQUEST_EXTENSION} extension names a malformed request id")]
+    BadRequestId,
+    /// A host is not a valid host name.
+    #[error("the {REQUEST_EXTENSION} extension names a malformed host")]
+    BadHost,
+    /// No host at all: there is nothing the certificate may reach.
+    #[error("the {REQUEST_EXTENSION} extension names no host")]
+    NoHosts,
+}
+
+impl RequestGrant {
+    /// Parses the exact form [`CertTemplate::request_extension`] writes.
+    pub fn parse(value: &str) -> Result<Self, RequestGrantError> {
+        let (request, hosts) = value
+            .strip_prefix("request=")
+            .and_then(|rest| rest.split_once(";hosts="))
+            .ok_or(RequestGrantError::Malformed)?;
+        let request = RequestId::parse(request).map_err(|_| RequestGrantError::BadRequestId)?;
+        if hosts.is_empty() {
+            return Err(RequestGrantError::NoHosts);
+        }
+        let hosts = hosts
+            .split(',')
+            .map(|h| HostName::parse(h).map_err(|_| RequestGrantError::BadHost))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        Ok(Self { request, hosts })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +371,44 @@ mod tests {
         let cert = t.to_builder([7; 32]).unwrap().sign(&ca).unwrap();
         assert!(cert.extensions().is_empty());
         assert!(cert.critical_options().is_empty());
+    }
+
+    #[test]
+    fn request_grant_round_trips_the_template() {
+        let mut s = scope();
+        s.hosts.insert(HostName::parse("db-1").unwrap());
+        let t = CertTemplate::new(s, serial(), now()).unwrap();
+        let grant = RequestGrant::parse(&t.request_extension().unwrap()).unwrap();
+        assert_eq!(grant.request.as_str(), "req_aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(grant.hosts, t.hosts);
+    }
+
+    #[test]
+    fn request_grant_refuses_anything_else() {
+        let check = |value: &str, expected: RequestGrantError| {
+            assert_eq!(RequestGrant::parse(value), Err(expected), "{value:?}");
+        };
+        let id = "req_aaaaaaaaaaaaaaaaaaaaaaaaaa";
+        check("", RequestGrantError::Malformed);
+        check(
+            &format!("hosts=web-1;request={id}"),
+            RequestGrantError::Malformed,
+        );
+        check(&format!("request={id}"), RequestGrantError::Malformed);
+        check("request=nope;hosts=web-1", RequestGrantError::BadRequestId);
+        check(&format!("request={id};hosts="), RequestGrantError::NoHosts);
+        check(
+            &format!("request={id};hosts=web-1,"),
+            RequestGrantError::BadHost,
+        );
+        check(
+            &format!("request={id};hosts=web-*"),
+            RequestGrantError::BadHost,
+        );
+        check(
+            &format!("request={id};hosts=Web-1"),
+            RequestGrantError::BadHost,
+        );
     }
 
     proptest::proptest! {

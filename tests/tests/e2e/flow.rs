@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 
 use crate::harness::{CaDir, Sshd, UserKey, current_login, hash_password, http_get, http_send};
 
-pub const PW: &str = "e2e flow password";
+pub(crate) const PW: &str = "e2e flow password";
 
-fn json(body: &[u8]) -> serde_json::Value {
+pub(crate) fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
-pub fn login(addr: SocketAddr, user: &str) -> String {
+pub(crate) fn login(addr: SocketAddr, user: &str) -> String {
     let body = serde_json::json!({ "username": user, "password": PW }).to_string();
     let (status, body) = http_send(
         addr,
@@ -26,7 +26,12 @@ pub fn login(addr: SocketAddr, user: &str) -> String {
     json(&body)["token"].as_str().unwrap().to_owned()
 }
 
-pub fn post(addr: SocketAddr, token: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+pub(crate) fn post(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
     let auth = format!("Bearer {token}");
     let (status, body) = http_send(
         addr,

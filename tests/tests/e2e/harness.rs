@@ -45,15 +45,25 @@ pub fn require(program: &str, hint: &str) -> PathBuf {
 
 /// The workspace's `tpa-ca` binary, built by `cargo build --workspace` (scripts/test does this).
 pub fn tpa_ca_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("TPA_CA_BIN") {
+    workspace_bin("tpa-ca", "TPA_CA_BIN")
+}
+
+/// The workspace's `tpa-bastion` binary (`TPA_BASTION_BIN` overrides the path).
+pub fn tpa_bastion_bin() -> PathBuf {
+    workspace_bin("tpa-bastion", "TPA_BASTION_BIN")
+}
+
+/// A binary of this workspace's target directory, or the path in `env_override`.
+fn workspace_bin(name: &str, env_override: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_override) {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/e2e-<hash> → target/<profile>/tpa-ca
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/<name>
     let exe = std::env::current_exe().expect("current_exe");
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .map(|d| d.join("tpa-ca"))
+        .map(|d| d.join(name))
         .expect("target dir");
     assert!(
         bin.exists(),

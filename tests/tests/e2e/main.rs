@@ -3,6 +3,7 @@
 //! Build the binaries first (`cargo build --workspace`); `./scripts/test` does
 //! that and installs openssh-server when run as root.
 
+mod bastion;
 mod browser;
 mod ca_server;
 mod cli;

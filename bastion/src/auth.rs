@@ -1,0 +1,236 @@
+//! Certificate checks: the only way into the bastion.
+//!
+//! russh checks a certificate's signature and validity window, nothing else.
+//! Every certificate goes through [`tpa_core::verify_user_cert`] for the SSH
+//! username of the attempt (trusted CA, user type, principal, critical options,
+//! `source-address`, revocations), and must then carry the `tpa-request@tpa`
+//! extension naming the approved request and hosts: a certificate without it
+//! (an administrator break-glass certificate) grants nothing to forward to.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use russh::keys::ssh_key::{Certificate, HashAlg};
+use tpa_core::template::{REQUEST_EXTENSION, RequestGrant, RequestGrantError};
+use tpa_core::{CertRejection, HostName, RequestId, Revocations, TrustedCas, verify_user_cert};
+
+/// Whom the bastion trusts and what has been revoked. Swapped as a whole when
+/// refreshed, so one check never sees half an update.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The user-CA keys.
+    pub cas: TrustedCas,
+    /// Revoked serials, key ids and CA keys.
+    pub revocations: Revocations,
+}
+
+/// What an accepted certificate allows on this connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The SSH username the certificate was accepted for.
+    pub login: String,
+    /// The certificate serial.
+    pub serial: u64,
+    /// The certificate key id.
+    pub key_id: String,
+    /// The approved request.
+    pub request: RequestId,
+    /// The approved hosts.
+    pub hosts: BTreeSet<HostName>,
+    /// Unix seconds: the connection is cut then.
+    pub valid_before: u64,
+}
+
+/// Why an authentication attempt was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// `tpa_core::verify_user_cert` refused the certificate.
+    #[error(transparent)]
+    Certificate(#[from] CertRejection),
+    /// No `tpa-request@tpa` extension: nothing approved to forward to.
+    #[error(
+        "certificate has no {REQUEST_EXTENSION} extension (no approved hosts; break-glass certificates are for direct sshd use)"
+    )]
+    NoRequestExtension,
+    /// The extension is malformed or names no host.
+    #[error(transparent)]
+    BadRequestExtension(#[from] RequestGrantError),
+    /// A plain public key, not a certificate.
+    #[error("plain public key {0} refused: only TPA certificates are accepted")]
+    PlainKey(String),
+    /// A password or keyboard-interactive attempt.
+    #[error("{0} authentication is not accepted: only TPA certificates are")]
+    Method(&'static str),
+}
+
+/// Checks `cert` for an attempt as `login` from `peer` at `now`.
+pub fn check_certificate(
+    cert: &Certificate,
+    login: &str,
+    now: DateTime<Utc>,
+    trust: &Trust,
+    peer: Option<IpAddr>,
+) -> Result<Grant, Rejection> {
+    let verified = verify_user_cert(cert, &trust.cas, login, now, &trust.revocations, peer)?;
+    let value = cert
+        .extensions()
+        .get(REQUEST_EXTENSION)
+        .ok_or(Rejection::NoRequestExtension)?;
+    let grant = RequestGrant::parse(value)?;
+    Ok(Grant {
+        login: login.to_owned(),
+        serial: verified.serial.get(),
+        key_id: verified.key_id,
+        request: grant.request,
+        hosts: grant.hosts,
+        valid_before: verified.valid_before,
+    })
+}
+
+/// A short description of a certificate for logs: serial, key id, CA
+/// fingerprint. Never the key material.
+pub fn describe(cert: &Certificate) -> String {
+    format!(
+        "serial {} key id {:?} signed by {}",
+        cert.serial(),
+        cert.key_id(),
+        cert.signature_key().fingerprint(HashAlg::Sha256)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::ssh_key::certificate::{Builder, CertType};
+    use russh::keys::ssh_key::{Algorithm, PrivateKey};
+
+    const NOW: i64 = 1_800_000_000;
+    const REQUEST: &str = "req_aaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(NOW, 0).unwrap()
+    }
+
+    struct Fixture {
+        ca: PrivateKey,
+        user: PrivateKey,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let mut rng = rand::rng();
+            Self {
+                ca: PrivateKey::random(&mut rng, Algorithm::Ed25519).unwrap(),
+                user: PrivateKey::random(&mut rng, Algorithm::Ed25519).unwrap(),
+            }
+        }
+
+        fn trust(&self) -> Trust {
+            Trust {
+                cas: TrustedCas::new(vec![self.ca.public_key().key_data().clone()]),
+                revocations: Revocations::default(),
+            }
+        }
+
+        fn cert(&self, extension: Option<&str>) -> Certificate {
+            let now = NOW as u64;
+            let mut b = Builder::new(
+                [1; 32],
+                self.user.public_key().key_data().clone(),
+                now - 60,
+                now + 600,
+            )
+            .unwrap();
+            b.serial(7).unwrap();
+            b.cert_type(CertType::User).unwrap();
+            b.key_id(format!("tpa:request={REQUEST}:user=alice"))
+                .unwrap();
+            b.valid_principal("deploy").unwrap();
+            if let Some(value) = extension {
+                b.extension(REQUEST_EXTENSION, value).unwrap();
+            }
+            b.sign(&self.ca).unwrap()
+        }
+    }
+
+    #[test]
+    fn request_certificate_grants_its_hosts() {
+        let f = Fixture::new();
+        let cert = f.cert(Some(&format!("request={REQUEST};hosts=db-1,web-1")));
+        let grant = check_certificate(&cert, "deploy", now(), &f.trust(), None).unwrap();
+        assert_eq!(grant.login, "deploy");
+        assert_eq!(grant.serial, 7);
+        assert_eq!(grant.request.as_str(), REQUEST);
+        let hosts: Vec<&str> = grant.hosts.iter().map(HostName::as_str).collect();
+        assert_eq!(hosts, ["db-1", "web-1"]);
+        assert_eq!(grant.valid_before, NOW as u64 + 600);
+    }
+
+    #[test]
+    fn every_certificate_goes_through_verify_user_cert() {
+        let f = Fixture::new();
+        let cert = f.cert(Some(&format!("request={REQUEST};hosts=web-1")));
+        let check = |login: &str, at: i64, trust: &Trust| {
+            check_certificate(
+                &cert,
+                login,
+                DateTime::from_timestamp(at, 0).unwrap(),
+                trust,
+                None,
+            )
+        };
+        assert!(matches!(
+            check("root", NOW, &f.trust()),
+            Err(Rejection::Certificate(
+                CertRejection::PrincipalMismatch { .. }
+            ))
+        ));
+        assert!(matches!(
+            check("deploy", NOW + 600, &f.trust()),
+            Err(Rejection::Certificate(CertRejection::Expired { .. }))
+        ));
+        assert!(matches!(
+            check("deploy", NOW - 61, &f.trust()),
+            Err(Rejection::Certificate(CertRejection::NotYetValid { .. }))
+        ));
+        assert!(matches!(
+            check("deploy", NOW, &Trust::default()),
+            Err(Rejection::Certificate(CertRejection::UntrustedCa(_)))
+        ));
+        let mut revoked = f.trust();
+        revoked.revocations.serials.insert(7);
+        assert!(matches!(
+            check("deploy", NOW, &revoked),
+            Err(Rejection::Certificate(CertRejection::RevokedSerial(7)))
+        ));
+    }
+
+    #[test]
+    fn certificate_without_request_extension_grants_nothing() {
+        let f = Fixture::new();
+        let check = |ext: Option<&str>| {
+            check_certificate(&f.cert(ext), "deploy", now(), &f.trust(), None).unwrap_err()
+        };
+        assert_eq!(check(None), Rejection::NoRequestExtension);
+        assert_eq!(
+            check(Some(&format!("request={REQUEST};hosts="))),
+            Rejection::BadRequestExtension(RequestGrantError::NoHosts)
+        );
+        assert_eq!(
+            check(Some("hosts=web-1")),
+            Rejection::BadRequestExtension(RequestGrantError::Malformed)
+        );
+    }
+
+    #[test]
+    fn description_has_no_key_material() {
+        let f = Fixture::new();
+        let cert = f.cert(None);
+        let text = describe(&cert);
+        let key = f.user.public_key().to_openssh().unwrap();
+        let blob = key.split_whitespace().nth(1).unwrap();
+        assert!(!text.contains(blob), "{text}");
+        assert!(text.contains("serial 7"), "{text}");
+    }
+}

@@ -1,0 +1,328 @@
+//! `bastion.toml`: where the bastion listens, its host key, whom it trusts,
+//! its limits and its inventory of hosts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tpa_core::{HostName, HumanDuration};
+
+/// The bastion's configuration, checked.
+#[derive(Debug, Clone)]
+pub struct BastionConfig {
+    /// The SSH listening address.
+    pub listen: SocketAddr,
+    /// The persisted Ed25519 host key (created on first start when missing).
+    pub host_key_file: PathBuf,
+    /// Where the trusted user-CA keys come from.
+    pub trust: TrustSource,
+    /// Connection and authentication limits.
+    pub limits: Limits,
+    /// The hosts the bastion may forward to, by the name certificates use.
+    pub inventory: Inventory,
+}
+
+/// Where the trusted user-CA public keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustSource {
+    /// `GET <ca_url>/ca.pub` at start (plain `http://` only).
+    CaUrl(String),
+    /// A local file in `authorized_keys` format (`TrustedUserCAKeys` style).
+    File(PathBuf),
+}
+
+/// Limits on connections and authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Time from TCP accept to successful authentication.
+    pub auth_timeout: Duration,
+    /// Failed authentication attempts before the connection is closed.
+    pub max_auth_attempts: usize,
+    /// A connection with no packet from the client for this long is closed.
+    pub inactivity_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            auth_timeout: Duration::from_secs(30),
+            max_auth_attempts: 6,
+            inactivity_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// One host the bastion can reach: where its sshd listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddress {
+    /// A DNS name or IP address.
+    pub host: String,
+    /// The TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl HostAddress {
+    /// Parses `host:port` or `[v6]:port`.
+    pub fn parse(value: &str) -> Option<Self> {
+        if let Ok(addr) = value.parse::<SocketAddr>() {
+            return Some(Self {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let (host, port) = value.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        let name_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        (name_ok && port != 0).then(|| Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Host name → address, as the bastion's operator declares them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory(BTreeMap<HostName, HostAddress>);
+
+impl Inventory {
+    /// An inventory with exactly these hosts.
+    pub fn new(hosts: BTreeMap<HostName, HostAddress>) -> Self {
+        Self(hosts)
+    }
+
+    /// Where `name` is, when it is in the inventory.
+    pub fn get(&self, name: &HostName) -> Option<&HostAddress> {
+        self.0.get(name)
+    }
+
+    /// How many hosts there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no host.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key, wrong type, or a bad value.
+    #[error("configuration file {path} is invalid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: SocketAddr,
+    host_key_file: PathBuf,
+    ca_url: Option<String>,
+    trusted_user_ca_keys: Option<PathBuf>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    hosts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    auth_timeout: Option<String>,
+    max_auth_attempts: Option<usize>,
+    inactivity_timeout: Option<String>,
+}
+
+impl BastionConfig {
+    /// Reads and checks `path`; relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let trust = match (raw.ca_url, raw.trusted_user_ca_keys) {
+            (Some(url), None) => TrustSource::CaUrl(url),
+            (None, Some(file)) => TrustSource::File(base.join(file)),
+            (Some(_), Some(_)) => {
+                return Err("set either ca_url or trusted_user_ca_keys, not both".to_owned());
+            }
+            (None, None) => {
+                return Err(
+                    "no trusted user CA: set ca_url (the CA's base URL) or trusted_user_ca_keys (a file)"
+                        .to_owned(),
+                );
+            }
+        };
+        let defaults = Limits::default();
+        let duration = |key: &str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(v) => HumanDuration::parse(&v)
+                .map(HumanDuration::get)
+                .map_err(|e| format!("limits.{key}: {e}")),
+        };
+        let limits = Limits {
+            max_connections: raw
+                .limits
+                .max_connections
+                .unwrap_or(defaults.max_connections),
+            auth_timeout: duration(
+                "auth_timeout",
+                raw.limits.auth_timeout,
+                defaults.auth_timeout,
+            )?,
+            max_auth_attempts: raw
+                .limits
+                .max_auth_attempts
+                .unwrap_or(defaults.max_auth_attempts),
+            inactivity_timeout: duration(
+                "inactivity_timeout",
+                raw.limits.inactivity_timeout,
+                defaults.inactivity_timeout,
+            )?,
+        };
+        if limits.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".to_owned());
+        }
+        if limits.max_auth_attempts == 0 {
+            return Err("limits.max_auth_attempts must be at least 1".to_owned());
+        }
+        let mut hosts = BTreeMap::new();
+        for (name, address) in raw.hosts {
+            let name = HostName::parse(&name).map_err(|e| format!("hosts: {e}"))?;
+            let address = HostAddress::parse(&address).ok_or_else(|| {
+                format!("hosts.{name}: {address:?} is not host:port (for example \"10.0.0.5:22\")")
+            })?;
+            hosts.insert(name, address);
+        }
+        Ok(Self {
+            listen: raw.listen,
+            host_key_file: base.join(raw.host_key_file),
+            trust,
+            limits,
+            inventory: Inventory::new(hosts),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BastionConfig, String> {
+        BastionConfig::parse(text, Path::new("/etc/tpa"))
+    }
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:2200"
+host_key_file = "host_ed25519"
+trusted_user_ca_keys = "ca.pub"
+"#;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2200");
+        assert_eq!(c.host_key_file, Path::new("/etc/tpa/host_ed25519"));
+        assert_eq!(c.trust, TrustSource::File("/etc/tpa/ca.pub".into()));
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.inventory.is_empty());
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(
+            r#"
+listen = "0.0.0.0:22"
+host_key_file = "/var/lib/tpa-bastion/host_ed25519"
+ca_url = "http://127.0.0.1:8700"
+[limits]
+max_connections = 10
+auth_timeout = "5s"
+max_auth_attempts = 3
+inactivity_timeout = "1h"
+[hosts]
+web-1 = "10.0.0.5:22"
+db-1 = "db1.internal:2222"
+v6 = "[::1]:22"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.trust, TrustSource::CaUrl("http://127.0.0.1:8700".into()));
+        assert_eq!(c.limits.max_connections, 10);
+        assert_eq!(c.limits.auth_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.max_auth_attempts, 3);
+        assert_eq!(c.limits.inactivity_timeout, Duration::from_secs(3600));
+        let web = HostName::parse("web-1").unwrap();
+        assert_eq!(c.inventory.get(&web).unwrap().to_string(), "10.0.0.5:22");
+        let db = HostName::parse("db-1").unwrap();
+        assert_eq!(
+            c.inventory.get(&db).unwrap().to_string(),
+            "db1.internal:2222"
+        );
+        let v6 = HostName::parse("v6").unwrap();
+        assert_eq!(c.inventory.get(&v6).unwrap().to_string(), "[::1]:22");
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let check = |extra: &str, needle: &str| {
+            let err = parse(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert!(err.contains(needle), "{extra:?}: {err}");
+        };
+        check("colour = \"blue\"\n", "unknown field");
+        check("ca_url = \"http://x\"\n", "not both");
+        check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");
+        check("[limits]\nmax_connections = 0\n", "max_connections");
+        check("[limits]\nmax_auth_attempts = 0\n", "max_auth_attempts");
+        check("[limits]\nretries = 1\n", "unknown field");
+        check("[hosts]\n\"Web_1\" = \"10.0.0.5:22\"\n", "hosts");
+        check("[hosts]\nweb-1 = \"10.0.0.5\"\n", "hosts.web-1");
+        check("[hosts]\nweb-1 = \"a b:22\"\n", "hosts.web-1");
+        let err = parse("listen = \"127.0.0.1:22\"\nhost_key_file = \"k\"\n").unwrap_err();
+        assert!(err.contains("no trusted user CA"), "{err}");
+    }
+}

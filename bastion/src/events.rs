@@ -1,0 +1,179 @@
+//! What happens on the bastion, as values: every rejection, every accepted
+//! certificate, every forward with its byte counts, every end of connection.
+//!
+//! The server logs each event with `tracing` and hands it to an [`EventSink`].
+//! Session records for the CA (and their spool) will be a sink; tests use one to
+//! check why something was refused.
+
+use std::net::SocketAddr;
+
+/// Identifies one TCP connection to the bastion, for the lifetime of the process.
+pub type ConnectionId = u64;
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An authentication attempt was refused.
+    AuthRejected {
+        /// The connection.
+        connection: ConnectionId,
+        /// The client address.
+        peer: Option<SocketAddr>,
+        /// The SSH username of the attempt.
+        login: String,
+        /// Why (one line, no key material).
+        reason: String,
+    },
+    /// A certificate was accepted.
+    Authenticated {
+        /// The connection.
+        connection: ConnectionId,
+        /// The client address.
+        peer: Option<SocketAddr>,
+        /// The SSH username, one of the certificate's principals.
+        login: String,
+        /// The certificate serial.
+        serial: u64,
+        /// The certificate key id.
+        key_id: String,
+        /// The request the certificate was issued for.
+        request: String,
+        /// Unix seconds at which the connection is cut.
+        valid_before: u64,
+    },
+    /// A channel or forwarding request was refused.
+    ChannelRefused {
+        /// The connection.
+        connection: ConnectionId,
+        /// What was asked (`session`, `direct-tcpip web-1:22`, `tcpip-forward`, …).
+        request: String,
+        /// Why.
+        reason: String,
+    },
+    /// A direct-tcpip forward to an approved host started.
+    ForwardStarted {
+        /// The connection.
+        connection: ConnectionId,
+        /// The host name from the certificate.
+        host: String,
+        /// The inventory address connected to.
+        address: String,
+    },
+    /// A forward ended.
+    ForwardEnded {
+        /// The connection.
+        connection: ConnectionId,
+        /// The host name.
+        host: String,
+        /// Bytes from the client to the host.
+        bytes_to_host: u64,
+        /// Bytes from the host to the client.
+        bytes_from_host: u64,
+        /// Which side ended it.
+        end: ForwardEnd,
+    },
+    /// A connection ended.
+    ConnectionEnded {
+        /// The connection.
+        connection: ConnectionId,
+        /// How.
+        end: ConnectionEnd,
+    },
+}
+
+/// How a forward ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardEnd {
+    /// The client sent EOF or closed the channel (or its connection went away).
+    ClientClosed,
+    /// The host closed its TCP connection.
+    HostClosed,
+    /// An I/O error on either side.
+    Error(String),
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// The client disconnected (or the connection failed).
+    ClientClosed,
+    /// No successful authentication within `auth_timeout`.
+    AuthTimeout,
+    /// The certificate reached its `valid_before`.
+    CertificateExpired,
+    /// The bastion is shutting down.
+    Shutdown,
+    /// The SSH session failed.
+    Error(String),
+}
+
+/// Receives every event. Implementations must not block.
+pub trait EventSink: Send + Sync + std::fmt::Debug + 'static {
+    /// Takes one event.
+    fn record(&self, event: &Event);
+}
+
+/// Discards events (they are still logged by the server).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSink;
+
+impl EventSink for NoSink {
+    fn record(&self, _event: &Event) {}
+}
+
+/// Logs `event` with `tracing`: refusals at `warn`, the rest at `info`.
+pub fn log(event: &Event) {
+    match event {
+        Event::AuthRejected {
+            connection,
+            peer,
+            login,
+            reason,
+        } => tracing::warn!(connection, ?peer, login, reason, "authentication rejected"),
+        Event::Authenticated {
+            connection,
+            peer,
+            login,
+            serial,
+            key_id,
+            request,
+            valid_before,
+        } => tracing::info!(
+            connection,
+            ?peer,
+            login,
+            serial,
+            key_id,
+            request,
+            valid_before,
+            "certificate accepted"
+        ),
+        Event::ChannelRefused {
+            connection,
+            request,
+            reason,
+        } => tracing::warn!(connection, request, reason, "channel refused"),
+        Event::ForwardStarted {
+            connection,
+            host,
+            address,
+        } => tracing::info!(connection, host, address, "forward started"),
+        Event::ForwardEnded {
+            connection,
+            host,
+            bytes_to_host,
+            bytes_from_host,
+            end,
+        } => tracing::info!(
+            connection,
+            host,
+            bytes_to_host,
+            bytes_from_host,
+            ?end,
+            "forward ended"
+        ),
+        Event::ConnectionEnded { connection, end } => {
+            tracing::info!(connection, ?end, "connection ended")
+        }
+    }
+}

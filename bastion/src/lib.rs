@@ -1,0 +1,29 @@
+//! `tpa-bastion`: the verified jump host in front of production hosts.
+//!
+//! It admits only TPA user certificates (checked by [`tpa_core::verify_user_cert`]
+//! for the SSH username of the attempt), forwards only `direct-tcpip` channels to
+//! hosts that are both approved in the certificate and in its inventory, and
+//! cuts each connection when its certificate expires.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod auth;
+pub mod config;
+pub mod events;
+pub mod forward;
+pub mod host_key;
+pub mod server;
+pub mod trust;
+
+pub use auth::{Grant, Rejection, Trust};
+pub use config::BastionConfig;
+pub use events::{ConnectionEnd, Event, EventSink, ForwardEnd, NoSink};
+pub use server::Bastion;

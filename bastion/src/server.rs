@@ -1,0 +1,593 @@
+//! The russh server: accept loop, per-connection limits and timers, and the
+//! SSH handler that admits certificates and opens forwards.
+//!
+//! Each TCP connection is one task that owns its timers: the pre-authentication
+//! deadline (`auth_timeout`), then the certificate's `valid_before`, and the
+//! bastion-wide shutdown signal. Whichever comes first ends the connection with
+//! an SSH disconnect message naming the reason. russh handles the protocol:
+//! strict key exchange (its default `kex` list includes
+//! `kex-strict-s-v00@openssh.com`), the inactivity timeout, and the cap on
+//! rejected authentication attempts.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use russh::keys::ssh_key::{Certificate, HashAlg, PrivateKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, compression};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::auth::{self, Grant, Rejection, Trust};
+use crate::config::{BastionConfig, Inventory, Limits};
+use crate::events::{self, ConnectionEnd, ConnectionId, Event, EventSink};
+use crate::forward;
+
+/// How long a connection gets to finish after its disconnect message, before
+/// its socket is shut down under it.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+/// How long the bastion waits for connections to end at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Bound on connecting to a host.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Delay before answering a rejected authentication (constant, so rejections
+/// do not reveal which check failed by their timing).
+const AUTH_REJECTION_TIME: Duration = Duration::from_secs(1);
+
+/// What every connection shares.
+#[derive(Debug)]
+struct Shared {
+    inventory: Inventory,
+    limits: Limits,
+    trust: watch::Receiver<Arc<Trust>>,
+    sink: Arc<dyn EventSink>,
+    next_connection: AtomicU64,
+}
+
+impl Shared {
+    fn emit(&self, event: Event) {
+        events::log(&event);
+        self.sink.record(&event);
+    }
+}
+
+/// A bound, ready-to-run bastion.
+#[derive(Debug)]
+pub struct Bastion {
+    listener: TcpListener,
+    ssh: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    trust_updates: watch::Sender<Arc<Trust>>,
+}
+
+/// The russh configuration the bastion runs with.
+pub fn ssh_config(host_key: PrivateKey, limits: &Limits) -> russh::server::Config {
+    // Compression off: no compression oracle, no decompression bombs.
+    let preferred = russh::Preferred {
+        compression: Cow::Borrowed(&[compression::NONE]),
+        ..Default::default()
+    };
+    russh::server::Config {
+        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-tpa-bastion")),
+        // Public keys only; within them, only certificates can succeed.
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        auth_rejection_time: AUTH_REJECTION_TIME,
+        // OpenSSH probes with "none" first; answering that at once is harmless.
+        auth_rejection_time_initial: Some(Duration::from_millis(10)),
+        keys: vec![host_key],
+        preferred,
+        max_auth_attempts: limits.max_auth_attempts,
+        inactivity_timeout: Some(limits.inactivity_timeout),
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+impl Bastion {
+    /// Binds `config.listen` with `host_key`, trusting `trust`.
+    pub async fn bind(
+        config: &BastionConfig,
+        host_key: PrivateKey,
+        trust: Trust,
+        sink: Arc<dyn EventSink>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let (trust_updates, trust_rx) = watch::channel(Arc::new(trust));
+        Ok(Self {
+            listener,
+            ssh: Arc::new(ssh_config(host_key, &config.limits)),
+            shared: Arc::new(Shared {
+                inventory: config.inventory.clone(),
+                limits: config.limits.clone(),
+                trust: trust_rx,
+                sink,
+                next_connection: AtomicU64::new(1),
+            }),
+            trust_updates,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A sender that replaces the trusted keys and revocations for new checks.
+    pub fn trust_updates(&self) -> watch::Sender<Arc<Trust>> {
+        self.trust_updates.clone()
+    }
+
+    /// Serves until `shutdown` completes, then disconnects every client and
+    /// waits (bounded) for their connections to end.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
+        let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = self.shared.limits.max_connections, "connection limit reached; closing new connection");
+                        continue;
+                    };
+                    let shared = self.shared.clone();
+                    let ssh = self.ssh.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        serve_connection(socket, peer, ssh, shared, stop).await;
+                        drop(permit);
+                    });
+                }
+                // Reap finished connection tasks so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!(
+            connections = connections.len(),
+            "shutting down: closing connections"
+        );
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            connections.abort_all();
+        }
+    }
+}
+
+/// Authentication progress of one connection, shared between the handler and
+/// the connection task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Authenticating,
+    Authenticated { valid_before: u64 },
+}
+
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    ssh: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    // A second handle on the socket: russh's session task cannot be aborted from
+    // here, so a connection that ignores the disconnect message is ended by
+    // shutting the socket down under it.
+    let (socket, killer) = match split_killer(socket) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(connection, %peer, error = %e, "cannot set up connection");
+            return;
+        }
+    };
+    let auth_deadline = Instant::now() + shared.limits.auth_timeout;
+    let (phase_tx, mut phase_rx) = watch::channel(Phase::Authenticating);
+    let handler = Connection {
+        connection,
+        peer,
+        shared: shared.clone(),
+        phase: phase_tx,
+        grant: None,
+    };
+    // The version exchange happens inside run_stream: bound it by the auth deadline.
+    let session = match tokio::time::timeout_at(
+        auth_deadline,
+        russh::server::run_stream(ssh, socket, handler),
+    )
+    .await
+    {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            tracing::debug!(connection, %peer, error = %e, "SSH setup failed");
+            return;
+        }
+        Err(_) => {
+            shared.emit(Event::ConnectionEnded {
+                connection,
+                end: ConnectionEnd::AuthTimeout,
+            });
+            return;
+        }
+    };
+    let handle = session.handle();
+    tokio::pin!(session);
+    let mut phase_open = true;
+    let end = loop {
+        let phase = *phase_rx.borrow_and_update();
+        let (deadline, end_at_deadline) = match phase {
+            Phase::Authenticating => (auth_deadline, ConnectionEnd::AuthTimeout),
+            Phase::Authenticated { valid_before } => (
+                instant_at_unix(valid_before),
+                ConnectionEnd::CertificateExpired,
+            ),
+        };
+        tokio::select! {
+            result = &mut session => {
+                break match result {
+                    Ok(()) => ConnectionEnd::ClientClosed,
+                    Err(e) => ConnectionEnd::Error(e.to_string()),
+                };
+            }
+            changed = phase_rx.changed(), if phase_open => {
+                if changed.is_err() {
+                    phase_open = false;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let reason = match end_at_deadline {
+                    ConnectionEnd::AuthTimeout => "authentication timed out",
+                    _ => "certificate expired",
+                };
+                disconnect(&handle, reason, &mut session, &killer).await;
+                break end_at_deadline;
+            }
+            _ = stop.changed() => {
+                disconnect(&handle, "bastion shutting down", &mut session, &killer).await;
+                break ConnectionEnd::Shutdown;
+            }
+        }
+    };
+    shared.emit(Event::ConnectionEnded { connection, end });
+}
+
+/// Returns the socket for russh and a duplicate handle that can shut it down.
+fn split_killer(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let killer = socket.try_clone()?;
+    Ok((TcpStream::from_std(socket)?, killer))
+}
+
+/// Sends an SSH disconnect with `reason`, waits (bounded) for the session to
+/// end, then shuts the socket down whatever state the session is in.
+async fn disconnect<F: std::future::Future + Unpin>(
+    handle: &russh::server::Handle,
+    reason: &str,
+    session: &mut F,
+    killer: &std::net::TcpStream,
+) {
+    let ended = tokio::time::timeout(DISCONNECT_GRACE, async {
+        let _ = handle
+            .disconnect(Disconnect::ByApplication, reason.to_owned(), String::new())
+            .await;
+        session.await;
+    })
+    .await;
+    if ended.is_err() {
+        let _ = killer.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The tokio instant at Unix time `unix_secs` (now, if it is already past).
+fn instant_at_unix(unix_secs: u64) -> Instant {
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = Duration::from_secs(unix_secs).saturating_sub(now_unix);
+    Instant::now() + left
+}
+
+/// The SSH handler of one connection.
+#[derive(Debug)]
+struct Connection {
+    connection: ConnectionId,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    phase: watch::Sender<Phase>,
+    /// Set only when a certificate was accepted, for the login of that attempt.
+    grant: Option<Arc<Grant>>,
+}
+
+impl Connection {
+    fn reject(&self, login: &str, rejection: &Rejection) -> Auth {
+        self.shared.emit(Event::AuthRejected {
+            connection: self.connection,
+            peer: Some(self.peer),
+            login: login.escape_debug().to_string(),
+            reason: rejection.to_string(),
+        });
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+            partial_success: false,
+        }
+    }
+
+    fn refuse_channel(&self, request: String, reason: &str) {
+        self.shared.emit(Event::ChannelRefused {
+            connection: self.connection,
+            request,
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+            partial_success: false,
+        })
+    }
+
+    async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.reject(user, &Rejection::Method("password")))
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        _response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self.reject(user, &Rejection::Method("keyboard-interactive")))
+    }
+
+    // `auth_publickey_offered` keeps russh's default (accept the probe): russh
+    // passes a certificate's inner key there, so plain keys and certificates
+    // cannot be told apart before the signature; the real decision is below.
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        Ok(self.reject(user, &Rejection::PlainKey(fingerprint)))
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        let trust = self.shared.trust.borrow().clone();
+        let now = chrono::Utc::now();
+        match auth::check_certificate(certificate, user, now, &trust, Some(self.peer.ip())) {
+            Ok(grant) => {
+                self.grant = Some(Arc::new(grant));
+                Ok(Auth::Accept)
+            }
+            Err(rejection) => {
+                tracing::debug!(
+                    certificate = auth::describe(certificate),
+                    "certificate refused"
+                );
+                Ok(self.reject(user, &rejection))
+            }
+        }
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        // russh calls this only after an `Accept`, which only a certificate gives.
+        let Some(grant) = &self.grant else {
+            return Err(russh::Error::Inconsistent);
+        };
+        self.shared.emit(Event::Authenticated {
+            connection: self.connection,
+            peer: Some(self.peer),
+            login: grant.login.clone(),
+            serial: grant.serial,
+            key_id: grant.key_id.clone(),
+            request: grant.request.to_string(),
+            valid_before: grant.valid_before,
+        });
+        let _ = self.phase.send(Phase::Authenticated {
+            valid_before: grant.valid_before,
+        });
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_channel(
+            "session".to_owned(),
+            "shell, exec and subsystems are not available; use ssh -J",
+        );
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_channel("x11".to_owned(), "X11 forwarding is not available");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_channel(
+            "forwarded-tcpip".to_owned(),
+            "remote forwarding is not available",
+        );
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse_channel(
+            "direct-streamlocal".to_owned(),
+            "Unix socket forwarding is not available",
+        );
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.refuse_channel(
+            "tcpip-forward".to_owned(),
+            "remote forwarding is not available",
+        );
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.refuse_channel(
+            "streamlocal-forward".to_owned(),
+            "remote forwarding is not available",
+        );
+        Ok(false)
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let request = format!(
+            "direct-tcpip {}:{port_to_connect}",
+            host_to_connect.escape_debug()
+        );
+        let Some(grant) = self.grant.clone() else {
+            self.refuse_channel(request, "not authenticated");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let (name, address) = match forward::authorize(
+            &grant,
+            &self.shared.inventory,
+            host_to_connect,
+            port_to_connect,
+        ) {
+            Ok(target) => target,
+            Err(refusal) => {
+                self.refuse_channel(request, &refusal.to_string());
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+                return Ok(());
+            }
+        };
+        // Connect and pump in a task: the session keeps serving other channels.
+        let shared = self.shared.clone();
+        let connection = self.connection;
+        tokio::spawn(async move {
+            let connect = TcpStream::connect((address.host.as_str(), address.port));
+            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    shared.emit(Event::ChannelRefused {
+                        connection,
+                        request,
+                        reason: format!("cannot connect to {name} at {address}: {e}"),
+                    });
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                    return;
+                }
+                Err(_) => {
+                    shared.emit(Event::ChannelRefused {
+                        connection,
+                        request,
+                        reason: format!("connecting to {name} at {address} timed out"),
+                    });
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            reply.accept().await;
+            shared.emit(Event::ForwardStarted {
+                connection,
+                host: name.to_string(),
+                address: address.to_string(),
+            });
+            let (counts, end) = forward::pump(channel, stream).await;
+            shared.emit(Event::ForwardEnded {
+                connection,
+                host: name.to_string(),
+                bytes_to_host: counts.to_host,
+                bytes_from_host: counts.from_host,
+                end,
+            });
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! A bastion on 127.0.0.1:0 with a test CA, an event recorder, a russh client,
+//! a TCP echo server. Everything runs on the test's runtime and stops with it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bastion::config::{HostAddress, Inventory, Limits, TrustSource};
+use bastion::{Bastion, BastionConfig, Event, EventSink, Trust};
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+use russh::keys::ssh_key::certificate::{Builder, CertType};
+use russh::keys::ssh_key::{Algorithm, Certificate, PrivateKey, PublicKey};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tpa_core::{HostName, TrustedCas};
+
+pub const REQUEST: &str = "req_aaaaaaaaaaaaaaaaaaaaaaaaaa";
+pub const LOGIN: &str = "deploy";
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn random_key() -> PrivateKey {
+    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap()
+}
+
+/// Records every event for the test to inspect.
+#[derive(Debug)]
+struct Recorder(mpsc::UnboundedSender<Event>);
+
+impl EventSink for Recorder {
+    fn record(&self, event: &Event) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+/// The certificate every test starts from; `edit` changes one thing.
+pub struct CertSpec {
+    pub serial: u64,
+    pub cert_type: CertType,
+    pub principals: Vec<String>,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    pub extensions: Vec<(String, String)>,
+    pub critical_options: Vec<(String, String)>,
+}
+
+impl CertSpec {
+    /// A user certificate for `deploy`, valid for 10 minutes, approved for `hosts`.
+    pub fn for_hosts(hosts: &str) -> Self {
+        let now = unix_now();
+        Self {
+            serial: 4242,
+            cert_type: CertType::User,
+            principals: vec![LOGIN.to_owned()],
+            valid_after: now - 60,
+            valid_before: now + 600,
+            extensions: vec![(
+                "tpa-request@tpa".to_owned(),
+                format!("request={REQUEST};hosts={hosts}"),
+            )],
+            critical_options: Vec::new(),
+        }
+    }
+
+    pub fn sign(&self, subject: &PrivateKey, ca: &PrivateKey) -> Certificate {
+        let mut b = Builder::new_with_random_nonce(
+            &mut rand::rng(),
+            subject.public_key().key_data().clone(),
+            self.valid_after,
+            self.valid_before,
+        )
+        .unwrap();
+        b.serial(self.serial).unwrap();
+        b.cert_type(self.cert_type).unwrap();
+        b.key_id(format!("tpa:request={REQUEST}:user=alice"))
+            .unwrap();
+        for p in &self.principals {
+            b.valid_principal(p.as_str()).unwrap();
+        }
+        for (k, v) in &self.extensions {
+            b.extension(k.as_str(), v.as_str()).unwrap();
+        }
+        for (k, v) in &self.critical_options {
+            b.critical_option(k.as_str(), v.as_str()).unwrap();
+        }
+        b.sign(ca).unwrap()
+    }
+}
+
+/// A running bastion with its test CA.
+pub struct TestBastion {
+    pub addr: SocketAddr,
+    pub ca: PrivateKey,
+    pub host_key: PublicKey,
+    pub trust_updates: tokio::sync::watch::Sender<Arc<Trust>>,
+    events: mpsc::UnboundedReceiver<Event>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a bastion with `inventory` (name → address) and default limits.
+pub async fn spawn_bastion(inventory: &[(&str, SocketAddr)]) -> TestBastion {
+    spawn_bastion_with(inventory, Limits::default()).await
+}
+
+pub async fn spawn_bastion_with(inventory: &[(&str, SocketAddr)], limits: Limits) -> TestBastion {
+    let ca = random_key();
+    let host_key = random_key();
+    let hosts: BTreeMap<HostName, HostAddress> = inventory
+        .iter()
+        .map(|(name, addr)| {
+            (
+                HostName::parse(name).unwrap(),
+                HostAddress::parse(&addr.to_string()).unwrap(),
+            )
+        })
+        .collect();
+    let config = BastionConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        host_key_file: "unused".into(),
+        trust: TrustSource::File("unused".into()),
+        limits,
+        inventory: Inventory::new(hosts),
+    };
+    let trust = Trust {
+        cas: TrustedCas::new(vec![ca.public_key().key_data().clone()]),
+        revocations: Default::default(),
+    };
+    let (tx, events) = mpsc::unbounded_channel();
+    let public = host_key.public_key().clone();
+    let bastion = Bastion::bind(&config, host_key, trust, Arc::new(Recorder(tx)))
+        .await
+        .unwrap();
+    let addr = bastion.local_addr().unwrap();
+    let trust_updates = bastion.trust_updates();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(bastion.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestBastion {
+        addr,
+        ca,
+        host_key: public,
+        trust_updates,
+        events,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestBastion {
+    /// Waits up to `within` for an event that `pick` accepts; panics with the
+    /// events seen otherwise.
+    pub async fn expect_event<T>(
+        &mut self,
+        within: Duration,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                    seen.push(event);
+                }
+                _ => panic!("expected event not seen within {within:?}; saw {seen:#?}"),
+            }
+        }
+    }
+
+    /// The reason of the next authentication rejection.
+    pub async fn rejection_reason(&mut self) -> String {
+        self.expect_event(Duration::from_secs(5), |e| match e {
+            Event::AuthRejected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The reason of the next refused channel.
+    pub async fn refusal_reason(&mut self) -> String {
+        self.expect_event(Duration::from_secs(5), |e| match e {
+            Event::ChannelRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Events recorded so far, without waiting.
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Connects a russh client that pins the bastion's host key.
+    pub async fn connect(&self) -> client::Handle<Client> {
+        let config = Arc::new(client::Config::default());
+        client::connect(
+            config,
+            self.addr,
+            Client {
+                host_key: self.host_key.clone(),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Connects and authenticates with a fresh key and a certificate from `spec`
+    /// signed by the test CA; returns the session and whether it succeeded.
+    pub async fn login(&self, login: &str, spec: &CertSpec) -> (client::Handle<Client>, bool) {
+        let key = random_key();
+        let cert = spec.sign(&key, &self.ca);
+        let mut session = self.connect().await;
+        let ok = session
+            .authenticate_openssh_cert(login, Arc::new(key), cert)
+            .await
+            .unwrap()
+            .success();
+        (session, ok)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("bastion stops within 15 s")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestBastion {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A russh client that accepts exactly the bastion's host key.
+pub struct Client {
+    host_key: PublicKey,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(
+            matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.host_key.key_data()),
+        )
+    }
+}
+
+/// A TCP echo server on 127.0.0.1:0; it stops with the test's runtime.
+pub async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0; 4096];
+                loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if socket.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
