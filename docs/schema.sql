@@ -79,6 +79,33 @@ CREATE TABLE certificates (
     audit_seq               INTEGER NOT NULL UNIQUE REFERENCES audit_events (seq)
 ) STRICT;
 
+CREATE TABLE cli_login_codes (
+    code_hash       TEXT PRIMARY KEY,
+    code_challenge  TEXT NOT NULL,
+    redirect_uri    TEXT NOT NULL,
+    issuer          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    username        TEXT NOT NULL,
+    groups          TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL,
+    used_at         TEXT
+) STRICT;
+
+CREATE TABLE oidc_logins (
+    state_hash          TEXT PRIMARY KEY,
+    browser_hash        TEXT NOT NULL,
+    connector           TEXT NOT NULL,
+    nonce               TEXT NOT NULL,
+    pkce_verifier       TEXT NOT NULL,
+    next_path           TEXT NOT NULL,
+    cli_redirect_uri    TEXT,
+    cli_code_challenge  TEXT,
+    created_at          TEXT NOT NULL,
+    expires_at          TEXT NOT NULL,
+    used_at             TEXT
+) STRICT;
+
 CREATE TABLE outbox (
     id         INTEGER PRIMARY KEY,
     created_at TEXT    NOT NULL,
@@ -122,6 +149,10 @@ CREATE INDEX auth_tokens_expires_at ON auth_tokens (expires_at);
 CREATE INDEX certificates_request_id ON certificates (request_id);
 
 CREATE INDEX certificates_valid_before ON certificates (valid_before);
+
+CREATE INDEX cli_login_codes_expires_at ON cli_login_codes (expires_at);
+
+CREATE INDEX oidc_logins_expires_at ON oidc_logins (expires_at);
 
 CREATE INDEX requests_requester ON requests (requester_issuer, requester_subject, state);
 

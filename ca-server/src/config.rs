@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
+mod oidc;
 mod roles;
 mod webhooks;
 
+pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// Session and API token lifetimes (`[auth]`).
     pub auth: AuthConfig,
+    /// OpenID Connect connectors (`[[oidc]]`).
+    pub oidc: Vec<OidcConfig>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -187,6 +191,8 @@ struct RawConfig {
     accounts: Vec<RawAccount>,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    oidc: Vec<oidc::RawOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +305,12 @@ impl Config {
             }
             accounts.push(account);
         }
+        let oidc = oidc::connectors(&raw.oidc, &resolve).map_err(invalid)?;
+        if !oidc.is_empty() && public_url.is_none() {
+            return Err(invalid(
+                "[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned(),
+            ));
+        }
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -320,6 +332,7 @@ impl Config {
             public_url,
             accounts,
             auth,
+            oidc,
         })
     }
 

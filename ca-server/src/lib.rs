@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod notify;
+pub mod oidc_login;
 pub mod request_view;
 pub mod sessions;
 pub mod signer;

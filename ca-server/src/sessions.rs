@@ -96,7 +96,8 @@ pub fn escape_untrusted(text: &str) -> String {
 }
 
 /// Creates a session (web) or token (API) for `user`, expiring `ttl` after
-/// `now`, and records `auth.login` `success` in the same transaction.
+/// `now`, and records `auth.login` `success` (reason `password login`) in the
+/// same transaction.
 pub fn create(
     conn: &mut Connection,
     user: &User,
@@ -104,6 +105,20 @@ pub fn create(
     ttl: HumanDuration,
     source: &str,
     now: DateTime<Utc>,
+) -> Result<NewSession, StoreError> {
+    create_with_reason(conn, user, kind, ttl, source, now, "password login")
+}
+
+/// Like [`create`], with the audit reason saying how the user logged in
+/// (`oidc login via <connector>`, …).
+pub fn create_with_reason(
+    conn: &mut Connection,
+    user: &User,
+    kind: TokenKind,
+    ttl: HumanDuration,
+    source: &str,
+    now: DateTime<Utc>,
+    reason: &str,
 ) -> Result<NewSession, StoreError> {
     let token = new_token(kind);
     let ttl = TimeDelta::from_std(ttl.get())
@@ -143,7 +158,7 @@ pub fn create(
                 action: "auth.login".to_owned(),
                 object: format!("token:{}", row.id),
                 outcome: Outcome::Success,
-                reason: "password login".to_owned(),
+                reason: reason.to_owned(),
                 details: json!({
                     "kind": kind.as_str(),
                     "username": user.username.as_str(),

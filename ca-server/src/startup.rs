@@ -75,11 +75,19 @@ impl Application {
     /// Loads the state ([`AppState::load`]) and binds the listener. Fails
     /// closed: any problem with the key, the accounts or the database stops start-up.
     pub async fn build(config: &Config, listen: Option<SocketAddr>) -> anyhow::Result<Self> {
-        let state = AppState::load(config)?;
         let addr = listen.unwrap_or(config.listen);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        Self::build_on(config, listener).await
+    }
+
+    /// Like [`Application::build`] on a listener bound by the caller (tests
+    /// that must know the port before writing `server.public_url`). Discovers
+    /// the OpenID providers; one that does not answer is left unavailable.
+    pub async fn build_on(config: &Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let state = AppState::load(config)?;
+        state.identities.discover_oidc().await;
         Ok(Self { listener, state })
     }
 

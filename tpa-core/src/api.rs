@@ -14,7 +14,7 @@ pub struct ErrorBody {
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok` or `unavailable`.
+    /// `ok`, `degraded` (an OpenID provider is down) or `unavailable`.
     pub status: String,
     /// One entry per dependency.
     pub checks: Vec<HealthCheck>,
@@ -146,6 +146,29 @@ impl std::fmt::Debug for LoginRequest {
         f.debug_struct("LoginRequest")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The body of `POST /api/v1/cli/token`: the one-time code the CA sent to
+/// the CLI's loopback listener, with the CLI's PKCE verifier.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliTokenRequest {
+    /// The `code` query parameter the loopback listener received.
+    pub code: String,
+    /// The PKCE verifier whose S256 challenge started the login.
+    pub code_verifier: String,
+    /// The loopback redirect URI the login was started with.
+    pub redirect_uri: String,
+}
+
+impl std::fmt::Debug for CliTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliTokenRequest")
+            .field("code", &"<redacted>")
+            .field("code_verifier", &"<redacted>")
+            .field("redirect_uri", &self.redirect_uri)
             .finish()
     }
 }

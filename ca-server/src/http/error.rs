@@ -71,6 +71,7 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "window_ended"
         | "policy_not_satisfied"
         | "content_changed" => StatusCode::CONFLICT,
+        "invalid_grant" => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -1,4 +1,7 @@
 //! `GET /healthz`: 200 when the database and the CA key are usable, 503 otherwise.
+//! Each OpenID Connect provider has its own check (`oidc:<name>`); one that
+//! is down makes the status `degraded` but not 503: certificates, local
+//! accounts and existing sessions still work.
 
 use axum::Json;
 use axum::extract::State;
@@ -37,13 +40,29 @@ pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     .await
     .unwrap_or_else(|_| vec![check("health_check", false, "health check failed")]);
     let ok = checks.iter().all(|c| c.ok);
+    let mut checks = checks;
+    let mut providers_ok = true;
+    for connector in state.identities.oidc_connectors() {
+        let up = connector.check().await;
+        providers_ok &= up;
+        checks.push(check(
+            &format!("oidc:{}", connector.config.name),
+            up,
+            "the OpenID provider cannot be reached or its discovery document is unusable",
+        ));
+    }
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let health = Health {
-        status: if ok { "ok" } else { "unavailable" }.to_owned(),
+        status: match (ok, providers_ok) {
+            (true, true) => "ok",
+            (true, false) => "degraded",
+            (false, _) => "unavailable",
+        }
+        .to_owned(),
         checks,
     };
     (status, Json(health))

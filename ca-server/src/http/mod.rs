@@ -86,6 +86,13 @@ pub fn router(state: AppState) -> Router {
             get(web::login::get).merge(post(web::login::post).layer(login_limit)),
         )
         .route("/logout", post(web::login::logout))
+        .route("/login/oidc/{name}", get(web::oidc::start))
+        .route("/oidc/callback", get(web::oidc::callback))
+        .route("/cli/login", get(web::oidc::cli_login))
+        .route(
+            "/api/v1/cli/token",
+            post(web::oidc::cli_token).layer(login_limit),
+        )
         .route("/static/app.css", get(web::app_css))
         .route("/static/refresh.js", get(web::refresh_js))
         .fallback(|| async { ApiError::NotFound })

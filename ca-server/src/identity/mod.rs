@@ -1,11 +1,12 @@
 //! Who is logging in: the identity connectors behind one interface.
 //!
-//! Today the only connector is the built-in local accounts of `[[accounts]]`
-//! ([`local`]); OpenID Connect connectors join here later. Callers see
-//! [`Identities`] only: password login, and [`Identities::refresh`] to re-read
-//! a user's groups before a decision.
+//! The built-in local accounts of `[[accounts]]` ([`local`]) and the OpenID
+//! Connect providers of `[[oidc]]` ([`oidc`]) sit side by side. Callers see
+//! [`Identities`]: password login, the OIDC connectors by name, and
+//! [`Identities::refresh`] to re-read a user's groups before a decision.
 
 pub mod local;
+pub mod oidc;
 
 use tpa_core::User;
 use tpa_core::identity::LOCAL_ISSUER;
@@ -28,6 +29,14 @@ pub enum IdentityConfigError {
     /// The hash used to equalise the time of unknown-user logins cannot be made.
     #[error("cannot prepare password verification: {0}")]
     Dummy(String),
+    /// An `[[oidc]]` entry is unusable.
+    #[error("oidc connector {name:?}: {message}")]
+    Oidc {
+        /// The connector.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Why a login failed. Deliberately one variant: an unknown user and a wrong
@@ -43,14 +52,75 @@ pub enum LoginError {
 #[derive(Debug)]
 pub struct Identities {
     local: local::LocalAccounts,
+    oidc: Vec<oidc::OidcConnector>,
 }
+
+/// The path providers send users back to (`server.public_url` + this).
+pub const OIDC_CALLBACK_PATH: &str = "/oidc/callback";
 
 impl Identities {
     /// Builds the connectors from the configuration; fails closed on any bad account.
     pub fn from_config(config: &Config) -> Result<Self, IdentityConfigError> {
+        let mut connectors = Vec::with_capacity(config.oidc.len());
+        if !config.oidc.is_empty() {
+            let invalid = |name: &str, message: String| IdentityConfigError::Oidc {
+                name: name.to_owned(),
+                message,
+            };
+            let origin = config
+                .public_url
+                .as_ref()
+                .map(|u| u.origin())
+                .ok_or_else(|| {
+                    invalid(
+                        "*",
+                        "server.public_url is required with [[oidc]]".to_owned(),
+                    )
+                })?;
+            let http = oidc::http_client().map_err(|e| invalid("*", e))?;
+            for connector in &config.oidc {
+                let redirect = format!("{origin}{OIDC_CALLBACK_PATH}");
+                connectors.push(
+                    oidc::OidcConnector::new(connector.clone(), &redirect, http.clone())
+                        .map_err(|e| invalid(&connector.name, e))?,
+                );
+            }
+        }
         Ok(Self {
             local: local::LocalAccounts::new(&config.accounts)?,
+            oidc: connectors,
         })
+    }
+
+    /// The OpenID Connect connectors, in configuration order.
+    pub fn oidc_connectors(&self) -> &[oidc::OidcConnector] {
+        &self.oidc
+    }
+
+    /// The OpenID Connect connector named `name`.
+    pub fn oidc(&self, name: &str) -> Option<&oidc::OidcConnector> {
+        self.oidc.iter().find(|c| c.config.name == name)
+    }
+
+    /// Discovers every OpenID Connect provider. A provider that cannot be
+    /// reached is logged and left unavailable (its logins show an error page,
+    /// `/healthz` reports it, and each login attempt retries discovery).
+    pub async fn discover_oidc(&self) {
+        for connector in &self.oidc {
+            match connector.discover().await {
+                Ok(()) => tracing::info!(
+                    connector = %connector.config.name,
+                    issuer = %connector.config.issuer,
+                    "OpenID provider discovered"
+                ),
+                Err(e) => tracing::error!(
+                    connector = %connector.config.name,
+                    issuer = %connector.config.issuer,
+                    error = %e,
+                    "OpenID provider unavailable; its logins fail until it answers"
+                ),
+            }
+        }
     }
 
     /// Password login for local accounts. Unknown user and wrong password give

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth_tokens;
 pub mod certificates;
+pub mod oidc_logins;
 pub mod outbox;
 pub mod requests;
 pub mod reviews;
@@ -23,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_outbox.sql"),
     include_str!("migrations/0004_auth.sql"),
     include_str!("migrations/0005_break_glass_reviews.sql"),
+    include_str!("migrations/0006_oidc_state.sql"),
 ];
 
 /// The schema version this build expects.

@@ -188,6 +188,36 @@ pub async fn spawn_app_with(prepare: impl FnOnce(&mut DataDir)) -> TestApp {
     }
 }
 
+/// A server whose address is known before its configuration is loaded:
+/// `prepare` gets the data directory and the bound address (to write
+/// `server.public_url`, for instance).
+pub async fn spawn_app_at(prepare: impl FnOnce(&mut DataDir, SocketAddr)) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_app_bound(listener, prepare).await
+}
+
+/// Like [`spawn_app_at`] on a listener the caller bound (and whose address
+/// it had to give another process first).
+pub async fn spawn_app_bound(
+    listener: tokio::net::TcpListener,
+    prepare: impl FnOnce(&mut DataDir, SocketAddr),
+) -> TestApp {
+    let address = listener.local_addr().unwrap();
+    let mut data = DataDir::new();
+    prepare(&mut data, address);
+    let app = Application::build_on(&data.config, listener).await.unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        data,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
 impl TestApp {
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Response {

@@ -8,6 +8,7 @@ mod cli;
 mod helpers;
 mod http;
 mod issuance;
+mod oidc;
 mod requests;
 mod requests_http;
 mod storage;

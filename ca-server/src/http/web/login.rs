@@ -2,14 +2,14 @@
 //! `POST /logout` (CSRF-checked).
 
 use axum::Form;
-use axum::extract::State;
 use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use tpa_core::api::{CsrfForm, LoginRequest};
 
-use super::{anonymous_context, render, render_status, to_login};
+use super::{anonymous_context, render_status, to_login};
 use crate::config::Config;
 use crate::http::auth::{
     Authenticated, ConnectInfoOpt, check_same_origin, password_login, require_csrf, revoke,
@@ -33,23 +33,44 @@ fn cleared_cookie(config: &Config) -> String {
     session_cookie(config, "", 0)
 }
 
-fn login_page(status: StatusCode, error: &str, username: &str) -> Result<Response, ApiError> {
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    error: &str,
+    username: &str,
+    next: &str,
+) -> Result<Response, ApiError> {
+    let connectors = super::oidc::connector_links(state, |name| {
+        format!(
+            "/login/oidc/{name}?next={}",
+            super::oidc::encode_query(next)
+        )
+    });
     render_status(
         status,
         "login.html",
-        context! { error => error, username => username, ..anonymous_context() },
+        context! {
+            error => error,
+            username => username,
+            connectors => connectors,
+            local => !state.config.accounts.is_empty() || state.config.oidc.is_empty(),
+            ..anonymous_context()
+        },
     )
 }
 
-/// `GET /login`: the form (or `/` when already logged in).
-pub async fn get(auth: Option<Authenticated>) -> Result<Response, ApiError> {
+/// `GET /login[?next=/path]`: one button per OpenID Connect provider and the
+/// password form for local accounts (or `/` when already logged in).
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+    query: Result<Query<super::oidc::NextQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     if auth.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
-    render(
-        "login.html",
-        context! { error => "", username => "", ..anonymous_context() },
-    )
+    let next = crate::oidc_login::safe_next(query.as_ref().ok().and_then(|q| q.next()));
+    login_page(&state, StatusCode::OK, "", "", &next)
 }
 
 /// `POST /login`: checks the origin, verifies the password, revokes the
@@ -80,15 +101,19 @@ pub async fn post(
             Ok(response)
         }
         Err(ApiError::InvalidCredentials) => login_page(
+            &state,
             StatusCode::UNAUTHORIZED,
             "Unknown username or wrong password.",
             &username,
+            "/",
         ),
         Err(ApiError::RateLimited { retry_after_secs }) => {
             let mut response = login_page(
+                &state,
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("Too many failed logins. Try again in {retry_after_secs} seconds."),
                 &username,
+                "/",
             )?;
             response
                 .headers_mut()

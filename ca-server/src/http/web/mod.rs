@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod login;
 pub mod mine;
 pub mod new_request;
+pub mod oidc;
 pub mod request;
 pub mod reviews;
 
@@ -54,6 +55,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "reviews.html",
         include_str!("../../../templates/reviews.html"),
+    ),
+    (
+        "signed_in.html",
+        include_str!("../../../templates/signed_in.html"),
+    ),
+    (
+        "cli_login.html",
+        include_str!("../../../templates/cli_login.html"),
     ),
 ];
 
@@ -328,6 +337,8 @@ mod tests {
         let ctx = context! {
             error => "<script>alert(1)</script>",
             username => "\"><b>x",
+            connectors => Vec::<Value>::new(),
+            local => true,
             ..anonymous_context()
         };
         let env = ENVIRONMENT.as_ref().unwrap();

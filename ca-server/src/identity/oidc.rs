@@ -1,0 +1,451 @@
+//! OpenID Connect connectors: discovery of the provider, the authorization
+//! URL (code flow, PKCE S256, `state`, `nonce`), and the callback's code
+//! exchange and ID token verification (signature, issuer, audience, expiry
+//! with a 60 s leeway, nonce, access-token hash), then claims → user.
+//!
+//! The identity is (issuer, `sub`); the username comes from a configurable
+//! claim and must parse as a TPA username; email and name are display only.
+//! The HTTP client never follows redirects (a redirect from a provider
+//! endpoint is an error, not a new destination).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
+    CoreGenderClaim, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata, CoreRevocableToken, CoreRevocationErrorResponse,
+    CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::{
+    AccessTokenHash, AdditionalClaims, AuthorizationCode, Client, ClientId, ClientSecret,
+    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims,
+    IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
+use tpa_core::{GroupName, Identity, User, Username};
+
+use crate::config::OidcConfig;
+
+/// The clock leeway for `exp` and `iat`.
+pub const CLOCK_LEEWAY: TimeDelta = TimeDelta::seconds(60);
+/// How long a provider may take to answer one request.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A failed discovery is retried at most this often.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(10);
+
+/// The ID token's claims beyond the standard ones (groups, custom username claims).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtraClaims {
+    #[serde(flatten)]
+    claims: HashMap<String, serde_json::Value>,
+}
+
+impl AdditionalClaims for ExtraClaims {}
+
+type TpaIdTokenFields = IdTokenFields<
+    ExtraClaims,
+    EmptyExtraTokenFields,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+type TpaTokenResponse = StandardTokenResponse<TpaIdTokenFields, CoreTokenType>;
+type TpaClient = Client<
+    ExtraClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    TpaTokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Why an OpenID Connect login failed. The messages go to the audit trail
+/// and the logs; they never hold a code, a token or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OidcError {
+    /// Discovery failed (provider down, or its discovery document is unusable).
+    #[error("the identity provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The token endpoint refused the code or could not be reached.
+    #[error("the code exchange failed: {0}")]
+    Exchange(String),
+    /// The ID token is missing or fails verification.
+    #[error("the ID token is not valid: {0}")]
+    IdToken(String),
+    /// The username claim is missing or does not parse as a TPA username.
+    #[error("claim {claim} gives no usable username ({detail})")]
+    UnusableUsername {
+        /// The configured claim.
+        claim: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// What the browser is sent to, and what must be kept to finish the login.
+pub struct Authorization {
+    /// The provider's authorization URL with every parameter.
+    pub url: String,
+    /// The `state` value (secret until the callback).
+    pub state: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier of the code challenge sent.
+    pub pkce_verifier: String,
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authorization { <redacted> }")
+    }
+}
+
+/// A verified login.
+#[derive(Debug, Clone)]
+pub struct OidcLogin {
+    /// The user: identity (issuer, sub), username, groups from the claim.
+    pub user: User,
+    /// `email`, for display and the audit details only.
+    pub email: Option<String>,
+}
+
+/// One configured provider.
+pub struct OidcConnector {
+    /// Its configuration.
+    pub config: OidcConfig,
+    redirect_url: RedirectUrl,
+    http: reqwest::Client,
+    client: RwLock<Option<Arc<TpaClient>>>,
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for OidcConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConnector")
+            .field("config", &self.config)
+            .field("available", &self.is_available())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP client for providers: rustls, timeouts, and no redirects followed.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(HTTP_TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+impl OidcConnector {
+    /// A connector that has not discovered its provider yet.
+    pub fn new(
+        config: OidcConfig,
+        redirect_url: &str,
+        http: reqwest::Client,
+    ) -> Result<Self, String> {
+        let redirect_url = RedirectUrl::new(redirect_url.to_owned())
+            .map_err(|e| format!("redirect URL {redirect_url:?}: {e}"))?;
+        Ok(Self {
+            config,
+            redirect_url,
+            http,
+            client: RwLock::new(None),
+            last_attempt: Mutex::new(None),
+        })
+    }
+
+    /// Whether discovery has succeeded.
+    pub fn is_available(&self) -> bool {
+        self.client.read().map(|c| c.is_some()).unwrap_or(false)
+    }
+
+    /// Fetches the discovery document and the signing keys. The document's
+    /// `issuer` must equal the configured issuer exactly.
+    pub async fn discover(&self) -> Result<(), OidcError> {
+        if let Ok(mut last) = self.last_attempt.lock() {
+            *last = Some(Instant::now());
+        }
+        let issuer = IssuerUrl::new(self.config.issuer.clone())
+            .map_err(|e| OidcError::Unavailable(format!("issuer URL: {e}")))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| OidcError::Unavailable(error_chain(&e)))?;
+        let client = TpaClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.config.client_id.clone()),
+            Some(ClientSecret::new(self.config.client_secret.clone())),
+        )
+        .set_redirect_uri(self.redirect_url.clone());
+        if let Ok(mut slot) = self.client.write() {
+            *slot = Some(Arc::new(client));
+        }
+        Ok(())
+    }
+
+    /// Whether the provider is usable, retrying discovery when the last
+    /// attempt failed more than [`DISCOVERY_RETRY`] ago (for `/healthz`).
+    pub async fn check(&self) -> bool {
+        self.client().await.is_ok()
+    }
+
+    /// The client, discovering again when the last attempt failed more than
+    /// [`DISCOVERY_RETRY`] ago.
+    async fn client(&self) -> Result<Arc<TpaClient>, OidcError> {
+        if let Some(client) = self.client.read().ok().and_then(|c| c.clone()) {
+            return Ok(client);
+        }
+        let recent = self
+            .last_attempt
+            .lock()
+            .ok()
+            .and_then(|l| *l)
+            .is_some_and(|t| t.elapsed() < DISCOVERY_RETRY);
+        if recent {
+            return Err(OidcError::Unavailable(
+                "discovery failed recently".to_owned(),
+            ));
+        }
+        self.discover().await?;
+        self.client
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| OidcError::Unavailable("discovery did not complete".to_owned()))
+    }
+
+    /// A new authorization request: fresh `state`, `nonce` and PKCE S256 pair.
+    pub async fn authorize(&self) -> Result<Authorization, OidcError> {
+        let client = self.client().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in &self.config.scopes {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.url();
+        Ok(Authorization {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+        })
+    }
+
+    /// Whether `iss` (the authorization response's RFC 9207 parameter) names this provider.
+    pub fn is_issuer(&self, iss: &str) -> bool {
+        iss == self.config.issuer
+    }
+
+    /// Exchanges `code` (with the PKCE verifier) and verifies the ID token
+    /// against this provider's keys, issuer and client id, and `nonce`.
+    pub async fn finish(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OidcLogin, OidcError> {
+        let client = self.client().await?;
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| OidcError::Exchange(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| OidcError::IdToken("the token response has no ID token".to_owned()))?;
+        let verifier = client
+            .id_token_verifier()
+            .set_allowed_algs([
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+                CoreJwsSigningAlgorithm::EdDsa,
+            ])
+            // `exp` may be up to the leeway in the past, `iat` up to the leeway in the future.
+            .set_time_fn(move || now - CLOCK_LEEWAY)
+            .set_issue_time_verifier_fn(move |iat| {
+                if iat > now + CLOCK_LEEWAY {
+                    Err(format!("issued in the future ({iat})"))
+                } else {
+                    Ok(())
+                }
+            });
+        let expected_nonce = Nonce::new(nonce.to_owned());
+        let claims = id_token
+            .claims(&verifier, &expected_nonce)
+            .map_err(|e| OidcError::IdToken(e.to_string()))?;
+        if let Some(expected) = claims.access_token_hash() {
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(response.access_token(), alg, key)
+                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            if actual != *expected {
+                return Err(OidcError::IdToken(
+                    "at_hash does not match the access token".to_owned(),
+                ));
+            }
+        }
+        self.user_of(claims)
+    }
+
+    fn user_of(
+        &self,
+        claims: &IdTokenClaims<ExtraClaims, CoreGenderClaim>,
+    ) -> Result<OidcLogin, OidcError> {
+        let identity = Identity::new(claims.issuer().as_str(), claims.subject().as_str())
+            .map_err(|e| OidcError::IdToken(e.to_string()))?;
+        let extra = &claims.additional_claims().claims;
+        let claim = self.config.username_claim.as_str();
+        let raw_username = match claim {
+            "preferred_username" => claims.preferred_username().map(|u| u.as_str().to_owned()),
+            "email" => claims.email().map(|e| e.as_str().to_owned()),
+            "sub" => Some(claims.subject().as_str().to_owned()),
+            "nickname" => claims
+                .nickname()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned()),
+            other => extra.get(other).and_then(|v| v.as_str()).map(str::to_owned),
+        };
+        let unusable = |detail: String| OidcError::UnusableUsername {
+            claim: claim.to_owned(),
+            detail,
+        };
+        let raw_username = raw_username.ok_or_else(|| unusable("missing".to_owned()))?;
+        let username = Username::parse(&raw_username).map_err(|e| unusable(e.to_string()))?;
+        let groups = groups_of(extra.get(&self.config.groups_claim), &self.config.group_map);
+        let display_name = claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.as_str().to_owned())
+            .filter(|n| !n.trim().is_empty() && n.len() <= 128 && !n.contains(char::is_control))
+            .unwrap_or_else(|| username.as_str().to_owned());
+        Ok(OidcLogin {
+            user: User {
+                identity,
+                username,
+                display_name,
+                groups,
+            },
+            email: claims.email().map(|e| e.as_str().to_owned()),
+        })
+    }
+}
+
+/// The TPA groups of a groups claim: an array of strings (or one string).
+/// With a `group_map`, only mapped values count; without one, values that
+/// are valid TPA group names count as they are. Anything else is ignored.
+pub fn groups_of(
+    claim: Option<&serde_json::Value>,
+    group_map: &std::collections::BTreeMap<String, GroupName>,
+) -> BTreeSet<GroupName> {
+    let values: Vec<&str> = match claim {
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().filter_map(serde_json::Value::as_str).collect()
+        }
+        Some(serde_json::Value::String(one)) => vec![one.as_str()],
+        _ => Vec::new(),
+    };
+    values
+        .into_iter()
+        .filter_map(|v| {
+            if group_map.is_empty() {
+                GroupName::parse(v).ok()
+            } else {
+                group_map.get(v).cloned()
+            }
+        })
+        .collect()
+}
+
+/// An error with its sources, on one line (never holds secrets: the
+/// openidconnect errors describe HTTP statuses and parse failures).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn names(groups: &BTreeSet<GroupName>) -> Vec<&str> {
+        groups.iter().map(GroupName::as_str).collect()
+    }
+
+    #[test]
+    fn groups_from_claims() {
+        let none = BTreeMap::new();
+        let check = |claim: serde_json::Value, expected: &[&str]| {
+            assert_eq!(names(&groups_of(Some(&claim), &none)), expected, "{claim}");
+        };
+        check(
+            json!(["engineers", "sre-leads"]),
+            &["engineers", "sre-leads"],
+        );
+        check(json!("engineers"), &["engineers"]);
+        check(json!(["Engineers", "a b", 3, null, "ok"]), &["ok"]);
+        check(json!({"engineers": true}), &[]);
+        assert!(groups_of(None, &none).is_empty());
+
+        let map = BTreeMap::from([
+            (
+                "CN=SRE Leads,OU=Groups".to_owned(),
+                GroupName::parse("sre-leads").unwrap(),
+            ),
+            (
+                "0b6f-guid".to_owned(),
+                GroupName::parse("engineers").unwrap(),
+            ),
+        ]);
+        let claim = json!(["CN=SRE Leads,OU=Groups", "0b6f-guid", "auditors"]);
+        assert_eq!(
+            names(&groups_of(Some(&claim), &map)),
+            ["engineers", "sre-leads"],
+            "only mapped values count when a map is set"
+        );
+    }
+}

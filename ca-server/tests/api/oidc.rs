@@ -1,0 +1,790 @@
+//! Single sign-on against the real npm `oidc-provider` (tests/oidc-provider),
+//! started on 127.0.0.1 for each test: web login, refused callbacks (replay,
+//! missing/foreign state, nonce, another provider's code, expired ID token),
+//! identities by subject, `next=` checks, a provider that is down, and the
+//! CLI loopback login at the API level. Issue 4.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{
+    DataDir, Response, TestApp, audit_rows, count, http_send, spawn_app_at, write_private,
+};
+
+/// The provider's directory (package.json, server.js, node_modules).
+fn provider_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/oidc-provider")
+}
+
+/// A running `oidc-provider`, killed (by PID) on drop.
+struct Provider {
+    child: Child,
+    port: u16,
+    _config: tempfile::TempDir,
+}
+
+impl Provider {
+    /// Starts the provider with one client `tpa` for `redirect_uri`, the given
+    /// users (`login_hint` → claims) and extra settings (`clock_offset`, …).
+    fn start(redirect_uri: &str, users: serde_json::Value, extra: serde_json::Value) -> Self {
+        let dir = provider_dir();
+        if Command::new("node").arg("--version").output().is_err() {
+            panic!(
+                "node is not installed: the OIDC tests need Node.js ≥ 20.19 and npm (Debian: apt-get install nodejs npm), then `npm ci --prefix tests/oidc-provider` (scripts/test does it)"
+            );
+        }
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "tests/oidc-provider/node_modules is missing: run `npm ci --prefix tests/oidc-provider` (scripts/test does it)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config_dir = tempfile::tempdir().unwrap();
+        let mut config = json!({
+            "clients": [{
+                "client_id": "tpa",
+                "client_secret": "tpa-test-secret",
+                "redirect_uris": [redirect_uri],
+            }],
+            "users": users,
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let path = config_dir.path().join("provider.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let mut child = Command::new("node")
+            .arg(dir.join("server.js"))
+            .arg(port.to_string())
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start node");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if line.starts_with("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let provider = Self {
+            child,
+            port,
+            _config: config_dir,
+        };
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("oidc-provider did not start within 30 s");
+        provider
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn users() -> serde_json::Value {
+    json!({
+        "alice": {"sub": "alice-sub-1", "preferred_username": "alice", "name": "Alice A",
+                  "email": "shared@example.com", "groups": ["engineers", "sre-leads"]},
+        "mallory": {"sub": "mallory-sub-2", "preferred_username": "alice",
+                    "email": "shared@example.com", "groups": []},
+        "bad-name": {"sub": "bad-sub-3", "preferred_username": "Not A Username!", "groups": []},
+    })
+}
+
+/// Appends an `[[oidc]]` connector named `name` for `issuer` (client `tpa`).
+fn add_connector(data: &mut DataDir, name: &str, issuer: &str) {
+    let secret = data.dir.join(format!("{name}.secret"));
+    write_private(&secret, b"tpa-test-secret\n");
+    data.edit_config(|text| {
+        format!(
+            "{text}\n[[oidc]]\nname = \"{name}\"\nissuer = \"{issuer}\"\nclient_id = \"tpa\"\nclient_secret_file = \"{}\"\n",
+            secret.display()
+        )
+    });
+}
+
+fn set_public_url(data: &mut DataDir, address: SocketAddr) {
+    data.edit_config(|text| {
+        assert!(text.contains("[server]\n"), "{text}");
+        text.replacen(
+            "[server]\n",
+            &format!("[server]\npublic_url = \"http://{address}\"\n"),
+            1,
+        )
+    });
+}
+
+/// The callback URI the CA registers for `address`.
+fn callback_uri(address: SocketAddr) -> String {
+    format!("http://{address}/oidc/callback")
+}
+
+/// A CA listening on a port known in advance, with connectors for `issuers`.
+async fn ca(issuers: &[(&str, String)], roles: bool) -> TestApp {
+    let issuers: Vec<(String, String)> = issuers
+        .iter()
+        .map(|(n, i)| ((*n).to_owned(), i.clone()))
+        .collect();
+    spawn_app_at(move |data, address| {
+        set_public_url(data, address);
+        if roles {
+            data.edit_config(|t| format!("{t}{}", ca_server::config::EXAMPLE_ROLES));
+        }
+        for (name, issuer) in &issuers {
+            add_connector(data, name, issuer);
+        }
+    })
+    .await
+}
+
+/// A reserved CA address (the provider must know the redirect URI first).
+async fn reserve() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// A browser: a cookie jar per port, redirects followed by hand.
+#[derive(Default)]
+struct Browser {
+    jars: std::collections::HashMap<u16, Vec<(String, String)>>,
+}
+
+fn split_url(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    (host.parse().unwrap(), path.to_owned())
+}
+
+impl Browser {
+    async fn get(&mut self, url: &str) -> Response {
+        let (address, path) = split_url(url);
+        let jar = self.jars.entry(address.port()).or_default();
+        let cookie: String = jar
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers = vec![];
+        if !cookie.is_empty() {
+            headers.push(("Cookie", cookie.as_str()));
+        }
+        let response = http_send(address, "GET", &path, &headers, "").await;
+        for (name, value) in &response.headers {
+            if name != "set-cookie" {
+                continue;
+            }
+            let pair = value.split(';').next().unwrap();
+            let (n, v) = pair.split_once('=').unwrap();
+            jar.retain(|(existing, _)| existing != n);
+            if !v.is_empty() && !value.contains("Max-Age=0") {
+                jar.push((n.to_owned(), v.to_owned()));
+            }
+        }
+        response
+    }
+
+    fn cookie(&self, port: u16, name: &str) -> Option<String> {
+        self.jars
+            .get(&port)?
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Starts a login at the CA and follows the provider (as `login_hint`)
+    /// until it sends the browser back to the CA; returns that callback URL.
+    async fn login_at_provider(&mut self, ca: &TestApp, start: &str, login_hint: &str) -> String {
+        let r = self.get(&format!("http://{}{start}", ca.address)).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let mut url = format!("{}&login_hint={login_hint}", r.header("location").unwrap());
+        for _ in 0..10 {
+            let (address, _) = split_url(&url);
+            if address == ca.address {
+                return url;
+            }
+            let r = self.get(&url).await;
+            assert!(
+                matches!(r.status, 302 | 303),
+                "{} {}: {}",
+                r.status,
+                url,
+                r.body
+            );
+            let location = r.header("location").unwrap();
+            url = if location.starts_with('/') {
+                format!("http://{address}{location}")
+            } else {
+                location.to_owned()
+            };
+        }
+        panic!("the provider did not send the browser back to the CA");
+    }
+
+    /// Logs in through connector `idp` as `login_hint`; returns the callback's answer.
+    async fn web_login(
+        &mut self,
+        ca: &TestApp,
+        connector: &str,
+        login_hint: &str,
+        next: &str,
+    ) -> Response {
+        let callback = self
+            .login_at_provider(
+                ca,
+                &format!("/login/oidc/{connector}?next={next}"),
+                login_hint,
+            )
+            .await;
+        self.get(&callback).await
+    }
+
+    async fn whoami(&mut self, ca: &TestApp) -> Response {
+        self.get(&format!("http://{}/api/v1/whoami", ca.address))
+            .await
+    }
+}
+
+/// The URL the signed-in page continues to.
+fn continue_to(page: &Response) -> String {
+    let start = page.body.find("url=").expect("meta refresh") + 4;
+    let end = start + page.body[start..].find('"').unwrap();
+    page.body[start..end].replace("&#x2f;", "/")
+}
+
+/// A CA with one connector `idp` on a fresh provider.
+async fn ca_with_provider(extra: serde_json::Value, roles: bool) -> (Provider, TestApp) {
+    let listener = reserve().await;
+    let address = listener.local_addr().unwrap();
+    let provider = Provider::start(&callback_uri(address), users(), extra);
+    let app = spawn_app_at_address(&[("idp", provider.issuer())], roles, listener).await;
+    (provider, app)
+}
+
+/// Like [`ca`], on a listener bound earlier (the provider had to know the
+/// CA's redirect URI first).
+async fn spawn_app_at_address(
+    issuers: &[(&str, String)],
+    roles: bool,
+    listener: tokio::net::TcpListener,
+) -> TestApp {
+    let issuers: Vec<(String, String)> = issuers
+        .iter()
+        .map(|(n, i)| ((*n).to_owned(), i.clone()))
+        .collect();
+    crate::helpers::spawn_app_bound(listener, move |data, address| {
+        set_public_url(data, address);
+        if roles {
+            data.edit_config(|t| format!("{t}{}", ca_server::config::EXAMPLE_ROLES));
+        }
+        for (name, issuer) in &issuers {
+            add_connector(data, name, issuer);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn web_login_with_groups_from_the_claim_and_identity_by_subject() {
+    let (provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    // The login page offers the connector.
+    let page = browser.get(&format!("http://{}/login", app.address)).await;
+    assert!(page.body.contains("id=\"oidc-idp\""), "{}", page.body);
+    assert!(
+        page.body.contains("&#x2f;login&#x2f;oidc&#x2f;idp?next="),
+        "{}",
+        page.body
+    );
+
+    let done = browser.web_login(&app, "idp", "alice", "/my").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(continue_to(&done), "/my");
+    assert!(browser.cookie(app.address.port(), "tpa_session").is_some());
+    assert!(
+        browser.cookie(app.address.port(), "tpa_oidc").is_none(),
+        "binding cleared"
+    );
+    let me = browser.whoami(&app).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let me = me.json();
+    assert_eq!(me["user"]["identity"]["issuer"], provider.issuer());
+    assert_eq!(me["user"]["identity"]["subject"], "alice-sub-1");
+    assert_eq!(me["user"]["username"], "alice");
+    assert_eq!(me["user"]["groups"], json!(["engineers", "sre-leads"]));
+    assert_eq!(me["via"], "session");
+
+    let audit = audit_rows(&app.data.open_plain());
+    let login = audit.iter().find(|r| r.action == "auth.login").unwrap();
+    assert_eq!(login.outcome, "success");
+    assert_eq!(login.reason, "oidc login via idp");
+    assert_eq!(
+        login.actor,
+        format!("user:{}#alice-sub-1", provider.issuer())
+    );
+    // Secrets are stored hashed; nothing of the exchange is logged in the audit trail.
+    let details: String = audit.iter().map(|r| r.details.clone()).collect();
+    assert!(!details.contains("tpa-test-secret"));
+}
+
+#[tokio::test]
+async fn replayed_missing_empty_and_foreign_state_are_refused() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    let callback = browser
+        .login_at_provider(&app, "/login/oidc/idp?next=/", "alice")
+        .await;
+    let first = browser.get(&callback).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let sessions = count(&app.data.open_plain(), "auth_tokens");
+
+    // Replay: same code and state, same browser (binding cookie restored).
+    let replay = browser.get(&callback).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert!(replay.body.contains("invalid_login_state"));
+
+    let base = format!("http://{}/oidc/callback", app.address);
+    for url in [
+        format!("{base}?code=abc"),
+        format!("{base}?state=&code=abc"),
+        format!("{base}?state=never-issued&code=abc"),
+        base.clone(),
+    ] {
+        let r = browser.get(&url).await;
+        assert_eq!(r.status, 400, "{url}: {}", r.body);
+    }
+
+    // Foreign: a state issued to another browser, delivered by this one.
+    let mut other = Browser::default();
+    let foreign = other
+        .login_at_provider(&app, "/login/oidc/idp?next=/", "alice")
+        .await;
+    let r = browser.get(&foreign).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // ... and the state is spent: the right browser cannot use it afterwards either.
+    let r = other.get(&foreign).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    assert_eq!(count(&app.data.open_plain(), "auth_tokens"), sessions);
+    let reasons: Vec<String> = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .filter(|r| r.action == "auth.login" && r.outcome == "denied")
+        .map(|r| r.reason)
+        .collect();
+    for expected in [
+        "state already used",
+        "missing state",
+        "unknown state",
+        "state bound to another browser",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected}: {reasons:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nonce_mismatch_is_refused() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    let callback = browser
+        .login_at_provider(&app, "/login/oidc/idp?next=/", "alice")
+        .await;
+    app.data
+        .open_plain()
+        .execute("UPDATE oidc_logins SET nonce = 'tampered-nonce'", [])
+        .unwrap();
+    let r = browser.get(&callback).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("login_not_verified"), "{}", r.body);
+    assert!(
+        !r.body.to_lowercase().contains("nonce"),
+        "no internal detail: {}",
+        r.body
+    );
+    assert_eq!(count(&app.data.open_plain(), "auth_tokens"), 0);
+    let denied = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .find(|r| r.outcome == "denied")
+        .unwrap();
+    assert!(
+        denied.reason.to_lowercase().contains("nonce"),
+        "{}",
+        denied.reason
+    );
+}
+
+#[tokio::test]
+async fn expired_id_token_is_refused() {
+    // The provider's clock runs 10 minutes behind with 60 s ID tokens: each
+    // ID token expired 9 minutes ago, beyond the 60 s leeway.
+    let (_provider, app) =
+        ca_with_provider(json!({"clock_offset": -600, "id_token_ttl": 60}), false).await;
+    let mut browser = Browser::default();
+    let r = browser.web_login(&app, "idp", "alice", "/").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(count(&app.data.open_plain(), "auth_tokens"), 0);
+    let denied = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .find(|r| r.outcome == "denied")
+        .unwrap();
+    assert!(denied.reason.contains("expired"), "{}", denied.reason);
+}
+
+#[tokio::test]
+async fn a_second_providers_code_is_refused_at_the_first_ones_login() {
+    let listener = reserve().await;
+    let address = listener.local_addr().unwrap();
+    let one = Provider::start(&callback_uri(address), users(), json!({}));
+    let two = Provider::start(&callback_uri(address), users(), json!({}));
+    let app = spawn_app_at_address(
+        &[("one", one.issuer()), ("two", two.issuer())],
+        false,
+        listener,
+    )
+    .await;
+    let mut browser = Browser::default();
+    // A login started with provider one: its state is bound to this browser.
+    let at_one = browser
+        .login_at_provider(&app, "/login/oidc/one?next=/", "alice")
+        .await;
+    let state_one = query_param(&at_one, "state");
+    // The attacker's login at provider two gives a code (and iss) of provider two.
+    let mut attacker = Browser::default();
+    let at_two = attacker
+        .login_at_provider(&app, "/login/oidc/two?next=/", "mallory")
+        .await;
+    let code_two = query_param(&at_two, "code");
+    let iss_two = query_param(&at_two, "iss");
+    let base = format!("http://{}/oidc/callback", app.address);
+    // With provider two's `iss`: refused before any exchange.
+    let r = browser
+        .get(&format!(
+            "{base}?code={code_two}&state={state_one}&iss={iss_two}"
+        ))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Without `iss` (a fresh login at one): provider one refuses provider two's code.
+    let at_one = browser
+        .login_at_provider(&app, "/login/oidc/one?next=/", "alice")
+        .await;
+    let state_one = query_param(&at_one, "state");
+    let r = browser
+        .get(&format!("{base}?code={code_two}&state={state_one}"))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(count(&app.data.open_plain(), "auth_tokens"), 0);
+    let reasons: Vec<String> = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .filter(|r| r.outcome == "denied")
+        .map(|r| r.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("issuer mismatch")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("code exchange")),
+        "{reasons:?}"
+    );
+}
+
+fn query_param(url: &str, name: &str) -> String {
+    let query = url.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+/// The CSRF token of the logged-in page.
+async fn csrf(browser: &mut Browser, app: &TestApp) -> String {
+    let page = browser.get(&format!("http://{}/my", app.address)).await;
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.body.find(marker).unwrap() + marker.len();
+    let end = start + page.body[start..].find('"').unwrap();
+    page.body[start..end].to_owned()
+}
+
+async fn post_json(
+    browser: &Browser,
+    app: &TestApp,
+    path: &str,
+    csrf: &str,
+    body: &str,
+) -> Response {
+    let cookie = format!(
+        "tpa_session={}",
+        browser.cookie(app.address.port(), "tpa_session").unwrap()
+    );
+    http_send(
+        app.address,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", csrf),
+        ],
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn same_email_and_username_but_another_subject_is_another_user() {
+    let (_provider, app) = ca_with_provider(json!({}), true).await;
+    let mut alice = Browser::default();
+    assert_eq!(alice.web_login(&app, "idp", "alice", "/").await.status, 200);
+    let token = csrf(&mut alice, &app).await;
+    let body = json!({
+        "role": "read-only-debug", "hosts": ["web-1"], "duration": "2h",
+        "reason": "INC-4411 disk full",
+    })
+    .to_string();
+    let created = post_json(&alice, &app, "/api/v1/requests", &token, &body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["request"]["id"].as_str().unwrap().to_owned();
+
+    // Mallory: same email, same preferred_username, another subject.
+    let mut mallory = Browser::default();
+    assert_eq!(
+        mallory.web_login(&app, "idp", "mallory", "/").await.status,
+        200
+    );
+    let me = mallory.whoami(&app).await.json();
+    assert_eq!(me["user"]["identity"]["subject"], "mallory-sub-2");
+    assert_eq!(me["user"]["groups"], json!([]));
+    let token = csrf(&mut mallory, &app).await;
+    let cancel = post_json(
+        &mallory,
+        &app,
+        &format!("/api/v1/requests/{id}/cancel"),
+        &token,
+        "",
+    )
+    .await;
+    // Not hers: the request is not even visible to her.
+    assert!(matches!(cancel.status, 403 | 404), "{}", cancel.body);
+    let approve = post_json(
+        &mallory,
+        &app,
+        &format!("/api/v1/requests/{id}/approve"),
+        &token,
+        "{}",
+    )
+    .await;
+    assert!(matches!(approve.status, 403 | 404), "{}", approve.body);
+    let mine = alice
+        .get(&format!("http://{}/api/v1/requests/{id}", app.address))
+        .await;
+    assert_eq!(mine.json()["state"], "pending", "{}", mine.body);
+}
+
+#[tokio::test]
+async fn off_site_next_values_go_to_the_root_and_bad_usernames_are_refused() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    for next in [
+        "//evil.example",
+        "https:evil.example",
+        "/%5Cevil.example",
+        "/\\evil.example",
+    ] {
+        let mut browser = Browser::default();
+        let done = browser.web_login(&app, "idp", "alice", next).await;
+        assert_eq!(done.status, 200, "{next}: {}", done.body);
+        let target = continue_to(&done);
+        assert!(
+            target == "/"
+                || (target.starts_with('/') && !target.starts_with("//") && !target.contains('\\')),
+            "{next} → {target}"
+        );
+        if next != "/%5Cevil.example" {
+            assert_eq!(target, "/", "{next}");
+        }
+    }
+    let mut browser = Browser::default();
+    let r = browser.web_login(&app, "idp", "bad-name", "/").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("unusable_username"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn provider_down_gives_an_error_page_no_session_and_a_red_health_check() {
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let app = ca(&[("down", issuer)], false).await;
+    let mut browser = Browser::default();
+    let r = browser
+        .get(&format!("http://{}/login/oidc/down?next=/", app.address))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("idp_unavailable"), "{}", r.body);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let plain = app.data.open_plain();
+    assert_eq!(count(&plain, "auth_tokens"), 0);
+    assert_eq!(count(&plain, "oidc_logins"), 0);
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let health = health.json();
+    assert_eq!(health["status"], "degraded");
+    let check = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "oidc:down")
+        .unwrap()
+        .clone();
+    assert_eq!(check["ok"], false);
+}
+
+#[tokio::test]
+async fn provider_down_at_the_callback_gives_an_error_page() {
+    let (provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    let callback = browser
+        .login_at_provider(&app, "/login/oidc/idp?next=/", "alice")
+        .await;
+    drop(provider);
+    let r = browser.get(&callback).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(count(&app.data.open_plain(), "auth_tokens"), 0);
+}
+
+/// The CLI's PKCE pair: (verifier, S256 challenge).
+fn cli_pkce() -> (String, String) {
+    use base64ct::{Base64UrlUnpadded, Encoding as _};
+    use sha2::{Digest as _, Sha256};
+    let verifier = "v".repeat(20) + &"x".repeat(30);
+    let challenge = Base64UrlUnpadded::encode_string(&Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+#[tokio::test]
+async fn cli_loopback_login_gives_an_api_token_once() {
+    let (provider, app) = ca_with_provider(json!({}), false).await;
+    let (verifier, challenge) = cli_pkce();
+    let redirect = "http://127.0.0.1:49999/callback";
+    let mut browser = Browser::default();
+    let start = format!(
+        "/cli/login?redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+        redirect.replace(':', "%3A").replace('/', "%2F")
+    );
+    let back = browser.login_at_provider(&app, &start, "alice").await;
+    let r = browser.get(&back).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let location = r.header("location").unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{redirect}?code=")),
+        "{location}"
+    );
+    assert_eq!(
+        count(&app.data.open_plain(), "auth_tokens"),
+        0,
+        "no web session for the CLI"
+    );
+    let code = query_param(&location, "code");
+
+    let exchange = |code: String, verifier: String, redirect: String| {
+        let body =
+            json!({"code": code, "code_verifier": verifier, "redirect_uri": redirect}).to_string();
+        let address = app.address;
+        async move {
+            http_send(
+                address,
+                "POST",
+                "/api/v1/cli/token",
+                &[("Content-Type", "application/json")],
+                &body,
+            )
+            .await
+        }
+    };
+    // A wrong verifier spends the code.
+    let wrong = exchange(code.clone(), "w".repeat(50), redirect.to_owned()).await;
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    assert_eq!(wrong.json()["code"], "invalid_grant");
+    let again = exchange(code, verifier.clone(), redirect.to_owned()).await;
+    assert_eq!(again.status, 400, "one attempt per code: {}", again.body);
+
+    // A fresh login, exchanged correctly.
+    let back = browser.login_at_provider(&app, &start, "alice").await;
+    let location = browser
+        .get(&back)
+        .await
+        .header("location")
+        .unwrap()
+        .to_owned();
+    let code = query_param(&location, "code");
+    let ok = exchange(code.clone(), verifier.clone(), redirect.to_owned()).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let answer = ok.json();
+    let token = answer["token"].as_str().unwrap();
+    assert!(token.starts_with("tpa_"));
+    assert_eq!(answer["user"]["identity"]["issuer"], provider.issuer());
+    assert_eq!(answer["user"]["groups"], json!(["engineers", "sre-leads"]));
+    let me = http_send(
+        app.address,
+        "GET",
+        "/api/v1/whoami",
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["via"], "api_token");
+    let replay = exchange(code, verifier, redirect.to_owned()).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+}
+
+#[tokio::test]
+async fn cli_login_refuses_non_loopback_redirects() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let (_, challenge) = cli_pkce();
+    for redirect in [
+        "http://evil.example:8080/callback",
+        "http://localhost:8080/callback",
+        "https://127.0.0.1:8080/callback",
+        "http://127.0.0.1/callback",
+        "http://127.0.0.1.evil.example:8080/callback",
+    ] {
+        let path = format!(
+            "/cli/login?redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+            redirect.replace(':', "%3A").replace('/', "%2F")
+        );
+        let r = app.get(&path).await;
+        assert_eq!(r.status, 400, "{redirect}: {}", r.body);
+        assert!(r.body.contains("invalid_cli_login"), "{}", r.body);
+    }
+    let plain = format!(
+        "/cli/login?redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback&code_challenge={challenge}&code_challenge_method=plain"
+    );
+    assert_eq!(app.get(&plain).await.status, 400);
+    assert_eq!(count(&app.data.open_plain(), "oidc_logins"), 0);
+}
