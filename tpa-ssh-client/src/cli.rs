@@ -17,14 +17,18 @@ pub struct Cli {
 /// `tpa-ssh` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Log in to the CA (local account; the password is read from the terminal or stdin).
+    /// Log in to the CA: with your company SSO in the browser (default), or with a
+    /// local account (`--username`).
     Login {
-        /// Account name.
+        /// A local account name (password login) instead of SSO.
         #[arg(long)]
-        username: String,
-        /// Read the password from the first line of standard input.
-        #[arg(long)]
+        username: Option<String>,
+        /// With --username: read the password from the first line of standard input.
+        #[arg(long, requires = "username")]
         password_stdin: bool,
+        /// SSO: print the URL instead of opening a browser.
+        #[arg(long, conflicts_with = "username")]
+        no_browser: bool,
     },
     /// Revoke your token at the CA and forget it.
     Logout,

@@ -27,9 +27,15 @@ const NONE: Option<&()> = None;
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Login {
-            username,
+            username: Some(username),
             password_stdin,
+            ..
         } => login(cli.ca.as_deref(), &username, password_stdin).await,
+        Command::Login {
+            username: None,
+            no_browser,
+            ..
+        } => crate::sso::login(cli.ca.as_deref(), no_browser).await,
         Command::Logout => logout().await,
         Command::Whoami(j) => whoami(cli.ca.as_deref(), j.json).await,
         Command::Request(args) => request(cli.ca.as_deref(), args).await,
@@ -89,6 +95,11 @@ async fn login(ca: Option<&str>, username: &str, password_stdin: bool) -> anyhow
     let answer: LoginResponse = client
         .call(Method::POST, "/api/v1/login", Some(&body))
         .await?;
+    save_login(&client, answer)
+}
+
+/// Saves a login answer and says who is logged in.
+pub fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<ExitCode> {
     files::save_session(&StoredSession {
         ca_url: client.base().to_owned(),
         token: answer.token,

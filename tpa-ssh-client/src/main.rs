@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod files;
+mod sso;
 
 use std::process::ExitCode;
 

@@ -788,3 +788,89 @@ async fn cli_login_refuses_non_loopback_redirects() {
     assert_eq!(app.get(&plain).await.status, 400);
     assert_eq!(count(&app.data.open_plain(), "oidc_logins"), 0);
 }
+
+/// `tpa-ssh login --ca URL` with SSO: the real CLI binary, its loopback listener,
+/// the real provider, and the token saved for later commands.
+#[tokio::test]
+async fn tpa_ssh_sso_login_through_its_loopback_listener() {
+    use tokio::io::AsyncBufReadExt as _;
+    let (provider, app) = ca_with_provider(json!({}), false).await;
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("tpa-ssh");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test does)",
+        bin.display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(&bin)
+        .args([
+            "login",
+            "--ca",
+            &format!("http://{}", app.address),
+            "--no-browser",
+        ])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if let Some(url) = line.trim().strip_prefix(&format!("http://{}", app.address)) {
+                return url.to_owned();
+            }
+        }
+        panic!("tpa-ssh printed no login URL");
+    })
+    .await
+    .unwrap();
+    assert!(
+        url.starts_with("/cli/login?redirect_uri=http%3A%2F%2F127.0.0.1%3A"),
+        "{url}"
+    );
+
+    let mut browser = Browser::default();
+    let back = browser.login_at_provider(&app, &url, "alice").await;
+    let to_cli = browser.get(&back).await;
+    assert_eq!(to_cli.status, 303, "{}", to_cli.body);
+    let loopback = to_cli.header("location").unwrap().to_owned();
+    let landed = browser.get(&loopback).await;
+    assert_eq!(landed.status, 200, "{}", landed.body);
+    assert!(landed.body.contains("logged in"), "{}", landed.body);
+
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Logged in"));
+    let session: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.path().join(".config/tpa/session.json")).unwrap(),
+    )
+    .unwrap();
+    let token = session["token"].as_str().unwrap();
+    let me = http_send(
+        app.address,
+        "GET",
+        "/api/v1/whoami",
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["user"]["identity"]["issuer"], provider.issuer());
+}

@@ -1,0 +1,177 @@
+//! `tpa-ssh login` with the company SSO: a loopback listener on 127.0.0.1, a
+//! PKCE pair of the CLI's own, the browser at the CA's `/cli/login`, and the
+//! one-time code exchanged at `POST /api/v1/cli/token` for an API token.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use base64ct::{Base64UrlUnpadded, Encoding as _};
+use rand::RngExt as _;
+use reqwest::Method;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tpa_core::api::{CliTokenRequest, LoginResponse};
+
+use crate::client::Client;
+
+/// How long the CLI waits for the browser to come back.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The `code` of a loopback request line `GET /callback?code=… HTTP/1.1`.
+fn code_from_request_line(line: &str) -> Option<String> {
+    let target = line.strip_prefix("GET ")?.split(' ').next()?;
+    let query = target.strip_prefix("/callback?")?;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("code="))
+        .filter(|c| {
+            !c.is_empty()
+                && c.len() <= 512
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        })
+        .map(str::to_owned)
+}
+
+async fn reply(stream: &mut tokio::net::TcpStream, status: &str, text: &str) {
+    let body = format!("<!doctype html><meta charset=utf-8><title>tpa-ssh</title><p>{text}</p>");
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+}
+
+/// Waits for the browser's redirect to the loopback listener; returns the code.
+async fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
+    loop {
+        let (mut stream, peer) = listener
+            .accept()
+            .await
+            .context("the loopback listener failed")?;
+        if !peer.ip().is_loopback() {
+            continue;
+        }
+        let mut buf = vec![0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap_or(Ok(0))
+            .unwrap_or(0);
+        let head = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+        match head.lines().next().and_then(code_from_request_line) {
+            Some(code) => {
+                reply(
+                    &mut stream,
+                    "200 OK",
+                    "You are logged in to TPA. You can close this tab and go back to the terminal.",
+                )
+                .await;
+                return Ok(code);
+            }
+            None => {
+                reply(
+                    &mut stream,
+                    "400 Bad Request",
+                    "This is tpa-ssh's login listener; it expected the CA's redirect.",
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Runs the SSO login.
+pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCode> {
+    let ca = ca.context(
+        "give the CA's URL: `tpa-ssh login --ca https://ca.example.com` (or set TPA_CA_URL)",
+    )?;
+    let client = Client::new(ca, None)?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on 127.0.0.1 for the login callback")?;
+    let port = listener
+        .local_addr()
+        .context("cannot read the listener's port")?
+        .port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let verifier_bytes: [u8; 32] = rand::rng().random();
+    let verifier = Base64UrlUnpadded::encode_string(&verifier_bytes);
+    let challenge = Base64UrlUnpadded::encode_string(&Sha256::digest(verifier.as_bytes()));
+    let url = format!(
+        "{}/cli/login?redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+        client.base(),
+        encode(&redirect_uri)
+    );
+    let opened = !no_browser
+        && (std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some())
+        && std::process::Command::new("xdg-open")
+            .arg(&url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if opened {
+        eprintln!("Opened your browser to log in. If nothing happened, open:\n  {url}");
+    } else {
+        eprintln!("Open this URL in a browser on this machine to log in:\n  {url}");
+    }
+    let code = match tokio::time::timeout(LOGIN_TIMEOUT, wait_for_code(&listener)).await {
+        Ok(code) => code?,
+        Err(_) => bail!(
+            "no login within {} s; run `tpa-ssh login` again",
+            LOGIN_TIMEOUT.as_secs()
+        ),
+    };
+    let body = CliTokenRequest {
+        code,
+        code_verifier: verifier,
+        redirect_uri,
+    };
+    let answer: LoginResponse = client
+        .call(Method::POST, "/api/v1/cli/token", Some(&body))
+        .await?;
+    crate::commands::save_login(&client, answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_request_lines() {
+        assert_eq!(
+            code_from_request_line("GET /callback?code=abc-123 HTTP/1.1").as_deref(),
+            Some("abc-123")
+        );
+        assert_eq!(
+            code_from_request_line("GET /callback?x=1&code=Z HTTP/1.1").as_deref(),
+            Some("Z")
+        );
+        assert_eq!(code_from_request_line("GET /other?code=abc HTTP/1.1"), None);
+        assert_eq!(
+            code_from_request_line("POST /callback?code=abc HTTP/1.1"),
+            None
+        );
+        assert_eq!(code_from_request_line("GET /callback?code= HTTP/1.1"), None);
+        assert_eq!(
+            code_from_request_line("GET /callback?code=a%0d%0a HTTP/1.1"),
+            None
+        );
+    }
+}
