@@ -133,14 +133,16 @@ pub fn savepoint<T, E>(
     tx: &Transaction<'_>,
     f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
 ) -> Result<Result<T, E>, rusqlite::Error> {
-    tx.execute_batch("SAVEPOINT tpa_job")?;
+    let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(drop);
+    run("SAVEPOINT tpa_job")?;
     match f(tx) {
         Ok(value) => {
-            tx.execute_batch("RELEASE tpa_job")?;
+            run("RELEASE tpa_job")?;
             Ok(Ok(value))
         }
         Err(e) => {
-            tx.execute_batch("ROLLBACK TO tpa_job; RELEASE tpa_job")?;
+            run("ROLLBACK TO tpa_job")?;
+            run("RELEASE tpa_job")?;
             Ok(Err(e))
         }
     }

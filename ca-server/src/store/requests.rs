@@ -214,7 +214,8 @@ fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreE
 pub fn load(conn: &Connection, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?1");
     let found = conn
-        .query_row(&sql, [id.as_str()], |row| Ok(from_row(row)))
+        .prepare_cached(&sql)?
+        .query_row([id.as_str()], |row| Ok(from_row(row)))
         .optional()?;
     match found {
         None => Ok(None),
