@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth_tokens;
 pub mod certificates;
+pub mod checkpoint;
 pub mod outbox;
 mod pool;
 pub mod requests;

@@ -20,6 +20,7 @@ use super::requests::{IssueJob, WorkflowError, issue_batch};
 use crate::config::Config;
 use crate::signer::Signer;
 use crate::store::StoreError;
+use crate::store::checkpoint::{self, Checkpointer};
 
 /// The most jobs one transaction takes. Bounds the time the writer
 /// connection is held and the latency of the last job of a batch.
@@ -46,9 +47,19 @@ impl Issuer {
         config: Arc<Config>,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
+        // Commits of a batch must not also pay for copying the WAL back.
+        match db.lock() {
+            Ok(conn) => checkpoint::defer_checkpoints(&conn).map_err(std::io::Error::other)?,
+            Err(_) => return Err(std::io::Error::other("database mutex poisoned")),
+        }
+        let checkpointer = Checkpointer::spawn(config.database_path.clone())?;
         std::thread::Builder::new()
             .name("tpa-issuer".to_owned())
-            .spawn(move || run(queue, &db, &signer, &config))?;
+            .spawn(move || {
+                run(queue, &db, &signer, &config);
+                // Checkpoints stop with the writer.
+                drop(checkpointer);
+            })?;
         Ok(Self { jobs })
     }
 
