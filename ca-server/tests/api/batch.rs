@@ -305,3 +305,109 @@ async fn http_certificates_go_through_the_writer() {
     assert!(verify_database(&conn).unwrap().is_ok());
     app.stop().await;
 }
+
+/// A cancellation racing with queued certificate calls: every certificate was
+/// committed before the cancellation, every call after it is refused and
+/// audited, and nothing is lost (issue 3: a race of parallel calls never
+/// issues outside policy).
+#[test]
+fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
+    let mut f = fixture();
+    let id = approved_request(&mut f, "web-1");
+    let db = Arc::new(Mutex::new(f.data.open_store()));
+    let config = Arc::new(f.data.config.clone());
+    let issuer = Issuer::spawn(db.clone(), Arc::new(f.data.signer()), config.clone()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Keys first: generating them is slow in debug builds and must not decide the race.
+    let keys: Vec<String> = (0..321).map(|_| ed25519_public_key()).collect();
+    let spawn_calls = |keys: &[String]| -> Vec<_> {
+        keys.iter()
+            .map(|key| {
+                let (issuer, id, key) = (issuer.clone(), id.clone(), key.clone());
+                runtime.spawn(async move { issuer.issue(job(alice(), &id, key)).await })
+            })
+            .collect()
+    };
+    let mut results = Vec::new();
+    // One certificate before the race, so the race starts from an issued request.
+    let first = runtime.block_on(spawn_calls(&keys[..1]).remove(0)).unwrap();
+    results.push(first);
+    // The race: 300 calls queued while the requester ends the request.
+    let racing = spawn_calls(&keys[1..301]);
+    let cancelled = {
+        let (db, config, id) = (db.clone(), config.clone(), id.clone());
+        std::thread::spawn(move || {
+            let mut conn = db.lock().unwrap();
+            ca_server::workflow::requests::cancel(
+                &mut conn,
+                &config.policy,
+                &alice(),
+                &id,
+                "test",
+                now(),
+            )
+        })
+    };
+    for call in racing {
+        results.push(runtime.block_on(call).unwrap());
+    }
+    cancelled
+        .join()
+        .unwrap()
+        .expect("the requester may end an approved request");
+    // Calls made after the cancellation committed are refused, every one.
+    for call in spawn_calls(&keys[301..]) {
+        let r = runtime.block_on(call).unwrap();
+        assert!(matches!(r, Err(WorkflowError::Refused { .. })), "{r:?}");
+        results.push(r);
+    }
+    drop(issuer);
+    let cancel_seq: i64 = f
+        .conn
+        .query_row(
+            "SELECT seq FROM audit_events WHERE action = 'request.cancel' AND outcome = 'success'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let issued: Vec<i64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|i| i.audit_seq))
+        .collect();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(WorkflowError::Refused { .. })))
+        .count();
+    assert_eq!(issued.len() + refused, 321, "{results:?}");
+    assert!(
+        issued.iter().all(|seq| *seq < cancel_seq),
+        "a certificate was issued after the cancellation committed"
+    );
+    let late_rows: i64 = f
+        .conn
+        .query_row(
+            "SELECT count(*) FROM certificates WHERE audit_seq > ?1",
+            [cancel_seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(late_rows, 0);
+    let denied: i64 = f
+        .conn
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE action = 'cert.issue' AND outcome = 'denied' AND seq > ?1",
+            [cancel_seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(usize::try_from(denied).unwrap(), refused);
+    assert_eq!(
+        count(&f.conn, "certificates"),
+        i64::try_from(issued.len()).unwrap()
+    );
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
