@@ -13,7 +13,11 @@ use crate::http::rate_limit::{DecisionRateLimiter, LoginRateLimiter};
 use crate::identity::Identities;
 use crate::notify::{OutboxBell, Waiters};
 use crate::signer::Signer;
-use crate::store::{self, Create};
+use crate::store::{self, Create, ReadPool};
+use crate::workflow::issuer::Issuer;
+
+/// How many read-only connections the server keeps.
+const READERS: usize = 4;
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
@@ -22,8 +26,14 @@ pub struct AppState {
     pub signer: Arc<Signer>,
     /// The database file (for fresh health checks).
     pub database_path: PathBuf,
-    /// The writer connection; used from blocking tasks only, never across `.await`.
+    /// The writer connection; used from blocking tasks and the issuance
+    /// writer thread only, never across `.await`.
     pub db: Arc<Mutex<Connection>>,
+    /// Read-only connections for reads (tokens, requests), so that reads never
+    /// wait for the writer.
+    pub readers: Arc<ReadPool>,
+    /// The issuance writer thread (group commit of certificate issuance).
+    pub issuer: Issuer,
     /// Identity connectors (local accounts today).
     pub identities: Arc<Identities>,
     /// The configuration the server was built from.
@@ -57,12 +67,21 @@ impl AppState {
             .context("cannot open the database")?;
         crate::notify::register_sinks(&mut conn, &config.webhooks)
             .context("cannot register the webhooks")?;
+        let readers = ReadPool::open(&config.database_path, READERS)
+            .context("cannot open the database for reading")?;
+        let signer = Arc::new(signer);
+        let config = Arc::new(config.clone());
+        let db = Arc::new(Mutex::new(conn));
+        let issuer = Issuer::spawn(db.clone(), signer.clone(), config.clone())
+            .context("cannot start the issuance writer thread")?;
         Ok(Self {
-            signer: Arc::new(signer),
+            signer,
             database_path: config.database_path.clone(),
-            db: Arc::new(Mutex::new(conn)),
+            db,
+            readers: Arc::new(readers),
+            issuer,
             identities: Arc::new(identities),
-            config: Arc::new(config.clone()),
+            config,
             login_limiter: Arc::new(LoginRateLimiter::default()),
             decision_limiter: Arc::new(DecisionRateLimiter::default()),
             waiters: Waiters::default(),

@@ -100,6 +100,18 @@ pub(crate) async fn with_db<T: Send + 'static>(
     .map_err(ApiError::Internal)
 }
 
+/// Runs `f` with a read-only connection on a blocking thread; never waits for the writer.
+pub(crate) async fn with_reader<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let readers = state.readers.clone();
+    tokio::task::spawn_blocking(move || readers.with(f))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(ApiError::Internal)
+}
+
 /// The credential a request carries: (token, expected kind).
 enum Credential {
     None,
@@ -150,7 +162,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Authenti
         Credential::Token(token, kind) => (token, kind),
     };
     let now = Utc::now();
-    let session = with_db(state, move |conn| {
+    let session = with_reader(state, move |conn| {
         Ok(sessions::authenticate(conn, &token, now)?)
     })
     .await?;

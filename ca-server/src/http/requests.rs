@@ -18,7 +18,7 @@ use tpa_core::api::{
 use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
 use super::auth::{
-    Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_db,
+    Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_db, with_reader,
 };
 use super::error::ApiError;
 use crate::request_view::view;
@@ -43,6 +43,16 @@ pub(crate) async fn run<T: Send + 'static>(
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
 ) -> Result<T, ApiError> {
     with_db(state, move |conn| Ok(f(conn)))
+        .await?
+        .map_err(ApiError::from)
+}
+
+/// Runs a read on a pooled read-only connection; workflow errors keep their codes.
+pub(crate) async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
+) -> Result<T, ApiError> {
+    with_reader(state, move |conn| Ok(f(conn)))
         .await?
         .map_err(ApiError::from)
 }
@@ -154,7 +164,7 @@ pub async fn list_requests(
     let now = Utc::now();
     let st = state.clone();
     let user = auth.user.clone();
-    let requests = run(&state, move |conn| match scope.as_str() {
+    let requests = read(&state, move |conn| match scope.as_str() {
         "mine" => Ok(list(conn, Listing::Requester(&user.identity), 200)?),
         "inbox" => wf::inbox(conn, &st.config.policy, &user, now),
         "all" => Ok(list(conn, Listing::All, 500)?
@@ -185,7 +195,7 @@ pub async fn get(
 ) -> Result<Json<RequestView>, ApiError> {
     let id = parse_id(&id)?;
     let st = state.clone();
-    let r = run(&state, move |conn| {
+    let r = read(&state, move |conn| {
         wf::get(conn, &st.config.policy, &auth.user, &id)
     })
     .await?;
@@ -396,7 +406,7 @@ pub async fn wait(
         notified.as_mut().enable();
         let st = state.clone();
         let (user, rid) = (auth.user.clone(), id.clone());
-        let r = run(&state, move |conn| {
+        let r = read(&state, move |conn| {
             wf::get(conn, &st.config.policy, &user, &rid)
         })
         .await?;
@@ -427,22 +437,17 @@ pub async fn certificate(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let Json(body) = body?;
-    let source = audit_source(ip.0);
-    let now = Utc::now();
-    let st = state.clone();
-    let issued = run(&state, move |conn| {
-        wf::issue_for_request(
-            conn,
-            &st.signer,
-            &st.config.policy,
-            &auth.user,
-            &id,
-            &body.public_key,
-            &source,
-            now,
-        )
-    })
-    .await?;
+    // Queued for the issuance writer, which signs it inside a batch
+    // transaction and answers only after that transaction committed.
+    let issued = state
+        .issuer
+        .issue(wf::IssueJob {
+            caller: auth.user,
+            id,
+            public_key: body.public_key,
+            source: audit_source(ip.0),
+        })
+        .await?;
     let cert = &issued.certificate;
     let line = cert
         .to_openssh()

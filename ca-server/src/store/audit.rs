@@ -8,11 +8,8 @@ use crate::audit::{Event, GENESIS_HASH, NewEvent, canonical_json, format_time};
 /// The chain head: the last event's seq and hash, or `None` for an empty trail.
 pub fn head(conn: &Connection) -> Result<Option<(i64, String)>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -36,10 +33,11 @@ pub fn append(tx: &Transaction<'_>, new: &NewEvent) -> Result<Event, StoreError>
     event.hash = event
         .compute_hash()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit_events (seq, time, actor, source, action, object, outcome, reason, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+    )?
+    .execute(params![
             event.seq,
             event.time,
             event.actor,

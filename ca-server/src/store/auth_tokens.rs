@@ -94,31 +94,30 @@ pub fn find_active_by_hash(
 ) -> Result<Option<TokenRow>, StoreError> {
     // Stored times are fixed-width RFC 3339 UTC, so they compare as text.
     let row = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, token_hash, kind, issuer, subject, username, groups, csrf_token,
                     created_at, expires_at, revoked_at
              FROM auth_tokens
              WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
-            params![token_hash, format_time(now)],
-            |r| {
-                Ok((
-                    r.get::<_, String>(2)?,
-                    TokenRow {
-                        id: r.get(0)?,
-                        token_hash: r.get(1)?,
-                        kind: TokenKind::Api,
-                        issuer: r.get(3)?,
-                        subject: r.get(4)?,
-                        username: r.get(5)?,
-                        groups: r.get(6)?,
-                        csrf_token: r.get(7)?,
-                        created_at: r.get(8)?,
-                        expires_at: r.get(9)?,
-                        revoked_at: r.get(10)?,
-                    },
-                ))
-            },
-        )
+        )?
+        .query_row(params![token_hash, format_time(now)], |r| {
+            Ok((
+                r.get::<_, String>(2)?,
+                TokenRow {
+                    id: r.get(0)?,
+                    token_hash: r.get(1)?,
+                    kind: TokenKind::Api,
+                    issuer: r.get(3)?,
+                    subject: r.get(4)?,
+                    username: r.get(5)?,
+                    groups: r.get(6)?,
+                    csrf_token: r.get(7)?,
+                    created_at: r.get(8)?,
+                    expires_at: r.get(9)?,
+                    revoked_at: r.get(10)?,
+                },
+            ))
+        })
         .optional()?;
     row.map(|(kind, row)| {
         Ok(TokenRow {

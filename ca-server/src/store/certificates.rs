@@ -38,20 +38,19 @@ pub struct CertificateRow {
 
 /// Whether a serial was ever used.
 pub fn serial_exists(tx: &Transaction<'_>, serial: &str) -> Result<bool, StoreError> {
-    Ok(tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = ?1)",
-        [serial],
-        |r| r.get(0),
-    )?)
+    Ok(tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = ?1)")?
+        .query_row([serial], |r| r.get(0))?)
 }
 
 /// Inserts a row; fails on a reused serial.
 pub fn insert(tx: &Transaction<'_>, row: &CertificateRow) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO certificates (serial, key_id, principals, extensions, critical_options, valid_after,
              valid_before, subject_key_fingerprint, ca_key_fingerprint, request_id, issued_by, issued_at, audit_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+    )?
+    .execute(params![
             row.serial,
             row.key_id,
             row.principals,

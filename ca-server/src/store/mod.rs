@@ -7,10 +7,14 @@
 pub mod audit;
 pub mod auth_tokens;
 pub mod certificates;
+pub mod checkpoint;
 pub mod oidc_logins;
 pub mod outbox;
+mod pool;
 pub mod requests;
 pub mod reviews;
+
+pub use pool::ReadPool;
 
 use std::path::Path;
 use std::time::Duration;
@@ -50,6 +54,10 @@ pub enum StoreError {
     /// Stored data is not what the schema promises.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A shared transaction (an issuance batch) was rolled back, or its
+    /// writer stopped; nothing of it was committed.
+    #[error("{0}")]
+    Aborted(String),
 }
 
 /// Whether `open` may create a missing database file.
@@ -119,6 +127,30 @@ pub fn write<T, E: From<rusqlite::Error>>(
     let value = f(&tx)?;
     tx.commit()?;
     Ok(value)
+}
+
+/// Runs `f` inside a savepoint of the caller's transaction. When `f` returns
+/// `Err`, only its own changes are rolled back and the transaction goes on.
+/// The outer `Err` means the savepoint itself could not be handled (for
+/// example SQLite already rolled the whole transaction back); the caller must
+/// then abandon the transaction.
+pub fn savepoint<T, E>(
+    tx: &Transaction<'_>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+) -> Result<Result<T, E>, rusqlite::Error> {
+    let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(drop);
+    run("SAVEPOINT tpa_job")?;
+    match f(tx) {
+        Ok(value) => {
+            run("RELEASE tpa_job")?;
+            Ok(Ok(value))
+        }
+        Err(e) => {
+            run("ROLLBACK TO tpa_job")?;
+            run("RELEASE tpa_job")?;
+            Ok(Err(e))
+        }
+    }
 }
 
 /// A cheap liveness check for `/healthz`: opens the file afresh (never creating

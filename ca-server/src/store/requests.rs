@@ -190,23 +190,34 @@ fn from_row(row: &Row<'_>) -> Result<AccessRequest, StoreError> {
 }
 
 fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreError> {
+    // Sorted here rather than with ORDER BY: SQLite re-prepares a statement
+    // whose ORDER BY column is pinned by a bound parameter on every rebind,
+    // and this runs once per certificate inside the issuance transaction.
     let mut stmt = conn.prepare_cached(
-        "SELECT approver_issuer, approver_subject, approver_username, stage, at, content_hash
-         FROM approvals WHERE request_id = ?1 ORDER BY position",
+        "SELECT approver_issuer, approver_subject, approver_username, stage, at, content_hash, position
+         FROM approvals WHERE request_id = ?1",
     )?;
     let mut rows = stmt.query([r.id.as_str()])?;
+    let mut approvals = Vec::new();
     while let Some(row) = rows.next()? {
         let stage: i64 = row.get(3)?;
-        r.approvals.push(Approval {
-            approver: Identity::new(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)
-                .map_err(|e| corrupt("approver", e))?,
-            approver_username: Username::parse(&row.get::<_, String>(2)?)
-                .map_err(|e| corrupt("approver", e))?,
-            stage: usize::try_from(stage).map_err(|e| corrupt("stage", e))?,
-            at: time(&row.get::<_, String>(4)?)?,
-            content_hash: row.get(5)?,
-        });
+        let position: i64 = row.get(6)?;
+        approvals.push((
+            position,
+            Approval {
+                approver: Identity::new(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)
+                    .map_err(|e| corrupt("approver", e))?,
+                approver_username: Username::parse(&row.get::<_, String>(2)?)
+                    .map_err(|e| corrupt("approver", e))?,
+                stage: usize::try_from(stage).map_err(|e| corrupt("stage", e))?,
+                at: time(&row.get::<_, String>(4)?)?,
+                content_hash: row.get(5)?,
+            },
+        ));
     }
+    approvals.sort_by_key(|(position, _)| *position);
+    r.approvals
+        .extend(approvals.into_iter().map(|(_, approval)| approval));
     Ok(())
 }
 
@@ -214,7 +225,8 @@ fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreE
 pub fn load(conn: &Connection, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?1");
     let found = conn
-        .query_row(&sql, [id.as_str()], |row| Ok(from_row(row)))
+        .prepare_cached(&sql)?
+        .query_row([id.as_str()], |row| Ok(from_row(row)))
         .optional()?;
     match found {
         None => Ok(None),

@@ -457,6 +457,7 @@ pub fn expire_due(
 
 /// Signs a certificate for an approved request, inside one transaction that
 /// re-reads the request and re-checks everything (`certificate_scope`).
+/// The single-job form of [`issue_batch`]; both run [`issue_for_request_in`].
 #[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
 pub fn issue_for_request(
     conn: &mut Connection,
@@ -468,50 +469,127 @@ pub fn issue_for_request(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Issued, WorkflowError> {
-    let actor = Actor::user(caller, source);
+    let job = IssueJob {
+        caller: caller.clone(),
+        id: id.clone(),
+        public_key: public_key.to_owned(),
+        source: source.to_owned(),
+    };
     store::write(conn, |tx| {
-        let Some(r) = requests::load(tx, id)? else {
-            return Ok(Err(WorkflowError::NotFound));
-        };
-        let refusal = |tx: &Transaction<'_>,
-                       e: WorkflowError|
-         -> Result<Result<Issued, WorkflowError>, WorkflowError> {
-            let (code, message) = match &e {
-                WorkflowError::Refused { code, message } => (*code, message.clone()),
-                WorkflowError::NotFound => {
-                    ("not_found", "no such request for this user".to_owned())
-                }
-                _ => return Ok(Err(e)),
-            };
-            {
-                let ev = NewEvent {
-                    time: now,
-                    actor: actor.id.clone(),
-                    source: actor.source.clone(),
-                    action: "cert.issue".to_owned(),
-                    object: "cert:none".to_owned(),
-                    outcome: Outcome::Denied,
-                    reason: message,
-                    details: json!({ "code": code, "request_id": id.as_str() }),
-                };
-                store::audit::append(tx, &ev)?;
-            }
-            Ok(Err(e))
-        };
-        if r.requester != caller.identity {
-            return refusal(tx, WorkflowError::NotFound);
-        }
-        let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
-            Ok(s) => s,
-            Err(e) => return refusal(tx, refused("bad_public_key", e)),
-        };
-        let scope = match r.certificate_scope(policy.role(&r.role), caller, subject, now) {
-            Ok(s) => s,
-            Err(e) => return refusal(tx, e.into()),
-        };
-        let reason = format!("certificate for request {}", r.id);
-        Ok(Ok(issue_in(tx, signer, &actor, scope, &reason, now)?))
+        issue_for_request_in(tx, signer, policy, &job, now)
     })?
+}
+
+/// One certificate request: who asks, for which request, for which key.
+#[derive(Debug, Clone)]
+pub struct IssueJob {
+    /// The caller, as authenticated now.
+    pub caller: User,
+    /// The request the certificate is for.
+    pub id: RequestId,
+    /// The public key text to certify.
+    pub public_key: String,
+    /// The audit source (client address).
+    pub source: String,
+}
+
+/// Issues certificates for `jobs` in ONE `BEGIN IMMEDIATE` transaction with
+/// one commit (group commit); answers come back in the order of `jobs`.
+///
+/// Each job runs inside its own savepoint with the same rules as
+/// [`issue_for_request`]: a refused job keeps only its `denied` audit event;
+/// a job whose storage or signing step fails is rolled back alone and answered
+/// with that error. If the savepoint machinery or the commit fails, the whole
+/// batch is rolled back and every job gets an error. No job's certificate is
+/// returned before the commit, and the audit chain stays sequential (each job
+/// appends after the previous one inside the same transaction).
+pub fn issue_batch(
+    conn: &mut Connection,
+    signer: &Signer,
+    policy: &Policy,
+    jobs: &[IssueJob],
+    now: DateTime<Utc>,
+) -> Vec<Result<Issued, WorkflowError>> {
+    let committed = store::write(conn, |tx| {
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let outcome =
+                store::savepoint(tx, |tx| issue_for_request_in(tx, signer, policy, job, now))?;
+            results.push(outcome.and_then(|answer| answer));
+        }
+        Ok::<_, WorkflowError>(results)
+    });
+    match committed {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                jobs = jobs.len(),
+                "issuance batch rolled back; no certificate of it was issued"
+            );
+            let message = format!("issuance batch rolled back: {e}");
+            jobs.iter()
+                .map(|_| Err(WorkflowError::Storage(StoreError::Aborted(message.clone()))))
+                .collect()
+        }
+    }
+}
+
+/// The issuance rules inside the caller's write transaction: re-read the
+/// request, check owner, key and `certificate_scope`, sign, record. The outer
+/// `Err` is a storage or signing failure (roll back); the inner one a refusal
+/// whose `denied` audit event is already written.
+fn issue_for_request_in(
+    tx: &Transaction<'_>,
+    signer: &Signer,
+    policy: &Policy,
+    job: &IssueJob,
+    now: DateTime<Utc>,
+) -> Result<Result<Issued, WorkflowError>, WorkflowError> {
+    let IssueJob {
+        caller,
+        id,
+        public_key,
+        source,
+    } = job;
+    let actor = Actor::user(caller, source);
+    let Some(r) = requests::load(tx, id)? else {
+        return Ok(Err(WorkflowError::NotFound));
+    };
+    let refusal = |tx: &Transaction<'_>,
+                   e: WorkflowError|
+     -> Result<Result<Issued, WorkflowError>, WorkflowError> {
+        let (code, message) = match &e {
+            WorkflowError::Refused { code, message } => (*code, message.clone()),
+            WorkflowError::NotFound => ("not_found", "no such request for this user".to_owned()),
+            _ => return Ok(Err(e)),
+        };
+        let ev = NewEvent {
+            time: now,
+            actor: actor.id.clone(),
+            source: actor.source.clone(),
+            action: "cert.issue".to_owned(),
+            object: "cert:none".to_owned(),
+            outcome: Outcome::Denied,
+            reason: message,
+            details: json!({ "code": code, "request_id": id.as_str() }),
+        };
+        store::audit::append(tx, &ev)?;
+        Ok(Err(e))
+    };
+    if r.requester != caller.identity {
+        return refusal(tx, WorkflowError::NotFound);
+    }
+    let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
+        Ok(s) => s,
+        Err(e) => return refusal(tx, refused("bad_public_key", e)),
+    };
+    let scope = match r.certificate_scope(policy.role(&r.role), caller, subject, now) {
+        Ok(s) => s,
+        Err(e) => return refusal(tx, e.into()),
+    };
+    let reason = format!("certificate for request {}", r.id);
+    Ok(Ok(issue_in(tx, signer, &actor, scope, &reason, now)?))
 }
 
 /// Whether `user` may see `request`: its requester, or an approver of its role.

@@ -14,7 +14,7 @@ use tpa_core::{
 
 use crate::helpers::{DataDir, Fixture, count, ed25519_public_key};
 
-fn user(name: &str, groups: &[&str]) -> User {
+pub(crate) fn user(name: &str, groups: &[&str]) -> User {
     let username = Username::parse(name).unwrap();
     User {
         identity: Identity::local(&username),
@@ -27,24 +27,24 @@ fn user(name: &str, groups: &[&str]) -> User {
     }
 }
 
-fn alice() -> User {
+pub(crate) fn alice() -> User {
     user("alice", &["engineers"])
 }
-fn bob() -> User {
+pub(crate) fn bob() -> User {
     user("bob", &["sre-leads"])
 }
-fn carol() -> User {
+pub(crate) fn carol() -> User {
     user("carol", &["managers"])
 }
 
 /// A fixture whose config holds the brief's two roles.
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let mut data = DataDir::new();
     data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
     Fixture::over(data)
 }
 
-fn hotfix(hosts: &[&str], duration: &str) -> RequestInput {
+pub(crate) fn hotfix(hosts: &[&str], duration: &str) -> RequestInput {
     RequestInput {
         role: "hotfix-admin".into(),
         hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
@@ -55,11 +55,11 @@ fn hotfix(hosts: &[&str], duration: &str) -> RequestInput {
     }
 }
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-fn submit(
+pub(crate) fn submit(
     f: &mut Fixture,
     who: &User,
     input: &RequestInput,
@@ -76,7 +76,7 @@ fn submit(
     )
 }
 
-fn approve(
+pub(crate) fn approve(
     f: &mut Fixture,
     who: &User,
     id: &tpa_core::RequestId,
