@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
+mod bastions;
 mod roles;
 mod webhooks;
 
+pub use bastions::BastionEntry;
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// Session and API token lifetimes (`[auth]`).
     pub auth: AuthConfig,
+    /// Bastions allowed to read the revocation feed and deliver session records.
+    pub bastions: Vec<BastionEntry>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -187,6 +191,8 @@ struct RawConfig {
     accounts: Vec<RawAccount>,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    bastions: Vec<bastions::RawBastion>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,6 +326,7 @@ impl Config {
             public_url,
             accounts,
             auth,
+            bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
         })
     }
 

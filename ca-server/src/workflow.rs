@@ -17,6 +17,7 @@ use tpa_core::{
     HumanDuration, Principal, SourceAddresses, SubjectKey, Username,
 };
 
+pub mod bastion;
 pub mod requests;
 
 use crate::audit::{NewEvent, Outcome, format_time};

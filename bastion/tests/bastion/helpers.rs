@@ -128,10 +128,14 @@ pub async fn spawn_bastion_with(inventory: &[(&str, SocketAddr)], limits: Limits
         trust: TrustSource::File("unused".into()),
         limits,
         inventory: Inventory::new(hosts),
+        ca_url: None,
+        ca_token_file: None,
+        session_spool: "unused".into(),
+        revocation_poll: bastion::config::DEFAULT_REVOCATION_POLL,
     };
     let trust = Trust {
         cas: TrustedCas::new(vec![ca.public_key().key_data().clone()]),
-        revocations: Default::default(),
+        ..Default::default()
     };
     let (tx, events) = mpsc::unbounded_channel();
     let public = host_key.public_key().clone();

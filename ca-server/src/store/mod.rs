@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth_tokens;
+pub mod bastion_sessions;
 pub mod certificates;
 pub mod outbox;
 pub mod requests;
@@ -23,6 +24,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_outbox.sql"),
     include_str!("migrations/0004_auth.sql"),
     include_str!("migrations/0005_break_glass_reviews.sql"),
+    // 0006 is taken by another branch; keep the files in numeric order when merging.
+    include_str!("migrations/0007_bastion_sessions.sql"),
 ];
 
 /// The schema version this build expects.
