@@ -54,6 +54,27 @@ CREATE TABLE auth_tokens (
     revoked_at  TEXT
 ) STRICT;
 
+CREATE TABLE bastion_sessions (
+    session_id        TEXT    PRIMARY KEY,
+    bastion           TEXT    NOT NULL,
+    request_id        TEXT    NOT NULL,
+    serial            TEXT    NOT NULL,
+    key_id            TEXT    NOT NULL,
+    login             TEXT    NOT NULL,
+    requester         TEXT    NOT NULL,
+    source            TEXT    NOT NULL,
+    target            TEXT    NOT NULL,
+    target_address    TEXT    NOT NULL,
+    started_at        TEXT    NOT NULL,
+    ended_at          TEXT    NOT NULL,
+    bytes_to_target   INTEGER NOT NULL CHECK (bytes_to_target >= 0),
+    bytes_from_target INTEGER NOT NULL CHECK (bytes_from_target >= 0),
+    end_reason        TEXT    NOT NULL,
+    error             TEXT,
+    received_at       TEXT    NOT NULL,
+    audit_seq         INTEGER NOT NULL UNIQUE REFERENCES audit_events (seq)
+) STRICT;
+
 CREATE TABLE break_glass_reviews (
     request_id           TEXT PRIMARY KEY REFERENCES requests (id),
     reviewed_by_issuer   TEXT,
@@ -145,6 +166,8 @@ CREATE TABLE requests (
 ) STRICT;
 
 CREATE INDEX auth_tokens_expires_at ON auth_tokens (expires_at);
+
+CREATE INDEX bastion_sessions_request ON bastion_sessions (request_id, started_at);
 
 CREATE INDEX certificates_request_id ON certificates (request_id);
 

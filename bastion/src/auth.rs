@@ -7,7 +7,7 @@
 //! extension naming the approved request and hosts: a certificate without it
 //! (an administrator break-glass certificate) grants nothing to forward to.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +23,26 @@ pub struct Trust {
     pub cas: TrustedCas,
     /// Revoked serials, key ids and CA keys.
     pub revocations: Revocations,
+    /// Key id → Unix second at which its request's approved window ends
+    /// (from the CA's revocation feed); sessions are cut then.
+    pub windows: HashMap<String, u64>,
+}
+
+impl Trust {
+    /// Whether `grant` has been revoked since it was accepted.
+    pub fn revokes(&self, grant: &Grant) -> bool {
+        self.revocations.key_ids.contains(&grant.key_id)
+            || self.revocations.serials.contains(&grant.serial)
+    }
+
+    /// When a session of `grant` must end, and whether that is the window's
+    /// end (rather than the certificate's).
+    pub fn deadline(&self, grant: &Grant) -> (u64, bool) {
+        match self.windows.get(&grant.key_id) {
+            Some(&end) if end < grant.valid_before => (end, true),
+            _ => (grant.valid_before, false),
+        }
+    }
 }
 
 /// What an accepted certificate allows on this connection.
@@ -130,6 +150,7 @@ mod tests {
             Trust {
                 cas: TrustedCas::new(vec![self.ca.public_key().key_data().clone()]),
                 revocations: Revocations::default(),
+                windows: HashMap::new(),
             }
         }
 

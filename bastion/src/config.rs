@@ -22,7 +22,21 @@ pub struct BastionConfig {
     pub limits: Limits,
     /// The hosts the bastion may forward to, by the name certificates use.
     pub inventory: Inventory,
+    /// The CA's base URL, when set (`ca_url`).
+    pub ca_url: Option<String>,
+    /// The file holding this bastion's CA token (`ca_token_file`); without it
+    /// there is no revocation feed and session records stay in the spool.
+    pub ca_token_file: Option<PathBuf>,
+    /// Session records wait here (JSON lines) until the CA has them.
+    pub session_spool: PathBuf,
+    /// How often the revocation feed is polled.
+    pub revocation_poll: Duration,
 }
+
+/// The default `revocation_poll`.
+pub const DEFAULT_REVOCATION_POLL: Duration = Duration::from_secs(2);
+/// The longest `revocation_poll` allowed: revocations must bite within 5 s.
+pub const MAX_REVOCATION_POLL: Duration = Duration::from_secs(4);
 
 /// Where the trusted user-CA public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +170,9 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     hosts: BTreeMap<String, String>,
+    ca_token_file: Option<PathBuf>,
+    session_spool: Option<PathBuf>,
+    revocation_poll: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,12 +201,11 @@ impl BastionConfig {
     /// Parses TOML text; relative paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        let trust = match (raw.ca_url, raw.trusted_user_ca_keys) {
-            (Some(url), None) => TrustSource::CaUrl(url),
-            (None, Some(file)) => TrustSource::File(base.join(file)),
-            (Some(_), Some(_)) => {
-                return Err("set either ca_url or trusted_user_ca_keys, not both".to_owned());
-            }
+        // A key file wins over ca_url for the keys; ca_url still serves the
+        // revocation feed and session records.
+        let trust = match (&raw.ca_url, raw.trusted_user_ca_keys) {
+            (_, Some(file)) => TrustSource::File(base.join(file)),
+            (Some(url), None) => TrustSource::CaUrl(url.clone()),
             (None, None) => {
                 return Err(
                     "no trusted user CA: set ca_url (the CA's base URL) or trusted_user_ca_keys (a file)"
@@ -238,12 +254,37 @@ impl BastionConfig {
             })?;
             hosts.insert(name, address);
         }
+        if raw.ca_token_file.is_some() && raw.ca_url.is_none() {
+            return Err(
+                "ca_token_file is set but ca_url is not: the token is for the CA at ca_url"
+                    .to_owned(),
+            );
+        }
+        let revocation_poll = duration(
+            "revocation_poll",
+            raw.revocation_poll,
+            DEFAULT_REVOCATION_POLL,
+        )
+        .map_err(|e| e.replacen("limits.", "", 1))?;
+        if revocation_poll.is_zero() || revocation_poll > MAX_REVOCATION_POLL {
+            return Err(format!(
+                "revocation_poll must be between 1s and {}s, so that a revocation ends sessions within 5 s",
+                MAX_REVOCATION_POLL.as_secs()
+            ));
+        }
         Ok(Self {
             listen: raw.listen,
             host_key_file: base.join(raw.host_key_file),
             trust,
             limits,
             inventory: Inventory::new(hosts),
+            ca_url: raw.ca_url,
+            ca_token_file: raw.ca_token_file.map(|f| base.join(f)),
+            session_spool: base.join(
+                raw.session_spool
+                    .unwrap_or_else(|| PathBuf::from("sessions.spool")),
+            ),
+            revocation_poll,
         })
     }
 }
@@ -270,6 +311,9 @@ trusted_user_ca_keys = "ca.pub"
         assert_eq!(c.trust, TrustSource::File("/etc/tpa/ca.pub".into()));
         assert_eq!(c.limits, Limits::default());
         assert!(c.inventory.is_empty());
+        assert_eq!(c.session_spool, Path::new("/etc/tpa/sessions.spool"));
+        assert_eq!(c.revocation_poll, DEFAULT_REVOCATION_POLL);
+        assert_eq!(c.ca_token_file, None);
     }
 
     #[test]
@@ -279,6 +323,9 @@ trusted_user_ca_keys = "ca.pub"
 listen = "0.0.0.0:22"
 host_key_file = "/var/lib/tpa-bastion/host_ed25519"
 ca_url = "http://127.0.0.1:8700"
+ca_token_file = "bastion.token"
+session_spool = "/var/spool/tpa-bastion/sessions.jsonl"
+revocation_poll = "1s"
 [limits]
 max_connections = 10
 auth_timeout = "5s"
@@ -292,6 +339,12 @@ v6 = "[::1]:22"
         )
         .unwrap();
         assert_eq!(c.trust, TrustSource::CaUrl("http://127.0.0.1:8700".into()));
+        assert_eq!(c.ca_token_file, Some("/etc/tpa/bastion.token".into()));
+        assert_eq!(
+            c.session_spool,
+            Path::new("/var/spool/tpa-bastion/sessions.jsonl")
+        );
+        assert_eq!(c.revocation_poll, Duration::from_secs(1));
         assert_eq!(c.limits.max_connections, 10);
         assert_eq!(c.limits.auth_timeout, Duration::from_secs(5));
         assert_eq!(c.limits.max_auth_attempts, 3);
@@ -314,7 +367,8 @@ v6 = "[::1]:22"
             assert!(err.contains(needle), "{extra:?}: {err}");
         };
         check("colour = \"blue\"\n", "unknown field");
-        check("ca_url = \"http://x\"\n", "not both");
+        check("ca_token_file = \"t\"\n", "ca_url is not");
+        check("revocation_poll = \"10s\"\n", "revocation_poll");
         check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");
         check("[limits]\nmax_connections = 0\n", "max_connections");
         check("[limits]\nmax_auth_attempts = 0\n", "max_auth_attempts");

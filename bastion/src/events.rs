@@ -2,10 +2,13 @@
 //! certificate, every forward with its byte counts, every end of connection.
 //!
 //! The server logs each event with `tracing` and hands it to an [`EventSink`].
-//! Session records for the CA (and their spool) will be a sink; tests use one to
-//! check why something was refused.
+//! The session recorder ([`crate::recorder`]) is a sink that spools and
+//! delivers [`Event::SessionRecord`]s to the CA; tests use one to check why
+//! something was refused.
 
 use std::net::SocketAddr;
+
+use tpa_core::api::SessionRecord;
 
 /// Identifies one TCP connection to the bastion, for the lifetime of the process.
 pub type ConnectionId = u64;
@@ -72,6 +75,8 @@ pub enum Event {
         /// Which side ended it.
         end: ForwardEnd,
     },
+    /// The record of one forwarded session, after it ended (what the CA gets).
+    SessionRecord(Box<SessionRecord>),
     /// A connection ended.
     ConnectionEnded {
         /// The connection.
@@ -101,6 +106,10 @@ pub enum ConnectionEnd {
     AuthTimeout,
     /// The certificate reached its `valid_before`.
     CertificateExpired,
+    /// The request's approved window ended (before the certificate expired).
+    WindowEnded,
+    /// The CA's revocation feed reported the certificate's request or serial revoked.
+    AccessRevoked,
     /// The bastion is shutting down.
     Shutdown,
     /// The SSH session failed.
@@ -172,8 +181,46 @@ pub fn log(event: &Event) {
             ?end,
             "forward ended"
         ),
+        Event::SessionRecord(r) => tracing::info!(
+            session = r.session_id,
+            request = r.request,
+            login = r.login,
+            source = r.source,
+            target = r.target,
+            bytes_to_target = r.bytes_to_target,
+            bytes_from_target = r.bytes_from_target,
+            end = r.end,
+            "session record"
+        ),
         Event::ConnectionEnded { connection, end } => {
             tracing::info!(connection, ?end, "connection ended")
+        }
+    }
+}
+
+impl ConnectionEnd {
+    /// The one-line reason sent to the client with the disconnect, for the
+    /// ends the bastion decides.
+    pub fn disconnect_message(&self) -> &'static str {
+        match self {
+            ConnectionEnd::AuthTimeout => "authentication timed out",
+            ConnectionEnd::CertificateExpired => "certificate expired",
+            ConnectionEnd::WindowEnded => "approved access window ended",
+            ConnectionEnd::AccessRevoked => "access revoked",
+            ConnectionEnd::Shutdown => "bastion shutting down",
+            ConnectionEnd::ClientClosed | ConnectionEnd::Error(_) => "connection closed",
+        }
+    }
+
+    /// The `end` of a session record cut by this connection end.
+    pub fn session_end(&self) -> &'static str {
+        match self {
+            ConnectionEnd::ClientClosed => "client_closed",
+            ConnectionEnd::CertificateExpired => "certificate_expired",
+            ConnectionEnd::WindowEnded => "window_ended",
+            ConnectionEnd::AccessRevoked => "access_revoked",
+            ConnectionEnd::Shutdown => "bastion_shutdown",
+            ConnectionEnd::AuthTimeout | ConnectionEnd::Error(_) => "error",
         }
     }
 }

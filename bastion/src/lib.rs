@@ -2,8 +2,10 @@
 //!
 //! It admits only TPA user certificates (checked by [`tpa_core::verify_user_cert`]
 //! for the SSH username of the attempt), forwards only `direct-tcpip` channels to
-//! hosts that are both approved in the certificate and in its inventory, and
-//! cuts each connection when its certificate expires.
+//! hosts that are both approved in the certificate and in its inventory, cuts
+//! each connection when its certificate expires, its request's window ends or
+//! the CA's revocation feed reports it revoked, and delivers a session record
+//! per forward to the CA (through a local spool).
 
 #![cfg_attr(
     not(test),
@@ -16,10 +18,13 @@
 )]
 
 pub mod auth;
+pub mod ca_client;
 pub mod config;
 pub mod events;
+pub mod feed;
 pub mod forward;
 pub mod host_key;
+pub mod recorder;
 pub mod server;
 pub mod trust;
 

@@ -4,9 +4,11 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use bastion::{Bastion, BastionConfig, NoSink, Trust, host_key, trust};
+use bastion::ca_client::CaClient;
+use bastion::{Bastion, BastionConfig, Trust, feed, host_key, recorder, trust};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -70,18 +72,49 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
             .context("cannot load the trusted user CA keys")?;
         let trust = Trust {
             cas,
-            revocations: Default::default(),
+            ..Trust::default()
         };
-        let bastion = Bastion::bind(&config, key.key, trust, Arc::new(NoSink))
+        let client = match (&config.ca_url, &config.ca_token_file) {
+            (Some(url), Some(token_file)) => Some(
+                CaClient::from_token_file(url, token_file)
+                    .context("cannot set up the CA client")?,
+            ),
+            _ => {
+                tracing::warn!(
+                    "no ca_token_file: no revocation feed (revoked access is not cut live) and session records stay in the spool"
+                );
+                None
+            }
+        };
+        let (recorder, delivery) = recorder::start(config.session_spool.clone(), client.clone());
+        let bastion = Bastion::bind(&config, key.key, trust, Arc::new(recorder))
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let (feed_stop, feed_stopped) = tokio::sync::oneshot::channel::<()>();
+        let feed = client.map(|client| {
+            tokio::spawn(feed::run(
+                client,
+                bastion.trust_updates(),
+                config.revocation_poll,
+                async {
+                    let _ = feed_stopped.await;
+                },
+            ))
+        });
         tracing::info!(
             listen = %bastion.local_addr().context("cannot read the listening address")?,
             host_key = fingerprint,
             hosts = config.inventory.len(),
+            spool = %config.session_spool.display(),
             "tpa-bastion serving"
         );
         bastion.run_until(shutdown_signal()).await;
+        let _ = feed_stop.send(());
+        if let Some(feed) = feed {
+            let _ = feed.await;
+        }
+        // Records of the sessions just cut are spooled; give delivery a moment.
+        delivery.finish(Duration::from_secs(5)).await;
         tracing::info!("tpa-bastion stopped");
         Ok(())
     })

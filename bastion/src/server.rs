@@ -2,18 +2,23 @@
 //! SSH handler that admits certificates and opens forwards.
 //!
 //! Each TCP connection is one task that owns its timers: the pre-authentication
-//! deadline (`auth_timeout`), then the certificate's `valid_before`, and the
-//! bastion-wide shutdown signal. Whichever comes first ends the connection with
-//! an SSH disconnect message naming the reason. russh handles the protocol:
+//! deadline (`auth_timeout`), then the earlier of the certificate's
+//! `valid_before` and the request window's end (from the revocation feed), a
+//! revocation of its key id or serial (the task watches the shared [`Trust`]),
+//! and the bastion-wide shutdown signal. Whichever comes first ends the
+//! connection with an SSH disconnect message naming the reason, and the
+//! session records of its forwards carry that reason. russh handles the protocol:
 //! strict key exchange (its default `kex` list includes
 //! `kex-strict-s-v00@openssh.com`), the inactivity timeout, and the cap on
 //! rejected authentication attempts.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::SecondsFormat;
 
 use russh::keys::ssh_key::{Certificate, HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
@@ -22,10 +27,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tpa_core::api::SessionRecord;
 
 use crate::auth::{self, Grant, Rejection, Trust};
 use crate::config::{BastionConfig, Inventory, Limits};
-use crate::events::{self, ConnectionEnd, ConnectionId, Event, EventSink};
+use crate::events::{self, ConnectionEnd, ConnectionId, Event, EventSink, ForwardEnd};
 use crate::forward;
 
 /// How long a connection gets to finish after its disconnect message, before
@@ -175,11 +181,15 @@ impl Bastion {
 
 /// Authentication progress of one connection, shared between the handler and
 /// the connection task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Authenticating,
-    Authenticated { valid_before: u64 },
+    Authenticated(Arc<Grant>),
 }
+
+/// Why the bastion cut a connection, set once by the connection task before
+/// it disconnects, read by the forwards for their session records.
+type CutReason = Arc<OnceLock<ConnectionEnd>>;
 
 async fn serve_connection(
     socket: TcpStream,
@@ -201,12 +211,15 @@ async fn serve_connection(
     };
     let auth_deadline = Instant::now() + shared.limits.auth_timeout;
     let (phase_tx, mut phase_rx) = watch::channel(Phase::Authenticating);
+    let mut trust_rx = shared.trust.clone();
+    let cut: CutReason = Arc::default();
     let handler = Connection {
         connection,
         peer,
         shared: shared.clone(),
         phase: phase_tx,
         grant: None,
+        cut: cut.clone(),
     };
     // The version exchange happens inside run_stream: bound it by the auth deadline.
     let session = match tokio::time::timeout_at(
@@ -231,14 +244,27 @@ async fn serve_connection(
     let handle = session.handle();
     tokio::pin!(session);
     let mut phase_open = true;
+    let mut trust_open = true;
     let end = loop {
-        let phase = *phase_rx.borrow_and_update();
-        let (deadline, end_at_deadline) = match phase {
+        let phase = phase_rx.borrow_and_update().clone();
+        let (deadline, end_at_deadline) = match &phase {
             Phase::Authenticating => (auth_deadline, ConnectionEnd::AuthTimeout),
-            Phase::Authenticated { valid_before } => (
-                instant_at_unix(valid_before),
-                ConnectionEnd::CertificateExpired,
-            ),
+            Phase::Authenticated(grant) => {
+                let trust = trust_rx.borrow_and_update().clone();
+                if trust.revokes(grant) {
+                    let end = ConnectionEnd::AccessRevoked;
+                    let _ = cut.set(end.clone());
+                    disconnect(&handle, end.disconnect_message(), &mut session, &killer).await;
+                    break end;
+                }
+                let (at, window) = trust.deadline(grant);
+                let end = if window {
+                    ConnectionEnd::WindowEnded
+                } else {
+                    ConnectionEnd::CertificateExpired
+                };
+                (instant_at_unix(at), end)
+            }
         };
         tokio::select! {
             result = &mut session => {
@@ -252,17 +278,22 @@ async fn serve_connection(
                     phase_open = false;
                 }
             }
+            // A new revocation feed or trust: re-check at the top of the loop.
+            changed = trust_rx.changed(), if trust_open => {
+                if changed.is_err() {
+                    trust_open = false;
+                }
+            }
             () = tokio::time::sleep_until(deadline) => {
-                let reason = match end_at_deadline {
-                    ConnectionEnd::AuthTimeout => "authentication timed out",
-                    _ => "certificate expired",
-                };
-                disconnect(&handle, reason, &mut session, &killer).await;
+                let _ = cut.set(end_at_deadline.clone());
+                disconnect(&handle, end_at_deadline.disconnect_message(), &mut session, &killer).await;
                 break end_at_deadline;
             }
             _ = stop.changed() => {
-                disconnect(&handle, "bastion shutting down", &mut session, &killer).await;
-                break ConnectionEnd::Shutdown;
+                let end = ConnectionEnd::Shutdown;
+                let _ = cut.set(end.clone());
+                disconnect(&handle, end.disconnect_message(), &mut session, &killer).await;
+                break end;
             }
         }
     };
@@ -314,6 +345,8 @@ struct Connection {
     phase: watch::Sender<Phase>,
     /// Set only when a certificate was accepted, for the login of that attempt.
     grant: Option<Arc<Grant>>,
+    /// Why the bastion cut this connection, once it has.
+    cut: CutReason,
 }
 
 impl Connection {
@@ -411,9 +444,7 @@ impl russh::server::Handler for Connection {
             request: grant.request.to_string(),
             valid_before: grant.valid_before,
         });
-        let _ = self.phase.send(Phase::Authenticated {
-            valid_before: grant.valid_before,
-        });
+        let _ = self.phase.send(Phase::Authenticated(grant.clone()));
         Ok(())
     }
 
@@ -549,6 +580,8 @@ impl russh::server::Handler for Connection {
         // Connect and pump in a task: the session keeps serving other channels.
         let shared = self.shared.clone();
         let connection = self.connection;
+        let peer = self.peer;
+        let cut = self.cut.clone();
         tokio::spawn(async move {
             let connect = TcpStream::connect((address.host.as_str(), address.port));
             let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
@@ -574,12 +607,23 @@ impl russh::server::Handler for Connection {
             };
             let _ = stream.set_nodelay(true);
             reply.accept().await;
+            let started_at = chrono::Utc::now();
             shared.emit(Event::ForwardStarted {
                 connection,
                 host: name.to_string(),
                 address: address.to_string(),
             });
             let (counts, end) = forward::pump(channel, stream).await;
+            let record = session_record(SessionFacts {
+                grant: &grant,
+                peer,
+                target: name.as_str(),
+                target_address: &address.to_string(),
+                started_at,
+                counts,
+                forward_end: &end,
+                cut: cut.get(),
+            });
             shared.emit(Event::ForwardEnded {
                 connection,
                 host: name.to_string(),
@@ -587,7 +631,60 @@ impl russh::server::Handler for Connection {
                 bytes_from_host: counts.from_host,
                 end,
             });
+            shared.emit(Event::SessionRecord(Box::new(record)));
         });
         Ok(())
     }
+}
+
+/// What a session record is made of.
+struct SessionFacts<'a> {
+    grant: &'a Grant,
+    peer: SocketAddr,
+    target: &'a str,
+    target_address: &'a str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    counts: forward::ByteCounts,
+    forward_end: &'a ForwardEnd,
+    cut: Option<&'a ConnectionEnd>,
+}
+
+/// The record of one forward that just ended. When the bastion cut the
+/// connection, that is how it ended; otherwise whichever side closed first.
+fn session_record(facts: SessionFacts<'_>) -> SessionRecord {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let (end, error) = match (facts.cut, facts.forward_end) {
+        (Some(ConnectionEnd::Error(e)), _) | (None, ForwardEnd::Error(e)) => {
+            ("error", Some(e.clone()))
+        }
+        (Some(cut), _) => (cut.session_end(), None),
+        (None, ForwardEnd::ClientClosed) => ("client_closed", None),
+        (None, ForwardEnd::HostClosed) => ("target_closed", None),
+    };
+    let id: u128 = rand::random();
+    SessionRecord {
+        session_id: format!("ses_{id:032x}"),
+        bastion: None,
+        serial: facts.grant.serial.to_string(),
+        key_id: facts.grant.key_id.clone(),
+        request: facts.grant.request.to_string(),
+        login: facts.grant.login.clone(),
+        requester: requester_of(&facts.grant.key_id).to_owned(),
+        source: facts.peer.to_string(),
+        target: facts.target.to_owned(),
+        target_address: facts.target_address.to_owned(),
+        started_at: time(facts.started_at),
+        ended_at: time(chrono::Utc::now()),
+        bytes_to_target: facts.counts.to_host,
+        bytes_from_target: facts.counts.from_host,
+        end: end.to_owned(),
+        error,
+    }
+}
+
+/// The requester named by a TPA key id (`tpa:request=<id>:user=<name>`).
+fn requester_of(key_id: &str) -> &str {
+    key_id
+        .rsplit_once(":user=")
+        .map_or("unknown", |(_, user)| user)
 }

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
+mod bastions;
 mod oidc;
 mod roles;
 mod webhooks;
 
+pub use bastions::BastionEntry;
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
@@ -48,6 +50,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// OpenID Connect connectors (`[[oidc]]`).
     pub oidc: Vec<OidcConfig>,
+    /// Bastions allowed to read the revocation feed and deliver session records.
+    pub bastions: Vec<BastionEntry>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -193,6 +197,8 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     oidc: Vec<oidc::RawOidc>,
+    #[serde(default)]
+    bastions: Vec<bastions::RawBastion>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +339,7 @@ impl Config {
             accounts,
             auth,
             oidc,
+            bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
         })
     }
 

@@ -2,6 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+mod bastion;
+
+pub use bastion::{
+    ActiveGrant, RevocationFeed, RevokedGrant, SESSION_END_REASONS, SessionBatch,
+    SessionBatchResult, SessionRecord,
+};
+
 /// Every API error: a stable machine code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

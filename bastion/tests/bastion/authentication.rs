@@ -130,7 +130,7 @@ async fn revoked_serial_is_rejected() {
     let mut b = spawn_bastion(&[]).await;
     let mut trust = Trust {
         cas: TrustedCas::new(vec![b.ca.public_key().key_data().clone()]),
-        revocations: Default::default(),
+        ..Default::default()
     };
     trust.revocations.serials.insert(4242);
     b.trust_updates.send(Arc::new(trust)).unwrap();

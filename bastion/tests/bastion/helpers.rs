@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use bastion::Trust;
 use bastion::config::{HostAddress, Inventory, Limits, TrustSource};
-use bastion::{Bastion, BastionConfig, Event, EventSink, Trust};
+use bastion::{Bastion, BastionConfig, Event, EventSink};
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::certificate::{Builder, CertType};
@@ -111,6 +112,26 @@ pub async fn spawn_bastion(inventory: &[(&str, SocketAddr)]) -> TestBastion {
 }
 
 pub async fn spawn_bastion_with(inventory: &[(&str, SocketAddr)], limits: Limits) -> TestBastion {
+    spawn_bastion_full(inventory, limits, None).await
+}
+
+/// Both the test's recorder and `extra` get every event.
+#[derive(Debug)]
+struct Tee(Recorder, Arc<dyn EventSink>);
+
+impl EventSink for Tee {
+    fn record(&self, event: &Event) {
+        self.0.record(event);
+        self.1.record(event);
+    }
+}
+
+/// Like [`spawn_bastion_with`], with another sink (the session recorder) beside the test's.
+pub async fn spawn_bastion_full(
+    inventory: &[(&str, SocketAddr)],
+    limits: Limits,
+    extra: Option<Arc<dyn EventSink>>,
+) -> TestBastion {
     let ca = random_key();
     let host_key = random_key();
     let hosts: BTreeMap<HostName, HostAddress> = inventory
@@ -128,16 +149,22 @@ pub async fn spawn_bastion_with(inventory: &[(&str, SocketAddr)], limits: Limits
         trust: TrustSource::File("unused".into()),
         limits,
         inventory: Inventory::new(hosts),
+        ca_url: None,
+        ca_token_file: None,
+        session_spool: "unused".into(),
+        revocation_poll: bastion::config::DEFAULT_REVOCATION_POLL,
     };
     let trust = Trust {
         cas: TrustedCas::new(vec![ca.public_key().key_data().clone()]),
-        revocations: Default::default(),
+        ..Default::default()
     };
     let (tx, events) = mpsc::unbounded_channel();
     let public = host_key.public_key().clone();
-    let bastion = Bastion::bind(&config, host_key, trust, Arc::new(Recorder(tx)))
-        .await
-        .unwrap();
+    let sink: Arc<dyn EventSink> = match extra {
+        Some(extra) => Arc::new(Tee(Recorder(tx), extra)),
+        None => Arc::new(Recorder(tx)),
+    };
+    let bastion = Bastion::bind(&config, host_key, trust, sink).await.unwrap();
     let addr = bastion.local_addr().unwrap();
     let trust_updates = bastion.trust_updates();
     let (stop, stopped) = oneshot::channel();
@@ -300,4 +327,110 @@ pub async fn echo_server() -> SocketAddr {
 pub async fn closed_port() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
+}
+
+/// What the fake CA serves and has received.
+#[derive(Debug, Default)]
+pub struct FakeCaState {
+    /// The answer to every feed poll.
+    pub feed: serde_json::Value,
+    /// Session records received, in order (duplicates included).
+    pub records: Vec<tpa_core::api::SessionRecord>,
+    /// While true, every call gets 503.
+    pub down: bool,
+    /// Bearer tokens seen.
+    pub tokens: Vec<String>,
+}
+
+/// A minimal CA on 127.0.0.1:0 for the bastion endpoints; it stops with the test's runtime.
+pub async fn fake_ca() -> (SocketAddr, Arc<std::sync::Mutex<FakeCaState>>) {
+    let state = Arc::new(std::sync::Mutex::new(FakeCaState {
+        feed: serde_json::json!({"cursor": 1, "full": true, "revoked": [], "active": []}),
+        ..Default::default()
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shared = state.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let state = shared.clone();
+            tokio::spawn(async move {
+                let _ = serve_fake_ca(socket, state).await;
+            });
+        }
+    });
+    (addr, state)
+}
+
+async fn serve_fake_ca(
+    mut socket: tokio::net::TcpStream,
+    state: Arc<std::sync::Mutex<FakeCaState>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+        let Some(head_end) = head_end else {
+            let n = socket.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + 4 + length {
+            let n = socket.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = buf[head_end + 4..head_end + 4 + length].to_vec();
+        buf.drain(..head_end + 4 + length);
+        let request_line = head.lines().next().unwrap_or_default().to_owned();
+        let token = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("authorization: Bearer ")
+                    .or_else(|| l.strip_prefix("Authorization: Bearer "))
+            })
+            .unwrap_or_default()
+            .to_owned();
+        let (status, answer) = {
+            let mut s = state.lock().unwrap();
+            s.tokens.push(token);
+            if s.down {
+                (
+                    "503 Service Unavailable",
+                    r#"{"code":"unavailable","message":"down"}"#.to_owned(),
+                )
+            } else if request_line.starts_with("GET /api/v1/bastion/revocations") {
+                ("200 OK", s.feed.to_string())
+            } else if request_line.starts_with("POST /api/v1/sessions") {
+                let batch: tpa_core::api::SessionBatch = serde_json::from_slice(&body).unwrap();
+                let n = batch.records.len();
+                s.records.extend(batch.records);
+                ("200 OK", format!(r#"{{"stored":{n},"duplicates":0}}"#))
+            } else {
+                (
+                    "404 Not Found",
+                    r#"{"code":"not_found","message":"no"}"#.to_owned(),
+                )
+            }
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        socket.write_all(response.as_bytes()).await?;
+    }
 }

@@ -5,3 +5,4 @@
 mod authentication;
 mod forwarding;
 mod helpers;
+mod live;

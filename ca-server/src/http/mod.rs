@@ -1,6 +1,7 @@
 //! The HTTP surface (axum only; no SQL here): one file per resource.
 
 pub mod auth;
+mod bastion;
 mod ca_pub;
 pub mod error;
 mod health;
@@ -28,6 +29,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/login", post(auth::api_login).layer(login_limit))
         .route("/api/v1/logout", post(auth::api_logout))
         .route("/api/v1/whoami", get(auth::whoami))
+        .route("/api/v1/bastion/revocations", get(bastion::revocations))
+        .route(
+            "/api/v1/sessions",
+            // A full batch of records is well under 256 KiB.
+            post(bastion::sessions).layer(DefaultBodyLimit::max(256 * 1024)),
+        )
         .route(
             "/api/v1/requests",
             post(requests::create)

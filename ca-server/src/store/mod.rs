@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth_tokens;
+pub mod bastion_sessions;
 pub mod certificates;
 pub mod checkpoint;
 pub mod oidc_logins;
@@ -29,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_auth.sql"),
     include_str!("migrations/0005_break_glass_reviews.sql"),
     include_str!("migrations/0006_oidc_state.sql"),
+    include_str!("migrations/0007_bastion_sessions.sql"),
 ];
 
 /// The schema version this build expects.

@@ -4,6 +4,7 @@
 
 mod audit_verify;
 mod auth;
+mod bastion_api;
 mod batch;
 mod cli;
 mod helpers;

@@ -8,20 +8,26 @@ use ca_server::config::EXAMPLE_ROLES;
 
 use crate::helpers::{Response, TestApp, count, ed25519_public_key, http_send, spawn_app_with};
 
-const PW: &str = "a long enough test password";
+pub(crate) const PW: &str = "a long enough test password";
 
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
+    app_with(|_| {}).await
+}
+
+/// The accounts and roles of these tests, then `more`.
+pub(crate) async fn app_with(more: impl FnOnce(&mut crate::helpers::DataDir)) -> TestApp {
     spawn_app_with(|data| {
         data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
         data.add_account("alice", PW, &["engineers"]);
         data.add_account("bob", PW, &["sre-leads"]);
         data.add_account("carol", PW, &["managers"]);
         data.add_account("mallory", PW, &["engineers", "sre-leads", "managers"]);
+        more(data);
     })
     .await
 }
 
-async fn token(app: &TestApp, user: &str) -> String {
+pub(crate) async fn token(app: &TestApp, user: &str) -> String {
     let body = serde_json::json!({ "username": user, "password": PW }).to_string();
     let r = http_send(
         app.address,
@@ -35,7 +41,7 @@ async fn token(app: &TestApp, user: &str) -> String {
     r.json()["token"].as_str().unwrap().to_owned()
 }
 
-async fn post(app: &TestApp, token: &str, path: &str, body: &str) -> Response {
+pub(crate) async fn post(app: &TestApp, token: &str, path: &str, body: &str) -> Response {
     let auth = format!("Bearer {token}");
     http_send(
         app.address,
@@ -50,14 +56,14 @@ async fn post(app: &TestApp, token: &str, path: &str, body: &str) -> Response {
     .await
 }
 
-async fn get(app: &TestApp, token: &str, path: &str) -> Response {
+pub(crate) async fn get(app: &TestApp, token: &str, path: &str) -> Response {
     let auth = format!("Bearer {token}");
     http_send(app.address, "GET", path, &[("Authorization", &auth)], "").await
 }
 
-const HOTFIX: &str = r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"1h","reason":"INC-9 <script>x</script>","ticket":"INC-9"}"#;
+pub(crate) const HOTFIX: &str = r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"1h","reason":"INC-9 <script>x</script>","ticket":"INC-9"}"#;
 
-async fn submit(app: &TestApp, token: &str, body: &str) -> String {
+pub(crate) async fn submit(app: &TestApp, token: &str, body: &str) -> String {
     let r = post(app, token, "/api/v1/requests", body).await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.json()["request"]["id"].as_str().unwrap().to_owned()

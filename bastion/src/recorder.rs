@@ -1,0 +1,333 @@
+//! Session records: spooled to a local file first, then delivered to the CA
+//! (`POST /api/v1/sessions`) in order, without loss or duplicates.
+//!
+//! The [`Recorder`] sink takes every [`Event::SessionRecord`] without blocking
+//! and hands it to the delivery task, which appends it to the spool (JSON
+//! lines, `fsync`ed) before anything else. Delivery then sends the spool's
+//! records oldest first, in batches; the spool is truncated or rewritten only
+//! after the CA confirmed a batch. A crash between the CA's commit and that
+//! rewrite means the batch is sent again: the CA recognises each record by its
+//! session id and stores it once. While the CA is unreachable records stay in
+//! the spool and delivery is retried with a growing delay (1 s to 30 s).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tpa_core::api::SessionRecord;
+
+use crate::ca_client::CaClient;
+use crate::events::{Event, EventSink};
+
+/// Records sent per delivery.
+const BATCH: usize = 50;
+/// First and largest delay between failed deliveries.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The sink that feeds the delivery task.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    records: mpsc::UnboundedSender<SessionRecord>,
+}
+
+impl EventSink for Recorder {
+    fn record(&self, event: &Event) {
+        if let Event::SessionRecord(record) = event
+            && self.records.send(SessionRecord::clone(record)).is_err()
+        {
+            tracing::error!(
+                session = record.session_id,
+                "session recorder stopped; record only in the log"
+            );
+        }
+    }
+}
+
+/// Handle on the running delivery task.
+#[derive(Debug)]
+pub struct Delivery {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Delivery {
+    /// Spools what is still queued, tries one last delivery (bounded), stops.
+    pub async fn finish(mut self, within: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+/// Starts the delivery task over `spool`; without a `client` records are
+/// only spooled (and logged).
+pub fn start(spool: PathBuf, client: Option<CaClient>) -> (Recorder, Delivery) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(deliver_loop(spool, client, rx, stopped));
+    (
+        Recorder { records: tx },
+        Delivery {
+            stop: Some(stop),
+            task,
+        },
+    )
+}
+
+async fn deliver_loop(
+    spool: PathBuf,
+    client: Option<CaClient>,
+    mut rx: mpsc::UnboundedReceiver<SessionRecord>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut pending = match blocking(spool.clone(), |p| read_spool(&p).map(|r| r.len())).await {
+        Ok(n) => n > 0,
+        Err(e) => {
+            tracing::error!(spool = %spool.display(), error = %e, "cannot read the session spool");
+            true
+        }
+    };
+    let mut delay = RETRY_MIN;
+    let mut retry_at = tokio::time::Instant::now();
+    loop {
+        let mut stopping = false;
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    spool_records(&spool, batch).await;
+                    pending = true;
+                    // New records are worth an attempt now, unless the CA is failing.
+                    if delay == RETRY_MIN {
+                        retry_at = tokio::time::Instant::now();
+                    }
+                }
+                None => stopping = true,
+            },
+            () = tokio::time::sleep_until(retry_at), if pending && client.is_some() => {}
+            _ = &mut stopped => stopping = true,
+        }
+        if stopping {
+            let mut rest = Vec::new();
+            while let Ok(more) = rx.try_recv() {
+                rest.push(more);
+            }
+            if !rest.is_empty() {
+                spool_records(&spool, rest).await;
+                pending = true;
+            }
+        }
+        if pending
+            && let Some(client) = &client
+            && (stopping || tokio::time::Instant::now() >= retry_at)
+        {
+            match deliver_spool(&spool, client).await {
+                Ok(()) => {
+                    pending = false;
+                    delay = RETRY_MIN;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "session records not delivered; they stay in the spool");
+                    retry_at = tokio::time::Instant::now() + delay;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Appends `records` to the spool; a failure is logged with the records
+/// themselves, so that they survive at least in the log.
+async fn spool_records(spool: &Path, records: Vec<SessionRecord>) {
+    let lines: Vec<String> = records
+        .iter()
+        .filter_map(|r| serde_json::to_string(r).ok())
+        .collect();
+    let result = blocking(spool.to_owned(), move |p| append_lines(&p, &lines)).await;
+    if let Err(e) = result {
+        for r in &records {
+            tracing::error!(spool = %spool.display(), error = %e, record = ?r, "cannot spool a session record");
+        }
+    }
+}
+
+/// Sends the spool's records oldest first; removes each confirmed batch.
+async fn deliver_spool(spool: &Path, client: &CaClient) -> Result<(), String> {
+    loop {
+        let records = blocking(spool.to_owned(), |p| read_spool(&p))
+            .await
+            .map_err(|e| format!("cannot read the spool: {e}"))?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let take = records.len().min(BATCH);
+        let (batch, rest) = records.split_at(take);
+        match client.deliver(batch).await {
+            Ok(result) => {
+                tracing::info!(
+                    stored = result.stored,
+                    duplicates = result.duplicates,
+                    "session records delivered"
+                );
+            }
+            Err(e) if e.is_transient() => return Err(e.to_string()),
+            Err(e) => {
+                // The CA will never take these: keep them aside for an operator
+                // rather than blocking every later record behind them.
+                tracing::error!(error = %e, "the CA refused session records; moving them to the .rejected file");
+                let lines: Vec<String> = batch
+                    .iter()
+                    .filter_map(|r| serde_json::to_string(r).ok())
+                    .collect();
+                let rejected = rejected_path(spool);
+                blocking(rejected, move |p| append_lines(&p, &lines))
+                    .await
+                    .map_err(|e| format!("cannot write the rejected file: {e}"))?;
+            }
+        }
+        let rest = rest.to_vec();
+        blocking(spool.to_owned(), move |p| rewrite_spool(&p, &rest))
+            .await
+            .map_err(|e| format!("cannot rewrite the spool: {e}"))?;
+    }
+}
+
+fn rejected_path(spool: &Path) -> PathBuf {
+    let mut name = spool.file_name().unwrap_or_default().to_os_string();
+    name.push(".rejected");
+    spool.with_file_name(name)
+}
+
+async fn blocking<T: Send + 'static>(
+    path: PathBuf,
+    f: impl FnOnce(PathBuf) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(move || f(path))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Appends one JSON line per record and `fsync`s.
+pub fn append_lines(path: &Path, lines: &[String]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// The spooled records in order. A line that does not parse (a write torn by
+/// a crash) is skipped with an error in the log.
+pub fn read_spool(path: &Path) -> std::io::Result<Vec<SessionRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|line| match serde_json::from_str(line) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::error!(spool = %path.display(), error = %e, "skipping an unreadable spool line");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Replaces the spool with `records` (write a temporary file, `fsync`,
+/// rename, `fsync` the directory), so a crash leaves the old or the new spool.
+fn rewrite_spool(path: &Path, records: &[SessionRecord]) -> std::io::Result<()> {
+    if records.is_empty() {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(0)?;
+        return file.sync_all();
+    }
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let lines: Vec<String> = records
+        .iter()
+        .filter_map(|r| serde_json::to_string(r).ok())
+        .collect();
+    let _ = std::fs::remove_file(&tmp);
+    append_lines(&tmp, &lines)?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u32) -> SessionRecord {
+        SessionRecord {
+            session_id: format!("ses_{n:032x}"),
+            bastion: None,
+            serial: "7".into(),
+            key_id: "tpa:request=req_x:user=alice".into(),
+            request: "req_x".into(),
+            login: "deploy".into(),
+            requester: "alice".into(),
+            source: "127.0.0.1:5000".into(),
+            target: "web-1".into(),
+            target_address: "127.0.0.1:22".into(),
+            started_at: "2026-11-24T09:00:00Z".into(),
+            ended_at: "2026-11-24T09:01:00Z".into(),
+            bytes_to_target: 1,
+            bytes_from_target: 2,
+            end: "client_closed".into(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn spool_appends_rewrites_and_skips_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        assert!(read_spool(&path).unwrap().is_empty());
+        let line = |n| serde_json::to_string(&record(n)).unwrap();
+        append_lines(&path, &[line(1), line(2)]).unwrap();
+        // A torn last line from a crash mid-write.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"session_id\":\"ses_")
+            .unwrap();
+        append_lines(&path, &[String::new(), line(3)]).unwrap();
+        let ids: Vec<String> = read_spool(&path)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.session_id)
+            .collect();
+        assert_eq!(ids, [record(1), record(2), record(3)].map(|r| r.session_id));
+        rewrite_spool(&path, &[record(3)]).unwrap();
+        assert_eq!(read_spool(&path).unwrap(), [record(3)]);
+        rewrite_spool(&path, &[]).unwrap();
+        assert!(read_spool(&path).unwrap().is_empty());
+        assert_eq!(rejected_path(&path), dir.path().join("s.jsonl.rejected"));
+    }
+}
