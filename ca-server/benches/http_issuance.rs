@@ -8,7 +8,9 @@
 //! and three accounts, the real `Application` on port 0 (SQLite, WAL,
 //! `synchronous=FULL`), and small hand-written HTTP/1.1 clients. Bounded:
 //! issuance runs for `TPA_BENCH_SECS` seconds (default 10) after a 1 s
-//! warm-up, decision latency for `TPA_BENCH_ROUNDS` rounds (default 50).
+//! warm-up, decision latency for `TPA_BENCH_ROUNDS` rounds (default 25: each
+//! approver decides once a round, and decisions are limited to 30 per user per
+//! minute).
 //! `TPA_BENCH_CLIENTS` changes the number of clients (default 64).
 
 use std::collections::BTreeSet;
@@ -389,7 +391,7 @@ async fn decision_latency(
 async fn run(config: &Config, signing_rate: f64) -> anyhow::Result<usize> {
     let clients = env_number("TPA_BENCH_CLIENTS", 64)?;
     let secs = env_number("TPA_BENCH_SECS", 10)?;
-    let rounds = env_number("TPA_BENCH_ROUNDS", 50)?;
+    let rounds = env_number("TPA_BENCH_ROUNDS", 25)?;
     let app = Application::build(config, Some("127.0.0.1:0".parse()?)).await?;
     let address = app.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -426,10 +428,12 @@ async fn run(config: &Config, signing_rate: f64) -> anyhow::Result<usize> {
     }
     .await;
     let _ = stop.send(());
+    // A failed run says why before anything else.
+    let answered = outcome?;
     tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .context("the server did not stop within 10 s")???;
-    outcome
+    Ok(answered)
 }
 
 fn main() -> anyhow::Result<()> {
