@@ -199,8 +199,15 @@ impl BastionConfig {
     }
 
     /// Parses TOML text; relative paths are resolved against `base`.
+    ///
+    /// Plain `http://` to the CA is accepted only on loopback: over a network it
+    /// would let anyone on the path inject a CA key, hide revocations and read
+    /// the bastion's token.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(url) = &raw.ca_url {
+            check_ca_url(url)?;
+        }
         // A key file wins over ca_url for the keys; ca_url still serves the
         // revocation feed and session records.
         let trust = match (&raw.ca_url, raw.trusted_user_ca_keys) {
@@ -289,6 +296,30 @@ impl BastionConfig {
     }
 }
 
+/// Refuses a plain-HTTP CA URL whose host is not a loopback address.
+fn check_ca_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https:// \
+             (with trusted_user_ca_keys copied from the CA's /ca.pub)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +399,19 @@ v6 = "[::1]:22"
         };
         check("colour = \"blue\"\n", "unknown field");
         check("ca_token_file = \"t\"\n", "ca_url is not");
+        // Security review M4: no plain HTTP to the CA over a network.
+        check(
+            "ca_url = \"http://ca.example.com:8700\"\n",
+            "only to a loopback address",
+        );
+        check(
+            "ca_url = \"http://10.0.0.1\"\n",
+            "only to a loopback address",
+        );
+        assert!(super::check_ca_url("http://127.0.0.1:8700").is_ok());
+        assert!(super::check_ca_url("http://[::1]:8700/x").is_ok());
+        assert!(super::check_ca_url("http://localhost:8700").is_ok());
+        assert!(super::check_ca_url("https://ca.example.com").is_ok());
         check("revocation_poll = \"10s\"\n", "revocation_poll");
         check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");
         check("[limits]\nmax_connections = 0\n", "max_connections");

@@ -58,6 +58,8 @@ pub(super) struct RawOidc {
     groups_claim: Option<String>,
     #[serde(default)]
     group_map: BTreeMap<String, String>,
+    #[serde(default)]
+    trust_group_names: bool,
     username_claim: Option<String>,
     scopes: Option<Vec<String>>,
 }
@@ -132,6 +134,15 @@ fn connector(
             Ok(value.to_owned())
         }
     };
+    // Without a map, every group value the provider sends becomes a TPA group:
+    // safe only where users cannot create groups of their own (not GitLab, say).
+    if raw.group_map.is_empty() && !raw.trust_group_names {
+        return Err(format!(
+            "{} is empty: map the provider's group values to TPA groups, or set trust_group_names = true \
+             if only administrators can create groups at this provider",
+            at("group_map")
+        ));
+    }
     let mut group_map = BTreeMap::new();
     for (from, to) in &raw.group_map {
         let group =
@@ -253,6 +264,34 @@ mod tests {
         check("https://user@idp.example.com", false);
         check("ftp://idp.example.com", false);
         check("idp.example.com", false);
+    }
+
+    /// Security review M2: without a map, provider group names are trusted only on request.
+    #[test]
+    fn group_names_are_trusted_only_when_asked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = |extra: &str| {
+            format!(
+                "[ca]\nkey_file = \"k\"\n[database]\npath = \"d\"\n[server]\npublic_url = \"https://ca.example.com\"\n\
+                 [[oidc]]\nname = \"idp\"\nissuer = \"https://idp.example.com\"\nclient_id = \"tpa\"\n\
+                 client_secret_file = \"{}\"\n{extra}",
+                secret.display()
+            )
+        };
+        let path = dir.path().join("tpa.toml");
+        let load = |text: String| {
+            crate::config::Config::parse(&text, &path)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let e = load(config("")).unwrap_err();
+        assert!(e.contains("trust_group_names"), "{e}");
+        assert!(load(config("trust_group_names = true\n")).is_ok());
+        assert!(load(config("group_map = { \"gitlab/sre\" = \"sre-leads\" }\n")).is_ok());
     }
 
     #[test]

@@ -134,15 +134,21 @@ impl Identities {
 
     /// The user as of now, for decisions: `None` when the account is gone.
     /// Local accounts are re-read from the configuration (current groups and
-    /// display name); users of other issuers are returned unchanged, with the
-    /// groups of their login.
+    /// display name). Users of an OpenID Connect issuer keep the groups of
+    /// their login (re-read at the next login), and lose access at once when
+    /// their issuer is no longer a configured connector.
     pub fn refresh(&self, user: &User) -> Option<User> {
         if user.identity.issuer() == LOCAL_ISSUER {
             self.local
                 .get(user.identity.subject())
                 .filter(|fresh| fresh.identity == user.identity)
         } else {
-            Some(user.clone())
+            let trimmed = |s: &str| s.trim_end_matches('/').to_owned();
+            let issuer = trimmed(user.identity.issuer());
+            self.oidc
+                .iter()
+                .any(|c| trimmed(&c.config.issuer) == issuer)
+                .then(|| user.clone())
         }
     }
 }
@@ -191,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn refresh_rereads_local_accounts_and_keeps_other_issuers() {
+    fn refresh_rereads_local_accounts_and_drops_unknown_issuers() {
         let ids = identities(&account("bob", "pw", "\"sre-leads\""));
         let mut bob = ids.verify_password("bob", "pw").unwrap();
         bob.groups.clear();
@@ -210,8 +216,8 @@ mod tests {
         };
         assert_eq!(
             ids.refresh(&oidc),
-            Some(oidc.clone()),
-            "same subject, other issuer"
+            None,
+            "same subject at an issuer that is not (or no longer) a configured connector"
         );
     }
 }

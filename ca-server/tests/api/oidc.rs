@@ -118,7 +118,7 @@ fn add_connector(data: &mut DataDir, name: &str, issuer: &str) {
     write_private(&secret, b"tpa-test-secret\n");
     data.edit_config(|text| {
         format!(
-            "{text}\n[[oidc]]\nname = \"{name}\"\nissuer = \"{issuer}\"\nclient_id = \"tpa\"\nclient_secret_file = \"{}\"\n",
+            "{text}\n[[oidc]]\nname = \"{name}\"\nissuer = \"{issuer}\"\nclient_id = \"tpa\"\nclient_secret_file = \"{}\"\ntrust_group_names = true\n",
             secret.display()
         )
     });
