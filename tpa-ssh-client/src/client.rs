@@ -20,10 +20,24 @@ impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8700`).
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            anyhow::bail!(
-                "the CA URL {base:?} must start with https:// (or http:// for a local CA)"
-            );
+        if let Some(rest) = base.strip_prefix("http://") {
+            // Passwords and tokens never cross a network in clear text.
+            let authority = rest.split('/').next().unwrap_or_default();
+            let host = match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or_default(),
+                None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+            };
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                anyhow::bail!(
+                    "the CA URL {base:?} must use https:// (plain http:// only for a CA on this machine)"
+                );
+            }
+        } else if !base.starts_with("https://") {
+            anyhow::bail!("the CA URL {base:?} must start with https://");
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -106,3 +120,19 @@ impl std::fmt::Display for ApiFailure {
 }
 
 impl std::error::Error for ApiFailure {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(Client::new("https://ca.example.com", None).is_ok());
+        assert!(Client::new("http://127.0.0.1:8700", None).is_ok());
+        assert!(Client::new("http://[::1]:8700/", None).is_ok());
+        assert!(Client::new("http://localhost:8700", None).is_ok());
+        assert!(Client::new("http://ca.example.com", None).is_err());
+        assert!(Client::new("http://10.1.2.3:8700", None).is_err());
+        assert!(Client::new("ftp://ca", None).is_err());
+    }
+}

@@ -108,9 +108,10 @@ pub(super) fn webhooks(raw: &[RawWebhook], base: &Path) -> Result<Vec<WebhookCon
                     } else {
                         base.join(p)
                     };
-                    let text = std::fs::read_to_string(&path)
+                    // Private like every other secret file: regular, ours, mode 0600.
+                    let text = super::oidc::read_private_file(&path)
                         .map_err(|e| ctx(format!("secret_file {}: {e}", path.display())))?;
-                    let secret = text.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
+                    let secret = text.into_bytes();
                     if secret.len() < 16 {
                         return Err(ctx("secret_file must hold at least 16 bytes".to_owned()));
                     }
