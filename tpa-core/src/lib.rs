@@ -11,6 +11,7 @@ pub mod duration;
 pub mod host;
 pub mod identifiers;
 pub mod identity;
+pub mod krl;
 pub mod request;
 pub mod role;
 pub mod serial;

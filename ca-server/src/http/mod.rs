@@ -5,6 +5,7 @@ mod bastion;
 mod ca_pub;
 pub mod error;
 mod health;
+mod krl;
 pub mod rate_limit;
 mod requests;
 mod reviews;
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ca.pub", get(ca_pub::get))
         .route("/healthz", get(health::get))
+        .route("/krl", get(krl::get))
         .route("/api/v1/login", post(auth::api_login).layer(login_limit))
         .route("/api/v1/logout", post(auth::api_logout))
         .route("/api/v1/whoami", get(auth::whoami))

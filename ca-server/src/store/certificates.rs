@@ -87,3 +87,37 @@ pub fn without_matching_audit(conn: &Connection) -> Result<Vec<(String, i64)>, S
 pub fn count(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))?)
 }
+
+/// A certificate that must be in the KRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedCertificate {
+    /// Decimal serial.
+    pub serial: String,
+    /// Key id.
+    pub key_id: String,
+    /// `SHA256:…` of the CA key that signed it.
+    pub ca_key_fingerprint: String,
+}
+
+/// Certificates still valid at `now` whose request was revoked or cancelled
+/// (a cancelled grant's window ended early, so every certificate of it that is
+/// still valid outlives its window).
+pub fn revoked_unexpired(
+    conn: &Connection,
+    now: i64,
+) -> Result<Vec<RevokedCertificate>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT c.serial, c.key_id, c.ca_key_fingerprint FROM certificates c
+         JOIN requests r ON r.id = c.request_id
+         WHERE r.state IN ('revoked', 'cancelled') AND c.valid_before > ?1
+         ORDER BY c.ca_key_fingerprint, c.serial",
+    )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok(RevokedCertificate {
+            serial: r.get(0)?,
+            key_id: r.get(1)?,
+            ca_key_fingerprint: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

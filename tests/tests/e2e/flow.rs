@@ -278,3 +278,113 @@ groups = ["engineers"]
         "a web certificate opened a db host"
     );
 }
+
+/// Revocation reaches plain sshd: the KRL from `GET /krl` names the revoked
+/// request's certificate (ssh-keygen -Q agrees) and sshd with `RevokedKeys`
+/// refuses it, while a certificate of another, active request still logs in.
+#[test]
+fn revoked_certificate_is_in_the_krl_and_refused_by_sshd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = two_stage_ca(tmp.path());
+    let running = ca.serve();
+    let addr = running.addr;
+    let me = current_login();
+    let (alice, bob, carol) = (
+        login(addr, "alice"),
+        login(addr, "bob"),
+        login(addr, "carol"),
+    );
+    let grant = |host: &str, key: &UserKey| {
+        let body = format!(
+            r#"{{"role":"hotfix-admin","hosts":["{host}"],"duration":"1h","reason":"INC-2 krl"}}"#
+        );
+        let (status, submitted) = post(addr, &alice, "/api/v1/requests", &body);
+        assert_eq!(status, 201, "{submitted}");
+        let id = submitted["request"]["id"].as_str().unwrap().to_owned();
+        post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
+        post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
+        let public_key = std::fs::read_to_string(&key.public).unwrap();
+        let body = serde_json::json!({ "public_key": public_key }).to_string();
+        let (status, cert) = post(
+            addr,
+            &alice,
+            &format!("/api/v1/requests/{id}/certificate"),
+            &body,
+        );
+        assert_eq!(status, 200, "{cert}");
+        std::fs::write(&key.cert, cert["certificate"].as_str().unwrap()).unwrap();
+        id
+    };
+    let revoked_key = UserKey::generate(tmp.path(), "id_revoked");
+    let kept_key = UserKey::generate(tmp.path(), "id_kept");
+    let revoked_id = grant("web-1", &revoked_key);
+    grant("web-2", &kept_key);
+
+    let (status, before) = http_get(addr, "/krl");
+    assert_eq!(status, 200);
+    let (status, body) = post(
+        addr,
+        &bob,
+        &format!("/api/v1/requests/{revoked_id}/revoke"),
+        r#"{"comment":"INC-2 closed"}"#,
+    );
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("revoked")),
+        "{body}"
+    );
+    let (_, krl) = http_get(addr, "/krl");
+    assert_ne!(krl, before, "the KRL changed with the revocation");
+    let krl_path = tmp.path().join("revoked.krl");
+    std::fs::write(&krl_path, &krl).unwrap();
+
+    let query = |cert: &std::path::Path| {
+        std::process::Command::new(crate::harness::require(
+            "ssh-keygen",
+            "install openssh-client",
+        ))
+        .arg("-Q")
+        .arg("-f")
+        .arg(&krl_path)
+        .arg(cert)
+        .output()
+        .unwrap()
+    };
+    let revoked = query(&revoked_key.cert);
+    assert!(
+        !revoked.status.success(),
+        "ssh-keygen -Q must report the revoked certificate"
+    );
+    assert!(
+        String::from_utf8_lossy(&revoked.stdout).contains("REVOKED"),
+        "{}",
+        String::from_utf8_lossy(&revoked.stdout)
+    );
+    let kept = query(&kept_key.cert);
+    assert!(
+        kept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kept.stdout)
+    );
+
+    let (_, ca_pub) = http_get(addr, "/ca.pub");
+    let sshd = crate::harness::Sshd::start_with_options(
+        &tmp.path().join("sshd"),
+        &ca_pub,
+        None,
+        Some(&krl_path),
+    );
+    let out = sshd.ssh(&kept_key, &me, "echo kept-ok");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "kept-ok",
+        "sshd log:\n{}",
+        sshd.log()
+    );
+    let out = sshd.ssh(&revoked_key, &me, "echo revoked-ok");
+    assert!(
+        !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("revoked-ok"),
+        "a revoked certificate logged in"
+    );
+    assert!(sshd.log().contains("revoked"), "sshd log:\n{}", sshd.log());
+}

@@ -322,6 +322,17 @@ impl Sshd {
         trusted_ca_keys: &[u8],
         principals_dir: Option<&Path>,
     ) -> Self {
+        Self::start_with_options(dir, trusted_ca_keys, principals_dir, None)
+    }
+
+    /// Like [`Sshd::start`], with optional `AuthorizedPrincipalsFile <dir>/%u`
+    /// and `RevokedKeys <file>`.
+    pub fn start_with_options(
+        dir: &Path,
+        trusted_ca_keys: &[u8],
+        principals_dir: Option<&Path>,
+        revoked_keys: Option<&Path>,
+    ) -> Self {
         let sshd = require(
             "sshd",
             "install openssh-server (as root: apt-get update && apt-get install -y openssh-server), or run ./scripts/test as root",
@@ -347,7 +358,7 @@ impl Sshd {
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
-                 TrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nAuthorizedPrincipalsFile {principals}\n\
+                 TrustedUserCAKeys {ca}\nAuthorizedKeysFile none\nAuthorizedPrincipalsFile {principals}\n{revoked}\
                  PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
                  MaxStartups 50\n",
@@ -355,6 +366,7 @@ impl Sshd {
                 dir = dir.display(),
                 ca = ca_file.display(),
                 principals = principals_dir.map_or("none".to_owned(), |d| format!("{}/%u", d.display())),
+                revoked = revoked_keys.map_or(String::new(), |f| format!("RevokedKeys {}\n", f.display())),
             ),
         )
         .unwrap();
