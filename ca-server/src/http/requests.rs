@@ -322,6 +322,47 @@ pub(crate) async fn deny_request(
     .await
 }
 
+/// Clears the post-incident review of a break-glass grant (rate-limited like
+/// every decision; shared by the API and the web form).
+pub(crate) async fn review_request(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    user: User,
+    id: RequestId,
+    comment: String,
+) -> Result<AccessRequest, ApiError> {
+    decide(
+        state,
+        ip,
+        user,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::review_break_glass(conn, &st.config.policy, user, id, &comment, source, now)
+        },
+    )
+    .await
+}
+
+/// An approver of the role revokes `id` (rate-limited like every decision).
+pub(crate) async fn revoke_request(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    user: User,
+    id: RequestId,
+    comment: String,
+) -> Result<AccessRequest, ApiError> {
+    decide(
+        state,
+        ip,
+        user,
+        id,
+        move |st, conn, user, id, source, now| {
+            wf::revoke(conn, &st.config.policy, user, id, &comment, source, now)
+        },
+    )
+    .await
+}
+
 /// The requester cancels `id` (rate-limited; shared like [`approve_request`]).
 pub(crate) async fn cancel_request(
     state: &AppState,
@@ -475,23 +516,6 @@ pub async fn revoke(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let Json(body) = body?;
-    let r = decide(
-        &state,
-        ip.0,
-        auth.user,
-        id,
-        move |st, conn, user, id, source, now| {
-            wf::revoke(
-                conn,
-                &st.config.policy,
-                user,
-                id,
-                &body.comment,
-                source,
-                now,
-            )
-        },
-    )
-    .await?;
+    let r = revoke_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }

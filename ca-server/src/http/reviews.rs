@@ -8,9 +8,9 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use tpa_core::api::{RequestList, RequestView, ReviewBody};
 
-use super::auth::{Authenticated, ConnectInfoOpt, audit_source};
+use super::auth::{Authenticated, ConnectInfoOpt};
 use super::error::ApiError;
-use super::requests::{csrf, parse_id, run};
+use super::requests::{csrf, parse_id, review_request, run};
 use crate::request_view::view;
 use crate::startup::AppState;
 use crate::workflow::requests as wf;
@@ -46,20 +46,6 @@ pub async fn review(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let Json(body) = body?;
-    let source = audit_source(ip.0);
-    let now = Utc::now();
-    let st = state.clone();
-    let r = run(&state, move |conn| {
-        wf::review_break_glass(
-            conn,
-            &st.config.policy,
-            &auth.user,
-            &id,
-            &body.comment,
-            &source,
-            now,
-        )
-    })
-    .await?;
-    Ok(Json(view(&r, &state.config.policy, now)))
+    let r = review_request(&state, ip.0, auth.user, id, body.comment).await?;
+    Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }

@@ -486,6 +486,22 @@ async fn break_glass_self_approves_notifies_and_needs_a_review() {
         )
         .unwrap();
     assert_eq!(announced, 1);
+    // Reviews count toward the decision rate limit like approvals (30 per user per minute).
+    let mut limited = false;
+    for _ in 0..35 {
+        let r = post(
+            &app,
+            &bob,
+            &format!("/api/v1/requests/{id}/review"),
+            r#"{"comment":"again"}"#,
+        )
+        .await;
+        if r.status == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "review decisions must be rate-limited");
     app.stop().await;
 }
 

@@ -10,9 +10,9 @@ use chrono::Utc;
 use minijinja::{Value, context};
 
 use super::{PageError, checked_form, page_context, render_status, request_value, to_login};
-use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source};
+use crate::http::auth::{Authenticated, ConnectInfoOpt};
 use crate::http::error::{ApiError, refusal_status};
-use crate::http::requests::{parse_id, run};
+use crate::http::requests::{parse_id, review_request, run};
 use crate::startup::AppState;
 use crate::workflow::requests as wf;
 
@@ -66,21 +66,7 @@ pub async fn post(
     };
     let id = parse_id(&id)?;
     let comment = fields.get("comment").unwrap_or_default().to_owned();
-    let source = audit_source(ip.0);
-    let st = state.clone();
-    let user = auth.user.clone();
-    let result = run(&state, move |conn| {
-        wf::review_break_glass(
-            conn,
-            &st.config.policy,
-            &user,
-            &id,
-            &comment,
-            &source,
-            Utc::now(),
-        )
-    })
-    .await;
+    let result = review_request(&state, ip.0, auth.user.clone(), id, comment).await;
     match result {
         Ok(_) => Ok(Redirect::to("/reviews").into_response()),
         Err(ApiError::Refused { code, message }) => {
