@@ -113,6 +113,23 @@ CREATE TABLE cli_login_codes (
     used_at         TEXT
 ) STRICT;
 
+CREATE TABLE device_logins (
+    device_hash     TEXT PRIMARY KEY,
+    user_code_hash  TEXT NOT NULL UNIQUE,
+    client_source   TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL,
+    interval_secs   INTEGER NOT NULL,
+    last_poll_at    TEXT,
+    status          TEXT NOT NULL
+                    CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'done')),
+    decided_at      TEXT,
+    issuer          TEXT,
+    subject         TEXT,
+    username        TEXT,
+    groups          TEXT
+) STRICT;
+
 CREATE TABLE oidc_logins (
     state_hash          TEXT PRIMARY KEY,
     browser_hash        TEXT NOT NULL,
@@ -174,6 +191,8 @@ CREATE INDEX certificates_request_id ON certificates (request_id);
 CREATE INDEX certificates_valid_before ON certificates (valid_before);
 
 CREATE INDEX cli_login_codes_expires_at ON cli_login_codes (expires_at);
+
+CREATE INDEX device_logins_expires_at ON device_logins (expires_at);
 
 CREATE INDEX oidc_logins_expires_at ON oidc_logins (expires_at);
 

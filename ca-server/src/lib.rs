@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod device_login;
 pub mod http;
 pub mod identity;
 pub mod notify;

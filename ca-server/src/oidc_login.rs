@@ -59,6 +59,8 @@ pub enum Refusal {
     UnusableUsername(String),
     /// CLI: unknown, used or expired code, wrong verifier or redirect URI.
     InvalidCliCode(&'static str),
+    /// The client's address is over a login limit (audited once per window).
+    RateLimited(&'static str),
 }
 
 impl Refusal {
@@ -77,6 +79,11 @@ impl Refusal {
             Refusal::Verification(e) => e.clone(),
             Refusal::UnusableUsername(e) => e.clone(),
             Refusal::InvalidCliCode(why) => format!("cli code {why}"),
+            Refusal::RateLimited(why) => {
+                format!(
+                    "{why} from this address; further attempts are not recorded until the limit resets"
+                )
+            }
         }
     }
 
@@ -107,6 +114,9 @@ impl Refusal {
             }
             Refusal::InvalidCliCode(_) => {
                 "The login code is unknown, used, expired, or does not match this client. Run `tpa-ssh login` again.".to_owned()
+            }
+            Refusal::RateLimited(_) => {
+                "Too many login attempts from your address. Wait a few minutes and try again.".to_owned()
             }
         }
     }

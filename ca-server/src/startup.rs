@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::rate_limit::{DecisionRateLimiter, LoginRateLimiter};
+use crate::http::rate_limit::{self, AddressRateLimiter, DecisionRateLimiter, LoginRateLimiter};
 use crate::identity::Identities;
 use crate::notify::{OutboxBell, Waiters};
 use crate::signer::Signer;
@@ -42,6 +42,12 @@ pub struct AppState {
     pub login_limiter: Arc<LoginRateLimiter>,
     /// Decision limits (approve, deny, cancel) shared by the API and the web forms.
     pub decision_limiter: Arc<DecisionRateLimiter>,
+    /// SSO, CLI and device logins started per client address.
+    pub login_start_limiter: Arc<AddressRateLimiter>,
+    /// Failed SSO callbacks, CLI code exchanges and unknown device codes per address.
+    pub sso_failure_limiter: Arc<AddressRateLimiter>,
+    /// Wrong device user codes, per user (identity) and per address.
+    pub user_code_limiter: Arc<LoginRateLimiter>,
     /// Clients waiting for a decision on a request.
     pub waiters: Waiters,
     /// Wakes the webhook senders after something was queued.
@@ -84,6 +90,15 @@ impl AppState {
             config,
             login_limiter: Arc::new(LoginRateLimiter::default()),
             decision_limiter: Arc::new(DecisionRateLimiter::default()),
+            login_start_limiter: Arc::new(AddressRateLimiter::new(
+                rate_limit::STARTS_PER_IP,
+                rate_limit::WINDOW,
+            )),
+            sso_failure_limiter: Arc::new(AddressRateLimiter::new(
+                rate_limit::SSO_FAILURES_PER_IP,
+                rate_limit::WINDOW,
+            )),
+            user_code_limiter: Arc::new(LoginRateLimiter::default()),
             waiters: Waiters::default(),
             bell: OutboxBell::default(),
         })

@@ -1,19 +1,24 @@
 // The OpenID provider of the TPA tests: the real npm `oidc-provider` on
 // 127.0.0.1, with the clients and users of a JSON file, and its interaction
 // pages replaced by a handler that logs in the user named by `login_hint`
-// and grants consent, so tests complete logins without a person.
+// and grants consent, so tests complete logins without a person. Without a
+// `login_hint` it shows a plain login form (a username field), which the
+// headless-browser tests fill in.
 //
 // Usage: node server.js PORT CONFIG.json
 // CONFIG.json: {
 //   "clients": [{"client_id", "client_secret", "redirect_uris": [...]}],
 //   "users": {"<login_hint>": {"sub": "...", "preferred_username": "...", "email": "...", "groups": [...]}},
 //   "id_token_ttl": 600,          // seconds (optional)
-//   "clock_offset": 0             // seconds added to the provider's clock (optional; tests of expiry)
+//   "clock_offset": 0,            // seconds added to the provider's clock (optional; tests of expiry)
+//   "id_token_audience": "other"  // re-sign every ID token with this `aud` (optional; audience tests)
 // }
+// Each start signs with a fresh RSA key under a fresh `kid`, so restarting
+// the provider on the same port is a key rotation.
 // Prints "listening on http://127.0.0.1:PORT" once ready.
 
 import { readFileSync } from 'node:fs';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 
 const [portArg, configPath] = process.argv.slice(2);
 const port = Number(portArg);
@@ -34,7 +39,8 @@ if (offsetMs !== 0) {
 const { default: Provider } = await import('oidc-provider');
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'test-key', use: 'sig', alg: 'RS256' };
+const kid = randomBytes(8).toString('hex');
+const jwk = { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' };
 
 const usersBySub = new Map();
 for (const user of Object.values(config.users)) {
@@ -75,7 +81,36 @@ const provider = new Provider(issuer, {
   },
 });
 
-// Automatic interactions: log in the `login_hint` user, grant what is asked.
+// With `id_token_audience`, ID tokens leave the token endpoint re-signed
+// (same key) with another audience: a token minted for another client.
+if (config.id_token_audience) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path !== '/token' || !ctx.body || typeof ctx.body.id_token !== 'string') return;
+    const [header, payload] = ctx.body.id_token.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    claims.aud = config.id_token_audience;
+    const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
+    const signature = sign('sha256', Buffer.from(`${header}.${body}`), privateKey).toString('base64url');
+    ctx.body = { ...ctx.body, id_token: `${header}.${body}.${signature}` };
+  });
+}
+
+async function formBody(req) {
+  let text = '';
+  for await (const chunk of req) {
+    text += chunk;
+    if (text.length > 4096) break;
+  }
+  return new URLSearchParams(text);
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+// Automatic interactions: log in the `login_hint` user (or the one typed in
+// the login form), grant what is asked.
 provider.use(async (ctx, next) => {
   const match = /^\/interaction\/([^/]+)$/.exec(ctx.path);
   if (!match) {
@@ -86,7 +121,19 @@ provider.use(async (ctx, next) => {
   const { prompt, params } = details;
   let result;
   if (prompt.name === 'login') {
-    const user = config.users[params.login_hint];
+    let login = params.login_hint;
+    if (!login && ctx.method === 'POST') {
+      login = (await formBody(ctx.req)).get('login');
+    }
+    if (!login) {
+      ctx.type = 'html';
+      ctx.body = `<!doctype html><title>Test IdP login</title>
+<form method="post" action="/interaction/${escapeHtml(match[1])}">
+<label for="login">Username</label> <input id="login" name="login" autocomplete="off">
+<button id="submit" type="submit">Sign in</button></form>`;
+      return;
+    }
+    const user = config.users[login];
     if (!user) {
       result = { error: 'access_denied', error_description: 'unknown login_hint' };
     } else {

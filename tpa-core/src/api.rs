@@ -180,6 +180,48 @@ impl std::fmt::Debug for CliTokenRequest {
     }
 }
 
+/// The answer to `POST /api/v1/cli/device`: a device login for
+/// `tpa-ssh login --no-browser` (RFC 8628 style).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthorization {
+    /// The secret the CLI polls `POST /api/v1/cli/device/token` with.
+    pub device_code: String,
+    /// The code the person types at the verification page, `XXXX-XXXX`.
+    pub user_code: String,
+    /// The verification page's path on the CA (`/device`).
+    pub verification_path: String,
+    /// Seconds until both codes expire.
+    pub expires_in: i64,
+    /// Seconds the CLI waits between polls (more after `slow_down`).
+    pub interval: i64,
+}
+
+impl std::fmt::Debug for DeviceAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceAuthorization")
+            .field("device_code", &"<redacted>")
+            .field("user_code", &self.user_code)
+            .field("verification_path", &self.verification_path)
+            .field("expires_in", &self.expires_in)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+/// The body of `POST /api/v1/cli/device/token`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTokenRequest {
+    /// The device code of [`DeviceAuthorization`].
+    pub device_code: String,
+}
+
+impl std::fmt::Debug for DeviceTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceTokenRequest { device_code: <redacted> }")
+    }
+}
+
 /// The answer to `POST /api/v1/login`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginResponse {

@@ -26,7 +26,8 @@ pub enum Command {
         /// With --username: read the password from the first line of standard input.
         #[arg(long, requires = "username")]
         password_stdin: bool,
-        /// SSO: print the URL instead of opening a browser.
+        /// SSO on a machine without a browser: show a URL and a short code to
+        /// confirm in a browser on any machine, and wait (device login).
         #[arg(long, conflicts_with = "username")]
         no_browser: bool,
     },

@@ -1,6 +1,9 @@
 //! `tpa-ssh login` with the company SSO: a loopback listener on 127.0.0.1, a
 //! PKCE pair of the CLI's own, the browser at the CA's `/cli/login`, and the
 //! one-time code exchanged at `POST /api/v1/cli/token` for an API token.
+//! With `--no-browser`, a device login instead: the CA gives a short user
+//! code to confirm at its `/device` page from any browser, and the CLI polls
+//! `POST /api/v1/cli/device/token` until it is approved, denied or expired.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,9 +15,9 @@ use reqwest::Method;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
-use tpa_core::api::{CliTokenRequest, LoginResponse};
+use tpa_core::api::{CliTokenRequest, DeviceAuthorization, DeviceTokenRequest, LoginResponse};
 
-use crate::client::Client;
+use crate::client::{ApiFailure, Client};
 
 /// How long the CLI waits for the browser to come back.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -102,6 +105,9 @@ pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCod
         "give the CA's URL: `tpa-ssh login --ca https://ca.example.com` (or set TPA_CA_URL)",
     )?;
     let client = Client::new(ca, None)?;
+    if no_browser {
+        return device_login(&client).await;
+    }
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot listen on 127.0.0.1 for the login callback")?;
@@ -118,8 +124,8 @@ pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCod
         client.base(),
         encode(&redirect_uri)
     );
-    let opened = !no_browser
-        && (std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some())
+    let opened = (std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some())
         && std::process::Command::new("xdg-open")
             .arg(&url)
             .stdout(std::process::Stdio::null())
@@ -149,8 +155,95 @@ pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCod
     crate::commands::save_login(&client, answer)
 }
 
+/// The longest a device login is waited for, whatever the CA says.
+const DEVICE_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// What to do after one poll of a device login.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Poll again after this many seconds.
+    Wait(u64),
+    /// Stop with this error.
+    Stop(String),
+}
+
+/// The next step after a refused poll with `code`, polling every `interval` s.
+fn after_refusal(code: &str, message: &str, interval: u64) -> Next {
+    match code {
+        "authorization_pending" => Next::Wait(interval),
+        // RFC 8628 §3.5: slow down by 5 s, for this and every later poll.
+        "slow_down" => Next::Wait(interval + 5),
+        "access_denied" => Next::Stop(
+            "the login was denied in the browser; run `tpa-ssh login --no-browser` again if that was a mistake".to_owned(),
+        ),
+        "expired_token" => Next::Stop(
+            "the code expired before it was confirmed; run `tpa-ssh login --no-browser` again".to_owned(),
+        ),
+        _ => Next::Stop(format!("the CA refused the login: {message} ({code})")),
+    }
+}
+
+/// `tpa-ssh login --no-browser`: a device login.
+async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
+    let started: DeviceAuthorization = client
+        .call(Method::POST, "/api/v1/cli/device", None::<&()>)
+        .await
+        .context("cannot start the login")?;
+    let page = format!("{}{}", client.base(), started.verification_path);
+    eprintln!(
+        "To log in, open this page in a browser on any machine and log in:\n  {page}\nthen enter the code:\n  {}\n(or open {page}?code={})\nWaiting for the confirmation (the code expires in {} min)…",
+        started.user_code,
+        started.user_code,
+        started.expires_in.max(0) / 60
+    );
+    let limit =
+        Duration::from_secs(u64::try_from(started.expires_in).unwrap_or(0)).min(DEVICE_MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut interval = u64::try_from(started.interval).unwrap_or(5).clamp(1, 60);
+    let body = DeviceTokenRequest {
+        device_code: started.device_code,
+    };
+    loop {
+        if tokio::time::Instant::now() + Duration::from_secs(interval) > deadline {
+            bail!(
+                "the code expired before it was confirmed; run `tpa-ssh login --no-browser` again"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+        let answer: anyhow::Result<LoginResponse> = client
+            .call(Method::POST, "/api/v1/cli/device/token", Some(&body))
+            .await;
+        let failure = match answer {
+            Ok(answer) => return crate::commands::save_login(client, answer),
+            Err(e) => match e.downcast::<ApiFailure>() {
+                Ok(failure) => failure,
+                Err(other) => return Err(other),
+            },
+        };
+        match after_refusal(&failure.code, &failure.message, interval) {
+            Next::Wait(next) => interval = next.min(60),
+            Next::Stop(why) => bail!(why),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn poll_answers() {
+        assert_eq!(after_refusal("authorization_pending", "", 5), Next::Wait(5));
+        assert_eq!(after_refusal("slow_down", "", 5), Next::Wait(10));
+        assert!(
+            matches!(after_refusal("access_denied", "", 5), Next::Stop(m) if m.contains("denied"))
+        );
+        assert!(
+            matches!(after_refusal("expired_token", "", 5), Next::Stop(m) if m.contains("expired"))
+        );
+        assert!(
+            matches!(after_refusal("invalid_grant", "unknown", 5), Next::Stop(m) if m.contains("unknown"))
+        );
+    }
+
     use super::*;
 
     #[test]

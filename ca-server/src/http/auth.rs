@@ -293,15 +293,24 @@ pub(crate) async fn password_login(
         })
         .await
     };
-    if let Err(wait) = state
+    // Counted before the argon2 verification, so attempts in flight at
+    // once cannot exceed the limit; a success gives its count back.
+    let reservation = match state
         .login_limiter
-        .check(&request.username, ip, Instant::now())
+        .reserve(&request.username, ip, Instant::now())
     {
-        deny("too many failed logins", request.username, source).await?;
-        return Err(ApiError::RateLimited {
-            retry_after_secs: wait.as_secs().max(1),
-        });
-    }
+        Ok(r) => r,
+        Err(limited) => {
+            // Only the first refusal in the window is audited: a flood
+            // cannot fill the audit trail.
+            if limited.first {
+                deny("too many failed logins", request.username, source).await?;
+            }
+            return Err(ApiError::RateLimited {
+                retry_after_secs: limited.retry_after.as_secs().max(1),
+            });
+        }
+    };
     let identities = state.identities.clone();
     let username = request.username.clone();
     let verified = tokio::task::spawn_blocking(move || {
@@ -310,11 +319,11 @@ pub(crate) async fn password_login(
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     let user = match verified {
-        Ok(user) => user,
+        Ok(user) => {
+            state.login_limiter.release(reservation);
+            user
+        }
         Err(_) => {
-            state
-                .login_limiter
-                .record_failure(&username, ip, Instant::now());
             deny("invalid credentials", username, source).await?;
             return Err(ApiError::InvalidCredentials);
         }

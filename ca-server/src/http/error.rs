@@ -71,7 +71,12 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "window_ended"
         | "policy_not_satisfied"
         | "content_changed" => StatusCode::CONFLICT,
-        "invalid_grant" => StatusCode::BAD_REQUEST,
+        "invalid_grant"
+        | "authorization_pending"
+        | "slow_down"
+        | "access_denied"
+        | "expired_token" => StatusCode::BAD_REQUEST,
+        "too_many_logins" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -102,6 +102,22 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/cli/token",
             post(web::oidc::cli_token).layer(login_limit),
         )
+        .route(
+            "/api/v1/cli/device",
+            post(web::device::api_start).layer(login_limit),
+        )
+        .route(
+            "/api/v1/cli/device/token",
+            post(web::device::api_token).layer(login_limit),
+        )
+        .route(
+            "/device",
+            get(web::device::get).merge(post(web::device::post).layer(login_limit)),
+        )
+        .route(
+            "/device/decision",
+            post(web::device::decide).layer(login_limit),
+        )
         .route("/static/app.css", get(web::app_css))
         .route("/static/refresh.js", get(web::refresh_js))
         .fallback(|| async { ApiError::NotFound })

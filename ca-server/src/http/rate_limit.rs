@@ -1,6 +1,7 @@
 //! In-memory rate limits in sliding windows: failed logins (per attempted
-//! username and per client IP; successes do not count) and decisions (approve,
-//! deny, cancel: per user, web and API alike). Memory is bounded: each key
+//! username and per client IP; counted before verification, successes given
+//! back), unauthenticated SSO work per client address, and decisions
+//! (approve, deny, cancel: per user, web and API alike). Memory is bounded: each key
 //! keeps at most its limit of timestamps, and each map at most `max_keys` keys
 //! (stale keys go first, then the least recently used).
 
@@ -63,6 +64,15 @@ impl<K: Hash + Eq + Clone> Failures<K> {
         )
     }
 
+    /// Removes one event of `key` at exactly `at` (a released reservation).
+    fn forget(&mut self, key: &K, at: Instant) {
+        if let Some(times) = self.keys.get_mut(key)
+            && let Some(position) = times.iter().rposition(|t| *t == at)
+        {
+            times.remove(position);
+        }
+    }
+
     fn record(&mut self, key: K, now: Instant) {
         if !self.keys.contains_key(&key) && self.keys.len() >= self.max_keys {
             let window = self.window;
@@ -90,10 +100,42 @@ impl<K: Hash + Eq + Clone> Failures<K> {
     }
 }
 
-/// The failed-login limiter shared by the API and the web login.
+/// Why an attempt was refused by a limiter: how long to wait, and whether
+/// this is the first refusal of its key in the window (only that one is
+/// audited, so a flood cannot fill the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// Until the next attempt may pass (at least one second).
+    pub retry_after: Duration,
+    /// The first refusal of this key in the window.
+    pub first: bool,
+}
+
+/// An attempt counted in advance by [`LoginRateLimiter::reserve`]; a
+/// success gives it back with [`LoginRateLimiter::release`].
+#[derive(Debug)]
+#[must_use = "a reservation counts as a failure unless released"]
+pub struct Reservation {
+    username: String,
+    ip: Option<IpAddr>,
+    at: Instant,
+}
+
+/// The failed-login limiter shared by the API and the web login (and the
+/// device-code form, keyed by the user's identity). An attempt is counted
+/// before the (slow) verification, so parallel attempts cannot exceed the
+/// limit; a success gives its count back.
 #[derive(Debug)]
 pub struct LoginRateLimiter {
-    inner: Mutex<(Failures<String>, Failures<IpAddr>)>,
+    inner: Mutex<LoginLimits>,
+}
+
+#[derive(Debug)]
+struct LoginLimits {
+    users: Failures<String>,
+    ips: Failures<IpAddr>,
+    /// Keys whose refusal was already reported in the window.
+    noted: Failures<(String, Option<IpAddr>)>,
 }
 
 impl Default for LoginRateLimiter {
@@ -113,33 +155,131 @@ fn username_key(username: &str) -> String {
 impl LoginRateLimiter {
     fn with_max_keys(max_keys: usize) -> Self {
         Self {
+            inner: Mutex::new(LoginLimits {
+                users: Failures::new(PER_USERNAME, WINDOW, max_keys),
+                ips: Failures::new(PER_IP, WINDOW, max_keys),
+                noted: Failures::new(1, WINDOW, max_keys),
+            }),
+        }
+    }
+
+    /// Counts one attempt for this username and IP before it is verified, or
+    /// `Err` without counting when either has used up its failures.
+    pub fn reserve(
+        &self,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Reservation, Limited> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let limits = &mut *guard;
+        let key = username_key(username);
+        let user_wait = limits.users.retry_after(&key, now);
+        let ip_wait = ip.and_then(|ip| limits.ips.retry_after(&ip, now));
+        if let Some(wait) = user_wait.max(ip_wait) {
+            let noted_key = (key, ip);
+            let first = limits.noted.retry_after(&noted_key, now).is_none();
+            if first {
+                limits.noted.record(noted_key, now);
+            }
+            return Err(Limited {
+                retry_after: wait.max(Duration::from_secs(1)),
+                first,
+            });
+        }
+        limits.users.record(key.clone(), now);
+        if let Some(ip) = ip {
+            limits.ips.record(ip, now);
+        }
+        Ok(Reservation {
+            username: key,
+            ip,
+            at: now,
+        })
+    }
+
+    /// Gives back the count of a successful attempt.
+    pub fn release(&self, reservation: Reservation) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let limits = &mut *guard;
+        limits.users.forget(&reservation.username, reservation.at);
+        if let Some(ip) = reservation.ip {
+            limits.ips.forget(&ip, reservation.at);
+        }
+    }
+}
+
+/// A per-address limit on unauthenticated work (starting SSO logins,
+/// device logins, failed callbacks and code exchanges): at most `limit`
+/// events per client address in `window`. Callers without a known address
+/// (in-process tests) share one key.
+#[derive(Debug)]
+pub struct AddressRateLimiter {
+    /// (events per address, addresses whose refusal was already reported).
+    inner: Mutex<(AddressEvents, AddressEvents)>,
+}
+
+/// Event times per client address (`None`: unknown address).
+type AddressEvents = Failures<Option<IpAddr>>;
+
+/// SSO and device logins an address may start in [`WINDOW`].
+pub const STARTS_PER_IP: usize = 30;
+/// Failed SSO callbacks, CLI code exchanges and device polls with an
+/// unknown code an address may cause in [`WINDOW`].
+pub const SSO_FAILURES_PER_IP: usize = 20;
+
+impl AddressRateLimiter {
+    /// At most `limit` events per address in `window`.
+    pub fn new(limit: usize, window: Duration) -> Self {
+        Self {
             inner: Mutex::new((
-                Failures::new(PER_USERNAME, WINDOW, max_keys),
-                Failures::new(PER_IP, WINDOW, max_keys),
+                Failures::new(limit, window, MAX_KEYS),
+                Failures::new(1, window, MAX_KEYS),
             )),
         }
     }
 
-    /// `Err(retry_after)` when this username or this IP has used up its failures.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+    /// `Err` when `ip` is at its limit (nothing counted), else `Ok` without counting.
+    pub fn check(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Limited> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (users, ips) = &mut *guard;
-        let user_wait = users.retry_after(&username_key(username), now);
-        let ip_wait = ip.and_then(|ip| ips.retry_after(&ip, now));
-        match user_wait.max(ip_wait) {
-            Some(wait) => Err(wait.max(Duration::from_secs(1))),
+        let (events, noted) = &mut *guard;
+        match events.retry_after(&ip, now) {
             None => Ok(()),
+            Some(wait) => {
+                let first = noted.retry_after(&ip, now).is_none();
+                if first {
+                    noted.record(ip, now);
+                }
+                Err(Limited {
+                    retry_after: wait.max(Duration::from_secs(1)),
+                    first,
+                })
+            }
         }
     }
 
-    /// Counts one failed login.
-    pub fn record_failure(&self, username: &str, ip: Option<IpAddr>, now: Instant) {
+    /// Counts one event for `ip`.
+    pub fn record(&self, ip: Option<IpAddr>, now: Instant) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (users, ips) = &mut *guard;
-        users.record(username_key(username), now);
-        if let Some(ip) = ip {
-            ips.record(ip, now);
+        guard.0.record(ip, now);
+    }
+
+    /// [`Self::check`], then counts the event when it passes.
+    pub fn acquire(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Limited> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (events, noted) = &mut *guard;
+        if let Some(wait) = events.retry_after(&ip, now) {
+            let first = noted.retry_after(&ip, now).is_none();
+            if first {
+                noted.record(ip, now);
+            }
+            return Err(Limited {
+                retry_after: wait.max(Duration::from_secs(1)),
+                first,
+            });
         }
+        events.record(ip, now);
+        Ok(())
     }
 }
 
@@ -181,27 +321,62 @@ mod tests {
         Some(IpAddr::from([192, 0, 2, last]))
     }
 
+    fn wait(r: Result<Reservation, Limited>) -> Duration {
+        r.unwrap_err().retry_after
+    }
+
     #[test]
     fn five_failures_per_username_then_wait_for_the_window() {
         let limiter = LoginRateLimiter::default();
         let t0 = Instant::now();
         for i in 0..5u8 {
-            assert_eq!(limiter.check("alice", ip(i), t0), Ok(()));
-            limiter.record_failure("alice", ip(i), t0);
+            // Reserved and never released: each counts as a failure.
+            let _failed = limiter.reserve("alice", ip(i), t0).unwrap();
         }
-        let wait = limiter.check("alice", ip(99), t0).unwrap_err();
-        assert_eq!(wait, WINDOW);
-        assert_eq!(
-            limiter.check("bob", ip(0), t0),
-            Ok(()),
+        let refused = limiter.reserve("alice", ip(99), t0).unwrap_err();
+        assert_eq!(refused.retry_after, WINDOW);
+        assert!(refused.first, "the first refusal is reported");
+        assert!(!limiter.reserve("alice", ip(99), t0).unwrap_err().first);
+        assert!(
+            limiter.reserve("bob", ip(0), t0).is_ok(),
             "other users unaffected"
         );
         let later = t0 + Duration::from_secs(60);
         assert_eq!(
-            limiter.check("alice", ip(1), later),
-            Err(WINDOW - Duration::from_secs(60))
+            wait(limiter.reserve("alice", ip(1), later)),
+            WINDOW - Duration::from_secs(60)
         );
-        assert_eq!(limiter.check("alice", ip(1), t0 + WINDOW), Ok(()));
+        assert!(limiter.reserve("alice", ip(1), t0 + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn released_reservations_do_not_count() {
+        let limiter = LoginRateLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..50u32 {
+            let t = t0 + Duration::from_millis(u64::from(i));
+            let ok = limiter.reserve("alice", ip(1), t).unwrap();
+            limiter.release(ok);
+        }
+        assert!(limiter.reserve("alice", ip(1), t0).is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_cannot_exceed_the_limit() {
+        // Issue 4: the limit is taken before the slow verification, so
+        // attempts in flight at once are counted.
+        let limiter = std::sync::Arc::new(LoginRateLimiter::default());
+        let t0 = Instant::now();
+        let passed: usize = (0..32)
+            .map(|_| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || limiter.reserve("alice", ip(1), t0).is_ok())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(passed, PER_USERNAME);
     }
 
     #[test]
@@ -210,12 +385,11 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..20 {
             let user = format!("user{i}");
-            assert_eq!(limiter.check(&user, ip(1), t0), Ok(()), "{i}");
-            limiter.record_failure(&user, ip(1), t0);
+            assert!(limiter.reserve(&user, ip(1), t0).is_ok(), "{i}");
         }
-        assert!(limiter.check("fresh", ip(1), t0).is_err());
-        assert_eq!(limiter.check("fresh", ip(2), t0), Ok(()));
-        assert_eq!(limiter.check("fresh", None, t0), Ok(()));
+        assert!(limiter.reserve("fresh", ip(1), t0).is_err());
+        assert!(limiter.reserve("fresh", ip(2), t0).is_ok());
+        assert!(limiter.reserve("fresh2", None, t0).is_ok());
     }
 
     #[test]
@@ -223,26 +397,46 @@ mod tests {
         let limiter = LoginRateLimiter::with_max_keys(100);
         let t0 = Instant::now();
         for _ in 0..5 {
-            limiter.record_failure("target", ip(1), t0);
+            let _ = limiter.reserve("target", ip(1), t0);
         }
         for i in 0..1000 {
             let t = t0 + Duration::from_millis(i + 1);
-            limiter.record_failure(&format!("spray{i}"), None, t);
+            let _ = limiter.reserve(&format!("spray{i}"), None, t);
         }
         let guard = limiter.inner.lock().unwrap();
-        assert!(guard.0.keys.len() <= 100);
-        assert!(guard.0.keys.values().all(|t| t.len() <= PER_USERNAME));
+        assert!(guard.users.keys.len() <= 100);
+        assert!(guard.users.keys.values().all(|t| t.len() <= PER_USERNAME));
         drop(guard);
         // The oldest key was evicted first; the sprayer cannot keep its own
         // latest keys from being counted.
         assert!(
             limiter
-                .check("spray999", None, t0 + Duration::from_secs(1))
+                .reserve("spray999", None, t0 + Duration::from_secs(1))
                 .is_ok()
         );
         let long = "é".repeat(200);
-        limiter.record_failure(&long, None, t0);
+        let _ = limiter.reserve(&long, None, t0);
         assert!(username_key(&long).len() <= MAX_USERNAME_KEY);
+    }
+
+    #[test]
+    fn addresses_are_limited_each_on_its_own() {
+        let limiter = AddressRateLimiter::new(3, WINDOW);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.acquire(ip(1), t0).is_ok());
+        }
+        let refused = limiter.acquire(ip(1), t0).unwrap_err();
+        assert!(refused.first);
+        assert_eq!(refused.retry_after, WINDOW);
+        assert!(!limiter.acquire(ip(1), t0).unwrap_err().first);
+        assert!(limiter.acquire(ip(2), t0).is_ok());
+        assert!(limiter.check(ip(3), t0).is_ok());
+        for _ in 0..3 {
+            limiter.record(ip(3), t0);
+        }
+        assert!(limiter.check(ip(3), t0).is_err());
+        assert!(limiter.acquire(ip(1), t0 + WINDOW).is_ok());
     }
 
     #[test]

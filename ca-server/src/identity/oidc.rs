@@ -1,7 +1,9 @@
 //! OpenID Connect connectors: discovery of the provider, the authorization
 //! URL (code flow, PKCE S256, `state`, `nonce`), and the callback's code
 //! exchange and ID token verification (signature, issuer, audience, expiry
-//! with a 60 s leeway, nonce, access-token hash), then claims → user.
+//! with a 60 s leeway, nonce, access-token hash), then claims → user. An ID
+//! token signed with an unknown key makes the connector fetch the provider's
+//! keys again (key rotation), at most once per [`KEY_REFRESH`].
 //!
 //! The identity is (issuer, `sub`); the username comes from a configurable
 //! claim and must parse as a TPA username; email and name are display only.
@@ -20,10 +22,11 @@ use openidconnect::core::{
     CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalClaims, AuthorizationCode, Client, ClientId, ClientSecret,
-    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenClaims,
-    IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
+    AccessTokenHash, AdditionalClaims, AuthorizationCode, ClaimsVerificationError, Client,
+    ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IdTokenClaims, IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse as _,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+    StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use tpa_core::{GroupName, Identity, User, Username};
@@ -36,6 +39,28 @@ pub const CLOCK_LEEWAY: TimeDelta = TimeDelta::seconds(60);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A failed discovery is retried at most this often.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(10);
+/// An ID token signed with an unknown key (`kid`) makes the connector fetch
+/// the provider's keys again, at most this often.
+pub const KEY_REFRESH: Duration = Duration::from_secs(60);
+
+/// Why an ID token did not verify.
+enum Verification {
+    /// No key of the provider's key set matches its `kid` (and algorithm).
+    UnknownKey,
+    /// Anything else.
+    Failed(OidcError),
+}
+
+impl Verification {
+    fn into_error(self) -> OidcError {
+        match self {
+            Verification::UnknownKey => {
+                OidcError::IdToken("signed with a key the provider does not publish".to_owned())
+            }
+            Verification::Failed(e) => e,
+        }
+    }
+}
 
 /// The ID token's claims beyond the standard ones (groups, custom username claims).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -132,6 +157,7 @@ pub struct OidcConnector {
     http: reqwest::Client,
     client: RwLock<Option<Arc<TpaClient>>>,
     last_attempt: Mutex<Option<Instant>>,
+    last_key_refresh: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for OidcConnector {
@@ -168,6 +194,7 @@ impl OidcConnector {
             http,
             client: RwLock::new(None),
             last_attempt: Mutex::new(None),
+            last_key_refresh: Mutex::new(None),
         })
     }
 
@@ -275,9 +302,45 @@ impl OidcConnector {
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+        match self.verify(&client, &response, nonce, now) {
+            Err(Verification::UnknownKey) if self.may_refresh_keys() => {
+                // The provider may have rotated its keys since discovery:
+                // fetch them again (at most once per KEY_REFRESH), then retry.
+                tracing::info!(connector = %self.config.name, "ID token signed with an unknown key; fetching the provider's keys again");
+                self.discover().await?;
+                let client = self.client().await?;
+                self.verify(&client, &response, nonce, now)
+                    .map_err(Verification::into_error)
+            }
+            other => other.map_err(Verification::into_error),
+        }
+    }
+
+    /// Whether a key refresh is allowed now (and if so, counts it).
+    fn may_refresh_keys(&self) -> bool {
+        let Ok(mut last) = self.last_key_refresh.lock() else {
+            return false;
+        };
+        if last.is_some_and(|t| t.elapsed() < KEY_REFRESH) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Verifies the response's ID token against `client`'s keys, issuer,
+    /// client id and `nonce`, then reads the user.
+    fn verify(
+        &self,
+        client: &TpaClient,
+        response: &TpaTokenResponse,
+        nonce: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OidcLogin, Verification> {
+        let invalid = |e: String| Verification::Failed(OidcError::IdToken(e));
         let id_token = response
             .id_token()
-            .ok_or_else(|| OidcError::IdToken("the token response has no ID token".to_owned()))?;
+            .ok_or_else(|| invalid("the token response has no ID token".to_owned()))?;
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs([
@@ -303,23 +366,26 @@ impl OidcConnector {
         let expected_nonce = Nonce::new(nonce.to_owned());
         let claims = id_token
             .claims(&verifier, &expected_nonce)
-            .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            .map_err(|e| match e {
+                ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                ) => Verification::UnknownKey,
+                other => invalid(other.to_string()),
+            })?;
         if let Some(expected) = claims.access_token_hash() {
-            let alg = id_token
-                .signing_alg()
-                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let alg = id_token.signing_alg().map_err(|e| invalid(e.to_string()))?;
             let key = id_token
                 .signing_key(&verifier)
-                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+                .map_err(|e| invalid(e.to_string()))?;
             let actual = AccessTokenHash::from_token(response.access_token(), alg, key)
-                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+                .map_err(|e| invalid(e.to_string()))?;
             if actual != *expected {
-                return Err(OidcError::IdToken(
+                return Err(invalid(
                     "at_hash does not match the access token".to_owned(),
                 ));
             }
         }
-        self.user_of(claims)
+        self.user_of(claims).map_err(Verification::Failed)
     }
 
     fn user_of(

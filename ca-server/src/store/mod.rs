@@ -9,6 +9,7 @@ pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
 pub mod checkpoint;
+pub mod device_logins;
 pub mod oidc_logins;
 pub mod outbox;
 mod pool;
@@ -31,6 +32,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_break_glass_reviews.sql"),
     include_str!("migrations/0006_oidc_state.sql"),
     include_str!("migrations/0007_bastion_sessions.sql"),
+    // 0008–0011 belong to other branches; the lead orders them at merge.
+    include_str!("migrations/0012_device_logins.sql"),
 ];
 
 /// The schema version this build expects.

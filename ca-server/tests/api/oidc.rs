@@ -22,7 +22,7 @@ fn provider_dir() -> PathBuf {
 }
 
 /// A running `oidc-provider`, killed (by PID) on drop.
-struct Provider {
+pub(crate) struct Provider {
     child: Child,
     port: u16,
     _config: tempfile::TempDir,
@@ -31,7 +31,27 @@ struct Provider {
 impl Provider {
     /// Starts the provider with one client `tpa` for `redirect_uri`, the given
     /// users (`login_hint` → claims) and extra settings (`clock_offset`, …).
-    fn start(redirect_uri: &str, users: serde_json::Value, extra: serde_json::Value) -> Self {
+    pub(crate) fn start(
+        redirect_uri: &str,
+        users: serde_json::Value,
+        extra: serde_json::Value,
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port, redirect_uri, users, extra)
+    }
+
+    /// Like [`Provider::start`] on a given port (a restart is a key rotation:
+    /// every start signs with a fresh key and `kid`).
+    pub(crate) fn start_on(
+        port: u16,
+        redirect_uri: &str,
+        users: serde_json::Value,
+        extra: serde_json::Value,
+    ) -> Self {
         let dir = provider_dir();
         if Command::new("node").arg("--version").output().is_err() {
             panic!(
@@ -42,11 +62,6 @@ impl Provider {
             dir.join("node_modules/oidc-provider").is_dir(),
             "tests/oidc-provider/node_modules is missing: run `npm ci --prefix tests/oidc-provider` (scripts/test does it)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let config_dir = tempfile::tempdir().unwrap();
         let mut config = json!({
             "clients": [{
@@ -90,7 +105,7 @@ impl Provider {
         provider
     }
 
-    fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
@@ -102,7 +117,7 @@ impl Drop for Provider {
     }
 }
 
-fn users() -> serde_json::Value {
+pub(crate) fn users() -> serde_json::Value {
     json!({
         "alice": {"sub": "alice-sub-1", "preferred_username": "alice", "name": "Alice A",
                   "email": "shared@example.com", "groups": ["engineers", "sre-leads"]},
@@ -113,7 +128,7 @@ fn users() -> serde_json::Value {
 }
 
 /// Appends an `[[oidc]]` connector named `name` for `issuer` (client `tpa`).
-fn add_connector(data: &mut DataDir, name: &str, issuer: &str) {
+pub(crate) fn add_connector(data: &mut DataDir, name: &str, issuer: &str) {
     let secret = data.dir.join(format!("{name}.secret"));
     write_private(&secret, b"tpa-test-secret\n");
     data.edit_config(|text| {
@@ -136,7 +151,7 @@ fn set_public_url(data: &mut DataDir, address: SocketAddr) {
 }
 
 /// The callback URI the CA registers for `address`.
-fn callback_uri(address: SocketAddr) -> String {
+pub(crate) fn callback_uri(address: SocketAddr) -> String {
     format!("http://{address}/oidc/callback")
 }
 
@@ -159,17 +174,17 @@ async fn ca(issuers: &[(&str, String)], roles: bool) -> TestApp {
 }
 
 /// A reserved CA address (the provider must know the redirect URI first).
-async fn reserve() -> tokio::net::TcpListener {
+pub(crate) async fn reserve() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
 /// A browser: a cookie jar per port, redirects followed by hand.
 #[derive(Default)]
-struct Browser {
+pub(crate) struct Browser {
     jars: std::collections::HashMap<u16, Vec<(String, String)>>,
 }
 
-fn split_url(url: &str) -> (SocketAddr, String) {
+pub(crate) fn split_url(url: &str) -> (SocketAddr, String) {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
@@ -177,7 +192,7 @@ fn split_url(url: &str) -> (SocketAddr, String) {
 }
 
 impl Browser {
-    async fn get(&mut self, url: &str) -> Response {
+    pub(crate) async fn get(&mut self, url: &str) -> Response {
         let (address, path) = split_url(url);
         let jar = self.jars.entry(address.port()).or_default();
         let cookie: String = jar
@@ -204,7 +219,28 @@ impl Browser {
         response
     }
 
-    fn cookie(&self, port: u16, name: &str) -> Option<String> {
+    /// A form post (`application/x-www-form-urlencoded`) with this browser's cookies.
+    pub(crate) async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> Response {
+        let (address, path) = split_url(url);
+        let jar = self.jars.entry(address.port()).or_default();
+        let cookie: String = jar
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let body: String = fields
+            .iter()
+            .map(|(n, v)| format!("{n}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        if !cookie.is_empty() {
+            headers.push(("Cookie", cookie.as_str()));
+        }
+        http_send(address, "POST", &path, &headers, &body).await
+    }
+
+    pub(crate) fn cookie(&self, port: u16, name: &str) -> Option<String> {
         self.jars
             .get(&port)?
             .iter()
@@ -214,7 +250,12 @@ impl Browser {
 
     /// Starts a login at the CA and follows the provider (as `login_hint`)
     /// until it sends the browser back to the CA; returns that callback URL.
-    async fn login_at_provider(&mut self, ca: &TestApp, start: &str, login_hint: &str) -> String {
+    pub(crate) async fn login_at_provider(
+        &mut self,
+        ca: &TestApp,
+        start: &str,
+        login_hint: &str,
+    ) -> String {
         let r = self.get(&format!("http://{}{start}", ca.address)).await;
         assert_eq!(r.status, 303, "{}", r.body);
         let mut url = format!("{}&login_hint={login_hint}", r.header("location").unwrap());
@@ -242,7 +283,7 @@ impl Browser {
     }
 
     /// Logs in through connector `idp` as `login_hint`; returns the callback's answer.
-    async fn web_login(
+    pub(crate) async fn web_login(
         &mut self,
         ca: &TestApp,
         connector: &str,
@@ -259,21 +300,35 @@ impl Browser {
         self.get(&callback).await
     }
 
-    async fn whoami(&mut self, ca: &TestApp) -> Response {
+    pub(crate) async fn whoami(&mut self, ca: &TestApp) -> Response {
         self.get(&format!("http://{}/api/v1/whoami", ca.address))
             .await
     }
 }
 
+/// Percent-encodes a form or query value.
+pub(crate) fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The URL the signed-in page continues to.
-fn continue_to(page: &Response) -> String {
+pub(crate) fn continue_to(page: &Response) -> String {
     let start = page.body.find("url=").expect("meta refresh") + 4;
     let end = start + page.body[start..].find('"').unwrap();
     page.body[start..end].replace("&#x2f;", "/")
 }
 
 /// A CA with one connector `idp` on a fresh provider.
-async fn ca_with_provider(extra: serde_json::Value, roles: bool) -> (Provider, TestApp) {
+pub(crate) async fn ca_with_provider(extra: serde_json::Value, roles: bool) -> (Provider, TestApp) {
     let listener = reserve().await;
     let address = listener.local_addr().unwrap();
     let provider = Provider::start(&callback_uri(address), users(), extra);
@@ -283,7 +338,7 @@ async fn ca_with_provider(extra: serde_json::Value, roles: bool) -> (Provider, T
 
 /// Like [`ca`], on a listener bound earlier (the provider had to know the
 /// CA's redirect URI first).
-async fn spawn_app_at_address(
+pub(crate) async fn spawn_app_at_address(
     issuers: &[(&str, String)],
     roles: bool,
     listener: tokio::net::TcpListener,
@@ -453,6 +508,65 @@ async fn expired_id_token_is_refused() {
 }
 
 #[tokio::test]
+async fn id_tokens_for_another_audience_are_refused() {
+    // The provider re-signs each ID token (with its real key) for another
+    // client, then for this client plus an untrusted one.
+    for audience in [json!("someone-else"), json!(["tpa", "someone-else"])] {
+        let (_provider, app) =
+            ca_with_provider(json!({ "id_token_audience": audience }), false).await;
+        let mut browser = Browser::default();
+        let r = browser.web_login(&app, "idp", "alice", "/").await;
+        assert_eq!(r.status, 403, "{audience}: {}", r.body);
+        assert!(r.body.contains("login_not_verified"), "{}", r.body);
+        assert_eq!(count(&app.data.open_plain(), "auth_tokens"), 0);
+        let denied = audit_rows(&app.data.open_plain())
+            .into_iter()
+            .find(|r| r.outcome == "denied")
+            .unwrap();
+        assert!(
+            denied.reason.to_lowercase().contains("audience"),
+            "{audience}: {}",
+            denied.reason
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_once_then_rate_limited() {
+    // Issue 4: key rotation at the provider no longer needs a CA restart.
+    let listener = reserve().await;
+    let address = listener.local_addr().unwrap();
+    let first = Provider::start(&callback_uri(address), users(), json!({}));
+    let port = first.port;
+    let app = spawn_app_at_address(&[("idp", first.issuer())], false, listener).await;
+    let mut browser = Browser::default();
+    assert_eq!(
+        browser.web_login(&app, "idp", "alice", "/").await.status,
+        200
+    );
+
+    // Restarted on the same port: a new key under a new `kid`. The CA still
+    // holds the old key set; the unknown `kid` makes it fetch the new one.
+    drop(first);
+    let second = Provider::start_on(port, &callback_uri(address), users(), json!({}));
+    let mut browser = Browser::default();
+    let r = browser.web_login(&app, "idp", "alice", "/").await;
+    assert_eq!(r.status, 200, "after a rotation: {}", r.body);
+
+    // Another rotation within a minute: no second fetch, so the login is refused.
+    drop(second);
+    let _third = Provider::start_on(port, &callback_uri(address), users(), json!({}));
+    let mut browser = Browser::default();
+    let r = browser.web_login(&app, "idp", "alice", "/").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let denied = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .find(|r| r.outcome == "denied")
+        .unwrap();
+    assert!(denied.reason.contains("key"), "{}", denied.reason);
+}
+
+#[tokio::test]
 async fn a_second_providers_code_is_refused_at_the_first_ones_login() {
     let listener = reserve().await;
     let address = listener.local_addr().unwrap();
@@ -510,7 +624,7 @@ async fn a_second_providers_code_is_refused_at_the_first_ones_login() {
     );
 }
 
-fn query_param(url: &str, name: &str) -> String {
+pub(crate) fn query_param(url: &str, name: &str) -> String {
     let query = url.split_once('?').unwrap().1;
     query
         .split('&')
@@ -521,7 +635,7 @@ fn query_param(url: &str, name: &str) -> String {
 }
 
 /// The CSRF token of the logged-in page.
-async fn csrf(browser: &mut Browser, app: &TestApp) -> String {
+pub(crate) async fn csrf(browser: &mut Browser, app: &TestApp) -> String {
     let page = browser.get(&format!("http://{}/my", app.address)).await;
     let marker = "name=\"csrf_token\" value=\"";
     let start = page.body.find(marker).unwrap() + marker.len();
@@ -529,7 +643,7 @@ async fn csrf(browser: &mut Browser, app: &TestApp) -> String {
     page.body[start..end].to_owned()
 }
 
-async fn post_json(
+pub(crate) async fn post_json(
     browser: &Browser,
     app: &TestApp,
     path: &str,
@@ -808,12 +922,7 @@ async fn tpa_ssh_sso_login_through_its_loopback_listener() {
     );
     let home = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(&bin)
-        .args([
-            "login",
-            "--ca",
-            &format!("http://{}", app.address),
-            "--no-browser",
-        ])
+        .args(["login", "--ca", &format!("http://{}", app.address)])
         .env("HOME", home.path())
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("DISPLAY")

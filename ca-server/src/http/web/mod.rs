@@ -3,6 +3,7 @@
 //! page carries, HTML error pages, form helpers, and the static files (the
 //! stylesheet and the live-refresh script). Pages live in one file per group.
 
+pub mod device;
 pub mod history;
 pub mod inbox;
 pub mod login;
@@ -63,6 +64,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "cli_login.html",
         include_str!("../../../templates/cli_login.html"),
+    ),
+    (
+        "device.html",
+        include_str!("../../../templates/device.html"),
     ),
 ];
 

@@ -8,6 +8,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use std::time::Instant;
+
 use chrono::Utc;
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -19,6 +21,7 @@ use crate::audit::format_time;
 use crate::config::Config;
 use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source, revoke, user_info, with_db};
 use crate::http::error::ApiError;
+use crate::http::rate_limit::Limited;
 use crate::identity::oidc::OidcError;
 use crate::oidc_login::{self, CliTarget, Refusal};
 use crate::sessions;
@@ -146,6 +149,9 @@ async fn begin(
             "There is no such login method. Go back to the login page.",
         );
     };
+    if let Err(limited) = state.login_start_limiter.acquire(ip.0, Instant::now()) {
+        return too_many(state, ip, Some(name), limited, "too many logins started").await;
+    }
     let authorization = match connector.authorize().await {
         Ok(a) => a,
         Err(e) => {
@@ -209,6 +215,42 @@ async fn provider_down(
         "idp_unavailable",
         "The identity provider cannot be reached, so you cannot log in with it now. Try again later or ask your administrator.",
     )
+}
+
+/// The answer when an address is over a login limit: a 429 page with
+/// `Retry-After`. Only the first refusal in the window is audited, so a
+/// flood writes nothing.
+pub(crate) async fn too_many(
+    state: &AppState,
+    ip: ConnectInfoOpt,
+    connector: Option<&str>,
+    limited: Limited,
+    reason: &'static str,
+) -> Result<Response, ApiError> {
+    if limited.first {
+        let source = audit_source(ip.0);
+        let connector = connector.map(str::to_owned);
+        with_db(state, move |conn| {
+            Ok(oidc_login::record_denied(
+                conn,
+                connector.as_deref(),
+                &Refusal::RateLimited(reason),
+                &source,
+                Utc::now(),
+            )?)
+        })
+        .await?;
+    }
+    let secs = limited.retry_after.as_secs().max(1);
+    let mut response = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &format!("Too many login attempts from your address. Try again in {secs} seconds."),
+    )?;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    Ok(response)
 }
 
 /// `GET /cli/login`'s query.
@@ -313,6 +355,9 @@ pub async fn callback(
         error: None,
         iss: None,
     });
+    if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
+        return too_many(&state, ip, None, limited, "too many failed logins").await;
+    }
     let handle = cookie_value(&headers, binding_cookie_name(&state.config));
     let now = Utc::now();
     let source = audit_source(ip.0);
@@ -444,6 +489,8 @@ async fn refuse(
     refusal: Refusal,
     source: &str,
 ) -> Result<Response, ApiError> {
+    let ip = source.parse().ok();
+    state.sso_failure_limiter.record(ip, Instant::now());
     let connector = connector.map(str::to_owned);
     let source = source.to_owned();
     let audited = refusal.clone();
@@ -476,6 +523,11 @@ pub async fn cli_token(
     body: Result<Json<CliTokenRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Json(request) = body?;
+    if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: limited.retry_after.as_secs().max(1),
+        });
+    }
     let ttl = state.config.auth.api_token_ttl;
     let source = audit_source(ip.0);
     let answer = with_db(&state, move |conn| {
@@ -496,9 +548,12 @@ pub async fn cli_token(
             expires_at: format_time(new.session.expires_at),
             user: user_info(&new.session.user),
         })),
-        Err(refusal) => Err(ApiError::Refused {
-            code: "invalid_grant",
-            message: refusal.user_message(),
-        }),
+        Err(refusal) => {
+            state.sso_failure_limiter.record(ip.0, Instant::now());
+            Err(ApiError::Refused {
+                code: "invalid_grant",
+                message: refusal.user_message(),
+            })
+        }
     }
 }

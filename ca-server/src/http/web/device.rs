@@ -1,0 +1,334 @@
+//! Device logins (`tpa-ssh login --no-browser`): `POST /api/v1/cli/device`
+//! (start: a device code and a user code), `POST /api/v1/cli/device/token`
+//! (the CLI's poll), and the pages where a logged-in person enters the user
+//! code, sees what is being authorised and approves or denies it:
+//! `GET /device`, `POST /device`, `POST /device/decision`.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use minijinja::{Value, context};
+use serde::Deserialize;
+use tpa_core::api::{DeviceAuthorization, DeviceTokenRequest, LoginResponse};
+
+use super::oidc::encode_query;
+use super::{FormFields, PageError, checked_form, page_context, render_status};
+use crate::audit::format_time;
+use crate::device_login::{self, CodeRefusal, Poll, Waiting};
+use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
+use crate::http::error::ApiError;
+use crate::oidc_login::{self, Refusal};
+use crate::sessions;
+use crate::startup::AppState;
+
+/// `POST /api/v1/cli/device`: starts a device login (rate-limited per address).
+pub async fn api_start(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+) -> Result<Json<DeviceAuthorization>, ApiError> {
+    let source = audit_source(ip.0);
+    if let Err(limited) = state.login_start_limiter.acquire(ip.0, Instant::now()) {
+        if limited.first {
+            let source = source.clone();
+            with_db(&state, move |conn| {
+                Ok(oidc_login::record_denied(
+                    conn,
+                    None,
+                    &Refusal::RateLimited("too many logins started"),
+                    &source,
+                    Utc::now(),
+                )?)
+            })
+            .await?;
+        }
+        return Err(ApiError::RateLimited {
+            retry_after_secs: limited.retry_after.as_secs().max(1),
+        });
+    }
+    let started = with_db(&state, move |conn| {
+        Ok(device_login::start(conn, &source, Utc::now())?)
+    })
+    .await?;
+    let Some(started) = started else {
+        return Err(ApiError::Refused {
+            code: "too_many_logins",
+            message: "too many logins are waiting for confirmation; try again in a few minutes"
+                .to_owned(),
+        });
+    };
+    Ok(Json(DeviceAuthorization {
+        device_code: started.device_code,
+        user_code: started.user_code,
+        verification_path: "/device".to_owned(),
+        expires_in: started.expires_in,
+        interval: started.interval,
+    }))
+}
+
+/// `POST /api/v1/cli/device/token`: `{device_code}` → an API token once a
+/// person approved, else `authorization_pending`, `slow_down`,
+/// `access_denied`, `expired_token` or `invalid_grant` (all 400).
+pub async fn api_token(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    body: Result<Json<DeviceTokenRequest>, JsonRejection>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let Json(request) = body?;
+    if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: limited.retry_after.as_secs().max(1),
+        });
+    }
+    let ttl = state.config.auth.api_token_ttl;
+    let source = audit_source(ip.0);
+    let poll = with_db(&state, move |conn| {
+        Ok(device_login::poll(
+            conn,
+            &request.device_code,
+            ttl,
+            &source,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    let refused = |code: &'static str, message: String| ApiError::Refused { code, message };
+    match poll {
+        Poll::Done(new) => Ok(Json(LoginResponse {
+            token: new.token,
+            expires_at: format_time(new.session.expires_at),
+            user: user_info(&new.session.user),
+        })),
+        Poll::Pending => Err(refused(
+            "authorization_pending",
+            "nobody has confirmed the code yet; poll again after the interval".to_owned(),
+        )),
+        Poll::SlowDown(interval) => Err(refused(
+            "slow_down",
+            format!("polled too fast; wait {interval} s between polls"),
+        )),
+        Poll::Denied => Err(refused(
+            "access_denied",
+            "the login was denied in the browser".to_owned(),
+        )),
+        Poll::Expired => Err(refused(
+            "expired_token",
+            "the code expired before anyone confirmed it; run `tpa-ssh login` again".to_owned(),
+        )),
+        Poll::Invalid => {
+            state.sso_failure_limiter.record(ip.0, Instant::now());
+            Err(refused(
+                "invalid_grant",
+                "unknown or already used device code; run `tpa-ssh login` again".to_owned(),
+            ))
+        }
+    }
+}
+
+/// `GET /device`'s query.
+#[derive(Debug, Deserialize)]
+pub struct DeviceQuery {
+    code: Option<String>,
+}
+
+fn waiting_value(w: &Waiting) -> Value {
+    context! {
+        user_code => w.user_code.clone(),
+        client_source => w.client_source.clone(),
+        created_at => w.created_at.clone(),
+        expires_at => w.expires_at.clone(),
+    }
+}
+
+fn page(
+    auth: &Authenticated,
+    status: StatusCode,
+    step: &str,
+    error: &str,
+    code: &str,
+    waiting: Option<&Waiting>,
+    approved: bool,
+) -> Result<Response, ApiError> {
+    render_status(
+        status,
+        "device.html",
+        context! {
+            step => step,
+            error => error,
+            code => code,
+            waiting => waiting.map(waiting_value),
+            approved => approved,
+            ..page_context(auth)
+        },
+    )
+}
+
+/// `GET /device[?code=XXXX-XXXX]`: the code form (after a login: without a
+/// session, to the login page, which comes back here).
+pub async fn get(
+    auth: Option<Authenticated>,
+    query: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let code = query
+        .ok()
+        .and_then(|Query(q)| q.code)
+        .and_then(|c| device_login::normalize_user_code(&c))
+        .map(|c| format!("{}-{}", c.get(..4).unwrap_or(""), c.get(4..).unwrap_or("")))
+        .unwrap_or_default();
+    let Some(auth) = auth else {
+        let back = if code.is_empty() {
+            "/device".to_owned()
+        } else {
+            format!("/device?code={code}")
+        };
+        let to = format!("/login?next={}", encode_query(&back));
+        return Ok(Redirect::to(&to).into_response());
+    };
+    page(&auth, StatusCode::OK, "enter", "", &code, None, false)
+}
+
+/// The user-code limiter's key for a person: their identity.
+fn limiter_key(auth: &Authenticated) -> String {
+    sessions::actor(&auth.user)
+}
+
+/// A wrong or unusable code: the form again, with why.
+fn refused_page(
+    auth: &Authenticated,
+    refusal: CodeRefusal,
+    code: &str,
+) -> Result<Response, ApiError> {
+    let status = match refusal {
+        CodeRefusal::Unknown => StatusCode::BAD_REQUEST,
+        CodeRefusal::Expired | CodeRefusal::AlreadyDecided => StatusCode::CONFLICT,
+    };
+    page(auth, status, "enter", refusal.message(), code, None, false)
+}
+
+fn limited_page(auth: &Authenticated, retry_after: u64) -> Result<Response, ApiError> {
+    page(
+        auth,
+        StatusCode::TOO_MANY_REQUESTS,
+        "enter",
+        &format!("Too many wrong codes. Try again in {retry_after} seconds."),
+        "",
+        None,
+        false,
+    )
+}
+
+/// `POST /device` (`user_code`, CSRF): the confirmation page of a waiting
+/// login. Wrong codes count against the person and their address.
+pub async fn post(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(ok) => ok,
+        Err(to_login) => return Ok(to_login),
+    };
+    let code = fields.non_empty("user_code").unwrap_or_default();
+    let reservation =
+        match state
+            .user_code_limiter
+            .reserve(&limiter_key(&auth), ip.0, Instant::now())
+        {
+            Ok(r) => r,
+            Err(limited) => return Ok(limited_page(&auth, limited.retry_after.as_secs().max(1))?),
+        };
+    let lookup_code = code.clone();
+    let found = crate::http::auth::with_reader(&state, move |conn| {
+        Ok(device_login::lookup(conn, &lookup_code, Utc::now())?)
+    })
+    .await?;
+    match found {
+        Ok(waiting) => {
+            state.user_code_limiter.release(reservation);
+            Ok(page(
+                &auth,
+                StatusCode::OK,
+                "confirm",
+                "",
+                "",
+                Some(&waiting),
+                false,
+            )?)
+        }
+        Err(refusal) => Ok(refused_page(&auth, refusal, &code)?),
+    }
+}
+
+/// `POST /device/decision` (`user_code`, `decision=approve|deny`, CSRF).
+pub async fn decide(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(ok) => ok,
+        Err(to_login) => return Ok(to_login),
+    };
+    let approve = match decision(&fields) {
+        Some(approve) => approve,
+        None => {
+            return Err(
+                ApiError::InvalidBody("decision must be approve or deny".to_owned()).into(),
+            );
+        }
+    };
+    let code = fields.non_empty("user_code").unwrap_or_default();
+    let reservation =
+        match state
+            .user_code_limiter
+            .reserve(&limiter_key(&auth), ip.0, Instant::now())
+        {
+            Ok(r) => r,
+            Err(limited) => return Ok(limited_page(&auth, limited.retry_after.as_secs().max(1))?),
+        };
+    let user = auth.user.clone();
+    let source = audit_source(ip.0);
+    let decide_code = code.clone();
+    let decided = with_db(&state, move |conn| {
+        Ok(device_login::decide(
+            conn,
+            &decide_code,
+            &user,
+            approve,
+            &source,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    match decided {
+        Ok(waiting) => {
+            state.user_code_limiter.release(reservation);
+            Ok(page(
+                &auth,
+                StatusCode::OK,
+                "done",
+                "",
+                "",
+                Some(&waiting),
+                approve,
+            )?)
+        }
+        Err(refusal) => Ok(refused_page(&auth, refusal, &code)?),
+    }
+}
+
+fn decision(fields: &FormFields) -> Option<bool> {
+    match fields.get("decision") {
+        Some("approve") => Some(true),
+        Some("deny") => Some(false),
+        _ => None,
+    }
+}
