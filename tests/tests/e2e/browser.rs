@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{CaDir, Guard, free_port, require, tpa_ca_bin, wait_for_port};
 
-const INSTALL_HINT: &str = "the browser test needs Debian's chromium and chromium-driver: \
+pub(crate) const INSTALL_HINT: &str = "the browser test needs Debian's chromium and chromium-driver: \
      apt-get update && apt-get install -y chromium chromium-driver (./scripts/test does this when run as root)";
 
 /// The W3C key of an element reference.
@@ -115,7 +115,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// A chromedriver process and one browser session in it. Dropping it ends the
 /// session (which quits Chromium), then kills chromedriver by PID.
-struct Browser {
+pub(crate) struct Browser {
     driver: SocketAddr,
     session: String,
     base: String,
@@ -124,7 +124,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn start(chromium: &Path, chromedriver: &Path, base: &str) -> Self {
+    pub(crate) fn start(chromium: &Path, chromedriver: &Path, base: &str) -> Self {
         let port = free_port();
         let driver: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         // Its own process group, so that Chromium and its helpers can be killed
@@ -186,14 +186,19 @@ impl Browser {
     }
 
     /// One WebDriver command; returns its `value`, panicking on a WebDriver error.
-    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         self.try_command(method, path, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// One WebDriver command; `Err` with the reply on a WebDriver error (such
     /// as a stale element while a page loads).
-    fn try_command(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(crate) fn try_command(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let path = format!("/session/{}{path}", self.session);
         let text = body.map(|b| b.to_string()).unwrap_or_default();
         let headers: &[(&str, &str)] = if method == "POST" {
@@ -211,7 +216,7 @@ impl Browser {
         }
     }
 
-    fn goto(&self, path: &str) {
+    pub(crate) fn goto(&self, path: &str) {
         self.command(
             "POST",
             "/url",
@@ -219,7 +224,7 @@ impl Browser {
         );
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.command("GET", "/url", None)
             .as_str()
             .unwrap_or_default()
@@ -227,7 +232,7 @@ impl Browser {
     }
 
     /// The page's HTML as the browser has it now.
-    fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         self.command("GET", "/source", None)
             .as_str()
             .unwrap_or_default()
@@ -235,7 +240,7 @@ impl Browser {
     }
 
     /// The element matching `css`, if there is one now.
-    fn find(&self, css: &str) -> Option<String> {
+    pub(crate) fn find(&self, css: &str) -> Option<String> {
         let found = self.command(
             "POST",
             "/elements",
@@ -249,7 +254,7 @@ impl Browser {
     }
 
     /// Waits until `css` matches, then returns the element.
-    fn wait_for(&self, css: &str) -> String {
+    pub(crate) fn wait_for(&self, css: &str) -> String {
         let deadline = Instant::now() + PAGE_TIMEOUT;
         loop {
             if let Some(e) = self.find(css) {
@@ -266,7 +271,7 @@ impl Browser {
     }
 
     /// The visible text of the first element matching `css` (empty when none).
-    fn text(&self, css: &str) -> String {
+    pub(crate) fn text(&self, css: &str) -> String {
         // An element of a page that is being replaced is stale: no text yet.
         self.find(css)
             .and_then(|e| {
@@ -278,7 +283,7 @@ impl Browser {
     }
 
     /// Waits until the text of `css` contains `needle`.
-    fn wait_for_text(&self, css: &str, needle: &str) {
+    pub(crate) fn wait_for_text(&self, css: &str, needle: &str) {
         let deadline = Instant::now() + PAGE_TIMEOUT;
         loop {
             let text = self.text(css);
@@ -295,12 +300,12 @@ impl Browser {
         }
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let e = self.wait_for(css);
         self.command("POST", &format!("/element/{e}/click"), Some(json!({})));
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let e = self.wait_for(css);
         self.command("POST", &format!("/element/{e}/clear"), Some(json!({})));
         self.command(
@@ -308,6 +313,12 @@ impl Browser {
             &format!("/element/{e}/value"),
             Some(json!({ "text": text })),
         );
+    }
+
+    /// Deletes every cookie of the current page's host (all ports: cookies
+    /// do not separate by port, so this logs out of the CA and the IdP).
+    pub(crate) fn delete_cookies(&self) {
+        self.command("DELETE", "/cookie", None);
     }
 
     /// Logs in on `/login` with the form and waits for the inbox.

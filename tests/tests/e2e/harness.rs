@@ -186,6 +186,12 @@ impl CaDir {
     pub fn serve_with(&self, extra: &[&str]) -> RunningCa {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        self.serve_at(addr, extra)
+    }
+
+    /// Starts `tpa-ca serve` on `addr` (known in advance, e.g. for an OpenID
+    /// provider's redirect URI) and waits for it.
+    pub fn serve_at(&self, addr: SocketAddr, extra: &[&str]) -> RunningCa {
         let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
         let child = Command::new(tpa_ca_bin())
             .args([

@@ -10,3 +10,4 @@ mod cli;
 mod flow;
 mod harness;
 mod ssh_interop;
+mod sso;

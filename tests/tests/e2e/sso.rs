@@ -1,0 +1,272 @@
+//! Single sign-on end to end, with real processes only: the npm
+//! `oidc-provider` (tests/oidc-provider) as the company IdP, `tpa-ca serve`,
+//! the real `tpa-ssh`, and headless Chromium. Users exist only at the IdP.
+//! Alice logs in with `tpa-ssh login --no-browser` and confirms the code in
+//! Chromium after logging in to the CA through the IdP's login form; she
+//! asks for hotfix-admin (allowed to her IdP group `engineers`); bob
+//! (`sre-leads`) and carol (`managers`) log in to the web page through the
+//! IdP and approve; alice's CLI sees the request approved. Issue 4, "Done when".
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::browser::{Browser, INSTALL_HINT};
+use crate::harness::{CaDir, Guard, free_port, require, tpa_ssh_bin};
+
+/// The provider's directory (package.json, server.js, node_modules).
+fn provider_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-provider")
+}
+
+/// Starts the IdP on a free port with one client `tpa` for `redirect_uri`;
+/// returns its guard and issuer URL.
+fn start_provider(tmp: &Path, redirect_uri: &str) -> (Guard, String) {
+    let node = require(
+        "node",
+        "the SSO tests need Node.js ≥ 20.19 and npm (Debian: apt-get install nodejs npm)",
+    );
+    let dir = provider_dir();
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "tests/oidc-provider/node_modules is missing: run `npm ci --prefix tests/oidc-provider` (scripts/test does it)"
+    );
+    let port = free_port();
+    let config = json!({
+        "clients": [{
+            "client_id": "tpa",
+            "client_secret": "tpa-e2e-secret",
+            "redirect_uris": [redirect_uri],
+        }],
+        "users": {
+            "alice": {"sub": "idp-alice", "preferred_username": "alice", "name": "Alice",
+                      "email": "alice@example.com", "groups": ["engineers"]},
+            "bob": {"sub": "idp-bob", "preferred_username": "bob", "name": "Bob",
+                    "email": "bob@example.com", "groups": ["sre-leads"]},
+            "carol": {"sub": "idp-carol", "preferred_username": "carol", "name": "Carol",
+                      "email": "carol@example.com", "groups": ["managers"]},
+        },
+    });
+    let path = tmp.join("provider.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut child = Command::new(node)
+        .arg(dir.join("server.js"))
+        .arg(port.to_string())
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node");
+    let stdout = child.stdout.take().unwrap();
+    let guard = Guard { child };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if line.starts_with("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("oidc-provider did not start within 30 s");
+    (guard, format!("http://127.0.0.1:{port}"))
+}
+
+fn tpa_ssh(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(tpa_ssh_bin());
+    c.args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// In Chromium: from the CA's login page, through the IdP's login form as
+/// `who`, back to the CA (which continues to the page the login started from).
+fn log_in_through_the_idp(browser: &Browser, who: &str) {
+    browser.click("#oidc-idp");
+    browser.type_into("#login", who);
+    browser.click("#submit");
+}
+
+#[test]
+fn idp_users_log_in_request_and_approve_in_chromium() {
+    let chromium = require("chromium", INSTALL_HINT);
+    let chromedriver = require("chromedriver", INSTALL_HINT);
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::init(tmp.path(), "ca");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_idp, issuer) = start_provider(tmp.path(), &format!("http://{addr}/oidc/callback"));
+    let secret = ca.dir.join("idp.secret");
+    std::fs::write(&secret, "tpa-e2e-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut config = std::fs::read_to_string(&ca.config).unwrap();
+    assert!(config.contains("[server]\n"), "{config}");
+    config = config.replacen(
+        "[server]\n",
+        &format!("[server]\npublic_url = \"http://{addr}\"\n"),
+        1,
+    );
+    config.push_str(ca_server::config::EXAMPLE_ROLES);
+    config.push_str(&format!(
+        "\n[[oidc]]\nname = \"idp\"\ndisplay_name = \"Test IdP\"\nissuer = \"{issuer}\"\nclient_id = \"tpa\"\nclient_secret_file = \"idp.secret\"\ntrust_group_names = true\n"
+    ));
+    std::fs::write(&ca.config, config).unwrap();
+    let running = ca.serve_at(addr, &[]);
+
+    // Alice, on a machine without a browser: a URL and a code.
+    let home = tmp.path().join("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut login = tpa_ssh(
+        &home,
+        &["login", "--ca", &format!("http://{addr}"), "--no-browser"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = login.stderr.take().unwrap();
+    let stdout = login.stdout.take().unwrap();
+    let mut login = Guard { child: login };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut after_enter = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if after_enter {
+                let _ = tx.send(line.trim().to_owned());
+                after_enter = false;
+            }
+            if line.contains("enter the code") {
+                after_enter = true;
+            }
+        }
+    });
+    let code = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("tpa-ssh login --no-browser printed no code");
+
+    // Any browser: the code page sends her to log in through the IdP's own
+    // login form, comes back, and shows what she is authorising.
+    let browser = Browser::start(&chromium, &chromedriver, &format!("http://{addr}"));
+    browser.goto(&format!("/device?code={code}"));
+    log_in_through_the_idp(&browser, "alice");
+    browser.wait_for("#user_code");
+    browser.click("#device-continue");
+    browser.wait_for_text("#device-code", &code);
+    browser.wait_for_text("#device-source", "127.0.0.1");
+    browser.wait_for_text("#device-what", "as you (alice)");
+    browser.click("#device-approve");
+    browser.wait_for_text("#device-done", "Approved");
+
+    // The CLI's poll picks the approval up (interval 5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = login.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tpa-ssh login did not finish within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("Logged in") && out.contains("engineers"),
+        "{out}"
+    );
+
+    let who = tpa_ssh(&home, &["whoami", "--json"]).output().unwrap();
+    assert!(who.status.success(), "{}", text(&who));
+    let who: Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(
+        who["whoami"]["user"]["identity"]["issuer"],
+        issuer.as_str(),
+        "{who}"
+    );
+    assert_eq!(
+        who["whoami"]["user"]["identity"]["subject"], "idp-alice",
+        "{who}"
+    );
+
+    // She asks for the role her IdP group may request.
+    let asked = tpa_ssh(
+        &home,
+        &[
+            "request",
+            "--role",
+            "hotfix-admin",
+            "--host",
+            "web-1",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-4411 disk full on web-1",
+            "--ticket",
+            "INC-4411",
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(asked.status.success(), "{}", text(&asked));
+    let asked: Value = serde_json::from_slice(&asked.stdout).unwrap();
+    let id = asked["request"]["id"]
+        .as_str()
+        .or_else(|| asked["id"].as_str())
+        .unwrap_or_else(|| panic!("no request id in {asked}"))
+        .to_owned();
+
+    // Bob (IdP group sre-leads) logs in to the web page through the IdP and approves stage 1.
+    browser.delete_cookies();
+    browser.goto("/login");
+    log_in_through_the_idp(&browser, "bob");
+    let row = format!("tr.request[data-id='{id}']");
+    browser.wait_for_text(&row, "1 more needed from sre-leads");
+    browser.click(&format!("{row} a"));
+    browser.click("#approve");
+    browser.wait_for_text("#needed", "stage 2 of 2: 1 more needed from managers");
+
+    // Carol (managers) does the same for stage 2.
+    browser.delete_cookies();
+    browser.goto("/login");
+    log_in_through_the_idp(&browser, "carol");
+    browser.wait_for_text(&row, "stage 2 of 2");
+    browser.click(&format!("{row} a"));
+    browser.click("#approve");
+    browser.wait_for_text("#state", "approved");
+    browser.wait_for_text("#approvals", "carol (stage 2");
+
+    let status = tpa_ssh(&home, &["status", &id, "--json"]).output().unwrap();
+    assert!(status.status.success(), "{}", text(&status));
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let state = status["state"]
+        .as_str()
+        .or_else(|| status["request"]["state"].as_str());
+    assert_eq!(state, Some("approved"), "{status}");
+
+    drop(browser);
+    running.terminate();
+}
