@@ -1,4 +1,4 @@
-//! End-to-end tests with real processes: `tpa-ca`, OpenSSH's `sshd`, `ssh` and `ssh-keygen`, and headless Chromium.
+//! End-to-end tests with real processes: `tpa-ca`, OpenSSH's `sshd`, `ssh` and `ssh-keygen`, the npm `oidc-provider`, and headless Chromium.
 //!
 //! Build the binaries first (`cargo build --workspace`); `./scripts/test` does
 //! that and installs openssh-server when run as root.
