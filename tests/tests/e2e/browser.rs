@@ -62,9 +62,12 @@ fn http(
         {
             break;
         }
-        let n = stream
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("read the answer to {method} {path}: {e}"));
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            // A signal (another test's child exiting) interrupted the read: try again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read the answer to {method} {path}: {e}"),
+        };
         if n == 0 {
             break;
         }
