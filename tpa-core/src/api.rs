@@ -148,6 +148,29 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// `POST /login` (form): a password login and where to go afterwards.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginForm {
+    /// The account's username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+    /// A local path to continue to (checked by the CA; `/` when unsafe).
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginRequest")

@@ -488,3 +488,37 @@ async fn pages_redirect_to_login_and_get_changes_nothing() {
     assert_eq!(audit_rows(&app.data.open_plain()).len(), before);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn password_login_continues_to_a_local_next_only() {
+    // Issue 4: a local account confirming a device login comes back to /device.
+    let app = app().await;
+    let page = app.get("/login?next=/device?code=BCDF-GHJK").await;
+    assert!(
+        page.body
+            .contains("name=\"next\" value=\"&#x2f;device?code=BCDF-GHJK\""),
+        "{}",
+        page.body
+    );
+    for (next, expected) in [
+        ("%2Fdevice%3Fcode%3DBCDF-GHJK", "/device?code=BCDF-GHJK"),
+        ("%2F%2Fevil.example", "/"),
+        ("https%3Aevil.example", "/"),
+        ("%2F%5Cevil.example", "/"),
+    ] {
+        let body = format!(
+            "username=alice&password={}&next={next}",
+            PASSWORD.replace(' ', "+")
+        );
+        let r = app
+            .send(
+                "POST",
+                "/login",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                &body,
+            )
+            .await;
+        assert_eq!(r.status, 303, "{next}: {}", r.body);
+        assert_eq!(r.header("location"), Some(expected), "{next}");
+    }
+}

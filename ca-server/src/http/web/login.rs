@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
-use tpa_core::api::{CsrfForm, LoginRequest};
+use tpa_core::api::{CsrfForm, LoginForm, LoginRequest};
 
 use super::{anonymous_context, render_status, to_login};
 use crate::config::Config;
@@ -53,6 +53,7 @@ fn login_page(
             error => error,
             username => username,
             connectors => connectors,
+            next => next,
             local => !state.config.accounts.is_empty() || state.config.oidc.is_empty(),
             ..anonymous_context()
         },
@@ -74,18 +75,24 @@ pub async fn get(
 }
 
 /// `POST /login`: checks the origin, verifies the password, revokes the
-/// browser's previous session if any, and sets a new session cookie (the
-/// session id changes at every login). Failure re-renders the form with a
+/// browser's previous session if any, sets a new session cookie (the
+/// session id changes at every login) and continues to the form's checked
+/// `next` (a local path, else `/`). Failure re-renders the form with a
 /// generic message (401) or the rate-limit message (429).
 pub async fn post(
     State(state): State<AppState>,
     ip: ConnectInfoOpt,
     previous: Option<Authenticated>,
     headers: HeaderMap,
-    form: Result<Form<LoginRequest>, FormRejection>,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
     check_same_origin(&headers, &state.config)?;
-    let Form(request) = form?;
+    let Form(form) = form?;
+    let next = crate::oidc_login::safe_next(form.next.as_deref());
+    let request = LoginRequest {
+        username: form.username,
+        password: form.password,
+    };
     let username = request.username.clone();
     match password_login(&state, ip.0, request, TokenKind::WebSession).await {
         Ok(new) => {
@@ -94,7 +101,7 @@ pub async fn post(
             }
             let max_age = state.config.auth.session_ttl.as_secs();
             let cookie = session_cookie(&state.config, &new.token, max_age);
-            let mut response = Redirect::to("/").into_response();
+            let mut response = Redirect::to(&next).into_response();
             let value = HeaderValue::from_str(&cookie)
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("bad cookie header: {e}")))?;
             response.headers_mut().insert(header::SET_COOKIE, value);
@@ -105,7 +112,7 @@ pub async fn post(
             StatusCode::UNAUTHORIZED,
             "Unknown username or wrong password.",
             &username,
-            "/",
+            &next,
         ),
         Err(ApiError::RateLimited { retry_after_secs }) => {
             let mut response = login_page(
@@ -113,7 +120,7 @@ pub async fn post(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!("Too many failed logins. Try again in {retry_after_secs} seconds."),
                 &username,
-                "/",
+                &next,
             )?;
             response
                 .headers_mut()

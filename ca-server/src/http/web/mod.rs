@@ -343,6 +343,7 @@ mod tests {
             error => "<script>alert(1)</script>",
             username => "\"><b>x",
             connectors => Vec::<Value>::new(),
+            next => "/",
             local => true,
             ..anonymous_context()
         };
