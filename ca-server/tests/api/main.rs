@@ -3,6 +3,7 @@
 //! binary, and the server on 127.0.0.1 port 0.
 
 mod audit_verify;
+mod auditor;
 mod auth;
 mod bastion_api;
 mod batch;
