@@ -2,6 +2,7 @@
 //! made by `init`, real SQLite files, real `ssh-keygen`, the real `tpa-ca`
 //! binary, and the server on 127.0.0.1 port 0.
 
+mod audit_sinks;
 mod audit_verify;
 mod auditor;
 mod auth;
@@ -11,6 +12,7 @@ mod cli;
 mod helpers;
 mod http;
 mod issuance;
+mod metrics;
 mod oidc;
 mod requests;
 mod requests_http;
