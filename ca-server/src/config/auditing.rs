@@ -297,3 +297,178 @@ pub(super) fn audit_sinks(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+
+    use super::*;
+
+    const MINIMAL: &str = "[ca]\nkey_file = \"ca_key\"\n[database]\npath = \"tpa.db\"\n";
+
+    fn parse_in(dir: &Path, more: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{MINIMAL}{more}"), &dir.join("tpa.toml"))
+    }
+
+    fn secret(dir: &Path, name: &str, text: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn defaults_are_no_auditors_no_sinks_and_loopback_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = parse_in(dir.path(), "").unwrap();
+        assert!(c.auditors.groups.is_empty());
+        assert!(c.audit_sinks.is_empty());
+        assert_eq!(
+            c.metrics,
+            MetricsConfig {
+                token: None,
+                open_to_loopback: true
+            }
+        );
+    }
+
+    #[test]
+    fn sinks_auditors_and_metrics_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        secret(dir.path(), "siem.secret", "0123456789abcdef0123\n", 0o600);
+        secret(
+            dir.path(),
+            "metrics.token",
+            "metrics-token-0123456789\n",
+            0o600,
+        );
+        let c = parse_in(
+            dir.path(),
+            r#"
+[auditors]
+groups = ["auditors", "security"]
+[metrics]
+token_file = "metrics.token"
+open_to_loopback = false
+[[audit_sinks]]
+name = "siem"
+type = "webhook"
+url = "https://siem.example.com/tpa"
+secret_file = "siem.secret"
+[[audit_sinks]]
+name = "syslog"
+type = "syslog"
+address = "127.0.0.1:514"
+transport = "udp"
+facility = "local3"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.auditors.groups.len(), 2);
+        assert_eq!(c.metrics.token.as_deref(), Some("metrics-token-0123456789"));
+        assert!(!c.metrics.open_to_loopback);
+        assert!(!format!("{:?}", c.metrics).contains("metrics-token"));
+        assert_eq!(c.audit_sinks.len(), 2);
+        assert!(matches!(
+            &c.audit_sinks[0].target,
+            AuditSinkTarget::Webhook { secret, .. } if secret == b"0123456789abcdef0123"
+        ));
+        assert!(!format!("{:?}", c.audit_sinks).contains("0123456789abcdef"));
+        assert_eq!(
+            c.audit_sinks[1].target,
+            AuditSinkTarget::Syslog {
+                address: "127.0.0.1:514".parse().unwrap(),
+                transport: SyslogTransport::Udp,
+                facility: 19
+            }
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        secret(dir.path(), "ok.secret", "0123456789abcdef0123", 0o600);
+        secret(dir.path(), "short.secret", "short", 0o600);
+        secret(dir.path(), "open.secret", "0123456789abcdef0123", 0o644);
+        let check = |more: &str, expected: &[&str]| {
+            let e = parse_in(dir.path(), more).unwrap_err().to_string();
+            for part in expected {
+                assert!(e.contains(part), "{more}: {e:?} lacks {part:?}");
+            }
+        };
+        let webhook =
+            |extra: &str| format!("[[audit_sinks]]\nname = \"s\"\ntype = \"webhook\"\n{extra}");
+        check(
+            &webhook("secret_file = \"ok.secret\"\n"),
+            &["\"s\"", "url is required"],
+        );
+        check(
+            &webhook("url = \"http://siem.example.com/\"\nsecret_file = \"ok.secret\"\n"),
+            &["https://"],
+        );
+        check(
+            &webhook("url = \"https://x.example/\"\n"),
+            &["secret_file is required"],
+        );
+        check(
+            &webhook("url = \"https://x.example/\"\nsecret_file = \"short.secret\"\n"),
+            &["at least 16 bytes"],
+        );
+        check(
+            &webhook("url = \"https://x.example/\"\nsecret_file = \"open.secret\"\n"),
+            &["chmod 600"],
+        );
+        check(
+            &webhook(
+                "url = \"https://x.example/\"\nsecret_file = \"ok.secret\"\naddress = \"1.2.3.4:5\"\n",
+            ),
+            &["address does not apply"],
+        );
+        let syslog =
+            |extra: &str| format!("[[audit_sinks]]\nname = \"s\"\ntype = \"syslog\"\n{extra}");
+        check(&syslog(""), &["address is required"]);
+        check(
+            &syslog("address = \"logs:514\"\n"),
+            &["is not an IP address"],
+        );
+        check(
+            &syslog("address = \"127.0.0.1:514\"\ntransport = \"tls\"\n"),
+            &["\"tls\""],
+        );
+        check(
+            &syslog("address = \"127.0.0.1:514\"\nfacility = \"mail\"\n"),
+            &["\"mail\"", "authpriv"],
+        );
+        check(
+            "[[audit_sinks]]\nname = \"s\"\ntype = \"kafka\"\n",
+            &["\"kafka\"", "webhook", "syslog"],
+        );
+        check(
+            &format!(
+                "{}\n{}",
+                syslog("address = \"127.0.0.1:1\"\n"),
+                syslog("address = \"127.0.0.1:2\"\n")
+            ),
+            &["used twice"],
+        );
+        check(
+            "[[audit_sinks]]\nname = \"a b\"\ntype = \"syslog\"\naddress = \"127.0.0.1:1\"\n",
+            &["name must be"],
+        );
+        check(
+            "[auditors]\ngroups = [\"Auditors\"]\n",
+            &["auditors.groups"],
+        );
+        check("[auditors]\ngroup = [\"auditors\"]\n", &["group"]);
+        check(
+            "[metrics]\ntoken_file = \"short.secret\"\n",
+            &["metrics.token_file", "16"],
+        );
+        check(
+            "[metrics]\ntoken_file = \"missing\"\n",
+            &["metrics.token_file"],
+        );
+    }
+}

@@ -103,11 +103,13 @@ fn session_view(s: SessionRow) -> SessionView {
         requester: s.requester,
         source: s.source,
         target: s.target,
+        target_address: s.target_address,
         started_at: s.started_at,
         ended_at: s.ended_at,
         bytes_to_target: s.bytes_to_target,
         bytes_from_target: s.bytes_from_target,
         end_reason: s.end_reason,
+        error: s.error,
         audit_seq: s.audit_seq,
     }
 }

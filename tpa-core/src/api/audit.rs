@@ -103,6 +103,8 @@ pub struct SessionView {
     pub source: String,
     /// Target host.
     pub target: String,
+    /// The address the bastion connected to.
+    pub target_address: String,
     /// RFC 3339 UTC.
     pub started_at: String,
     /// RFC 3339 UTC.
@@ -113,6 +115,9 @@ pub struct SessionView {
     pub bytes_from_target: i64,
     /// How it ended (see `SESSION_END_REASONS`).
     pub end_reason: String,
+    /// The error, when it ended with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The `session.record` audit event.
     pub audit_seq: i64,
 }

@@ -110,6 +110,8 @@ fn session_value(s: &SessionView) -> Value {
         bytes_to_target => s.bytes_to_target,
         bytes_from_target => s.bytes_from_target,
         end_reason => s.end_reason.as_str(),
+        error => s.error.as_deref(),
+        target_address => s.target_address.as_str(),
     }
 }
 
