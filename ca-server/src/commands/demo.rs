@@ -73,6 +73,12 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         );
         println!("  ssh-keygen -L -f ./demo_key-cert.pub        # inspect the certificate");
         println!("  cargo run -q --release -p ca-server -- audit verify --config {config}");
+        println!(
+            "  # log in as dave (auditor) at http://{addr}/audit: the audit log, request timelines, certificates, sessions"
+        );
+        println!(
+            "  curl http://{addr}/metrics                 # Prometheus metrics (loopback only)"
+        );
         println!();
     })
 }

@@ -61,7 +61,7 @@ pub fn search(
          LEFT JOIN certificates c ON a.object LIKE 'cert:%' AND c.serial = substr(a.object, 6)
          LEFT JOIN requests r ON r.id = CASE WHEN a.object LIKE 'request:%'
                                              THEN substr(a.object, 9) ELSE c.request_id END
-         WHERE (?1 IS NULL OR a.seq < ?1)
+         WHERE a.seq < coalesce(?1, 9223372036854775807)
            AND (?2 IS NULL OR (a.actor LIKE 'user:%' AND substr(a.actor, -length(?2) - 1) = '#' || ?2)
                            OR r.requester_username = ?2)
            AND (?3 IS NULL OR r.role = ?3)
@@ -149,7 +149,7 @@ pub fn certificates(
 ) -> Result<Vec<CertificateListing>, StoreError> {
     let sql = format!(
         "{CERT_SELECT}
-         WHERE (?1 IS NULL OR c.request_id = ?1) AND (?2 IS NULL OR c.audit_seq < ?2)
+         WHERE (?1 IS NULL OR c.request_id = ?1) AND c.audit_seq < coalesce(?2, 9223372036854775807)
          ORDER BY c.audit_seq DESC LIMIT ?3"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -193,7 +193,7 @@ pub fn sessions(
                 target_address, started_at, ended_at, bytes_to_target, bytes_from_target, end_reason,
                 error, received_at, audit_seq
          FROM bastion_sessions
-         WHERE (?1 IS NULL OR request_id = ?1) AND (?2 IS NULL OR audit_seq < ?2)
+         WHERE (?1 IS NULL OR request_id = ?1) AND audit_seq < coalesce(?2, 9223372036854775807)
          ORDER BY audit_seq DESC LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![request, before, limit], session)?;
