@@ -350,8 +350,8 @@ pub fn syslog_message(e: &Event, facility: u8, hostname: &str) -> Result<String,
 
 /// A message cut before its MSG part (for UDP messages too large to send whole).
 fn without_body(message: &str) -> String {
-    match message.find("] \u{feff}") {
-        Some(i) => format!("{} \u{feff}{{\"truncated\":true}}", &message[..=i]),
+    match message.find("] \u{feff}").and_then(|i| message.get(..=i)) {
+        Some(head) => format!("{head} \u{feff}{{\"truncated\":true}}"),
         None => message.chars().take(MAX_UDP).collect(),
     }
 }
