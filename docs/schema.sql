@@ -40,6 +40,14 @@ CREATE TABLE audit_events (
     hash       TEXT    NOT NULL UNIQUE
 ) STRICT;
 
+CREATE TABLE audit_sink_cursors (
+    sink              TEXT    PRIMARY KEY,
+    delivered_through INTEGER NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   TEXT,
+    last_error        TEXT
+) STRICT;
+
 CREATE TABLE auth_tokens (
     id          TEXT PRIMARY KEY,
     token_hash  TEXT NOT NULL UNIQUE,

@@ -10,11 +10,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
+mod auditing;
 mod bastions;
 mod oidc;
 mod roles;
 mod webhooks;
 
+pub use auditing::{
+    AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
+};
 pub use bastions::BastionEntry;
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
@@ -52,6 +56,12 @@ pub struct Config {
     pub oidc: Vec<OidcConfig>,
     /// Bastions allowed to read the revocation feed and deliver session records.
     pub bastions: Vec<BastionEntry>,
+    /// Who may read the audit pages (`[auditors]`).
+    pub auditors: AuditorsConfig,
+    /// Access to `/metrics` (`[metrics]`).
+    pub metrics: MetricsConfig,
+    /// Where every audit event is streamed (`[[audit_sinks]]`).
+    pub audit_sinks: Vec<AuditSinkConfig>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -199,6 +209,12 @@ struct RawConfig {
     oidc: Vec<oidc::RawOidc>,
     #[serde(default)]
     bastions: Vec<bastions::RawBastion>,
+    #[serde(default)]
+    auditors: auditing::RawAuditors,
+    #[serde(default)]
+    metrics: auditing::RawMetrics,
+    #[serde(default)]
+    audit_sinks: Vec<auditing::RawAuditSink>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +333,10 @@ impl Config {
                 "[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned(),
             ));
         }
+        let webhooks = webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?;
+        let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
+        let audit_sinks =
+            auditing::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -334,12 +354,15 @@ impl Config {
             admin_issue: AdminIssueConfig { max_ttl },
             policy: roles::policy(&raw.roles, &raw.host_groups).map_err(invalid)?,
             workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
-            webhooks: webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?,
+            webhooks,
             public_url,
             accounts,
             auth,
             oidc,
             bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
+            auditors: auditing::auditors(&raw.auditors).map_err(invalid)?,
+            metrics: auditing::metrics(&raw.metrics, &resolve).map_err(invalid)?,
+            audit_sinks,
         })
     }
 

@@ -3,12 +3,14 @@
 //! and calls [`commands::run`].
 
 pub mod audit;
+pub mod audit_sinks;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod device_login;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod notify;
 pub mod oidc_login;
 pub mod request_view;

@@ -80,14 +80,22 @@ pub fn slack_text(event: &WebhookEvent) -> String {
     )
 }
 
-/// The HMAC-SHA256 signature header value for a body: `sha256=<hex>`.
-pub fn signature(secret: &[u8], body: &[u8]) -> Option<String> {
+/// Hex HMAC-SHA256 of `parts` concatenated, under `secret`.
+fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> Option<String> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).ok()?;
-    mac.update(body);
-    Some(format!(
-        "sha256={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
+    for part in parts {
+        mac.update(part);
+    }
+    Some(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The `X-TPA-Signature` value of a webhook body sent with
+/// `X-TPA-Timestamp: <timestamp>`: `sha256=<hex HMAC-SHA256(secret,
+/// "<timestamp>." + body)>`. Signing the timestamp lets receivers refuse
+/// replays of old deliveries.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> Option<String> {
+    let prefix = format!("{timestamp}.");
+    hmac_hex(secret, &[prefix.as_bytes(), body]).map(|h| format!("sha256={h}"))
 }
 
 /// Wakes every webhook sender (after a commit that enqueued something).
@@ -98,6 +106,11 @@ impl OutboxBell {
     /// Rings the bell.
     pub fn ring(&self) {
         self.0.notify_waiters();
+    }
+
+    /// Completes at the next ring.
+    pub async fn notified(&self) {
+        self.0.notified().await;
     }
 }
 
@@ -245,10 +258,13 @@ impl Sender {
             .header("content-type", "application/json")
             .header("x-tpa-event", &item.kind)
             .header("x-tpa-delivery", item.id.to_string());
-        if let Some(secret) = &self.webhook.secret
-            && let Some(sig) = signature(secret, body.as_bytes())
-        {
-            request = request.header("x-tpa-signature", sig);
+        if let Some(secret) = &self.webhook.secret {
+            let timestamp = Utc::now().timestamp();
+            if let Some(sig) = signature(secret, timestamp, body.as_bytes()) {
+                request = request
+                    .header("x-tpa-timestamp", timestamp.to_string())
+                    .header("x-tpa-signature", sig);
+            }
         }
         let response = request
             .body(body)
@@ -264,7 +280,7 @@ impl Sender {
 }
 
 /// A reqwest error without its URL (webhook URLs can carry tokens).
-fn without_url(e: &reqwest::Error) -> String {
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -309,14 +325,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signature_is_hmac_sha256_hex() {
+    fn hmac_is_hmac_sha256_hex() {
         // RFC 4231 test case 2.
-        let sig = signature(b"Jefe", b"what do ya want for nothing?").unwrap();
+        let mac = hmac_hex(b"Jefe", &[b"what do ya ", b"want for nothing?"]).unwrap();
         assert_eq!(
-            sig,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            mac,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
+
+    #[test]
+    fn signature_covers_timestamp_and_body() {
+        // The test vector of docs/api.md ("Verifying webhook signatures").
+        let sig = signature(
+            b"0123456789abcdef",
+            1_800_000_000,
+            b"{\"event\":\"test\"}\n",
+        )
+        .unwrap();
+        assert_eq!(sig, SIGNATURE_VECTOR);
+    }
+
+    const SIGNATURE_VECTOR: &str =
+        "sha256=b678f213dc9f482dbbc5fd27b90a712032c770f344f9df463851816b2c68313a";
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -73,6 +73,8 @@ impl AppState {
             .context("cannot open the database")?;
         crate::notify::register_sinks(&mut conn, &config.webhooks)
             .context("cannot register the webhooks")?;
+        crate::audit_sinks::register(&mut conn, &config.audit_sinks)
+            .context("cannot register the audit sinks")?;
         let readers = ReadPool::open(&config.database_path, READERS)
             .context("cannot open the database for reading")?;
         let signer = Arc::new(signer);
@@ -149,6 +151,15 @@ impl Application {
             stopped.clone(),
         )
         .context("cannot start the webhook senders")?;
+        background.extend(
+            crate::audit_sinks::spawn(
+                state.database_path.clone(),
+                state.config.audit_sinks.clone(),
+                state.bell.clone(),
+                stopped.clone(),
+            )
+            .context("cannot start the audit sinks")?,
+        );
         background.push(tokio::spawn(expire_pending(state, stopped)));
         let app = crate::http::router(self.state);
         // Client addresses feed the login rate limit and the audit trail's source.

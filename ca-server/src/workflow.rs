@@ -17,6 +17,7 @@ use tpa_core::{
     HumanDuration, Principal, SourceAddresses, SubjectKey, Username,
 };
 
+pub mod audit_views;
 pub mod bastion;
 pub mod issuer;
 pub mod requests;

@@ -2,8 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+mod audit;
 mod bastion;
 
+pub use audit::{
+    AuditEventView, AuditPage, AuditQuery, CertificateList, CertificateView, ListQuery,
+    SessionList, SessionView, Timeline,
+};
 pub use bastion::{
     ActiveGrant, RevocationFeed, RevokedGrant, SESSION_END_REASONS, SessionBatch,
     SessionBatchResult, SessionRecord,

@@ -31,5 +31,21 @@ pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         config.database_path.display()
     );
     println!("  admin_issue.max_ttl: {}", config.admin_issue.max_ttl);
+    let auditors: Vec<&str> = config.auditors.groups.iter().map(|g| g.as_str()).collect();
+    println!(
+        "  auditor groups: {}",
+        if auditors.is_empty() {
+            "none (nobody may read the audit pages)".to_owned()
+        } else {
+            auditors.join(", ")
+        }
+    );
+    for sink in &config.audit_sinks {
+        let backlog = store::audit_sinks::backlog(&conn, &sink.name)?;
+        println!(
+            "  audit sink {}: {backlog} events not yet delivered",
+            sink.name
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

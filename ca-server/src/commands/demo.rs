@@ -73,6 +73,12 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         );
         println!("  ssh-keygen -L -f ./demo_key-cert.pub        # inspect the certificate");
         println!("  cargo run -q --release -p ca-server -- audit verify --config {config}");
+        println!(
+            "  # log in as dave (auditor) at http://{addr}/audit: the audit log, request timelines, certificates, sessions"
+        );
+        println!(
+            "  curl http://{addr}/metrics                 # Prometheus metrics (loopback only)"
+        );
         println!();
     })
 }
@@ -103,8 +109,9 @@ const PASSWORDS_FILE: &str = "demo-passwords.txt";
 /// `tpa.toml` and writes the passwords to `demo-passwords.txt` (mode 0600).
 fn add_demo_accounts(dir: &Path, config_path: &Path) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let mut toml =
-        String::from("\n# Demo accounts made by `tpa-ca demo`; passwords in demo-passwords.txt.\n");
+    let mut toml = String::from(
+        "\n# Members of these groups may read the audit pages (/audit); dave is one.\n[auditors]\ngroups = [\"auditors\"]\n\n# Demo accounts made by `tpa-ca demo`; passwords in demo-passwords.txt.\n",
+    );
     let mut listing = String::from("# username  password  (groups)\n");
     for (username, display_name, group) in DEMO_ACCOUNTS {
         let bytes: [u8; 12] = rand::rng().random();

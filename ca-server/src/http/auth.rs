@@ -60,6 +60,10 @@ pub struct Authenticated {
     pub via: AuthVia,
     /// When the session or token stops working.
     pub expires_at: DateTime<Utc>,
+    /// Whether the user is in an `[auditors]` group (shows the audit pages in
+    /// the navigation; every audit handler checks again through
+    /// `workflow::audit_views::Auditor`).
+    pub auditor: bool,
 }
 
 /// The session cookie's name under this configuration.
@@ -179,7 +183,9 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Authenti
         // A session row without a CSRF token cannot post anything; refuse it.
         (TokenKind::WebSession, None) => return Ok(None),
     };
+    let auditor = state.config.auditors.includes(&user);
     Ok(Some(Authenticated {
+        auditor,
         user,
         token_id: session.id,
         via,
@@ -437,6 +443,7 @@ mod tests {
             token_id: "id".to_owned(),
             via,
             expires_at: Utc::now(),
+            auditor: false,
         }
     }
 

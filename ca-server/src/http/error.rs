@@ -60,9 +60,8 @@ pub enum ApiError {
 pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
-        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed" => {
-            StatusCode::FORBIDDEN
-        }
+        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
+        | "not_auditor" | "metrics_forbidden" => StatusCode::FORBIDDEN,
         "not_pending"
         | "already_approved"
         | "not_approved"

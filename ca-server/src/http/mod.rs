@@ -1,11 +1,13 @@
 //! The HTTP surface (axum only; no SQL here): one file per resource.
 
+mod audit;
 pub mod auth;
 mod bastion;
 mod ca_pub;
 pub mod error;
 mod health;
 mod krl;
+mod metrics;
 pub mod rate_limit;
 mod requests;
 mod reviews;
@@ -28,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ca.pub", get(ca_pub::get))
         .route("/healthz", get(health::get))
         .route("/krl", get(krl::get))
+        .route("/metrics", get(metrics::get))
         .route("/api/v1/login", post(auth::api_login).layer(login_limit))
         .route("/api/v1/logout", post(auth::api_logout))
         .route("/api/v1/whoami", get(auth::whoami))
@@ -35,8 +38,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/sessions",
             // A full batch of records is well under 256 KiB.
-            post(bastion::sessions).layer(DefaultBodyLimit::max(256 * 1024)),
+            post(bastion::sessions)
+                .layer(DefaultBodyLimit::max(256 * 1024))
+                .get(audit::sessions),
         )
+        .route("/api/v1/audit", get(audit::log))
+        .route("/api/v1/certificates", get(audit::certificates))
+        .route("/api/v1/requests/{id}/timeline", get(audit::timeline))
         .route(
             "/api/v1/requests",
             post(requests::create)
@@ -70,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::inbox::get))
         .route("/my", get(web::mine::get))
         .route("/history", get(web::history::get))
+        .route("/audit", get(web::audit::log))
+        .route("/audit/certificates", get(web::audit::certificates))
+        .route("/audit/sessions", get(web::audit::sessions))
+        .route("/audit/requests/{id}", get(web::audit::timeline))
         .route("/reviews", get(web::reviews::get))
         .route(
             "/requests/{id}/review",

@@ -5,6 +5,8 @@
 //! `BEGIN IMMEDIATE` so that a transaction never upgrades from reader to writer.
 
 pub mod audit;
+pub mod audit_sinks;
+pub mod audit_views;
 pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
@@ -32,8 +34,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_break_glass_reviews.sql"),
     include_str!("migrations/0006_oidc_state.sql"),
     include_str!("migrations/0007_bastion_sessions.sql"),
-    // 0008–0011 belong to other branches; the lead orders them at merge.
+    // Applied in list order; file numbers are renumbered once every branch is in.
     include_str!("migrations/0012_device_logins.sql"),
+    include_str!("migrations/0010_audit_sinks.sql"),
 ];
 
 /// The schema version this build expects.

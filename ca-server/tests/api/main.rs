@@ -2,7 +2,9 @@
 //! made by `init`, real SQLite files, real `ssh-keygen`, the real `tpa-ca`
 //! binary, and the server on 127.0.0.1 port 0.
 
+mod audit_sinks;
 mod audit_verify;
+mod auditor;
 mod auth;
 mod bastion_api;
 mod batch;
@@ -11,6 +13,7 @@ mod device;
 mod helpers;
 mod http;
 mod issuance;
+mod metrics;
 mod oidc;
 mod requests;
 mod requests_http;

@@ -983,3 +983,32 @@ async fn tpa_ssh_sso_login_through_its_loopback_listener() {
     assert_eq!(me.status, 200, "{}", me.body);
     assert_eq!(me.json()["user"]["identity"]["issuer"], provider.issuer());
 }
+
+/// Issue 7, item 3: the auditor group can come from the provider's groups
+/// claim; a user without it is refused the audit pages.
+#[tokio::test]
+async fn an_auditor_group_from_the_groups_claim_opens_the_audit_pages() {
+    let listener = reserve().await;
+    let address = listener.local_addr().unwrap();
+    let provider = Provider::start(&callback_uri(address), users(), json!({}));
+    let issuer = provider.issuer();
+    let app = crate::helpers::spawn_app_bound(listener, move |data, address| {
+        set_public_url(data, address);
+        add_connector(data, "idp", &issuer);
+        data.edit_config(|t| format!("{t}\n[auditors]\ngroups = [\"sre-leads\"]\n"));
+    })
+    .await;
+    let audit = format!("http://{}/audit", app.address);
+    let mut alice = Browser::default();
+    let done = alice.web_login(&app, "idp", "alice", "/audit").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let page = alice.get(&audit).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("oidc login via idp"), "{}", page.body);
+    let mut mallory = Browser::default();
+    let done = mallory.web_login(&app, "idp", "mallory", "/").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let page = mallory.get(&audit).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    drop(provider);
+}

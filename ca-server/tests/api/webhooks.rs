@@ -243,7 +243,12 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     for r in &ok {
         assert_eq!(
             header(r, "x-tpa-signature"),
-            signature(secret.as_bytes(), r.body.as_bytes()).unwrap()
+            signature(
+                secret.as_bytes(),
+                header(r, "x-tpa-timestamp").parse().unwrap(),
+                r.body.as_bytes()
+            )
+            .unwrap()
         );
         let event: tpa_core::api::WebhookEvent = serde_json::from_str(&r.body).unwrap();
         assert_eq!(event.event, header(r, "x-tpa-event"));

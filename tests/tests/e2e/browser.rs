@@ -256,6 +256,17 @@ impl Browser {
             .map(str::to_owned)
     }
 
+    /// How many elements match `css` now.
+    fn count(&self, css: &str) -> usize {
+        self.command(
+            "POST",
+            "/elements",
+            Some(json!({ "using": "css selector", "value": css })),
+        )
+        .as_array()
+        .map_or(0, Vec::len)
+    }
+
     /// Waits until `css` matches, then returns the element.
     pub(crate) fn wait_for(&self, css: &str) -> String {
         let deadline = Instant::now() + PAGE_TIMEOUT;
@@ -376,7 +387,8 @@ fn hash_password(password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// A CA like `tpa-ca demo`: the brief's two roles and alice, bob, carol, dave.
+/// A CA like `tpa-ca demo`: the brief's two roles, alice, bob, carol and
+/// dave, and `[auditors]` (dave's group).
 fn demo_ca(parent: &Path, password: &str) -> CaDir {
     let ca = CaDir::init(parent, "ca");
     let mut config = std::fs::read_to_string(&ca.config).unwrap();
@@ -392,6 +404,7 @@ fn demo_ca(parent: &Path, password: &str) -> CaDir {
             "\n[[accounts]]\nusername = \"{user}\"\npassword_hash = \"{hash}\"\ngroups = [\"{group}\"]\n"
         ));
     }
+    config.push_str("\n[auditors]\ngroups = [\"auditors\"]\n");
     std::fs::write(&ca.config, config).unwrap();
     ca
 }
@@ -495,6 +508,90 @@ fn approvers_approve_in_headless_chromium() {
         browser.text("#approve").is_empty(),
         "nothing left to decide"
     );
+
+    drop(browser);
+    running.terminate();
+}
+
+/// Issue 7, item 3: dave (auditors) reads the audit log, filters it, opens a
+/// request's timeline, the certificates and the sessions, and finds no
+/// control that changes anything; alice (no auditor) has no audit links and
+/// gets a 403 page.
+#[test]
+fn auditor_reads_the_trail_in_headless_chromium() {
+    let chromium: PathBuf = require("chromium", INSTALL_HINT);
+    let chromedriver: PathBuf = require("chromedriver", INSTALL_HINT);
+    let tmp = tempfile::tempdir().unwrap();
+    let password = "browser test password";
+    let ca = demo_ca(tmp.path(), password);
+    let running = ca.serve();
+    let id = alice_requests_hotfix(running.addr, password);
+    let browser = Browser::start(
+        &chromium,
+        &chromedriver,
+        &format!("http://{}", running.addr),
+    );
+
+    browser.log_in("dave", password);
+    browser.click("#nav-audit");
+    browser.wait_for_text("main h1", "Audit log");
+    browser.wait_for_text("#events", "request.submit");
+    browser.wait_for_text("#events", "INC-4411 disk full on web-1");
+    // Read-only: the only form that posts is the logout button's, and the
+    // only other button is the filter's (a GET form).
+    let read_only = |page: &str| {
+        assert_eq!(browser.count("form[method='post']"), 1, "{page}");
+        assert_eq!(
+            browser.count("form[method='post'][action='/logout']"),
+            1,
+            "{page}"
+        );
+        assert_eq!(
+            browser.count("textarea, select, input[type='checkbox']"),
+            0,
+            "{page}"
+        );
+        assert!(browser.find("#approve").is_none() && browser.find("#deny").is_none());
+    };
+    read_only("log");
+    assert_eq!(browser.count("button"), 2, "filter and logout only");
+
+    // Filter by action: only the submission is left.
+    browser.type_into("input[name='action']", "request.submit");
+    browser.click("#filter");
+    browser.wait_for(&format!("a[href='/audit/requests/{id}']"));
+    assert!(
+        browser.url().contains("action=request.submit"),
+        "{}",
+        browser.url()
+    );
+    assert_eq!(browser.count("tr.event"), 1, "{}", browser.source());
+
+    // The request's timeline.
+    browser.click(&format!("a[href='/audit/requests/{id}']"));
+    browser.wait_for_text("#state", "pending");
+    browser.wait_for_text("#events", "request.submit");
+    browser.wait_for_text("#certificates", "No certificates");
+    browser.wait_for_text("#sessions", "No sessions");
+    read_only("timeline");
+
+    for (link, table) in [
+        ("#nav-certificates", "#certificates"),
+        ("#nav-sessions", "#sessions"),
+    ] {
+        browser.click(link);
+        browser.wait_for(table);
+        read_only(link);
+    }
+    browser.log_out();
+
+    // alice is no auditor: no links, and the page is refused.
+    browser.log_in("alice", password);
+    assert!(browser.find("#nav-audit").is_none());
+    browser.goto("/audit");
+    browser.wait_for_text("main h1", "Error 403");
+    browser.wait_for_text("#error", "auditor");
+    assert!(browser.find("#events").is_none());
 
     drop(browser);
     running.terminate();

@@ -3,6 +3,7 @@
 //! page carries, HTML error pages, form helpers, and the static files (the
 //! stylesheet and the live-refresh script). Pages live in one file per group.
 
+pub mod audit;
 pub mod device;
 pub mod history;
 pub mod inbox;
@@ -60,6 +61,30 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "signed_in.html",
         include_str!("../../../templates/signed_in.html"),
+    ),
+    (
+        "audit_log.html",
+        include_str!("../../../templates/audit_log.html"),
+    ),
+    (
+        "audit_timeline.html",
+        include_str!("../../../templates/audit_timeline.html"),
+    ),
+    (
+        "audit_certificates.html",
+        include_str!("../../../templates/audit_certificates.html"),
+    ),
+    (
+        "audit_cert_table.html",
+        include_str!("../../../templates/audit_cert_table.html"),
+    ),
+    (
+        "audit_session_table.html",
+        include_str!("../../../templates/audit_session_table.html"),
+    ),
+    (
+        "audit_sessions.html",
+        include_str!("../../../templates/audit_sessions.html"),
     ),
     (
         "cli_login.html",
@@ -136,12 +161,13 @@ pub fn page_context(auth: &Authenticated) -> Value {
     context! {
         user => Value::from_serialize(user_info(&auth.user)),
         csrf_token => csrf_token,
+        auditor => auth.auditor,
     }
 }
 
 /// The context of a page without a logged-in user.
 pub fn anonymous_context() -> Value {
-    context! { user => Value::from(()), csrf_token => "" }
+    context! { user => Value::from(()), csrf_token => "", auditor => false }
 }
 
 /// 303 to the login page (a GET), for pages that need a session.
@@ -179,6 +205,12 @@ pub struct PageError(pub ApiError);
 impl From<ApiError> for PageError {
     fn from(e: ApiError) -> Self {
         Self(e)
+    }
+}
+
+impl From<crate::workflow::requests::WorkflowError> for PageError {
+    fn from(e: crate::workflow::requests::WorkflowError) -> Self {
+        Self(e.into())
     }
 }
 

@@ -1,0 +1,60 @@
+//! `GET /metrics` (Prometheus text format). Open to loopback clients unless
+//! `[metrics] open_to_loopback = false`; others need the bearer token of
+//! `[metrics] token_file`. The numbers hold no personal data.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq as _;
+
+use super::auth::{ConnectInfoOpt, with_reader};
+use super::error::ApiError;
+use crate::config::MetricsConfig;
+use crate::startup::AppState;
+
+/// Whether a scrape from `ip` with these headers may read the metrics.
+fn allowed(config: &MetricsConfig, ip: Option<std::net::IpAddr>, headers: &HeaderMap) -> bool {
+    if let Some(token) = &config.token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(sent) = sent {
+            return bool::from(sent.as_bytes().ct_eq(token.as_bytes()));
+        }
+    }
+    config.open_to_loopback && ip.is_some_and(|ip| ip.is_loopback())
+}
+
+/// `GET /metrics`.
+pub async fn get(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !allowed(&state.config.metrics, ip.0, &headers) {
+        return Err(ApiError::Refused {
+            code: "metrics_forbidden",
+            message: "metrics are served to loopback clients and to scrapers with the [metrics] token_file bearer token".to_owned(),
+        });
+    }
+    let config = state.config.clone();
+    let snapshot = with_reader(&state, move |conn| {
+        Ok(crate::metrics::collect(conn, &config)?)
+    })
+    .await?;
+    let body = crate::metrics::render(
+        &snapshot,
+        crate::metrics::resident_memory(),
+        crate::metrics::open_fds(),
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}

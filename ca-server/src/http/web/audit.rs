@@ -1,0 +1,287 @@
+//! The auditor's pages, all `GET` and read-only: `/audit` (the audit log with
+//! filters), `/audit/requests/{id}` (one request's timeline),
+//! `/audit/certificates` and `/audit/sessions`. They call the same
+//! `workflow::audit_views` functions as the JSON API; anyone outside the
+//! `[auditors]` groups gets a 403 page, and no page has a form that changes
+//! anything.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use minijinja::{Value, context};
+use tpa_core::api::{AuditEventView, AuditQuery, CertificateView, ListQuery, SessionView};
+
+use super::{PageError, page_context, render, to_login, utc};
+use crate::http::audit::query;
+use crate::http::auth::Authenticated;
+use crate::http::requests::{parse_id, read};
+use crate::startup::AppState;
+use crate::workflow::audit_views::{self as av, Auditor};
+
+/// The logged-in auditor, a redirect to `/login`, or a 403 page.
+fn auditor(
+    state: &AppState,
+    auth: Option<Authenticated>,
+) -> Result<Result<(Authenticated, Auditor), Response>, PageError> {
+    let Some(auth) = auth else {
+        return Ok(Err(to_login()));
+    };
+    let auditor = Auditor::check(&state.config.auditors, &auth.user)?;
+    Ok(Ok((auth, auditor)))
+}
+
+/// `name=value&…` with the values percent-encoded; empty values are left out.
+fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+    let encode = |v: &str| -> String {
+        v.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .filter_map(|(n, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{n}={}", encode(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn unix(secs: i64) -> String {
+    DateTime::<Utc>::from_timestamp(secs, 0).map_or_else(|| secs.to_string(), utc)
+}
+
+/// A stored time (RFC 3339) as pages show it.
+fn shown(time: &str) -> String {
+    DateTime::parse_from_rfc3339(time)
+        .map_or_else(|_| time.to_owned(), |t| utc(t.with_timezone(&Utc)))
+}
+
+fn event_value(e: &AuditEventView) -> Value {
+    let request = e.object.strip_prefix("request:").map(str::to_owned);
+    context! {
+        seq => e.seq,
+        time => shown(&e.time),
+        actor => e.actor.as_str(),
+        source => e.source.as_str(),
+        action => e.action.as_str(),
+        object => e.object.as_str(),
+        request => request,
+        outcome => e.outcome.as_str(),
+        reason => e.reason.as_str(),
+        details => e.details.as_str(),
+    }
+}
+
+fn certificate_value(c: &CertificateView, now: i64) -> Value {
+    context! {
+        serial => c.serial.as_str(),
+        key_id => c.key_id.as_str(),
+        principals => c.principals.join(", "),
+        valid_after => unix(c.valid_after),
+        valid_before => unix(c.valid_before),
+        expired => c.valid_before <= now,
+        request => c.request_id.as_deref(),
+        issued_by => c.issued_by.as_str(),
+        issued_at => shown(&c.issued_at),
+        revoked => c.revoked,
+    }
+}
+
+fn session_value(s: &SessionView) -> Value {
+    context! {
+        session_id => s.session_id.as_str(),
+        bastion => s.bastion.as_str(),
+        request => s.request_id.as_str(),
+        serial => s.serial.as_str(),
+        login => s.login.as_str(),
+        requester => s.requester.as_str(),
+        source => s.source.as_str(),
+        target => s.target.as_str(),
+        started_at => shown(&s.started_at),
+        ended_at => shown(&s.ended_at),
+        bytes_to_target => s.bytes_to_target,
+        bytes_from_target => s.bytes_from_target,
+        end_reason => s.end_reason.as_str(),
+        error => s.error.as_deref(),
+        target_address => s.target_address.as_str(),
+    }
+}
+
+/// `GET /audit`: the audit log, newest first, with filters and older pages.
+pub async fn log(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let (auth, auditor) = match auditor(&state, auth)? {
+        Ok(a) => a,
+        Err(redirect) => return Ok(redirect),
+    };
+    let q = query(q)?;
+    let (filter, limit) = av::audit_filter(&q)?;
+    let page = read(&state, move |conn| {
+        av::audit_log(conn, &auditor, &filter, limit)
+    })
+    .await?;
+    let next = page.next_before.map(|before| {
+        let before = before.to_string();
+        format!(
+            "/audit?{}",
+            query_string(&[
+                ("user", q.user.as_deref()),
+                ("role", q.role.as_deref()),
+                ("host", q.host.as_deref()),
+                ("action", q.action.as_deref()),
+                ("from", q.from.as_deref()),
+                ("to", q.to.as_deref()),
+                ("limit", q.limit.as_deref()),
+                ("before", Some(&before)),
+            ])
+        )
+    });
+    let events: Vec<Value> = page.events.iter().map(event_value).collect();
+    Ok(render(
+        "audit_log.html",
+        context! {
+            q => Value::from_serialize(&q),
+            events => events,
+            next => next,
+            ..page_context(&auth)
+        },
+    )?)
+}
+
+/// `GET /audit/requests/{id}`: one request from submission to its end.
+pub async fn timeline(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let (auth, auditor) = match auditor(&state, auth)? {
+        Ok(a) => a,
+        Err(redirect) => return Ok(redirect),
+    };
+    let id = parse_id(&id)?;
+    let st = state.clone();
+    let now = Utc::now();
+    let t = read(&state, move |conn| {
+        av::timeline(conn, &auditor, &st.config.policy, &id, now)
+    })
+    .await?;
+    let events: Vec<Value> = t.events.iter().map(event_value).collect();
+    let certificates: Vec<Value> = t
+        .certificates
+        .iter()
+        .map(|c| certificate_value(c, now.timestamp()))
+        .collect();
+    let sessions: Vec<Value> = t.sessions.iter().map(session_value).collect();
+    Ok(render(
+        "audit_timeline.html",
+        context! {
+            r => Value::from_serialize(&t.request),
+            events => events,
+            certificates => certificates,
+            sessions => sessions,
+            ..page_context(&auth)
+        },
+    )?)
+}
+
+fn list_next(path: &str, q: &ListQuery, next: Option<i64>) -> Option<String> {
+    next.map(|before| {
+        let before = before.to_string();
+        format!(
+            "{path}?{}",
+            query_string(&[
+                ("request", q.request.as_deref()),
+                ("limit", q.limit.as_deref()),
+                ("before", Some(&before)),
+            ])
+        )
+    })
+}
+
+/// `GET /audit/certificates`: every certificate, newest first.
+pub async fn certificates(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let (auth, auditor) = match auditor(&state, auth)? {
+        Ok(a) => a,
+        Err(redirect) => return Ok(redirect),
+    };
+    let q = query(q)?;
+    let (request, before, limit) = av::list_filter(&q)?;
+    let list = read(&state, move |conn| {
+        av::certificates(conn, &auditor, request.as_ref(), before, limit)
+    })
+    .await?;
+    let now = Utc::now().timestamp();
+    let rows: Vec<Value> = list
+        .certificates
+        .iter()
+        .map(|c| certificate_value(c, now))
+        .collect();
+    Ok(render(
+        "audit_certificates.html",
+        context! {
+            certificates => rows,
+            next => list_next("/audit/certificates", &q, list.next_before),
+            ..page_context(&auth)
+        },
+    )?)
+}
+
+/// `GET /audit/sessions`: every bastion session, newest first.
+pub async fn sessions(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let (auth, auditor) = match auditor(&state, auth)? {
+        Ok(a) => a,
+        Err(redirect) => return Ok(redirect),
+    };
+    let q = query(q)?;
+    let (request, before, limit) = av::list_filter(&q)?;
+    let list = read(&state, move |conn| {
+        av::sessions(conn, &auditor, request.as_ref(), before, limit)
+    })
+    .await?;
+    let rows: Vec<Value> = list.sessions.iter().map(session_value).collect();
+    Ok(render(
+        "audit_sessions.html",
+        context! {
+            sessions => rows,
+            next => list_next("/audit/sessions", &q, list.next_before),
+            ..page_context(&auth)
+        },
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_encode_and_skip_empty_values() {
+        assert_eq!(
+            query_string(&[
+                ("user", Some("a b&c")),
+                ("role", Some("")),
+                ("host", None),
+                ("before", Some("7"))
+            ]),
+            "user=a%20b%26c&before=7"
+        );
+    }
+}

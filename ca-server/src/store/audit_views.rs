@@ -1,0 +1,257 @@
+//! Read-only queries behind the auditor's pages and endpoints: the audit log
+//! with filters, one request's events, certificates and bastion sessions.
+//! Every list is bounded and pages backwards by a sequence number.
+
+use rusqlite::{Connection, Row, params};
+
+use super::StoreError;
+use super::bastion_sessions::SessionRow;
+use super::certificates::CertificateRow;
+use crate::audit::Event;
+
+/// Filters of the audit log; `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// A user name: events by that user (actor `user:…#<name>`) or about a
+    /// request of theirs (its events, certificates and sessions).
+    pub user: Option<String>,
+    /// Events about requests for this role (and their certificates).
+    pub role: Option<String>,
+    /// Events about requests that include this host (and their certificates).
+    pub host: Option<String>,
+    /// Exact action (`request.approve`) or, ending in `.`, a prefix (`request.`).
+    pub action: Option<String>,
+    /// Events at or after this stored time (RFC 3339 UTC, microseconds).
+    pub from: Option<String>,
+    /// Events before this stored time.
+    pub to: Option<String>,
+    /// Events with a smaller `seq` (the next page).
+    pub before: Option<i64>,
+}
+
+const EVENT_COLUMNS: &str = "a.seq, a.time, a.actor, a.source, a.action, a.object, a.outcome, \
+                             a.reason, a.details, a.prev_hash, a.hash";
+
+fn event(r: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: r.get(0)?,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        source: r.get(3)?,
+        action: r.get(4)?,
+        object: r.get(5)?,
+        outcome: r.get(6)?,
+        reason: r.get(7)?,
+        details: r.get(8)?,
+        prev_hash: r.get(9)?,
+        hash: r.get(10)?,
+    })
+}
+
+/// At most `limit` events matching `filter`, highest `seq` first.
+pub fn search(
+    conn: &Connection,
+    filter: &AuditFilter,
+    limit: u32,
+) -> Result<Vec<Event>, StoreError> {
+    // The request an event is about: its object `request:<id>`, or the
+    // request of the certificate `cert:<serial>` it names.
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events a
+         LEFT JOIN certificates c ON a.object LIKE 'cert:%' AND c.serial = substr(a.object, 6)
+         LEFT JOIN requests r ON r.id = CASE WHEN a.object LIKE 'request:%'
+                                             THEN substr(a.object, 9) ELSE c.request_id END
+         WHERE a.seq < coalesce(?1, 9223372036854775807)
+           AND (?2 IS NULL OR (a.actor LIKE 'user:%' AND substr(a.actor, -length(?2) - 1) = '#' || ?2)
+                           OR r.requester_username = ?2)
+           AND (?3 IS NULL OR r.role = ?3)
+           AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(r.hosts) h WHERE h.value = ?4))
+           AND (?5 IS NULL OR a.action = ?5
+                OR (substr(?5, -1) = '.' AND substr(a.action, 1, length(?5)) = ?5))
+           AND (?6 IS NULL OR a.time >= ?6)
+           AND (?7 IS NULL OR a.time < ?7)
+         ORDER BY a.seq DESC LIMIT ?8"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            filter.before,
+            filter.user,
+            filter.role,
+            filter.host,
+            filter.action,
+            filter.from,
+            filter.to,
+            limit
+        ],
+        event,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every event about request `id` (its own events and those of its
+/// certificates), oldest first, at most `limit`.
+pub fn request_events(conn: &Connection, id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events a
+         WHERE a.object = 'request:' || ?1
+            OR a.object IN (SELECT 'cert:' || serial FROM certificates WHERE request_id = ?1)
+         ORDER BY a.seq LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![id, limit], event)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A certificate and whether it is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateListing {
+    /// The stored row.
+    pub row: CertificateRow,
+    /// Its request was revoked or cancelled.
+    pub revoked: bool,
+}
+
+fn certificate(r: &Row<'_>) -> rusqlite::Result<CertificateListing> {
+    Ok(CertificateListing {
+        row: CertificateRow {
+            serial: r.get(0)?,
+            key_id: r.get(1)?,
+            principals: r.get(2)?,
+            extensions: r.get(3)?,
+            critical_options: r.get(4)?,
+            valid_after: r.get(5)?,
+            valid_before: r.get(6)?,
+            subject_key_fingerprint: r.get(7)?,
+            ca_key_fingerprint: r.get(8)?,
+            request_id: r.get(9)?,
+            issued_by: r.get(10)?,
+            issued_at: r.get(11)?,
+            audit_seq: r.get(12)?,
+        },
+        revoked: r.get(13)?,
+    })
+}
+
+const CERT_SELECT: &str = "SELECT c.serial, c.key_id, c.principals, c.extensions, c.critical_options,
+        c.valid_after, c.valid_before, c.subject_key_fingerprint, c.ca_key_fingerprint, c.request_id,
+        c.issued_by, c.issued_at, c.audit_seq,
+        coalesce(r.state IN ('revoked', 'cancelled'), 0)
+     FROM certificates c LEFT JOIN requests r ON r.id = c.request_id";
+
+/// At most `limit` certificates (of `request` when given) with an issuance
+/// event before `before`, newest first.
+pub fn certificates(
+    conn: &Connection,
+    request: Option<&str>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<CertificateListing>, StoreError> {
+    let sql = format!(
+        "{CERT_SELECT}
+         WHERE (?1 IS NULL OR c.request_id = ?1) AND c.audit_seq < coalesce(?2, 9223372036854775807)
+         ORDER BY c.audit_seq DESC LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![request, before, limit], certificate)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn session(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        session_id: r.get(0)?,
+        bastion: r.get(1)?,
+        request_id: r.get(2)?,
+        serial: r.get(3)?,
+        key_id: r.get(4)?,
+        login: r.get(5)?,
+        requester: r.get(6)?,
+        source: r.get(7)?,
+        target: r.get(8)?,
+        target_address: r.get(9)?,
+        started_at: r.get(10)?,
+        ended_at: r.get(11)?,
+        bytes_to_target: r.get(12)?,
+        bytes_from_target: r.get(13)?,
+        end_reason: r.get(14)?,
+        error: r.get(15)?,
+        received_at: r.get(16)?,
+        audit_seq: r.get(17)?,
+    })
+}
+
+/// At most `limit` bastion sessions (of `request` when given) recorded
+/// before audit event `before`, newest first.
+pub fn sessions(
+    conn: &Connection,
+    request: Option<&str>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<SessionRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT session_id, bastion, request_id, serial, key_id, login, requester, source, target,
+                target_address, started_at, ended_at, bytes_to_target, bytes_from_target, end_reason,
+                error, received_at, audit_seq
+         FROM bastion_sessions
+         WHERE (?1 IS NULL OR request_id = ?1) AND audit_seq < coalesce(?2, 9223372036854775807)
+         ORDER BY audit_seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![request, before, limit], session)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Counters for `/metrics`: `(name, label, count)` rows.
+pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
+    let mut by_state = Vec::new();
+    {
+        let mut stmt =
+            conn.prepare_cached("SELECT state, count(*) FROM requests GROUP BY state ORDER BY 1")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            by_state.push(row?);
+        }
+    }
+    let mut actions = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT action, outcome, count(*) FROM audit_events GROUP BY action, outcome ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            actions.push(row?);
+        }
+    }
+    let certificates = conn.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))?;
+    let sessions = conn.query_row("SELECT count(*) FROM bastion_sessions", [], |r| r.get(0))?;
+    let audit_head = conn.query_row("SELECT coalesce(max(seq), 0) FROM audit_events", [], |r| {
+        r.get(0)
+    })?;
+    Ok(Counts {
+        requests_by_state: by_state,
+        events_by_action: actions,
+        certificates,
+        sessions,
+        audit_head,
+    })
+}
+
+/// What `/metrics` counts in the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `(state, requests)`.
+    pub requests_by_state: Vec<(String, i64)>,
+    /// `(action, outcome, events)`.
+    pub events_by_action: Vec<(String, String, i64)>,
+    /// Certificates issued.
+    pub certificates: i64,
+    /// Bastion session records.
+    pub sessions: i64,
+    /// The highest audit `seq` (0 when empty).
+    pub audit_head: i64,
+}

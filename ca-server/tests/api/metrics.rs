@@ -1,0 +1,173 @@
+//! `GET /metrics`: the Prometheus text format, counts that move, and who may
+//! scrape (issue 7, item 5).
+
+use crate::helpers::{TestApp, http_send, write_private};
+use crate::requests_http::{HOTFIX, app, app_with, post, submit, token};
+
+/// Checks the text format and returns the samples: `name{labels}` → value.
+fn parse(text: &str) -> Vec<(String, i64)> {
+    let mut typed = std::collections::BTreeSet::new();
+    let mut helped = std::collections::BTreeSet::new();
+    let mut samples = vec![];
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            assert!(!help.is_empty());
+            helped.insert(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(helped.contains(name), "HELP before TYPE: {line}");
+            typed.insert(name.to_owned());
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
+            assert!(
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+                    && !name.as_bytes()[0].is_ascii_digit(),
+                "{line}"
+            );
+            if let Some(labels) = series.strip_prefix(name)
+                && !labels.is_empty()
+            {
+                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}'));
+                let inner = inner.unwrap_or_else(|| panic!("bad labels: {line}"));
+                for pair in inner.split("\",") {
+                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+                    assert!(
+                        k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                        "{line}"
+                    );
+                    assert!(!v.trim_end_matches('"').contains('\n'));
+                }
+            }
+            assert!(typed.contains(name), "sample before its TYPE: {line}");
+            samples.push((series.to_owned(), value.parse().unwrap()));
+        }
+    }
+    samples
+}
+
+fn value(samples: &[(String, i64)], series: &str) -> i64 {
+    samples
+        .iter()
+        .find(|(s, _)| s == series)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {series}"))
+}
+
+async fn scrape(app: &TestApp) -> Vec<(String, i64)> {
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    parse(&r.body)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_counts_move() {
+    let app = app().await;
+    let before = scrape(&app).await;
+    assert_eq!(value(&before, "tpa_requests{state=\"pending\"}"), 0);
+    assert_eq!(value(&before, "tpa_certificates_issued_total"), 0);
+    assert!(value(&before, "process_resident_memory_bytes") > 0);
+
+    let (alice, bob, carol) = (
+        token(&app, "alice").await,
+        token(&app, "bob").await,
+        token(&app, "carol").await,
+    );
+    let id = submit(&app, &alice, HOTFIX).await;
+    let pending = scrape(&app).await;
+    assert_eq!(value(&pending, "tpa_requests{state=\"pending\"}"), 1);
+    assert_eq!(value(&pending, "tpa_requests_submitted_total"), 1);
+    // Self-approval is refused: a denial.
+    let r = post(&app, &alice, &format!("/api/v1/requests/{id}/approve"), "").await;
+    assert_eq!(r.status, 403);
+    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let key = serde_json::json!({ "public_key": crate::helpers::ed25519_public_key() });
+    let r = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &key.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/revoke"),
+        r#"{"comment":"done"}"#,
+    )
+    .await;
+
+    let after = scrape(&app).await;
+    assert_eq!(value(&after, "tpa_requests{state=\"pending\"}"), 0);
+    assert_eq!(value(&after, "tpa_requests{state=\"revoked\"}"), 1);
+    assert_eq!(
+        value(&after, "tpa_decisions_total{decision=\"approve\"}"),
+        2
+    );
+    assert_eq!(value(&after, "tpa_certificates_issued_total"), 1);
+    assert_eq!(
+        value(&after, "tpa_denials_total{action=\"request.approve\"}"),
+        1
+    );
+    assert_eq!(value(&after, "tpa_revocations_total"), 1);
+    assert_eq!(value(&after, "tpa_bastion_sessions_total"), 0);
+    assert!(value(&after, "tpa_audit_chain_head") > value(&before, "tpa_audit_chain_head"));
+    // No personal data: no user names, request ids or reasons.
+    let text = app.get("/metrics").await.body;
+    for secret in ["alice", "bob", id.as_str(), "INC-9"] {
+        assert!(!text.contains(secret), "{secret} in metrics");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_when_loopback_is_closed() {
+    const TOKEN: &str = "metrics-token-0123456789abcdef";
+    let app = app_with(|data| {
+        write_private(
+            &data.dir.join("metrics.token"),
+            format!("{TOKEN}\n").as_bytes(),
+        );
+        data.edit_config(|text| {
+            format!("{text}\n[metrics]\ntoken_file = \"metrics.token\"\nopen_to_loopback = false\n")
+        });
+    })
+    .await;
+    let r = app.get("/metrics").await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("metrics_forbidden"))
+    );
+    let get = |auth: String| {
+        let address = app.address;
+        async move { http_send(address, "GET", "/metrics", &[("Authorization", &auth)], "").await }
+    };
+    assert_eq!(
+        get("Bearer wrong-token-0123456789abcdef".into())
+            .await
+            .status,
+        403
+    );
+    let alice = token(&app, "alice").await;
+    assert_eq!(
+        get(format!("Bearer {alice}")).await.status,
+        403,
+        "a user token is no metrics token"
+    );
+    let r = get(format!("Bearer {TOKEN}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    parse(&r.body);
+    app.stop().await;
+}
