@@ -11,11 +11,13 @@ use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
 mod bastions;
+mod client;
 mod oidc;
 mod roles;
 mod webhooks;
 
 pub use bastions::BastionEntry;
+pub use client::ClientAnnouncement;
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
@@ -52,6 +54,8 @@ pub struct Config {
     pub oidc: Vec<OidcConfig>,
     /// Bastions allowed to read the revocation feed and deliver session records.
     pub bastions: Vec<BastionEntry>,
+    /// What `GET /api/v1/client-config` announces to `tpa-ssh` (`[client]`).
+    pub client: ClientAnnouncement,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -199,6 +203,8 @@ struct RawConfig {
     oidc: Vec<oidc::RawOidc>,
     #[serde(default)]
     bastions: Vec<bastions::RawBastion>,
+    #[serde(default)]
+    client: client::RawClient,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +346,7 @@ impl Config {
             auth,
             oidc,
             bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
+            client: client::client(&raw.client).map_err(invalid)?,
         })
     }
 
