@@ -51,8 +51,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ssh(args) => crate::connect::ssh(cli.ca.as_deref(), args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "tpa-ssh", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "tpa-ssh", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("cannot write the completions")
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
     }
 }

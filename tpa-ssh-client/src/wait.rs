@@ -62,7 +62,9 @@ pub async fn until_decided(
             eprintln!("  [{:>4}] waiting: {now}", elapsed(started));
         }
         last = now;
-        let path = format!("/api/v1/requests/{}/wait?timeout=30", r.id);
+        // The CA answers at once when the decision lands; the short timeout only
+        // refreshes the approvals shown while earlier stages are approved.
+        let path = format!("/api/v1/requests/{}/wait?timeout=5", r.id);
         let poll = client.call::<(), RequestView>(Method::GET, &path, NONE);
         tokio::pin!(poll);
         let mut tick = tokio::time::interval(Duration::from_millis(120));

@@ -912,3 +912,31 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
         bastion_log()
     );
 }
+
+#[test]
+fn shell_completions_are_printed_and_bash_parses_them() {
+    let home = Home {
+        dir: std::env::temp_dir(),
+        ca_url: "http://127.0.0.1:1".into(),
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let out = home.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("tpa-ssh") && script.contains("config") && script.contains("renew"),
+            "{shell}: {script}"
+        );
+    }
+    let script = home.run(&["completions", "bash"]).stdout;
+    let mut bash = Command::new(require("bash", "install bash"))
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bash.stdin.take().unwrap().write_all(&script).unwrap();
+    let out = bash.wait_with_output().unwrap();
+    assert!(out.status.success(), "bash -n: {}", text(&out));
+    assert!(!home.run(&["completions", "tcsh"]).status.success());
+}
