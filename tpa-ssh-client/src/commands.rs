@@ -27,6 +27,10 @@ const NONE: Option<&()> = None;
 
 /// Runs one subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Completions { .. }) {
+        // A broken settings file is reported whatever the command.
+        settings::load()?;
+    }
     match cli.command {
         Command::Login {
             username: Some(username),
@@ -251,6 +255,18 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
     if let Some(code) = refused(&r, args.json.json)? {
         return Ok(code);
     }
+    if !args.json.json {
+        announce_approval(&r);
+    }
+    if !r.active {
+        // A scheduled window: the certificate comes with `tpa-ssh cert` once it opens.
+        println!(
+            "The window opens at {}; run `tpa-ssh cert {}` then.",
+            r.window_start.as_deref().unwrap_or("its scheduled start"),
+            r.id
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     fetch_certificate(&client, &r, false, args.json.json).await
 }
 
@@ -283,6 +299,37 @@ pub fn refused(r: &RequestView, json: bool) -> anyhow::Result<Option<ExitCode>> 
         eprintln!("Request {} {what}", r.id);
     }
     Ok(Some(ExitCode::from(code)))
+}
+
+/// Says that `r` was approved: by whom, what, until when.
+pub fn announce_approval(r: &RequestView) {
+    let by: Vec<&str> = r
+        .approvals
+        .iter()
+        .map(|a| {
+            a.approver
+                .username
+                .as_deref()
+                .unwrap_or(&a.approver.subject)
+        })
+        .collect();
+    let by = if by.is_empty() {
+        format!("({})", r.approval_path)
+    } else {
+        format!("by {}", by.join(", "))
+    };
+    let window = match (&r.window_start, &r.window_end) {
+        (_, Some(end)) if r.active => format!("until {end}"),
+        (Some(start), _) => format!("from {start}"),
+        _ => String::new(),
+    };
+    eprintln!(
+        "Request {} approved {by}: {} on {} for {} {window}",
+        r.id,
+        r.role,
+        r.hosts.join(","),
+        r.duration
+    );
 }
 
 /// Removes expired TPA certificates from the agent, then loads the key and

@@ -199,6 +199,7 @@ async fn grant_for(
     if let Some(code) = refused(&r, false)? {
         return Ok(Err(code));
     }
+    crate::commands::announce_approval(&r);
     if !r.active {
         bail!(
             "request {} is approved from {}; run this again then",
@@ -223,15 +224,32 @@ fn shell_word(path: &Path) -> anyhow::Result<String> {
     Ok(format!("'{text}'"))
 }
 
-/// The value of an ssh `-F FILE` among the user's ssh arguments, if any.
-fn config_file_arg(ssh_args: &[String]) -> Option<&str> {
-    ssh_args
-        .iter()
-        .enumerate()
-        .find_map(|(i, a)| match a.as_str() {
-            "-F" => ssh_args.get(i + 1).map(String::as_str),
-            other => other.strip_prefix("-F").filter(|v| !v.is_empty()),
-        })
+/// ssh's options that take an argument (from ssh(1)'s synopsis).
+const SSH_OPTIONS_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOopQRSWw";
+
+/// The value of ssh option `-<letter>` among the user's ssh arguments (options
+/// only: the remote command after them is not looked at).
+fn ssh_option(ssh_args: &[String], letter: char) -> Option<&str> {
+    let mut found = None;
+    let mut args = ssh_args.iter();
+    while let Some(arg) = args.next() {
+        let Some(rest) = arg.strip_prefix('-').filter(|r| !r.is_empty() && *r != "-") else {
+            break; // the remote command starts here
+        };
+        for (i, c) in rest.char_indices() {
+            if SSH_OPTIONS_WITH_ARGUMENT.contains(c) {
+                let value = match &rest[i + c.len_utf8()..] {
+                    "" => args.next().map(String::as_str),
+                    inline => Some(inline),
+                };
+                if c == letter {
+                    found = value;
+                }
+                break;
+            }
+        }
+    }
+    found
 }
 
 /// The login ssh would use when the user names none.
@@ -274,7 +292,7 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
     let _ = update_agent(&keys, &cert);
     let (bastion, _) = announced(&client).await?;
 
-    let login_given = login.is_some() || args.ssh_args.iter().any(|a| a.starts_with("-l"));
+    let login_given = login.is_some() || ssh_option(&args.ssh_args, 'l').is_some();
     let login = login.or_else(|| {
         let me = local_user();
         match me {
@@ -302,7 +320,7 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
             shell_word(&keys.private)?,
             shell_word(&keys.cert)?
         ));
-        if let Some(f) = config_file_arg(&args.ssh_args) {
+        if let Some(f) = ssh_option(&args.ssh_args, 'F') {
             proxy.push_str(&format!(" -F {}", shell_word(Path::new(f))?));
         }
         if let Some(port) = b.port() {
@@ -324,11 +342,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_config_file_among_ssh_args() {
-        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(config_file_arg(&args(&["-F", "/x", "true"])), Some("/x"));
-        assert_eq!(config_file_arg(&args(&["-F/y"])), Some("/y"));
-        assert_eq!(config_file_arg(&args(&["-v", "uptime"])), None);
+    fn finds_options_among_ssh_args_but_not_in_the_command() {
+        let check = |v: &[&str], letter: char, expected: Option<&str>| {
+            let args: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            assert_eq!(ssh_option(&args, letter), expected, "{v:?} -{letter}");
+        };
+        check(&["-F", "/x", "true"], 'F', Some("/x"));
+        check(&["-F/y"], 'F', Some("/y"));
+        check(&["-v", "uptime"], 'F', None);
+        check(&["-l", "deploy", "uptime"], 'l', Some("deploy"));
+        check(&["-vl", "deploy"], 'l', Some("deploy"));
+        check(&["-o", "User=x", "-ldeploy"], 'l', Some("deploy"));
+        check(&["ls", "-la"], 'l', None);
+        check(&["-p", "22", "ls", "-la"], 'l', None);
+        check(&["-o", "-l"], 'l', None);
+        check(&["-l"], 'l', None);
     }
 
     #[test]

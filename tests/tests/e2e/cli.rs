@@ -38,6 +38,31 @@ impl Home {
         c
     }
 
+    /// `tpa-ssh ARGS` on a pseudo-terminal (util-linux `script`), everything it
+    /// shows written to `typescript` as it comes.
+    fn in_terminal(&self, args: &[&str], typescript: &Path) -> Command {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = quote(tpa_ssh_bin().to_str().unwrap());
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        let mut c = self.command(&[]);
+        let env: Vec<_> = c
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned)))
+            .collect();
+        c = Command::new(require("script", "install bsdutils"));
+        for (k, v) in env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.args(["-qfec", &line]).arg(typescript);
+        c
+    }
+
     /// `tpa-ssh … --json`, parsed (the test fails when it is not JSON).
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.run(args);
@@ -134,23 +159,27 @@ fn login_request_wait_certificate_then_plain_ssh() {
         text(&out)
     );
 
-    // request --wait blocks until both approvals land, then fetches the certificate.
+    // request --wait, on a terminal, blocks until both approvals land with a
+    // live status line, then fetches the certificate.
+    let typescript = tmp.path().join("typescript");
     let waiter = home
-        .command(&[
-            "request",
-            "--role",
-            "hotfix-admin",
-            "--host",
-            "web-1",
-            "--for",
-            "1h",
-            "--reason",
-            "INC-5 disk",
-            "--wait",
-        ])
+        .in_terminal(
+            &[
+                "request",
+                "--role",
+                "hotfix-admin",
+                "--host",
+                "web-1",
+                "--for",
+                "1h",
+                "--reason",
+                "INC-5 disk",
+                "--wait",
+            ],
+            &typescript,
+        )
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let mut waiter = Guard { child: waiter };
@@ -161,17 +190,28 @@ fn login_request_wait_certificate_then_plain_ssh() {
         "request --wait must wait for the decision"
     );
     post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
+    // The line shows the first approval and what is still needed.
+    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !screen().contains("1 approval; needs 1 more from managers (stage 2)") {
+        assert!(Instant::now() < deadline, "no live progress:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        screen().contains(&format!("⠋ {id} waiting")),
+        "{}",
+        screen()
+    );
     post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
     let status = wait_exit(&mut waiter, Duration::from_secs(20));
-    let mut output = String::new();
-    for pipe in [
-        waiter.child.stdout.take().map(read_all),
-        waiter.child.stderr.take().map(read_all),
-    ] {
-        output.push_str(&pipe.unwrap_or_default());
-    }
+    let output = screen();
     assert!(status.success(), "{output}");
-    assert!(output.contains("Certificate for"), "{output}");
+    assert!(
+        output.contains(&format!(
+            "Request {id} approved by bob, carol: hotfix-admin on web-1"
+        )) && output.contains("Certificate for"),
+        "{output}"
+    );
 
     // The files are where tpa-ssh says, private, and plain ssh uses them.
     let data = home.dir.join(".local/share/tpa");
@@ -907,10 +947,145 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     let out = plain_ssh(&user_config, "web-2", "echo nope");
     assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("nope"));
     assert!(
-        bastion_log().contains(&id) || bastion_log().contains("not approved"),
+        bastion_log().contains("host web-2 is not approved by the certificate"),
         "{}",
         bastion_log()
     );
+
+    // On a terminal, `tpa-ssh ssh web-2` asks for the role and the reason, then
+    // connects with the new grant.
+    let typescript = tmp.path().join("typescript");
+    let mut child = home
+        .in_terminal(
+            &[
+                "ssh",
+                "web-2",
+                "--",
+                "-F",
+                config_arg,
+                "echo asked-on-a-terminal",
+            ],
+            &typescript,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"web-debug\nINC-9 asked\n")
+        .unwrap();
+    let mut guard = Guard { child };
+    let status = wait_exit(&mut guard, Duration::from_secs(30));
+    let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
+    assert!(status.success(), "{screen}\n{}", bastion_log());
+    assert!(
+        screen.contains("No active grant covers web-2")
+            && screen.contains("Role: ")
+            && screen.contains("Reason: ")
+            && screen.contains("asked-on-a-terminal"),
+        "{screen}"
+    );
+    let newest = &home.json(&["list", "--json"])["requests"][0];
+    assert_eq!(
+        (newest["hosts"][0].as_str(), newest["reason"].as_str()),
+        (Some("web-2"), Some("INC-9 asked"))
+    );
+    assert_ne!(newest["id"].as_str(), Some(id.as_str()));
+}
+
+#[test]
+fn settings_file_names_the_ca_and_a_key_of_your_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = auto_ca(tmp.path(), "");
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    let ssh_dir = home.dir.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let own = UserKey::generate(&ssh_dir, "id_mine");
+    let settings = home.dir.join(".config/tpa/config.toml");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+
+    // An unknown key: the file and the keys it may hold are named.
+    std::fs::write(&settings, "ca = \"x\"\n").unwrap();
+    let out = home.run(&["whoami"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("config.toml is invalid") && text(&out).contains("ca_url"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(
+        &settings,
+        format!(
+            "ca_url = \"{}\"\nkey_file = \"~/.ssh/id_mine\"\n",
+            home.ca_url
+        ),
+    )
+    .unwrap();
+    // `login` finds the CA in the file (no --ca, no $TPA_CA_URL).
+    let mut login = home
+        .command(&["login", "--username", "alice", "--password-stdin"])
+        .env_remove("TPA_CA_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PW}\n").as_bytes())
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&home.ca_url), "{}", text(&out));
+
+    // The certificate is for the configured key and sits next to it.
+    let out = home.run(&[
+        "request",
+        "--role",
+        "web-debug",
+        "--host",
+        "web-1",
+        "--reason",
+        "INC-10",
+        "--wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(own.cert.exists(), "{}", text(&out));
+    assert!(
+        !home.data().join("id_ed25519").exists(),
+        "no TPA key was made"
+    );
+    let keygen = |args: &[&str], file: &Path| {
+        let out = Command::new(require("ssh-keygen", "install openssh-client"))
+            .args(args)
+            .arg(file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let own_fp = keygen(&["-l", "-f"], &own.public)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let listing = keygen(&["-L", "-f"], &own.cert);
+    assert!(
+        listing.contains(&format!("ED25519-CERT {own_fp}")),
+        "the certificate certifies ~/.ssh/id_mine: {listing}"
+    );
+
+    // The configured key must be private too.
+    std::fs::set_permissions(&own.private, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = home.run(&["cert"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("chmod 600"), "{}", text(&out));
 }
 
 #[test]
