@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use reqwest::Method;
 use tpa_core::api::{ClientConfig, CreateRequestBody, RequestView, SubmitResponse};
-use tpa_core::{BastionAddress, HostName, HostPattern, Username};
+use tpa_core::{BastionAddress, HostName, HostPattern, Principal, Username};
 
 use crate::cli::{ConfigArgs, SshArgs};
 use crate::client::{ApiFailure, Client};
@@ -273,7 +273,7 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     if let Some(l) = &login {
-        Username::parse(l).with_context(|| format!("bad login {l:?}"))?;
+        Principal::parse(l).with_context(|| format!("bad login {l:?}"))?;
     }
     let (client, _) = logged_in(ca)?;
     let r = match grant_for(&client, &host, &args).await? {
@@ -300,6 +300,11 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
             _ => cert.principals.first().cloned(),
         }
     });
+    // The login goes onto ssh's command line and into the ProxyCommand's shell
+    // line: it must be a principal by TPA's strict grammar, whoever chose it.
+    if let Some(l) = &login {
+        Principal::parse(l).with_context(|| format!("the login {l:?} cannot be used"))?;
+    }
     let escape = |p: &Path| p.to_string_lossy().replace('%', "%%");
     let mut command = std::process::Command::new("ssh");
     command
