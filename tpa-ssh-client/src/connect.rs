@@ -293,6 +293,7 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
     let (bastion, _) = announced(&client).await?;
 
     let login_given = login.is_some() || ssh_option(&args.ssh_args, 'l').is_some();
+    let login = login.or_else(|| ssh_option(&args.ssh_args, 'l').map(str::to_owned));
     let login = login.or_else(|| {
         let me = local_user();
         match me {
