@@ -123,7 +123,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 }
 
 async fn login(ca: Option<&str>, username: &str, password_stdin: bool) -> anyhow::Result<ExitCode> {
-    let ca = ca.context("give the CA's URL: `tpa-ssh login --ca https://ca.example.com --username NAME` (or set TPA_CA_URL)")?;
+    let ca = ca.context("give the CA's URL: `tpa-ssh login --ca https://ca.example.com --username NAME` (or set TPA_CA_URL, or ca_url in ~/.config/tpa/config.toml)")?;
     let client = Client::new(ca, None)?;
     let password = read_password(password_stdin)?;
     let body = LoginRequest {
@@ -260,6 +260,10 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
     }
     if !r.active {
         // A scheduled window: the certificate comes with `tpa-ssh cert` once it opens.
+        if args.json.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         println!(
             "The window opens at {}; run `tpa-ssh cert {}` then.",
             r.window_start.as_deref().unwrap_or("its scheduled start"),

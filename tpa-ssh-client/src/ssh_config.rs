@@ -344,4 +344,43 @@ mod tests {
         assert!(third.snippet_written && !third.include_added && third.backup.is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn install_creates_a_private_ssh_directory_and_config() {
+        let dir = std::env::temp_dir().join(format!("tpa-ssh-config-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ssh = dir.join(".ssh");
+        let changes =
+            install(&ssh.join("tpa_config"), &ssh.join("config"), "Host web-*\n").unwrap();
+        assert!(
+            changes.include_added && changes.backup.is_none(),
+            "nothing to back up"
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ssh), 0o700);
+        assert_eq!(mode(&ssh.join("config")), 0o600);
+        assert_eq!(mode(&ssh.join("tpa_config")), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_config_is_edited_where_it_points() {
+        let dir = std::env::temp_dir().join(format!("tpa-ssh-config-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ssh = dir.join(".ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        let real = dir.join("dotfiles-ssh-config");
+        std::fs::write(&real, "Host mine\n").unwrap();
+        std::os::unix::fs::symlink(&real, ssh.join("config")).unwrap();
+        install(&ssh.join("tpa_config"), &ssh.join("config"), "Host web-*\n").unwrap();
+        assert!(
+            std::fs::symlink_metadata(ssh.join("config"))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link stays a link"
+        );
+        assert!(std::fs::read_to_string(&real).unwrap().contains("Include"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
