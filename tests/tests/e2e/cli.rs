@@ -333,6 +333,25 @@ fn login_request_wait_certificate_then_plain_ssh() {
         text(&who)
     );
 
+    // `tpa-ssh ssh` without a bastion: the active grant covers web-1, the saved
+    // certificate is reused, and ssh connects directly.
+    let serial = cert_serial(&key.cert);
+    let out = home.run(&[
+        "ssh",
+        "web-1",
+        "--",
+        "-F",
+        user_config.to_str().unwrap(),
+        "echo direct-ok",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "direct-ok",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(cert_serial(&key.cert), serial, "no new certificate");
+
     // Logout revokes the token at the CA: the saved token no longer works.
     let token: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&session).unwrap()).unwrap();
