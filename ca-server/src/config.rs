@@ -12,6 +12,7 @@ use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
 mod auditing;
 mod bastions;
+mod client;
 mod oidc;
 mod roles;
 mod webhooks;
@@ -20,6 +21,7 @@ pub use auditing::{
     AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
 };
 pub use bastions::BastionEntry;
+pub use client::ClientAnnouncement;
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
@@ -62,6 +64,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Where every audit event is streamed (`[[audit_sinks]]`).
     pub audit_sinks: Vec<AuditSinkConfig>,
+    /// What `GET /api/v1/client-config` announces to `tpa-ssh` (`[client]`).
+    pub client: ClientAnnouncement,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -215,6 +219,7 @@ struct RawConfig {
     metrics: auditing::RawMetrics,
     #[serde(default)]
     audit_sinks: Vec<auditing::RawAuditSink>,
+    client: client::RawClient,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -363,6 +368,7 @@ impl Config {
             auditors: auditing::auditors(&raw.auditors).map_err(invalid)?,
             metrics: auditing::metrics(&raw.metrics, &resolve).map_err(invalid)?,
             audit_sinks,
+            client: client::client(&raw.client).map_err(invalid)?,
         })
     }
 

@@ -407,6 +407,16 @@ pub struct ReviewBody {
     pub comment: String,
 }
 
+/// `GET /api/v1/client-config`: what `tpa-ssh config` and `tpa-ssh ssh` need to
+/// know about this installation (the `[client]` section of `tpa.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientConfig {
+    /// Where users reach the bastion (`host` or `host:port`), when there is one.
+    pub bastion: Option<String>,
+    /// The host patterns (`web-*`, `*.prod.example.com`) that go through TPA.
+    pub host_patterns: Vec<String>,
+}
+
 /// `tpa-ssh`'s saved login (`~/.config/tpa/session.json`, mode 0600).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

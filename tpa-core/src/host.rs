@@ -94,6 +94,74 @@ impl fmt::Display for HostPattern {
     }
 }
 
+/// Where clients reach the bastion: `host` or `host:port`, where `host` is a
+/// [`HostName`] (which also covers IPv4 literals) or a bracketed IPv6 literal
+/// (`[2001:db8::1]:2222`). Nothing else gets through, so the value is safe to
+/// write into an ssh_config file or a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BastionAddress {
+    host: String,
+    port: Option<u16>,
+}
+
+impl BastionAddress {
+    /// Parses `host`, `host:port` or `[v6]:port`.
+    pub fn parse(value: &str) -> Result<Self, IdentifierError> {
+        let bad = || IdentifierError::Malformed {
+            kind: "bastion address",
+            shown: shown(value),
+            expected: "host or host:port (host: lowercase DNS name, IPv4 or [IPv6]; port 1-65535)",
+        };
+        let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+            let (v6, after) = rest.split_once(']').ok_or_else(bad)?;
+            v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (v6.to_owned(), port)
+        } else {
+            let (host, port) = match value.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (value, None),
+            };
+            HostName::parse(host).map_err(|_| bad())?;
+            (host.to_owned(), port)
+        };
+        let port = match port {
+            None => None,
+            Some(p) => {
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                Some(p.parse::<u16>().ok().filter(|&n| n != 0).ok_or_else(bad)?)
+            }
+        };
+        Ok(Self { host, port })
+    }
+
+    /// The host (an IPv6 literal without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, when one was given.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+impl fmt::Display for BastionAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.host.contains(':'), self.port) {
+            (true, Some(p)) => write!(f, "[{}]:{p}", self.host),
+            (true, None) => write!(f, "[{}]", self.host),
+            (false, Some(p)) => write!(f, "{}:{p}", self.host),
+            (false, None) => f.write_str(&self.host),
+        }
+    }
+}
+
 /// Iterative glob matching with `*` only (no backtracking blow-up).
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
@@ -154,6 +222,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn bastion_addresses() {
+        let check = |input: &str, expected: Option<(&str, Option<u16>)>| {
+            let got = BastionAddress::parse(input).ok();
+            assert_eq!(
+                got.as_ref().map(|b| (b.host(), b.port())),
+                expected,
+                "{input:?}"
+            );
+            if let Some(b) = got {
+                assert_eq!(b.to_string(), input, "round trip");
+            }
+        };
+        check("bastion.example.com", Some(("bastion.example.com", None)));
+        check(
+            "bastion.example.com:2222",
+            Some(("bastion.example.com", Some(2222))),
+        );
+        check("127.0.0.1:22", Some(("127.0.0.1", Some(22))));
+        check("[::1]:2222", Some(("::1", Some(2222))));
+        check("[::1]", Some(("::1", None)));
+        for bad in [
+            "",
+            ":22",
+            "b:",
+            "b:0",
+            "b:65536",
+            "b:+22",
+            "b:22 x",
+            "b x",
+            "b\nHost *",
+            "Bastion",
+            "[::1",
+            "[x]:22",
+            "[::1]22",
+            "user@b",
+            "b:22:33",
+            "-oProxyCommand=x",
+        ] {
+            check(bad, None);
+        }
+    }
+
     proptest! {
         #[test]
         fn exact_pattern_matches_only_itself(a in "[a-z][a-z0-9-]{0,10}[a-z0-9]", b in "[a-z][a-z0-9-]{0,10}[a-z0-9]") {
@@ -172,6 +283,7 @@ mod tests {
         fn parsers_never_panic(s in any::<String>()) {
             let _ = HostName::parse(&s);
             let _ = HostPattern::parse(&s);
+            let _ = BastionAddress::parse(&s);
         }
     }
 }

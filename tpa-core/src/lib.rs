@@ -21,7 +21,7 @@ pub mod verify;
 
 pub use cert_options::{CriticalOptions, Extension, Extensions, ForceCommand, SourceAddresses};
 pub use duration::HumanDuration;
-pub use host::{HostName, HostPattern};
+pub use host::{BastionAddress, HostName, HostPattern};
 pub use identifiers::{IdentifierError, Principal, RequestId, RoleName, Username};
 pub use identity::{GroupName, Identity, User};
 pub use request::{

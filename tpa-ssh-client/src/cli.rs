@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tpa-ssh", version, about)]
 pub struct Cli {
-    /// The CA's URL (default: the one you logged in to, or $TPA_CA_URL).
+    /// The CA's URL (default: $TPA_CA_URL, then `ca_url` in ~/.config/tpa/config.toml
+    /// for `login`; the CA you logged in to for everything else).
     #[arg(long, global = true, env = "TPA_CA_URL")]
     pub ca: Option<String>,
     /// What to do.
@@ -51,13 +52,69 @@ pub enum Command {
         /// The request id.
         id: String,
     },
-    /// Get a fresh certificate for an approved request (default: your active grant).
+    /// Get or refresh the certificate for an active grant (default: your most
+    /// recent one). The saved certificate is reused until it is close to expiry.
     Cert {
         /// The request id.
         id: Option<String>,
+        /// Ask the CA for a fresh certificate even if the saved one has time left.
+        #[arg(long)]
+        renew: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Write the ssh_config snippet (~/.ssh/tpa_config) and include it from
+    /// ~/.ssh/config, so that plain `ssh HOST` uses the TPA certificate.
+    Config(ConfigArgs),
+    /// Connect with ssh: uses an active grant covering HOST, or asks for one
+    /// (role and reason from the flags, or asked on a terminal) and waits.
+    Ssh(SshArgs),
+    /// Print shell completions: `tpa-ssh completions bash > ~/.local/share/bash-completion/completions/tpa-ssh`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `tpa-ssh config …`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// A host pattern to route through TPA, e.g. 'web-*' (repeat for several;
+    /// default: host_patterns in ~/.config/tpa/config.toml, then the CA's).
+    #[arg(long = "host-pattern")]
+    pub host_patterns: Vec<String>,
+    /// Your login at the bastion (`User` of the tpa-bastion alias); by default ssh
+    /// uses your local user name there.
+    #[arg(long)]
+    pub bastion_login: Option<String>,
+    /// Print the snippet instead of writing anything.
+    #[arg(long)]
+    pub print: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+/// `tpa-ssh ssh …`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The host, optionally as LOGIN@HOST (default login: yours if the
+    /// certificate allows it, otherwise its first principal).
+    pub host: String,
+    /// The role to ask for when no active grant covers the host.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Why (asked for on a terminal when missing).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// How long, e.g. 2h (default: the role's default).
+    #[arg(long = "for")]
+    pub duration: Option<String>,
+    /// Ticket or incident id.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Arguments for ssh after `--`: options and the remote command.
+    #[arg(last = true)]
+    pub ssh_args: Vec<String>,
 }
 
 /// `--json`.

@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use reqwest::Method;
 use tpa_core::api::{
-    CertificateBody, CertificateResponse, CreateRequestBody, LoginRequest, LoginResponse,
-    RequestList, RequestView, StoredSession, SubmitResponse, WhoAmI,
+    CreateRequestBody, LoginRequest, LoginResponse, RequestList, RequestView, StoredSession,
+    SubmitResponse, WhoAmI,
 };
 
 use crate::cli::{Cli, Command, RequestArgs};
 use crate::client::Client;
-use crate::files;
+use crate::files::{self, KeyFiles};
+use crate::grants::CertInUse;
+use crate::{agent, grants, settings, wait};
 
 /// Exit status when a request was denied.
 const EXIT_DENIED: u8 = 3;
@@ -25,29 +27,65 @@ const NONE: Option<&()> = None;
 
 /// Runs one subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Completions { .. }) {
+        // A broken settings file is reported whatever the command.
+        settings::load()?;
+    }
     match cli.command {
         Command::Login {
             username: Some(username),
             password_stdin,
             ..
-        } => login(cli.ca.as_deref(), &username, password_stdin).await,
+        } => login(login_ca(cli.ca)?.as_deref(), &username, password_stdin).await,
         Command::Login {
             username: None,
             no_browser,
             ..
-        } => crate::sso::login(cli.ca.as_deref(), no_browser).await,
+        } => crate::sso::login(login_ca(cli.ca)?.as_deref(), no_browser).await,
         Command::Logout => logout().await,
         Command::Whoami(j) => whoami(cli.ca.as_deref(), j.json).await,
         Command::Request(args) => request(cli.ca.as_deref(), args).await,
         Command::Status { id, json } => status(cli.ca.as_deref(), id.as_deref(), json.json).await,
         Command::List(j) => list(cli.ca.as_deref(), j.json).await,
         Command::Cancel { id } => cancel(cli.ca.as_deref(), &id).await,
-        Command::Cert { id, json } => cert(cli.ca.as_deref(), id.as_deref(), json.json).await,
+        Command::Cert { id, renew, json } => {
+            cert(cli.ca.as_deref(), id.as_deref(), renew, json.json).await
+        }
+        Command::Config(args) => crate::connect::config(cli.ca.as_deref(), args).await,
+        Command::Ssh(args) => crate::connect::ssh(cli.ca.as_deref(), args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "tpa-ssh", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("cannot write the completions")
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
     }
 }
 
+/// The CA to log in to: `--ca` / `$TPA_CA_URL`, else `ca_url` in config.toml.
+fn login_ca(flag: Option<String>) -> anyhow::Result<Option<String>> {
+    match flag {
+        Some(ca) => Ok(Some(ca)),
+        None => Ok(settings::load()?.ca_url),
+    }
+}
+
+/// The key to certify (config.toml's `key_file`, or TPA's own).
+pub fn key() -> anyhow::Result<(KeyFiles, String)> {
+    let configured = settings::load()?
+        .key_file
+        .map(|k| settings::expand_home(&k))
+        .transpose()?;
+    files::ensure_key(configured.as_deref())
+}
+
 /// The client for the saved login (the CA from `--ca` must match it).
-fn logged_in(ca: Option<&str>) -> anyhow::Result<(Client, StoredSession)> {
+pub fn logged_in(ca: Option<&str>) -> anyhow::Result<(Client, StoredSession)> {
     let session = files::load_session()?;
     if let Some(ca) = ca
         && ca.trim_end_matches('/') != session.ca_url
@@ -85,7 +123,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 }
 
 async fn login(ca: Option<&str>, username: &str, password_stdin: bool) -> anyhow::Result<ExitCode> {
-    let ca = ca.context("give the CA's URL: `tpa-ssh login --ca https://ca.example.com --username NAME` (or set TPA_CA_URL)")?;
+    let ca = ca.context("give the CA's URL: `tpa-ssh login --ca https://ca.example.com --username NAME` (or set TPA_CA_URL, or ca_url in ~/.config/tpa/config.toml)")?;
     let client = Client::new(ca, None)?;
     let password = read_password(password_stdin)?;
     let body = LoginRequest {
@@ -169,13 +207,7 @@ async fn whoami(ca: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
 
 fn describe(r: &RequestView) -> String {
     match r.state.as_str() {
-        "pending" => match &r.still_needed {
-            Some(n) => format!(
-                "pending: needs {} approval(s) from {} (stage {})",
-                n.approvals, n.group, n.stage
-            ),
-            None => "pending".to_owned(),
-        },
+        "pending" => format!("pending: {}", wait::progress(r)),
         "approved" if r.active => format!(
             "approved, active until {}",
             r.window_end.as_deref().unwrap_or("?")
@@ -204,7 +236,7 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
     let submitted: SubmitResponse = client
         .call(Method::POST, "/api/v1/requests", Some(&body))
         .await?;
-    let mut r = submitted.request;
+    let r = submitted.request;
     if !args.json.json {
         let note = if submitted.existing {
             " (an identical active grant already exists)"
@@ -219,121 +251,164 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let started = std::time::Instant::now();
-    let mut last = describe(&r);
-    while r.state == "pending" {
-        r = client
-            .call(
-                Method::GET,
-                &format!("/api/v1/requests/{}/wait?timeout=30", r.id),
-                NONE,
-            )
-            .await?;
-        let now = describe(&r);
-        if now != last && !args.json.json {
-            eprintln!("  [{:>4}s] {now}", started.elapsed().as_secs());
-        }
-        last = now;
+    let r = wait::until_decided(&client, r, args.json.json).await?;
+    if let Some(code) = refused(&r, args.json.json)? {
+        return Ok(code);
     }
-    let code = match r.state.as_str() {
-        "approved" => None,
-        "denied" => Some(EXIT_DENIED),
-        "expired" => Some(EXIT_EXPIRED),
-        _ => Some(EXIT_ENDED),
-    };
-    if let Some(code) = code {
+    if !args.json.json {
+        announce_approval(&r);
+    }
+    if !r.active {
+        // A scheduled window: the certificate comes with `tpa-ssh cert` once it opens.
         if args.json.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
-        } else {
-            let what = match code {
-                EXIT_DENIED => format!(
-                    "was denied: {}",
-                    r.comment.as_deref().unwrap_or("no comment")
-                ),
-                EXIT_EXPIRED => {
-                    "expired before anyone decided; ask again or ping an approver".to_owned()
-                }
-                _ => format!("is {}", r.state),
-            };
-            eprintln!("Request {} {what}", r.id);
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::from(code));
+        println!(
+            "The window opens at {}; run `tpa-ssh cert {}` then.",
+            r.window_start.as_deref().unwrap_or("its scheduled start"),
+            r.id
+        );
+        return Ok(ExitCode::SUCCESS);
     }
-    fetch_certificate(&client, &r, args.json.json).await
+    fetch_certificate(&client, &r, false, args.json.json).await
+}
+
+/// The exit status and message for a request that was not approved; `None`
+/// when it was.
+pub fn refused(r: &RequestView, json: bool) -> anyhow::Result<Option<ExitCode>> {
+    let (code, what) = match r.state.as_str() {
+        "approved" => return Ok(None),
+        "denied" => (
+            EXIT_DENIED,
+            format!(
+                "was denied by {}: {}",
+                r.decided_by
+                    .as_ref()
+                    .and_then(|p| p.username.as_deref())
+                    .unwrap_or("an approver"),
+                r.comment.as_deref().unwrap_or("no comment")
+            ),
+        ),
+        "expired" => (
+            EXIT_EXPIRED,
+            "expired before anyone decided; ask again (`tpa-ssh request …`) and ping an approver"
+                .to_owned(),
+        ),
+        other => (EXIT_ENDED, format!("is {other}")),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        eprintln!("Request {} {what}", r.id);
+    }
+    Ok(Some(ExitCode::from(code)))
+}
+
+/// Says that `r` was approved: by whom, what, until when.
+pub fn announce_approval(r: &RequestView) {
+    let by: Vec<&str> = r
+        .approvals
+        .iter()
+        .map(|a| {
+            a.approver
+                .username
+                .as_deref()
+                .unwrap_or(&a.approver.subject)
+        })
+        .collect();
+    let by = if by.is_empty() {
+        format!("({})", r.approval_path)
+    } else {
+        format!("by {}", by.join(", "))
+    };
+    let window = match (&r.window_start, &r.window_end) {
+        (_, Some(end)) if r.active => format!("until {end}"),
+        (Some(start), _) => format!("from {start}"),
+        _ => String::new(),
+    };
+    eprintln!(
+        "Request {} approved {by}: {} on {} for {} {window}",
+        r.id,
+        r.role,
+        r.hosts.join(","),
+        r.duration
+    );
+}
+
+/// Removes expired TPA certificates from the agent, then loads the key and
+/// certificate with a lifetime equal to the certificate's remaining validity.
+/// Returns what happened, for the user.
+pub fn update_agent(keys: &KeyFiles, cert: &CertInUse) -> (Result<u64, String>, usize) {
+    let now = grants::now();
+    let removed = agent::remove_expired(now).unwrap_or(0);
+    let lifetime = cert.valid_before.saturating_sub(now);
+    (
+        agent::load(&keys.private, lifetime).map(|()| lifetime),
+        removed,
+    )
 }
 
 async fn fetch_certificate(
     client: &Client,
     r: &RequestView,
+    renew: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (keys, public_key) = files::ensure_key()?;
-    let body = CertificateBody { public_key };
-    let cert: CertificateResponse = client
-        .call(
-            Method::POST,
-            &format!("/api/v1/requests/{}/certificate", r.id),
-            Some(&body),
-        )
-        .await?;
-    files::write_private(&keys.cert, format!("{}\n", cert.certificate).as_bytes())?;
-    let now = chrono::Utc::now().timestamp().max(0) as u64;
-    let lifetime = cert.valid_before.saturating_sub(now);
-    let agent = load_into_agent(&keys.private, lifetime);
+    let (keys, public_key) = key()?;
+    let cert = grants::certificate(client, r, &keys, &public_key, renew).await?;
+    let (loaded, removed) = update_agent(&keys, &cert);
+    let lifetime = cert.valid_before.saturating_sub(grants::now());
     if json {
         let out = serde_json::json!({
             "request": r, "certificate": cert,
             "files": { "identity": keys.private, "certificate": keys.cert },
-            "agent": agent.as_ref().map_or_else(|e| e.clone(), |()| "loaded".to_owned()),
+            "agent": loaded.as_ref().map_or_else(|e| e.clone(), |_| "loaded".to_owned()),
+            "agent_expired_removed": removed,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let how = if cert.reused {
+        "still valid, reused"
     } else {
-        println!(
-            "Certificate for {} valid {} s (serial {}), saved to {}",
-            cert.principals.join(","),
-            lifetime,
-            cert.serial,
-            keys.cert.display()
-        );
-        match agent {
-            Ok(()) => println!("Loaded into ssh-agent for {lifetime} s."),
-            Err(why) => println!(
-                "Not loaded into an agent ({why}); use: ssh -i {} {}@HOST",
-                keys.private.display(),
-                cert.principals.first().map_or("LOGIN", String::as_str)
-            ),
-        }
+        "new"
+    };
+    println!(
+        "Certificate for {} ({how}) valid {} more, until {} (serial {}), saved to {}",
+        cert.principals.join(","),
+        human_secs(lifetime),
+        chrono::DateTime::from_timestamp(cert.valid_before as i64, 0)
+            .map_or_else(|| "?".to_owned(), |t| t.to_rfc3339()),
+        cert.serial,
+        keys.cert.display()
+    );
+    if removed > 0 {
+        println!("Removed {removed} expired TPA certificate(s) from ssh-agent.");
+    }
+    match loaded {
+        Ok(secs) => println!("Loaded into ssh-agent for {}.", human_secs(secs)),
+        Err(why) => println!(
+            "Not loaded into an agent ({why}); plain ssh uses the files: ssh -i {} {}@HOST (or run `tpa-ssh config` once)",
+            keys.private.display(),
+            cert.principals.first().map_or("LOGIN", String::as_str)
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ssh-add -t LIFETIME KEY` (which also loads `KEY-cert.pub`) when an agent runs.
-fn load_into_agent(private: &std::path::Path, lifetime: u64) -> Result<(), String> {
-    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-        return Err("no SSH_AUTH_SOCK".to_owned());
-    }
-    if lifetime == 0 {
-        return Err("the certificate has no time left".to_owned());
-    }
-    let out = std::process::Command::new("ssh-add")
-        .arg("-q")
-        .arg("-t")
-        .arg(lifetime.to_string())
-        .arg(private)
-        .output()
-        .map_err(|e| format!("cannot run ssh-add: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+/// `90` → `1m30s`.
+pub fn human_secs(secs: u64) -> String {
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
     }
 }
 
 async fn latest(client: &Client, active_only: bool) -> anyhow::Result<RequestView> {
-    let mine: RequestList = client
-        .call(Method::GET, "/api/v1/requests?scope=mine", NONE)
-        .await?;
-    mine.requests
+    grants::mine(client)
+        .await?
         .into_iter()
         .find(|r| !active_only || r.active)
         .context(if active_only {
@@ -413,7 +488,12 @@ async fn cancel(ca: Option<&str>, id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn cert(ca: Option<&str>, id: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+async fn cert(
+    ca: Option<&str>,
+    id: Option<&str>,
+    renew: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (client, _) = logged_in(ca)?;
     let r: RequestView = match id {
         Some(id) => {
@@ -423,5 +503,12 @@ async fn cert(ca: Option<&str>, id: Option<&str>, json: bool) -> anyhow::Result<
         }
         None => latest(&client, true).await?,
     };
-    fetch_certificate(&client, &r, json).await
+    if !r.active {
+        bail!(
+            "request {} is not an active grant ({}): ask with `tpa-ssh request --role ROLE --host HOST --wait`",
+            r.id,
+            describe(&r)
+        );
+    }
+    fetch_certificate(&client, &r, renew, json).await
 }

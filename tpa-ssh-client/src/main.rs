@@ -1,11 +1,17 @@
 //! `tpa-ssh`: the engineer's command line. Log in, ask for access, wait for the
 //! decision, get a short-lived certificate, use plain ssh.
 
+mod agent;
 mod cli;
 mod client;
 mod commands;
+mod connect;
 mod files;
+mod grants;
+mod settings;
+mod ssh_config;
 mod sso;
+mod wait;
 
 use std::process::ExitCode;
 

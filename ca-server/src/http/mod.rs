@@ -4,6 +4,7 @@ mod audit;
 pub mod auth;
 mod bastion;
 mod ca_pub;
+mod client_config;
 pub mod error;
 mod health;
 mod krl;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/login", post(auth::api_login).layer(login_limit))
         .route("/api/v1/logout", post(auth::api_logout))
         .route("/api/v1/whoami", get(auth::whoami))
+        .route("/api/v1/client-config", get(client_config::get))
         .route("/api/v1/bastion/revocations", get(bastion::revocations))
         .route(
             "/api/v1/sessions",

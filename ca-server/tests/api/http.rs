@@ -235,3 +235,33 @@ async fn wrong_method_is_a_json_405_in_process() {
     assert_eq!(body["code"], "method_not_allowed");
     assert!(!body["message"].as_str().unwrap().is_empty(), "{body}");
 }
+
+#[tokio::test]
+async fn client_config_announces_the_client_section() {
+    // Issue 5: `tpa-ssh config` learns the bastion and host patterns here.
+    let app = spawn_app().await;
+    let response = app.get("/api/v1/client-config").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.json(),
+        serde_json::json!({ "bastion": null, "host_patterns": [] })
+    );
+    app.stop().await;
+
+    let app = spawn_app_with(|data| {
+        data.edit_config(|text| {
+            text + "\n[client]\nbastion = \"bastion.example.com:2222\"\nhost_patterns = [\"web-*\", \"*.prod.example.com\"]\n"
+        });
+    })
+    .await;
+    let response = app.get("/api/v1/client-config").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.json(),
+        serde_json::json!({
+            "bastion": "bastion.example.com:2222",
+            "host_patterns": ["web-*", "*.prod.example.com"]
+        })
+    );
+    app.stop().await;
+}

@@ -7,7 +7,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::flow::{PW, login, post, two_stage_ca};
-use crate::harness::{Guard, Sshd, UserKey, current_login, http_get, tpa_ssh_bin};
+use crate::harness::{
+    CaDir, Guard, Sshd, UserKey, current_login, free_port, hash_password, http_get, require,
+    tpa_bastion_bin, tpa_ssh_bin, wait_for_port,
+};
 
 struct Home {
     dir: PathBuf,
@@ -15,15 +18,61 @@ struct Home {
 }
 
 impl Home {
+    fn new(dir: PathBuf, addr: std::net::SocketAddr) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            dir,
+            ca_url: format!("http://{addr}"),
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(tpa_ssh_bin());
         c.args(args)
             .env("HOME", &self.dir)
+            .env("USER", current_login())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")
             .env_remove("SSH_AUTH_SOCK")
             .env("TPA_CA_URL", &self.ca_url);
         c
+    }
+
+    /// `tpa-ssh ARGS` on a pseudo-terminal (util-linux `script`), everything it
+    /// shows written to `typescript` as it comes.
+    fn in_terminal(&self, args: &[&str], typescript: &Path) -> Command {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = quote(tpa_ssh_bin().to_str().unwrap());
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        let mut c = self.command(&[]);
+        let env: Vec<_> = c
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned)))
+            .collect();
+        c = Command::new(require("script", "install bsdutils"));
+        for (k, v) in env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.args(["-qfec", &line]).arg(typescript);
+        c
+    }
+
+    /// `tpa-ssh … --json`, parsed (the test fails when it is not JSON).
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&out)))
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join(".local/share/tpa")
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -67,6 +116,7 @@ fn mode(path: &Path) -> u32 {
 fn login_request_wait_certificate_then_plain_ssh() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = two_stage_ca(tmp.path());
+    append(&ca.config, "\n[client]\nhost_patterns = [\"web-*\"]\n");
     let running = ca.serve();
     let addr = running.addr;
     let (_, ca_pub) = http_get(addr, "/ca.pub");
@@ -109,23 +159,27 @@ fn login_request_wait_certificate_then_plain_ssh() {
         text(&out)
     );
 
-    // request --wait blocks until both approvals land, then fetches the certificate.
+    // request --wait, on a terminal, blocks until both approvals land with a
+    // live status line, then fetches the certificate.
+    let typescript = tmp.path().join("typescript");
     let waiter = home
-        .command(&[
-            "request",
-            "--role",
-            "hotfix-admin",
-            "--host",
-            "web-1",
-            "--for",
-            "1h",
-            "--reason",
-            "INC-5 disk",
-            "--wait",
-        ])
+        .in_terminal(
+            &[
+                "request",
+                "--role",
+                "hotfix-admin",
+                "--host",
+                "web-1",
+                "--for",
+                "1h",
+                "--reason",
+                "INC-5 disk",
+                "--wait",
+            ],
+            &typescript,
+        )
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let mut waiter = Guard { child: waiter };
@@ -136,17 +190,28 @@ fn login_request_wait_certificate_then_plain_ssh() {
         "request --wait must wait for the decision"
     );
     post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
+    // The line shows the first approval and what is still needed.
+    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !screen().contains("1 approval; needs 1 more from managers (stage 2)") {
+        assert!(Instant::now() < deadline, "no live progress:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        screen().contains(&format!("⠋ {id} waiting")),
+        "{}",
+        screen()
+    );
     post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
     let status = wait_exit(&mut waiter, Duration::from_secs(20));
-    let mut output = String::new();
-    for pipe in [
-        waiter.child.stdout.take().map(read_all),
-        waiter.child.stderr.take().map(read_all),
-    ] {
-        output.push_str(&pipe.unwrap_or_default());
-    }
+    let output = screen();
     assert!(status.success(), "{output}");
-    assert!(output.contains("Certificate for"), "{output}");
+    assert!(
+        output.contains(&format!(
+            "Request {id} approved by bob, carol: hotfix-admin on web-1"
+        )) && output.contains("Certificate for"),
+        "{output}"
+    );
 
     // The files are where tpa-ssh says, private, and plain ssh uses them.
     let data = home.dir.join(".local/share/tpa");
@@ -165,25 +230,127 @@ fn login_request_wait_certificate_then_plain_ssh() {
         sshd.log()
     );
 
-    // --json output parses; `cert` refreshes inside the window; whoami shows the grant.
-    let list: serde_json::Value =
-        serde_json::from_slice(&home.run(&["list", "--json"]).stdout).unwrap();
+    // `tpa-ssh config`: the user's own ~/.ssh/config (which says where web-1 is)
+    // gets one Include line at the top, and then plain `ssh web-1` works. ssh
+    // reads ~/.ssh/config from the passwd home, not $HOME, so the test names it
+    // with -F.
+    let ssh_dir = home.dir.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let user_config = ssh_dir.join("config");
+    let users_own = format!(
+        "Host web-1\n  HostName 127.0.0.1\n  Port {port}\n\nHost *\n  UserKnownHostsFile {known}\n  \
+         StrictHostKeyChecking yes\n  BatchMode yes\n  IdentityAgent none\n  ConnectTimeout 10\n  LogLevel ERROR\n",
+        port = sshd.port,
+        known = sshd.dir.join("known_hosts").display(),
+    );
+    std::fs::write(&user_config, &users_own).unwrap();
+    std::fs::set_permissions(&user_config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = home.run(&["config"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let snippet = ssh_dir.join("tpa_config");
+    let snippet_text = std::fs::read_to_string(&snippet).unwrap();
+    assert!(
+        snippet_text.contains("Host web-*\n")
+            && snippet_text.contains("IdentitiesOnly yes")
+            && snippet_text.contains(&format!("CertificateFile \"{}\"", key.cert.display()))
+            && !snippet_text.contains("ProxyJump"),
+        "{snippet_text}"
+    );
+    let config_text = std::fs::read_to_string(&user_config).unwrap();
+    assert!(
+        config_text.starts_with(&format!(
+            "# Added by `tpa-ssh config`.\nInclude \"{}\"\n",
+            snippet.display()
+        )) && config_text.ends_with(&users_own),
+        "{config_text}"
+    );
+    assert_eq!(mode(&user_config), 0o640, "permissions are kept");
+    let backups = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("tpa-backup"))
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    let first_backups = backups(&ssh_dir);
+    assert_eq!(first_backups.len(), 1, "one backup before the first change");
+    assert_eq!(
+        std::fs::read_to_string(&first_backups[0]).unwrap(),
+        users_own
+    );
+    let out = plain_ssh(&user_config, "web-1", "echo via-ssh-config");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "via-ssh-config",
+        "{}\n{}",
+        text(&out),
+        sshd.log()
+    );
+    // Again: nothing changes, byte for byte, and no new backup.
+    let out = home.run(&["config"]);
+    assert!(
+        out.status.success() && text(&out).contains("nothing changed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&user_config).unwrap(), config_text);
+    assert_eq!(std::fs::read_to_string(&snippet).unwrap(), snippet_text);
+    assert_eq!(backups(&ssh_dir), first_backups);
+    let again = home.json(&["config", "--json"]);
+    assert_eq!(
+        (
+            again["snippet_written"].as_bool(),
+            again["include_added"].as_bool()
+        ),
+        (Some(false), Some(false))
+    );
+    assert_eq!(again["host_patterns"], serde_json::json!(["web-*"]));
+
+    // --json output parses; `cert` reuses the certificate while it has time
+    // left and --renew gets a fresh one; whoami shows the grant.
+    let list = home.json(&["list", "--json"]);
     assert_eq!(list["requests"][0]["state"], "approved");
-    let status: serde_json::Value =
-        serde_json::from_slice(&home.run(&["status", &id, "--json"]).stdout).unwrap();
+    let status = home.json(&["status", &id, "--json"]);
     assert_eq!(status["approvals"].as_array().unwrap().len(), 2);
-    let cert: serde_json::Value =
-        serde_json::from_slice(&home.run(&["cert", "--json"]).stdout).unwrap();
+    let who = home.json(&["whoami", "--json"]);
+    assert_eq!(who["active_grants"][0]["id"], id.as_str());
+    let first_serial = cert_serial(&key.cert);
+    let cert = home.json(&["cert", "--json"]);
     assert_eq!(
         cert["certificate"]["key_id"],
         format!("tpa:request={id}:user=alice")
     );
+    assert_eq!(cert["certificate"]["reused"], true, "{cert}");
+    assert_eq!(cert["certificate"]["serial"], first_serial.as_str());
+    let cert = home.json(&["cert", "--renew", "--json"]);
+    assert_eq!(cert["certificate"]["reused"], false, "{cert}");
+    assert_ne!(cert_serial(&key.cert), first_serial, "a new certificate");
     let who = home.run(&["whoami"]);
     assert!(
         text(&who).contains(&format!("active grant: {id}")),
         "{}",
         text(&who)
     );
+
+    // `tpa-ssh ssh` without a bastion: the active grant covers web-1, the saved
+    // certificate is reused, and ssh connects directly.
+    let serial = cert_serial(&key.cert);
+    let out = home.run(&[
+        "ssh",
+        "web-1",
+        "--",
+        "-F",
+        user_config.to_str().unwrap(),
+        "echo direct-ok",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "direct-ok",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(cert_serial(&key.cert), serial, "no new certificate");
 
     // Logout revokes the token at the CA: the saved token no longer works.
     let token: serde_json::Value =
@@ -263,6 +430,39 @@ fn denied_request_exits_non_zero_with_the_comment_and_unreachable_ca_is_explaine
     assert!(!home2.dir.join(".config/tpa/session.json").exists());
 }
 
+fn append(path: &Path, extra: &str) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    text.push_str(extra);
+    std::fs::write(path, text).unwrap();
+}
+
+/// The serial of a certificate file, as `ssh-keygen -L` prints it.
+fn cert_serial(cert: &Path) -> String {
+    let out = Command::new(require("ssh-keygen", "install openssh-client"))
+        .arg("-L")
+        .arg("-f")
+        .arg(cert)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    listing
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Serial: "))
+        .unwrap_or_else(|| panic!("no serial in {listing}"))
+        .to_owned()
+}
+
+/// Plain `ssh -F CONFIG HOST COMMAND`, nothing else.
+fn plain_ssh(config: &Path, host: &str, command: &str) -> Output {
+    Command::new(require("ssh", "install openssh-client"))
+        .arg("-F")
+        .arg(config)
+        .args([host, command])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh")
+}
+
 fn read_all(mut r: impl std::io::Read) -> String {
     let mut s = String::new();
     let _ = r.read_to_string(&mut s);
@@ -304,4 +504,633 @@ fn wait_for_pending(addr: std::net::SocketAddr, bob: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// An ssh-agent for one test, in debug mode so that its log shows each key's
+/// lifetime; killed by PID on drop.
+struct TestAgent {
+    socket: PathBuf,
+    log: PathBuf,
+    _guard: Guard,
+}
+
+impl TestAgent {
+    fn start(dir: &Path) -> Self {
+        let agent = require("ssh-agent", "install openssh-client");
+        let socket = dir.join("agent.sock");
+        let log = dir.join("agent.log");
+        let child = Command::new(agent)
+            .arg("-d")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let guard = Guard { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            socket,
+            log,
+            _guard: guard,
+        }
+    }
+
+    fn ssh_add(&self, args: &[&str]) -> Output {
+        Command::new(require("ssh-add", "install openssh-client"))
+            .args(args)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .output()
+            .unwrap()
+    }
+
+    /// The certificate lines the agent holds (`ssh-add -L`), without comments.
+    fn certificates(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.ssh_add(&["-L"]).stdout)
+            .lines()
+            .filter(|l| l.contains("-cert-v01@openssh.com "))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+}
+
+/// An expired certificate for `public_key` that looks like TPA's (key id
+/// `tpa:request=<request>:user=alice`), signed by a throwaway CA.
+fn expired_tpa_cert(dir: &Path, public_key: &Path, request: &str) -> String {
+    let keygen = require("ssh-keygen", "install openssh-client");
+    std::fs::create_dir_all(dir).unwrap();
+    let ca = dir.join("old_ca");
+    let out = Command::new(&keygen)
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let subject = dir.join("subject.pub");
+    std::fs::copy(public_key, &subject).unwrap();
+    let out = Command::new(&keygen)
+        .arg("-q")
+        .arg("-s")
+        .arg(&ca)
+        .args([
+            "-I",
+            &format!("tpa:request={request}:user=alice"),
+            "-n",
+            &current_login(),
+            "-V",
+            "20200101:20200102",
+        ])
+        .arg(&subject)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::read_to_string(dir.join("subject-cert.pub")).unwrap()
+}
+
+/// A CA with an auto-approved `web-debug` role for the current login on web-*,
+/// a two-stage `hotfix-admin` role, a role alice may not request, engineers
+/// alice and bob's approver groups, and extra TOML (e.g. `[client]`).
+fn auto_ca(dir: &Path, extra: &str) -> CaDir {
+    let ca = CaDir::init(dir, "ca");
+    let me = current_login();
+    let hash = hash_password(PW);
+    append(
+        &ca.config,
+        &format!(
+            r#"
+[[roles]]
+name = "web-debug"
+logins = ["{me}"]
+hosts = ["web-*"]
+max_duration = "1h"
+cert_ttl = "10m"
+requestable_by = ["engineers"]
+stages = [{{ group = "sre-leads" }}]
+auto_approve = {{ group = "engineers", max_duration = "1h" }}
+
+[[roles]]
+name = "hotfix-admin"
+logins = ["{me}"]
+hosts = ["web-*"]
+max_duration = "4h"
+requestable_by = ["engineers"]
+stages = [{{ group = "sre-leads" }}]
+
+[[roles]]
+name = "dba"
+logins = ["{me}"]
+hosts = ["db-*"]
+max_duration = "1h"
+requestable_by = ["dbas"]
+stages = [{{ group = "sre-leads" }}]
+
+[[accounts]]
+username = "alice"
+password_hash = "{hash}"
+groups = ["engineers"]
+
+[[accounts]]
+username = "bob"
+password_hash = "{hash}"
+groups = ["sre-leads"]
+{extra}"#
+        ),
+    );
+    ca
+}
+
+#[test]
+fn agent_gets_the_certificate_with_a_lifetime_and_loses_expired_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = auto_ca(tmp.path(), "");
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    assert!(home.login("alice").status.success());
+    let out = home.run(&[
+        "request",
+        "--role",
+        "web-debug",
+        "--host",
+        "web-1",
+        "--reason",
+        "INC-7",
+        "--wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = home.json(&["status", "--json"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = home.data().join("id_ed25519");
+    let cert_file = home.data().join("id_ed25519-cert.pub");
+
+    // An expired TPA certificate sits in the agent (loaded without a lifetime).
+    let agent = TestAgent::start(tmp.path());
+    let old = tmp.path().join("old");
+    let expired = expired_tpa_cert(&old, &home.data().join("id_ed25519.pub"), "req_old");
+    let old_key = old.join("id_old");
+    std::fs::copy(&key, &old_key).unwrap();
+    std::fs::write(old.join("id_old-cert.pub"), &expired).unwrap();
+    assert!(agent.ssh_add(&[old_key.to_str().unwrap()]).status.success());
+    let expired_line = expired
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(agent.certificates(), [expired_line]);
+
+    // The saved certificate is expired too: `cert` replaces it without a new
+    // approval, takes the expired one out of the agent and loads the new one
+    // with a lifetime.
+    std::fs::write(
+        &cert_file,
+        expired_tpa_cert(
+            &tmp.path().join("old2"),
+            &home.data().join("id_ed25519.pub"),
+            &id,
+        ),
+    )
+    .unwrap();
+    let out = home
+        .command(&["cert"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("(new)")
+            && text(&out).contains("Removed 1 expired TPA certificate(s) from ssh-agent")
+            && text(&out).contains("Loaded into ssh-agent for"),
+        "{}",
+        text(&out)
+    );
+    let fresh = std::fs::read_to_string(&cert_file).unwrap();
+    let fresh_line = fresh
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        agent.certificates(),
+        [fresh_line],
+        "only the fresh certificate"
+    );
+    let listing = String::from_utf8_lossy(&agent.ssh_add(&["-l"]).stdout).into_owned();
+    assert!(listing.contains("(ED25519-CERT)"), "{listing}");
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    let life: u64 = log
+        .lines()
+        .rfind(|l| l.contains("add ssh-ed25519-cert-v01@openssh.com"))
+        .and_then(|l| l.split("(life: ").nth(1))
+        .and_then(|l| l.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no lifetime in the agent log:\n{log}"));
+    // The role's cert_ttl is 10 minutes: the lifetime is what is left of it.
+    assert!((500..=600).contains(&life), "lifetime {life}\n{log}");
+
+    // A corrupt certificate file: a clear error, then --renew replaces it.
+    std::fs::write(
+        &cert_file,
+        "ssh-ed25519-cert-v01@openssh.com AAAAnot-base64\n",
+    )
+    .unwrap();
+    let out = home.run(&["cert"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is corrupt") && text(&out).contains("tpa-ssh cert --renew"),
+        "{}",
+        text(&out)
+    );
+    let out = home.run(&["cert", "--renew"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A key file that others may read is refused, with the fix.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = home.run(&["cert"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("chmod 600"), "{}", text(&out));
+}
+
+#[test]
+fn error_cases_say_what_to_do_and_exit_non_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Pending requests expire after 2 seconds here.
+    let ca = auto_ca(tmp.path(), "\n[workflow]\npending_ttl = \"2s\"\n");
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    assert!(home.login("alice").status.success());
+
+    // A role alice may not request: the ones she may are listed.
+    let out = home.run(&[
+        "request", "--role", "dba", "--host", "db-1", "--reason", "x",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("role_not_allowed") && text(&out).contains("web-debug"),
+        "{}",
+        text(&out)
+    );
+
+    // No grant covers the host, and no role given without a terminal.
+    let out = home.run(&["ssh", "web-3", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no active grant covers web-3")
+            && text(&out).contains("--role ROLE --reason"),
+        "{}",
+        text(&out)
+    );
+    // Not a host name (nothing reaches ssh's command line).
+    let out = home.run(&["ssh", "web-1 -oProxyCommand=id"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is not a host name"), "{}", text(&out));
+
+    // Nobody decides in time: the request expires, exit 4.
+    let started = Instant::now();
+    let out = home.run(&[
+        "request",
+        "--role",
+        "hotfix-admin",
+        "--host",
+        "web-2",
+        "--reason",
+        "x",
+        "--wait",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("expired before anyone decided"),
+        "{}",
+        text(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(40));
+
+    // A token the CA no longer accepts: log in again.
+    let session = home.dir.join(".config/tpa/session.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&session).unwrap()).unwrap();
+    saved["token"] = "tpa_not-a-valid-token".into();
+    std::fs::write(&session, saved.to_string()).unwrap();
+    let out = home.run(&["whoami"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("run `tpa-ssh login`"), "{}", text(&out));
+}
+
+#[test]
+fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let me = current_login();
+    let bastion_port = free_port();
+    let ca = auto_ca(
+        tmp.path(),
+        &format!(
+            "\n[client]\nbastion = \"127.0.0.1:{bastion_port}\"\nhost_patterns = [\"web-*\"]\n"
+        ),
+    );
+    let running = ca.serve();
+    let (_, ca_pub) = http_get(running.addr, "/ca.pub");
+    let sshd = Sshd::start(&tmp.path().join("sshd"), &ca_pub);
+
+    // The bastion knows web-1 and web-2 as the test sshd.
+    let bastion_dir = tmp.path().join("bastion");
+    std::fs::create_dir_all(&bastion_dir).unwrap();
+    let bastion_config = bastion_dir.join("bastion.toml");
+    std::fs::write(
+        &bastion_config,
+        format!(
+            "listen = \"127.0.0.1:{bastion_port}\"\nhost_key_file = \"host_ed25519\"\nca_url = \"http://{}\"\n\n[hosts]\nweb-1 = \"127.0.0.1:{port}\"\nweb-2 = \"127.0.0.1:{port}\"\n",
+            running.addr,
+            port = sshd.port
+        ),
+    )
+    .unwrap();
+    let child = Command::new(tpa_bastion_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&bastion_config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(bastion_dir.join("bastion.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _bastion = Guard { child };
+    wait_for_port(
+        format!("127.0.0.1:{bastion_port}").parse().unwrap(),
+        Duration::from_secs(20),
+        "tpa-bastion",
+    );
+    let bastion_log =
+        || std::fs::read_to_string(bastion_dir.join("bastion.log")).unwrap_or_default();
+    let bastion_pub = std::fs::read_to_string(bastion_dir.join("host_ed25519.pub")).unwrap();
+    let sshd_pub = std::fs::read_to_string(sshd.dir.join("host_ed25519.pub")).unwrap();
+
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    let ssh_dir = home.dir.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let known = ssh_dir.join("known_hosts");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{bastion_port} {bastion_pub}web-1 {sshd_pub}web-2 {sshd_pub}"),
+    )
+    .unwrap();
+    let user_config = ssh_dir.join("config");
+    std::fs::write(
+        &user_config,
+        format!(
+            "Host *\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  \
+             IdentityAgent none\n  ConnectTimeout 10\n  LogLevel ERROR\n",
+            known.display()
+        ),
+    )
+    .unwrap();
+    assert!(home.login("alice").status.success());
+
+    // No grant yet: `tpa-ssh ssh` asks for one (auto-approved), gets the
+    // certificate, and runs ssh through the bastion.
+    let config_arg = user_config.to_str().unwrap();
+    let out = home.run(&[
+        "ssh",
+        "web-1",
+        "--role",
+        "web-debug",
+        "--reason",
+        "INC-8 check",
+        "--",
+        "-F",
+        config_arg,
+        "echo via-tpa-ssh",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "via-tpa-ssh",
+        "{}\nbastion:\n{}\nsshd:\n{}",
+        text(&out),
+        bastion_log(),
+        sshd.log()
+    );
+    let list = home.json(&["list", "--json"]);
+    assert_eq!(list["requests"].as_array().unwrap().len(), 1);
+    let id = list["requests"][0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        bastion_log().contains("certificate accepted"),
+        "{}",
+        bastion_log()
+    );
+
+    // Again: the active grant and the saved certificate are reused (no new request).
+    let serial = cert_serial(&home.data().join("id_ed25519-cert.pub"));
+    let out = home.run(&[
+        "ssh",
+        &format!("{me}@web-1"),
+        "--",
+        "-F",
+        config_arg,
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        home.json(&["list", "--json"])["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        cert_serial(&home.data().join("id_ed25519-cert.pub")),
+        serial
+    );
+
+    // `tpa-ssh config` with the CA's bastion: plain ssh jumps through it.
+    let out = home.run(&["config"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let snippet = std::fs::read_to_string(ssh_dir.join("tpa_config")).unwrap();
+    assert!(
+        snippet.contains(&format!(
+            "Host tpa-bastion\n  HostName 127.0.0.1\n  Port {bastion_port}\n"
+        )) && snippet.contains("Host web-*\n  ProxyJump tpa-bastion\n"),
+        "{snippet}"
+    );
+    let out = plain_ssh(&user_config, "web-1", "echo via-bastion");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "via-bastion",
+        "{}\nbastion:\n{}",
+        text(&out),
+        bastion_log()
+    );
+    // web-2 is not in the grant: the bastion refuses it.
+    let out = plain_ssh(&user_config, "web-2", "echo nope");
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("nope"));
+    assert!(
+        bastion_log().contains("host web-2 is not approved by the certificate"),
+        "{}",
+        bastion_log()
+    );
+
+    // On a terminal, `tpa-ssh ssh web-2` asks for the role and the reason, then
+    // connects with the new grant.
+    let typescript = tmp.path().join("typescript");
+    let mut child = home
+        .in_terminal(
+            &[
+                "ssh",
+                "web-2",
+                "--",
+                "-F",
+                config_arg,
+                "echo asked-on-a-terminal",
+            ],
+            &typescript,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"web-debug\nINC-9 asked\n")
+        .unwrap();
+    let mut guard = Guard { child };
+    let status = wait_exit(&mut guard, Duration::from_secs(30));
+    let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
+    assert!(status.success(), "{screen}\n{}", bastion_log());
+    assert!(
+        screen.contains("No active grant covers web-2")
+            && screen.contains("Role: ")
+            && screen.contains("Reason: ")
+            && screen.contains("asked-on-a-terminal"),
+        "{screen}"
+    );
+    let newest = &home.json(&["list", "--json"])["requests"][0];
+    assert_eq!(
+        (newest["hosts"][0].as_str(), newest["reason"].as_str()),
+        (Some("web-2"), Some("INC-9 asked"))
+    );
+    assert_ne!(newest["id"].as_str(), Some(id.as_str()));
+}
+
+#[test]
+fn settings_file_names_the_ca_and_a_key_of_your_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = auto_ca(tmp.path(), "");
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    let ssh_dir = home.dir.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let own = UserKey::generate(&ssh_dir, "id_mine");
+    let settings = home.dir.join(".config/tpa/config.toml");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+
+    // An unknown key: the file and the keys it may hold are named.
+    std::fs::write(&settings, "ca = \"x\"\n").unwrap();
+    let out = home.run(&["whoami"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("config.toml is invalid") && text(&out).contains("ca_url"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(
+        &settings,
+        format!(
+            "ca_url = \"{}\"\nkey_file = \"~/.ssh/id_mine\"\n",
+            home.ca_url
+        ),
+    )
+    .unwrap();
+    // `login` finds the CA in the file (no --ca, no $TPA_CA_URL).
+    let mut login = home
+        .command(&["login", "--username", "alice", "--password-stdin"])
+        .env_remove("TPA_CA_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PW}\n").as_bytes())
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&home.ca_url), "{}", text(&out));
+
+    // The certificate is for the configured key and sits next to it.
+    let out = home.run(&[
+        "request",
+        "--role",
+        "web-debug",
+        "--host",
+        "web-1",
+        "--reason",
+        "INC-10",
+        "--wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(own.cert.exists(), "{}", text(&out));
+    assert!(
+        !home.data().join("id_ed25519").exists(),
+        "no TPA key was made"
+    );
+    let keygen = |args: &[&str], file: &Path| {
+        let out = Command::new(require("ssh-keygen", "install openssh-client"))
+            .args(args)
+            .arg(file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let own_fp = keygen(&["-l", "-f"], &own.public)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let listing = keygen(&["-L", "-f"], &own.cert);
+    assert!(
+        listing.contains(&format!("ED25519-CERT {own_fp}")),
+        "the certificate certifies ~/.ssh/id_mine: {listing}"
+    );
+
+    // The configured key must be private too.
+    std::fs::set_permissions(&own.private, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = home.run(&["cert"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("chmod 600"), "{}", text(&out));
+}
+
+#[test]
+fn shell_completions_are_printed_and_bash_parses_them() {
+    let home = Home {
+        dir: std::env::temp_dir(),
+        ca_url: "http://127.0.0.1:1".into(),
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let out = home.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("tpa-ssh") && script.contains("config") && script.contains("renew"),
+            "{shell}: {script}"
+        );
+    }
+    let script = home.run(&["completions", "bash"]).stdout;
+    let mut bash = Command::new(require("bash", "install bash"))
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bash.stdin.take().unwrap().write_all(&script).unwrap();
+    let out = bash.wait_with_output().unwrap();
+    assert!(out.status.success(), "bash -n: {}", text(&out));
+    assert!(!home.run(&["completions", "tcsh"]).status.success());
 }

@@ -1,0 +1,169 @@
+//! ssh-agent: certificates go in with a lifetime (`ssh-add -t`), and expired TPA
+//! certificates come out (the agent protocol's list and remove messages, over
+//! `$SSH_AUTH_SOCK`). Without an agent nothing happens: the files alone work.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+const REQUEST_IDENTITIES: u8 = 11;
+const IDENTITIES_ANSWER: u8 = 12;
+const REMOVE_IDENTITY: u8 = 18;
+const SUCCESS: u8 = 6;
+/// Answers bigger than this are refused (an agent with thousands of keys is not ours).
+const MAX_MESSAGE: usize = 1 << 20;
+
+fn socket() -> Option<std::ffi::OsString> {
+    std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty())
+}
+
+/// `ssh-add -t LIFETIME KEY` (which also loads `KEY-cert.pub`).
+pub fn load(private: &Path, lifetime: u64) -> Result<(), String> {
+    if socket().is_none() {
+        return Err("no ssh-agent: SSH_AUTH_SOCK is not set".to_owned());
+    }
+    if lifetime == 0 {
+        return Err("the certificate has no time left".to_owned());
+    }
+    let out = std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg("-t")
+        .arg(lifetime.to_string())
+        .arg(private)
+        .output()
+        .map_err(|e| format!("cannot run ssh-add: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Removes every TPA certificate (key id `tpa:…`) whose `valid_before` has passed
+/// from the agent; returns how many went. `Ok(0)` without an agent.
+pub fn remove_expired(now: u64) -> Result<usize, String> {
+    let Some(path) = socket() else {
+        return Ok(0);
+    };
+    let mut agent = Agent::connect(Path::new(&path))?;
+    let mut removed = 0;
+    for blob in agent.identities()? {
+        let Ok(cert) = ssh_key::Certificate::from_bytes(&blob) else {
+            continue; // a plain key, not a certificate
+        };
+        if cert.key_id().starts_with("tpa:") && cert.valid_before() <= now {
+            agent.remove(&blob)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+struct Agent(UnixStream);
+
+impl Agent {
+    fn connect(path: &Path) -> Result<Self, String> {
+        let stream = UnixStream::connect(path)
+            .map_err(|e| format!("cannot connect to ssh-agent at {}: {e}", path.display()))?;
+        let limit = Some(Duration::from_secs(10));
+        stream
+            .set_read_timeout(limit)
+            .and_then(|()| stream.set_write_timeout(limit))
+            .map_err(|e| format!("ssh-agent socket: {e}"))?;
+        Ok(Self(stream))
+    }
+
+    fn call(&mut self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let io = |e: std::io::Error| format!("ssh-agent: {e}");
+        let len = u32::try_from(message.len()).map_err(|_| "message too long".to_owned())?;
+        self.0.write_all(&len.to_be_bytes()).map_err(io)?;
+        self.0.write_all(message).map_err(io)?;
+        let mut len = [0u8; 4];
+        self.0.read_exact(&mut len).map_err(io)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > MAX_MESSAGE {
+            return Err(format!("ssh-agent sent a message of {len} bytes"));
+        }
+        let mut answer = vec![0u8; len];
+        self.0.read_exact(&mut answer).map_err(io)?;
+        Ok(answer)
+    }
+
+    /// The key blobs the agent holds.
+    fn identities(&mut self) -> Result<Vec<Vec<u8>>, String> {
+        let answer = self.call(&[REQUEST_IDENTITIES])?;
+        parse_identities(&answer).ok_or_else(|| "ssh-agent sent a malformed key list".to_owned())
+    }
+
+    fn remove(&mut self, blob: &[u8]) -> Result<(), String> {
+        let mut message = vec![REMOVE_IDENTITY];
+        put_string(&mut message, blob);
+        match self.call(&message)?.first() {
+            Some(&SUCCESS) => Ok(()),
+            _ => Err("ssh-agent refused to remove an expired certificate".to_owned()),
+        }
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// `SSH_AGENT_IDENTITIES_ANSWER`: count, then (key blob, comment) pairs.
+fn parse_identities(mut answer: &[u8]) -> Option<Vec<Vec<u8>>> {
+    fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if input.len() < n {
+            return None;
+        }
+        let (head, rest) = input.split_at(n);
+        *input = rest;
+        Some(head)
+    }
+    fn take_u32(input: &mut &[u8]) -> Option<usize> {
+        let bytes: [u8; 4] = take(input, 4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(bytes) as usize)
+    }
+    if take(&mut answer, 1)? != [IDENTITIES_ANSWER] {
+        return None;
+    }
+    let count = take_u32(&mut answer)?;
+    let mut blobs = Vec::new();
+    for _ in 0..count {
+        let len = take_u32(&mut answer)?;
+        blobs.push(take(&mut answer, len)?.to_vec());
+        let len = take_u32(&mut answer)?;
+        take(&mut answer, len)?; // comment
+    }
+    answer.is_empty().then_some(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_answer_is_parsed_strictly() {
+        let mut ok = vec![IDENTITIES_ANSWER, 0, 0, 0, 2];
+        put_string(&mut ok, b"blob-1");
+        put_string(&mut ok, b"comment");
+        put_string(&mut ok, b"blob-2");
+        put_string(&mut ok, b"");
+        assert_eq!(
+            parse_identities(&ok),
+            Some(vec![b"blob-1".to_vec(), b"blob-2".to_vec()])
+        );
+        assert_eq!(parse_identities(&ok[..ok.len() - 1]), None, "truncated");
+        let mut extra = ok.clone();
+        extra.push(0);
+        assert_eq!(parse_identities(&extra), None, "trailing bytes");
+        assert_eq!(parse_identities(&[5]), None, "failure answer");
+        assert_eq!(
+            parse_identities(&[IDENTITIES_ANSWER, 0xff, 0xff, 0xff, 0xff]),
+            None,
+            "a huge count without the keys"
+        );
+        assert_eq!(parse_identities(&[]), None);
+    }
+}

@@ -1,0 +1,375 @@
+//! `tpa-ssh config` (ssh_config for plain `ssh HOST`) and `tpa-ssh ssh HOST`
+//! (request on connect, then the system ssh with the right options).
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use reqwest::Method;
+use tpa_core::api::{ClientConfig, CreateRequestBody, RequestView, SubmitResponse};
+use tpa_core::{BastionAddress, HostName, HostPattern, Principal, Username};
+
+use crate::cli::{ConfigArgs, SshArgs};
+use crate::client::{ApiFailure, Client};
+use crate::commands::{key, logged_in, refused, update_agent};
+use crate::ssh_config::{self, Snippet};
+use crate::{files, grants, settings, wait};
+
+const NONE: Option<&()> = None;
+
+/// What the CA announces (`GET /api/v1/client-config`), checked again here: the
+/// values go into ssh_config and onto ssh's command line.
+async fn announced(client: &Client) -> anyhow::Result<(Option<BastionAddress>, Vec<HostPattern>)> {
+    let answer: ClientConfig = match client
+        .call(Method::GET, "/api/v1/client-config", NONE)
+        .await
+    {
+        Ok(c) => c,
+        // A CA from before the endpoint existed announces nothing.
+        Err(e)
+            if e.downcast_ref::<ApiFailure>()
+                .is_some_and(|f| f.code == "not_found") =>
+        {
+            ClientConfig::default()
+        }
+        Err(e) => return Err(e),
+    };
+    let bastion = answer
+        .bastion
+        .as_deref()
+        .map(BastionAddress::parse)
+        .transpose()
+        .context("the CA announces a bastion address that is not host[:port]; tell its operator")?;
+    let patterns = answer
+        .host_patterns
+        .iter()
+        .map(|p| HostPattern::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the CA announces an invalid host pattern; tell its operator")?;
+    Ok((bastion, patterns))
+}
+
+/// `tpa-ssh config`.
+pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let (client, _) = logged_in(ca)?;
+    let (bastion, announced_patterns) = announced(&client).await?;
+    let user_patterns = if args.host_patterns.is_empty() {
+        settings::load()?.host_patterns
+    } else {
+        args.host_patterns.clone()
+    };
+    let patterns = if user_patterns.is_empty() {
+        announced_patterns
+    } else {
+        user_patterns
+            .iter()
+            .map(|p| HostPattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .context("bad host pattern (use lowercase host names and *, e.g. 'web-*')")?
+    };
+    if patterns.is_empty() {
+        bail!(
+            "no host patterns: the CA announces none; give them with `tpa-ssh config --host-pattern 'web-*'` or host_patterns in {}",
+            settings::path()?.display()
+        );
+    }
+    let bastion_login = args
+        .bastion_login
+        .as_deref()
+        .map(Username::parse)
+        .transpose()
+        .context("--bastion-login")?;
+    let (keys, _) = key()?;
+    let text = ssh_config::render(&Snippet {
+        patterns: &patterns,
+        bastion: bastion.as_ref(),
+        bastion_login: bastion_login.as_ref(),
+        keys: &keys,
+    })?;
+    if args.print {
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ssh_dir = files::home()?.join(".ssh");
+    let snippet = ssh_dir.join("tpa_config");
+    let user_config = ssh_dir.join("config");
+    let changes = ssh_config::install(&snippet, &user_config, &text)?;
+    if args.json.json {
+        let out = serde_json::json!({
+            "snippet": snippet, "config": user_config,
+            "snippet_written": changes.snippet_written,
+            "include_added": changes.include_added, "backup": changes.backup,
+            "host_patterns": patterns.iter().map(HostPattern::as_str).collect::<Vec<_>>(),
+            "bastion": bastion.as_ref().map(ToString::to_string),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let names: Vec<&str> = patterns.iter().map(HostPattern::as_str).collect();
+    if !changes.snippet_written && !changes.include_added {
+        println!("{} is up to date; nothing changed.", snippet.display());
+    } else {
+        if changes.snippet_written {
+            println!("Wrote {} for {}.", snippet.display(), names.join(" "));
+        }
+        if let Some(b) = &changes.backup {
+            println!("Backed up {} to {}.", user_config.display(), b.display());
+        }
+        if changes.include_added {
+            println!(
+                "Added an Include line at the top of {}.",
+                user_config.display()
+            );
+        }
+    }
+    if let Some(b) = &bastion {
+        println!(
+            "Hosts go through the bastion {b} (alias {}).",
+            ssh_config::BASTION_ALIAS
+        );
+    }
+    println!(
+        "Now `ssh LOGIN@{}` works while you hold a grant (`tpa-ssh cert` renews the certificate).",
+        names.first().map_or("HOST", |p| p).replace('*', "1")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks one question on the terminal.
+fn ask(question: &str) -> anyhow::Result<String> {
+    eprint!("{question}: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read your answer")?;
+    Ok(line.trim().to_owned())
+}
+
+/// Role and reason from the flags, or asked on a terminal.
+fn role_and_reason(args: &SshArgs, host: &HostName) -> anyhow::Result<(String, String)> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let role = match (&args.role, interactive) {
+        (Some(r), _) => r.clone(),
+        (None, true) => {
+            eprintln!("No active grant covers {host}; asking for one.");
+            ask("Role")?
+        }
+        (None, false) => bail!(
+            "no active grant covers {host}: give the role and reason to ask for one (`tpa-ssh ssh {host} --role ROLE --reason TEXT`), or see your grants with `tpa-ssh list`"
+        ),
+    };
+    let reason = match (&args.reason, interactive) {
+        (Some(r), _) => r.clone(),
+        (None, true) => ask("Reason")?,
+        (None, false) => String::new(),
+    };
+    Ok((role, reason))
+}
+
+/// The grant covering `host`: an active one, or a new request, decided.
+async fn grant_for(
+    client: &Client,
+    host: &HostName,
+    args: &SshArgs,
+) -> anyhow::Result<Result<RequestView, ExitCode>> {
+    let mine = grants::mine(client).await?;
+    if let Some(r) = grants::covering(&mine, host.as_str()) {
+        return Ok(Ok(r.clone()));
+    }
+    let (role, reason) = role_and_reason(args, host)?;
+    let body = CreateRequestBody {
+        role,
+        hosts: vec![host.to_string()],
+        duration: args.duration.clone(),
+        reason,
+        ticket: args.ticket.clone(),
+        start: None,
+        break_glass: false,
+    };
+    let submitted: SubmitResponse = client
+        .call(Method::POST, "/api/v1/requests", Some(&body))
+        .await?;
+    let r = submitted.request;
+    eprintln!("Request {} for {host}: {}", r.id, r.state);
+    let r = wait::until_decided(client, r, false).await?;
+    if let Some(code) = refused(&r, false)? {
+        return Ok(Err(code));
+    }
+    crate::commands::announce_approval(&r);
+    if !r.active {
+        bail!(
+            "request {} is approved from {}; run this again then",
+            r.id,
+            r.window_start.as_deref().unwrap_or("its scheduled start")
+        );
+    }
+    Ok(Ok(r))
+}
+
+/// A path as one word for the shell of a ProxyCommand.
+fn shell_word(path: &Path) -> anyhow::Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+    if text
+        .chars()
+        .any(|c| c.is_control() || c == '\'' || c == '%')
+    {
+        bail!("the path {text:?} contains a quote, % or control character; use another key_file");
+    }
+    Ok(format!("'{text}'"))
+}
+
+/// ssh's options that take an argument (from ssh(1)'s synopsis).
+const SSH_OPTIONS_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOopQRSWw";
+
+/// The value of ssh option `-<letter>` among the user's ssh arguments (options
+/// only: the remote command after them is not looked at).
+fn ssh_option(ssh_args: &[String], letter: char) -> Option<&str> {
+    let mut found = None;
+    let mut args = ssh_args.iter();
+    while let Some(arg) = args.next() {
+        let Some(rest) = arg.strip_prefix('-').filter(|r| !r.is_empty() && *r != "-") else {
+            break; // the remote command starts here
+        };
+        for (i, c) in rest.char_indices() {
+            if SSH_OPTIONS_WITH_ARGUMENT.contains(c) {
+                let value = match &rest[i + c.len_utf8()..] {
+                    "" => args.next().map(String::as_str),
+                    inline => Some(inline),
+                };
+                if c == letter {
+                    found = value;
+                }
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// The login ssh would use when the user names none.
+fn local_user() -> Option<String> {
+    std::env::var("USER")
+        .ok()
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|u| !u.is_empty())
+}
+
+/// `tpa-ssh ssh [LOGIN@]HOST [-- ssh args]`.
+pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
+    let (login, host) = match args.host.rsplit_once('@') {
+        Some((l, h)) => (Some(l.to_owned()), h),
+        None => (None, args.host.as_str()),
+    };
+    let host = HostName::parse(host).with_context(|| {
+        format!(
+            "{:?} is not a host name as the CA knows it (lowercase, e.g. web-1)",
+            args.host
+        )
+    })?;
+    if let Some(l) = &login {
+        Principal::parse(l).with_context(|| format!("bad login {l:?}"))?;
+    }
+    let (client, _) = logged_in(ca)?;
+    let r = match grant_for(&client, &host, &args).await? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let (keys, public_key) = key()?;
+    let cert = grants::certificate(&client, &r, &keys, &public_key, false).await?;
+    if !cert.reused {
+        eprintln!(
+            "New certificate for request {} ({} left).",
+            r.id,
+            crate::commands::human_secs(cert.valid_before.saturating_sub(grants::now()))
+        );
+    }
+    let _ = update_agent(&keys, &cert);
+    let (bastion, _) = announced(&client).await?;
+
+    let login_given = login.is_some() || ssh_option(&args.ssh_args, 'l').is_some();
+    let login = login.or_else(|| ssh_option(&args.ssh_args, 'l').map(str::to_owned));
+    let login = login.or_else(|| {
+        let me = local_user();
+        match me {
+            Some(me) if cert.principals.contains(&me) => Some(me),
+            _ => cert.principals.first().cloned(),
+        }
+    });
+    // The login goes onto ssh's command line and into the ProxyCommand's shell
+    // line: it must be a principal by TPA's strict grammar, whoever chose it.
+    if let Some(l) = &login {
+        Principal::parse(l).with_context(|| format!("the login {l:?} cannot be used"))?;
+    }
+    let escape = |p: &Path| p.to_string_lossy().replace('%', "%%");
+    let mut command = std::process::Command::new("ssh");
+    command
+        .arg("-i")
+        .arg(escape(&keys.private))
+        .arg("-o")
+        .arg(format!("CertificateFile={}", escape(&keys.cert)))
+        .arg("-o")
+        .arg("IdentitiesOnly=yes");
+    if let Some(b) = &bastion {
+        // ProxyJump would not pass the key and certificate to the hop; this does.
+        let mut proxy = String::from("ssh");
+        if let Some(l) = &login {
+            proxy.push_str(&format!(" -l {l}"));
+        }
+        proxy.push_str(&format!(
+            " -i {} -o CertificateFile={} -o IdentitiesOnly=yes",
+            shell_word(&keys.private)?,
+            shell_word(&keys.cert)?
+        ));
+        if let Some(f) = ssh_option(&args.ssh_args, 'F') {
+            proxy.push_str(&format!(" -F {}", shell_word(Path::new(f))?));
+        }
+        if let Some(port) = b.port() {
+            proxy.push_str(&format!(" -p {port}"));
+        }
+        proxy.push_str(&format!(" -W '[%h]:%p' {}", b.host()));
+        command.arg("-o").arg(format!("ProxyCommand={proxy}"));
+    }
+    if let (Some(l), false) = (&login, login_given) {
+        command.arg("-l").arg(l);
+    }
+    command.arg(host.as_str()).args(&args.ssh_args);
+    let err = command.exec();
+    bail!("cannot run ssh: {err} (install openssh-client)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_options_among_ssh_args_but_not_in_the_command() {
+        let check = |v: &[&str], letter: char, expected: Option<&str>| {
+            let args: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            assert_eq!(ssh_option(&args, letter), expected, "{v:?} -{letter}");
+        };
+        check(&["-F", "/x", "true"], 'F', Some("/x"));
+        check(&["-F/y"], 'F', Some("/y"));
+        check(&["-v", "uptime"], 'F', None);
+        check(&["-l", "deploy", "uptime"], 'l', Some("deploy"));
+        check(&["-vl", "deploy"], 'l', Some("deploy"));
+        check(&["-o", "User=x", "-ldeploy"], 'l', Some("deploy"));
+        check(&["ls", "-la"], 'l', None);
+        check(&["-p", "22", "ls", "-la"], 'l', None);
+        check(&["-o", "-l"], 'l', None);
+        check(&["-l"], 'l', None);
+    }
+
+    #[test]
+    fn shell_words_are_single_quoted_or_refused() {
+        assert_eq!(shell_word(Path::new("/h/a b/k")).unwrap(), "'/h/a b/k'");
+        for bad in ["/h/it's", "/h/100%", "/h/a\nb"] {
+            assert!(shell_word(Path::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
