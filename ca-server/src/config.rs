@@ -219,6 +219,7 @@ struct RawConfig {
     metrics: auditing::RawMetrics,
     #[serde(default)]
     audit_sinks: Vec<auditing::RawAuditSink>,
+    #[serde(default)]
     client: client::RawClient,
 }
 
