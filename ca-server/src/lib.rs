@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod cli_consent;
 pub mod commands;
 pub mod config;
 pub mod device_login;

@@ -9,6 +9,7 @@ pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
 pub mod checkpoint;
+pub mod cli_consents;
 pub mod device_logins;
 pub mod oidc_logins;
 pub mod outbox;
@@ -34,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_bastion_sessions.sql"),
     // 0008–0011 belong to other branches; the lead orders them at merge.
     include_str!("migrations/0012_device_logins.sql"),
+    // 0013–0014 belong to other branches as well.
+    include_str!("migrations/0015_cli_consents.sql"),
 ];
 
 /// The schema version this build expects.

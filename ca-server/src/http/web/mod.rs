@@ -3,6 +3,7 @@
 //! page carries, HTML error pages, form helpers, and the static files (the
 //! stylesheet and the live-refresh script). Pages live in one file per group.
 
+pub mod cli_consent;
 pub mod device;
 pub mod history;
 pub mod inbox;
@@ -64,6 +65,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "cli_login.html",
         include_str!("../../../templates/cli_login.html"),
+    ),
+    (
+        "cli_consent.html",
+        include_str!("../../../templates/cli_consent.html"),
     ),
     (
         "device.html",
