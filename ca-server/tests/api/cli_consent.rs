@@ -53,6 +53,7 @@ pub(crate) async fn open_consent(
 pub(crate) async fn consent_at(browser: &mut Browser, app: &TestApp, path: &str) -> ConsentPage {
     let page = browser.get(&format!("http://{}{path}", app.address)).await;
     assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
     ConsentPage {
         path: path.to_owned(),
         id: hidden(&page.body, "consent"),
@@ -87,6 +88,7 @@ pub(crate) async fn decide(
 ) -> String {
     let r = post_decision(browser, app, &page.id, Some(&page.csrf), decision).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     let to = continue_to(&r);
     assert!(to.starts_with("http://127.0.0.1:"), "{to}");
     to

@@ -31,6 +31,15 @@ fn consent_value(c: &Consent) -> Value {
     }
 }
 
+/// The consent pages carry a one-time id or code: never cached.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 fn refused(auth: &Authenticated, refusal: ConsentRefusal) -> Result<Response, ApiError> {
     let status = match refusal {
         ConsentRefusal::Unknown | ConsentRefusal::OtherSession => StatusCode::FORBIDDEN,
@@ -112,7 +121,7 @@ pub async fn get(
     })
     .await?;
     match found {
-        Ok(consent) => Ok(render_status(
+        Ok(consent) => Ok(no_store(render_status(
             StatusCode::OK,
             "cli_consent.html",
             context! {
@@ -122,7 +131,7 @@ pub async fn get(
                 consent => consent_value(&consent),
                 ..page_context(&auth)
             },
-        )?),
+        )?)),
         Err(refusal) => Ok(refused(&auth, refusal)?),
     }
 }
@@ -170,7 +179,7 @@ pub async fn post(
     })
     .await?;
     match decided {
-        Ok(decided) => Ok(render_status(
+        Ok(decided) => Ok(no_store(render_status(
             StatusCode::OK,
             "cli_consent.html",
             context! {
@@ -181,7 +190,7 @@ pub async fn post(
                 consent => consent_value(&decided.consent),
                 ..page_context(&auth)
             },
-        )?),
+        )?)),
         Err(refusal) => Ok(refused(&auth, refusal)?),
     }
 }
