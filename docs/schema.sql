@@ -108,6 +108,22 @@ CREATE TABLE certificates (
     audit_seq               INTEGER NOT NULL UNIQUE REFERENCES audit_events (seq)
 ) STRICT;
 
+CREATE TABLE cli_consents (
+    id_hash         TEXT PRIMARY KEY,
+    session_id      TEXT NOT NULL,
+    issuer          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    username        TEXT NOT NULL,
+    groups          TEXT NOT NULL,
+    redirect_uri    TEXT NOT NULL,
+    code_challenge  TEXT NOT NULL,
+    client_source   TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    expires_at      TEXT NOT NULL,
+    decision        TEXT CHECK (decision IN ('approved', 'denied')),
+    decided_at      TEXT
+) STRICT;
+
 CREATE TABLE cli_login_codes (
     code_hash       TEXT PRIMARY KEY,
     code_challenge  TEXT NOT NULL,
@@ -150,7 +166,7 @@ CREATE TABLE oidc_logins (
     created_at          TEXT NOT NULL,
     expires_at          TEXT NOT NULL,
     used_at             TEXT
-) STRICT;
+, cli_source TEXT) STRICT;
 
 CREATE TABLE outbox (
     id         INTEGER PRIMARY KEY,
@@ -197,6 +213,8 @@ CREATE INDEX bastion_sessions_request ON bastion_sessions (request_id, started_a
 CREATE INDEX certificates_request_id ON certificates (request_id);
 
 CREATE INDEX certificates_valid_before ON certificates (valid_before);
+
+CREATE INDEX cli_consents_expires_at ON cli_consents (expires_at);
 
 CREATE INDEX cli_login_codes_expires_at ON cli_login_codes (expires_at);
 

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod audit_sinks;
 pub mod cli;
+pub mod cli_consent;
 pub mod commands;
 pub mod config;
 pub mod device_login;

@@ -129,6 +129,8 @@ pub struct CliTarget {
     pub redirect_uri: String,
     /// The CLI's PKCE S256 challenge ([`check_code_challenge`]).
     pub code_challenge: String,
+    /// The address that opened `/cli/login` (shown on the consent page).
+    pub started_from: String,
 }
 
 /// `N` random bytes, base64url without padding.
@@ -215,6 +217,7 @@ pub fn record_pending(
         next_path: next.to_owned(),
         cli_redirect_uri: cli.map(|c| c.redirect_uri.clone()),
         cli_code_challenge: cli.map(|c| c.code_challenge.clone()),
+        cli_source: cli.map(|c| c.started_from.clone()),
         created_at: format_time(now),
         expires_at: format_time(now + LOGIN_TTL),
         used_at: None,
@@ -287,14 +290,14 @@ pub fn record_denied(
     })
 }
 
-/// A one-time code for the CLI that finished its login in the browser.
-pub fn issue_cli_code(
-    conn: &mut Connection,
+/// A one-time code for the CLI whose login the user approved in the
+/// browser ([`crate::cli_consent`]), and the row that keeps its hash.
+pub fn new_cli_code(
     user: &User,
     redirect_uri: &str,
     code_challenge: &str,
     now: DateTime<Utc>,
-) -> Result<String, StoreError> {
+) -> Result<(String, CliCode), StoreError> {
     let code = random_b64::<32>();
     let groups: Vec<&str> = user.groups.iter().map(GroupName::as_str).collect();
     let row = CliCode {
@@ -309,8 +312,7 @@ pub fn issue_cli_code(
         expires_at: format_time(now + CLI_CODE_TTL),
         used_at: None,
     };
-    store::write(conn, |tx| oidc_logins::insert_cli_code(tx, &row, now))?;
-    Ok(code)
+    Ok((code, row))
 }
 
 /// Exchanges a CLI code (once) for an API token: the code must be unused and

@@ -36,10 +36,23 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-/// The `code` of a loopback request line `GET /callback?code=… HTTP/1.1`.
-fn code_from_request_line(line: &str) -> Option<String> {
+/// What the CA's redirect to the loopback listener carried.
+#[derive(Debug, PartialEq, Eq)]
+enum Callback {
+    /// The one-time code of an approved login.
+    Code(String),
+    /// The person denied the login in the browser (`error=access_denied`).
+    Denied,
+}
+
+/// The answer in a loopback request line `GET /callback?code=… HTTP/1.1`
+/// (or `?error=access_denied`).
+fn callback_from_request_line(line: &str) -> Option<Callback> {
     let target = line.strip_prefix("GET ")?.split(' ').next()?;
     let query = target.strip_prefix("/callback?")?;
+    if query.split('&').any(|pair| pair == "error=access_denied") {
+        return Some(Callback::Denied);
+    }
     query
         .split('&')
         .find_map(|pair| pair.strip_prefix("code="))
@@ -49,7 +62,7 @@ fn code_from_request_line(line: &str) -> Option<String> {
                 && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
         })
-        .map(str::to_owned)
+        .map(|c| Callback::Code(c.to_owned()))
 }
 
 async fn reply(stream: &mut tokio::net::TcpStream, status: &str, text: &str) {
@@ -77,8 +90,8 @@ async fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
             .unwrap_or(Ok(0))
             .unwrap_or(0);
         let head = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
-        match head.lines().next().and_then(code_from_request_line) {
-            Some(code) => {
+        match head.lines().next().and_then(callback_from_request_line) {
+            Some(Callback::Code(code)) => {
                 reply(
                     &mut stream,
                     "200 OK",
@@ -86,6 +99,17 @@ async fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
                 )
                 .await;
                 return Ok(code);
+            }
+            Some(Callback::Denied) => {
+                reply(
+                    &mut stream,
+                    "200 OK",
+                    "You denied this tpa-ssh login. It stays logged out; you can close this tab.",
+                )
+                .await;
+                bail!(
+                    "the login was denied in the browser; run `tpa-ssh login` again if that was a mistake"
+                );
             }
             None => {
                 reply(
@@ -137,6 +161,7 @@ pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCod
     } else {
         eprintln!("Open this URL in a browser on this machine to log in:\n  {url}");
     }
+    eprintln!("Then approve the tpa-ssh login on port {port} on the CA's page.");
     let code = match tokio::time::timeout(LOGIN_TIMEOUT, wait_for_code(&listener)).await {
         Ok(code) => code?,
         Err(_) => bail!(
@@ -248,23 +273,20 @@ mod tests {
 
     #[test]
     fn loopback_request_lines() {
-        assert_eq!(
-            code_from_request_line("GET /callback?code=abc-123 HTTP/1.1").as_deref(),
-            Some("abc-123")
+        let code = |c: &str| Some(Callback::Code(c.to_owned()));
+        let check = |line: &str, expected: Option<Callback>| {
+            assert_eq!(callback_from_request_line(line), expected, "{line}");
+        };
+        check("GET /callback?code=abc-123 HTTP/1.1", code("abc-123"));
+        check("GET /callback?x=1&code=Z HTTP/1.1", code("Z"));
+        check("GET /other?code=abc HTTP/1.1", None);
+        check("POST /callback?code=abc HTTP/1.1", None);
+        check("GET /callback?code= HTTP/1.1", None);
+        check("GET /callback?code=a%0d%0a HTTP/1.1", None);
+        check(
+            "GET /callback?error=access_denied HTTP/1.1",
+            Some(Callback::Denied),
         );
-        assert_eq!(
-            code_from_request_line("GET /callback?x=1&code=Z HTTP/1.1").as_deref(),
-            Some("Z")
-        );
-        assert_eq!(code_from_request_line("GET /other?code=abc HTTP/1.1"), None);
-        assert_eq!(
-            code_from_request_line("POST /callback?code=abc HTTP/1.1"),
-            None
-        );
-        assert_eq!(code_from_request_line("GET /callback?code= HTTP/1.1"), None);
-        assert_eq!(
-            code_from_request_line("GET /callback?code=a%0d%0a HTTP/1.1"),
-            None
-        );
+        check("GET /callback?error=other HTTP/1.1", None);
     }
 }

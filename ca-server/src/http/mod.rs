@@ -112,6 +112,11 @@ pub fn router(state: AppState) -> Router {
         .route("/login/oidc/{name}", get(web::oidc::start))
         .route("/oidc/callback", get(web::oidc::callback))
         .route("/cli/login", get(web::oidc::cli_login))
+        .route("/cli/consent/{id}", get(web::cli_consent::get))
+        .route(
+            "/cli/consent",
+            post(web::cli_consent::post).layer(login_limit),
+        )
         .route(
             "/api/v1/cli/token",
             post(web::oidc::cli_token).layer(login_limit),

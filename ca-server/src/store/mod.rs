@@ -11,6 +11,7 @@ pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
 pub mod checkpoint;
+pub mod cli_consents;
 pub mod device_logins;
 pub mod oidc_logins;
 pub mod outbox;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     // Applied in list order; file numbers are renumbered once every branch is in.
     include_str!("migrations/0012_device_logins.sql"),
     include_str!("migrations/0010_audit_sinks.sql"),
+    include_str!("migrations/0015_cli_consents.sql"),
 ];
 
 /// The schema version this build expects.

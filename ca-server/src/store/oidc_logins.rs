@@ -26,6 +26,8 @@ pub struct PendingLogin {
     pub cli_redirect_uri: Option<String>,
     /// For a CLI login: the CLI's PKCE S256 challenge.
     pub cli_code_challenge: Option<String>,
+    /// For a CLI login: the address that opened `/cli/login`.
+    pub cli_source: Option<String>,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// RFC 3339 UTC.
@@ -46,8 +48,9 @@ pub fn insert(
     )?;
     tx.execute(
         "INSERT INTO oidc_logins (state_hash, browser_hash, connector, nonce, pkce_verifier,
-             next_path, cli_redirect_uri, cli_code_challenge, created_at, expires_at, used_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             next_path, cli_redirect_uri, cli_code_challenge, created_at, expires_at, used_at,
+             cli_source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             row.state_hash,
             row.browser_hash,
@@ -60,6 +63,7 @@ pub fn insert(
             row.created_at,
             row.expires_at,
             row.used_at,
+            row.cli_source,
         ],
     )?;
     Ok(())
@@ -85,7 +89,8 @@ pub fn take(
     let row = tx
         .query_row(
             "SELECT state_hash, browser_hash, connector, nonce, pkce_verifier, next_path,
-                    cli_redirect_uri, cli_code_challenge, created_at, expires_at, used_at
+                    cli_redirect_uri, cli_code_challenge, created_at, expires_at, used_at,
+                    cli_source
              FROM oidc_logins WHERE state_hash = ?1",
             params![state_hash],
             |r| {
@@ -101,6 +106,7 @@ pub fn take(
                     created_at: r.get(8)?,
                     expires_at: r.get(9)?,
                     used_at: r.get(10)?,
+                    cli_source: r.get(11)?,
                 })
             },
         )

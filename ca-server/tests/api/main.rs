@@ -9,6 +9,7 @@ mod auth;
 mod bastion_api;
 mod batch;
 mod cli;
+mod cli_consent;
 mod device;
 mod helpers;
 mod http;

@@ -205,17 +205,7 @@ impl Browser {
             headers.push(("Cookie", cookie.as_str()));
         }
         let response = http_send(address, "GET", &path, &headers, "").await;
-        for (name, value) in &response.headers {
-            if name != "set-cookie" {
-                continue;
-            }
-            let pair = value.split(';').next().unwrap();
-            let (n, v) = pair.split_once('=').unwrap();
-            jar.retain(|(existing, _)| existing != n);
-            if !v.is_empty() && !value.contains("Max-Age=0") {
-                jar.push((n.to_owned(), v.to_owned()));
-            }
-        }
+        remember(jar, &response);
         response
     }
 
@@ -237,7 +227,9 @@ impl Browser {
         if !cookie.is_empty() {
             headers.push(("Cookie", cookie.as_str()));
         }
-        http_send(address, "POST", &path, &headers, &body).await
+        let response = http_send(address, "POST", &path, &headers, &body).await;
+        remember(self.jars.entry(address.port()).or_default(), &response);
+        response
     }
 
     pub(crate) fn cookie(&self, port: u16, name: &str) -> Option<String> {
@@ -303,6 +295,21 @@ impl Browser {
     pub(crate) async fn whoami(&mut self, ca: &TestApp) -> Response {
         self.get(&format!("http://{}/api/v1/whoami", ca.address))
             .await
+    }
+}
+
+/// Keeps the cookies a response sets (and forgets the ones it clears).
+fn remember(jar: &mut Vec<(String, String)>, response: &Response) {
+    for (name, value) in &response.headers {
+        if name != "set-cookie" {
+            continue;
+        }
+        let pair = value.split(';').next().unwrap();
+        let (n, v) = pair.split_once('=').unwrap();
+        jar.retain(|(existing, _)| existing != n);
+        if !v.is_empty() && !value.contains("Max-Age=0") {
+            jar.push((n.to_owned(), v.to_owned()));
+        }
     }
 }
 
@@ -792,7 +799,7 @@ async fn provider_down_at_the_callback_gives_an_error_page() {
 }
 
 /// The CLI's PKCE pair: (verifier, S256 challenge).
-fn cli_pkce() -> (String, String) {
+pub(crate) fn cli_pkce() -> (String, String) {
     use base64ct::{Base64UrlUnpadded, Encoding as _};
     use sha2::{Digest as _, Sha256};
     let verifier = "v".repeat(20) + &"x".repeat(30);
@@ -811,17 +818,23 @@ async fn cli_loopback_login_gives_an_api_token_once() {
         redirect.replace(':', "%3A").replace('/', "%2F")
     );
     let back = browser.login_at_provider(&app, &start, "alice").await;
-    let r = browser.get(&back).await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    let location = r.header("location").unwrap().to_owned();
+    let signed_in = browser.get(&back).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(
+        count(&app.data.open_plain(), "cli_login_codes"),
+        0,
+        "no code before the consent (issue 4 follow-up)"
+    );
+    let consent = crate::cli_consent::open_consent(&mut browser, &app, &signed_in).await;
+    let location = crate::cli_consent::decide(&mut browser, &app, &consent, "approve").await;
     assert!(
         location.starts_with(&format!("{redirect}?code=")),
         "{location}"
     );
     assert_eq!(
         count(&app.data.open_plain(), "auth_tokens"),
-        0,
-        "no web session for the CLI"
+        1,
+        "only the browser's web session, no API token before the exchange"
     );
     let code = query_param(&location, "code");
 
@@ -847,14 +860,15 @@ async fn cli_loopback_login_gives_an_api_token_once() {
     let again = exchange(code, verifier.clone(), redirect.to_owned()).await;
     assert_eq!(again.status, 400, "one attempt per code: {}", again.body);
 
-    // A fresh login, exchanged correctly.
-    let back = browser.login_at_provider(&app, &start, "alice").await;
-    let location = browser
-        .get(&back)
-        .await
-        .header("location")
-        .unwrap()
-        .to_owned();
+    // A fresh CLI login in the same browser: its web session goes straight
+    // to a new consent page, without the provider; exchanged correctly.
+    let again = browser.get(&format!("http://{}{start}", app.address)).await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    let to = again.header("location").unwrap().to_owned();
+    assert!(to.starts_with("/cli/consent/"), "{to}");
+    assert_ne!(to, consent.path);
+    let consent = crate::cli_consent::consent_at(&mut browser, &app, &to).await;
+    let location = crate::cli_consent::decide(&mut browser, &app, &consent, "approve").await;
     let code = query_param(&location, "code");
     let ok = exchange(code.clone(), verifier.clone(), redirect.to_owned()).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -903,12 +917,18 @@ async fn cli_login_refuses_non_loopback_redirects() {
     assert_eq!(count(&app.data.open_plain(), "oidc_logins"), 0);
 }
 
-/// `tpa-ssh login --ca URL` with SSO: the real CLI binary, its loopback listener,
-/// the real provider, and the token saved for later commands.
-#[tokio::test]
-async fn tpa_ssh_sso_login_through_its_loopback_listener() {
+/// `tpa-ssh login --ca URL` (loopback) as a child process with its own
+/// `HOME`: the child, the login URL it printed (a path on the CA), the home,
+/// and the rest of its stderr once it exits.
+pub(crate) async fn spawn_tpa_ssh_login(
+    app: &TestApp,
+) -> (
+    tokio::process::Child,
+    String,
+    tempfile::TempDir,
+    tokio::task::JoinHandle<String>,
+) {
     use tokio::io::AsyncBufReadExt as _;
-    let (provider, app) = ca_with_provider(json!({}), false).await;
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -947,12 +967,31 @@ async fn tpa_ssh_sso_login_through_its_loopback_listener() {
         url.starts_with("/cli/login?redirect_uri=http%3A%2F%2F127.0.0.1%3A"),
         "{url}"
     );
+    // Keep reading stderr so the child never blocks on a full pipe; the
+    // rest of it (the error of a denied login) comes back through the task.
+    let rest = tokio::spawn(async move {
+        let mut text = String::new();
+        while let Ok(Some(line)) = stderr.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    (child, url, home, rest)
+}
+
+/// `tpa-ssh login --ca URL` with SSO: the real CLI binary, its loopback listener,
+/// the real provider, the consent page, and the token saved for later commands.
+#[tokio::test]
+async fn tpa_ssh_sso_login_through_its_loopback_listener() {
+    let (provider, app) = ca_with_provider(json!({}), false).await;
+    let (child, url, home, _stderr) = spawn_tpa_ssh_login(&app).await;
 
     let mut browser = Browser::default();
     let back = browser.login_at_provider(&app, &url, "alice").await;
-    let to_cli = browser.get(&back).await;
-    assert_eq!(to_cli.status, 303, "{}", to_cli.body);
-    let loopback = to_cli.header("location").unwrap().to_owned();
+    let signed_in = browser.get(&back).await;
+    let consent = crate::cli_consent::open_consent(&mut browser, &app, &signed_in).await;
+    let loopback = crate::cli_consent::decide(&mut browser, &app, &consent, "approve").await;
     let landed = browser.get(&loopback).await;
     assert_eq!(landed.status, 200, "{}", landed.body);
     assert!(landed.body.contains("logged in"), "{}", landed.body);

@@ -6,6 +6,8 @@
 //! asks for hotfix-admin (allowed to her IdP group `engineers`); bob
 //! (`sre-leads`) and carol (`managers`) log in to the web page through the
 //! IdP and approve; alice's CLI sees the request approved. Issue 4, "Done when".
+//! And `tpa-ssh login` through its loopback listener, approved on the CA's
+//! consent page in Chromium (issue 4 follow-up).
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, INSTALL_HINT};
-use crate::harness::{CaDir, Guard, free_port, require, tpa_ssh_bin};
+use crate::harness::{CaDir, Guard, RunningCa, free_port, require, tpa_ssh_bin};
 
 /// The provider's directory (package.json, server.js, node_modules).
 fn provider_dir() -> PathBuf {
@@ -107,14 +109,18 @@ fn log_in_through_the_idp(browser: &Browser, who: &str) {
     browser.click("#submit");
 }
 
-#[test]
-fn idp_users_log_in_request_and_approve_in_chromium() {
-    let chromium = require("chromium", INSTALL_HINT);
-    let chromedriver = require("chromedriver", INSTALL_HINT);
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = CaDir::init(tmp.path(), "ca");
+/// `tpa-ca serve` with one connector `idp` on a fresh IdP and the example roles.
+struct SsoCa {
+    _idp: Guard,
+    issuer: String,
+    addr: std::net::SocketAddr,
+    running: RunningCa,
+}
+
+fn start_sso_ca(tmp: &Path) -> SsoCa {
+    let ca = CaDir::init(tmp, "ca");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (_idp, issuer) = start_provider(tmp.path(), &format!("http://{addr}/oidc/callback"));
+    let (idp, issuer) = start_provider(tmp, &format!("http://{addr}/oidc/callback"));
     let secret = ca.dir.join("idp.secret");
     std::fs::write(&secret, "tpa-e2e-secret\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -131,6 +137,25 @@ fn idp_users_log_in_request_and_approve_in_chromium() {
     ));
     std::fs::write(&ca.config, config).unwrap();
     let running = ca.serve_at(addr, &[]);
+    SsoCa {
+        _idp: idp,
+        issuer,
+        addr,
+        running,
+    }
+}
+
+#[test]
+fn idp_users_log_in_request_and_approve_in_chromium() {
+    let chromium = require("chromium", INSTALL_HINT);
+    let chromedriver = require("chromedriver", INSTALL_HINT);
+    let tmp = tempfile::tempdir().unwrap();
+    let SsoCa {
+        _idp,
+        issuer,
+        addr,
+        running,
+    } = start_sso_ca(tmp.path());
 
     // Alice, on a machine without a browser: a URL and a code.
     let home = tmp.path().join("alice");
@@ -269,4 +294,94 @@ fn idp_users_log_in_request_and_approve_in_chromium() {
 
     drop(browser);
     running.terminate();
+}
+
+/// `tpa-ssh login` on a machine with a browser (issue 4 follow-up): the real
+/// CLI's loopback listener, Chromium through the IdP's login form, then the
+/// CA's consent page naming the CLI's port; only the click on Approve sends
+/// the code to the listener, and the CLI is logged in as alice.
+#[test]
+fn tpa_ssh_loopback_login_approved_on_the_consent_page_in_chromium() {
+    let chromium = require("chromium", INSTALL_HINT);
+    let chromedriver = require("chromedriver", INSTALL_HINT);
+    let tmp = tempfile::tempdir().unwrap();
+    let sso = start_sso_ca(tmp.path());
+    let addr = sso.addr;
+    let home = tmp.path().join("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut login = tpa_ssh(&home, &["login", "--ca", &format!("http://{addr}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = login.stderr.take().unwrap();
+    let stdout = login.stdout.take().unwrap();
+    let mut login = Guard { child: login };
+    let (tx, rx) = mpsc::channel();
+    let prefix = format!("http://{addr}");
+    let printed = prefix.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if let Some(path) = line.trim().strip_prefix(&printed) {
+                let _ = tx.send(path.to_owned());
+            }
+        }
+    });
+    let path = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("tpa-ssh login printed no URL");
+    let port = path
+        .split("127.0.0.1%3A")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .unwrap_or_else(|| panic!("no loopback port in {path}"))
+        .to_owned();
+
+    let browser = Browser::start(&chromium, &chromedriver, &prefix);
+    browser.goto(&path);
+    browser.type_into("#login", "alice");
+    browser.click("#submit");
+    browser.wait_for_text("#consent-what", "as you (alice)");
+    browser.wait_for_text("#consent-port", &format!("port {port}"));
+    browser.wait_for_text("#consent-source", "127.0.0.1");
+    // Nothing reached the CLI before the click.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        login.child.try_wait().unwrap().is_none(),
+        "tpa-ssh login finished before the consent"
+    );
+    browser.click("#consent-approve");
+    browser.wait_for_text("body", "You are logged in to TPA");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = login.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tpa-ssh login did not finish within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut out).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("Logged in"), "{out}");
+    let who = tpa_ssh(&home, &["whoami", "--json"]).output().unwrap();
+    assert!(who.status.success(), "{}", text(&who));
+    let who: Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(
+        who["whoami"]["user"]["identity"]["issuer"],
+        sso.issuer.as_str(),
+        "{who}"
+    );
+    assert_eq!(
+        who["whoami"]["user"]["identity"]["subject"], "idp-alice",
+        "{who}"
+    );
+    drop(browser);
+    sso.running.terminate();
 }

@@ -4,6 +4,7 @@
 //! stylesheet and the live-refresh script). Pages live in one file per group.
 
 pub mod audit;
+pub mod cli_consent;
 pub mod device;
 pub mod history;
 pub mod inbox;
@@ -89,6 +90,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "cli_login.html",
         include_str!("../../../templates/cli_login.html"),
+    ),
+    (
+        "cli_consent.html",
+        include_str!("../../../templates/cli_consent.html"),
     ),
     (
         "device.html",

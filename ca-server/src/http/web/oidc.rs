@@ -1,7 +1,9 @@
 //! OpenID Connect pages: `GET /login/oidc/{name}` (to the provider),
-//! `GET /cli/login` (the same for `tpa-ssh login`), `GET /oidc/callback`
-//! (back from the provider: a web session, or a one-time code for the CLI's
-//! loopback listener), and `POST /api/v1/cli/token` (that code → an API token).
+//! `GET /cli/login` (the same for `tpa-ssh login`; with a web session
+//! already, straight to the consent page), `GET /oidc/callback` (back from
+//! the provider: a web session, and for the CLI its consent page, see
+//! [`super::cli_consent`]), and `POST /api/v1/cli/token` (the approved
+//! login's one-time code → an API token).
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -15,6 +17,7 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 use tpa_core::api::{CliTokenRequest, LoginResponse};
 
+use super::cli_consent;
 use super::login::session_cookie;
 use super::{anonymous_context, render, render_status};
 use crate::audit::format_time;
@@ -68,7 +71,11 @@ fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
 }
 
 /// An HTML error page with a stable code.
-fn error_page(status: StatusCode, code: &str, message: &str) -> Result<Response, ApiError> {
+pub(crate) fn error_page(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Result<Response, ApiError> {
     render_status(
         status,
         "error.html",
@@ -268,6 +275,7 @@ pub struct CliLoginQuery {
 pub async fn cli_login(
     State(state): State<AppState>,
     ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
     query: Result<Query<CliLoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let bad = |message: String| error_page(StatusCode::BAD_REQUEST, "invalid_cli_login", &message);
@@ -290,10 +298,31 @@ pub async fn cli_login(
         Ok(c) => c,
         Err(why) => return bad(format!("{why}.")),
     };
+    let target = CliTarget {
+        redirect_uri: redirect_uri.clone(),
+        code_challenge: code_challenge.clone(),
+        started_from: audit_source(ip.0),
+    };
+    if let Some(auth) = &auth
+        && let Some(consent) = cli_consent::from_session(&state, auth, target.clone()).await?
+    {
+        return Ok(consent);
+    }
     let connectors = state.identities.oidc_connectors();
     let chosen = match (&query.connector, connectors) {
         (Some(name), _) => Some(name.clone()),
         (None, [only]) => Some(only.config.name.clone()),
+        (None, []) if !state.config.accounts.is_empty() => {
+            // Local accounts only: log in with a password, then back here
+            // with a web session, which goes to the consent page.
+            let back = format!(
+                "/cli/login?redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+                encode_query(&redirect_uri),
+                encode_query(&code_challenge)
+            );
+            let to = format!("/login?next={}", encode_query(&back));
+            return Ok(Redirect::to(&to).into_response());
+        }
         (None, []) => {
             return error_page(
                 StatusCode::NOT_FOUND,
@@ -304,13 +333,7 @@ pub async fn cli_login(
         (None, _) => None,
     };
     match chosen {
-        Some(name) => {
-            let cli = CliTarget {
-                redirect_uri,
-                code_challenge,
-            };
-            begin(&state, ip, &name, "/", Some(cli)).await
-        }
+        Some(name) => begin(&state, ip, &name, "/", Some(target)).await,
         None => {
             let links = connector_links(&state, |name| {
                 format!(
@@ -422,29 +445,25 @@ pub async fn callback(
         }
     };
     let user = login.user;
-    if let (Some(redirect_uri), Some(challenge)) = (row.cli_redirect_uri, row.cli_code_challenge) {
-        let target = redirect_uri.clone();
-        let code = with_db(&state, move |conn| {
-            Ok(oidc_login::issue_cli_code(
-                conn,
-                &user,
-                &redirect_uri,
-                &challenge,
-                Utc::now(),
-            )?)
-        })
-        .await?;
-        let mut response = Redirect::to(&format!("{target}?code={code}")).into_response();
-        clear_binding(&state.config, &mut response)?;
-        return Ok(response);
-    }
+    let cli = match (row.cli_redirect_uri, row.cli_code_challenge) {
+        (Some(redirect_uri), Some(code_challenge)) => Some(CliTarget {
+            redirect_uri,
+            code_challenge,
+            started_from: row.cli_source.unwrap_or_else(|| source.clone()),
+        }),
+        _ => None,
+    };
     let ttl = state.config.auth.session_ttl;
-    let reason = format!("oidc login via {name}");
+    let reason = match cli {
+        Some(_) => format!("oidc login via {name} (for a tpa-ssh login, waiting for consent)"),
+        None => format!("oidc login via {name}"),
+    };
     let created_source = source.clone();
+    let session_user = user.clone();
     let new = with_db(&state, move |conn| {
         Ok(sessions::create_with_reason(
             conn,
-            &user,
+            &session_user,
             TokenKind::WebSession,
             ttl,
             &created_source,
@@ -456,12 +475,23 @@ pub async fn callback(
     if let Some(previous) = previous {
         revoke(&state, &previous, ip.0).await?;
     }
+    // A CLI login continues to its consent page in this new web session:
+    // no code goes to the loopback listener before the person approves.
+    let next = match cli {
+        Some(target) => {
+            match cli_consent::hold(&state, user, new.session.id.clone(), target).await? {
+                Ok(path) => path,
+                Err(page) => return Ok(page),
+            }
+        }
+        None => row.next_path,
+    };
     // A page, not a redirect: the session cookie is SameSite=Strict, and a
     // browser does not send it on a redirect chain that began on the
     // provider's site. The page's own navigation to `next` is same-site.
     let mut response = render(
         "signed_in.html",
-        context! { next => row.next_path, ..anonymous_context() },
+        context! { next => next, ..anonymous_context() },
     )?;
     let cookie = session_cookie(
         &state.config,

@@ -1,0 +1,214 @@
+//! The consent page of `tpa-ssh login` (loopback): `GET /cli/consent/{id}`
+//! shows what is being authorised (a CLI login as you, the loopback port, the
+//! address it was started from, the expiry) and `POST /cli/consent`
+//! (`consent`, `decision=approve|deny`, CSRF) decides it; only then does the
+//! browser continue to the CLI's loopback listener, with a one-time code or
+//! `error=access_denied`. See [`crate::cli_consent`].
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use minijinja::{Value, context};
+
+use super::{PageError, checked_form, page_context, render_status};
+use crate::cli_consent::{self, Consent, ConsentRefusal};
+use crate::http::auth::{
+    AuthVia, Authenticated, ConnectInfoOpt, audit_source, with_db, with_reader,
+};
+use crate::http::error::ApiError;
+use crate::oidc_login::CliTarget;
+use crate::startup::AppState;
+
+fn consent_value(c: &Consent) -> Value {
+    context! {
+        port => c.port,
+        redirect_uri => c.redirect_uri.clone(),
+        client_source => c.client_source.clone(),
+        created_at => c.created_at.clone(),
+        expires_at => c.expires_at.clone(),
+    }
+}
+
+/// The consent pages carry a one-time id or code: never cached.
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn refused(auth: &Authenticated, refusal: ConsentRefusal) -> Result<Response, ApiError> {
+    let status = match refusal {
+        ConsentRefusal::Unknown | ConsentRefusal::OtherSession => StatusCode::FORBIDDEN,
+        ConsentRefusal::Expired | ConsentRefusal::AlreadyDecided => StatusCode::CONFLICT,
+    };
+    render_status(
+        status,
+        "cli_consent.html",
+        context! {
+            step => "refused",
+            error => refusal.message(),
+            ..page_context(auth)
+        },
+    )
+}
+
+/// The web session's public id, when `auth` is a web session (consents are
+/// bound to one; an API token never decides one).
+fn session_id(auth: &Authenticated) -> Option<String> {
+    matches!(auth.via, AuthVia::Session { .. }).then(|| auth.token_id.clone())
+}
+
+/// Holds `user`'s identity for the CLI login `target`, bound to the web
+/// session `session_id`; the path of its consent page.
+pub(crate) async fn hold(
+    state: &AppState,
+    user: tpa_core::User,
+    session_id: String,
+    target: CliTarget,
+) -> Result<Result<String, Response>, ApiError> {
+    let source = target.started_from.clone();
+    let held = with_db(state, move |conn| {
+        Ok(cli_consent::hold(
+            conn,
+            &user,
+            &session_id,
+            &target,
+            &source,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    match held {
+        Some(id) => Ok(Ok(format!("/cli/consent/{id}"))),
+        None => Ok(Err(super::oidc::error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_logins",
+            "Too many logins are in progress. Try again in a few minutes.",
+        )?)),
+    }
+}
+
+/// `GET /cli/consent/{id}`: the consent page, for the web session it was made for.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Option<Authenticated>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let Some(auth) = auth else {
+        return Ok(super::oidc::error_page(
+            StatusCode::FORBIDDEN,
+            "cli_consent_refused",
+            ConsentRefusal::OtherSession.message(),
+        )?);
+    };
+    let Some(session) = session_id(&auth) else {
+        return Ok(refused(&auth, ConsentRefusal::OtherSession)?);
+    };
+    let user = auth.user.clone();
+    let lookup_id = id.clone();
+    let found = with_reader(&state, move |conn| {
+        Ok(cli_consent::lookup(
+            conn,
+            &lookup_id,
+            &session,
+            &user,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    match found {
+        Ok(consent) => Ok(no_store(render_status(
+            StatusCode::OK,
+            "cli_consent.html",
+            context! {
+                step => "confirm",
+                error => "",
+                id => id,
+                consent => consent_value(&consent),
+                ..page_context(&auth)
+            },
+        )?)),
+        Err(refusal) => Ok(refused(&auth, refusal)?),
+    }
+}
+
+/// `POST /cli/consent` (`consent`, `decision=approve|deny`, CSRF): decides
+/// once; then a page that continues to the CLI's loopback listener (a page,
+/// not a redirect: the pages' `form-action 'self'` would block a redirect
+/// to another origin after a form post).
+pub async fn post(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(ok) => ok,
+        Err(to_login) => return Ok(to_login),
+    };
+    let approve = match fields.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => {
+            return Err(
+                ApiError::InvalidBody("decision must be approve or deny".to_owned()).into(),
+            );
+        }
+    };
+    let Some(session) = session_id(&auth) else {
+        return Ok(refused(&auth, ConsentRefusal::OtherSession)?);
+    };
+    let id = fields.non_empty("consent").unwrap_or_default();
+    let user = auth.user.clone();
+    let source = audit_source(ip.0);
+    let decided = with_db(&state, move |conn| {
+        Ok(cli_consent::decide(
+            conn,
+            &id,
+            &session,
+            &user,
+            approve,
+            &source,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    match decided {
+        Ok(decided) => Ok(no_store(render_status(
+            StatusCode::OK,
+            "cli_consent.html",
+            context! {
+                step => "done",
+                error => "",
+                approved => decided.approved,
+                continue_to => decided.continue_to,
+                consent => consent_value(&decided.consent),
+                ..page_context(&auth)
+            },
+        )?)),
+        Err(refusal) => Ok(refused(&auth, refusal)?),
+    }
+}
+
+/// `GET /cli/login` in a browser that already has a web session: straight
+/// to the consent page, without a new login at the provider.
+pub(crate) async fn from_session(
+    state: &AppState,
+    auth: &Authenticated,
+    target: CliTarget,
+) -> Result<Option<Response>, ApiError> {
+    let Some(session) = session_id(auth) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        match hold(state, auth.user.clone(), session, target).await? {
+            Ok(path) => Redirect::to(&path).into_response(),
+            Err(page) => page,
+        },
+    ))
+}

@@ -1,0 +1,415 @@
+//! The consent step of `tpa-ssh login` (loopback), issue 4 follow-up: after
+//! the browser's user is known (the real npm `oidc-provider`, or a local
+//! account's password session), no code goes to the loopback listener until
+//! the person approves on the CA's page; denial tells the CLI; the decision
+//! needs the session's CSRF token, belongs to the browser session that made
+//! it, happens once and expires. A link with someone else's PKCE challenge
+//! and port therefore shows the victim what it would authorise instead of
+//! logging the link's author in as them.
+
+use serde_json::json;
+
+use crate::helpers::{Response, TestApp, audit_rows, count, http_send, spawn_app_with};
+use crate::oidc::{
+    Browser, ca_with_provider, cli_pkce, continue_to, form_encode, query_param, spawn_tpa_ssh_login,
+};
+
+const REDIRECT: &str = "http://127.0.0.1:49999/callback";
+
+/// A consent page as a browser holds it.
+pub(crate) struct ConsentPage {
+    /// `/cli/consent/{id}`.
+    pub path: String,
+    /// The consent id of its forms.
+    pub id: String,
+    /// The session's CSRF token in its forms.
+    pub csrf: String,
+    /// The page.
+    pub body: String,
+}
+
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        + marker.len();
+    let end = start + body[start..].find('"').unwrap();
+    body[start..end].to_owned()
+}
+
+/// From the page the SSO callback answered, to the consent page.
+pub(crate) async fn open_consent(
+    browser: &mut Browser,
+    app: &TestApp,
+    signed_in: &Response,
+) -> ConsentPage {
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let path = continue_to(signed_in);
+    assert!(path.starts_with("/cli/consent/"), "{path}");
+    consent_at(browser, app, &path).await
+}
+
+pub(crate) async fn consent_at(browser: &mut Browser, app: &TestApp, path: &str) -> ConsentPage {
+    let page = browser.get(&format!("http://{}{path}", app.address)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    ConsentPage {
+        path: path.to_owned(),
+        id: hidden(&page.body, "consent"),
+        csrf: hidden(&page.body, "csrf_token"),
+        body: page.body,
+    }
+}
+
+async fn post_decision(
+    browser: &mut Browser,
+    app: &TestApp,
+    id: &str,
+    csrf: Option<&str>,
+    decision: &str,
+) -> Response {
+    let mut fields = vec![("consent", id), ("decision", decision)];
+    if let Some(csrf) = csrf {
+        fields.push(("csrf_token", csrf));
+    }
+    browser
+        .post_form(&format!("http://{}/cli/consent", app.address), &fields)
+        .await
+}
+
+/// Posts `decision` on the consent page; returns the loopback URL the answer
+/// continues to.
+pub(crate) async fn decide(
+    browser: &mut Browser,
+    app: &TestApp,
+    page: &ConsentPage,
+    decision: &str,
+) -> String {
+    let r = post_decision(browser, app, &page.id, Some(&page.csrf), decision).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let to = continue_to(&r);
+    assert!(to.starts_with("http://127.0.0.1:"), "{to}");
+    to
+}
+
+fn cli_start(challenge: &str) -> String {
+    format!(
+        "/cli/login?redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+        form_encode(REDIRECT)
+    )
+}
+
+/// Alice logs in at the provider for a CLI login; the consent page.
+async fn alice_consent(browser: &mut Browser, app: &TestApp) -> ConsentPage {
+    let (_, challenge) = cli_pkce();
+    let back = browser
+        .login_at_provider(app, &cli_start(&challenge), "alice")
+        .await;
+    let signed_in = browser.get(&back).await;
+    open_consent(browser, app, &signed_in).await
+}
+
+async fn exchange(app: &TestApp, code: &str) -> Response {
+    let (verifier, _) = cli_pkce();
+    let body =
+        json!({"code": code, "code_verifier": verifier, "redirect_uri": REDIRECT}).to_string();
+    http_send(
+        app.address,
+        "POST",
+        "/api/v1/cli/token",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .await
+}
+
+fn actions(app: &TestApp) -> Vec<(String, String, String)> {
+    audit_rows(&app.data.open_plain())
+        .into_iter()
+        .filter(|r| r.action.starts_with("auth.cli."))
+        .map(|r| (r.action, r.outcome, r.reason))
+        .collect()
+}
+
+fn codes(app: &TestApp) -> i64 {
+    count(&app.data.open_plain(), "cli_login_codes")
+}
+
+#[tokio::test]
+async fn consent_page_shows_what_is_authorised_and_approve_sends_the_code() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    let page = alice_consent(&mut browser, &app).await;
+    assert!(page.body.contains("as you (alice)"), "{}", page.body);
+    assert!(page.body.contains("port 49999"), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"consent-source\">127.0.0.1<")
+            || page.body.contains("id=\"consent-source\">unknown<"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("consent-expires"), "{}", page.body);
+    assert_eq!(codes(&app), 0, "nothing for the CLI before the approval");
+
+    let to = decide(&mut browser, &app, &page, "approve").await;
+    assert!(to.starts_with(&format!("{REDIRECT}?code=")), "{to}");
+    assert_eq!(codes(&app), 1);
+    let ok = exchange(&app, &query_param(&to, "code")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["user"]["username"], "alice");
+    assert_eq!(
+        actions(&app),
+        vec![(
+            "auth.cli.approve".to_owned(),
+            "success".to_owned(),
+            "tpa-ssh login approved by the user".to_owned()
+        )]
+    );
+
+    // Single use: a second decision (either way) changes nothing.
+    let again = post_decision(&mut browser, &app, &page.id, Some(&page.csrf), "deny").await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(
+        again.body.contains("already approved or denied"),
+        "{}",
+        again.body
+    );
+    assert_eq!(codes(&app), 1);
+}
+
+#[tokio::test]
+async fn denied_consent_tells_the_cli_and_makes_no_code() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    let page = alice_consent(&mut browser, &app).await;
+    let to = decide(&mut browser, &app, &page, "deny").await;
+    assert_eq!(to, format!("{REDIRECT}?error=access_denied"));
+    assert_eq!(codes(&app), 0);
+    let later = post_decision(&mut browser, &app, &page.id, Some(&page.csrf), "approve").await;
+    assert_eq!(later.status, 409, "{}", later.body);
+    assert_eq!(codes(&app), 0, "an approval after a denial makes no code");
+    let audited = actions(&app);
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert_eq!(audited[0].0, "auth.cli.deny");
+    assert_eq!(audited[0].1, "denied");
+    assert_eq!(audited[1].0, "auth.cli.consent");
+    assert_eq!(audited[1].2, "cli login consent already decided");
+}
+
+#[tokio::test]
+async fn consent_needs_this_sessions_csrf_token() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    let page = alice_consent(&mut browser, &app).await;
+    let missing = post_decision(&mut browser, &app, &page.id, None, "approve").await;
+    assert_eq!(missing.status, 403, "{}", missing.body);
+    assert!(missing.body.contains("csrf"), "{}", missing.body);
+
+    // Another browser's valid CSRF token is not this session's.
+    let mut other = Browser::default();
+    let theirs = alice_consent(&mut other, &app).await;
+    assert_ne!(theirs.csrf, page.csrf);
+    let foreign = post_decision(&mut browser, &app, &page.id, Some(&theirs.csrf), "approve").await;
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+
+    // A cross-site form post is refused before anything else.
+    let cookie = format!(
+        "tpa_session={}",
+        browser.cookie(app.address.port(), "tpa_session").unwrap()
+    );
+    let body = format!(
+        "consent={}&decision=approve&csrf_token={}",
+        form_encode(&page.id),
+        form_encode(&page.csrf)
+    );
+    let cross = http_send(
+        app.address,
+        "POST",
+        "/cli/consent",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &cookie),
+            ("Origin", "http://evil.example"),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(cross.status, 403, "{}", cross.body);
+    assert!(cross.body.contains("cross_site"), "{}", cross.body);
+    assert_eq!(codes(&app), 0);
+
+    // The consent is still there for its own session.
+    let to = decide(&mut browser, &app, &page, "approve").await;
+    assert!(to.starts_with(&format!("{REDIRECT}?code=")), "{to}");
+}
+
+#[tokio::test]
+async fn another_browser_session_cannot_see_or_decide_the_consent() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let mut victim = Browser::default();
+    let page = alice_consent(&mut victim, &app).await;
+
+    // Someone else with a web session of their own (even as the same user,
+    // in another browser) knows the consent's URL and id.
+    for who in ["mallory", "alice"] {
+        let mut other = Browser::default();
+        let signed_in = other.web_login(&app, "idp", who, "/").await;
+        assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+        let seen = other
+            .get(&format!("http://{}{}", app.address, page.path))
+            .await;
+        assert_eq!(seen.status, 403, "{who}: {}", seen.body);
+        assert!(!seen.body.contains("consent-approve"), "{}", seen.body);
+        let csrf = crate::oidc::csrf(&mut other, &app).await;
+        let decided = post_decision(&mut other, &app, &page.id, Some(&csrf), "approve").await;
+        assert_eq!(decided.status, 403, "{who}: {}", decided.body);
+        assert!(
+            decided.body.contains("not started in this browser session"),
+            "{}",
+            decided.body
+        );
+    }
+    // No session at all.
+    let anonymous = Browser::default()
+        .get(&format!("http://{}{}", app.address, page.path))
+        .await;
+    assert_eq!(anonymous.status, 403, "{}", anonymous.body);
+    assert_eq!(codes(&app), 0);
+    let refused: Vec<_> = actions(&app)
+        .into_iter()
+        .filter(|(action, outcome, reason)| {
+            action == "auth.cli.consent"
+                && outcome == "denied"
+                && reason == "cli login consent bound to another browser session"
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{:?}", actions(&app));
+
+    // The victim's own session still decides it.
+    let to = decide(&mut victim, &app, &page, "deny").await;
+    assert!(to.ends_with("?error=access_denied"), "{to}");
+}
+
+#[tokio::test]
+async fn expired_consent_is_refused() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let mut browser = Browser::default();
+    let page = alice_consent(&mut browser, &app).await;
+    let changed = app
+        .data
+        .open_plain()
+        .execute(
+            "UPDATE cli_consents SET expires_at = '2000-01-01T00:00:00.000000Z'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let seen = browser
+        .get(&format!("http://{}{}", app.address, page.path))
+        .await;
+    assert_eq!(seen.status, 409, "{}", seen.body);
+    assert!(seen.body.contains("expired"), "{}", seen.body);
+    let decided = post_decision(&mut browser, &app, &page.id, Some(&page.csrf), "approve").await;
+    assert_eq!(decided.status, 409, "{}", decided.body);
+    assert_eq!(codes(&app), 0);
+    assert_eq!(
+        actions(&app),
+        vec![(
+            "auth.cli.consent".to_owned(),
+            "denied".to_owned(),
+            "cli login consent expired".to_owned()
+        )]
+    );
+}
+
+/// `%XX` → the byte, for one query value.
+fn percent_decode(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' && tail.len() >= 2 {
+            let hex = std::str::from_utf8(&tail[..2]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            rest = &tail[2..];
+        } else {
+            out.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A CA with local accounts only: `/cli/login` sends the browser to the
+/// password form, which comes back with a web session, straight to consent.
+#[tokio::test]
+async fn password_session_goes_through_the_consent_step() {
+    let app =
+        spawn_app_with(|data| data.add_account("dora", "correct horse battery", &["ops"])).await;
+    let (_, challenge) = cli_pkce();
+    let start = cli_start(&challenge);
+    let mut browser = Browser::default();
+    let r = browser.get(&format!("http://{}{start}", app.address)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to_login = r.header("location").unwrap().to_owned();
+    let next = percent_decode(
+        to_login
+            .strip_prefix("/login?next=")
+            .unwrap_or_else(|| panic!("{to_login}")),
+    );
+    assert!(next.starts_with("/cli/login?redirect_uri="), "{next}");
+    assert!(next.contains(&challenge), "{next}");
+    let logged_in = browser
+        .post_form(
+            &format!("http://{}/login", app.address),
+            &[
+                ("username", "dora"),
+                ("password", "correct horse battery"),
+                ("next", &next),
+            ],
+        )
+        .await;
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    assert_eq!(logged_in.header("location").unwrap(), next);
+    let r = browser.get(&format!("http://{}{next}", app.address)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let path = r.header("location").unwrap().to_owned();
+    let page = consent_at(&mut browser, &app, &path).await;
+    assert!(page.body.contains("as you (dora)"), "{}", page.body);
+    assert_eq!(codes(&app), 0);
+    let to = decide(&mut browser, &app, &page, "approve").await;
+    let ok = exchange(&app, &query_param(&to, "code")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["user"]["username"], "dora");
+}
+
+/// The real `tpa-ssh login`: a denial in the browser ends it with a clear message.
+#[tokio::test]
+async fn tpa_ssh_login_denied_in_the_browser_says_so() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let (child, url, home, stderr) = spawn_tpa_ssh_login(&app).await;
+    let mut browser = Browser::default();
+    let back = browser.login_at_provider(&app, &url, "alice").await;
+    let signed_in = browser.get(&back).await;
+    let page = open_consent(&mut browser, &app, &signed_in).await;
+    let loopback = decide(&mut browser, &app, &page, "deny").await;
+    let landed = browser.get(&loopback).await;
+    assert_eq!(landed.status, 200, "{}", landed.body);
+    assert!(landed.body.contains("You denied"), "{}", landed.body);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = tokio::time::timeout(std::time::Duration::from_secs(5), stderr)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stderr.contains("the login was denied in the browser"),
+        "{stderr}"
+    );
+    assert!(!home.path().join(".config/tpa/session.json").exists());
+    assert_eq!(codes(&app), 0);
+}
