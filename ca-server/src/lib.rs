@@ -3,6 +3,7 @@
 //! and calls [`commands::run`].
 
 pub mod audit;
+pub mod audit_checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod config;

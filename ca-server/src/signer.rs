@@ -120,7 +120,7 @@ impl std::fmt::Debug for Signer {
 }
 
 /// Opens `path` without following a symlink and checks it is a private regular file of ours.
-fn open_private_file(path: &Path) -> Result<File, SignerError> {
+pub(crate) fn open_private_file(path: &Path) -> Result<File, SignerError> {
     let io = |source| SignerError::Io {
         path: path.to_owned(),
         source,

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 mod bastion;
+mod evidence;
+
+pub use evidence::{AccessGrant, AccessReport, RevokeBody, RevokeResponse};
 
 pub use bastion::{
     ActiveGrant, RevocationFeed, RevokedGrant, SESSION_END_REASONS, SessionBatch,

@@ -60,9 +60,8 @@ pub enum ApiError {
 pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
-        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed" => {
-            StatusCode::FORBIDDEN
-        }
+        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
+        | "not_admin" => StatusCode::FORBIDDEN,
         "not_pending"
         | "already_approved"
         | "not_approved"
@@ -70,7 +69,8 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "window_not_started"
         | "window_ended"
         | "policy_not_satisfied"
-        | "content_changed" => StatusCode::CONFLICT,
+        | "content_changed"
+        | "signing_key" => StatusCode::CONFLICT,
         "invalid_grant" => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

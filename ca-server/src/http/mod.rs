@@ -9,6 +9,7 @@ mod krl;
 pub mod rate_limit;
 mod requests;
 mod reviews;
+mod revocations;
 pub mod web;
 
 use axum::Router;
@@ -60,6 +61,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/reviews", get(reviews::list))
         .route(
+            "/api/v1/revocations",
+            post(revocations::create).layer(api_limit),
+        )
+        .route(
             "/api/v1/requests/{id}/revoke",
             post(requests::revoke).layer(api_limit),
         )
@@ -89,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/requests/{id}/cancel",
             post(web::request::cancel).layer(api_limit),
+        )
+        .route(
+            "/requests/{id}/revoke",
+            post(web::request::revoke).layer(api_limit),
         )
         .route(
             "/login",

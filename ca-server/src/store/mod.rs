@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE` so that a transaction never upgrades from reader to writer.
 
 pub mod audit;
+pub mod audit_checkpoints;
 pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
@@ -12,8 +13,10 @@ pub mod checkpoint;
 pub mod oidc_logins;
 pub mod outbox;
 mod pool;
+pub mod reports;
 pub mod requests;
 pub mod reviews;
+pub mod revocations;
 
 pub use pool::ReadPool;
 
@@ -31,6 +34,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_break_glass_reviews.sql"),
     include_str!("migrations/0006_oidc_state.sql"),
     include_str!("migrations/0007_bastion_sessions.sql"),
+    include_str!("migrations/0008_revocations.sql"),
+    include_str!("migrations/0009_audit_checkpoints.sql"),
 ];
 
 /// The schema version this build expects.
