@@ -7,6 +7,7 @@ pub mod error;
 mod health;
 mod krl;
 pub mod rate_limit;
+mod reports;
 mod requests;
 mod reviews;
 mod revocations;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             post(reviews::review).layer(api_limit),
         )
         .route("/api/v1/reviews", get(reviews::list))
+        .route("/api/v1/reports/access", get(reports::access))
         .route(
             "/api/v1/revocations",
             post(revocations::create).layer(api_limit),

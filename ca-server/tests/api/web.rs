@@ -825,5 +825,30 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
     assert_eq!(r.json()["requests_ended"], serde_json::json!([third]));
     let r = revoke_user(app.api_token("erin").await).await;
     assert_eq!(r.json()["already_revoked"], true, "{}", r.body);
+
+    // The access report over the API: administrators only.
+    let report = |who: String| {
+        let address = app.address;
+        async move {
+            http_send(
+                address,
+                "GET",
+                "/api/v1/reports/access?since=2020-01-01T00:00:00Z",
+                &[("Authorization", &format!("Bearer {who}"))],
+                "",
+            )
+            .await
+        }
+    };
+    assert_eq!(report(app.api_token("bob").await).await.status, 403);
+    let r = report(app.api_token("erin").await).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ended: Vec<String> = r.json()["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["ended"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ended, ["revoked", "revoked", "revoked"]);
     app.stop().await;
 }
