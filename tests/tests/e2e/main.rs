@@ -9,4 +9,5 @@ mod ca_server;
 mod cli;
 mod flow;
 mod harness;
+mod revocation;
 mod ssh_interop;
