@@ -37,12 +37,13 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Adds a checkpoint found in `origin` (a file name or "the database").
+    /// Adds a checkpoint found in `origin` (a file name or "the database");
+    /// the same checkpoint found twice is held once.
     pub fn add(&mut self, checkpoint: Checkpoint, origin: &str) {
-        self.by_seq
-            .entry(checkpoint.seq)
-            .or_default()
-            .push((checkpoint, origin.to_owned()));
+        let held = self.by_seq.entry(checkpoint.seq).or_default();
+        if !held.iter().any(|(c, _)| *c == checkpoint) {
+            held.push((checkpoint, origin.to_owned()));
+        }
     }
 
     /// How many checkpoints are held.
