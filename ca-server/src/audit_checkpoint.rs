@@ -95,6 +95,29 @@ impl Checkpoint {
     }
 }
 
+/// Why the audit key cannot be used: the CA key's checks, worded for the audit key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AuditKeyError(String);
+
+impl From<SignerError> for AuditKeyError {
+    fn from(e: SignerError) -> Self {
+        let text = match e {
+            SignerError::Missing(path) => format!(
+                "audit key {} does not exist; `tpa-ca init` creates one, or create it with \
+                 `ssh-keygen -t ed25519 -N '' -f FILE` and set audit.key_file",
+                path.display()
+            ),
+            other => other
+                .to_string()
+                .replacen("CA key", "audit key", 1)
+                .replace("ca.key_file", "audit.key_file")
+                .replace("a CA key", "a key"),
+        };
+        Self(text)
+    }
+}
+
 /// The loaded audit key.
 pub struct AuditKey {
     key: PrivateKey,
@@ -113,7 +136,7 @@ impl std::fmt::Debug for AuditKey {
 impl AuditKey {
     /// Loads the key: a private regular file of ours (as the CA key),
     /// unencrypted Ed25519.
-    pub fn load(path: &Path) -> Result<Self, SignerError> {
+    pub fn load(path: &Path) -> Result<Self, AuditKeyError> {
         let mut text = Vec::new();
         open_private_file(path)?
             .take(64 * 1024)
@@ -125,11 +148,10 @@ impl AuditKey {
         let key =
             PrivateKey::from_openssh(&text).map_err(|_| SignerError::Corrupt(path.to_owned()))?;
         if key.is_encrypted() || key.algorithm() != ssh_key::Algorithm::Ed25519 {
-            return Err(SignerError::UnsupportedAlgorithm {
-                path: path.to_owned(),
-                algorithm: "an encrypted or non-Ed25519 key (the audit key is unencrypted Ed25519)"
-                    .to_owned(),
-            });
+            return Err(AuditKeyError(format!(
+                "audit key {} must be an unencrypted Ed25519 key",
+                path.display()
+            )));
         }
         Ok(Self {
             key,
@@ -203,7 +225,7 @@ pub fn make(
 
 /// Creates the audit key at `path` (mode 0600, never overwriting) and its
 /// public half at `<path>.pub`. Only `init` and `demo` call this.
-pub fn generate(path: &Path) -> Result<PublicKey, SignerError> {
+pub fn generate(path: &Path) -> Result<PublicKey, AuditKeyError> {
     let mut public = crate::signer::generate_ca_key(path, None)?;
     public.set_comment("tpa-audit");
     let mut pub_path = path.as_os_str().to_owned();
@@ -264,5 +286,31 @@ mod tests {
         let other = generate(&dir.path().join("other")).unwrap();
         assert!(cp.verify(&other).is_err());
         assert!(Checkpoint::from_json(&json!({"seq": 1})).is_none());
+    }
+
+    #[test]
+    fn the_audit_key_gets_the_ca_key_file_checks() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit_key");
+        let e = AuditKey::load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with("audit key") && e.contains("does not exist"),
+            "{e}"
+        );
+        generate(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = AuditKey::load(&path).unwrap_err().to_string();
+        assert!(e.starts_with("audit key") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let e = AuditKey::load(&link).unwrap_err().to_string();
+        assert!(
+            e.contains("symbolic link") && e.contains("audit.key_file"),
+            "{e}"
+        );
+        assert!(generate(&path).is_err(), "never overwrites");
+        AuditKey::load(&path).unwrap();
     }
 }

@@ -298,14 +298,8 @@ fn decide<T>(
                 if was_granted && matches!(r.state, RequestState::Revoked | RequestState::Cancelled)
                 {
                     // The grant ended early: its certificates join the KRL.
-                    super::revocation::record_request_end(
-                        tx,
-                        &r,
-                        (action, &why),
-                        &actor.id,
-                        seq,
-                        now,
-                    )?;
+                    let reason = if why.is_empty() { action } else { why.as_str() };
+                    super::revocation::record_request_end(tx, &r, reason, &actor.id, seq, now)?;
                 }
                 if let Some(kind) = kind {
                     notify::enqueue_request_event(tx, kind, &r, policy, now)?;

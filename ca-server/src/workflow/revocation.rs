@@ -24,6 +24,8 @@ use crate::store::{self, requests, revocations};
 
 /// The longest reason accepted.
 pub const MAX_REASON: usize = 1024;
+/// At most this many serials are listed in a revocation's audit event.
+const MAX_LISTED: usize = 1000;
 
 /// What to revoke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,8 +209,9 @@ fn audit(
     .seq)
 }
 
-/// Ends an active grant inside `tx`: the state machine's `revoke`, the row, a
-/// `request.revoke` event when `event` is set, and its webhook notification.
+/// Ends an active grant inside `tx`: the state machine's `revoke`, the row and
+/// its webhook notification (the caller appends the audit event). False when
+/// the grant was not active.
 fn end_grant(
     tx: &Transaction<'_>,
     policy: &Policy,
@@ -264,7 +267,6 @@ pub fn revoke(
 
 /// The revocation inside the caller's transaction. Outer `Err`: storage
 /// (roll back); inner: a refusal to audit as denied.
-#[allow(clippy::too_many_lines, reason = "one match over the four kinds")]
 fn revoke_in(
     tx: &Transaction<'_>,
     policy: &Policy,
@@ -345,11 +347,14 @@ fn revoke_in(
         }
     }
     let requests: Vec<String> = ended.iter().map(|r| r.id.to_string()).collect();
+    // The serials covered (the first MAX_LISTED; `revoked_certificates` holds them all).
     let details = json!({
         "kind": target.kind().as_str(),
         "target": target.value(),
         "requests_ended": requests,
-        "serials": serials,
+        "certificates": serials.len(),
+        "serials": serials.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+        "serials_truncated": serials.len() > MAX_LISTED,
     });
     let seq = audit(tx, by, target, Outcome::Success, reason, details, now)?;
     // Each ended grant also gets its own event on the request, so its
@@ -399,28 +404,23 @@ fn revoke_in(
 }
 
 /// Records that a request decision (an approver's revoke, a requester's
-/// cancel) ended grant `r`: its certificates are revoked under the decision's
-/// audit event `seq`, and the KRL version grows.
+/// cancel) ended grant `r` because of `reason`: its certificates are revoked
+/// under the decision's audit event `seq`, and the KRL version grows.
 pub(crate) fn record_request_end(
     tx: &Transaction<'_>,
     r: &AccessRequest,
-    kind_reason: (&str, &str),
+    reason: &str,
     revoked_by: &str,
     seq: i64,
     now: DateTime<Utc>,
 ) -> Result<(), WorkflowError> {
-    let (_, reason) = kind_reason;
     let at = format_time(now);
     let id = revocations::insert(
         tx,
         &NewRevocation {
             kind: Kind::Request,
             target: r.id.as_str(),
-            reason: if reason.is_empty() {
-                kind_reason.0
-            } else {
-                reason
-            },
+            reason,
             revoked_by,
             revoked_at: &at,
             audit_seq: seq,
