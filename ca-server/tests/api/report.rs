@@ -137,6 +137,32 @@ fn lists_exactly_the_grants_in_the_period() {
 }
 
 #[test]
+fn approvers_and_tickets_of_a_staged_grant_are_listed() {
+    let mut f = fixture();
+    let id = crate::requests::submit(&mut f, &alice(), &crate::requests::hotfix(&["web-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    crate::requests::approve(&mut f, &crate::requests::bob(), &id).unwrap();
+    crate::requests::approve(&mut f, &crate::requests::carol(), &id).unwrap();
+    let now = Utc::now();
+    let report = access_report(
+        &f.conn,
+        now - TimeDelta::minutes(1),
+        now + TimeDelta::minutes(1),
+        now,
+    )
+    .unwrap();
+    assert_eq!(report.grants.len(), 1);
+    let g = &report.grants[0];
+    assert_eq!(g.request, id.to_string());
+    assert_eq!((g.path.as_str(), g.ended.as_str()), ("stages", "active"));
+    assert_eq!(g.approvers, ["bob", "carol"]);
+    assert_eq!(g.ticket.as_deref(), Some("INC-4411"));
+    assert_eq!(g.reason, "INC-4411 disk full");
+}
+
+#[test]
 fn tpa_ca_report_access_prints_csv_and_json() {
     let mut f = fixture();
     grant(&mut f, &alice(), "web-1", "2026-06-01T00:00:00Z");
