@@ -51,7 +51,7 @@ pub(super) fn run(target: &RevokeTarget) -> anyhow::Result<ExitCode> {
     );
     match done {
         Ok(done) if done.already => println!(
-            "{kind} {} was already revoked; nothing changed (audit event {})",
+            "{kind} {}: nothing left to revoke (already revoked, or no live certificate); nothing changed (audit event {})",
             target.value(),
             done.audit_seq
         ),
