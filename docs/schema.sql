@@ -1,6 +1,16 @@
 -- The schema after all migrations, as SQLite reports it. Kept equal to the
 -- migrated database by ca-server's store::tests::schema_matches_docs.
 
+CREATE TRIGGER audit_checkpoints_append_only_delete BEFORE DELETE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit_checkpoints is append-only');
+END;
+
+CREATE TRIGGER audit_checkpoints_append_only_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit_checkpoints is append-only');
+END;
+
 CREATE TRIGGER audit_events_append_only_delete
 BEFORE DELETE ON audit_events
 BEGIN
@@ -11,6 +21,36 @@ CREATE TRIGGER audit_events_append_only_update
 BEFORE UPDATE ON audit_events
 BEGIN
     SELECT RAISE(ABORT, 'audit_events is append-only');
+END;
+
+CREATE TRIGGER revocations_final_delete BEFORE DELETE ON revocations
+BEGIN
+    SELECT RAISE(ABORT, 'revocations are final');
+END;
+
+CREATE TRIGGER revocations_final_update BEFORE UPDATE ON revocations
+BEGIN
+    SELECT RAISE(ABORT, 'revocations are final');
+END;
+
+CREATE TRIGGER revoked_ca_keys_final_delete BEFORE DELETE ON revoked_ca_keys
+BEGIN
+    SELECT RAISE(ABORT, 'revocations are final');
+END;
+
+CREATE TRIGGER revoked_ca_keys_final_update BEFORE UPDATE ON revoked_ca_keys
+BEGIN
+    SELECT RAISE(ABORT, 'revocations are final');
+END;
+
+CREATE TRIGGER revoked_certificates_final_delete BEFORE DELETE ON revoked_certificates
+BEGIN
+    SELECT RAISE(ABORT, 'revocations are final');
+END;
+
+CREATE TRIGGER revoked_certificates_final_update BEFORE UPDATE ON revoked_certificates
+BEGIN
+    SELECT RAISE(ABORT, 'revocations are final');
 END;
 
 CREATE TABLE approvals (
@@ -24,6 +64,14 @@ CREATE TABLE approvals (
     content_hash      TEXT    NOT NULL,
     PRIMARY KEY (request_id, position),
     UNIQUE (request_id, approver_issuer, approver_subject)
+) STRICT;
+
+CREATE TABLE audit_checkpoints (
+    seq             INTEGER PRIMARY KEY,
+    hash            TEXT    NOT NULL,
+    time            TEXT    NOT NULL,
+    key_fingerprint TEXT    NOT NULL,
+    signature       TEXT    NOT NULL
 ) STRICT;
 
 CREATE TABLE audit_events (
@@ -154,6 +202,11 @@ CREATE TABLE device_logins (
     groups          TEXT
 ) STRICT;
 
+CREATE TABLE krl_state (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL CHECK (version >= 0)
+) STRICT;
+
 CREATE TABLE oidc_logins (
     state_hash          TEXT PRIMARY KEY,
     browser_hash        TEXT NOT NULL,
@@ -206,6 +259,26 @@ CREATE TABLE requests (
     updated_at         TEXT    NOT NULL
 ) STRICT;
 
+CREATE TABLE revocations (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT    NOT NULL CHECK (kind IN ('serial', 'request', 'user', 'ca_key')),
+    target      TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    revoked_by  TEXT    NOT NULL,
+    revoked_at  TEXT    NOT NULL,
+    audit_seq   INTEGER NOT NULL UNIQUE REFERENCES audit_events (seq)
+) STRICT;
+
+CREATE TABLE revoked_ca_keys (
+    fingerprint   TEXT    PRIMARY KEY,
+    revocation_id INTEGER NOT NULL REFERENCES revocations (id)
+) STRICT;
+
+CREATE TABLE revoked_certificates (
+    serial        TEXT    PRIMARY KEY REFERENCES certificates (serial),
+    revocation_id INTEGER NOT NULL REFERENCES revocations (id)
+) STRICT;
+
 CREATE INDEX auth_tokens_expires_at ON auth_tokens (expires_at);
 
 CREATE INDEX bastion_sessions_request ON bastion_sessions (request_id, started_at);
@@ -225,3 +298,5 @@ CREATE INDEX oidc_logins_expires_at ON oidc_logins (expires_at);
 CREATE INDEX requests_requester ON requests (requester_issuer, requester_subject, state);
 
 CREATE INDEX requests_state ON requests (state, pending_until);
+
+CREATE INDEX revocations_target ON revocations (kind, target);

@@ -1,13 +1,15 @@
 //! The revocation feed: polls the CA (`GET /api/v1/bastion/revocations`) and
-//! publishes what it learns into the shared [`Trust`]: revoked key ids (new
-//! connections are refused, live ones are cut at once by their connection
-//! task) and each active grant's window end (live connections are cut then).
+//! publishes what it learns into the shared [`Trust`]: revoked key ids,
+//! serials and CA keys (new connections are refused, live ones are cut at once
+//! by their connection task; a revoked CA key's live certificates are in the
+//! serial list) and each active grant's window end (live connections are cut
+//! then).
 //!
 //! The first poll takes a full snapshot; later polls ask only for changes
 //! since the previous cursor. While the CA is unreachable the last known state
 //! stays in force and the poller retries at the same interval.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,10 @@ pub struct FeedState {
     pub revoked: HashMap<String, u64>,
     /// Active key id → its request's window end (Unix seconds).
     pub windows: HashMap<String, u64>,
+    /// Revoked serials (the feed always sends the complete list).
+    pub serials: HashSet<u64>,
+    /// Revoked CA key fingerprints (complete list too).
+    pub ca_keys: HashSet<String>,
 }
 
 impl FeedState {
@@ -44,17 +50,28 @@ impl FeedState {
             self.revoked
                 .insert(grant.key_id.clone(), grant.forget_after);
         }
+        self.serials = feed
+            .revoked_serials
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        self.ca_keys = feed.revoked_ca_keys.iter().cloned().collect();
         self.revoked.retain(|_, forget_after| *forget_after > now);
         self.windows.retain(|_, end| *end > now);
         self.cursor = Some(feed.cursor);
     }
 
-    /// Writes this state into `trust` (keeping its CA keys and other
-    /// revocations); returns whether anything changed.
+    /// Writes this state into `trust` (keeping its trusted CA keys); the feed
+    /// is the source of every revocation. Returns whether anything changed.
     pub fn publish_into(&self, trust: &mut Trust) -> bool {
         let key_ids = self.revoked.keys().cloned().collect();
-        let changed = trust.revocations.key_ids != key_ids || trust.windows != self.windows;
+        let changed = trust.revocations.key_ids != key_ids
+            || trust.windows != self.windows
+            || trust.revocations.serials != self.serials
+            || trust.revocations.ca_fingerprints != self.ca_keys;
         trust.revocations.key_ids = key_ids;
+        trust.revocations.serials = self.serials.clone();
+        trust.revocations.ca_fingerprints = self.ca_keys.clone();
         trust.windows = self.windows.clone();
         changed
     }
@@ -145,6 +162,8 @@ mod tests {
                     forget_after: *forget,
                 })
                 .collect(),
+            revoked_serials: vec![],
+            revoked_ca_keys: vec![],
         }
     }
 
@@ -168,15 +187,33 @@ mod tests {
     }
 
     #[test]
-    fn publishing_reports_changes_and_keeps_other_revocations() {
+    fn publishing_reports_changes() {
         let mut s = FeedState::default();
         s.apply(&feed(true, &[("a", 200)], &[("c", 150)]), 100);
         let mut trust = Trust::default();
-        trust.revocations.serials.insert(7);
         assert!(s.publish_into(&mut trust));
         assert!(trust.revocations.key_ids.contains("c"));
-        assert!(trust.revocations.serials.contains(&7));
         assert_eq!(trust.windows.get("a"), Some(&200));
         assert!(!s.publish_into(&mut trust));
+    }
+
+    /// Issue #7: serials and CA keys from the feed reach the trust, and a
+    /// later answer replaces them.
+    #[test]
+    fn serials_and_ca_keys_are_published_and_replaced() {
+        let mut s = FeedState::default();
+        let mut f = feed(true, &[], &[]);
+        f.revoked_serials = vec!["7".into(), "not-a-number".into()];
+        f.revoked_ca_keys = vec!["SHA256:abc".into()];
+        s.apply(&f, 100);
+        let mut trust = Trust::default();
+        assert!(s.publish_into(&mut trust));
+        assert!(trust.revocations.serials.contains(&7));
+        assert_eq!(trust.revocations.serials.len(), 1);
+        assert!(trust.revocations.ca_fingerprints.contains("SHA256:abc"));
+        s.apply(&feed(false, &[], &[]), 110);
+        assert!(s.publish_into(&mut trust));
+        assert!(trust.revocations.serials.is_empty());
+        assert!(trust.revocations.ca_fingerprints.is_empty());
     }
 }

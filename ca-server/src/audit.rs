@@ -5,8 +5,8 @@
 //! the first event's `prev_hash` is 64 zeros. Any edit, reordering, insertion or
 //! deletion inside the chain breaks it at the first affected event. Cutting off
 //! the tail leaves a valid shorter chain; `audit verify` catches that through
-//! the certificates that name their issuance events, and signed checkpoints
-//! will catch the rest.
+//! the certificates that name their issuance events and through the signed
+//! checkpoints (`audit_checkpoint.rs`) back to the latest one it is given.
 //!
 //! Canonical JSON: objects with keys sorted by their UTF-8 bytes, no whitespace,
 //! strings escaped as serde_json does (`"`, `\`, and control characters only;
@@ -253,6 +253,20 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier for a part of a chain that starts at `seq`, trusting that
+    /// the event before it had hash `prev_hash` (a partial export).
+    pub fn starting_at(seq: i64, prev_hash: &str) -> Self {
+        Self {
+            next_seq: seq,
+            prev_hash: prev_hash.to_owned(),
+        }
+    }
+
+    /// The seq the next event must have.
+    pub fn next_seq(&self) -> i64 {
+        self.next_seq
+    }
+
     /// Checks the next event.
     pub fn push(&mut self, event: &Event) -> Result<(), ChainBreak> {
         let brk = |seq: i64, problem: String| Err(ChainBreak { seq, problem });
@@ -292,7 +306,8 @@ impl ChainVerifier {
         Ok(())
     }
 
-    /// How many events were verified.
+    /// The seq of the last verified event (the number of events verified
+    /// when the chain starts at 1).
     pub fn count(&self) -> i64 {
         self.next_seq - 1
     }

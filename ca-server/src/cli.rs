@@ -80,12 +80,106 @@ pub enum Command {
     },
     /// Read a password (one line) on standard input and print its argon2id hash for `password_hash`.
     HashPassword,
-    /// Verify or export the audit trail.
+    /// Verify, export or checkpoint the audit trail.
     Audit {
         /// What to do with the audit trail.
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Revoke certificates: by serial, request, user or CA key (audited, final).
+    Revoke {
+        /// What to revoke.
+        #[command(subcommand)]
+        target: RevokeTarget,
+    },
+    /// Write the KRL (OpenSSH key revocation list) to a file, atomically.
+    Krl {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The file to write (replaced through a temporary file and a rename).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Reports over the audit data.
+    Report {
+        /// Which report.
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+/// `tpa-ca revoke …`.
+#[derive(Debug, Subcommand)]
+pub enum RevokeTarget {
+    /// One certificate, by serial.
+    Serial {
+        /// The certificate serial (decimal).
+        serial: String,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+    /// Every certificate of a request; its grant ends now.
+    Request {
+        /// The request id (req_…).
+        id: String,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+    /// Every active grant and live certificate of a user (break-glass ones included).
+    User {
+        /// The username.
+        username: String,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+    /// Every certificate a CA key signed (an old key of a rotation; never the signing key).
+    CaKey {
+        /// The CA key's SHA-256 fingerprint (SHA256:…, from `ssh-keygen -lf KEY.pub`).
+        fingerprint: String,
+        #[command(flatten)]
+        common: RevokeArgs,
+    },
+}
+
+/// What every `tpa-ca revoke` takes.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Why (recorded in the audit trail). Required.
+    #[arg(long)]
+    pub reason: String,
+    /// Operator name for the audit trail (default: the login running the command).
+    #[arg(long)]
+    pub admin: Option<String>,
+}
+
+/// `tpa-ca report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Who had which role on which hosts in a period, with reasons and approvers.
+    Access {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Start of the period (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: String,
+        /// End of the period (RFC 3339; default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+        format: ReportFormat,
+    },
+}
+
+/// Report output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// RFC 4180 CSV with a header line.
+    Csv,
+    /// One JSON document.
+    Json,
 }
 
 /// `--config FILE`.
@@ -150,7 +244,26 @@ pub enum AuditCommand {
         /// Verify this export file (JSON lines) instead of a database.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The audit public key (audit_key.pub) that signed the checkpoints
+        /// (default with --config: audit.key_file + ".pub").
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Also hold the trail against the signed checkpoints in this file (a
+        /// checkpoint file or an earlier export); repeat for several.
+        #[arg(long = "checkpoints")]
+        checkpoints: Vec<PathBuf>,
     },
-    /// Print the audit trail as JSON lines.
-    Export(ConfigArg),
+    /// Print the audit trail as JSON lines, then the signed checkpoints of that range.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Sign the chain head now with the audit key (the server also does it periodically).
+    Checkpoint(ConfigArg),
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
+mod audit;
 mod auditing;
 mod bastions;
 mod client;
@@ -17,6 +18,7 @@ mod oidc;
 mod roles;
 mod webhooks;
 
+pub use audit::AuditConfig;
 pub use auditing::{
     AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
 };
@@ -66,6 +68,8 @@ pub struct Config {
     pub audit_sinks: Vec<AuditSinkConfig>,
     /// What `GET /api/v1/client-config` announces to `tpa-ssh` (`[client]`).
     pub client: ClientAnnouncement,
+    /// Signed audit checkpoints (`[audit]`), when an audit key is configured.
+    pub audit: Option<AuditConfig>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -147,6 +151,9 @@ pub struct AuthConfig {
     pub session_ttl: HumanDuration,
     /// How long an API token (from `POST /api/v1/login`) lasts.
     pub api_token_ttl: HumanDuration,
+    /// Members of these groups are administrators: they may revoke any
+    /// certificate, request, user or CA key through the API and the pages.
+    pub admin_groups: BTreeSet<GroupName>,
 }
 
 /// Where the CA key and the extra trusted keys live.
@@ -221,6 +228,8 @@ struct RawConfig {
     audit_sinks: Vec<auditing::RawAuditSink>,
     #[serde(default)]
     client: client::RawClient,
+    #[serde(default)]
+    audit: audit::RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +255,8 @@ struct RawAccount {
 struct RawAuth {
     session_ttl: Option<String>,
     api_token_ttl: Option<String>,
+    #[serde(default)]
+    admin_groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,6 +332,14 @@ impl Config {
         let auth = AuthConfig {
             session_ttl: duration("session_ttl", raw.auth.session_ttl.as_deref(), "8h")?,
             api_token_ttl: duration("api_token_ttl", raw.auth.api_token_ttl.as_deref(), "12h")?,
+            admin_groups: raw
+                .auth
+                .admin_groups
+                .iter()
+                .map(|g| {
+                    GroupName::parse(g).map_err(|e| invalid(format!("auth.admin_groups: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
         };
         let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw.accounts.len());
         for (index, account) in raw.accounts.iter().enumerate() {
@@ -370,7 +389,13 @@ impl Config {
             metrics: auditing::metrics(&raw.metrics, &resolve).map_err(invalid)?,
             audit_sinks,
             client: client::client(&raw.client).map_err(invalid)?,
+            audit: audit::audit(&raw.audit, &resolve).map_err(invalid)?,
         })
+    }
+
+    /// Whether `user` is an administrator (a member of one of `auth.admin_groups`).
+    pub fn is_admin(&self, user: &tpa_core::User) -> bool {
+        self.auth.admin_groups.iter().any(|g| user.in_group(g))
     }
 
     /// Whether users reach the CA over TLS (from `server.public_url`; plain HTTP when unset).
@@ -512,6 +537,19 @@ max_ttl = "1h"
 # Lifetime of a web login session and of an API token (POST /api/v1/login).
 session_ttl = "8h"
 api_token_ttl = "12h"
+# Members of these groups may revoke any certificate, request, user or CA key
+# through the API and the web pages (the operator can always use `tpa-ca revoke`).
+admin_groups = []
+
+[audit]
+# Ed25519 key that signs checkpoints of the audit hash chain (mode 0600);
+# auditors verify with its public half, audit_key.pub.
+key_file = "audit_key"
+# How often the server signs the chain head.
+checkpoint_interval = "10m"
+# Every checkpoint is also appended here; keep a copy away from the database
+# (or ship it to monitoring): it is what shows an older database was restored.
+checkpoint_file = "audit_checkpoints.jsonl"
 
 # Built-in local accounts. Create a password hash with `tpa-ca hash-password`.
 # [[accounts]]

@@ -3,6 +3,7 @@
 //! and calls [`commands::run`].
 
 pub mod audit;
+pub mod audit_checkpoint;
 pub mod audit_sinks;
 pub mod cli;
 pub mod cli_consent;

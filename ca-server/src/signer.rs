@@ -120,7 +120,7 @@ impl std::fmt::Debug for Signer {
 }
 
 /// Opens `path` without following a symlink and checks it is a private regular file of ours.
-fn open_private_file(path: &Path) -> Result<File, SignerError> {
+pub(crate) fn open_private_file(path: &Path) -> Result<File, SignerError> {
     let io = |source| SignerError::Io {
         path: path.to_owned(),
         source,
@@ -273,8 +273,15 @@ impl Signer {
 
     /// `/ca.pub`: one trusted key per line, for sshd's `TrustedUserCAKeys`.
     pub fn trusted_user_ca_keys(&self) -> String {
+        self.trusted_user_ca_keys_except(&[])
+    }
+
+    /// Like [`Signer::trusted_user_ca_keys`], leaving out the keys whose
+    /// SHA-256 fingerprint is in `revoked`.
+    pub fn trusted_user_ca_keys_except(&self, revoked: &[String]) -> String {
         self.trusted
             .iter()
+            .filter(|k| !revoked.contains(&k.fingerprint(HashAlg::Sha256).to_string()))
             .filter_map(|k| k.to_openssh().ok())
             .map(|line| line + "\n")
             .collect()

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use rusqlite::Connection;
 use tokio::net::TcpListener;
 
+use crate::audit_checkpoint::AuditKey;
 use crate::config::Config;
 use crate::http::rate_limit::{self, AddressRateLimiter, DecisionRateLimiter, LoginRateLimiter};
 use crate::identity::Identities;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub waiters: Waiters,
     /// Wakes the webhook senders after something was queued.
     pub bell: OutboxBell,
+    /// Signs audit checkpoints (when `[audit]` configures a key).
+    pub audit_key: Option<Arc<AuditKey>>,
 }
 
 /// A bound, ready-to-run server.
@@ -67,6 +70,13 @@ impl AppState {
     /// Blocking (file I/O, one argon2 hash).
     pub fn load(config: &Config) -> anyhow::Result<Self> {
         let signer = Signer::load(&config.ca).context("cannot load the CA key")?;
+        let audit_key = config
+            .audit
+            .as_ref()
+            .map(|a| AuditKey::load(&a.key_file))
+            .transpose()
+            .context("cannot load the audit key (audit.key_file)")?
+            .map(Arc::new);
         let identities =
             Identities::from_config(config).context("cannot load the identity configuration")?;
         let mut conn = store::open(&config.database_path, Create::Never)
@@ -103,6 +113,7 @@ impl AppState {
             user_code_limiter: Arc::new(LoginRateLimiter::default()),
             waiters: Waiters::default(),
             bell: OutboxBell::default(),
+            audit_key,
         })
     }
 }
@@ -160,7 +171,8 @@ impl Application {
             )
             .context("cannot start the audit sinks")?,
         );
-        background.push(tokio::spawn(expire_pending(state, stopped)));
+        background.push(tokio::spawn(expire_pending(state.clone(), stopped.clone())));
+        background.push(tokio::spawn(sign_checkpoints(state, stopped)));
         let app = crate::http::router(self.state);
         // Client addresses feed the login rate limit and the audit trail's source.
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -204,6 +216,40 @@ async fn expire_pending(state: AppState, mut stop: tokio::sync::watch::Receiver<
                 tracing::warn!(error = format!("{e:#}"), "cannot expire pending requests")
             }
             Err(e) => tracing::warn!(error = %e, "expiry task failed"),
+        }
+    }
+}
+
+/// Signs the audit chain head every `audit.checkpoint_interval` (when it
+/// moved), and once more at shutdown.
+async fn sign_checkpoints(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let (Some(key), Some(audit)) = (state.audit_key.clone(), state.config.audit.clone()) else {
+        return;
+    };
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(audit.checkpoint_interval.get()) => false,
+            _ = stop.changed() => true,
+        };
+        let db = state.db.clone();
+        let (key, file) = (key.clone(), audit.checkpoint_file.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let mut conn = db
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database mutex poisoned"))?;
+            crate::audit_checkpoint::make(&mut conn, &key, file.as_deref(), chrono::Utc::now())
+        })
+        .await;
+        match done {
+            Ok(Ok(Some((c, true)))) => {
+                tracing::info!(seq = c.seq, hash = c.hash, "signed audit checkpoint")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "cannot sign audit checkpoint"),
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
+        if stopping {
+            return;
         }
     }
 }

@@ -20,7 +20,10 @@ use tpa_core::{
 pub mod audit_views;
 pub mod bastion;
 pub mod issuer;
+pub mod krl;
+pub mod report;
 pub mod requests;
+pub mod revocation;
 
 use crate::audit::{NewEvent, Outcome, format_time};
 use crate::config::AdminIssueConfig;

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 mod audit;
 mod bastion;
+mod evidence;
+
+pub use evidence::{AccessGrant, AccessReport, RevokeBody, RevokeResponse};
 
 pub use audit::{
     AuditEventView, AuditPage, AuditQuery, CertificateList, CertificateView, ListQuery,

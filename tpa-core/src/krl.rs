@@ -1,6 +1,9 @@
 //! OpenSSH Key Revocation Lists (OpenSSH's `PROTOCOL.krl`), written by TPA
-//! itself (no crate writes them). Only the certificate sections are produced:
-//! revoked serials and key ids, per CA key. sshd reads the result through
+//! itself (no crate writes them). Two kinds of section are produced: certificate
+//! sections (revoked serials and key ids, per CA key) and one SHA-256
+//! fingerprint section for whole keys (a revoked CA key: sshd and
+//! `ssh-keygen -Q` check a certificate's CA key against it, so every certificate
+//! it signed is refused). sshd reads the result through
 //! `RevokedKeys`, and `ssh-keygen -Q -f KRL CERT` checks a certificate against it.
 
 use std::collections::BTreeSet;
@@ -11,6 +14,7 @@ use ssh_key::public::KeyData;
 const KRL_MAGIC: u64 = 0x5353_484b_524c_0a00;
 const KRL_FORMAT_VERSION: u32 = 1;
 const KRL_SECTION_CERTIFICATES: u8 = 1;
+const KRL_SECTION_FINGERPRINT_SHA256: u8 = 5;
 const KRL_SECTION_CERT_SERIAL_LIST: u8 = 0x20;
 const KRL_SECTION_CERT_KEY_ID: u8 = 0x23;
 
@@ -44,12 +48,15 @@ fn put_string(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), KrlError> {
 }
 
 /// Encodes a KRL. `version` must grow with every change (sshd does not care,
-/// but hosts syncing it can); `generated` is Unix seconds.
+/// but hosts syncing it can); `generated` is Unix seconds. `revoked_keys` are
+/// the raw SHA-256 digests of whole public keys (for example a CA key) that
+/// are revoked.
 pub fn encode_krl(
     version: u64,
     generated: u64,
     comment: &str,
     sections: &[KrlCertSection],
+    revoked_keys: &BTreeSet<[u8; 32]>,
 ) -> Result<Vec<u8>, KrlError> {
     let mut out = Vec::new();
     out.extend_from_slice(&KRL_MAGIC.to_be_bytes());
@@ -97,6 +104,15 @@ pub fn encode_krl(
         out.push(KRL_SECTION_CERTIFICATES);
         put_string(&mut out, &data)?;
     }
+    if !revoked_keys.is_empty() {
+        // Sorted (a BTreeSet), as OpenSSH expects of hash lists.
+        let mut data = Vec::with_capacity(revoked_keys.len() * 36);
+        for digest in revoked_keys {
+            put_string(&mut data, digest)?;
+        }
+        out.push(KRL_SECTION_FINGERPRINT_SHA256);
+        put_string(&mut out, &data)?;
+    }
     Ok(out)
 }
 
@@ -106,7 +122,8 @@ mod tests {
 
     #[test]
     fn empty_krl_is_just_the_header() {
-        let krl = encode_krl(7, 1_800_000_000, "tpa", &[KrlCertSection::default()]).unwrap();
+        let none = BTreeSet::new();
+        let krl = encode_krl(7, 1_800_000_000, "tpa", &[KrlCertSection::default()], &none).unwrap();
         assert_eq!(&krl[..8], b"SSHKRL\n\0");
         assert_eq!(&krl[8..12], &1u32.to_be_bytes());
         assert_eq!(&krl[12..20], &7u64.to_be_bytes());
@@ -124,7 +141,7 @@ mod tests {
             serials: [5, 0, 9].into(),
             key_ids: ["tpa:request=req_x:user=a".to_owned()].into(),
         };
-        let krl = encode_krl(1, 0, "", &[section]).unwrap();
+        let krl = encode_krl(1, 0, "", &[section], &BTreeSet::new()).unwrap();
         let body = &krl[8 + 4 + 8 + 8 + 8 + 4 + 4..];
         assert_eq!(body[0], KRL_SECTION_CERTIFICATES);
         // ca_key "" + reserved "" + serial list (2 serials, zero dropped) + key ids.
@@ -135,5 +152,19 @@ mod tests {
         assert_eq!(&data[13..21], &5u64.to_be_bytes());
         assert_eq!(&data[21..29], &9u64.to_be_bytes());
         assert_eq!(data[29], KRL_SECTION_CERT_KEY_ID);
+    }
+
+    #[test]
+    fn revoked_keys_form_one_sha256_section() {
+        let keys: BTreeSet<[u8; 32]> = [[2u8; 32], [1u8; 32]].into();
+        let krl = encode_krl(1, 0, "", &[], &keys).unwrap();
+        let body = &krl[8 + 4 + 8 + 8 + 8 + 4 + 4..];
+        assert_eq!(body[0], KRL_SECTION_FINGERPRINT_SHA256);
+        assert_eq!(&body[1..5], &72u32.to_be_bytes());
+        // Sorted: [1; 32] first.
+        assert_eq!(&body[5..9], &32u32.to_be_bytes());
+        assert_eq!(body[9], 1);
+        assert_eq!(body[9 + 32 + 4], 2);
+        assert_eq!(body.len(), 5 + 72);
     }
 }

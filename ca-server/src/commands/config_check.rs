@@ -47,5 +47,38 @@ pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             sink.name
         );
     }
+    let admins: Vec<&str> = config
+        .auth
+        .admin_groups
+        .iter()
+        .map(|g| g.as_str())
+        .collect();
+    println!(
+        "  auth.admin_groups: {}",
+        if admins.is_empty() {
+            "none".to_owned()
+        } else {
+            admins.join(", ")
+        }
+    );
+    match &config.audit {
+        Some(audit) => {
+            let key = crate::audit_checkpoint::AuditKey::load(&audit.key_file)
+                .context("audit key (audit.key_file)")?;
+            println!(
+                "  audit key: {} ({}), checkpoint every {}, checkpoint file {}",
+                audit.key_file.display(),
+                key.fingerprint(),
+                audit.checkpoint_interval,
+                audit
+                    .checkpoint_file
+                    .as_ref()
+                    .map_or("none".to_owned(), |f| f.display().to_string())
+            );
+        }
+        None => println!(
+            "  audit key: none; no signed checkpoints (add [audit] key_file, see docs/configuration.md)"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -72,6 +72,11 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
             "  cargo run -q --release -p ca-server -- issue --config {config} --principal \"$(id -un)\" --ttl 10m \\\n      --pubkey ./demo_key.pub --reason 'trying TPA' --extension permit-pty > ./demo_key-cert.pub"
         );
         println!("  ssh-keygen -L -f ./demo_key-cert.pub        # inspect the certificate");
+        println!(
+            "  cargo run -q --release -p ca-server -- revoke request REQ_ID --reason \"done\" --config {config}"
+        );
+        println!("  curl -s http://{addr}/krl | ssh-keygen -Q -f /dev/stdin ./demo_key-cert.pub");
+        println!("  cargo run -q --release -p ca-server -- audit checkpoint --config {config}");
         println!("  cargo run -q --release -p ca-server -- audit verify --config {config}");
         println!(
             "  # log in as dave (auditor) at http://{addr}/audit: the audit log, request timelines, certificates, sessions"

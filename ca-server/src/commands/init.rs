@@ -1,4 +1,5 @@
-//! `tpa-ca init`: a new data directory with a CA key, a configuration file and an empty database.
+//! `tpa-ca init`: a new data directory with a CA key, an audit key (signs
+//! audit checkpoints), a configuration file and an empty database.
 
 use std::fs::DirBuilder;
 use std::net::SocketAddr;
@@ -55,9 +56,10 @@ pub fn init_data_dir(options: &InitOptions) -> anyhow::Result<PathBuf> {
         .create(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let key_path = dir.join("ca_key");
+    let audit_key_path = dir.join("audit_key");
     let config_path = dir.join("tpa.toml");
     let db_path = dir.join("tpa.db");
-    for existing in [&key_path, &config_path, &db_path] {
+    for existing in [&key_path, &audit_key_path, &config_path, &db_path] {
         if existing.symlink_metadata().is_ok() {
             bail!(
                 "{} already exists; `init` never overwrites a CA. Use a new --data-dir, or serve the existing one with `tpa-ca serve --config {}`",
@@ -83,6 +85,8 @@ pub fn init_data_dir(options: &InitOptions) -> anyhow::Result<PathBuf> {
         .to_openssh()
         .context("cannot encode the CA public key")?;
     write_new(&dir.join("ca_key.pub"), &(public_line + "\n"))?;
+    crate::audit_checkpoint::generate(&audit_key_path)
+        .context("cannot create the audit key (it signs audit checkpoints)")?;
     write_new(
         &config_path,
         &initial_config_text(options.listen, passphrase_path.as_deref()),

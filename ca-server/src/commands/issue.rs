@@ -70,7 +70,7 @@ pub(super) fn run(args: &IssueArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The login running this command: `$USER`, `$LOGNAME`, else the passwd entry of our uid.
-fn current_login() -> anyhow::Result<String> {
+pub(super) fn current_login() -> anyhow::Result<String> {
     for var in ["USER", "LOGNAME"] {
         if let Ok(name) = std::env::var(var)
             && !name.is_empty()

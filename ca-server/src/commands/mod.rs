@@ -6,14 +6,19 @@ mod demo;
 mod hash_password;
 mod init;
 mod issue;
+mod krl;
 mod principals;
+mod report;
+mod revoke;
 mod serve;
 
 use std::process::ExitCode;
 
-use crate::cli::{AuditCommand, Command, ConfigCommand};
+use crate::cli::{AuditCommand, Command, ConfigCommand, ReportCommand};
 
-pub use audit_tools::{VerifyReport, verify_database};
+pub use audit_tools::{
+    Checkpoints, VerifyReport, read_checkpoint_file, verify_database, verify_database_with,
+};
 pub use init::{InitOptions, init_data_dir};
 
 /// Runs one subcommand.
@@ -41,10 +46,40 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => principals::run(&config.config, &group, login.as_deref()),
         Command::HashPassword => hash_password::run(),
         Command::Audit {
-            command: AuditCommand::Verify { config, file },
-        } => audit_tools::verify(config.as_deref(), file.as_deref()),
+            command:
+                AuditCommand::Verify {
+                    config,
+                    file,
+                    public_key,
+                    checkpoints,
+                },
+        } => audit_tools::verify(&audit_tools::VerifyArgs {
+            config: config.as_deref(),
+            file: file.as_deref(),
+            public_key: public_key.as_deref(),
+            checkpoints: &checkpoints,
+        }),
         Command::Audit {
-            command: AuditCommand::Export(config),
-        } => audit_tools::export(&config.config),
+            command:
+                AuditCommand::Export {
+                    config,
+                    since,
+                    until,
+                },
+        } => audit_tools::export(&config.config, since.as_deref(), until.as_deref()),
+        Command::Audit {
+            command: AuditCommand::Checkpoint(config),
+        } => audit_tools::checkpoint(&config.config),
+        Command::Revoke { target } => revoke::run(&target),
+        Command::Krl { config, out } => krl::run(&config.config, &out),
+        Command::Report {
+            command:
+                ReportCommand::Access {
+                    config,
+                    since,
+                    until,
+                    format,
+                },
+        } => report::run(&config.config, &since, until.as_deref(), format),
     }
 }

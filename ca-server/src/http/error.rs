@@ -61,7 +61,7 @@ pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
-        | "not_auditor" | "metrics_forbidden" => StatusCode::FORBIDDEN,
+        | "not_auditor" | "metrics_forbidden" | "not_admin" => StatusCode::FORBIDDEN,
         "not_pending"
         | "already_approved"
         | "not_approved"
@@ -69,7 +69,8 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "window_not_started"
         | "window_ended"
         | "policy_not_satisfied"
-        | "content_changed" => StatusCode::CONFLICT,
+        | "content_changed"
+        | "signing_key" => StatusCode::CONFLICT,
         "invalid_grant"
         | "authorization_pending"
         | "slow_down"

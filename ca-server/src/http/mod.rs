@@ -10,8 +10,10 @@ mod health;
 mod krl;
 mod metrics;
 pub mod rate_limit;
+mod reports;
 mod requests;
 mod reviews;
+mod revocations;
 pub mod web;
 
 use axum::Router;
@@ -69,6 +71,11 @@ pub fn router(state: AppState) -> Router {
             post(reviews::review).layer(api_limit),
         )
         .route("/api/v1/reviews", get(reviews::list))
+        .route("/api/v1/reports/access", get(reports::access))
+        .route(
+            "/api/v1/revocations",
+            post(revocations::create).layer(api_limit),
+        )
         .route(
             "/api/v1/requests/{id}/revoke",
             post(requests::revoke).layer(api_limit),
@@ -103,6 +110,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/requests/{id}/cancel",
             post(web::request::cancel).layer(api_limit),
+        )
+        .route(
+            "/requests/{id}/revoke",
+            post(web::request::revoke).layer(api_limit),
         )
         .route(
             "/login",

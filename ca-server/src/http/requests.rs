@@ -343,7 +343,8 @@ pub(crate) async fn review_request(
     .await
 }
 
-/// An approver of the role revokes `id` (rate-limited like every decision).
+/// An approver of the role, or an administrator, revokes `id`: the grant ends
+/// and its certificates are revoked (rate-limited like every decision).
 pub(crate) async fn revoke_request(
     state: &AppState,
     ip: Option<IpAddr>,
@@ -357,7 +358,17 @@ pub(crate) async fn revoke_request(
         user,
         id,
         move |st, conn, user, id, source, now| {
-            wf::revoke(conn, &st.config.policy, user, id, &comment, source, now)
+            crate::workflow::revocation::revoke_grant(
+                conn,
+                &st.config.policy,
+                user,
+                st.config.is_admin(user),
+                id,
+                &comment,
+                &st.signer.fingerprint(),
+                source,
+                now,
+            )
         },
     )
     .await
@@ -503,8 +514,8 @@ pub async fn certificate(
     }))
 }
 
-/// `POST /api/v1/requests/{id}/revoke` with `{comment}`: an approver of the role
-/// ends an approved grant now.
+/// `POST /api/v1/requests/{id}/revoke` with `{comment}`: an approver of the
+/// role, or an administrator, ends an approved grant now and revokes its certificates.
 pub async fn revoke(
     State(state): State<AppState>,
     ip: ConnectInfoOpt,

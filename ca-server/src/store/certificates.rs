@@ -97,19 +97,26 @@ pub struct RevokedCertificate {
     pub key_id: String,
     /// `SHA256:…` of the CA key that signed it.
     pub ca_key_fingerprint: String,
+    /// Whether its whole request is revoked or cancelled, so that its key id
+    /// (shared by every certificate of the request) may be revoked too.
+    pub whole_request: bool,
 }
 
-/// Certificates still valid at `now` whose request was revoked or cancelled
-/// (a cancelled grant's window ended early, so every certificate of it that is
-/// still valid outlives its window).
+/// Certificates still valid at `now` that were revoked: by serial, user or CA
+/// key (`revoked_certificates`), or through their request being revoked or
+/// cancelled (a cancelled grant's window ended early, so every certificate of
+/// it that is still valid outlives its window).
 pub fn revoked_unexpired(
     conn: &Connection,
     now: i64,
 ) -> Result<Vec<RevokedCertificate>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT c.serial, c.key_id, c.ca_key_fingerprint FROM certificates c
-         JOIN requests r ON r.id = c.request_id
-         WHERE r.state IN ('revoked', 'cancelled') AND c.valid_before > ?1
+        "SELECT c.serial, c.key_id, c.ca_key_fingerprint,
+                coalesce(r.state IN ('revoked', 'cancelled'), 0)
+         FROM certificates c LEFT JOIN requests r ON r.id = c.request_id
+         WHERE c.valid_before > ?1
+           AND (r.state IN ('revoked', 'cancelled')
+                OR c.serial IN (SELECT serial FROM revoked_certificates))
          ORDER BY c.ca_key_fingerprint, c.serial",
     )?;
     let rows = stmt.query_map([now], |r| {
@@ -117,6 +124,7 @@ pub fn revoked_unexpired(
             serial: r.get(0)?,
             key_id: r.get(1)?,
             ca_key_fingerprint: r.get(2)?,
+            whole_request: r.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE` so that a transaction never upgrades from reader to writer.
 
 pub mod audit;
+pub mod audit_checkpoints;
 pub mod audit_sinks;
 pub mod audit_views;
 pub mod auth_tokens;
@@ -16,8 +17,10 @@ pub mod device_logins;
 pub mod oidc_logins;
 pub mod outbox;
 mod pool;
+pub mod reports;
 pub mod requests;
 pub mod reviews;
+pub mod revocations;
 
 pub use pool::ReadPool;
 
@@ -35,10 +38,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_break_glass_reviews.sql"),
     include_str!("migrations/0006_oidc_state.sql"),
     include_str!("migrations/0007_bastion_sessions.sql"),
-    // Applied in list order; file numbers are renumbered once every branch is in.
-    include_str!("migrations/0012_device_logins.sql"),
+    include_str!("migrations/0008_revocations.sql"),
+    include_str!("migrations/0009_audit_checkpoints.sql"),
     include_str!("migrations/0010_audit_sinks.sql"),
-    include_str!("migrations/0015_cli_consents.sql"),
+    include_str!("migrations/0011_device_logins.sql"),
+    include_str!("migrations/0012_cli_consents.sql"),
 ];
 
 /// The schema version this build expects.

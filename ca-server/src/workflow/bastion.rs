@@ -1,5 +1,6 @@
-//! What bastions ask of the CA: the revocation feed (which key ids no longer
-//! grant access, and when each active grant's window ends) and storing their
+//! What bastions ask of the CA: the revocation feed (which key ids, serials and
+//! CA keys no longer grant access, and when each active grant's window ends)
+//! and storing their
 //! session records with a `session.record` audit event on the request.
 
 use chrono::{DateTime, Utc};
@@ -44,6 +45,11 @@ pub fn revocation_feed(
         full: since.is_none(),
         revoked: Vec::new(),
         active: Vec::new(),
+        revoked_serials: store::certificates::revoked_unexpired(conn, now.timestamp())?
+            .into_iter()
+            .map(|c| c.serial)
+            .collect(),
+        revoked_ca_keys: store::revocations::revoked_ca_keys(conn)?,
     };
     for row in rows {
         let window_end = row

@@ -277,6 +277,7 @@ fn decide<T>(
         let mut r = requests::load(tx, id)?.ok_or(WorkflowError::NotFound)?;
         let stored = r.approvals.len();
         expire_in(tx, policy, &mut r, stored, now)?;
+        let was_granted = r.state == RequestState::Approved;
         match f(&mut r) {
             Ok(Decided {
                 value,
@@ -293,7 +294,13 @@ fn decide<T>(
                     summary(&r),
                     now,
                 );
-                store::audit::append(tx, &e)?;
+                let seq = store::audit::append(tx, &e)?.seq;
+                if was_granted && matches!(r.state, RequestState::Revoked | RequestState::Cancelled)
+                {
+                    // The grant ended early: its certificates join the KRL.
+                    let reason = if why.is_empty() { action } else { why.as_str() };
+                    super::revocation::record_request_end(tx, &r, reason, &actor.id, seq, now)?;
+                }
                 if let Some(kind) = kind {
                     notify::enqueue_request_event(tx, kind, &r, policy, now)?;
                 }
@@ -400,9 +407,9 @@ pub fn cancel(
     .map(|(r, ())| r)
 }
 
-/// An approver of the role revokes an approved request: its window ends now and
-/// no further certificate is issued for it. (Revoking the certificates already
-/// issued, in a KRL, comes with revocation.)
+/// An approver of the role revokes an approved request: its window ends now,
+/// no further certificate is issued for it, and the certificates already
+/// issued are revoked (KRL, bastion feed).
 pub fn revoke(
     conn: &mut Connection,
     policy: &Policy,
@@ -595,6 +602,21 @@ fn issue_for_request_in(
 /// Whether `user` may see `request`: its requester, or an approver of its role.
 pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
     request.requester == user.identity || is_role_approver(policy, user, request)
+}
+
+/// Loads a request for its web page: the requester, approvers of its role, and
+/// administrators (`is_admin`) may see it.
+pub fn get_for_page(
+    conn: &Connection,
+    policy: &Policy,
+    user: &User,
+    is_admin: bool,
+    id: &RequestId,
+) -> Result<AccessRequest, WorkflowError> {
+    match requests::load(conn, id)? {
+        Some(r) if is_admin || can_view(policy, user, &r) => Ok(r),
+        _ => Err(WorkflowError::NotFound),
+    }
 }
 
 /// Whether `user` is in one of the approval stage groups of the request's role.

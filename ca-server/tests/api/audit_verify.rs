@@ -260,3 +260,246 @@ fn audit_verify_of_a_tampered_database_exits_1_naming_the_seq() {
     assert!(stderr.contains("audit trail BROKEN at seq 3"), "{stderr}");
     assert_eq!(stdout, "");
 }
+
+// Signed checkpoints (issue #7): the audit key signs the chain head; the trail
+// is held against the checkpoints in the database, in the external checkpoint
+// file and in exports.
+
+mod checkpoints {
+    use ca_server::audit_checkpoint::{self, AuditKey};
+    use ca_server::commands::{Checkpoints, verify_database_with};
+
+    use super::*;
+    use crate::helpers::valid_input;
+
+    fn sign(f: &mut Fixture) -> audit_checkpoint::Checkpoint {
+        let audit = f
+            .data
+            .config
+            .audit
+            .clone()
+            .expect("init configures [audit]");
+        let key = AuditKey::load(&audit.key_file).unwrap();
+        let (c, new) = audit_checkpoint::make(
+            &mut f.conn,
+            &key,
+            audit.checkpoint_file.as_deref(),
+            chrono::Utc::now(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(new);
+        c
+    }
+
+    fn denial(f: &mut Fixture) {
+        let mut bad = valid_input(ed25519_public_key());
+        bad.principals = vec!["prod-*".to_owned()];
+        f.issue(&bad).unwrap_err();
+    }
+
+    fn verify_cli(f: &Fixture, extra: &[&str]) -> (i32, String, String) {
+        run(tpa_ca()
+            .args(["audit", "verify", "--config"])
+            .arg(&f.data.config_path)
+            .args(extra))
+    }
+
+    #[test]
+    fn a_rewritten_and_rehashed_trail_is_caught_at_the_checkpoint() {
+        let mut f = trail();
+        sign(&mut f);
+        // Rewrite event 3 and recompute every hash after it: the chain alone is valid again.
+        let mut all = events(&f);
+        all[2].reason = "routine maintenance".to_owned();
+        let mut sql = String::new();
+        for i in 2..all.len() {
+            if i > 2 {
+                all[i].prev_hash = all[i - 1].hash.clone();
+            }
+            all[i].hash = all[i].compute_hash().unwrap();
+            sql += &format!(
+                "UPDATE audit_events SET reason = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {};",
+                all[i].reason.replace('\'', "''"),
+                all[i].prev_hash,
+                all[i].hash,
+                all[i].seq
+            );
+        }
+        tamper(&f, &sql);
+        assert!(
+            verify_database(&f.conn).unwrap().is_ok(),
+            "the chain alone cannot see it"
+        );
+
+        let (code, _, stderr) = verify_cli(&f, &[]);
+
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("BROKEN at seq 5"), "{stderr}");
+        assert!(stderr.contains("rewritten"), "{stderr}");
+    }
+
+    #[test]
+    fn truncation_back_past_a_checkpoint_is_caught() {
+        let mut f = trail();
+        denial(&mut f);
+        denial(&mut f);
+        let c = sign(&mut f);
+        assert_eq!(c.seq, 7);
+        // Events 6 and 7 name no certificate: only the checkpoint can tell.
+        tamper(&f, "DELETE FROM audit_events WHERE seq >= 6");
+
+        let (code, _, stderr) = verify_cli(&f, &[]);
+
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("BROKEN at seq 6"), "{stderr}");
+        assert!(stderr.contains("covers seq 7"), "{stderr}");
+        assert!(stderr.contains("truncated"), "{stderr}");
+    }
+
+    #[test]
+    fn restoring_an_older_copy_after_a_checkpoint_is_caught_by_the_checkpoint_file() {
+        let mut f = trail();
+        let old = f.data.tmp.path().join("old.db");
+        f.conn
+            .execute("VACUUM INTO ?1", [old.to_str().unwrap()])
+            .unwrap();
+        denial(&mut f);
+        denial(&mut f);
+        let (code, stdout, stderr) = run(tpa_ca()
+            .args(["audit", "checkpoint", "--config"])
+            .arg(&f.data.config_path));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("signed checkpoint: seq 7"), "{stdout}");
+        let (code, stdout, stderr) = verify_cli(&f, &[]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains(
+                "checkpoints OK: 1 signed checkpoints match the trail; the latest covers seq 7"
+            ),
+            "the same checkpoint in the database and the file counts once: {stdout}"
+        );
+
+        // Put the older copy back, as someone hiding events 6 and 7 would.
+        let Fixture { data, conn, .. } = f;
+        drop(conn);
+        let db = data.db_path();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        std::fs::copy(&old, &db).unwrap();
+        let f = Fixture::over(data);
+
+        let (code, _, stderr) = verify_cli(&f, &[]);
+
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("BROKEN at seq 6"), "{stderr}");
+        assert!(stderr.contains("older copy restored"), "{stderr}");
+        assert!(stderr.contains("audit_checkpoints.jsonl"), "{stderr}");
+
+        // The documented limit: without a checkpoint kept outside the
+        // database, the older copy is a valid (shorter) trail.
+        std::fs::remove_file(f.data.dir.join("audit_checkpoints.jsonl")).unwrap();
+        let (code, _, stderr) = verify_cli(&f, &[]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+
+    #[test]
+    fn a_forged_checkpoint_is_refused() {
+        let mut f = trail();
+        let c = sign(&mut f);
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = other_dir.path().join("k");
+        audit_checkpoint::generate(&other).unwrap();
+        let forged = AuditKey::load(&other)
+            .unwrap()
+            .sign(c.seq, &c.hash, &c.time)
+            .unwrap();
+        let file = f.data.tmp.path().join("forged.jsonl");
+        std::fs::write(&file, format!("{}\n", forged.to_json())).unwrap();
+
+        let (code, _, stderr) = verify_cli(&f, &["--checkpoints", file.to_str().unwrap()]);
+
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("forged or altered checkpoint"), "{stderr}");
+
+        // In-process: the same checkpoints without the right key are refused too.
+        let mut held = Checkpoints::default();
+        held.add(forged, "test");
+        let public = audit_checkpoint::read_public_key(
+            &f.data.config.audit.clone().unwrap().public_key_file(),
+        )
+        .unwrap();
+        assert!(
+            verify_database_with(&f.conn, &held, Some(&public))
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_partial_export_verifies_with_its_checkpoints_and_catches_an_edit() {
+        let mut f = trail();
+        let c = sign(&mut f);
+        let times: Vec<String> = events(&f).iter().map(|e| e.time.clone()).collect();
+        let config = f.data.config_path.clone();
+        let public = f.data.config.audit.clone().unwrap().public_key_file();
+
+        let (code, export, stderr) = run(tpa_ca()
+            .args(["audit", "export", "--since", &times[1], "--config"])
+            .arg(&config));
+        assert_eq!(code, 0, "{stderr}");
+        let lines: Vec<&str> = export.lines().collect();
+        assert_eq!(
+            lines.len(),
+            5,
+            "events 2..5 and the checkpoint at 5: {export}"
+        );
+        assert!(lines[4].starts_with("{\"checkpoint\":"), "{}", lines[4]);
+        let file = f.data.tmp.path().join("part.jsonl");
+        std::fs::write(&file, &export).unwrap();
+
+        let (code, _, stderr) = run(tpa_ca().args(["audit", "verify", "--file"]).arg(&file));
+        assert_eq!(code, 2, "checkpoints need --public-key: {stderr}");
+        assert!(stderr.contains("--public-key"), "{stderr}");
+        let verify = |path: &std::path::Path| {
+            run(tpa_ca()
+                .args(["audit", "verify", "--file"])
+                .arg(path)
+                .arg("--public-key")
+                .arg(&public))
+        };
+        let (code, stdout, stderr) = verify(&file);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("4 events"), "{stdout}");
+        assert!(stdout.contains("partial export from seq 2"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("covers seq {}", c.seq)),
+            "{stdout}"
+        );
+
+        // An edit whose hash is recomputed is caught at the checkpoint.
+        let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        let mut e: serde_json::Value = serde_json::from_str(&edited[3]).unwrap();
+        e["reason"] = "routine".into();
+        let mut ev = ca_server::audit::Event::from_export_line(&e.to_string()).unwrap();
+        ev.hash = ev.compute_hash().unwrap();
+        edited[3] = ca_server::audit::canonical_json(&ev.to_json(true)).unwrap();
+        std::fs::write(&file, edited.join("\n") + "\n").unwrap();
+        let (code, _, stderr) = verify(&file);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("BROKEN at seq 5"), "{stderr}");
+
+        // --until leaves the later events out.
+        let (code, export, _) = run(tpa_ca()
+            .args(["audit", "export", "--until", &times[2], "--config"])
+            .arg(&config));
+        assert_eq!(code, 0);
+        assert_eq!(export.lines().count(), 2);
+        let (code, _, stderr) = run(tpa_ca()
+            .args(["audit", "export", "--since", "yesterday", "--config"])
+            .arg(&config));
+        assert_eq!(code, 1);
+        assert!(stderr.contains("RFC 3339"), "{stderr}");
+    }
+}

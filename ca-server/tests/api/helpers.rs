@@ -254,7 +254,7 @@ pub struct Response {
     pub status: u16,
     /// Header names (lowercase) and values.
     pub headers: Vec<(String, String)>,
-    /// The body, decoded as UTF-8.
+    /// The body, decoded as UTF-8 (invalid bytes, as in a binary KRL, replaced).
     pub body: String,
 }
 
@@ -337,7 +337,7 @@ fn parse_response(raw: &[u8]) -> Response {
     Response {
         status,
         headers,
-        body: String::from_utf8(body).unwrap(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 

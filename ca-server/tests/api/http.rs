@@ -265,3 +265,59 @@ async fn client_config_announces_the_client_section() {
     );
     app.stop().await;
 }
+
+/// Issue #7: a revoked CA key leaves `/ca.pub` at once (the running server
+/// reads the revocation `tpa-ca revoke ca-key` wrote), `GET /krl` grows its
+/// version, and the signing key itself cannot be revoked.
+#[tokio::test]
+async fn a_revoked_ca_key_leaves_ca_pub_and_the_krl_version_grows() {
+    let mut old = String::new();
+    let app = spawn_app_with(|data| {
+        old = ssh_keygen(&data.dir, "old_ca", &["-t", "ed25519"]);
+        data.edit_config(|text| {
+            text.replace(
+                "extra_trusted_public_key_files = []",
+                "extra_trusted_public_key_files = [\"old_ca.pub\"]",
+            )
+        });
+    })
+    .await;
+    let fingerprint = |line: &str| {
+        ssh_key::PublicKey::from_openssh(line.trim())
+            .unwrap()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string()
+    };
+    let before = app.get("/krl").await;
+    assert_eq!(before.status, 200);
+    let version = |r: &crate::helpers::Response| -> u64 {
+        r.header("x-krl-version").unwrap().parse().unwrap()
+    };
+    assert_eq!(app.get("/ca.pub").await.body.lines().count(), 2);
+    let revoke = |fp: String| {
+        crate::helpers::run(
+            crate::helpers::tpa_ca()
+                .args(["revoke", "ca-key", &fp, "--reason", "rotation done"])
+                .args(["--admin", "oncall", "--config"])
+                .arg(&app.data.config_path),
+        )
+    };
+
+    let (code, _, stderr) = revoke(fingerprint(&app.data.ca_public_key()));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("current signing key"), "{stderr}");
+    let (code, stdout, stderr) = revoke(fingerprint(&old));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("CA key revoked"), "{stdout}");
+
+    let ca_pub = app.get("/ca.pub").await.body;
+    assert_eq!(ca_pub.lines().count(), 1, "{ca_pub}");
+    assert_eq!(
+        fingerprint(ca_pub.lines().next().unwrap()),
+        fingerprint(&app.data.ca_public_key())
+    );
+    let after = app.get("/krl").await;
+    assert!(version(&after) > version(&before));
+    assert_ne!(after.body, before.body);
+    app.stop().await;
+}

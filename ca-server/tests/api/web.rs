@@ -658,3 +658,197 @@ async fn break_glass_review_queue_on_the_web_page() {
     assert_eq!(reviews, 1);
     app.stop().await;
 }
+
+/// Issue #7: approvers of the role and administrators (auth.admin_groups) get
+/// a revoke form with a confirmation step on the request page; others do not.
+/// Administrators also revoke by user through `POST /api/v1/revocations`.
+#[tokio::test]
+async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
+    let app = spawn_app_with(|data| {
+        data.edit_config(|text| {
+            format!("{text}{EXAMPLE_ROLES}")
+                .replace("admin_groups = []", "admin_groups = [\"security\"]")
+        });
+        data.add_account("alice", PASSWORD, &["engineers"]);
+        data.add_account("bob", PASSWORD, &["sre-leads"]);
+        data.add_account("carol", PASSWORD, &["managers"]);
+        data.add_account("erin", PASSWORD, &["security"]);
+    })
+    .await;
+    let token = app.api_token("alice").await;
+    let grant = |host: &'static str| {
+        let token = token.clone();
+        let address = app.address;
+        async move {
+            let body = serde_json::json!({
+                "role": "read-only-debug", "hosts": [host], "duration": "30m", "reason": "logs",
+            })
+            .to_string();
+            let r = http_send(
+                address,
+                "POST",
+                "/api/v1/requests",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", &format!("Bearer {token}")),
+                ],
+                &body,
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            assert_eq!(r.json()["request"]["state"], "approved");
+            r.json()["request"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = grant("web-1").await;
+    let second = grant("web-2").await;
+    let hotfix = app.submit_hotfix("INC-1 pending").await;
+
+    let (alice, bob, carol, erin) = (
+        app.browser("alice").await,
+        app.browser("bob").await,
+        app.browser("carol").await,
+        app.browser("erin").await,
+    );
+    let path = format!("/requests/{first}");
+    assert!(
+        app.page(&bob, &path)
+            .await
+            .body
+            .contains("id=\"revoke-form\"")
+    );
+    assert!(
+        app.page(&erin, &path)
+            .await
+            .body
+            .contains("id=\"revoke-form\"")
+    );
+    assert!(
+        !app.page(&alice, &path)
+            .await
+            .body
+            .contains("id=\"revoke-form\"")
+    );
+    assert_eq!(app.page(&carol, &path).await.status, 404);
+    // Pending requests have nothing to revoke.
+    let pending = app.page(&erin, &format!("/requests/{hotfix}")).await;
+    assert_html(&pending, 200);
+    assert!(!pending.body.contains("id=\"revoke-form\""));
+
+    // Without the confirmation box: refused, nothing changes.
+    let r = app
+        .post_form(&bob, &format!("{path}/revoke"), &[("comment", "INC-3")])
+        .await;
+    assert_html(&r, 422);
+    assert!(r.body.contains("confirmation"), "{}", r.body);
+    assert_eq!(app.api_state(&first).await["state"], "approved");
+    // The requester cannot revoke through this form.
+    let r = app
+        .post_form(
+            &alice,
+            &format!("{path}/revoke"),
+            &[("comment", "x"), ("confirm", "yes")],
+        )
+        .await;
+    assert_html(&r, 403);
+    // Without the CSRF token: refused.
+    let r = app
+        .post_raw(
+            &bob,
+            &format!("{path}/revoke"),
+            &[("comment", "x"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let r = app
+        .post_form(
+            &bob,
+            &format!("{path}/revoke"),
+            &[("comment", "INC-3 done"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(app.api_state(&first).await["state"], "revoked");
+    // The administrator revokes the other grant the same way.
+    let r = app
+        .post_form(
+            &erin,
+            &format!("/requests/{second}/revoke"),
+            &[("comment", "security sweep"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(app.api_state(&second).await["state"], "revoked");
+    let rows = audit_rows(&app.data.open_plain());
+    let revokes: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action == "request.revoke" && r.outcome == "success")
+        .map(|r| (r.actor.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        revokes,
+        [
+            ("user:tpa:local#bob", "INC-3 done"),
+            ("user:tpa:local#erin", "security sweep")
+        ]
+    );
+
+    // The JSON API: administrators only.
+    let revoke_user = |who: String| {
+        let address = app.address;
+        async move {
+            http_send(
+                address,
+                "POST",
+                "/api/v1/revocations",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", &format!("Bearer {who}")),
+                ],
+                r#"{"user":"alice","reason":"offboarding"}"#,
+            )
+            .await
+        }
+    };
+    let r = revoke_user(app.api_token("bob").await).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("not_admin")),
+        "{}",
+        r.body
+    );
+    let third = grant("web-3").await;
+    let r = revoke_user(app.api_token("erin").await).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "user");
+    assert_eq!(r.json()["requests_ended"], serde_json::json!([third]));
+    let r = revoke_user(app.api_token("erin").await).await;
+    assert_eq!(r.json()["already_revoked"], true, "{}", r.body);
+
+    // The access report over the API: administrators only.
+    let report = |who: String| {
+        let address = app.address;
+        async move {
+            http_send(
+                address,
+                "GET",
+                "/api/v1/reports/access?since=2020-01-01T00:00:00Z",
+                &[("Authorization", &format!("Bearer {who}"))],
+                "",
+            )
+            .await
+        }
+    };
+    assert_eq!(report(app.api_token("bob").await).await.status, 403);
+    let r = report(app.api_token("erin").await).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ended: Vec<String> = r.json()["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["ended"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ended, ["revoked", "revoked", "revoked"]);
+    app.stop().await;
+}

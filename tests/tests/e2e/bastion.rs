@@ -382,3 +382,92 @@ fn revoking_the_request_cuts_a_live_ssh_session_within_five_seconds() {
     );
     drop(session);
 }
+
+/// Issue #7: revoking one certificate by serial (`tpa-ca revoke serial`, the
+/// grant itself stays approved) reaches the bastion through the feed's
+/// `revoked_serials`: the live session is cut within 5 s and a new one with the
+/// same certificate is refused.
+#[test]
+fn revoking_the_serial_cuts_a_live_session_and_refuses_a_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = setup(tmp.path());
+    let cert = tmp.path().join("id_alice-cert.pub");
+    let shown = Command::new(require("ssh-keygen", "install openssh-client"))
+        .arg("-L")
+        .arg("-f")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&shown.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Serial: ").map(str::to_owned))
+        .expect("ssh-keygen -L shows the serial");
+    let child = Command::new(require("ssh", "install openssh-client"))
+        .arg("-F")
+        .arg(&setup.ssh_config)
+        .args(["web-1", "echo started; sleep 60; echo not-cut"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ssh");
+    let mut session = Guard { child };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !setup.bastion_log().contains("forward started") {
+        assert!(
+            session.child.try_wait().unwrap().is_none(),
+            "ssh ended before the forward started; bastion log:\n{}",
+            setup.bastion_log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no forward; bastion log:\n{}",
+            setup.bastion_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let out = crate::harness::tpa_ca(&[
+        "revoke",
+        "serial",
+        &serial,
+        "--reason",
+        "INC-7 key copied",
+        "--admin",
+        "oncall",
+        "--config",
+        setup.ca.config.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked_at = Instant::now();
+    let exited = loop {
+        if let Some(status) = session.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "ssh still running 10 s after the revocation; bastion log:\n{}",
+            setup.bastion_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(revoked_at.elapsed() < Duration::from_secs(5));
+    assert!(!exited.success());
+    let again = ssh(&setup.ssh_config, "web-1", "echo again-ok");
+    assert!(
+        !again.status.success() && !String::from_utf8_lossy(&again.stdout).contains("again-ok"),
+        "a revoked serial got through the bastion"
+    );
+    assert!(
+        setup
+            .bastion_log()
+            .contains(&format!("serial {serial} is revoked")),
+        "bastion log:\n{}",
+        setup.bastion_log()
+    );
+    drop(session);
+}

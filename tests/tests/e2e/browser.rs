@@ -596,3 +596,73 @@ fn auditor_reads_the_trail_in_headless_chromium() {
     drop(browser);
     running.terminate();
 }
+
+/// Issue #7: an approver revokes an active grant from the request page in
+/// Chromium; the confirmation box is required before the form goes out.
+#[test]
+fn an_approver_revokes_a_grant_in_headless_chromium() {
+    let chromium: PathBuf = require("chromium", INSTALL_HINT);
+    let chromedriver: PathBuf = require("chromedriver", INSTALL_HINT);
+    let tmp = tempfile::tempdir().unwrap();
+    let password = "browser test password";
+    let ca = demo_ca(tmp.path(), password);
+    let running = ca.serve();
+    let id = alice_requests_hotfix(running.addr, password);
+    for approver in ["bob", "carol"] {
+        let login = json!({ "username": approver, "password": password }).to_string();
+        let (status, body) = http(
+            running.addr,
+            "POST",
+            "/api/v1/login",
+            &[("Content-Type", "application/json")],
+            &login,
+        );
+        assert_eq!(status, 200, "{body}");
+        let token = serde_json::from_str::<Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let bearer = format!("Bearer {token}");
+        let (status, body) = http(
+            running.addr,
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            &[("Authorization", &bearer)],
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let browser = Browser::start(
+        &chromium,
+        &chromedriver,
+        &format!("http://{}", running.addr),
+    );
+
+    browser.log_in("bob", password);
+    browser.goto(&format!("/requests/{id}"));
+    browser.wait_for_text("#state", "approved");
+    browser.wait_for("#revoke-form");
+    browser.type_into(
+        "#revoke-reason",
+        "INC-4411 resolved, access no longer needed",
+    );
+    // Without the confirmation box the browser does not send the form.
+    browser.click("#revoke");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(browser.text("#state"), "approved");
+    browser.click("#revoke-confirm");
+    browser.click("#revoke");
+    browser.wait_for_text("#state", "revoked");
+    browser.wait_for_text("#comment", "INC-4411 resolved");
+    assert!(browser.find("#revoke-form").is_none());
+    browser.log_out();
+
+    // The requester sees it revoked and has no revoke form.
+    browser.log_in("alice", password);
+    browser.goto(&format!("/requests/{id}"));
+    browser.wait_for_text("#state", "revoked");
+    assert!(browser.find("#revoke-form").is_none());
+
+    drop(browser);
+    running.terminate();
+}

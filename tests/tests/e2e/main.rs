@@ -9,5 +9,6 @@ mod ca_server;
 mod cli;
 mod flow;
 mod harness;
+mod revocation;
 mod ssh_interop;
 mod sso;

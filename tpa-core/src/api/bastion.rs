@@ -21,6 +21,16 @@ pub struct RevocationFeed {
     pub revoked: Vec<RevokedGrant>,
     /// Approved requests whose window is open, with its end.
     pub active: Vec<ActiveGrant>,
+    /// Every revoked certificate that is still valid, by serial (decimal):
+    /// revoked one by one, with their request, user or CA key. Always the
+    /// complete list, in deltas too: replace what you hold. (Added after the
+    /// first feed version; absent means none.)
+    #[serde(default)]
+    pub revoked_serials: Vec<String>,
+    /// Every revoked CA key (`SHA256:…`): refuse every certificate it signed.
+    /// Always the complete list.
+    #[serde(default)]
+    pub revoked_ca_keys: Vec<String>,
 }
 
 /// A request that no longer grants access.

@@ -1,5 +1,5 @@
 //! `GET /requests/{id}` (the detail page, with the decision forms the viewer
-//! may use) and its form posts `approve`, `deny` and `cancel`. The posts call
+//! may use) and its form posts `approve`, `deny`, `cancel` and `revoke`. The posts call
 //! the same functions as the JSON API (`http::requests`), so the rules, the
 //! audit trail, the rate limit and the wake-ups are the same; a refusal shows
 //! the page again with the message and the API's status.
@@ -17,7 +17,7 @@ use super::{PageError, checked_form, page_context, render_status, request_value,
 use crate::http::auth::{Authenticated, ConnectInfoOpt};
 use crate::http::error::{ApiError, refusal_status};
 use crate::http::requests::{
-    approve_request, cancel_request, deny_request, narrowing, parse_id, run,
+    approve_request, cancel_request, deny_request, narrowing, parse_id, revoke_request, run,
 };
 use crate::startup::AppState;
 use crate::workflow::requests as wf;
@@ -29,8 +29,9 @@ async fn load(
 ) -> Result<AccessRequest, ApiError> {
     let st = state.clone();
     let (user, id) = (auth.user.clone(), id.clone());
+    let is_admin = state.config.is_admin(&user);
     run(state, move |conn| {
-        wf::get(conn, &st.config.policy, &user, &id)
+        wf::get_for_page(conn, &st.config.policy, &user, is_admin, &id)
     })
     .await
 }
@@ -55,6 +56,10 @@ async fn page(
             RequestState::Approved => r.window.is_none_or(|w| now < w.end),
             _ => false,
         };
+    // Approvers of the role and administrators may end an active grant.
+    let may_revoke = r.state == RequestState::Approved
+        && r.window.is_some_and(|w| now < w.end)
+        && (state.config.is_admin(user) || wf::is_role_approver(policy, user, &r));
     let hosts: Vec<&str> = r.hosts.iter().map(|h| h.as_str()).collect();
     Ok(render_status(
         status,
@@ -64,6 +69,7 @@ async fn page(
             hosts => hosts,
             may_decide => may_decide,
             may_cancel => may_cancel,
+            may_revoke => may_revoke,
             is_requester => is_requester,
             error => error,
             ..page_context(auth)
@@ -158,5 +164,34 @@ pub async fn cancel(
     };
     let id = parse_id(&id)?;
     let result = cancel_request(&state, ip.0, auth.user.clone(), id.clone()).await;
+    answer(&state, &auth, &id, result).await
+}
+
+/// `POST /requests/{id}/revoke`: form `csrf_token`, `comment` (the reason) and
+/// `confirm` (the confirmation checkbox); approvers of the role and administrators.
+pub async fn revoke(
+    State(state): State<AppState>,
+    ip: ConnectInfoOpt,
+    auth: Option<Authenticated>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, PageError> {
+    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
+        Ok(checked) => checked,
+        Err(redirect) => return Ok(redirect),
+    };
+    let id = parse_id(&id)?;
+    let result = if fields.get("confirm") == Some("yes") {
+        let comment = fields.get("comment").unwrap_or_default().to_owned();
+        revoke_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await
+    } else {
+        Err(ApiError::Refused {
+            code: "confirm_required",
+            message: "tick the confirmation box: revoking ends the access and revokes every \
+                      certificate of this request, and cannot be undone"
+                .to_owned(),
+        })
+    };
     answer(&state, &auth, &id, result).await
 }

@@ -1,0 +1,58 @@
+//! `GET /api/v1/reports/access?since=…&until=…`: the access report as JSON,
+//! for administrators (`auth.admin_groups`). The same report as
+//! `tpa-ca report access`.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tpa_core::api::AccessReport;
+
+use super::auth::Authenticated;
+use super::error::ApiError;
+use super::requests::read;
+use crate::startup::AppState;
+use crate::workflow::report::access_report;
+
+/// The period of the report.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodQuery {
+    since: String,
+    until: Option<String>,
+}
+
+fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::Refused {
+            code: "bad_period",
+            message: format!("{name} is not an RFC 3339 time such as 2026-11-01T00:00:00Z"),
+        })
+}
+
+/// `GET /api/v1/reports/access`.
+pub async fn access(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    query: Result<Query<PeriodQuery>, QueryRejection>,
+) -> Result<Json<AccessReport>, ApiError> {
+    if !state.config.is_admin(&auth.user) {
+        return Err(ApiError::Refused {
+            code: "not_admin",
+            message: "only administrators (auth.admin_groups) read the access report".to_owned(),
+        });
+    }
+    let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
+    let now = Utc::now();
+    let since = time("since", &query.since)?;
+    let until = query
+        .until
+        .as_deref()
+        .map(|u| time("until", u))
+        .transpose()?
+        .unwrap_or(now);
+    let report = read(&state, move |conn| access_report(conn, since, until, now)).await?;
+    Ok(Json(report))
+}

@@ -1,0 +1,467 @@
+//! Revocation by certificate serial, by request, by user and by CA key: one
+//! `BEGIN IMMEDIATE` transaction each, with its audit event (who and why), the
+//! revoked certificates, the ended grants and a higher KRL version.
+//!
+//! Revocation is final and idempotent: revoking what is already revoked
+//! succeeds, changes nothing and is still audited; nothing un-revokes.
+//! Who may revoke is the caller's decision (the HTTP layer's admin check, or
+//! the operator running `tpa-ca revoke` on the CA's host).
+
+use std::str::FromStr as _;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Transaction};
+use serde_json::{Value, json};
+use ssh_key::Fingerprint;
+use tpa_core::{AccessRequest, CertSerial, Identity, Policy, RequestId, RequestState, Username};
+
+use super::Actor;
+use super::requests::WorkflowError;
+use crate::audit::{NewEvent, Outcome, format_time};
+use crate::notify;
+use crate::store::revocations::{Kind, NewRevocation};
+use crate::store::{self, requests, revocations};
+
+/// The longest reason accepted.
+pub const MAX_REASON: usize = 1024;
+/// At most this many serials are listed in a revocation's audit event.
+const MAX_LISTED: usize = 1000;
+
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One certificate.
+    Serial(CertSerial),
+    /// Every certificate of a request; its grant ends now.
+    Request(RequestId),
+    /// Every active grant of a user (ended now) and every certificate of theirs
+    /// still valid, break-glass certificates made for them included.
+    User(Username),
+    /// Every certificate signed by the CA key with this SHA-256 fingerprint.
+    CaKey(String),
+}
+
+impl Target {
+    /// Parses `kind` (`serial`, `request`, `user`, `ca_key`) and its value.
+    pub fn parse(kind: &str, value: &str) -> Result<Self, WorkflowError> {
+        let value = value.trim();
+        match kind {
+            "serial" => CertSerial::parse(value)
+                .map(Target::Serial)
+                .map_err(|e| refused("bad_serial", e)),
+            "request" => RequestId::parse(value)
+                .map(Target::Request)
+                .map_err(|e| refused("bad_request_id", e)),
+            "user" => Username::parse(value)
+                .map(Target::User)
+                .map_err(|e| refused("bad_username", e)),
+            "ca_key" | "ca-key" => match Fingerprint::from_str(value) {
+                Ok(fp) if fp.sha256().is_some() => Ok(Target::CaKey(fp.to_string())),
+                _ => Err(refused(
+                    "bad_fingerprint",
+                    "a CA key is named by its SHA-256 fingerprint, SHA256:… (ssh-keygen -lf KEY.pub)",
+                )),
+            },
+            other => Err(refused(
+                "bad_kind",
+                format!(
+                    "cannot revoke by {:?}: use serial, request, user or ca_key",
+                    other.chars().take(20).collect::<String>()
+                ),
+            )),
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Target::Serial(_) => Kind::Serial,
+            Target::Request(_) => Kind::Request,
+            Target::User(_) => Kind::User,
+            Target::CaKey(_) => Kind::CaKey,
+        }
+    }
+
+    /// The target as text: the serial, request id, username or fingerprint.
+    pub fn value(&self) -> String {
+        match self {
+            Target::Serial(s) => s.to_string(),
+            Target::Request(r) => r.to_string(),
+            Target::User(u) => u.as_str().to_owned(),
+            Target::CaKey(f) => f.clone(),
+        }
+    }
+
+    fn object(&self) -> String {
+        match self {
+            Target::Serial(s) => format!("cert:{s}"),
+            Target::Request(r) => format!("request:{r}"),
+            Target::User(u) => format!("user:{u}"),
+            Target::CaKey(f) => format!("ca_key:{f}"),
+        }
+    }
+
+    fn action(&self) -> &'static str {
+        match self {
+            Target::Serial(_) => "cert.revoke",
+            Target::Request(_) => "request.revoke",
+            Target::User(_) => "user.revoke",
+            Target::CaKey(_) => "ca_key.revoke",
+        }
+    }
+}
+
+/// Who revokes: the audit actor and the identity recorded on ended requests.
+#[derive(Debug, Clone)]
+pub struct Revoker {
+    /// Audit actor and source.
+    pub actor: Actor,
+    /// Recorded as the request's `decided_by`.
+    pub identity: Identity,
+}
+
+impl Revoker {
+    /// An operator running `tpa-ca revoke` (identity `tpa:operator#<name>`).
+    pub fn operator(name: &Username) -> Self {
+        Self {
+            actor: Actor::local_admin(name),
+            identity: Identity::new("tpa:operator", name.as_str())
+                .unwrap_or_else(|_| Identity::local(name)),
+        }
+    }
+
+    /// An authenticated user (an administrator) acting from `source`.
+    pub fn user(user: &tpa_core::User, source: &str) -> Self {
+        Self {
+            actor: Actor::user(user, source),
+            identity: user.identity.clone(),
+        }
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Certificates revoked now (not counting those revoked before).
+    pub certificates: usize,
+    /// Grants ended now.
+    pub requests: Vec<String>,
+    /// Whether a CA key was revoked now.
+    pub ca_key: bool,
+    /// True when everything named was already revoked (nothing changed).
+    pub already: bool,
+    /// The KRL version after it.
+    pub krl_version: i64,
+    /// The audit event that records it.
+    pub audit_seq: i64,
+}
+
+fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
+    WorkflowError::Refused {
+        code,
+        message: message.to_string(),
+    }
+}
+
+/// Checks a revocation reason: required, one line, at most [`MAX_REASON`] bytes.
+fn check_reason(reason: &str) -> Result<&str, WorkflowError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(refused(
+            "reason_required",
+            "a revocation needs a reason (--reason \"INC-1234 laptop stolen\")",
+        ));
+    }
+    if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
+        return Err(refused(
+            "bad_reason",
+            format!("the reason must be at most {MAX_REASON} bytes on one line"),
+        ));
+    }
+    Ok(reason)
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one audit event, every field named"
+)]
+fn audit(
+    tx: &Transaction<'_>,
+    by: &Revoker,
+    target: &Target,
+    outcome: Outcome,
+    reason: &str,
+    details: Value,
+    now: DateTime<Utc>,
+) -> Result<i64, WorkflowError> {
+    Ok(store::audit::append(
+        tx,
+        &NewEvent {
+            time: now,
+            actor: by.actor.id.clone(),
+            source: by.actor.source.clone(),
+            action: target.action().to_owned(),
+            object: target.object(),
+            outcome,
+            reason: reason.to_owned(),
+            details,
+        },
+    )?
+    .seq)
+}
+
+/// Ends an active grant inside `tx`: the state machine's `revoke`, the row and
+/// its webhook notification (the caller appends the audit event). False when
+/// the grant was not active.
+fn end_grant(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    by: &Revoker,
+    r: &mut AccessRequest,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, WorkflowError> {
+    let active = r.state == RequestState::Approved && r.window.is_some_and(|w| now < w.end);
+    if !active {
+        return Ok(false);
+    }
+    let stored = r.approvals.len();
+    r.revoke(&by.identity, reason, now)?;
+    requests::update(tx, r, stored, now)?;
+    notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
+    Ok(true)
+}
+
+/// Revokes `target` as `by`, because of `reason`. A refusal (bad reason,
+/// unknown certificate or request, the signing key) commits only its `denied`
+/// audit event. `signing_key` is the fingerprint of the CA's current signing
+/// key, which cannot be revoked while it signs (rotate first).
+pub fn revoke(
+    conn: &mut Connection,
+    policy: &Policy,
+    by: &Revoker,
+    target: &Target,
+    reason: &str,
+    signing_key: &str,
+    now: DateTime<Utc>,
+) -> Result<Revoked, WorkflowError> {
+    store::write(conn, |tx| {
+        match revoke_in(tx, policy, by, target, reason, signing_key, now)? {
+            Ok(done) => Ok(Ok(done)),
+            Err(WorkflowError::Refused { code, message }) => {
+                let shown = reason.trim().chars().take(MAX_REASON).collect::<String>();
+                audit(
+                    tx,
+                    by,
+                    target,
+                    Outcome::Denied,
+                    &message,
+                    json!({ "code": code, "reason": shown }),
+                    now,
+                )?;
+                Ok(Err(WorkflowError::Refused { code, message }))
+            }
+            Err(other) => Err(other),
+        }
+    })?
+}
+
+/// The revocation inside the caller's transaction. Outer `Err`: storage
+/// (roll back); inner: a refusal to audit as denied.
+fn revoke_in(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    by: &Revoker,
+    target: &Target,
+    reason: &str,
+    signing_key: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<Revoked, WorkflowError>, WorkflowError> {
+    let reason = match check_reason(reason) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let now_unix = now.timestamp();
+    let mut ended: Vec<AccessRequest> = Vec::new();
+    let mut serials: Vec<String> = Vec::new();
+    let mut ca_key = None;
+    match target {
+        Target::Serial(serial) => {
+            let serial = serial.to_string();
+            if revocations::certificate(tx, &serial)?.is_none() {
+                return Ok(Err(refused(
+                    "not_found",
+                    format!("no certificate with serial {serial} was issued by this CA"),
+                )));
+            }
+            serials.push(serial);
+        }
+        Target::Request(id) => {
+            let Some(mut r) = requests::load(tx, id)? else {
+                return Ok(Err(refused("not_found", format!("no request {id}"))));
+            };
+            if r.state == RequestState::Pending {
+                return Ok(Err(refused(
+                    "not_active",
+                    format!("request {id} is pending: deny it instead"),
+                )));
+            }
+            if end_grant(tx, policy, by, &mut r, reason, now)? {
+                ended.push(r);
+            }
+            serials.extend(
+                revocations::certificates_of_request(tx, id.as_str())?
+                    .into_iter()
+                    .map(|c| c.serial),
+            );
+        }
+        Target::User(name) => {
+            for id in revocations::active_requests_of_user(tx, name.as_str(), &format_time(now))? {
+                let id = RequestId::parse(&id)
+                    .map_err(|e| store::StoreError::Corrupt(format!("request id: {e}")))?;
+                if let Some(mut r) = requests::load(tx, &id)?
+                    && end_grant(tx, policy, by, &mut r, reason, now)?
+                {
+                    ended.push(r);
+                }
+            }
+            serials.extend(
+                revocations::live_certificates_of_user(tx, name.as_str(), now_unix)?
+                    .into_iter()
+                    .map(|c| c.serial),
+            );
+        }
+        Target::CaKey(fingerprint) => {
+            if fingerprint == signing_key {
+                return Ok(Err(refused(
+                    "signing_key",
+                    "this is the CA's current signing key: make another key the signing key \
+                     (ca.key_file) and restart first, then revoke this one",
+                )));
+            }
+            ca_key = Some(fingerprint.clone());
+            serials.extend(
+                revocations::live_certificates_of_ca(tx, fingerprint, now_unix)?
+                    .into_iter()
+                    .map(|c| c.serial),
+            );
+        }
+    }
+    let requests: Vec<String> = ended.iter().map(|r| r.id.to_string()).collect();
+    // The serials covered (the first MAX_LISTED; `revoked_certificates` holds them all).
+    let details = json!({
+        "kind": target.kind().as_str(),
+        "target": target.value(),
+        "requests_ended": requests,
+        "certificates": serials.len(),
+        "serials": serials.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+        "serials_truncated": serials.len() > MAX_LISTED,
+    });
+    let seq = audit(tx, by, target, Outcome::Success, reason, details, now)?;
+    // Each ended grant also gets its own event on the request, so its
+    // timeline (and the bastions' feed) sees it.
+    for r in ended
+        .iter()
+        .filter(|_| !matches!(target, Target::Request(_)))
+    {
+        let e = NewEvent {
+            time: now,
+            actor: by.actor.id.clone(),
+            source: by.actor.source.clone(),
+            action: "request.revoke".to_owned(),
+            object: format!("request:{}", r.id),
+            outcome: Outcome::Success,
+            reason: reason.to_owned(),
+            details: json!({ "by": target.object(), "state": r.state.as_str() }),
+        };
+        store::audit::append(tx, &e)?;
+    }
+    let at = format_time(now);
+    let id = revocations::insert(
+        tx,
+        &NewRevocation {
+            kind: target.kind(),
+            target: &target.value(),
+            reason,
+            revoked_by: &by.actor.id,
+            revoked_at: &at,
+            audit_seq: seq,
+        },
+    )?;
+    let certificates = revocations::revoke_certificates(tx, id, &serials)?;
+    let ca_key = match ca_key {
+        Some(fp) => revocations::revoke_ca_key(tx, id, &fp)?,
+        None => false,
+    };
+    let krl_version = revocations::bump_krl_version(tx)?;
+    Ok(Ok(Revoked {
+        certificates,
+        already: certificates == 0 && ended.is_empty() && !ca_key,
+        requests,
+        ca_key,
+        krl_version,
+        audit_seq: seq,
+    }))
+}
+
+/// Records that a request decision (an approver's revoke, a requester's
+/// cancel) ended grant `r` because of `reason`: its certificates are revoked
+/// under the decision's audit event `seq`, and the KRL version grows.
+pub(crate) fn record_request_end(
+    tx: &Transaction<'_>,
+    r: &AccessRequest,
+    reason: &str,
+    revoked_by: &str,
+    seq: i64,
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    let at = format_time(now);
+    let id = revocations::insert(
+        tx,
+        &NewRevocation {
+            kind: Kind::Request,
+            target: r.id.as_str(),
+            reason,
+            revoked_by,
+            revoked_at: &at,
+            audit_seq: seq,
+        },
+    )?;
+    let serials: Vec<String> = revocations::certificates_of_request(tx, r.id.as_str())?
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    revocations::revoke_certificates(tx, id, &serials)?;
+    revocations::bump_krl_version(tx)?;
+    Ok(())
+}
+
+/// An administrator (or an approver of its role) ends grant `id` from the API
+/// or the web page: approvers go through the request decision
+/// ([`super::requests::revoke`]); administrators through [`revoke`], which
+/// covers any request. Returns the request as it now stands.
+#[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
+pub fn revoke_grant(
+    conn: &mut Connection,
+    policy: &Policy,
+    user: &tpa_core::User,
+    is_admin: bool,
+    id: &RequestId,
+    comment: &str,
+    signing_key: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessRequest, WorkflowError> {
+    if !is_admin {
+        return super::requests::revoke(conn, policy, user, id, comment, source, now);
+    }
+    revoke(
+        conn,
+        policy,
+        &Revoker::user(user, source),
+        &Target::Request(id.clone()),
+        comment,
+        signing_key,
+        now,
+    )?;
+    requests::load(conn, id)?.ok_or(WorkflowError::NotFound)
+}
