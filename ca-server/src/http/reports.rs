@@ -1,5 +1,6 @@
 //! `GET /api/v1/reports/access?since=…&until=…`: the access report as JSON,
-//! for administrators (`auth.admin_groups`). The same report as
+//! for administrators (`auth.admin_groups`) and auditors (`[auditors]`). The
+//! same report as
 //! `tpa-ca report access`.
 
 use axum::Json;
@@ -38,10 +39,12 @@ pub async fn access(
     auth: Authenticated,
     query: Result<Query<PeriodQuery>, QueryRejection>,
 ) -> Result<Json<AccessReport>, ApiError> {
-    if !state.config.is_admin(&auth.user) {
+    if !state.config.is_admin(&auth.user) && !state.config.auditors.includes(&auth.user) {
         return Err(ApiError::Refused {
-            code: "not_admin",
-            message: "only administrators (auth.admin_groups) read the access report".to_owned(),
+            code: "not_auditor",
+            message: "only auditors ([auditors] groups) and administrators (auth.admin_groups) \
+                      read the access report"
+                .to_owned(),
         });
     }
     let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;

@@ -108,7 +108,8 @@ pub fn request_events(conn: &Connection, id: &str, limit: u32) -> Result<Vec<Eve
 pub struct CertificateListing {
     /// The stored row.
     pub row: CertificateRow,
-    /// Its request was revoked or cancelled.
+    /// Revoked by serial, request, user or CA key, or its request was
+    /// cancelled.
     pub revoked: bool,
 }
 
@@ -137,6 +138,8 @@ const CERT_SELECT: &str = "SELECT c.serial, c.key_id, c.principals, c.extensions
         c.valid_after, c.valid_before, c.subject_key_fingerprint, c.ca_key_fingerprint, c.request_id,
         c.issued_by, c.issued_at, c.audit_seq,
         coalesce(r.state IN ('revoked', 'cancelled'), 0)
+            OR EXISTS (SELECT 1 FROM revoked_certificates rc WHERE rc.serial = c.serial)
+            OR EXISTS (SELECT 1 FROM revoked_ca_keys k WHERE k.fingerprint = c.ca_key_fingerprint)
      FROM certificates c LEFT JOIN requests r ON r.id = c.request_id";
 
 /// At most `limit` certificates (of `request` when given) with an issuance

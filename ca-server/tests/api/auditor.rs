@@ -421,3 +421,51 @@ async fn audit_log_filters_and_pages() {
     assert_eq!(r.status, 422, "{}", r.body);
     app.stop().await;
 }
+
+/// Issue 7: a certificate revoked by serial (its request still active) is
+/// shown revoked to auditors, and auditors read the access report while a
+/// requester cannot.
+#[tokio::test]
+async fn auditors_see_serial_revocations_and_read_the_access_report() {
+    let app = auditor_app().await;
+    let (id, serial) = granted_with_a_session(&app).await;
+    let dave = token(&app, "dave").await;
+    let revoked = |certs: &serde_json::Value| {
+        certs["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["serial"] == serial.as_str())
+            .map(|c| c["revoked"].clone())
+    };
+    let certs = get(&app, &dave, "/api/v1/certificates").await.json();
+    assert_eq!(revoked(&certs), Some(serde_json::json!(false)));
+
+    let (code, _, stderr) = crate::helpers::run(
+        crate::helpers::tpa_ca()
+            .args(["revoke", "serial", &serial, "--reason", "laptop stolen"])
+            .args(["--admin", "oncall", "--config"])
+            .arg(&app.data.config_path),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let state = get(&app, &dave, &format!("/api/v1/requests/{id}/timeline")).await;
+    assert_eq!(state.status, 200, "{}", state.body);
+    let certs = get(&app, &dave, "/api/v1/certificates").await.json();
+    assert_eq!(revoked(&certs), Some(serde_json::json!(true)));
+
+    let path = "/api/v1/reports/access?since=2020-01-01T00:00:00Z";
+    let r = get(&app, &dave, path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let grants = r.json()["grants"].as_array().unwrap().clone();
+    assert_eq!(grants.len(), 1, "{}", r.body);
+    assert_eq!(grants[0]["request"], id.as_str());
+    let alice = token(&app, "alice").await;
+    let r = get(&app, &alice, path).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (403, Some("not_auditor")),
+        "{}",
+        r.body
+    );
+    app.stop().await;
+}
