@@ -122,6 +122,15 @@ mod tests {
             request: tpa_core::RequestId::parse("req_aaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap(),
             hosts: hosts.iter().map(|h| HostName::parse(h).unwrap()).collect(),
             valid_before: u64::MAX,
+            ca_key: russh::keys::ssh_key::PrivateKey::random(
+                &mut rand::rng(),
+                russh::keys::ssh_key::Algorithm::Ed25519,
+            )
+            .unwrap()
+            .public_key()
+            .key_data()
+            .clone(),
+            ca_fingerprint: "SHA256:x".into(),
         }
     }
 

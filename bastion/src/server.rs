@@ -366,6 +366,9 @@ impl Connection {
     fn refuse_channel(&self, request: String, reason: &str) {
         self.shared.emit(Event::ChannelRefused {
             connection: self.connection,
+            peer: Some(self.peer),
+            login: self.grant.as_ref().map(|g| g.login.clone()),
+            grant_request: self.grant.as_ref().map(|g| g.request.to_string()),
             request,
             reason: reason.to_owned(),
         });
@@ -589,6 +592,9 @@ impl russh::server::Handler for Connection {
                 Ok(Err(e)) => {
                     shared.emit(Event::ChannelRefused {
                         connection,
+                        peer: Some(peer),
+                        login: Some(grant.login.clone()),
+                        grant_request: Some(grant.request.to_string()),
                         request,
                         reason: format!("cannot connect to {name} at {address}: {e}"),
                     });
@@ -598,6 +604,9 @@ impl russh::server::Handler for Connection {
                 Err(_) => {
                     shared.emit(Event::ChannelRefused {
                         connection,
+                        peer: Some(peer),
+                        login: Some(grant.login.clone()),
+                        grant_request: Some(grant.request.to_string()),
                         request,
                         reason: format!("connecting to {name} at {address} timed out"),
                     });

@@ -152,7 +152,10 @@ pub async fn spawn_bastion_full(
         ca_url: None,
         ca_token_file: None,
         session_spool: "unused".into(),
+        refusal_spool: "unused".into(),
         revocation_poll: bastion::config::DEFAULT_REVOCATION_POLL,
+        revocation_state_file: "unused".into(),
+        trust_refresh: bastion::config::DEFAULT_TRUST_REFRESH,
     };
     let trust = Trust {
         cas: TrustedCas::new(vec![ca.public_key().key_data().clone()]),
@@ -336,6 +339,8 @@ pub struct FakeCaState {
     pub feed: serde_json::Value,
     /// Session records received, in order (duplicates included).
     pub records: Vec<tpa_core::api::SessionRecord>,
+    /// Refusal reports received, in order (duplicates included).
+    pub events: Vec<tpa_core::api::BastionEvent>,
     /// While true, every call gets 503.
     pub down: bool,
     /// Bearer tokens seen.
@@ -419,6 +424,12 @@ async fn serve_fake_ca(
                 let batch: tpa_core::api::SessionBatch = serde_json::from_slice(&body).unwrap();
                 let n = batch.records.len();
                 s.records.extend(batch.records);
+                ("200 OK", format!(r#"{{"stored":{n},"duplicates":0}}"#))
+            } else if request_line.starts_with("POST /api/v1/bastion/events") {
+                let batch: tpa_core::api::BastionEventBatch =
+                    serde_json::from_slice(&body).unwrap();
+                let n = batch.events.len();
+                s.events.extend(batch.events);
                 ("200 OK", format!(r#"{{"stored":{n},"duplicates":0}}"#))
             } else {
                 (

@@ -38,6 +38,10 @@ pub fn router(state: AppState) -> Router {
             post(bastion::sessions).layer(DefaultBodyLimit::max(256 * 1024)),
         )
         .route(
+            "/api/v1/bastion/events",
+            post(bastion::events).layer(DefaultBodyLimit::max(256 * 1024)),
+        )
+        .route(
             "/api/v1/requests",
             post(requests::create)
                 .get(requests::list_requests)

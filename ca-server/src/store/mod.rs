@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_break_glass_reviews.sql"),
     include_str!("migrations/0006_oidc_state.sql"),
     include_str!("migrations/0007_bastion_sessions.sql"),
+    include_str!("migrations/0013_bastion_events.sql"),
 ];
 
 /// The schema version this build expects.
