@@ -2,7 +2,8 @@
 //!
 //! - **throughput**: `ssh -J` through `tpa-bastion` versus through OpenSSH's own
 //!   sshd used as the jump host, same target sshd, same cipher, runs
-//!   alternating in one process run; prints MB/s of each and the ratio;
+//!   alternating in one process run, downloads (`head -c N /dev/zero` on the
+//!   target) and uploads (`cat > /dev/null`); prints MB/s of each and the ratio;
 //! - **memory**: resident size (`VmRSS`) of `tpa-bastion` with 1,000 concurrent
 //!   idle forwarded sessions (russh clients in this process, a TCP echo server
 //!   as the target);
@@ -37,8 +38,8 @@ use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{Algorithm, Certificate, LineEnding, PrivateKey, PublicKey};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const REQUEST: &str = "req_benchbenchbenchbenchbench";
-const CIPHER: &str = "aes128-gcm@openssh.com";
+const REQUEST: &str = "req_abenchbenchbenchbenchbench";
+const CIPHER: &str = "aes256-gcm@openssh.com";
 
 /// A child process killed by PID and reaped when dropped.
 struct Guard(Child);
@@ -283,8 +284,42 @@ fn transfer(setup: &Setup, host: &str, bytes: u64) -> f64 {
         if let Some(mut e) = child.0.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
-        panic!("ssh {host}: got {got} of {bytes} bytes, {status}: {err}");
+        let log = std::fs::read_to_string(setup.dir.path().join("bastion/bastion.log"))
+            .unwrap_or_default();
+        panic!("ssh {host}: got {got} of {bytes} bytes, {status}: {err}\ntpa-bastion log:\n{log}");
     }
+    bytes as f64 / elapsed.as_secs_f64() / 1e6
+}
+
+/// Runs `ssh HOST 'cat > /dev/null'` fed BYTES zeros and returns MB/s.
+fn upload(setup: &Setup, host: &str, bytes: u64) -> f64 {
+    use std::io::Write as _;
+    let started = Instant::now();
+    let mut child = Guard(
+        Command::new(require("ssh"))
+            .arg("-F")
+            .arg(setup.dir.path().join("ssh_config"))
+            .args([host, "cat > /dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ssh"),
+    );
+    let mut stdin = child.0.stdin.take().expect("stdin");
+    let buf = vec![0u8; 256 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        stdin
+            .write_all(buf.get(..n).unwrap_or_default())
+            .expect("write to ssh");
+        left -= n as u64;
+    }
+    drop(stdin);
+    let status = child.0.wait().expect("wait ssh");
+    let elapsed = started.elapsed();
+    assert!(status.success(), "ssh {host} upload: {status}");
     bytes as f64 / elapsed.as_secs_f64() / 1e6
 }
 
@@ -300,19 +335,30 @@ fn throughput(setup: &Setup) {
     transfer(setup, "via-openssh", 1 << 20);
     transfer(setup, "via-tpa", 1 << 20);
     let (mut openssh, mut tpa) = (Vec::new(), Vec::new());
+    let (mut openssh_up, mut tpa_up) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let o = transfer(setup, "via-openssh", bytes);
         let t = transfer(setup, "via-tpa", bytes);
-        println!("  round {round}: openssh jump {o:.1} MB/s, tpa-bastion {t:.1} MB/s");
+        let ou = upload(setup, "via-openssh", bytes);
+        let tu = upload(setup, "via-tpa", bytes);
+        println!(
+            "  round {round}: download openssh jump {o:.1} MB/s, tpa-bastion {t:.1} MB/s; upload openssh jump {ou:.1} MB/s, tpa-bastion {tu:.1} MB/s"
+        );
         openssh.push(o);
         tpa.push(t);
+        openssh_up.push(ou);
+        tpa_up.push(tu);
     }
-    let (o, t) = (median(openssh), median(tpa));
-    println!(
-        "throughput ({} MiB, cipher {CIPHER}, median of {rounds}): openssh jump {o:.1} MB/s, tpa-bastion {t:.1} MB/s, ratio {:.3} (target >= 0.9)",
-        bytes >> 20,
-        t / o
-    );
+    for (direction, o, t) in [
+        ("download", median(openssh), median(tpa)),
+        ("upload", median(openssh_up), median(tpa_up)),
+    ] {
+        println!(
+            "throughput {direction} ({} MiB, cipher {CIPHER}, median of {rounds}): openssh jump {o:.1} MB/s, tpa-bastion {t:.1} MB/s, ratio {:.3} (target >= 0.9)",
+            bytes >> 20,
+            t / o
+        );
+    }
 }
 
 /// A russh client that accepts exactly the bastion's host key.
