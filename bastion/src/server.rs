@@ -697,3 +697,31 @@ fn requester_of(key_id: &str) -> &str {
         .rsplit_once(":user=")
         .map_or("unknown", |(_, user)| user)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::ssh_key::Algorithm;
+
+    #[test]
+    fn protocol_settings_are_strict() {
+        // Issue 6: strict key exchange, no compression, certificates by public key only.
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        let limits = Limits {
+            max_auth_attempts: 3,
+            inactivity_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        };
+        let c = ssh_config(key, &limits);
+        assert!(
+            c.preferred
+                .kex
+                .contains(&russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER)
+        );
+        assert_eq!(&*c.preferred.compression, &[compression::NONE]);
+        assert_eq!(c.methods, MethodSet::from(&[MethodKind::PublicKey][..]));
+        assert_eq!(c.max_auth_attempts, 3);
+        assert_eq!(c.inactivity_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.auth_rejection_time, AUTH_REJECTION_TIME);
+    }
+}
