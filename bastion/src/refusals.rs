@@ -27,6 +27,22 @@ use crate::recorder::{self, Delivery};
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// Distinct reports per window; more are only counted.
 pub const MAX_DISTINCT: usize = 50;
+/// Longest text field of a report (the CA takes up to 512 bytes): a client's
+/// username or target is cut here, so no client can make a report the CA
+/// refuses.
+const MAX_TEXT: usize = 200;
+
+/// `text` cut to at most [`MAX_TEXT`] bytes at a character boundary, with `…`.
+fn clip(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", text.get(..end).unwrap_or_default())
+}
 
 /// What makes two refusals the same report.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,10 +98,10 @@ impl Coalescer {
             } => Key {
                 kind: "auth_rejected",
                 source: peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
-                login: login.clone(),
+                login: clip(login),
                 request: None,
                 what: "authentication".to_owned(),
-                reason: reason.clone(),
+                reason: clip(reason),
             },
             Event::ChannelRefused {
                 peer,
@@ -97,10 +113,10 @@ impl Coalescer {
             } => Key {
                 kind: "channel_refused",
                 source: peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
-                login: login.clone().unwrap_or_default(),
+                login: clip(login.as_deref().unwrap_or_default()),
                 request: grant_request.clone(),
-                what: request.clone(),
-                reason: reason.clone(),
+                what: clip(request),
+                reason: clip(reason),
             },
             _ => return,
         };
@@ -305,6 +321,18 @@ mod tests {
         assert_eq!(second.what, "direct-tcpip db-1:22");
         assert_eq!(second.count, 1);
         assert!(c.take().is_empty(), "a new window starts empty");
+    }
+
+    #[test]
+    fn long_client_strings_are_clipped_below_the_cas_limit() {
+        let mut c = Coalescer::default();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let login = "é".repeat(5000);
+        c.add(&rejected("10.0.0.1", &login, &"x".repeat(3000)), now);
+        let report = c.take().pop().unwrap();
+        assert!(report.login.len() <= MAX_TEXT + '…'.len_utf8());
+        assert!(report.login.ends_with('…') && report.login.starts_with("éé"));
+        assert!(report.reason.len() <= MAX_TEXT + '…'.len_utf8());
     }
 
     #[test]
