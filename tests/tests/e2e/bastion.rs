@@ -116,19 +116,8 @@ web-2 = "127.0.0.1:{port}"
     )
     .unwrap();
     std::fs::write(bastion_dir.join("ca.token"), BASTION_TOKEN).unwrap();
-    let log = std::fs::File::create(bastion_dir.join("bastion.log")).unwrap();
-    let child = Command::new(tpa_bastion_bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(&bastion_config)
-        .env("TPA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn tpa-bastion");
-    let bastion = Guard { child };
     let bastion_addr: SocketAddr = format!("127.0.0.1:{bastion_port}").parse().unwrap();
-    wait_for_port(bastion_addr, Duration::from_secs(20), "tpa-bastion");
+    let bastion = start_bastion(&bastion_dir, bastion_addr);
     let bastion_pub = std::fs::read_to_string(bastion_dir.join("host_ed25519.pub")).unwrap();
 
     // A certificate for web-1 only, through the request API.
@@ -187,7 +176,26 @@ web-2 = "127.0.0.1:{port}"
         bastion_dir,
         ssh_config,
         request: id,
+        bastion_addr,
     }
+}
+
+/// Starts `tpa-bastion serve` with `<dir>/bastion.toml` (logging to
+/// `<dir>/bastion.log`, replacing an earlier log) and waits until it listens.
+fn start_bastion(dir: &Path, addr: SocketAddr) -> Guard {
+    let log = std::fs::File::create(dir.join("bastion.log")).unwrap();
+    let child = Command::new(tpa_bastion_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("bastion.toml"))
+        .env("TPA_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn tpa-bastion");
+    let bastion = Guard { child };
+    wait_for_port(addr, Duration::from_secs(20), "tpa-bastion");
+    bastion
 }
 
 struct Setup {
@@ -201,6 +209,7 @@ struct Setup {
     bastion_dir: std::path::PathBuf,
     ssh_config: std::path::PathBuf,
     request: String,
+    bastion_addr: SocketAddr,
 }
 
 impl Setup {
@@ -641,4 +650,73 @@ fn a_record_made_while_the_ca_is_down_is_delivered_once_when_it_returns() {
     assert_eq!(setup.session_records().len(), 1);
     drop(session);
     drop(ca_again);
+}
+
+#[test]
+fn a_restarted_bastion_keeps_its_revocation_state_and_without_it_refuses_logins() {
+    // Issue 6: fail closed on revocation state.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut setup = setup(tmp.path());
+    let out = ssh(&setup.ssh_config, "web-1", "echo first");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "first");
+    let state_file = setup.bastion_dir.join("revocations.json");
+    // The next poll (every 1 s here) saves the request's window.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let saved = std::fs::read_to_string(&state_file).unwrap_or_default();
+        if saved.contains(&setup.request) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "state not saved: {saved}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The bastion restarts while the CA is down: the saved state lets it serve.
+    // (Its CA keys come from a file then: with only ca_url it would not start
+    // without the CA's /ca.pub.)
+    let config = setup.bastion_dir.join("bastion.toml");
+    let keys = setup.sshd.dir.join("trusted_user_ca.pub");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("trusted_user_ca_keys = \"{}\"\n{text}", keys.display()),
+    )
+    .unwrap();
+    let status = setup.running.take().unwrap().terminate();
+    assert!(status.success());
+    let old = std::mem::replace(
+        &mut setup.bastion,
+        Guard {
+            child: Command::new("true").spawn().unwrap(),
+        },
+    );
+    assert!(terminate(old).success());
+    setup.bastion = start_bastion(&setup.bastion_dir, setup.bastion_addr);
+    let out = ssh(&setup.ssh_config, "web-1", "echo second");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "second",
+        "{}\nbastion log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        setup.bastion_log()
+    );
+
+    // Without the saved state, and the CA still down, every login is refused.
+    let old = std::mem::replace(
+        &mut setup.bastion,
+        Guard {
+            child: Command::new("true").spawn().unwrap(),
+        },
+    );
+    assert!(terminate(old).success());
+    std::fs::remove_file(&state_file).unwrap();
+    setup.bastion = start_bastion(&setup.bastion_dir, setup.bastion_addr);
+    let out = ssh(&setup.ssh_config, "web-1", "echo third");
+    assert!(
+        !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("third"),
+        "a login passed without a known revocation state"
+    );
+    let log = setup.bastion_log();
+    assert!(log.contains("no saved revocation state"), "{log}");
+    assert!(log.contains("revocation state unknown"), "{log}");
 }
