@@ -30,6 +30,10 @@ pub struct Trust {
     /// True while the bastion has a revocation feed but does not know its
     /// state yet (no saved state, no successful poll): every login is refused.
     pub revocations_pending: bool,
+    /// Set when the bastion has a revocation feed: a certificate is accepted
+    /// only while the feed lists its request as active (approved, window open;
+    /// the keys of `windows`).
+    pub require_active: bool,
 }
 
 impl Trust {
@@ -96,6 +100,9 @@ pub enum Rejection {
     /// A password or keyboard-interactive attempt.
     #[error("{0} authentication is not accepted: only TPA certificates are")]
     Method(&'static str),
+    /// The feed does not list the certificate's request as active.
+    #[error("request {0} is not active at the CA (not approved, or its window is not open)")]
+    RequestNotActive(String),
     /// The bastion does not know yet what has been revoked.
     #[error(
         "revocation state unknown (no saved state and the CA's revocation feed has not answered yet)"
@@ -120,6 +127,9 @@ pub fn check_certificate(
         .get(REQUEST_EXTENSION)
         .ok_or(Rejection::NoRequestExtension)?;
     let grant = RequestGrant::parse(value)?;
+    if trust.require_active && !trust.windows.contains_key(&verified.key_id) {
+        return Err(Rejection::RequestNotActive(grant.request.to_string()));
+    }
     Ok(Grant {
         login: login.to_owned(),
         serial: verified.serial.get(),
@@ -179,6 +189,7 @@ mod tests {
                 revocations: Revocations::default(),
                 windows: HashMap::new(),
                 revocations_pending: false,
+                require_active: false,
             }
         }
 
@@ -253,6 +264,18 @@ mod tests {
             check("deploy", NOW, &revoked),
             Err(Rejection::Certificate(CertRejection::RevokedSerial(7)))
         ));
+        // With a feed, the request must be listed as active.
+        let mut feed = f.trust();
+        feed.require_active = true;
+        assert_eq!(
+            check("deploy", NOW, &feed),
+            Err(Rejection::RequestNotActive(REQUEST.to_owned()))
+        );
+        feed.windows.insert(
+            format!("tpa:request={REQUEST}:user=alice"),
+            NOW as u64 + 600,
+        );
+        assert!(check("deploy", NOW, &feed).is_ok());
         let mut pending = f.trust();
         pending.revocations_pending = true;
         assert_eq!(

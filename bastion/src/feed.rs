@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tpa_core::api::{ActiveGrant, RevocationFeed, RevokedGrant};
 
 use crate::auth::Trust;
@@ -180,13 +180,14 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Polls every `interval` until `shutdown` completes, starting from `state`
-/// (loaded from `state_file`), publishing changes to `trust` and saving them
-/// to `state_file`.
+/// Polls every `interval`, and at once when `poll_now` is notified, until
+/// `shutdown` completes, starting from `state` (loaded from `state_file`),
+/// publishing changes to `trust` and saving them to `state_file`.
 pub async fn run(
     client: CaClient,
     trust: watch::Sender<Arc<Trust>>,
     interval: Duration,
+    poll_now: Arc<Notify>,
     mut state: FeedState,
     state_file: PathBuf,
     shutdown: impl std::future::Future<Output = ()>,
@@ -199,6 +200,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => return,
             _ = ticker.tick() => {}
+            () = poll_now.notified() => ticker.reset(),
         }
         match client.revocations(state.cursor).await {
             Ok(feed) => {

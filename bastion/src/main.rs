@@ -108,6 +108,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
         let state = saved.unwrap_or_default();
         state.publish_into(&mut trust);
         trust.revocations_pending = client.is_some() && state.cursor.is_none();
+        trust.require_active = client.is_some();
         let (recorder, delivery) = recorder::start(config.session_spool.clone(), client.clone());
         let (reporter, reports) =
             refusals::start(config.refusal_spool.clone(), client.clone(), refusals::WINDOW);
@@ -131,6 +132,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
                 client,
                 bastion.trust_updates(),
                 config.revocation_poll,
+                bastion.poll_requests(),
                 state,
                 config.revocation_state_file.clone(),
                 until_stopped(stopped.clone()),

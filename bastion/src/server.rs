@@ -24,7 +24,7 @@ use russh::keys::ssh_key::{Certificate, HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, compression};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tpa_core::api::SessionRecord;
@@ -41,6 +41,9 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Bound on connecting to a host.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a login whose request the feed does not list as active waits for
+/// an immediate poll of the feed (a certificate fetched a moment ago).
+const FRESH_REQUEST_WAIT: Duration = Duration::from_secs(3);
 /// Delay before answering a rejected authentication (constant, so rejections
 /// do not reveal which check failed by their timing).
 const AUTH_REJECTION_TIME: Duration = Duration::from_secs(1);
@@ -53,6 +56,8 @@ struct Shared {
     trust: watch::Receiver<Arc<Trust>>,
     sink: Arc<dyn EventSink>,
     next_connection: AtomicU64,
+    /// Asks the revocation feed for an immediate poll.
+    poll_now: Arc<Notify>,
 }
 
 impl Shared {
@@ -113,6 +118,7 @@ impl Bastion {
                 trust: trust_rx,
                 sink,
                 next_connection: AtomicU64::new(1),
+                poll_now: Arc::new(Notify::new()),
             }),
             trust_updates,
         })
@@ -121,6 +127,12 @@ impl Bastion {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Notified when a login needs the revocation feed polled at once (hand
+    /// it to [`crate::feed::run`]).
+    pub fn poll_requests(&self) -> Arc<Notify> {
+        self.shared.poll_now.clone()
     }
 
     /// A sender that replaces the trusted keys and revocations for new checks.
@@ -416,9 +428,26 @@ impl russh::server::Handler for Connection {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        let trust = self.shared.trust.borrow().clone();
-        let now = chrono::Utc::now();
-        match auth::check_certificate(certificate, user, now, &trust, Some(self.peer.ip())) {
+        let peer = Some(self.peer.ip());
+        let mut trust_rx = self.shared.trust.clone();
+        let trust = trust_rx.borrow_and_update().clone();
+        let mut result =
+            auth::check_certificate(certificate, user, chrono::Utc::now(), &trust, peer);
+        if let Err(Rejection::RequestNotActive(_)) = result {
+            // A certificate fetched a moment ago: ask the feed now and wait
+            // (bounded) for it to list the request.
+            self.shared.poll_now.notify_one();
+            let deadline = Instant::now() + FRESH_REQUEST_WAIT;
+            while let Ok(Ok(())) = tokio::time::timeout_at(deadline, trust_rx.changed()).await {
+                let trust = trust_rx.borrow_and_update().clone();
+                result =
+                    auth::check_certificate(certificate, user, chrono::Utc::now(), &trust, peer);
+                if !matches!(result, Err(Rejection::RequestNotActive(_))) {
+                    break;
+                }
+            }
+        }
+        match result {
             Ok(grant) => {
                 self.grant = Some(Arc::new(grant));
                 Ok(Auth::Accept)

@@ -101,6 +101,8 @@ pub struct TestBastion {
     pub ca: PrivateKey,
     pub host_key: PublicKey,
     pub trust_updates: tokio::sync::watch::Sender<Arc<Trust>>,
+    /// What a login notifies to have the feed polled at once.
+    pub poll_now: Arc<tokio::sync::Notify>,
     events: mpsc::UnboundedReceiver<Event>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -170,6 +172,7 @@ pub async fn spawn_bastion_full(
     let bastion = Bastion::bind(&config, host_key, trust, sink).await.unwrap();
     let addr = bastion.local_addr().unwrap();
     let trust_updates = bastion.trust_updates();
+    let poll_now = bastion.poll_requests();
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(bastion.run_until(async {
         let _ = stopped.await;
@@ -179,6 +182,7 @@ pub async fn spawn_bastion_full(
         ca,
         host_key: public,
         trust_updates,
+        poll_now,
         events,
         stop: Some(stop),
         task: Some(task),

@@ -77,6 +77,7 @@ async fn feed_revocation_cuts_a_live_session_within_five_seconds() {
         client,
         b.trust_updates.clone(),
         Duration::from_secs(1),
+        b.poll_now.clone(),
         feed::FeedState::default(),
         state_file.clone(),
         async {
@@ -142,9 +143,14 @@ async fn without_saved_revocation_state_logins_wait_for_the_first_poll() {
     // Issue 6: fail closed until the bastion knows what has been revoked.
     let (ca, ca_state) = fake_ca().await;
     ca_state.lock().unwrap().down = true;
+    ca_state.lock().unwrap().feed = serde_json::json!({
+        "cursor": 5, "full": true, "revoked": [],
+        "active": [{"key_id": KEY_ID, "request": REQUEST, "window_end": unix_now() + 3600}],
+    });
     let mut b = spawn_bastion(&[]).await;
     let pending = Trust {
         revocations_pending: true,
+        require_active: true,
         ..Trust::clone(&b.trust_updates.borrow())
     };
     b.trust_updates.send(Arc::new(pending)).unwrap();
@@ -166,6 +172,7 @@ async fn without_saved_revocation_state_logins_wait_for_the_first_poll() {
         client,
         b.trust_updates.clone(),
         Duration::from_millis(200),
+        b.poll_now.clone(),
         feed::FeedState::default(),
         state_file.clone(),
         async {
@@ -380,4 +387,53 @@ async fn records_are_spooled_while_the_ca_is_down_and_delivered_in_order_after()
     b.stop().await;
     delivery.finish(Duration::from_secs(5)).await;
     assert_eq!(ca_state.lock().unwrap().records.len(), 2);
+}
+
+#[tokio::test]
+async fn a_request_the_feed_does_not_list_as_active_is_refused_and_a_fresh_one_is_polled_at_once() {
+    // Issue 6: the request behind the certificate must still be active.
+    let (ca, ca_state) = fake_ca().await;
+    let mut b = spawn_bastion(&[]).await;
+    let strict = Trust {
+        require_active: true,
+        ..Trust::clone(&b.trust_updates.borrow())
+    };
+    b.trust_updates.send(Arc::new(strict)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = CaClient::new(&format!("http://{ca}"), CA_TOKEN).unwrap();
+    let (feed_stop, feed_stopped) = oneshot::channel::<()>();
+    // A long interval: only an immediate poll can make the next login pass in time.
+    let poller = tokio::spawn(feed::run(
+        client,
+        b.trust_updates.clone(),
+        Duration::from_secs(60),
+        b.poll_now.clone(),
+        feed::FeedState::default(),
+        dir.path().join("revocations.json"),
+        async {
+            let _ = feed_stopped.await;
+        },
+    ));
+    // The feed lists no active request: refused, with the reason.
+    let (_s, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(!ok);
+    assert!(
+        b.rejection_reason()
+            .await
+            .contains("is not active at the CA"),
+        "{:?}",
+        b.drain()
+    );
+    // The request is approved a moment later: the next login asks the feed at once.
+    ca_state.lock().unwrap().feed = serde_json::json!({
+        "cursor": 7, "full": true, "revoked": [],
+        "active": [{"key_id": KEY_ID, "request": REQUEST, "window_end": unix_now() + 3600}],
+    });
+    let started = Instant::now();
+    let (_s, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(ok, "{:?}", b.drain());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let _ = feed_stop.send(());
+    poller.await.unwrap();
+    b.stop().await;
 }
