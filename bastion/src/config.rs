@@ -339,8 +339,7 @@ fn check_ca_url(url: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https:// \
-             (with trusted_user_ca_keys copied from the CA's /ca.pub)"
+            "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https://"
         ))
     }
 }
