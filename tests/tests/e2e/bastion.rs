@@ -172,7 +172,7 @@ web-2 = "127.0.0.1:{port}"
         running: Some(running),
         sshd,
         relay,
-        bastion,
+        bastion: Some(bastion),
         bastion_dir,
         ssh_config,
         request: id,
@@ -205,7 +205,8 @@ struct Setup {
     running: Option<crate::harness::RunningCa>,
     sshd: Sshd,
     relay: CountingRelay,
-    bastion: Guard,
+    /// The bastion process (`None` while a test restarts it).
+    bastion: Option<Guard>,
     bastion_dir: std::path::PathBuf,
     ssh_config: std::path::PathBuf,
     request: String,
@@ -486,7 +487,7 @@ fn ssh_jump_through_the_bastion_reaches_only_approved_hosts() {
     let Setup {
         bastion, running, ..
     } = setup;
-    let status = terminate(bastion);
+    let status = terminate(bastion.unwrap());
     assert!(
         status.success(),
         "tpa-bastion exited with {status} on SIGTERM"
@@ -684,14 +685,8 @@ fn a_restarted_bastion_keeps_its_revocation_state_and_without_it_refuses_logins(
     .unwrap();
     let status = setup.running.take().unwrap().terminate();
     assert!(status.success());
-    let old = std::mem::replace(
-        &mut setup.bastion,
-        Guard {
-            child: Command::new("true").spawn().unwrap(),
-        },
-    );
-    assert!(terminate(old).success());
-    setup.bastion = start_bastion(&setup.bastion_dir, setup.bastion_addr);
+    assert!(terminate(setup.bastion.take().unwrap()).success());
+    setup.bastion = Some(start_bastion(&setup.bastion_dir, setup.bastion_addr));
     let out = ssh(&setup.ssh_config, "web-1", "echo second");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -702,15 +697,9 @@ fn a_restarted_bastion_keeps_its_revocation_state_and_without_it_refuses_logins(
     );
 
     // Without the saved state, and the CA still down, every login is refused.
-    let old = std::mem::replace(
-        &mut setup.bastion,
-        Guard {
-            child: Command::new("true").spawn().unwrap(),
-        },
-    );
-    assert!(terminate(old).success());
+    assert!(terminate(setup.bastion.take().unwrap()).success());
     std::fs::remove_file(&state_file).unwrap();
-    setup.bastion = start_bastion(&setup.bastion_dir, setup.bastion_addr);
+    setup.bastion = Some(start_bastion(&setup.bastion_dir, setup.bastion_addr));
     let out = ssh(&setup.ssh_config, "web-1", "echo third");
     assert!(
         !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("third"),
