@@ -110,6 +110,16 @@ CREATE TABLE auth_tokens (
     revoked_at  TEXT
 ) STRICT;
 
+CREATE TABLE bastion_events (
+    event_id    TEXT    PRIMARY KEY,
+    bastion     TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    request_id  TEXT,
+    count       INTEGER NOT NULL CHECK (count >= 1),
+    received_at TEXT    NOT NULL,
+    audit_seq   INTEGER NOT NULL UNIQUE REFERENCES audit_events (seq)
+) STRICT;
+
 CREATE TABLE bastion_sessions (
     session_id        TEXT    PRIMARY KEY,
     bastion           TEXT    NOT NULL,

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use russh::keys::ssh_key::public::KeyData;
 use russh::keys::ssh_key::{Certificate, HashAlg};
 use tpa_core::template::{REQUEST_EXTENSION, RequestGrant, RequestGrantError};
 use tpa_core::{CertRejection, HostName, RequestId, Revocations, TrustedCas, verify_user_cert};
@@ -26,13 +27,26 @@ pub struct Trust {
     /// Key id → Unix second at which its request's approved window ends
     /// (from the CA's revocation feed); sessions are cut then.
     pub windows: HashMap<String, u64>,
+    /// True while the bastion has a revocation feed but does not know its
+    /// state yet (no saved state, no successful poll): every login is refused.
+    pub revocations_pending: bool,
+    /// Set when the bastion has a revocation feed: a certificate is accepted
+    /// only while the feed lists its request as active (approved, window open;
+    /// the keys of `windows`).
+    pub require_active: bool,
 }
 
 impl Trust {
-    /// Whether `grant` has been revoked since it was accepted.
+    /// Whether `grant` has been revoked since it was accepted: its key id,
+    /// serial or CA key is revoked, or its CA key is no longer trusted.
     pub fn revokes(&self, grant: &Grant) -> bool {
         self.revocations.key_ids.contains(&grant.key_id)
             || self.revocations.serials.contains(&grant.serial)
+            || self
+                .revocations
+                .ca_fingerprints
+                .contains(&grant.ca_fingerprint)
+            || !self.cas.contains(&grant.ca_key)
     }
 
     /// When a session of `grant` must end, and whether that is the window's
@@ -60,6 +74,10 @@ pub struct Grant {
     pub hosts: BTreeSet<HostName>,
     /// Unix seconds: the connection is cut then.
     pub valid_before: u64,
+    /// The CA key that signed the certificate.
+    pub ca_key: KeyData,
+    /// Its `SHA256:…` fingerprint.
+    pub ca_fingerprint: String,
 }
 
 /// Why an authentication attempt was refused.
@@ -82,6 +100,14 @@ pub enum Rejection {
     /// A password or keyboard-interactive attempt.
     #[error("{0} authentication is not accepted: only TPA certificates are")]
     Method(&'static str),
+    /// The feed does not list the certificate's request as active.
+    #[error("request {0} is not active at the CA (not approved, or its window is not open)")]
+    RequestNotActive(String),
+    /// The bastion does not know yet what has been revoked.
+    #[error(
+        "revocation state unknown (no saved state and the CA's revocation feed has not answered yet)"
+    )]
+    RevocationStateUnknown,
 }
 
 /// Checks `cert` for an attempt as `login` from `peer` at `now`.
@@ -92,12 +118,18 @@ pub fn check_certificate(
     trust: &Trust,
     peer: Option<IpAddr>,
 ) -> Result<Grant, Rejection> {
+    if trust.revocations_pending {
+        return Err(Rejection::RevocationStateUnknown);
+    }
     let verified = verify_user_cert(cert, &trust.cas, login, now, &trust.revocations, peer)?;
     let value = cert
         .extensions()
         .get(REQUEST_EXTENSION)
         .ok_or(Rejection::NoRequestExtension)?;
     let grant = RequestGrant::parse(value)?;
+    if trust.require_active && !trust.windows.contains_key(&verified.key_id) {
+        return Err(Rejection::RequestNotActive(grant.request.to_string()));
+    }
     Ok(Grant {
         login: login.to_owned(),
         serial: verified.serial.get(),
@@ -105,6 +137,11 @@ pub fn check_certificate(
         request: grant.request,
         hosts: grant.hosts,
         valid_before: verified.valid_before,
+        ca_key: cert.signature_key().clone(),
+        ca_fingerprint: cert
+            .signature_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string(),
     })
 }
 
@@ -151,6 +188,8 @@ mod tests {
                 cas: TrustedCas::new(vec![self.ca.public_key().key_data().clone()]),
                 revocations: Revocations::default(),
                 windows: HashMap::new(),
+                revocations_pending: false,
+                require_active: false,
             }
         }
 
@@ -225,6 +264,50 @@ mod tests {
             check("deploy", NOW, &revoked),
             Err(Rejection::Certificate(CertRejection::RevokedSerial(7)))
         ));
+        // With a feed, the request must be listed as active.
+        let mut feed = f.trust();
+        feed.require_active = true;
+        assert_eq!(
+            check("deploy", NOW, &feed),
+            Err(Rejection::RequestNotActive(REQUEST.to_owned()))
+        );
+        feed.windows.insert(
+            format!("tpa:request={REQUEST}:user=alice"),
+            NOW as u64 + 600,
+        );
+        assert!(check("deploy", NOW, &feed).is_ok());
+        let mut pending = f.trust();
+        pending.revocations_pending = true;
+        assert_eq!(
+            check("deploy", NOW, &pending),
+            Err(Rejection::RevocationStateUnknown)
+        );
+    }
+
+    #[test]
+    fn a_grant_is_revoked_by_key_id_serial_ca_or_distrust() {
+        let f = Fixture::new();
+        let cert = f.cert(Some(&format!("request={REQUEST};hosts=web-1")));
+        let grant = check_certificate(&cert, "deploy", now(), &f.trust(), None).unwrap();
+        assert!(!f.trust().revokes(&grant));
+        let revoked = |edit: &dyn Fn(&mut Trust)| {
+            let mut t = f.trust();
+            edit(&mut t);
+            t.revokes(&grant)
+        };
+        assert!(revoked(&|t| {
+            t.revocations.key_ids.insert(grant.key_id.clone());
+        }));
+        assert!(revoked(&|t| {
+            t.revocations.serials.insert(7);
+        }));
+        assert!(revoked(&|t| {
+            t.revocations
+                .ca_fingerprints
+                .insert(grant.ca_fingerprint.clone());
+        }));
+        // The CA key was removed from /ca.pub (key rotation, compromise).
+        assert!(revoked(&|t| t.cas = TrustedCas::default()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The bastion's client for the CA's bastion endpoints: the revocation feed
-//! and session-record delivery, both with the bastion's own bearer token.
+//! The bastion's client for the CA's bastion endpoints: the revocation feed,
+//! session-record delivery and refusal reports, all with the bastion's own
+//! bearer token.
 //!
 //! Redirects are never followed (a token must not travel to another host) and
 //! every call is bounded in time.
@@ -7,7 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tpa_core::api::{ErrorBody, RevocationFeed, SessionBatch, SessionBatchResult, SessionRecord};
+use tpa_core::api::{
+    BastionEvent, BastionEventBatch, BastionEventBatchResult, ErrorBody, RevocationFeed,
+    SessionBatch, SessionBatchResult, SessionRecord,
+};
 
 /// Bound on one call to the CA.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,6 +151,31 @@ impl CaClient {
         let response = self
             .http
             .post(format!("{}/api/v1/sessions", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| CaCallError::Unreachable(without_url(&e)))?;
+        let response = check(response).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| CaCallError::Failed(format!("bad answer: {}", without_url(&e))))
+    }
+}
+
+impl CaClient {
+    /// `POST /api/v1/bastion/events` with `events`.
+    pub async fn deliver_events(
+        &self,
+        events: &[BastionEvent],
+    ) -> Result<BastionEventBatchResult, CaCallError> {
+        let body = BastionEventBatch {
+            events: events.to_vec(),
+        };
+        let response = self
+            .http
+            .post(format!("{}/api/v1/bastion/events", self.base))
             .bearer_auth(&self.token)
             .json(&body)
             .send()

@@ -29,19 +29,27 @@ pub struct BastionConfig {
     pub ca_token_file: Option<PathBuf>,
     /// Session records wait here (JSON lines) until the CA has them.
     pub session_spool: PathBuf,
+    /// Refusal reports wait here (JSON lines) until the CA has them.
+    pub refusal_spool: PathBuf,
     /// How often the revocation feed is polled.
     pub revocation_poll: Duration,
+    /// Where the last known revocation state is kept across restarts.
+    pub revocation_state_file: PathBuf,
+    /// How often the trusted user-CA keys are reloaded.
+    pub trust_refresh: Duration,
 }
 
 /// The default `revocation_poll`.
 pub const DEFAULT_REVOCATION_POLL: Duration = Duration::from_secs(2);
 /// The longest `revocation_poll` allowed: revocations must bite within 5 s.
 pub const MAX_REVOCATION_POLL: Duration = Duration::from_secs(4);
+/// The default `trust_refresh`.
+pub const DEFAULT_TRUST_REFRESH: Duration = Duration::from_secs(60);
 
 /// Where the trusted user-CA public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustSource {
-    /// `GET <ca_url>/ca.pub` at start (plain `http://` only).
+    /// `GET <ca_url>/ca.pub` at start and every `trust_refresh`.
     CaUrl(String),
     /// A local file in `authorized_keys` format (`TrustedUserCAKeys` style).
     File(PathBuf),
@@ -172,7 +180,10 @@ struct RawConfig {
     hosts: BTreeMap<String, String>,
     ca_token_file: Option<PathBuf>,
     session_spool: Option<PathBuf>,
+    refusal_spool: Option<PathBuf>,
     revocation_poll: Option<String>,
+    revocation_state_file: Option<PathBuf>,
+    trust_refresh: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +290,11 @@ impl BastionConfig {
                 MAX_REVOCATION_POLL.as_secs()
             ));
         }
+        let trust_refresh = duration("trust_refresh", raw.trust_refresh, DEFAULT_TRUST_REFRESH)
+            .map_err(|e| e.replacen("limits.", "", 1))?;
+        if trust_refresh < Duration::from_secs(10) {
+            return Err("trust_refresh must be at least 10s".to_owned());
+        }
         Ok(Self {
             listen: raw.listen,
             host_key_file: base.join(raw.host_key_file),
@@ -291,7 +307,16 @@ impl BastionConfig {
                 raw.session_spool
                     .unwrap_or_else(|| PathBuf::from("sessions.spool")),
             ),
+            refusal_spool: base.join(
+                raw.refusal_spool
+                    .unwrap_or_else(|| PathBuf::from("refusals.spool")),
+            ),
             revocation_poll,
+            revocation_state_file: base.join(
+                raw.revocation_state_file
+                    .unwrap_or_else(|| PathBuf::from("revocations.json")),
+            ),
+            trust_refresh,
         })
     }
 }
@@ -314,8 +339,7 @@ fn check_ca_url(url: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https:// \
-             (with trusted_user_ca_keys copied from the CA's /ca.pub)"
+            "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https://"
         ))
     }
 }
@@ -343,8 +367,14 @@ trusted_user_ca_keys = "ca.pub"
         assert_eq!(c.limits, Limits::default());
         assert!(c.inventory.is_empty());
         assert_eq!(c.session_spool, Path::new("/etc/tpa/sessions.spool"));
+        assert_eq!(c.refusal_spool, Path::new("/etc/tpa/refusals.spool"));
         assert_eq!(c.revocation_poll, DEFAULT_REVOCATION_POLL);
         assert_eq!(c.ca_token_file, None);
+        assert_eq!(
+            c.revocation_state_file,
+            Path::new("/etc/tpa/revocations.json")
+        );
+        assert_eq!(c.trust_refresh, DEFAULT_TRUST_REFRESH);
     }
 
     #[test]
@@ -357,6 +387,8 @@ ca_url = "http://127.0.0.1:8700"
 ca_token_file = "bastion.token"
 session_spool = "/var/spool/tpa-bastion/sessions.jsonl"
 revocation_poll = "1s"
+revocation_state_file = "state/revocations.json"
+trust_refresh = "5m"
 [limits]
 max_connections = 10
 auth_timeout = "5s"
@@ -376,6 +408,11 @@ v6 = "[::1]:22"
             Path::new("/var/spool/tpa-bastion/sessions.jsonl")
         );
         assert_eq!(c.revocation_poll, Duration::from_secs(1));
+        assert_eq!(
+            c.revocation_state_file,
+            Path::new("/etc/tpa/state/revocations.json")
+        );
+        assert_eq!(c.trust_refresh, Duration::from_secs(300));
         assert_eq!(c.limits.max_connections, 10);
         assert_eq!(c.limits.auth_timeout, Duration::from_secs(5));
         assert_eq!(c.limits.max_auth_attempts, 3);
@@ -413,6 +450,7 @@ v6 = "[::1]:22"
         assert!(super::check_ca_url("http://localhost:8700").is_ok());
         assert!(super::check_ca_url("https://ca.example.com").is_ok());
         check("revocation_poll = \"10s\"\n", "revocation_poll");
+        check("trust_refresh = \"1s\"\n", "trust_refresh");
         check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");
         check("[limits]\nmax_connections = 0\n", "max_connections");
         check("[limits]\nmax_auth_attempts = 0\n", "max_auth_attempts");

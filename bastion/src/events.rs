@@ -3,8 +3,9 @@
 //!
 //! The server logs each event with `tracing` and hands it to an [`EventSink`].
 //! The session recorder ([`crate::recorder`]) is a sink that spools and
-//! delivers [`Event::SessionRecord`]s to the CA; tests use one to check why
-//! something was refused.
+//! delivers [`Event::SessionRecord`]s to the CA, the refusal reporter
+//! ([`crate::refusals`]) one that reports rejections and refused channels to
+//! it; tests use one to check why something was refused.
 
 use std::net::SocketAddr;
 
@@ -48,6 +49,12 @@ pub enum Event {
     ChannelRefused {
         /// The connection.
         connection: ConnectionId,
+        /// The client address.
+        peer: Option<SocketAddr>,
+        /// The SSH username, once a certificate was accepted.
+        login: Option<String>,
+        /// The request of the accepted certificate, once there is one.
+        grant_request: Option<String>,
         /// What was asked (`session`, `direct-tcpip web-1:22`, `tcpip-forward`, …).
         request: String,
         /// Why.
@@ -122,6 +129,18 @@ pub trait EventSink: Send + Sync + std::fmt::Debug + 'static {
     fn record(&self, event: &Event);
 }
 
+/// Hands every event to each of several sinks.
+#[derive(Debug, Default)]
+pub struct Fanout(pub Vec<std::sync::Arc<dyn EventSink>>);
+
+impl EventSink for Fanout {
+    fn record(&self, event: &Event) {
+        for sink in &self.0 {
+            sink.record(event);
+        }
+    }
+}
+
 /// Discards events (they are still logged by the server).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoSink;
@@ -159,9 +178,20 @@ pub fn log(event: &Event) {
         ),
         Event::ChannelRefused {
             connection,
+            peer,
+            login,
+            grant_request,
             request,
             reason,
-        } => tracing::warn!(connection, request, reason, "channel refused"),
+        } => tracing::warn!(
+            connection,
+            ?peer,
+            login,
+            grant_request,
+            request,
+            reason,
+            "channel refused"
+        ),
         Event::ForwardStarted {
             connection,
             host,

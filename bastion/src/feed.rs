@@ -8,13 +8,22 @@
 //! The first poll takes a full snapshot; later polls ask only for changes
 //! since the previous cursor. While the CA is unreachable the last known state
 //! stays in force and the poller retries at the same interval.
+//!
+//! The state is kept in a local file (`revocation_state_file`, written
+//! atomically after every poll that changed it, as one full
+//! [`RevocationFeed`]) and loaded at start, so a restart while the CA is down
+//! does not forget revocations. A bastion that starts with a feed but without
+//! that file (or with a corrupt one) does not know what has been revoked: it
+//! refuses every login until its first successful poll
+//! ([`Trust::revocations_pending`]).
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tpa_core::api::RevocationFeed;
+use tokio::sync::{Notify, watch};
+use tpa_core::api::{ActiveGrant, RevocationFeed, RevokedGrant};
 
 use crate::auth::Trust;
 use crate::ca_client::CaClient;
@@ -24,10 +33,10 @@ use crate::ca_client::CaClient;
 pub struct FeedState {
     /// The cursor to send next, once a poll succeeded.
     pub cursor: Option<u64>,
-    /// Revoked key id → Unix second after which it can be forgotten.
-    pub revoked: HashMap<String, u64>,
-    /// Active key id → its request's window end (Unix seconds).
-    pub windows: HashMap<String, u64>,
+    /// Revoked key id → its entry (forgotten after `forget_after`).
+    pub revoked: HashMap<String, RevokedGrant>,
+    /// Active key id → its entry, with its request's window end (Unix seconds).
+    pub active: HashMap<String, ActiveGrant>,
     /// Revoked serials (the feed always sends the complete list).
     pub serials: HashSet<u64>,
     /// Revoked CA key fingerprints (complete list too).
@@ -39,16 +48,15 @@ impl FeedState {
     pub fn apply(&mut self, feed: &RevocationFeed, now: u64) {
         if feed.full {
             self.revoked.clear();
-            self.windows.clear();
+            self.active.clear();
         }
         for grant in &feed.active {
             self.revoked.remove(&grant.key_id);
-            self.windows.insert(grant.key_id.clone(), grant.window_end);
+            self.active.insert(grant.key_id.clone(), grant.clone());
         }
         for grant in &feed.revoked {
-            self.windows.remove(&grant.key_id);
-            self.revoked
-                .insert(grant.key_id.clone(), grant.forget_after);
+            self.active.remove(&grant.key_id);
+            self.revoked.insert(grant.key_id.clone(), grant.clone());
         }
         self.serials = feed
             .revoked_serials
@@ -56,8 +64,8 @@ impl FeedState {
             .filter_map(|s| s.parse().ok())
             .collect();
         self.ca_keys = feed.revoked_ca_keys.iter().cloned().collect();
-        self.revoked.retain(|_, forget_after| *forget_after > now);
-        self.windows.retain(|_, end| *end > now);
+        self.revoked.retain(|_, g| g.forget_after > now);
+        self.active.retain(|_, g| g.window_end > now);
         self.cursor = Some(feed.cursor);
     }
 
@@ -65,33 +73,147 @@ impl FeedState {
     /// is the source of every revocation. Returns whether anything changed.
     pub fn publish_into(&self, trust: &mut Trust) -> bool {
         let key_ids = self.revoked.keys().cloned().collect();
+        let windows: HashMap<String, u64> = self
+            .active
+            .iter()
+            .map(|(k, g)| (k.clone(), g.window_end))
+            .collect();
         let changed = trust.revocations.key_ids != key_ids
-            || trust.windows != self.windows
+            || trust.windows != windows
             || trust.revocations.serials != self.serials
-            || trust.revocations.ca_fingerprints != self.ca_keys;
+            || trust.revocations.ca_fingerprints != self.ca_keys
+            || trust.revocations_pending;
         trust.revocations.key_ids = key_ids;
         trust.revocations.serials = self.serials.clone();
         trust.revocations.ca_fingerprints = self.ca_keys.clone();
-        trust.windows = self.windows.clone();
+        trust.windows = windows;
+        trust.revocations_pending = false;
         changed
+    }
+
+    /// The state as one full snapshot (what the state file holds), sorted.
+    pub fn to_feed(&self) -> RevocationFeed {
+        let mut revoked: Vec<RevokedGrant> = self.revoked.values().cloned().collect();
+        revoked.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        let mut active: Vec<ActiveGrant> = self.active.values().cloned().collect();
+        active.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        let mut revoked_serials: Vec<u64> = self.serials.iter().copied().collect();
+        revoked_serials.sort_unstable();
+        let mut revoked_ca_keys: Vec<String> = self.ca_keys.iter().cloned().collect();
+        revoked_ca_keys.sort();
+        RevocationFeed {
+            cursor: self.cursor.unwrap_or(0),
+            full: true,
+            revoked,
+            active,
+            revoked_serials: revoked_serials.iter().map(u64::to_string).collect(),
+            revoked_ca_keys,
+        }
     }
 }
 
-fn unix_now() -> u64 {
+/// Why the state file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// It cannot be read or written.
+    #[error("revocation state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// It is not a saved feed.
+    #[error("revocation state file {path} is corrupt: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+}
+
+/// Loads the saved state; `Ok(None)` when the file does not exist.
+pub fn load_state(path: &Path, now: u64) -> Result<Option<FeedState>, StateFileError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateFileError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let feed: RevocationFeed =
+        serde_json::from_str(&text).map_err(|e| StateFileError::Corrupt {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    if !feed.full {
+        return Err(StateFileError::Corrupt {
+            path: path.to_owned(),
+            message: "not a full snapshot".to_owned(),
+        });
+    }
+    let mut state = FeedState::default();
+    state.apply(&feed, now);
+    Ok(Some(state))
+}
+
+/// Saves `state` atomically (temporary file, `fsync`, rename, directory
+/// `fsync`), readable by the bastion's user only.
+pub fn save_state(path: &Path, state: &FeedState) -> Result<(), StateFileError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |source| StateFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let text = serde_json::to_string(&state.to_feed()).map_err(|e| StateFileError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// Polls every `interval` until `shutdown` completes, publishing changes to
-/// `trust`.
+/// Polls every `interval`, and at once when `poll_now` is notified, until
+/// `shutdown` completes, starting from `state` (loaded from `state_file`),
+/// publishing changes to `trust` and saving them to `state_file`.
 pub async fn run(
     client: CaClient,
     trust: watch::Sender<Arc<Trust>>,
     interval: Duration,
+    poll_now: Arc<Notify>,
+    mut state: FeedState,
+    state_file: PathBuf,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let mut state = FeedState::default();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -100,6 +222,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => return,
             _ = ticker.tick() => {}
+            () = poll_now.notified() => ticker.reset(),
         }
         match client.revocations(state.cursor).await {
             Ok(feed) => {
@@ -107,24 +230,45 @@ pub async fn run(
                     tracing::info!("revocation feed reachable again");
                     failing = false;
                 }
+                let before = state.clone();
                 state.apply(&feed, unix_now());
                 trust.send_if_modified(|current| {
                     let mut next = Trust::clone(current);
+                    let was_pending = current.revocations_pending;
                     let changed = state.publish_into(&mut next);
                     if changed {
+                        if was_pending {
+                            tracing::info!("revocation state known; accepting logins");
+                        }
                         tracing::info!(
                             revoked = state.revoked.len(),
-                            active = state.windows.len(),
+                            active = state.active.len(),
                             "revocation feed updated"
                         );
                         *current = Arc::new(next);
                     }
                     changed
                 });
+                if state != before {
+                    let (path, snapshot) = (state_file.clone(), state.clone());
+                    let saved =
+                        tokio::task::spawn_blocking(move || save_state(&path, &snapshot)).await;
+                    match saved {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "cannot save the revocation state")
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot save the revocation state"),
+                    }
+                }
             }
             Err(e) => {
                 if !failing {
-                    tracing::warn!(error = %e, "revocation feed unavailable; keeping the last known revocations");
+                    if trust.borrow().revocations_pending {
+                        tracing::error!(error = %e, "revocation feed unavailable and no saved revocation state: refusing every login until the CA answers");
+                    } else {
+                        tracing::warn!(error = %e, "revocation feed unavailable; keeping the last known revocations");
+                    }
                     failing = true;
                 }
                 if !e.is_transient() {
@@ -172,18 +316,18 @@ mod tests {
         let mut s = FeedState::default();
         s.apply(&feed(true, &[("a", 200), ("b", 300)], &[("c", 150)]), 100);
         assert_eq!(s.cursor, Some(9));
-        assert_eq!(s.windows.len(), 2);
+        assert_eq!(s.active.len(), 2);
         assert!(s.revoked.contains_key("c"));
         s.apply(&feed(false, &[], &[("a", 400)]), 110);
         assert!(s.revoked.contains_key("a"));
-        assert!(!s.windows.contains_key("a"));
-        assert_eq!(s.windows.get("b"), Some(&300));
+        assert!(!s.active.contains_key("a"));
+        assert_eq!(s.active.get("b").map(|g| g.window_end), Some(300));
         // Entries past their time are forgotten; a full snapshot replaces all.
         s.apply(&feed(false, &[], &[]), 160);
         assert!(!s.revoked.contains_key("c"));
         s.apply(&feed(true, &[("d", 500)], &[]), 170);
         assert!(s.revoked.is_empty());
-        assert_eq!(s.windows.keys().collect::<Vec<_>>(), ["d"]);
+        assert_eq!(s.active.keys().collect::<Vec<_>>(), ["d"]);
     }
 
     #[test]
@@ -195,6 +339,10 @@ mod tests {
         assert!(trust.revocations.key_ids.contains("c"));
         assert_eq!(trust.windows.get("a"), Some(&200));
         assert!(!s.publish_into(&mut trust));
+        // A bastion waiting for its first poll accepts logins once it is applied.
+        trust.revocations_pending = true;
+        assert!(s.publish_into(&mut trust));
+        assert!(!trust.revocations_pending);
     }
 
     /// Issue #7: serials and CA keys from the feed reach the trust, and a
@@ -215,5 +363,37 @@ mod tests {
         assert!(s.publish_into(&mut trust));
         assert!(trust.revocations.serials.is_empty());
         assert!(trust.revocations.ca_fingerprints.is_empty());
+    }
+
+    #[test]
+    fn state_file_round_trips_and_refuses_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("revocations.json");
+        assert_eq!(load_state(&path, 100).unwrap(), None);
+        let mut s = FeedState::default();
+        let mut f = feed(true, &[("a", 200)], &[("c", 150)]);
+        f.revoked_serials = vec!["42".into()];
+        f.revoked_ca_keys = vec!["SHA256:old".into()];
+        s.apply(&f, 100);
+        save_state(&path, &s).unwrap();
+        assert_eq!(load_state(&path, 100).unwrap(), Some(s.clone()));
+        // Entries past their time are dropped at load.
+        let later = load_state(&path, 160).unwrap().unwrap();
+        assert!(later.revoked.is_empty());
+        // Serials and revoked CA keys survive a restart too.
+        assert!(later.serials.contains(&42));
+        assert!(later.ca_keys.contains("SHA256:old"));
+        assert_eq!(later.cursor, Some(9));
+        std::fs::write(&path, "{\"cursor\":").unwrap();
+        assert!(matches!(
+            load_state(&path, 100),
+            Err(StateFileError::Corrupt { .. })
+        ));
+        let delta = serde_json::to_string(&feed(false, &[], &[])).unwrap();
+        std::fs::write(&path, delta).unwrap();
+        assert!(matches!(
+            load_state(&path, 100),
+            Err(StateFileError::Corrupt { .. })
+        ));
     }
 }

@@ -9,7 +9,7 @@
 
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tpa_core::HostName;
 
@@ -72,12 +72,14 @@ pub struct ByteCounts {
 }
 
 /// Copies bytes both ways until either side closes, then closes both.
+///
+/// A read buffer is allocated only when the host has bytes to read (and is
+/// handed to russh without a copy), so an idle forward holds no buffer.
 pub async fn pump(channel: Channel<Msg>, host: TcpStream) -> (ByteCounts, ForwardEnd) {
     let (mut from_client, to_client) = channel.split();
-    let (mut from_host, mut to_host) = host.into_split();
+    let (from_host, mut to_host) = host.into_split();
     let mut counts = ByteCounts::default();
     let end = loop {
-        let mut chunk = vec![0; CHUNK];
         tokio::select! {
             msg = from_client.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
@@ -90,16 +92,22 @@ pub async fn pump(channel: Channel<Msg>, host: TcpStream) -> (ByteCounts, Forwar
                 // Window adjustments and requests carry no payload for the host.
                 Some(_) => {}
             },
-            read = from_host.read(&mut chunk) => match read {
-                Ok(0) => break ForwardEnd::HostClosed,
-                Ok(n) => {
-                    chunk.truncate(n);
-                    if to_client.data_bytes(chunk).await.is_err() {
-                        break ForwardEnd::ClientClosed;
-                    }
-                    counts.from_host += n as u64;
+            ready = from_host.readable() => {
+                if let Err(e) = ready {
+                    break ForwardEnd::Error(format!("reading from host: {e}"));
                 }
-                Err(e) => break ForwardEnd::Error(format!("reading from host: {e}")),
+                let mut chunk = Vec::with_capacity(CHUNK);
+                match from_host.try_read_buf(&mut chunk) {
+                    Ok(0) => break ForwardEnd::HostClosed,
+                    Ok(n) => {
+                        if to_client.data_bytes(chunk).await.is_err() {
+                            break ForwardEnd::ClientClosed;
+                        }
+                        counts.from_host += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => break ForwardEnd::Error(format!("reading from host: {e}")),
+                }
             },
         }
     };
@@ -122,6 +130,15 @@ mod tests {
             request: tpa_core::RequestId::parse("req_aaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap(),
             hosts: hosts.iter().map(|h| HostName::parse(h).unwrap()).collect(),
             valid_before: u64::MAX,
+            ca_key: russh::keys::ssh_key::PrivateKey::random(
+                &mut rand::rng(),
+                russh::keys::ssh_key::Algorithm::Ed25519,
+            )
+            .unwrap()
+            .public_key()
+            .key_data()
+            .clone(),
+            ca_fingerprint: "SHA256:x".into(),
         }
     }
 

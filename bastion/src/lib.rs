@@ -5,7 +5,8 @@
 //! hosts that are both approved in the certificate and in its inventory, cuts
 //! each connection when its certificate expires, its request's window ends or
 //! the CA's revocation feed reports it revoked, and delivers a session record
-//! per forward to the CA (through a local spool).
+//! per forward to the CA (through a local spool), and reports every refusal to
+//! the CA's audit trail (coalesced and bounded).
 
 #![cfg_attr(
     not(test),
@@ -25,10 +26,11 @@ pub mod feed;
 pub mod forward;
 pub mod host_key;
 pub mod recorder;
+pub mod refusals;
 pub mod server;
 pub mod trust;
 
 pub use auth::{Grant, Rejection, Trust};
 pub use config::BastionConfig;
-pub use events::{ConnectionEnd, Event, EventSink, ForwardEnd, NoSink};
+pub use events::{ConnectionEnd, Event, EventSink, Fanout, ForwardEnd, NoSink};
 pub use server::Bastion;

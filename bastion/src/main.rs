@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bastion::ca_client::CaClient;
-use bastion::{Bastion, BastionConfig, Trust, feed, host_key, recorder, trust};
+use bastion::{Bastion, BastionConfig, Fanout, Trust, feed, host_key, recorder, refusals, trust};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -70,10 +70,6 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
         let cas = trust::load(&config.trust)
             .await
             .context("cannot load the trusted user CA keys")?;
-        let trust = Trust {
-            cas,
-            ..Trust::default()
-        };
         let client = match (&config.ca_url, &config.ca_token_file) {
             (Some(url), Some(token_file)) => Some(
                 CaClient::from_token_file(url, token_file)
@@ -86,35 +82,78 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
                 None
             }
         };
+        // Fail closed: with a feed, start from the saved revocation state, or
+        // refuse logins until the first poll answers.
+        let saved = match &client {
+            None => None,
+            Some(_) => match feed::load_state(&config.revocation_state_file, feed::unix_now()) {
+                Ok(Some(state)) => Some(state),
+                Ok(None) => {
+                    tracing::warn!(
+                        path = %config.revocation_state_file.display(),
+                        "no saved revocation state: refusing logins until the CA's revocation feed answers"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "refusing logins until the CA's revocation feed answers");
+                    None
+                }
+            },
+        };
+        let mut trust = Trust {
+            cas,
+            ..Trust::default()
+        };
+        let state = saved.unwrap_or_default();
+        state.publish_into(&mut trust);
+        trust.revocations_pending = client.is_some() && state.cursor.is_none();
+        trust.require_active = client.is_some();
         let (recorder, delivery) = recorder::start(config.session_spool.clone(), client.clone());
-        let bastion = Bastion::bind(&config, key.key, trust, Arc::new(recorder))
+        let (reporter, reports) =
+            refusals::start(config.refusal_spool.clone(), client.clone(), refusals::WINDOW);
+        let sink = Fanout(vec![Arc::new(recorder), Arc::new(reporter)]);
+        let bastion = Bastion::bind(&config, key.key, trust, Arc::new(sink))
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let (feed_stop, feed_stopped) = tokio::sync::oneshot::channel::<()>();
-        let feed = client.map(|client| {
-            tokio::spawn(feed::run(
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(trust::refresh(
+            config.trust.clone(),
+            bastion.trust_updates(),
+            config.trust_refresh,
+            until_stopped(stopped.clone()),
+        ));
+        if let Some(client) = client {
+            background.spawn(feed::run(
                 client,
                 bastion.trust_updates(),
                 config.revocation_poll,
-                async {
-                    let _ = feed_stopped.await;
-                },
-            ))
-        });
+                bastion.poll_requests(),
+                state,
+                config.revocation_state_file.clone(),
+                until_stopped(stopped.clone()),
+            ));
+        }
         tracing::info!(
             listen = %bastion.local_addr().context("cannot read the listening address")?,
             host_key = fingerprint,
             hosts = config.inventory.len(),
             spool = %config.session_spool.display(),
+            refusal_spool = %config.refusal_spool.display(),
             "tpa-bastion serving"
         );
         bastion.run_until(shutdown_signal()).await;
-        let _ = feed_stop.send(());
-        if let Some(feed) = feed {
-            let _ = feed.await;
-        }
+        let _ = stop.send(true);
+        while background.join_next().await.is_some() {}
         // Records of the sessions just cut are spooled; give delivery a moment.
-        delivery.finish(Duration::from_secs(5)).await;
+        tokio::join!(
+            delivery.finish(Duration::from_secs(5)),
+            reports.finish(Duration::from_secs(5))
+        );
         tracing::info!("tpa-bastion stopped");
         Ok(())
     })

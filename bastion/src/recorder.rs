@@ -1,5 +1,6 @@
-//! Session records: spooled to a local file first, then delivered to the CA
-//! (`POST /api/v1/sessions`) in order, without loss or duplicates.
+//! Session records (and refusal reports, [`crate::refusals`]): spooled to a
+//! local file first, then delivered to the CA (`POST /api/v1/sessions`,
+//! `POST /api/v1/bastion/events`) in order, without loss or duplicates.
 //!
 //! The [`Recorder`] sink takes every [`Event::SessionRecord`] without blocking
 //! and hands it to the delivery task, which appends it to the spool (JSON
@@ -14,11 +15,50 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
-use tpa_core::api::SessionRecord;
+use tpa_core::api::{BastionEvent, SessionRecord};
 
-use crate::ca_client::CaClient;
+use crate::ca_client::{CaCallError, CaClient};
 use crate::events::{Event, EventSink};
+
+/// Something spooled and delivered to the CA in batches: session records and
+/// refusal reports. The CA stores each item once, by its id.
+pub trait Spooled:
+    Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + 'static
+{
+    /// What these are, for logs.
+    const WHAT: &'static str;
+
+    /// Delivers `batch`; answers (stored, duplicates).
+    fn deliver(
+        client: &CaClient,
+        batch: &[Self],
+    ) -> impl std::future::Future<Output = Result<(u64, u64), CaCallError>> + Send;
+}
+
+impl Spooled for SessionRecord {
+    const WHAT: &'static str = "session records";
+
+    async fn deliver(client: &CaClient, batch: &[Self]) -> Result<(u64, u64), CaCallError> {
+        client
+            .deliver(batch)
+            .await
+            .map(|r| (r.stored, r.duplicates))
+    }
+}
+
+impl Spooled for BastionEvent {
+    const WHAT: &'static str = "refusal reports";
+
+    async fn deliver(client: &CaClient, batch: &[Self]) -> Result<(u64, u64), CaCallError> {
+        client
+            .deliver_events(batch)
+            .await
+            .map(|r| (r.stored, r.duplicates))
+    }
+}
 
 /// Records sent per delivery.
 const BATCH: usize = 50;
@@ -64,14 +104,23 @@ impl Delivery {
     }
 }
 
-/// Starts the delivery task over `spool`; without a `client` records are
-/// only spooled (and logged).
+/// Starts the session-record delivery task over `spool`; without a `client`
+/// records are only spooled (and logged).
 pub fn start(spool: PathBuf, client: Option<CaClient>) -> (Recorder, Delivery) {
+    let (records, delivery) = start_spool(spool, client);
+    (Recorder { records }, delivery)
+}
+
+/// Starts a delivery task for `T` over `spool`; send items into the returned sender.
+pub fn start_spool<T: Spooled>(
+    spool: PathBuf,
+    client: Option<CaClient>,
+) -> (mpsc::UnboundedSender<T>, Delivery) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(deliver_loop(spool, client, rx, stopped));
     (
-        Recorder { records: tx },
+        tx,
         Delivery {
             stop: Some(stop),
             task,
@@ -79,13 +128,14 @@ pub fn start(spool: PathBuf, client: Option<CaClient>) -> (Recorder, Delivery) {
     )
 }
 
-async fn deliver_loop(
+async fn deliver_loop<T: Spooled>(
     spool: PathBuf,
     client: Option<CaClient>,
-    mut rx: mpsc::UnboundedReceiver<SessionRecord>,
+    mut rx: mpsc::UnboundedReceiver<T>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let mut pending = match blocking(spool.clone(), |p| read_spool(&p).map(|r| r.len())).await {
+    let mut pending = match blocking(spool.clone(), |p| read_spool::<T>(&p).map(|r| r.len())).await
+    {
         Ok(n) => n > 0,
         Err(e) => {
             tracing::error!(spool = %spool.display(), error = %e, "cannot read the session spool");
@@ -129,13 +179,13 @@ async fn deliver_loop(
             && let Some(client) = &client
             && (stopping || tokio::time::Instant::now() >= retry_at)
         {
-            match deliver_spool(&spool, client).await {
+            match deliver_spool::<T>(&spool, client).await {
                 Ok(()) => {
                     pending = false;
                     delay = RETRY_MIN;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?delay, "session records not delivered; they stay in the spool");
+                    tracing::warn!(error = %e, retry_in = ?delay, what = T::WHAT, "not delivered; they stay in the spool");
                     retry_at = tokio::time::Instant::now() + delay;
                     delay = (delay * 2).min(RETRY_MAX);
                 }
@@ -149,7 +199,7 @@ async fn deliver_loop(
 
 /// Appends `records` to the spool; a failure is logged with the records
 /// themselves, so that they survive at least in the log.
-async fn spool_records(spool: &Path, records: Vec<SessionRecord>) {
+async fn spool_records<T: Spooled>(spool: &Path, records: Vec<T>) {
     let lines: Vec<String> = records
         .iter()
         .filter_map(|r| serde_json::to_string(r).ok())
@@ -157,15 +207,15 @@ async fn spool_records(spool: &Path, records: Vec<SessionRecord>) {
     let result = blocking(spool.to_owned(), move |p| append_lines(&p, &lines)).await;
     if let Err(e) = result {
         for r in &records {
-            tracing::error!(spool = %spool.display(), error = %e, record = ?r, "cannot spool a session record");
+            tracing::error!(spool = %spool.display(), error = %e, record = ?r, what = T::WHAT, "cannot spool");
         }
     }
 }
 
 /// Sends the spool's records oldest first; removes each confirmed batch.
-async fn deliver_spool(spool: &Path, client: &CaClient) -> Result<(), String> {
+async fn deliver_spool<T: Spooled>(spool: &Path, client: &CaClient) -> Result<(), String> {
     loop {
-        let records = blocking(spool.to_owned(), |p| read_spool(&p))
+        let records = blocking(spool.to_owned(), |p| read_spool::<T>(&p))
             .await
             .map_err(|e| format!("cannot read the spool: {e}"))?;
         if records.is_empty() {
@@ -173,19 +223,15 @@ async fn deliver_spool(spool: &Path, client: &CaClient) -> Result<(), String> {
         }
         let take = records.len().min(BATCH);
         let (batch, rest) = records.split_at(take);
-        match client.deliver(batch).await {
-            Ok(result) => {
-                tracing::info!(
-                    stored = result.stored,
-                    duplicates = result.duplicates,
-                    "session records delivered"
-                );
+        match T::deliver(client, batch).await {
+            Ok((stored, duplicates)) => {
+                tracing::info!(stored, duplicates, what = T::WHAT, "delivered to the CA");
             }
             Err(e) if e.is_transient() => return Err(e.to_string()),
             Err(e) => {
                 // The CA will never take these: keep them aside for an operator
                 // rather than blocking every later record behind them.
-                tracing::error!(error = %e, "the CA refused session records; moving them to the .rejected file");
+                tracing::error!(error = %e, what = T::WHAT, "the CA refused them; moving them to the .rejected file");
                 let lines: Vec<String> = batch
                     .iter()
                     .filter_map(|r| serde_json::to_string(r).ok())
@@ -235,7 +281,7 @@ pub fn append_lines(path: &Path, lines: &[String]) -> std::io::Result<()> {
 
 /// The spooled records in order. A line that does not parse (a write torn by
 /// a crash) is skipped with an error in the log.
-pub fn read_spool(path: &Path) -> std::io::Result<Vec<SessionRecord>> {
+pub fn read_spool<T: Spooled>(path: &Path) -> std::io::Result<Vec<T>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -256,7 +302,7 @@ pub fn read_spool(path: &Path) -> std::io::Result<Vec<SessionRecord>> {
 
 /// Replaces the spool with `records` (write a temporary file, `fsync`,
 /// rename, `fsync` the directory), so a crash leaves the old or the new spool.
-fn rewrite_spool(path: &Path, records: &[SessionRecord]) -> std::io::Result<()> {
+fn rewrite_spool<T: Spooled>(path: &Path, records: &[T]) -> std::io::Result<()> {
     if records.is_empty() {
         let file = std::fs::OpenOptions::new().write(true).open(path)?;
         file.set_len(0)?;
@@ -307,7 +353,7 @@ mod tests {
     fn spool_appends_rewrites_and_skips_torn_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
-        assert!(read_spool(&path).unwrap().is_empty());
+        assert!(read_spool::<SessionRecord>(&path).unwrap().is_empty());
         let line = |n| serde_json::to_string(&record(n)).unwrap();
         append_lines(&path, &[line(1), line(2)]).unwrap();
         // A torn last line from a crash mid-write.
@@ -318,16 +364,16 @@ mod tests {
             .write_all(b"{\"session_id\":\"ses_")
             .unwrap();
         append_lines(&path, &[String::new(), line(3)]).unwrap();
-        let ids: Vec<String> = read_spool(&path)
+        let ids: Vec<String> = read_spool::<SessionRecord>(&path)
             .unwrap()
             .into_iter()
             .map(|r| r.session_id)
             .collect();
         assert_eq!(ids, [record(1), record(2), record(3)].map(|r| r.session_id));
         rewrite_spool(&path, &[record(3)]).unwrap();
-        assert_eq!(read_spool(&path).unwrap(), [record(3)]);
-        rewrite_spool(&path, &[]).unwrap();
-        assert!(read_spool(&path).unwrap().is_empty());
+        assert_eq!(read_spool::<SessionRecord>(&path).unwrap(), [record(3)]);
+        rewrite_spool::<SessionRecord>(&path, &[]).unwrap();
+        assert!(read_spool::<SessionRecord>(&path).unwrap().is_empty());
         assert_eq!(rejected_path(&path), dir.path().join("s.jsonl.rejected"));
     }
 }

@@ -24,7 +24,7 @@ use russh::keys::ssh_key::{Certificate, HashAlg, PrivateKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, compression};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tpa_core::api::SessionRecord;
@@ -41,6 +41,9 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Bound on connecting to a host.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a login whose request the feed does not list as active waits for
+/// an immediate poll of the feed (a certificate fetched a moment ago).
+const FRESH_REQUEST_WAIT: Duration = Duration::from_secs(3);
 /// Delay before answering a rejected authentication (constant, so rejections
 /// do not reveal which check failed by their timing).
 const AUTH_REJECTION_TIME: Duration = Duration::from_secs(1);
@@ -53,6 +56,8 @@ struct Shared {
     trust: watch::Receiver<Arc<Trust>>,
     sink: Arc<dyn EventSink>,
     next_connection: AtomicU64,
+    /// Asks the revocation feed for an immediate poll.
+    poll_now: Arc<Notify>,
 }
 
 impl Shared {
@@ -113,6 +118,7 @@ impl Bastion {
                 trust: trust_rx,
                 sink,
                 next_connection: AtomicU64::new(1),
+                poll_now: Arc::new(Notify::new()),
             }),
             trust_updates,
         })
@@ -121,6 +127,12 @@ impl Bastion {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Notified when a login needs the revocation feed polled at once (hand
+    /// it to [`crate::feed::run`]).
+    pub fn poll_requests(&self) -> Arc<Notify> {
+        self.shared.poll_now.clone()
     }
 
     /// A sender that replaces the trusted keys and revocations for new checks.
@@ -366,6 +378,9 @@ impl Connection {
     fn refuse_channel(&self, request: String, reason: &str) {
         self.shared.emit(Event::ChannelRefused {
             connection: self.connection,
+            peer: Some(self.peer),
+            login: self.grant.as_ref().map(|g| g.login.clone()),
+            grant_request: self.grant.as_ref().map(|g| g.request.to_string()),
             request,
             reason: reason.to_owned(),
         });
@@ -413,9 +428,26 @@ impl russh::server::Handler for Connection {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        let trust = self.shared.trust.borrow().clone();
-        let now = chrono::Utc::now();
-        match auth::check_certificate(certificate, user, now, &trust, Some(self.peer.ip())) {
+        let peer = Some(self.peer.ip());
+        let mut trust_rx = self.shared.trust.clone();
+        let trust = trust_rx.borrow_and_update().clone();
+        let mut result =
+            auth::check_certificate(certificate, user, chrono::Utc::now(), &trust, peer);
+        if let Err(Rejection::RequestNotActive(_)) = result {
+            // A certificate fetched a moment ago: ask the feed now and wait
+            // (bounded) for it to list the request.
+            self.shared.poll_now.notify_one();
+            let deadline = Instant::now() + FRESH_REQUEST_WAIT;
+            while let Ok(Ok(())) = tokio::time::timeout_at(deadline, trust_rx.changed()).await {
+                let trust = trust_rx.borrow_and_update().clone();
+                result =
+                    auth::check_certificate(certificate, user, chrono::Utc::now(), &trust, peer);
+                if !matches!(result, Err(Rejection::RequestNotActive(_))) {
+                    break;
+                }
+            }
+        }
+        match result {
             Ok(grant) => {
                 self.grant = Some(Arc::new(grant));
                 Ok(Auth::Accept)
@@ -589,6 +621,9 @@ impl russh::server::Handler for Connection {
                 Ok(Err(e)) => {
                     shared.emit(Event::ChannelRefused {
                         connection,
+                        peer: Some(peer),
+                        login: Some(grant.login.clone()),
+                        grant_request: Some(grant.request.to_string()),
                         request,
                         reason: format!("cannot connect to {name} at {address}: {e}"),
                     });
@@ -598,6 +633,9 @@ impl russh::server::Handler for Connection {
                 Err(_) => {
                     shared.emit(Event::ChannelRefused {
                         connection,
+                        peer: Some(peer),
+                        login: Some(grant.login.clone()),
+                        grant_request: Some(grant.request.to_string()),
                         request,
                         reason: format!("connecting to {name} at {address} timed out"),
                     });
@@ -687,4 +725,32 @@ fn requester_of(key_id: &str) -> &str {
     key_id
         .rsplit_once(":user=")
         .map_or("unknown", |(_, user)| user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::ssh_key::Algorithm;
+
+    #[test]
+    fn protocol_settings_are_strict() {
+        // Issue 6: strict key exchange, no compression, certificates by public key only.
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        let limits = Limits {
+            max_auth_attempts: 3,
+            inactivity_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        };
+        let c = ssh_config(key, &limits);
+        assert!(
+            c.preferred
+                .kex
+                .contains(&russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER)
+        );
+        assert_eq!(&*c.preferred.compression, &[compression::NONE]);
+        assert_eq!(c.methods, MethodSet::from(&[MethodKind::PublicKey][..]));
+        assert_eq!(c.max_auth_attempts, 3);
+        assert_eq!(c.inactivity_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.auth_rejection_time, AUTH_REJECTION_TIME);
+    }
 }

@@ -1,21 +1,26 @@
-//! The trusted user-CA keys: read from a file or fetched from the CA's `GET /ca.pub`.
+//! The trusted user-CA keys: read from a file or fetched from the CA's
+//! `GET /ca.pub`, at start and then every `trust_refresh`.
 //!
 //! The CA publishes its keys in `authorized_keys` format, one per line. The
-//! fetch is a minimal HTTP/1.1 GET over a plain TCP stream: the CA URL is meant
-//! to be `http://` on loopback or a private network; `https://` is refused here
-//! rather than silently downgraded (use `trusted_user_ca_keys` with a copied file
-//! instead). A bastion never starts without at least one trusted key.
+//! fetch never follows redirects and is bounded in time and size; `http://` is
+//! accepted only to a loopback address (checked with the configuration). A
+//! bastion never starts without at least one trusted key, and a refresh that
+//! fails or finds no key keeps the keys it has: only a successful answer
+//! changes them. A key that disappears from the answer is no longer trusted,
+//! and the live sessions of its certificates are cut.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use russh::keys::ssh_key::PublicKey;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::watch;
 use tpa_core::TrustedCas;
 
+use crate::auth::Trust;
 use crate::config::TrustSource;
 
 /// The largest `/ca.pub` body accepted.
-const MAX_BODY: u64 = 1 << 20;
+const MAX_BODY: usize = 1 << 20;
 /// The bound on the whole fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,10 +35,8 @@ pub enum TrustError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The URL is not `http://host:port[/prefix]`.
-    #[error(
-        "ca_url {0:?} is not an http:// URL (https is not supported by the built-in fetch; use trusted_user_ca_keys)"
-    )]
+    /// The URL is not an `http://` or `https://` URL.
+    #[error("ca_url {0:?} is not an http:// or https:// URL")]
     BadUrl(String),
     /// The CA did not answer as expected.
     #[error("cannot fetch {url}: {message}")]
@@ -102,14 +105,50 @@ pub fn parse_keys(text: &str, source_name: &str) -> Result<TrustedCas, TrustErro
     Ok(TrustedCas::new(keys))
 }
 
-/// Splits `http://host:port/path` into (`host:port`, `/path`).
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, "/"),
-    };
-    (!authority.is_empty() && !authority.contains('@')).then_some((authority, path))
+/// Reloads the trusted keys from `source` every `interval` until `shutdown`
+/// completes, and publishes a changed set into `trust`.
+pub async fn refresh(
+    source: TrustSource,
+    trust: watch::Sender<Arc<Trust>>,
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        match load(&source).await {
+            Ok(cas) => {
+                if failing {
+                    tracing::info!("trusted CA keys reachable again");
+                    failing = false;
+                }
+                trust.send_if_modified(|current| {
+                    if current.cas == cas {
+                        return false;
+                    }
+                    tracing::warn!(
+                        "trusted user CA keys changed; sessions of untrusted CAs are cut"
+                    );
+                    let mut next = Trust::clone(current);
+                    next.cas = cas.clone();
+                    *current = Arc::new(next);
+                    true
+                });
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot refresh the trusted CA keys; keeping the current ones");
+                    failing = true;
+                }
+            }
+        }
+    }
 }
 
 async fn http_get(url: &str) -> Result<String, TrustError> {
@@ -117,44 +156,39 @@ async fn http_get(url: &str) -> Result<String, TrustError> {
         url: url.to_owned(),
         message,
     };
-    let (authority, path) = split_url(url).ok_or_else(|| TrustError::BadUrl(url.to_owned()))?;
-    let connect_to = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = tokio::net::TcpStream::connect(&connect_to)
-        .await
-        .map_err(|e| fetch_err(e.to_string()))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAccept: text/plain\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| fetch_err(e.to_string()))?;
-    let mut response = Vec::new();
-    stream
-        .take(MAX_BODY + 16 * 1024)
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| fetch_err(e.to_string()))?;
-    let text = String::from_utf8(response).map_err(|_| fetch_err("answer is not UTF-8".into()))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| fetch_err("malformed HTTP answer".into()))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(fetch_err(format!("HTTP status {status}")));
+    let parsed = reqwest::Url::parse(url).map_err(|_| TrustError::BadUrl(url.to_owned()))?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none()
+        || !parsed.username().is_empty()
+    {
+        return Err(TrustError::BadUrl(url.to_owned()));
     }
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        return Err(fetch_err("chunked answers are not supported".into()));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(FETCH_TIMEOUT)
+        .build()
+        .map_err(|e| fetch_err(e.to_string()))?;
+    let mut response = client
+        .get(parsed)
+        .send()
+        .await
+        .map_err(|e| fetch_err(e.without_url().to_string()))?;
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        return Err(fetch_err(format!("HTTP status {}", status.as_u16())));
     }
-    Ok(body.to_owned())
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| fetch_err(e.without_url().to_string()))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(fetch_err(format!("answer larger than {MAX_BODY} bytes")));
+        }
+    }
+    String::from_utf8(body).map_err(|_| fetch_err("answer is not UTF-8".into()))
 }
 
 #[cfg(test)]
@@ -190,15 +224,50 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn only_plain_http_urls() {
-        assert_eq!(
-            split_url("http://127.0.0.1:8700/ca.pub"),
-            Some(("127.0.0.1:8700", "/ca.pub"))
-        );
-        assert_eq!(split_url("http://ca"), Some(("ca", "/")));
-        assert_eq!(split_url("https://ca/ca.pub"), None);
-        assert_eq!(split_url("http://user@ca/ca.pub"), None);
-        assert_eq!(split_url("http:///ca.pub"), None);
+    #[tokio::test]
+    async fn urls_must_be_http_or_https_without_credentials() {
+        for url in ["ftp://ca/ca.pub", "http://user@ca/ca.pub", "not a url"] {
+            assert!(
+                matches!(http_get(url).await, Err(TrustError::BadUrl(_))),
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn refresh_replaces_changed_keys_and_keeps_them_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pub");
+        let (first, first_line) = key_line();
+        let (second, second_line) = key_line();
+        std::fs::write(&file, &first_line).unwrap();
+        let cas = load(&TrustSource::File(file.clone())).await.unwrap();
+        let (tx, mut rx) = watch::channel(Arc::new(Trust {
+            cas,
+            ..Trust::default()
+        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(refresh(
+            TrustSource::File(file.clone()),
+            tx,
+            Duration::from_millis(50),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        std::fs::write(&file, &second_line).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let now = rx.borrow_and_update().clone();
+        assert!(now.cas.contains(second.key_data()));
+        assert!(!now.cas.contains(first.key_data()));
+        // An empty answer is a failure: the keys stay.
+        std::fs::write(&file, "").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(rx.borrow().cas.contains(second.key_data()));
+        let _ = stop.send(());
+        task.await.unwrap();
     }
 }

@@ -13,8 +13,9 @@ pub use audit::{
     SessionList, SessionView, Timeline,
 };
 pub use bastion::{
-    ActiveGrant, RevocationFeed, RevokedGrant, SESSION_END_REASONS, SessionBatch,
-    SessionBatchResult, SessionRecord,
+    ActiveGrant, BASTION_EVENT_KINDS, BastionEvent, BastionEventBatch, BastionEventBatchResult,
+    RevocationFeed, RevokedGrant, SESSION_END_REASONS, SessionBatch, SessionBatchResult,
+    SessionRecord,
 };
 
 /// Every API error: a stable machine code and a message for people.

@@ -17,7 +17,7 @@ use crate::cert_options::{KNOWN_CRITICAL_OPTIONS, SourceAddresses};
 use crate::serial::CertSerial;
 
 /// The CA public keys whose user certificates are accepted.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedCas(Vec<KeyData>);
 
 impl TrustedCas {

@@ -101,6 +101,8 @@ pub struct TestBastion {
     pub ca: PrivateKey,
     pub host_key: PublicKey,
     pub trust_updates: tokio::sync::watch::Sender<Arc<Trust>>,
+    /// What a login notifies to have the feed polled at once.
+    pub poll_now: Arc<tokio::sync::Notify>,
     events: mpsc::UnboundedReceiver<Event>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -152,7 +154,10 @@ pub async fn spawn_bastion_full(
         ca_url: None,
         ca_token_file: None,
         session_spool: "unused".into(),
+        refusal_spool: "unused".into(),
         revocation_poll: bastion::config::DEFAULT_REVOCATION_POLL,
+        revocation_state_file: "unused".into(),
+        trust_refresh: bastion::config::DEFAULT_TRUST_REFRESH,
     };
     let trust = Trust {
         cas: TrustedCas::new(vec![ca.public_key().key_data().clone()]),
@@ -167,6 +172,7 @@ pub async fn spawn_bastion_full(
     let bastion = Bastion::bind(&config, host_key, trust, sink).await.unwrap();
     let addr = bastion.local_addr().unwrap();
     let trust_updates = bastion.trust_updates();
+    let poll_now = bastion.poll_requests();
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(bastion.run_until(async {
         let _ = stopped.await;
@@ -176,6 +182,7 @@ pub async fn spawn_bastion_full(
         ca,
         host_key: public,
         trust_updates,
+        poll_now,
         events,
         stop: Some(stop),
         task: Some(task),
@@ -336,6 +343,8 @@ pub struct FakeCaState {
     pub feed: serde_json::Value,
     /// Session records received, in order (duplicates included).
     pub records: Vec<tpa_core::api::SessionRecord>,
+    /// Refusal reports received, in order (duplicates included).
+    pub events: Vec<tpa_core::api::BastionEvent>,
     /// While true, every call gets 503.
     pub down: bool,
     /// Bearer tokens seen.
@@ -419,6 +428,12 @@ async fn serve_fake_ca(
                 let batch: tpa_core::api::SessionBatch = serde_json::from_slice(&body).unwrap();
                 let n = batch.records.len();
                 s.records.extend(batch.records);
+                ("200 OK", format!(r#"{{"stored":{n},"duplicates":0}}"#))
+            } else if request_line.starts_with("POST /api/v1/bastion/events") {
+                let batch: tpa_core::api::BastionEventBatch =
+                    serde_json::from_slice(&body).unwrap();
+                let n = batch.events.len();
+                s.events.extend(batch.events);
                 ("200 OK", format!(r#"{{"stored":{n},"duplicates":0}}"#))
             } else {
                 (

@@ -1,17 +1,20 @@
 //! Live enforcement and session records (issue 6, items 4 and 5): the
 //! revocation feed cuts a live session within 5 s and bounds it by the
 //! request's window; each forward's record reaches the CA with its byte
-//! counts, through the spool when the CA is down.
+//! counts, through the spool when the CA is down; the revocation state is
+//! saved and logins wait for it; refusals reach the CA.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bastion::ca_client::CaClient;
 use bastion::config::Limits;
-use bastion::{Event, feed, recorder};
+use bastion::{Event, feed, recorder, refusals};
 use russh::ChannelMsg;
 use russh::client::Msg;
 use tokio::sync::oneshot;
+use tpa_core::TrustedCas;
+use tpa_core::api::SessionRecord;
 
 use crate::helpers::*;
 
@@ -67,11 +70,16 @@ async fn feed_revocation_cuts_a_live_session_within_five_seconds() {
     });
     let mut b = spawn_bastion(&[("web-1", echo)]).await;
     let client = CaClient::new(&format!("http://{ca}"), CA_TOKEN).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("revocations.json");
     let (feed_stop, feed_stopped) = oneshot::channel::<()>();
     let poller = tokio::spawn(feed::run(
         client,
         b.trust_updates.clone(),
         Duration::from_secs(1),
+        b.poll_now.clone(),
+        feed::FeedState::default(),
+        state_file.clone(),
         async {
             let _ = feed_stopped.await;
         },
@@ -123,7 +131,171 @@ async fn feed_revocation_cuts_a_live_session_within_five_seconds() {
     assert!(b.rejection_reason().await.contains("revoked"));
     let _ = feed_stop.send(());
     poller.await.unwrap();
+    // The revocation survives a restart: it is in the saved state.
+    let saved = feed::load_state(&state_file, unix_now()).unwrap().unwrap();
+    assert!(saved.revoked.contains_key(KEY_ID), "{saved:?}");
+    assert_eq!(saved.cursor, Some(6));
     b.stop().await;
+}
+
+#[tokio::test]
+async fn without_saved_revocation_state_logins_wait_for_the_first_poll() {
+    // Issue 6: fail closed until the bastion knows what has been revoked.
+    let (ca, ca_state) = fake_ca().await;
+    ca_state.lock().unwrap().down = true;
+    ca_state.lock().unwrap().feed = serde_json::json!({
+        "cursor": 5, "full": true, "revoked": [],
+        "active": [{"key_id": KEY_ID, "request": REQUEST, "window_end": unix_now() + 3600}],
+    });
+    let mut b = spawn_bastion(&[]).await;
+    let pending = Trust {
+        revocations_pending: true,
+        require_active: true,
+        ..Trust::clone(&b.trust_updates.borrow())
+    };
+    b.trust_updates.send(Arc::new(pending)).unwrap();
+    let (_s, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(
+        !ok,
+        "a login was accepted before the revocation state was known"
+    );
+    assert!(
+        b.rejection_reason()
+            .await
+            .contains("revocation state unknown")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("revocations.json");
+    let client = CaClient::new(&format!("http://{ca}"), CA_TOKEN).unwrap();
+    let (feed_stop, feed_stopped) = oneshot::channel::<()>();
+    let poller = tokio::spawn(feed::run(
+        client,
+        b.trust_updates.clone(),
+        Duration::from_millis(200),
+        b.poll_now.clone(),
+        feed::FeedState::default(),
+        state_file.clone(),
+        async {
+            let _ = feed_stopped.await;
+        },
+    ));
+    // While the CA is down, logins stay refused.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(b.trust_updates.borrow().revocations_pending);
+    ca_state.lock().unwrap().down = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.trust_updates.borrow().revocations_pending {
+        assert!(Instant::now() < deadline, "first poll not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_s, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(ok);
+    assert!(feed::load_state(&state_file, unix_now()).unwrap().is_some());
+    let _ = feed_stop.send(());
+    poller.await.unwrap();
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_is_cut_when_its_ca_is_no_longer_trusted() {
+    // Issue 6: the trusted keys are refreshed from /ca.pub; a key that goes
+    // away takes its live sessions with it.
+    let echo = echo_server().await;
+    let mut b = spawn_bastion(&[("web-1", echo)]).await;
+    let (session, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(ok);
+    let mut channel = session
+        .channel_open_direct_tcpip("web-1", 22, "127.0.0.1", 40000)
+        .await
+        .unwrap();
+    echo_round_trip(&mut channel, b"hello").await;
+    let other_ca = random_key();
+    b.trust_updates
+        .send(Arc::new(Trust {
+            cas: TrustedCas::new(vec![other_ca.public_key().key_data().clone()]),
+            ..Trust::default()
+        }))
+        .unwrap();
+    let took = wait_closed(&mut channel, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(3), "cut after {took:?}");
+    assert_eq!(next_record(&mut b).await.end, "access_revoked");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_reach_the_ca_coalesced_and_spooled_while_it_is_down() {
+    // Issue 6: every rejection and refused channel is audited at the CA.
+    let echo = echo_server().await;
+    let (ca, ca_state) = fake_ca().await;
+    ca_state.lock().unwrap().down = true;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("refusals.spool");
+    let client = CaClient::new(&format!("http://{ca}"), CA_TOKEN).unwrap();
+    // Each rejection takes the bastion's 1 s rejection delay: one window holds them all.
+    let (reporter, reports) = refusals::start(spool.clone(), Some(client), Duration::from_secs(6));
+    let b = spawn_bastion_full(
+        &[("web-1", echo)],
+        Limits::default(),
+        Some(Arc::new(reporter)),
+    )
+    .await;
+    // Three identical rejections (wrong principal) from one address...
+    for _ in 0..3 {
+        let (_s, ok) = b.login("root", &CertSpec::for_hosts("web-1")).await;
+        assert!(!ok);
+    }
+    // ...and one refused forward after a good login.
+    let (session, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(ok);
+    assert!(
+        session
+            .channel_open_direct_tcpip("db-1", 22, "127.0.0.1", 40000)
+            .await
+            .is_err()
+    );
+    // They wait in the spool while the CA is down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorder::read_spool::<tpa_core::api::BastionEvent>(&spool)
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "refusals not spooled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ca_state.lock().unwrap().events.is_empty());
+    ca_state.lock().unwrap().down = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let events = loop {
+        let events = ca_state.lock().unwrap().events.clone();
+        if events.len() >= 2 {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "refusals not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[0].kind, "auth_rejected");
+    assert_eq!(events[0].login, "root");
+    assert_eq!(events[0].source, "127.0.0.1");
+    assert_eq!(events[0].count, 3);
+    assert!(
+        events[0].reason.contains("principal"),
+        "{}",
+        events[0].reason
+    );
+    assert_eq!(events[1].kind, "channel_refused");
+    assert_eq!(events[1].what, "direct-tcpip db-1:22");
+    assert_eq!(events[1].request.as_deref(), Some(REQUEST));
+    assert_eq!(events[1].login, LOGIN);
+    assert!(
+        recorder::read_spool::<tpa_core::api::BastionEvent>(&spool)
+            .unwrap()
+            .is_empty()
+    );
+    b.stop().await;
+    reports.finish(Duration::from_secs(5)).await;
+    assert_eq!(ca_state.lock().unwrap().events.len(), 2);
 }
 
 #[tokio::test]
@@ -180,7 +352,7 @@ async fn records_are_spooled_while_the_ca_is_down_and_delivered_in_order_after()
     }
     // Both are in the spool, none at the CA.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while recorder::read_spool(&spool).unwrap().len() < 2 {
+    while recorder::read_spool::<SessionRecord>(&spool).unwrap().len() < 2 {
         assert!(Instant::now() < deadline, "records not spooled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -207,8 +379,61 @@ async fn records_are_spooled_while_the_ca_is_down_and_delivered_in_order_after()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(recorder::read_spool(&spool).unwrap().is_empty());
+    assert!(
+        recorder::read_spool::<SessionRecord>(&spool)
+            .unwrap()
+            .is_empty()
+    );
     b.stop().await;
     delivery.finish(Duration::from_secs(5)).await;
     assert_eq!(ca_state.lock().unwrap().records.len(), 2);
+}
+
+#[tokio::test]
+async fn a_request_the_feed_does_not_list_as_active_is_refused_and_a_fresh_one_is_polled_at_once() {
+    // Issue 6: the request behind the certificate must still be active.
+    let (ca, ca_state) = fake_ca().await;
+    let mut b = spawn_bastion(&[]).await;
+    let strict = Trust {
+        require_active: true,
+        ..Trust::clone(&b.trust_updates.borrow())
+    };
+    b.trust_updates.send(Arc::new(strict)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = CaClient::new(&format!("http://{ca}"), CA_TOKEN).unwrap();
+    let (feed_stop, feed_stopped) = oneshot::channel::<()>();
+    // A long interval: only an immediate poll can make the next login pass in time.
+    let poller = tokio::spawn(feed::run(
+        client,
+        b.trust_updates.clone(),
+        Duration::from_secs(60),
+        b.poll_now.clone(),
+        feed::FeedState::default(),
+        dir.path().join("revocations.json"),
+        async {
+            let _ = feed_stopped.await;
+        },
+    ));
+    // The feed lists no active request: refused, with the reason.
+    let (_s, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(!ok);
+    assert!(
+        b.rejection_reason()
+            .await
+            .contains("is not active at the CA"),
+        "{:?}",
+        b.drain()
+    );
+    // The request is approved a moment later: the next login asks the feed at once.
+    ca_state.lock().unwrap().feed = serde_json::json!({
+        "cursor": 7, "full": true, "revoked": [],
+        "active": [{"key_id": KEY_ID, "request": REQUEST, "window_end": unix_now() + 3600}],
+    });
+    let started = Instant::now();
+    let (_s, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(ok, "{:?}", b.drain());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let _ = feed_stop.send(());
+    poller.await.unwrap();
+    b.stop().await;
 }

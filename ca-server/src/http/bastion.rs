@@ -1,6 +1,7 @@
 //! The bastions' endpoints: `GET /api/v1/bastion/revocations` (the revocation
-//! feed) and `POST /api/v1/sessions` (session records). Both take only a
-//! bastion token (`[[bastions]]`), checked by the [`Bastion`] extractor.
+//! feed), `POST /api/v1/sessions` (session records) and
+//! `POST /api/v1/bastion/events` (refusal reports). They take only a bastion
+//! token (`[[bastions]]`), checked by the [`Bastion`] extractor.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -11,7 +12,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use tpa_core::api::{RevocationFeed, SessionBatch, SessionBatchResult};
+use tpa_core::api::{
+    BastionEventBatch, BastionEventBatchResult, RevocationFeed, SessionBatch, SessionBatchResult,
+};
 
 use super::auth::{audit_source, client_ip};
 use super::error::ApiError;
@@ -101,6 +104,22 @@ pub async fn sessions(
     let now = Utc::now();
     let result = run(&state, move |conn| {
         wf::record_sessions(conn, &bastion.name, &bastion.source, &batch.records, now)
+    })
+    .await?;
+    Ok(Json(result))
+}
+
+/// `POST /api/v1/bastion/events`: stores refusal reports as audit events;
+/// redelivered ones are counted as duplicates.
+pub async fn events(
+    State(state): State<AppState>,
+    bastion: Bastion,
+    body: Result<Json<BastionEventBatch>, JsonRejection>,
+) -> Result<Json<BastionEventBatchResult>, ApiError> {
+    let Json(batch) = body?;
+    let now = Utc::now();
+    let result = run(&state, move |conn| {
+        wf::record_events(conn, &bastion.name, &bastion.source, &batch.events, now)
     })
     .await?;
     Ok(Json(result))

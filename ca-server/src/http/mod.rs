@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/certificates", get(audit::certificates))
         .route("/api/v1/requests/{id}/timeline", get(audit::timeline))
         .route(
+            "/api/v1/bastion/events",
+            post(bastion::events).layer(DefaultBodyLimit::max(256 * 1024)),
+        )
+        .route(
             "/api/v1/requests",
             post(requests::create)
                 .get(requests::list_requests)

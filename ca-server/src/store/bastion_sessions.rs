@@ -1,5 +1,6 @@
-//! The `bastion_sessions` table (session records from bastions) and the
-//! queries behind the bastions' revocation feed.
+//! The `bastion_sessions` table (session records from bastions), the
+//! `bastion_events` table (their refusal reports) and the queries behind the
+//! bastions' revocation feed.
 
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
@@ -44,6 +45,52 @@ pub struct SessionRow {
     pub received_at: String,
     /// The `session.record` audit event.
     pub audit_seq: i64,
+}
+
+/// A refusal report as stored (the workflow has checked every field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// `evt_…`, unique.
+    pub event_id: String,
+    /// The delivering bastion's configured name.
+    pub bastion: String,
+    /// `auth_rejected`, `channel_refused` or `events_suppressed`.
+    pub kind: String,
+    /// The request it concerns, when known.
+    pub request_id: Option<String>,
+    /// How many refusals it stands for.
+    pub count: i64,
+    /// RFC 3339 UTC.
+    pub received_at: String,
+    /// Its audit event.
+    pub audit_seq: i64,
+}
+
+/// Whether a report with this event id is stored.
+pub fn event_exists(tx: &Transaction<'_>, event_id: &str) -> Result<bool, StoreError> {
+    Ok(tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM bastion_events WHERE event_id = ?1)",
+        [event_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Inserts one report.
+pub fn insert_event(tx: &Transaction<'_>, row: &EventRow) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO bastion_events (event_id, bastion, kind, request_id, count, received_at, audit_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            row.event_id,
+            row.bastion,
+            row.kind,
+            row.request_id,
+            row.count,
+            row.received_at,
+            row.audit_seq
+        ],
+    )?;
+    Ok(())
 }
 
 /// Whether a record with this session id is stored.

@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_audit_sinks.sql"),
     include_str!("migrations/0011_device_logins.sql"),
     include_str!("migrations/0012_cli_consents.sql"),
+    include_str!("migrations/0013_bastion_events.sql"),
 ];
 
 /// The schema version this build expects.

@@ -1,15 +1,15 @@
 //! What bastions ask of the CA: the revocation feed (which key ids, serials and
-//! CA keys no longer grant access, and when each active grant's window ends)
-//! and storing their
-//! session records with a `session.record` audit event on the request.
+//! CA keys no longer grant access, and when each active grant's window ends),
+//! storing their session records with a `session.record` audit event on the
+//! request, and storing their refusal reports as `bastion.<kind>` audit events.
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde_json::json;
 use tpa_core::RequestId;
 use tpa_core::api::{
-    ActiveGrant, RevocationFeed, RevokedGrant, SESSION_END_REASONS, SessionBatchResult,
-    SessionRecord,
+    ActiveGrant, BASTION_EVENT_KINDS, BastionEvent, BastionEventBatchResult, RevocationFeed,
+    RevokedGrant, SESSION_END_REASONS, SessionBatchResult, SessionRecord,
 };
 
 use super::requests::WorkflowError;
@@ -20,6 +20,13 @@ use crate::store::{self, StoreError, audit, bastion_sessions};
 pub const MAX_BATCH: usize = 100;
 /// The longest string field a record may carry.
 const MAX_FIELD: usize = 512;
+
+fn refused_event(message: String) -> WorkflowError {
+    WorkflowError::Refused {
+        code: "invalid_bastion_event",
+        message,
+    }
+}
 
 fn refused(message: String) -> WorkflowError {
     WorkflowError::Refused {
@@ -221,6 +228,140 @@ pub fn record_sessions(
                     bytes_from_target: i64::try_from(record.bytes_from_target).unwrap_or(i64::MAX),
                     end_reason: record.end.clone(),
                     error: record.error.clone(),
+                    received_at: format_time(now),
+                    audit_seq: event.seq,
+                },
+            )?;
+            result.stored += 1;
+        }
+        Ok::<_, WorkflowError>(result)
+    })
+}
+
+/// Checks one refusal report; the error names the field.
+fn check_event(e: &BastionEvent) -> Result<Option<RequestId>, WorkflowError> {
+    let id_ok = e
+        .event_id
+        .strip_prefix("evt_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !id_ok {
+        return Err(refused_event(
+            "event_id must be evt_ followed by 32 hex digits".to_owned(),
+        ));
+    }
+    if !BASTION_EVENT_KINDS.contains(&e.kind.as_str()) {
+        return Err(refused_event(format!(
+            "kind must be one of {}",
+            BASTION_EVENT_KINDS.join(", ")
+        )));
+    }
+    let request = e
+        .request
+        .as_deref()
+        .map(RequestId::parse)
+        .transpose()
+        .map_err(|_| refused_event("request is not a request id (req_…)".to_owned()))?;
+    for (name, value) in [
+        ("source", &e.source),
+        ("what", &e.what),
+        ("reason", &e.reason),
+    ] {
+        check_field(name, value).map_err(|_| {
+            refused_event(format!(
+                "{name} must be 1-{MAX_FIELD} characters without control characters"
+            ))
+        })?;
+    }
+    if e.login.len() > MAX_FIELD || e.login.chars().any(char::is_control) {
+        return Err(refused_event(format!(
+            "login must be at most {MAX_FIELD} characters without control characters"
+        )));
+    }
+    if e.count == 0 {
+        return Err(refused_event("count must be at least 1".to_owned()));
+    }
+    let first = check_time("first_at", &e.first_at)
+        .map_err(|_| refused_event("first_at is not an RFC 3339 time".to_owned()))?;
+    let last = check_time("last_at", &e.last_at)
+        .map_err(|_| refused_event("last_at is not an RFC 3339 time".to_owned()))?;
+    if last < first {
+        return Err(refused_event("last_at is before first_at".to_owned()));
+    }
+    Ok(request)
+}
+
+/// Stores refusal reports from bastion `bastion` (delivered from `source`) in
+/// one transaction, each as a `bastion.<kind>` audit event with outcome
+/// `denied`, on its request when it names one (so it shows in the request's
+/// history), else on the bastion. A report whose event id is already stored
+/// is counted as a duplicate; any invalid report refuses the whole batch.
+pub fn record_events(
+    conn: &mut Connection,
+    bastion: &str,
+    source: &str,
+    events: &[BastionEvent],
+    now: DateTime<Utc>,
+) -> Result<BastionEventBatchResult, WorkflowError> {
+    if events.len() > MAX_BATCH {
+        return Err(refused_event(format!(
+            "at most {MAX_BATCH} events per delivery"
+        )));
+    }
+    let requests = events
+        .iter()
+        .map(check_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    store::write(conn, |tx| {
+        let mut result = BastionEventBatchResult {
+            stored: 0,
+            duplicates: 0,
+        };
+        for (e, request) in events.iter().zip(&requests) {
+            if bastion_sessions::event_exists(tx, &e.event_id)? {
+                result.duplicates += 1;
+                continue;
+            }
+            let object = match request {
+                Some(id) => format!("request:{id}"),
+                None => format!("bastion:{bastion}"),
+            };
+            let reason = if e.count > 1 {
+                format!("{} ({} times)", e.reason, e.count)
+            } else {
+                e.reason.clone()
+            };
+            let event = audit::append(
+                tx,
+                &NewEvent {
+                    time: now,
+                    actor: format!("bastion:{bastion}"),
+                    source: source.to_owned(),
+                    action: format!("bastion.{}", e.kind),
+                    object,
+                    outcome: Outcome::Denied,
+                    reason,
+                    details: json!({
+                        "event_id": e.event_id,
+                        "bastion": bastion,
+                        "client": e.source,
+                        "login": e.login,
+                        "request": e.request,
+                        "what": e.what,
+                        "reason": e.reason,
+                        "count": e.count,
+                        "first_at": e.first_at,
+                        "last_at": e.last_at,
+                    }),
+                },
+            )?;
+            bastion_sessions::insert_event(
+                tx,
+                &bastion_sessions::EventRow {
+                    event_id: e.event_id.clone(),
+                    bastion: bastion.to_owned(),
+                    kind: e.kind.clone(),
+                    request_id: request.as_ref().map(ToString::to_string),
+                    count: i64::try_from(e.count).unwrap_or(i64::MAX),
                     received_at: format_time(now),
                     audit_seq: event.seq,
                 },

@@ -230,3 +230,122 @@ async fn session_records_are_stored_once_and_audited_on_the_request() {
     assert_eq!(count(&conn, "bastion_sessions"), 2);
     app.stop().await;
 }
+
+fn refusal(event_id: &str, kind: &str, request: Option<&str>, count: u64) -> serde_json::Value {
+    let mut e = serde_json::json!({
+        "event_id": event_id,
+        "kind": kind,
+        "source": "203.0.113.7",
+        "login": "root",
+        "what": "authentication",
+        "reason": "password authentication is not accepted: only TPA certificates are",
+        "count": count,
+        "first_at": "2026-11-24T09:00:00.000000Z",
+        "last_at": "2026-11-24T09:00:09.000000Z",
+    });
+    if let Some(id) = request {
+        e["request"] = id.into();
+    }
+    e
+}
+
+async fn post_events(app: &TestApp, token: &str, body: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    http_send(
+        app.address,
+        "POST",
+        "/api/v1/bastion/events",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn refusal_reports_are_audited_once_on_the_request_or_the_bastion() {
+    // Issue 6: every rejection at the bastion reaches the audit trail.
+    let app = bastion_app().await;
+    let (id, _) = approved_with_certificate(&app).await;
+    let auth = refusal(
+        "evt_0123456789abcdef0123456789abcdef",
+        "auth_rejected",
+        None,
+        3,
+    );
+    let mut channel = refusal(
+        "evt_fedcba9876543210fedcba9876543210",
+        "channel_refused",
+        Some(&id),
+        1,
+    );
+    channel["what"] = "direct-tcpip db-1:22".into();
+    channel["reason"] = "host db-1 is not approved by the certificate".into();
+    let r = post_events(&app, "tpab_wrong", r#"{"events":[]}"#).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let body = serde_json::json!({ "events": [auth] }).to_string();
+    let r = post_events(&app, BASTION_TOKEN, &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({ "stored": 1, "duplicates": 0 })
+    );
+    // Redelivery after a crash, plus a new report.
+    let body = serde_json::json!({ "events": [auth, channel] }).to_string();
+    let r = post_events(&app, BASTION_TOKEN, &body).await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({ "stored": 1, "duplicates": 1 })
+    );
+    let conn = app.data.open_plain();
+    assert_eq!(count(&conn, "bastion_events"), 2);
+    let rows: Vec<_> = audit_rows(&conn)
+        .into_iter()
+        .filter(|r| r.action.starts_with("bastion."))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0].action, "bastion.auth_rejected");
+    assert_eq!(rows[0].object, "bastion:bastion-1");
+    assert_eq!(rows[0].outcome, "denied");
+    assert_eq!(rows[0].actor, "bastion:bastion-1");
+    assert!(rows[0].reason.ends_with("(3 times)"), "{}", rows[0].reason);
+    assert!(
+        rows[0].details.contains("\"client\":\"203.0.113.7\""),
+        "{}",
+        rows[0].details
+    );
+    assert_eq!(rows[1].action, "bastion.channel_refused");
+    assert_eq!(rows[1].object, format!("request:{id}"));
+    assert_eq!(
+        rows[1].reason,
+        "host db-1 is not approved by the certificate"
+    );
+
+    // Invalid reports are refused as a whole; nothing is stored.
+    let check = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut e = refusal(
+            "evt_00000000000000000000000000000009",
+            "auth_rejected",
+            None,
+            1,
+        );
+        edit(&mut e);
+        serde_json::json!({ "events": [e] }).to_string()
+    };
+    for body in [
+        check(&|e| e["event_id"] = "evt_x".into()),
+        check(&|e| e["kind"] = "shrug".into()),
+        check(&|e| e["count"] = 0.into()),
+        check(&|e| e["request"] = "not-a-request".into()),
+        check(&|e| e["reason"] = "two\nlines".into()),
+        check(&|e| e["last_at"] = "2026-11-24T08:00:00Z".into()),
+        check(&|e| e["extra"] = 1.into()),
+    ] {
+        let r = post_events(&app, BASTION_TOKEN, &body).await;
+        assert!(r.status == 422 || r.status == 400, "{body}: {}", r.body);
+    }
+    assert_eq!(count(&conn, "bastion_events"), 2);
+    app.stop().await;
+}

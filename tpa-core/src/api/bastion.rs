@@ -125,3 +125,54 @@ pub struct SessionBatchResult {
     /// Records the CA already had (same session id): redeliveries.
     pub duplicates: u64,
 }
+
+/// What a bastion refused, as its refusal reports name it.
+pub const BASTION_EVENT_KINDS: &[&str] = &["auth_rejected", "channel_refused", "events_suppressed"];
+
+/// One refusal at a bastion, or several identical ones coalesced: an
+/// authentication attempt it rejected, a channel or forwarding request it
+/// refused, or (`events_suppressed`) how many refusals it did not report one
+/// by one because too many distinct ones came at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BastionEvent {
+    /// Random, unique: `evt_` and 32 hex digits. Redelivery with the same id is a no-op.
+    pub event_id: String,
+    /// One of [`BASTION_EVENT_KINDS`].
+    pub kind: String,
+    /// The client's IP address (`-` for `events_suppressed`).
+    pub source: String,
+    /// The SSH username of the attempt (may be empty; control characters escaped).
+    pub login: String,
+    /// The request (`req_…`) of the accepted certificate, for a channel
+    /// refused after authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// What was asked: `authentication`, `session`, `direct-tcpip web-2:22`, …
+    pub what: String,
+    /// Why it was refused (one line, no key material).
+    pub reason: String,
+    /// How many identical refusals this stands for (at least 1).
+    pub count: u64,
+    /// RFC 3339 UTC: the first of them.
+    pub first_at: String,
+    /// RFC 3339 UTC: the last of them.
+    pub last_at: String,
+}
+
+/// `POST /api/v1/bastion/events`: refusal reports in the order they were made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BastionEventBatch {
+    /// At most 100 events.
+    pub events: Vec<BastionEvent>,
+}
+
+/// The answer to a [`BastionEventBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BastionEventBatchResult {
+    /// Events stored now.
+    pub stored: u64,
+    /// Events the CA already had (same event id): redeliveries.
+    pub duplicates: u64,
+}
