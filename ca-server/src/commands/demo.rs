@@ -48,7 +48,15 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
             None => println!("No demo accounts in this directory (it predates them)."),
         }
         println!();
-        println!("Try next, in another terminal:");
+        println!("Try next, in another terminal (as an engineer, with tpa-ssh):");
+        println!("  tpa-ssh login --ca http://{addr} --username alice");
+        println!("  tpa-ssh config                              # once: the ssh_config snippet");
+        println!(
+            "  tpa-ssh request --role hotfix-admin --host web-1 --for 1h --reason 'INC-1 disk full' --ticket INC-1 --wait"
+        );
+        println!("  # approve it as bob, then carol, at http://{addr}/ ; then: tpa-ssh cert");
+        println!();
+        println!("Or with curl:");
         println!(
             "  curl http://{addr}/ca.pub                  # the key hosts trust (TrustedUserCAKeys)"
         );
@@ -88,7 +96,15 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Appends the product brief's two roles (`read-only-debug`, `hotfix-admin`).
+/// What the demo announces to `tpa-ssh` (`GET /api/v1/client-config`): the
+/// example roles' host groups, so `tpa-ssh config` needs no flag.
+const DEMO_CLIENT: &str = "
+[client]
+host_patterns = [\"web-*\", \"db-*\"]
+";
+
+/// Appends the product brief's two roles (`read-only-debug`, `hotfix-admin`)
+/// and the `[client]` section for `tpa-ssh`.
 fn add_demo_roles(config_path: &Path) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut file = std::fs::OpenOptions::new()
@@ -96,6 +112,7 @@ fn add_demo_roles(config_path: &Path) -> anyhow::Result<()> {
         .open(config_path)
         .with_context(|| format!("cannot open {}", config_path.display()))?;
     file.write_all(crate::config::EXAMPLE_ROLES.as_bytes())
+        .and_then(|()| file.write_all(DEMO_CLIENT.as_bytes()))
         .with_context(|| format!("cannot write {}", config_path.display()))
 }
 
