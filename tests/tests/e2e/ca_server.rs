@@ -114,6 +114,15 @@ fn demo_creates_its_directory_then_reuses_it() {
         wait_for_port(addr, Duration::from_secs(20), "tpa-ca demo");
         let (status, ca_pub) = http_get(addr, "/ca.pub");
         assert_eq!(status, 200);
+        // `tpa-ssh config` needs no flag against the demo: it announces the
+        // example roles' host groups.
+        let (status, client) = http_get(addr, "/api/v1/client-config");
+        assert_eq!(status, 200);
+        let client: serde_json::Value = serde_json::from_slice(&client).unwrap();
+        assert_eq!(
+            client["host_patterns"],
+            serde_json::json!(["web-*", "db-*"])
+        );
         assert!(terminate(guard).success());
         let printed = std::fs::read_to_string(tmp.path().join("demo.out")).unwrap();
         assert!(
