@@ -427,3 +427,57 @@ async fn failed_callbacks_are_limited_per_address() {
         .count();
     assert_eq!(after, 21, "a flood writes nothing more");
 }
+
+/// Security review 2026-11-24: an API token must not approve a device login.
+/// If it could, every token would mint its own successor (fresh lifetime,
+/// same groups) before it expires, and `auth.api_token_ttl` would bound
+/// nothing. Only a browser session confirms a code.
+#[tokio::test]
+async fn an_api_token_cannot_approve_a_device_login() {
+    let app = crate::helpers::spawn_app_with(|data| {
+        data.add_account("dora", "correct horse battery", &["ops"]);
+    })
+    .await;
+    let login = api(
+        &app,
+        "/api/v1/login",
+        &json!({ "username": "dora", "password": "correct horse battery" }).to_string(),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let (device, code) = start(&app).await;
+    for (path, body) in [
+        ("/device", format!("user_code={code}")),
+        (
+            "/device/decision",
+            format!("user_code={code}&decision=approve"),
+        ),
+    ] {
+        let r = http_send(
+            app.address,
+            "POST",
+            path,
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert!(r.body.contains("browser session"), "{}", r.body);
+    }
+    assert_eq!(
+        poll_after_interval(&app, &device).await,
+        "authorization_pending",
+        "nothing was approved"
+    );
+    assert!(
+        !audit_rows(&app.data.open_plain())
+            .iter()
+            .any(|r| r.action == "auth.device.approve"),
+        "no approval recorded"
+    );
+}

@@ -20,7 +20,7 @@ use super::oidc::encode_query;
 use super::{FormFields, PageError, checked_form, page_context, render_status};
 use crate::audit::format_time;
 use crate::device_login::{self, CodeRefusal, Poll, Waiting};
-use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
+use crate::http::auth::{AuthVia, Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
 use crate::http::error::ApiError;
 use crate::oidc_login::{self, Refusal};
 use crate::sessions;
@@ -209,6 +209,24 @@ fn refused_page(
     page(auth, status, "enter", refusal.message(), code, None, false)
 }
 
+/// Only a browser session confirms a device login. An API token that could
+/// approve one would mint its own successor, with a fresh lifetime and the
+/// same groups, again and again, so `auth.api_token_ttl` would bound nothing
+/// (security review 2026-11-24).
+fn api_token_refused(auth: &Authenticated) -> Option<Result<Response, ApiError>> {
+    (!matches!(auth.via, AuthVia::Session { .. })).then(|| {
+        page(
+            auth,
+            StatusCode::FORBIDDEN,
+            "enter",
+            "Device logins are confirmed in a browser session, not with an API token. Log in to this page in a browser.",
+            "",
+            None,
+            false,
+        )
+    })
+}
+
 fn limited_page(auth: &Authenticated, retry_after: u64) -> Result<Response, ApiError> {
     page(
         auth,
@@ -234,6 +252,9 @@ pub async fn post(
         Ok(ok) => ok,
         Err(to_login) => return Ok(to_login),
     };
+    if let Some(refused) = api_token_refused(&auth) {
+        return Ok(refused?);
+    }
     let code = fields.non_empty("user_code").unwrap_or_default();
     let reservation =
         match state
@@ -277,6 +298,9 @@ pub async fn decide(
         Ok(ok) => ok,
         Err(to_login) => return Ok(to_login),
     };
+    if let Some(refused) = api_token_refused(&auth) {
+        return Ok(refused?);
+    }
     let approve = match decision(&fields) {
         Some(approve) => approve,
         None => {
