@@ -481,3 +481,45 @@ async fn an_api_token_cannot_approve_a_device_login() {
         "no approval recorded"
     );
 }
+
+/// Security review 2026-11-24: a person who reaches the wrong-code limit
+/// (someone may be guessing user codes) is audited once per window, with
+/// their identity; further refusals in the window write nothing.
+#[tokio::test]
+async fn reaching_the_wrong_code_limit_is_audited_once() {
+    let app = crate::helpers::spawn_app_with(|data| {
+        data.add_account("dora", "correct horse battery", &["ops"]);
+    })
+    .await;
+    let mut dora = Browser::default();
+    let logged_in = dora
+        .post_form(
+            &format!("http://{}/login", app.address),
+            &[("username", "dora"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    let url = format!("http://{}/device", app.address);
+    let form = dora.get(&url).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form_csrf(&form.body);
+    for i in 0..5 {
+        let r = dora
+            .post_form(&url, &[("csrf_token", &csrf), ("user_code", "BBBB-BBBB")])
+            .await;
+        assert_eq!(r.status, 400, "{i}: {}", r.body);
+    }
+    for _ in 0..3 {
+        let r = dora
+            .post_form(&url, &[("csrf_token", &csrf), ("user_code", "BBBB-BBBB")])
+            .await;
+        assert_eq!(r.status, 429, "{}", r.body);
+    }
+    let limited: Vec<_> = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .filter(|r| r.action == "auth.device.code")
+        .collect();
+    assert_eq!(limited.len(), 1, "one row for the whole window");
+    assert_eq!(limited[0].outcome, "denied");
+    assert!(limited[0].actor.ends_with("#dora"), "{}", limited[0].actor);
+}

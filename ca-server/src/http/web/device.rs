@@ -22,6 +22,7 @@ use crate::audit::format_time;
 use crate::device_login::{self, CodeRefusal, Poll, Waiting};
 use crate::http::auth::{AuthVia, Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
 use crate::http::error::ApiError;
+use crate::http::rate_limit::Limited;
 use crate::oidc_login::{self, Refusal};
 use crate::sessions;
 use crate::startup::AppState;
@@ -227,7 +228,29 @@ fn api_token_refused(auth: &Authenticated) -> Option<Result<Response, ApiError>>
     })
 }
 
-fn limited_page(auth: &Authenticated, retry_after: u64) -> Result<Response, ApiError> {
+/// The form again, with how long to wait. The first refusal of a window is
+/// audited (someone may be guessing codes); later ones are not, so a flood
+/// writes one row.
+async fn limited_page(
+    state: &AppState,
+    auth: &Authenticated,
+    ip: ConnectInfoOpt,
+    limited: Limited,
+) -> Result<Response, ApiError> {
+    if limited.first {
+        let user = auth.user.clone();
+        let source = audit_source(ip.0);
+        with_db(state, move |conn| {
+            Ok(device_login::record_code_limit(
+                conn,
+                &user,
+                &source,
+                Utc::now(),
+            )?)
+        })
+        .await?;
+    }
+    let retry_after = limited.retry_after.as_secs().max(1);
     page(
         auth,
         StatusCode::TOO_MANY_REQUESTS,
@@ -262,7 +285,7 @@ pub async fn post(
             .reserve(&limiter_key(&auth), ip.0, Instant::now())
         {
             Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&auth, limited.retry_after.as_secs().max(1))?),
+            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
         };
     let lookup_code = code.clone();
     let found = crate::http::auth::with_reader(&state, move |conn| {
@@ -316,7 +339,7 @@ pub async fn decide(
             .reserve(&limiter_key(&auth), ip.0, Instant::now())
         {
             Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&auth, limited.retry_after.as_secs().max(1))?),
+            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
         };
     let user = auth.user.clone();
     let source = audit_source(ip.0);
