@@ -523,3 +523,24 @@ async fn reaching_the_wrong_code_limit_is_audited_once() {
     assert_eq!(limited[0].outcome, "denied");
     assert!(limited[0].actor.ends_with("#dora"), "{}", limited[0].actor);
 }
+
+/// Security review 2026-11-24: every poll is a database write, so a client
+/// that ignores the interval must not hammer the writer: its `slow_down`
+/// answers count as failures of its address, and past 20 in 5 minutes it
+/// gets `429` before any database work.
+#[tokio::test]
+async fn polling_too_fast_is_limited_per_address() {
+    let app = crate::helpers::spawn_app().await;
+    let (device, _code) = start(&app).await;
+    assert_eq!(
+        poll(&app, &device).await.json()["code"],
+        "authorization_pending"
+    );
+    for i in 0..20 {
+        let r = poll(&app, &device).await;
+        assert_eq!(r.json()["code"], "slow_down", "{i}: {}", r.body);
+    }
+    let r = poll(&app, &device).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["code"], "rate_limited");
+}

@@ -108,10 +108,16 @@ pub async fn api_token(
             "authorization_pending",
             "nobody has confirmed the code yet; poll again after the interval".to_owned(),
         )),
-        Poll::SlowDown(interval) => Err(refused(
-            "slow_down",
-            format!("polled too fast; wait {interval} s between polls"),
-        )),
+        Poll::SlowDown(interval) => {
+            // Each poll is a write; a client that ignores the interval
+            // counts as failing, so it meets `429` before any database work
+            // (security review 2026-11-24). `tpa-ssh` never polls early.
+            state.sso_failure_limiter.record(ip.0, Instant::now());
+            Err(refused(
+                "slow_down",
+                format!("polled too fast; wait {interval} s between polls"),
+            ))
+        }
         Poll::Denied => Err(refused(
             "access_denied",
             "the login was denied in the browser".to_owned(),
