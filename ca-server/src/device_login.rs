@@ -11,7 +11,8 @@
 //! [`DEVICE_TTL`], single use, and wrong guesses are rate-limited by the
 //! caller. The device code is 32 random bytes. Every step is audited:
 //! `auth.device.start`, `auth.device.approve`, `auth.device.deny`,
-//! `auth.device.expire`, and the token itself as `auth.login`.
+//! `auth.device.expire`, a person reaching the wrong-code limit as
+//! `auth.device.code`, and the token itself as `auth.login`.
 
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -204,6 +205,33 @@ fn expire(tx: &Transaction<'_>, row: &DeviceLogin, now: DateTime<Utc>) -> Result
         "device login not confirmed in time",
         now,
     )
+}
+
+/// Records that `user` (at `source`) reached the wrong-code limit
+/// (`auth.device.code`, denied): someone may be guessing user codes. The
+/// caller records this once per limit window, so a flood writes one row.
+pub fn record_code_limit(
+    conn: &mut Connection,
+    user: &User,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    store::write(conn, |tx| {
+        store::audit::append(
+            tx,
+            &NewEvent {
+                time: now,
+                actor: actor(user),
+                source: source.to_owned(),
+                action: "auth.device.code".to_owned(),
+                object: "device:?".to_owned(),
+                outcome: Outcome::Denied,
+                reason: "too many wrong device codes; further attempts are not recorded until the limit resets".to_owned(),
+                details: json!({ "method": "device" }),
+            },
+        )?;
+        Ok(())
+    })
 }
 
 /// Starts a device login for a CLI at `source`; `None` when too many are waiting.

@@ -20,24 +20,37 @@ impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8700`).
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
-        if let Some(rest) = base.strip_prefix("http://") {
-            // Passwords and tokens never cross a network in clear text.
-            let authority = rest.split('/').next().unwrap_or_default();
-            let host = match authority.strip_prefix('[') {
-                Some(v6) => v6.split(']').next().unwrap_or_default(),
-                None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-            };
-            let loopback = host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if !loopback {
-                anyhow::bail!(
-                    "the CA URL {base:?} must use https:// (plain http:// only for a CA on this machine)"
-                );
+        // Parsed as the HTTP client will parse it: checking the text by hand
+        // let `http://127.0.0.1:8700@ca.example.com` (host ca.example.com)
+        // pass as loopback (security review 2026-11-24).
+        let url = reqwest::Url::parse(&base)
+            .map_err(|e| anyhow!("the CA URL {base:?} is not a URL ({e})"))?;
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            anyhow::bail!(
+                "the CA URL {base:?} must be https://HOST[:PORT][/PATH], without user name, password, query or fragment"
+            );
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" => {
+                // Passwords and tokens never cross a network in clear text.
+                let host = url.host_str().unwrap_or_default();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if !loopback {
+                    anyhow::bail!(
+                        "the CA URL {base:?} must use https:// (plain http:// only for a CA on this machine)"
+                    );
+                }
             }
-        } else if !base.starts_with("https://") {
-            anyhow::bail!("the CA URL {base:?} must start with https://");
+            _ => anyhow::bail!("the CA URL {base:?} must start with https://"),
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -134,5 +147,17 @@ mod tests {
         assert!(Client::new("http://ca.example.com", None).is_err());
         assert!(Client::new("http://10.1.2.3:8700", None).is_err());
         assert!(Client::new("ftp://ca", None).is_err());
+        // Security review 2026-11-24: a loopback-looking user-info part
+        // must not let a token go in clear text to another host.
+        for sneaky in [
+            "http://127.0.0.1:8700@ca.example.com",
+            "http://[::1]@ca.example.com/",
+            "http://localhost:1@ca.example.com:8700/",
+            "http://127.0.0.1%2F@ca.example.com",
+            "https://user:pass@ca.example.com",
+            "http://127.0.0.1:8700/path?x#y",
+        ] {
+            assert!(Client::new(sneaky, None).is_err(), "{sneaky}");
+        }
     }
 }

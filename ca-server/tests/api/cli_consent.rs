@@ -413,3 +413,89 @@ async fn tpa_ssh_login_denied_in_the_browser_says_so() {
     assert!(!home.path().join(".config/tpa/session.json").exists());
     assert_eq!(codes(&app), 0);
 }
+
+/// Security review 2026-11-24: a logged-in browser opening `/cli/login`
+/// again and again holds a consent row each time; these count against the
+/// address's login starts (30 in 5 minutes) like every other login start,
+/// so one person cannot fill the global cap and stop everyone's
+/// `tpa-ssh login`.
+#[tokio::test]
+async fn consents_from_an_existing_session_are_limited_per_address() {
+    let app =
+        spawn_app_with(|data| data.add_account("dora", "correct horse battery", &["ops"])).await;
+    let mut browser = Browser::default();
+    let logged_in = browser
+        .post_form(
+            &format!("http://{}/login", app.address),
+            &[("username", "dora"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    let (_, challenge) = cli_pkce();
+    let url = format!("http://{}{}", app.address, cli_start(&challenge));
+    for i in 0..30 {
+        let r = browser.get(&url).await;
+        assert_eq!(r.status, 303, "{i}: {}", r.body);
+        assert!(r.header("location").unwrap().starts_with("/cli/consent/"));
+    }
+    let r = browser.get(&url).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(count(&app.data.open_plain(), "cli_consents"), 30);
+}
+
+/// Security review 2026-11-24: refused consent decisions are audited, so
+/// they count per person and address (5 and 20 in 5 minutes, like wrong
+/// device codes); past that the CA answers 429 without reading or writing,
+/// and one logged-in person cannot fill the audit trail.
+#[tokio::test]
+async fn refused_consent_decisions_are_limited() {
+    let app =
+        spawn_app_with(|data| data.add_account("dora", "correct horse battery", &["ops"])).await;
+    let mut browser = Browser::default();
+    let logged_in = browser
+        .post_form(
+            &format!("http://{}/login", app.address),
+            &[("username", "dora"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    let form = browser.get(&format!("http://{}/device", app.address)).await;
+    let csrf = hidden(&form.body, "csrf_token");
+    let url = format!("http://{}/cli/consent", app.address);
+    let refusals = |app: &TestApp| {
+        audit_rows(&app.data.open_plain())
+            .into_iter()
+            .filter(|r| r.action == "auth.cli.consent")
+            .count()
+    };
+    for i in 0..5 {
+        let r = browser
+            .post_form(
+                &url,
+                &[
+                    ("csrf_token", &csrf),
+                    ("consent", &format!("forged-{i}")),
+                    ("decision", "approve"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{i}: {}", r.body);
+    }
+    assert_eq!(refusals(&app), 5);
+    for _ in 0..5 {
+        let r = browser
+            .post_form(
+                &url,
+                &[
+                    ("csrf_token", &csrf),
+                    ("consent", "forged"),
+                    ("decision", "approve"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(r.header("retry-after").is_some());
+    }
+    assert_eq!(refusals(&app), 5, "a flood writes nothing more");
+}

@@ -427,3 +427,120 @@ async fn failed_callbacks_are_limited_per_address() {
         .count();
     assert_eq!(after, 21, "a flood writes nothing more");
 }
+
+/// Security review 2026-11-24: an API token must not approve a device login.
+/// If it could, every token would mint its own successor (fresh lifetime,
+/// same groups) before it expires, and `auth.api_token_ttl` would bound
+/// nothing. Only a browser session confirms a code.
+#[tokio::test]
+async fn an_api_token_cannot_approve_a_device_login() {
+    let app = crate::helpers::spawn_app_with(|data| {
+        data.add_account("dora", "correct horse battery", &["ops"]);
+    })
+    .await;
+    let login = api(
+        &app,
+        "/api/v1/login",
+        &json!({ "username": "dora", "password": "correct horse battery" }).to_string(),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let (device, code) = start(&app).await;
+    for (path, body) in [
+        ("/device", format!("user_code={code}")),
+        (
+            "/device/decision",
+            format!("user_code={code}&decision=approve"),
+        ),
+    ] {
+        let r = http_send(
+            app.address,
+            "POST",
+            path,
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert!(r.body.contains("browser session"), "{}", r.body);
+    }
+    assert_eq!(
+        poll_after_interval(&app, &device).await,
+        "authorization_pending",
+        "nothing was approved"
+    );
+    assert!(
+        !audit_rows(&app.data.open_plain())
+            .iter()
+            .any(|r| r.action == "auth.device.approve"),
+        "no approval recorded"
+    );
+}
+
+/// Security review 2026-11-24: a person who reaches the wrong-code limit
+/// (someone may be guessing user codes) is audited once per window, with
+/// their identity; further refusals in the window write nothing.
+#[tokio::test]
+async fn reaching_the_wrong_code_limit_is_audited_once() {
+    let app = crate::helpers::spawn_app_with(|data| {
+        data.add_account("dora", "correct horse battery", &["ops"]);
+    })
+    .await;
+    let mut dora = Browser::default();
+    let logged_in = dora
+        .post_form(
+            &format!("http://{}/login", app.address),
+            &[("username", "dora"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    let url = format!("http://{}/device", app.address);
+    let form = dora.get(&url).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form_csrf(&form.body);
+    for i in 0..5 {
+        let r = dora
+            .post_form(&url, &[("csrf_token", &csrf), ("user_code", "BBBB-BBBB")])
+            .await;
+        assert_eq!(r.status, 400, "{i}: {}", r.body);
+    }
+    for _ in 0..3 {
+        let r = dora
+            .post_form(&url, &[("csrf_token", &csrf), ("user_code", "BBBB-BBBB")])
+            .await;
+        assert_eq!(r.status, 429, "{}", r.body);
+    }
+    let limited: Vec<_> = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .filter(|r| r.action == "auth.device.code")
+        .collect();
+    assert_eq!(limited.len(), 1, "one row for the whole window");
+    assert_eq!(limited[0].outcome, "denied");
+    assert!(limited[0].actor.ends_with("#dora"), "{}", limited[0].actor);
+}
+
+/// Security review 2026-11-24: every poll is a database write, so a client
+/// that ignores the interval must not hammer the writer: its `slow_down`
+/// answers count as failures of its address, and past 20 in 5 minutes it
+/// gets `429` before any database work.
+#[tokio::test]
+async fn polling_too_fast_is_limited_per_address() {
+    let app = crate::helpers::spawn_app().await;
+    let (device, _code) = start(&app).await;
+    assert_eq!(
+        poll(&app, &device).await.json()["code"],
+        "authorization_pending"
+    );
+    for i in 0..20 {
+        let r = poll(&app, &device).await;
+        assert_eq!(r.json()["code"], "slow_down", "{i}: {}", r.body);
+    }
+    let r = poll(&app, &device).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["code"], "rate_limited");
+}

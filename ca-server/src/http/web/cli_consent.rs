@@ -5,6 +5,8 @@
 //! browser continue to the CLI's loopback listener, with a one-time code or
 //! `error=access_denied`. See [`crate::cli_consent`].
 
+use std::time::Instant;
+
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,6 +20,7 @@ use crate::http::auth::{
     AuthVia, Authenticated, ConnectInfoOpt, audit_source, with_db, with_reader,
 };
 use crate::http::error::ApiError;
+use crate::http::rate_limit::Limited;
 use crate::oidc_login::CliTarget;
 use crate::startup::AppState;
 
@@ -163,6 +166,17 @@ pub async fn post(
     let Some(session) = session_id(&auth) else {
         return Ok(refused(&auth, ConsentRefusal::OtherSession)?);
     };
+    // Refused decisions are audited; counted per person and address like
+    // wrong device codes, so one logged-in person cannot fill the audit
+    // trail with them (security review 2026-11-24).
+    let reservation = match state.user_code_limiter.reserve(
+        &crate::sessions::actor(&auth.user),
+        ip.0,
+        Instant::now(),
+    ) {
+        Ok(r) => r,
+        Err(limited) => return Ok(limited_page(&auth, limited)?),
+    };
     let id = fields.non_empty("consent").unwrap_or_default();
     let user = auth.user.clone();
     let source = audit_source(ip.0);
@@ -179,20 +193,43 @@ pub async fn post(
     })
     .await?;
     match decided {
-        Ok(decided) => Ok(no_store(render_status(
-            StatusCode::OK,
-            "cli_consent.html",
-            context! {
-                step => "done",
-                error => "",
-                approved => decided.approved,
-                continue_to => decided.continue_to,
-                consent => consent_value(&decided.consent),
-                ..page_context(&auth)
-            },
-        )?)),
+        Ok(decided) => {
+            state.user_code_limiter.release(reservation);
+            Ok(no_store(render_status(
+                StatusCode::OK,
+                "cli_consent.html",
+                context! {
+                    step => "done",
+                    error => "",
+                    approved => decided.approved,
+                    continue_to => decided.continue_to,
+                    consent => consent_value(&decided.consent),
+                    ..page_context(&auth)
+                },
+            )?))
+        }
         Err(refusal) => Ok(refused(&auth, refusal)?),
     }
+}
+
+/// Too many refused decisions from this person or address: nothing is
+/// read or written until the window allows again.
+fn limited_page(auth: &Authenticated, limited: Limited) -> Result<Response, ApiError> {
+    let secs = limited.retry_after.as_secs().max(1);
+    let mut response = render_status(
+        StatusCode::TOO_MANY_REQUESTS,
+        "cli_consent.html",
+        context! {
+            step => "refused",
+            error => format!("Too many refused tpa-ssh logins. Try again in {secs} seconds."),
+            ..page_context(auth)
+        },
+    )?;
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(secs),
+    );
+    Ok(response)
 }
 
 /// `GET /cli/login` in a browser that already has a web session: straight

@@ -20,8 +20,9 @@ use super::oidc::encode_query;
 use super::{FormFields, PageError, checked_form, page_context, render_status};
 use crate::audit::format_time;
 use crate::device_login::{self, CodeRefusal, Poll, Waiting};
-use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
+use crate::http::auth::{AuthVia, Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
 use crate::http::error::ApiError;
+use crate::http::rate_limit::Limited;
 use crate::oidc_login::{self, Refusal};
 use crate::sessions;
 use crate::startup::AppState;
@@ -107,10 +108,16 @@ pub async fn api_token(
             "authorization_pending",
             "nobody has confirmed the code yet; poll again after the interval".to_owned(),
         )),
-        Poll::SlowDown(interval) => Err(refused(
-            "slow_down",
-            format!("polled too fast; wait {interval} s between polls"),
-        )),
+        Poll::SlowDown(interval) => {
+            // Each poll is a write; a client that ignores the interval
+            // counts as failing, so it meets `429` before any database work
+            // (security review 2026-11-24). `tpa-ssh` never polls early.
+            state.sso_failure_limiter.record(ip.0, Instant::now());
+            Err(refused(
+                "slow_down",
+                format!("polled too fast; wait {interval} s between polls"),
+            ))
+        }
         Poll::Denied => Err(refused(
             "access_denied",
             "the login was denied in the browser".to_owned(),
@@ -209,7 +216,47 @@ fn refused_page(
     page(auth, status, "enter", refusal.message(), code, None, false)
 }
 
-fn limited_page(auth: &Authenticated, retry_after: u64) -> Result<Response, ApiError> {
+/// Only a browser session confirms a device login. An API token that could
+/// approve one would mint its own successor, with a fresh lifetime and the
+/// same groups, again and again, so `auth.api_token_ttl` would bound nothing
+/// (security review 2026-11-24).
+fn api_token_refused(auth: &Authenticated) -> Option<Result<Response, ApiError>> {
+    (!matches!(auth.via, AuthVia::Session { .. })).then(|| {
+        page(
+            auth,
+            StatusCode::FORBIDDEN,
+            "enter",
+            "Device logins are confirmed in a browser session, not with an API token. Log in to this page in a browser.",
+            "",
+            None,
+            false,
+        )
+    })
+}
+
+/// The form again, with how long to wait. The first refusal of a window is
+/// audited (someone may be guessing codes); later ones are not, so a flood
+/// writes one row.
+async fn limited_page(
+    state: &AppState,
+    auth: &Authenticated,
+    ip: ConnectInfoOpt,
+    limited: Limited,
+) -> Result<Response, ApiError> {
+    if limited.first {
+        let user = auth.user.clone();
+        let source = audit_source(ip.0);
+        with_db(state, move |conn| {
+            Ok(device_login::record_code_limit(
+                conn,
+                &user,
+                &source,
+                Utc::now(),
+            )?)
+        })
+        .await?;
+    }
+    let retry_after = limited.retry_after.as_secs().max(1);
     page(
         auth,
         StatusCode::TOO_MANY_REQUESTS,
@@ -234,6 +281,9 @@ pub async fn post(
         Ok(ok) => ok,
         Err(to_login) => return Ok(to_login),
     };
+    if let Some(refused) = api_token_refused(&auth) {
+        return Ok(refused?);
+    }
     let code = fields.non_empty("user_code").unwrap_or_default();
     let reservation =
         match state
@@ -241,7 +291,7 @@ pub async fn post(
             .reserve(&limiter_key(&auth), ip.0, Instant::now())
         {
             Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&auth, limited.retry_after.as_secs().max(1))?),
+            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
         };
     let lookup_code = code.clone();
     let found = crate::http::auth::with_reader(&state, move |conn| {
@@ -277,6 +327,9 @@ pub async fn decide(
         Ok(ok) => ok,
         Err(to_login) => return Ok(to_login),
     };
+    if let Some(refused) = api_token_refused(&auth) {
+        return Ok(refused?);
+    }
     let approve = match decision(&fields) {
         Some(approve) => approve,
         None => {
@@ -292,7 +345,7 @@ pub async fn decide(
             .reserve(&limiter_key(&auth), ip.0, Instant::now())
         {
             Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&auth, limited.retry_after.as_secs().max(1))?),
+            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
         };
     let user = auth.user.clone();
     let source = audit_source(ip.0);

@@ -22,7 +22,9 @@ use super::login::session_cookie;
 use super::{anonymous_context, render, render_status};
 use crate::audit::format_time;
 use crate::config::Config;
-use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source, revoke, user_info, with_db};
+use crate::http::auth::{
+    AuthVia, Authenticated, ConnectInfoOpt, audit_source, revoke, user_info, with_db,
+};
 use crate::http::error::ApiError;
 use crate::http::rate_limit::Limited;
 use crate::identity::oidc::OidcError;
@@ -304,9 +306,17 @@ pub async fn cli_login(
         started_from: audit_source(ip.0),
     };
     if let Some(auth) = &auth
-        && let Some(consent) = cli_consent::from_session(&state, auth, target.clone()).await?
+        && matches!(auth.via, AuthVia::Session { .. })
     {
-        return Ok(consent);
+        // Each visit holds a consent row; without this limit one logged-in
+        // person could fill the global cap and stop every `tpa-ssh login`
+        // (security review 2026-11-24).
+        if let Err(limited) = state.login_start_limiter.acquire(ip.0, Instant::now()) {
+            return too_many(&state, ip, None, limited, "too many logins started").await;
+        }
+        if let Some(consent) = cli_consent::from_session(&state, auth, target.clone()).await? {
+            return Ok(consent);
+        }
     }
     let connectors = state.identities.oidc_connectors();
     let chosen = match (&query.connector, connectors) {
