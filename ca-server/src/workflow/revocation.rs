@@ -34,8 +34,11 @@ pub enum Target {
     Serial(CertSerial),
     /// Every certificate of a request; its grant ends now.
     Request(RequestId),
-    /// Every active grant of a user (ended now) and every certificate of theirs
-    /// still valid, break-glass certificates made for them included.
+    /// Every open request of a user (pending ones and active grants, ended
+    /// now) and every certificate of theirs still valid, break-glass
+    /// certificates made for them included. The name is resolved to the
+    /// identities known under it, and their requests are covered whatever
+    /// username they carry.
     User(Username),
     /// Every certificate signed by the CA key with this SHA-256 fingerprint.
     CaKey(String),
@@ -143,7 +146,7 @@ impl Revoker {
 pub struct Revoked {
     /// Certificates revoked now (not counting those revoked before).
     pub certificates: usize,
-    /// Grants ended now.
+    /// Grants and pending requests ended now.
     pub requests: Vec<String>,
     /// Whether a CA key was revoked now.
     pub ca_key: bool,
@@ -226,6 +229,27 @@ fn end_grant(
     }
     let stored = r.approvals.len();
     r.revoke(&by.identity, reason, now)?;
+    requests::update(tx, r, stored, now)?;
+    notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
+    Ok(true)
+}
+
+/// Ends a pending request of a revoked user inside `tx`, so that no approval
+/// arriving later grants it (the caller appends the audit event). False when
+/// the request is not pending, or its pending time is over (it expires).
+fn end_pending(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    by: &Revoker,
+    r: &mut AccessRequest,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, WorkflowError> {
+    if r.state != RequestState::Pending || now >= r.pending_until {
+        return Ok(false);
+    }
+    let stored = r.approvals.len();
+    r.revoke_pending(&by.identity, reason, now)?;
     requests::update(tx, r, stored, now)?;
     notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
     Ok(true)
@@ -315,11 +339,12 @@ fn revoke_in(
             );
         }
         Target::User(name) => {
-            for id in revocations::active_requests_of_user(tx, name.as_str(), &format_time(now))? {
+            for id in revocations::open_requests_of_user(tx, name.as_str(), &format_time(now))? {
                 let id = RequestId::parse(&id)
                     .map_err(|e| store::StoreError::Corrupt(format!("request id: {e}")))?;
                 if let Some(mut r) = requests::load(tx, &id)?
-                    && end_grant(tx, policy, by, &mut r, reason, now)?
+                    && (end_pending(tx, policy, by, &mut r, reason, now)?
+                        || end_grant(tx, policy, by, &mut r, reason, now)?)
                 {
                     ended.push(r);
                 }
