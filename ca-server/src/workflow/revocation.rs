@@ -289,6 +289,33 @@ pub fn revoke(
     })?
 }
 
+/// Records that `by` was refused a revocation of `target` before it ran (the
+/// caller is not an administrator): a `denied` audit event with the refusal
+/// `code` and `message` and the reason given, nothing else.
+pub fn audit_refusal(
+    conn: &mut Connection,
+    by: &Revoker,
+    target: &Target,
+    code: &'static str,
+    message: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    store::write(conn, |tx| {
+        let shown = reason.trim().chars().take(MAX_REASON).collect::<String>();
+        audit(
+            tx,
+            by,
+            target,
+            Outcome::Denied,
+            message,
+            json!({ "code": code, "reason": shown }),
+            now,
+        )?;
+        Ok(())
+    })
+}
+
 /// The revocation inside the caller's transaction. Outer `Err`: storage
 /// (roll back); inner: a refusal to audit as denied.
 fn revoke_in(
