@@ -104,6 +104,23 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// With a public key given, at least one signed checkpoint must be held:
+    /// a trail without any is authenticated by nothing (a forged or rewritten
+    /// export with its checkpoint lines removed would otherwise pass).
+    fn require_some(&self, first_seq: i64) -> Result<(), ChainBreak> {
+        if self.is_empty() {
+            return Err(ChainBreak {
+                seq: first_seq,
+                problem: "no signed checkpoint was found (none in the trail or its range, or \
+                          they were removed), so the audit key authenticates none of these \
+                          events; verify without --public-key to check the hash chain alone, \
+                          or add --checkpoints FILE"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn latest(&self) -> Option<(i64, String)> {
         self.by_seq
             .iter()
@@ -256,6 +273,11 @@ fn verify_file(
     if let Err(b) = checkpoints.check_end(verifier.count()) {
         return Ok(Err(b));
     }
+    if key.is_some()
+        && let Err(b) = checkpoints.require_some(first_seq)
+    {
+        return Ok(Err(b));
+    }
     Ok(Ok(VerifyReport {
         events: verifier.count() - first_seq + 1,
         head: verifier.head().to_owned(),
@@ -303,6 +325,11 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
                 && file.exists()
             {
                 read_checkpoint_file(file, &mut checkpoints)?;
+            }
+            if explicit_key.is_some()
+                && let Err(b) = checkpoints.require_some(1)
+            {
+                return Ok(Err(b));
             }
             let key = match explicit_key {
                 Some(key) => Some(key),
