@@ -289,6 +289,28 @@ pub fn revoke(
     })?
 }
 
+/// Refuses a signing key that was revoked (`tpa-ca revoke ca-key`): every
+/// certificate it signs is refused by the hosts and bastions, and `/ca.pub`
+/// leaves it out. `tpa-ca serve` and `tpa-ca issue` call this before signing
+/// anything, so a revoked key configured again fails closed, with a clear
+/// error.
+pub fn check_signing_key(conn: &Connection, signing_key: &str) -> Result<(), WorkflowError> {
+    if revocations::revoked_ca_keys(conn)?
+        .iter()
+        .any(|k| k == signing_key)
+    {
+        return Err(refused(
+            "signing_key_revoked",
+            format!(
+                "the CA signing key {signing_key} (ca.key_file) was revoked and can never sign \
+                 again: configure a new key (ssh-keygen -t ed25519 -f FILE, then ca.key_file; \
+                 see key rotation in docs/configuration.md)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Records that `by` was refused a revocation of `target` before it ran (the
 /// caller is not an administrator): a `denied` audit event with the refusal
 /// `code` and `message` and the reason given, nothing else.

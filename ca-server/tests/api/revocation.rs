@@ -414,6 +414,32 @@ fn an_old_ca_key_is_revoked_as_a_whole_key() {
     assert_eq!(feed.revoked_ca_keys, vec![old_fp.clone()]);
     let again = revoke(&mut f, Target::CaKey(old_fp), "old key retired").unwrap();
     assert!(again.already);
+
+    // Security review 2026-11-24: the revoked key configured as the signing
+    // key again used to sign on (certificates every host refuses, and a key
+    // left out of /ca.pub). Now `serve` and `issue` refuse to start with it.
+    let mut data = f.data;
+    data.edit_config(|t| t.replace("key_file = \"ca_key2\"", "key_file = \"ca_key\""));
+    let e = ca_server::startup::AppState::load(&data.config).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("was revoked") && e.contains("ca.key_file"),
+        "{e}"
+    );
+    let pubkey = data.dir.join("user.pub");
+    std::fs::write(&pubkey, ed25519_public_key()).unwrap();
+    let (code, stdout, stderr) = run(tpa_ca()
+        .args(["issue", "--config"])
+        .arg(&data.config_path)
+        .args(["--principal", "deploy", "--ttl", "5m", "--pubkey"])
+        .arg(&pubkey)
+        .args(["--reason", "INC-1 test", "--admin", "root"]));
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("was revoked") && stderr.contains("no certificate was issued"),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "");
 }
 
 #[test]
