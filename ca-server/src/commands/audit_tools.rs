@@ -129,7 +129,12 @@ impl Checkpoints {
     }
 }
 
-/// Reads the checkpoint lines of a checkpoint file or an export (other lines are ignored).
+/// How every checkpoint line starts ([`Checkpoint::to_json`]).
+const CHECKPOINT_PREFIX: &str = "{\"checkpoint\":";
+
+/// Reads the checkpoint lines of a checkpoint file or an export (other lines
+/// are ignored). A line that starts like a checkpoint but is not valid JSON is
+/// an error, never skipped.
 pub fn read_checkpoint_file(path: &Path, into: &mut Checkpoints) -> anyhow::Result<()> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -140,6 +145,14 @@ pub fn read_checkpoint_file(path: &Path, into: &mut Checkpoints) -> anyhow::Resu
             continue;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            // A damaged checkpoint must not silently drop out of the check
+            // (events after an earlier checkpoint could then be rewritten).
+            if line.trim_start().starts_with(CHECKPOINT_PREFIX) {
+                anyhow::bail!(
+                    "{origin} line {}: a checkpoint line that is not valid JSON (damaged or altered)",
+                    index + 1
+                );
+            }
             continue;
         };
         if let Some(c) = Checkpoint::from_json(&v) {
@@ -240,7 +253,7 @@ fn verify_file(
     let mut first_seq = 1;
     for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.trim().is_empty() || line.starts_with("{\"checkpoint\":") {
+        if line.trim().is_empty() || line.starts_with(CHECKPOINT_PREFIX) {
             continue;
         }
         let next = verifier.as_ref().map_or(1, ChainVerifier::next_seq);

@@ -481,6 +481,46 @@ mod checkpoints {
         assert!(stdout.contains("checkpoints OK"), "{stdout}");
     }
 
+    // Security review 2026-11-24: a checkpoint line made invalid JSON was
+    // skipped, so the events it signed could be rewritten unnoticed.
+    #[test]
+    fn a_damaged_checkpoint_line_is_not_skipped() {
+        let mut f = trail();
+        sign(&mut f);
+        denial(&mut f);
+        sign(&mut f);
+        let public = f.data.config.audit.clone().unwrap().public_key_file();
+        let (code, export, stderr) = run(tpa_ca()
+            .args(["audit", "export", "--config"])
+            .arg(&f.data.config_path));
+        assert_eq!(code, 0, "{stderr}");
+        let mut lines: Vec<String> = export.lines().map(str::to_owned).collect();
+        let checkpoints: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].starts_with("{\"checkpoint\":"))
+            .collect();
+        assert_eq!(checkpoints.len(), 2, "{export}");
+        // Rewrite the last event (the second checkpoint signed it) and damage
+        // that checkpoint's line.
+        let last = checkpoints[0] - 1;
+        let mut e: serde_json::Value = serde_json::from_str(&lines[last]).unwrap();
+        e["reason"] = "routine".into();
+        let mut ev = ca_server::audit::Event::from_export_line(&e.to_string()).unwrap();
+        ev.hash = ev.compute_hash().unwrap();
+        lines[last] = ca_server::audit::canonical_json(&ev.to_json(true)).unwrap();
+        let second = checkpoints[1];
+        lines[second] = lines[second].replacen(":{", ":", 1);
+        let file = f.data.tmp.path().join("damaged.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+        let (code, stdout, stderr) = run(tpa_ca()
+            .args(["audit", "verify", "--file"])
+            .arg(&file)
+            .arg("--public-key")
+            .arg(&public));
+        assert_ne!(code, 0, "{stdout}");
+        assert!(stderr.contains("not valid JSON"), "{stderr}");
+    }
+
     #[test]
     fn a_partial_export_verifies_with_its_checkpoints_and_catches_an_edit() {
         let mut f = trail();
