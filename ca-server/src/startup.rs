@@ -81,6 +81,8 @@ impl AppState {
             Identities::from_config(config).context("cannot load the identity configuration")?;
         let mut conn = store::open(&config.database_path, Create::Never)
             .context("cannot open the database")?;
+        crate::workflow::revocation::check_signing_key(&conn, &signer.fingerprint())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         crate::notify::register_sinks(&mut conn, &config.webhooks)
             .context("cannot register the webhooks")?;
         crate::audit_sinks::register(&mut conn, &config.audit_sinks)

@@ -507,6 +507,26 @@ impl AccessRequest {
         self.end(RequestState::Revoked, by, comment, now)
     }
 
+    /// Ends a pending request because its requester was revoked (`tpa-ca
+    /// revoke user`): it becomes `revoked` without a window, so no later
+    /// approval can grant it. Refused unless the request is pending.
+    pub fn revoke_pending(
+        &mut self,
+        by: &Identity,
+        comment: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DecisionRefusal> {
+        let comment = check_comment(comment)?;
+        self.expire_if_due(now);
+        if self.state != RequestState::Pending {
+            return Err(DecisionRefusal::NotPending(self.state));
+        }
+        self.state = RequestState::Revoked;
+        self.decided_by = Some(by.clone());
+        self.comment = comment;
+        Ok(())
+    }
+
     fn end(
         &mut self,
         to: RequestState,
@@ -900,6 +920,28 @@ mod tests {
             "duration counts from final approval"
         );
         assert_eq!(r.state, RequestState::Approved);
+    }
+
+    // Security review 2026-11-24: revoking a user ends their pending requests
+    // too, so that an approval arriving afterwards cannot grant them.
+    #[test]
+    fn a_revoked_pending_request_cannot_be_approved() {
+        let mut r = submit(input("hotfix-admin", &["web-1"], "2h"));
+        r.approve(&hotfix_admin(), &bob(), Narrowing::default(), t0())
+            .unwrap();
+        let admin = Identity::new("tpa:operator", "oncall").unwrap();
+        r.revoke_pending(&admin, "compromised", t0()).unwrap();
+        assert_eq!(r.state, RequestState::Revoked);
+        assert_eq!(r.window, None);
+        let e = r
+            .approve(&hotfix_admin(), &carol(), Narrowing::default(), t0())
+            .unwrap_err();
+        assert_eq!(e.code(), "not_pending");
+        let e = r.revoke_pending(&admin, "again", t0()).unwrap_err();
+        assert_eq!(e.code(), "not_pending");
+        let mut approved = submit(input("read-only-debug", &["web-1"], "1h"));
+        approved.state = RequestState::Approved;
+        assert!(approved.revoke_pending(&admin, "x", t0()).is_err());
     }
 
     #[test]

@@ -104,6 +104,23 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// With a public key given, at least one signed checkpoint must be held:
+    /// a trail without any is authenticated by nothing (a forged or rewritten
+    /// export with its checkpoint lines removed would otherwise pass).
+    fn require_some(&self, first_seq: i64) -> Result<(), ChainBreak> {
+        if self.is_empty() {
+            return Err(ChainBreak {
+                seq: first_seq,
+                problem: "no signed checkpoint was found (none in the trail or its range, or \
+                          they were removed), so the audit key authenticates none of these \
+                          events; verify without --public-key to check the hash chain alone, \
+                          or add --checkpoints FILE"
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn latest(&self) -> Option<(i64, String)> {
         self.by_seq
             .iter()
@@ -112,7 +129,12 @@ impl Checkpoints {
     }
 }
 
-/// Reads the checkpoint lines of a checkpoint file or an export (other lines are ignored).
+/// How every checkpoint line starts ([`Checkpoint::to_json`]).
+const CHECKPOINT_PREFIX: &str = "{\"checkpoint\":";
+
+/// Reads the checkpoint lines of a checkpoint file or an export (other lines
+/// are ignored). A line that starts like a checkpoint but is not valid JSON is
+/// an error, never skipped.
 pub fn read_checkpoint_file(path: &Path, into: &mut Checkpoints) -> anyhow::Result<()> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -123,6 +145,14 @@ pub fn read_checkpoint_file(path: &Path, into: &mut Checkpoints) -> anyhow::Resu
             continue;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            // A damaged checkpoint must not silently drop out of the check
+            // (events after an earlier checkpoint could then be rewritten).
+            if line.trim_start().starts_with(CHECKPOINT_PREFIX) {
+                anyhow::bail!(
+                    "{origin} line {}: a checkpoint line that is not valid JSON (damaged or altered)",
+                    index + 1
+                );
+            }
             continue;
         };
         if let Some(c) = Checkpoint::from_json(&v) {
@@ -223,7 +253,7 @@ fn verify_file(
     let mut first_seq = 1;
     for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.trim().is_empty() || line.starts_with("{\"checkpoint\":") {
+        if line.trim().is_empty() || line.starts_with(CHECKPOINT_PREFIX) {
             continue;
         }
         let next = verifier.as_ref().map_or(1, ChainVerifier::next_seq);
@@ -254,6 +284,11 @@ fn verify_file(
     }
     let verifier = verifier.unwrap_or_default();
     if let Err(b) = checkpoints.check_end(verifier.count()) {
+        return Ok(Err(b));
+    }
+    if key.is_some()
+        && let Err(b) = checkpoints.require_some(first_seq)
+    {
         return Ok(Err(b));
     }
     Ok(Ok(VerifyReport {
@@ -303,6 +338,11 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
                 && file.exists()
             {
                 read_checkpoint_file(file, &mut checkpoints)?;
+            }
+            if explicit_key.is_some()
+                && let Err(b) = checkpoints.require_some(1)
+            {
+                return Ok(Err(b));
             }
             let key = match explicit_key {
                 Some(key) => Some(key),

@@ -30,6 +30,8 @@ pub(super) fn run(args: &IssueArgs) -> anyhow::Result<ExitCode> {
         Signer::load(&config.ca).context("cannot load the CA key; no certificate was issued")?;
     let mut conn = store::open(&config.database_path, Create::Never)
         .context("cannot open the database; no certificate was issued")?;
+    crate::workflow::revocation::check_signing_key(&conn, &signer.fingerprint())
+        .map_err(|e| anyhow::anyhow!("{e}; no certificate was issued"))?;
     let mut public_key = String::new();
     std::fs::File::open(&args.pubkey)
         .and_then(|f| f.take(MAX_PUBKEY_FILE).read_to_string(&mut public_key))

@@ -47,20 +47,13 @@ pub async fn create(
 ) -> Result<Json<RevokeResponse>, ApiError> {
     csrf(&auth, &headers)?;
     let Json(body) = body?;
-    if !state.config.is_admin(&auth.user) {
-        return Err(ApiError::Refused {
-            code: "not_admin",
-            message: "only administrators (auth.admin_groups) revoke by serial, user or CA key; \
-                      approvers revoke their roles' grants with POST /api/v1/requests/{id}/revoke"
-                .to_owned(),
-        });
-    }
     let target = target(&body)?;
     let key = format!(
         "{}\n{}",
         auth.user.identity.issuer(),
         auth.user.identity.subject()
     );
+    // Before the admin check, so that refusals (each one audited) are bounded too.
     state
         .decision_limiter
         .check_and_record(&key, Instant::now())
@@ -68,6 +61,27 @@ pub async fn create(
             retry_after_secs: wait.as_secs().max(1),
         })?;
     let by = Revoker::user(&auth.user, &audit_source(ip.0));
+    if !state.config.is_admin(&auth.user) {
+        let message = "only administrators (auth.admin_groups) revoke by serial, user or CA key; \
+                       approvers revoke their roles' grants with POST /api/v1/requests/{id}/revoke";
+        let t = target.clone();
+        run(&state, move |conn| {
+            revocation::audit_refusal(
+                conn,
+                &by,
+                &t,
+                "not_admin",
+                message,
+                &body.reason,
+                Utc::now(),
+            )
+        })
+        .await?;
+        return Err(ApiError::Refused {
+            code: "not_admin",
+            message: message.to_owned(),
+        });
+    }
     let st = state.clone();
     let t = target.clone();
     let done = run(&state, move |conn| {

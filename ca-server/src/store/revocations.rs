@@ -162,20 +162,35 @@ pub fn certificates_of_request(
     certs(conn, "WHERE c.request_id = ?1", [request_id])
 }
 
-/// The certificates of `username` still valid at `now_unix`: those of their
-/// requests and the break-glass certificates `tpa-ca issue` made for them.
+/// The identities known under `username`: every (issuer, subject) that
+/// requested under that name or holds a session or API token under it. A user
+/// is revoked by identity, so that grants the same person obtained under an
+/// earlier username (an OIDC claim that changed) are not missed.
+const IDENTITIES_NAMED: &str = "WITH ids (issuer, subject) AS (
+         SELECT requester_issuer, requester_subject FROM requests WHERE requester_username = ?1
+         UNION SELECT issuer, subject FROM auth_tokens WHERE username = ?1)";
+
+/// The certificates of the user named `username` still valid at `now_unix`:
+/// those of every request of an identity known under that name (whatever
+/// username the request carries), and the break-glass certificates
+/// `tpa-ca issue` made for that name.
 pub fn live_certificates_of_user(
     conn: &Connection,
     username: &str,
     now_unix: i64,
 ) -> Result<Vec<CertRef>, StoreError> {
-    certs(
-        conn,
-        "LEFT JOIN requests r ON r.id = c.request_id
+    let sql = format!(
+        "{IDENTITIES_NAMED}
+         SELECT {CERT_COLUMNS} FROM certificates c LEFT JOIN requests r ON r.id = c.request_id
          WHERE c.valid_before > ?2
-           AND (r.requester_username = ?1 OR c.key_id = 'tpa:admin-issue:user=' || ?1)",
-        params![username, now_unix],
-    )
+           AND (EXISTS (SELECT 1 FROM ids
+                        WHERE ids.issuer = r.requester_issuer AND ids.subject = r.requester_subject)
+                OR c.key_id = 'tpa:admin-issue:user=' || ?1)
+         ORDER BY c.audit_seq"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![username, now_unix], cert_ref)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The certificates signed by the CA key `fingerprint` still valid at `now_unix`.
@@ -191,16 +206,22 @@ pub fn live_certificates_of_ca(
     )
 }
 
-/// The ids of `username`'s approved requests whose window has not ended at `now` (RFC 3339).
-pub fn active_requests_of_user(
+/// The ids of the open requests of every identity known under `username`
+/// (see [`live_certificates_of_user`]): pending ones, and approved ones whose
+/// window has not ended at `now` (RFC 3339).
+pub fn open_requests_of_user(
     conn: &Connection,
     username: &str,
     now: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT id FROM requests WHERE requester_username = ?1 AND state = 'approved'
-           AND window_end > ?2 ORDER BY created_at, id",
-    )?;
+    let sql = format!(
+        "{IDENTITIES_NAMED}
+         SELECT r.id FROM requests r JOIN ids
+           ON ids.issuer = r.requester_issuer AND ids.subject = r.requester_subject
+         WHERE r.state = 'pending' OR (r.state = 'approved' AND r.window_end > ?2)
+         ORDER BY r.created_at, r.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![username, now], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -34,8 +34,11 @@ pub enum Target {
     Serial(CertSerial),
     /// Every certificate of a request; its grant ends now.
     Request(RequestId),
-    /// Every active grant of a user (ended now) and every certificate of theirs
-    /// still valid, break-glass certificates made for them included.
+    /// Every open request of a user (pending ones and active grants, ended
+    /// now) and every certificate of theirs still valid, break-glass
+    /// certificates made for them included. The name is resolved to the
+    /// identities known under it, and their requests are covered whatever
+    /// username they carry.
     User(Username),
     /// Every certificate signed by the CA key with this SHA-256 fingerprint.
     CaKey(String),
@@ -143,7 +146,7 @@ impl Revoker {
 pub struct Revoked {
     /// Certificates revoked now (not counting those revoked before).
     pub certificates: usize,
-    /// Grants ended now.
+    /// Grants and pending requests ended now.
     pub requests: Vec<String>,
     /// Whether a CA key was revoked now.
     pub ca_key: bool,
@@ -231,6 +234,27 @@ fn end_grant(
     Ok(true)
 }
 
+/// Ends a pending request of a revoked user inside `tx`, so that no approval
+/// arriving later grants it (the caller appends the audit event). False when
+/// the request is not pending, or its pending time is over (it expires).
+fn end_pending(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    by: &Revoker,
+    r: &mut AccessRequest,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, WorkflowError> {
+    if r.state != RequestState::Pending || now >= r.pending_until {
+        return Ok(false);
+    }
+    let stored = r.approvals.len();
+    r.revoke_pending(&by.identity, reason, now)?;
+    requests::update(tx, r, stored, now)?;
+    notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
+    Ok(true)
+}
+
 /// Revokes `target` as `by`, because of `reason`. A refusal (bad reason,
 /// unknown certificate or request, the signing key) commits only its `denied`
 /// audit event. `signing_key` is the fingerprint of the CA's current signing
@@ -263,6 +287,55 @@ pub fn revoke(
             Err(other) => Err(other),
         }
     })?
+}
+
+/// Refuses a signing key that was revoked (`tpa-ca revoke ca-key`): every
+/// certificate it signs is refused by the hosts and bastions, and `/ca.pub`
+/// leaves it out. `tpa-ca serve` and `tpa-ca issue` call this before signing
+/// anything, so a revoked key configured again fails closed, with a clear
+/// error.
+pub fn check_signing_key(conn: &Connection, signing_key: &str) -> Result<(), WorkflowError> {
+    if revocations::revoked_ca_keys(conn)?
+        .iter()
+        .any(|k| k == signing_key)
+    {
+        return Err(refused(
+            "signing_key_revoked",
+            format!(
+                "the CA signing key {signing_key} (ca.key_file) was revoked and can never sign \
+                 again: configure a new key (ssh-keygen -t ed25519 -f FILE, then ca.key_file; \
+                 see key rotation in docs/configuration.md)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Records that `by` was refused a revocation of `target` before it ran (the
+/// caller is not an administrator): a `denied` audit event with the refusal
+/// `code` and `message` and the reason given, nothing else.
+pub fn audit_refusal(
+    conn: &mut Connection,
+    by: &Revoker,
+    target: &Target,
+    code: &'static str,
+    message: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    store::write(conn, |tx| {
+        let shown = reason.trim().chars().take(MAX_REASON).collect::<String>();
+        audit(
+            tx,
+            by,
+            target,
+            Outcome::Denied,
+            message,
+            json!({ "code": code, "reason": shown }),
+            now,
+        )?;
+        Ok(())
+    })
 }
 
 /// The revocation inside the caller's transaction. Outer `Err`: storage
@@ -315,11 +388,12 @@ fn revoke_in(
             );
         }
         Target::User(name) => {
-            for id in revocations::active_requests_of_user(tx, name.as_str(), &format_time(now))? {
+            for id in revocations::open_requests_of_user(tx, name.as_str(), &format_time(now))? {
                 let id = RequestId::parse(&id)
                     .map_err(|e| store::StoreError::Corrupt(format!("request id: {e}")))?;
                 if let Some(mut r) = requests::load(tx, &id)?
-                    && end_grant(tx, policy, by, &mut r, reason, now)?
+                    && (end_pending(tx, policy, by, &mut r, reason, now)?
+                        || end_grant(tx, policy, by, &mut r, reason, now)?)
                 {
                     ended.push(r);
                 }

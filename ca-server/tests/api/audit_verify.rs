@@ -437,6 +437,90 @@ mod checkpoints {
         );
     }
 
+    // Security review 2026-11-24: an export rewritten and re-hashed, with its
+    // checkpoint lines removed, passed `verify --file --public-key` as "OK".
+    #[test]
+    fn an_export_without_its_checkpoints_fails_when_a_public_key_is_given() {
+        let mut f = trail();
+        sign(&mut f);
+        let public = f.data.config.audit.clone().unwrap().public_key_file();
+        let (code, export, stderr) = run(tpa_ca()
+            .args(["audit", "export", "--config"])
+            .arg(&f.data.config_path));
+        assert_eq!(code, 0, "{stderr}");
+        // Drop the checkpoint and rewrite the last event with a valid hash.
+        let mut lines: Vec<String> = export
+            .lines()
+            .filter(|l| !l.starts_with("{\"checkpoint\":"))
+            .map(str::to_owned)
+            .collect();
+        let last = lines.pop().unwrap();
+        let mut e: serde_json::Value = serde_json::from_str(&last).unwrap();
+        e["reason"] = "routine".into();
+        let mut ev = ca_server::audit::Event::from_export_line(&e.to_string()).unwrap();
+        ev.hash = ev.compute_hash().unwrap();
+        lines.push(ca_server::audit::canonical_json(&ev.to_json(true)).unwrap());
+        let file = f.data.tmp.path().join("stripped.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+        let (code, _, stderr) = run(tpa_ca()
+            .args(["audit", "verify", "--file"])
+            .arg(&file)
+            .arg("--public-key")
+            .arg(&public));
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("no signed checkpoint"), "{stderr}");
+        // Without a key it is checked as a hash chain only, and says so by
+        // printing no checkpoint line.
+        let (code, stdout, stderr) = run(tpa_ca().args(["audit", "verify", "--file"]).arg(&file));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(!stdout.contains("checkpoints OK"), "{stdout}");
+        // A database with checkpoints still verifies with an explicit key.
+        let (code, stdout, stderr) = verify_cli(&f, &["--public-key", public.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("checkpoints OK"), "{stdout}");
+    }
+
+    // Security review 2026-11-24: a checkpoint line made invalid JSON was
+    // skipped, so the events it signed could be rewritten unnoticed.
+    #[test]
+    fn a_damaged_checkpoint_line_is_not_skipped() {
+        let mut f = trail();
+        sign(&mut f);
+        denial(&mut f);
+        sign(&mut f);
+        let public = f.data.config.audit.clone().unwrap().public_key_file();
+        let (code, export, stderr) = run(tpa_ca()
+            .args(["audit", "export", "--config"])
+            .arg(&f.data.config_path));
+        assert_eq!(code, 0, "{stderr}");
+        let mut lines: Vec<String> = export.lines().map(str::to_owned).collect();
+        let checkpoints: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].starts_with("{\"checkpoint\":"))
+            .collect();
+        assert_eq!(checkpoints.len(), 2, "{export}");
+        // Rewrite the last event (the second checkpoint signed it) and damage
+        // that checkpoint's line.
+        let last = checkpoints[0] - 1;
+        let mut e: serde_json::Value = serde_json::from_str(&lines[last]).unwrap();
+        e["reason"] = "routine".into();
+        let mut ev = ca_server::audit::Event::from_export_line(&e.to_string()).unwrap();
+        ev.hash = ev.compute_hash().unwrap();
+        lines[last] = ca_server::audit::canonical_json(&ev.to_json(true)).unwrap();
+        let second = checkpoints[1];
+        lines[second] = lines[second].replacen(":{", ":", 1);
+        let file = f.data.tmp.path().join("damaged.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+        let (code, stdout, stderr) = run(tpa_ca()
+            .args(["audit", "verify", "--file"])
+            .arg(&file)
+            .arg("--public-key")
+            .arg(&public));
+        assert_ne!(code, 0, "{stdout}");
+        assert!(stderr.contains("not valid JSON"), "{stderr}");
+    }
+
     #[test]
     fn a_partial_export_verifies_with_its_checkpoints_and_catches_an_edit() {
         let mut f = trail();

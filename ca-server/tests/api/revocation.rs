@@ -16,7 +16,7 @@ use tpa_core::{RequestId, RequestInput, RequestState, User, Username};
 use crate::helpers::{
     DataDir, Fixture, count, ed25519_public_key, run, ssh_keygen, tpa_ca, valid_input,
 };
-use crate::requests::{alice, bob, fixture, submit};
+use crate::requests::{alice, approve, bob, carol, fixture, hotfix, submit};
 
 fn debug_grant(f: &mut Fixture, who: &User, host: &str) -> RequestId {
     let input = RequestInput {
@@ -263,6 +263,77 @@ fn revoking_a_user_ends_their_grants_and_break_glass_certificates() {
     assert!(!feed.revoked_serials.contains(&dave_cert.serial.to_string()));
 }
 
+// Security review 2026-11-24: revoking a user by name used to leave their
+// pending requests (a second approval after the revocation still granted
+// access) and the grants the same identity (issuer, subject) held under an
+// earlier username.
+#[test]
+fn revoking_a_user_covers_pending_requests_and_earlier_usernames() {
+    let mut f = fixture();
+    // A two-stage request with one of its two approvals.
+    let pending = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    approve(&mut f, &bob(), &pending).unwrap();
+    // The same identity (tpa:local#alice) when its username was alice-old.
+    let mut earlier = alice();
+    earlier.username = Username::parse("alice-old").unwrap();
+    let old = debug_grant(&mut f, &earlier, "web-2");
+    let old_cert = cert_for(&mut f, &earlier, &old);
+    // Another identity's grant stays.
+    let dave = crate::requests::user("dave", &["engineers"]);
+    let d = debug_grant(&mut f, &dave, "web-1");
+    let dave_cert = cert_for(&mut f, &dave, &d);
+
+    let done = revoke(
+        &mut f,
+        Target::User(Username::parse("alice").unwrap()),
+        "account compromised",
+    )
+    .unwrap();
+
+    let mut ended = done.requests.clone();
+    ended.sort();
+    let mut expected = vec![pending.to_string(), old.to_string()];
+    expected.sort();
+    assert_eq!(ended, expected, "{done:?}");
+    assert_eq!(done.certificates, 1);
+    let policy = f.data.config.policy.clone();
+    let r = wf::get(&f.conn, &policy, &alice(), &pending).unwrap();
+    assert_eq!(r.state, RequestState::Revoked);
+    let late = approve(&mut f, &carol(), &pending);
+    assert!(
+        matches!(
+            late,
+            Err(wf::WorkflowError::Refused {
+                code: "not_pending",
+                ..
+            })
+        ),
+        "{late:?}"
+    );
+    let refused = wf::issue_for_request(
+        &mut f.conn,
+        &f.signer,
+        &policy,
+        &alice(),
+        &pending,
+        &ed25519_public_key(),
+        "test",
+        Utc::now(),
+    );
+    assert!(refused.is_err(), "a certificate after the revocation");
+    let check = KrlCheck::new(&f);
+    assert!(
+        check.revoked(&old_cert),
+        "the earlier username's certificate"
+    );
+    assert!(!check.revoked(&dave_cert));
+    assert_eq!(events(&f, "request.revoke", "success"), 2);
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
+
 #[test]
 fn refusals_are_audited_and_change_nothing() {
     let mut f = fixture();
@@ -343,6 +414,32 @@ fn an_old_ca_key_is_revoked_as_a_whole_key() {
     assert_eq!(feed.revoked_ca_keys, vec![old_fp.clone()]);
     let again = revoke(&mut f, Target::CaKey(old_fp), "old key retired").unwrap();
     assert!(again.already);
+
+    // Security review 2026-11-24: the revoked key configured as the signing
+    // key again used to sign on (certificates every host refuses, and a key
+    // left out of /ca.pub). Now `serve` and `issue` refuse to start with it.
+    let mut data = f.data;
+    data.edit_config(|t| t.replace("key_file = \"ca_key2\"", "key_file = \"ca_key\""));
+    let e = ca_server::startup::AppState::load(&data.config).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("was revoked") && e.contains("ca.key_file"),
+        "{e}"
+    );
+    let pubkey = data.dir.join("user.pub");
+    std::fs::write(&pubkey, ed25519_public_key()).unwrap();
+    let (code, stdout, stderr) = run(tpa_ca()
+        .args(["issue", "--config"])
+        .arg(&data.config_path)
+        .args(["--principal", "deploy", "--ttl", "5m", "--pubkey"])
+        .arg(&pubkey)
+        .args(["--reason", "INC-1 test", "--admin", "root"]));
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("was revoked") && stderr.contains("no certificate was issued"),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "");
 }
 
 #[test]

@@ -818,11 +818,27 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         "{}",
         r.body
     );
+    // The refusal is a security decision: audited, with who and what
+    // (security review 2026-11-24).
+    let denied: Vec<_> = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .filter(|e| e.action == "user.revoke" && e.outcome == "denied")
+        .map(|e| (e.actor, e.object))
+        .collect();
+    assert_eq!(
+        denied,
+        [("user:tpa:local#bob".to_owned(), "user:alice".to_owned())]
+    );
     let third = grant("web-3").await;
     let r = revoke_user(app.api_token("erin").await).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["kind"], "user");
-    assert_eq!(r.json()["requests_ended"], serde_json::json!([third]));
+    // alice's pending hotfix request ends too (security review 2026-11-24).
+    assert_eq!(
+        r.json()["requests_ended"],
+        serde_json::json!([hotfix, third])
+    );
+    assert_eq!(app.api_state(&hotfix).await["state"], "revoked");
     let r = revoke_user(app.api_token("erin").await).await;
     assert_eq!(r.json()["already_revoked"], true, "{}", r.body);
 
