@@ -226,6 +226,22 @@ pub fn open_requests_of_user(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Revokes the unexpired web sessions and API tokens of every identity known
+/// under `username` at `now` (RFC 3339); returns how many.
+pub fn revoke_logins_of_user(
+    tx: &Transaction<'_>,
+    username: &str,
+    now: &str,
+) -> Result<usize, StoreError> {
+    let sql = format!(
+        "{IDENTITIES_NAMED}
+         UPDATE auth_tokens SET revoked_at = ?2
+         WHERE revoked_at IS NULL AND expires_at > ?2
+           AND (issuer, subject) IN (SELECT issuer, subject FROM ids)"
+    );
+    Ok(tx.execute(&sql, params![username, now])?)
+}
+
 /// Raises the KRL version: one more than before, and never below the audit
 /// head (the version earlier builds served). Call inside every transaction
 /// that revokes something.

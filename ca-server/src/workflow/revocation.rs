@@ -357,6 +357,7 @@ fn revoke_in(
     let mut ended: Vec<AccessRequest> = Vec::new();
     let mut serials: Vec<String> = Vec::new();
     let mut ca_key = None;
+    let mut logins = 0;
     match target {
         Target::Serial(serial) => {
             let serial = serial.to_string();
@@ -403,6 +404,9 @@ fn revoke_in(
                     .into_iter()
                     .map(|c| c.serial),
             );
+            // Their web sessions and API tokens end too, so a revoked user
+            // cannot go on approving, requesting or reading.
+            logins = revocations::revoke_logins_of_user(tx, name.as_str(), &format_time(now))?;
         }
         Target::CaKey(fingerprint) => {
             if fingerprint == signing_key {
@@ -429,6 +433,7 @@ fn revoke_in(
         "certificates": serials.len(),
         "serials": serials.iter().take(MAX_LISTED).collect::<Vec<_>>(),
         "serials_truncated": serials.len() > MAX_LISTED,
+        "logins_revoked": logins,
     });
     let seq = audit(tx, by, target, Outcome::Success, reason, details, now)?;
     // Each ended grant also gets its own event on the request, so its
@@ -469,7 +474,7 @@ fn revoke_in(
     let krl_version = revocations::bump_krl_version(tx)?;
     Ok(Ok(Revoked {
         certificates,
-        already: certificates == 0 && ended.is_empty() && !ca_key,
+        already: certificates == 0 && ended.is_empty() && !ca_key && logins == 0,
         requests,
         ca_key,
         krl_version,

@@ -830,15 +830,38 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         [("user:tpa:local#bob".to_owned(), "user:alice".to_owned())]
     );
     let third = grant("web-3").await;
+    let alice_token = app.api_token("alice").await;
+    let whoami = |token: String| {
+        let address = app.address;
+        async move {
+            http_send(
+                address,
+                "GET",
+                "/api/v1/whoami",
+                &[("Authorization", &format!("Bearer {token}"))],
+                "",
+            )
+            .await
+        }
+    };
+    assert_eq!(whoami(alice_token.clone()).await.status, 200);
     let r = revoke_user(app.api_token("erin").await).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["kind"], "user");
+    // Her API tokens and web sessions end with her grants.
+    assert_eq!(whoami(alice_token).await.status, 401);
     // alice's pending hotfix request ends too (security review 2026-11-24).
     assert_eq!(
         r.json()["requests_ended"],
         serde_json::json!([hotfix, third])
     );
     assert_eq!(app.api_state(&hotfix).await["state"], "revoked");
+    // `api_state` logged alice in again: a second revocation ends that login
+    // and nothing else; a third finds nothing left.
+    let r = revoke_user(app.api_token("erin").await).await;
+    assert_eq!(r.json()["already_revoked"], false, "{}", r.body);
+    assert_eq!(r.json()["certificates_revoked"], 0, "{}", r.body);
+    assert_eq!(r.json()["requests_ended"], serde_json::json!([]));
     let r = revoke_user(app.api_token("erin").await).await;
     assert_eq!(r.json()["already_revoked"], true, "{}", r.body);
 
