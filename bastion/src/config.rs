@@ -66,6 +66,10 @@ pub struct Limits {
     pub max_auth_attempts: usize,
     /// A connection with no packet from the client for this long is closed.
     pub inactivity_timeout: Duration,
+    /// `direct-tcpip` forwards one connection may have open (or opening) at
+    /// once; more are refused, so one client cannot exhaust the bastion's
+    /// sockets.
+    pub max_forwards_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
             auth_timeout: Duration::from_secs(30),
             max_auth_attempts: 6,
             inactivity_timeout: Duration::from_secs(15 * 60),
+            max_forwards_per_connection: 10,
         }
     }
 }
@@ -193,6 +198,7 @@ struct RawLimits {
     auth_timeout: Option<String>,
     max_auth_attempts: Option<usize>,
     inactivity_timeout: Option<String>,
+    max_forwards_per_connection: Option<usize>,
 }
 
 impl BastionConfig {
@@ -257,12 +263,19 @@ impl BastionConfig {
                 raw.limits.inactivity_timeout,
                 defaults.inactivity_timeout,
             )?,
+            max_forwards_per_connection: raw
+                .limits
+                .max_forwards_per_connection
+                .unwrap_or(defaults.max_forwards_per_connection),
         };
         if limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".to_owned());
         }
         if limits.max_auth_attempts == 0 {
             return Err("limits.max_auth_attempts must be at least 1".to_owned());
+        }
+        if limits.max_forwards_per_connection == 0 {
+            return Err("limits.max_forwards_per_connection must be at least 1".to_owned());
         }
         let mut hosts = BTreeMap::new();
         for (name, address) in raw.hosts {
@@ -394,6 +407,7 @@ max_connections = 10
 auth_timeout = "5s"
 max_auth_attempts = 3
 inactivity_timeout = "1h"
+max_forwards_per_connection = 4
 [hosts]
 web-1 = "10.0.0.5:22"
 db-1 = "db1.internal:2222"
@@ -417,6 +431,7 @@ v6 = "[::1]:22"
         assert_eq!(c.limits.auth_timeout, Duration::from_secs(5));
         assert_eq!(c.limits.max_auth_attempts, 3);
         assert_eq!(c.limits.inactivity_timeout, Duration::from_secs(3600));
+        assert_eq!(c.limits.max_forwards_per_connection, 4);
         let web = HostName::parse("web-1").unwrap();
         assert_eq!(c.inventory.get(&web).unwrap().to_string(), "10.0.0.5:22");
         let db = HostName::parse("db-1").unwrap();
@@ -454,6 +469,10 @@ v6 = "[::1]:22"
         check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");
         check("[limits]\nmax_connections = 0\n", "max_connections");
         check("[limits]\nmax_auth_attempts = 0\n", "max_auth_attempts");
+        check(
+            "[limits]\nmax_forwards_per_connection = 0\n",
+            "max_forwards_per_connection",
+        );
         check("[limits]\nretries = 1\n", "unknown field");
         check("[hosts]\n\"Web_1\" = \"10.0.0.5:22\"\n", "hosts");
         check("[hosts]\nweb-1 = \"10.0.0.5\"\n", "hosts.web-1");

@@ -232,6 +232,7 @@ async fn serve_connection(
         phase: phase_tx,
         grant: None,
         cut: cut.clone(),
+        forwards: Arc::new(Semaphore::new(shared.limits.max_forwards_per_connection)),
     };
     // The version exchange happens inside run_stream: bound it by the auth deadline.
     let session = match tokio::time::timeout_at(
@@ -359,6 +360,8 @@ struct Connection {
     grant: Option<Arc<Grant>>,
     /// Why the bastion cut this connection, once it has.
     cut: CutReason,
+    /// One permit per `direct-tcpip` forward open or opening on this connection.
+    forwards: Arc<Semaphore>,
 }
 
 impl Connection {
@@ -609,6 +612,15 @@ impl russh::server::Handler for Connection {
                 return Ok(());
             }
         };
+        let Ok(permit) = self.forwards.clone().try_acquire_owned() else {
+            let limit = self.shared.limits.max_forwards_per_connection;
+            self.refuse_channel(
+                request,
+                &format!("too many forwards on this connection (limit {limit})"),
+            );
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        };
         // Connect and pump in a task: the session keeps serving other channels.
         let shared = self.shared.clone();
         let connection = self.connection;
@@ -670,6 +682,7 @@ impl russh::server::Handler for Connection {
                 end,
             });
             shared.emit(Event::SessionRecord(Box::new(record)));
+            drop(permit);
         });
         Ok(())
     }
