@@ -334,26 +334,39 @@ impl BastionConfig {
     }
 }
 
-/// Refuses a plain-HTTP CA URL whose host is not a loopback address.
+/// Refuses a CA URL that is not `https://`, or plain `http://` to a loopback
+/// address. The URL is judged as the HTTP client will parse it (scheme in any
+/// case, surrounding spaces, `http:host` without slashes), not by its text.
 fn check_ca_url(url: &str) -> Result<(), String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Ok(());
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https://"
-        ))
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| format!("ca_url {url:?} is not an http:// or https:// URL"))?;
+    if parsed.cannot_be_a_base()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.host().is_none()
+    {
+        return Err(format!(
+            "ca_url {url:?} must be https://host[:port] (no user name or password)"
+        ));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https://"
+                ))
+            }
+        }
+        _ => Err(format!("ca_url {url:?} is not an http:// or https:// URL")),
     }
 }
 
@@ -464,6 +477,22 @@ v6 = "[::1]:22"
         assert!(super::check_ca_url("http://[::1]:8700/x").is_ok());
         assert!(super::check_ca_url("http://localhost:8700").is_ok());
         assert!(super::check_ca_url("https://ca.example.com").is_ok());
+        // Security review (rev-bastion): spellings that the HTTP client reads
+        // as plain http:// to a network host were let through by a text check.
+        for sneaky in [
+            "HTTP://10.0.0.1",
+            " http://10.0.0.1",
+            "http:10.0.0.1",
+            "http:\\\\10.0.0.1",
+            "Http://ca.example.com",
+            "http://localhost:8700@ca.example.com",
+            "http://127.0.0.1:1@10.0.0.1/",
+        ] {
+            assert!(super::check_ca_url(sneaky).is_err(), "{sneaky:?}");
+        }
+        for bad in ["ftp://ca", "https://user@ca.example.com", "not a url"] {
+            assert!(super::check_ca_url(bad).is_err(), "{bad:?}");
+        }
         check("revocation_poll = \"10s\"\n", "revocation_poll");
         check("trust_refresh = \"1s\"\n", "trust_refresh");
         check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");

@@ -20,24 +20,30 @@ impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8700`).
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
-        if let Some(rest) = base.strip_prefix("http://") {
-            // Passwords and tokens never cross a network in clear text.
-            let authority = rest.split('/').next().unwrap_or_default();
-            let host = match authority.strip_prefix('[') {
-                Some(v6) => v6.split(']').next().unwrap_or_default(),
-                None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-            };
-            let loopback = host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if !loopback {
-                anyhow::bail!(
-                    "the CA URL {base:?} must use https:// (plain http:// only for a CA on this machine)"
-                );
+        // Judged as the HTTP client parses the URL, not by its text: in
+        // `http://localhost:80@evil.example` the host is evil.example.
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|_| anyhow::anyhow!("the CA URL {base:?} must start with https://"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            anyhow::bail!("the CA URL {base:?} must not contain a user name or password");
+        }
+        match parsed.scheme() {
+            "https" if parsed.host_str().is_some() => {}
+            "http" => {
+                // Passwords and tokens never cross a network in clear text.
+                let host = parsed.host_str().unwrap_or_default();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if !loopback {
+                    anyhow::bail!(
+                        "the CA URL {base:?} must use https:// (plain http:// only for a CA on this machine)"
+                    );
+                }
             }
-        } else if !base.starts_with("https://") {
-            anyhow::bail!("the CA URL {base:?} must start with https://");
+            _ => anyhow::bail!("the CA URL {base:?} must start with https://"),
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -134,5 +140,10 @@ mod tests {
         assert!(Client::new("http://ca.example.com", None).is_err());
         assert!(Client::new("http://10.1.2.3:8700", None).is_err());
         assert!(Client::new("ftp://ca", None).is_err());
+        // Security review (rev-bastion): the host is the one after the `@`;
+        // a text check saw "localhost" here and sent the token in clear.
+        assert!(Client::new("http://localhost:8700@ca.example.com", None).is_err());
+        assert!(Client::new("http://127.0.0.1:1@10.1.2.3:8700/", None).is_err());
+        assert!(Client::new("https://user:pw@ca.example.com", None).is_err());
     }
 }
