@@ -340,13 +340,21 @@ async fn disconnect<F: std::future::Future + Unpin>(
     }
 }
 
+/// The longest wait [`instant_at_unix`] returns (about 136 years): a later
+/// deadline, such as OpenSSH's "forever" `valid_before`, would overflow
+/// `Instant` and panic.
+const MAX_WAIT: Duration = Duration::from_secs(u32::MAX as u64);
+
 /// The tokio instant at Unix time `unix_secs` (now, if it is already past).
 fn instant_at_unix(unix_secs: u64) -> Instant {
     let now_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let left = Duration::from_secs(unix_secs).saturating_sub(now_unix);
-    Instant::now() + left
+    let left = Duration::from_secs(unix_secs)
+        .saturating_sub(now_unix)
+        .min(MAX_WAIT);
+    let now = Instant::now();
+    now.checked_add(left).unwrap_or(now)
 }
 
 /// The SSH handler of one connection.
@@ -744,6 +752,16 @@ fn requester_of(key_id: &str) -> &str {
 mod tests {
     use super::*;
     use russh::keys::ssh_key::Algorithm;
+
+    /// Security review (rev-bastion): a certificate valid "forever"
+    /// (`valid_before` = 2^64-1) made the connection task panic on `Instant`
+    /// overflow.
+    #[tokio::test]
+    async fn far_deadlines_do_not_overflow() {
+        let far = instant_at_unix(u64::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+        assert!(instant_at_unix(0) <= Instant::now());
+    }
 
     #[test]
     fn protocol_settings_are_strict() {
