@@ -666,13 +666,32 @@ impl russh::server::Handler for Connection {
             let _ = stream.set_nodelay(true);
             reply.accept().await;
             let started_at = chrono::Utc::now();
+            let session_id = format!("ses_{:032x}", rand::random::<u128>());
             shared.emit(Event::ForwardStarted {
                 connection,
                 host: name.to_string(),
                 address: address.to_string(),
             });
+            // What the CA gets if the bastion dies before this forward ends.
+            let crashed = session_record(SessionFacts {
+                session_id: &session_id,
+                grant: &grant,
+                peer,
+                target: name.as_str(),
+                target_address: &address.to_string(),
+                started_at,
+                counts: forward::ByteCounts::default(),
+                forward_end: &ForwardEnd::Error(CRASH_ERROR.to_owned()),
+                cut: None,
+            });
+            let crashed = SessionRecord {
+                ended_at: crashed.started_at.clone(),
+                ..crashed
+            };
+            shared.emit(Event::SessionStarted(Box::new(crashed)));
             let (counts, end) = forward::pump(channel, stream).await;
             let record = session_record(SessionFacts {
+                session_id: &session_id,
                 grant: &grant,
                 peer,
                 target: name.as_str(),
@@ -696,8 +715,13 @@ impl russh::server::Handler for Connection {
     }
 }
 
+/// The error of the record of a forward the bastion did not see end.
+const CRASH_ERROR: &str =
+    "the bastion stopped before this session ended; its end time and byte counts are unknown";
+
 /// What a session record is made of.
 struct SessionFacts<'a> {
+    session_id: &'a str,
     grant: &'a Grant,
     peer: SocketAddr,
     target: &'a str,
@@ -720,9 +744,8 @@ fn session_record(facts: SessionFacts<'_>) -> SessionRecord {
         (None, ForwardEnd::ClientClosed) => ("client_closed", None),
         (None, ForwardEnd::HostClosed) => ("target_closed", None),
     };
-    let id: u128 = rand::random();
     SessionRecord {
-        session_id: format!("ses_{id:032x}"),
+        session_id: facts.session_id.to_owned(),
         bastion: None,
         serial: facts.grant.serial.to_string(),
         key_id: facts.grant.key_id.clone(),
