@@ -127,7 +127,14 @@ pub fn check_certificate(
         .get(REQUEST_EXTENSION)
         .ok_or(Rejection::NoRequestExtension)?;
     let grant = RequestGrant::parse(value)?;
-    if trust.require_active && !trust.windows.contains_key(&verified.key_id) {
+    // The window end is checked here too: while the CA is unreachable the
+    // saved windows are not pruned, and an ended window grants nothing.
+    let now_unix = u64::try_from(now.timestamp()).unwrap_or(0);
+    let window_open = trust
+        .windows
+        .get(&verified.key_id)
+        .is_some_and(|&end| end > now_unix);
+    if trust.require_active && !window_open {
         return Err(Rejection::RequestNotActive(grant.request.to_string()));
     }
     Ok(Grant {
@@ -276,6 +283,14 @@ mod tests {
             NOW as u64 + 600,
         );
         assert!(check("deploy", NOW, &feed).is_ok());
+        // Security review (rev-bastion): a window that has ended (the feed
+        // unreachable since, so nothing pruned it) does not count as active.
+        feed.windows
+            .insert(format!("tpa:request={REQUEST}:user=alice"), NOW as u64);
+        assert_eq!(
+            check("deploy", NOW, &feed),
+            Err(Rejection::RequestNotActive(REQUEST.to_owned()))
+        );
         let mut pending = f.trust();
         pending.revocations_pending = true;
         assert_eq!(

@@ -66,6 +66,10 @@ pub struct Limits {
     pub max_auth_attempts: usize,
     /// A connection with no packet from the client for this long is closed.
     pub inactivity_timeout: Duration,
+    /// `direct-tcpip` forwards one connection may have open (or opening) at
+    /// once; more are refused, so one client cannot exhaust the bastion's
+    /// sockets.
+    pub max_forwards_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
             auth_timeout: Duration::from_secs(30),
             max_auth_attempts: 6,
             inactivity_timeout: Duration::from_secs(15 * 60),
+            max_forwards_per_connection: 10,
         }
     }
 }
@@ -193,6 +198,7 @@ struct RawLimits {
     auth_timeout: Option<String>,
     max_auth_attempts: Option<usize>,
     inactivity_timeout: Option<String>,
+    max_forwards_per_connection: Option<usize>,
 }
 
 impl BastionConfig {
@@ -257,12 +263,19 @@ impl BastionConfig {
                 raw.limits.inactivity_timeout,
                 defaults.inactivity_timeout,
             )?,
+            max_forwards_per_connection: raw
+                .limits
+                .max_forwards_per_connection
+                .unwrap_or(defaults.max_forwards_per_connection),
         };
         if limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".to_owned());
         }
         if limits.max_auth_attempts == 0 {
             return Err("limits.max_auth_attempts must be at least 1".to_owned());
+        }
+        if limits.max_forwards_per_connection == 0 {
+            return Err("limits.max_forwards_per_connection must be at least 1".to_owned());
         }
         let mut hosts = BTreeMap::new();
         for (name, address) in raw.hosts {
@@ -321,26 +334,39 @@ impl BastionConfig {
     }
 }
 
-/// Refuses a plain-HTTP CA URL whose host is not a loopback address.
+/// Refuses a CA URL that is not `https://`, or plain `http://` to a loopback
+/// address. The URL is judged as the HTTP client will parse it (scheme in any
+/// case, surrounding spaces, `http:host` without slashes), not by its text.
 fn check_ca_url(url: &str) -> Result<(), String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Ok(());
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https://"
-        ))
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|_| format!("ca_url {url:?} is not an http:// or https:// URL"))?;
+    if parsed.cannot_be_a_base()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.host().is_none()
+    {
+        return Err(format!(
+            "ca_url {url:?} must be https://host[:port] (no user name or password)"
+        ));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ca_url {url:?}: plain http:// is allowed only to a loopback address; use https://"
+                ))
+            }
+        }
+        _ => Err(format!("ca_url {url:?} is not an http:// or https:// URL")),
     }
 }
 
@@ -394,6 +420,7 @@ max_connections = 10
 auth_timeout = "5s"
 max_auth_attempts = 3
 inactivity_timeout = "1h"
+max_forwards_per_connection = 4
 [hosts]
 web-1 = "10.0.0.5:22"
 db-1 = "db1.internal:2222"
@@ -417,6 +444,7 @@ v6 = "[::1]:22"
         assert_eq!(c.limits.auth_timeout, Duration::from_secs(5));
         assert_eq!(c.limits.max_auth_attempts, 3);
         assert_eq!(c.limits.inactivity_timeout, Duration::from_secs(3600));
+        assert_eq!(c.limits.max_forwards_per_connection, 4);
         let web = HostName::parse("web-1").unwrap();
         assert_eq!(c.inventory.get(&web).unwrap().to_string(), "10.0.0.5:22");
         let db = HostName::parse("db-1").unwrap();
@@ -449,11 +477,31 @@ v6 = "[::1]:22"
         assert!(super::check_ca_url("http://[::1]:8700/x").is_ok());
         assert!(super::check_ca_url("http://localhost:8700").is_ok());
         assert!(super::check_ca_url("https://ca.example.com").is_ok());
+        // Security review (rev-bastion): spellings that the HTTP client reads
+        // as plain http:// to a network host were let through by a text check.
+        for sneaky in [
+            "HTTP://10.0.0.1",
+            " http://10.0.0.1",
+            "http:10.0.0.1",
+            "http:\\\\10.0.0.1",
+            "Http://ca.example.com",
+            "http://localhost:8700@ca.example.com",
+            "http://127.0.0.1:1@10.0.0.1/",
+        ] {
+            assert!(super::check_ca_url(sneaky).is_err(), "{sneaky:?}");
+        }
+        for bad in ["ftp://ca", "https://user@ca.example.com", "not a url"] {
+            assert!(super::check_ca_url(bad).is_err(), "{bad:?}");
+        }
         check("revocation_poll = \"10s\"\n", "revocation_poll");
         check("trust_refresh = \"1s\"\n", "trust_refresh");
         check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");
         check("[limits]\nmax_connections = 0\n", "max_connections");
         check("[limits]\nmax_auth_attempts = 0\n", "max_auth_attempts");
+        check(
+            "[limits]\nmax_forwards_per_connection = 0\n",
+            "max_forwards_per_connection",
+        );
         check("[limits]\nretries = 1\n", "unknown field");
         check("[hosts]\n\"Web_1\" = \"10.0.0.5:22\"\n", "hosts");
         check("[hosts]\nweb-1 = \"10.0.0.5\"\n", "hosts.web-1");

@@ -82,6 +82,9 @@ pub enum Event {
         /// Which side ended it.
         end: ForwardEnd,
     },
+    /// A forward began: the record the CA gets if the bastion dies before it
+    /// ends (`end: "error"`), kept aside until its [`Event::SessionRecord`].
+    SessionStarted(Box<SessionRecord>),
     /// The record of one forwarded session, after it ended (what the CA gets).
     SessionRecord(Box<SessionRecord>),
     /// A connection ended.
@@ -211,6 +214,8 @@ pub fn log(event: &Event) {
             ?end,
             "forward ended"
         ),
+        // Logged as "forward started" already.
+        Event::SessionStarted(_) => {}
         Event::SessionRecord(r) => tracing::info!(
             session = r.session_id,
             request = r.request,

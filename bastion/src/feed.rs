@@ -45,7 +45,19 @@ pub struct FeedState {
 
 impl FeedState {
     /// Applies one answer of the feed; `now` is Unix seconds (for pruning).
-    pub fn apply(&mut self, feed: &RevocationFeed, now: u64) {
+    ///
+    /// An answer with a revoked serial that is not a decimal number is refused
+    /// as a whole and changes nothing: dropping that one entry would let its
+    /// certificate in (fail closed).
+    pub fn apply(&mut self, feed: &RevocationFeed, now: u64) -> Result<(), String> {
+        let serials = feed
+            .revoked_serials
+            .iter()
+            .map(|s| {
+                s.parse::<u64>()
+                    .map_err(|_| format!("revoked serial {s:?} is not a decimal number"))
+            })
+            .collect::<Result<HashSet<u64>, String>>()?;
         if feed.full {
             self.revoked.clear();
             self.active.clear();
@@ -58,15 +70,12 @@ impl FeedState {
             self.active.remove(&grant.key_id);
             self.revoked.insert(grant.key_id.clone(), grant.clone());
         }
-        self.serials = feed
-            .revoked_serials
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        self.serials = serials;
         self.ca_keys = feed.revoked_ca_keys.iter().cloned().collect();
         self.revoked.retain(|_, g| g.forget_after > now);
         self.active.retain(|_, g| g.window_end > now);
         self.cursor = Some(feed.cursor);
+        Ok(())
     }
 
     /// Writes this state into `trust` (keeping its trusted CA keys); the feed
@@ -157,7 +166,12 @@ pub fn load_state(path: &Path, now: u64) -> Result<Option<FeedState>, StateFileE
         });
     }
     let mut state = FeedState::default();
-    state.apply(&feed, now);
+    state
+        .apply(&feed, now)
+        .map_err(|message| StateFileError::Corrupt {
+            path: path.to_owned(),
+            message,
+        })?;
     Ok(Some(state))
 }
 
@@ -226,12 +240,18 @@ pub async fn run(
         }
         match client.revocations(state.cursor).await {
             Ok(feed) => {
+                let before = state.clone();
+                if let Err(e) = state.apply(&feed, unix_now()) {
+                    // Keep the last known state; a pending bastion stays closed.
+                    tracing::error!(error = %e, "the CA's revocation feed answer is invalid; keeping the last known revocations");
+                    failing = true;
+                    state.cursor = None;
+                    continue;
+                }
                 if failing {
                     tracing::info!("revocation feed reachable again");
                     failing = false;
                 }
-                let before = state.clone();
-                state.apply(&feed, unix_now());
                 trust.send_if_modified(|current| {
                     let mut next = Trust::clone(current);
                     let was_pending = current.revocations_pending;
@@ -314,18 +334,19 @@ mod tests {
     #[test]
     fn deltas_move_key_ids_between_active_and_revoked() {
         let mut s = FeedState::default();
-        s.apply(&feed(true, &[("a", 200), ("b", 300)], &[("c", 150)]), 100);
+        s.apply(&feed(true, &[("a", 200), ("b", 300)], &[("c", 150)]), 100)
+            .unwrap();
         assert_eq!(s.cursor, Some(9));
         assert_eq!(s.active.len(), 2);
         assert!(s.revoked.contains_key("c"));
-        s.apply(&feed(false, &[], &[("a", 400)]), 110);
+        s.apply(&feed(false, &[], &[("a", 400)]), 110).unwrap();
         assert!(s.revoked.contains_key("a"));
         assert!(!s.active.contains_key("a"));
         assert_eq!(s.active.get("b").map(|g| g.window_end), Some(300));
         // Entries past their time are forgotten; a full snapshot replaces all.
-        s.apply(&feed(false, &[], &[]), 160);
+        s.apply(&feed(false, &[], &[]), 160).unwrap();
         assert!(!s.revoked.contains_key("c"));
-        s.apply(&feed(true, &[("d", 500)], &[]), 170);
+        s.apply(&feed(true, &[("d", 500)], &[]), 170).unwrap();
         assert!(s.revoked.is_empty());
         assert_eq!(s.active.keys().collect::<Vec<_>>(), ["d"]);
     }
@@ -333,7 +354,8 @@ mod tests {
     #[test]
     fn publishing_reports_changes() {
         let mut s = FeedState::default();
-        s.apply(&feed(true, &[("a", 200)], &[("c", 150)]), 100);
+        s.apply(&feed(true, &[("a", 200)], &[("c", 150)]), 100)
+            .unwrap();
         let mut trust = Trust::default();
         assert!(s.publish_into(&mut trust));
         assert!(trust.revocations.key_ids.contains("c"));
@@ -351,15 +373,23 @@ mod tests {
     fn serials_and_ca_keys_are_published_and_replaced() {
         let mut s = FeedState::default();
         let mut f = feed(true, &[], &[]);
-        f.revoked_serials = vec!["7".into(), "not-a-number".into()];
+        f.revoked_serials = vec!["7".into()];
         f.revoked_ca_keys = vec!["SHA256:abc".into()];
-        s.apply(&f, 100);
+        s.apply(&f, 100).unwrap();
         let mut trust = Trust::default();
         assert!(s.publish_into(&mut trust));
         assert!(trust.revocations.serials.contains(&7));
         assert_eq!(trust.revocations.serials.len(), 1);
+        // Security review (rev-bastion): an answer with a serial that does not
+        // parse is refused whole; it used to drop that serial (and un-revoke
+        // the serials it replaced).
+        let before = s.clone();
+        let mut bad = feed(true, &[], &[]);
+        bad.revoked_serials = vec!["8".into(), "0x9".into()];
+        assert!(s.apply(&bad, 105).unwrap_err().contains("0x9"));
+        assert_eq!(s, before, "a refused answer changes nothing");
         assert!(trust.revocations.ca_fingerprints.contains("SHA256:abc"));
-        s.apply(&feed(false, &[], &[]), 110);
+        s.apply(&feed(false, &[], &[]), 110).unwrap();
         assert!(s.publish_into(&mut trust));
         assert!(trust.revocations.serials.is_empty());
         assert!(trust.revocations.ca_fingerprints.is_empty());
@@ -374,7 +404,7 @@ mod tests {
         let mut f = feed(true, &[("a", 200)], &[("c", 150)]);
         f.revoked_serials = vec!["42".into()];
         f.revoked_ca_keys = vec!["SHA256:old".into()];
-        s.apply(&f, 100);
+        s.apply(&f, 100).unwrap();
         save_state(&path, &s).unwrap();
         assert_eq!(load_state(&path, 100).unwrap(), Some(s.clone()));
         // Entries past their time are dropped at load.

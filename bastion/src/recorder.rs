@@ -12,6 +12,7 @@
 //! the spool and delivery is retried with a growing delay (1 s to 30 s).
 
 use std::io::Write as _;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,23 +67,118 @@ const BATCH: usize = 50;
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// The sink that feeds the delivery task.
+/// The sink that feeds the delivery task, and keeps a marker per open forward.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     records: mpsc::UnboundedSender<SessionRecord>,
+    markers: mpsc::UnboundedSender<Marker>,
+}
+
+/// What the marker task does, in the order the forwards did it.
+#[derive(Debug)]
+enum Marker {
+    /// A forward opened: keep the record it leaves if the bastion dies.
+    Open(Box<SessionRecord>),
+    /// It ended (its real record is on its way to the spool).
+    Closed(String),
 }
 
 impl EventSink for Recorder {
     fn record(&self, event: &Event) {
-        if let Event::SessionRecord(record) = event
-            && self.records.send(SessionRecord::clone(record)).is_err()
-        {
-            tracing::error!(
-                session = record.session_id,
-                "session recorder stopped; record only in the log"
-            );
+        match event {
+            Event::SessionStarted(record) => {
+                let _ = self.markers.send(Marker::Open(record.clone()));
+            }
+            Event::SessionRecord(record) => {
+                if self.records.send(SessionRecord::clone(record)).is_err() {
+                    tracing::error!(
+                        session = record.session_id,
+                        "session recorder stopped; record only in the log"
+                    );
+                }
+                let _ = self.markers.send(Marker::Closed(record.session_id.clone()));
+            }
+            _ => {}
         }
     }
+}
+
+/// The directory of open-forward markers next to `spool`: `<spool>.open`.
+pub fn open_dir(spool: &Path) -> PathBuf {
+    let mut name = spool.file_name().unwrap_or_default().to_os_string();
+    name.push(".open");
+    spool.with_file_name(name)
+}
+
+/// The marker file of `session_id`, when it is a well-formed session id.
+fn marker_path(dir: &Path, session_id: &str) -> Option<PathBuf> {
+    let ok = session_id
+        .strip_prefix("ses_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    ok.then(|| dir.join(format!("{session_id}.json")))
+}
+
+/// Writes or removes markers; a marker left behind means a forward the
+/// bastion did not see end.
+async fn keep_markers(dir: PathBuf, mut rx: mpsc::UnboundedReceiver<Marker>) {
+    while let Some(marker) = rx.recv().await {
+        let dir = dir.clone();
+        let done = blocking(dir.clone(), move |dir| match marker {
+            Marker::Open(record) => {
+                let Some(path) = marker_path(&dir, &record.session_id) else {
+                    return Ok(());
+                };
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)?;
+                let text = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+                std::fs::write(path, text)
+            }
+            Marker::Closed(id) => match marker_path(&dir, &id).map(std::fs::remove_file) {
+                Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot keep the open-session marker");
+        }
+    }
+}
+
+/// Moves the markers of forwards a previous run did not see end into the
+/// spool (as `end: "error"` records), then removes them. Returns how many.
+pub fn recover_open_sessions(spool: &Path) -> std::io::Result<usize> {
+    let dir = open_dir(spool);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let text = std::fs::read(&path)?;
+        match serde_json::from_slice::<SessionRecord>(&text) {
+            Ok(record) => found.push((path, record)),
+            Err(e) => {
+                tracing::error!(marker = %path.display(), error = %e, "skipping an unreadable open-session marker");
+            }
+        }
+    }
+    found.sort_by(|a, b| a.1.started_at.cmp(&b.1.started_at));
+    let lines: Vec<String> = found
+        .iter()
+        .filter_map(|(_, r)| serde_json::to_string(r).ok())
+        .collect();
+    if !lines.is_empty() {
+        append_lines(spool, &lines)?;
+    }
+    for (path, _) in &found {
+        std::fs::remove_file(path)?;
+    }
+    Ok(found.len())
 }
 
 /// Handle on the running delivery task.
@@ -106,9 +202,26 @@ impl Delivery {
 
 /// Starts the session-record delivery task over `spool`; without a `client`
 /// records are only spooled (and logged).
+///
+/// First the forwards a previous run did not see end (it crashed) become
+/// records in the spool (`end: "error"`).
 pub fn start(spool: PathBuf, client: Option<CaClient>) -> (Recorder, Delivery) {
+    match recover_open_sessions(&spool) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            sessions = n,
+            "forwards open when the bastion last stopped are recorded as ended by an error"
+        ),
+        Err(e) => tracing::error!(
+            dir = %open_dir(&spool).display(),
+            error = %e,
+            "cannot recover the records of forwards open when the bastion last stopped"
+        ),
+    }
+    let (markers, marker_rx) = mpsc::unbounded_channel();
+    tokio::spawn(keep_markers(open_dir(&spool), marker_rx));
     let (records, delivery) = start_spool(spool, client);
-    (Recorder { records }, delivery)
+    (Recorder { records, markers }, delivery)
 }
 
 /// Starts a delivery task for `T` over `spool`; send items into the returned sender.
@@ -347,6 +460,48 @@ mod tests {
             end: "client_closed".into(),
             error: None,
         }
+    }
+
+    /// Security review (rev-bastion): a bastion killed during a forward left
+    /// no record of it at all; now its marker becomes an `error` record at
+    /// the next start, and a forward that ends leaves no marker.
+    #[tokio::test]
+    async fn forwards_open_at_a_crash_are_recorded_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("s.jsonl");
+        let marker = |n| open_dir(&spool).join(format!("{}.json", record(n).session_id));
+        let (recorder, _delivery) = start(spool.clone(), None);
+        let mut open = record(1);
+        open.end = "error".into();
+        open.error = Some("stopped".into());
+        recorder.record(&Event::SessionStarted(Box::new(open.clone())));
+        recorder.record(&Event::SessionStarted(Box::new(record(2))));
+        recorder.record(&Event::SessionRecord(Box::new(record(2))));
+        recorder.record(&Event::SessionStarted(Box::new(record(3))));
+        // Markers are kept in order: once the third exists, the second is done.
+        let mut written = false;
+        for _ in 0..200 {
+            if marker(3).exists() {
+                written = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(written, "no marker for an open forward");
+        assert!(marker(1).exists(), "no marker for the open forward");
+        assert!(!marker(2).exists(), "an ended forward kept its marker");
+        // The bastion dies here; the next start records the open forward.
+        let (_recorder, _delivery) = start(spool.clone(), None);
+        assert!(!marker(1).exists() && !marker(3).exists());
+        let spooled = read_spool::<SessionRecord>(&spool).unwrap();
+        assert!(spooled.contains(&open), "{spooled:?}");
+        assert_eq!(
+            spooled
+                .iter()
+                .filter(|r| r.session_id == open.session_id)
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -232,6 +232,7 @@ async fn serve_connection(
         phase: phase_tx,
         grant: None,
         cut: cut.clone(),
+        forwards: Arc::new(Semaphore::new(shared.limits.max_forwards_per_connection)),
     };
     // The version exchange happens inside run_stream: bound it by the auth deadline.
     let session = match tokio::time::timeout_at(
@@ -339,13 +340,21 @@ async fn disconnect<F: std::future::Future + Unpin>(
     }
 }
 
+/// The longest wait [`instant_at_unix`] returns (about 136 years): a later
+/// deadline, such as OpenSSH's "forever" `valid_before`, would overflow
+/// `Instant` and panic.
+const MAX_WAIT: Duration = Duration::from_secs(u32::MAX as u64);
+
 /// The tokio instant at Unix time `unix_secs` (now, if it is already past).
 fn instant_at_unix(unix_secs: u64) -> Instant {
     let now_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let left = Duration::from_secs(unix_secs).saturating_sub(now_unix);
-    Instant::now() + left
+    let left = Duration::from_secs(unix_secs)
+        .saturating_sub(now_unix)
+        .min(MAX_WAIT);
+    let now = Instant::now();
+    now.checked_add(left).unwrap_or(now)
 }
 
 /// The SSH handler of one connection.
@@ -359,6 +368,8 @@ struct Connection {
     grant: Option<Arc<Grant>>,
     /// Why the bastion cut this connection, once it has.
     cut: CutReason,
+    /// One permit per `direct-tcpip` forward open or opening on this connection.
+    forwards: Arc<Semaphore>,
 }
 
 impl Connection {
@@ -609,6 +620,15 @@ impl russh::server::Handler for Connection {
                 return Ok(());
             }
         };
+        let Ok(permit) = self.forwards.clone().try_acquire_owned() else {
+            let limit = self.shared.limits.max_forwards_per_connection;
+            self.refuse_channel(
+                request,
+                &format!("too many forwards on this connection (limit {limit})"),
+            );
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        };
         // Connect and pump in a task: the session keeps serving other channels.
         let shared = self.shared.clone();
         let connection = self.connection;
@@ -646,13 +666,32 @@ impl russh::server::Handler for Connection {
             let _ = stream.set_nodelay(true);
             reply.accept().await;
             let started_at = chrono::Utc::now();
+            let session_id = format!("ses_{:032x}", rand::random::<u128>());
             shared.emit(Event::ForwardStarted {
                 connection,
                 host: name.to_string(),
                 address: address.to_string(),
             });
+            // What the CA gets if the bastion dies before this forward ends.
+            let crashed = session_record(SessionFacts {
+                session_id: &session_id,
+                grant: &grant,
+                peer,
+                target: name.as_str(),
+                target_address: &address.to_string(),
+                started_at,
+                counts: forward::ByteCounts::default(),
+                forward_end: &ForwardEnd::Error(CRASH_ERROR.to_owned()),
+                cut: None,
+            });
+            let crashed = SessionRecord {
+                ended_at: crashed.started_at.clone(),
+                ..crashed
+            };
+            shared.emit(Event::SessionStarted(Box::new(crashed)));
             let (counts, end) = forward::pump(channel, stream).await;
             let record = session_record(SessionFacts {
+                session_id: &session_id,
                 grant: &grant,
                 peer,
                 target: name.as_str(),
@@ -670,13 +709,19 @@ impl russh::server::Handler for Connection {
                 end,
             });
             shared.emit(Event::SessionRecord(Box::new(record)));
+            drop(permit);
         });
         Ok(())
     }
 }
 
+/// The error of the record of a forward the bastion did not see end.
+const CRASH_ERROR: &str =
+    "the bastion stopped before this session ended; its end time and byte counts are unknown";
+
 /// What a session record is made of.
 struct SessionFacts<'a> {
+    session_id: &'a str,
     grant: &'a Grant,
     peer: SocketAddr,
     target: &'a str,
@@ -699,9 +744,8 @@ fn session_record(facts: SessionFacts<'_>) -> SessionRecord {
         (None, ForwardEnd::ClientClosed) => ("client_closed", None),
         (None, ForwardEnd::HostClosed) => ("target_closed", None),
     };
-    let id: u128 = rand::random();
     SessionRecord {
-        session_id: format!("ses_{id:032x}"),
+        session_id: facts.session_id.to_owned(),
         bastion: None,
         serial: facts.grant.serial.to_string(),
         key_id: facts.grant.key_id.clone(),
@@ -731,6 +775,16 @@ fn requester_of(key_id: &str) -> &str {
 mod tests {
     use super::*;
     use russh::keys::ssh_key::Algorithm;
+
+    /// Security review (rev-bastion): a certificate valid "forever"
+    /// (`valid_before` = 2^64-1) made the connection task panic on `Instant`
+    /// overflow.
+    #[tokio::test]
+    async fn far_deadlines_do_not_overflow() {
+        let far = instant_at_unix(u64::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+        assert!(instant_at_unix(0) <= Instant::now());
+    }
 
     #[test]
     fn protocol_settings_are_strict() {

@@ -159,5 +159,10 @@ mod tests {
         ] {
             assert!(Client::new(sneaky, None).is_err(), "{sneaky}");
         }
+        // Security review (rev-bastion): the host is the one after the `@`;
+        // a text check saw "localhost" here and sent the token in clear.
+        assert!(Client::new("http://localhost:8700@ca.example.com", None).is_err());
+        assert!(Client::new("http://127.0.0.1:1@10.1.2.3:8700/", None).is_err());
+        assert!(Client::new("https://user:pw@ca.example.com", None).is_err());
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bastion::config::Limits;
 use bastion::{ConnectionEnd, Event, ForwardEnd};
 use russh::ChannelMsg;
 
@@ -43,6 +44,59 @@ async fn direct_tcpip_to_an_approved_host_round_trips_bytes() {
         .await;
     assert_eq!((to_host, from_host), (100_000, 100_000));
     assert_eq!(end, ForwardEnd::ClientClosed);
+}
+
+/// Security review (rev-bastion): one authenticated client could open forwards
+/// without limit, each holding a socket to a host, and exhaust the bastion's
+/// file descriptors for everyone.
+#[tokio::test]
+async fn forwards_per_connection_are_capped() {
+    let echo = echo_server().await;
+    let limits = Limits {
+        max_forwards_per_connection: 2,
+        ..Limits::default()
+    };
+    let mut b = spawn_bastion_with(&[("web-1", echo)], limits).await;
+    let (session, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(ok);
+    let first = session
+        .channel_open_direct_tcpip("web-1", 22, "127.0.0.1", 40000)
+        .await
+        .unwrap();
+    let _second = session
+        .channel_open_direct_tcpip("web-1", 22, "127.0.0.1", 40001)
+        .await
+        .unwrap();
+    assert!(
+        session
+            .channel_open_direct_tcpip("web-1", 22, "127.0.0.1", 40002)
+            .await
+            .is_err(),
+        "a third forward was opened"
+    );
+    assert!(
+        b.refusal_reason().await.contains("too many forwards"),
+        "refusal names the limit"
+    );
+    // A forward that ends gives its place back.
+    first.eof().await.unwrap();
+    b.expect_event(Duration::from_secs(5), |e| match e {
+        Event::ForwardEnded { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = session
+            .channel_open_direct_tcpip("web-1", 22, "127.0.0.1", 40003)
+            .await
+        {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "the freed place was not given back");
 }
 
 #[tokio::test]
