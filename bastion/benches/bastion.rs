@@ -195,7 +195,7 @@ fn setup(echo: SocketAddr) -> Setup {
         bastion_dir.join("bastion.toml"),
         format!(
             "listen = \"127.0.0.1:{bastion_port}\"\nhost_key_file = \"host_ed25519\"\n\
-             trusted_user_ca_keys = \"{ca}\"\n[limits]\nmax_connections = 5000\n\
+             trusted_user_ca_keys = \"{ca}\"\ninsecure_without_ca_feed = true\n[limits]\nmax_connections = 5000\n\
              [hosts]\ntarget = \"127.0.0.1:{target_port}\"\necho = \"{echo}\"\n",
             ca = ca_pub.display(),
         ),

@@ -184,6 +184,8 @@ struct RawConfig {
     #[serde(default)]
     hosts: BTreeMap<String, String>,
     ca_token_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_without_ca_feed: bool,
     session_spool: Option<PathBuf>,
     refusal_spool: Option<PathBuf>,
     revocation_poll: Option<String>,
@@ -291,6 +293,22 @@ impl BastionConfig {
                     .to_owned(),
             );
         }
+        // Without the CA's feed the bastion knows no revocation and cannot
+        // check that a request is still active: that must be asked for.
+        if raw.ca_token_file.is_none() && !raw.insecure_without_ca_feed {
+            return Err(
+                "no ca_token_file: without it the bastion gets no revocation feed (revoked \
+                 certificates and ended requests would still be let in) and delivers no session \
+                 records; set ca_url and ca_token_file, or insecure_without_ca_feed = true for a \
+                 lab or a benchmark"
+                    .to_owned(),
+            );
+        }
+        if raw.ca_token_file.is_some() && raw.insecure_without_ca_feed {
+            return Err(
+                "insecure_without_ca_feed = true contradicts ca_token_file: remove one".to_owned(),
+            );
+        }
         let revocation_poll = duration(
             "revocation_poll",
             raw.revocation_poll,
@@ -382,6 +400,7 @@ mod tests {
 listen = "127.0.0.1:2200"
 host_key_file = "host_ed25519"
 trusted_user_ca_keys = "ca.pub"
+insecure_without_ca_feed = true
 "#;
 
     #[test]
@@ -454,6 +473,21 @@ v6 = "[::1]:22"
         );
         let v6 = HostName::parse("v6").unwrap();
         assert_eq!(c.inventory.get(&v6).unwrap().to_string(), "[::1]:22");
+    }
+
+    #[test]
+    fn without_the_ca_feed_is_refused_unless_asked_for() {
+        // Security review 2026-11-24: a bastion with no revocation feed let
+        // revoked certificates in after only a warning in its log.
+        let bare = MINIMAL.replace("insecure_without_ca_feed = true\n", "");
+        let err = parse(&bare).unwrap_err();
+        assert!(err.contains("no ca_token_file"), "{err}");
+        assert!(err.contains("insecure_without_ca_feed"), "{err}");
+        let with_feed =
+            format!("{bare}ca_url = \"https://ca.example.com\"\nca_token_file = \"t\"\n");
+        assert!(parse(&with_feed).is_ok());
+        let both = format!("{with_feed}insecure_without_ca_feed = true\n");
+        assert!(parse(&both).unwrap_err().contains("contradicts"));
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
             ),
             _ => {
                 tracing::warn!(
-                    "no ca_token_file: no revocation feed (revoked access is not cut live) and session records stay in the spool"
+                    "insecure_without_ca_feed: no revocation feed (revoked certificates and ended requests are let in and not cut) and session records stay in the spool"
                 );
                 None
             }

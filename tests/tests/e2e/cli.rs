@@ -843,7 +843,7 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     std::fs::write(
         &bastion_config,
         format!(
-            "listen = \"127.0.0.1:{bastion_port}\"\nhost_key_file = \"host_ed25519\"\nca_url = \"http://{}\"\n\n[hosts]\nweb-1 = \"127.0.0.1:{port}\"\nweb-2 = \"127.0.0.1:{port}\"\n",
+            "listen = \"127.0.0.1:{bastion_port}\"\nhost_key_file = \"host_ed25519\"\nca_url = \"http://{}\"\ninsecure_without_ca_feed = true\n\n[hosts]\nweb-1 = \"127.0.0.1:{port}\"\nweb-2 = \"127.0.0.1:{port}\"\n",
             running.addr,
             port = sshd.port
         ),
