@@ -784,6 +784,51 @@ async fn provider_down_gives_an_error_page_no_session_and_a_red_health_check() {
     assert_eq!(check["ok"], false);
 }
 
+/// An "OpenID provider" that answers every request with 200 and a body that is
+/// not JSON. The task ends when the test's runtime does.
+async fn garbage_provider() -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        // Bounded: a login start asks for discovery a few times at most.
+        for _ in 0..64 {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let body = "<html>surprise, not JSON</html>";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    issuer
+}
+
+/// Issue 4: a provider that answers garbage is treated like one that is down:
+/// an HTML error page, no login row, no session, a degraded health check.
+#[tokio::test]
+async fn provider_answering_garbage_gives_an_error_page_and_no_session() {
+    let issuer = garbage_provider().await;
+    let app = ca(&[("junk", issuer)], false).await;
+    let mut browser = Browser::default();
+    let r = browser
+        .get(&format!("http://{}/login/oidc/junk?next=/", app.address))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("idp_unavailable"), "{}", r.body);
+    assert!(!r.body.contains("surprise"), "{}", r.body);
+    let plain = app.data.open_plain();
+    assert_eq!(count(&plain, "auth_tokens"), 0);
+    assert_eq!(count(&plain, "oidc_logins"), 0);
+    let health = app.get("/healthz").await.json();
+    assert_eq!(health["status"], "degraded", "{health}");
+}
+
 #[tokio::test]
 async fn provider_down_at_the_callback_gives_an_error_page() {
     let (provider, app) = ca_with_provider(json!({}), false).await;
