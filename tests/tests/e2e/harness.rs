@@ -222,6 +222,13 @@ impl RunningCa {
     pub fn terminate(self) -> std::process::ExitStatus {
         terminate(self.guard)
     }
+
+    /// Kills the process with SIGKILL (a crash: no shutdown code runs) and
+    /// reaps it.
+    pub fn kill_hard(mut self) {
+        self.guard.child.kill().expect("SIGKILL the CA");
+        self.guard.child.wait().expect("reap the CA");
+    }
 }
 
 /// Sends SIGTERM to a guarded process and waits up to 15 s for it to exit.
