@@ -73,9 +73,10 @@ fn reusable(
         .key_id()
         .strip_prefix(&format!("tpa:request={request}:"))
         .is_some();
-    let same_key = ssh_key::PublicKey::from(cert.public_key().clone())
-        .to_openssh()
-        .is_ok_and(|k| k == public_key);
+    // The key itself, not its text: a key of the user's own has a comment,
+    // and comparing the text never reused its certificate.
+    let same_key = ssh_key::PublicKey::from_openssh(public_key)
+        .is_ok_and(|k| k.key_data() == cert.public_key());
     if !for_request || !same_key || needs_renewal(cert.valid_after(), cert.valid_before(), now) {
         return Ok(None);
     }
@@ -158,13 +159,10 @@ fn check_issued(
     if cert.cert_type() != ssh_key::certificate::CertType::User {
         return Err(refuse("is not a user certificate".to_owned()));
     }
-    let certified = ssh_key::PublicKey::from(cert.public_key().clone())
-        .to_openssh()
-        .map_err(|e| refuse(format!("cannot be read ({e})")))?;
-    let sent = ssh_key::PublicKey::from_openssh(public_key)
-        .and_then(|k| k.to_openssh())
-        .context("cannot encode the public key")?;
-    if certified != sent {
+    // The key itself, not its text: a key of the user's own has a comment.
+    let sent =
+        ssh_key::PublicKey::from_openssh(public_key).context("cannot read the public key")?;
+    if cert.public_key() != sent.key_data() {
         return Err(refuse("is for another key".to_owned()));
     }
     if cert
@@ -260,7 +258,10 @@ mod tests {
             ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap();
         let other =
             ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap();
-        let public = key.public_key().to_openssh().unwrap();
+        // With a comment, as a key of the user's own has.
+        let mut commented = key.public_key().clone();
+        commented.set_comment("alice@laptop");
+        let public = commented.to_openssh().unwrap();
         let ca =
             ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519).unwrap();
         let trusted = [ca.public_key().clone()];
