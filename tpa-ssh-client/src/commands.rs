@@ -11,7 +11,7 @@ use tpa_core::api::{
 };
 
 use crate::cli::{Cli, Command, RequestArgs};
-use crate::client::Client;
+use crate::client::{ApiFailure, Client};
 use crate::files::{self, KeyFiles};
 use crate::grants::CertInUse;
 use crate::{agent, grants, settings, wait};
@@ -133,11 +133,13 @@ async fn login(ca: Option<&str>, username: &str, password_stdin: bool) -> anyhow
     let answer: LoginResponse = client
         .call(Method::POST, "/api/v1/login", Some(&body))
         .await?;
-    save_login(&client, answer)
+    save_login(&client, answer).await
 }
 
-/// Saves a login answer and says who is logged in.
-pub fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<ExitCode> {
+/// Saves a login answer, once the token of the login it replaces is revoked,
+/// and says who is logged in.
+pub async fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<ExitCode> {
+    let previous = revoke_previous().await;
     files::save_session(&StoredSession {
         ca_url: client.base().to_owned(),
         token: answer.token,
@@ -151,7 +153,50 @@ pub fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<Exit
         answer.user.groups.join(", "),
         answer.expires_at
     );
+    if let Some(note) = previous {
+        println!("{note}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Revokes the saved login's token at its CA before a new login replaces it
+/// (review: a second login overwrote the first token, which stayed valid at
+/// the CA until it expired). Best effort: a token the CA no longer accepts is
+/// gone anyway, and a CA that cannot be reached is reported, not fatal, since
+/// the new token is already in hand. Returns what to tell the user.
+async fn revoke_previous() -> Option<String> {
+    let session = match files::load_session() {
+        Ok(session) => session,
+        // No saved login: nothing to revoke.
+        Err(_) if !files::session_exists() => return None,
+        Err(e) => {
+            return Some(format!(
+                "The previous login could not be read, so its token was not revoked: {e:#}"
+            ));
+        }
+    };
+    let not_revoked = |e: &anyhow::Error| {
+        format!(
+            "The previous login ({} at {}) could not be revoked: {e:#}; its token stays valid until {}.",
+            session.username, session.ca_url, session.expires_at
+        )
+    };
+    let client = match Client::new(&session.ca_url, Some(session.token.clone())) {
+        Ok(client) => client,
+        Err(e) => return Some(not_revoked(&e)),
+    };
+    let revoked: anyhow::Result<()> = client.call(Method::POST, "/api/v1/logout", NONE).await;
+    match revoked {
+        Ok(()) => Some(format!(
+            "The previous login ({} at {}) is revoked.",
+            session.username, session.ca_url
+        )),
+        Err(e) => match e.downcast_ref::<ApiFailure>() {
+            // Expired or revoked already.
+            Some(failure) if failure.code == "unauthenticated" => None,
+            _ => Some(not_revoked(&e)),
+        },
+    }
 }
 
 async fn logout() -> anyhow::Result<ExitCode> {

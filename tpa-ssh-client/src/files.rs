@@ -106,6 +106,11 @@ pub fn save_session(session: &StoredSession) -> anyhow::Result<()> {
     write_private(&session_path()?, &text)
 }
 
+/// Whether a saved login file exists (readable or not).
+pub fn session_exists() -> bool {
+    session_path().is_ok_and(|p| p.symlink_metadata().is_ok())
+}
+
 /// The saved login, or a message saying to log in.
 pub fn load_session() -> anyhow::Result<StoredSession> {
     let path = session_path()?;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::flow::{PW, login, post, two_stage_ca};
 use crate::harness::{
-    CaDir, Guard, Sshd, UserKey, current_login, free_port, hash_password, http_get, require,
-    tpa_bastion_bin, tpa_ssh_bin, wait_for_port,
+    CaDir, Guard, Sshd, UserKey, current_login, free_port, hash_password, http_get, http_send,
+    require, tpa_bastion_bin, tpa_ssh_bin, wait_for_port,
 };
 
 struct Home {
@@ -428,6 +428,87 @@ fn denied_request_exits_non_zero_with_the_comment_and_unreachable_ca_is_explaine
     std::fs::create_dir_all(&home2.dir).unwrap();
     assert!(!home2.login("alice").status.success());
     assert!(!home2.dir.join(".config/tpa/session.json").exists());
+}
+
+/// Review (tpa-ssh hardening): a second `tpa-ssh login` overwrote the saved
+/// token, and the first one stayed valid at the CA until it expired.
+#[test]
+fn login_again_revokes_the_previous_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = two_stage_ca(tmp.path());
+    let running = ca.serve();
+    let addr = running.addr;
+    let home = Home::new(tmp.path().join("home"), addr);
+    let session = home.dir.join(".config/tpa/session.json");
+    let saved = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&session).unwrap()).unwrap()
+    };
+    let token = || saved()["token"].as_str().unwrap().to_owned();
+    let call = |method: &str, path: &str, token: &str| {
+        let auth = format!("Bearer {token}");
+        http_send(addr, method, path, &[("Authorization", &auth)], "").0
+    };
+
+    let out = home.login("alice");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("previous login"), "{}", text(&out));
+    let first = token();
+    assert_eq!(call("GET", "/api/v1/whoami", &first), 200);
+
+    let out = home.login("bob");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "The previous login (alice at http://{addr}) is revoked."
+        )),
+        "{}",
+        text(&out)
+    );
+    let second = token();
+    assert_ne!(first, second);
+    assert_eq!(call("GET", "/api/v1/whoami", &first), 401);
+    assert_eq!(call("GET", "/api/v1/whoami", &second), 200);
+
+    // A saved token the CA no longer accepts: the new login goes ahead quietly.
+    assert_eq!(call("POST", "/api/v1/logout", &second), 204);
+    let out = home.login("alice");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("previous login"), "{}", text(&out));
+    let third = token();
+    assert_eq!(call("GET", "/api/v1/whoami", &third), 200);
+
+    // The previous login's CA cannot be reached: said, and the new login is
+    // still saved, with its own CA.
+    let mut stale = saved();
+    stale["ca_url"] = format!("http://127.0.0.1:{}", free_port()).into();
+    std::fs::write(&session, serde_json::to_vec(&stale).unwrap()).unwrap();
+    let out = home.login("alice");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("could not be revoked") && text(&out).contains("cannot reach the CA"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(saved()["ca_url"], format!("http://{addr}"));
+    assert_ne!(token(), third);
+    assert_eq!(call("GET", "/api/v1/whoami", &token()), 200);
+    // That token was not revoked: the CA was "unreachable" under another URL.
+    assert_eq!(call("GET", "/api/v1/whoami", &third), 200);
+
+    // A failed new login leaves the saved one alone (and does not revoke it).
+    let before = token();
+    let mut bad = home
+        .command(&["login", "--username", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bad.stdin.take().unwrap().write_all(b"wrong\n").unwrap();
+    let out = bad.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(token(), before);
+    assert_eq!(call("GET", "/api/v1/whoami", &before), 200);
 }
 
 fn append(path: &Path, extra: &str) {
