@@ -101,21 +101,16 @@ pub fn logged_in(ca: Option<&str>) -> anyhow::Result<(Client, StoredSession)> {
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal() && !from_stdin;
-    if interactive {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-        // No echo while typing; restored whatever happens.
-        let _ = std::process::Command::new("stty").arg("-echo").status();
-    }
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if interactive {
-        let _ = std::process::Command::new("stty").arg("echo").status();
-        eprintln!();
-    }
-    read.context("cannot read the password")?;
-    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    let password = if stdin.is_terminal() && !from_stdin {
+        crate::password::read_hidden("Password: ")?
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
     if password.is_empty() {
         bail!("no password given");
     }

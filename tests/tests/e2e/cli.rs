@@ -41,12 +41,17 @@ impl Home {
     /// `tpa-ssh ARGS` on a pseudo-terminal (util-linux `script`), everything it
     /// shows written to `typescript` as it comes.
     fn in_terminal(&self, args: &[&str], typescript: &Path) -> Command {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
         let mut line = quote(tpa_ssh_bin().to_str().unwrap());
         for a in args {
             line.push(' ');
             line.push_str(&quote(a));
         }
+        self.shell_in_terminal(&line, typescript)
+    }
+
+    /// The shell command `line` on a pseudo-terminal, with tpa-ssh's
+    /// environment; the screen goes to `typescript`.
+    fn shell_in_terminal(&self, line: &str, typescript: &Path) -> Command {
         let mut c = self.command(&[]);
         let env: Vec<_> = c
             .get_envs()
@@ -59,7 +64,7 @@ impl Home {
                 None => c.env_remove(k),
             };
         }
-        c.args(["-qfec", &line]).arg(typescript);
+        c.args(["-qfec", line]).arg(typescript);
         c
     }
 
@@ -98,6 +103,11 @@ impl Home {
             .unwrap();
         child.wait_with_output().unwrap()
     }
+}
+
+/// `s` as one single-quoted shell word.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn text(out: &Output) -> String {
@@ -509,6 +519,84 @@ fn login_again_revokes_the_previous_token() {
     assert!(!out.status.success(), "{}", text(&out));
     assert_eq!(token(), before);
     assert_eq!(call("GET", "/api/v1/whoami", &before), 200);
+}
+
+/// Review (tpa-ssh hardening): Ctrl-C at the password prompt killed
+/// `tpa-ssh` after `stty -echo`, and the shell was left without echo.
+#[test]
+fn ctrl_c_at_the_password_prompt_gives_the_terminal_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = two_stage_ca(tmp.path());
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    let session = home.dir.join(".config/tpa/session.json");
+    // The shell goes on after tpa-ssh and shows the terminal's settings.
+    let line = format!(
+        "{} login --username alice; echo \"exit=$? tty\"\"-settings:\"; stty -a",
+        quote(tpa_ssh_bin().to_str().unwrap())
+    );
+    let run = |name: &str, typed: &[u8]| -> String {
+        let typescript = tmp.path().join(name);
+        let child = home
+            .shell_in_terminal(&line, &typescript)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut guard = Guard { child };
+        let mut keyboard = guard.child.stdin.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&typescript)
+            .unwrap_or_default()
+            .contains("Password: ")
+        {
+            assert!(Instant::now() < deadline, "no password prompt");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        keyboard.write_all(typed).unwrap();
+        keyboard.flush().unwrap();
+        wait_exit(&mut guard, Duration::from_secs(20));
+        drop(keyboard);
+        let screen = std::fs::read_to_string(&typescript).unwrap();
+        // The marker as the shell prints it (the typescript's header shows
+        // the command line with the quotes).
+        let settings = screen
+            .split_once("tty-settings:")
+            .map(|(_, after)| after)
+            .unwrap_or_default();
+        for mode in ["echo", "icanon", "isig"] {
+            assert!(
+                settings.split([' ', ';', '\r', '\n']).any(|w| w == mode),
+                "{mode} not restored: {screen}"
+            );
+        }
+        screen
+    };
+
+    // Ctrl-C halfway through the password.
+    let screen = run(
+        "cancelled",
+        &PW.as_bytes()[..4]
+            .iter()
+            .chain(b"\x03")
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert!(screen.contains("login cancelled"), "{screen}");
+    assert!(screen.contains("exit=1 tty-settings:"), "{screen}");
+    assert!(
+        !screen.contains(&PW[..4]),
+        "the password was echoed: {screen}"
+    );
+    assert!(!session.exists());
+
+    // A password typed with a slip, corrected with backspace: logged in.
+    let typed = format!("{PW}x\x7f\r");
+    let screen = run("typed", typed.as_bytes());
+    assert!(screen.contains("Logged in to"), "{screen}");
+    assert!(screen.contains("exit=0 tty-settings:"), "{screen}");
+    assert!(!screen.contains(PW), "the password was echoed: {screen}");
+    assert!(session.exists());
 }
 
 fn append(path: &Path, extra: &str) {
