@@ -1037,7 +1037,10 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     let bastion_pub = std::fs::read_to_string(bastion_dir.join("host_ed25519.pub")).unwrap();
     let sshd_pub = std::fs::read_to_string(sshd.dir.join("host_ed25519.pub")).unwrap();
 
-    let home = Home::new(tmp.path().join("home"), running.addr);
+    // A HOME with a space: the key and certificate paths reach ssh's `-o`
+    // values and the ProxyCommand's shell (review: `-o CertificateFile=`
+    // broke on it).
+    let home = Home::new(tmp.path().join("my home"), running.addr);
     let ssh_dir = home.dir.join(".ssh");
     std::fs::create_dir_all(&ssh_dir).unwrap();
     let known = ssh_dir.join("known_hosts");
@@ -1050,7 +1053,7 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     std::fs::write(
         &user_config,
         format!(
-            "Host *\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  \
+            "Host *\n  UserKnownHostsFile \"{}\"\n  StrictHostKeyChecking yes\n  BatchMode yes\n  \
              IdentityAgent none\n  ConnectTimeout 10\n  LogLevel ERROR\n",
             known.display()
         ),
@@ -1123,7 +1126,12 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
         )) && snippet.contains("Host web-*\n  ProxyJump tpa-bastion\n"),
         "{snippet}"
     );
-    let out = plain_ssh(&user_config, "web-1", "echo via-bastion");
+    // OpenSSH's own ProxyJump passes `-F FILE` to the hop unquoted, so plain
+    // ssh is given the file under a path without a space (a user without -F
+    // does not meet this).
+    let plain_config = tmp.path().join("plain_ssh_config");
+    std::os::unix::fs::symlink(&user_config, &plain_config).unwrap();
+    let out = plain_ssh(&plain_config, "web-1", "echo via-bastion");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "via-bastion",
@@ -1132,7 +1140,7 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
         bastion_log()
     );
     // web-2 is not in the grant: the bastion refuses it.
-    let out = plain_ssh(&user_config, "web-2", "echo nope");
+    let out = plain_ssh(&plain_config, "web-2", "echo nope");
     assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("nope"));
     assert!(
         bastion_log().contains("host web-2 is not approved by the certificate"),
