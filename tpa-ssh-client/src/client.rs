@@ -117,6 +117,31 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `GET path` of a plain-text endpoint (such as `/ca.pub`).
+    pub async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "cannot reach the CA at {} for {path}; check --ca / $TPA_CA_URL and that the CA is running",
+                    self.base
+                )
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("the CA answered HTTP {status} for {path}");
+        }
+        response
+            .text()
+            .await
+            .with_context(|| format!("cannot read the CA's {path}"))
+    }
+}
+
 /// An error answer from the CA: `{code, message}`.
 #[derive(Debug, Clone)]
 pub struct ApiFailure {

@@ -11,7 +11,7 @@ use tpa_core::api::{
 };
 
 use crate::cli::{Cli, Command, RequestArgs};
-use crate::client::Client;
+use crate::client::{ApiFailure, Client};
 use crate::files::{self, KeyFiles};
 use crate::grants::CertInUse;
 use crate::{agent, grants, settings, wait};
@@ -101,21 +101,16 @@ pub fn logged_in(ca: Option<&str>) -> anyhow::Result<(Client, StoredSession)> {
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal() && !from_stdin;
-    if interactive {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-        // No echo while typing; restored whatever happens.
-        let _ = std::process::Command::new("stty").arg("-echo").status();
-    }
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if interactive {
-        let _ = std::process::Command::new("stty").arg("echo").status();
-        eprintln!();
-    }
-    read.context("cannot read the password")?;
-    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    let password = if stdin.is_terminal() && !from_stdin {
+        crate::password::read_hidden("Password: ")?
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
     if password.is_empty() {
         bail!("no password given");
     }
@@ -133,11 +128,13 @@ async fn login(ca: Option<&str>, username: &str, password_stdin: bool) -> anyhow
     let answer: LoginResponse = client
         .call(Method::POST, "/api/v1/login", Some(&body))
         .await?;
-    save_login(&client, answer)
+    save_login(&client, answer).await
 }
 
-/// Saves a login answer and says who is logged in.
-pub fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<ExitCode> {
+/// Saves a login answer, once the token of the login it replaces is revoked,
+/// and says who is logged in.
+pub async fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<ExitCode> {
+    let previous = revoke_previous().await;
     files::save_session(&StoredSession {
         ca_url: client.base().to_owned(),
         token: answer.token,
@@ -151,7 +148,50 @@ pub fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<Exit
         answer.user.groups.join(", "),
         answer.expires_at
     );
+    if let Some(note) = previous {
+        println!("{note}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Revokes the saved login's token at its CA before a new login replaces it
+/// (review: a second login overwrote the first token, which stayed valid at
+/// the CA until it expired). Best effort: a token the CA no longer accepts is
+/// gone anyway, and a CA that cannot be reached is reported, not fatal, since
+/// the new token is already in hand. Returns what to tell the user.
+async fn revoke_previous() -> Option<String> {
+    let session = match files::load_session() {
+        Ok(session) => session,
+        // No saved login: nothing to revoke.
+        Err(_) if !files::session_exists() => return None,
+        Err(e) => {
+            return Some(format!(
+                "The previous login could not be read, so its token was not revoked: {e:#}"
+            ));
+        }
+    };
+    let not_revoked = |e: &anyhow::Error| {
+        format!(
+            "The previous login ({} at {}) could not be revoked: {e:#}; its token stays valid until {}.",
+            session.username, session.ca_url, session.expires_at
+        )
+    };
+    let client = match Client::new(&session.ca_url, Some(session.token.clone())) {
+        Ok(client) => client,
+        Err(e) => return Some(not_revoked(&e)),
+    };
+    let revoked: anyhow::Result<()> = client.call(Method::POST, "/api/v1/logout", NONE).await;
+    match revoked {
+        Ok(()) => Some(format!(
+            "The previous login ({} at {}) is revoked.",
+            session.username, session.ca_url
+        )),
+        Err(e) => match e.downcast_ref::<ApiFailure>() {
+            // Expired or revoked already.
+            Some(failure) if failure.code == "unauthenticated" => None,
+            _ => Some(not_revoked(&e)),
+        },
+    }
 }
 
 async fn logout() -> anyhow::Result<ExitCode> {

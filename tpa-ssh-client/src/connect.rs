@@ -14,7 +14,8 @@ use tpa_core::{BastionAddress, HostName, HostPattern, Principal, Username};
 use crate::cli::{ConfigArgs, SshArgs};
 use crate::client::{ApiFailure, Client};
 use crate::commands::{key, logged_in, refused, update_agent};
-use crate::ssh_config::{self, Snippet};
+use crate::files::KeyFiles;
+use crate::ssh_config::{self, Snippet, config_path};
 use crate::{files, grants, settings, wait};
 
 const NONE: Option<&()> = None;
@@ -260,6 +261,67 @@ fn local_user() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// ssh's arguments for `tpa-ssh ssh`: the key and certificate, the bastion as
+/// a `ProxyCommand`, the login unless the user gave one, the host and the
+/// user's own ssh arguments.
+///
+/// ssh splits an `-o` value into words as it splits an ssh_config line, so the
+/// certificate's path goes in double quotes (a HOME with a space broke it);
+/// `%` is doubled because ssh expands `%` tokens in file names.
+fn ssh_command_args(
+    keys: &KeyFiles,
+    bastion: Option<&BastionAddress>,
+    login: Option<&str>,
+    login_given: bool,
+    host: &HostName,
+    ssh_args: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let identity = keys
+        .private
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", keys.private.display()))?
+        .replace('%', "%%");
+    let mut out = vec![
+        "-i".to_owned(),
+        identity,
+        "-o".to_owned(),
+        format!("CertificateFile={}", config_path(&keys.cert)?),
+        "-o".to_owned(),
+        "IdentitiesOnly=yes".to_owned(),
+    ];
+    if let Some(b) = bastion {
+        // ProxyJump would not pass the key and certificate to the hop; this does.
+        let mut proxy = String::from("ssh");
+        if let Some(l) = login {
+            proxy.push_str(&format!(" -l {l}"));
+        }
+        // shell_word refuses `'` and `%`, so the quoted ssh_config value
+        // can sit inside single quotes for the shell.
+        shell_word(&keys.cert)?;
+        proxy.push_str(&format!(
+            " -i {} -o 'CertificateFile={}' -o IdentitiesOnly=yes",
+            shell_word(&keys.private)?,
+            config_path(&keys.cert)?
+        ));
+        if let Some(f) = ssh_option(ssh_args, 'F') {
+            proxy.push_str(&format!(" -F {}", shell_word(Path::new(f))?));
+        }
+        if let Some(port) = b.port() {
+            proxy.push_str(&format!(" -p {port}"));
+        }
+        proxy.push_str(&format!(" -W '[%h]:%p' {}", b.host()));
+        out.push("-o".to_owned());
+        out.push(format!("ProxyCommand={proxy}"));
+    }
+    if let (Some(l), false) = (login, login_given) {
+        out.push("-l".to_owned());
+        out.push(l.to_owned());
+    }
+    out.push(host.as_str().to_owned());
+    out.extend(ssh_args.iter().cloned());
+    Ok(out)
+}
+
 /// `tpa-ssh ssh [LOGIN@]HOST [-- ssh args]`.
 pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
     let (login, host) = match args.host.rsplit_once('@') {
@@ -306,39 +368,15 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
     if let Some(l) = &login {
         Principal::parse(l).with_context(|| format!("the login {l:?} cannot be used"))?;
     }
-    let escape = |p: &Path| p.to_string_lossy().replace('%', "%%");
     let mut command = std::process::Command::new("ssh");
-    command
-        .arg("-i")
-        .arg(escape(&keys.private))
-        .arg("-o")
-        .arg(format!("CertificateFile={}", escape(&keys.cert)))
-        .arg("-o")
-        .arg("IdentitiesOnly=yes");
-    if let Some(b) = &bastion {
-        // ProxyJump would not pass the key and certificate to the hop; this does.
-        let mut proxy = String::from("ssh");
-        if let Some(l) = &login {
-            proxy.push_str(&format!(" -l {l}"));
-        }
-        proxy.push_str(&format!(
-            " -i {} -o CertificateFile={} -o IdentitiesOnly=yes",
-            shell_word(&keys.private)?,
-            shell_word(&keys.cert)?
-        ));
-        if let Some(f) = ssh_option(&args.ssh_args, 'F') {
-            proxy.push_str(&format!(" -F {}", shell_word(Path::new(f))?));
-        }
-        if let Some(port) = b.port() {
-            proxy.push_str(&format!(" -p {port}"));
-        }
-        proxy.push_str(&format!(" -W '[%h]:%p' {}", b.host()));
-        command.arg("-o").arg(format!("ProxyCommand={proxy}"));
-    }
-    if let (Some(l), false) = (&login, login_given) {
-        command.arg("-l").arg(l);
-    }
-    command.arg(host.as_str()).args(&args.ssh_args);
+    command.args(ssh_command_args(
+        &keys,
+        bastion.as_ref(),
+        login.as_deref(),
+        login_given,
+        &host,
+        &args.ssh_args,
+    )?);
     let err = command.exec();
     bail!("cannot run ssh: {err} (install openssh-client)")
 }
@@ -371,5 +409,68 @@ mod tests {
         for bad in ["/h/it's", "/h/100%", "/h/a\nb"] {
             assert!(shell_word(Path::new(bad)).is_err(), "{bad:?}");
         }
+    }
+    #[test]
+    fn paths_with_spaces_reach_ssh_as_one_value() {
+        // Review: `-o CertificateFile=/home/a b/…` made ssh stop with "extra
+        // arguments at end of line". The real ssh parses the arguments here.
+        let dir = Path::new("/home/a b/.local/share/tpa");
+        let keys = KeyFiles {
+            private: dir.join("id_ed25519"),
+            public: dir.join("id_ed25519.pub"),
+            cert: dir.join("id_ed25519-cert.pub"),
+        };
+        let host = HostName::parse("web-1").unwrap();
+        let bastion = BastionAddress::parse("bastion.example.com:2222").unwrap();
+        let args =
+            ssh_command_args(&keys, Some(&bastion), Some("deploy"), false, &host, &[]).unwrap();
+        let cert_option = r#"CertificateFile="/home/a b/.local/share/tpa/id_ed25519-cert.pub""#;
+        assert!(args.iter().any(|a| a == cert_option), "{args:?}");
+        let proxy = args
+            .iter()
+            .find(|a| a.starts_with("ProxyCommand="))
+            .unwrap();
+        assert!(
+            proxy.contains(&format!(
+                " -i '/home/a b/.local/share/tpa/id_ed25519' -o '{cert_option}' "
+            )),
+            "{proxy}"
+        );
+        let out = std::process::Command::new("ssh")
+            .arg("-G")
+            .args(&args)
+            .output()
+            .expect("run ssh -G (install openssh-client)");
+        let config = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{config}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            config
+                .lines()
+                .any(|l| l == "certificatefile /home/a b/.local/share/tpa/id_ed25519-cert.pub"),
+            "{config}"
+        );
+        // The ProxyCommand's inner ssh gets the same words after the shell.
+        let inner = proxy.trim_start_matches("ProxyCommand=ssh ");
+        let inner = inner.split(" -W ").next().unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("exec ssh -G {inner} web-1")])
+            .output()
+            .unwrap();
+        let config = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{inner}: {config}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            config
+                .lines()
+                .any(|l| l == "certificatefile /home/a b/.local/share/tpa/id_ed25519-cert.pub"),
+            "{config}"
+        );
     }
 }

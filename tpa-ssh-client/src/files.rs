@@ -41,22 +41,42 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
+/// A temporary name next to `path`, unique per file, per process and per call:
+/// `.NAME.PID.RANDOM.tmp`. (Deriving it with `with_extension("tmp")` gave
+/// `id_ed25519` and `id_ed25519.pub` the same temporary file, and two runs at
+/// once removed each other's half-written files.)
+fn temp_path(path: &Path) -> anyhow::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .context("path has no file name")?
+        .to_string_lossy();
+    let nonce: u64 = rand::random();
+    Ok(path.with_file_name(format!(".{name}.{}.{nonce:016x}.tmp", std::process::id())))
+}
+
 /// Writes `bytes` to `path` with mode 0600 through a temporary file and a rename.
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no directory")?;
     private_dir(dir)?;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = temp_path(path)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(bytes)
+    let written = file
+        .write_all(bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot replace {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Refuses a private file that group or others may read.
@@ -84,6 +104,11 @@ fn session_path() -> anyhow::Result<PathBuf> {
 pub fn save_session(session: &StoredSession) -> anyhow::Result<()> {
     let text = serde_json::to_vec_pretty(session).context("cannot encode the session")?;
     write_private(&session_path()?, &text)
+}
+
+/// Whether a saved login file exists (readable or not).
+pub fn session_exists() -> bool {
+    session_path().is_ok_and(|p| p.symlink_metadata().is_ok())
 }
 
 /// The saved login, or a message saying to log in.
@@ -209,5 +234,59 @@ pub fn read_certificate(path: &Path) -> anyhow::Result<Option<ssh_key::Certifica
             "the certificate file {} is corrupt ({e}): run `tpa-ssh cert --renew` to replace it",
             path.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_are_unique_per_file_and_per_process() {
+        // Review: the key and its .pub shared one temporary file.
+        let dir = Path::new("/d");
+        let key = temp_path(&dir.join("id_ed25519")).unwrap();
+        let public = temp_path(&dir.join("id_ed25519.pub")).unwrap();
+        assert_ne!(key, public);
+        assert_ne!(key, temp_path(&dir.join("id_ed25519")).unwrap());
+        for tmp in [&key, &public] {
+            assert_eq!(tmp.parent(), Some(dir), "{tmp:?}");
+            let name = tmp.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.contains(&format!(".{}.", std::process::id())),
+                "{name}"
+            );
+        }
+        assert!(
+            key.to_str().unwrap().starts_with("/d/.id_ed25519."),
+            "{key:?}"
+        );
+        assert!(
+            public.to_str().unwrap().starts_with("/d/.id_ed25519.pub."),
+            "{public:?}"
+        );
+    }
+
+    #[test]
+    fn writes_are_private_and_leave_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("tpa-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let key = dir.join("id_ed25519");
+        let public = dir.join("id_ed25519.pub");
+        write_private(&key, b"one").unwrap();
+        write_private(&public, b"two").unwrap();
+        write_private(&key, b"three").unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"three");
+        assert_eq!(std::fs::read(&public).unwrap(), b"two");
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -177,7 +177,7 @@ pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCod
     let answer: LoginResponse = client
         .call(Method::POST, "/api/v1/cli/token", Some(&body))
         .await?;
-    crate::commands::save_login(&client, answer)
+    crate::commands::save_login(&client, answer).await
 }
 
 /// The longest a device login is waited for, whatever the CA says.
@@ -239,7 +239,7 @@ async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
             .call(Method::POST, "/api/v1/cli/device/token", Some(&body))
             .await;
         let failure = match answer {
-            Ok(answer) => return crate::commands::save_login(client, answer),
+            Ok(answer) => return crate::commands::save_login(client, answer).await,
             Err(e) => match e.downcast::<ApiFailure>() {
                 Ok(failure) => failure,
                 Err(other) => return Err(other),

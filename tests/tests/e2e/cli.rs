@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::flow::{PW, login, post, two_stage_ca};
 use crate::harness::{
-    CaDir, Guard, Sshd, UserKey, current_login, free_port, hash_password, http_get, require,
-    tpa_bastion_bin, tpa_ssh_bin, wait_for_port,
+    CaDir, Guard, Sshd, UserKey, current_login, free_port, hash_password, http_get, http_send,
+    require, tpa_bastion_bin, tpa_ssh_bin, wait_for_port,
 };
 
 struct Home {
@@ -41,12 +41,17 @@ impl Home {
     /// `tpa-ssh ARGS` on a pseudo-terminal (util-linux `script`), everything it
     /// shows written to `typescript` as it comes.
     fn in_terminal(&self, args: &[&str], typescript: &Path) -> Command {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
         let mut line = quote(tpa_ssh_bin().to_str().unwrap());
         for a in args {
             line.push(' ');
             line.push_str(&quote(a));
         }
+        self.shell_in_terminal(&line, typescript)
+    }
+
+    /// The shell command `line` on a pseudo-terminal, with tpa-ssh's
+    /// environment; the screen goes to `typescript`.
+    fn shell_in_terminal(&self, line: &str, typescript: &Path) -> Command {
         let mut c = self.command(&[]);
         let env: Vec<_> = c
             .get_envs()
@@ -59,7 +64,7 @@ impl Home {
                 None => c.env_remove(k),
             };
         }
-        c.args(["-qfec", &line]).arg(typescript);
+        c.args(["-qfec", line]).arg(typescript);
         c
     }
 
@@ -98,6 +103,11 @@ impl Home {
             .unwrap();
         child.wait_with_output().unwrap()
     }
+}
+
+/// `s` as one single-quoted shell word.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn text(out: &Output) -> String {
@@ -428,6 +438,165 @@ fn denied_request_exits_non_zero_with_the_comment_and_unreachable_ca_is_explaine
     std::fs::create_dir_all(&home2.dir).unwrap();
     assert!(!home2.login("alice").status.success());
     assert!(!home2.dir.join(".config/tpa/session.json").exists());
+}
+
+/// Review (tpa-ssh hardening): a second `tpa-ssh login` overwrote the saved
+/// token, and the first one stayed valid at the CA until it expired.
+#[test]
+fn login_again_revokes_the_previous_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = two_stage_ca(tmp.path());
+    let running = ca.serve();
+    let addr = running.addr;
+    let home = Home::new(tmp.path().join("home"), addr);
+    let session = home.dir.join(".config/tpa/session.json");
+    let saved = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&session).unwrap()).unwrap()
+    };
+    let token = || saved()["token"].as_str().unwrap().to_owned();
+    let call = |method: &str, path: &str, token: &str| {
+        let auth = format!("Bearer {token}");
+        http_send(addr, method, path, &[("Authorization", &auth)], "").0
+    };
+
+    let out = home.login("alice");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("previous login"), "{}", text(&out));
+    let first = token();
+    assert_eq!(call("GET", "/api/v1/whoami", &first), 200);
+
+    let out = home.login("bob");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "The previous login (alice at http://{addr}) is revoked."
+        )),
+        "{}",
+        text(&out)
+    );
+    let second = token();
+    assert_ne!(first, second);
+    assert_eq!(call("GET", "/api/v1/whoami", &first), 401);
+    assert_eq!(call("GET", "/api/v1/whoami", &second), 200);
+
+    // A saved token the CA no longer accepts: the new login goes ahead quietly.
+    assert_eq!(call("POST", "/api/v1/logout", &second), 204);
+    let out = home.login("alice");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("previous login"), "{}", text(&out));
+    let third = token();
+    assert_eq!(call("GET", "/api/v1/whoami", &third), 200);
+
+    // The previous login's CA cannot be reached: said, and the new login is
+    // still saved, with its own CA.
+    let mut stale = saved();
+    stale["ca_url"] = format!("http://127.0.0.1:{}", free_port()).into();
+    std::fs::write(&session, serde_json::to_vec(&stale).unwrap()).unwrap();
+    let out = home.login("alice");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("could not be revoked") && text(&out).contains("cannot reach the CA"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(saved()["ca_url"], format!("http://{addr}"));
+    assert_ne!(token(), third);
+    assert_eq!(call("GET", "/api/v1/whoami", &token()), 200);
+    // That token was not revoked: the CA was "unreachable" under another URL.
+    assert_eq!(call("GET", "/api/v1/whoami", &third), 200);
+
+    // A failed new login leaves the saved one alone (and does not revoke it).
+    let before = token();
+    let mut bad = home
+        .command(&["login", "--username", "alice", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bad.stdin.take().unwrap().write_all(b"wrong\n").unwrap();
+    let out = bad.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(token(), before);
+    assert_eq!(call("GET", "/api/v1/whoami", &before), 200);
+}
+
+/// Review (tpa-ssh hardening): Ctrl-C at the password prompt killed
+/// `tpa-ssh` after `stty -echo`, and the shell was left without echo.
+#[test]
+fn ctrl_c_at_the_password_prompt_gives_the_terminal_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = two_stage_ca(tmp.path());
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    let session = home.dir.join(".config/tpa/session.json");
+    // The shell goes on after tpa-ssh and shows the terminal's settings.
+    let line = format!(
+        "{} login --username alice; echo \"exit=$? tty\"\"-settings:\"; stty -a",
+        quote(tpa_ssh_bin().to_str().unwrap())
+    );
+    let run = |name: &str, typed: &[u8]| -> String {
+        let typescript = tmp.path().join(name);
+        let child = home
+            .shell_in_terminal(&line, &typescript)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut guard = Guard { child };
+        let mut keyboard = guard.child.stdin.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&typescript)
+            .unwrap_or_default()
+            .contains("Password: ")
+        {
+            assert!(Instant::now() < deadline, "no password prompt");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        keyboard.write_all(typed).unwrap();
+        keyboard.flush().unwrap();
+        wait_exit(&mut guard, Duration::from_secs(20));
+        drop(keyboard);
+        let screen = std::fs::read_to_string(&typescript).unwrap();
+        // The marker as the shell prints it (the typescript's header shows
+        // the command line with the quotes).
+        let settings = screen
+            .split_once("tty-settings:")
+            .map(|(_, after)| after)
+            .unwrap_or_default();
+        for mode in ["echo", "icanon", "isig"] {
+            assert!(
+                settings.split([' ', ';', '\r', '\n']).any(|w| w == mode),
+                "{mode} not restored: {screen}"
+            );
+        }
+        screen
+    };
+
+    // Ctrl-C halfway through the password.
+    let screen = run(
+        "cancelled",
+        &PW.as_bytes()[..4]
+            .iter()
+            .chain(b"\x03")
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert!(screen.contains("login cancelled"), "{screen}");
+    assert!(screen.contains("exit=1 tty-settings:"), "{screen}");
+    assert!(
+        !screen.contains(&PW[..4]),
+        "the password was echoed: {screen}"
+    );
+    assert!(!session.exists());
+
+    // A password typed with a slip, corrected with backspace: logged in.
+    let typed = format!("{PW}x\x7f\r");
+    let screen = run("typed", typed.as_bytes());
+    assert!(screen.contains("Logged in to"), "{screen}");
+    assert!(screen.contains("exit=0 tty-settings:"), "{screen}");
+    assert!(!screen.contains(PW), "the password was echoed: {screen}");
+    assert!(session.exists());
 }
 
 fn append(path: &Path, extra: &str) {
@@ -868,7 +1037,10 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     let bastion_pub = std::fs::read_to_string(bastion_dir.join("host_ed25519.pub")).unwrap();
     let sshd_pub = std::fs::read_to_string(sshd.dir.join("host_ed25519.pub")).unwrap();
 
-    let home = Home::new(tmp.path().join("home"), running.addr);
+    // A HOME with a space: the key and certificate paths reach ssh's `-o`
+    // values and the ProxyCommand's shell (review: `-o CertificateFile=`
+    // broke on it).
+    let home = Home::new(tmp.path().join("my home"), running.addr);
     let ssh_dir = home.dir.join(".ssh");
     std::fs::create_dir_all(&ssh_dir).unwrap();
     let known = ssh_dir.join("known_hosts");
@@ -881,7 +1053,7 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     std::fs::write(
         &user_config,
         format!(
-            "Host *\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n  \
+            "Host *\n  UserKnownHostsFile \"{}\"\n  StrictHostKeyChecking yes\n  BatchMode yes\n  \
              IdentityAgent none\n  ConnectTimeout 10\n  LogLevel ERROR\n",
             known.display()
         ),
@@ -954,7 +1126,12 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
         )) && snippet.contains("Host web-*\n  ProxyJump tpa-bastion\n"),
         "{snippet}"
     );
-    let out = plain_ssh(&user_config, "web-1", "echo via-bastion");
+    // OpenSSH's own ProxyJump passes `-F FILE` to the hop unquoted, so plain
+    // ssh is given the file under a path without a space (a user without -F
+    // does not meet this).
+    let plain_config = tmp.path().join("plain_ssh_config");
+    std::os::unix::fs::symlink(&user_config, &plain_config).unwrap();
+    let out = plain_ssh(&plain_config, "web-1", "echo via-bastion");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "via-bastion",
@@ -963,7 +1140,7 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
         bastion_log()
     );
     // web-2 is not in the grant: the bastion refuses it.
-    let out = plain_ssh(&user_config, "web-2", "echo nope");
+    let out = plain_ssh(&plain_config, "web-2", "echo nope");
     assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("nope"));
     assert!(
         bastion_log().contains("host web-2 is not approved by the certificate"),
