@@ -297,6 +297,20 @@ impl Browser {
     }
 
     /// Waits until the text of `css` contains `needle`.
+    /// Waits until the page's URL contains `needle`: after a click, the old
+    /// page may still show the element the next step waits for.
+    pub(crate) fn wait_for_url(&self, needle: &str) {
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        while !self.url().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the URL never contained {needle:?}; it is {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub(crate) fn wait_for_text(&self, css: &str, needle: &str) {
         let deadline = Instant::now() + PAGE_TIMEOUT;
         loop {
@@ -559,27 +573,25 @@ fn auditor_reads_the_trail_in_headless_chromium() {
     // Filter by action: only the submission is left.
     browser.type_into("input[name='action']", "request.submit");
     browser.click("#filter");
+    browser.wait_for_url("action=request.submit");
     browser.wait_for(&format!("a[href='/audit/requests/{id}']"));
-    assert!(
-        browser.url().contains("action=request.submit"),
-        "{}",
-        browser.url()
-    );
     assert_eq!(browser.count("tr.event"), 1, "{}", browser.source());
 
     // The request's timeline.
     browser.click(&format!("a[href='/audit/requests/{id}']"));
+    browser.wait_for_url(&format!("/audit/requests/{id}"));
     browser.wait_for_text("#state", "pending");
     browser.wait_for_text("#events", "request.submit");
     browser.wait_for_text("#certificates", "No certificates");
     browser.wait_for_text("#sessions", "No sessions");
     read_only("timeline");
 
-    for (link, table) in [
-        ("#nav-certificates", "#certificates"),
-        ("#nav-sessions", "#sessions"),
+    for (link, path, table) in [
+        ("#nav-certificates", "/audit/certificates", "#certificates"),
+        ("#nav-sessions", "/audit/sessions", "#sessions"),
     ] {
         browser.click(link);
+        browser.wait_for_url(path);
         browser.wait_for(table);
         read_only(link);
     }
