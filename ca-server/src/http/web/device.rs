@@ -17,10 +17,11 @@ use serde::Deserialize;
 use tpa_core::api::{DeviceAuthorization, DeviceTokenRequest, LoginResponse};
 
 use super::oidc::encode_query;
-use super::{FormFields, PageError, checked_form, page_context, render_status};
-use crate::audit::format_time;
+use super::{PageError, checked_form, page_context, render_status};
 use crate::device_login::{self, CodeRefusal, Poll, Waiting};
-use crate::http::auth::{AuthVia, Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
+use crate::http::auth::{
+    AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, with_db,
+};
 use crate::http::error::ApiError;
 use crate::http::rate_limit::Limited;
 use crate::oidc_login::{self, Refusal};
@@ -47,9 +48,7 @@ pub async fn api_start(
             })
             .await?;
         }
-        return Err(ApiError::RateLimited {
-            retry_after_secs: limited.retry_after.as_secs().max(1),
-        });
+        return Err(limited.into());
     }
     let started = with_db(&state, move |conn| {
         Ok(device_login::start(conn, &source, Utc::now())?)
@@ -81,9 +80,7 @@ pub async fn api_token(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Json(request) = body?;
     if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: limited.retry_after.as_secs().max(1),
-        });
+        return Err(limited.into());
     }
     let ttl = state.config.auth.api_token_ttl;
     let source = audit_source(ip.0);
@@ -99,11 +96,7 @@ pub async fn api_token(
     .await?;
     let refused = |code: &'static str, message: String| ApiError::Refused { code, message };
     match poll {
-        Poll::Done(new) => Ok(Json(LoginResponse {
-            token: new.token,
-            expires_at: format_time(new.session.expires_at),
-            user: user_info(&new.session.user),
-        })),
+        Poll::Done(new) => Ok(Json(login_response(new))),
         Poll::Pending => Err(refused(
             "authorization_pending",
             "nobody has confirmed the code yet; poll again after the interval".to_owned(),
@@ -330,14 +323,7 @@ pub async fn decide(
     if let Some(refused) = api_token_refused(&auth) {
         return Ok(refused?);
     }
-    let approve = match decision(&fields) {
-        Some(approve) => approve,
-        None => {
-            return Err(
-                ApiError::InvalidBody("decision must be approve or deny".to_owned()).into(),
-            );
-        }
-    };
+    let approve = fields.decision()?;
     let code = fields.non_empty("user_code").unwrap_or_default();
     let reservation =
         match state
@@ -375,13 +361,5 @@ pub async fn decide(
             )?)
         }
         Err(refusal) => Ok(refused_page(&auth, refusal, &code)?),
-    }
-}
-
-fn decision(fields: &FormFields) -> Option<bool> {
-    match fields.get("decision") {
-        Some("approve") => Some(true),
-        Some("deny") => Some(false),
-        _ => None,
     }
 }

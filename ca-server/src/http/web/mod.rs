@@ -265,6 +265,17 @@ impl FormFields {
             .map(str::to_owned)
     }
 
+    /// The `decision` of a confirmation form: `approve` (true) or `deny`.
+    pub fn decision(&self) -> Result<bool, ApiError> {
+        match self.get("decision") {
+            Some("approve") => Ok(true),
+            Some("deny") => Ok(false),
+            _ => Err(ApiError::InvalidBody(
+                "decision must be approve or deny".to_owned(),
+            )),
+        }
+    }
+
     /// Every value of `name`.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0
