@@ -99,6 +99,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "device.html",
         include_str!("../../../templates/device.html"),
     ),
+    (
+        "login_decision.html",
+        include_str!("../../../templates/login_decision.html"),
+    ),
 ];
 
 /// The stylesheet served at `/static/app.css`.
