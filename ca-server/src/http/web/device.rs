@@ -23,7 +23,7 @@ use crate::http::auth::{
     AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, with_db,
 };
 use crate::http::error::ApiError;
-use crate::http::rate_limit::Limited;
+use crate::http::rate_limit::{Limited, Reservation};
 use crate::oidc_login::{self, Refusal};
 use crate::sessions;
 use crate::startup::AppState;
@@ -191,9 +191,19 @@ pub async fn get(
     page(&auth, StatusCode::OK, "enter", "", &code, None, false)
 }
 
-/// The user-code limiter's key for a person: their identity.
-fn limiter_key(auth: &Authenticated) -> String {
-    sessions::actor(&auth.user)
+/// Counts a code attempt against the person (by identity) and their
+/// address before any lookup; `Err` is the page to answer when either is
+/// over the limit. A success gives the attempt back.
+async fn reserve_attempt(
+    state: &AppState,
+    auth: &Authenticated,
+    ip: ConnectInfoOpt,
+) -> Result<Result<Reservation, Response>, ApiError> {
+    let key = sessions::actor(&auth.user);
+    match state.user_code_limiter.reserve(&key, ip.0, Instant::now()) {
+        Ok(r) => Ok(Ok(r)),
+        Err(limited) => Ok(Err(limited_page(state, auth, ip, limited).await?)),
+    }
 }
 
 /// A wrong or unusable code: the form again, with why.
@@ -278,14 +288,10 @@ pub async fn post(
         return Ok(refused?);
     }
     let code = fields.non_empty("user_code").unwrap_or_default();
-    let reservation =
-        match state
-            .user_code_limiter
-            .reserve(&limiter_key(&auth), ip.0, Instant::now())
-        {
-            Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
-        };
+    let reservation = match reserve_attempt(&state, &auth, ip).await? {
+        Ok(r) => r,
+        Err(limited) => return Ok(limited),
+    };
     let lookup_code = code.clone();
     let found = crate::http::auth::with_reader(&state, move |conn| {
         Ok(device_login::lookup(conn, &lookup_code, Utc::now())?)
@@ -325,14 +331,10 @@ pub async fn decide(
     }
     let approve = fields.decision()?;
     let code = fields.non_empty("user_code").unwrap_or_default();
-    let reservation =
-        match state
-            .user_code_limiter
-            .reserve(&limiter_key(&auth), ip.0, Instant::now())
-        {
-            Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
-        };
+    let reservation = match reserve_attempt(&state, &auth, ip).await? {
+        Ok(r) => r,
+        Err(limited) => return Ok(limited),
+    };
     let user = auth.user.clone();
     let source = audit_source(ip.0);
     let decide_code = code.clone();
