@@ -45,7 +45,15 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no directory")?;
     private_dir(dir)?;
-    let tmp = path.with_extension("tmp");
+    replace(path, bytes, 0o600)
+}
+
+/// Replaces `path` atomically with `bytes` and `mode`: a temporary file
+/// (created private, next to `path`), fsync, rename.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tpa-tmp");
+    let tmp = PathBuf::from(tmp_name);
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -54,6 +62,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     file.write_all(bytes)
+        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
