@@ -290,6 +290,21 @@ impl FormFields {
     }
 }
 
+/// Percent-encodes `value` for a query string: every byte but the URL's
+/// unreserved characters (RFC 3986) and `also_plain`.
+pub fn percent_encode(value: &str, also_plain: &[u8]) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || also_plain.contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// What a page form post needs before it may change anything: a same-origin
 /// browser, a logged-in user (else `Err` with a 303 to `/login`), a form
 /// body, and the session's CSRF token in it.

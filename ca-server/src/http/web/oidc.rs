@@ -105,18 +105,10 @@ pub fn connector_links(state: &AppState, href: impl Fn(&str) -> String) -> Vec<V
         .collect()
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value, leaving `/` readable (the values are
+/// mostly paths and URLs).
 pub fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    super::percent_encode(value, b"/")
 }
 
 /// `?next=` of the login pages.
