@@ -126,18 +126,7 @@ impl CaClient {
             Some(cursor) => format!("{}/api/v1/bastion/revocations?since={cursor}", self.base),
             None => format!("{}/api/v1/bastion/revocations", self.base),
         };
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| CaCallError::Unreachable(without_url(&e)))?;
-        let response = check(response).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| CaCallError::Failed(format!("bad feed: {}", without_url(&e))))
+        self.call(self.http.get(url), "feed").await
     }
 
     /// `POST /api/v1/sessions` with `records`.
@@ -148,11 +137,24 @@ impl CaClient {
         let body = SessionBatch {
             records: records.to_vec(),
         };
-        let response = self
+        let request = self
             .http
             .post(format!("{}/api/v1/sessions", self.base))
+            .json(&body);
+        self.call(request, "answer").await
+    }
+}
+
+impl CaClient {
+    /// Sends `request` with the bastion's token and reads its JSON answer
+    /// (`what` names the answer in the error when it does not parse).
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<T, CaCallError> {
+        let response = request
             .bearer_auth(&self.token)
-            .json(&body)
             .send()
             .await
             .map_err(|e| CaCallError::Unreachable(without_url(&e)))?;
@@ -160,11 +162,9 @@ impl CaClient {
         response
             .json()
             .await
-            .map_err(|e| CaCallError::Failed(format!("bad answer: {}", without_url(&e))))
+            .map_err(|e| CaCallError::Failed(format!("bad {what}: {}", without_url(&e))))
     }
-}
 
-impl CaClient {
     /// `POST /api/v1/bastion/events` with `events`.
     pub async fn deliver_events(
         &self,
@@ -173,19 +173,11 @@ impl CaClient {
         let body = BastionEventBatch {
             events: events.to_vec(),
         };
-        let response = self
+        let request = self
             .http
             .post(format!("{}/api/v1/bastion/events", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| CaCallError::Unreachable(without_url(&e)))?;
-        let response = check(response).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| CaCallError::Failed(format!("bad answer: {}", without_url(&e))))
+            .json(&body);
+        self.call(request, "answer").await
     }
 }
 

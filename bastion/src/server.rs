@@ -636,28 +636,21 @@ impl russh::server::Handler for Connection {
         let cut = self.cut.clone();
         tokio::spawn(async move {
             let connect = TcpStream::connect((address.host.as_str(), address.port));
-            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
+            let connected = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(e)) => Err(format!("cannot connect to {name} at {address}: {e}")),
+                Err(_) => Err(format!("connecting to {name} at {address} timed out")),
+            };
+            let stream = match connected {
+                Ok(stream) => stream,
+                Err(reason) => {
                     shared.emit(Event::ChannelRefused {
                         connection,
                         peer: Some(peer),
                         login: Some(grant.login.clone()),
                         grant_request: Some(grant.request.to_string()),
                         request,
-                        reason: format!("cannot connect to {name} at {address}: {e}"),
-                    });
-                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                    return;
-                }
-                Err(_) => {
-                    shared.emit(Event::ChannelRefused {
-                        connection,
-                        peer: Some(peer),
-                        login: Some(grant.login.clone()),
-                        grant_request: Some(grant.request.to_string()),
-                        request,
-                        reason: format!("connecting to {name} at {address} timed out"),
+                        reason,
                     });
                     reply.reject(ChannelOpenFailure::ConnectFailed).await;
                     return;
@@ -673,34 +666,32 @@ impl russh::server::Handler for Connection {
                 address: address.to_string(),
             });
             // What the CA gets if the bastion dies before this forward ends.
-            let crashed = session_record(SessionFacts {
-                session_id: &session_id,
-                grant: &grant,
-                peer,
-                target: name.as_str(),
-                target_address: &address.to_string(),
-                started_at,
-                counts: forward::ByteCounts::default(),
-                forward_end: &ForwardEnd::Error(CRASH_ERROR.to_owned()),
-                cut: None,
-            });
+            let target_address = address.to_string();
+            let record = |counts, forward_end: &ForwardEnd, cut| {
+                session_record(SessionFacts {
+                    session_id: &session_id,
+                    grant: &grant,
+                    peer,
+                    target: name.as_str(),
+                    target_address: &target_address,
+                    started_at,
+                    counts,
+                    forward_end,
+                    cut,
+                })
+            };
+            let crashed = record(
+                forward::ByteCounts::default(),
+                &ForwardEnd::Error(CRASH_ERROR.to_owned()),
+                None,
+            );
             let crashed = SessionRecord {
                 ended_at: crashed.started_at.clone(),
                 ..crashed
             };
             shared.emit(Event::SessionStarted(Box::new(crashed)));
             let (counts, end) = forward::pump(channel, stream).await;
-            let record = session_record(SessionFacts {
-                session_id: &session_id,
-                grant: &grant,
-                peer,
-                target: name.as_str(),
-                target_address: &address.to_string(),
-                started_at,
-                counts,
-                forward_end: &end,
-                cut: cut.get(),
-            });
+            let record = record(counts, &end, cut.get());
             shared.emit(Event::ForwardEnded {
                 connection,
                 host: name.to_string(),

@@ -15,14 +15,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::Utc;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use crate::audit::{Event, canonical_json};
 use crate::config::{AuditSinkConfig, AuditSinkTarget, SyslogTransport};
-use crate::notify::{OutboxBell, backoff, signature};
+use crate::notify::{OutboxBell, backoff, delivery_client, retry_at, signature, until_retry};
 use crate::store::{self, Create, StoreError, audit_sinks};
 
 /// Events per delivery.
@@ -56,12 +56,7 @@ pub fn spawn(
     bell: OutboxBell,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("tpa-ca/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| StoreError::Corrupt(format!("cannot build the HTTP client: {e}")))?;
+    let client = delivery_client()?;
     let hostname = hostname();
     Ok(sinks
         .into_iter()
@@ -120,11 +115,7 @@ impl SinkTask {
             if wait.is_zero() {
                 continue;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.bell.notified() => {}
-                _ = shutdown.changed() => {}
-            }
+            self.bell.pause(wait, &mut shutdown).await;
         }
     }
 
@@ -144,16 +135,8 @@ impl SinkTask {
         let Some(last) = events.last().map(|e| e.seq) else {
             return Ok(POLL);
         };
-        let now = Utc::now();
-        if let Some(at) = cursor
-            .next_attempt_at
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        {
-            let at = at.with_timezone(&Utc);
-            if at > now {
-                return Ok((at - now).to_std().unwrap_or(Duration::from_secs(1)));
-            }
+        if let Some(wait) = until_retry(cursor.next_attempt_at.as_deref(), Utc::now()) {
+            return Ok(wait);
         }
         let result = self.deliver(&events).await;
         let database = self.database.clone();
@@ -167,8 +150,7 @@ impl SinkTask {
                 Ok(()) => audit_sinks::delivered(&mut conn, &name, last),
                 Err(error) => {
                     tracing::warn!(sink = %name, seq = last, %error, "audit sink delivery failed; will retry");
-                    let wait = backoff(attempts).min(MAX_RETRY);
-                    let retry = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5));
+                    let retry = retry_at(backoff(attempts).min(MAX_RETRY));
                     audit_sinks::failed(&mut conn, &name, &error, retry)
                 }
             }

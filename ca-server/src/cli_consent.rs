@@ -162,11 +162,17 @@ pub fn decide(
     store::write(conn, |tx| {
         let row = find(tx, &id)?;
         let object = object(row.as_ref());
-        let checked = match row {
+        // Checked, then decided: a consent another request decided first
+        // is refused like one that was already decided when found.
+        let decided = match row {
             None => Err(ConsentRefusal::Unknown),
-            Some(row) => check(&row, session_id, user, now).map(|()| row),
+            Some(row) => match check(&row, session_id, user, now) {
+                Ok(()) if cli_consents::decide(tx, &row.id_hash, approve, now)? => Ok(row),
+                Ok(()) => Err(ConsentRefusal::AlreadyDecided),
+                Err(refusal) => Err(refusal),
+            },
         };
-        let row = match checked {
+        let row = match decided {
             Ok(row) => row,
             Err(refusal) => {
                 let reason = refusal.audit_reason();
@@ -183,21 +189,6 @@ pub fn decide(
                 return Ok(Err(refusal));
             }
         };
-        if !cli_consents::decide(tx, &row.id_hash, approve, now)? {
-            let refusal = ConsentRefusal::AlreadyDecided;
-            let reason = refusal.audit_reason();
-            event(
-                tx,
-                user,
-                source,
-                "auth.cli.consent",
-                &object,
-                Outcome::Denied,
-                reason,
-                now,
-            )?;
-            return Ok(Err(refusal));
-        }
         let continue_to = if approve {
             let (code, code_row) =
                 oidc_login::new_cli_code(user, &row.redirect_uri, &row.code_challenge, now)?;

@@ -108,10 +108,40 @@ impl OutboxBell {
         self.0.notify_waiters();
     }
 
-    /// Completes at the next ring.
-    pub async fn notified(&self) {
-        self.0.notified().await;
+    /// A delivery task's pause between two steps: `wait`, cut short by a
+    /// ring or by a change of `shutdown`.
+    pub(crate) async fn pause(&self, wait: Duration, shutdown: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.0.notified() => {}
+            _ = shutdown.changed() => {}
+        }
     }
+}
+
+/// The HTTP client of the delivery tasks (webhooks and audit sinks): no
+/// redirects, a 10 s timeout.
+pub(crate) fn delivery_client() -> Result<reqwest::Client, StoreError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("tpa-ca/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| StoreError::Corrupt(format!("cannot build the HTTP client: {e}")))
+}
+
+/// How long a failed delivery still waits before its retry at
+/// `next_attempt_at` (stored RFC 3339); `None` when it is due.
+pub(crate) fn until_retry(next_attempt_at: Option<&str>, now: DateTime<Utc>) -> Option<Duration> {
+    let at = DateTime::parse_from_rfc3339(next_attempt_at?)
+        .ok()?
+        .with_timezone(&Utc);
+    (at > now).then(|| (at - now).to_std().unwrap_or(Duration::from_secs(1)))
+}
+
+/// When to retry a delivery that failed now, after `wait`.
+pub(crate) fn retry_at(wait: Duration) -> DateTime<Utc> {
+    Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5))
 }
 
 /// Gives every webhook a delivery cursor (start-up, before serving).
@@ -133,12 +163,7 @@ pub fn spawn_senders(
     bell: OutboxBell,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("tpa-ca/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| StoreError::Corrupt(format!("cannot build the HTTP client: {e}")))?;
+    let client = delivery_client()?;
     Ok(webhooks
         .into_iter()
         .map(|w| {
@@ -183,11 +208,7 @@ impl Sender {
             if wait.is_zero() {
                 continue;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.bell.0.notified() => {}
-                _ = shutdown.changed() => {}
-            }
+            self.bell.pause(wait, &mut shutdown).await;
         }
     }
 
@@ -205,16 +226,8 @@ impl Sender {
         let Some(item) = next else {
             return Ok(Some(Duration::from_secs(30)));
         };
-        let now = Utc::now();
-        if let Some(at) = item
-            .next_attempt_at
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        {
-            let at = at.with_timezone(&Utc);
-            if at > now {
-                return Ok(Some((at - now).to_std().unwrap_or(Duration::from_secs(1))));
-            }
+        if let Some(wait) = until_retry(item.next_attempt_at.as_deref(), Utc::now()) {
+            return Ok(Some(wait));
         }
         let result = if self.webhook.events.is_empty() || self.webhook.events.contains(&item.kind) {
             self.post(&item).await
@@ -230,8 +243,7 @@ impl Sender {
                 Ok(()) => outbox::delivered(&mut conn, &sink, item.id),
                 Err(error) => {
                     tracing::warn!(webhook = %sink, item = item.id, %error, "webhook delivery failed; will retry");
-                    let retry = Utc::now() + TimeDelta::from_std(backoff(attempts)).unwrap_or(TimeDelta::seconds(5));
-                    outbox::failed(&mut conn, &sink, &error, retry)
+                    outbox::failed(&mut conn, &sink, &error, retry_at(backoff(attempts)))
                 }
             }
         })

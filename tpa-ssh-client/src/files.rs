@@ -58,6 +58,13 @@ fn temp_path(path: &Path) -> anyhow::Result<PathBuf> {
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no directory")?;
     private_dir(dir)?;
+    replace(path, bytes, 0o600)
+}
+
+/// Replaces `path` atomically with `bytes` and `mode`: a temporary file
+/// (created private next to `path`, named per file, per process and at
+/// random), fsync, rename; the temporary file is removed when a step fails.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let tmp = temp_path(path)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -67,6 +74,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     let written = file
         .write_all(bytes)
+        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))
         .and_then(|()| {

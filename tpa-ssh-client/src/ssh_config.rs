@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use tpa_core::{BastionAddress, HostPattern, Username};
 
-use crate::files::KeyFiles;
+use crate::files::{KeyFiles, replace};
 
 /// The alias the snippet gives the bastion.
 pub const BASTION_ALIAS: &str = "tpa-bastion";
@@ -207,25 +207,6 @@ fn backup(path: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     bail!("cannot find a free backup name next to {}", path.display())
-}
-
-/// Replaces `path` atomically (temporary file in the same directory, fsync, rename).
-fn replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tpa-tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 #[cfg(test)]

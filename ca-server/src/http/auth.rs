@@ -312,9 +312,7 @@ pub(crate) async fn password_login(
             if limited.first {
                 deny("too many failed logins", request.username, source).await?;
             }
-            return Err(ApiError::RateLimited {
-                retry_after_secs: limited.retry_after.as_secs().max(1),
-            });
+            return Err(limited.into());
         }
     };
     let identities = state.identities.clone();
@@ -377,11 +375,17 @@ pub async fn api_login(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Json(request) = body?;
     let new = password_login(&state, parts.0, request, TokenKind::Api).await?;
-    Ok(Json(LoginResponse {
+    Ok(Json(login_response(new)))
+}
+
+/// The answer to a login that gave the CLI an API token (password, SSO
+/// code or device code).
+pub(crate) fn login_response(new: NewSession) -> LoginResponse {
+    LoginResponse {
         token: new.token,
         expires_at: format_time(new.session.expires_at),
         user: user_info(&new.session.user),
-    }))
+    }
 }
 
 /// `POST /api/v1/logout`: revokes the caller's token (or session, with the

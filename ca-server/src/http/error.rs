@@ -9,6 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tpa_core::api::ErrorBody;
 
+use super::rate_limit::Limited;
+
 /// An error answered to an HTTP client.
 #[derive(Debug)]
 pub enum ApiError {
@@ -224,6 +226,14 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        ApiError::RateLimited {
+            retry_after_secs: limited.retry_after.as_secs().max(1),
+        }
     }
 }
 

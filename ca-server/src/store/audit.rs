@@ -1,6 +1,6 @@
 //! The `audit_events` table: append (extending the hash chain) and read in order.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::StoreError;
 use crate::audit::{Event, GENESIS_HASH, NewEvent, canonical_json, format_time};
@@ -54,30 +54,55 @@ pub fn append(tx: &Transaction<'_>, new: &NewEvent) -> Result<Event, StoreError>
     Ok(event)
 }
 
+/// The columns [`event_from_row`] reads, in its order, each after `prefix`
+/// (a table alias with its dot, or empty).
+pub(super) fn event_columns(prefix: &str) -> String {
+    [
+        "seq",
+        "time",
+        "actor",
+        "source",
+        "action",
+        "object",
+        "outcome",
+        "reason",
+        "details",
+        "prev_hash",
+        "hash",
+    ]
+    .map(|c| format!("{prefix}{c}"))
+    .join(", ")
+}
+
+/// An event from a row that selected [`event_columns`].
+pub(super) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: r.get(0)?,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        source: r.get(3)?,
+        action: r.get(4)?,
+        object: r.get(5)?,
+        outcome: r.get(6)?,
+        reason: r.get(7)?,
+        details: r.get(8)?,
+        prev_hash: r.get(9)?,
+        hash: r.get(10)?,
+    })
+}
+
 /// Calls `f` for every event in seq order (streaming, constant memory).
 pub fn for_each(
     conn: &Connection,
     mut f: impl FnMut(Event) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, time, actor, source, action, object, outcome, reason, details, prev_hash, hash
-         FROM audit_events ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {} FROM audit_events ORDER BY seq",
+        event_columns("")
+    ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        f(Event {
-            seq: r.get(0)?,
-            time: r.get(1)?,
-            actor: r.get(2)?,
-            source: r.get(3)?,
-            action: r.get(4)?,
-            object: r.get(5)?,
-            outcome: r.get(6)?,
-            reason: r.get(7)?,
-            details: r.get(8)?,
-            prev_hash: r.get(9)?,
-            hash: r.get(10)?,
-        })?;
+        f(event_from_row(r)?)?;
     }
     Ok(())
 }

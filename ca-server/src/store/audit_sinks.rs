@@ -51,25 +51,11 @@ pub fn cursor(conn: &Connection, sink: &str) -> Result<Option<Cursor>, StoreErro
 
 /// At most `limit` events after `seq`, in order.
 pub fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, time, actor, source, action, object, outcome, reason, details, prev_hash, hash
-         FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![seq, limit], |r| {
-        Ok(Event {
-            seq: r.get(0)?,
-            time: r.get(1)?,
-            actor: r.get(2)?,
-            source: r.get(3)?,
-            action: r.get(4)?,
-            object: r.get(5)?,
-            outcome: r.get(6)?,
-            reason: r.get(7)?,
-            details: r.get(8)?,
-            prev_hash: r.get(9)?,
-            hash: r.get(10)?,
-        })
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        super::audit::event_columns("")
+    ))?;
+    let rows = stmt.query_map(params![seq, limit], super::audit::event_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

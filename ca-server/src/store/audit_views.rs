@@ -5,6 +5,7 @@
 use rusqlite::{Connection, Row, params};
 
 use super::StoreError;
+use super::audit::{event_columns, event_from_row};
 use super::bastion_sessions::SessionRow;
 use super::certificates::CertificateRow;
 use crate::audit::Event;
@@ -29,25 +30,6 @@ pub struct AuditFilter {
     pub before: Option<i64>,
 }
 
-const EVENT_COLUMNS: &str = "a.seq, a.time, a.actor, a.source, a.action, a.object, a.outcome, \
-                             a.reason, a.details, a.prev_hash, a.hash";
-
-fn event(r: &Row<'_>) -> rusqlite::Result<Event> {
-    Ok(Event {
-        seq: r.get(0)?,
-        time: r.get(1)?,
-        actor: r.get(2)?,
-        source: r.get(3)?,
-        action: r.get(4)?,
-        object: r.get(5)?,
-        outcome: r.get(6)?,
-        reason: r.get(7)?,
-        details: r.get(8)?,
-        prev_hash: r.get(9)?,
-        hash: r.get(10)?,
-    })
-}
-
 /// At most `limit` events matching `filter`, highest `seq` first.
 pub fn search(
     conn: &Connection,
@@ -57,7 +39,7 @@ pub fn search(
     // The request an event is about: its object `request:<id>`, or the
     // request of the certificate `cert:<serial>` it names.
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM audit_events a
+        "SELECT {} FROM audit_events a
          LEFT JOIN certificates c ON a.object LIKE 'cert:%' AND c.serial = substr(a.object, 6)
          LEFT JOIN requests r ON r.id = CASE WHEN a.object LIKE 'request:%'
                                              THEN substr(a.object, 9) ELSE c.request_id END
@@ -70,7 +52,8 @@ pub fn search(
                 OR (substr(?5, -1) = '.' AND substr(a.action, 1, length(?5)) = ?5))
            AND (?6 IS NULL OR a.time >= ?6)
            AND (?7 IS NULL OR a.time < ?7)
-         ORDER BY a.seq DESC LIMIT ?8"
+         ORDER BY a.seq DESC LIMIT ?8",
+        event_columns("a.")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
@@ -84,7 +67,7 @@ pub fn search(
             filter.to,
             limit
         ],
-        event,
+        event_from_row,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -93,13 +76,14 @@ pub fn search(
 /// certificates), oldest first, at most `limit`.
 pub fn request_events(conn: &Connection, id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM audit_events a
+        "SELECT {} FROM audit_events a
          WHERE a.object = 'request:' || ?1
             OR a.object IN (SELECT 'cert:' || serial FROM certificates WHERE request_id = ?1)
-         ORDER BY a.seq LIMIT ?2"
+         ORDER BY a.seq LIMIT ?2",
+        event_columns("a.")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![id, limit], event)?;
+    let rows = stmt.query_map(params![id, limit], event_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -103,13 +103,15 @@ fn check_time(name: &str, value: &str) -> Result<DateTime<Utc>, WorkflowError> {
         .map_err(|_| refused(format!("{name} is not an RFC 3339 time")))
 }
 
+/// A bastion's id for a session or event: `prefix` and 32 hex digits.
+fn is_bastion_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Checks one record; the error names the field.
 fn check_record(r: &SessionRecord) -> Result<RequestId, WorkflowError> {
-    let id_ok = r
-        .session_id
-        .strip_prefix("ses_")
-        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !id_ok {
+    if !is_bastion_id(&r.session_id, "ses_") {
         return Err(refused(
             "session_id must be ses_ followed by 32 hex digits".to_owned(),
         ));
@@ -240,11 +242,7 @@ pub fn record_sessions(
 
 /// Checks one refusal report; the error names the field.
 fn check_event(e: &BastionEvent) -> Result<Option<RequestId>, WorkflowError> {
-    let id_ok = e
-        .event_id
-        .strip_prefix("evt_")
-        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !id_ok {
+    if !is_bastion_id(&e.event_id, "evt_") {
         return Err(refused_event(
             "event_id must be evt_ followed by 32 hex digits".to_owned(),
         ));

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
 use tpa_core::api::{AuditEventView, AuditQuery, CertificateView, ListQuery, SessionView};
 
-use super::{PageError, page_context, render, to_login, utc};
+use super::{PageError, page_context, percent_encode, render, to_login, utc};
 use crate::http::audit::query;
 use crate::http::auth::Authenticated;
 use crate::http::requests::{parse_id, read};
@@ -33,22 +33,11 @@ fn auditor(
 
 /// `name=value&…` with the values percent-encoded; empty values are left out.
 fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
-    let encode = |v: &str| -> String {
-        v.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
     pairs
         .iter()
         .filter_map(|(n, v)| {
             v.filter(|v| !v.is_empty())
-                .map(|v| format!("{n}={}", encode(v)))
+                .map(|v| format!("{n}={}", percent_encode(v, b"")))
         })
         .collect::<Vec<_>>()
         .join("&")

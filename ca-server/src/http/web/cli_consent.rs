@@ -154,15 +154,7 @@ pub async fn post(
         Ok(ok) => ok,
         Err(to_login) => return Ok(to_login),
     };
-    let approve = match fields.get("decision") {
-        Some("approve") => true,
-        Some("deny") => false,
-        _ => {
-            return Err(
-                ApiError::InvalidBody("decision must be approve or deny".to_owned()).into(),
-            );
-        }
-    };
+    let approve = fields.decision()?;
     let Some(session) = session_id(&auth) else {
         return Ok(refused(&auth, ConsentRefusal::OtherSession)?);
     };

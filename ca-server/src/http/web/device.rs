@@ -17,12 +17,13 @@ use serde::Deserialize;
 use tpa_core::api::{DeviceAuthorization, DeviceTokenRequest, LoginResponse};
 
 use super::oidc::encode_query;
-use super::{FormFields, PageError, checked_form, page_context, render_status};
-use crate::audit::format_time;
+use super::{PageError, checked_form, page_context, render_status};
 use crate::device_login::{self, CodeRefusal, Poll, Waiting};
-use crate::http::auth::{AuthVia, Authenticated, ConnectInfoOpt, audit_source, user_info, with_db};
+use crate::http::auth::{
+    AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, with_db,
+};
 use crate::http::error::ApiError;
-use crate::http::rate_limit::Limited;
+use crate::http::rate_limit::{Limited, Reservation};
 use crate::oidc_login::{self, Refusal};
 use crate::sessions;
 use crate::startup::AppState;
@@ -47,9 +48,7 @@ pub async fn api_start(
             })
             .await?;
         }
-        return Err(ApiError::RateLimited {
-            retry_after_secs: limited.retry_after.as_secs().max(1),
-        });
+        return Err(limited.into());
     }
     let started = with_db(&state, move |conn| {
         Ok(device_login::start(conn, &source, Utc::now())?)
@@ -81,9 +80,7 @@ pub async fn api_token(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Json(request) = body?;
     if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: limited.retry_after.as_secs().max(1),
-        });
+        return Err(limited.into());
     }
     let ttl = state.config.auth.api_token_ttl;
     let source = audit_source(ip.0);
@@ -99,11 +96,7 @@ pub async fn api_token(
     .await?;
     let refused = |code: &'static str, message: String| ApiError::Refused { code, message };
     match poll {
-        Poll::Done(new) => Ok(Json(LoginResponse {
-            token: new.token,
-            expires_at: format_time(new.session.expires_at),
-            user: user_info(&new.session.user),
-        })),
+        Poll::Done(new) => Ok(Json(login_response(new))),
         Poll::Pending => Err(refused(
             "authorization_pending",
             "nobody has confirmed the code yet; poll again after the interval".to_owned(),
@@ -198,9 +191,19 @@ pub async fn get(
     page(&auth, StatusCode::OK, "enter", "", &code, None, false)
 }
 
-/// The user-code limiter's key for a person: their identity.
-fn limiter_key(auth: &Authenticated) -> String {
-    sessions::actor(&auth.user)
+/// Counts a code attempt against the person (by identity) and their
+/// address before any lookup; `Err` is the page to answer when either is
+/// over the limit. A success gives the attempt back.
+async fn reserve_attempt(
+    state: &AppState,
+    auth: &Authenticated,
+    ip: ConnectInfoOpt,
+) -> Result<Result<Reservation, Response>, ApiError> {
+    let key = sessions::actor(&auth.user);
+    match state.user_code_limiter.reserve(&key, ip.0, Instant::now()) {
+        Ok(r) => Ok(Ok(r)),
+        Err(limited) => Ok(Err(limited_page(state, auth, ip, limited).await?)),
+    }
 }
 
 /// A wrong or unusable code: the form again, with why.
@@ -285,14 +288,10 @@ pub async fn post(
         return Ok(refused?);
     }
     let code = fields.non_empty("user_code").unwrap_or_default();
-    let reservation =
-        match state
-            .user_code_limiter
-            .reserve(&limiter_key(&auth), ip.0, Instant::now())
-        {
-            Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
-        };
+    let reservation = match reserve_attempt(&state, &auth, ip).await? {
+        Ok(r) => r,
+        Err(limited) => return Ok(limited),
+    };
     let lookup_code = code.clone();
     let found = crate::http::auth::with_reader(&state, move |conn| {
         Ok(device_login::lookup(conn, &lookup_code, Utc::now())?)
@@ -330,23 +329,12 @@ pub async fn decide(
     if let Some(refused) = api_token_refused(&auth) {
         return Ok(refused?);
     }
-    let approve = match decision(&fields) {
-        Some(approve) => approve,
-        None => {
-            return Err(
-                ApiError::InvalidBody("decision must be approve or deny".to_owned()).into(),
-            );
-        }
-    };
+    let approve = fields.decision()?;
     let code = fields.non_empty("user_code").unwrap_or_default();
-    let reservation =
-        match state
-            .user_code_limiter
-            .reserve(&limiter_key(&auth), ip.0, Instant::now())
-        {
-            Ok(r) => r,
-            Err(limited) => return Ok(limited_page(&state, &auth, ip, limited).await?),
-        };
+    let reservation = match reserve_attempt(&state, &auth, ip).await? {
+        Ok(r) => r,
+        Err(limited) => return Ok(limited),
+    };
     let user = auth.user.clone();
     let source = audit_source(ip.0);
     let decide_code = code.clone();
@@ -375,13 +363,5 @@ pub async fn decide(
             )?)
         }
         Err(refusal) => Ok(refused_page(&auth, refusal, &code)?),
-    }
-}
-
-fn decision(fields: &FormFields) -> Option<bool> {
-    match fields.get("decision") {
-        Some("approve") => Some(true),
-        Some("deny") => Some(false),
-        _ => None,
     }
 }

@@ -99,6 +99,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "device.html",
         include_str!("../../../templates/device.html"),
     ),
+    (
+        "login_decision.html",
+        include_str!("../../../templates/login_decision.html"),
+    ),
 ];
 
 /// The stylesheet served at `/static/app.css`.
@@ -265,6 +269,17 @@ impl FormFields {
             .map(str::to_owned)
     }
 
+    /// The `decision` of a confirmation form: `approve` (true) or `deny`.
+    pub fn decision(&self) -> Result<bool, ApiError> {
+        match self.get("decision") {
+            Some("approve") => Ok(true),
+            Some("deny") => Ok(false),
+            _ => Err(ApiError::InvalidBody(
+                "decision must be approve or deny".to_owned(),
+            )),
+        }
+    }
+
     /// Every value of `name`.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0
@@ -273,6 +288,21 @@ impl FormFields {
             .map(|(_, v)| v.clone())
             .collect()
     }
+}
+
+/// Percent-encodes `value` for a query string: every byte but the URL's
+/// unreserved characters (RFC 3986) and `also_plain`.
+pub fn percent_encode(value: &str, also_plain: &[u8]) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || also_plain.contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// What a page form post needs before it may change anything: a same-origin

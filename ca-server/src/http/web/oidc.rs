@@ -20,10 +20,9 @@ use tpa_core::api::{CliTokenRequest, LoginResponse};
 use super::cli_consent;
 use super::login::session_cookie;
 use super::{anonymous_context, render, render_status};
-use crate::audit::format_time;
 use crate::config::Config;
 use crate::http::auth::{
-    AuthVia, Authenticated, ConnectInfoOpt, audit_source, revoke, user_info, with_db,
+    AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, revoke, with_db,
 };
 use crate::http::error::ApiError;
 use crate::http::rate_limit::Limited;
@@ -106,18 +105,10 @@ pub fn connector_links(state: &AppState, href: impl Fn(&str) -> String) -> Vec<V
         .collect()
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value, leaving `/` readable (the values are
+/// mostly paths and URLs).
 pub fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    super::percent_encode(value, b"/")
 }
 
 /// `?next=` of the login pages.
@@ -564,9 +555,7 @@ pub async fn cli_token(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Json(request) = body?;
     if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: limited.retry_after.as_secs().max(1),
-        });
+        return Err(limited.into());
     }
     let ttl = state.config.auth.api_token_ttl;
     let source = audit_source(ip.0);
@@ -583,11 +572,7 @@ pub async fn cli_token(
     })
     .await?;
     match answer {
-        Ok(new) => Ok(Json(LoginResponse {
-            token: new.token,
-            expires_at: format_time(new.session.expires_at),
-            user: user_info(&new.session.user),
-        })),
+        Ok(new) => Ok(Json(login_response(new))),
         Err(refusal) => {
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(ApiError::Refused {
