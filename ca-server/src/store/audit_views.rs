@@ -8,6 +8,7 @@ use super::StoreError;
 use super::audit::{event_columns, event_from_row};
 use super::bastion_sessions::SessionRow;
 use super::certificates::CertificateRow;
+use super::revocations::CERTIFICATE_REVOKED;
 use crate::audit::Event;
 
 /// Filters of the audit log; `None` means "any".
@@ -118,13 +119,9 @@ fn certificate(r: &Row<'_>) -> rusqlite::Result<CertificateListing> {
     })
 }
 
-const CERT_SELECT: &str = "SELECT c.serial, c.key_id, c.principals, c.extensions, c.critical_options,
+const CERT_COLUMNS: &str = "c.serial, c.key_id, c.principals, c.extensions, c.critical_options,
         c.valid_after, c.valid_before, c.subject_key_fingerprint, c.ca_key_fingerprint, c.request_id,
-        c.issued_by, c.issued_at, c.audit_seq,
-        coalesce(r.state IN ('revoked', 'cancelled'), 0)
-            OR EXISTS (SELECT 1 FROM revoked_certificates rc WHERE rc.serial = c.serial)
-            OR EXISTS (SELECT 1 FROM revoked_ca_keys k WHERE k.fingerprint = c.ca_key_fingerprint)
-     FROM certificates c LEFT JOIN requests r ON r.id = c.request_id";
+        c.issued_by, c.issued_at, c.audit_seq";
 
 /// At most `limit` certificates (of `request` when given) with an issuance
 /// event before `before`, newest first.
@@ -135,7 +132,7 @@ pub fn certificates(
     limit: u32,
 ) -> Result<Vec<CertificateListing>, StoreError> {
     let sql = format!(
-        "{CERT_SELECT}
+        "SELECT {CERT_COLUMNS}, {CERTIFICATE_REVOKED} FROM certificates c
          WHERE (?1 IS NULL OR c.request_id = ?1) AND c.audit_seq < coalesce(?2, 9223372036854775807)
          ORDER BY c.audit_seq DESC LIMIT ?3"
     );

@@ -90,17 +90,23 @@ pub fn revoke_ca_key(tx: &Transaction<'_>, id: i64, fingerprint: &str) -> Result
     )? == 1)
 }
 
+/// The one definition of "this certificate is revoked", as an SQL expression
+/// over a `certificates` row aliased `c`: by an act naming it
+/// (`revoked_certificates`), through its request being revoked or cancelled,
+/// or through its CA key being revoked.
+pub(crate) const CERTIFICATE_REVOKED: &str =
+    "(EXISTS (SELECT 1 FROM revoked_certificates rc WHERE rc.serial = c.serial)
+      OR EXISTS (SELECT 1 FROM requests rq
+                 WHERE rq.id = c.request_id AND rq.state IN ('revoked', 'cancelled'))
+      OR EXISTS (SELECT 1 FROM revoked_ca_keys k WHERE k.fingerprint = c.ca_key_fingerprint))";
+
 /// Whether this certificate is revoked (by any act, or through its request).
 pub fn certificate_revoked(conn: &Connection, serial: &str) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM revoked_certificates WHERE serial = ?1)
-             OR EXISTS (SELECT 1 FROM certificates c JOIN requests r ON r.id = c.request_id
-                        WHERE c.serial = ?1 AND r.state IN ('revoked', 'cancelled'))
-             OR EXISTS (SELECT 1 FROM certificates c JOIN revoked_ca_keys k
-                          ON k.fingerprint = c.ca_key_fingerprint WHERE c.serial = ?1)",
-        [serial],
-        |r| r.get(0),
-    )?)
+    let sql = format!("SELECT {CERTIFICATE_REVOKED} FROM certificates c WHERE c.serial = ?1");
+    Ok(conn
+        .query_row(&sql, [serial], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
 }
 
 /// The revoked CA key fingerprints, sorted.
