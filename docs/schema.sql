@@ -212,6 +212,12 @@ CREATE TABLE device_logins (
     groups          TEXT
 ) STRICT;
 
+CREATE TABLE heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    beat_at TEXT NOT NULL,
+    beats INTEGER NOT NULL
+);
+
 CREATE TABLE krl_state (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL CHECK (version >= 0)

@@ -14,6 +14,7 @@ mod audit;
 mod auditing;
 mod bastions;
 mod client;
+mod limits;
 mod oidc;
 mod roles;
 mod webhooks;
@@ -24,6 +25,7 @@ pub use auditing::{
 };
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
+pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
@@ -42,6 +44,12 @@ pub struct Config {
     pub ca: CaConfig,
     /// The SQLite database file.
     pub database_path: PathBuf,
+    /// The longest one write may take from its request's arrival (`database.write_deadline`).
+    pub write_deadline: std::time::Duration,
+    /// Timeouts and connection caps of the HTTP server (`[server]`).
+    pub server_limits: ServerLimits,
+    /// What `/healthz` counts as unhealthy (`[health]`).
+    pub health: HealthConfig,
     /// Limits of `tpa-ca issue`.
     pub admin_issue: AdminIssueConfig,
     /// Roles and their approval policy.
@@ -199,7 +207,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    server: RawServer,
+    server: limits::RawServer,
     ca: RawCa,
     database: RawDatabase,
     #[serde(default)]
@@ -230,13 +238,8 @@ struct RawConfig {
     client: client::RawClient,
     #[serde(default)]
     audit: audit::RawAudit,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<String>,
-    public_url: Option<String>,
+    #[serde(default)]
+    health: limits::RawHealth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +275,7 @@ struct RawCa {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     path: PathBuf,
+    write_deadline: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,6 +380,14 @@ impl Config {
                     .collect(),
             },
             database_path: resolve(&raw.database.path),
+            write_deadline: limits::duration(
+                "database.write_deadline",
+                raw.database.write_deadline.as_deref(),
+                DEFAULT_WRITE_DEADLINE,
+            )
+            .map_err(invalid)?,
+            server_limits: limits::server_limits(&raw.server).map_err(invalid)?,
+            health: limits::health(&raw.health).map_err(invalid)?,
             admin_issue: AdminIssueConfig { max_ttl },
             policy: roles::policy(&raw.roles, &raw.host_groups).map_err(invalid)?,
             workflow: roles::workflow(&raw.workflow).map_err(invalid)?,

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod audit_checkpoint;
 pub mod audit_sinks;
+pub mod availability;
 pub mod cli;
 pub mod cli_consent;
 pub mod commands;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod device_login;
 pub mod http;
 pub mod identity;
+pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod oidc_login;

@@ -2,19 +2,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
-use rusqlite::Connection;
 use tokio::net::TcpListener;
 
 use crate::audit_checkpoint::AuditKey;
 use crate::config::Config;
 use crate::http::rate_limit::{self, AddressRateLimiter, DecisionRateLimiter, LoginRateLimiter};
 use crate::identity::Identities;
+use crate::listener::ConnectionStats;
 use crate::notify::{OutboxBell, Waiters};
 use crate::signer::Signer;
-use crate::store::{self, Create, ReadPool};
+use crate::store::{self, Create, ReadPool, Writer};
 use crate::workflow::issuer::Issuer;
 
 /// How many read-only connections the server keeps.
@@ -27,9 +28,9 @@ pub struct AppState {
     pub signer: Arc<Signer>,
     /// The database file (for fresh health checks).
     pub database_path: PathBuf,
-    /// The writer connection; used from blocking tasks and the issuance
-    /// writer thread only, never across `.await`.
-    pub db: Arc<Mutex<Connection>>,
+    /// The writer connection, handed out under a deadline; used from
+    /// blocking tasks and the issuance writer thread only, never across `.await`.
+    pub db: Arc<Writer>,
     /// Read-only connections for reads (tokens, requests), so that reads never
     /// wait for the writer.
     pub readers: Arc<ReadPool>,
@@ -55,6 +56,8 @@ pub struct AppState {
     pub bell: OutboxBell,
     /// Signs audit checkpoints (when `[audit]` configures a key).
     pub audit_key: Option<Arc<AuditKey>>,
+    /// Open and refused HTTP connections (for `/metrics`).
+    pub connections: Arc<ConnectionStats>,
 }
 
 /// A bound, ready-to-run server.
@@ -91,7 +94,7 @@ impl AppState {
             .context("cannot open the database for reading")?;
         let signer = Arc::new(signer);
         let config = Arc::new(config.clone());
-        let db = Arc::new(Mutex::new(conn));
+        let db = Arc::new(Writer::new(conn));
         let issuer = Issuer::spawn(db.clone(), signer.clone(), config.clone())
             .context("cannot start the issuance writer thread")?;
         Ok(Self {
@@ -116,6 +119,7 @@ impl AppState {
             waiters: Waiters::default(),
             bell: OutboxBell::default(),
             audit_key,
+            connections: Arc::new(ConnectionStats::default()),
         })
     }
 }
@@ -174,12 +178,12 @@ impl Application {
             .context("cannot start the audit sinks")?,
         );
         background.push(tokio::spawn(expire_pending(state.clone(), stopped.clone())));
+        background.push(tokio::spawn(probe_writes(state.clone(), stopped.clone())));
         background.push(tokio::spawn(sign_checkpoints(state, stopped)));
+        let limits = self.state.config.server_limits.clone();
+        let connections = self.state.connections.clone();
         let app = crate::http::router(self.state);
-        // Client addresses feed the login rate limit and the audit trail's source.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let served = crate::listener::serve(self.listener, app, &limits, connections, shutdown)
             .await
             .context("HTTP server failed");
         let _ = stop.send(true);
@@ -200,12 +204,12 @@ async fn expire_pending(state: AppState, mut stop: tokio::sync::watch::Receiver<
         }
         let st = state.clone();
         let db = state.db.clone();
+        let deadline = Instant::now() + state.config.write_deadline;
         let done = tokio::task::spawn_blocking(move || {
-            let mut conn = db
-                .lock()
-                .map_err(|_| anyhow::anyhow!("database mutex poisoned"))?;
-            crate::workflow::requests::expire_due(&mut conn, &st.config.policy, chrono::Utc::now())
-                .map_err(anyhow::Error::from)
+            db.run(deadline, |conn| {
+                crate::workflow::requests::expire_due(conn, &st.config.policy, chrono::Utc::now())
+                    .map_err(anyhow::Error::from)
+            })
         })
         .await;
         match done {
@@ -222,6 +226,31 @@ async fn expire_pending(state: AppState, mut stop: tokio::sync::watch::Receiver<
     }
 }
 
+/// The write probe: rewrites the heartbeat row every `health.probe_interval`
+/// under the usual write deadline, so that `/healthz` turns red when the
+/// database stops taking writes even if nobody else writes, and green again
+/// when it takes them.
+async fn probe_writes(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.health.probe_interval) => {}
+            _ = stop.changed() => return,
+        }
+        let db = state.db.clone();
+        let deadline = Instant::now() + state.config.write_deadline;
+        let done = tokio::task::spawn_blocking(move || {
+            db.run(deadline, |conn| {
+                store::write(conn, |tx| store::heartbeat::beat(tx, chrono::Utc::now()))
+            })
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "write probe task failed");
+        }
+        // A failed probe was logged and recorded by `Writer::run`.
+    }
+}
+
 /// Signs the audit chain head every `audit.checkpoint_interval` (when it
 /// moved), and once more at shutdown.
 async fn sign_checkpoints(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -235,11 +264,11 @@ async fn sign_checkpoints(state: AppState, mut stop: tokio::sync::watch::Receive
         };
         let db = state.db.clone();
         let (key, file) = (key.clone(), audit.checkpoint_file.clone());
+        let deadline = Instant::now() + state.config.write_deadline;
         let done = tokio::task::spawn_blocking(move || {
-            let mut conn = db
-                .lock()
-                .map_err(|_| anyhow::anyhow!("database mutex poisoned"))?;
-            crate::audit_checkpoint::make(&mut conn, &key, file.as_deref(), chrono::Utc::now())
+            db.run(deadline, |conn| {
+                crate::audit_checkpoint::make(conn, &key, file.as_deref(), chrono::Utc::now())
+            })
         })
         .await;
         match done {

@@ -19,6 +19,7 @@ use tpa_core::{
 
 pub mod audit_views;
 pub mod bastion;
+pub mod deadline;
 pub mod issuer;
 pub mod krl;
 pub mod report;

@@ -10,6 +10,10 @@ use axum::response::{IntoResponse, Response};
 use tpa_core::api::ErrorBody;
 
 use super::rate_limit::Limited;
+use crate::store::MaybeFault as _;
+
+/// `Retry-After` of a plain [`ApiError::Unavailable`], in seconds.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -53,7 +57,9 @@ pub enum ApiError {
         /// What was wrong and what to do.
         message: String,
     },
-    /// A bug or an unexpected failure; the cause is logged, not sent.
+    /// A failure; the cause is logged, not sent. A store fault in its chain
+    /// (disk full, locked, …) is answered 503 `unavailable` with
+    /// `Retry-After`; anything else is a bug, answered 500 `internal`.
     Internal(anyhow::Error),
 }
 
@@ -93,7 +99,7 @@ pub struct ErrorReply {
     pub code: &'static str,
     /// For people; never internal detail.
     pub message: String,
-    /// `Retry-After` seconds, for rate limits.
+    /// `Retry-After` seconds, for rate limits and faults.
     pub retry_after: Option<u64>,
     /// Whether to send `WWW-Authenticate: Bearer`.
     pub www_authenticate: bool,
@@ -116,11 +122,14 @@ impl ApiError {
                 "method_not_allowed",
                 "this resource does not support that HTTP method; see the Allow header".into(),
             ),
-            ApiError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the CA cannot serve this right now; see /healthz".into(),
-            ),
+            ApiError::Unavailable => {
+                retry_after = Some(UNAVAILABLE_RETRY_SECS);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the CA cannot serve this right now; see /healthz".into(),
+                )
+            }
             ApiError::Unauthenticated => {
                 www_authenticate = true;
                 (
@@ -178,14 +187,31 @@ impl ApiError {
                 "the request body is too large for this endpoint".into(),
             ),
             ApiError::Refused { code, message } => (refusal_status(code), code, message),
-            ApiError::Internal(err) => {
-                tracing::error!(error = format!("{err:#}"), "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; the CA logged the details".into(),
-                )
-            }
+            // The one place where a condition of the world (disk full,
+            // locked, read-only, unreachable) is told apart from a bug.
+            ApiError::Internal(err) => match err.fault() {
+                Some(fault) => {
+                    tracing::warn!(
+                        cause = fault.name(),
+                        error = format!("{err:#}"),
+                        "answered 503: {fault}"
+                    );
+                    retry_after = Some(fault.retry_after_secs());
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        format!("{fault}; try again in a few seconds (see /healthz)"),
+                    )
+                }
+                None => {
+                    tracing::error!(error = format!("{err:#}"), "internal error");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error; the CA logged the details".into(),
+                    )
+                }
+            },
         };
         ErrorReply {
             status,

@@ -1,4 +1,7 @@
-//! `GET /healthz`: 200 when the database and the CA key are usable, 503 otherwise.
+//! `GET /healthz`: 200 when the CA can read AND write and sign, 503 otherwise:
+//! the database opens and reads, the last write committed (or none failed
+//! yet; the write probe keeps this fresh), no write has waited too long for
+//! the writer, the disk has room, the CA key is usable.
 //! Each OpenID Connect provider has its own check (`oidc:<name>`); one that
 //! is down makes the status `degraded` but not 503: certificates, local
 //! accounts and existing sessions still work.
@@ -8,14 +11,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use tpa_core::api::{Health, HealthCheck};
 
+use crate::availability::Availability;
 use crate::startup::AppState;
 use crate::store;
 
-/// Checks the database (opened afresh) and the CA key file on every call.
+/// Checks the database (opened afresh), the write health, the disk and the
+/// CA key file on every call.
 pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db_path = state.database_path.clone();
     let signer = state.signer.clone();
+    let (writer, connections) = (state.db.clone(), state.connections.clone());
+    let health_config = state.config.health.clone();
     let checks = tokio::task::spawn_blocking(move || {
+        let availability = Availability::read(&writer, &db_path, &connections);
         let database = store::check_health(&db_path);
         let key = signer.check_key_file();
         if let Err(e) = &database {
@@ -24,7 +32,7 @@ pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         if let Err(e) = &key {
             tracing::warn!(error = %e, "health: CA key unusable");
         }
-        vec![
+        let mut checks = vec![
             check(
                 "database",
                 database.is_ok(),
@@ -35,7 +43,9 @@ pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 key.is_ok(),
                 "CA key file is missing or has unsafe permissions",
             ),
-        ]
+        ];
+        checks.extend(availability.checks(&health_config));
+        checks
     })
     .await
     .unwrap_or_else(|_| vec![check("health_check", false, "health check failed")]);

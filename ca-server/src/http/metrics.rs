@@ -44,11 +44,19 @@ pub async fn get(
         Ok(crate::metrics::collect(conn, &config)?)
     })
     .await?;
-    let body = crate::metrics::render(
+    let mut body = crate::metrics::render(
         &snapshot,
         crate::metrics::resident_memory(),
         crate::metrics::open_fds(),
     );
+    let (writer, connections) = (state.db.clone(), state.connections.clone());
+    let path = state.database_path.clone();
+    let availability = tokio::task::spawn_blocking(move || {
+        crate::availability::Availability::read(&writer, &path, &connections)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    availability.render(&mut body);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -158,7 +158,22 @@ pub fn router(state: AppState) -> Router {
         // Without this, axum answers 405 with an empty body instead of JSON.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(tower::util::MapResponseLayer::new(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            with_write_deadline,
+        ))
         .with_state(state)
+}
+
+/// Gives every request one write deadline, counted from its arrival
+/// (`database.write_deadline`): all the writes it makes share it.
+async fn with_write_deadline(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let deadline = std::time::Instant::now() + state.config.write_deadline;
+    crate::workflow::deadline::scope(deadline, next.run(request)).await
 }
 
 /// Headers every response carries.

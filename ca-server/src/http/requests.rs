@@ -18,7 +18,8 @@ use tpa_core::api::{
 use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
 use super::auth::{
-    Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_db, with_reader,
+    Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_reader,
+    with_writer,
 };
 use super::error::ApiError;
 use crate::request_view::view;
@@ -42,9 +43,7 @@ pub(crate) async fn run<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    with_db(state, move |conn| Ok(f(conn)))
-        .await?
-        .map_err(ApiError::from)
+    with_writer(state, f).await?.map_err(ApiError::from)
 }
 
 /// Runs a read on a pooled read-only connection; workflow errors keep their codes.

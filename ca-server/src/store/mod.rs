@@ -14,6 +14,8 @@ pub mod certificates;
 pub mod checkpoint;
 pub mod cli_consents;
 pub mod device_logins;
+pub mod fault;
+pub mod heartbeat;
 pub mod oidc_logins;
 pub mod outbox;
 mod pool;
@@ -21,8 +23,11 @@ pub mod reports;
 pub mod requests;
 pub mod reviews;
 pub mod revocations;
+mod writer;
 
+pub use fault::{Fault, MaybeFault};
 pub use pool::ReadPool;
+pub use writer::{WriteHealth, WriteStatus, Writer, WriterGuard};
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_device_logins.sql"),
     include_str!("migrations/0012_cli_consents.sql"),
     include_str!("migrations/0013_bastion_events.sql"),
+    include_str!("migrations/0014_heartbeat.sql"),
 ];
 
 /// The schema version this build expects.
@@ -73,6 +79,10 @@ pub enum StoreError {
     /// writer stopped; nothing of it was committed.
     #[error("{0}")]
     Aborted(String),
+    /// A condition of the world (disk full, locked past the deadline, …);
+    /// nothing was committed and a retry later may succeed.
+    #[error("{0}")]
+    Condition(Fault),
 }
 
 /// Whether `open` may create a missing database file.

@@ -10,17 +10,18 @@
 //! before its rows are durable. One fsync is shared by the whole batch, which
 //! is what lifts issuance above one certificate per fsync.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Issued;
+use super::deadline;
 use super::requests::{IssueJob, WorkflowError, issue_batch};
 use crate::config::Config;
 use crate::signer::Signer;
-use crate::store::StoreError;
 use crate::store::checkpoint::{self, Checkpointer};
+use crate::store::{Fault, MaybeFault as _, StoreError, Writer};
 
 /// The most jobs one transaction takes. Bounds the time the writer
 /// connection is held and the latency of the last job of a batch.
@@ -29,95 +30,141 @@ pub const MAX_BATCH: usize = 256;
 /// How many jobs may wait in the queue before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
-/// A job and where its answer goes.
-type Pending = (IssueJob, oneshot::Sender<Result<Issued, WorkflowError>>);
+/// A job, its deadline and where its answer goes.
+type Pending = (
+    IssueJob,
+    Instant,
+    oneshot::Sender<Result<Issued, WorkflowError>>,
+);
 
 /// The handle handlers use to issue; cheap to clone. The writer thread ends
 /// when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct Issuer {
     jobs: mpsc::Sender<Pending>,
+    writer: Arc<Writer>,
+    write_deadline: Duration,
 }
 
 impl Issuer {
     /// Starts the writer thread over the shared writer connection.
     pub fn spawn(
-        db: Arc<Mutex<Connection>>,
+        writer: Arc<Writer>,
         signer: Arc<Signer>,
         config: Arc<Config>,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         // Commits of a batch must not also pay for copying the WAL back.
-        match db.lock() {
-            Ok(conn) => checkpoint::defer_checkpoints(&conn).map_err(std::io::Error::other)?,
-            Err(_) => return Err(std::io::Error::other("database mutex poisoned")),
+        {
+            let conn = writer
+                .lock_within(Duration::from_secs(30))
+                .map_err(std::io::Error::other)?;
+            checkpoint::defer_checkpoints(&conn).map_err(std::io::Error::other)?;
         }
         let checkpointer = Checkpointer::spawn(config.database_path.clone())?;
+        let thread_writer = writer.clone();
+        let write_deadline = config.write_deadline;
         std::thread::Builder::new()
             .name("tpa-issuer".to_owned())
             .spawn(move || {
-                run(queue, &db, &signer, &config);
+                run(queue, &thread_writer, &signer, &config);
                 // Checkpoints stop with the writer.
                 drop(checkpointer);
             })?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            writer,
+            write_deadline,
+        })
     }
 
     /// Queues `job` and waits for its answer, which comes only after the
-    /// batch's transaction committed (or failed).
+    /// batch's transaction committed (or failed). The job carries the
+    /// current request's deadline: past it, it is answered
+    /// [`Fault::DeadlinePassed`] instead of waiting on.
     pub async fn issue(&self, job: IssueJob) -> Result<Issued, WorkflowError> {
+        let deadline = deadline::current(self.write_deadline);
+        // Counted in the writer queue's age until answered.
+        let _ticket = self.writer.ticket();
         let (reply, answer) = oneshot::channel();
-        self.jobs.send((job, reply)).await.map_err(|_| stopped())?;
+        let until = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(until, self.jobs.send((job, deadline, reply))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(stopped()),
+            Err(_) => {
+                self.writer.health().failed(Fault::DeadlinePassed);
+                return Err(WorkflowError::Storage(StoreError::Condition(
+                    Fault::DeadlinePassed,
+                )));
+            }
+        }
         answer.await.map_err(|_| stopped())?
     }
 }
 
 fn stopped() -> WorkflowError {
-    WorkflowError::Storage(StoreError::Aborted(
-        "the issuance writer has stopped".to_owned(),
-    ))
+    WorkflowError::Storage(StoreError::Condition(Fault::WriterStopped))
 }
 
 /// The writer thread: batch, issue, commit, answer; until every handle is gone.
-fn run(
-    mut queue: mpsc::Receiver<Pending>,
-    db: &Mutex<Connection>,
-    signer: &Signer,
-    config: &Config,
-) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    let mut replies = Vec::with_capacity(MAX_BATCH);
-    while let Some((job, reply)) = queue.blocking_recv() {
-        jobs.push(job);
-        replies.push(reply);
-        while jobs.len() < MAX_BATCH {
-            let Ok((job, reply)) = queue.try_recv() else {
+fn run(mut queue: mpsc::Receiver<Pending>, writer: &Writer, signer: &Signer, config: &Config) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            let Ok(next) = queue.try_recv() else {
                 break;
             };
-            jobs.push(job);
-            replies.push(reply);
+            batch.push(next);
         }
-        let results = match db.lock() {
+        // Work whose deadline passed while queued is answered, not done.
+        let now = Instant::now();
+        let (live, expired): (Vec<_>, Vec<_>) = batch.drain(..).partition(|(_, d, _)| *d > now);
+        if !expired.is_empty() {
+            writer.health().failed(Fault::DeadlinePassed);
+        }
+        for (_, _, reply) in expired {
+            let _ = reply.send(Err(WorkflowError::Storage(StoreError::Condition(
+                Fault::DeadlinePassed,
+            ))));
+        }
+        let Some(earliest) = live.iter().map(|(_, d, _)| *d).min() else {
+            continue;
+        };
+        let (jobs, replies): (Vec<IssueJob>, Vec<_>) =
+            live.into_iter().map(|(job, _, reply)| (job, reply)).unzip();
+        // The batch waits for the lock only until its earliest deadline, so
+        // no job of it is answered late.
+        let results = match writer.lock_until(earliest) {
             Ok(mut conn) => {
                 // The rules are checked at signing time, inside the transaction.
                 let now = chrono::Utc::now();
                 issue_batch(&mut conn, signer, &config.policy, &jobs, now)
             }
-            Err(_) => {
-                tracing::error!("database mutex poisoned; refusing to issue");
+            Err(e) => {
+                let fault = e.fault().unwrap_or(Fault::DeadlinePassed);
                 jobs.iter()
-                    .map(|_| {
-                        Err(WorkflowError::Storage(StoreError::Aborted(
-                            "database mutex poisoned".to_owned(),
-                        )))
-                    })
+                    .map(|_| Err(WorkflowError::Storage(StoreError::Condition(fault))))
                     .collect()
             }
         };
+        record(writer, &results);
         // Every job gets exactly one answer; one whose caller left is dropped.
-        for (reply, result) in replies.drain(..).zip(results) {
+        for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
-        jobs.clear();
+    }
+}
+
+/// A batch that issued anything turns write health green; one that failed
+/// on a condition turns it red.
+fn record(writer: &Writer, results: &[Result<Issued, WorkflowError>]) {
+    if results.iter().any(Result::is_ok) {
+        writer.health().succeeded();
+    } else if let Some(fault) = results
+        .iter()
+        .find_map(|r| r.as_ref().err().and_then(|e| e.fault()))
+    {
+        writer.health().failed(fault);
     }
 }

@@ -19,7 +19,7 @@ use crate::audit::{NewEvent, Outcome};
 use crate::config::WorkflowConfig;
 use crate::notify;
 use crate::signer::Signer;
-use crate::store::{self, StoreError, requests};
+use crate::store::{self, Fault, MaybeFault, StoreError, requests};
 
 /// Why a use case did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,17 @@ pub enum WorkflowError {
     /// Signing failed; nothing was issued.
     #[error("signing failed: {0}")]
     Signing(#[from] crate::signer::SignerError),
+}
+
+impl MaybeFault for WorkflowError {
+    fn fault(&self) -> Option<Fault> {
+        match self {
+            WorkflowError::Storage(e) => e.fault(),
+            WorkflowError::Refused { .. } | WorkflowError::NotFound | WorkflowError::Signing(_) => {
+                None
+            }
+        }
+    }
 }
 
 impl From<rusqlite::Error> for WorkflowError {
@@ -529,14 +540,24 @@ pub fn issue_batch(
     match committed {
         Ok(results) => results,
         Err(e) => {
-            tracing::error!(
-                error = format!("{e:#}"),
-                jobs = jobs.len(),
-                "issuance batch rolled back; no certificate of it was issued"
-            );
-            let message = format!("issuance batch rolled back: {e}");
+            match e.fault() {
+                Some(fault) => tracing::warn!(
+                    cause = fault.name(),
+                    jobs = jobs.len(),
+                    "issuance batch rolled back ({fault}); no certificate of it was issued"
+                ),
+                None => tracing::error!(
+                    error = format!("{e:#}"),
+                    jobs = jobs.len(),
+                    "issuance batch rolled back; no certificate of it was issued"
+                ),
+            }
+            let error = || match e.fault() {
+                Some(fault) => StoreError::Condition(fault),
+                None => StoreError::Aborted(format!("issuance batch rolled back: {e}")),
+            };
             jobs.iter()
-                .map(|_| Err(WorkflowError::Storage(StoreError::Aborted(message.clone()))))
+                .map(|_| Err(WorkflowError::Storage(error())))
                 .collect()
         }
     }

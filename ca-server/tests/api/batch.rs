@@ -3,10 +3,11 @@
 //! batch-mates down, and no certificate leaves before the commit.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ca_server::commands::verify_database;
 use ca_server::config::EXAMPLE_ROLES;
+use ca_server::store::Writer;
 use ca_server::workflow::issuer::Issuer;
 use ca_server::workflow::requests::{IssueJob, WorkflowError, issue_batch};
 use tpa_core::{RequestId, SubjectKey, User};
@@ -54,7 +55,7 @@ fn rows_for_key(f: &Fixture, fingerprint: &str) -> i64 {
 fn concurrent_jobs_commit_with_distinct_serials_and_a_verifying_chain() {
     let mut f = fixture();
     let id = approved_request(&mut f, "web-1");
-    let db = Arc::new(Mutex::new(f.data.open_store()));
+    let db = Arc::new(Writer::new(f.data.open_store()));
     let issuer = Issuer::spawn(
         db,
         Arc::new(f.data.signer()),
@@ -314,7 +315,7 @@ async fn http_certificates_go_through_the_writer() {
 fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
     let mut f = fixture();
     let id = approved_request(&mut f, "web-1");
-    let db = Arc::new(Mutex::new(f.data.open_store()));
+    let db = Arc::new(Writer::new(f.data.open_store()));
     let config = Arc::new(f.data.config.clone());
     let issuer = Issuer::spawn(db.clone(), Arc::new(f.data.signer()), config.clone()).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -341,7 +342,7 @@ fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
     let cancelled = {
         let (db, config, id) = (db.clone(), config.clone(), id.clone());
         std::thread::spawn(move || {
-            let mut conn = db.lock().unwrap();
+            let mut conn = db.lock_within(std::time::Duration::from_secs(60)).unwrap();
             ca_server::workflow::requests::cancel(
                 &mut conn,
                 &config.policy,

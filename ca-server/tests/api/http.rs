@@ -85,7 +85,10 @@ async fn healthz_is_ok_when_database_and_key_are_usable() {
     assert_eq!(health["status"], "ok");
     let checks = health["checks"].as_array().unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["database", "ca_key"]);
+    assert_eq!(
+        names,
+        ["database", "ca_key", "writes", "writer_queue", "disk_space"]
+    );
     assert!(checks.iter().all(|c| c["ok"] == true), "{health}");
     app.stop().await;
 }

@@ -1,0 +1,148 @@
+//! Whether the CA can serve and WRITE right now, as `/healthz` and
+//! `/metrics` report it: the outcome of the last write, the age of the
+//! writer queue, free disk space, and the HTTP connection counters.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use tpa_core::api::HealthCheck;
+
+use crate::config::HealthConfig;
+use crate::listener::ConnectionStats;
+use crate::store::WriteStatus;
+use crate::store::Writer;
+
+/// One reading of everything below.
+#[derive(Debug, Clone)]
+pub struct Availability {
+    /// The last write outcomes.
+    pub writes: WriteStatus,
+    /// How long the oldest queued write has waited.
+    pub queue_age: Duration,
+    /// Free bytes for unprivileged users on the database's file system.
+    pub free_bytes: Option<u64>,
+    /// Open and refused HTTP connections.
+    pub connections: crate::listener::ConnectionCounts,
+}
+
+impl Availability {
+    /// Reads the counters and the file system. Blocking (one `statvfs`).
+    pub fn read(writer: &Writer, database: &Path, connections: &ConnectionStats) -> Self {
+        let dir = database.parent().unwrap_or(Path::new("."));
+        let free_bytes = match crate::store::heartbeat::free_bytes(dir) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "health: cannot read free disk space");
+                None
+            }
+        };
+        Self {
+            writes: writer.health().status(),
+            queue_age: writer.queue_age(),
+            free_bytes,
+            connections: connections.counts(),
+        }
+    }
+
+    /// The write-side checks of `/healthz`; any failing one makes it 503.
+    pub fn checks(&self, config: &HealthConfig) -> Vec<HealthCheck> {
+        let min_free = config.min_free_space_mb.saturating_mul(1024 * 1024);
+        vec![
+            HealthCheck {
+                name: "writes".to_owned(),
+                ok: self.writes.failing().is_none(),
+                detail: self.writes.failing().map(|fault| {
+                    format!("the last write failed: {fault}; green again once a write commits")
+                }),
+            },
+            HealthCheck {
+                name: "writer_queue".to_owned(),
+                ok: self.queue_age < config.max_writer_queue_age,
+                detail: (self.queue_age >= config.max_writer_queue_age).then(|| {
+                    format!(
+                        "a write has waited {} ms for the database (limit {} ms)",
+                        self.queue_age.as_millis(),
+                        config.max_writer_queue_age.as_millis()
+                    )
+                }),
+            },
+            HealthCheck {
+                name: "disk_space".to_owned(),
+                ok: self.free_bytes.is_some_and(|free| free >= min_free),
+                detail: match self.free_bytes {
+                    Some(free) if free >= min_free => None,
+                    Some(free) => Some(format!(
+                        "{} MiB free on the database's file system, below health.min_free_space_mb = {}",
+                        free / (1024 * 1024),
+                        config.min_free_space_mb
+                    )),
+                    None => Some("free space on the database's file system is unknown".to_owned()),
+                },
+            },
+        ]
+    }
+
+    /// The `/metrics` lines of this reading.
+    pub fn render(&self, out: &mut String) {
+        let mut gauge = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        gauge(
+            "tpa_writes_ok",
+            "gauge",
+            "1 when the last write outcome was a commit (or none failed yet), 0 after a failed write.",
+            u8::from(self.writes.failing().is_none()).to_string(),
+        );
+        gauge(
+            "tpa_write_faults_total",
+            "counter",
+            "Writes that failed on a condition (disk full, locked, deadline, read-only, I/O).",
+            self.writes.faults.to_string(),
+        );
+        gauge(
+            "tpa_last_write_success_age_milliseconds",
+            "gauge",
+            "Milliseconds since a write last committed (-1 when none has yet).",
+            self.writes
+                .since_success
+                .map_or_else(|| "-1".to_owned(), |d| d.as_millis().to_string()),
+        );
+        gauge(
+            "tpa_writer_queue_age_milliseconds",
+            "gauge",
+            "How long the oldest write waiting for the database has waited, in milliseconds.",
+            self.queue_age.as_millis().to_string(),
+        );
+        gauge(
+            "tpa_disk_free_bytes",
+            "gauge",
+            "Free bytes on the database's file system (-1 when unknown).",
+            self.free_bytes
+                .map_or_else(|| "-1".to_owned(), |n| n.to_string()),
+        );
+        gauge(
+            "tpa_http_connections_open",
+            "gauge",
+            "Open HTTP connections.",
+            self.connections.open.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tpa_http_connections_refused_total HTTP connections closed at once because a cap was reached."
+        );
+        let _ = writeln!(out, "# TYPE tpa_http_connections_refused_total counter");
+        let _ = writeln!(
+            out,
+            "tpa_http_connections_refused_total{{cap=\"total\"}} {}",
+            self.connections.refused_total
+        );
+        let _ = writeln!(
+            out,
+            "tpa_http_connections_refused_total{{cap=\"per_address\"}} {}",
+            self.connections.refused_per_address
+        );
+    }
+}
