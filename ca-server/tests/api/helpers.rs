@@ -43,7 +43,16 @@ impl DataDir {
 
     /// Like [`DataDir::new`], with the CA key encrypted under `passphrase`.
     pub fn with_passphrase(passphrase: Option<&str>) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
+        Self::create(tempfile::tempdir().unwrap(), passphrase)
+    }
+
+    /// Like [`DataDir::new`], in a temporary directory under `parent` (a
+    /// small file system, for instance).
+    pub fn new_in(parent: &Path) -> Self {
+        Self::create(tempfile::tempdir_in(parent).unwrap(), None)
+    }
+
+    fn create(tmp: TempDir, passphrase: Option<&str>) -> Self {
         let passphrase_file = passphrase.map(|p| {
             let path = tmp.path().join("ca_key.passphrase");
             write_private(&path, p.as_bytes());
@@ -169,7 +178,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server over a fresh data directory that `prepare` may change first.
 pub async fn spawn_app_with(prepare: impl FnOnce(&mut DataDir)) -> TestApp {
-    let mut data = DataDir::new();
+    spawn_app_over(DataDir::new(), prepare).await
+}
+
+/// Like [`spawn_app_with`], with the data directory under `parent`.
+pub async fn spawn_app_in(parent: &Path, prepare: impl FnOnce(&mut DataDir)) -> TestApp {
+    spawn_app_over(DataDir::new_in(parent), prepare).await
+}
+
+async fn spawn_app_over(mut data: DataDir, prepare: impl FnOnce(&mut DataDir)) -> TestApp {
     prepare(&mut data);
     let app = Application::build(&data.config, Some("127.0.0.1:0".parse().unwrap()))
         .await
