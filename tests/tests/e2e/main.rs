@@ -10,6 +10,8 @@ mod cli;
 mod crash;
 mod flow;
 mod harness;
+mod login_at_host;
+mod os_user;
 mod revocation;
 mod ssh_interop;
 mod sso;
