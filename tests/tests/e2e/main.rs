@@ -12,6 +12,7 @@ mod flow;
 mod harness;
 mod login_at_host;
 mod os_user;
+mod readme;
 mod revocation;
 mod ssh_interop;
 mod sso;
