@@ -141,8 +141,16 @@ pub struct RequestArgs {
     #[arg(long, default_value = "")]
     pub reason: String,
     /// Ticket or incident id.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "incident")]
     pub ticket: Option<String>,
+    /// Emergency: approve your own request at once, for roles with a
+    /// break_glass rule (within its max_duration). Needs --incident and a
+    /// --reason; every approver is notified and a post-incident review follows.
+    #[arg(long, requires = "incident")]
+    pub break_glass: bool,
+    /// The incident id for --break-glass (stored as the request's ticket).
+    #[arg(long, value_name = "ID", requires = "break_glass")]
+    pub incident: Option<String>,
     /// Scheduled start (RFC 3339).
     #[arg(long)]
     pub start: Option<String>,

@@ -112,7 +112,13 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
     if password.is_empty() {
-        bail!("no password given");
+        if stdin.is_terminal() {
+            bail!("no password given");
+        }
+        // issue 12: without a terminal there is no prompt; say how to give it.
+        bail!(
+            "no password given: there is no terminal to ask on, so pipe the password in with --password-stdin (e.g. `printf '%s\\n' \"$PASSWORD\" | tpa-ssh login --username NAME --password-stdin`)"
+        );
     }
     Ok(password)
 }
@@ -269,9 +275,9 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
         hosts: args.hosts,
         duration: args.duration,
         reason: args.reason,
-        ticket: args.ticket,
+        ticket: args.ticket.or(args.incident),
         start: args.start,
-        break_glass: false,
+        break_glass: args.break_glass,
     };
     let submitted: SubmitResponse = client
         .call(Method::POST, "/api/v1/requests", Some(&body))
@@ -284,6 +290,11 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
             ""
         };
         eprintln!("Request {} {}{note}", r.id, describe(&r));
+        if args.break_glass && r.approval_path == "break_glass" {
+            eprintln!(
+                "Break-glass: every approver has been notified, and the grant waits for a post-incident review."
+            );
+        }
     }
     if !args.wait {
         if args.json.json {

@@ -262,8 +262,8 @@ fn local_user() -> Option<String> {
 }
 
 /// ssh's arguments for `tpa-ssh ssh`: the key and certificate, the bastion as
-/// a `ProxyCommand`, the login unless the user gave one, the host and the
-/// user's own ssh arguments.
+/// a `ProxyCommand` (logging in there as `login` too), `-l login` unless the
+/// user's own ssh arguments carry it, the host and the user's ssh arguments.
 ///
 /// ssh splits an `-o` value into words as it splits an ssh_config line, so the
 /// certificate's path goes in double quotes (a HOME with a space broke it);
@@ -272,7 +272,7 @@ fn ssh_command_args(
     keys: &KeyFiles,
     bastion: Option<&BastionAddress>,
     login: Option<&str>,
-    login_given: bool,
+    login_in_ssh_args: bool,
     host: &HostName,
     ssh_args: &[String],
 ) -> anyhow::Result<Vec<String>> {
@@ -313,7 +313,7 @@ fn ssh_command_args(
         out.push("-o".to_owned());
         out.push(format!("ProxyCommand={proxy}"));
     }
-    if let (Some(l), false) = (login, login_given) {
+    if let (Some(l), false) = (login, login_in_ssh_args) {
         out.push("-l".to_owned());
         out.push(l.to_owned());
     }
@@ -322,21 +322,38 @@ fn ssh_command_args(
     Ok(out)
 }
 
+/// `[LOGIN@]HOST` of `tpa-ssh ssh`, checked before anything else happens: the
+/// login goes onto ssh's command line and into the ProxyCommand's shell line,
+/// the host onto ssh's command line, so both must match TPA's strict grammars
+/// (which also keeps a leading `-` from ever reaching ssh as an option).
+fn target(text: &str) -> anyhow::Result<(Option<Principal>, HostName)> {
+    let (login, host) = match text.split_once('@') {
+        Some((l, h)) => (Some(l), h),
+        None => (None, text),
+    };
+    if host.contains('@') {
+        bail!("{text:?} has more than one @: give LOGIN@HOST, e.g. root@web-1");
+    }
+    let login = login
+        .map(|l| {
+            if l.is_empty() {
+                bail!("{text:?} has an empty login before the @: give LOGIN@HOST, e.g. root@web-1, or just the host");
+            }
+            Principal::parse(l).with_context(|| format!("bad login {l:?} in {text:?}"))
+        })
+        .transpose()?;
+    if host.is_empty() {
+        bail!("{text:?} names no host after the @: give LOGIN@HOST, e.g. root@web-1");
+    }
+    let host = HostName::parse(host).with_context(|| {
+        format!("{host:?} is not a host name as the CA knows it (lowercase, e.g. web-1)")
+    })?;
+    Ok((login, host))
+}
+
 /// `tpa-ssh ssh [LOGIN@]HOST [-- ssh args]`.
 pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
-    let (login, host) = match args.host.rsplit_once('@') {
-        Some((l, h)) => (Some(l.to_owned()), h),
-        None => (None, args.host.as_str()),
-    };
-    let host = HostName::parse(host).with_context(|| {
-        format!(
-            "{:?} is not a host name as the CA knows it (lowercase, e.g. web-1)",
-            args.host
-        )
-    })?;
-    if let Some(l) = &login {
-        Principal::parse(l).with_context(|| format!("bad login {l:?}"))?;
-    }
+    let (login, host) = target(&args.host)?;
     let (client, _) = logged_in(ca)?;
     let r = match grant_for(&client, &host, &args).await? {
         Ok(r) => r,
@@ -354,8 +371,12 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
     let _ = update_agent(&keys, &cert);
     let (bastion, _) = announced(&client).await?;
 
-    let login_given = login.is_some() || ssh_option(&args.ssh_args, 'l').is_some();
-    let login = login.or_else(|| ssh_option(&args.ssh_args, 'l').map(str::to_owned));
+    // The user's own `-l` (after `--`) reaches ssh as it is; every other login
+    // is passed with `-l` here, so ssh never falls back to the local user name.
+    let login_in_ssh_args = login.is_none() && ssh_option(&args.ssh_args, 'l').is_some();
+    let login = login
+        .map(|l| l.as_str().to_owned())
+        .or_else(|| ssh_option(&args.ssh_args, 'l').map(str::to_owned));
     let login = login.or_else(|| {
         let me = local_user();
         match me {
@@ -373,7 +394,7 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
         &keys,
         bastion.as_ref(),
         login.as_deref(),
-        login_given,
+        login_in_ssh_args,
         &host,
         &args.ssh_args,
     )?);
@@ -401,6 +422,75 @@ mod tests {
         check(&["-p", "22", "ls", "-la"], 'l', None);
         check(&["-o", "-l"], 'l', None);
         check(&["-l"], 'l', None);
+    }
+
+    // issue 12: `tpa-ssh ssh @web-1`, `root@`, `root@@web-1`,
+    // `-oProxyCommand=x@web-1` and a host with a space are refused before
+    // anything runs (e2e: cli::bad_login_at_host_never_reaches_ssh).
+    #[test]
+    fn login_at_host_is_split_and_checked() {
+        let ok = |text: &str, login: Option<&str>, host: &str| {
+            let (l, h) = target(text).unwrap();
+            assert_eq!(
+                (l.as_ref().map(Principal::as_str), h.as_str()),
+                (login, host),
+                "{text}"
+            );
+        };
+        ok("web-1", None, "web-1");
+        ok("root@web-1", Some("root"), "web-1");
+        ok("deploy@db-2.prod", Some("deploy"), "db-2.prod");
+        let err = |text: &str, words: &str| {
+            let e = format!("{:#}", target(text).unwrap_err());
+            assert!(e.contains(words), "{text}: {e}");
+        };
+        err("@web-1", "empty login");
+        err("root@", "names no host");
+        err("root@@web-1", "more than one @");
+        err("-oProxyCommand=x@web-1", "bad login");
+        err("web 1", "not a host name");
+        err("root@web 1", "not a host name");
+        err("-oProxyCommand=x", "not a host name");
+    }
+
+    // issue 12: LOGIN@HOST reached ssh as the bare host, so ssh logged in as
+    // the local user; the login now goes with -l, and to the bastion too.
+    #[test]
+    fn the_login_reaches_ssh_and_the_bastion() {
+        let dir = Path::new("/home/u/.local/share/tpa");
+        let keys = KeyFiles {
+            private: dir.join("id_ed25519"),
+            public: dir.join("id_ed25519.pub"),
+            cert: dir.join("id_ed25519-cert.pub"),
+        };
+        let host = HostName::parse("web-1").unwrap();
+        let bastion = BastionAddress::parse("127.0.0.1:2222").unwrap();
+        let direct = ssh_command_args(&keys, None, Some("root"), false, &host, &[]).unwrap();
+        assert!(
+            direct.ends_with(&["-l".to_owned(), "root".to_owned(), "web-1".to_owned()]),
+            "{direct:?}"
+        );
+        let jumped =
+            ssh_command_args(&keys, Some(&bastion), Some("root"), false, &host, &[]).unwrap();
+        assert!(
+            jumped.ends_with(&["-l".to_owned(), "root".to_owned(), "web-1".to_owned()]),
+            "{jumped:?}"
+        );
+        let proxy = jumped
+            .iter()
+            .find(|a| a.starts_with("ProxyCommand="))
+            .unwrap();
+        assert!(proxy.starts_with("ProxyCommand=ssh -l root "), "{proxy}");
+        // The user's own `-l` after `--` is left to ssh, not doubled.
+        let own = ["-l".to_owned(), "deploy".to_owned()];
+        let theirs =
+            ssh_command_args(&keys, Some(&bastion), Some("deploy"), true, &host, &own).unwrap();
+        assert_eq!(
+            theirs.iter().filter(|a| *a == "-l").count(),
+            1,
+            "{theirs:?}"
+        );
+        assert!(theirs.ends_with(&["web-1".to_owned(), "-l".to_owned(), "deploy".to_owned()]));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod audit_tools;
 mod config_check;
 mod demo;
+mod demo_hosts;
 mod hash_password;
 mod init;
 mod issue;

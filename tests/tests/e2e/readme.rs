@@ -1,0 +1,457 @@
+//! README.md's story, run as written (issue 12): the commands are read from
+//! the README's `sh` blocks under "## Run", so the test breaks when the README
+//! drifts. The engineer's commands run as a throwaway local user whose name is
+//! not `root`; the demo and the operator's commands run as the test (root).
+//! Also the demo's refusals: twice in one directory, a busy port, no sshd.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::flow::{json, post};
+use crate::harness::{Guard, free_port, http_get, http_send, terminate, tpa_ca_bin};
+use crate::os_user::LocalUser;
+
+/// The README's `sh` blocks between "## Run" and "## Test", line by line.
+fn readme_commands() -> Vec<Vec<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("\n## Run").expect("README has ## Run");
+    let end = text.find("\n## Test").expect("README has ## Test");
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in text[start..end].lines() {
+        match (&mut current, line.trim()) {
+            (None, "```sh") => current = Some(Vec::new()),
+            (Some(_), "```") => blocks.push(current.take().unwrap()),
+            (Some(block), l) if !l.is_empty() => block.push(l.to_owned()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// `tpa-ca` as the README spells it, from the directory the demo runs in.
+const README_TPA_CA: &str = "./target/release/tpa-ca ";
+
+/// A README operator line with the workspace's `tpa-ca`, the demo's address
+/// and the request id.
+fn operator_line(line: &str, addr: SocketAddr, request: &str) -> String {
+    let rest = line.strip_prefix(README_TPA_CA).unwrap_or_else(|| {
+        panic!("README operator line does not start with {README_TPA_CA}: {line}")
+    });
+    format!("{} {rest}", tpa_ca_bin().display())
+        .replace("127.0.0.1:8700", &addr.to_string())
+        .replace("REQ_ID", request)
+}
+
+/// The demo process with its standard output collected as it comes.
+struct Demo {
+    guard: Guard,
+    out: Arc<Mutex<String>>,
+    err: PathBuf,
+}
+
+impl Demo {
+    fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let err = cwd.join(format!("demo-{}.err", free_port()));
+        let mut command = Command::new(tpa_ca_bin());
+        command
+            .args(args)
+            .current_dir(cwd)
+            .env("TPA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err).unwrap());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn tpa-ca demo");
+        let stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&out);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Self {
+            guard: Guard { child },
+            out,
+            err,
+        }
+    }
+
+    fn printed(&self) -> String {
+        format!(
+            "{}\nstderr:\n{}",
+            self.out.lock().unwrap(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+
+    /// Waits (bounded) until the demo printed `needle`.
+    fn wait_for(&mut self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.out.lock().unwrap().contains(needle) {
+            if let Some(status) = self.guard.child.try_wait().unwrap() {
+                panic!(
+                    "the demo exited ({status}) before printing {needle:?}: {}",
+                    self.printed()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {within:?}: {}",
+                self.printed()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `line` in a shell as `user`, in `cwd`, on a pseudo-terminal (util-linux
+/// `script`), everything on the screen written to `typescript`.
+fn in_terminal(user: &LocalUser, cwd: &Path, line: &str, typescript: &Path) -> Child {
+    user.command("script")
+        .args(["-qfec", line])
+        .arg(typescript)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run script")
+}
+
+/// Waits (bounded) until the screen in `typescript` shows `needle`.
+fn wait_screen(
+    typescript: &Path,
+    needle: &str,
+    within: Duration,
+    also: &dyn Fn() -> String,
+) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let screen = std::fs::read_to_string(typescript).unwrap_or_default();
+        if screen.contains(needle) {
+            return screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} on the screen within {within:?}:\n{screen}\n{}",
+            also()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn password(dir: &Path, user: &str) -> String {
+    let text = std::fs::read_to_string(dir.join("tpa-demo/demo-passwords.txt")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{user} ")))
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no password for {user}: {text}"))
+}
+
+fn api_login(addr: SocketAddr, user: &str, password: &str) -> String {
+    let body = serde_json::json!({ "username": user, "password": password }).to_string();
+    let (status, body) = http_send(
+        addr,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        &body,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    json(&body)["token"].as_str().unwrap().to_owned()
+}
+
+/// The pending request in `token`'s inbox, once it is there.
+fn pending_request(addr: SocketAddr, token: &str, also: &dyn Fn() -> String) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let auth = format!("Bearer {token}");
+        let (_, body) = http_send(
+            addr,
+            "GET",
+            "/api/v1/requests?scope=inbox",
+            &[("Authorization", &auth)],
+            "",
+        );
+        if let Some(id) = json(&body)["requests"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request reached bob's inbox:\n{}",
+            also()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// issue 12: the README's headline story did not work literally (no web-1,
+// `ssh root@web-1` logged in as the local user). From the demo to a shell on
+// web-1 and back out: revoked, cut, audited.
+#[test]
+fn readme_story_runs_as_written_from_demo_to_a_shell_on_web_1_and_back_out() {
+    let blocks = readme_commands();
+    assert_eq!(
+        blocks.len(),
+        3,
+        "README's run, engineer and operator blocks: {blocks:?}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let user = LocalUser::create(tmp.path());
+    assert_ne!(user.name, "root");
+
+    // Run: `cargo build --release --locked` made the binaries; the test has
+    // them already (cargo test builds the workspace), so it runs the
+    // workspace's tpa-ca, on a free port instead of 8700.
+    let run = &blocks[0];
+    assert_eq!(run[0], "cargo build --release --locked", "{run:?}");
+    assert_eq!(run[1], format!("{README_TPA_CA}demo"), "{run:?}");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut demo = Demo::start(tmp.path(), &["demo", "--listen", &addr.to_string()], &[]);
+    demo.wait_for("and the bastion (127.0.0.1:", Duration::from_secs(90));
+    demo.wait_for("are up.", Duration::from_secs(60));
+    let printed = demo.printed();
+    let dir = tmp.path().to_owned();
+    let logs = || {
+        let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap_or_default();
+        format!(
+            "bastion.log:\n{}\nsshd.log:\n{}",
+            read("tpa-demo/bastion/bastion.log"),
+            read("tpa-demo/web-1/sshd.log")
+        )
+    };
+
+    // The engineer's block, in order, as the local user in the demo's directory.
+    let engineer = &blocks[1];
+    let mut request = None;
+    let mut session: Option<(Guard, PathBuf)> = None;
+    for (n, line) in engineer.iter().enumerate() {
+        if line.starts_with("cargo install --locked --path tpa-ssh-client") {
+            // The workspace's tpa-ssh is first on the user's PATH.
+            continue;
+        }
+        let line = line.replace("127.0.0.1:8700", &addr.to_string());
+        let command = line.split('#').next().unwrap().trim().to_owned();
+        assert!(
+            printed.contains(&command),
+            "the demo prints the README's engineer commands: {command:?} not in\n{printed}"
+        );
+        let typescript = user.home.join(format!("screen-{n}"));
+        if command.starts_with("tpa-ssh login") {
+            let mut child = in_terminal(&user, tmp.path(), &line, &typescript);
+            wait_screen(&typescript, "Password: ", Duration::from_secs(30), &|| {
+                demo.printed()
+            });
+            let pw = password(tmp.path(), "alice");
+            child
+                .stdin
+                .as_mut()
+                .unwrap()
+                .write_all(format!("{pw}\n").as_bytes())
+                .unwrap();
+            let status = child.wait().unwrap();
+            let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
+            assert!(status.success(), "{line}:\n{screen}");
+        } else if command.starts_with("tpa-ssh ssh root@web-1") {
+            let child = in_terminal(&user, tmp.path(), &line, &typescript);
+            let mut guard = Guard { child };
+            // bob, then carol, approve (the README does it on the web page;
+            // the API is the same workflow).
+            let bob = api_login(addr, "bob", &password(tmp.path(), "bob"));
+            let id = pending_request(addr, &bob, &|| {
+                std::fs::read_to_string(&typescript).unwrap_or_default()
+            });
+            let (status, v) = post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
+            assert_eq!(status, 200, "{v}");
+            let carol = api_login(addr, "carol", &password(tmp.path(), "carol"));
+            let (status, v) = post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
+            assert_eq!(
+                (status, v["state"].as_str()),
+                (200, Some("approved")),
+                "{v}"
+            );
+            // The shell on web-1: a command whose answer only the remote shell computes.
+            let stdin = guard.child.stdin.as_mut().unwrap();
+            stdin
+                .write_all(b"echo I am $(id -un) on tpa-e2e-$((6*7))\n")
+                .unwrap();
+            stdin.flush().unwrap();
+            let screen = wait_screen(
+                &typescript,
+                "I am root on tpa-e2e-42",
+                Duration::from_secs(60),
+                &logs,
+            );
+            assert!(screen.contains(&format!("Request {id}")), "{screen}");
+            request = Some(id);
+            session = Some((guard, typescript));
+        } else {
+            let out = user
+                .command("sh")
+                .args(["-c", &line])
+                .current_dir(tmp.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{line}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let request = request.expect("the README's engineer block runs `tpa-ssh ssh root@web-1`");
+    let (mut guard, typescript) = session.unwrap();
+
+    // The operator revokes; the bastion cuts the live session.
+    let operator = &blocks[2];
+    assert!(
+        operator[0].starts_with(&format!("{README_TPA_CA}revoke request REQ_ID")),
+        "{operator:?}"
+    );
+    let revoke = operator_line(&operator[0], addr, &request);
+    let out = Command::new("sh")
+        .args(["-c", &revoke])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{revoke}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked_at = Instant::now();
+    let deadline = revoked_at + Duration::from_secs(20);
+    while guard.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the session on web-1 was not cut within 20 s of the revocation:\n{}\n{}",
+            std::fs::read_to_string(&typescript).unwrap_or_default(),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        logs().contains("AccessRevoked") || logs().contains("access_revoked"),
+        "the bastion cut it for the revocation: {}",
+        logs()
+    );
+
+    // The audit trail verifies, and holds the session and the revocation.
+    assert!(
+        operator[1].starts_with(&format!("{README_TPA_CA}audit verify")),
+        "{operator:?}"
+    );
+    let verify = operator_line(&operator[1], addr, &request);
+    let out = Command::new("sh")
+        .args(["-c", &verify])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("audit trail OK"),
+        "{verify}: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Stopping the demo stops web-1's sshd and the bastion.
+    let sshd_pid = std::fs::read_to_string(tmp.path().join("tpa-demo/web-1/sshd.pid")).unwrap();
+    assert!(terminate(demo.guard).success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Path::new(&format!("/proc/{}", sshd_pid.trim())).exists() {
+        assert!(Instant::now() < deadline, "web-1's sshd outlived the demo");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// issue 12: a second demo on the same directory would share its database and
+// fight over web-1's and the bastion's ports.
+#[test]
+fn demo_started_twice_in_the_same_directory_is_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first_addr = format!("127.0.0.1:{}", free_port());
+    let mut first = Demo::start(tmp.path(), &["demo", "--listen", &first_addr], &[]);
+    first.wait_for("TPA demo CA running", Duration::from_secs(90));
+    let second_addr = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(tpa_ca_bin())
+        .args(["demo", "--listen", &second_addr])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("a demo is already running in tpa-demo") && err.contains("--dir"),
+        "{err}"
+    );
+    // The first one is untouched.
+    let (status, _) = http_get(first_addr.parse().unwrap(), "/healthz");
+    assert_eq!(status, 200);
+    assert!(terminate(first.guard).success());
+}
+
+// issue 12: port 8700 busy gave no clear message.
+#[test]
+fn demo_on_a_busy_port_names_the_port_and_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let out = Command::new(tpa_ca_bin())
+        .args(["demo", "--listen", &addr.to_string()])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "port {} on 127.0.0.1 is already in use",
+            addr.port()
+        )) && err.contains("--listen"),
+        "{err}"
+    );
+    drop(busy);
+}
+
+// issue 12: without sshd the demo says how to install it and runs the CA alone.
+#[test]
+fn demo_without_sshd_says_how_to_install_it_and_runs_the_ca_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let missing = tmp.path().join("no-sshd-here");
+    let mut demo = Demo::start(
+        tmp.path(),
+        &["demo", "--listen", &addr.to_string()],
+        &[("TPA_DEMO_SSHD", missing.to_str().unwrap())],
+    );
+    demo.wait_for("TPA demo CA running", Duration::from_secs(90));
+    let printed = demo.printed();
+    assert!(
+        printed.contains("No web-1: OpenSSH's sshd is not installed")
+            && printed.contains("apt-get install openssh-server")
+            && printed.contains("The CA runs alone"),
+        "{printed}"
+    );
+    let (status, client) = http_get(addr, "/api/v1/client-config");
+    assert_eq!(status, 200);
+    assert!(
+        json(&client)["bastion"].is_null(),
+        "no bastion is announced: {}",
+        String::from_utf8_lossy(&client)
+    );
+    assert!(!tmp.path().join("tpa-demo/web-1").exists());
+    assert!(terminate(demo.guard).success());
+}
