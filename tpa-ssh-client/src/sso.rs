@@ -208,6 +208,15 @@ fn after_refusal(code: &str, message: &str, interval: u64) -> Next {
     }
 }
 
+/// What `tpa-ssh login --no-browser` tells the person: the page, then the
+/// code to type there, on separate lines.
+fn device_instructions(page: &str, user_code: &str, expires_in: i64) -> String {
+    format!(
+        "To log in, open this page in a browser on any machine and log in:\n  {page}\nthen type this code there:\n  {user_code}\nNever type a code someone else sent you.\nWaiting for the confirmation (the code expires in {} min)…",
+        expires_in.max(0) / 60
+    )
+}
+
 /// `tpa-ssh login --no-browser`: a device login.
 async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
     let started: DeviceAuthorization = client
@@ -215,11 +224,12 @@ async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the login")?;
     let page = format!("{}{}", client.base(), started.verification_path);
+    // The page and the code are printed apart, never as one `?code=` link
+    // (issue 18): the person types the code, so a link someone else sent
+    // them cannot approve that someone's login in two clicks.
     eprintln!(
-        "To log in, open this page in a browser on any machine and log in:\n  {page}\nthen enter the code:\n  {}\n(or open {page}?code={})\nWaiting for the confirmation (the code expires in {} min)…",
-        started.user_code,
-        started.user_code,
-        started.expires_in.max(0) / 60
+        "{}",
+        device_instructions(&page, &started.user_code, started.expires_in)
     );
     let limit =
         Duration::from_secs(u64::try_from(started.expires_in).unwrap_or(0)).min(DEVICE_MAX_WAIT);
@@ -270,6 +280,19 @@ mod tests {
     }
 
     use super::*;
+
+    /// Issue 18: the CLI prints the page and the code apart, never a link
+    /// that carries the code (which made phishing a two-click approval).
+    #[test]
+    fn device_instructions_never_carry_the_code_in_a_link() {
+        let text = device_instructions("https://ca.example/device", "BCDF-GHJK", 600);
+        assert!(!text.contains("?code="), "{text}");
+        assert!(!text.contains("device?"), "{text}");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert!(lines.contains(&"https://ca.example/device"), "{text}");
+        assert!(lines.contains(&"BCDF-GHJK"), "{text}");
+        assert!(text.contains("10 min"), "{text}");
+    }
 
     #[test]
     fn loopback_request_lines() {

@@ -181,7 +181,7 @@ fn idp_users_log_in_request_and_approve_in_chromium() {
                 let _ = tx.send(line.trim().to_owned());
                 after_enter = false;
             }
-            if line.contains("enter the code") {
+            if line.contains("type this code") {
                 after_enter = true;
             }
         }
@@ -193,13 +193,19 @@ fn idp_users_log_in_request_and_approve_in_chromium() {
     // Any browser: the code page sends her to log in through the IdP's own
     // login form, comes back, and shows what she is authorising.
     let browser = Browser::start(&chromium, &chromedriver, &format!("http://{addr}"));
-    browser.goto(&format!("/device?code={code}"));
+    // She types the code (issue 18: a code is never filled in from a link).
+    browser.goto("/device");
     log_in_through_the_idp(&browser, "alice");
     browser.wait_for("#user_code");
+    browser.type_into("#user_code", &code);
     browser.click("#device-continue");
     browser.wait_for_text("#device-code", &code);
     browser.wait_for_text("#device-source", "127.0.0.1");
-    browser.wait_for_text("#device-what", "as you (alice)");
+    browser.wait_for_text("#device-what", "YOUR account (alice)");
+    browser.wait_for_text(
+        "#device-phishing",
+        "If someone sent you this link or code, deny",
+    );
     browser.click("#device-approve");
     browser.wait_for_text("#device-done", "Approved");
 
