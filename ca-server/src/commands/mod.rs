@@ -4,6 +4,7 @@ mod audit_tools;
 mod config_check;
 mod demo;
 mod hash_password;
+mod held_checkpoints;
 mod init;
 mod issue;
 mod krl;
@@ -16,9 +17,8 @@ use std::process::ExitCode;
 
 use crate::cli::{AuditCommand, Command, ConfigCommand, ReportCommand};
 
-pub use audit_tools::{
-    Checkpoints, VerifyReport, read_checkpoint_file, verify_database, verify_database_with,
-};
+pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
+pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
 pub use init::{InitOptions, init_data_dir};
 
 /// Runs one subcommand.
@@ -52,12 +52,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     file,
                     public_key,
                     checkpoints,
+                    require_signed_tail,
                 },
         } => audit_tools::verify(&audit_tools::VerifyArgs {
             config: config.as_deref(),
             file: file.as_deref(),
             public_key: public_key.as_deref(),
             checkpoints: &checkpoints,
+            require_signed_tail,
         }),
         Command::Audit {
             command:
