@@ -108,7 +108,7 @@ CREATE TABLE auth_tokens (
     created_at  TEXT NOT NULL,
     expires_at  TEXT NOT NULL,
     revoked_at  TEXT
-) STRICT;
+, device_login INTEGER NOT NULL DEFAULT 0 CHECK (device_login IN (0, 1))) STRICT;
 
 CREATE TABLE bastion_events (
     event_id    TEXT    PRIMARY KEY,

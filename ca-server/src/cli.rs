@@ -252,6 +252,10 @@ pub enum AuditCommand {
         /// checkpoint file or an earlier export); repeat for several.
         #[arg(long = "checkpoints")]
         checkpoints: Vec<PathBuf>,
+        /// Exit 1 when events at the end are covered by no signed
+        /// checkpoint (they could have been cut, replaced or invented).
+        #[arg(long)]
+        require_signed_tail: bool,
     },
     /// Print the audit trail as JSON lines, then the signed checkpoints of that range.
     Export {

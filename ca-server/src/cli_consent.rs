@@ -45,6 +45,9 @@ pub struct Consent {
     pub created_at: String,
     /// When the consent expires (RFC 3339 UTC).
     pub expires_at: String,
+    /// The confirmation phrase of the CLI's challenge
+    /// ([`tpa_core::login_phrase`]), which its terminal shows too.
+    pub phrase: String,
 }
 
 /// A decided consent: where the browser goes next.
@@ -265,6 +268,7 @@ fn consent(row: &CliConsent) -> Consent {
         client_source: row.client_source.clone(),
         created_at: row.created_at.clone(),
         expires_at: row.expires_at.clone(),
+        phrase: tpa_core::login_phrase(&row.code_challenge),
     }
 }
 

@@ -159,6 +159,10 @@ pub struct AuthConfig {
     pub session_ttl: HumanDuration,
     /// How long an API token (from `POST /api/v1/login`) lasts.
     pub api_token_ttl: HumanDuration,
+    /// How long an API token from a device login (`tpa-ssh login
+    /// --no-browser`) lasts: shorter, since a device login is the one a
+    /// phisher can start for someone else (issue 18).
+    pub device_token_ttl: HumanDuration,
     /// Members of these groups are administrators: they may revoke any
     /// certificate, request, user or CA key through the API and the pages.
     pub admin_groups: BTreeSet<GroupName>,
@@ -258,6 +262,7 @@ struct RawAccount {
 struct RawAuth {
     session_ttl: Option<String>,
     api_token_ttl: Option<String>,
+    device_token_ttl: Option<String>,
     #[serde(default)]
     admin_groups: Vec<String>,
 }
@@ -336,6 +341,11 @@ impl Config {
         let auth = AuthConfig {
             session_ttl: duration("session_ttl", raw.auth.session_ttl.as_deref(), "8h")?,
             api_token_ttl: duration("api_token_ttl", raw.auth.api_token_ttl.as_deref(), "12h")?,
+            device_token_ttl: duration(
+                "device_token_ttl",
+                raw.auth.device_token_ttl.as_deref(),
+                "1h",
+            )?,
             admin_groups: raw
                 .auth
                 .admin_groups
@@ -549,6 +559,8 @@ max_ttl = "1h"
 # Lifetime of a web login session and of an API token (POST /api/v1/login).
 session_ttl = "8h"
 api_token_ttl = "12h"
+# Lifetime of an API token from a device login (tpa-ssh login --no-browser).
+device_token_ttl = "1h"
 # Members of these groups may revoke any certificate, request, user or CA key
 # through the API and the web pages (the operator can always use `tpa-ca revoke`).
 admin_groups = []
@@ -651,14 +663,20 @@ mod tests {
         assert!(!format!("{a:?}").contains("argon2"), "Debug hides the hash");
         assert_eq!(c.auth.session_ttl.as_secs(), 8 * 3600);
         assert_eq!(c.auth.api_token_ttl.as_secs(), 12 * 3600);
+        // issue 18: device-login tokens are shorter-lived by default.
+        assert_eq!(c.auth.device_token_ttl.as_secs(), 3600);
         assert!(!c.serves_tls());
         let c = parse(&format!(
-            "{MINIMAL}[auth]\nsession_ttl = \"30m\"\napi_token_ttl = \"1h\"\n"
+            "{MINIMAL}[auth]\nsession_ttl = \"30m\"\napi_token_ttl = \"1h\"\ndevice_token_ttl = \"15m\"\n"
         ))
         .unwrap();
         assert_eq!(
-            (c.auth.session_ttl.as_secs(), c.auth.api_token_ttl.as_secs()),
-            (1800, 3600)
+            (
+                c.auth.session_ttl.as_secs(),
+                c.auth.api_token_ttl.as_secs(),
+                c.auth.device_token_ttl.as_secs()
+            ),
+            (1800, 3600, 900)
         );
         assert!(c.accounts.is_empty());
     }

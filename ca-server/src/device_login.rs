@@ -23,7 +23,6 @@ use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
 use crate::audit::{NewEvent, Outcome, format_time};
 use crate::sessions::{self, NewSession, actor, hash_token};
-use crate::store::auth_tokens::TokenKind;
 use crate::store::device_logins::{self, DeviceLogin, DeviceStatus};
 use crate::store::{self, StoreError};
 
@@ -457,15 +456,7 @@ pub fn poll(
         Err(answer) => return Ok(answer),
     };
     let user = user_of(&row)?;
-    let session = sessions::create_with_reason(
-        conn,
-        &user,
-        TokenKind::Api,
-        ttl,
-        source,
-        now,
-        "device login (tpa-ssh login --no-browser)",
-    )?;
+    let session = sessions::create_device_token(conn, &user, ttl, source, now)?;
     Ok(Poll::Done(session))
 }
 

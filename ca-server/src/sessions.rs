@@ -41,6 +41,9 @@ pub struct Session {
     pub csrf_token: Option<String>,
     /// When it stops working.
     pub expires_at: DateTime<Utc>,
+    /// An API token from a device login (`tpa-ssh login --no-browser`),
+    /// shorter-lived and marked as such in `whoami` (issue 18).
+    pub device_login: bool,
 }
 
 /// A session just created, with its secret (shown to the client once).
@@ -120,6 +123,42 @@ pub fn create_with_reason(
     now: DateTime<Utc>,
     reason: &str,
 ) -> Result<NewSession, StoreError> {
+    insert_session(conn, user, kind, ttl, source, now, reason, false)
+}
+
+/// An API token from a device login: marked `device_login` in its row, its
+/// `auth.login` event and `whoami` (issue 18), so a token a phisher obtained
+/// through someone's approval is told apart from the person's own logins.
+pub fn create_device_token(
+    conn: &mut Connection,
+    user: &User,
+    ttl: HumanDuration,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<NewSession, StoreError> {
+    insert_session(
+        conn,
+        user,
+        TokenKind::Api,
+        ttl,
+        source,
+        now,
+        "device login (tpa-ssh login --no-browser)",
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments, reason = "one token row's fields")]
+fn insert_session(
+    conn: &mut Connection,
+    user: &User,
+    kind: TokenKind,
+    ttl: HumanDuration,
+    source: &str,
+    now: DateTime<Utc>,
+    reason: &str,
+    device_login: bool,
+) -> Result<NewSession, StoreError> {
     let token = new_token(kind);
     let ttl = TimeDelta::from_std(ttl.get())
         .map_err(|e| StoreError::Corrupt(format!("token lifetime out of range: {e}")))?;
@@ -132,6 +171,7 @@ pub fn create_with_reason(
         user: user.clone(),
         csrf_token: (kind == TokenKind::WebSession).then(random_b64::<32>),
         expires_at,
+        device_login,
     };
     let row = TokenRow {
         id: session.id.clone(),
@@ -145,6 +185,7 @@ pub fn create_with_reason(
         created_at: format_time(now),
         expires_at: format_time(expires_at),
         revoked_at: None,
+        device_login,
     };
     store::write(conn, |tx| {
         auth_tokens::delete_expired(tx, now - KEEP_EXPIRED)?;
@@ -164,6 +205,7 @@ pub fn create_with_reason(
                     "username": user.username.as_str(),
                     "groups": groups,
                     "expires_at": row.expires_at,
+                    "device_login": device_login,
                 }),
             },
         )?;
@@ -250,6 +292,7 @@ fn session_of(row: TokenRow) -> Result<Session, StoreError> {
         },
         csrf_token: row.csrf_token.clone(),
         expires_at,
+        device_login: row.device_login,
         id: row.id,
     })
 }

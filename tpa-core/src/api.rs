@@ -306,6 +306,10 @@ pub struct WhoAmI {
     pub via: String,
     /// When the caller's session or token stops working (RFC 3339 UTC).
     pub expires_at: String,
+    /// The token came from a device login (`tpa-ssh login --no-browser`,
+    /// shorter-lived: `auth.device_token_ttl`). Absent from older CAs.
+    #[serde(default)]
+    pub device_login: bool,
 }
 
 /// A web form that carries only the CSRF token (`POST /logout`).

@@ -12,6 +12,7 @@ pub mod host;
 pub mod identifiers;
 pub mod identity;
 pub mod krl;
+pub mod login_phrase;
 pub mod request;
 pub mod role;
 pub mod serial;
@@ -24,6 +25,7 @@ pub use duration::HumanDuration;
 pub use host::{BastionAddress, HostName, HostPattern};
 pub use identifiers::{IdentifierError, Principal, RequestId, RoleName, Username};
 pub use identity::{GroupName, Identity, User};
+pub use login_phrase::login_phrase;
 pub use request::{
     AccessRequest, Approval, ApproveOutcome, DecisionRefusal, IssueRefusal, Narrowing,
     RequestState, Window,

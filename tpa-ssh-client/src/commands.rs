@@ -141,23 +141,36 @@ async fn login(ca: Option<&str>, username: &str, password_stdin: bool) -> anyhow
 /// and says who is logged in.
 pub async fn save_login(client: &Client, answer: LoginResponse) -> anyhow::Result<ExitCode> {
     let previous = revoke_previous().await;
+    let banner = logged_in_banner(client.base(), &answer);
     files::save_session(&StoredSession {
         ca_url: client.base().to_owned(),
         token: answer.token,
         expires_at: answer.expires_at.clone(),
         username: answer.user.username.clone(),
     })?;
-    println!(
-        "Logged in to {} as {} (groups: {}); the token expires at {}",
-        client.base(),
-        answer.user.username,
-        answer.user.groups.join(", "),
-        answer.expires_at
-    );
+    println!("{banner}");
     if let Some(note) = previous {
         println!("{note}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a finished login prints: the account in a frame that cannot be
+/// missed (issue 18: someone who learns a loopback login's challenge can
+/// send the listener a code for their own account, so the person must see
+/// whose account the CLI now acts as), and how to check it later.
+fn logged_in_banner(ca: &str, answer: &LoginResponse) -> String {
+    let account = format!(
+        "LOGGED IN AS: {} ({}#{})",
+        answer.user.username, answer.user.identity.issuer, answer.user.identity.subject
+    );
+    let rule = "=".repeat(account.chars().count().min(100) + 4);
+    format!(
+        "{rule}\n  {account}\n{rule}\nLogged in to {ca} as {} (groups: {}); the token expires at {}.\nIf this is not YOUR account, run `tpa-ssh logout` now. `tpa-ssh whoami` shows the account at any time.",
+        answer.user.username,
+        answer.user.groups.join(", "),
+        answer.expires_at
+    )
 }
 
 /// Revokes the saved login's token at its CA before a new login replaces it
@@ -236,6 +249,10 @@ async fn whoami(ca: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     );
     println!("  groups: {}", me.user.groups.join(", "));
     println!("  token expires: {}", me.expires_at);
+    if me.device_login {
+        // issue 18: a device-login token is the kind a phisher could hold.
+        println!("  token from: a device login (tpa-ssh login --no-browser), shorter-lived");
+    }
     if active.is_empty() {
         println!("  active grants: none");
     }

@@ -74,51 +74,93 @@ async fn reply(stream: &mut tokio::net::TcpStream, status: &str, text: &str) {
     let _ = stream.write_all(response.as_bytes()).await;
 }
 
-/// Waits for the browser's redirect to the loopback listener; returns the code.
-async fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
-    loop {
-        let (mut stream, peer) = listener
-            .accept()
-            .await
-            .context("the loopback listener failed")?;
-        if !peer.ip().is_loopback() {
-            continue;
+/// How long one connection to the loopback listener may take to send its
+/// request line. Connections are served concurrently, so an idle one holds
+/// only itself, and only this long (issue 18: one at a time with a 10 s
+/// read let a local process stall the callback with idle connections).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Reads one connection's request line and answers it: `Some` with the
+/// callback's outcome, `None` for anything else (or nothing in time).
+async fn serve_connection(mut stream: tokio::net::TcpStream) -> Option<anyhow::Result<String>> {
+    let mut buf = Vec::with_capacity(1024);
+    let read_line = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.contains(&b'\n') && buf.len() < 8192 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
         }
-        let mut buf = vec![0u8; 8192];
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .unwrap_or(Ok(0))
-            .unwrap_or(0);
-        let head = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
-        match head.lines().next().and_then(callback_from_request_line) {
-            Some(Callback::Code(code)) => {
-                reply(
-                    &mut stream,
-                    "200 OK",
-                    "You are logged in to TPA. You can close this tab and go back to the terminal.",
-                )
-                .await;
-                return Ok(code);
+    };
+    if tokio::time::timeout(CONNECTION_TIMEOUT, read_line)
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    match head.lines().next().and_then(callback_from_request_line) {
+        Some(Callback::Code(code)) => {
+            reply(
+                &mut stream,
+                "200 OK",
+                "You are logged in to TPA. Go back to the terminal and check the account it names.",
+            )
+            .await;
+            Some(Ok(code))
+        }
+        Some(Callback::Denied) => {
+            reply(
+                &mut stream,
+                "200 OK",
+                "You denied this tpa-ssh login. It stays logged out; you can close this tab.",
+            )
+            .await;
+            Some(Err(anyhow::anyhow!(
+                "the login was denied in the browser; run `tpa-ssh login` again if that was a mistake"
+            )))
+        }
+        None => {
+            reply(
+                &mut stream,
+                "400 Bad Request",
+                "This is tpa-ssh's login listener; it expected the CA's redirect.",
+            )
+            .await;
+            None
+        }
+    }
+}
+
+/// Waits for the browser's redirect to the loopback listener; returns the
+/// code. Each connection is served on its own task with
+/// [`CONNECTION_TIMEOUT`], so idle or slow connections cannot hold up the
+/// CA's redirect.
+async fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<String>>(1);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = accepted.context("the loopback listener failed")?;
+                if !peer.ip().is_loopback() {
+                    continue;
+                }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Some(answer) = serve_connection(stream).await {
+                        let _ = tx.send(answer).await;
+                    }
+                    drop(slot);
+                });
             }
-            Some(Callback::Denied) => {
-                reply(
-                    &mut stream,
-                    "200 OK",
-                    "You denied this tpa-ssh login. It stays logged out; you can close this tab.",
-                )
-                .await;
-                bail!(
-                    "the login was denied in the browser; run `tpa-ssh login` again if that was a mistake"
-                );
-            }
-            None => {
-                reply(
-                    &mut stream,
-                    "400 Bad Request",
-                    "This is tpa-ssh's login listener; it expected the CA's redirect.",
-                )
-                .await
-            }
+            Some(answer) = rx.recv() => return answer,
         }
     }
 }
@@ -161,7 +203,12 @@ pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCod
     } else {
         eprintln!("Open this URL in a browser on this machine to log in:\n  {url}");
     }
-    eprintln!("Then approve the tpa-ssh login on port {port} on the CA's page.");
+    // issue 18: the consent page shows the same phrase, derived from this
+    // login's challenge; a page with another phrase is someone else's login.
+    eprintln!(
+        "Then approve the tpa-ssh login on port {port} on the CA's page.\nConfirmation phrase: {}\nContinue only if the CA's page shows this same phrase.",
+        tpa_core::login_phrase(&challenge)
+    );
     let code = match tokio::time::timeout(LOGIN_TIMEOUT, wait_for_code(&listener)).await {
         Ok(code) => code?,
         Err(_) => bail!(
@@ -208,6 +255,15 @@ fn after_refusal(code: &str, message: &str, interval: u64) -> Next {
     }
 }
 
+/// What `tpa-ssh login --no-browser` tells the person: the page, then the
+/// code to type there, on separate lines.
+fn device_instructions(page: &str, user_code: &str, expires_in: i64) -> String {
+    format!(
+        "To log in, open this page in a browser on any machine and log in:\n  {page}\nthen type this code there:\n  {user_code}\nNever type a code someone else sent you.\nWaiting for the confirmation (the code expires in {} min)…",
+        expires_in.max(0) / 60
+    )
+}
+
 /// `tpa-ssh login --no-browser`: a device login.
 async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
     let started: DeviceAuthorization = client
@@ -215,11 +271,12 @@ async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the login")?;
     let page = format!("{}{}", client.base(), started.verification_path);
+    // The page and the code are printed apart, never as one `?code=` link
+    // (issue 18): the person types the code, so a link someone else sent
+    // them cannot approve that someone's login in two clicks.
     eprintln!(
-        "To log in, open this page in a browser on any machine and log in:\n  {page}\nthen enter the code:\n  {}\n(or open {page}?code={})\nWaiting for the confirmation (the code expires in {} min)…",
-        started.user_code,
-        started.user_code,
-        started.expires_in.max(0) / 60
+        "{}",
+        device_instructions(&page, &started.user_code, started.expires_in)
     );
     let limit =
         Duration::from_secs(u64::try_from(started.expires_in).unwrap_or(0)).min(DEVICE_MAX_WAIT);
@@ -270,6 +327,81 @@ mod tests {
     }
 
     use super::*;
+
+    /// Issue 18: the CLI prints the page and the code apart, never a link
+    /// that carries the code (which made phishing a two-click approval).
+    #[test]
+    fn device_instructions_never_carry_the_code_in_a_link() {
+        let text = device_instructions("https://ca.example/device", "BCDF-GHJK", 600);
+        assert!(!text.contains("?code="), "{text}");
+        assert!(!text.contains("device?"), "{text}");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert!(lines.contains(&"https://ca.example/device"), "{text}");
+        assert!(lines.contains(&"BCDF-GHJK"), "{text}");
+        assert!(text.contains("10 min"), "{text}");
+    }
+
+    /// Issue 18: idle or half-sent connections to the loopback listener
+    /// cannot stall the CA's redirect. Before, connections were read one at
+    /// a time with a 10 s timeout each, so three idle ones delayed the
+    /// callback by 30 s.
+    #[tokio::test]
+    async fn idle_connections_do_not_stall_the_loopback_listener() {
+        use tokio::net::TcpStream;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let waiting = tokio::spawn(async move { wait_for_code(&listener).await });
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /call").await.unwrap();
+        idle.push(half);
+        let started = std::time::Instant::now();
+        let mut browser = TcpStream::connect(addr).await.unwrap();
+        browser
+            .write_all(b"GET /callback?code=the-code HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(20), waiting)
+            .await
+            .expect("the listener answered")
+            .unwrap()
+            .unwrap();
+        assert_eq!(code, "the-code");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "stalled by idle connections: {:?}",
+            started.elapsed()
+        );
+        let mut answer = String::new();
+        browser.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        drop(idle);
+    }
+
+    /// An idle connection is closed after the per-connection timeout.
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_a_short_timeout() {
+        use tokio::net::TcpStream;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let waiting = tokio::spawn(async move { wait_for_code(&listener).await });
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(20), idle.read_to_end(&mut rest))
+            .await
+            .expect("closed by the listener");
+        assert!(closed.is_ok());
+        assert!(
+            started.elapsed() < CONNECTION_TIMEOUT + Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        waiting.abort();
+    }
 
     #[test]
     fn loopback_request_lines() {

@@ -1,6 +1,5 @@
 //! `tpa-ca audit verify`, `tpa-ca audit export` and `tpa-ca audit checkpoint`.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,8 +9,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use ssh_key::PublicKey;
 
+use super::held_checkpoints::{CHECKPOINT_PREFIX, Checkpoints, read_checkpoint_file};
 use crate::audit::{ChainBreak, ChainVerifier, Event, canonical_json, format_time};
-use crate::audit_checkpoint::{self, AuditKey, Checkpoint};
+use crate::audit_checkpoint::{self, AuditKey};
 use crate::config::Config;
 use crate::store::{self, Create, StoreError};
 
@@ -24,143 +24,39 @@ pub struct VerifyReport {
     pub head: String,
     /// Signed checkpoints checked against the chain.
     pub checkpoints: usize,
-    /// The latest checkpoint checked: (seq, signing time).
+    /// The latest signed checkpoint inside the verified range, matched
+    /// against its event: (seq, signing time). Checkpoints outside the range
+    /// authenticate none of its events (issue 18).
     pub latest_checkpoint: Option<(i64, String)>,
     /// The first seq of a partial export (1 for a whole trail).
     pub first_seq: i64,
+    /// How many events at the end no signature covers: those after the
+    /// latest checkpoint in the range (all of them without one). Anyone who
+    /// can write the trail could have cut, replaced or invented them.
+    pub unsigned_tail: i64,
 }
 
-/// Signed checkpoints to hold a chain against, each with where it came from.
-#[derive(Debug, Default)]
-pub struct Checkpoints {
-    by_seq: BTreeMap<i64, Vec<(Checkpoint, String)>>,
-}
-
-impl Checkpoints {
-    /// Adds a checkpoint found in `origin` (a file name or "the database");
-    /// the same checkpoint found twice is held once.
-    pub fn add(&mut self, checkpoint: Checkpoint, origin: &str) {
-        let held = self.by_seq.entry(checkpoint.seq).or_default();
-        if !held.iter().any(|(c, _)| *c == checkpoint) {
-            held.push((checkpoint, origin.to_owned()));
+impl VerifyReport {
+    fn new(first_seq: i64, verifier: &ChainVerifier, checkpoints: &Checkpoints) -> Self {
+        let last_seq = verifier.count();
+        let latest_checkpoint = checkpoints.latest_in(first_seq, last_seq);
+        let signed_through = latest_checkpoint
+            .as_ref()
+            .map_or(first_seq - 1, |(seq, _)| *seq);
+        VerifyReport {
+            events: last_seq - first_seq + 1,
+            head: verifier.head().to_owned(),
+            checkpoints: checkpoints.len(),
+            latest_checkpoint,
+            first_seq,
+            unsigned_tail: last_seq - signed_through,
         }
     }
 
-    /// How many checkpoints are held.
-    pub fn len(&self) -> usize {
-        self.by_seq.values().map(Vec::len).sum()
+    /// The last seq verified.
+    pub fn last_seq(&self) -> i64 {
+        self.first_seq + self.events - 1
     }
-
-    /// Whether none are held.
-    pub fn is_empty(&self) -> bool {
-        self.by_seq.is_empty()
-    }
-
-    /// Checks every signature with `key`; the first bad one is a break.
-    fn check_signatures(&self, key: &PublicKey) -> Result<(), ChainBreak> {
-        for (seq, list) in &self.by_seq {
-            for (c, origin) in list {
-                c.verify(key).map_err(|problem| ChainBreak {
-                    seq: *seq,
-                    problem: format!("{problem} (from {origin}): forged or altered checkpoint"),
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks `event` against the checkpoints at its seq.
-    fn check_event(&self, event: &Event) -> Result<(), ChainBreak> {
-        for (c, origin) in self.by_seq.get(&event.seq).into_iter().flatten() {
-            if c.hash != event.hash {
-                return Err(ChainBreak {
-                    seq: event.seq,
-                    problem: format!(
-                        "the event's hash differs from the checkpoint signed {} (from {origin}): \
-                         the trail was rewritten at or before this event",
-                        c.time
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// After the last event (`last_seq`): a checkpoint beyond it means events
-    /// were cut off or an older copy is being verified.
-    fn check_end(&self, last_seq: i64) -> Result<(), ChainBreak> {
-        if let Some((seq, list)) = self.by_seq.range(last_seq + 1..).next_back()
-            && let Some((c, origin)) = list.first()
-        {
-            return Err(ChainBreak {
-                seq: last_seq + 1,
-                problem: format!(
-                    "the trail ends at seq {last_seq} but a checkpoint signed {} (from {origin}) \
-                     covers seq {seq}: events truncated or an older copy restored",
-                    c.time
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// With a public key given, at least one signed checkpoint must be held:
-    /// a trail without any is authenticated by nothing (a forged or rewritten
-    /// export with its checkpoint lines removed would otherwise pass).
-    fn require_some(&self, first_seq: i64) -> Result<(), ChainBreak> {
-        if self.is_empty() {
-            return Err(ChainBreak {
-                seq: first_seq,
-                problem: "no signed checkpoint was found (none in the trail or its range, or \
-                          they were removed), so the audit key authenticates none of these \
-                          events; verify without --public-key to check the hash chain alone, \
-                          or add --checkpoints FILE"
-                    .to_owned(),
-            });
-        }
-        Ok(())
-    }
-
-    fn latest(&self) -> Option<(i64, String)> {
-        self.by_seq
-            .iter()
-            .next_back()
-            .and_then(|(seq, list)| list.first().map(|(c, _)| (*seq, c.time.clone())))
-    }
-}
-
-/// How every checkpoint line starts ([`Checkpoint::to_json`]).
-const CHECKPOINT_PREFIX: &str = "{\"checkpoint\":";
-
-/// Reads the checkpoint lines of a checkpoint file or an export (other lines
-/// are ignored). A line that starts like a checkpoint but is not valid JSON is
-/// an error, never skipped.
-pub fn read_checkpoint_file(path: &Path, into: &mut Checkpoints) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let origin = path.display().to_string();
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            // A damaged checkpoint must not silently drop out of the check
-            // (events after an earlier checkpoint could then be rewritten).
-            if line.trim_start().starts_with(CHECKPOINT_PREFIX) {
-                anyhow::bail!(
-                    "{origin} line {}: a checkpoint line that is not valid JSON (damaged or altered)",
-                    index + 1
-                );
-            }
-            continue;
-        };
-        if let Some(c) = Checkpoint::from_json(&v) {
-            let c = c.map_err(|e| anyhow::anyhow!("{origin} line {}: {e}", index + 1))?;
-            into.add(c, &origin);
-        }
-    }
-    Ok(())
 }
 
 /// Verifies the chain in a database, and that every certificate's issuance
@@ -199,6 +95,11 @@ pub fn verify_database_with(
     if let Err(b) = checkpoints.check_end(verifier.count()) {
         return Ok(Err(b));
     }
+    if key.is_some()
+        && let Err(b) = checkpoints.require_inside(1, verifier.count())
+    {
+        return Ok(Err(b));
+    }
     if let Some((serial, seq)) = store::certificates::without_matching_audit(conn)?
         .into_iter()
         .next()
@@ -218,13 +119,7 @@ pub fn verify_database_with(
             problem,
         }));
     }
-    Ok(Ok(VerifyReport {
-        events: verifier.count(),
-        head: verifier.head().to_owned(),
-        checkpoints: checkpoints.len(),
-        latest_checkpoint: checkpoints.latest(),
-        first_seq: 1,
-    }))
+    Ok(Ok(VerifyReport::new(1, &verifier, checkpoints)))
 }
 
 /// Verifies an export file: its events (a partial export starts where it
@@ -287,17 +182,11 @@ fn verify_file(
         return Ok(Err(b));
     }
     if key.is_some()
-        && let Err(b) = checkpoints.require_some(first_seq)
+        && let Err(b) = checkpoints.require_inside(first_seq, verifier.count())
     {
         return Ok(Err(b));
     }
-    Ok(Ok(VerifyReport {
-        events: verifier.count() - first_seq + 1,
-        head: verifier.head().to_owned(),
-        checkpoints: checkpoints.len(),
-        latest_checkpoint: checkpoints.latest(),
-        first_seq,
-    }))
+    Ok(Ok(VerifyReport::new(first_seq, &verifier, &checkpoints)))
 }
 
 /// Exit status when the trail could not be read at all (1 means it was read and is broken).
@@ -310,6 +199,8 @@ pub(super) struct VerifyArgs<'a> {
     pub file: Option<&'a Path>,
     pub public_key: Option<&'a Path>,
     pub checkpoints: &'a [PathBuf],
+    /// Fail when any event at the end is covered by no signature.
+    pub require_signed_tail: bool,
 }
 
 fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport, ChainBreak>> {
@@ -339,11 +230,6 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
             {
                 read_checkpoint_file(file, &mut checkpoints)?;
             }
-            if explicit_key.is_some()
-                && let Err(b) = checkpoints.require_some(1)
-            {
-                return Ok(Err(b));
-            }
             let key = match explicit_key {
                 Some(key) => Some(key),
                 None => match &config.audit {
@@ -368,20 +254,15 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
 pub(super) fn verify(args: &VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
     match load_and_verify(args) {
         Ok(Ok(report)) => {
-            let partial = if report.first_seq > 1 {
-                format!(" (partial export from seq {})", report.first_seq)
-            } else {
-                String::new()
-            };
-            println!(
-                "audit trail OK: {} events, head {}{partial}",
-                report.events, report.head
-            );
-            if let Some((seq, time)) = &report.latest_checkpoint {
-                println!(
-                    "checkpoints OK: {} signed checkpoints match the trail; the latest covers seq {seq} (signed {time})",
-                    report.checkpoints
+            for line in report_lines(&report) {
+                println!("{line}");
+            }
+            if args.require_signed_tail && report.unsigned_tail > 0 {
+                eprintln!(
+                    "audit trail NOT FULLY SIGNED: {} events at the end are covered by no signature (--require-signed-tail); sign the head with `tpa-ca audit checkpoint` and export again",
+                    report.unsigned_tail
                 );
+                return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -394,6 +275,43 @@ pub(super) fn verify(args: &VerifyArgs<'_>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_CANNOT_VERIFY))
         }
     }
+}
+
+/// What `audit verify` prints for a trail it could verify: the hash chain,
+/// what the signed checkpoints cover, and, never left out, how many events
+/// at the end no signature covers (issue 18: "OK" alone read as if every
+/// event were authenticated).
+pub fn report_lines(report: &VerifyReport) -> Vec<String> {
+    let partial = if report.first_seq > 1 {
+        format!(" (partial export from seq {})", report.first_seq)
+    } else {
+        String::new()
+    };
+    let mut lines = vec![format!(
+        "audit trail OK: {} events, head {}{partial}",
+        report.events, report.head
+    )];
+    let last = report.last_seq();
+    match &report.latest_checkpoint {
+        Some((seq, time)) => lines.push(format!(
+            "checkpoints OK: {} signed checkpoints match the trail; the latest covers seq {seq} (signed {time}), so seq {}..{seq} is signed",
+            report.checkpoints, report.first_seq
+        )),
+        None if report.events > 0 => lines.push(
+            "checkpoints: none checked; the hash chain alone shows only that the events agree with each other, not who wrote them (give --public-key with a trail that has signed checkpoints)".to_owned(),
+        ),
+        None => {}
+    }
+    if report.unsigned_tail > 0 {
+        lines.push(format!(
+            "UNSIGNED: the last {} events (seq {}..{last}) are covered by no signature: whoever could write the trail could have cut, replaced or invented them",
+            report.unsigned_tail,
+            last - report.unsigned_tail + 1
+        ));
+    } else if report.events > 0 {
+        lines.push("unsigned events at the end: 0".to_owned());
+    }
+    lines
 }
 
 fn parse_time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<DateTime<Utc>>> {

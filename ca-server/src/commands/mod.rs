@@ -5,6 +5,7 @@ mod config_check;
 mod demo;
 mod demo_hosts;
 mod hash_password;
+mod held_checkpoints;
 mod init;
 mod issue;
 mod krl;
@@ -17,9 +18,8 @@ use std::process::ExitCode;
 
 use crate::cli::{AuditCommand, Command, ConfigCommand, ReportCommand};
 
-pub use audit_tools::{
-    Checkpoints, VerifyReport, read_checkpoint_file, verify_database, verify_database_with,
-};
+pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
+pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
 pub use init::{InitOptions, init_data_dir};
 
 /// Runs one subcommand.
@@ -53,12 +53,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     file,
                     public_key,
                     checkpoints,
+                    require_signed_tail,
                 },
         } => audit_tools::verify(&audit_tools::VerifyArgs {
             config: config.as_deref(),
             file: file.as_deref(),
             public_key: public_key.as_deref(),
             checkpoints: &checkpoints,
+            require_signed_tail,
         }),
         Command::Audit {
             command:

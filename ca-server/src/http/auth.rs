@@ -60,6 +60,8 @@ pub struct Authenticated {
     pub via: AuthVia,
     /// When the session or token stops working.
     pub expires_at: DateTime<Utc>,
+    /// An API token from a device login (`tpa-ssh login --no-browser`).
+    pub device_login: bool,
     /// Whether the user is in an `[auditors]` group (shows the audit pages in
     /// the navigation; every audit handler checks again through
     /// `workflow::audit_views::Auditor`).
@@ -199,6 +201,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Authenti
         token_id: session.id,
         via,
         expires_at: session.expires_at,
+        device_login: session.device_login,
     }))
 }
 
@@ -367,6 +370,7 @@ pub(crate) async fn revoke(
         user: auth.user.clone(),
         csrf_token: None,
         expires_at: auth.expires_at,
+        device_login: auth.device_login,
     };
     let source = audit_source(ip);
     let now = Utc::now();
@@ -421,6 +425,7 @@ pub async fn whoami(auth: Authenticated) -> Json<WhoAmI> {
         }
         .to_owned(),
         expires_at: format_time(auth.expires_at),
+        device_login: auth.device_login,
     })
 }
 
@@ -456,6 +461,7 @@ mod tests {
             token_id: "id".to_owned(),
             via,
             expires_at: Utc::now(),
+            device_login: false,
             auditor: false,
         }
     }

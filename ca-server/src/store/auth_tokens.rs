@@ -61,14 +61,16 @@ pub struct TokenRow {
     pub expires_at: String,
     /// RFC 3339 UTC, when revoked.
     pub revoked_at: Option<String>,
+    /// An API token from a device login (`tpa-ssh login --no-browser`).
+    pub device_login: bool,
 }
 
 /// Inserts a token; fails if its id or hash exists.
 pub fn insert(tx: &Transaction<'_>, row: &TokenRow) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO auth_tokens (id, token_hash, kind, issuer, subject, username, groups,
-             csrf_token, created_at, expires_at, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             csrf_token, created_at, expires_at, revoked_at, device_login)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             row.id,
             row.token_hash,
@@ -80,7 +82,8 @@ pub fn insert(tx: &Transaction<'_>, row: &TokenRow) -> Result<(), StoreError> {
             row.csrf_token,
             row.created_at,
             row.expires_at,
-            row.revoked_at
+            row.revoked_at,
+            row.device_login
         ],
     )?;
     Ok(())
@@ -96,7 +99,7 @@ pub fn find_active_by_hash(
     let row = conn
         .prepare_cached(
             "SELECT id, token_hash, kind, issuer, subject, username, groups, csrf_token,
-                    created_at, expires_at, revoked_at
+                    created_at, expires_at, revoked_at, device_login
              FROM auth_tokens
              WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
         )?
@@ -115,6 +118,7 @@ pub fn find_active_by_hash(
                     created_at: r.get(8)?,
                     expires_at: r.get(9)?,
                     revoked_at: r.get(10)?,
+                    device_login: r.get(11)?,
                 },
             ))
         })
@@ -165,6 +169,7 @@ mod tests {
             created_at: format_time(now),
             expires_at: format_time(now + TimeDelta::hours(1)),
             revoked_at: None,
+            device_login: false,
         }
     }
 

@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_cli_consents.sql"),
     include_str!("migrations/0013_bastion_events.sql"),
     include_str!("migrations/0014_heartbeat.sql"),
+    include_str!("migrations/0015_device_tokens.sql"),
 ];
 
 /// The schema version this build expects.

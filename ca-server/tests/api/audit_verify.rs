@@ -205,16 +205,25 @@ fn export_then_verify_the_file_and_find_an_edit() {
     let (code, stdout, stderr) = verify_file(&export);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
-        stdout.trim(),
+        stdout.lines().next().unwrap(),
         format!("audit trail OK: 5 events, head {head}")
+    );
+    // issue 18: never "OK" alone for events no signature covers.
+    assert!(
+        stdout.contains("UNSIGNED: the last 5 events (seq 1..5) are covered by no signature"),
+        "{stdout}"
     );
 
     // The database itself verifies the same way.
     let (code, stdout, _) = run(tpa_ca().args(["audit", "verify", "--config"]).arg(&config));
     assert_eq!(code, 0);
     assert_eq!(
-        stdout.trim(),
+        stdout.lines().next().unwrap(),
         format!("audit trail OK: 5 events, head {head}")
+    );
+    assert!(
+        stdout.contains("UNSIGNED: the last 5 events (seq 1..5)"),
+        "{stdout}"
     );
 
     // Edit the reason of event 3 in the file.
@@ -557,6 +566,7 @@ mod checkpoints {
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("4 events"), "{stdout}");
         assert!(stdout.contains("partial export from seq 2"), "{stdout}");
+        assert!(stdout.contains("unsigned events at the end: 0"), "{stdout}");
         assert!(
             stdout.contains(&format!("covers seq {}", c.seq)),
             "{stdout}"
@@ -585,5 +595,191 @@ mod checkpoints {
             .arg(&config));
         assert_eq!(code, 1);
         assert!(stderr.contains("RFC 3339"), "{stderr}");
+    }
+
+    // Issue 18, finding 2: what an export plus checkpoints proves. Each
+    // forgery of the issue: invented events chained from one genuine
+    // checkpoint, a cut tail and a replaced tail after the last checkpoint.
+
+    /// The audit public key file of the fixture.
+    fn public_key(f: &Fixture) -> std::path::PathBuf {
+        f.data.config.audit.clone().unwrap().public_key_file()
+    }
+
+    /// `tpa-ca audit export` of the fixture's whole trail, as lines.
+    fn export_lines(f: &Fixture) -> Vec<String> {
+        let (code, export, stderr) = run(tpa_ca()
+            .args(["audit", "export", "--config"])
+            .arg(&f.data.config_path));
+        assert_eq!(code, 0, "{stderr}");
+        export.lines().map(str::to_owned).collect()
+    }
+
+    /// An invented event at `seq`, chained from `prev_hash`, modelled on a
+    /// genuine export line, with a correct hash of its own.
+    fn invented(model: &str, seq: i64, prev_hash: &str, reason: &str) -> String {
+        let mut e = ca_server::audit::Event::from_export_line(model).unwrap();
+        e.seq = seq;
+        e.prev_hash = prev_hash.to_owned();
+        e.reason = reason.to_owned();
+        e.hash = e.compute_hash().unwrap();
+        ca_server::audit::canonical_json(&e.to_json(true)).unwrap()
+    }
+
+    fn hash_of(line: &str) -> String {
+        ca_server::audit::Event::from_export_line(line)
+            .unwrap()
+            .hash
+    }
+
+    fn verify_lines(
+        f: &Fixture,
+        name: &str,
+        lines: &[String],
+        extra: &[&str],
+    ) -> (i32, String, String) {
+        let file = f.data.tmp.path().join(name);
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        run(tpa_ca()
+            .args(["audit", "verify", "--file"])
+            .arg(&file)
+            .arg("--public-key")
+            .arg(public_key(f))
+            .args(extra))
+    }
+
+    /// Before: one genuine checkpoint line (seq 5) plus three events
+    /// invented at seq 6..8 and chained from its hash answered "audit trail
+    /// OK … checkpoints OK", exit 0, though the checkpoint covers none of them.
+    #[test]
+    fn invented_events_chained_from_a_genuine_checkpoint_are_refused() {
+        let mut f = trail();
+        let c = sign(&mut f);
+        assert_eq!(c.seq, 5);
+        let lines = export_lines(&f);
+        let checkpoint_line = lines
+            .iter()
+            .find(|l| l.starts_with("{\"checkpoint\":"))
+            .unwrap()
+            .clone();
+        let model = &lines[4];
+        let mut forged = vec![checkpoint_line];
+        let mut prev = c.hash.clone();
+        for seq in 6..=8 {
+            let line = invented(model, seq, &prev, "nothing to see");
+            prev = hash_of(&line);
+            forged.push(line);
+        }
+
+        let (code, stdout, stderr) = verify_lines(&f, "forged.jsonl", &forged, &[]);
+
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(!stdout.contains("OK"), "{stdout}");
+        assert!(stderr.contains("BROKEN at seq 6"), "{stderr}");
+        assert!(
+            stderr.contains("no signed checkpoint covers an event of this trail"),
+            "{stderr}"
+        );
+    }
+
+    /// Events after the last checkpoint are covered by no signature: a cut
+    /// tail verifies as a hash chain, but the output says how many events
+    /// are unsigned, `--require-signed-tail` fails, and the external
+    /// checkpoint file that saw a later checkpoint shows the cut.
+    #[test]
+    fn a_cut_tail_after_the_last_checkpoint_is_reported_and_can_fail() {
+        let mut f = trail();
+        sign(&mut f);
+        denial(&mut f);
+        denial(&mut f);
+        let lines = export_lines(&f);
+        assert_eq!(lines.len(), 8, "7 events and the checkpoint at 5");
+        // Cut event 7 (the checkpoint line stays).
+        let mut cut = lines.clone();
+        cut.remove(6);
+
+        let (code, stdout, stderr) = verify_lines(&f, "cut.jsonl", &cut, &[]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("the latest covers seq 5"), "{stdout}");
+        assert!(
+            stdout.contains("UNSIGNED: the last 1 events (seq 6..6) are covered by no signature"),
+            "{stdout}"
+        );
+        let (code, _, stderr) = verify_lines(&f, "cut.jsonl", &cut, &["--require-signed-tail"]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("NOT FULLY SIGNED"), "{stderr}");
+        // The whole export is unsigned after seq 5 too, and says so.
+        let (code, stdout, _) = verify_lines(&f, "whole.jsonl", &lines, &["--require-signed-tail"]);
+        assert_eq!(code, 1, "{stdout}");
+
+        // A later checkpoint (seq 7) in the external file shows the cut.
+        sign(&mut f);
+        let external = f.data.dir.join("audit_checkpoints.jsonl");
+        let (code, _, stderr) = verify_lines(
+            &f,
+            "cut.jsonl",
+            &cut,
+            &["--checkpoints", external.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("covers seq 7"), "{stderr}");
+        assert!(stderr.contains("truncated"), "{stderr}");
+        // And the full export, signed to its end, passes the strict check.
+        let signed = export_lines(&f);
+        let (code, stdout, stderr) = verify_lines(
+            &f,
+            "signed.jsonl",
+            &signed,
+            &[
+                "--require-signed-tail",
+                "--checkpoints",
+                external.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("unsigned events at the end: 0"), "{stdout}");
+    }
+
+    /// The tail after the last checkpoint replaced by invented events
+    /// chained from the last signed one: reported as unsigned, refused with
+    /// `--require-signed-tail`, and caught by a later external checkpoint.
+    #[test]
+    fn a_replaced_tail_after_the_last_checkpoint_is_reported_and_can_fail() {
+        let mut f = trail();
+        let c = sign(&mut f);
+        denial(&mut f);
+        denial(&mut f);
+        let lines = export_lines(&f);
+        let mut replaced: Vec<String> = lines[..5].to_vec();
+        let mut prev = c.hash.clone();
+        for seq in 6..=7 {
+            let line = invented(&lines[4], seq, &prev, "routine");
+            prev = hash_of(&line);
+            replaced.push(line);
+        }
+        replaced.push(lines[7].clone());
+        assert!(replaced[7].starts_with("{\"checkpoint\":"));
+
+        let (code, stdout, stderr) = verify_lines(&f, "replaced.jsonl", &replaced, &[]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("UNSIGNED: the last 2 events (seq 6..7)"),
+            "{stdout}"
+        );
+        let (code, _, stderr) =
+            verify_lines(&f, "replaced.jsonl", &replaced, &["--require-signed-tail"]);
+        assert_eq!(code, 1, "{stderr}");
+
+        sign(&mut f);
+        let external = f.data.dir.join("audit_checkpoints.jsonl");
+        let (code, _, stderr) = verify_lines(
+            &f,
+            "replaced.jsonl",
+            &replaced,
+            &["--checkpoints", external.to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("BROKEN at seq 7"), "{stderr}");
+        assert!(stderr.contains("rewritten"), "{stderr}");
     }
 }

@@ -499,3 +499,72 @@ async fn refused_consent_decisions_are_limited() {
     }
     assert_eq!(refusals(&app), 5, "a flood writes nothing more");
 }
+
+/// Issue 18, finding 3: mallory, a local user who saw the victim's
+/// `/cli/login?…code_challenge=…` URL, opens it in his own session,
+/// approves, and his browser sends the code to the victim's listener; the
+/// victim's CLI is then logged in as mallory. The CA cannot tell the two
+/// apart, so the person must: the consent page shows the phrase derived
+/// from the challenge, which the victim's terminal prints too, with
+/// "continue only if it matches your terminal", and the CLI names the
+/// account it is now logged in as in a way that cannot be missed, with a
+/// pointer to `tpa-ssh whoami` and `tpa-ssh logout`.
+#[tokio::test]
+async fn a_loopback_login_approved_by_someone_else_names_their_account_loudly() {
+    let (_provider, app) = ca_with_provider(json!({}), false).await;
+    let (child, url, _home, stderr) = spawn_tpa_ssh_login(&app).await;
+    let phrase = tpa_core::login_phrase(&query_param(&url, "code_challenge"));
+
+    let mut mallory = Browser::default();
+    let back = mallory.login_at_provider(&app, &url, "mallory").await;
+    let signed_in = mallory.get(&back).await;
+    let consent = open_consent(&mut mallory, &app, &signed_in).await;
+    assert!(
+        consent
+            .body
+            .contains(&format!("id=\"consent-phrase\">{phrase}<")),
+        "{}",
+        consent.body
+    );
+    assert!(
+        consent
+            .body
+            .contains("continue only if it matches your terminal"),
+        "{}",
+        consent.body
+    );
+    let loopback = decide(&mut mallory, &app, &consent, "approve").await;
+    let landed = mallory.get(&loopback).await;
+    assert_eq!(landed.status, 200, "{}", landed.body);
+
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let banner: Vec<&str> = stdout.lines().take(3).collect();
+    assert!(banner[0].starts_with("====="), "{stdout}");
+    // The test provider gives mallory the username "alice": the banner
+    // names the identity (issuer#subject), which is what tells them apart.
+    assert!(
+        banner[1].trim().starts_with("LOGGED IN AS: ")
+            && banner[1].trim().ends_with("#mallory-sub-2)"),
+        "{stdout}"
+    );
+    assert!(banner[2].starts_with("====="), "{stdout}");
+    assert!(
+        stdout.contains("If this is not YOUR account, run `tpa-ssh logout` now"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("`tpa-ssh whoami`"), "{stdout}");
+    let printed = stderr.await.unwrap();
+    assert!(
+        printed.contains(&format!("Confirmation phrase: {phrase}")),
+        "the terminal shows the same phrase: {printed}"
+    );
+    assert!(
+        printed.contains("Continue only if the CA's page shows this same phrase"),
+        "{printed}"
+    );
+}

@@ -7,7 +7,7 @@
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::helpers::{TestApp, audit_rows, http_send};
+use crate::helpers::{TestApp, audit_rows, http_send, http_send_from};
 use crate::oidc::{Browser, ca_with_provider, continue_to, form_encode};
 
 /// The CSRF token of a page's form.
@@ -18,8 +18,9 @@ fn form_csrf(body: &str) -> String {
     body[start..end].to_owned()
 }
 
-/// Logs `who` in through the provider, arriving at `/device?code=CODE`;
-/// returns the code form's page.
+/// Logs `who` in through the provider, arriving at `/device?code=CODE` (a
+/// link that carries a code); returns the code form's page, which must not
+/// have the code filled in (issue 18): the person types it.
 async fn log_in_at_device_page(
     browser: &mut Browser,
     app: &TestApp,
@@ -31,23 +32,19 @@ async fn log_in_at_device_page(
         .await;
     assert_eq!(start.status, 303, "{}", start.body);
     let to_login = start.header("location").unwrap().to_owned();
-    let next = format!("/device?code={code}");
+    // The login page comes back to the bare form: the code is not kept.
+    let next = "/device";
     assert_eq!(
         to_login,
-        format!("/login?next={}", form_encode(&next).replace("%2F", "/"))
+        format!("/login?next={}", form_encode(next).replace("%2F", "/"))
     );
-    let done = browser
-        .web_login(app, "idp", who, &form_encode(&next))
-        .await;
+    let done = browser.web_login(app, "idp", who, &form_encode(next)).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(continue_to(&done), next);
     let form = browser.get(&format!("http://{}{next}", app.address)).await;
     assert_eq!(form.status, 200, "{}", form.body);
-    assert!(
-        form.body.contains(&format!("value=\"{code}\"")),
-        "{}",
-        form.body
-    );
+    assert!(form.body.contains("id=\"user_code\""), "{}", form.body);
+    assert!(!form.body.contains(code), "never prefilled: {}", form.body);
     form.body
 }
 
@@ -125,7 +122,7 @@ async fn tpa_ssh_headless_login_confirmed_in_a_browser_through_the_provider() {
             }
             if line.starts_with("http://") && page.is_none() {
                 page = Some(line);
-            } else if line.contains("enter the code") {
+            } else if line.contains("type this code") {
                 after_enter = true;
             }
         }
@@ -134,6 +131,8 @@ async fn tpa_ssh_headless_login_confirmed_in_a_browser_through_the_provider() {
     .await
     .unwrap();
     assert_eq!(page, format!("http://{}/device", app.address));
+    // issue 18: nothing the CLI prints is a link that carries the code.
+    assert!(!page.contains('?'), "{page}");
     assert_eq!(code.len(), 9, "{code}");
     assert!(
         code.chars()
@@ -209,6 +208,8 @@ async fn tpa_ssh_headless_login_confirmed_in_a_browser_through_the_provider() {
     assert_eq!(me["user"]["identity"]["subject"], "alice-sub-1");
     assert_eq!(me["user"]["groups"], json!(["engineers", "sre-leads"]));
     assert_eq!(me["via"], "api_token");
+    // issue 18: marked as a device login, with the shorter default lifetime.
+    assert_eq!(me["device_login"], true, "{me}");
 
     let actions: Vec<(String, String, String)> = audit_rows(&app.data.open_plain())
         .into_iter()
@@ -543,4 +544,208 @@ async fn polling_too_fast_is_limited_per_address() {
     let r = poll(&app, &device).await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.json()["code"], "rate_limited");
+}
+
+/// A local-account CA and dora's browser, logged in to its pages.
+async fn dora_logged_in(config: &str) -> (TestApp, Browser) {
+    let config = config.to_owned();
+    let app = crate::helpers::spawn_app_with(|data| {
+        data.add_account("dora", "correct horse battery", &["ops"]);
+        if !config.is_empty() {
+            data.edit_config(|text| {
+                let line = "device_token_ttl = \"1h\"\n";
+                assert!(text.contains(line), "{text}");
+                text.replace(line, &config)
+            });
+        }
+    })
+    .await;
+    let mut dora = Browser::default();
+    let logged_in = dora
+        .post_form(
+            &format!("http://{}/login", app.address),
+            &[("username", "dora"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    (app, dora)
+}
+
+/// Issue 18, finding 1: an attacker starts a device login and sends the
+/// victim `/device?code=CODE`. Before, the victim saw the code filled in
+/// and approved in two clicks (Continue, Approve). Now the form is empty,
+/// says the link carried a code, and Continue as the page stands confirms
+/// nothing: the attacker's poll stays pending.
+#[tokio::test]
+async fn a_phishing_link_with_a_code_cannot_be_approved_in_two_clicks() {
+    let (app, mut victim) = dora_logged_in("").await;
+    let (attacker_device, code) = start(&app).await;
+    let link = victim
+        .get(&format!("http://{}/device?code={code}", app.address))
+        .await;
+    assert_eq!(link.status, 200, "{}", link.body);
+    assert!(!link.body.contains(&code), "prefilled: {}", link.body);
+    assert!(
+        !link.body.contains(&code.replace('-', "")),
+        "prefilled: {}",
+        link.body
+    );
+    assert!(
+        link.body.contains("id=\"device-link-code\""),
+        "{}",
+        link.body
+    );
+    assert!(link.body.contains("never filled in"), "{}", link.body);
+
+    // Click 1: Continue, submitting the form exactly as the page built it.
+    let csrf = form_csrf(&link.body);
+    let url = format!("http://{}/device", app.address);
+    let r = victim
+        .post_form(&url, &[("csrf_token", &csrf), ("user_code", "")])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(!r.body.contains("device-approve"), "{}", r.body);
+    assert_eq!(
+        poll_after_interval(&app, &attacker_device).await,
+        "authorization_pending",
+        "the attacker got nothing"
+    );
+    assert!(
+        !audit_rows(&app.data.open_plain())
+            .iter()
+            .any(|r| r.action == "auth.device.approve")
+    );
+}
+
+/// Issue 18: a typed code reaches a confirmation page that says what is
+/// authorised ("a command-line login for YOUR account, started from
+/// ADDRESS at TIME") and "If someone sent you this link or code, deny";
+/// approving gives a token marked as a device login in `whoami` and the
+/// audit trail, with the shorter `auth.device_token_ttl` (configurable).
+#[tokio::test]
+async fn a_typed_code_works_and_its_token_is_a_short_marked_device_token() {
+    let (app, mut dora) = dora_logged_in("device_token_ttl = \"20m\"\n").await;
+    let (device, code) = start(&app).await;
+    let form = dora.get(&format!("http://{}/device", app.address)).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(!form.body.contains("device-link-code"), "{}", form.body);
+    let csrf = form_csrf(&form.body);
+    let confirm = dora
+        .post_form(
+            &format!("http://{}/device", app.address),
+            &[("csrf_token", &csrf), ("user_code", &code)],
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let body = &confirm.body;
+    assert!(
+        body.contains("a command-line login for YOUR account (dora)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("started from <strong id=\"device-started\">127.0.0.1 at 20"),
+        "{body}"
+    );
+    assert!(
+        body.contains("If someone sent you this link or code, deny."),
+        "{body}"
+    );
+    assert!(!body.contains("device-mismatch"), "same address: {body}");
+    let approved = dora
+        .post_form(
+            &format!("http://{}/device/decision", app.address),
+            &[
+                ("csrf_token", &csrf),
+                ("user_code", &code),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let r = poll(&app, &device).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let expires = chrono::DateTime::parse_from_rfc3339(r.json()["expires_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let left = expires - chrono::Utc::now();
+    assert!(
+        left <= chrono::TimeDelta::minutes(20) && left > chrono::TimeDelta::minutes(15),
+        "device_token_ttl, not api_token_ttl: {left}"
+    );
+    let me = http_send(
+        app.address,
+        "GET",
+        "/api/v1/whoami",
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["device_login"], true, "{}", me.body);
+    let login = audit_rows(&app.data.open_plain())
+        .into_iter()
+        .find(|r| r.action == "auth.login" && r.reason.contains("device login"))
+        .expect("the token's auth.login");
+    let details: serde_json::Value = serde_json::from_str(&login.details).unwrap();
+    assert_eq!(details["device_login"], true, "{details}");
+
+    // A password login's token is not marked.
+    let pw = api(
+        &app,
+        "/api/v1/login",
+        &json!({ "username": "dora", "password": "correct horse battery" }).to_string(),
+    )
+    .await;
+    let pw_token = pw.json()["token"].as_str().unwrap().to_owned();
+    let me = http_send(
+        app.address,
+        "GET",
+        "/api/v1/whoami",
+        &[("Authorization", &format!("Bearer {pw_token}"))],
+        "",
+    )
+    .await;
+    assert_eq!(me.json()["device_login"], false, "{}", me.body);
+}
+
+/// Issue 18: when the login was started from another address than the
+/// browser's, the confirmation page says so prominently. The login starts
+/// from 127.0.0.2 (a real second client address), the browser is 127.0.0.1.
+#[tokio::test]
+async fn a_login_started_from_another_address_is_flagged_on_the_page() {
+    let (app, mut dora) = dora_logged_in("").await;
+    let started = http_send_from(
+        Some("127.0.0.2".parse().unwrap()),
+        app.address,
+        "POST",
+        "/api/v1/cli/device",
+        &[("Content-Type", "application/json")],
+        "",
+    )
+    .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let code = started.json()["user_code"].as_str().unwrap().to_owned();
+    let form = dora.get(&format!("http://{}/device", app.address)).await;
+    let csrf = form_csrf(&form.body);
+    let confirm = dora
+        .post_form(
+            &format!("http://{}/device", app.address),
+            &[("csrf_token", &csrf), ("user_code", &code)],
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let body = &confirm.body;
+    let warning = body
+        .split("id=\"device-mismatch\"")
+        .nth(1)
+        .expect("the mismatch warning")
+        .split("</p>")
+        .next()
+        .unwrap();
+    assert!(warning.contains("role=\"alert\""), "{warning}");
+    assert!(
+        warning.contains("started from 127.0.0.2, but your browser is at 127.0.0.1"),
+        "{warning}"
+    );
 }

@@ -304,8 +304,28 @@ pub async fn http_send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Response {
+    http_send_from(None, address, method, path, headers, body).await
+}
+
+/// Like [`http_send`], from the local address `from` (another loopback
+/// address such as 127.0.0.2, so the server sees a different client).
+pub async fn http_send_from(
+    from: Option<std::net::IpAddr>,
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let exchange = async {
-        let mut stream = TcpStream::connect(address).await.unwrap();
+        let mut stream = match from {
+            None => TcpStream::connect(address).await.unwrap(),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(ip, 0)).unwrap();
+                socket.connect(address).await.unwrap()
+            }
+        };
         let extra: String = headers
             .iter()
             .map(|(n, v)| format!("{n}: {v}\r\n"))

@@ -181,7 +181,7 @@ fn idp_users_log_in_request_and_approve_in_chromium() {
                 let _ = tx.send(line.trim().to_owned());
                 after_enter = false;
             }
-            if line.contains("enter the code") {
+            if line.contains("type this code") {
                 after_enter = true;
             }
         }
@@ -193,13 +193,19 @@ fn idp_users_log_in_request_and_approve_in_chromium() {
     // Any browser: the code page sends her to log in through the IdP's own
     // login form, comes back, and shows what she is authorising.
     let browser = Browser::start(&chromium, &chromedriver, &format!("http://{addr}"));
-    browser.goto(&format!("/device?code={code}"));
+    // She types the code (issue 18: a code is never filled in from a link).
+    browser.goto("/device");
     log_in_through_the_idp(&browser, "alice");
     browser.wait_for("#user_code");
+    browser.type_into("#user_code", &code);
     browser.click("#device-continue");
     browser.wait_for_text("#device-code", &code);
     browser.wait_for_text("#device-source", "127.0.0.1");
-    browser.wait_for_text("#device-what", "as you (alice)");
+    browser.wait_for_text("#device-what", "YOUR account (alice)");
+    browser.wait_for_text(
+        "#device-phishing",
+        "If someone sent you this link or code, deny",
+    );
     browser.click("#device-approve");
     browser.wait_for_text("#device-done", "Approved");
 
@@ -319,6 +325,7 @@ fn tpa_ssh_loopback_login_approved_on_the_consent_page_in_chromium() {
     let stdout = login.stdout.take().unwrap();
     let mut login = Guard { child: login };
     let (tx, rx) = mpsc::channel();
+    let (phrase_tx, phrase_rx) = mpsc::channel();
     let prefix = format!("http://{addr}");
     let printed = prefix.clone();
     std::thread::spawn(move || {
@@ -327,11 +334,17 @@ fn tpa_ssh_loopback_login_approved_on_the_consent_page_in_chromium() {
             if let Some(path) = line.trim().strip_prefix(&printed) {
                 let _ = tx.send(path.to_owned());
             }
+            if let Some(phrase) = line.trim().strip_prefix("Confirmation phrase: ") {
+                let _ = phrase_tx.send(phrase.to_owned());
+            }
         }
     });
     let path = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("tpa-ssh login printed no URL");
+    let phrase = phrase_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("tpa-ssh login printed no confirmation phrase");
     let port = path
         .split("127.0.0.1%3A")
         .nth(1)
@@ -346,6 +359,12 @@ fn tpa_ssh_loopback_login_approved_on_the_consent_page_in_chromium() {
     browser.wait_for_text("#consent-what", "as you (alice)");
     browser.wait_for_text("#consent-port", &format!("port {port}"));
     browser.wait_for_text("#consent-source", "127.0.0.1");
+    // issue 18: the page shows the phrase the terminal printed.
+    browser.wait_for_text("#consent-phrase", &phrase);
+    browser.wait_for_text(
+        "#consent-phrase-box",
+        "continue only if it matches your terminal",
+    );
     // Nothing reached the CLI before the click.
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -370,6 +389,13 @@ fn tpa_ssh_loopback_login_approved_on_the_consent_page_in_chromium() {
     std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut out).unwrap();
     assert!(status.success(), "{out}");
     assert!(out.contains("Logged in"), "{out}");
+    // issue 18: the account is named so that it cannot be missed, with a
+    // pointer to `tpa-ssh whoami`.
+    assert!(
+        out.contains(&format!("LOGGED IN AS: alice ({}#idp-alice)", sso.issuer)),
+        "{out}"
+    );
+    assert!(out.contains("tpa-ssh whoami"), "{out}");
     let who = tpa_ssh(&home, &["whoami", "--json"]).output().unwrap();
     assert!(who.status.success(), "{}", text(&who));
     let who: Value = serde_json::from_slice(&who.stdout).unwrap();

@@ -31,6 +31,7 @@ fn consent_value(c: &Consent) -> Value {
         client_source => c.client_source.clone(),
         created_at => c.created_at.clone(),
         expires_at => c.expires_at.clone(),
+        phrase => c.phrase.clone(),
     }
 }
 

@@ -82,7 +82,7 @@ pub async fn api_token(
     if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
         return Err(limited.into());
     }
-    let ttl = state.config.auth.api_token_ttl;
+    let ttl = state.config.auth.device_token_ttl;
     let source = audit_source(ip.0);
     let poll = with_db(&state, move |conn| {
         Ok(device_login::poll(
@@ -135,60 +135,82 @@ pub struct DeviceQuery {
     code: Option<String>,
 }
 
-fn waiting_value(w: &Waiting) -> Value {
+/// What the confirmation page shows: the waiting login, and the address of
+/// the browser looking at it, compared with the one that started the login.
+fn waiting_value(w: &Waiting, browser_source: &str) -> Value {
     context! {
         user_code => w.user_code.clone(),
         client_source => w.client_source.clone(),
+        browser_source => browser_source,
+        source_differs => w.client_source != browser_source,
         created_at => w.created_at.clone(),
         expires_at => w.expires_at.clone(),
     }
 }
 
-fn page(
-    auth: &Authenticated,
+/// The page in one of its steps: `enter` (the code form; `link_code` when
+/// the URL carried a code, which is never filled in), `confirm` or `done`.
+struct Step<'a> {
     status: StatusCode,
-    step: &str,
-    error: &str,
-    code: &str,
-    waiting: Option<&Waiting>,
+    step: &'a str,
+    error: &'a str,
+    link_code: bool,
+    waiting: Option<(&'a Waiting, String)>,
     approved: bool,
-) -> Result<Response, ApiError> {
+}
+
+impl<'a> Step<'a> {
+    fn enter(status: StatusCode, error: &'a str) -> Self {
+        Step {
+            status,
+            step: "enter",
+            error,
+            link_code: false,
+            waiting: None,
+            approved: false,
+        }
+    }
+}
+
+fn page(auth: &Authenticated, step: Step<'_>) -> Result<Response, ApiError> {
     render_status(
-        status,
+        step.status,
         "device.html",
         context! {
-            step => step,
-            error => error,
-            code => code,
-            waiting => waiting.map(waiting_value),
-            approved => approved,
+            step => step.step,
+            error => step.error,
+            link_code => step.link_code,
+            waiting => step.waiting.map(|(w, browser)| waiting_value(w, &browser)),
+            approved => step.approved,
             ..page_context(auth)
         },
     )
 }
 
-/// `GET /device[?code=XXXX-XXXX]`: the code form (after a login: without a
-/// session, to the login page, which comes back here).
+/// `GET /device`: the code form (without a session, to the login page,
+/// which comes back here). A `?code=` in the URL is never filled in (issue
+/// 18): RFC 8628 §5.4 wants the person to type the code their own terminal
+/// shows, since a prefilled code turns a phisher's link into a two-click
+/// approval of the phisher's login. The page says that the link carried one.
 pub async fn get(
     auth: Option<Authenticated>,
     query: Result<Query<DeviceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let code = query
+    let link_code = query
         .ok()
         .and_then(|Query(q)| q.code)
-        .and_then(|c| device_login::normalize_user_code(&c))
-        .map(|c| format!("{}-{}", c.get(..4).unwrap_or(""), c.get(4..).unwrap_or("")))
-        .unwrap_or_default();
+        .is_some_and(|c| !c.is_empty());
     let Some(auth) = auth else {
-        let back = if code.is_empty() {
-            "/device".to_owned()
-        } else {
-            format!("/device?code={code}")
-        };
-        let to = format!("/login?next={}", encode_query(&back));
+        let to = format!("/login?next={}", encode_query("/device"));
         return Ok(Redirect::to(&to).into_response());
     };
-    page(&auth, StatusCode::OK, "enter", "", &code, None, false)
+    page(
+        &auth,
+        Step {
+            link_code,
+            ..Step::enter(StatusCode::OK, "")
+        },
+    )
 }
 
 /// Counts a code attempt against the person (by identity) and their
@@ -207,16 +229,12 @@ async fn reserve_attempt(
 }
 
 /// A wrong or unusable code: the form again, with why.
-fn refused_page(
-    auth: &Authenticated,
-    refusal: CodeRefusal,
-    code: &str,
-) -> Result<Response, ApiError> {
+fn refused_page(auth: &Authenticated, refusal: CodeRefusal) -> Result<Response, ApiError> {
     let status = match refusal {
         CodeRefusal::Unknown => StatusCode::BAD_REQUEST,
         CodeRefusal::Expired | CodeRefusal::AlreadyDecided => StatusCode::CONFLICT,
     };
-    page(auth, status, "enter", refusal.message(), code, None, false)
+    page(auth, Step::enter(status, refusal.message()))
 }
 
 /// Only a browser session confirms a device login. An API token that could
@@ -227,12 +245,10 @@ fn api_token_refused(auth: &Authenticated) -> Option<Result<Response, ApiError>>
     (!matches!(auth.via, AuthVia::Session { .. })).then(|| {
         page(
             auth,
-            StatusCode::FORBIDDEN,
-            "enter",
-            "Device logins are confirmed in a browser session, not with an API token. Log in to this page in a browser.",
-            "",
-            None,
-            false,
+            Step::enter(
+                StatusCode::FORBIDDEN,
+                "Device logins are confirmed in a browser session, not with an API token. Log in to this page in a browser.",
+            ),
         )
     })
 }
@@ -262,12 +278,10 @@ async fn limited_page(
     let retry_after = limited.retry_after.as_secs().max(1);
     page(
         auth,
-        StatusCode::TOO_MANY_REQUESTS,
-        "enter",
-        &format!("Too many wrong codes. Try again in {retry_after} seconds."),
-        "",
-        None,
-        false,
+        Step::enter(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many wrong codes. Try again in {retry_after} seconds."),
+        ),
     )
 }
 
@@ -292,9 +306,8 @@ pub async fn post(
         Ok(r) => r,
         Err(limited) => return Ok(limited),
     };
-    let lookup_code = code.clone();
     let found = crate::http::auth::with_reader(&state, move |conn| {
-        Ok(device_login::lookup(conn, &lookup_code, Utc::now())?)
+        Ok(device_login::lookup(conn, &code, Utc::now())?)
     })
     .await?;
     match found {
@@ -302,15 +315,14 @@ pub async fn post(
             state.user_code_limiter.release(reservation);
             Ok(page(
                 &auth,
-                StatusCode::OK,
-                "confirm",
-                "",
-                "",
-                Some(&waiting),
-                false,
+                Step {
+                    step: "confirm",
+                    waiting: Some((&waiting, audit_source(ip.0))),
+                    ..Step::enter(StatusCode::OK, "")
+                },
             )?)
         }
-        Err(refusal) => Ok(refused_page(&auth, refusal, &code)?),
+        Err(refusal) => Ok(refused_page(&auth, refusal)?),
     }
 }
 
@@ -337,11 +349,10 @@ pub async fn decide(
     };
     let user = auth.user.clone();
     let source = audit_source(ip.0);
-    let decide_code = code.clone();
     let decided = with_db(&state, move |conn| {
         Ok(device_login::decide(
             conn,
-            &decide_code,
+            &code,
             &user,
             approve,
             &source,
@@ -354,14 +365,14 @@ pub async fn decide(
             state.user_code_limiter.release(reservation);
             Ok(page(
                 &auth,
-                StatusCode::OK,
-                "done",
-                "",
-                "",
-                Some(&waiting),
-                approve,
+                Step {
+                    step: "done",
+                    waiting: Some((&waiting, audit_source(ip.0))),
+                    approved: approve,
+                    ..Step::enter(StatusCode::OK, "")
+                },
             )?)
         }
-        Err(refusal) => Ok(refused_page(&auth, refusal, &code)?),
+        Err(refusal) => Ok(refused_page(&auth, refusal)?),
     }
 }
