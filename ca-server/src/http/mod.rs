@@ -154,11 +154,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/static/app.css", get(web::app_css))
         .route("/static/refresh.js", get(web::refresh_js))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(not_found)
         // Without this, axum answers 405 with an empty body instead of JSON.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(tower::util::MapResponseLayer::new(security_headers))
         .with_state(state)
+}
+
+/// Unknown paths: JSON under `/api/`, a page in plain words elsewhere (a
+/// person followed a link or typed the address).
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if uri.path().starts_with("/api/") {
+        ApiError::NotFound.into_response()
+    } else {
+        web::PageError(ApiError::NotFound).into_response()
+    }
 }
 
 /// Headers every response carries.

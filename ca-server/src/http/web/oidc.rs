@@ -83,7 +83,9 @@ pub(crate) fn error_page(
         context! {
             status => status.as_u16(),
             code => code,
+            heading => "The login did not complete",
             message => message,
+            next => vec![context! { href => "/login", label => "Log in again" }],
             ..anonymous_context()
         },
     )
