@@ -227,6 +227,18 @@ fn every_page_fits_at_desktop_and_phone_widths() {
         browser.goto(&format!("/requests/{granted}"));
         browser.wait_for_text("#state", "approved");
         check("request-approved");
+        // The pages of `tpa-ssh login`: the device code form and the
+        // loopback login's consent page (a web session goes straight there).
+        browser.goto("/device");
+        browser.wait_for("#user_code");
+        check("device");
+        browser.goto(
+            "/cli/login?redirect_uri=http%3A%2F%2F127.0.0.1%3A49999%2Fcallback\
+             &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        );
+        browser.wait_for_url("/cli/consent/");
+        browser.wait_for("#consent-approve");
+        check("cli-consent");
         browser.goto("/audit");
         browser.wait_for_text("main h1", "For auditors only");
         check("forbidden");
