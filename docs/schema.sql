@@ -108,7 +108,7 @@ CREATE TABLE auth_tokens (
     created_at  TEXT NOT NULL,
     expires_at  TEXT NOT NULL,
     revoked_at  TEXT
-, device_login INTEGER NOT NULL DEFAULT 0 CHECK (device_login IN (0, 1))) STRICT;
+, device_login INTEGER NOT NULL DEFAULT 0 CHECK (device_login IN (0, 1)), display_name TEXT) STRICT;
 
 CREATE TABLE bastion_events (
     event_id    TEXT    PRIMARY KEY,
@@ -193,7 +193,7 @@ CREATE TABLE cli_login_codes (
     created_at      TEXT NOT NULL,
     expires_at      TEXT NOT NULL,
     used_at         TEXT
-) STRICT;
+, display_name TEXT) STRICT;
 
 CREATE TABLE device_logins (
     device_hash     TEXT PRIMARY KEY,
@@ -210,7 +210,7 @@ CREATE TABLE device_logins (
     subject         TEXT,
     username        TEXT,
     groups          TEXT
-) STRICT;
+, display_name TEXT) STRICT;
 
 CREATE TABLE heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -23,7 +23,7 @@ use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
 use crate::audit::{NewEvent, Outcome, format_time};
 use crate::sessions::{self, NewSession, actor, hash_token};
-use crate::store::device_logins::{self, DeviceLogin, DeviceStatus};
+use crate::store::device_logins::{self, DecidedBy, DeviceLogin, DeviceStatus};
 use crate::store::{self, StoreError};
 
 /// How long a user code may wait for its confirmation.
@@ -263,6 +263,7 @@ pub fn start(
                 subject: None,
                 username: None,
                 groups: None,
+                display_name: None,
             };
             if device_logins::insert(tx, &row, now)? {
                 event(
@@ -354,12 +355,13 @@ pub fn decide(
                 "device login denied by the user",
             )
         };
-        let who = approve.then_some((
-            user.identity.issuer(),
-            user.identity.subject(),
-            user.username.as_str(),
-            groups.as_str(),
-        ));
+        let who = approve.then_some(DecidedBy {
+            issuer: user.identity.issuer(),
+            subject: user.identity.subject(),
+            username: user.username.as_str(),
+            display_name: user.display_name.as_str(),
+            groups: groups.as_str(),
+        });
         device_logins::set_status(tx, &row.device_hash, status, who, now)?;
         event(
             tx,
@@ -392,7 +394,7 @@ fn user_of(row: &DeviceLogin) -> Result<User, StoreError> {
         .map_err(|e| corrupt(e.to_string()))?;
     Ok(User {
         identity,
-        display_name: username.as_str().to_owned(),
+        display_name: crate::sessions::shown_name(row.display_name.as_deref(), &username),
         username,
         groups,
     })

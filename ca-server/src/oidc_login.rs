@@ -57,6 +57,9 @@ pub enum Refusal {
     Verification(String),
     /// The username claim is unusable.
     UnusableUsername(String),
+    /// The provider sent no username claim (in the ID token or userinfo):
+    /// what was missing where, for the administrator.
+    MissingClaim(String),
     /// CLI: unknown, used or expired code, wrong verifier or redirect URI.
     InvalidCliCode(&'static str),
     /// The client's address is over a login limit (audited once per window).
@@ -77,7 +80,7 @@ impl Refusal {
             Refusal::MissingCode => "missing code".to_owned(),
             Refusal::UnknownConnector => "connector no longer configured".to_owned(),
             Refusal::Verification(e) => e.clone(),
-            Refusal::UnusableUsername(e) => e.clone(),
+            Refusal::UnusableUsername(e) | Refusal::MissingClaim(e) => e.clone(),
             Refusal::InvalidCliCode(why) => format!("cli code {why}"),
             Refusal::RateLimited(why) => {
                 format!(
@@ -112,6 +115,9 @@ impl Refusal {
             Refusal::UnusableUsername(_) => {
                 "Your identity provider account has no username TPA can use (lowercase letters, digits, '.', '_' and '-'). Ask your administrator.".to_owned()
             }
+            Refusal::MissingClaim(what) => format!(
+                "TPA cannot tell who you are: {what}. This is a setting of the identity provider or of TPA (username_claim), not something you did: show this message to your administrator."
+            ),
             Refusal::InvalidCliCode(_) => {
                 "The login code is unknown, used, expired, or does not match this client. Run `tpa-ssh login` again.".to_owned()
             }
@@ -307,6 +313,7 @@ pub fn new_cli_code(
         issuer: user.identity.issuer().to_owned(),
         subject: user.identity.subject().to_owned(),
         username: user.username.as_str().to_owned(),
+        display_name: Some(user.display_name.clone()),
         groups: serde_json::to_string(&groups).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: format_time(now),
         expires_at: format_time(now + CLI_CODE_TTL),
@@ -367,7 +374,7 @@ pub fn exchange_cli_code(
         .map_err(|e| corrupt(e.to_string()))?;
     let user = User {
         identity,
-        display_name: username.as_str().to_owned(),
+        display_name: sessions::shown_name(row.display_name.as_deref(), &username),
         username,
         groups,
     };

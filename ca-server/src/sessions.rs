@@ -180,6 +180,7 @@ fn insert_session(
         issuer: user.identity.issuer().to_owned(),
         subject: user.identity.subject().to_owned(),
         username: user.username.as_str().to_owned(),
+        display_name: Some(user.display_name.clone()),
         groups: serde_json::to_string(&groups).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         csrf_token: session.csrf_token.clone(),
         created_at: format_time(now),
@@ -286,7 +287,7 @@ fn session_of(row: TokenRow) -> Result<Session, StoreError> {
         kind: row.kind,
         user: User {
             identity,
-            display_name: username.as_str().to_owned(),
+            display_name: shown_name(row.display_name.as_deref(), &username),
             username,
             groups,
         },
@@ -295,6 +296,14 @@ fn session_of(row: TokenRow) -> Result<Session, StoreError> {
         device_login: row.device_login,
         id: row.id,
     })
+}
+
+/// The display name kept with a login, or the username where none was kept
+/// (rows from before display names were stored) or it is not fit to show.
+pub fn shown_name(stored: Option<&str>, username: &Username) -> String {
+    stored
+        .and_then(crate::identity::claims::display_name)
+        .unwrap_or_else(|| username.as_str().to_owned())
 }
 
 /// Revokes a session or token and records `auth.logout`.

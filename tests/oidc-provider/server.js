@@ -11,7 +11,11 @@
 //   "users": {"<login_hint>": {"sub": "...", "preferred_username": "...", "email": "...", "groups": [...]}},
 //   "id_token_ttl": 600,          // seconds (optional)
 //   "clock_offset": 0,            // seconds added to the provider's clock (optional; tests of expiry)
-//   "id_token_audience": "other"  // re-sign every ID token with this `aud` (optional; audience tests)
+//   "id_token_audience": "other", // re-sign every ID token with this `aud` (optional; audience tests)
+//   "claims_in_userinfo_only": true, // ID tokens carry no profile/groups claims: only userinfo has them
+//                                    // (django-oidc-provider's default; optional)
+//   "userinfo_sub": "other",      // userinfo answers with this `sub` instead (optional; mismatch tests)
+//   "userinfo_down": true         // userinfo drops every connection (optional; provider fault tests)
 // }
 // Each start signs with a fresh RSA key under a fresh `kid`, so restarting
 // the provider on the same port is a key rotation.
@@ -64,8 +68,9 @@ const provider = new Provider(issuer, {
     profile: ['preferred_username', 'name'],
     email: ['email', 'email_verified'],
   },
-  // Scope claims go into the ID token (the CA reads groups from it).
-  conformIdTokenClaims: false,
+  // Scope claims go into the ID token (the CA reads groups from it), unless
+  // the test asks for a provider that puts them only in userinfo.
+  conformIdTokenClaims: Boolean(config.claims_in_userinfo_only),
   features: { devInteractions: { enabled: false } },
   ttl: { IdToken: Number(config.id_token_ttl || 600) },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
@@ -93,6 +98,24 @@ if (config.id_token_audience) {
     const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
     const signature = sign('sha256', Buffer.from(`${header}.${body}`), privateKey).toString('base64url');
     ctx.body = { ...ctx.body, id_token: `${header}.${body}.${signature}` };
+  });
+}
+
+// Userinfo faults: another subject, or an endpoint that is down.
+if (config.userinfo_sub || config.userinfo_down) {
+  provider.use(async (ctx, next) => {
+    if (ctx.path !== '/me') {
+      await next();
+      return;
+    }
+    if (config.userinfo_down) {
+      ctx.req.socket.destroy();
+      return;
+    }
+    await next();
+    if (ctx.body && typeof ctx.body === 'object') {
+      ctx.body = { ...ctx.body, sub: config.userinfo_sub };
+    }
   });
 }
 

@@ -243,10 +243,20 @@ async fn whoami(ca: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{} ({}#{})",
-        me.user.username, me.user.identity.issuer, me.user.identity.subject
-    );
+    // The display name (the provider's `name` claim, a local account's
+    // display_name) first when it says more than the username.
+    if me.user.display_name != me.user.username {
+        println!("{}", me.user.display_name);
+        println!(
+            "  username: {} ({}#{})",
+            me.user.username, me.user.identity.issuer, me.user.identity.subject
+        );
+    } else {
+        println!(
+            "{} ({}#{})",
+            me.user.username, me.user.identity.issuer, me.user.identity.subject
+        );
+    }
     println!("  groups: {}", me.user.groups.join(", "));
     println!("  token expires: {}", me.expires_at);
     if me.device_login {

@@ -28,6 +28,8 @@ pub struct OidcConfig {
     pub group_map: BTreeMap<String, GroupName>,
     /// The claim holding the login name (parsed as a TPA username).
     pub username_claim: String,
+    /// The claim holding the name shown on pages and by `tpa-ssh whoami`.
+    pub display_name_claim: String,
     /// Scopes requested besides `openid`.
     pub scopes: Vec<String>,
 }
@@ -42,6 +44,7 @@ impl std::fmt::Debug for OidcConfig {
             .field("groups_claim", &self.groups_claim)
             .field("group_map", &self.group_map)
             .field("username_claim", &self.username_claim)
+            .field("display_name_claim", &self.display_name_claim)
             .field("scopes", &self.scopes)
             .finish()
     }
@@ -61,6 +64,7 @@ pub(super) struct RawOidc {
     #[serde(default)]
     trust_group_names: bool,
     username_claim: Option<String>,
+    display_name_claim: Option<String>,
     scopes: Option<Vec<String>>,
 }
 
@@ -175,6 +179,11 @@ fn connector(
             "username_claim",
             raw.username_claim.as_deref(),
             "preferred_username",
+        )?,
+        display_name_claim: claim(
+            "display_name_claim",
+            raw.display_name_claim.as_deref(),
+            "name",
         )?,
         scopes,
     })

@@ -154,7 +154,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/static/app.css", get(web::app_css))
         .route("/static/refresh.js", get(web::refresh_js))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(not_found)
         // Without this, axum answers 405 with an empty body instead of JSON.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(tower::util::MapResponseLayer::new(security_headers))
@@ -174,6 +174,17 @@ async fn with_write_deadline(
 ) -> axum::response::Response {
     let deadline = std::time::Instant::now() + state.config.write_deadline;
     crate::workflow::deadline::scope(deadline, next.run(request)).await
+}
+
+/// Unknown paths: JSON under `/api/`, a page in plain words elsewhere (a
+/// person followed a link or typed the address).
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if uri.path().starts_with("/api/") {
+        ApiError::NotFound.into_response()
+    } else {
+        web::PageError(ApiError::NotFound).into_response()
+    }
 }
 
 /// Headers every response carries.

@@ -5,6 +5,7 @@
 //! [`Identities`]: password login, the OIDC connectors by name, and
 //! [`Identities::refresh`] to re-read a user's groups before a decision.
 
+pub mod claims;
 pub mod local;
 pub mod oidc;
 

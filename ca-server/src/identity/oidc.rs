@@ -1,7 +1,9 @@
 //! OpenID Connect connectors: discovery of the provider, the authorization
 //! URL (code flow, PKCE S256, `state`, `nonce`), and the callback's code
 //! exchange and ID token verification (signature, issuer, audience, expiry
-//! with a 60 s leeway, nonce, access-token hash), then claims → user. An ID
+//! with a 60 s leeway, nonce, access-token hash), userinfo when a claim the
+//! login needs is missing from the ID token, then claims → user
+//! ([`super::claims`]). An ID
 //! token signed with an unknown key makes the connector fetch the provider's
 //! keys again (key rotation), at most once per [`KEY_REFRESH`].
 //!
@@ -10,7 +12,7 @@
 //! The HTTP client never follows redirects (a redirect from a provider
 //! endpoint is an error, not a new destination).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,14 +24,17 @@ use openidconnect::core::{
     CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalClaims, AuthorizationCode, ClaimsVerificationError, Client,
-    ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IdTokenClaims, IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse as _,
+    AccessToken, AccessTokenHash, AdditionalClaims, AuthorizationCode, ClaimsVerificationError,
+    Client, ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IdTokenFields, IssuerUrl, Nonce, OAuth2TokenResponse as _,
     PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
-    StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
+    StandardErrorResponse, StandardTokenResponse, SubjectIdentifier, TokenResponse as _,
+    UserInfoClaims, UserInfoError,
 };
 use serde::{Deserialize, Serialize};
-use tpa_core::{GroupName, Identity, User, Username};
+use tpa_core::User;
+
+use super::claims::{self, Claims, Searched};
 
 use crate::config::OidcConfig;
 
@@ -112,7 +117,18 @@ pub enum OidcError {
     /// The ID token is missing or fails verification.
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
-    /// The username claim is missing or does not parse as a TPA username.
+    /// The userinfo answer is refused (another subject, a client error).
+    #[error("the userinfo answer is not usable: {0}")]
+    UserInfo(String),
+    /// The username claim is in neither the ID token nor userinfo.
+    #[error("the provider sent no `{claim}` claim in {searched}")]
+    MissingClaim {
+        /// The configured claim.
+        claim: String,
+        /// Where it was looked for.
+        searched: Searched,
+    },
+    /// The username claim does not parse as a TPA username.
     #[error("claim {claim} gives no usable username ({detail})")]
     UnusableUsername {
         /// The configured claim.
@@ -286,7 +302,8 @@ impl OidcConnector {
     }
 
     /// Exchanges `code` (with the PKCE verifier) and verifies the ID token
-    /// against this provider's keys, issuer and client id, and `nonce`.
+    /// against this provider's keys, issuer and client id, and `nonce`; then
+    /// completes its claims from userinfo when one the login needs is missing.
     pub async fn finish(
         &self,
         code: &str,
@@ -302,18 +319,81 @@ impl OidcConnector {
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
-        match self.verify(&client, &response, nonce, now) {
+        let (client, claims) = match self.verify(&client, &response, nonce, now) {
             Err(Verification::UnknownKey) if self.may_refresh_keys() => {
                 // The provider may have rotated its keys since discovery:
                 // fetch them again (at most once per KEY_REFRESH), then retry.
                 tracing::info!(connector = %self.config.name, "ID token signed with an unknown key; fetching the provider's keys again");
                 self.discover().await?;
                 let client = self.client().await?;
-                self.verify(&client, &response, nonce, now)
-                    .map_err(Verification::into_error)
+                let claims = self
+                    .verify(&client, &response, nonce, now)
+                    .map_err(Verification::into_error)?;
+                (client, claims)
             }
-            other => other.map_err(Verification::into_error),
+            other => (client, other.map_err(Verification::into_error)?),
+        };
+        let (claims, searched) = self
+            .with_userinfo(&client, response.access_token(), claims)
+            .await?;
+        claims::user_of(&self.config, &claims, searched)
+    }
+
+    /// `claims` completed from the userinfo endpoint when the username,
+    /// groups or display-name claim is missing from them. Userinfo is asked
+    /// with the access token, and its `sub` must equal the ID token's; its
+    /// claims only fill gaps (the signed ID token's values win).
+    async fn with_userinfo(
+        &self,
+        client: &TpaClient,
+        access_token: &AccessToken,
+        mut claims: Claims,
+    ) -> Result<(Claims, Searched), OidcError> {
+        let config = &self.config;
+        let wanted = [
+            &config.username_claim,
+            &config.groups_claim,
+            &config.display_name_claim,
+        ];
+        if wanted.iter().all(|c| claims::present(&claims, c)) {
+            return Ok((claims, Searched::IdToken));
         }
+        let subject = claims
+            .get("sub")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| OidcError::IdToken("no sub claim".to_owned()))?;
+        let Ok(request) = client.user_info(
+            access_token.clone(),
+            Some(SubjectIdentifier::new(subject.to_owned())),
+        ) else {
+            return Ok((claims, Searched::IdTokenNoUserinfo));
+        };
+        let info: UserInfoClaims<ExtraClaims, CoreGenderClaim> =
+            request.request_async(&self.http).await.map_err(|e| {
+                let why = format!("userinfo: {}", error_chain(&e));
+                match e {
+                    UserInfoError::Request(_) | UserInfoError::Parse(_) => {
+                        OidcError::Unavailable(why)
+                    }
+                    UserInfoError::Response(status, _, _) if status.is_server_error() => {
+                        OidcError::Unavailable(why)
+                    }
+                    UserInfoError::ClaimsVerification(ClaimsVerificationError::InvalidSubject(
+                        _,
+                    )) => OidcError::UserInfo(
+                        "userinfo answered for another subject than the ID token's".to_owned(),
+                    ),
+                    _ => OidcError::UserInfo(why),
+                }
+            })?;
+        let info = match serde_json::to_value(&info) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(OidcError::UserInfo("userinfo is not an object".to_owned())),
+        };
+        for (name, value) in info {
+            claims.entry(name).or_insert(value);
+        }
+        Ok((claims, Searched::IdTokenAndUserinfo))
     }
 
     /// Whether a key refresh is allowed now (and if so, counts it).
@@ -329,14 +409,14 @@ impl OidcConnector {
     }
 
     /// Verifies the response's ID token against `client`'s keys, issuer,
-    /// client id and `nonce`, then reads the user.
+    /// client id and `nonce`; returns its claims.
     fn verify(
         &self,
         client: &TpaClient,
         response: &TpaTokenResponse,
         nonce: &str,
         now: DateTime<Utc>,
-    ) -> Result<OidcLogin, Verification> {
+    ) -> Result<Claims, Verification> {
         let invalid = |e: String| Verification::Failed(OidcError::IdToken(e));
         let id_token = response
             .id_token()
@@ -385,76 +465,11 @@ impl OidcConnector {
                 ));
             }
         }
-        self.user_of(claims).map_err(Verification::Failed)
-    }
-
-    fn user_of(
-        &self,
-        claims: &IdTokenClaims<ExtraClaims, CoreGenderClaim>,
-    ) -> Result<OidcLogin, OidcError> {
-        let identity = Identity::new(claims.issuer().as_str(), claims.subject().as_str())
-            .map_err(|e| OidcError::IdToken(e.to_string()))?;
-        let extra = &claims.additional_claims().claims;
-        let claim = self.config.username_claim.as_str();
-        let raw_username = match claim {
-            "preferred_username" => claims.preferred_username().map(|u| u.as_str().to_owned()),
-            "email" => claims.email().map(|e| e.as_str().to_owned()),
-            "sub" => Some(claims.subject().as_str().to_owned()),
-            "nickname" => claims
-                .nickname()
-                .and_then(|n| n.get(None))
-                .map(|n| n.as_str().to_owned()),
-            other => extra.get(other).and_then(|v| v.as_str()).map(str::to_owned),
-        };
-        let unusable = |detail: String| OidcError::UnusableUsername {
-            claim: claim.to_owned(),
-            detail,
-        };
-        let raw_username = raw_username.ok_or_else(|| unusable("missing".to_owned()))?;
-        let username = Username::parse(&raw_username).map_err(|e| unusable(e.to_string()))?;
-        let groups = groups_of(extra.get(&self.config.groups_claim), &self.config.group_map);
-        let display_name = claims
-            .name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_owned())
-            .filter(|n| !n.trim().is_empty() && n.len() <= 128 && !n.contains(char::is_control))
-            .unwrap_or_else(|| username.as_str().to_owned());
-        Ok(OidcLogin {
-            user: User {
-                identity,
-                username,
-                display_name,
-                groups,
-            },
-            email: claims.email().map(|e| e.as_str().to_owned()),
-        })
-    }
-}
-
-/// The TPA groups of a groups claim: an array of strings (or one string).
-/// With a `group_map`, only mapped values count; without one, values that
-/// are valid TPA group names count as they are. Anything else is ignored.
-pub fn groups_of(
-    claim: Option<&serde_json::Value>,
-    group_map: &std::collections::BTreeMap<String, GroupName>,
-) -> BTreeSet<GroupName> {
-    let values: Vec<&str> = match claim {
-        Some(serde_json::Value::Array(items)) => {
-            items.iter().filter_map(serde_json::Value::as_str).collect()
+        match serde_json::to_value(claims) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            _ => Err(invalid("its claims are not an object".to_owned())),
         }
-        Some(serde_json::Value::String(one)) => vec![one.as_str()],
-        _ => Vec::new(),
-    };
-    values
-        .into_iter()
-        .filter_map(|v| {
-            if group_map.is_empty() {
-                GroupName::parse(v).ok()
-            } else {
-                group_map.get(v).cloned()
-            }
-        })
-        .collect()
+    }
 }
 
 /// An error with its sources, on one line (never holds secrets: the
@@ -468,50 +483,4 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use serde_json::json;
-
-    use super::*;
-
-    fn names(groups: &BTreeSet<GroupName>) -> Vec<&str> {
-        groups.iter().map(GroupName::as_str).collect()
-    }
-
-    #[test]
-    fn groups_from_claims() {
-        let none = BTreeMap::new();
-        let check = |claim: serde_json::Value, expected: &[&str]| {
-            assert_eq!(names(&groups_of(Some(&claim), &none)), expected, "{claim}");
-        };
-        check(
-            json!(["engineers", "sre-leads"]),
-            &["engineers", "sre-leads"],
-        );
-        check(json!("engineers"), &["engineers"]);
-        check(json!(["Engineers", "a b", 3, null, "ok"]), &["ok"]);
-        check(json!({"engineers": true}), &[]);
-        assert!(groups_of(None, &none).is_empty());
-
-        let map = BTreeMap::from([
-            (
-                "CN=SRE Leads,OU=Groups".to_owned(),
-                GroupName::parse("sre-leads").unwrap(),
-            ),
-            (
-                "0b6f-guid".to_owned(),
-                GroupName::parse("engineers").unwrap(),
-            ),
-        ]);
-        let claim = json!(["CN=SRE Leads,OU=Groups", "0b6f-guid", "auditors"]);
-        assert_eq!(
-            names(&groups_of(Some(&claim), &map)),
-            ["engineers", "sre-leads"],
-            "only mapped values count when a map is set"
-        );
-    }
 }

@@ -51,6 +51,8 @@ pub struct TokenRow {
     pub subject: String,
     /// The user's username.
     pub username: String,
+    /// The name shown to people (NULL in rows older than the column: the username).
+    pub display_name: Option<String>,
     /// JSON array of the user's groups at login.
     pub groups: String,
     /// Web sessions only: the CSRF token forms must carry.
@@ -69,8 +71,8 @@ pub struct TokenRow {
 pub fn insert(tx: &Transaction<'_>, row: &TokenRow) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO auth_tokens (id, token_hash, kind, issuer, subject, username, groups,
-             csrf_token, created_at, expires_at, revoked_at, device_login)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             csrf_token, created_at, expires_at, revoked_at, device_login, display_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             row.id,
             row.token_hash,
@@ -83,7 +85,8 @@ pub fn insert(tx: &Transaction<'_>, row: &TokenRow) -> Result<(), StoreError> {
             row.created_at,
             row.expires_at,
             row.revoked_at,
-            row.device_login
+            row.device_login,
+            row.display_name
         ],
     )?;
     Ok(())
@@ -99,7 +102,7 @@ pub fn find_active_by_hash(
     let row = conn
         .prepare_cached(
             "SELECT id, token_hash, kind, issuer, subject, username, groups, csrf_token,
-                    created_at, expires_at, revoked_at, device_login
+                    created_at, expires_at, revoked_at, device_login, display_name
              FROM auth_tokens
              WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
         )?
@@ -119,6 +122,7 @@ pub fn find_active_by_hash(
                     expires_at: r.get(9)?,
                     revoked_at: r.get(10)?,
                     device_login: r.get(11)?,
+                    display_name: r.get(12)?,
                 },
             ))
         })
@@ -164,6 +168,7 @@ mod tests {
             issuer: "tpa:local".to_owned(),
             subject: "alice".to_owned(),
             username: "alice".to_owned(),
+            display_name: Some("Alice".to_owned()),
             groups: "[\"engineers\"]".to_owned(),
             csrf_token: Some("csrf".to_owned()),
             created_at: format_time(now),

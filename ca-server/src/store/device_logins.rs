@@ -78,12 +78,14 @@ pub struct DeviceLogin {
     pub subject: Option<String>,
     /// Username.
     pub username: Option<String>,
+    /// The name shown to people.
+    pub display_name: Option<String>,
     /// JSON array of the user's groups.
     pub groups: Option<String>,
 }
 
 const COLUMNS: &str = "device_hash, user_code_hash, client_source, created_at, expires_at,
-     interval_secs, last_poll_at, status, issuer, subject, username, groups";
+     interval_secs, last_poll_at, status, issuer, subject, username, groups, display_name";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(DeviceLogin, String)> {
     Ok((
@@ -100,6 +102,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(DeviceLogin, String)> {
             subject: r.get(9)?,
             username: r.get(10)?,
             groups: r.get(11)?,
+            display_name: r.get(12)?,
         },
         r.get(7)?,
     ))
@@ -171,23 +174,40 @@ pub fn by_device_code(
     find(conn, "device_hash", device_hash)
 }
 
+/// The user who approved a device login, as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct DecidedBy<'a> {
+    /// Identity issuer.
+    pub issuer: &'a str,
+    /// Identity subject.
+    pub subject: &'a str,
+    /// Username.
+    pub username: &'a str,
+    /// The name shown to people.
+    pub display_name: &'a str,
+    /// JSON array of the user's groups.
+    pub groups: &'a str,
+}
+
 /// Sets the status of a login; with a user for `approved`.
 pub fn set_status(
     tx: &Transaction<'_>,
     device_hash: &str,
     status: DeviceStatus,
-    user: Option<(&str, &str, &str, &str)>,
+    user: Option<DecidedBy<'_>>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let (issuer, subject, username, groups) = match user {
-        Some((i, s, u, g)) => (Some(i), Some(s), Some(u), Some(g)),
-        None => (None, None, None, None),
-    };
+    let issuer = user.map(|u| u.issuer);
+    let subject = user.map(|u| u.subject);
+    let username = user.map(|u| u.username);
+    let display_name = user.map(|u| u.display_name);
+    let groups = user.map(|u| u.groups);
     tx.execute(
         "UPDATE device_logins
          SET status = ?2, decided_at = coalesce(decided_at, ?3),
              issuer = coalesce(?4, issuer), subject = coalesce(?5, subject),
-             username = coalesce(?6, username), groups = coalesce(?7, groups)
+             username = coalesce(?6, username), groups = coalesce(?7, groups),
+             display_name = coalesce(?8, display_name)
          WHERE device_hash = ?1",
         params![
             device_hash,
@@ -196,7 +216,8 @@ pub fn set_status(
             issuer,
             subject,
             username,
-            groups
+            groups,
+            display_name
         ],
     )?;
     Ok(())

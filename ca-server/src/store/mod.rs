@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_bastion_events.sql"),
     include_str!("migrations/0014_heartbeat.sql"),
     include_str!("migrations/0015_device_tokens.sql"),
+    include_str!("migrations/0016_display_names.sql"),
 ];
 
 /// The schema version this build expects.

@@ -135,6 +135,8 @@ pub struct CliCode {
     pub subject: String,
     /// The user's username.
     pub username: String,
+    /// The name shown to people.
+    pub display_name: Option<String>,
     /// JSON array of the user's groups at login.
     pub groups: String,
     /// RFC 3339 UTC.
@@ -157,8 +159,8 @@ pub fn insert_cli_code(
     )?;
     tx.execute(
         "INSERT INTO cli_login_codes (code_hash, code_challenge, redirect_uri, issuer, subject,
-             username, groups, created_at, expires_at, used_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             username, groups, created_at, expires_at, used_at, display_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             row.code_hash,
             row.code_challenge,
@@ -170,6 +172,7 @@ pub fn insert_cli_code(
             row.created_at,
             row.expires_at,
             row.used_at,
+            row.display_name,
         ],
     )?;
     Ok(())
@@ -184,7 +187,7 @@ pub fn take_cli_code(
     let row = tx
         .query_row(
             "SELECT code_hash, code_challenge, redirect_uri, issuer, subject, username, groups,
-                    created_at, expires_at, used_at
+                    created_at, expires_at, used_at, display_name
              FROM cli_login_codes WHERE code_hash = ?1",
             params![code_hash],
             |r| {
@@ -199,6 +202,7 @@ pub fn take_cli_code(
                     created_at: r.get(7)?,
                     expires_at: r.get(8)?,
                     used_at: r.get(9)?,
+                    display_name: r.get(10)?,
                 })
             },
         )

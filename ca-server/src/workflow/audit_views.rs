@@ -25,6 +25,39 @@ pub const DEFAULT_PAGE: u32 = 50;
 /// The most events, certificates or sessions a timeline shows.
 pub const TIMELINE_LIMIT: u32 = 1000;
 
+/// Every action the CA writes to the audit trail, grouped by its prefix, for
+/// the audit page's action filter (the filter itself takes any action or
+/// prefix). A test checks that the bastion's refusal kinds are all here.
+pub const KNOWN_ACTIONS: &[&str] = &[
+    "request.submit",
+    "request.approve",
+    "request.deny",
+    "request.break_glass",
+    "request.cancel",
+    "request.expire",
+    "request.revoke",
+    "request.review",
+    "cert.issue",
+    "cert.revoke",
+    "user.revoke",
+    "ca_key.revoke",
+    "session.record",
+    "bastion.auth_rejected",
+    "bastion.channel_refused",
+    "bastion.events_suppressed",
+    "auth.login",
+    "auth.logout",
+    "auth.cli.consent",
+    "auth.cli.approve",
+    "auth.cli.deny",
+    "auth.device.start",
+    "auth.device.code",
+    "auth.device.approve",
+    "auth.device.deny",
+    "auth.device.expire",
+    "ca.init",
+];
+
 /// Proof that a user may read the audit trail.
 #[derive(Debug, Clone)]
 pub struct Auditor {
@@ -304,6 +337,14 @@ pub fn list_filter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_actions_list_every_bastion_refusal_kind() {
+        for kind in tpa_core::api::BASTION_EVENT_KINDS {
+            let action = format!("bastion.{kind}");
+            assert!(KNOWN_ACTIONS.contains(&action.as_str()), "{action}");
+        }
+    }
     use tpa_core::api::AuditQuery;
 
     fn q(f: impl FnOnce(&mut AuditQuery)) -> Result<(AuditFilter, u32), String> {

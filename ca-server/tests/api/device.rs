@@ -207,6 +207,8 @@ async fn tpa_ssh_headless_login_confirmed_in_a_browser_through_the_provider() {
     assert_eq!(me["user"]["identity"]["issuer"], provider.issuer());
     assert_eq!(me["user"]["identity"]["subject"], "alice-sub-1");
     assert_eq!(me["user"]["groups"], json!(["engineers", "sre-leads"]));
+    // Issue 12: the provider's `name` claim is kept with the device login's token.
+    assert_eq!(me["user"]["display_name"], "Alice A");
     assert_eq!(me["via"], "api_token");
     // issue 18: marked as a device login, with the shorter default lifetime.
     assert_eq!(me["device_login"], true, "{me}");

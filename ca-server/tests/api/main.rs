@@ -17,6 +17,7 @@ mod http;
 mod issuance;
 mod metrics;
 mod oidc;
+mod oidc_claims;
 mod report;
 mod requests;
 mod requests_http;

@@ -139,7 +139,7 @@ pub(crate) fn add_connector(data: &mut DataDir, name: &str, issuer: &str) {
     });
 }
 
-fn set_public_url(data: &mut DataDir, address: SocketAddr) {
+pub(crate) fn set_public_url(data: &mut DataDir, address: SocketAddr) {
     data.edit_config(|text| {
         assert!(text.contains("[server]\n"), "{text}");
         text.replacen(
@@ -394,6 +394,8 @@ async fn web_login_with_groups_from_the_claim_and_identity_by_subject() {
     assert_eq!(me["user"]["identity"]["subject"], "alice-sub-1");
     assert_eq!(me["user"]["username"], "alice");
     assert_eq!(me["user"]["groups"], json!(["engineers", "sre-leads"]));
+    // Issue 12: the `name` claim, kept with the web session.
+    assert_eq!(me["user"]["display_name"], "Alice A");
     assert_eq!(me["via"], "session");
 
     let audit = audit_rows(&app.data.open_plain());
@@ -932,6 +934,8 @@ async fn cli_loopback_login_gives_an_api_token_once() {
     .await;
     assert_eq!(me.status, 200);
     assert_eq!(me.json()["via"], "api_token");
+    // Issue 12: the provider's `name` claim is kept with the loopback login's token.
+    assert_eq!(me.json()["user"]["display_name"], "Alice A");
     let replay = exchange(code, verifier, redirect.to_owned()).await;
     assert_eq!(replay.status, 400, "{}", replay.body);
 }

@@ -13,6 +13,7 @@ mod harness;
 mod login_at_host;
 mod os_user;
 mod readme;
+mod pages;
 mod revocation;
 mod ssh_interop;
 mod sso;

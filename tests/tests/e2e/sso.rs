@@ -408,6 +408,14 @@ fn tpa_ssh_loopback_login_approved_on_the_consent_page_in_chromium() {
         who["whoami"]["user"]["identity"]["subject"], "idp-alice",
         "{who}"
     );
+    // Issue 12: the provider's `name` claim is the display name, kept with
+    // the loopback login's token and shown first by `tpa-ssh whoami`.
+    assert_eq!(who["whoami"]["user"]["display_name"], "Alice", "{who}");
+    let plain = tpa_ssh(&home, &["whoami"]).output().unwrap();
+    assert!(plain.status.success(), "{}", text(&plain));
+    let plain = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert_eq!(plain.lines().next(), Some("Alice"), "{plain}");
+    assert!(plain.contains("username: alice"), "{plain}");
     drop(browser);
     sso.running.terminate();
 }

@@ -53,12 +53,42 @@ fn shown(time: &str) -> String {
         .map_or_else(|_| time.to_owned(), |t| utc(t.with_timezone(&Utc)))
 }
 
+/// An actor as people read it: the name (a user's subject after `#`, or the
+/// whole actor) and where it comes from (the issuer, empty for local
+/// accounts); the full value stays in the page for hover and copy.
+fn actor_parts(actor: &str) -> (String, String) {
+    match actor
+        .strip_prefix("user:")
+        .and_then(|rest| rest.rsplit_once('#'))
+    {
+        Some((issuer, subject)) if issuer == tpa_core::identity::LOCAL_ISSUER => {
+            (subject.to_owned(), String::new())
+        }
+        Some((issuer, subject)) => (subject.to_owned(), issuer.to_owned()),
+        None => (actor.to_owned(), String::new()),
+    }
+}
+
+/// An object as `kind` and `id` (`request:req_…` → `request`, `req_…`).
+fn object_parts(object: &str) -> (String, String) {
+    match object.split_once(':') {
+        Some((kind, id)) => (kind.to_owned(), id.to_owned()),
+        None => (String::new(), object.to_owned()),
+    }
+}
+
 fn event_value(e: &AuditEventView) -> Value {
     let request = e.object.strip_prefix("request:").map(str::to_owned);
+    let (actor_name, actor_from) = actor_parts(&e.actor);
+    let (object_kind, object_id) = object_parts(&e.object);
     context! {
         seq => e.seq,
         time => shown(&e.time),
         actor => e.actor.as_str(),
+        actor_name => actor_name,
+        actor_from => actor_from,
+        object_kind => object_kind,
+        object_id => object_id,
         source => e.source.as_str(),
         action => e.action.as_str(),
         object => e.object.as_str(),
@@ -137,9 +167,30 @@ pub async fn log(
         )
     });
     let events: Vec<Value> = page.events.iter().map(event_value).collect();
+    // The action filter: every known action, grouped by prefix; a prefix
+    // (`request.`) selects the whole group. An unknown value typed into the
+    // URL is kept as an option so the page shows what it filters by.
+    let chosen = q.action.clone().unwrap_or_default();
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for action in av::KNOWN_ACTIONS {
+        let prefix = action.split('.').next().unwrap_or(action).to_owned() + ".";
+        match groups.last_mut() {
+            Some((p, members)) if *p == prefix => members.push((*action).to_owned()),
+            _ => groups.push((prefix, vec![(*action).to_owned()])),
+        }
+    }
+    let known = groups
+        .iter()
+        .any(|(p, members)| *p == chosen || members.contains(&chosen));
+    let action_groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(prefix, actions)| context! { prefix => prefix, actions => actions })
+        .collect();
     Ok(render(
         "audit_log.html",
         context! {
+            action_groups => action_groups,
+            other_action => (!known && !chosen.is_empty()).then_some(chosen),
             q => Value::from_serialize(&q),
             events => events,
             next => next,
@@ -260,6 +311,26 @@ pub async fn sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actors_and_objects_as_people_read_them() {
+        let actor = |a: &str, name: &str, from: &str| {
+            assert_eq!(actor_parts(a), (name.to_owned(), from.to_owned()), "{a}");
+        };
+        actor("user:tpa:local#alice", "alice", "");
+        actor(
+            "user:https://idp.example.com#0b6f-sub",
+            "0b6f-sub",
+            "https://idp.example.com",
+        );
+        actor("anonymous", "anonymous", "");
+        actor("admin:root", "admin:root", "");
+        assert_eq!(
+            object_parts("request:req_abc"),
+            ("request".to_owned(), "req_abc".to_owned())
+        );
+        assert_eq!(object_parts("web-1"), (String::new(), "web-1".to_owned()));
+    }
 
     #[test]
     fn query_strings_encode_and_skip_empty_values() {

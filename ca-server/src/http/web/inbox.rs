@@ -1,8 +1,10 @@
 //! `GET /`: the approver inbox, the requests the viewer may decide now
-//! (`workflow::requests::inbox`); everyone else goes to `/login`.
+//! (`workflow::requests::inbox`); everyone else goes to `/login`. An
+//! auditor who approves no role lands on `/audit` instead (after every login
+//! too, since logins continue to `/`): their inbox would always be empty.
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
 
@@ -20,6 +22,13 @@ pub async fn get(
     let Some(auth) = auth else {
         return Ok(to_login());
     };
+    let policy = &state.config.policy;
+    let approver = policy
+        .roles()
+        .any(|role| role.stages.iter().any(|s| auth.user.in_group(&s.group)));
+    if auth.auditor && !approver {
+        return Ok(Redirect::to("/audit").into_response());
+    }
     let now = Utc::now();
     let st = state.clone();
     let user = auth.user.clone();
@@ -27,10 +36,6 @@ pub async fn get(
         wf::inbox(conn, &st.config.policy, &user, now)
     })
     .await?;
-    let policy = &state.config.policy;
-    let approver = policy
-        .roles()
-        .any(|role| role.stages.iter().any(|s| auth.user.in_group(&s.group)));
     let rows: Vec<Value> = requests
         .iter()
         .map(|r| request_value(r, policy, now))

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod cli_consent;
 pub mod device;
+pub mod error_words;
 pub mod history;
 pub mod inbox;
 pub mod login;
@@ -226,10 +227,13 @@ impl From<crate::workflow::requests::WorkflowError> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let reply = self.0.reply();
+        let (heading, message, next) = error_words::words(reply.status, reply.code, &reply.message);
         let ctx = context! {
             status => reply.status.as_u16(),
             code => reply.code,
-            message => reply.message,
+            heading => heading,
+            message => message,
+            next => next,
             ..anonymous_context()
         };
         let mut response = match render_status(reply.status, "error.html", ctx) {

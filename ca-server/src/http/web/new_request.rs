@@ -1,6 +1,7 @@
-//! `GET /requests/new` (a form limited to the roles the viewer may request)
-//! and `POST /requests` (submits through the same function as the JSON API,
-//! then 303 to the new request's page; a refusal shows the form again).
+//! `GET /requests/new` (a form limited to the roles the viewer may request,
+//! with an emergency (break-glass) section when one of them allows it) and
+//! `POST /requests` (submits through the same function as the JSON API, then
+//! 303 to the new request's page; a refusal shows the form again).
 
 use axum::Form;
 use axum::extract::State;
@@ -24,11 +25,24 @@ fn form_page(
     error: Option<&str>,
     fields: &FormFields,
 ) -> Result<Response, PageError> {
-    let roles: Vec<Value> = state
-        .config
-        .policy
-        .roles()
-        .filter(|role| role.requestable_by(&auth.user))
+    let requestable = || {
+        state
+            .config
+            .policy
+            .roles()
+            .filter(|role| role.requestable_by(&auth.user))
+    };
+    let emergency_roles: Vec<Value> = requestable()
+        .filter_map(|role| {
+            role.break_glass.as_ref().map(|rule| {
+                context! {
+                    name => role.name.as_str(),
+                    max_duration => rule.max_duration.to_string(),
+                }
+            })
+        })
+        .collect();
+    let roles: Vec<Value> = requestable()
         .map(|role| {
             context! {
                 name => role.name.as_str(),
@@ -52,6 +66,9 @@ fn form_page(
             duration => value("duration"),
             reason => value("reason"),
             ticket => value("ticket"),
+            incident => value("incident"),
+            break_glass => fields.get("break_glass").is_some(),
+            emergency_roles => emergency_roles,
             ..page_context(auth)
         },
     )?)
@@ -69,7 +86,9 @@ pub async fn get(
 }
 
 /// `POST /requests`: form `csrf_token`, `role`, `hosts` (separated by commas
-/// or spaces), optional `duration`, `reason`, optional `ticket`.
+/// or spaces), optional `duration`, `reason`, optional `ticket`; for an
+/// emergency `break_glass` (a checkbox) and `incident`, which becomes the
+/// request's ticket (the break-glass rule's incident id).
 pub async fn post(
     State(state): State<AppState>,
     ip: ConnectInfoOpt,
@@ -80,6 +99,24 @@ pub async fn post(
     let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
         Ok(checked) => checked,
         Err(redirect) => return Ok(redirect),
+    };
+    let break_glass = fields.get("break_glass").is_some();
+    let incident = fields.non_empty("incident");
+    if break_glass && incident.is_none() {
+        let message =
+            "An emergency request needs the incident id it is for (for example INC-4411).";
+        return form_page(
+            &state,
+            &auth,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(message),
+            &fields,
+        );
+    }
+    let ticket = if break_glass {
+        incident
+    } else {
+        fields.non_empty("ticket")
     };
     let input = RequestInput {
         role: fields.get("role").unwrap_or_default().trim().to_owned(),
@@ -92,9 +129,9 @@ pub async fn post(
             .collect(),
         duration: fields.non_empty("duration"),
         reason: fields.get("reason").unwrap_or_default().trim().to_owned(),
-        ticket: fields.non_empty("ticket"),
+        ticket,
         start: None,
-        break_glass: false,
+        break_glass,
     };
     match submit_request(&state, ip.0, auth.user.clone(), input, Utc::now()).await {
         Ok(submitted) => {

@@ -83,7 +83,9 @@ pub(crate) fn error_page(
         context! {
             status => status.as_u16(),
             code => code,
+            heading => "The login did not complete",
             message => message,
+            next => vec![context! { href => "/login", label => "Log in again" }],
             ..anonymous_context()
         },
     )
@@ -210,11 +212,15 @@ async fn provider_down(
         )?)
     })
     .await?;
-    error_page(
+    let mut page = error_page(
         StatusCode::SERVICE_UNAVAILABLE,
         "idp_unavailable",
         "The identity provider cannot be reached, so you cannot log in with it now. Try again later or ask your administrator.",
-    )
+    )?;
+    // A fault of the world: the browser (or a script) may try again.
+    page.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    Ok(page)
 }
 
 /// The answer when an address is over a login limit: a 429 page with
@@ -425,6 +431,18 @@ pub async fn callback(
             tracing::warn!(connector = %name, error = %e, "OpenID provider unavailable at callback");
             return provider_down(&state, ip, &name).await;
         }
+        Err(e @ OidcError::MissingClaim { .. }) => {
+            // The provider's (or TPA's) configuration, not the user: the log
+            // line and the page name the claim for the administrator.
+            tracing::warn!(connector = %name, error = %e, "OpenID login refused: a claim TPA needs is missing");
+            return refuse(
+                &state,
+                Some(&name),
+                Refusal::MissingClaim(e.to_string()),
+                &source,
+            )
+            .await;
+        }
         Err(e @ OidcError::UnusableUsername { .. }) => {
             return refuse(
                 &state,
@@ -537,6 +555,7 @@ async fn refuse(
     .await?;
     let (status, code) = match refusal {
         Refusal::UnusableUsername(_) => (StatusCode::FORBIDDEN, "unusable_username"),
+        Refusal::MissingClaim(_) => (StatusCode::FORBIDDEN, "missing_claim"),
         Refusal::ProviderError(_) => (StatusCode::FORBIDDEN, "provider_refused"),
         Refusal::Verification(_) => (StatusCode::FORBIDDEN, "login_not_verified"),
         _ => (StatusCode::BAD_REQUEST, "invalid_login_state"),

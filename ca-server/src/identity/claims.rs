@@ -1,0 +1,177 @@
+//! An OpenID Connect login's claims → a TPA user: the username from the
+//! configured claim (it must parse as a TPA username), the groups from the
+//! groups claim (through the group map), the display name from `name` or the
+//! configured `display_name_claim`, and the identity (issuer, `sub`). The
+//! claims are the verified ID token's, completed from userinfo by
+//! [`super::oidc::OidcConnector`]; this module only reads them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use tpa_core::{GroupName, Identity, User, Username};
+
+use super::oidc::{OidcError, OidcLogin};
+use crate::config::OidcConfig;
+
+/// The claims of a login, by name.
+pub type Claims = serde_json::Map<String, Value>;
+
+/// Where the claims of a login were looked for (named in the error that
+/// says a claim is missing, for the administrator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Searched {
+    /// The ID token had every claim the login needs; userinfo was not asked.
+    IdToken,
+    /// The ID token, then the userinfo endpoint.
+    IdTokenAndUserinfo,
+    /// The ID token only: the provider advertises no userinfo endpoint.
+    IdTokenNoUserinfo,
+}
+
+impl std::fmt::Display for Searched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Searched::IdToken => "the ID token",
+            Searched::IdTokenAndUserinfo => "the ID token or userinfo",
+            Searched::IdTokenNoUserinfo => {
+                "the ID token (the provider advertises no userinfo endpoint)"
+            }
+        })
+    }
+}
+
+/// Whether `claims` holds `name` with a value (JSON `null` counts as absent).
+pub fn present(claims: &Claims, name: &str) -> bool {
+    claims.get(name).is_some_and(|v| !v.is_null())
+}
+
+/// The user of a login's claims.
+pub fn user_of(
+    config: &OidcConfig,
+    claims: &Claims,
+    searched: Searched,
+) -> Result<OidcLogin, OidcError> {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    let identity = Identity::new(
+        text("iss").unwrap_or_default(),
+        text("sub").unwrap_or_default(),
+    )
+    .map_err(|e| OidcError::IdToken(e.to_string()))?;
+    let claim = config.username_claim.as_str();
+    let unusable = |detail: &str| OidcError::UnusableUsername {
+        claim: claim.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if !present(claims, claim) {
+        return Err(OidcError::MissingClaim {
+            claim: claim.to_owned(),
+            searched,
+        });
+    }
+    let raw_username = text(claim).ok_or_else(|| unusable("not a string"))?;
+    let username = Username::parse(raw_username).map_err(|e| unusable(&e.to_string()))?;
+    let groups = groups_of(claims.get(&config.groups_claim), &config.group_map);
+    let display_name = text(&config.display_name_claim)
+        .and_then(display_name)
+        .unwrap_or_else(|| username.as_str().to_owned());
+    Ok(OidcLogin {
+        user: User {
+            identity,
+            username,
+            display_name,
+            groups,
+        },
+        email: text("email").map(str::to_owned),
+    })
+}
+
+/// A display name as it may be shown: trimmed, 1 to 128 bytes, no control
+/// characters (pages escape it; the limit keeps headers and lines short).
+pub fn display_name(raw: &str) -> Option<String> {
+    let name = raw.trim();
+    let ok = !name.is_empty() && name.len() <= 128 && !name.contains(char::is_control);
+    ok.then(|| name.to_owned())
+}
+
+/// The TPA groups of a groups claim: an array of strings (or one string).
+/// With a `group_map`, only mapped values count; without one, values that
+/// are valid TPA group names count as they are. Anything else is ignored.
+pub fn groups_of(
+    claim: Option<&Value>,
+    group_map: &BTreeMap<String, GroupName>,
+) -> BTreeSet<GroupName> {
+    let values: Vec<&str> = match claim {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(one)) => vec![one.as_str()],
+        _ => Vec::new(),
+    };
+    values
+        .into_iter()
+        .filter_map(|v| {
+            if group_map.is_empty() {
+                GroupName::parse(v).ok()
+            } else {
+                group_map.get(v).cloned()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn names(groups: &BTreeSet<GroupName>) -> Vec<&str> {
+        groups.iter().map(GroupName::as_str).collect()
+    }
+
+    #[test]
+    fn groups_from_claims() {
+        let none = BTreeMap::new();
+        let check = |claim: Value, expected: &[&str]| {
+            assert_eq!(names(&groups_of(Some(&claim), &none)), expected, "{claim}");
+        };
+        check(
+            json!(["engineers", "sre-leads"]),
+            &["engineers", "sre-leads"],
+        );
+        check(json!("engineers"), &["engineers"]);
+        check(json!(["Engineers", "a b", 3, null, "ok"]), &["ok"]);
+        check(json!({"engineers": true}), &[]);
+        assert!(groups_of(None, &none).is_empty());
+
+        let map = BTreeMap::from([
+            (
+                "CN=SRE Leads,OU=Groups".to_owned(),
+                GroupName::parse("sre-leads").unwrap(),
+            ),
+            (
+                "0b6f-guid".to_owned(),
+                GroupName::parse("engineers").unwrap(),
+            ),
+        ]);
+        let claim = json!(["CN=SRE Leads,OU=Groups", "0b6f-guid", "auditors"]);
+        assert_eq!(
+            names(&groups_of(Some(&claim), &map)),
+            ["engineers", "sre-leads"],
+            "only mapped values count when a map is set"
+        );
+    }
+
+    #[test]
+    fn display_names() {
+        let check = |raw: &str, expected: Option<&str>| {
+            assert_eq!(display_name(raw).as_deref(), expected, "{raw:?}");
+        };
+        check("Alice Example", Some("Alice Example"));
+        check("  Alice  ", Some("Alice"));
+        check("", None);
+        check("   ", None);
+        check("a\nb", None);
+        check("a\u{7}b", None);
+        check(&"x".repeat(129), None);
+        check(&"x".repeat(128), Some(&"x".repeat(128)));
+    }
+}
