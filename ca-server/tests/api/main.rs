@@ -11,6 +11,7 @@ mod batch;
 mod cli;
 mod cli_consent;
 mod device;
+mod free_text;
 mod helpers;
 mod http;
 mod issuance;
