@@ -287,8 +287,28 @@ pub async fn http_send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Response {
+    http_send_from(None, address, method, path, headers, body).await
+}
+
+/// [`http_send`] from the local address `source` (another loopback address
+/// such as 127.0.0.2, to be a second client) when given.
+pub async fn http_send_from(
+    source: Option<std::net::IpAddr>,
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let exchange = async {
-        let mut stream = TcpStream::connect(address).await.unwrap();
+        let mut stream = match source {
+            None => TcpStream::connect(address).await.unwrap(),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(ip, 0)).unwrap();
+                socket.connect(address).await.unwrap()
+            }
+        };
         let extra: String = headers
             .iter()
             .map(|(n, v)| format!("{n}: {v}\r\n"))
