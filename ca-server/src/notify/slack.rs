@@ -85,7 +85,22 @@ pub fn slack_text(event: &WebhookEvent) -> String {
         needed,
         mrkdwn(&r.reason, REASON_CHARS)
     );
-    debug_assert!(text.len() <= MAX_TEXT, "{}", text.len());
+    bounded(text)
+}
+
+/// `text` cut to at most [`MAX_TEXT`] bytes (on a character boundary, then
+/// `…`). The budgets above keep ordinary messages well below; this is the
+/// guarantee for any input.
+fn bounded(mut text: String) -> String {
+    if text.len() <= MAX_TEXT {
+        return text;
+    }
+    let mut end = MAX_TEXT - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
     text
 }
 
@@ -103,5 +118,19 @@ mod tests {
         );
         assert_eq!(mrkdwn("\u{1b}[2J\u{202e}", 100), "\u{FFFD}[2J\u{FFFD}");
         assert_eq!(mrkdwn(&"&".repeat(10), 3), "&amp;&amp;&amp;…");
+    }
+
+    #[test]
+    fn no_input_makes_a_text_longer_than_the_bound() {
+        // issue 11: every field at its worst (5 bytes per character shown).
+        let worst = "&\n".repeat(2000);
+        assert_eq!(mrkdwn(&worst, REASON_CHARS).len(), REASON_CHARS * 5 + 3);
+        let long = bounded("é".repeat(MAX_TEXT));
+        assert!(
+            long.len() <= MAX_TEXT && long.ends_with('…'),
+            "{}",
+            long.len()
+        );
+        assert_eq!(bounded("short".to_owned()), "short");
     }
 }
