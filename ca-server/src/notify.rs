@@ -13,13 +13,17 @@ use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::Transaction;
 use sha2::Sha256;
 use tokio::sync::{Notify, watch};
-use tpa_core::api::{RequestView, SlackMessage, WebhookEvent};
+use tpa_core::api::{SlackMessage, WebhookEvent};
 use tpa_core::{AccessRequest, Policy, RequestId};
 
 use crate::audit::format_time;
 use crate::config::{WebhookConfig, WebhookFormat};
 use crate::request_view::view;
 use crate::store::{self, Create, StoreError, outbox};
+
+pub mod slack;
+
+pub use slack::slack_text;
 
 /// Queues a request event for every webhook, inside the caller's transaction.
 pub fn enqueue_request_event(
@@ -36,48 +40,6 @@ pub fn enqueue_request_event(
     };
     let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     outbox::enqueue(tx, kind, &payload, now).map(drop)
-}
-
-/// The Slack text for an event.
-pub fn slack_text(event: &WebhookEvent) -> String {
-    let r: &RequestView = &event.request;
-    let who = r
-        .requester
-        .username
-        .as_deref()
-        .unwrap_or(&r.requester.subject);
-    let verb = match event.event.as_str() {
-        "request.created" => "requests",
-        "request.approved" => "was approved for",
-        "request.denied" => "was denied",
-        "request.expired" => "request expired for",
-        "request.cancelled" => "cancelled",
-        "request.revoked" => "lost (revoked)",
-        "request.break_glass" => ":rotating_light: BREAK-GLASS self-approved",
-        other => other,
-    };
-    let needed = r
-        .still_needed
-        .as_ref()
-        .map(|n| format!(" — needs {} approval(s) from {}", n.approvals, n.group))
-        .unwrap_or_default();
-    // Slack mrkdwn: escape the three control characters in user text.
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    format!(
-        "*{}* {} *{}* on {} for {} ({}){} — reason: {}",
-        esc(who),
-        verb,
-        esc(&r.role),
-        esc(&r.hosts.join(", ")),
-        r.duration,
-        r.id,
-        needed,
-        esc(&r.reason)
-    )
 }
 
 /// Hex HMAC-SHA256 of `parts` concatenated, under `secret`.

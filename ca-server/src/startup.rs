@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::audit_checkpoint::AuditKey;
 use crate::config::Config;
+use crate::http::login_limit::PasswordLimiter;
 use crate::http::rate_limit::{self, AddressRateLimiter, DecisionRateLimiter, LoginRateLimiter};
 use crate::identity::Identities;
 use crate::listener::ConnectionStats;
@@ -41,7 +42,7 @@ pub struct AppState {
     /// The configuration the server was built from.
     pub config: Arc<Config>,
     /// Failed-login limits shared by the API and the web login.
-    pub login_limiter: Arc<LoginRateLimiter>,
+    pub login_limiter: Arc<PasswordLimiter>,
     /// Decision limits (approve, deny, cancel) shared by the API and the web forms.
     pub decision_limiter: Arc<DecisionRateLimiter>,
     /// SSO, CLI and device logins started per client address.
@@ -105,7 +106,7 @@ impl AppState {
             issuer,
             identities: Arc::new(identities),
             config,
-            login_limiter: Arc::new(LoginRateLimiter::default()),
+            login_limiter: Arc::new(PasswordLimiter::default()),
             decision_limiter: Arc::new(DecisionRateLimiter::default()),
             login_start_limiter: Arc::new(AddressRateLimiter::new(
                 rate_limit::STARTS_PER_IP,

@@ -111,24 +111,21 @@ impl From<rusqlite::Error> for IssueError {
 }
 
 /// The longest reason accepted.
-const MAX_REASON: usize = 1024;
+const MAX_REASON: usize = tpa_core::text::MAX_SHORT_REASON;
 
-/// Parses and checks every field of an admin issuance; the first problem wins.
+/// Parses and checks every field of an admin issuance; the first problem
+/// wins. Returns the scope and the reason as checked free text.
 fn admin_scope(
     input: &AdminIssueInput,
     admin: &Username,
     limits: &AdminIssueConfig,
     signer: &Signer,
     now: DateTime<Utc>,
-) -> Result<ApprovedScope, String> {
-    let reason = input.reason.trim();
+) -> Result<(ApprovedScope, tpa_core::FreeText), String> {
+    let reason = tpa_core::FreeText::parse(tpa_core::TextField::ShortReason, &input.reason)
+        .map_err(|e| format!("--reason: {e}"))?;
     if reason.is_empty() {
         return Err("a reason is required (--reason \"INC-1234 why\")".to_owned());
-    }
-    if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
-        return Err(format!(
-            "the reason must be at most {MAX_REASON} bytes on one line"
-        ));
     }
     if input.principals.is_empty() {
         return Err("at least one --principal is required".to_owned());
@@ -167,7 +164,7 @@ fn admin_scope(
     let subject =
         SubjectKey::parse(&input.public_key, &signer.ca_key_data()).map_err(|e| e.to_string())?;
     let window = TimeDelta::from_std(ttl.get()).map_err(|_| "--ttl is out of range".to_owned())?;
-    Ok(ApprovedScope {
+    let scope = ApprovedScope {
         subject,
         origin: CertOrigin::AdminIssue {
             admin: admin.clone(),
@@ -178,7 +175,8 @@ fn admin_scope(
         window_end: now + window,
         cert_ttl: ttl,
         hosts: BTreeSet::new(),
-    })
+    };
+    Ok((scope, reason))
 }
 
 /// `tpa-ca issue`: the audited break-glass path, through the same signing
@@ -192,21 +190,14 @@ pub fn admin_issue(
     now: DateTime<Utc>,
 ) -> Result<Issued, IssueError> {
     let actor = Actor::local_admin(admin);
-    let scope = match admin_scope(input, admin, limits, signer, now) {
-        Ok(scope) => scope,
+    let (scope, reason) = match admin_scope(input, admin, limits, signer, now) {
+        Ok(checked) => checked,
         Err(problem) => {
-            record_denial(
-                conn,
-                &actor,
-                "cert.issue",
-                &problem,
-                input.reason.trim(),
-                now,
-            )?;
+            record_denial(conn, &actor, "cert.issue", &problem, &input.reason, now)?;
             return Err(IssueError::Invalid(problem));
         }
     };
-    issue(conn, signer, &actor, scope, input.reason.trim(), now)
+    issue(conn, signer, &actor, scope, reason.as_str(), now)
 }
 
 /// Records a refused attempt. A failure to record is itself an error.
@@ -226,7 +217,8 @@ fn record_denial(
         object: "cert:none".to_owned(),
         outcome: Outcome::Denied,
         reason: problem.to_owned(),
-        details: json!({ "stated_reason": stated_reason.chars().take(MAX_REASON).collect::<String>() }),
+        // What the rule forbids is replaced: the trail never holds terminal escapes.
+        details: json!({ "stated_reason": tpa_core::text::printable(stated_reason.trim(), false, MAX_REASON) }),
     };
     store::write(conn, |tx| store::audit::append(tx, &event).map(drop))?;
     Ok(())

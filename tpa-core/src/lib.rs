@@ -18,6 +18,7 @@ pub mod role;
 pub mod serial;
 pub mod subject_key;
 pub mod template;
+pub mod text;
 pub mod verify;
 
 pub use cert_options::{CriticalOptions, Extension, Extensions, ForceCommand, SourceAddresses};
@@ -37,6 +38,7 @@ pub use role::{
 pub use serial::CertSerial;
 pub use subject_key::{SubjectKey, SubjectKeyError};
 pub use template::{ApprovedScope, CertOrigin, CertTemplate, TemplateError};
+pub use text::{FreeText, TextError, TextField};
 pub use verify::{CertRejection, Revocations, TrustedCas, VerifiedUserCert, verify_user_cert};
 
 /// Re-exported so that every crate uses the one pinned `ssh-key`.

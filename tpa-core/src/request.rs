@@ -27,8 +27,8 @@ use crate::role::{ApprovalPath, CheckedRequest, Role};
 use crate::subject_key::SubjectKey;
 use crate::template::{ApprovedScope, CertOrigin};
 
-/// The longest decision comment accepted, in bytes.
-pub const MAX_COMMENT: usize = 2000;
+pub use crate::text::MAX_COMMENT;
+use crate::text::{FreeText, TextError, TextField};
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,9 +191,10 @@ pub enum DecisionRefusal {
     /// Narrowing that widens.
     #[error("an approver may only shorten the duration or remove hosts: {0}")]
     Widening(String),
-    /// Comment too long or with control characters.
-    #[error("the comment must be at most {MAX_COMMENT} bytes")]
-    BadComment,
+    /// Comment refused by the free-text rule (length, control, format or
+    /// bidi characters).
+    #[error("{0}")]
+    BadComment(TextError),
     /// Only the requester may cancel.
     #[error("only the requester can cancel a request")]
     NotRequester,
@@ -213,7 +214,7 @@ impl DecisionRefusal {
                 "not_approver"
             }
             DecisionRefusal::Widening(_) => "widening",
-            DecisionRefusal::BadComment => "bad_comment",
+            DecisionRefusal::BadComment(e) => e.code(),
             DecisionRefusal::NotRequester => "not_requester",
             DecisionRefusal::NotActive(_) => "not_active",
         }
@@ -627,15 +628,9 @@ impl AccessRequest {
 }
 
 fn check_comment(comment: &str) -> Result<Option<String>, DecisionRefusal> {
-    let comment = comment.trim();
-    if comment.len() > MAX_COMMENT
-        || comment
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(DecisionRefusal::BadComment);
-    }
-    Ok((!comment.is_empty()).then(|| comment.to_owned()))
+    let comment =
+        FreeText::parse(TextField::Comment, comment).map_err(DecisionRefusal::BadComment)?;
+    Ok((!comment.is_empty()).then(|| comment.into_string()))
 }
 
 #[cfg(test)]

@@ -14,10 +14,8 @@ use crate::host::{HostName, HostPattern};
 use crate::identifiers::{Principal, RoleName, shown};
 use crate::identity::{GroupName, User};
 
-/// The longest reason accepted, in bytes.
-pub const MAX_REASON: usize = 2000;
-/// The longest ticket id accepted, in bytes.
-pub const MAX_TICKET: usize = 128;
+use crate::text::{FreeText, TextError, TextField};
+pub use crate::text::{MAX_REASON, MAX_TICKET};
 
 /// One approval stage: `approvals` distinct members of `group`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,11 +290,10 @@ pub enum PolicyRefusal {
     /// Reason missing.
     #[error("role {0} requires a reason")]
     ReasonRequired(RoleName),
-    /// Reason too long or with control characters.
-    #[error(
-        "the reason must be at most {MAX_REASON} bytes without control characters (newlines and tabs are fine)"
-    )]
-    BadReason,
+    /// Reason or ticket refused by the free-text rule (length, control,
+    /// format or bidi characters).
+    #[error("{0}")]
+    BadText(TextError),
     /// Ticket missing.
     #[error("role {role} requires a ticket matching {pattern}")]
     TicketRequired {
@@ -337,7 +334,7 @@ impl PolicyRefusal {
             PolicyRefusal::NoHosts | PolicyRefusal::BadHost(_) => "bad_host",
             PolicyRefusal::HostNotInRole { .. } => "host_not_in_role",
             PolicyRefusal::ReasonRequired(_) => "reason_required",
-            PolicyRefusal::BadReason => "bad_reason",
+            PolicyRefusal::BadText(e) => e.code(),
             PolicyRefusal::TicketRequired { .. } | PolicyRefusal::IncidentRequired => {
                 "ticket_required"
             }
@@ -492,35 +489,20 @@ impl Policy {
             }
             hosts.insert(host);
         }
-        let reason = input.reason.trim();
-        if reason.len() > MAX_REASON
-            || reason
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(PolicyRefusal::BadReason);
-        }
+        let reason = FreeText::parse(TextField::Reason, &input.reason)
+            .map_err(PolicyRefusal::BadText)?
+            .into_string();
         if reason.is_empty() && (role.require_reason || input.break_glass) {
             return Err(PolicyRefusal::ReasonRequired(name));
         }
         let ticket = input
             .ticket
             .as_deref()
-            .map(str::trim)
+            .map(|t| FreeText::parse(TextField::Ticket, t))
+            .transpose()
+            .map_err(PolicyRefusal::BadText)?
             .filter(|t| !t.is_empty());
-        if let Some(t) = ticket
-            && (t.len() > MAX_TICKET || t.chars().any(char::is_control))
-        {
-            return Err(PolicyRefusal::TicketMismatch {
-                ticket: shown(t),
-                role: name,
-                pattern: role
-                    .ticket_pattern
-                    .as_ref()
-                    .map_or("(any)", TicketPattern::as_str)
-                    .to_owned(),
-            });
-        }
+        let ticket = ticket.as_ref().map(FreeText::as_str);
         if let Some(pattern) = &role.ticket_pattern {
             match ticket {
                 None => {
@@ -586,7 +568,7 @@ impl Policy {
             role: name,
             hosts,
             duration,
-            reason: reason.to_owned(),
+            reason,
             ticket: ticket.map(str::to_owned),
             start: input.start,
             path,

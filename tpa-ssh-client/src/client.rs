@@ -6,7 +6,9 @@ use anyhow::{Context as _, anyhow};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tpa_core::api::ErrorBody;
+use tpa_core::text::printable;
 
 /// An API client for one CA.
 #[derive(Debug, Clone)]
@@ -95,7 +97,11 @@ impl Client {
             .into());
         }
         if !status.is_success() {
-            let body: Option<ErrorBody> = response.json().await.ok();
+            let body: Option<ErrorBody> = response
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_value(printable_json(v, false)).ok());
             let (code, message) = body.map_or_else(
                 || {
                     (
@@ -110,10 +116,40 @@ impl Client {
         if status == StatusCode::NO_CONTENT {
             return serde_json::from_str("null").context("unexpected empty answer");
         }
-        response
+        let answer: Value = response
             .json()
             .await
+            .context("the CA's answer is not JSON (is --ca a TPA CA?)")?;
+        serde_json::from_value(printable_json(answer, false))
             .context("the CA's answer is not the expected JSON (is --ca a TPA CA?)")
+    }
+}
+
+/// Every string of a JSON answer from the CA made safe for the terminal
+/// before anything reads it: the free-text rule of `tpa_core::text`
+/// (`printable`) replaces control, format and bidi characters with U+FFFD,
+/// line feeds included except in the fields people write on several lines
+/// (`reason`, `comment`). So no code path can print an escape sequence the
+/// CA (or whoever answers in its place) sent.
+fn printable_json(value: Value, multiline: bool) -> Value {
+    match value {
+        Value::String(s) => Value::String(printable(&s, multiline, usize::MAX)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| printable_json(v, multiline))
+                .collect(),
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| {
+                    let lines = matches!(k.as_str(), "reason" | "comment");
+                    (printable(&k, false, usize::MAX), printable_json(v, lines))
+                })
+                .collect(),
+        ),
+        other => other,
     }
 }
 

@@ -33,12 +33,39 @@ pub fn data_dir() -> anyhow::Result<PathBuf> {
     }
 }
 
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
+/// Creates `dir` private (0700), or makes an existing one private before a
+/// secret (token, key, certificate) goes in: a directory that group or
+/// others may read or enter (`~/.ssh` or `~/.config/tpa` at 0755, say) is
+/// tightened to its owner's bits alone, with a note on standard error; when
+/// it cannot be (not ours), tpa-ssh refuses and says what to run.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let tight = mode & 0o700;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(tight)).with_context(|| {
+        format!(
+            "{} has permissions {mode:04o}: others could reach the secrets tpa-ssh keeps there, \
+             and it cannot be made private; run `chmod 700 {}` (or fix its owner) and try again",
+            dir.display(),
+            dir.display()
+        )
+    })?;
+    eprintln!(
+        "tpa-ssh: {} had permissions {mode:04o}; made it private ({tight:04o}) because it holds your TPA login, key or certificate",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// A temporary name next to `path`, unique per file, per process and per call:
@@ -273,6 +300,31 @@ mod tests {
             public.to_str().unwrap().starts_with("/d/.id_ed25519.pub."),
             "{public:?}"
         );
+    }
+
+    // issue 18: an existing 0755 directory was written into as it was.
+    #[test]
+    fn an_existing_0755_directory_is_made_private_before_a_secret_goes_in() {
+        let dir = std::env::temp_dir().join(format!("tpa-dir-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = dir.join("tpa");
+        std::fs::create_dir_all(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+
+        write_private(&open.join("session.json"), b"{}").unwrap();
+
+        assert_eq!(mode(&open), 0o700);
+        assert_eq!(mode(&open.join("session.json")), 0o600);
+        // A fresh directory is private from the start; a private one is left alone.
+        let fresh = dir.join("new/tpa");
+        write_private(&fresh.join("id_ed25519"), b"k").unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o500)).unwrap();
+        private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o500);
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

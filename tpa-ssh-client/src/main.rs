@@ -33,7 +33,10 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("tpa-ssh: error: {err:#}");
+            // Errors carry text from the CA and the file system: printed
+            // through the free-text rule, never raw.
+            let message = tpa_core::text::printable(&format!("{err:#}"), true, usize::MAX);
+            eprintln!("tpa-ssh: error: {message}");
             ExitCode::FAILURE
         }
     }

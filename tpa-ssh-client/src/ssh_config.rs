@@ -3,13 +3,13 @@
 //! atomic, with a backup of the user's file before the first change.
 
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use tpa_core::{BastionAddress, HostPattern, Username};
 
-use crate::files::{KeyFiles, replace};
+use crate::files::{KeyFiles, private_dir, replace};
 
 /// The alias the snippet gives the bastion.
 pub const BASTION_ALIAS: &str = "tpa-bastion";
@@ -117,11 +117,7 @@ pub fn install(snippet: &Path, user_config: &Path, text: &str) -> anyhow::Result
     let ssh_dir = user_config
         .parent()
         .context("the ssh config path has no directory")?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(ssh_dir)
-        .with_context(|| format!("cannot create {}", ssh_dir.display()))?;
+    private_dir(ssh_dir)?;
     let current = match std::fs::read_to_string(snippet) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -341,6 +337,22 @@ mod tests {
         assert_eq!(mode(&ssh), 0o700);
         assert_eq!(mode(&ssh.join("config")), 0o600);
         assert_eq!(mode(&ssh.join("tpa_config")), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // issue 18: an existing ~/.ssh at 0755 was written into as it was.
+    #[test]
+    fn install_tightens_an_existing_0755_ssh_directory() {
+        let dir = std::env::temp_dir().join(format!("tpa-ssh-config-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ssh = dir.join(".ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        install(&ssh.join("tpa_config"), &ssh.join("config"), "Host web-*\n").unwrap();
+
+        let mode = std::fs::metadata(&ssh).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -69,7 +69,7 @@ pub(super) fn run(target: &RevokeTarget) -> anyhow::Result<ExitCode> {
                 "hosts refuse it after their next KRL sync (GET /krl or `tpa-ca krl --out FILE`); bastions within one feed poll"
             );
         }
-        Err(WorkflowError::Refused { message, .. }) => anyhow::bail!("{message}"),
+        Err(WorkflowError::Refused { code, message }) => anyhow::bail!("{message} ({code})"),
         Err(e) => return Err(anyhow::Error::new(e).context("nothing was revoked")),
     }
     Ok(ExitCode::SUCCESS)

@@ -312,7 +312,9 @@ pub(crate) async fn password_login(
         .await
     };
     // Counted before the argon2 verification, so attempts in flight at
-    // once cannot exceed the limit; a success gives its count back.
+    // once cannot exceed the limit; a success gives its count back. An
+    // address that already failed for this username waits first (right or
+    // wrong password alike, so the wait tells nothing); others never do.
     let reservation = match state
         .login_limiter
         .reserve(&request.username, ip, Instant::now())
@@ -327,6 +329,9 @@ pub(crate) async fn password_login(
             return Err(limited.into());
         }
     };
+    if !reservation.delay.is_zero() {
+        tokio::time::sleep(reservation.delay).await;
+    }
     let identities = state.identities.clone();
     let username = request.username.clone();
     let verified = tokio::task::spawn_blocking(move || {

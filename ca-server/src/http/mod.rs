@@ -8,6 +8,7 @@ mod client_config;
 pub mod error;
 mod health;
 mod krl;
+pub mod login_limit;
 mod metrics;
 pub mod rate_limit;
 mod reports;

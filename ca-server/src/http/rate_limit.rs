@@ -1,6 +1,6 @@
-//! In-memory rate limits in sliding windows: failed logins (per attempted
-//! username and per client IP; counted before verification, successes given
-//! back), unauthenticated SSO work per client address, and decisions
+//! In-memory rate limits in sliding windows: wrong user codes of device and
+//! CLI logins (per person and per client IP; counted before verification,
+//! successes given back), unauthenticated SSO work per client address, and decisions
 //! (approve, deny, cancel: per user, web and API alike). Memory is bounded: each key
 //! keeps at most its limit of timestamps, and each map at most `max_keys` keys
 //! (stale keys go first, then the least recently used).
@@ -11,24 +11,24 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failed logins allowed per username in a window.
+/// Wrong user codes allowed per person in a window.
 pub const PER_USERNAME: usize = 5;
-/// Failed logins allowed per client IP in a window.
+/// Wrong user codes allowed per client IP in a window.
 pub const PER_IP: usize = 20;
-/// The window of the login limits.
+/// The window of the login limits (user codes and passwords).
 pub const WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Decisions (approve, deny, cancel) allowed per user in [`DECISION_WINDOW`].
 pub const DECISIONS_PER_USER: usize = 30;
 /// The window of the decision limit.
 pub const DECISION_WINDOW: Duration = Duration::from_secs(60);
 /// Keys kept per map.
-const MAX_KEYS: usize = 10_000;
+pub(super) const MAX_KEYS: usize = 10_000;
 /// Username keys are cut to this many bytes.
 const MAX_USERNAME_KEY: usize = 128;
 
 /// Event times of one kind of key (failed logins, decisions).
 #[derive(Debug)]
-struct Failures<K> {
+pub(super) struct Failures<K> {
     limit: usize,
     window: Duration,
     max_keys: usize,
@@ -36,7 +36,7 @@ struct Failures<K> {
 }
 
 impl<K: Hash + Eq + Clone> Failures<K> {
-    fn new(limit: usize, window: Duration, max_keys: usize) -> Self {
+    pub(super) fn new(limit: usize, window: Duration, max_keys: usize) -> Self {
         Self {
             limit,
             window,
@@ -45,15 +45,26 @@ impl<K: Hash + Eq + Clone> Failures<K> {
         }
     }
 
-    /// How long until `key` may try again, when it is at its limit.
-    fn retry_after(&mut self, key: &K, now: Instant) -> Option<Duration> {
-        let times = self.keys.get_mut(key)?;
+    /// The events of `key` still inside the window (at most the limit).
+    pub(super) fn count(&mut self, key: &K, now: Instant) -> usize {
+        let Some(times) = self.keys.get_mut(key) else {
+            return 0;
+        };
         while times
             .front()
             .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
         {
             times.pop_front();
         }
+        times.len()
+    }
+
+    /// How long until `key` may try again, when it is at its limit.
+    pub(super) fn retry_after(&mut self, key: &K, now: Instant) -> Option<Duration> {
+        if self.count(key, now) < self.limit {
+            return None;
+        }
+        let times = self.keys.get_mut(key)?;
         if times.len() < self.limit {
             return None;
         }
@@ -65,7 +76,7 @@ impl<K: Hash + Eq + Clone> Failures<K> {
     }
 
     /// Removes one event of `key` at exactly `at` (a released reservation).
-    fn forget(&mut self, key: &K, at: Instant) {
+    pub(super) fn forget(&mut self, key: &K, at: Instant) {
         if let Some(times) = self.keys.get_mut(key)
             && let Some(position) = times.iter().rposition(|t| *t == at)
         {
@@ -73,7 +84,7 @@ impl<K: Hash + Eq + Clone> Failures<K> {
         }
     }
 
-    fn record(&mut self, key: K, now: Instant) {
+    pub(super) fn record(&mut self, key: K, now: Instant) {
         if !self.keys.contains_key(&key) && self.keys.len() >= self.max_keys {
             let window = self.window;
             self.keys.retain(|_, times| {
@@ -121,8 +132,9 @@ pub struct Reservation {
     at: Instant,
 }
 
-/// The failed-login limiter shared by the API and the web login (and the
-/// device-code form, keyed by the user's identity). An attempt is counted
+/// The wrong-user-code limiter of the device-code and CLI consent forms,
+/// keyed by the logged-in person's identity (password logins have their own,
+/// [`super::login_limit::PasswordLimiter`], which cannot lock a user out). An attempt is counted
 /// before the (slow) verification, so parallel attempts cannot exceed the
 /// limit; a success gives its count back.
 #[derive(Debug)]
@@ -144,7 +156,7 @@ impl Default for LoginRateLimiter {
     }
 }
 
-fn username_key(username: &str) -> String {
+pub(super) fn username_key(username: &str) -> String {
     let mut end = username.len().min(MAX_USERNAME_KEY);
     while !username.is_char_boundary(end) {
         end -= 1;

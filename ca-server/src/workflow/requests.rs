@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
+use tpa_core::text::{FreeText, TextField};
 use tpa_core::{
     AccessRequest, ApprovalPath, ApproveOutcome, DecisionRefusal, HostName, IssueRefusal,
     Narrowing, Policy, PolicyRefusal, RequestId, RequestInput, RequestState, SubjectKey, User,
@@ -724,6 +725,10 @@ pub fn review_break_glass(
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(reviewer, source);
+    // The one free-text rule: no control, format or bidi characters reach
+    // the review row or the audit trail.
+    let checked = FreeText::parse(TextField::Comment, comment);
+    let comment = checked.as_ref().map_or("", FreeText::as_str);
     store::write(
         conn,
         |tx| -> Result<Result<AccessRequest, WorkflowError>, WorkflowError> {
@@ -750,12 +755,14 @@ pub fn review_break_glass(
                         r.role
                     ),
                 ))
-            } else if comment.trim().is_empty() || comment.len() > tpa_core::request::MAX_COMMENT {
+            } else if let Err(e) = &checked {
+                Some(refused(e.code(), e.to_string()))
+            } else if comment.is_empty() {
                 Some(refused(
                     "bad_comment",
-                    "a review needs a comment of at most 2000 bytes",
+                    "a review needs a comment: what was done with the access",
                 ))
-            } else if !store::reviews::complete(tx, id, reviewer, comment.trim(), now)? {
+            } else if !store::reviews::complete(tx, id, reviewer, comment, now)? {
                 Some(refused(
                     "already_reviewed",
                     "this break-glass grant was already reviewed",
@@ -766,7 +773,7 @@ pub fn review_break_glass(
             let (outcome, why, details) = match &problem {
                 None => (
                     Outcome::Success,
-                    comment.trim().to_owned(),
+                    comment.to_owned(),
                     json!({ "break_glass": true }),
                 ),
                 Some(WorkflowError::Refused { code, message }) => {

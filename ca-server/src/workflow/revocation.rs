@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 use ssh_key::Fingerprint;
+use tpa_core::text::{FreeText, TextField};
 use tpa_core::{AccessRequest, CertSerial, Identity, Policy, RequestId, RequestState, Username};
 
 use super::Actor;
@@ -23,7 +24,7 @@ use crate::store::revocations::{Kind, NewRevocation};
 use crate::store::{self, requests, revocations};
 
 /// The longest reason accepted.
-pub const MAX_REASON: usize = 1024;
+pub const MAX_REASON: usize = tpa_core::text::MAX_SHORT_REASON;
 /// At most this many serials are listed in a revocation's audit event.
 const MAX_LISTED: usize = 1000;
 
@@ -165,22 +166,24 @@ fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
     }
 }
 
-/// Checks a revocation reason: required, one line, at most [`MAX_REASON`] bytes.
-fn check_reason(reason: &str) -> Result<&str, WorkflowError> {
-    let reason = reason.trim();
+/// Checks a revocation reason: required, and one line of free text
+/// ([`TextField::ShortReason`]: no control, format or bidi characters).
+fn check_reason(reason: &str) -> Result<String, WorkflowError> {
+    let reason = FreeText::parse(TextField::ShortReason, reason)
+        .map_err(|e| refused(e.code(), e.to_string()))?;
     if reason.is_empty() {
         return Err(refused(
             "reason_required",
             "a revocation needs a reason (--reason \"INC-1234 laptop stolen\")",
         ));
     }
-    if reason.len() > MAX_REASON || reason.chars().any(char::is_control) {
-        return Err(refused(
-            "bad_reason",
-            format!("the reason must be at most {MAX_REASON} bytes on one line"),
-        ));
-    }
-    Ok(reason)
+    Ok(reason.into_string())
+}
+
+/// A refused reason as the audit event keeps it: what the rule forbids
+/// replaced, so that the trail never holds terminal escapes.
+fn shown_reason(reason: &str) -> String {
+    tpa_core::text::printable(reason.trim(), false, MAX_REASON)
 }
 
 #[allow(
@@ -272,7 +275,7 @@ pub fn revoke(
         match revoke_in(tx, policy, by, target, reason, signing_key, now)? {
             Ok(done) => Ok(Ok(done)),
             Err(WorkflowError::Refused { code, message }) => {
-                let shown = reason.trim().chars().take(MAX_REASON).collect::<String>();
+                let shown = shown_reason(reason);
                 audit(
                     tx,
                     by,
@@ -324,7 +327,7 @@ pub fn audit_refusal(
     now: DateTime<Utc>,
 ) -> Result<(), WorkflowError> {
     store::write(conn, |tx| {
-        let shown = reason.trim().chars().take(MAX_REASON).collect::<String>();
+        let shown = shown_reason(reason);
         audit(
             tx,
             by,
@@ -353,6 +356,7 @@ fn revoke_in(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
+    let reason = reason.as_str();
     let now_unix = now.timestamp();
     let mut ended: Vec<AccessRequest> = Vec::new();
     let mut serials: Vec<String> = Vec::new();

@@ -2,7 +2,9 @@
 //! the web login form, cookies, CSRF, same-origin checks, rate limits and the
 //! security headers of pages. Issue 3, item 7.
 
-use crate::helpers::{Response, TestApp, audit_rows, http_send, spawn_app_with};
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::helpers::{Response, TestApp, audit_rows, http_send, http_send_from, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -251,6 +253,67 @@ async fn failed_logins_are_rate_limited_per_username() {
     assert_eq!(app.api_login("bob", "bobs password").await.status, 200);
     // The web form shares the limit.
     assert_eq!(app.web_login("alice", PASSWORD, &[]).await.status, 429);
+    app.stop().await;
+}
+
+/// `POST /api/v1/login` from the loopback address `source`.
+async fn api_login_from(app: &TestApp, source: IpAddr, username: &str, password: &str) -> Response {
+    let body = serde_json::json!({ "username": username, "password": password }).to_string();
+    http_send_from(
+        Some(source),
+        app.address,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .await
+}
+
+// issue 11: five wrong passwords for carol from anywhere locked carol out of
+// password login for 5 minutes, so anyone could keep an approver out.
+#[tokio::test]
+async fn fifty_wrong_passwords_from_one_address_do_not_lock_out_the_right_password_from_another() {
+    let app = app().await;
+    let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    let owner = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        statuses.push(
+            api_login_from(&app, attacker, "alice", "guess")
+                .await
+                .status,
+        );
+    }
+
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((wrong, limited), (5, 45), "{statuses:?}");
+    // The guessing address is limited for alice, even with her password…
+    let r = api_login_from(&app, attacker, "alice", PASSWORD).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["code"], "rate_limited");
+    // …while alice, from an address that did not fail, logs in.
+    let r = api_login_from(&app, owner, "alice", PASSWORD).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["token"].as_str().is_some());
+    let web = http_send_from(
+        Some(owner),
+        app.address,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("username=alice&password={}", PASSWORD.replace(' ', "+")),
+    )
+    .await;
+    assert_eq!(web.status, 303, "the web form too: {}", web.body);
+    // Every counted failure and the first refusal are in the audit trail.
+    let denied = audit_rows(&app.data.open_store())
+        .into_iter()
+        .filter(|e| e.action == "auth.login" && e.outcome == "denied")
+        .count();
+    assert_eq!(denied, 6);
     app.stop().await;
 }
 

@@ -12,6 +12,7 @@ mod cli;
 mod cli_consent;
 mod device;
 mod faults;
+mod free_text;
 mod helpers;
 mod http;
 mod issuance;

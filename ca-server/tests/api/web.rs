@@ -21,7 +21,7 @@ async fn app_with(alice_groups: &[&str]) -> TestApp {
     .await
 }
 
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     app_with(&["engineers"]).await
 }
 
@@ -40,13 +40,13 @@ fn enc(value: &str) -> String {
 }
 
 /// A logged-in browser: its session cookie and CSRF token.
-struct Browser {
+pub(crate) struct Browser {
     cookie: String,
     csrf: String,
 }
 
 impl TestApp {
-    async fn api_token(&self, username: &str) -> String {
+    pub(crate) async fn api_token(&self, username: &str) -> String {
         let body = serde_json::json!({ "username": username, "password": PASSWORD }).to_string();
         let r = http_send(
             self.address,
@@ -101,7 +101,7 @@ impl TestApp {
         r.json()
     }
 
-    async fn browser(&self, username: &str) -> Browser {
+    pub(crate) async fn browser(&self, username: &str) -> Browser {
         let body = format!("username={username}&password={}", enc(PASSWORD));
         // What Chromium sends for the CA's own form under `Referrer-Policy:
         // no-referrer`: `Origin: null` (regression found by the e2e browser test).
@@ -152,7 +152,12 @@ impl TestApp {
     }
 
     /// Posts a form as `browser`, with its CSRF token first unless `fields` start without one.
-    async fn post_form(&self, browser: &Browser, path: &str, fields: &[(&str, &str)]) -> Response {
+    pub(crate) async fn post_form(
+        &self,
+        browser: &Browser,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Response {
         let mut all = vec![("csrf_token", browser.csrf.as_str())];
         all.extend_from_slice(fields);
         self.post_raw(browser, path, &all).await

@@ -282,3 +282,132 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     server.abort();
     slack_server.abort();
 }
+
+/// The bodies a Slack stand-in receives for one `read-only-debug` request
+/// by alice with `reason` (auto-approved: `request.created`, then
+/// `request.approved`).
+async fn slack_bodies_for(reason: &str) -> Vec<String> {
+    let (slack_url, slack_seen, slack_server) = receiver(0).await;
+    let mut data = DataDir::new();
+    data.edit_config(|text| {
+        format!(
+            "{text}{EXAMPLE_ROLES}\n[[webhooks]]\nname = \"slack\"\nurl = \"{slack_url}\"\nformat = \"slack\"\n"
+        )
+    });
+    let config = data.config.clone();
+    register_sinks(&mut data.open_store(), &config.webhooks).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let bell = OutboxBell::default();
+    let senders = spawn_senders(
+        config.database_path.clone(),
+        config.webhooks.clone(),
+        bell.clone(),
+        stopped,
+    )
+    .unwrap();
+    let input = RequestInput {
+        role: "read-only-debug".into(),
+        hosts: vec!["web-1".into()],
+        duration: Some("30m".into()),
+        reason: reason.into(),
+        ..RequestInput::default()
+    };
+    let mut conn = data.open_store();
+    let alice = user("alice", &["engineers"]);
+    requests::submit(
+        &mut conn,
+        &config.policy,
+        &config.workflow,
+        &alice,
+        &input,
+        "t",
+        Utc::now(),
+    )
+    .unwrap();
+    bell.ring();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while slack_seen.lock().unwrap().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    for s in senders {
+        tokio::time::timeout(Duration::from_secs(5), s)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    slack_server.abort();
+    let bodies: Vec<String> = slack_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(bodies.len(), 2, "created and approved were delivered");
+    bodies
+}
+
+// issue 11: 2,000 bytes of `&` used to become a 10 kB Slack message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_at_the_length_cap_cannot_make_a_large_slack_payload() {
+    let longest = "&<".repeat(tpa_core::text::MAX_REASON / 2);
+    for body in slack_bodies_for(&longest).await {
+        assert!(body.len() <= 4096, "{} bytes", body.len());
+        let message: tpa_core::api::SlackMessage = serde_json::from_str(&body).unwrap();
+        assert!(message.text.ends_with("&amp;&lt;…"), "{}", message.text);
+    }
+    // A 4 kB reason is refused at submission, so it never reaches Slack.
+    let mut data = DataDir::new();
+    data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
+    let input = RequestInput {
+        role: "read-only-debug".into(),
+        hosts: vec!["web-1".into()],
+        reason: "&".repeat(4096),
+        ..RequestInput::default()
+    };
+    let refused = requests::submit(
+        &mut data.open_store(),
+        &data.config.policy,
+        &data.config.workflow,
+        &user("alice", &["engineers"]),
+        &input,
+        "t",
+        Utc::now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            requests::WorkflowError::Refused {
+                code: "bad_reason",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+}
+
+// issue 11: a newline and `*` in the reason forged a second, bold,
+// authentic-looking line in the Slack message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_with_a_newline_and_asterisks_cannot_forge_a_slack_line() {
+    let forged = "INC-1 logs\n*bob* was approved for *hotfix-admin* on db-1 _now_ ~x~ `y` > z";
+    for body in slack_bodies_for(forged).await {
+        let message: tpa_core::api::SlackMessage = serde_json::from_str(&body).unwrap();
+        let text = message.text;
+        assert!(!text.contains('\n'), "one line: {text:?}");
+        assert!(!text.contains("*bob*"), "{text}");
+        // Only TPA's own bold markers: around the requester and the role.
+        assert_eq!(text.matches('*').count(), 4, "{text}");
+        assert!(text.starts_with("*alice* "), "{text}");
+        assert!(
+            !text.contains('_') && !text.contains('~') && !text.contains('`'),
+            "{text}"
+        );
+        assert!(text.contains("&gt; z"), "{text}");
+        assert!(
+            text.ends_with("reason: INC-1 logs \u{23CE} \u{2217}bob\u{2217} was approved for \u{2217}hotfix-admin\u{2217} on db-1 \u{02CD}now\u{02CD} \u{223C}x\u{223C} \u{02CB}y\u{02CB} &gt; z"),
+            "{text}"
+        );
+    }
+}

@@ -265,6 +265,13 @@ impl FormFields {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The first value of `name` as typed in a textarea: HTML forms send
+    /// every line break as CRLF, which becomes the line feed of free text
+    /// (a lone CR stays, and the free-text rule refuses it).
+    pub fn text(&self, name: &str) -> String {
+        self.get(name).unwrap_or_default().replace("\r\n", "\n")
+    }
+
     /// The first value of `name`, trimmed, or `None` when absent or blank.
     pub fn non_empty(&self, name: &str) -> Option<String> {
         self.get(name)

@@ -128,7 +128,7 @@ pub async fn post(
             .map(str::to_owned)
             .collect(),
         duration: fields.non_empty("duration"),
-        reason: fields.get("reason").unwrap_or_default().trim().to_owned(),
+        reason: fields.text("reason"),
         ticket,
         start: None,
         break_glass,

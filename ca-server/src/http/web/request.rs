@@ -144,7 +144,7 @@ pub async fn deny(
         Err(redirect) => return Ok(redirect),
     };
     let id = parse_id(&id)?;
-    let comment = fields.get("comment").unwrap_or_default().to_owned();
+    let comment = fields.text("comment");
     let result = deny_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await;
     answer(&state, &auth, &id, result).await
 }
@@ -183,7 +183,7 @@ pub async fn revoke(
     };
     let id = parse_id(&id)?;
     let result = if fields.get("confirm") == Some("yes") {
-        let comment = fields.get("comment").unwrap_or_default().to_owned();
+        let comment = fields.text("comment");
         revoke_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await
     } else {
         Err(ApiError::Refused {

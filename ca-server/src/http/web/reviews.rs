@@ -65,7 +65,7 @@ pub async fn post(
         Err(redirect) => return Ok(redirect),
     };
     let id = parse_id(&id)?;
-    let comment = fields.get("comment").unwrap_or_default().to_owned();
+    let comment = fields.text("comment");
     let result = review_request(&state, ip.0, auth.user.clone(), id, comment).await;
     match result {
         Ok(_) => Ok(Redirect::to("/reviews").into_response()),
