@@ -15,6 +15,7 @@ mod faults;
 mod helpers;
 mod http;
 mod issuance;
+mod json_errors;
 mod metrics;
 mod oidc;
 mod report;
