@@ -12,6 +12,7 @@ mod cli;
 mod cli_consent;
 mod device;
 mod faults;
+mod flood;
 mod helpers;
 mod http;
 mod issuance;
