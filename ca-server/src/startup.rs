@@ -140,6 +140,8 @@ impl Application {
     /// that must know the port before writing `server.public_url`). Discovers
     /// the OpenID providers; one that does not answer is left unavailable.
     pub async fn build_on(config: &Config, listener: TcpListener) -> anyhow::Result<Self> {
+        // Before anything opens files: a 1,024 soft limit must not cap the server.
+        crate::listener::raise_fd_limit();
         let state = AppState::load(config)?;
         state.identities.discover_oidc().await;
         Ok(Self { listener, state })

@@ -3,9 +3,10 @@
 //! `/api/v1/requests/{id}/timeline`. Only callers in an `[auditors]` group
 //! get an answer (`403 not_auditor` otherwise); nothing here writes.
 
+use super::extract::AppPath;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use chrono::Utc;
 use tpa_core::api::{AuditPage, AuditQuery, CertificateList, ListQuery, SessionList, Timeline};
@@ -81,7 +82,7 @@ pub async fn sessions(
 pub async fn timeline(
     State(state): State<AppState>,
     AuditorCaller(auditor): AuditorCaller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<Timeline>, ApiError> {
     let id = parse_id(&id)?;
     let st = state.clone();

@@ -2,11 +2,11 @@
 //! cookie), CSRF and same-origin checks, and the JSON login, logout and whoami
 //! endpoints.
 
+use super::extract::AppJson;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -389,9 +389,9 @@ pub(crate) async fn revoke(
 pub async fn api_login(
     State(state): State<AppState>,
     parts: ConnectInfoOpt,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    AppJson(body): AppJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let Json(request) = body?;
+    let request = body;
     let new = password_login(&state, parts.0, request, TokenKind::Api).await?;
     Ok(Json(login_response(new)))
 }

@@ -3,9 +3,9 @@
 //! `POST /api/v1/bastion/events` (refusal reports). They take only a bastion
 //! token (`[[bastions]]`), checked by the [`Bastion`] extractor.
 
+use super::extract::{AppJson, AppQuery};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use chrono::Utc;
@@ -82,9 +82,8 @@ pub struct FeedQuery {
 pub async fn revocations(
     State(state): State<AppState>,
     _bastion: Bastion,
-    query: Result<Query<FeedQuery>, QueryRejection>,
+    AppQuery(query): AppQuery<FeedQuery>,
 ) -> Result<Json<RevocationFeed>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
     let now = Utc::now();
     let feed = run(&state, move |conn| {
         wf::revocation_feed(conn, query.since, now)
@@ -98,9 +97,9 @@ pub async fn revocations(
 pub async fn sessions(
     State(state): State<AppState>,
     bastion: Bastion,
-    body: Result<Json<SessionBatch>, JsonRejection>,
+    AppJson(body): AppJson<SessionBatch>,
 ) -> Result<Json<SessionBatchResult>, ApiError> {
-    let Json(batch) = body?;
+    let batch = body;
     let now = Utc::now();
     let result = run(&state, move |conn| {
         wf::record_sessions(conn, &bastion.name, &bastion.source, &batch.records, now)
@@ -114,9 +113,9 @@ pub async fn sessions(
 pub async fn events(
     State(state): State<AppState>,
     bastion: Bastion,
-    body: Result<Json<BastionEventBatch>, JsonRejection>,
+    AppJson(body): AppJson<BastionEventBatch>,
 ) -> Result<Json<BastionEventBatchResult>, ApiError> {
-    let Json(batch) = body?;
+    let batch = body;
     let now = Utc::now();
     let result = run(&state, move |conn| {
         wf::record_events(conn, &bastion.name, &bastion.source, &batch.events, now)

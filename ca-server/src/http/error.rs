@@ -45,6 +45,12 @@ pub enum ApiError {
     /// The body is not the JSON (or form) this endpoint takes; the message
     /// describes the client's own input, never the server's state.
     InvalidBody(String),
+    /// A path parameter cannot be decoded (not UTF-8, wrong type).
+    InvalidPath(String),
+    /// The query string does not fit the endpoint's parameters.
+    InvalidQuery(String),
+    /// The body did not arrive within `server.body_read_timeout`.
+    BodyTimeout,
     /// The body is not `application/json` (or a form) where one is required.
     UnsupportedMediaType,
     /// The body is larger than this endpoint accepts.
@@ -176,6 +182,21 @@ impl ApiError {
                 "invalid_body",
                 format!("the request body is not valid for this endpoint: {detail}"),
             ),
+            ApiError::InvalidPath(detail) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                format!("the URL path is not valid for this endpoint: {detail}"),
+            ),
+            ApiError::InvalidQuery(detail) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("the query string is not valid for this endpoint: {detail}"),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time; send it at once".into(),
+            ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -269,9 +290,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(e) => ApiError::InvalidBody(e.body_text()),
             JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::PayloadTooLarge
-            }
+            JsonRejection::BytesRejection(e) => super::extract::body_rejection(e),
             other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
         }
     }
@@ -283,9 +302,7 @@ impl From<FormRejection> for ApiError {
             FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType,
             FormRejection::FailedToDeserializeForm(e) => ApiError::InvalidBody(e.body_text()),
             FormRejection::FailedToDeserializeFormBody(e) => ApiError::InvalidBody(e.body_text()),
-            FormRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::PayloadTooLarge
-            }
+            FormRejection::BytesRejection(e) => super::extract::body_rejection(e),
             other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
         }
     }

@@ -6,6 +6,7 @@ mod bastion;
 mod ca_pub;
 mod client_config;
 pub mod error;
+pub mod extract;
 mod health;
 mod krl;
 pub mod login_limit;
@@ -124,7 +125,7 @@ pub fn router(state: AppState) -> Router {
             "/login",
             get(web::login::get).merge(post(web::login::post).layer(login_limit)),
         )
-        .route("/logout", post(web::login::logout))
+        .route("/logout", post(web::login::logout).layer(login_limit))
         .route("/login/oidc/{name}", get(web::oidc::start))
         .route("/oidc/callback", get(web::oidc::callback))
         .route("/cli/login", get(web::oidc::cli_login))

@@ -3,9 +3,9 @@
 //! same report as
 //! `tpa-ca report access`.
 
+use super::extract::AppQuery;
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tpa_core::api::AccessReport;
@@ -37,7 +37,7 @@ fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, ApiError> {
 pub async fn access(
     State(state): State<AppState>,
     auth: Authenticated,
-    query: Result<Query<PeriodQuery>, QueryRejection>,
+    AppQuery(query): AppQuery<PeriodQuery>,
 ) -> Result<Json<AccessReport>, ApiError> {
     if !state.config.is_admin(&auth.user) && !state.config.auditors.includes(&auth.user) {
         return Err(ApiError::Refused {
@@ -47,7 +47,7 @@ pub async fn access(
                 .to_owned(),
         });
     }
-    let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
+
     let now = Utc::now();
     let since = time("since", &query.since)?;
     let until = query

@@ -1,13 +1,13 @@
 //! `/api/v1/requests`: submit, list, read, decide, cancel, wait, and get certificates.
 //! Handlers parse and authorize; the workflow does the rest (no SQL here).
 
+use super::extract::{AppJson, AppJsonOrEmpty, AppPath, AppQuery};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -87,10 +87,9 @@ pub async fn create(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    body: Result<Json<CreateRequestBody>, JsonRejection>,
+    AppJson(body): AppJson<CreateRequestBody>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     csrf(&auth, &headers)?;
-    let Json(body) = body?;
     let input = RequestInput {
         role: body.role,
         hosts: body.hosts,
@@ -156,9 +155,8 @@ pub struct ListQuery {
 pub async fn list_requests(
     State(state): State<AppState>,
     auth: Authenticated,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<Json<RequestList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
     let scope = query.scope.unwrap_or_else(|| "mine".to_owned());
     let now = Utc::now();
     let st = state.clone();
@@ -190,7 +188,7 @@ pub async fn list_requests(
 pub async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = parse_id(&id)?;
     let st = state.clone();
@@ -235,17 +233,13 @@ pub async fn approve(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    AppPath(id): AppPath<String>,
+    // An empty body is an approval without narrowing; otherwise it must be
+    // a JSON object sent as application/json.
+    AppJsonOrEmpty(body): AppJsonOrEmpty<ApproveBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
-    // An empty body is an approval without narrowing; otherwise it must be the JSON object.
-    let body: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ApproveBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
-    };
     let narrowing = narrowing(body.duration.as_deref(), body.hosts.as_deref())?;
     let r = approve_request(&state, ip.0, auth.user, id, narrowing).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
@@ -257,12 +251,11 @@ pub async fn deny(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Json<DenyBody>, JsonRejection>,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<DenyBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
-    let Json(body) = body?;
     let r = deny_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }
@@ -273,7 +266,7 @@ pub async fn cancel(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
@@ -442,10 +435,9 @@ pub struct WaitQuery {
 pub async fn wait(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
-    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+    AppPath(id): AppPath<String>,
+    AppQuery(query): AppQuery<WaitQuery>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
     let id = parse_id(&id)?;
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(query.timeout.unwrap_or(30).clamp(1, 60));
@@ -482,12 +474,11 @@ pub async fn certificate(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Json<CertificateBody>, JsonRejection>,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<CertificateBody>,
 ) -> Result<Json<CertificateResponse>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
-    let Json(body) = body?;
     // Queued for the issuance writer, which signs it inside a batch
     // transaction and answers only after that transaction committed.
     let issued = state
@@ -520,12 +511,11 @@ pub async fn revoke(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Json<DenyBody>, JsonRejection>,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<DenyBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
-    let Json(body) = body?;
     let r = revoke_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }

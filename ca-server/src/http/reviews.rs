@@ -1,9 +1,9 @@
 //! The post-incident review queue of break-glass grants:
 //! `GET /api/v1/reviews` and `POST /api/v1/requests/{id}/review`.
 
+use super::extract::{AppJson, AppPath};
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::Utc;
 use tpa_core::api::{RequestList, RequestView, ReviewBody};
@@ -40,12 +40,11 @@ pub async fn review(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Json<ReviewBody>, JsonRejection>,
+    AppPath(id): AppPath<String>,
+    AppJson(body): AppJson<ReviewBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
-    let Json(body) = body?;
     let r = review_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }

@@ -3,11 +3,11 @@
 //! key, with a reason. Approvers revoke their roles' grants through
 //! `POST /api/v1/requests/{id}/revoke`.
 
+use super::extract::AppJson;
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use chrono::Utc;
 use tpa_core::api::{RevokeBody, RevokeResponse};
@@ -43,10 +43,9 @@ pub async fn create(
     ip: ConnectInfoOpt,
     auth: Authenticated,
     headers: HeaderMap,
-    body: Result<Json<RevokeBody>, JsonRejection>,
+    AppJson(body): AppJson<RevokeBody>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
     csrf(&auth, &headers)?;
-    let Json(body) = body?;
     let target = target(&body)?;
     let key = format!(
         "{}\n{}",

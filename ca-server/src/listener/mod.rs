@@ -55,7 +55,8 @@ pub fn raise_fd_limit() -> Option<u64> {
 }
 
 /// Serves `router` on `listener` under `limits` until `shutdown` completes,
-/// then lets in-flight requests finish.
+/// then lets in-flight requests finish. The connection cap is fitted to the
+/// open-file limit ([`raise_fd_limit`] runs first, in `Application::build_on`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -63,7 +64,7 @@ pub async fn serve(
     stats: Arc<ConnectionStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let fd_limit = raise_fd_limit();
+    let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     let max_total = fitted_cap(limits.max_connections, fd_limit);
     let caps = Arc::new(Caps::new(
         max_total,

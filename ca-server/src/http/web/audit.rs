@@ -5,8 +5,9 @@
 //! `[auditors]` groups gets a 403 page, and no page has a form that changes
 //! anything.
 
+use crate::http::extract::AppPath;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
@@ -203,7 +204,7 @@ pub async fn log(
 pub async fn timeline(
     State(state): State<AppState>,
     auth: Option<Authenticated>,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, PageError> {
     let (auth, auditor) = match auditor(&state, auth)? {
         Ok(a) => a,

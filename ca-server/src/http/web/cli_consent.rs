@@ -5,10 +5,11 @@
 //! browser continue to the CLI's loopback listener, with a one-time code or
 //! `error=access_denied`. See [`crate::cli_consent`].
 
+use crate::http::extract::AppPath;
 use std::time::Instant;
 
+use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -100,7 +101,7 @@ pub(crate) async fn hold(
 pub async fn get(
     State(state): State<AppState>,
     auth: Option<Authenticated>,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, PageError> {
     let Some(auth) = auth else {
         return Ok(super::oidc::error_page(

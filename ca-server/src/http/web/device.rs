@@ -4,10 +4,11 @@
 //! code, sees what is being authorised and approves or denies it:
 //! `GET /device`, `POST /device`, `POST /device/decision`.
 
+use crate::http::extract::AppJson;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -76,9 +77,9 @@ pub async fn api_start(
 pub async fn api_token(
     State(state): State<AppState>,
     ip: ConnectInfoOpt,
-    body: Result<Json<DeviceTokenRequest>, JsonRejection>,
+    AppJson(body): AppJson<DeviceTokenRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let Json(request) = body?;
+    let request = body;
     if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
         return Err(limited.into());
     }

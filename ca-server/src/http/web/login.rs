@@ -144,7 +144,14 @@ pub async fn logout(
     let Some(auth) = auth else {
         return Ok(to_login());
     };
-    let submitted = form.ok().map(|Form(f)| f.csrf_token);
+    let submitted = match form {
+        Ok(Form(f)) => Some(f.csrf_token),
+        // The route's limit keeps the body small; a larger one is an error, not a missing token.
+        Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        Err(_) => None,
+    };
     require_csrf(&auth, submitted.as_deref())?;
     revoke(&state, &auth, ip.0).await?;
     let mut response = Redirect::to("/login").into_response();

@@ -5,9 +5,9 @@
 //! [`super::cli_consent`]), and `POST /api/v1/cli/token` (the approved
 //! login's one-time code → an API token).
 
+use crate::http::extract::{AppJson, AppPath};
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::time::Instant;
@@ -130,7 +130,7 @@ impl NextQuery {
 pub async fn start(
     State(state): State<AppState>,
     ip: ConnectInfoOpt,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<String>,
     query: Result<Query<NextQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let next = oidc_login::safe_next(query.as_ref().ok().and_then(|q| q.next.as_deref()));
@@ -570,9 +570,9 @@ async fn refuse(
 pub async fn cli_token(
     State(state): State<AppState>,
     ip: ConnectInfoOpt,
-    body: Result<Json<CliTokenRequest>, JsonRejection>,
+    AppJson(body): AppJson<CliTokenRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let Json(request) = body?;
+    let request = body;
     if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
         return Err(limited.into());
     }

@@ -4,9 +4,10 @@
 //! audit trail, the rate limit and the wake-ups are the same; a refusal shows
 //! the page again with the message and the API's status.
 
+use crate::http::extract::AppPath;
 use axum::Form;
+use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -81,7 +82,7 @@ async fn page(
 pub async fn get(
     State(state): State<AppState>,
     auth: Option<Authenticated>,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, PageError> {
     let Some(auth) = auth else {
         return Ok(to_login());
@@ -113,7 +114,7 @@ pub async fn approve(
     ip: ConnectInfoOpt,
     auth: Option<Authenticated>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
     let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
@@ -136,7 +137,7 @@ pub async fn deny(
     ip: ConnectInfoOpt,
     auth: Option<Authenticated>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
     let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
@@ -155,7 +156,7 @@ pub async fn cancel(
     ip: ConnectInfoOpt,
     auth: Option<Authenticated>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
     let (auth, _) = match checked_form(&state.config, auth, &headers, form)? {
@@ -174,7 +175,7 @@ pub async fn revoke(
     ip: ConnectInfoOpt,
     auth: Option<Authenticated>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
     let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {

@@ -1,9 +1,10 @@
 //! `GET /reviews` (the break-glass review queue) and its form post
 //! `POST /requests/{id}/review`, through the same workflow as the JSON API.
 
+use crate::http::extract::AppPath;
 use axum::Form;
+use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -57,7 +58,7 @@ pub async fn post(
     ip: ConnectInfoOpt,
     auth: Option<Authenticated>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
     let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
