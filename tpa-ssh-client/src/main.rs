@@ -8,6 +8,7 @@ mod commands;
 mod connect;
 mod files;
 mod grants;
+mod host_config;
 mod password;
 mod settings;
 mod ssh_config;

@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod flow;
 mod harness;
+mod host_patterns;
 mod revocation;
 mod ssh_interop;
 mod sso;
