@@ -9,6 +9,7 @@ mod connect;
 mod files;
 mod grants;
 mod host_config;
+mod loopback;
 mod password;
 mod settings;
 mod ssh_config;
