@@ -423,6 +423,11 @@ pub struct ClientConfig {
     pub bastion: Option<String>,
     /// The host patterns (`web-*`, `*.prod.example.com`) that go through TPA.
     pub host_patterns: Vec<String>,
+    /// The domains the patterns may lie under (`[client] allowed_suffixes`);
+    /// `tpa-ssh config` shows them and applies the same bound
+    /// ([`crate::HostPattern::check_bounds`]). Absent from older CAs.
+    #[serde(default)]
+    pub allowed_suffixes: Vec<String>,
 }
 
 /// `tpa-ssh`'s saved login (`~/.config/tpa/session.json`, mode 0600).

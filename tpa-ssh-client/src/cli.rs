@@ -90,6 +90,10 @@ pub struct ConfigArgs {
     /// Print the snippet instead of writing anything.
     #[arg(long)]
     pub print: bool,
+    /// Write without asking (the patterns and bastion are still shown);
+    /// needed when standard input is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }

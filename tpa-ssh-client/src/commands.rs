@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cert { id, renew, json } => {
             cert(cli.ca.as_deref(), id.as_deref(), renew, json.json).await
         }
-        Command::Config(args) => crate::connect::config(cli.ca.as_deref(), args).await,
+        Command::Config(args) => crate::host_config::config(cli.ca.as_deref(), args).await,
         Command::Ssh(args) => crate::connect::ssh(cli.ca.as_deref(), args).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

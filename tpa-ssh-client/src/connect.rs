@@ -9,20 +9,29 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use reqwest::Method;
 use tpa_core::api::{ClientConfig, CreateRequestBody, RequestView, SubmitResponse};
-use tpa_core::{BastionAddress, HostName, HostPattern, Principal, Username};
+use tpa_core::{BastionAddress, DomainSuffix, HostName, HostPattern, Principal};
 
-use crate::cli::{ConfigArgs, SshArgs};
+use crate::cli::SshArgs;
 use crate::client::{ApiFailure, Client};
 use crate::commands::{key, logged_in, refused, update_agent};
 use crate::files::KeyFiles;
-use crate::ssh_config::{self, Snippet, config_path};
-use crate::{files, grants, settings, wait};
+use crate::ssh_config::config_path;
+use crate::{grants, wait};
 
 const NONE: Option<&()> = None;
 
-/// What the CA announces (`GET /api/v1/client-config`), checked again here: the
-/// values go into ssh_config and onto ssh's command line.
-async fn announced(client: &Client) -> anyhow::Result<(Option<BastionAddress>, Vec<HostPattern>)> {
+/// What the CA announces (`GET /api/v1/client-config`), checked again here:
+/// the values go into ssh_config and onto ssh's command line.
+pub(crate) struct Announced {
+    /// Where users reach the bastion.
+    pub bastion: Option<BastionAddress>,
+    /// The host patterns for the snippet (not yet checked against the bounds).
+    pub patterns: Vec<HostPattern>,
+    /// The domains patterns may lie under.
+    pub allowed_suffixes: Vec<DomainSuffix>,
+}
+
+pub(crate) async fn announced(client: &Client) -> anyhow::Result<Announced> {
     let answer: ClientConfig = match client
         .call(Method::GET, "/api/v1/client-config", NONE)
         .await
@@ -49,93 +58,17 @@ async fn announced(client: &Client) -> anyhow::Result<(Option<BastionAddress>, V
         .map(|p| HostPattern::parse(p))
         .collect::<Result<Vec<_>, _>>()
         .context("the CA announces an invalid host pattern; tell its operator")?;
-    Ok((bastion, patterns))
-}
-
-/// `tpa-ssh config`.
-pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let (client, _) = logged_in(ca)?;
-    let (bastion, announced_patterns) = announced(&client).await?;
-    let user_patterns = if args.host_patterns.is_empty() {
-        settings::load()?.host_patterns
-    } else {
-        args.host_patterns.clone()
-    };
-    let patterns = if user_patterns.is_empty() {
-        announced_patterns
-    } else {
-        user_patterns
-            .iter()
-            .map(|p| HostPattern::parse(p))
-            .collect::<Result<Vec<_>, _>>()
-            .context("bad host pattern (use lowercase host names and *, e.g. 'web-*')")?
-    };
-    if patterns.is_empty() {
-        bail!(
-            "no host patterns: the CA announces none; give them with `tpa-ssh config --host-pattern 'web-*'` or host_patterns in {}",
-            settings::path()?.display()
-        );
-    }
-    let bastion_login = args
-        .bastion_login
-        .as_deref()
-        .map(Username::parse)
-        .transpose()
-        .context("--bastion-login")?;
-    let (keys, _) = key()?;
-    let text = ssh_config::render(&Snippet {
-        patterns: &patterns,
-        bastion: bastion.as_ref(),
-        bastion_login: bastion_login.as_ref(),
-        keys: &keys,
-    })?;
-    if args.print {
-        print!("{text}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let ssh_dir = files::home()?.join(".ssh");
-    let snippet = ssh_dir.join("tpa_config");
-    let user_config = ssh_dir.join("config");
-    let changes = ssh_config::install(&snippet, &user_config, &text)?;
-    if args.json.json {
-        let out = serde_json::json!({
-            "snippet": snippet, "config": user_config,
-            "snippet_written": changes.snippet_written,
-            "include_added": changes.include_added, "backup": changes.backup,
-            "host_patterns": patterns.iter().map(HostPattern::as_str).collect::<Vec<_>>(),
-            "bastion": bastion.as_ref().map(ToString::to_string),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let names: Vec<&str> = patterns.iter().map(HostPattern::as_str).collect();
-    if !changes.snippet_written && !changes.include_added {
-        println!("{} is up to date; nothing changed.", snippet.display());
-    } else {
-        if changes.snippet_written {
-            println!("Wrote {} for {}.", snippet.display(), names.join(" "));
-        }
-        if let Some(b) = &changes.backup {
-            println!("Backed up {} to {}.", user_config.display(), b.display());
-        }
-        if changes.include_added {
-            println!(
-                "Added an Include line at the top of {}.",
-                user_config.display()
-            );
-        }
-    }
-    if let Some(b) = &bastion {
-        println!(
-            "Hosts go through the bastion {b} (alias {}).",
-            ssh_config::BASTION_ALIAS
-        );
-    }
-    println!(
-        "Now `ssh LOGIN@{}` works while you hold a grant (`tpa-ssh cert` renews the certificate).",
-        names.first().map_or("HOST", |p| p).replace('*', "1")
-    );
-    Ok(ExitCode::SUCCESS)
+    let allowed_suffixes = answer
+        .allowed_suffixes
+        .iter()
+        .map(|s| DomainSuffix::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the CA announces an invalid allowed suffix; tell its operator")?;
+    Ok(Announced {
+        bastion,
+        patterns,
+        allowed_suffixes,
+    })
 }
 
 /// Asks one question on the terminal.
@@ -369,7 +302,7 @@ pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let _ = update_agent(&keys, &cert);
-    let (bastion, _) = announced(&client).await?;
+    let bastion = announced(&client).await?.bastion;
 
     // The user's own `-l` (after `--`) reaches ssh as it is; every other login
     // is passed with `-l` here, so ssh never falls back to the local user name.

@@ -8,6 +8,8 @@ mod commands;
 mod connect;
 mod files;
 mod grants;
+mod host_config;
+mod loopback;
 mod password;
 mod settings;
 mod ssh_config;

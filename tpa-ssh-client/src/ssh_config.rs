@@ -80,6 +80,43 @@ pub fn render(s: &Snippet<'_>) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The host patterns and bastion a snippet holds, as [`render`] wrote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The patterns of its `Host` line (the bastion alias's aside).
+    pub patterns: Vec<String>,
+    /// The bastion as `host[:port]`, when it has one.
+    pub bastion: Option<String>,
+}
+
+/// Reads back what [`render`] wrote (for saying what a new run changes).
+pub fn written(text: &str) -> Written {
+    let mut patterns = Vec::new();
+    let (mut host, mut port, mut in_bastion) = (None, None, false);
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(names) = line.strip_prefix("Host ") {
+            in_bastion = names == BASTION_ALIAS;
+            if !in_bastion {
+                patterns.extend(names.split_whitespace().map(str::to_owned));
+            }
+        } else if in_bastion {
+            if let Some(h) = line.strip_prefix("HostName ") {
+                host = Some(h.to_owned());
+            } else if let Some(p) = line.strip_prefix("Port ") {
+                port = Some(p.to_owned());
+            }
+        }
+    }
+    let bastion = host.map(|h| match (h.contains(':'), port) {
+        (true, Some(p)) => format!("[{h}]:{p}"),
+        (true, None) => format!("[{h}]"),
+        (false, Some(p)) => format!("{h}:{p}"),
+        (false, None) => h,
+    });
+    Written { patterns, bastion }
+}
+
 /// The line that pulls the snippet in.
 pub fn include_line(snippet: &Path) -> anyhow::Result<String> {
     Ok(format!("Include {}", config_path(snippet)?))
@@ -245,6 +282,24 @@ mod tests {
         assert!(
             !text.contains("ProxyJump") && !text.contains("tpa-bastion"),
             "{text}"
+        );
+        assert_eq!(
+            written(&text),
+            Written {
+                patterns: vec!["web-*".to_owned(), "*.prod.example.com".to_owned()],
+                bastion: None
+            }
+        );
+        let with = render(&Snippet {
+            patterns: &patterns,
+            bastion: Some(&bastion),
+            bastion_login: Some(&login),
+            keys: &k,
+        })
+        .unwrap();
+        assert_eq!(
+            written(&with).bastion.as_deref(),
+            Some("bastion.example.com:2222")
         );
     }
 

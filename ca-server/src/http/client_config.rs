@@ -18,5 +18,10 @@ pub async fn get(State(state): State<AppState>) -> Json<ClientConfig> {
             .iter()
             .map(|p| p.as_str().to_owned())
             .collect(),
+        allowed_suffixes: client
+            .allowed_suffixes
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
     })
 }

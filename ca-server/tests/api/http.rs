@@ -247,13 +247,13 @@ async fn client_config_announces_the_client_section() {
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(
         response.json(),
-        serde_json::json!({ "bastion": null, "host_patterns": [] })
+        serde_json::json!({ "bastion": null, "host_patterns": [], "allowed_suffixes": [] })
     );
     app.stop().await;
 
     let app = spawn_app_with(|data| {
         data.edit_config(|text| {
-            text + "\n[client]\nbastion = \"bastion.example.com:2222\"\nhost_patterns = [\"web-*\", \"*.prod.example.com\"]\n"
+            text + "\n[client]\nbastion = \"bastion.example.com:2222\"\nhost_patterns = [\"web-*\", \"*.prod.example.com\"]\nallowed_suffixes = [\"prod.example.com\"]\n"
         });
     })
     .await;
@@ -263,7 +263,8 @@ async fn client_config_announces_the_client_section() {
         response.json(),
         serde_json::json!({
             "bastion": "bastion.example.com:2222",
-            "host_patterns": ["web-*", "*.prod.example.com"]
+            "host_patterns": ["web-*", "*.prod.example.com"],
+            "allowed_suffixes": ["prod.example.com"]
         })
     );
     app.stop().await;

@@ -255,7 +255,19 @@ fn login_request_wait_certificate_then_plain_ssh() {
     );
     std::fs::write(&user_config, &users_own).unwrap();
     std::fs::set_permissions(&user_config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // issue 18: without a terminal and without --yes, it shows what it would
+    // write and writes nothing.
     let out = home.run(&["config"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("hosts routed through TPA: web-*")
+            && text(&out).contains("tpa-ssh config --yes"),
+        "{}",
+        text(&out)
+    );
+    assert!(!ssh_dir.join("tpa_config").exists());
+    assert_eq!(std::fs::read_to_string(&user_config).unwrap(), users_own);
+    let out = home.run(&["config", "--yes"]);
     assert!(out.status.success(), "{}", text(&out));
     let snippet = ssh_dir.join("tpa_config");
     let snippet_text = std::fs::read_to_string(&snippet).unwrap();
@@ -1117,7 +1129,7 @@ fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     );
 
     // `tpa-ssh config` with the CA's bastion: plain ssh jumps through it.
-    let out = home.run(&["config"]);
+    let out = home.run(&["config", "--yes"]);
     assert!(out.status.success(), "{}", text(&out));
     let snippet = std::fs::read_to_string(ssh_dir.join("tpa_config")).unwrap();
     assert!(

@@ -14,6 +14,7 @@ mod login_at_host;
 mod os_user;
 mod readme;
 mod pages;
+mod host_patterns;
 mod revocation;
 mod ssh_interop;
 mod sso;

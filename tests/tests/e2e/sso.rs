@@ -241,6 +241,8 @@ fn idp_users_log_in_request_and_approve_in_chromium() {
         who["whoami"]["user"]["identity"]["subject"], "idp-alice",
         "{who}"
     );
+    // issue 18: a device login's token is marked as such.
+    assert_eq!(who["whoami"]["device_login"], true, "{who}");
 
     // She asks for the role her IdP group may request.
     let asked = tpa_ssh(
