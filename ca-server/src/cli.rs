@@ -194,7 +194,18 @@ pub struct ConfigArg {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Load the configuration, the CA key and the database, and report problems.
-    Check(ConfigArg),
+    Check(CheckArgs),
+}
+
+/// `tpa-ca config check …`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// A bastion's bastion.toml whose ca_token_file must match a [[bastions]]
+    /// entry (repeat for several).
+    #[arg(long = "bastion-config", value_name = "FILE")]
+    pub bastion_configs: Vec<std::path::PathBuf>,
 }
 
 /// `tpa-ca issue …`.

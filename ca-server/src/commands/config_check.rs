@@ -1,15 +1,16 @@
 //! `tpa-ca config check`: everything `serve` would load, without serving.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use super::config_findings::{self, Level};
 use crate::config::Config;
 use crate::signer::Signer;
 use crate::store::{self, Create};
 
-pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config_path: &Path, bastion_configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let signer = Signer::load(&config.ca).context("CA key")?;
     let conn = store::open(&config.database_path, Create::Never).context("database")?;
@@ -79,6 +80,31 @@ pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         None => println!(
             "  audit key: none; no signed checkpoints (add [audit] key_file, see docs/configuration.md)"
         ),
+    }
+    // issue 12: bastions, the [client] announcement, bastion token files and
+    // OpenID providers, which loading the file alone does not prove.
+    let mut findings = config_findings::bastions_and_client(&config);
+    findings.extend(config_findings::bastion_token_files(
+        &config,
+        bastion_configs,
+    ));
+    if !config.oidc.is_empty() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        findings.extend(runtime.block_on(config_findings::oidc_providers(&config)));
+    }
+    for f in &findings {
+        println!("{f}");
+    }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    if errors > 0 {
+        eprintln!(
+            "tpa-ca: {errors} problem{} found (the lines marked error above)",
+            if errors == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

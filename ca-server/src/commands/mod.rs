@@ -2,6 +2,7 @@
 
 mod audit_tools;
 mod config_check;
+mod config_findings;
 mod demo;
 mod demo_hosts;
 mod hash_password;
@@ -37,8 +38,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { config, listen } => serve::run(&config.config, listen),
         Command::Demo { dir, listen } => demo::run(&dir, listen),
         Command::Config {
-            command: ConfigCommand::Check(config),
-        } => config_check::run(&config.config),
+            command: ConfigCommand::Check(args),
+        } => config_check::run(&args.config.config, &args.bastion_configs),
         Command::Issue(args) => issue::run(&args),
         Command::Principals {
             config,

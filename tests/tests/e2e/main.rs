@@ -7,6 +7,7 @@ mod bastion;
 mod browser;
 mod ca_server;
 mod cli;
+mod config_check;
 mod crash;
 mod flow;
 mod harness;

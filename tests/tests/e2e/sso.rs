@@ -28,7 +28,7 @@ fn provider_dir() -> PathBuf {
 
 /// Starts the IdP on a free port with one client `tpa` for `redirect_uri`;
 /// returns its guard and issuer URL.
-fn start_provider(tmp: &Path, redirect_uri: &str) -> (Guard, String) {
+pub(crate) fn start_provider(tmp: &Path, redirect_uri: &str) -> (Guard, String) {
     let node = require(
         "node",
         "the SSO tests need Node.js ≥ 20.19 and npm (Debian: apt-get install nodejs npm)",
