@@ -96,6 +96,11 @@ async fn api_login_returns_a_token_that_whoami_accepts() {
     assert_eq!(who.status, 200, "{}", who.body);
     assert_eq!(who.json()["user"]["username"], "alice");
     assert_eq!(who.json()["via"], "api_token");
+    // Issue 12: the account's display name is kept with the token.
+    assert_eq!(
+        who.json()["user"]["display_name"],
+        "Alice <script>alert(1)</script>"
+    );
     assert_eq!(who.json()["expires_at"], body["expires_at"]);
     // Stored hashed, audited with the source address.
     let conn = app.data.open_plain();

@@ -31,6 +31,34 @@ async fn ca_with(extra: serde_json::Value, connector_lines: &str) -> (Provider, 
     (provider, app)
 }
 
+/// Log lines written while it is the thread's subscriber (the test's
+/// current-thread runtime runs the server's handlers on this thread).
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 fn userinfo_only() -> serde_json::Value {
     json!({"claims_in_userinfo_only": true})
 }
@@ -69,6 +97,12 @@ async fn claims_only_in_userinfo_complete_the_login() {
 // names the claim (for the administrator) instead of blaming the user.
 #[tokio::test]
 async fn a_username_claim_missing_everywhere_is_named_on_the_error_page() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
     let (_provider, app) = ca_with(userinfo_only(), "").await;
     let mut browser = Browser::default();
     let r = browser.web_login(&app, "idp", "nameless", "/").await;
@@ -85,6 +119,13 @@ async fn a_username_claim_missing_everywhere_is_named_on_the_error_page() {
     assert_eq!(count(&app.data.open_plain(), "auth_tokens"), 0);
     let reasons = denied_reasons(&app);
     assert!(reasons.iter().any(|r| r.contains(named)), "{reasons:?}");
+    // And a WARN line for the administrator, naming the claim.
+    let logs = logs.text();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains(named) && l.contains("connector=idp")),
+        "{logs}"
+    );
 }
 
 // issue 12: userinfo answering for another subject than the ID token's is refused.

@@ -356,7 +356,8 @@ impl Browser {
         self.type_into("#username", username);
         self.type_into("#password", password);
         self.click("section.login button[type=submit]");
-        self.wait_for_text("header .who .user", username);
+        // The header shows the display name; the username is its data attribute.
+        self.wait_for(&format!("header .who .user[data-username='{username}']"));
         self.wait_for("main h1");
     }
 
