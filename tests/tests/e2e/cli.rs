@@ -1002,6 +1002,55 @@ fn error_cases_say_what_to_do_and_exit_non_zero() {
     assert!(text(&out).contains("run `tpa-ssh login`"), "{}", text(&out));
 }
 
+// issue 11 and issue 18: a reason with terminal escapes, bidi or zero-width
+// characters is refused through tpa-ssh with the API's stable code, nothing
+// is stored, and nothing the CA answers reaches the terminal raw.
+#[test]
+fn a_reason_with_escapes_is_refused_through_tpa_ssh_and_nothing_raw_is_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = auto_ca(tmp.path(), "");
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    assert!(home.login("alice").status.success());
+
+    for (name, bad) in [
+        ("U+001B", "\u{1b}]0;owned\u{7}\u{1b}[2J"),
+        ("U+202E", "\u{202E}"),
+        ("U+200B", "\u{200B}"),
+        ("U+000D", "\r"),
+    ] {
+        let reason = format!("INC-1 {bad}disk full");
+        let out = home.run(&[
+            "request",
+            "--role",
+            "web-debug",
+            "--host",
+            "web-1",
+            "--reason",
+            &reason,
+        ]);
+        let shown = text(&out);
+        assert!(!out.status.success(), "{name}: {shown}");
+        assert!(shown.contains("(bad_reason)"), "{name}: {shown}");
+        assert!(
+            shown.contains(name),
+            "{name}: the message names it: {shown}"
+        );
+        assert!(
+            !shown.contains(['\u{1b}', '\u{7}', '\u{202E}', '\u{200B}', '\r']),
+            "{name}: printed raw: {shown:?}"
+        );
+    }
+    let out = home.run(&["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        list["requests"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
+}
+
 #[test]
 fn ssh_requests_on_connect_then_plain_ssh_goes_through_the_bastion() {
     let tmp = tempfile::tempdir().unwrap();
