@@ -219,7 +219,7 @@ pub(crate) fn narrowing(
             hosts
                 .iter()
                 .map(|h| {
-                    HostName::parse(h).map_err(|e| ApiError::Refused {
+                    HostName::canonical(h).map_err(|e| ApiError::Refused {
                         code: "bad_host",
                         message: e.to_string(),
                     })
@@ -248,7 +248,11 @@ pub async fn approve(
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
     let narrowing = narrowing(body.duration.as_deref(), body.hosts.as_deref())?;
-    let r = approve_request(&state, ip.0, auth.user, id, narrowing).await?;
+    let input = wf::ApproveInput {
+        narrowing,
+        comment: body.comment,
+    };
+    let r = approve_request(&state, ip.0, auth.user, id, input).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }
 
@@ -288,7 +292,7 @@ pub(crate) async fn approve_request(
     ip: Option<IpAddr>,
     user: User,
     id: RequestId,
-    narrowing: Narrowing,
+    input: wf::ApproveInput,
 ) -> Result<AccessRequest, ApiError> {
     decide(
         state,
@@ -296,7 +300,17 @@ pub(crate) async fn approve_request(
         user,
         id,
         move |st, conn, user, id, source, now| {
-            wf::approve(conn, &st.config.policy, user, id, narrowing, source, now).map(|(r, _)| r)
+            wf::approve(
+                conn,
+                &st.config.policy,
+                &st.identities,
+                user,
+                id,
+                input,
+                source,
+                now,
+            )
+            .map(|(r, _)| r)
         },
     )
     .await

@@ -128,6 +128,23 @@ pub fn find_active_by_hash(
     .transpose()
 }
 
+/// The groups (JSON array) of the identity's most recent login, if any
+/// session or token of it is still stored: how the CA knows an OpenID
+/// Connect user's groups between their logins.
+pub fn latest_groups(
+    conn: &Connection,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT groups FROM auth_tokens WHERE issuer = ?1 AND subject = ?2
+             ORDER BY created_at DESC, id LIMIT 1",
+        )?
+        .query_row(params![issuer, subject], |r| r.get(0))
+        .optional()?)
+}
+
 /// Revokes a token at `now`. Returns whether it was active (not yet revoked).
 pub fn revoke(tx: &Transaction<'_>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let changed = tx.execute(

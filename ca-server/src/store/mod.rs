@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_device_logins.sql"),
     include_str!("migrations/0012_cli_consents.sql"),
     include_str!("migrations/0013_bastion_events.sql"),
+    include_str!("migrations/0014_grant_snapshots.sql"),
 ];
 
 /// The schema version this build expects.

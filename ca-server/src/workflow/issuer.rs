@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Issued;
 use super::requests::{IssueJob, WorkflowError, issue_batch};
 use crate::config::Config;
+use crate::identity::Identities;
 use crate::signer::Signer;
 use crate::store::StoreError;
 use crate::store::checkpoint::{self, Checkpointer};
@@ -45,6 +46,7 @@ impl Issuer {
         db: Arc<Mutex<Connection>>,
         signer: Arc<Signer>,
         config: Arc<Config>,
+        identities: Arc<Identities>,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         // Commits of a batch must not also pay for copying the WAL back.
@@ -56,7 +58,7 @@ impl Issuer {
         std::thread::Builder::new()
             .name("tpa-issuer".to_owned())
             .spawn(move || {
-                run(queue, &db, &signer, &config);
+                run(queue, &db, (&signer, &config, &identities));
                 // Checkpoints stop with the writer.
                 drop(checkpointer);
             })?;
@@ -82,8 +84,7 @@ fn stopped() -> WorkflowError {
 fn run(
     mut queue: mpsc::Receiver<Pending>,
     db: &Mutex<Connection>,
-    signer: &Signer,
-    config: &Config,
+    (signer, config, identities): (&Signer, &Config, &Identities),
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
@@ -101,7 +102,7 @@ fn run(
             Ok(mut conn) => {
                 // The rules are checked at signing time, inside the transaction.
                 let now = chrono::Utc::now();
-                issue_batch(&mut conn, signer, &config.policy, &jobs, now)
+                issue_batch(&mut conn, (signer, &config.policy, identities), &jobs, now)
             }
             Err(_) => {
                 tracing::error!("database mutex poisoned; refusing to issue");

@@ -124,7 +124,13 @@ pub async fn approve(
     let duration = fields.non_empty("duration");
     let hosts = fields.get("host_choice").map(|_| fields.all("hosts"));
     let result = match narrowing(duration.as_deref(), hosts.as_deref()) {
-        Ok(n) => approve_request(&state, ip.0, auth.user.clone(), id.clone(), n).await,
+        Ok(narrowing) => {
+            let input = crate::workflow::requests::ApproveInput {
+                narrowing,
+                comment: fields.non_empty("comment").unwrap_or_default(),
+            };
+            approve_request(&state, ip.0, auth.user.clone(), id.clone(), input).await
+        }
         Err(e) => Err(e),
     };
     answer(&state, &auth, &id, result).await
