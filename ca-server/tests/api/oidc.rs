@@ -139,7 +139,7 @@ pub(crate) fn add_connector(data: &mut DataDir, name: &str, issuer: &str) {
     });
 }
 
-fn set_public_url(data: &mut DataDir, address: SocketAddr) {
+pub(crate) fn set_public_url(data: &mut DataDir, address: SocketAddr) {
     data.edit_config(|text| {
         assert!(text.contains("[server]\n"), "{text}");
         text.replacen(
