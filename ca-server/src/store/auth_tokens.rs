@@ -145,6 +145,23 @@ pub fn latest_groups(
         .optional()?)
 }
 
+/// Every identity of an issuer other than `exclude_issuer` with a stored
+/// login, with the username and groups (JSON array) of its most recent one.
+pub fn latest_logins(
+    conn: &Connection,
+    exclude_issuer: &str,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT t.issuer, t.username, t.groups FROM auth_tokens t
+         WHERE t.issuer != ?1 AND t.created_at = (
+             SELECT max(u.created_at) FROM auth_tokens u
+             WHERE u.issuer = t.issuer AND u.subject = t.subject)
+         ORDER BY t.username",
+    )?;
+    let rows = stmt.query_map([exclude_issuer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Revokes a token at `now`. Returns whether it was active (not yet revoked).
 pub fn revoke(tx: &Transaction<'_>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let changed = tx.execute(

@@ -339,6 +339,18 @@ pub fn load(conn: &Connection, id: &RequestId) -> Result<Option<AccessRequest>, 
     }
 }
 
+/// When the request last changed (RFC 3339): for a finished request, when it
+/// was denied, cancelled or revoked.
+pub fn updated_at(conn: &Connection, id: &RequestId) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT updated_at FROM requests WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// Which requests to list.
 #[derive(Debug, Clone)]
 pub enum Listing<'a> {
