@@ -61,7 +61,7 @@ CREATE TABLE approvals (
     approver_username TEXT    NOT NULL,
     stage             INTEGER NOT NULL,
     at                TEXT    NOT NULL,
-    content_hash      TEXT    NOT NULL,
+    content_hash      TEXT    NOT NULL, stage_hash TEXT, group_name TEXT, comment TEXT,
     PRIMARY KEY (request_id, position),
     UNIQUE (request_id, approver_issuer, approver_subject)
 ) STRICT;
@@ -273,7 +273,7 @@ CREATE TABLE requests (
     decided_by_subject TEXT,
     comment            TEXT,
     updated_at         TEXT    NOT NULL
-) STRICT;
+, grant_scope TEXT) STRICT;
 
 CREATE TABLE revocations (
     id          INTEGER PRIMARY KEY,

@@ -223,6 +223,8 @@ struct RawConfig {
     #[serde(default)]
     roles: Vec<roles::RawRole>,
     #[serde(default)]
+    identity_links: Vec<roles::RawIdentityLink>,
+    #[serde(default)]
     webhooks: Vec<webhooks::RawWebhook>,
     #[serde(default)]
     accounts: Vec<RawAccount>,
@@ -399,7 +401,9 @@ impl Config {
             server_limits: limits::server_limits(&raw.server).map_err(invalid)?,
             health: limits::health(&raw.health).map_err(invalid)?,
             admin_issue: AdminIssueConfig { max_ttl },
-            policy: roles::policy(&raw.roles, &raw.host_groups).map_err(invalid)?,
+            policy: roles::policy(&raw.roles, &raw.host_groups)
+                .and_then(|p| roles::with_links(p, &raw.identity_links))
+                .map_err(invalid)?,
             workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
             webhooks,
             public_url,

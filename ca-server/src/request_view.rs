@@ -1,8 +1,8 @@
 //! Turns a request (domain) into its wire form (`tpa_core::api::RequestView`).
 
 use chrono::{DateTime, Utc};
-use tpa_core::api::{ApprovalView, Person, RequestView, StillNeeded};
-use tpa_core::{AccessRequest, ApprovalPath, HostName, Identity, Policy, RequestState};
+use tpa_core::api::{ApprovalView, GrantView, Person, RequestView, StillNeeded};
+use tpa_core::{AccessRequest, ApprovalPath, Grant, HostName, Identity, Policy, RequestState};
 
 use crate::audit::format_time;
 
@@ -11,6 +11,25 @@ fn person(identity: &Identity, username: Option<&str>) -> Person {
         issuer: identity.issuer().to_owned(),
         subject: identity.subject().to_owned(),
         username: username.map(str::to_owned),
+    }
+}
+
+/// The wire form of a grant snapshot.
+pub fn grant_view(g: &Grant) -> GrantView {
+    GrantView {
+        principals: g.principals.iter().map(ToString::to_string).collect(),
+        extensions: g.extensions.iter().map(|e| e.name().to_owned()).collect(),
+        force_command: g
+            .critical_options
+            .force_command
+            .as_ref()
+            .map(|c| c.as_str().to_owned()),
+        source_address: g
+            .critical_options
+            .source_address
+            .as_ref()
+            .map(ToString::to_string),
+        cert_ttl: g.cert_ttl.to_string(),
     }
 }
 
@@ -56,14 +75,15 @@ pub fn view(r: &AccessRequest, policy: &Policy, now: DateTime<Utc>) -> RequestVi
             .map(|a| ApprovalView {
                 approver: person(&a.approver, Some(a.approver_username.as_str())),
                 stage: a.stage + 1,
-                group: role
-                    .and_then(|role| role.stages.get(a.stage))
-                    .map(|s| s.group.to_string()),
+                // As recorded, never re-derived from today's configuration.
+                group: Some(a.group.to_string()),
                 at: format_time(a.at),
+                comment: a.comment.clone(),
             })
             .collect(),
         still_needed,
         decided_by: r.decided_by.as_ref().map(|d| person(d, None)),
         comment: r.comment.clone(),
+        grant: r.grant.as_ref().map(grant_view),
     }
 }

@@ -96,15 +96,21 @@ impl AppState {
         let signer = Arc::new(signer);
         let config = Arc::new(config.clone());
         let db = Arc::new(Writer::new(conn));
-        let issuer = Issuer::spawn(db.clone(), signer.clone(), config.clone())
-            .context("cannot start the issuance writer thread")?;
+        let identities = Arc::new(identities);
+        let issuer = Issuer::spawn(
+            db.clone(),
+            signer.clone(),
+            config.clone(),
+            identities.clone(),
+        )
+        .context("cannot start the issuance writer thread")?;
         Ok(Self {
             signer,
             database_path: config.database_path.clone(),
             db,
             readers: Arc::new(readers),
             issuer,
-            identities: Arc::new(identities),
+            identities,
             config,
             login_limiter: Arc::new(PasswordLimiter::default()),
             decision_limiter: Arc::new(DecisionRateLimiter::default()),

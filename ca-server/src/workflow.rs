@@ -17,6 +17,7 @@ use tpa_core::{
     HumanDuration, Principal, SourceAddresses, SubjectKey, Username,
 };
 
+pub mod approvers;
 pub mod audit_views;
 pub mod bastion;
 pub mod deadline;

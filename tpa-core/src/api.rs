@@ -91,6 +91,25 @@ pub struct RequestView {
     pub decided_by: Option<Person>,
     /// Their comment.
     pub comment: Option<String>,
+    /// What a certificate for this request may carry (the snapshot approvers
+    /// approve). Absent for requests stored before snapshots existed.
+    #[serde(default)]
+    pub grant: Option<GrantView>,
+}
+
+/// The grant snapshot: exactly what certificates for a request may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    /// Principals (logins), host-scoped ones as `group:login`.
+    pub principals: Vec<String>,
+    /// Extensions, e.g. `permit-pty`.
+    pub extensions: Vec<String>,
+    /// The forced command, if any.
+    pub force_command: Option<String>,
+    /// The allowed source addresses, if restricted.
+    pub source_address: Option<String>,
+    /// Longest life of one certificate, e.g. `10m`.
+    pub cert_ttl: String,
 }
 
 /// A person as shown by the API: identity plus display fields.
@@ -111,10 +130,13 @@ pub struct ApprovalView {
     pub approver: Person,
     /// Stage number, from 1.
     pub stage: usize,
-    /// Stage group.
+    /// The group the approval was counted for, as recorded when it was given.
     pub group: Option<String>,
     /// When, RFC 3339 UTC.
     pub at: String,
+    /// The approver's comment.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 /// The open approval stage.
@@ -371,6 +393,9 @@ pub struct ApproveBody {
     /// A subset of the hosts.
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
+    /// An optional comment, shown with the approval.
+    #[serde(default)]
+    pub comment: String,
 }
 
 /// `POST /api/v1/requests/{id}/deny`.

@@ -5,8 +5,9 @@ use std::fmt;
 use crate::identifiers::{IdentifierError, shown};
 
 /// A host name as the bastion's inventory knows it: lowercase DNS labels.
-/// Grammar: labels of `[a-z0-9-]` (not starting or ending with `-`), joined by
-/// dots, at most 253 bytes.
+/// Grammar: labels of `[a-z0-9-]` (not starting or ending with `-`, never an
+/// IDNA `xn--` label), joined by dots, at most 253 bytes. Text a person typed
+/// goes through [`HostName::canonical`] first.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostName(String);
 
@@ -18,6 +19,9 @@ fn label_ok(label: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !label.starts_with('-')
         && !label.ends_with('-')
+        // IDNA (punycode) labels are refused: a look-alike Unicode name must
+        // never match a pattern written in ASCII.
+        && !label.starts_with("xn--")
 }
 
 impl HostName {
@@ -33,6 +37,20 @@ impl HostName {
         Ok(Self(value.to_owned()))
     }
 
+    /// Parses a host name as a person typed it, in canonical form: ASCII
+    /// letters lowercased and one trailing dot (the DNS root) dropped, so
+    /// `WEB-1` and `web-1.` are `web-1`. Anything else that is not a host name
+    /// (a NUL, a space, non-ASCII, an IDNA `xn--` label) is refused, never
+    /// repaired. Requests and approvals match patterns against this form only.
+    pub fn canonical(value: &str) -> Result<Self, IdentifierError> {
+        let trimmed = value.strip_suffix('.').unwrap_or(value);
+        Self::parse(&trimmed.to_ascii_lowercase()).map_err(|_| IdentifierError::Malformed {
+            kind: "host name",
+            shown: shown(value),
+            expected: "lowercase DNS labels (a-z, 0-9, '-') separated by dots; IDNA (xn--) names are not accepted",
+        })
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -45,8 +63,11 @@ impl fmt::Display for HostName {
     }
 }
 
-/// A host name or a glob where `*` matches any run of name characters
-/// (`web-*`, `*.prod.example.com`). A lone `*` is refused: a role names its hosts.
+/// A host name or a glob where `*` matches any run of name characters inside
+/// ONE DNS label and never a dot: `web-*` matches `web-1` but not
+/// `web-1.payments.internal`, and `*.prod.example.com` matches
+/// `a.prod.example.com` but not `a.b.prod.example.com`. A lone `*` is
+/// refused: a role names its hosts.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostPattern(String);
 
@@ -72,9 +93,18 @@ impl HostPattern {
         Ok(Self(value.to_owned()))
     }
 
-    /// Whether the pattern covers `host`.
+    /// Whether the pattern covers `host`: as many labels as the pattern,
+    /// each matched by the pattern's label (so `*` never crosses a dot).
     pub fn matches(&self, host: &HostName) -> bool {
-        glob_match(self.0.as_bytes(), host.as_str().as_bytes())
+        let mut pattern = self.0.split('.');
+        let mut name = host.as_str().split('.');
+        loop {
+            match (pattern.next(), name.next()) {
+                (None, None) => return true,
+                (Some(p), Some(n)) if glob_match(p.as_bytes(), n.as_bytes()) => {}
+                _ => return false,
+            }
+        }
     }
 
     /// Whether this pattern is a plain host name (no wildcard).
@@ -199,10 +229,59 @@ mod tests {
             assert!(HostName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "Web-1", "-web", "web-", "a..b", "a b", "a,b", "*", "web_1", "héllo",
+            "",
+            "Web-1",
+            "-web",
+            "web-",
+            "a..b",
+            "a b",
+            "a,b",
+            "*",
+            "web_1",
+            "héllo",
+            "xn--bcher-kva.example",
+            "web-1.",
         ] {
             assert!(HostName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    // issue 11: host names are canonicalized before matching, never repaired.
+    #[test]
+    fn canonical_host_names_lowercase_and_drop_one_trailing_dot() {
+        let check = |input: &str, expected: Option<&str>| {
+            let got = HostName::canonical(input).ok();
+            assert_eq!(got.as_ref().map(HostName::as_str), expected, "{input:?}");
+        };
+        check("web-1", Some("web-1"));
+        check("WEB-1", Some("web-1"));
+        check("web-1.", Some("web-1"));
+        check("Web-1.Prod.", Some("web-1.prod"));
+        check("web-1..", None);
+        check(".", None);
+        check("web-1\u{0}", None);
+        check("web-1\u{0}.evil", None);
+        check("xn--wb-1-bsa", None);
+        check("XN--WB-1-BSA", None);
+        check("wéb-1", None);
+        check("web-1 ", None);
+    }
+
+    // issue 11: `*` matches within one DNS label only.
+    #[test]
+    fn star_never_crosses_a_dot() {
+        let p = HostPattern::parse("web-*").unwrap();
+        assert!(p.matches(&host("web-1")));
+        assert!(!p.matches(&host("web-1.evil")));
+        assert!(!p.matches(&host("web-1.db-1.payments.internal")));
+        let p = HostPattern::parse("*.payments.internal").unwrap();
+        assert!(p.matches(&host("web-1.payments.internal")));
+        assert!(!p.matches(&host("a.web-1.payments.internal")));
+        assert!(!p.matches(&host("payments.internal")));
+        let p = HostPattern::parse("db-*.prod").unwrap();
+        assert!(p.matches(&host("db-7.prod")));
+        assert!(!p.matches(&host("db-7.x.prod")));
+        assert!(HostPattern::parse("xn--*").is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Separation of duties compares [`Identity`] values. Display names and email
 //! addresses are for people to read and never decide anything.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::identifiers::{IdentifierError, Username, shown};
@@ -137,6 +137,72 @@ impl User {
     }
 }
 
+/// Who is one person: every identity with one username, under any issuer,
+/// is one person, and `[[identity_links]]` join usernames that differ across
+/// connectors. Separation of duties and `tpa-ca revoke user` both use this
+/// one rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct People {
+    /// Linked username → the first username of its link (the person's key).
+    links: BTreeMap<Username, Username>,
+}
+
+/// Why identity links cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// A username appears in two links (they would be one person anyway: merge them).
+    #[error("username {0} appears in more than one [[identity_links]] entry; merge them")]
+    Twice(Username),
+    /// A link needs at least two usernames.
+    #[error("an [[identity_links]] entry needs at least two usernames")]
+    TooShort,
+}
+
+impl People {
+    /// Builds the rule from link groups (each a list of usernames of one person).
+    pub fn new(links: Vec<Vec<Username>>) -> Result<Self, LinkError> {
+        let mut map = BTreeMap::new();
+        for group in links {
+            let Some(first) = group.first().cloned() else {
+                return Err(LinkError::TooShort);
+            };
+            if group.len() < 2 {
+                return Err(LinkError::TooShort);
+            }
+            for name in group {
+                if map.insert(name.clone(), first.clone()).is_some() {
+                    return Err(LinkError::Twice(name));
+                }
+            }
+        }
+        Ok(Self { links: map })
+    }
+
+    /// The person `username` belongs to (a stable key; usernames compare exactly,
+    /// and every username is lowercase by its grammar).
+    pub fn person<'a>(&'a self, username: &'a Username) -> &'a Username {
+        self.links.get(username).unwrap_or(username)
+    }
+
+    /// Whether two usernames are one person.
+    pub fn same_person(&self, a: &Username, b: &Username) -> bool {
+        self.person(a) == self.person(b)
+    }
+
+    /// Every username of the person `username` belongs to (itself included).
+    pub fn usernames_of(&self, username: &Username) -> BTreeSet<Username> {
+        let person = self.person(username);
+        let mut out: BTreeSet<Username> = self
+            .links
+            .iter()
+            .filter(|(_, p)| *p == person)
+            .map(|(u, _)| u.clone())
+            .collect();
+        out.insert(username.clone());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +244,26 @@ mod tests {
                 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
             prop_assert_eq!(GroupName::parse(&s).is_ok(), expected);
         }
+    }
+
+    #[test]
+    fn one_username_is_one_person_and_links_join_usernames() {
+        let u = |s: &str| Username::parse(s).unwrap();
+        let people = People::default();
+        assert!(people.same_person(&u("alice"), &u("alice")));
+        assert!(!people.same_person(&u("alice"), &u("alice2")));
+        let people = People::new(vec![vec![u("alice"), u("asmith")]]).unwrap();
+        assert!(people.same_person(&u("asmith"), &u("alice")));
+        assert!(!people.same_person(&u("asmith"), &u("bob")));
+        assert_eq!(
+            people.usernames_of(&u("asmith")),
+            BTreeSet::from([u("alice"), u("asmith")])
+        );
+        assert_eq!(people.usernames_of(&u("bob")), BTreeSet::from([u("bob")]));
+        assert_eq!(
+            People::new(vec![vec![u("a"), u("b")], vec![u("b"), u("c")]]),
+            Err(LinkError::Twice(u("b")))
+        );
+        assert_eq!(People::new(vec![vec![u("a")]]), Err(LinkError::TooShort));
     }
 }

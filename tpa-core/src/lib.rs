@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cert_options;
 pub mod duration;
+pub mod grant;
 pub mod host;
 pub mod host_bounds;
 pub mod identifiers;
@@ -24,14 +25,15 @@ pub mod verify;
 
 pub use cert_options::{CriticalOptions, Extension, Extensions, ForceCommand, SourceAddresses};
 pub use duration::HumanDuration;
+pub use grant::{Grant, GrantConflict};
 pub use host::{BastionAddress, HostName, HostPattern};
 pub use host_bounds::{DomainSuffix, PatternTooBroad};
 pub use identifiers::{IdentifierError, Principal, RequestId, RoleName, Username};
-pub use identity::{GroupName, Identity, User};
+pub use identity::{GroupName, Identity, People, User};
 pub use login_phrase::login_phrase;
 pub use request::{
-    AccessRequest, Approval, ApproveOutcome, DecisionRefusal, IssueRefusal, Narrowing,
-    RequestState, Window,
+    AccessRequest, Approval, ApproveOutcome, Approvers, DecisionRefusal, IssueRefusal, Narrowing,
+    RequestState, Revalidation, Voided, Window,
 };
 pub use role::{
     ApprovalPath, ApprovalStage, AutoApprove, BreakGlass, CheckedRequest, HostGroup, Policy,

@@ -13,16 +13,17 @@
 //! request the role, the request is approved, the window holds, the approvals
 //! still satisfy the role's policy, and the content is what was approved.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::duration::HumanDuration;
+use crate::grant::{Grant, field};
 use crate::host::HostName;
 use crate::identifiers::{RequestId, RoleName, Username};
-use crate::identity::{Identity, User};
+use crate::identity::{GroupName, Identity, People, User};
 use crate::role::{ApprovalPath, CheckedRequest, Role};
 use crate::subject_key::SubjectKey;
 use crate::template::{ApprovedScope, CertOrigin};
@@ -99,6 +100,13 @@ pub struct Approval {
     pub approver_username: Username,
     /// The stage (index into the role's stages) it counts for.
     pub stage: usize,
+    /// The stage's fingerprint ([`crate::ApprovalStage::fingerprint`]) when
+    /// it was approved: a changed, reordered or removed stage no longer matches.
+    pub stage_hash: String,
+    /// The group through which the approver qualified, as recorded.
+    pub group: GroupName,
+    /// The approver's optional comment.
+    pub comment: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
     /// The request content hash the approver saw (after any narrowing they made).
@@ -128,6 +136,11 @@ pub struct AccessRequest {
     pub start: Option<DateTime<Utc>>,
     /// How it gets approved.
     pub path: ApprovalPath,
+    /// The exact certificate scope approvers approve (covered by the content
+    /// hash). `None` only for requests stored before snapshots existed: such
+    /// a request takes its snapshot from the role at its next approval, and
+    /// one already approved gets no certificate (ask again).
+    pub grant: Option<Grant>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// When it expires if still pending.
@@ -248,6 +261,13 @@ pub enum IssueRefusal {
     /// The role no longer exists.
     #[error("role {0} no longer exists")]
     RoleGone(RoleName),
+    /// An approval no longer counts (stage changed, approver left the group,
+    /// same person as the requester) or the role needs more approvals.
+    #[error("the request needs re-approval because {0}")]
+    NeedsReapproval(String),
+    /// The role as configured now conflicts with the approved grant.
+    #[error("{0}; ask again")]
+    GrantConflict(#[from] crate::grant::GrantConflict),
 }
 
 impl IssueRefusal {
@@ -262,13 +282,57 @@ impl IssueRefusal {
             IssueRefusal::RequesterNotAllowed(_) => "role_not_allowed",
             IssueRefusal::ContentChanged => "content_changed",
             IssueRefusal::RoleGone(_) => "unknown_role",
+            IssueRefusal::NeedsReapproval(_) => "needs_reapproval",
+            IssueRefusal::GrantConflict(_) => "role_changed",
         }
     }
 }
 
-fn field(hasher: &mut Sha256, value: &[u8]) {
-    hasher.update((value.len() as u64).to_be_bytes());
-    hasher.update(value);
+/// What the approval rules need to know about people as they are now.
+#[derive(Debug, Clone, Copy)]
+pub struct Approvers<'a> {
+    /// Who is one person.
+    pub people: &'a People,
+    /// The current groups of earlier approvers (re-read the way they are at
+    /// decision time), by identity. An identity missing here is no longer a
+    /// member of any group.
+    pub current: &'a BTreeMap<Identity, BTreeSet<GroupName>>,
+}
+
+/// An approval that stopped counting, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voided {
+    /// The approval, as it was recorded.
+    pub approval: Approval,
+    /// Why it no longer counts.
+    pub why: String,
+}
+
+/// What [`AccessRequest::revalidate`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revalidation {
+    /// The approvals removed.
+    pub voided: Vec<Voided>,
+    /// Set when an approved request went back to pending: why.
+    pub reopened: Option<String>,
+}
+
+impl Revalidation {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.voided.is_empty() && self.reopened.is_none()
+    }
+
+    /// One sentence for people: "needs re-approval because …".
+    pub fn why(&self) -> String {
+        let mut parts: Vec<String> = self.voided.iter().map(|v| v.why.clone()).collect();
+        if let Some(r) = &self.reopened
+            && !parts.contains(r)
+        {
+            parts.push(r.clone());
+        }
+        parts.join("; ")
+    }
 }
 
 impl AccessRequest {
@@ -293,6 +357,7 @@ impl AccessRequest {
             ticket: checked.ticket,
             start: checked.start,
             path: checked.path,
+            grant: Some(checked.grant),
             created_at: now,
             pending_until: now + pending_ttl,
             state: RequestState::Pending,
@@ -317,10 +382,17 @@ impl AccessRequest {
         self.state = RequestState::Approved;
     }
 
-    /// SHA-256 over the fields an approval covers (length-prefixed, versioned).
+    /// SHA-256 over the fields an approval covers (length-prefixed,
+    /// versioned): who, role, hosts, duration, start, reason, ticket and the
+    /// grant snapshot (principals, extensions, critical options, cert TTL).
     pub fn content_hash(&self) -> String {
         let mut h = Sha256::new();
-        field(&mut h, b"tpa-request-v1");
+        let version: &[u8] = if self.grant.is_some() {
+            b"tpa-request-v2"
+        } else {
+            b"tpa-request-v1"
+        };
+        field(&mut h, version);
         field(&mut h, self.id.as_str().as_bytes());
         field(&mut h, self.requester.issuer().as_bytes());
         field(&mut h, self.requester.subject().as_bytes());
@@ -339,6 +411,9 @@ impl AccessRequest {
         );
         field(&mut h, self.reason.as_bytes());
         field(&mut h, self.ticket.as_deref().unwrap_or("").as_bytes());
+        if let Some(grant) = &self.grant {
+            grant.hash_into(&mut h);
+        }
         hex::encode(h.finalize())
     }
 
@@ -354,46 +429,177 @@ impl AccessRequest {
     /// The first stage that still needs approvals, and how many (None when all are met).
     pub fn open_stage(&self, role: &Role) -> Option<(usize, u32)> {
         role.stages.iter().enumerate().find_map(|(i, stage)| {
-            let got = self.valid_approvals_for(i);
+            let got = self.valid_approvals_for(role, i);
             (got < stage.approvals).then(|| (i, stage.approvals - got))
         })
     }
 
-    /// Distinct, non-requester approvals counted for stage `index`.
-    fn valid_approvals_for(&self, index: usize) -> u32 {
+    /// Approvals counted for stage `index`: recorded for that stage as it is
+    /// defined now, one per person (username), never the requester's. Group
+    /// membership and identity links are checked by [`Self::revalidate`].
+    fn valid_approvals_for(&self, role: &Role, index: usize) -> u32 {
+        let Some(stage) = role.stages.get(index) else {
+            return 0;
+        };
+        let fingerprint = stage.fingerprint();
         let mut seen = BTreeSet::new();
         let mut count = 0u32;
         for a in &self.approvals {
-            if a.approver == self.requester || !seen.insert(&a.approver) {
+            if a.approver == self.requester
+                || a.approver_username == self.requester_username
+                || !seen.insert(&a.approver_username)
+            {
                 continue;
             }
-            if a.stage == index {
+            if a.stage == index && a.stage_hash == fingerprint && a.group == stage.group {
                 count += 1;
             }
         }
         count
     }
 
-    /// Records `approver`'s approval for the open stage, narrowing first if asked.
+    /// Why `a` no longer counts for its stage, if it does not.
+    fn approval_problem(
+        &self,
+        a: &Approval,
+        role: &Role,
+        approvers: &Approvers<'_>,
+    ) -> Option<String> {
+        let Some(stage) = role.stages.get(a.stage) else {
+            return Some(format!(
+                "stage {} of role {} that {} approved was removed",
+                a.stage + 1,
+                role.name,
+                a.approver_username
+            ));
+        };
+        if a.stage_hash != stage.fingerprint() || a.group != stage.group {
+            return Some(format!(
+                "stage {} of role {} changed since {} approved it (now {} approval(s) from {})",
+                a.stage + 1,
+                role.name,
+                a.approver_username,
+                stage.approvals,
+                stage.group
+            ));
+        }
+        if a.approver == self.requester
+            || approvers
+                .people
+                .same_person(&a.approver_username, &self.requester_username)
+        {
+            return Some(format!(
+                "{} is the same person as the requester",
+                a.approver_username
+            ));
+        }
+        let member = approvers
+            .current
+            .get(&a.approver)
+            .is_some_and(|groups| groups.contains(&a.group));
+        if !member {
+            return Some(format!(
+                "{} is no longer a member of {}",
+                a.approver_username, a.group
+            ));
+        }
+        None
+    }
+
+    /// Removes every approval that no longer counts (its stage changed or is
+    /// gone, its approver left the stage's group, or is the same person as
+    /// the requester or as an earlier approver). An approved request whose
+    /// approvals no longer satisfy the role goes back to pending, without a
+    /// window, for the same pending time it had. Auto-approved and
+    /// break-glass requests have no approvals and are left alone.
+    pub fn revalidate(
+        &mut self,
+        role: &Role,
+        approvers: &Approvers<'_>,
+        now: DateTime<Utc>,
+    ) -> Revalidation {
+        if self.path != ApprovalPath::Stages {
+            return Revalidation::default();
+        }
+        let mut kept: Vec<Approval> = Vec::with_capacity(self.approvals.len());
+        let mut voided = Vec::new();
+        for a in std::mem::take(&mut self.approvals) {
+            let twice = kept.iter().any(|k| {
+                approvers
+                    .people
+                    .same_person(&k.approver_username, &a.approver_username)
+            });
+            let problem = self.approval_problem(&a, role, approvers).or_else(|| {
+                twice.then(|| {
+                    format!(
+                        "{} is the same person as an earlier approver",
+                        a.approver_username
+                    )
+                })
+            });
+            match problem {
+                Some(why) => voided.push(Voided { approval: a, why }),
+                None => kept.push(a),
+            }
+        }
+        self.approvals = kept;
+        let mut reopened = None;
+        if self.state == RequestState::Approved
+            && self.window.is_some_and(|w| now < w.end)
+            && let Some((stage, needed)) = self.open_stage(role)
+        {
+            let group = role
+                .stages
+                .get(stage)
+                .map(|s| s.group.to_string())
+                .unwrap_or_default();
+            reopened = Some(format!("{needed} more approval(s) from {group} are needed"));
+            let pending_for = self.pending_until - self.created_at;
+            self.state = RequestState::Pending;
+            self.window = None;
+            self.pending_until = now + pending_for;
+        }
+        Revalidation { voided, reopened }
+    }
+
+    /// Sets the comment of the approval just recorded.
+    pub fn comment_last_approval(&mut self, comment: &str) -> Result<(), DecisionRefusal> {
+        let comment = check_comment(comment)?;
+        if let Some(a) = self.approvals.last_mut() {
+            a.comment = comment;
+        }
+        Ok(())
+    }
+
+    /// Records `approver`'s approval for the open stage, narrowing first if
+    /// asked. Earlier approvals are re-checked first ([`Self::revalidate`]):
+    /// only those that still count can complete the request.
     pub fn approve(
         &mut self,
         role: &Role,
         approver: &User,
         narrowing: Narrowing,
+        approvers: &Approvers<'_>,
         now: DateTime<Utc>,
     ) -> Result<ApproveOutcome, DecisionRefusal> {
         self.expire_if_due(now);
         if self.state != RequestState::Pending {
             return Err(DecisionRefusal::NotPending(self.state));
         }
-        if approver.identity == self.requester {
+        if approver.identity == self.requester
+            || approvers
+                .people
+                .same_person(&approver.username, &self.requester_username)
+        {
             return Err(DecisionRefusal::OwnRequest);
         }
-        if self
-            .approvals
-            .iter()
-            .any(|a| a.approver == approver.identity)
-        {
+        self.revalidate(role, approvers, now);
+        if self.approvals.iter().any(|a| {
+            a.approver == approver.identity
+                || approvers
+                    .people
+                    .same_person(&a.approver_username, &approver.username)
+        }) {
             return Err(DecisionRefusal::AlreadyApproved);
         }
         // Every stage met while still pending happens only when the role's policy was
@@ -441,10 +647,33 @@ impl AccessRequest {
         if let Some(hosts) = narrowing.hosts {
             self.hosts = hosts;
         }
+        // A request stored before snapshots existed takes its snapshot now:
+        // the approver sees and approves the role as it is.
+        let grant = self
+            .grant
+            .take()
+            .unwrap_or_else(|| Grant::of(role, &self.hosts));
+        // Fewer hosts can mean fewer host-scoped principals.
+        self.grant = Some(Grant {
+            principals: grant
+                .principals
+                .intersection(&role.principals_for(&self.hosts))
+                .cloned()
+                .collect(),
+            ..grant
+        });
+        let (stage_hash, group) = role
+            .stages
+            .get(stage)
+            .map(|s| (s.fingerprint(), s.group.clone()))
+            .ok_or_else(|| DecisionRefusal::NotRoleApprover(role.name.clone()))?;
         self.approvals.push(Approval {
             approver: approver.identity.clone(),
             approver_username: approver.username.clone(),
             stage,
+            stage_hash,
+            group,
+            comment: None,
             at: now,
             content_hash: self.content_hash(),
         });
@@ -468,6 +697,7 @@ impl AccessRequest {
         &mut self,
         role: &Role,
         approver: &User,
+        people: &People,
         comment: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DecisionRefusal> {
@@ -475,7 +705,7 @@ impl AccessRequest {
         if self.state != RequestState::Pending {
             return Err(DecisionRefusal::NotPending(self.state));
         }
-        if approver.identity == self.requester {
+        if self.is_requester(approver, people) {
             return Err(DecisionRefusal::OwnRequest);
         }
         if !role.stages.iter().any(|s| approver.in_group(&s.group)) {
@@ -486,6 +716,13 @@ impl AccessRequest {
         self.decided_by = Some(approver.identity.clone());
         self.comment = comment;
         Ok(())
+    }
+
+    /// Whether `user` is the requester: the same identity, or the same person
+    /// ([`People`]: one username under any issuer, or linked usernames).
+    pub fn is_requester(&self, user: &User, people: &People) -> bool {
+        user.identity == self.requester
+            || people.same_person(&user.username, &self.requester_username)
     }
 
     /// The requester withdraws a pending request or ends an approved one early.
@@ -556,6 +793,7 @@ impl AccessRequest {
         role: Option<&Role>,
         caller: &User,
         subject: SubjectKey,
+        approvers: &Approvers<'_>,
         now: DateTime<Utc>,
     ) -> Result<ApprovedScope, IssueRefusal> {
         if caller.identity != self.requester {
@@ -580,8 +818,22 @@ impl AccessRequest {
         }
         match self.path {
             ApprovalPath::Stages => {
-                if self.open_stage(role).is_some() {
-                    return Err(IssueRefusal::PolicyNotSatisfied(role.name.clone()));
+                if let Some(why) = self
+                    .approvals
+                    .iter()
+                    .find_map(|a| self.approval_problem(a, role, approvers))
+                {
+                    return Err(IssueRefusal::NeedsReapproval(why));
+                }
+                if let Some((stage, needed)) = self.open_stage(role) {
+                    let group = role
+                        .stages
+                        .get(stage)
+                        .map(|s| s.group.to_string())
+                        .unwrap_or_default();
+                    return Err(IssueRefusal::NeedsReapproval(format!(
+                        "{needed} more approval(s) from {group} are needed"
+                    )));
                 }
                 let last = self
                     .approvals
@@ -611,17 +863,24 @@ impl AccessRequest {
                 }
             }
         }
+        // The snapshot, narrowed by the role as it is now; never widened.
+        let approved = self.grant.as_ref().ok_or_else(|| {
+            IssueRefusal::NeedsReapproval(
+                "it was approved before grant snapshots were recorded".to_owned(),
+            )
+        })?;
+        let grant = approved.within(role, &self.hosts)?;
         Ok(ApprovedScope {
             subject,
             origin: CertOrigin::Request {
                 id: self.id.clone(),
                 user: self.requester_username.clone(),
             },
-            principals: role.principals_for(&self.hosts),
-            extensions: role.extensions.clone(),
-            critical_options: role.critical_options.clone(),
+            principals: grant.principals,
+            extensions: grant.extensions,
+            critical_options: grant.critical_options,
             window_end: window.end,
-            cert_ttl: role.cert_ttl,
+            cert_ttl: grant.cert_ttl,
             hosts: self.hosts.clone(),
         })
     }
@@ -634,7 +893,7 @@ fn check_comment(comment: &str) -> Result<Option<String>, DecisionRefusal> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cert_options::{CriticalOptions, Extensions, ForceCommand};
     use crate::host::HostPattern;
@@ -665,7 +924,26 @@ mod tests {
         }
     }
 
-    fn hotfix_admin() -> Role {
+    /// The approver context of these tests: everyone's groups as `cast()`
+    /// gives them, one person per username.
+    pub(crate) fn ctx() -> Approvers<'static> {
+        use std::sync::OnceLock;
+        static PEOPLE: OnceLock<People> = OnceLock::new();
+        static CURRENT: OnceLock<BTreeMap<Identity, BTreeSet<GroupName>>> = OnceLock::new();
+        let current = CURRENT.get_or_init(|| {
+            let mut map: BTreeMap<Identity, BTreeSet<GroupName>> = BTreeMap::new();
+            for u in cast().into_iter().chain([user("frank", &["managers"])]) {
+                map.entry(u.identity).or_default().extend(u.groups);
+            }
+            map
+        });
+        Approvers {
+            people: PEOPLE.get_or_init(People::default),
+            current,
+        }
+    }
+
+    pub(crate) fn hotfix_admin() -> Role {
         Role {
             name: RoleName::parse("hotfix-admin").unwrap(),
             description: "elevated".into(),
@@ -888,11 +1166,17 @@ mod tests {
         assert_eq!(r.state, RequestState::Pending);
         // The manager cannot go first: stage 0 needs an SRE lead.
         let e = r
-            .approve(&hotfix_admin(), &carol(), Narrowing::default(), t0())
+            .approve(
+                &hotfix_admin(),
+                &carol(),
+                Narrowing::default(),
+                &ctx(),
+                t0(),
+            )
             .unwrap_err();
         assert_eq!(e.code(), "not_approver");
         let out = r
-            .approve(&hotfix_admin(), &bob(), Narrowing::default(), t0())
+            .approve(&hotfix_admin(), &bob(), Narrowing::default(), &ctx(), t0())
             .unwrap();
         assert_eq!(
             out,
@@ -903,7 +1187,13 @@ mod tests {
         );
         let later = t0() + TimeDelta::minutes(5);
         let out = r
-            .approve(&hotfix_admin(), &carol(), Narrowing::default(), later)
+            .approve(
+                &hotfix_admin(),
+                &carol(),
+                Narrowing::default(),
+                &ctx(),
+                later,
+            )
             .unwrap();
         let window = Window {
             start: later,
@@ -922,14 +1212,20 @@ mod tests {
     #[test]
     fn a_revoked_pending_request_cannot_be_approved() {
         let mut r = submit(input("hotfix-admin", &["web-1"], "2h"));
-        r.approve(&hotfix_admin(), &bob(), Narrowing::default(), t0())
+        r.approve(&hotfix_admin(), &bob(), Narrowing::default(), &ctx(), t0())
             .unwrap();
         let admin = Identity::new("tpa:operator", "oncall").unwrap();
         r.revoke_pending(&admin, "compromised", t0()).unwrap();
         assert_eq!(r.state, RequestState::Revoked);
         assert_eq!(r.window, None);
         let e = r
-            .approve(&hotfix_admin(), &carol(), Narrowing::default(), t0())
+            .approve(
+                &hotfix_admin(),
+                &carol(),
+                Narrowing::default(),
+                &ctx(),
+                t0(),
+            )
             .unwrap_err();
         assert_eq!(e.code(), "not_pending");
         let e = r.revoke_pending(&admin, "again", t0()).unwrap_err();
@@ -945,30 +1241,98 @@ mod tests {
         // The requester never approves, even when in the approver group.
         let alice_lead = user("alice", &["engineers", "sre-leads", "managers"]);
         assert_eq!(
-            r.approve(&hotfix_admin(), &alice_lead, Narrowing::default(), t0())
-                .unwrap_err(),
+            r.approve(
+                &hotfix_admin(),
+                &alice_lead,
+                Narrowing::default(),
+                &ctx(),
+                t0()
+            )
+            .unwrap_err(),
             DecisionRefusal::OwnRequest
         );
         assert_eq!(
-            r.deny(&hotfix_admin(), &alice_lead, "", t0()).unwrap_err(),
+            r.deny(&hotfix_admin(), &alice_lead, &People::default(), "", t0())
+                .unwrap_err(),
             DecisionRefusal::OwnRequest
         );
         // One person in both groups counts once.
         let both = user("erin", &["sre-leads", "managers"]);
-        r.approve(&hotfix_admin(), &both, Narrowing::default(), t0())
+        r.approve(&hotfix_admin(), &both, Narrowing::default(), &ctx(), t0())
             .unwrap();
         assert_eq!(
-            r.approve(&hotfix_admin(), &both, Narrowing::default(), t0())
+            r.approve(&hotfix_admin(), &both, Narrowing::default(), &ctx(), t0())
                 .unwrap_err(),
             DecisionRefusal::AlreadyApproved
         );
-        // Same subject at another issuer is a different person.
+        // issue 11: the same username at another issuer is the same person
+        // and counts once.
         let mut other = both.clone();
         other.identity = Identity::new("https://idp.example", "erin").unwrap();
-        assert!(
-            r.approve(&hotfix_admin(), &other, Narrowing::default(), t0())
-                .is_ok()
+        assert_eq!(
+            r.approve(&hotfix_admin(), &other, Narrowing::default(), &ctx(), t0())
+                .unwrap_err(),
+            DecisionRefusal::AlreadyApproved
         );
+        // A different person at another issuer counts.
+        let mut carol_sso = carol();
+        carol_sso.identity = Identity::new("https://idp.example", "c-123").unwrap();
+        let mut current = ctx().current.clone();
+        current.insert(carol_sso.identity.clone(), carol_sso.groups.clone());
+        let people = People::default();
+        let approvers = Approvers {
+            people: &people,
+            current: &current,
+        };
+        assert!(matches!(
+            r.approve(
+                &hotfix_admin(),
+                &carol_sso,
+                Narrowing::default(),
+                &approvers,
+                t0()
+            ),
+            Ok(ApproveOutcome::Approved(_))
+        ));
+    }
+
+    // issue 11, reproduction 4: one person with two identities (a local
+    // account and SSO subjects with the same username) never approves their
+    // own request, and two identities of one approver count once.
+    #[test]
+    fn one_person_with_two_identities_cannot_approve_own_request() {
+        let role = hotfix_admin();
+        let mut r = submit(input("hotfix-admin", &["web-1"], "2h"));
+        let mut alice_sso = user("alice", &["sre-leads", "managers"]);
+        alice_sso.identity = Identity::new("https://idp.example", "sub-1").unwrap();
+        assert_eq!(
+            r.approve(&role, &alice_sso, Narrowing::default(), &ctx(), t0())
+                .unwrap_err(),
+            DecisionRefusal::OwnRequest
+        );
+        assert_eq!(
+            r.deny(&role, &alice_sso, &People::default(), "", t0())
+                .unwrap_err(),
+            DecisionRefusal::OwnRequest
+        );
+        // With a link, a differently named account of alice is alice too.
+        let people = People::new(vec![vec![
+            Username::parse("alice").unwrap(),
+            Username::parse("asmith").unwrap(),
+        ]])
+        .unwrap();
+        let linked = user("asmith", &["sre-leads"]);
+        let approvers = Approvers {
+            people: &people,
+            current: ctx().current,
+        };
+        assert_eq!(
+            r.approve(&role, &linked, Narrowing::default(), &approvers, t0())
+                .unwrap_err(),
+            DecisionRefusal::OwnRequest
+        );
+        assert!(r.is_requester(&linked, &people));
+        assert_eq!(r.state, RequestState::Pending);
     }
 
     #[test]
@@ -979,7 +1343,7 @@ mod tests {
             hosts: None,
         };
         assert_eq!(
-            r.approve(&hotfix_admin(), &bob(), wider, t0())
+            r.approve(&hotfix_admin(), &bob(), wider, &ctx(), t0())
                 .unwrap_err()
                 .code(),
             "widening"
@@ -989,7 +1353,7 @@ mod tests {
             hosts: Some([HostName::parse("web-3").unwrap()].into()),
         };
         assert_eq!(
-            r.approve(&hotfix_admin(), &bob(), extra, t0())
+            r.approve(&hotfix_admin(), &bob(), extra, &ctx(), t0())
                 .unwrap_err()
                 .code(),
             "widening"
@@ -999,7 +1363,7 @@ mod tests {
             hosts: Some(BTreeSet::new()),
         };
         assert_eq!(
-            r.approve(&hotfix_admin(), &bob(), empty, t0())
+            r.approve(&hotfix_admin(), &bob(), empty, &ctx(), t0())
                 .unwrap_err()
                 .code(),
             "widening"
@@ -1008,13 +1372,20 @@ mod tests {
             duration: Some(d("30m")),
             hosts: Some([HostName::parse("web-2").unwrap()].into()),
         };
-        r.approve(&hotfix_admin(), &bob(), narrower, t0()).unwrap();
-        r.approve(&hotfix_admin(), &carol(), Narrowing::default(), t0())
+        r.approve(&hotfix_admin(), &bob(), narrower, &ctx(), t0())
             .unwrap();
+        r.approve(
+            &hotfix_admin(),
+            &carol(),
+            Narrowing::default(),
+            &ctx(),
+            t0(),
+        )
+        .unwrap();
         assert_eq!(r.duration, d("30m"));
         assert_eq!(r.hosts.len(), 1);
         let scope = r
-            .certificate_scope(Some(&hotfix_admin()), &alice(), subject(), t0())
+            .certificate_scope(Some(&hotfix_admin()), &alice(), subject(), &ctx(), t0())
             .unwrap();
         assert_eq!(scope.window_end, t0() + TimeDelta::minutes(30));
     }
@@ -1025,16 +1396,24 @@ mod tests {
         let mut denied = submit(input("hotfix-admin", &["web-1"], "2h"));
         assert_eq!(
             denied
-                .deny(&role, &user("eve", &["engineers"]), "", t0())
+                .deny(
+                    &role,
+                    &user("eve", &["engineers"]),
+                    &People::default(),
+                    "",
+                    t0()
+                )
                 .unwrap_err()
                 .code(),
             "not_approver"
         );
-        denied.deny(&role, &bob(), "not now", t0()).unwrap();
+        denied
+            .deny(&role, &bob(), &People::default(), "not now", t0())
+            .unwrap();
         assert_eq!(denied.comment.as_deref(), Some("not now"));
         assert_eq!(
             denied
-                .approve(&role, &carol(), Narrowing::default(), t0())
+                .approve(&role, &carol(), Narrowing::default(), &ctx(), t0())
                 .unwrap_err(),
             DecisionRefusal::NotPending(RequestState::Denied)
         );
@@ -1043,7 +1422,7 @@ mod tests {
         let late = t0() + TimeDelta::hours(25);
         assert_eq!(
             expired
-                .approve(&role, &bob(), Narrowing::default(), late)
+                .approve(&role, &bob(), Narrowing::default(), &ctx(), late)
                 .unwrap_err(),
             DecisionRefusal::NotPending(RequestState::Expired)
         );
@@ -1056,17 +1435,17 @@ mod tests {
         cancelled.cancel(&alice().identity, t0()).unwrap();
         assert_eq!(
             cancelled
-                .approve(&role, &bob(), Narrowing::default(), t0())
+                .approve(&role, &bob(), Narrowing::default(), &ctx(), t0())
                 .unwrap_err(),
             DecisionRefusal::NotPending(RequestState::Cancelled)
         );
 
         let mut approved = submit(input("hotfix-admin", &["web-1"], "2h"));
         approved
-            .approve(&role, &bob(), Narrowing::default(), t0())
+            .approve(&role, &bob(), Narrowing::default(), &ctx(), t0())
             .unwrap();
         approved
-            .approve(&role, &carol(), Narrowing::default(), t0())
+            .approve(&role, &carol(), Narrowing::default(), &ctx(), t0())
             .unwrap();
         assert_eq!(
             approved
@@ -1074,16 +1453,19 @@ mod tests {
                     &role,
                     &user("frank", &["managers"]),
                     Narrowing::default(),
+                    &ctx(),
                     t0()
                 )
                 .unwrap_err(),
             DecisionRefusal::NotPending(RequestState::Approved)
         );
         assert_eq!(
-            approved.deny(&role, &bob(), "", t0()).unwrap_err(),
+            approved
+                .deny(&role, &bob(), &People::default(), "", t0())
+                .unwrap_err(),
             DecisionRefusal::NotPending(RequestState::Approved)
         );
-        let e = approved.deny(&role, &bob(), &"x".repeat(3000), t0());
+        let e = approved.deny(&role, &bob(), &People::default(), &"x".repeat(3000), t0());
         assert!(e.is_err());
     }
 
@@ -1092,15 +1474,15 @@ mod tests {
         let role = hotfix_admin();
         let mut r = submit(input("hotfix-admin", &["web-1"], "2h"));
         let scope = |r: &AccessRequest, who: &User, at| {
-            r.certificate_scope(Some(&role), who, subject(), at)
+            r.certificate_scope(Some(&role), who, subject(), &ctx(), at)
                 .map(|_| ())
                 .map_err(|e| e.code())
         };
         assert_eq!(scope(&r, &alice(), t0()), Err("not_approved"));
-        r.approve(&role, &bob(), Narrowing::default(), t0())
+        r.approve(&role, &bob(), Narrowing::default(), &ctx(), t0())
             .unwrap();
         assert_eq!(scope(&r, &alice(), t0()), Err("not_approved"));
-        r.approve(&role, &carol(), Narrowing::default(), t0())
+        r.approve(&role, &carol(), Narrowing::default(), &ctx(), t0())
             .unwrap();
         assert_eq!(scope(&r, &alice(), t0()), Ok(()));
         assert_eq!(scope(&r, &bob(), t0()), Err("not_yours"));
@@ -1114,19 +1496,20 @@ mod tests {
             "removed from the group"
         );
         assert_eq!(
-            r.certificate_scope(None, &alice(), subject(), t0())
+            r.certificate_scope(None, &alice(), subject(), &ctx(), t0())
                 .unwrap_err()
                 .code(),
             "unknown_role"
         );
-        // A policy that now needs two managers is no longer satisfied.
+        // A policy that now needs two managers is no longer satisfied
+        // (issue 11: the changed stage's approval no longer counts).
         let mut stricter = role.clone();
         stricter.stages[1].approvals = 2;
         assert_eq!(
-            r.certificate_scope(Some(&stricter), &alice(), subject(), t0())
+            r.certificate_scope(Some(&stricter), &alice(), subject(), &ctx(), t0())
                 .unwrap_err()
                 .code(),
-            "policy_not_satisfied"
+            "needs_reapproval"
         );
         // Tampering with the stored hosts after approval is caught.
         let mut tampered = r.clone();
@@ -1134,7 +1517,7 @@ mod tests {
         assert_eq!(scope(&tampered, &alice(), t0()), Err("content_changed"));
         // Scope carries exactly the role's logins and options and the approved hosts.
         let s = r
-            .certificate_scope(Some(&role), &alice(), subject(), t0())
+            .certificate_scope(Some(&role), &alice(), subject(), &ctx(), t0())
             .unwrap();
         assert_eq!(s.principals, role.logins);
         assert_eq!(s.hosts, r.hosts);
@@ -1200,18 +1583,24 @@ mod tests {
         let mut i = input("hotfix-admin", &["web-1"], "1h");
         i.start = Some(t0() + TimeDelta::hours(3));
         let mut r = submit(i);
-        r.approve(&role, &bob(), Narrowing::default(), t0())
+        r.approve(&role, &bob(), Narrowing::default(), &ctx(), t0())
             .unwrap();
-        r.approve(&role, &carol(), Narrowing::default(), t0())
+        r.approve(&role, &carol(), Narrowing::default(), &ctx(), t0())
             .unwrap();
         assert_eq!(r.window.unwrap().start, t0() + TimeDelta::hours(3));
         let e = r
-            .certificate_scope(Some(&role), &alice(), subject(), t0())
+            .certificate_scope(Some(&role), &alice(), subject(), &ctx(), t0())
             .unwrap_err();
         assert_eq!(e.code(), "window_not_started");
         assert!(
-            r.certificate_scope(Some(&role), &alice(), subject(), t0() + TimeDelta::hours(3))
-                .is_ok()
+            r.certificate_scope(
+                Some(&role),
+                &alice(),
+                subject(),
+                &ctx(),
+                t0() + TimeDelta::hours(3)
+            )
+            .is_ok()
         );
     }
 
@@ -1236,6 +1625,143 @@ mod tests {
             change(&mut c);
             assert_ne!(c.content_hash(), h);
         }
+    }
+
+    fn approved_hotfix() -> AccessRequest {
+        let role = hotfix_admin();
+        let mut r = submit(input("hotfix-admin", &["web-1"], "2h"));
+        r.approve(&role, &bob(), Narrowing::default(), &ctx(), t0())
+            .unwrap();
+        r.approve(&role, &carol(), Narrowing::default(), &ctx(), t0())
+            .unwrap();
+        assert_eq!(r.state, RequestState::Approved);
+        r
+    }
+
+    // issue 11, reproduction 1: a role widened after approval does not widen
+    // the certificate, and the snapshot is covered by the content hash.
+    #[test]
+    fn role_widened_after_approval_does_not_widen_the_certificate() {
+        let r = approved_hotfix();
+        let mut wider = hotfix_admin();
+        wider.logins.insert(Principal::parse("postgres").unwrap());
+        wider
+            .extensions
+            .insert(crate::cert_options::Extension::PermitAgentForwarding);
+        wider.cert_ttl = d("4h");
+        let s = r
+            .certificate_scope(Some(&wider), &alice(), subject(), &ctx(), t0())
+            .unwrap();
+        assert_eq!(s.principals, hotfix_admin().logins);
+        assert!(s.extensions.is_empty());
+        assert_eq!(s.cert_ttl, d("10m"));
+        let mut tampered = r.clone();
+        if let Some(g) = &mut tampered.grant {
+            g.principals.insert(Principal::parse("postgres").unwrap());
+        }
+        assert_eq!(
+            tampered
+                .certificate_scope(Some(&wider), &alice(), subject(), &ctx(), t0())
+                .unwrap_err()
+                .code(),
+            "content_changed"
+        );
+    }
+
+    // issue 11, reproduction 2: an approver moved out of the stage's group no
+    // longer counts; the request goes back to pending.
+    #[test]
+    fn approver_moved_out_of_stage_group_voids_the_approval() {
+        let role = hotfix_admin();
+        let mut r = approved_hotfix();
+        assert_eq!(r.approvals[0].group.as_str(), "sre-leads");
+        let mut current = ctx().current.clone();
+        current.insert(bob().identity, groups(&["engineers"]));
+        let people = People::default();
+        let moved = Approvers {
+            people: &people,
+            current: &current,
+        };
+        let e = r
+            .certificate_scope(Some(&role), &alice(), subject(), &moved, t0())
+            .unwrap_err();
+        assert_eq!(e.code(), "needs_reapproval");
+        assert!(
+            e.to_string()
+                .contains("bob is no longer a member of sre-leads")
+        );
+        let found = r.revalidate(&role, &moved, t0());
+        assert_eq!(found.voided.len(), 1);
+        assert_eq!(r.state, RequestState::Pending);
+        assert_eq!(r.window, None);
+        assert_eq!(r.open_stage(&role), Some((0, 1)));
+    }
+
+    // issue 11: a stage's count raised, a stage reordered or removed, voids
+    // the approvals recorded for it.
+    #[test]
+    fn changed_reordered_or_removed_stage_voids_its_approvals() {
+        let role = hotfix_admin();
+        let check = |changed: Role, voided: usize| {
+            let mut r = approved_hotfix();
+            let found = r.revalidate(&changed, &ctx(), t0());
+            assert_eq!(found.voided.len(), voided, "{:?}", changed.stages);
+            assert_eq!(r.state, RequestState::Pending);
+        };
+        let mut raised = role.clone();
+        raised.stages[0].approvals = 2;
+        check(raised, 1);
+        let mut reordered = role.clone();
+        reordered.stages.reverse();
+        check(reordered, 2);
+        let mut removed = role.clone();
+        removed.stages.truncate(1);
+        removed.stages.push(ApprovalStage {
+            group: GroupName::parse("directors").unwrap(),
+            approvals: 1,
+        });
+        check(removed, 1);
+        let mut unchanged = approved_hotfix();
+        assert!(unchanged.revalidate(&role, &ctx(), t0()).is_empty());
+        assert_eq!(unchanged.state, RequestState::Approved);
+    }
+
+    // issue 11, reproduction 3: with host-scoped principals, a host in two
+    // host groups is refused at submission naming the groups.
+    #[test]
+    fn host_in_two_host_groups_is_refused_naming_them() {
+        let mut role = hotfix_admin();
+        let group = |name: &str, pattern: &str| crate::role::HostGroup {
+            name: GroupName::parse(name).unwrap(),
+            patterns: vec![HostPattern::parse(pattern).unwrap()],
+        };
+        role.host_scope = Some(vec![
+            group("web", "web-*.payments.internal"),
+            group("pay", "*.payments.internal"),
+        ]);
+        role.hosts = vec![
+            HostPattern::parse("web-*.payments.internal").unwrap(),
+            HostPattern::parse("*.payments.internal").unwrap(),
+        ];
+        let policy = Policy::new([role]).unwrap();
+        let e = policy
+            .check_request(
+                &alice(),
+                &input("hotfix-admin", &["web-1.payments.internal"], "1h"),
+                t0(),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "host_in_several_groups");
+        assert!(e.to_string().contains("web, pay") || e.to_string().contains("pay, web"));
+        let ok = policy
+            .check_request(
+                &alice(),
+                &input("hotfix-admin", &["db-1.payments.internal"], "1h"),
+                t0(),
+            )
+            .unwrap();
+        let names: Vec<_> = ok.grant.principals.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["pay:root"]);
     }
 
     /// One step of the property test.
@@ -1288,15 +1814,15 @@ mod tests {
                 match a {
                     Action::Approve { who, shorten } => {
                         let n = Narrowing { duration: shorten.then(|| d("30m")), hosts: None };
-                        let _ = r.approve(&role, &people[who], n, now);
+                        let _ = r.approve(&role, &people[who], n, &ctx(), now);
                     }
-                    Action::Deny { who } => { let _ = r.deny(&role, &people[who], "no", now); }
+                    Action::Deny { who } => { let _ = r.deny(&role, &people[who], &People::default(), "no", now); }
                     Action::Cancel { who } => { let _ = r.cancel(&people[who].identity, now); }
                     Action::Revoke { who } => { let _ = r.revoke(&people[who].identity, "", now); }
                     Action::Wait { minutes } => now += TimeDelta::minutes(minutes),
                     Action::Issue { who } => {
                         let caller = &people[who];
-                        if let Ok(scope) = r.certificate_scope(Some(&role), caller, subject(), now) {
+                        if let Ok(scope) = r.certificate_scope(Some(&role), caller, subject(), &ctx(), now) {
                             prop_assert_eq!(&caller.identity, &r.requester);
                             prop_assert_eq!(r.state, RequestState::Approved);
                             let w = r.window.unwrap();

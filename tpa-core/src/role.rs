@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 
 use crate::cert_options::{CriticalOptions, Extensions};
 use crate::duration::HumanDuration;
+use crate::grant::Grant;
 use crate::host::{HostName, HostPattern};
 use crate::identifiers::{Principal, RoleName, shown};
-use crate::identity::{GroupName, User};
+use crate::identity::{GroupName, People, User};
 
 use crate::text::{FreeText, TextError, TextField};
 pub use crate::text::{MAX_REASON, MAX_TICKET};
@@ -24,6 +25,20 @@ pub struct ApprovalStage {
     pub group: GroupName,
     /// How many distinct approvers this stage needs (at least 1).
     pub approvals: u32,
+}
+
+impl ApprovalStage {
+    /// A stable hash of the stage's definition (group and count). An approval
+    /// records it; when the stage at that position no longer hashes the same
+    /// (changed, reordered or removed), the approval no longer counts.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        crate::grant::field(&mut h, b"tpa-stage-v1");
+        crate::grant::field(&mut h, self.group.as_str().as_bytes());
+        crate::grant::field(&mut h, &self.approvals.to_be_bytes());
+        hex::encode(&h.finalize()[..16])
+    }
 }
 
 /// Requests by members of `group` for at most `max_duration` are approved at once.
@@ -220,6 +235,17 @@ impl Role {
         self.hosts.iter().any(|p| p.matches(host))
     }
 
+    /// The host groups of the role that cover `host` (empty without
+    /// host-scoped principals).
+    pub fn host_groups_of(&self, host: &HostName) -> Vec<&GroupName> {
+        self.host_scope
+            .iter()
+            .flatten()
+            .filter(|g| g.covers(host))
+            .map(|g| &g.name)
+            .collect()
+    }
+
     /// The principals a certificate for `hosts` carries: the role's logins, or
     /// with host-scoped principals `<group>:<login>` for every group of the
     /// role that covers at least one of `hosts`.
@@ -321,6 +347,19 @@ pub enum PolicyRefusal {
     /// Break-glass without incident id.
     #[error("break-glass requires an incident id (--ticket)")]
     IncidentRequired,
+    /// With host-scoped principals, a host in more than one host group would
+    /// carry the principals of all of them.
+    #[error(
+        "host {host} matches more than one host group of role {role} ({groups}); the operator must make the host groups disjoint"
+    )]
+    HostInSeveralGroups {
+        /// The host.
+        host: HostName,
+        /// The role.
+        role: RoleName,
+        /// The groups, comma-separated.
+        groups: String,
+    },
 }
 
 impl PolicyRefusal {
@@ -341,6 +380,7 @@ impl PolicyRefusal {
             PolicyRefusal::TicketMismatch { .. } => "ticket_mismatch",
             PolicyRefusal::BadStart => "bad_start",
             PolicyRefusal::NoBreakGlass(_) => "no_break_glass",
+            PolicyRefusal::HostInSeveralGroups { .. } => "host_in_several_groups",
         }
     }
 }
@@ -349,6 +389,7 @@ impl PolicyRefusal {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     roles: BTreeMap<RoleName, Role>,
+    people: People,
 }
 
 /// A request as typed, before any check.
@@ -387,6 +428,8 @@ pub struct CheckedRequest {
     pub start: Option<DateTime<Utc>>,
     /// How it gets approved.
     pub path: ApprovalPath,
+    /// The exact certificate scope, as the role grants it now.
+    pub grant: Grant,
 }
 
 /// How a checked request gets approved.
@@ -408,7 +451,21 @@ impl Policy {
             role.validate()?;
             map.insert(role.name.clone(), role);
         }
-        Ok(Self { roles: map })
+        Ok(Self {
+            roles: map,
+            people: People::default(),
+        })
+    }
+
+    /// The same policy with `people` as the person rule (identity links).
+    pub fn with_people(mut self, people: People) -> Self {
+        self.people = people;
+        self
+    }
+
+    /// Who is one person (separation of duties, `revoke user`).
+    pub fn people(&self) -> &People {
+        &self.people
     }
 
     /// All roles.
@@ -473,7 +530,8 @@ impl Policy {
         }
         let mut hosts = BTreeSet::new();
         for text in &input.hosts {
-            let host = HostName::parse(text).map_err(|e| PolicyRefusal::BadHost(e.to_string()))?;
+            let host =
+                HostName::canonical(text).map_err(|e| PolicyRefusal::BadHost(e.to_string()))?;
             if !role.covers(&host) {
                 let allowed = role
                     .hosts
@@ -485,6 +543,18 @@ impl Policy {
                     host,
                     role: name,
                     allowed,
+                });
+            }
+            let groups = role.host_groups_of(&host);
+            if groups.len() > 1 {
+                return Err(PolicyRefusal::HostInSeveralGroups {
+                    groups: groups
+                        .iter()
+                        .map(|g| g.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    host,
+                    role: name,
                 });
             }
             hosts.insert(host);
@@ -564,6 +634,7 @@ impl Policy {
         } else {
             ApprovalPath::Stages
         };
+        let grant = Grant::of(role, &hosts);
         Ok(CheckedRequest {
             role: name,
             hosts,
@@ -572,6 +643,7 @@ impl Policy {
             ticket: ticket.map(str::to_owned),
             start: input.start,
             path,
+            grant,
         })
     }
 }

@@ -126,6 +126,7 @@ mod tests {
                     stage: i + 1,
                     group: None,
                     at: String::new(),
+                    comment: None,
                 })
                 .collect(),
             still_needed: needed.map(|(approvals, group, stage)| StillNeeded {
@@ -135,6 +136,7 @@ mod tests {
             }),
             decided_by: None,
             comment: None,
+            grant: None,
         }
     }
 

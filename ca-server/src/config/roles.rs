@@ -101,6 +101,32 @@ pub(super) fn policy(
     Policy::new(roles).map_err(|e| e.to_string())
 }
 
+/// `[[identity_links]]`: usernames that are one person across connectors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityLink {
+    usernames: Vec<String>,
+}
+
+/// The policy with the person rule of `[[identity_links]]`.
+pub fn with_links(policy: Policy, links: &[RawIdentityLink]) -> Result<Policy, String> {
+    let groups = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            l.usernames
+                .iter()
+                .map(|u| {
+                    tpa_core::Username::parse(u)
+                        .map_err(|e| format!("identity_links[{i}].usernames: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let people = tpa_core::People::new(groups).map_err(|e| e.to_string())?;
+    Ok(policy.with_people(people))
+}
+
 fn role(r: &RawRole, host_groups: &BTreeMap<String, Vec<String>>) -> Result<Role, String> {
     let name = RoleName::parse(&r.name).map_err(|e| format!("roles: {e}"))?;
     let ctx = |key: &str, e: &dyn std::fmt::Display| format!("role {name}: {key}: {e}");

@@ -84,6 +84,8 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "window_ended"
         | "policy_not_satisfied"
         | "content_changed"
+        | "needs_reapproval"
+        | "role_changed"
         | "signing_key" => StatusCode::CONFLICT,
         "invalid_grant"
         | "authorization_pending"

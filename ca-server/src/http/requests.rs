@@ -216,7 +216,7 @@ pub(crate) fn narrowing(
             hosts
                 .iter()
                 .map(|h| {
-                    HostName::parse(h).map_err(|e| ApiError::Refused {
+                    HostName::canonical(h).map_err(|e| ApiError::Refused {
                         code: "bad_host",
                         message: e.to_string(),
                     })
@@ -241,7 +241,11 @@ pub async fn approve(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let narrowing = narrowing(body.duration.as_deref(), body.hosts.as_deref())?;
-    let r = approve_request(&state, ip.0, auth.user, id, narrowing).await?;
+    let input = wf::ApproveInput {
+        narrowing,
+        comment: body.comment,
+    };
+    let r = approve_request(&state, ip.0, auth.user, id, input).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
 }
 
@@ -280,7 +284,7 @@ pub(crate) async fn approve_request(
     ip: Option<IpAddr>,
     user: User,
     id: RequestId,
-    narrowing: Narrowing,
+    input: wf::ApproveInput,
 ) -> Result<AccessRequest, ApiError> {
     decide(
         state,
@@ -288,7 +292,17 @@ pub(crate) async fn approve_request(
         user,
         id,
         move |st, conn, user, id, source, now| {
-            wf::approve(conn, &st.config.policy, user, id, narrowing, source, now).map(|(r, _)| r)
+            wf::approve(
+                conn,
+                &st.config.policy,
+                &st.identities,
+                user,
+                id,
+                input,
+                source,
+                now,
+            )
+            .map(|(r, _)| r)
         },
     )
     .await

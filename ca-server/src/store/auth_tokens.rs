@@ -136,6 +136,40 @@ pub fn find_active_by_hash(
     .transpose()
 }
 
+/// The groups (JSON array) of the identity's most recent login, if any
+/// session or token of it is still stored: how the CA knows an OpenID
+/// Connect user's groups between their logins.
+pub fn latest_groups(
+    conn: &Connection,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT groups FROM auth_tokens WHERE issuer = ?1 AND subject = ?2
+             ORDER BY created_at DESC, id LIMIT 1",
+        )?
+        .query_row(params![issuer, subject], |r| r.get(0))
+        .optional()?)
+}
+
+/// Every identity of an issuer other than `exclude_issuer` with a stored
+/// login, with the username and groups (JSON array) of its most recent one.
+pub fn latest_logins(
+    conn: &Connection,
+    exclude_issuer: &str,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT t.issuer, t.username, t.groups FROM auth_tokens t
+         WHERE t.issuer != ?1 AND t.created_at = (
+             SELECT max(u.created_at) FROM auth_tokens u
+             WHERE u.issuer = t.issuer AND u.subject = t.subject)
+         ORDER BY t.username",
+    )?;
+    let rows = stmt.query_map([exclude_issuer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Revokes a token at `now`. Returns whether it was active (not yet revoked).
 pub fn revoke(tx: &Transaction<'_>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let changed = tx.execute(

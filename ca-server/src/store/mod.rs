@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_heartbeat.sql"),
     include_str!("migrations/0015_device_tokens.sql"),
     include_str!("migrations/0016_display_names.sql"),
+    include_str!("migrations/0017_grant_snapshots.sql"),
 ];
 
 /// The schema version this build expects.

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use tpa_core::{
-    AccessRequest, Approval, ApprovalPath, HostName, HumanDuration, Identity, RequestId,
-    RequestState, RoleName, Username, Window,
+    AccessRequest, Approval, ApprovalPath, CriticalOptions, Extension, ForceCommand, Grant,
+    GroupName, HostName, HumanDuration, Identity, Principal, RequestId, RequestState, RoleName,
+    SourceAddresses, Username, Window,
 };
 
 use super::StoreError;
@@ -39,6 +40,71 @@ fn hosts_json(hosts: &BTreeSet<HostName>) -> String {
         .unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// The grant snapshot as stored (JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredGrant {
+    principals: Vec<String>,
+    extensions: Vec<String>,
+    force_command: Option<String>,
+    source_address: Option<String>,
+    cert_ttl_secs: u64,
+}
+
+fn grant_json(grant: Option<&Grant>) -> Option<String> {
+    let g = grant?;
+    let stored = StoredGrant {
+        principals: g.principals.iter().map(|p| p.as_str().to_owned()).collect(),
+        extensions: g.extensions.iter().map(|e| e.name().to_owned()).collect(),
+        force_command: g
+            .critical_options
+            .force_command
+            .as_ref()
+            .map(|c| c.as_str().to_owned()),
+        source_address: g
+            .critical_options
+            .source_address
+            .as_ref()
+            .map(ToString::to_string),
+        cert_ttl_secs: g.cert_ttl.as_secs(),
+    };
+    serde_json::to_string(&stored).ok()
+}
+
+fn grant_from(text: Option<String>) -> Result<Option<Grant>, StoreError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let g: StoredGrant = serde_json::from_str(&text).map_err(|e| corrupt("grant", e))?;
+    Ok(Some(Grant {
+        principals: g
+            .principals
+            .iter()
+            .map(|p| Principal::parse(p).map_err(|e| corrupt("grant principal", e)))
+            .collect::<Result<_, _>>()?,
+        extensions: g
+            .extensions
+            .iter()
+            .map(|e| Extension::parse(e).map_err(|e| corrupt("grant extension", e)))
+            .collect::<Result<_, _>>()?,
+        critical_options: CriticalOptions {
+            force_command: g
+                .force_command
+                .as_deref()
+                .map(ForceCommand::parse)
+                .transpose()
+                .map_err(|e| corrupt("grant force-command", e))?,
+            source_address: g
+                .source_address
+                .as_deref()
+                .map(SourceAddresses::parse)
+                .transpose()
+                .map_err(|e| corrupt("grant source-address", e))?,
+        },
+        cert_ttl: HumanDuration::from_secs(g.cert_ttl_secs)
+            .map_err(|e| corrupt("grant cert TTL", e))?,
+    }))
+}
+
 /// Inserts a new request (and any approvals it already has).
 pub fn insert(
     tx: &Transaction<'_>,
@@ -48,8 +114,8 @@ pub fn insert(
     tx.execute(
         "INSERT INTO requests (id, requester_issuer, requester_subject, requester_username, role, hosts,
              duration_secs, reason, ticket, start_at, path, created_at, pending_until, state, window_start,
-             window_end, decided_by_issuer, decided_by_subject, comment, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+             window_end, decided_by_issuer, decided_by_subject, comment, updated_at, grant_scope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         params![
             r.id.as_str(),
             r.requester.issuer(),
@@ -71,6 +137,7 @@ pub fn insert(
             r.decided_by.as_ref().map(Identity::subject),
             r.comment,
             format_time(now),
+            grant_json(r.grant.as_ref()),
         ],
     )?;
     insert_approvals(tx, r, 0)
@@ -84,8 +151,8 @@ fn insert_approvals(
     for (position, a) in r.approvals.iter().enumerate().skip(from) {
         tx.execute(
             "INSERT INTO approvals (request_id, position, approver_issuer, approver_subject, approver_username,
-                 stage, at, content_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 stage, at, content_hash, stage_hash, group_name, comment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 r.id.as_str(),
                 position as i64,
@@ -95,13 +162,19 @@ fn insert_approvals(
                 a.stage as i64,
                 format_time(a.at),
                 a.content_hash,
+                a.stage_hash,
+                a.group.as_str(),
+                a.comment,
             ],
         )?;
     }
     Ok(())
 }
 
-/// Writes a transition: the mutable columns, and the approvals added since `stored_approvals`.
+/// Writes a transition: the mutable columns and the approvals. Approvals
+/// added since `stored_approvals` are appended; when some were voided
+/// (re-approval), the request's approvals are rewritten (the audit trail
+/// keeps the voided ones).
 pub fn update(
     tx: &Transaction<'_>,
     r: &AccessRequest,
@@ -110,7 +183,8 @@ pub fn update(
 ) -> Result<(), StoreError> {
     let changed = tx.execute(
         "UPDATE requests SET hosts = ?2, duration_secs = ?3, state = ?4, window_start = ?5, window_end = ?6,
-             decided_by_issuer = ?7, decided_by_subject = ?8, comment = ?9, updated_at = ?10
+             decided_by_issuer = ?7, decided_by_subject = ?8, comment = ?9, updated_at = ?10,
+             grant_scope = ?11, pending_until = ?12
          WHERE id = ?1",
         params![
             r.id.as_str(),
@@ -123,6 +197,8 @@ pub fn update(
             r.decided_by.as_ref().map(Identity::subject),
             r.comment,
             format_time(now),
+            grant_json(r.grant.as_ref()),
+            format_time(r.pending_until),
         ],
     )?;
     if changed != 1 {
@@ -131,13 +207,28 @@ pub fn update(
             format!("{} vanished during an update", r.id),
         ));
     }
-    insert_approvals(tx, r, stored_approvals)
+    let stored: i64 = tx.query_row(
+        "SELECT count(*) FROM approvals WHERE request_id = ?1",
+        [r.id.as_str()],
+        |row| row.get(0),
+    )?;
+    if usize::try_from(stored).ok() == Some(stored_approvals)
+        && r.approvals.len() >= stored_approvals
+    {
+        insert_approvals(tx, r, stored_approvals)
+    } else {
+        tx.execute(
+            "DELETE FROM approvals WHERE request_id = ?1",
+            [r.id.as_str()],
+        )?;
+        insert_approvals(tx, r, 0)
+    }
 }
 
 const COLUMNS: &str =
     "id, requester_issuer, requester_subject, requester_username, role, hosts, duration_secs,
     reason, ticket, start_at, path, created_at, pending_until, state, window_start, window_end,
-    decided_by_issuer, decided_by_subject, comment";
+    decided_by_issuer, decided_by_subject, comment, grant_scope";
 
 fn from_row(row: &Row<'_>) -> Result<AccessRequest, StoreError> {
     let text = |i: usize| row.get::<_, String>(i).map_err(StoreError::from);
@@ -179,6 +270,7 @@ fn from_row(row: &Row<'_>) -> Result<AccessRequest, StoreError> {
         ticket: opt(8)?,
         start: opt_time(opt(9)?)?,
         path,
+        grant: grant_from(opt(19)?)?,
         created_at: time(&text(11)?)?,
         pending_until: time(&text(12)?)?,
         state,
@@ -194,7 +286,8 @@ fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreE
     // whose ORDER BY column is pinned by a bound parameter on every rebind,
     // and this runs once per certificate inside the issuance transaction.
     let mut stmt = conn.prepare_cached(
-        "SELECT approver_issuer, approver_subject, approver_username, stage, at, content_hash, position
+        "SELECT approver_issuer, approver_subject, approver_username, stage, at, content_hash, position,
+             stage_hash, group_name, comment
          FROM approvals WHERE request_id = ?1",
     )?;
     let mut rows = stmt.query([r.id.as_str()])?;
@@ -210,6 +303,14 @@ fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreE
                 approver_username: Username::parse(&row.get::<_, String>(2)?)
                     .map_err(|e| corrupt("approver", e))?,
                 stage: usize::try_from(stage).map_err(|e| corrupt("stage", e))?,
+                // Approvals stored before stage fingerprints existed match no
+                // stage: they no longer count.
+                stage_hash: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                group: match row.get::<_, Option<String>>(8)? {
+                    Some(g) => GroupName::parse(&g).map_err(|e| corrupt("approval group", e))?,
+                    None => GroupName::parse("unrecorded").map_err(|e| corrupt("group", e))?,
+                },
+                comment: row.get(9)?,
                 at: time(&row.get::<_, String>(4)?)?,
                 content_hash: row.get(5)?,
             },
@@ -236,6 +337,18 @@ pub fn load(conn: &Connection, id: &RequestId) -> Result<Option<AccessRequest>, 
             Ok(Some(r))
         }
     }
+}
+
+/// When the request last changed (RFC 3339): for a finished request, when it
+/// was denied, cancelled or revoked.
+pub fn updated_at(conn: &Connection, id: &RequestId) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT updated_at FROM requests WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// Which requests to list.

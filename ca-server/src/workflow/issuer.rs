@@ -19,6 +19,7 @@ use super::Issued;
 use super::deadline;
 use super::requests::{IssueJob, WorkflowError, issue_batch};
 use crate::config::Config;
+use crate::identity::Identities;
 use crate::signer::Signer;
 use crate::store::checkpoint::{self, Checkpointer};
 use crate::store::{Fault, MaybeFault as _, StoreError, Writer};
@@ -52,6 +53,7 @@ impl Issuer {
         writer: Arc<Writer>,
         signer: Arc<Signer>,
         config: Arc<Config>,
+        identities: Arc<Identities>,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         // Commits of a batch must not also pay for copying the WAL back.
@@ -67,7 +69,7 @@ impl Issuer {
         std::thread::Builder::new()
             .name("tpa-issuer".to_owned())
             .spawn(move || {
-                run(queue, &thread_writer, &signer, &config);
+                run(queue, &thread_writer, (&signer, &config, &identities));
                 // Checkpoints stop with the writer.
                 drop(checkpointer);
             })?;
@@ -107,7 +109,11 @@ fn stopped() -> WorkflowError {
 }
 
 /// The writer thread: batch, issue, commit, answer; until every handle is gone.
-fn run(mut queue: mpsc::Receiver<Pending>, writer: &Writer, signer: &Signer, config: &Config) {
+fn run(
+    mut queue: mpsc::Receiver<Pending>,
+    writer: &Writer,
+    (signer, config, identities): (&Signer, &Config, &Identities),
+) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -139,7 +145,7 @@ fn run(mut queue: mpsc::Receiver<Pending>, writer: &Writer, signer: &Signer, con
             Ok(mut conn) => {
                 // The rules are checked at signing time, inside the transaction.
                 let now = chrono::Utc::now();
-                issue_batch(&mut conn, signer, &config.policy, &jobs, now)
+                issue_batch(&mut conn, (signer, &config.policy, identities), &jobs, now)
             }
             Err(e) => {
                 let fault = e.fault().unwrap_or(Fault::DeadlinePassed);

@@ -11,13 +11,15 @@ use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 use tpa_core::text::{FreeText, TextField};
 use tpa_core::{
-    AccessRequest, ApprovalPath, ApproveOutcome, DecisionRefusal, HostName, IssueRefusal,
-    Narrowing, Policy, PolicyRefusal, RequestId, RequestInput, RequestState, SubjectKey, User,
+    AccessRequest, ApprovalPath, ApproveOutcome, Approvers, DecisionRefusal, HostName,
+    IssueRefusal, Narrowing, Policy, PolicyRefusal, RequestId, RequestInput, RequestState,
+    Revalidation, SubjectKey, User,
 };
 
 use super::{Actor, IssueError, Issued, issue_in};
 use crate::audit::{NewEvent, Outcome};
 use crate::config::WorkflowConfig;
+use crate::identity::Identities;
 use crate::notify;
 use crate::signer::Signer;
 use crate::store::{self, Fault, MaybeFault, StoreError, requests};
@@ -273,6 +275,55 @@ struct Decided<T> {
     value: T,
     why: String,
     event: Option<&'static str>,
+    /// Approvals that stopped counting before this decision.
+    reapproval: Option<Revalidation>,
+}
+
+/// The audit event of approvals that stopped counting: "needs re-approval because …".
+fn reapproval_event(r: &AccessRequest, found: &Revalidation, now: DateTime<Utc>) -> NewEvent {
+    let voided: Vec<Value> = found
+        .voided
+        .iter()
+        .map(|v| {
+            json!({
+                "approver": v.approval.approver.to_string(),
+                "approver_username": v.approval.approver_username.as_str(),
+                "stage": v.approval.stage + 1,
+                "group": v.approval.group.as_str(),
+                "why": v.why,
+            })
+        })
+        .collect();
+    event(
+        &system(),
+        "request.reapproval",
+        r.id.as_str(),
+        Outcome::Success,
+        &format!("needs re-approval because {}", found.why()),
+        json!({ "voided": voided, "state": r.state.as_str(), "reopened": found.reopened.is_some() }),
+        now,
+    )
+}
+
+/// Re-checks the approvals of `r` against the role and the approvers as
+/// they are now; what stopped counting is removed (see
+/// `AccessRequest::revalidate`).
+fn revalidate_in(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    identities: &Identities,
+    r: &mut AccessRequest,
+    now: DateTime<Utc>,
+) -> Result<Revalidation, WorkflowError> {
+    let Some(role) = policy.role(&r.role) else {
+        return Ok(Revalidation::default());
+    };
+    let current = super::approvers::current(tx, identities, r)?;
+    let ctx = Approvers {
+        people: policy.people(),
+        current: &current,
+    };
+    Ok(r.revalidate(role, &ctx, now))
 }
 
 /// Runs a decision on a re-read request in one transaction; a refusal commits
@@ -283,20 +334,24 @@ fn decide<T>(
     (actor, action): (&Actor, &str),
     id: &RequestId,
     now: DateTime<Utc>,
-    f: impl FnOnce(&mut AccessRequest) -> Result<Decided<T>, WorkflowError>,
+    f: impl FnOnce(&Transaction<'_>, &mut AccessRequest) -> Result<Decided<T>, WorkflowError>,
 ) -> Result<(AccessRequest, T), WorkflowError> {
     store::write(conn, |tx: &Transaction<'_>| {
         let mut r = requests::load(tx, id)?.ok_or(WorkflowError::NotFound)?;
         let stored = r.approvals.len();
         expire_in(tx, policy, &mut r, stored, now)?;
         let was_granted = r.state == RequestState::Approved;
-        match f(&mut r) {
+        match f(tx, &mut r) {
             Ok(Decided {
                 value,
                 why,
                 event: kind,
+                reapproval,
             }) => {
                 requests::update(tx, &r, stored, now)?;
+                if let Some(found) = reapproval.filter(|f| !f.is_empty()) {
+                    store::audit::append(tx, &reapproval_event(&r, &found, now))?;
+                }
                 let e = event(
                     actor,
                     action,
@@ -342,32 +397,74 @@ fn role_of<'p>(policy: &'p Policy, r: &AccessRequest) -> Result<&'p tpa_core::Ro
         .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))
 }
 
-/// Records `approver`'s approval. `approver` must be the user as of now (groups re-read).
+/// An approval as submitted: narrowing and an optional comment.
+#[derive(Debug, Clone, Default)]
+pub struct ApproveInput {
+    /// Shorter duration, fewer hosts.
+    pub narrowing: Narrowing,
+    /// The approver's comment (may be empty).
+    pub comment: String,
+}
+
+impl From<Narrowing> for ApproveInput {
+    fn from(narrowing: Narrowing) -> Self {
+        Self {
+            narrowing,
+            comment: String::new(),
+        }
+    }
+}
+
+/// Records `approver`'s approval. `approver` must be the user as of now
+/// (groups re-read). Earlier approvals are re-checked against the role and
+/// their approvers' current groups first; those that stopped counting are
+/// removed (audited as `request.reapproval`).
+#[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
 pub fn approve(
     conn: &mut Connection,
     policy: &Policy,
+    identities: &Identities,
     approver: &User,
     id: &RequestId,
-    narrowing: Narrowing,
+    input: impl Into<ApproveInput>,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<(AccessRequest, ApproveOutcome), WorkflowError> {
     let actor = Actor::user(approver, source);
-    decide(conn, policy, (&actor, "request.approve"), id, now, |r| {
-        let outcome = r.approve(role_of(policy, r)?, approver, narrowing, now)?;
-        let (why, event) = match &outcome {
-            ApproveOutcome::Approved(_) => ("final approval".to_owned(), Some("request.approved")),
-            ApproveOutcome::Recorded { still_needed, .. } => (
-                format!("approval recorded; {still_needed} more needed"),
-                None,
-            ),
-        };
-        Ok(Decided {
-            value: outcome,
-            why,
-            event,
-        })
-    })
+    let ApproveInput { narrowing, comment } = input.into();
+    decide(
+        conn,
+        policy,
+        (&actor, "request.approve"),
+        id,
+        now,
+        |tx, r| {
+            let role = role_of(policy, r)?;
+            let found = revalidate_in(tx, policy, identities, r, now)?;
+            let current = super::approvers::current(tx, identities, r)?;
+            let ctx = Approvers {
+                people: policy.people(),
+                current: &current,
+            };
+            let outcome = r.approve(role, approver, narrowing, &ctx, now)?;
+            r.comment_last_approval(&comment)?;
+            let (why, event) = match &outcome {
+                ApproveOutcome::Approved(_) => {
+                    ("final approval".to_owned(), Some("request.approved"))
+                }
+                ApproveOutcome::Recorded { still_needed, .. } => (
+                    format!("approval recorded; {still_needed} more needed"),
+                    None,
+                ),
+            };
+            Ok(Decided {
+                value: outcome,
+                why,
+                event,
+                reapproval: Some(found),
+            })
+        },
+    )
 }
 
 /// Denies a request with an optional comment.
@@ -381,13 +478,14 @@ pub fn deny(
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(approver, source);
-    decide(conn, policy, (&actor, "request.deny"), id, now, |r| {
-        r.deny(role_of(policy, r)?, approver, comment, now)?;
+    decide(conn, policy, (&actor, "request.deny"), id, now, |_, r| {
+        r.deny(role_of(policy, r)?, approver, policy.people(), comment, now)?;
         let why = r.comment.clone().unwrap_or_default();
         Ok(Decided {
             value: (),
             why,
             event: Some("request.denied"),
+            reapproval: None,
         })
     })
     .map(|(r, ())| r)
@@ -403,7 +501,7 @@ pub fn cancel(
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(requester, source);
-    decide(conn, policy, (&actor, "request.cancel"), id, now, |r| {
+    decide(conn, policy, (&actor, "request.cancel"), id, now, |_, r| {
         if r.requester != requester.identity {
             // Someone else's request: say nothing about it.
             return Err(WorkflowError::NotFound);
@@ -414,6 +512,7 @@ pub fn cancel(
             value: (),
             why,
             event: Some("request.cancelled"),
+            reapproval: None,
         })
     })
     .map(|(r, ())| r)
@@ -432,7 +531,7 @@ pub fn revoke(
     now: DateTime<Utc>,
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(by, source);
-    decide(conn, policy, (&actor, "request.revoke"), id, now, |r| {
+    decide(conn, policy, (&actor, "request.revoke"), id, now, |_, r| {
         if !can_view(policy, by, r) {
             return Err(WorkflowError::NotFound);
         }
@@ -448,6 +547,7 @@ pub fn revoke(
             value: (),
             why,
             event: Some("request.revoked"),
+            reapproval: None,
         })
     })
     .map(|(r, ())| r)
@@ -480,8 +580,7 @@ pub fn expire_due(
 #[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
 pub fn issue_for_request(
     conn: &mut Connection,
-    signer: &Signer,
-    policy: &Policy,
+    (signer, policy, identities): (&Signer, &Policy, &Identities),
     caller: &User,
     id: &RequestId,
     public_key: &str,
@@ -495,7 +594,7 @@ pub fn issue_for_request(
         source: source.to_owned(),
     };
     store::write(conn, |tx| {
-        issue_for_request_in(tx, signer, policy, &job, now)
+        issue_for_request_in(tx, (signer, policy, identities), &job, now)
     })?
 }
 
@@ -524,16 +623,16 @@ pub struct IssueJob {
 /// appends after the previous one inside the same transaction).
 pub fn issue_batch(
     conn: &mut Connection,
-    signer: &Signer,
-    policy: &Policy,
+    (signer, policy, identities): (&Signer, &Policy, &Identities),
     jobs: &[IssueJob],
     now: DateTime<Utc>,
 ) -> Vec<Result<Issued, WorkflowError>> {
     let committed = store::write(conn, |tx| {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let outcome =
-                store::savepoint(tx, |tx| issue_for_request_in(tx, signer, policy, job, now))?;
+            let outcome = store::savepoint(tx, |tx| {
+                issue_for_request_in(tx, (signer, policy, identities), job, now)
+            })?;
             results.push(outcome.and_then(|answer| answer));
         }
         Ok::<_, WorkflowError>(results)
@@ -570,8 +669,7 @@ pub fn issue_batch(
 /// whose `denied` audit event is already written.
 fn issue_for_request_in(
     tx: &Transaction<'_>,
-    signer: &Signer,
-    policy: &Policy,
+    (signer, policy, identities): (&Signer, &Policy, &Identities),
     job: &IssueJob,
     now: DateTime<Utc>,
 ) -> Result<Result<Issued, WorkflowError>, WorkflowError> {
@@ -582,7 +680,7 @@ fn issue_for_request_in(
         source,
     } = job;
     let actor = Actor::user(caller, source);
-    let Some(r) = requests::load(tx, id)? else {
+    let Some(mut r) = requests::load(tx, id)? else {
         return Ok(Err(WorkflowError::NotFound));
     };
     let refusal = |tx: &Transaction<'_>,
@@ -613,7 +711,30 @@ fn issue_for_request_in(
         Ok(s) => s,
         Err(e) => return refusal(tx, refused("bad_public_key", e)),
     };
-    let scope = match r.certificate_scope(policy.role(&r.role), caller, subject, now) {
+    // Every counted approval must still come from a current member of its
+    // stage's group, for the stage as defined now; what stopped counting is
+    // removed, and a grant that no longer holds goes back to pending.
+    let stored = r.approvals.len();
+    let found = revalidate_in(tx, policy, identities, &mut r, now)?;
+    if !found.is_empty() {
+        requests::update(tx, &r, stored, now)?;
+        store::audit::append(tx, &reapproval_event(&r, &found, now))?;
+        if found.reopened.is_some() {
+            return refusal(
+                tx,
+                refused(
+                    "needs_reapproval",
+                    format!("request {id} needs re-approval because {}", found.why()),
+                ),
+            );
+        }
+    }
+    let current = super::approvers::current(tx, identities, &r)?;
+    let ctx = Approvers {
+        people: policy.people(),
+        current: &current,
+    };
+    let scope = match r.certificate_scope(policy.role(&r.role), caller, subject, &ctx, now) {
         Ok(s) => s,
         Err(e) => return refusal(tx, e.into()),
     };
@@ -623,7 +744,7 @@ fn issue_for_request_in(
 
 /// Whether `user` may see `request`: its requester, or an approver of its role.
 pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
-    request.requester == user.identity || is_role_approver(policy, user, request)
+    request.is_requester(user, policy.people()) || is_role_approver(policy, user, request)
 }
 
 /// Loads a request for its web page: the requester, approvers of its role, and
@@ -668,7 +789,7 @@ pub fn get(
 pub fn may_decide(policy: &Policy, user: &User, r: &AccessRequest, now: DateTime<Utc>) -> bool {
     r.state == RequestState::Pending
         && now < r.pending_until
-        && r.requester != user.identity
+        && !r.is_requester(user, policy.people())
         && policy
             .role(&r.role)
             .is_some_and(|role| match r.open_stage(role) {
@@ -678,7 +799,12 @@ pub fn may_decide(policy: &Policy, user: &User, r: &AccessRequest, now: DateTime
                     .is_some_and(|s| user.in_group(&s.group)),
                 None => false,
             })
-        && !r.approvals.iter().any(|a| a.approver == user.identity)
+        && !r.approvals.iter().any(|a| {
+            a.approver == user.identity
+                || policy
+                    .people()
+                    .same_person(&a.approver_username, &user.username)
+        })
 }
 
 /// The requests `user` may decide now, oldest first.
@@ -705,7 +831,7 @@ pub fn open_reviews(
     let mut out = Vec::new();
     for id in store::reviews::open_ids(conn, 500)? {
         if let Some(r) = requests::load(conn, &id)?
-            && r.requester != user.identity
+            && !r.is_requester(user, policy.people())
             && is_role_approver(policy, user, &r)
         {
             out.push(r);
@@ -742,7 +868,7 @@ pub fn review_break_glass(
                     "not_break_glass",
                     "this request was not a break-glass grant; nothing to review",
                 ))
-            } else if r.requester == reviewer.identity {
+            } else if r.is_requester(reviewer, policy.people()) {
                 Some(refused(
                     "own_request",
                     "you cannot review your own break-glass grant",

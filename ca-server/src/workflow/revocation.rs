@@ -393,24 +393,30 @@ fn revoke_in(
             );
         }
         Target::User(name) => {
-            for id in revocations::open_requests_of_user(tx, name.as_str(), &format_time(now))? {
-                let id = RequestId::parse(&id)
-                    .map_err(|e| store::StoreError::Corrupt(format!("request id: {e}")))?;
-                if let Some(mut r) = requests::load(tx, &id)?
-                    && (end_pending(tx, policy, by, &mut r, reason, now)?
-                        || end_grant(tx, policy, by, &mut r, reason, now)?)
+            // One person: every identity known under the name, and under
+            // every username `[[identity_links]]` joins to it (the same rule
+            // separation of duties uses, `People`).
+            for name in policy.people().usernames_of(name) {
+                for id in revocations::open_requests_of_user(tx, name.as_str(), &format_time(now))?
                 {
-                    ended.push(r);
+                    let id = RequestId::parse(&id)
+                        .map_err(|e| store::StoreError::Corrupt(format!("request id: {e}")))?;
+                    if let Some(mut r) = requests::load(tx, &id)?
+                        && (end_pending(tx, policy, by, &mut r, reason, now)?
+                            || end_grant(tx, policy, by, &mut r, reason, now)?)
+                    {
+                        ended.push(r);
+                    }
                 }
+                serials.extend(
+                    revocations::live_certificates_of_user(tx, name.as_str(), now_unix)?
+                        .into_iter()
+                        .map(|c| c.serial),
+                );
+                // Their web sessions and API tokens end too, so a revoked user
+                // cannot go on approving, requesting or reading.
+                logins += revocations::revoke_logins_of_user(tx, name.as_str(), &format_time(now))?;
             }
-            serials.extend(
-                revocations::live_certificates_of_user(tx, name.as_str(), now_unix)?
-                    .into_iter()
-                    .map(|c| c.serial),
-            );
-            // Their web sessions and API tokens end too, so a revoked user
-            // cannot go on approving, requesting or reading.
-            logins = revocations::revoke_logins_of_user(tx, name.as_str(), &format_time(now))?;
         }
         Target::CaKey(fingerprint) => {
             if fingerprint == signing_key {
@@ -428,6 +434,9 @@ fn revoke_in(
             );
         }
     }
+    // Linked usernames can name one certificate twice; keep the first.
+    let mut seen = std::collections::BTreeSet::new();
+    serials.retain(|s| seen.insert(s.clone()));
     let requests: Vec<String> = ended.iter().map(|r| r.id.to_string()).collect();
     // The serials covered (the first MAX_LISTED; `revoked_certificates` holds them all).
     let details = json!({

@@ -60,6 +60,7 @@ fn concurrent_jobs_commit_with_distinct_serials_and_a_verifying_chain() {
         db,
         Arc::new(f.data.signer()),
         Arc::new(f.data.config.clone()),
+        Arc::new(f.data.identities()),
     )
     .unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,7 +129,12 @@ fn a_refused_job_is_audited_while_its_batch_mates_succeed() {
         job(alice(), &approved, "not a key".to_owned()),
         job(alice(), &approved, ed25519_public_key()),
     ];
-    let results = issue_batch(&mut f.conn, &f.signer, &f.data.config.policy, &jobs, now());
+    let results = issue_batch(
+        &mut f.conn,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
+        &jobs,
+        now(),
+    );
     let codes: Vec<String> = results
         .iter()
         .map(|r| match r {
@@ -176,7 +182,12 @@ fn a_storage_failure_fails_only_the_affected_job() {
         job(alice(), &id, bad.clone()),
         job(alice(), &id, good.clone()),
     ];
-    let results = issue_batch(&mut f.conn, &f.signer, &f.data.config.policy, &jobs, now());
+    let results = issue_batch(
+        &mut f.conn,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
+        &jobs,
+        now(),
+    );
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(
         matches!(&results[1], Err(WorkflowError::Storage(_))),
@@ -215,7 +226,12 @@ fn a_failure_that_ends_the_transaction_fails_the_whole_batch() {
     let jobs: Vec<IssueJob> = (0..3)
         .map(|_| job(alice(), &id, ed25519_public_key()))
         .collect();
-    let results = issue_batch(&mut f.conn, &f.signer, &f.data.config.policy, &jobs, now());
+    let results = issue_batch(
+        &mut f.conn,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
+        &jobs,
+        now(),
+    );
     assert_eq!(results.len(), 3);
     assert!(
         results
@@ -317,7 +333,13 @@ fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
     let id = approved_request(&mut f, "web-1");
     let db = Arc::new(Writer::new(f.data.open_store()));
     let config = Arc::new(f.data.config.clone());
-    let issuer = Issuer::spawn(db.clone(), Arc::new(f.data.signer()), config.clone()).unwrap();
+    let issuer = Issuer::spawn(
+        db.clone(),
+        Arc::new(f.data.signer()),
+        config.clone(),
+        Arc::new(f.data.identities()),
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

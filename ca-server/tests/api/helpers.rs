@@ -106,6 +106,30 @@ impl DataDir {
         });
     }
 
+    /// Appends one `[[accounts]]` entry per `(username, groups)`, all with
+    /// one password (`approver password`, hashed once per test binary), and
+    /// reloads: the accounts a workflow test's approvers must exist as, since
+    /// approvals are re-checked against current accounts at issuance.
+    pub fn add_accounts(&mut self, accounts: &[(&str, &[&str])]) {
+        static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let hash =
+            HASH.get_or_init(|| ca_server::identity::hash_password("approver password").unwrap());
+        self.edit_config(|mut text| {
+            for (username, groups) in accounts {
+                let groups = serde_json::Value::from(groups.to_vec());
+                text.push_str(&format!(
+                    "\n[[accounts]]\nusername = \"{username}\"\npassword_hash = \"{hash}\"\ngroups = {groups}\n"
+                ));
+            }
+            text
+        });
+    }
+
+    /// The identity connectors of the current configuration.
+    pub fn identities(&self) -> ca_server::identity::Identities {
+        ca_server::identity::Identities::from_config(&self.config).unwrap()
+    }
+
     /// The CA private key file.
     pub fn key_path(&self) -> PathBuf {
         self.dir.join("ca_key")

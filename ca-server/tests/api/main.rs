@@ -2,6 +2,7 @@
 //! made by `init`, real SQLite files, real `ssh-keygen`, the real `tpa-ca`
 //! binary, and the server on 127.0.0.1 port 0.
 
+mod approval_snapshot;
 mod audit_sinks;
 mod audit_verify;
 mod auditor;
@@ -12,8 +13,8 @@ mod cli;
 mod cli_consent;
 mod device;
 mod faults;
-mod free_text;
 mod flood;
+mod free_text;
 mod helpers;
 mod http;
 mod issuance;
@@ -21,6 +22,7 @@ mod json_errors;
 mod metrics;
 mod oidc;
 mod oidc_claims;
+mod oidc_people;
 mod report;
 mod requests;
 mod requests_http;

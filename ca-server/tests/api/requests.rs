@@ -41,8 +41,17 @@ pub(crate) fn carol() -> User {
 pub(crate) fn fixture() -> Fixture {
     let mut data = DataDir::new();
     data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
+    data.add_accounts(APPROVERS);
     Fixture::over(data)
 }
+
+/// The approvers of these tests as `[[accounts]]` (groups as `bob()`, `carol()`, … give them).
+pub(crate) const APPROVERS: &[(&str, &[&str])] = &[
+    ("bob", &["sre-leads"]),
+    ("carol", &["managers"]),
+    ("erin", &["sre-leads", "managers"]),
+    ("frank", &["managers"]),
+];
 
 pub(crate) fn hotfix(hosts: &[&str], duration: &str) -> RequestInput {
     RequestInput {
@@ -84,6 +93,7 @@ pub(crate) fn approve(
     requests::approve(
         &mut f.conn,
         &f.data.config.policy,
+        &f.data.identities(),
         who,
         id,
         Narrowing::default(),
@@ -102,8 +112,7 @@ fn issue(
     let key = ed25519_public_key();
     requests::issue_for_request(
         &mut f.conn,
-        &f.signer,
-        &f.data.config.policy,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
         who,
         id,
         &key,
@@ -392,6 +401,7 @@ fn finished_requests_cannot_be_decided_or_used() {
     let r = requests::approve(
         &mut f.conn,
         &policy,
+        &f.data.identities(),
         &bob(),
         &expired,
         Narrowing::default(),
@@ -450,12 +460,32 @@ fn narrowing_at_approval_is_what_gets_signed() {
         duration: Some(HumanDuration::parse("20m").unwrap()),
         hosts: Some(BTreeSet::from([HostName::parse("web-2").unwrap()])),
     };
-    requests::approve(&mut f.conn, &policy, &bob(), &id, narrower, "test", now()).unwrap();
+    let ids = f.data.identities();
+    requests::approve(
+        &mut f.conn,
+        &policy,
+        &ids,
+        &bob(),
+        &id,
+        narrower,
+        "test",
+        now(),
+    )
+    .unwrap();
     let wider = Narrowing {
         duration: Some(HumanDuration::parse("3h").unwrap()),
         hosts: None,
     };
-    let r = requests::approve(&mut f.conn, &policy, &carol(), &id, wider, "test", now());
+    let r = requests::approve(
+        &mut f.conn,
+        &policy,
+        &ids,
+        &carol(),
+        &id,
+        wider,
+        "test",
+        now(),
+    );
     assert_eq!(code(r.map(|_| ())), "widening");
     approve(&mut f, &carol(), &id).unwrap();
     let cert = issue(&mut f, &alice(), &id, now()).unwrap().certificate;
@@ -514,6 +544,7 @@ fn parallel_certificate_calls_stay_within_policy() {
                 s.spawn(move || {
                     let mut conn = data.open_store();
                     let signer = data.signer();
+                    let ids = data.identities();
                     (0..25)
                         .map(|_| {
                             let key = ed25519_public_key();
@@ -522,8 +553,7 @@ fn parallel_certificate_calls_stay_within_policy() {
                                 tries += 1;
                                 match requests::issue_for_request(
                                     &mut conn,
-                                    &signer,
-                                    &data.config.policy,
+                                    (&signer, &data.config.policy, &ids),
                                     &alice(),
                                     &id,
                                     &key,

@@ -34,8 +34,7 @@ fn debug_grant(f: &mut Fixture, who: &User, host: &str) -> RequestId {
 fn cert_for(f: &mut Fixture, who: &User, id: &RequestId) -> Issued {
     wf::issue_for_request(
         &mut f.conn,
-        &f.signer,
-        &f.data.config.policy,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
         who,
         id,
         &ed25519_public_key(),
@@ -145,8 +144,7 @@ fn revoking_a_request_revokes_all_of_its_certificates_and_ends_it() {
     // No further certificate for the revoked request.
     let refused = wf::issue_for_request(
         &mut f.conn,
-        &f.signer,
-        &f.data.config.policy,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
         &alice(),
         &id,
         &ed25519_public_key(),
@@ -315,8 +313,7 @@ fn revoking_a_user_covers_pending_requests_and_earlier_usernames() {
     );
     let refused = wf::issue_for_request(
         &mut f.conn,
-        &f.signer,
-        &policy,
+        (&f.signer, &policy, &f.data.identities()),
         &alice(),
         &pending,
         &ed25519_public_key(),

@@ -256,9 +256,10 @@ async fn approve_via_the_form_redirects_and_moves_the_request_on() {
         .post_form(&bob, &format!("/requests/{id}/approve"), &[])
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
+    // issue 11: the redirect names the decision so the page can say what it did.
     assert_eq!(
         r.header("location"),
-        Some(format!("/requests/{id}").as_str())
+        Some(format!("/requests/{id}?decided=approve").as_str())
     );
     let after = app.page(&bob, &format!("/requests/{id}")).await;
     assert!(

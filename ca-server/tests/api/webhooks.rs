@@ -118,7 +118,9 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
              [[webhooks]]\nname = \"slack\"\nurl = \"{slack_url}\"\nformat = \"slack\"\n"
         )
     });
+    data.add_accounts(crate::requests::APPROVERS);
     let config = data.config.clone();
+    let identities = data.identities();
     register_sinks(&mut data.open_store(), &config.webhooks).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
@@ -161,6 +163,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     requests::approve(
         &mut conn,
         &config.policy,
+        &identities,
         &bob,
         &first,
         Narrowing::default(),
@@ -171,6 +174,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     requests::approve(
         &mut conn,
         &config.policy,
+        &identities,
         &carol,
         &first,
         Narrowing::default(),

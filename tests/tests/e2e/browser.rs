@@ -713,3 +713,115 @@ fn an_approver_revokes_a_grant_in_headless_chromium() {
     drop(browser);
     running.terminate();
 }
+
+/// Logs `user` in through the JSON API; returns the bearer header value.
+fn api_bearer(ca: SocketAddr, user: &str, password: &str) -> String {
+    let login = json!({ "username": user, "password": password }).to_string();
+    let (status, body) = http(
+        ca,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        &login,
+    );
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    format!("Bearer {token}")
+}
+
+/// Issue 11, item 7: the request page shows the grant snapshot (principals,
+/// hosts, extensions, critical options, certificate TTL, window), each stage
+/// with its group and who can still approve, takes an optional comment with
+/// an approval, says what the decision did, names who revoked and when, and
+/// shows a break-glass grant as such with its incident id.
+#[test]
+fn request_page_shows_the_grant_and_the_stages_in_headless_chromium() {
+    let chromium: PathBuf = require("chromium", INSTALL_HINT);
+    let chromedriver: PathBuf = require("chromedriver", INSTALL_HINT);
+    let tmp = tempfile::tempdir().unwrap();
+    let password = "browser test password";
+    let ca = demo_ca(tmp.path(), password);
+    let running = ca.serve();
+    let id = alice_requests_hotfix(running.addr, password);
+    let browser = Browser::start(
+        &chromium,
+        &chromedriver,
+        &format!("http://{}", running.addr),
+    );
+
+    browser.log_in("bob", password);
+    browser.goto(&format!("/requests/{id}"));
+    browser.wait_for_text("#state", "pending");
+    assert_eq!(browser.text("#grant-principals"), "root");
+    assert_eq!(browser.text("#grant-hosts"), "web-1");
+    assert_eq!(browser.text("#grant-extensions"), "permit-pty");
+    assert!(browser.text("#grant-force-command").contains("none"));
+    assert_eq!(browser.text("#grant-source-address"), "any");
+    assert!(browser.text("#grant-cert-ttl").contains("15m"));
+    assert!(
+        browser
+            .text("#grant-window")
+            .contains("1h from the final approval")
+    );
+    browser.wait_for_text("#stage-1", "sre-leads");
+    assert!(browser.text("#stage-1 .can-approve").contains("bob"));
+    assert!(!browser.text("#stage-1 .can-approve").contains("alice"));
+    assert!(browser.text("#stage-2 .can-approve").contains("carol"));
+
+    browser.type_into("#approve-comment", "runbook step 3 checked");
+    browser.click("#approve");
+    browser.wait_for_text(
+        "#banner",
+        "You approved. Waiting for 1 approval from managers.",
+    );
+    browser.wait_for_text("#approvals", "bob (stage 1, counted for sre-leads");
+    browser.wait_for_text("#approvals", "runbook step 3 checked");
+    assert!(browser.text("#stage-1").contains("bob"));
+    browser.log_out();
+
+    browser.log_in("carol", password);
+    browser.goto(&format!("/requests/{id}"));
+    browser.click("#approve");
+    browser.wait_for_text("#banner", "You approved. The request is approved.");
+    browser.wait_for_text("#state", "approved");
+    browser.wait_for_text("#grant-window", "UTC to");
+    browser.type_into("#revoke-reason", "INC-4411 resolved");
+    browser.click("#revoke-confirm");
+    browser.click("#revoke");
+    browser.wait_for_text("#state", "revoked");
+    browser.wait_for_text("#decided-by", "carol at ");
+    browser.log_out();
+
+    // Break-glass: self-approved, shown as such with its incident id.
+    let bearer = api_bearer(running.addr, "alice", password);
+    let body = json!({
+        "role": "hotfix-admin", "hosts": ["web-2"], "duration": "30m",
+        "reason": "site down", "ticket": "INC-9001", "break_glass": true,
+    })
+    .to_string();
+    let (status, answer) = http(
+        running.addr,
+        "POST",
+        "/api/v1/requests",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &bearer),
+        ],
+        &body,
+    );
+    assert_eq!(status, 201, "{answer}");
+    let glass = serde_json::from_str::<Value>(&answer).unwrap()["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.log_in("bob", password);
+    browser.goto(&format!("/requests/{glass}"));
+    browser.wait_for_text("#break-glass", "Break-glass grant");
+    browser.wait_for_text("#break-glass", "INC-9001");
+
+    drop(browser);
+    running.terminate();
+}

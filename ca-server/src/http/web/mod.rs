@@ -369,6 +369,8 @@ pub fn request_value(r: &AccessRequest, policy: &Policy, now: DateTime<Utc>) -> 
             context! {
                 who => a.approver_username.as_str(),
                 stage => a.stage + 1,
+                group => a.group.as_str(),
+                comment => a.comment.as_deref(),
                 at => utc(a.at),
             }
         })

@@ -4,7 +4,7 @@
 //! audit trail, the rate limit and the wake-ups are the same; a refusal shows
 //! the page again with the message and the API's status.
 
-use crate::http::extract::AppPath;
+use crate::http::extract::{AppPath, AppQuery};
 use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
@@ -21,20 +21,59 @@ use crate::http::requests::{
     approve_request, cancel_request, deny_request, narrowing, parse_id, revoke_request, run,
 };
 use crate::startup::AppState;
+use crate::workflow::approvers::{self, StageLine};
 use crate::workflow::requests as wf;
 
-async fn load(
-    state: &AppState,
-    auth: &Authenticated,
-    id: &RequestId,
-) -> Result<AccessRequest, ApiError> {
+/// The request, its stages as the page shows them, and when it last changed.
+type Loaded = (AccessRequest, Vec<StageLine>, Option<String>);
+
+async fn load(state: &AppState, auth: &Authenticated, id: &RequestId) -> Result<Loaded, ApiError> {
     let st = state.clone();
     let (user, id) = (auth.user.clone(), id.clone());
     let is_admin = state.config.is_admin(&user);
     run(state, move |conn| {
-        wf::get_for_page(conn, &st.config.policy, &user, is_admin, &id)
+        let r = wf::get_for_page(conn, &st.config.policy, &user, is_admin, &id)?;
+        let stages = approvers::stage_lines(conn, &st.config, &r)?;
+        let changed = crate::store::requests::updated_at(conn, &id)?;
+        Ok((r, stages, changed))
     })
     .await
+}
+
+/// What the page says right after the viewer decided (`?decided=…`); only
+/// what the stored request confirms.
+fn banner(
+    r: &AccessRequest,
+    user: &tpa_core::User,
+    decided: Option<&str>,
+    policy: &tpa_core::Policy,
+) -> Option<String> {
+    match decided? {
+        "approve" if r.approvals.iter().any(|a| a.approver == user.identity) => {
+            Some(match r.state {
+                RequestState::Approved => "You approved. The request is approved.".to_owned(),
+                RequestState::Pending => match policy.role(&r.role).and_then(|role| {
+                    r.open_stage(role)
+                        .and_then(|(i, n)| role.stages.get(i).map(|s| (n, s.group.to_string())))
+                }) {
+                    Some((1, group)) => {
+                        format!("You approved. Waiting for 1 approval from {group}.")
+                    }
+                    Some((n, group)) => {
+                        format!("You approved. Waiting for {n} approvals from {group}.")
+                    }
+                    None => "You approved.".to_owned(),
+                },
+                _ => "You approved.".to_owned(),
+            })
+        }
+        "deny"
+            if r.state == RequestState::Denied && r.decided_by.as_ref() == Some(&user.identity) =>
+        {
+            Some("You denied this request.".to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// The detail page of `id` with `status` and an optional refusal message.
@@ -44,13 +83,22 @@ async fn page(
     id: &RequestId,
     status: StatusCode,
     error: Option<&str>,
+    decided: Option<&str>,
 ) -> Result<Response, PageError> {
-    let r = load(state, auth, id).await?;
+    let (r, stages, changed) = load(state, auth, id).await?;
     let now = Utc::now();
     let policy = &state.config.policy;
     let user = &auth.user;
     let may_decide = wf::may_decide(policy, user, &r, now);
-    let is_requester = r.requester == user.identity;
+    let is_requester = r.is_requester(user, policy.people());
+    let banner = banner(&r, user, decided, policy);
+    let decided_by = r.decided_by.as_ref().map(|d| {
+        if d.issuer() == tpa_core::identity::LOCAL_ISSUER {
+            d.subject().to_owned()
+        } else {
+            d.to_string()
+        }
+    });
     let may_cancel = is_requester
         && match r.state {
             RequestState::Pending => now < r.pending_until,
@@ -72,6 +120,10 @@ async fn page(
             may_cancel => may_cancel,
             may_revoke => may_revoke,
             is_requester => is_requester,
+            stages => stages,
+            banner => banner,
+            decided_by => decided_by,
+            decided_at => changed,
             error => error,
             ..page_context(auth)
         },
@@ -83,12 +135,27 @@ pub async fn get(
     State(state): State<AppState>,
     auth: Option<Authenticated>,
     AppPath(id): AppPath<String>,
+    AppQuery(query): AppQuery<PageQuery>,
 ) -> Result<Response, PageError> {
     let Some(auth) = auth else {
         return Ok(to_login());
     };
     let id = parse_id(&id)?;
-    page(&state, &auth, &id, StatusCode::OK, None).await
+    page(
+        &state,
+        &auth,
+        &id,
+        StatusCode::OK,
+        None,
+        query.decided.as_deref(),
+    )
+    .await
+}
+
+/// `?decided=approve|deny`, set by the redirect after a decision.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PageQuery {
+    decided: Option<String>,
 }
 
 /// After a decision: 303 to the detail page, or the page again with the refusal.
@@ -98,10 +165,24 @@ async fn answer(
     id: &RequestId,
     result: Result<AccessRequest, ApiError>,
 ) -> Result<Response, PageError> {
+    answer_as(state, auth, id, result, None).await
+}
+
+/// Like [`answer`]; after a decision `decided` names it for the banner.
+async fn answer_as(
+    state: &AppState,
+    auth: &Authenticated,
+    id: &RequestId,
+    result: Result<AccessRequest, ApiError>,
+    decided: Option<&str>,
+) -> Result<Response, PageError> {
     match result {
-        Ok(_) => Ok(Redirect::to(&format!("/requests/{id}")).into_response()),
+        Ok(_) => {
+            let query = decided.map(|d| format!("?decided={d}")).unwrap_or_default();
+            Ok(Redirect::to(&format!("/requests/{id}{query}")).into_response())
+        }
         Err(ApiError::Refused { code, message }) => {
-            page(state, auth, id, refusal_status(code), Some(&message)).await
+            page(state, auth, id, refusal_status(code), Some(&message), None).await
         }
         Err(other) => Err(other.into()),
     }
@@ -125,10 +206,16 @@ pub async fn approve(
     let duration = fields.non_empty("duration");
     let hosts = fields.get("host_choice").map(|_| fields.all("hosts"));
     let result = match narrowing(duration.as_deref(), hosts.as_deref()) {
-        Ok(n) => approve_request(&state, ip.0, auth.user.clone(), id.clone(), n).await,
+        Ok(narrowing) => {
+            let input = crate::workflow::requests::ApproveInput {
+                narrowing,
+                comment: fields.non_empty("comment").unwrap_or_default(),
+            };
+            approve_request(&state, ip.0, auth.user.clone(), id.clone(), input).await
+        }
         Err(e) => Err(e),
     };
-    answer(&state, &auth, &id, result).await
+    answer_as(&state, &auth, &id, result, Some("approve")).await
 }
 
 /// `POST /requests/{id}/deny`: form `csrf_token`, `comment`.
@@ -147,7 +234,7 @@ pub async fn deny(
     let id = parse_id(&id)?;
     let comment = fields.text("comment");
     let result = deny_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await;
-    answer(&state, &auth, &id, result).await
+    answer_as(&state, &auth, &id, result, Some("deny")).await
 }
 
 /// `POST /requests/{id}/cancel`: form `csrf_token`; the requester only.
