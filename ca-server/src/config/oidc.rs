@@ -301,6 +301,24 @@ mod tests {
         assert!(e.contains("trust_group_names"), "{e}");
         assert!(load(config("trust_group_names = true\n")).is_ok());
         assert!(load(config("group_map = { \"gitlab/sre\" = \"sre-leads\" }\n")).is_ok());
+        // Issue 12: the display name comes from `name` unless another claim is named.
+        let claim_of = |extra: &str| {
+            crate::config::Config::parse(&config(extra), &path)
+                .unwrap()
+                .oidc[0]
+                .display_name_claim
+                .clone()
+        };
+        assert_eq!(claim_of("trust_group_names = true\n"), "name");
+        assert_eq!(
+            claim_of("trust_group_names = true\ndisplay_name_claim = \"given_name\"\n"),
+            "given_name"
+        );
+        let e = load(config(
+            "trust_group_names = true\ndisplay_name_claim = \"\"\n",
+        ))
+        .unwrap_err();
+        assert!(e.contains("display_name_claim"), "{e}");
     }
 
     #[test]

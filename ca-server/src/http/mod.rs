@@ -178,14 +178,23 @@ async fn with_write_deadline(
     crate::workflow::deadline::scope(deadline, next.run(request)).await
 }
 
-/// Unknown paths: JSON under `/api/`, a page in plain words elsewhere (a
-/// person followed a link or typed the address).
-async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+/// Unknown paths: a page in plain words for a browser (outside `/api/`, with
+/// `Accept: text/html`: a person followed a link or typed the address), JSON
+/// for everything else.
+async fn not_found(
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    if uri.path().starts_with("/api/") {
-        ApiError::NotFound.into_response()
-    } else {
+    let browser = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"));
+    if browser && !uri.path().starts_with("/api/") {
         web::PageError(ApiError::NotFound).into_response()
+    } else {
+        ApiError::NotFound.into_response()
     }
 }
 

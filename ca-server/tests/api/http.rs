@@ -154,6 +154,44 @@ async fn unknown_route_is_a_json_404() {
     app.stop().await;
 }
 
+// issue 12: a person who follows a dead link gets a page in plain words with
+// the next step; programs keep the JSON answer.
+#[tokio::test]
+async fn unknown_page_is_a_plain_words_page_for_browsers() {
+    let app = spawn_app().await;
+    let page = crate::helpers::http_send(
+        app.address,
+        "GET",
+        "/no-such-page",
+        &[("Accept", "text/html,application/xhtml+xml")],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 404, "{}", page.body);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html"),
+        "{page:?}"
+    );
+    assert!(page.body.contains("<h1>Not found</h1>"), "{}", page.body);
+    assert!(page.body.contains("href=\"/\""), "{}", page.body);
+    assert!(page.body.contains("not_found"), "{}", page.body);
+    let program = app.get("/no-such-page").await;
+    assert_eq!(program.status, 404);
+    assert_eq!(program.json()["code"], "not_found");
+    let api = crate::helpers::http_send(
+        app.address,
+        "GET",
+        "/api/v1/nope",
+        &[("Accept", "text/html")],
+        "",
+    )
+    .await;
+    assert_eq!(api.header("content-type"), Some("application/json"));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let app = spawn_app().await;
