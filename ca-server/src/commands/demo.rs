@@ -224,7 +224,7 @@ fn print_next_steps(
             "  # approve it as bob, then carol, at http://{addr}/ : the shell on web-1 opens. Then, as the operator:"
         );
         println!(
-            "  {tpa_ca} revoke request REQ_ID --reason done --config {config}   # the bastion cuts the session"
+            "  {tpa_ca} revoke request REQ_ID --reason \"INC-1 done\" --config {config}   # the bastion cuts the session"
         );
         println!("  {tpa_ca} audit verify --config {config}");
         println!();

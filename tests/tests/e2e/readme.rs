@@ -322,6 +322,13 @@ fn readme_story_runs_as_written_from_demo_to_a_shell_on_web_1_and_back_out() {
         operator[0].starts_with(&format!("{README_TPA_CA}revoke request REQ_ID")),
         "{operator:?}"
     );
+    for line in operator {
+        let rest = line.strip_prefix(README_TPA_CA).unwrap();
+        assert!(
+            printed.contains(rest),
+            "the demo prints the README's operator commands: {rest:?} not in\n{printed}"
+        );
+    }
     let revoke = operator_line(&operator[0], addr, &request);
     let out = Command::new("sh")
         .args(["-c", &revoke])
