@@ -57,8 +57,12 @@ struct Demo {
 
 impl Demo {
     fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_as(Command::new(tpa_ca_bin()), cwd, args, env)
+    }
+
+    /// `command` (tpa-ca, possibly run as another user) with `args`.
+    fn start_as(mut command: Command, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let err = cwd.join(format!("demo-{}.err", free_port()));
-        let mut command = Command::new(tpa_ca_bin());
         command
             .args(args)
             .current_dir(cwd)
@@ -460,5 +464,86 @@ fn demo_without_sshd_says_how_to_install_it_and_runs_the_ca_alone() {
         String::from_utf8_lossy(&client)
     );
     assert!(!tmp.path().join("tpa-demo/web-1").exists());
+    assert!(terminate(demo.guard).success());
+}
+
+// issue 12: "no root needed beyond what the demo already has": run by another
+// user, web-1's sshd can log in only that user, so the demo offers that login.
+#[test]
+fn demo_run_by_a_user_other_than_root_gives_a_shell_on_web_1_as_that_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let user = LocalUser::create(tmp.path());
+    // With `UsePAM no`, sshd refuses a locked account ("!" from useradd).
+    let out = Command::new("usermod")
+        .args(["-p", "*", &user.name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut demo = Demo::start_as(
+        user.command(tpa_ca_bin()),
+        &user.home,
+        &["demo", "--listen", &addr.to_string()],
+        &[],
+    );
+    demo.wait_for("are up.", Duration::from_secs(90));
+    let printed = demo.printed();
+    let ssh_line = format!("tpa-ssh ssh {}@web-1 --role hotfix-admin", user.name);
+    assert!(printed.contains(&ssh_line), "{printed}");
+    let run = |line: &str, stdin: &str| {
+        let mut child = user
+            .command("sh")
+            .args(["-c", line])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child
+    };
+    let alice = password(&user.home, "alice");
+    for line in [
+        format!("tpa-ssh login --ca http://{addr} --username alice --password-stdin"),
+        "mkdir -p ~/.ssh && cat tpa-demo/ssh_config >> ~/.ssh/config".to_owned(),
+        "tpa-ssh config".to_owned(),
+    ] {
+        let out = run(&line, &format!("{alice}\n"))
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let child = run(
+        &format!("{ssh_line} --reason 'INC-2 as myself' --ticket INC-2 -- id -un"),
+        "",
+    );
+    let bob = api_login(addr, "bob", &password(&user.home, "bob"));
+    let id = pending_request(addr, &bob, &|| demo.printed());
+    let (status, v) = post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
+    assert_eq!(status, 200, "{v}");
+    let carol = api_login(addr, "carol", &password(&user.home, "carol"));
+    let (status, v) = post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
+    assert_eq!(status, 200, "{v}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        user.name,
+        "{}\nsshd:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(user.home.join("tpa-demo/web-1/sshd.log")).unwrap_or_default()
+    );
     assert!(terminate(demo.guard).success());
 }
