@@ -1,7 +1,8 @@
 //! README.md's story, run as written (issue 12): the commands are read from
 //! the README's `sh` blocks under "## Run", so the test breaks when the README
 //! drifts. The engineer's commands run as a throwaway local user whose name is
-//! not `root`; the demo and the operator's commands run as the test (root).
+//! not `root`; the demo and the operator's commands run as the test (root);
+//! bob and carol approve on the web page in headless Chromium.
 //! Also the demo's refusals: twice in one directory, a busy port, no sshd.
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -11,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::browser::{Browser, INSTALL_HINT};
 use crate::flow::{json, post};
-use crate::harness::{Guard, free_port, http_get, http_send, terminate, tpa_ca_bin};
+use crate::harness::{Guard, free_port, http_get, http_send, require, terminate, tpa_ca_bin};
 use crate::os_user::LocalUser;
 
 /// The README's `sh` blocks between "## Run" and "## Test", line by line.
@@ -271,21 +273,37 @@ fn readme_story_runs_as_written_from_demo_to_a_shell_on_web_1_and_back_out() {
         } else if command.starts_with("tpa-ssh ssh root@web-1") {
             let child = in_terminal(&user, tmp.path(), &line, &typescript);
             let mut guard = Guard { child };
-            // bob, then carol, approve (the README does it on the web page;
-            // the API is the same workflow).
-            let bob = api_login(addr, "bob", &password(tmp.path(), "bob"));
-            let id = pending_request(addr, &bob, &|| {
-                std::fs::read_to_string(&typescript).unwrap_or_default()
-            });
-            let (status, v) = post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
-            assert_eq!(status, 200, "{v}");
-            let carol = api_login(addr, "carol", &password(tmp.path(), "carol"));
-            let (status, v) = post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
-            assert_eq!(
-                (status, v["state"].as_str()),
-                (200, Some("approved")),
-                "{v}"
+            // bob, then carol, approve on the web page, in headless Chromium.
+            let screen = wait_screen(
+                &typescript,
+                " for web-1: pending",
+                Duration::from_secs(60),
+                &logs,
             );
+            let id = screen
+                .split("Request ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no request id on the screen:\n{screen}"))
+                .to_owned();
+            let browser = Browser::start(
+                &require("chromium", INSTALL_HINT),
+                &require("chromedriver", INSTALL_HINT),
+                &format!("http://{addr}"),
+            );
+            for (who, stage) in [("bob", 1), ("carol", 2)] {
+                browser.goto("/login");
+                browser.type_into("#username", who);
+                browser.type_into("#password", &password(tmp.path(), who));
+                browser.click("section.login button[type=submit]");
+                browser.wait_for("form[action='/logout'] button");
+                browser.goto(&format!("/requests/{id}"));
+                browser.click("#approve");
+                browser.wait_for_text("#approvals", &format!("{who} (stage {stage}"));
+                browser.click("form[action='/logout'] button");
+                browser.wait_for("#username");
+            }
+            drop(browser);
             // The shell on web-1: a command whose answer only the remote shell computes.
             let stdin = guard.child.stdin.as_mut().unwrap();
             stdin
