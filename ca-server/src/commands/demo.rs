@@ -369,8 +369,6 @@ fn add_demo_accounts(dir: &Path, config_path: &Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     // A demo run by a user other than root adds that user to hotfix-admin's
     // logins by replacing this exact text: EXAMPLE_ROLES must keep it, once.
     #[test]
