@@ -1,7 +1,8 @@
 //! README.md's story, run as written (issue 12): the commands are read from
 //! the README's `sh` blocks under "## Run", so the test breaks when the README
 //! drifts. The engineer's commands run as a throwaway local user whose name is
-//! not `root`; the demo and the operator's commands run as the test (root).
+//! not `root`; the demo and the operator's commands run as the test (root);
+//! bob and carol approve on the web page in headless Chromium.
 //! Also the demo's refusals: twice in one directory, a busy port, no sshd.
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -11,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::browser::{Browser, INSTALL_HINT};
 use crate::flow::{json, post};
-use crate::harness::{Guard, free_port, http_get, http_send, terminate, tpa_ca_bin};
+use crate::harness::{Guard, free_port, http_get, http_send, require, terminate, tpa_ca_bin};
 use crate::os_user::LocalUser;
 
 /// The README's `sh` blocks between "## Run" and "## Test", line by line.
@@ -57,8 +59,12 @@ struct Demo {
 
 impl Demo {
     fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_as(Command::new(tpa_ca_bin()), cwd, args, env)
+    }
+
+    /// `command` (tpa-ca, possibly run as another user) with `args`.
+    fn start_as(mut command: Command, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let err = cwd.join(format!("demo-{}.err", free_port()));
-        let mut command = Command::new(tpa_ca_bin());
         command
             .args(args)
             .current_dir(cwd)
@@ -267,21 +273,37 @@ fn readme_story_runs_as_written_from_demo_to_a_shell_on_web_1_and_back_out() {
         } else if command.starts_with("tpa-ssh ssh root@web-1") {
             let child = in_terminal(&user, tmp.path(), &line, &typescript);
             let mut guard = Guard { child };
-            // bob, then carol, approve (the README does it on the web page;
-            // the API is the same workflow).
-            let bob = api_login(addr, "bob", &password(tmp.path(), "bob"));
-            let id = pending_request(addr, &bob, &|| {
-                std::fs::read_to_string(&typescript).unwrap_or_default()
-            });
-            let (status, v) = post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
-            assert_eq!(status, 200, "{v}");
-            let carol = api_login(addr, "carol", &password(tmp.path(), "carol"));
-            let (status, v) = post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
-            assert_eq!(
-                (status, v["state"].as_str()),
-                (200, Some("approved")),
-                "{v}"
+            // bob, then carol, approve on the web page, in headless Chromium.
+            let screen = wait_screen(
+                &typescript,
+                " for web-1: pending",
+                Duration::from_secs(60),
+                &logs,
             );
+            let id = screen
+                .split("Request ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no request id on the screen:\n{screen}"))
+                .to_owned();
+            let browser = Browser::start(
+                &require("chromium", INSTALL_HINT),
+                &require("chromedriver", INSTALL_HINT),
+                &format!("http://{addr}"),
+            );
+            for (who, stage) in [("bob", 1), ("carol", 2)] {
+                browser.goto("/login");
+                browser.type_into("#username", who);
+                browser.type_into("#password", &password(tmp.path(), who));
+                browser.click("section.login button[type=submit]");
+                browser.wait_for("form[action='/logout'] button");
+                browser.goto(&format!("/requests/{id}"));
+                browser.click("#approve");
+                browser.wait_for_text("#approvals", &format!("{who} (stage {stage}"));
+                browser.click("form[action='/logout'] button");
+                browser.wait_for("#username");
+            }
+            drop(browser);
             // The shell on web-1: a command whose answer only the remote shell computes.
             let stdin = guard.child.stdin.as_mut().unwrap();
             stdin
@@ -322,6 +344,13 @@ fn readme_story_runs_as_written_from_demo_to_a_shell_on_web_1_and_back_out() {
         operator[0].starts_with(&format!("{README_TPA_CA}revoke request REQ_ID")),
         "{operator:?}"
     );
+    for line in operator {
+        let rest = line.strip_prefix(README_TPA_CA).unwrap();
+        assert!(
+            printed.contains(rest),
+            "the demo prints the README's operator commands: {rest:?} not in\n{printed}"
+        );
+    }
     let revoke = operator_line(&operator[0], addr, &request);
     let out = Command::new("sh")
         .args(["-c", &revoke])
@@ -453,5 +482,86 @@ fn demo_without_sshd_says_how_to_install_it_and_runs_the_ca_alone() {
         String::from_utf8_lossy(&client)
     );
     assert!(!tmp.path().join("tpa-demo/web-1").exists());
+    assert!(terminate(demo.guard).success());
+}
+
+// issue 12: "no root needed beyond what the demo already has": run by another
+// user, web-1's sshd can log in only that user, so the demo offers that login.
+#[test]
+fn demo_run_by_a_user_other_than_root_gives_a_shell_on_web_1_as_that_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let user = LocalUser::create(tmp.path());
+    // With `UsePAM no`, sshd refuses a locked account ("!" from useradd).
+    let out = Command::new("usermod")
+        .args(["-p", "*", &user.name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut demo = Demo::start_as(
+        user.command(tpa_ca_bin()),
+        &user.home,
+        &["demo", "--listen", &addr.to_string()],
+        &[],
+    );
+    demo.wait_for("are up.", Duration::from_secs(90));
+    let printed = demo.printed();
+    let ssh_line = format!("tpa-ssh ssh {}@web-1 --role hotfix-admin", user.name);
+    assert!(printed.contains(&ssh_line), "{printed}");
+    let run = |line: &str, stdin: &str| {
+        let mut child = user
+            .command("sh")
+            .args(["-c", line])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child
+    };
+    let alice = password(&user.home, "alice");
+    for line in [
+        format!("tpa-ssh login --ca http://{addr} --username alice --password-stdin"),
+        "mkdir -p ~/.ssh && cat tpa-demo/ssh_config >> ~/.ssh/config".to_owned(),
+        "tpa-ssh config".to_owned(),
+    ] {
+        let out = run(&line, &format!("{alice}\n"))
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let child = run(
+        &format!("{ssh_line} --reason 'INC-2 as myself' --ticket INC-2 -- id -un"),
+        "",
+    );
+    let bob = api_login(addr, "bob", &password(&user.home, "bob"));
+    let id = pending_request(addr, &bob, &|| demo.printed());
+    let (status, v) = post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
+    assert_eq!(status, 200, "{v}");
+    let carol = api_login(addr, "carol", &password(&user.home, "carol"));
+    let (status, v) = post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
+    assert_eq!(status, 200, "{v}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        user.name,
+        "{}\nsshd:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(user.home.join("tpa-demo/web-1/sshd.log")).unwrap_or_default()
+    );
     assert!(terminate(demo.guard).success());
 }
