@@ -9,6 +9,8 @@ mod ca_server;
 mod cli;
 mod config_check;
 mod crash;
+mod demo;
+mod demo_run;
 mod flow;
 mod harness;
 mod login_at_host;
