@@ -18,4 +18,5 @@ mod os_user;
 mod readme;
 mod revocation;
 mod ssh_interop;
+mod ssh_targets;
 mod sso;
