@@ -12,6 +12,7 @@ mod password;
 mod settings;
 mod ssh_config;
 mod sso;
+mod target;
 mod wait;
 
 use std::process::ExitCode;
