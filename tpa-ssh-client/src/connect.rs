@@ -255,38 +255,9 @@ fn ssh_command_args(
     Ok(out)
 }
 
-/// `[LOGIN@]HOST` of `tpa-ssh ssh`, checked before anything else happens: the
-/// login goes onto ssh's command line and into the ProxyCommand's shell line,
-/// the host onto ssh's command line, so both must match TPA's strict grammars
-/// (which also keeps a leading `-` from ever reaching ssh as an option).
-fn target(text: &str) -> anyhow::Result<(Option<Principal>, HostName)> {
-    let (login, host) = match text.split_once('@') {
-        Some((l, h)) => (Some(l), h),
-        None => (None, text),
-    };
-    if host.contains('@') {
-        bail!("{text:?} has more than one @: give LOGIN@HOST, e.g. root@web-1");
-    }
-    let login = login
-        .map(|l| {
-            if l.is_empty() {
-                bail!("{text:?} has an empty login before the @: give LOGIN@HOST, e.g. root@web-1, or just the host");
-            }
-            Principal::parse(l).with_context(|| format!("bad login {l:?} in {text:?}"))
-        })
-        .transpose()?;
-    if host.is_empty() {
-        bail!("{text:?} names no host after the @: give LOGIN@HOST, e.g. root@web-1");
-    }
-    let host = HostName::parse(host).with_context(|| {
-        format!("{host:?} is not a host name as the CA knows it (lowercase, e.g. web-1)")
-    })?;
-    Ok((login, host))
-}
-
 /// `tpa-ssh ssh [LOGIN@]HOST [-- ssh args]`.
 pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
-    let (login, host) = target(&args.host)?;
+    let (login, host) = crate::target::parse(&args.host)?;
     let (client, _) = logged_in(ca)?;
     let r = match grant_for(&client, &host, &args).await? {
         Ok(r) => r,
@@ -355,35 +326,6 @@ mod tests {
         check(&["-p", "22", "ls", "-la"], 'l', None);
         check(&["-o", "-l"], 'l', None);
         check(&["-l"], 'l', None);
-    }
-
-    // issue 12: `tpa-ssh ssh @web-1`, `root@`, `root@@web-1`,
-    // `-oProxyCommand=x@web-1` and a host with a space are refused before
-    // anything runs (e2e: cli::bad_login_at_host_never_reaches_ssh).
-    #[test]
-    fn login_at_host_is_split_and_checked() {
-        let ok = |text: &str, login: Option<&str>, host: &str| {
-            let (l, h) = target(text).unwrap();
-            assert_eq!(
-                (l.as_ref().map(Principal::as_str), h.as_str()),
-                (login, host),
-                "{text}"
-            );
-        };
-        ok("web-1", None, "web-1");
-        ok("root@web-1", Some("root"), "web-1");
-        ok("deploy@db-2.prod", Some("deploy"), "db-2.prod");
-        let err = |text: &str, words: &str| {
-            let e = format!("{:#}", target(text).unwrap_err());
-            assert!(e.contains(words), "{text}: {e}");
-        };
-        err("@web-1", "empty login");
-        err("root@", "names no host");
-        err("root@@web-1", "more than one @");
-        err("-oProxyCommand=x@web-1", "bad login");
-        err("web 1", "not a host name");
-        err("root@web 1", "not a host name");
-        err("-oProxyCommand=x", "not a host name");
     }
 
     // issue 12: LOGIN@HOST reached ssh as the bare host, so ssh logged in as

@@ -14,6 +14,7 @@ mod password;
 mod settings;
 mod ssh_config;
 mod sso;
+mod target;
 mod wait;
 
 use std::process::ExitCode;

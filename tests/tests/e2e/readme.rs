@@ -3,18 +3,16 @@
 //! drifts. The engineer's commands run as a throwaway local user whose name is
 //! not `root`; the demo and the operator's commands run as the test (root);
 //! bob and carol approve on the web page in headless Chromium.
-//! Also the demo's refusals: twice in one directory, a busy port, no sshd.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::browser::{Browser, INSTALL_HINT};
-use crate::flow::{json, post};
-use crate::harness::{Guard, free_port, http_get, http_send, require, terminate, tpa_ca_bin};
+use crate::demo_run::{Demo, password};
+use crate::harness::{Guard, free_port, require, terminate, tpa_ca_bin};
 use crate::os_user::LocalUser;
 
 /// The README's `sh` blocks between "## Run" and "## Test", line by line.
@@ -50,77 +48,6 @@ fn operator_line(line: &str, addr: SocketAddr, request: &str) -> String {
         .replace("REQ_ID", request)
 }
 
-/// The demo process with its standard output collected as it comes.
-struct Demo {
-    guard: Guard,
-    out: Arc<Mutex<String>>,
-    err: PathBuf,
-}
-
-impl Demo {
-    fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_as(Command::new(tpa_ca_bin()), cwd, args, env)
-    }
-
-    /// `command` (tpa-ca, possibly run as another user) with `args`.
-    fn start_as(mut command: Command, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let err = cwd.join(format!("demo-{}.err", free_port()));
-        command
-            .args(args)
-            .current_dir(cwd)
-            .env("TPA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&err).unwrap());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("spawn tpa-ca demo");
-        let stdout = child.stdout.take().unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&out);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Self {
-            guard: Guard { child },
-            out,
-            err,
-        }
-    }
-
-    fn printed(&self) -> String {
-        format!(
-            "{}\nstderr:\n{}",
-            self.out.lock().unwrap(),
-            std::fs::read_to_string(&self.err).unwrap_or_default()
-        )
-    }
-
-    /// Waits (bounded) until the demo printed `needle`.
-    fn wait_for(&mut self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.out.lock().unwrap().contains(needle) {
-            if let Some(status) = self.guard.child.try_wait().unwrap() {
-                panic!(
-                    "the demo exited ({status}) before printing {needle:?}: {}",
-                    self.printed()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} within {within:?}: {}",
-                self.printed()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// `line` in a shell as `user`, in `cwd`, on a pseudo-terminal (util-linux
 /// `script`), everything on the screen written to `typescript`.
 fn in_terminal(user: &LocalUser, cwd: &Path, line: &str, typescript: &Path) -> Child {
@@ -154,51 +81,6 @@ fn wait_screen(
             also()
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn password(dir: &Path, user: &str) -> String {
-    let text = std::fs::read_to_string(dir.join("tpa-demo/demo-passwords.txt")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{user} ")))
-        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("no password for {user}: {text}"))
-}
-
-fn api_login(addr: SocketAddr, user: &str, password: &str) -> String {
-    let body = serde_json::json!({ "username": user, "password": password }).to_string();
-    let (status, body) = http_send(
-        addr,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        &body,
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    json(&body)["token"].as_str().unwrap().to_owned()
-}
-
-/// The pending request in `token`'s inbox, once it is there.
-fn pending_request(addr: SocketAddr, token: &str, also: &dyn Fn() -> String) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let auth = format!("Bearer {token}");
-        let (_, body) = http_send(
-            addr,
-            "GET",
-            "/api/v1/requests?scope=inbox",
-            &[("Authorization", &auth)],
-            "",
-        );
-        if let Some(id) = json(&body)["requests"][0]["id"].as_str() {
-            return id.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no request reached bob's inbox:\n{}",
-            also()
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -404,164 +286,4 @@ fn readme_story_runs_as_written_from_demo_to_a_shell_on_web_1_and_back_out() {
         assert!(Instant::now() < deadline, "web-1's sshd outlived the demo");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-// issue 12: a second demo on the same directory would share its database and
-// fight over web-1's and the bastion's ports.
-#[test]
-fn demo_started_twice_in_the_same_directory_is_refused_with_what_to_do() {
-    let tmp = tempfile::tempdir().unwrap();
-    let first_addr = format!("127.0.0.1:{}", free_port());
-    let mut first = Demo::start(tmp.path(), &["demo", "--listen", &first_addr], &[]);
-    first.wait_for("TPA demo CA running", Duration::from_secs(90));
-    let second_addr = format!("127.0.0.1:{}", free_port());
-    let out = Command::new(tpa_ca_bin())
-        .args(["demo", "--listen", &second_addr])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains("a demo is already running in tpa-demo") && err.contains("--dir"),
-        "{err}"
-    );
-    // The first one is untouched.
-    let (status, _) = http_get(first_addr.parse().unwrap(), "/healthz");
-    assert_eq!(status, 200);
-    assert!(terminate(first.guard).success());
-}
-
-// issue 12: port 8700 busy gave no clear message.
-#[test]
-fn demo_on_a_busy_port_names_the_port_and_the_flag() {
-    let tmp = tempfile::tempdir().unwrap();
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = busy.local_addr().unwrap();
-    let out = Command::new(tpa_ca_bin())
-        .args(["demo", "--listen", &addr.to_string()])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(
-        err.contains(&format!(
-            "port {} on 127.0.0.1 is already in use",
-            addr.port()
-        )) && err.contains("--listen"),
-        "{err}"
-    );
-    drop(busy);
-}
-
-// issue 12: without sshd the demo says how to install it and runs the CA alone.
-#[test]
-fn demo_without_sshd_says_how_to_install_it_and_runs_the_ca_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let missing = tmp.path().join("no-sshd-here");
-    let mut demo = Demo::start(
-        tmp.path(),
-        &["demo", "--listen", &addr.to_string()],
-        &[("TPA_DEMO_SSHD", missing.to_str().unwrap())],
-    );
-    demo.wait_for("TPA demo CA running", Duration::from_secs(90));
-    let printed = demo.printed();
-    assert!(
-        printed.contains("No web-1: OpenSSH's sshd is not installed")
-            && printed.contains("apt-get install openssh-server")
-            && printed.contains("The CA runs alone"),
-        "{printed}"
-    );
-    let (status, client) = http_get(addr, "/api/v1/client-config");
-    assert_eq!(status, 200);
-    assert!(
-        json(&client)["bastion"].is_null(),
-        "no bastion is announced: {}",
-        String::from_utf8_lossy(&client)
-    );
-    assert!(!tmp.path().join("tpa-demo/web-1").exists());
-    assert!(terminate(demo.guard).success());
-}
-
-// issue 12: "no root needed beyond what the demo already has": run by another
-// user, web-1's sshd can log in only that user, so the demo offers that login.
-#[test]
-fn demo_run_by_a_user_other_than_root_gives_a_shell_on_web_1_as_that_user() {
-    let tmp = tempfile::tempdir().unwrap();
-    let user = LocalUser::create(tmp.path());
-    // With `UsePAM no`, sshd refuses a locked account ("!" from useradd).
-    let out = Command::new("usermod")
-        .args(["-p", "*", &user.name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut demo = Demo::start_as(
-        user.command(tpa_ca_bin()),
-        &user.home,
-        &["demo", "--listen", &addr.to_string()],
-        &[],
-    );
-    demo.wait_for("are up.", Duration::from_secs(90));
-    let printed = demo.printed();
-    let ssh_line = format!("tpa-ssh ssh {}@web-1 --role hotfix-admin", user.name);
-    assert!(printed.contains(&ssh_line), "{printed}");
-    let run = |line: &str, stdin: &str| {
-        let mut child = user
-            .command("sh")
-            .args(["-c", line])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child
-    };
-    let alice = password(&user.home, "alice");
-    for line in [
-        format!("tpa-ssh login --ca http://{addr} --username alice --password-stdin"),
-        "mkdir -p ~/.ssh && cat tpa-demo/ssh_config >> ~/.ssh/config".to_owned(),
-        "tpa-ssh config".to_owned(),
-    ] {
-        let out = run(&line, &format!("{alice}\n"))
-            .wait_with_output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{line}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let child = run(
-        &format!("{ssh_line} --reason 'INC-2 as myself' --ticket INC-2 -- id -un"),
-        "",
-    );
-    let bob = api_login(addr, "bob", &password(&user.home, "bob"));
-    let id = pending_request(addr, &bob, &|| demo.printed());
-    let (status, v) = post(addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
-    assert_eq!(status, 200, "{v}");
-    let carol = api_login(addr, "carol", &password(&user.home, "carol"));
-    let (status, v) = post(addr, &carol, &format!("/api/v1/requests/{id}/approve"), "");
-    assert_eq!(status, 200, "{v}");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        user.name,
-        "{}\nsshd:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(user.home.join("tpa-demo/web-1/sshd.log")).unwrap_or_default()
-    );
-    assert!(terminate(demo.guard).success());
 }
