@@ -73,16 +73,17 @@ fn serve_at_1024_fds(data: &DataDir) -> Server {
         }
         seen.push(line);
     };
+    let server = Server {
+        child,
+        address,
+        logs,
+    };
     assert!(
         seen.iter()
             .any(|l| l.contains("RLIMIT_NOFILE") && l.contains("\"soft_before\":\"1024\"")),
         "the start-up log does not show the raised open-file limit: {seen:#?}"
     );
-    Server {
-        child,
-        address,
-        logs,
-    }
+    server
 }
 
 /// Raises this test process's own soft open-file limit: it holds the flood.
