@@ -20,6 +20,7 @@ use tpa_core::{
 pub mod approvers;
 pub mod audit_views;
 pub mod bastion;
+pub mod explain;
 pub mod issuer;
 pub mod krl;
 pub mod report;

@@ -9,6 +9,7 @@ pub mod error;
 mod health;
 mod krl;
 mod metrics;
+mod policy;
 pub mod rate_limit;
 mod reports;
 mod requests;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/reviews", get(reviews::list))
         .route("/api/v1/reports/access", get(reports::access))
+        .route("/api/v1/policy/explain", get(policy::explain))
         .route(
             "/api/v1/revocations",
             post(revocations::create).layer(api_limit),

@@ -18,6 +18,7 @@ mod issuance;
 mod metrics;
 mod oidc;
 mod oidc_people;
+mod policy_explain;
 mod report;
 mod requests;
 mod requests_http;
