@@ -106,6 +106,49 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Ask the policy: explain one request, or test a table of expected answers.
+    Policy {
+        /// What to ask.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+/// `tpa-ca policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Whether USER may request ROLE on HOST, what certificates would carry,
+    /// and who would approve.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user (a local account; or name their groups with --group).
+        #[arg(long)]
+        user: String,
+        /// The user's groups, for users who are not local accounts (repeat the flag).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The role.
+        #[arg(long)]
+        role: String,
+        /// The host.
+        #[arg(long)]
+        host: String,
+        /// The duration (default: the role's default_duration).
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// Print JSON (the API's ExplainView) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a table of expected answers (CASES.toml); exits 1 naming every
+    /// case whose answer changed.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The cases file.
+        cases: PathBuf,
+    },
 }
 
 /// `tpa-ca revoke …`.

@@ -21,6 +21,7 @@ pub mod approvers;
 pub mod audit_views;
 pub mod bastion;
 pub mod deadline;
+pub mod explain;
 pub mod issuer;
 pub mod krl;
 pub mod report;

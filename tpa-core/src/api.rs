@@ -479,3 +479,120 @@ impl std::fmt::Debug for StoredSession {
             .finish()
     }
 }
+
+/// `GET /api/v1/policy/explain` (and `tpa-ca policy explain`): whether the
+/// user may request the role on the host, what certificates would carry, and
+/// who would approve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainView {
+    /// The user explained.
+    pub user: String,
+    /// The role asked about.
+    pub role: String,
+    /// The host asked about (canonical when it parses).
+    pub host: String,
+    /// Whether the user may request it.
+    pub allowed: bool,
+    /// When not: the stable refusal code.
+    pub code: Option<String>,
+    /// When not: why, for people.
+    pub message: Option<String>,
+    /// `auto`, `stages` or `break_glass` when allowed.
+    pub path: Option<String>,
+    /// The window length when allowed, e.g. `2h`.
+    pub duration: Option<String>,
+    /// What certificates would carry.
+    pub grant: Option<GrantView>,
+    /// The approval stages (empty when auto-approved).
+    pub stages: Vec<ExplainStage>,
+    /// The auto-approve rule of the role, described, if it has one.
+    pub auto_approve: Option<String>,
+    /// The break-glass rule of the role, described, if it has one.
+    pub break_glass: Option<String>,
+    /// A ticket pattern the request must match, if the role has one.
+    pub ticket_pattern: Option<String>,
+}
+
+/// One approval stage in an explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainStage {
+    /// From 1.
+    pub stage: usize,
+    /// The group.
+    pub group: String,
+    /// How many approvals.
+    pub approvals: u32,
+    /// Known current members who could approve (never the user), by username.
+    pub could_approve: Vec<String>,
+}
+
+impl std::fmt::Display for ExplainView {
+    /// The text `tpa-ca policy explain` and `tpa-ssh explain` print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let duration = self.duration.as_deref().unwrap_or("default");
+        writeln!(
+            f,
+            "{} asks for {} on {} for {duration}:",
+            self.user, self.role, self.host
+        )?;
+        if !self.allowed {
+            writeln!(
+                f,
+                "  denied ({}): {}",
+                self.code.as_deref().unwrap_or("denied"),
+                self.message.as_deref().unwrap_or("")
+            )?;
+        } else {
+            let how = match self.path.as_deref() {
+                Some("auto") => "allowed, auto-approved at once",
+                Some("break_glass") => "allowed as break-glass",
+                _ => "allowed, after approval",
+            };
+            writeln!(f, "  {how}")?;
+        }
+        if let Some(g) = &self.grant {
+            writeln!(f, "  certificate scope:")?;
+            writeln!(f, "    principals:       {}", g.principals.join(", "))?;
+            let ext = if g.extensions.is_empty() {
+                "none".to_owned()
+            } else {
+                g.extensions.join(", ")
+            };
+            writeln!(f, "    extensions:       {ext}")?;
+            writeln!(
+                f,
+                "    force-command:    {}",
+                g.force_command.as_deref().unwrap_or("none")
+            )?;
+            writeln!(
+                f,
+                "    source-address:   {}",
+                g.source_address.as_deref().unwrap_or("any")
+            )?;
+            writeln!(f, "    certificate TTL:  {}", g.cert_ttl)?;
+            writeln!(f, "    window:           {duration}")?;
+        }
+        for s in &self.stages {
+            let who = if s.could_approve.is_empty() {
+                "nobody known".to_owned()
+            } else {
+                s.could_approve.join(", ")
+            };
+            writeln!(
+                f,
+                "  stage {}: {} approval(s) from {} (could approve: {who})",
+                s.stage, s.approvals, s.group
+            )?;
+        }
+        if let Some(a) = &self.auto_approve {
+            writeln!(f, "  auto-approve: {a}")?;
+        }
+        if let Some(b) = &self.break_glass {
+            writeln!(f, "  break-glass: {b}")?;
+        }
+        if let Some(t) = &self.ticket_pattern {
+            writeln!(f, "  ticket: required, matching {t}")?;
+        }
+        Ok(())
+    }
+}

@@ -247,6 +247,18 @@ impl Principal {
     pub fn scoped(group: &crate::identity::GroupName, login: &Principal) -> Principal {
         Principal(format!("{group}:{login}"))
     }
+
+    /// Parses a principal a grant may hold: a login, or a host-scoped
+    /// `<group>:<login>` whose two parts each parse (stored grant snapshots).
+    pub fn parse_granted(value: &str) -> Result<Principal, IdentifierError> {
+        match value.split_once(':') {
+            Some((group, login)) => {
+                let group = crate::identity::GroupName::parse(group)?;
+                Ok(Principal::scoped(&group, &Principal::parse(login)?))
+            }
+            None => Principal::parse(value),
+        }
+    }
 }
 
 /// The identifier of an access request: `req_` followed by 26 characters of
@@ -322,6 +334,26 @@ mod tests {
 
     fn check_principal(input: &str, ok: bool) {
         assert_eq!(Principal::parse(input).is_ok(), ok, "principal {input:?}");
+    }
+
+    // issue 11: stored grant snapshots hold host-scoped principals.
+    #[test]
+    fn granted_principals_are_logins_or_group_scoped_logins() {
+        assert_eq!(
+            Principal::parse_granted("web:root").unwrap().as_str(),
+            "web:root"
+        );
+        assert_eq!(Principal::parse_granted("root").unwrap().as_str(), "root");
+        for bad in [
+            "web:",
+            ":root",
+            "web:ro:ot",
+            "Web:root",
+            "web:root,x",
+            "web :root",
+        ] {
+            assert!(Principal::parse_granted(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

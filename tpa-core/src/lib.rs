@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cert_options;
 pub mod duration;
+pub mod explain;
 pub mod grant;
 pub mod host;
 pub mod host_bounds;

@@ -47,6 +47,21 @@ pub enum Command {
     },
     /// List your requests.
     List(JsonFlag),
+    /// Ask the CA's policy whether you may request ROLE on HOST, what the
+    /// certificate would carry and who would approve.
+    Explain {
+        /// The role.
+        #[arg(long)]
+        role: String,
+        /// The host.
+        #[arg(long)]
+        host: String,
+        /// The duration (default: the role's default).
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Cancel a pending request or end an active one early.
     Cancel {
         /// The request id.

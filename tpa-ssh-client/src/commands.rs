@@ -47,6 +47,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Request(args) => request(cli.ca.as_deref(), args).await,
         Command::Status { id, json } => status(cli.ca.as_deref(), id.as_deref(), json.json).await,
         Command::List(j) => list(cli.ca.as_deref(), j.json).await,
+        Command::Explain {
+            role,
+            host,
+            duration,
+            json,
+        } => {
+            explain(
+                cli.ca.as_deref(),
+                (&role, &host, duration.as_deref()),
+                json.json,
+            )
+            .await
+        }
         Command::Cancel { id } => cancel(cli.ca.as_deref(), &id).await,
         Command::Cert { id, renew, json } => {
             cert(cli.ca.as_deref(), id.as_deref(), renew, json.json).await
@@ -528,6 +541,32 @@ async fn status(ca: Option<&str>, id: Option<&str>, json: bool) -> anyhow::Resul
                 a.at
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tpa-ssh explain`: `GET /api/v1/policy/explain` as the logged-in user.
+async fn explain(
+    ca: Option<&str>,
+    (role, host, duration): (&str, &str, Option<&str>),
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (client, _) = logged_in(ca)?;
+    let mut url = reqwest::Url::parse("http://ca.invalid/api/v1/policy/explain")
+        .context("cannot build the explain URL")?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("role", role).append_pair("host", host);
+        if let Some(d) = duration {
+            query.append_pair("for", d);
+        }
+    }
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+    let view: tpa_core::api::ExplainView = client.call(Method::GET, &path, NONE).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{view}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod held_checkpoints;
 mod init;
 mod issue;
 mod krl;
+mod policy;
 mod principals;
 mod report;
 mod revoke;
@@ -17,7 +18,7 @@ mod serve;
 
 use std::process::ExitCode;
 
-use crate::cli::{AuditCommand, Command, ConfigCommand, ReportCommand};
+use crate::cli::{AuditCommand, Command, ConfigCommand, PolicyCommand, ReportCommand};
 
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
 pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
@@ -85,5 +86,26 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     format,
                 },
         } => report::run(&config.config, &since, until.as_deref(), format),
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    config,
+                    user,
+                    groups,
+                    role,
+                    host,
+                    duration,
+                    json,
+                },
+        } => policy::run_explain(
+            &config.config,
+            &user,
+            &groups,
+            (&role, &host, duration.as_deref()),
+            json,
+        ),
+        Command::Policy {
+            command: PolicyCommand::Test { config, cases },
+        } => policy::run_test(&config.config, &cases),
     }
 }

@@ -11,6 +11,7 @@ mod health;
 mod krl;
 pub mod login_limit;
 mod metrics;
+mod policy;
 pub mod rate_limit;
 mod reports;
 mod requests;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/reviews", get(reviews::list))
         .route("/api/v1/reports/access", get(reports::access))
+        .route("/api/v1/policy/explain", get(policy::explain))
         .route(
             "/api/v1/revocations",
             post(revocations::create).layer(api_limit),

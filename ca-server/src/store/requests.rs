@@ -79,7 +79,7 @@ fn grant_from(text: Option<String>) -> Result<Option<Grant>, StoreError> {
         principals: g
             .principals
             .iter()
-            .map(|p| Principal::parse(p).map_err(|e| corrupt("grant principal", e)))
+            .map(|p| Principal::parse_granted(p).map_err(|e| corrupt("grant principal", e)))
             .collect::<Result<_, _>>()?,
         extensions: g
             .extensions

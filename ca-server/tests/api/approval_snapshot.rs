@@ -290,6 +290,11 @@ fn host_in_two_host_groups_is_refused_at_submission() {
         other => panic!("{other:?}"),
     }
     let ok = submit(&mut f, &alice(), &input("db-1.payments.internal")).unwrap();
+    // The snapshot with its host-scoped principal reads back from the store.
+    let stored = ca_server::store::requests::load(&f.conn, &ok.request.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.grant, ok.request.grant);
     let grant = ok.request.grant.unwrap();
     let names: Vec<&str> = grant.principals.iter().map(|p| p.as_str()).collect();
     assert_eq!(names, ["pay:ops"]);

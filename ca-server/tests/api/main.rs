@@ -23,6 +23,7 @@ mod metrics;
 mod oidc;
 mod oidc_claims;
 mod oidc_people;
+mod policy_explain;
 mod report;
 mod requests;
 mod requests_http;

@@ -527,8 +527,11 @@ fn approvers_approve_in_headless_chromium() {
     browser.click("#approve");
     browser.wait_for_text("#needed", "stage 2 of 2: 1 more needed from managers");
     browser.wait_for_text("#approvals", "bob (stage 1");
+    // issue 11: the redirect after a decision names it (for the banner).
     assert!(
-        browser.url().ends_with(&format!("/requests/{id}")),
+        browser
+            .url()
+            .ends_with(&format!("/requests/{id}?decided=approve")),
         "{}",
         browser.url()
     );

@@ -1372,3 +1372,65 @@ fn shell_completions_are_printed_and_bash_parses_them() {
     assert!(out.status.success(), "bash -n: {}", text(&out));
     assert!(!home.run(&["completions", "tcsh"]).status.success());
 }
+
+/// Issue 11, item 8: `tpa-ssh explain` asks the CA's policy as the logged-in
+/// user: allowed with the scope and the approvers, or why not.
+#[test]
+fn explain_shows_the_scope_and_who_would_approve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = auto_ca(tmp.path(), "");
+    let running = ca.serve();
+    let home = Home::new(tmp.path().join("home"), running.addr);
+    assert!(home.login("alice").status.success());
+    let me = current_login();
+
+    let out = home.run(&[
+        "explain",
+        "--role",
+        "hotfix-admin",
+        "--host",
+        "WEB-1",
+        "--for",
+        "2h",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("alice asks for hotfix-admin on web-1 for 2h:"),
+        "{shown}"
+    );
+    assert!(shown.contains("allowed, after approval"), "{shown}");
+    assert!(
+        shown.contains(&format!("principals:       {me}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("stage 1: 1 approval(s) from sre-leads (could approve: bob)"),
+        "{shown}"
+    );
+
+    let auto = home.json(&[
+        "explain",
+        "--role",
+        "web-debug",
+        "--host",
+        "web-2",
+        "--json",
+    ]);
+    assert_eq!(auto["allowed"], true);
+    assert_eq!(auto["path"], "auto");
+
+    let out = home.run(&["explain", "--role", "dba", "--host", "db-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("denied (role_not_allowed)"),
+        "{}",
+        text(&out)
+    );
+    let out = home.run(&["explain", "--role", "hotfix-admin", "--host", "web-1.evil"]);
+    assert!(
+        text(&out).contains("denied (host_not_in_role)"),
+        "{}",
+        text(&out)
+    );
+}

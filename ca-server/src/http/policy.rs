@@ -1,0 +1,48 @@
+//! `GET /api/v1/policy/explain?role=…&host=…[&for=…]`: the caller's own
+//! policy explanation (the same function as `tpa-ca policy explain`).
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use chrono::Utc;
+use serde::Deserialize;
+use tpa_core::api::ExplainView;
+
+use super::auth::Authenticated;
+use super::error::ApiError;
+use super::requests::read;
+use crate::startup::AppState;
+use crate::workflow::explain::explain as explain_for;
+
+/// What to explain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQuery {
+    role: String,
+    host: String,
+    #[serde(rename = "for")]
+    duration: Option<String>,
+}
+
+/// `GET /api/v1/policy/explain`.
+pub async fn explain(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    query: Result<Query<ExplainQuery>, QueryRejection>,
+) -> Result<Json<ExplainView>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
+    let st = state.clone();
+    let user = auth.user;
+    let view = read(&state, move |conn| {
+        explain_for(
+            Some(conn),
+            &st.config,
+            &user,
+            (&q.role, &q.host, q.duration.as_deref()),
+            Utc::now(),
+        )
+        .map_err(Into::into)
+    })
+    .await?;
+    Ok(Json(view))
+}
