@@ -151,7 +151,21 @@ fn a_login_answer_with_escapes_is_printed_stripped_into_a_private_directory() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_clean("stdout", &stdout);
     assert_clean("stderr", &stderr);
-    assert_eq!(stdout.lines().count(), 1, "no forged line: {stdout:?}");
+    // The newline inside a group name must not start a line of its own.
+    let logged_in = stdout
+        .lines()
+        .find(|l| l.starts_with("Logged in to"))
+        .unwrap_or_else(|| panic!("no login line: {stdout:?}"));
+    assert!(
+        logged_in.contains("(groups: engineers\u{FFFD}"),
+        "no forged line: {stdout:?}"
+    );
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.starts_with('\u{FFFD}') || l.starts_with("]0;")),
+        "no forged line: {stdout:?}"
+    );
     assert!(stdout.contains("as alice\u{FFFD}]0;owned"), "{stdout}");
     let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o700, "the directory of the token was tightened");
