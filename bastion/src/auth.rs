@@ -7,13 +7,13 @@
 //! extension naming the approved request and hosts: a certificate without it
 //! (an administrator break-glass certificate) grants nothing to forward to.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use russh::keys::ssh_key::public::KeyData;
 use russh::keys::ssh_key::{Certificate, HashAlg};
-use tpa_core::template::{REQUEST_EXTENSION, RequestGrant, RequestGrantError};
+use tpa_core::template::{JUMP_LOGIN, REQUEST_EXTENSION, RequestGrant, RequestGrantError};
 use tpa_core::{CertRejection, HostName, RequestId, Revocations, TrustedCas, verify_user_cert};
 
 /// Whom the bastion trusts and what has been revoked. Swapped as a whole when
@@ -34,6 +34,10 @@ pub struct Trust {
     /// only while the feed lists its request as active (approved, window open;
     /// the keys of `windows`).
     pub require_active: bool,
+    /// The subject keys (`SHA256:…`) of the CA's unexpired certificates,
+    /// from the feed: a key's probe is answered only for these. `None` without
+    /// a feed (every probe is answered; the signed attempt decides).
+    pub certified_keys: Option<HashSet<String>>,
 }
 
 impl Trust {
@@ -97,6 +101,11 @@ pub enum Rejection {
     /// A plain public key, not a certificate.
     #[error("plain public key {0} refused: only TPA certificates are accepted")]
     PlainKey(String),
+    /// A key whose probe was refused: not the subject key of an unexpired
+    /// certificate of the CA (a plain key, another CA's certificate, an
+    /// expired one).
+    #[error("key {0} refused at its probe: it is not the key of an unexpired TPA certificate")]
+    UnknownKey(String),
     /// A password or keyboard-interactive attempt.
     #[error("{0} authentication is not accepted: only TPA certificates are")]
     Method(&'static str),
@@ -121,7 +130,22 @@ pub fn check_certificate(
     if trust.revocations_pending {
         return Err(Rejection::RevocationStateUnknown);
     }
-    let verified = verify_user_cert(cert, &trust.cas, login, now, &trust.revocations, peer)?;
+    // The jump login stands for "whichever principal": every other check
+    // still runs, and no certificate without principals passes.
+    let principals = cert.valid_principals();
+    let jump = login == JUMP_LOGIN && !principals.is_empty();
+    let checked_login = match principals.first() {
+        Some(first) if jump => first.as_str(),
+        _ => login,
+    };
+    let verified = verify_user_cert(
+        cert,
+        &trust.cas,
+        checked_login,
+        now,
+        &trust.revocations,
+        peer,
+    )?;
     let value = cert
         .extensions()
         .get(REQUEST_EXTENSION)
@@ -138,7 +162,13 @@ pub fn check_certificate(
         return Err(Rejection::RequestNotActive(grant.request.to_string()));
     }
     Ok(Grant {
-        login: login.to_owned(),
+        // Through the jump login, the logins the certificate allows on hosts
+        // (which one is used there is inside the encrypted session).
+        login: if jump {
+            principals.join(",")
+        } else {
+            login.to_owned()
+        },
         serial: verified.serial.get(),
         key_id: verified.key_id,
         request: grant.request,
@@ -150,6 +180,38 @@ pub fn check_certificate(
             .fingerprint(HashAlg::Sha256)
             .to_string(),
     })
+}
+
+/// What the holder of a refused certificate can do about it, for the
+/// message the client shows (never anything about other users).
+pub fn advice(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::Certificate(CertRejection::PrincipalMismatch { .. }) => {
+            "connect to the bastion as \"tpa\" (the ssh_config from `tpa-ssh config` does), or as one of the certificate's principals"
+        }
+        Rejection::Certificate(
+            CertRejection::Expired { .. }
+            | CertRejection::RevokedSerial(_)
+            | CertRejection::RevokedKeyId(_)
+            | CertRejection::RevokedCa(_),
+        )
+        | Rejection::RequestNotActive(_) => {
+            "see `tpa-ssh status`; for a new certificate, `tpa-ssh cert REQUEST` or a new `tpa-ssh request`"
+        }
+        Rejection::Certificate(CertRejection::NotYetValid { .. }) => {
+            "check this machine's clock, or wait a minute and try again"
+        }
+        Rejection::Certificate(CertRejection::SourceAddressMismatch(_)) => {
+            "this certificate may be used only from the addresses its request allows"
+        }
+        Rejection::RevocationStateUnknown => {
+            "the bastion cannot reach the CA yet; try again in a minute"
+        }
+        Rejection::NoRequestExtension => {
+            "break-glass certificates are for direct sshd use; for the bastion, use `tpa-ssh request`"
+        }
+        _ => "ask the bastion's operator; the refusal is in its log and the CA's audit trail",
+    }
 }
 
 /// A short description of a certificate for logs: serial, key id, CA
@@ -197,6 +259,7 @@ mod tests {
                 windows: HashMap::new(),
                 revocations_pending: false,
                 require_active: false,
+                certified_keys: None,
             }
         }
 
@@ -297,6 +360,35 @@ mod tests {
             check("deploy", NOW, &pending),
             Err(Rejection::RevocationStateUnknown)
         );
+    }
+
+    #[test]
+    fn the_jump_login_stands_for_any_principal_and_skips_no_other_check() {
+        // Issue 12: `ssh -J` failed for every local user name that was not a
+        // principal of the certificate.
+        let f = Fixture::new();
+        let cert = f.cert(Some(&format!("request={REQUEST};hosts=web-1")));
+        let grant = check_certificate(&cert, JUMP_LOGIN, now(), &f.trust(), None).unwrap();
+        assert_eq!(grant.login, "deploy");
+        let mut revoked = f.trust();
+        revoked.revocations.serials.insert(7);
+        assert!(matches!(
+            check_certificate(&cert, JUMP_LOGIN, now(), &revoked, None),
+            Err(Rejection::Certificate(CertRejection::RevokedSerial(7)))
+        ));
+        assert!(matches!(
+            check_certificate(&cert, JUMP_LOGIN, now(), &Trust::default(), None),
+            Err(Rejection::Certificate(CertRejection::UntrustedCa(_)))
+        ));
+        // Any other login must still be a principal, and says what to do.
+        let refused = check_certificate(&cert, "ncalice", now(), &f.trust(), None).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("login \"ncalice\" is not a principal"),
+            "{refused}"
+        );
+        assert!(advice(&refused).contains("\"tpa\""));
     }
 
     #[test]

@@ -58,8 +58,19 @@ pub enum TrustSource {
 /// Limits on connections and authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; more are closed at accept.
+    /// Authenticated connections served at once; a connection that
+    /// authenticates beyond this is disconnected with a message.
     pub max_connections: usize,
+    /// Connections still authenticating at once. When full, a new connection
+    /// takes the slot of the oldest one that has not finished its key
+    /// exchange (or, failing that, of the oldest unauthenticated one).
+    pub max_unauthenticated: usize,
+    /// Connections still authenticating from one client address at once;
+    /// beyond it, that address's own least advanced connection gives way.
+    pub max_unauthenticated_per_address: usize,
+    /// Time from TCP accept to the end of the key exchange (the client's
+    /// version line included).
+    pub handshake_timeout: Duration,
     /// Time from TCP accept to successful authentication.
     pub auth_timeout: Duration,
     /// Failed authentication attempts before the connection is closed.
@@ -76,8 +87,14 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1000,
+            max_unauthenticated: 256,
+            max_unauthenticated_per_address: 32,
+            handshake_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(30),
-            max_auth_attempts: 6,
+            // Above OpenSSH's MaxAuthTries (6): plain keys are refused at
+            // their probe, and an agent with a few keys and the key of the
+            // certificate (listed on its own) must still reach the certificate.
+            max_auth_attempts: 20,
             inactivity_timeout: Duration::from_secs(15 * 60),
             max_forwards_per_connection: 10,
         }
@@ -197,6 +214,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_connections: Option<usize>,
+    max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_address: Option<usize>,
+    handshake_timeout: Option<String>,
     auth_timeout: Option<String>,
     max_auth_attempts: Option<usize>,
     inactivity_timeout: Option<String>,
@@ -251,6 +271,19 @@ impl BastionConfig {
                 .limits
                 .max_connections
                 .unwrap_or(defaults.max_connections),
+            max_unauthenticated: raw
+                .limits
+                .max_unauthenticated
+                .unwrap_or(defaults.max_unauthenticated),
+            max_unauthenticated_per_address: raw
+                .limits
+                .max_unauthenticated_per_address
+                .unwrap_or(defaults.max_unauthenticated_per_address),
+            handshake_timeout: duration(
+                "handshake_timeout",
+                raw.limits.handshake_timeout,
+                defaults.handshake_timeout,
+            )?,
             auth_timeout: duration(
                 "auth_timeout",
                 raw.limits.auth_timeout,
@@ -272,6 +305,18 @@ impl BastionConfig {
         };
         if limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".to_owned());
+        }
+        if limits.max_unauthenticated == 0 {
+            return Err("limits.max_unauthenticated must be at least 1".to_owned());
+        }
+        if limits.max_unauthenticated_per_address == 0 {
+            return Err("limits.max_unauthenticated_per_address must be at least 1".to_owned());
+        }
+        if limits.handshake_timeout > limits.auth_timeout {
+            return Err(
+                "limits.handshake_timeout must not exceed limits.auth_timeout (the key exchange is part of authenticating)"
+                    .to_owned(),
+            );
         }
         if limits.max_auth_attempts == 0 {
             return Err("limits.max_auth_attempts must be at least 1".to_owned());
@@ -436,6 +481,9 @@ revocation_state_file = "state/revocations.json"
 trust_refresh = "5m"
 [limits]
 max_connections = 10
+max_unauthenticated = 20
+max_unauthenticated_per_address = 4
+handshake_timeout = "2s"
 auth_timeout = "5s"
 max_auth_attempts = 3
 inactivity_timeout = "1h"
@@ -460,6 +508,9 @@ v6 = "[::1]:22"
         );
         assert_eq!(c.trust_refresh, Duration::from_secs(300));
         assert_eq!(c.limits.max_connections, 10);
+        assert_eq!(c.limits.max_unauthenticated, 20);
+        assert_eq!(c.limits.max_unauthenticated_per_address, 4);
+        assert_eq!(c.limits.handshake_timeout, Duration::from_secs(2));
         assert_eq!(c.limits.auth_timeout, Duration::from_secs(5));
         assert_eq!(c.limits.max_auth_attempts, 3);
         assert_eq!(c.limits.inactivity_timeout, Duration::from_secs(3600));
@@ -532,6 +583,19 @@ v6 = "[::1]:22"
         check("[limits]\nauth_timeout = \"soon\"\n", "limits.auth_timeout");
         check("[limits]\nmax_connections = 0\n", "max_connections");
         check("[limits]\nmax_auth_attempts = 0\n", "max_auth_attempts");
+        check("[limits]\nmax_unauthenticated = 0\n", "max_unauthenticated");
+        check(
+            "[limits]\nmax_unauthenticated_per_address = 0\n",
+            "max_unauthenticated_per_address",
+        );
+        check(
+            "[limits]\nhandshake_timeout = \"1m\"\n",
+            "handshake_timeout must not exceed",
+        );
+        check(
+            "[limits]\nhandshake_timeout = \"soon\"\n",
+            "limits.handshake_timeout",
+        );
         check(
             "[limits]\nmax_forwards_per_connection = 0\n",
             "max_forwards_per_connection",

@@ -114,6 +114,12 @@ pub enum ConnectionEnd {
     ClientClosed,
     /// No successful authentication within `auth_timeout`.
     AuthTimeout,
+    /// No finished key exchange within `handshake_timeout`.
+    HandshakeTimeout,
+    /// Still unauthenticated when a newer connection needed its slot.
+    Evicted,
+    /// Authenticated while every authenticated slot was taken.
+    Full,
     /// The certificate reached its `valid_before`.
     CertificateExpired,
     /// The request's approved window ended (before the certificate expired).
@@ -122,6 +128,9 @@ pub enum ConnectionEnd {
     AccessRevoked,
     /// The bastion is shutting down.
     Shutdown,
+    /// The bastion refused the connection's only forward and said why in its
+    /// disconnect message (the text).
+    Refused(String),
     /// The SSH session failed.
     Error(String),
 }
@@ -236,9 +245,15 @@ pub fn log(event: &Event) {
 impl ConnectionEnd {
     /// The one-line reason sent to the client with the disconnect, for the
     /// ends the bastion decides.
-    pub fn disconnect_message(&self) -> &'static str {
+    pub fn disconnect_message(&self) -> &str {
         match self {
+            ConnectionEnd::Refused(text) => text,
             ConnectionEnd::AuthTimeout => "authentication timed out",
+            ConnectionEnd::HandshakeTimeout => "key exchange timed out",
+            ConnectionEnd::Evicted => "too many connections are authenticating at once; try again",
+            ConnectionEnd::Full => {
+                "the bastion is serving as many sessions as it allows; try again in a minute"
+            }
             ConnectionEnd::CertificateExpired => "certificate expired",
             ConnectionEnd::WindowEnded => "approved access window ended",
             ConnectionEnd::AccessRevoked => "access revoked",
@@ -255,7 +270,12 @@ impl ConnectionEnd {
             ConnectionEnd::WindowEnded => "window_ended",
             ConnectionEnd::AccessRevoked => "access_revoked",
             ConnectionEnd::Shutdown => "bastion_shutdown",
-            ConnectionEnd::AuthTimeout | ConnectionEnd::Error(_) => "error",
+            ConnectionEnd::AuthTimeout
+            | ConnectionEnd::HandshakeTimeout
+            | ConnectionEnd::Evicted
+            | ConnectionEnd::Full
+            | ConnectionEnd::Refused(_)
+            | ConnectionEnd::Error(_) => "error",
         }
     }
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tpa_core::api::{ActiveGrant, RevocationFeed, RevokedGrant};
 
 use crate::auth::Trust;
@@ -41,6 +42,9 @@ pub struct FeedState {
     pub serials: HashSet<u64>,
     /// Revoked CA key fingerprints (complete list too).
     pub ca_keys: HashSet<String>,
+    /// Subject keys of the CA's unexpired certificates (complete list;
+    /// `None` from a CA that does not send it).
+    pub certified_keys: Option<HashSet<String>>,
 }
 
 impl FeedState {
@@ -72,6 +76,10 @@ impl FeedState {
         }
         self.serials = serials;
         self.ca_keys = feed.revoked_ca_keys.iter().cloned().collect();
+        self.certified_keys = feed
+            .certified_keys
+            .as_ref()
+            .map(|keys| keys.iter().cloned().collect());
         self.revoked.retain(|_, g| g.forget_after > now);
         self.active.retain(|_, g| g.window_end > now);
         self.cursor = Some(feed.cursor);
@@ -91,11 +99,13 @@ impl FeedState {
             || trust.windows != windows
             || trust.revocations.serials != self.serials
             || trust.revocations.ca_fingerprints != self.ca_keys
+            || trust.certified_keys != self.certified_keys
             || trust.revocations_pending;
         trust.revocations.key_ids = key_ids;
         trust.revocations.serials = self.serials.clone();
         trust.revocations.ca_fingerprints = self.ca_keys.clone();
         trust.windows = windows;
+        trust.certified_keys = self.certified_keys.clone();
         trust.revocations_pending = false;
         changed
     }
@@ -110,6 +120,11 @@ impl FeedState {
         revoked_serials.sort_unstable();
         let mut revoked_ca_keys: Vec<String> = self.ca_keys.iter().cloned().collect();
         revoked_ca_keys.sort();
+        let certified_keys = self.certified_keys.as_ref().map(|keys| {
+            let mut keys: Vec<String> = keys.iter().cloned().collect();
+            keys.sort();
+            keys
+        });
         RevocationFeed {
             cursor: self.cursor.unwrap_or(0),
             full: true,
@@ -117,6 +132,7 @@ impl FeedState {
             active,
             revoked_serials: revoked_serials.iter().map(u64::to_string).collect(),
             revoked_ca_keys,
+            certified_keys,
         }
     }
 }
@@ -216,14 +232,64 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Polls every `interval`, and at once when `poll_now` is notified, until
+/// The least time between the starts of two polls that logins asked for: a
+/// flood of probes with unknown keys costs the CA at most one poll per spacing.
+pub const ASKED_POLL_SPACING: Duration = Duration::from_millis(500);
+
+/// Polls of the feed asked for by logins, coalesced: however many connections
+/// ask, at most one poll is in flight and asked polls start at least
+/// [`ASKED_POLL_SPACING`] apart.
+#[derive(Debug)]
+pub struct PollRequests {
+    wanted: Notify,
+    /// When the latest finished poll (answered or not) started; its answer is
+    /// in the trust by the time this changes.
+    finished: watch::Sender<Option<Instant>>,
+}
+
+impl Default for PollRequests {
+    fn default() -> Self {
+        Self {
+            wanted: Notify::new(),
+            finished: watch::Sender::new(None),
+        }
+    }
+}
+
+impl PollRequests {
+    /// Asks for a poll soon.
+    pub fn ask(&self) {
+        self.wanted.notify_one();
+    }
+
+    /// Asks for a poll and waits until one that started at or after `since`
+    /// has finished, or until `deadline`. Returns whether one did.
+    pub async fn finished_since(&self, since: Instant, deadline: Instant) -> bool {
+        let mut finished = self.finished.subscribe();
+        self.ask();
+        loop {
+            if finished
+                .borrow_and_update()
+                .is_some_and(|start| start >= since)
+            {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, finished.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Polls every `interval`, and soon when `polls` is asked, until
 /// `shutdown` completes, starting from `state` (loaded from `state_file`),
 /// publishing changes to `trust` and saving them to `state_file`.
 pub async fn run(
     client: CaClient,
     trust: watch::Sender<Arc<Trust>>,
     interval: Duration,
-    poll_now: Arc<Notify>,
+    polls: Arc<PollRequests>,
     mut state: FeedState,
     state_file: PathBuf,
     shutdown: impl std::future::Future<Output = ()>,
@@ -231,26 +297,51 @@ pub async fn run(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut last_start: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             _ = ticker.tick() => {}
-            () = poll_now.notified() => ticker.reset(),
+            () = polls.wanted.notified() => {
+                if let Some(last) = last_start {
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep_until(last + ASKED_POLL_SPACING) => {}
+                    }
+                }
+                ticker.reset();
+            }
         }
+        let start = Instant::now();
+        last_start = Some(start);
+        poll_once(&client, &trust, &mut state, &state_file, &mut failing).await;
+        polls.finished.send_replace(Some(start));
+    }
+}
+
+/// One poll of the feed: applies and publishes its answer, saves the state.
+async fn poll_once(
+    client: &CaClient,
+    trust: &watch::Sender<Arc<Trust>>,
+    state: &mut FeedState,
+    state_file: &Path,
+    failing: &mut bool,
+) {
+    {
         match client.revocations(state.cursor).await {
             Ok(feed) => {
                 let before = state.clone();
                 if let Err(e) = state.apply(&feed, unix_now()) {
                     // Keep the last known state; a pending bastion stays closed.
                     tracing::error!(error = %e, "the CA's revocation feed answer is invalid; keeping the last known revocations");
-                    failing = true;
+                    *failing = true;
                     state.cursor = None;
-                    continue;
+                    return;
                 }
-                if failing {
+                if *failing {
                     tracing::info!("revocation feed reachable again");
-                    failing = false;
+                    *failing = false;
                 }
                 trust.send_if_modified(|current| {
                     let mut next = Trust::clone(current);
@@ -269,8 +360,8 @@ pub async fn run(
                     }
                     changed
                 });
-                if state != before {
-                    let (path, snapshot) = (state_file.clone(), state.clone());
+                if *state != before {
+                    let (path, snapshot) = (state_file.to_owned(), state.clone());
                     let saved =
                         tokio::task::spawn_blocking(move || save_state(&path, &snapshot)).await;
                     match saved {
@@ -283,13 +374,13 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                if !failing {
+                if !*failing {
                     if trust.borrow().revocations_pending {
                         tracing::error!(error = %e, "revocation feed unavailable and no saved revocation state: refusing every login until the CA answers");
                     } else {
                         tracing::warn!(error = %e, "revocation feed unavailable; keeping the last known revocations");
                     }
-                    failing = true;
+                    *failing = true;
                 }
                 if !e.is_transient() {
                     // A refused cursor: start again from a full snapshot.
@@ -328,6 +419,7 @@ mod tests {
                 .collect(),
             revoked_serials: vec![],
             revoked_ca_keys: vec![],
+            certified_keys: None,
         }
     }
 
@@ -393,6 +485,36 @@ mod tests {
         assert!(s.publish_into(&mut trust));
         assert!(trust.revocations.serials.is_empty());
         assert!(trust.revocations.ca_fingerprints.is_empty());
+    }
+
+    /// Issue 13 (finding 5): the keys the probe accepts come from the feed,
+    /// are replaced by every answer, and survive a restart; a CA without the
+    /// field leaves the bastion answering every probe.
+    #[test]
+    fn certified_keys_are_published_replaced_and_saved() {
+        let mut s = FeedState::default();
+        let mut f = feed(true, &[], &[]);
+        f.certified_keys = Some(vec!["SHA256:a".into(), "SHA256:b".into()]);
+        s.apply(&f, 100).unwrap();
+        let mut trust = Trust::default();
+        assert!(s.publish_into(&mut trust));
+        let keys = trust.certified_keys.clone().unwrap();
+        assert!(keys.contains("SHA256:a") && keys.contains("SHA256:b"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("revocations.json");
+        save_state(&path, &s).unwrap();
+        assert_eq!(
+            load_state(&path, 100).unwrap().unwrap().certified_keys,
+            s.certified_keys
+        );
+        let mut delta = feed(false, &[], &[]);
+        delta.certified_keys = Some(vec!["SHA256:c".into()]);
+        s.apply(&delta, 110).unwrap();
+        assert!(s.publish_into(&mut trust));
+        assert_eq!(trust.certified_keys.as_ref().map(|k| k.len()), Some(1));
+        s.apply(&feed(false, &[], &[]), 120).unwrap();
+        assert!(s.publish_into(&mut trust));
+        assert_eq!(trust.certified_keys, None);
     }
 
     #[test]

@@ -40,6 +40,22 @@ pub enum ForwardRefusal {
     Port(u32),
 }
 
+/// What the client can do about a refused target (issue 12).
+pub fn advice(refusal: &ForwardRefusal) -> &'static str {
+    match refusal {
+        ForwardRefusal::NotAHostName(_) => {
+            "name the host as the certificate does (for example `ssh -J tpa-bastion web-1`)"
+        }
+        ForwardRefusal::NotApproved(_) => {
+            "request access to this host (`tpa-ssh request --host HOST`) and use the new certificate"
+        }
+        ForwardRefusal::NotInInventory(_) => {
+            "ask the bastion's operator to add the host to its [hosts] inventory"
+        }
+        ForwardRefusal::Port(_) => "connect to port 22; the bastion maps it to the host's sshd",
+    }
+}
+
 /// Decides where a `direct-tcpip` request for `host:port` goes, if anywhere.
 pub fn authorize(
     grant: &Grant,

@@ -18,6 +18,7 @@
     )
 )]
 
+pub mod admission;
 pub mod auth;
 pub mod ca_client;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod host_key;
 pub mod recorder;
 pub mod refusals;
 pub mod server;
+pub mod socket;
 pub mod trust;
 
 pub use auth::{Grant, Rejection, Trust};

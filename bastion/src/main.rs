@@ -56,6 +56,7 @@ fn init_tracing() {
 
 fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = BastionConfig::load(config_path)?;
+    raise_file_limit();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let key = host_key::load_or_create(&config.host_key_file)?;
@@ -160,6 +161,25 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Completes on SIGTERM or SIGINT.
+/// Raises the soft limit on open files to the hard limit: every connection
+/// and every forward holds a descriptor, and systemd's default soft limit
+/// (1,024) is below `max_connections` plus `max_unauthenticated`.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    let mut raised = before;
+    raised.current = before.maximum;
+    let result = setrlimit(Resource::Nofile, raised);
+    let after = getrlimit(Resource::Nofile);
+    tracing::info!(
+        soft_before = ?before.current,
+        soft = ?after.current,
+        hard = ?after.maximum,
+        error = result.err().map(|e| e.to_string()),
+        "open-file limit"
+    );
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (

@@ -1,13 +1,22 @@
 //! The russh server: accept loop, per-connection limits and timers, and the
 //! SSH handler that admits certificates and opens forwards.
 //!
-//! Each TCP connection is one task that owns its timers: the pre-authentication
-//! deadline (`auth_timeout`), then the earlier of the certificate's
+//! Each TCP connection holds a slot of [`Admission`] (separate budgets for
+//! unauthenticated and authenticated connections; a flood evicts its own
+//! oldest idle connections, not clients that are authenticating) and is one
+//! task that owns its timers: the handshake deadline (`handshake_timeout`,
+//! version line and key exchange), the pre-authentication deadline
+//! (`auth_timeout`), then the earlier of the certificate's
 //! `valid_before` and the request window's end (from the revocation feed), a
 //! revocation of its key id or serial (the task watches the shared [`Trust`]),
 //! and the bastion-wide shutdown signal. Whichever comes first ends the
 //! connection with an SSH disconnect message naming the reason, and the
-//! session records of its forwards carry that reason. russh handles the protocol:
+//! session records of its forwards carry that reason. A key's probe is
+//! answered only for the keys of unexpired TPA certificates (the feed's
+//! `certified_keys`),
+//! so the client never signs with a plain key; a refused TPA certificate and
+//! a refused forward are explained to the client in words (a
+//! keyboard-interactive instruction, a disconnect message). russh handles the protocol:
 //! strict key exchange (its default `kex` list includes
 //! `kex-strict-s-v00@openssh.com`), the inactivity timeout, and the cap on
 //! rejected authentication attempts.
@@ -21,18 +30,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::SecondsFormat;
 
 use russh::keys::ssh_key::{Certificate, HashAlg, PrivateKey};
-use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, compression};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tpa_core::api::SessionRecord;
 
+use crate::admission::{Admission, Budgets, Stage, Ticket};
 use crate::auth::{self, Grant, Rejection, Trust};
 use crate::config::{BastionConfig, Inventory, Limits};
 use crate::events::{self, ConnectionEnd, ConnectionId, Event, EventSink, ForwardEnd};
+use crate::feed::PollRequests;
 use crate::forward;
+use crate::socket::{self, Killer};
 
 /// How long a connection gets to finish after its disconnect message, before
 /// its socket is shut down under it.
@@ -44,9 +56,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a login whose request the feed does not list as active waits for
 /// an immediate poll of the feed (a certificate fetched a moment ago).
 const FRESH_REQUEST_WAIT: Duration = Duration::from_secs(3);
-/// Delay before answering a rejected authentication (constant, so rejections
-/// do not reveal which check failed by their timing).
-const AUTH_REJECTION_TIME: Duration = Duration::from_secs(1);
+/// Delay before answering a rejected authentication. Constant, so the
+/// rejections the client is not told about (plain keys, other CAs'
+/// certificates) take the same time as the ones it is told about; short,
+/// because a client may offer several plain keys before its certificate.
+const AUTH_REJECTION_TIME: Duration = Duration::from_millis(100);
+/// How long an evicted connection's disconnect message may take.
+const EVICTION_GRACE: Duration = Duration::from_millis(200);
+/// How long the first probe of a key the feed does not list waits for a poll
+/// of the feed that started after the connection was accepted (a certificate
+/// issued just before `ssh` ran). Later unknown keys are refused at once.
+const PROBE_POLL_WAIT: Duration = Duration::from_secs(2);
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -56,8 +76,8 @@ struct Shared {
     trust: watch::Receiver<Arc<Trust>>,
     sink: Arc<dyn EventSink>,
     next_connection: AtomicU64,
-    /// Asks the revocation feed for an immediate poll.
-    poll_now: Arc<Notify>,
+    /// Asks the revocation feed for a poll soon.
+    polls: Arc<PollRequests>,
 }
 
 impl Shared {
@@ -118,7 +138,7 @@ impl Bastion {
                 trust: trust_rx,
                 sink,
                 next_connection: AtomicU64::new(1),
-                poll_now: Arc::new(Notify::new()),
+                polls: Arc::default(),
             }),
             trust_updates,
         })
@@ -131,8 +151,8 @@ impl Bastion {
 
     /// Notified when a login needs the revocation feed polled at once (hand
     /// it to [`crate::feed::run`]).
-    pub fn poll_requests(&self) -> Arc<Notify> {
-        self.shared.poll_now.clone()
+    pub fn poll_requests(&self) -> Arc<PollRequests> {
+        self.shared.polls.clone()
     }
 
     /// A sender that replaces the trusted keys and revocations for new checks.
@@ -143,7 +163,12 @@ impl Bastion {
     /// Serves until `shutdown` completes, then disconnects every client and
     /// waits (bounded) for their connections to end.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
-        let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
+        let limits = &self.shared.limits;
+        let admission = Admission::new(Budgets {
+            unauthenticated: limits.max_unauthenticated,
+            unauthenticated_per_address: limits.max_unauthenticated_per_address,
+            authenticated: limits.max_connections,
+        });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
@@ -160,17 +185,15 @@ impl Bastion {
                             continue;
                         }
                     };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = self.shared.limits.max_connections, "connection limit reached; closing new connection");
-                        continue;
-                    };
+                    // russh's session task cannot be aborted from here, so a
+                    // connection that ignores the disconnect message is
+                    // ended by shutting its socket down.
+                    let (socket, killer) = socket::share(socket);
+                    let ticket = admission.admit(peer.ip(), Arc::new(killer.clone()));
                     let shared = self.shared.clone();
                     let ssh = self.ssh.clone();
                     let stop = stop_rx.clone();
-                    connections.spawn(async move {
-                        serve_connection(socket, peer, ssh, shared, stop).await;
-                        drop(permit);
-                    });
+                    connections.spawn(serve_connection(Accepted { socket, killer, peer, ticket }, ssh, shared, stop));
                 }
                 // Reap finished connection tasks so the set does not grow.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -195,6 +218,9 @@ impl Bastion {
 /// the connection task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
+    /// Version exchange and key exchange.
+    Handshake,
+    /// Key exchange done; no accepted certificate yet.
     Authenticating,
     Authenticated(Arc<Grant>),
 }
@@ -203,26 +229,31 @@ enum Phase {
 /// it disconnects, read by the forwards for their session records.
 type CutReason = Arc<OnceLock<ConnectionEnd>>;
 
-async fn serve_connection(
-    socket: TcpStream,
+/// One accepted connection and its slot.
+struct Accepted {
+    socket: socket::SharedStream,
+    killer: Killer,
     peer: SocketAddr,
+    ticket: Ticket,
+}
+
+async fn serve_connection(
+    accepted: Accepted,
     ssh: Arc<russh::server::Config>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Accepted {
+        socket,
+        killer,
+        peer,
+        mut ticket,
+    } = accepted;
     let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-    // A second handle on the socket: russh's session task cannot be aborted from
-    // here, so a connection that ignores the disconnect message is ended by
-    // shutting the socket down under it.
-    let (socket, killer) = match split_killer(socket) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::warn!(connection, %peer, error = %e, "cannot set up connection");
-            return;
-        }
-    };
-    let auth_deadline = Instant::now() + shared.limits.auth_timeout;
-    let (phase_tx, mut phase_rx) = watch::channel(Phase::Authenticating);
+    let accepted = Instant::now();
+    let auth_deadline = accepted + shared.limits.auth_timeout;
+    let handshake_deadline = (accepted + shared.limits.handshake_timeout).min(auth_deadline);
+    let (phase_tx, mut phase_rx) = watch::channel(Phase::Handshake);
     let mut trust_rx = shared.trust.clone();
     let cut: CutReason = Arc::default();
     let handler = Connection {
@@ -233,41 +264,84 @@ async fn serve_connection(
         grant: None,
         cut: cut.clone(),
         forwards: Arc::new(Semaphore::new(shared.limits.max_forwards_per_connection)),
+        accepted,
+        waited_for_poll: false,
+        refusal: None,
     };
-    // The version exchange happens inside run_stream: bound it by the auth deadline.
-    let session = match tokio::time::timeout_at(
-        auth_deadline,
-        russh::server::run_stream(ssh, socket, handler),
-    )
-    .await
-    {
-        Ok(Ok(session)) => session,
-        Ok(Err(e)) => {
+    // The version exchange happens inside run_stream: bound it by the
+    // handshake deadline, and give the slot up at once when evicted.
+    let started = tokio::select! {
+        started = tokio::time::timeout_at(
+            handshake_deadline,
+            russh::server::run_stream(ssh, socket, handler),
+        ) => Some(started),
+        () = ticket.evicted() => None,
+    };
+    let session = match started {
+        Some(Ok(Ok(session))) => session,
+        Some(Ok(Err(e))) => {
             tracing::debug!(connection, %peer, error = %e, "SSH setup failed");
             return;
         }
-        Err(_) => {
-            shared.emit(Event::ConnectionEnded {
-                connection,
-                end: ConnectionEnd::AuthTimeout,
-            });
+        Some(Err(_)) | None => {
+            killer.kill();
+            let end = if started.is_none() {
+                ConnectionEnd::Evicted
+            } else {
+                ConnectionEnd::HandshakeTimeout
+            };
+            shared.emit(Event::ConnectionEnded { connection, end });
             return;
         }
     };
+    // run_stream returns once the client's version line has arrived.
+    ticket.advance(Stage::Identified);
     let handle = session.handle();
     tokio::pin!(session);
     let mut phase_open = true;
     let mut trust_open = true;
+    let mut authenticated = false;
     let end = loop {
         let phase = phase_rx.borrow_and_update().clone();
         let (deadline, end_at_deadline) = match &phase {
-            Phase::Authenticating => (auth_deadline, ConnectionEnd::AuthTimeout),
+            Phase::Handshake if handshake_deadline < auth_deadline => {
+                (handshake_deadline, ConnectionEnd::HandshakeTimeout)
+            }
+            Phase::Handshake => (auth_deadline, ConnectionEnd::AuthTimeout),
+            Phase::Authenticating => {
+                ticket.advance(Stage::KeyExchanged);
+                (auth_deadline, ConnectionEnd::AuthTimeout)
+            }
             Phase::Authenticated(grant) => {
+                if !authenticated {
+                    if let Err(full) = ticket.authenticate() {
+                        tracing::warn!(connection, %peer, "{full}");
+                        let end = ConnectionEnd::Full;
+                        let _ = cut.set(end.clone());
+                        disconnect(
+                            &handle,
+                            end.disconnect_message(),
+                            &mut session,
+                            &killer,
+                            DISCONNECT_GRACE,
+                        )
+                        .await;
+                        break end;
+                    }
+                    authenticated = true;
+                }
                 let trust = trust_rx.borrow_and_update().clone();
                 if trust.revokes(grant) {
                     let end = ConnectionEnd::AccessRevoked;
                     let _ = cut.set(end.clone());
-                    disconnect(&handle, end.disconnect_message(), &mut session, &killer).await;
+                    disconnect(
+                        &handle,
+                        end.disconnect_message(),
+                        &mut session,
+                        &killer,
+                        DISCONNECT_GRACE,
+                    )
+                    .await;
                     break end;
                 }
                 let (at, window) = trust.deadline(grant);
@@ -282,7 +356,7 @@ async fn serve_connection(
         tokio::select! {
             result = &mut session => {
                 break match result {
-                    Ok(()) => ConnectionEnd::ClientClosed,
+                    Ok(()) => cut.get().cloned().unwrap_or(ConnectionEnd::ClientClosed),
                     Err(e) => ConnectionEnd::Error(e.to_string()),
                 };
             }
@@ -299,13 +373,25 @@ async fn serve_connection(
             }
             () = tokio::time::sleep_until(deadline) => {
                 let _ = cut.set(end_at_deadline.clone());
-                disconnect(&handle, end_at_deadline.disconnect_message(), &mut session, &killer).await;
+                // A client stuck in its handshake is not waiting for words.
+                let grace = if end_at_deadline == ConnectionEnd::HandshakeTimeout {
+                    EVICTION_GRACE
+                } else {
+                    DISCONNECT_GRACE
+                };
+                disconnect(&handle, end_at_deadline.disconnect_message(), &mut session, &killer, grace).await;
                 break end_at_deadline;
+            }
+            () = ticket.evicted(), if !authenticated => {
+                let end = ConnectionEnd::Evicted;
+                let _ = cut.set(end.clone());
+                disconnect(&handle, end.disconnect_message(), &mut session, &killer, EVICTION_GRACE).await;
+                break end;
             }
             _ = stop.changed() => {
                 let end = ConnectionEnd::Shutdown;
                 let _ = cut.set(end.clone());
-                disconnect(&handle, end.disconnect_message(), &mut session, &killer).await;
+                disconnect(&handle, end.disconnect_message(), &mut session, &killer, DISCONNECT_GRACE).await;
                 break end;
             }
         }
@@ -313,22 +399,16 @@ async fn serve_connection(
     shared.emit(Event::ConnectionEnded { connection, end });
 }
 
-/// Returns the socket for russh and a duplicate handle that can shut it down.
-fn split_killer(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
-    let socket = socket.into_std()?;
-    let killer = socket.try_clone()?;
-    Ok((TcpStream::from_std(socket)?, killer))
-}
-
-/// Sends an SSH disconnect with `reason`, waits (bounded) for the session to
-/// end, then shuts the socket down whatever state the session is in.
+/// Sends an SSH disconnect with `reason`, waits (at most `grace`) for the
+/// session to end, then shuts the socket down whatever state the session is in.
 async fn disconnect<F: std::future::Future + Unpin>(
     handle: &russh::server::Handle,
     reason: &str,
     session: &mut F,
-    killer: &std::net::TcpStream,
+    killer: &Killer,
+    grace: Duration,
 ) {
-    let ended = tokio::time::timeout(DISCONNECT_GRACE, async {
+    let ended = tokio::time::timeout(grace, async {
         let _ = handle
             .disconnect(Disconnect::ByApplication, reason.to_owned(), String::new())
             .await;
@@ -336,7 +416,7 @@ async fn disconnect<F: std::future::Future + Unpin>(
     })
     .await;
     if ended.is_err() {
-        let _ = killer.shutdown(std::net::Shutdown::Both);
+        killer.kill();
     }
 }
 
@@ -370,9 +450,79 @@ struct Connection {
     cut: CutReason,
     /// One permit per `direct-tcpip` forward open or opening on this connection.
     forwards: Arc<Semaphore>,
+    /// When the connection was accepted.
+    accepted: Instant,
+    /// Whether a probe already waited for a fresh poll of the feed.
+    waited_for_poll: bool,
+    /// Why the last TPA certificate was refused, shown to the client as the
+    /// instruction of a keyboard-interactive request.
+    refusal: Option<String>,
 }
 
 impl Connection {
+    /// Rejects a certificate: logged and reported like every rejection, and
+    /// explained to the client when a trusted CA signed it (a TPA
+    /// certificate; another CA's certificate may be meant for another server).
+    fn reject_certificate(
+        &mut self,
+        login: &str,
+        cert: &Certificate,
+        rejection: &Rejection,
+    ) -> Auth {
+        let ours = self
+            .shared
+            .trust
+            .borrow()
+            .cas
+            .contains(cert.signature_key());
+        let auth = self.reject(login, rejection);
+        if !ours {
+            return auth;
+        }
+        // Issue 12: a failure message carries no text, and unpatched russh
+        // sends no banner after the first. The reason goes into the
+        // instruction of a keyboard-interactive request, which the client
+        // tries once its other keys are spent (docs/security-model.md).
+        self.refusal = Some(format!(
+            "tpa-bastion: certificate serial {} refused for login {:?}: {rejection}.\r\nWhat to do: {}.\r\n",
+            cert.serial(),
+            login.escape_debug().to_string(),
+            auth::advice(rejection)
+        ));
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(
+                &[MethodKind::PublicKey, MethodKind::KeyboardInteractive][..],
+            )),
+            partial_success: false,
+        }
+    }
+
+    /// Whether `fingerprint` is the subject key of an unexpired TPA
+    /// certificate. The first unknown key of a connection waits (bounded) for a
+    /// poll of the feed that started after the connection was accepted, so a
+    /// certificate issued before `ssh` ran is always found.
+    async fn certified_key(&mut self, fingerprint: &str) -> bool {
+        let known = |trust: &Trust| {
+            trust
+                .certified_keys
+                .as_ref()
+                .is_none_or(|keys| keys.contains(fingerprint))
+        };
+        if known(&self.shared.trust.borrow()) {
+            return true;
+        }
+        if self.waited_for_poll {
+            return false;
+        }
+        self.waited_for_poll = true;
+        let deadline = Instant::now() + PROBE_POLL_WAIT;
+        self.shared
+            .polls
+            .finished_since(self.accepted, deadline)
+            .await;
+        known(&self.shared.trust.borrow())
+    }
+
     fn reject(&self, login: &str, rejection: &Rejection) -> Auth {
         self.shared.emit(Event::AuthRejected {
             connection: self.connection,
@@ -416,14 +566,54 @@ impl russh::server::Handler for Connection {
         &'a mut self,
         user: &str,
         _submethods: &str,
-        _response: Option<russh::server::Response<'a>>,
+        response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.reject(user, &Rejection::Method("keyboard-interactive")))
+        // Offered only after a refused TPA certificate, to say why: an info
+        // request with the reason and no prompt; its answer is refused. It
+        // never accepts anyone.
+        match (response, self.refusal.take()) {
+            (None, Some(reason)) => Ok(Auth::Partial {
+                name: Cow::Borrowed(""),
+                instructions: Cow::Owned(reason),
+                prompts: Cow::Borrowed(&[]),
+            }),
+            (Some(_), _) => Ok(Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+                partial_success: false,
+            }),
+            (None, None) => Ok(self.reject(user, &Rejection::Method("keyboard-interactive"))),
+        }
     }
 
-    // `auth_publickey_offered` keeps russh's default (accept the probe): russh
-    // passes a certificate's inner key there, so plain keys and certificates
-    // cannot be told apart before the signature; the real decision is below.
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        // The client asks for authentication once its key exchange is done.
+        self.phase.send_if_modified(|phase| {
+            let first = *phase == Phase::Handshake;
+            if first {
+                *phase = Phase::Authenticating;
+            }
+            first
+        });
+        Ok(None)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Issue 13: only the key of an unexpired TPA certificate gets
+        // "key accepted", so the client never signs with a plain key (no
+        // security-key touch, no attempt spent). russh shows us the
+        // certificate's subject key only; the certificate itself is checked in
+        // full at the signed attempt.
+        let fingerprint = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
+        if self.certified_key(&fingerprint).await {
+            Ok(Auth::Accept)
+        } else {
+            Ok(self.reject(user, &Rejection::UnknownKey(fingerprint)))
+        }
+    }
 
     async fn auth_publickey(
         &mut self,
@@ -447,7 +637,7 @@ impl russh::server::Handler for Connection {
         if let Err(Rejection::RequestNotActive(_)) = result {
             // A certificate fetched a moment ago: ask the feed now and wait
             // (bounded) for it to list the request.
-            self.shared.poll_now.notify_one();
+            self.shared.polls.ask();
             let deadline = Instant::now() + FRESH_REQUEST_WAIT;
             while let Ok(Ok(())) = tokio::time::timeout_at(deadline, trust_rx.changed()).await {
                 let trust = trust_rx.borrow_and_update().clone();
@@ -468,7 +658,7 @@ impl russh::server::Handler for Connection {
                     certificate = auth::describe(certificate),
                     "certificate refused"
                 );
-                Ok(self.reject(user, &rejection))
+                Ok(self.reject_certificate(user, certificate, &rejection))
             }
         }
     }
@@ -592,7 +782,7 @@ impl russh::server::Handler for Connection {
         _originator_address: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = format!(
             "direct-tcpip {}:{port_to_connect}",
@@ -614,6 +804,22 @@ impl russh::server::Handler for Connection {
             Ok(target) => target,
             Err(refusal) => {
                 self.refuse_channel(request, &refusal.to_string());
+                // Issue 12: the reason in words. When no other forward is
+                // open on this connection (`ssh -J`, `ssh -W`), a disconnect
+                // message carries it (OpenSSH prints "Received disconnect
+                // from …: <reason>"); it goes out before the channel failure,
+                // after which `ssh -W` exits. Otherwise only this channel is
+                // refused: a sibling forward is never cut.
+                let only = self.forwards.available_permits()
+                    == self.shared.limits.max_forwards_per_connection;
+                if only {
+                    let text = format!(
+                        "tpa-bastion: {refusal}. What to do: {}.",
+                        forward::advice(&refusal)
+                    );
+                    let _ = self.cut.set(ConnectionEnd::Refused(text.clone()));
+                    let _ = session.disconnect(Disconnect::ByApplication, &text, "");
+                }
                 reply
                     .reject(ChannelOpenFailure::AdministrativelyProhibited)
                     .await;

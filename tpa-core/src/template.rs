@@ -24,6 +24,13 @@ use crate::subject_key::SubjectKey;
 /// belongs to and which hosts it covers: `request=<id>;hosts=<a>,<b>`.
 pub const REQUEST_EXTENSION: &str = "tpa-request@tpa";
 
+/// The SSH login every valid TPA certificate may use at the bastion, whatever
+/// its principals (issue 12): the bastion gives no shell, only forwards to
+/// the hosts in [`REQUEST_EXTENSION`], and each host's sshd checks the
+/// principal of the login used there. `tpa-ssh config` writes it as the
+/// bastion's `User`, so `ssh -J` works for any local user name.
+pub const JUMP_LOGIN: &str = "tpa";
+
 /// How far `valid_after` is set back from the signing time, to absorb clock skew.
 pub const BACKDATE: TimeDelta = TimeDelta::seconds(60);
 

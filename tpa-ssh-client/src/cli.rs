@@ -98,8 +98,8 @@ pub struct ConfigArgs {
     /// default: host_patterns in ~/.config/tpa/config.toml, then the CA's).
     #[arg(long = "host-pattern")]
     pub host_patterns: Vec<String>,
-    /// Your login at the bastion (`User` of the tpa-bastion alias); by default ssh
-    /// uses your local user name there.
+    /// Your login at the bastion (`User` of the tpa-bastion alias); default
+    /// `tpa`, which the TPA bastion accepts with any valid TPA certificate.
     #[arg(long)]
     pub bastion_login: Option<String>,
     /// Print the snippet instead of writing anything.

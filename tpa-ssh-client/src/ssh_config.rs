@@ -65,9 +65,12 @@ pub fn render(s: &Snippet<'_>) -> anyhow::Result<String> {
         if let Some(port) = b.port() {
             out.push_str(&format!("  Port {port}\n"));
         }
-        if let Some(login) = s.bastion_login {
-            out.push_str(&format!("  User {login}\n"));
-        }
+        // The bastion takes its jump login with any valid TPA certificate
+        // (issue 12), so `ssh -J` works whatever the local user name is.
+        let login = s
+            .bastion_login
+            .map_or(tpa_core::template::JUMP_LOGIN, Username::as_str);
+        out.push_str(&format!("  User {login}\n"));
         out.push_str("  ProxyJump none\n");
         out.push_str(&identity);
     }
@@ -272,6 +275,18 @@ mod tests {
         .unwrap();
         assert!(text.contains("\nHost tpa-bastion\n  HostName bastion.example.com\n  Port 2222\n  User deploy\n  ProxyJump none\n"), "{text}");
         assert!(text.contains("\nHost web-* *.prod.example.com\n  ProxyJump tpa-bastion\n  CertificateFile \"/home/a b/.local/share/tpa/id_ed25519-cert.pub\"\n  IdentityFile \"/home/a b/.local/share/tpa/id_ed25519\"\n  IdentitiesOnly yes\n"), "{text}");
+        // Issue 12: without --bastion-login, the bastion's jump login.
+        let text = render(&Snippet {
+            patterns: &patterns,
+            bastion: Some(&bastion),
+            bastion_login: None,
+            keys: &k,
+        })
+        .unwrap();
+        assert!(
+            text.contains("  Port 2222\n  User tpa\n  ProxyJump none\n"),
+            "{text}"
+        );
         let text = render(&Snippet {
             patterns: &patterns,
             bastion: None,

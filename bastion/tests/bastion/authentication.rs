@@ -278,3 +278,109 @@ async fn shutdown_disconnects_clients() {
     .await
     .expect("client still connected after shutdown");
 }
+
+#[tokio::test]
+async fn every_signed_attempt_is_answered() {
+    // Issue 13 (finding 5): a second signed attempt on one connection must
+    // get its answer, not wait for auth_timeout.
+    let mut b = spawn_bastion(&[]).await;
+    let key = Arc::new(random_key());
+    let cert = CertSpec::for_hosts("web-1").sign(&key, &b.ca);
+    let mut session = b.connect().await;
+    let within = Duration::from_secs(10);
+    for _ in 0..2 {
+        let plain = PrivateKeyWithHashAlg::new(Arc::new(random_key()), None);
+        let answer = tokio::time::timeout(within, session.authenticate_publickey(LOGIN, plain))
+            .await
+            .expect("a signed plain-key attempt got no answer");
+        assert!(!answer.unwrap().success());
+    }
+    for _ in 0..2 {
+        let answer = tokio::time::timeout(
+            within,
+            session.authenticate_openssh_cert("root", key.clone(), cert.clone()),
+        )
+        .await
+        .expect("a signed certificate attempt got no answer");
+        assert!(!answer.unwrap().success());
+    }
+    let answer = tokio::time::timeout(
+        within,
+        session.authenticate_openssh_cert(LOGIN, key.clone(), cert.clone()),
+    )
+    .await
+    .expect("the last signed attempt got no answer");
+    assert!(answer.unwrap().success());
+    let _ = b.drain();
+}
+
+#[tokio::test]
+async fn idle_connections_cannot_keep_a_client_out() {
+    // Issue 13 (finding 4): idle TCP connections filled every slot and a real
+    // client was refused until they timed out.
+    let limits = Limits {
+        max_unauthenticated: 8,
+        max_unauthenticated_per_address: 4,
+        ..Limits::default()
+    };
+    let mut b = spawn_bastion_with(&[], limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(tokio::net::TcpStream::connect(b.addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let (_session, ok) = tokio::time::timeout(
+        Duration::from_secs(20),
+        b.login(LOGIN, &CertSpec::for_hosts("web-1")),
+    )
+    .await
+    .expect("login under an idle flood timed out");
+    assert!(ok, "login refused under an idle flood");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let evicted = b
+        .drain()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::ConnectionEnded {
+                    end: ConnectionEnd::Evicted,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        evicted >= 40,
+        "only {evicted} idle connections were evicted"
+    );
+    drop(idle);
+}
+
+#[tokio::test]
+async fn a_client_silent_before_its_version_line_is_closed_at_handshake_timeout() {
+    // Issue 13: a connection that sends nothing held its slot for auth_timeout.
+    let limits = Limits {
+        handshake_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let mut b = spawn_bastion_with(&[], limits).await;
+    let mut tcp = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut sink)).await;
+    assert!(
+        read.is_ok(),
+        "connection still open after the handshake timeout"
+    );
+    let end = b
+        .expect_event(Duration::from_secs(5), |e| match e {
+            Event::ConnectionEnded { end, .. } => Some(end.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(end, ConnectionEnd::HandshakeTimeout);
+}

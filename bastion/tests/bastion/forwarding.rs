@@ -105,6 +105,12 @@ async fn target_not_in_the_certificate_is_refused() {
     let mut b = spawn_bastion(&[("web-1", echo), ("db-1", echo)]).await;
     let (session, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
     assert!(ok);
+    // An open forward beside the refused ones: only the refused channels
+    // fail (issue 12: a refusal never cuts a sibling forward).
+    let mut sibling = session
+        .channel_open_direct_tcpip("web-1", 22, "127.0.0.1", 40001)
+        .await
+        .unwrap();
     assert!(
         session
             .channel_open_direct_tcpip("db-1", 22, "127.0.0.1", 40000)
@@ -120,6 +126,44 @@ async fn target_not_in_the_certificate_is_refused() {
             .is_err()
     );
     assert!(b.refusal_reason().await.contains("is not approved"));
+    sibling.data(&b"still here"[..]).await.unwrap();
+    let mut echoed = Vec::new();
+    while echoed.len() < 10 {
+        match tokio::time::timeout(Duration::from_secs(10), sibling.wait()).await {
+            Ok(Some(ChannelMsg::Data { data })) => echoed.extend_from_slice(&data),
+            Ok(Some(_)) => {}
+            other => panic!("the sibling forward ended: {other:?}"),
+        }
+    }
+    assert_eq!(echoed, b"still here");
+}
+
+#[tokio::test]
+async fn a_refused_only_forward_ends_the_connection_with_the_reason() {
+    // Issue 12: `ssh -J` to a host the certificate does not approve saw only
+    // "administratively prohibited"; its only forward is refused with a
+    // disconnect message that says why.
+    let echo = echo_server().await;
+    let mut b = spawn_bastion(&[("web-1", echo)]).await;
+    let (session, ok) = b.login(LOGIN, &CertSpec::for_hosts("web-1")).await;
+    assert!(ok);
+    assert!(
+        session
+            .channel_open_direct_tcpip("web-2", 22, "127.0.0.1", 40000)
+            .await
+            .is_err()
+    );
+    let end = b
+        .expect_event(Duration::from_secs(10), |e| match e {
+            Event::ConnectionEnded { end, .. } => Some(end.clone()),
+            _ => None,
+        })
+        .await;
+    let ConnectionEnd::Refused(text) = end else {
+        panic!("connection ended as {end:?}");
+    };
+    assert!(text.contains("host web-2 is not approved"), "{text}");
+    assert!(text.contains("tpa-ssh request --host"), "{text}");
 }
 
 #[tokio::test]

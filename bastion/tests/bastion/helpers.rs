@@ -102,7 +102,7 @@ pub struct TestBastion {
     pub host_key: PublicKey,
     pub trust_updates: tokio::sync::watch::Sender<Arc<Trust>>,
     /// What a login notifies to have the feed polled at once.
-    pub poll_now: Arc<tokio::sync::Notify>,
+    pub poll_now: Arc<bastion::feed::PollRequests>,
     events: mpsc::UnboundedReceiver<Event>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,

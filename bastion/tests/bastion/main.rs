@@ -6,3 +6,4 @@ mod authentication;
 mod forwarding;
 mod helpers;
 mod live;
+mod openssh;

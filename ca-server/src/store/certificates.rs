@@ -88,6 +88,20 @@ pub fn count(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))?)
 }
 
+/// The subject key fingerprints (`SHA256:…`) of the certificates of
+/// requests inside their validity period at `now`, sorted, without
+/// duplicates: what a bastion answers a key's probe for. Revoked ones too, so
+/// that the bastion's signed-attempt check can tell their holder why.
+pub fn certified_subject_keys(conn: &Connection, now: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT subject_key_fingerprint FROM certificates
+         WHERE request_id IS NOT NULL AND valid_after <= ?1 AND valid_before > ?1
+         ORDER BY subject_key_fingerprint",
+    )?;
+    let rows = stmt.query_map([now], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A certificate that must be in the KRL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedCertificate {

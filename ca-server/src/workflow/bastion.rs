@@ -57,6 +57,10 @@ pub fn revocation_feed(
             .map(|c| c.serial)
             .collect(),
         revoked_ca_keys: store::revocations::revoked_ca_keys(conn)?,
+        certified_keys: Some(store::certificates::certified_subject_keys(
+            conn,
+            now.timestamp(),
+        )?),
     };
     for row in rows {
         let window_end = row

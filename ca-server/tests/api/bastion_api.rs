@@ -166,6 +166,71 @@ async fn feed_reports_window_ends_then_revocations_since_the_cursor() {
 }
 
 #[tokio::test]
+async fn feed_lists_the_subject_keys_of_unexpired_certificates() {
+    // Issue 13 (finding 5): the bastion answers a key's probe only for the
+    // keys of unexpired certificates, so clients never sign with plain keys.
+    // The list is complete in every answer; a revoked certificate's key stays
+    // until it expires, so the bastion can say why it refuses it (issue 12).
+    let app = bastion_app().await;
+    let (alice, bob, carol) = (
+        token(&app, "alice").await,
+        token(&app, "bob").await,
+        token(&app, "carol").await,
+    );
+    let id = submit(&app, &alice, HOTFIX).await;
+    // Approved but not yet issued: no key to list.
+    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let feed = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations")
+        .await
+        .json();
+    assert_eq!(feed["certified_keys"], serde_json::json!([]));
+    let cursor = feed["cursor"].as_u64().unwrap();
+    let public = ed25519_public_key();
+    let fingerprint = ssh_key::PublicKey::from_openssh(&public)
+        .unwrap()
+        .fingerprint(ssh_key::HashAlg::Sha256)
+        .to_string();
+    let key = serde_json::json!({ "public_key": public }).to_string();
+    let r = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &key,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let full = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations")
+        .await
+        .json();
+    assert_eq!(full["certified_keys"], serde_json::json!([fingerprint]));
+    // A delta carries the complete list too.
+    let delta = get(
+        &app,
+        BASTION_TOKEN,
+        &format!("/api/v1/bastion/revocations?since={cursor}"),
+    )
+    .await
+    .json();
+    assert_eq!(delta["full"], false);
+    assert_eq!(delta["certified_keys"], serde_json::json!([fingerprint]));
+    let r = post(
+        &app,
+        &bob,
+        &format!("/api/v1/requests/{id}/revoke"),
+        r#"{"comment":"done"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let full = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations")
+        .await
+        .json();
+    assert_eq!(full["certified_keys"], serde_json::json!([fingerprint]));
+    assert_eq!(full["revoked"][0]["request"], id.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn session_records_are_stored_once_and_audited_on_the_request() {
     let app = bastion_app().await;
     let (id, key_id) = approved_with_certificate(&app).await;

@@ -20,7 +20,7 @@ use crate::harness::{
 };
 
 /// `ssh -F <config> <host> <command>`.
-fn ssh(config: &Path, host: &str, command: &str) -> Output {
+pub(crate) fn ssh(config: &Path, host: &str, command: &str) -> Output {
     let ssh = require(
         "ssh",
         "install openssh-client (apt-get install openssh-client)",
@@ -42,7 +42,7 @@ const BASTION_TOKEN_SHA256: &str =
 /// A CA (with `[[bastions]]`), a real sshd known as web-1 and web-2, a running
 /// `tpa-bastion` with a CA token, and alice's certificate for web-1 through an
 /// auto-approved request that bob (sre-leads) may revoke.
-fn setup(tmp: &Path) -> Setup {
+pub(crate) fn setup(tmp: &Path) -> Setup {
     setup_with(tmp, "")
 }
 
@@ -198,7 +198,7 @@ fn start_bastion(dir: &Path, addr: SocketAddr) -> Guard {
     bastion
 }
 
-struct Setup {
+pub(crate) struct Setup {
     ca: CaDir,
     ca_addr: SocketAddr,
     /// The CA process (`None` while a test has stopped it).
@@ -208,14 +208,31 @@ struct Setup {
     /// The bastion process (`None` while a test restarts it).
     bastion: Option<Guard>,
     bastion_dir: std::path::PathBuf,
-    ssh_config: std::path::PathBuf,
+    pub(crate) ssh_config: std::path::PathBuf,
     request: String,
-    bastion_addr: SocketAddr,
+    pub(crate) bastion_addr: SocketAddr,
 }
 
 impl Setup {
-    fn bastion_log(&self) -> String {
+    pub(crate) fn bastion_log(&self) -> String {
         std::fs::read_to_string(self.bastion_dir.join("bastion.log")).unwrap_or_default()
+    }
+
+    /// Restarts the bastion with `extra` appended to its configuration.
+    pub(crate) fn restart_bastion_with(&mut self, extra: &str) {
+        if let Some(old) = self.bastion.take() {
+            terminate(old);
+        }
+        let config = self.bastion_dir.join("bastion.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(extra);
+        std::fs::write(&config, text).unwrap();
+        self.bastion = Some(start_bastion(&self.bastion_dir, self.bastion_addr));
+    }
+
+    /// The bastion's process id.
+    pub(crate) fn bastion_pid(&self) -> u32 {
+        self.bastion.as_ref().expect("bastion running").child.id()
     }
 
     /// The `session.record` audit events of the request, from `tpa-ca audit export`.

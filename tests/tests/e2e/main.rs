@@ -11,6 +11,7 @@ mod config_check;
 mod crash;
 mod demo;
 mod demo_run;
+mod flood;
 mod flow;
 mod harness;
 mod host_patterns;

@@ -31,6 +31,15 @@ pub struct RevocationFeed {
     /// Always the complete list.
     #[serde(default)]
     pub revoked_ca_keys: Vec<String>,
+    /// The subject keys (`SHA256:…` fingerprints) of every certificate of a
+    /// request that is inside its validity period, revoked or not. Always the
+    /// complete list. The bastion answers a key's probe only for these, so
+    /// clients never sign with plain keys; the signed attempt still checks
+    /// the certificate in full (and says why a revoked one is refused).
+    /// Absent (a CA older than this field): the bastion answers every probe
+    /// and decides at the signed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certified_keys: Option<Vec<String>>,
 }
 
 /// A request that no longer grants access.
