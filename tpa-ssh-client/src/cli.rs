@@ -176,6 +176,10 @@ pub struct RequestArgs {
     /// Wait for the decision, then fetch the certificate.
     #[arg(long)]
     pub wait: bool,
+    /// While waiting, how long to keep retrying a CA that cannot be reached
+    /// (a restart) before giving up; the request stays pending either way.
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub ca_retry: String,
     #[command(flatten)]
     pub json: JsonFlag,
 }

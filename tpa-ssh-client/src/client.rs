@@ -85,8 +85,17 @@ impl Client {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| {
-            let why = if e.is_timeout() { "timed out" } else if e.is_connect() { "connection failed" } else { "request failed" };
-            anyhow!("cannot reach the CA at {} ({why}); check --ca / $TPA_CA_URL and that the CA is running", self.base)
+            let why = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            Unreachable {
+                base: self.base.clone(),
+                why: why.to_owned(),
+            }
         })?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED && self.token.is_some() {
@@ -102,6 +111,21 @@ impl Client {
                 .await
                 .ok()
                 .and_then(|v| serde_json::from_value(printable_json(v, false)).ok());
+            // A gateway's answer while the CA behind it restarts.
+            if body.is_none()
+                && matches!(
+                    status,
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                )
+            {
+                return Err(Unreachable {
+                    base: self.base.clone(),
+                    why: format!("HTTP {status}"),
+                }
+                .into());
+            }
             let (code, message) = body.map_or_else(
                 || {
                     (
@@ -178,6 +202,37 @@ impl Client {
     }
 }
 
+/// The CA could not be reached: connection refused or failed, timed out, or
+/// a gateway in front of it answering 502/503/504 without a TPA error body.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    /// The CA's base URL.
+    pub base: String,
+    /// What happened, in a few words.
+    pub why: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot reach the CA at {} ({}); check --ca / $TPA_CA_URL and that the CA is running",
+            self.base, self.why
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// Whether `error` is a passing condition of the CA (unreachable, or
+/// answering `unavailable`), worth retrying, rather than an answer.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Unreachable>().is_some()
+        || error
+            .downcast_ref::<ApiFailure>()
+            .is_some_and(|f| f.code == "unavailable")
+}
+
 /// An error answer from the CA: `{code, message}`.
 #[derive(Debug, Clone)]
 pub struct ApiFailure {
@@ -198,6 +253,26 @@ impl std::error::Error for ApiFailure {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unreachable_and_unavailable_are_transient() {
+        let unreachable = anyhow::Error::from(Unreachable {
+            base: "http://127.0.0.1:1".into(),
+            why: "connection failed".into(),
+        });
+        assert!(is_transient(&unreachable));
+        assert!(unreachable.to_string().contains("cannot reach the CA"));
+        let failure = |code: &str| {
+            anyhow::Error::from(ApiFailure {
+                code: code.into(),
+                message: "m".into(),
+            })
+        };
+        assert!(is_transient(&failure("unavailable")));
+        assert!(!is_transient(&failure("not_found")));
+        assert!(!is_transient(&failure("unauthenticated")));
+        assert!(!is_transient(&anyhow::anyhow!("something else")));
+    }
 
     #[test]
     fn plain_http_only_on_loopback() {

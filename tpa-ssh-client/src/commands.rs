@@ -309,6 +309,15 @@ fn describe(r: &RequestView) -> String {
 }
 
 async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode> {
+    // Checked before anything is submitted.
+    let ca_retry = tpa_core::HumanDuration::parse(&args.ca_retry)
+        .map(tpa_core::HumanDuration::get)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--ca-retry {:?}: {e} (for example 2m or 30s)",
+                args.ca_retry
+            )
+        })?;
     let (client, _) = logged_in(ca)?;
     let body = CreateRequestBody {
         role: args.role,
@@ -342,7 +351,7 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let r = wait::until_decided(&client, r, args.json.json).await?;
+    let r = wait::until_decided_retrying(&client, r, args.json.json, ca_retry).await?;
     if let Some(code) = refused(&r, args.json.json)? {
         return Ok(code);
     }

@@ -7,7 +7,12 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use tpa_core::api::RequestView;
 
-use crate::client::Client;
+use crate::client::{self, Client};
+
+/// How long a wait rides out an unreachable CA by default (`--ca-retry`).
+pub const DEFAULT_CA_RETRY: Duration = Duration::from_secs(120);
+/// The longest pause between two attempts while the CA is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const NONE: Option<&()> = None;
@@ -39,13 +44,35 @@ fn elapsed(since: Instant) -> String {
 
 /// Waits until `r` is no longer pending and returns it as decided. On a
 /// terminal a spinner line shows the approvals so far, what is still needed
-/// and the time waited; elsewhere (unless `quiet`) a line per change.
+/// and the time waited; elsewhere (unless `quiet`) a line per change. An
+/// unreachable CA (a restart) is retried for [`DEFAULT_CA_RETRY`].
 pub async fn until_decided(
+    client: &Client,
+    r: RequestView,
+    quiet: bool,
+) -> anyhow::Result<RequestView> {
+    until_decided_retrying(client, r, quiet, DEFAULT_CA_RETRY).await
+}
+
+/// The message shown while the CA is unreachable (issue 13).
+fn unreachable_note(id: &str) -> String {
+    format!(
+        "CA unreachable, retrying… (Ctrl-C leaves the request pending; resume with `tpa-ssh cert {id}`)"
+    )
+}
+
+/// [`until_decided`], riding out an unreachable CA for up to `retry_for`
+/// (backing off from 0.5 s to 5 s between attempts), then failing with how
+/// to resume; the request stays pending at the CA either way.
+pub async fn until_decided_retrying(
     client: &Client,
     mut r: RequestView,
     quiet: bool,
+    retry_for: Duration,
 ) -> anyhow::Result<RequestView> {
     let started = Instant::now();
+    let mut down_since: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(500);
     let live = !quiet && std::io::stderr().is_terminal();
     let mut last = String::new();
     let mut frame = 0usize;
@@ -69,16 +96,48 @@ pub async fn until_decided(
         tokio::pin!(poll);
         let mut tick = tokio::time::interval(Duration::from_millis(120));
         let polled = Instant::now();
-        r = loop {
+        let answer = loop {
             tokio::select! {
-                answer = &mut poll => break answer?,
+                answer = &mut poll => break answer,
                 _ = tick.tick(), if live => {
                     frame = frame.wrapping_add(1);
                     let spin = SPINNER.get(frame % SPINNER.len()).copied().unwrap_or('*');
-                    eprint!("\r\x1b[2K{spin} {} waiting {}: {last}", r.id, elapsed(started));
+                    let status = if down_since.is_some() { unreachable_note(&r.id) } else { last.clone() };
+                    eprint!("\r\x1b[2K{spin} {} waiting {}: {status}", r.id, elapsed(started));
                     let _ = std::io::stderr().flush();
                 }
             }
+        };
+        r = match answer {
+            Ok(view) => {
+                if down_since.take().is_some() && !live && !quiet {
+                    eprintln!("  [{:>4}] the CA answers again", elapsed(started));
+                }
+                backoff = Duration::from_millis(500);
+                view
+            }
+            Err(e) if client::is_transient(&e) => {
+                let since = *down_since.get_or_insert_with(|| {
+                    if !live && !quiet {
+                        eprintln!("  [{:>4}] {}", elapsed(started), unreachable_note(&r.id));
+                    }
+                    Instant::now()
+                });
+                if since.elapsed() >= retry_for {
+                    if live {
+                        eprint!("\r\x1b[2K");
+                    }
+                    return Err(e.context(format!(
+                        "the CA was unreachable for {}s; request {id} stays pending: resume with `tpa-ssh cert {id}` (or `tpa-ssh status {id}`)",
+                        since.elapsed().as_secs(),
+                        id = r.id
+                    )));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         if r.state == "pending" && polled.elapsed() < Duration::from_secs(1) {
             // An early answer with nothing decided: never poll in a tight loop.

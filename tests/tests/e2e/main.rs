@@ -23,3 +23,4 @@ mod revocation;
 mod ssh_interop;
 mod ssh_targets;
 mod sso;
+mod wait_restart;
