@@ -9,14 +9,21 @@
 //!   as the target);
 //! - **session rate**: new forwarded sessions per second (connect, key exchange,
 //!   certificate authentication, `direct-tcpip` open, one echo round trip,
-//!   disconnect), from concurrent russh clients.
+//!   disconnect), from concurrent russh clients;
+//! - **flood** (issue 13): time-to-login of `ssh -J` (OpenSSH, `ssh via-tpa
+//!   true` through `tpa-bastion` to the target sshd) without a flood, then
+//!   while 1,000 idle TCP connections (half silent, half a version line
+//!   without its end; each one the bastion drops is reopened) are held from
+//!   one loopback address, then from 50 (127.0.0.1–50); p50 and max of each.
 //!
 //! Run with `cargo bench -p bastion --bench bastion`. Knobs (environment):
 //! `TPA_BENCH_BYTES` (transfer size, default 1 GiB), `TPA_BENCH_ROUNDS`
 //! (alternating transfer rounds, default 3), `TPA_BENCH_IDLE` (idle sessions,
 //! default 1000), `TPA_BENCH_SECS` (session-rate duration, default 5),
 //! `TPA_BENCH_CONCURRENCY` (session-rate clients, default 16),
-//! `TPA_BENCH_PARTS` (comma list of `throughput,memory,rate`, default all).
+//! `TPA_BENCH_FLOOD` (idle connections of the flood part, default 1000),
+//! `TPA_BENCH_LOGINS` (logins timed per flood scenario, default 10),
+//! `TPA_BENCH_PARTS` (comma list of `throughput,memory,rate,flood`, default all).
 //! Every process started here is killed by PID when the run ends.
 
 #![allow(
@@ -538,6 +545,119 @@ async fn rate(setup: &Setup) {
     );
 }
 
+/// Times `ssh via-tpa true` (an `ssh -J` login through tpa-bastion).
+fn timed_login(setup: &Setup) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(require("ssh"))
+        .arg("-F")
+        .arg(setup.dir.path().join("ssh_config"))
+        .args(["via-tpa", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh");
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "ssh -J login failed after {took:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+/// Holds `n` idle connections to `addr` from `sources` until `stop`,
+/// reopening each one the bastion closes; counts open ones and reopenings.
+async fn hold_flood(
+    addr: SocketAddr,
+    sources: Vec<std::net::Ipv4Addr>,
+    n: usize,
+    open: Arc<AtomicU64>,
+    reopened: Arc<AtomicU64>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let source = sources.get(i % sources.len().max(1)).copied();
+        let (open, reopened) = (open.clone(), reopened.clone());
+        tasks.spawn(async move {
+            let mut first = true;
+            loop {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                if let Some(ip) = source {
+                    let _ = socket.bind(SocketAddr::from((ip, 0)));
+                }
+                if let Ok(mut stream) = socket.connect(addr).await {
+                    if !first {
+                        reopened.fetch_add(1, Ordering::Relaxed);
+                    }
+                    first = false;
+                    if i % 2 == 1 {
+                        let _ = stream.write_all(b"SSH-2.0-slow").await;
+                    }
+                    open.fetch_add(1, Ordering::Relaxed);
+                    let mut sink = [0u8; 512];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                    open.fetch_sub(1, Ordering::Relaxed);
+                }
+                // An attacker that reconnects quickly, not in a tight loop.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+    stop.notified().await;
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// p50 and max of login times, in ms.
+fn summary(mut times: Vec<Duration>) -> (f64, f64) {
+    times.sort();
+    let p50 = times.get(times.len() / 2).copied().unwrap_or_default();
+    let max = times.last().copied().unwrap_or_default();
+    (millis(p50), millis(max))
+}
+
+fn flood(setup: &Setup, runtime: &tokio::runtime::Runtime) {
+    let n = env_u64("TPA_BENCH_FLOOD", 1000) as usize;
+    let logins = env_u64("TPA_BENCH_LOGINS", 10).clamp(1, 1000);
+    timed_login(setup); // warm-up
+    let quiet: Vec<Duration> = (0..logins).map(|_| timed_login(setup)).collect();
+    let (p50, max) = summary(quiet);
+    println!(
+        "flood: ssh -J time-to-login without a flood: p50 {p50:.0} ms, max {max:.0} ms ({logins} logins)"
+    );
+    let one = vec![std::net::Ipv4Addr::new(127, 0, 0, 1)];
+    let fifty: Vec<_> = (1..=50)
+        .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i))
+        .collect();
+    for (label, sources) in [("1 address", one), ("50 addresses", fifty)] {
+        let open = Arc::new(AtomicU64::new(0));
+        let reopened = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let flood = runtime.spawn(hold_flood(
+            setup.bastion_addr,
+            sources,
+            n,
+            open.clone(),
+            reopened.clone(),
+            stop.clone(),
+        ));
+        std::thread::sleep(Duration::from_secs(3));
+        let times: Vec<Duration> = (0..logins).map(|_| timed_login(setup)).collect();
+        let (p50, max) = summary(times);
+        println!(
+            "flood: ssh -J time-to-login with {n} idle connections from {label}: p50 {p50:.0} ms, max {max:.0} ms ({logins} logins; {} flood connections open at the end, {} reopened after the bastion dropped them)",
+            open.load(Ordering::Relaxed),
+            reopened.load(Ordering::Relaxed)
+        );
+        stop.notify_one();
+        let _ = runtime.block_on(flood);
+    }
+}
+
 /// A TCP echo server on 127.0.0.1:0 for the memory and rate parts.
 async fn echo_server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -571,7 +691,7 @@ async fn echo_server() -> SocketAddr {
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     let parts =
-        std::env::var("TPA_BENCH_PARTS").unwrap_or_else(|_| "throughput,memory,rate".into());
+        std::env::var("TPA_BENCH_PARTS").unwrap_or_else(|_| "throughput,memory,rate,flood".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -592,8 +712,9 @@ fn main() -> ExitCode {
             "throughput" => throughput(&setup),
             "memory" => runtime.block_on(memory(&setup)),
             "rate" => runtime.block_on(rate(&setup)),
+            "flood" => flood(&setup, &runtime),
             other => {
-                eprintln!("unknown part {other:?}: use throughput, memory, rate");
+                eprintln!("unknown part {other:?}: use throughput, memory, rate, flood");
                 return ExitCode::FAILURE;
             }
         }
