@@ -39,7 +39,8 @@ fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> 
 
 /// A slowloris flood in a thread; stopped (and its sockets closed) on drop.
 struct Flood {
-    stop: Arc<AtomicBool>,
+    /// True while the flood runs (set by its thread after the first wave).
+    running: Arc<AtomicBool>,
     /// Sockets the flood believes open now.
     open: Arc<AtomicUsize>,
     /// Reconnections after the bastion dropped one.
@@ -50,10 +51,10 @@ struct Flood {
 impl Flood {
     /// Opens `FLOOD` connections spread over `sources` and keeps them open.
     fn start(target: SocketAddr, sources: Vec<Ipv4Addr>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicBool::new(false));
         let open = Arc::new(AtomicUsize::new(0));
         let reconnects = Arc::new(AtomicUsize::new(0));
-        let (s, o, r) = (stop.clone(), open.clone(), reconnects.clone());
+        let (s, o, r) = (running.clone(), open.clone(), reconnects.clone());
         let thread = std::thread::spawn(move || {
             let source = |i: usize| sources[i % sources.len()];
             // Half stay silent, half send a version line without its end.
@@ -65,8 +66,11 @@ impl Flood {
                 Some(stream)
             };
             let mut sockets: Vec<Option<TcpStream>> = (0..FLOOD).map(open_one).collect();
+            // The initial wave, before the bastion evicts any of it.
+            o.store(sockets.iter().flatten().count(), Ordering::Relaxed);
+            s.store(true, Ordering::Relaxed);
             let mut buf = [0u8; 512];
-            while !s.load(Ordering::Relaxed) {
+            while s.load(Ordering::Relaxed) {
                 let mut budget = RECONNECTS_PER_SCAN;
                 let mut alive = 0;
                 for (i, slot) in sockets.iter_mut().enumerate() {
@@ -94,17 +98,23 @@ impl Flood {
             }
         });
         let flood = Self {
-            stop,
+            running,
             open,
             reconnects,
             thread: Some(thread),
         };
-        // Let the flood connect and take the bastion's slots.
+        // Let the flood connect and take the bastion's slots: the thread
+        // marks itself running once its first wave is connected.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while flood.open.load(Ordering::Relaxed) < FLOOD / 2 {
+        while !flood.running.load(Ordering::Relaxed) {
             assert!(Instant::now() < deadline, "the flood did not connect");
             std::thread::sleep(Duration::from_millis(100));
         }
+        let first_wave = flood.open.load(Ordering::Relaxed);
+        assert!(
+            first_wave >= FLOOD * 9 / 10,
+            "the flood connected only {first_wave}"
+        );
         std::thread::sleep(Duration::from_secs(1));
         flood
     }
@@ -112,7 +122,7 @@ impl Flood {
 
 impl Drop for Flood {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.running.store(false, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
