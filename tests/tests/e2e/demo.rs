@@ -138,7 +138,7 @@ fn demo_run_by_a_user_other_than_root_gives_a_shell_on_web_1_as_that_user() {
     for line in [
         format!("tpa-ssh login --ca http://{addr} --username alice --password-stdin"),
         "mkdir -p ~/.ssh && cat tpa-demo/ssh_config >> ~/.ssh/config".to_owned(),
-        "tpa-ssh config".to_owned(),
+        "tpa-ssh config --yes".to_owned(),
     ] {
         let out = run(&line, &format!("{alice}\n"))
             .wait_with_output()

@@ -46,11 +46,30 @@ struct Flood {
     /// Reconnections after the bastion dropped one.
     reconnects: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
+    /// One flood at a time in this test process: each holds 1,000 sockets,
+    /// and the tests of one binary share its open-file limit.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Taken by every running [`Flood`].
+static FLOODS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Raises this process's soft open-file limit to its hard limit (a flood
+/// holds 1,000 sockets; the usual soft limit is 1,024).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).expect("raise the soft open-file limit");
+    }
 }
 
 impl Flood {
     /// Opens `FLOOD` connections spread over `sources` and keeps them open.
     fn start(target: SocketAddr, sources: Vec<Ipv4Addr>) -> Self {
+        let one_at_a_time = FLOODS.lock().unwrap_or_else(|e| e.into_inner());
+        raise_open_file_limit();
         let running = Arc::new(AtomicBool::new(false));
         let open = Arc::new(AtomicUsize::new(0));
         let reconnects = Arc::new(AtomicUsize::new(0));
@@ -102,6 +121,7 @@ impl Flood {
             open,
             reconnects,
             thread: Some(thread),
+            _one_at_a_time: one_at_a_time,
         };
         // Let the flood connect and take the bastion's slots: the thread
         // marks itself running once its first wave is connected.

@@ -152,6 +152,17 @@ fn readme_story_runs_as_written_from_demo_to_a_shell_on_web_1_and_back_out() {
             let status = child.wait().unwrap();
             let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
             assert!(status.success(), "{line}:\n{screen}");
+        } else if command.starts_with("tpa-ssh config") {
+            // It shows the hosts and the bastion it will write and asks first.
+            let mut child = in_terminal(&user, tmp.path(), &line, &typescript);
+            let screen = wait_screen(&typescript, "[y/N]", Duration::from_secs(30), &|| {
+                demo.printed()
+            });
+            assert!(screen.contains("web-*"), "the patterns are shown: {screen}");
+            child.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+            let status = child.wait().unwrap();
+            let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
+            assert!(status.success(), "{line}:\n{screen}");
         } else if command.starts_with("tpa-ssh ssh root@web-1") {
             let child = in_terminal(&user, tmp.path(), &line, &typescript);
             let mut guard = Guard { child };
