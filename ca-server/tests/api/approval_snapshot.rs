@@ -418,3 +418,53 @@ fn linked_username_cannot_approve_and_revoke_user_covers_it() {
     .unwrap();
     assert_eq!(state(&f, &id), "revoked");
 }
+
+// issue 11: the break-glass review path uses the same person rule: an SSO
+// identity with the requester's username cannot review her own grant.
+#[test]
+fn same_username_cannot_review_own_break_glass_grant() {
+    let mut f = fixture();
+    let input = RequestInput {
+        break_glass: true,
+        duration: Some("30m".into()),
+        ..hotfix(&["web-1"], "30m")
+    };
+    let id = submit(&mut f, &alice(), &input).unwrap().request.id;
+    assert_eq!(state(&f, &id), "approved");
+    let mut sso_alice = user("alice", &["sre-leads", "managers"]);
+    sso_alice.identity = tpa_core::Identity::new("https://idp.example", "alice-sub").unwrap();
+    let e = wf::review_break_glass(
+        &mut f.conn,
+        &f.data.config.policy,
+        &sso_alice,
+        &id,
+        "looked fine",
+        "test",
+        now(),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        e,
+        wf::WorkflowError::Refused {
+            code: "own_request",
+            ..
+        }
+    ));
+    let denied = count(
+        &f,
+        "SELECT count(*) FROM audit_events WHERE action = 'request.review' AND outcome = 'denied'
+           AND object = 'request:' || ?1",
+        &id,
+    );
+    assert_eq!(denied, 1);
+    wf::review_break_glass(
+        &mut f.conn,
+        &f.data.config.policy,
+        &bob(),
+        &id,
+        "looked fine",
+        "test",
+        now(),
+    )
+    .unwrap();
+}
