@@ -165,7 +165,7 @@ pub fn check_certificate(
         // Through the jump login, the logins the certificate allows on hosts
         // (which one is used there is inside the encrypted session).
         login: if jump {
-            principals.join(",")
+            principal_list(&principals)
         } else {
             login.to_owned()
         },
@@ -180,6 +180,32 @@ pub fn check_certificate(
             .fingerprint(HashAlg::Sha256)
             .to_string(),
     })
+}
+
+/// The longest login a session record carries: the CA refuses a record
+/// whose login is longer than 512 bytes.
+const MAX_RECORDED_LOGIN: usize = 480;
+
+/// The certificate's principals for a session record, cut to
+/// [`MAX_RECORDED_LOGIN`] with a count of those left out: host-scoped
+/// principals of a certificate covering many host groups would otherwise
+/// make a record the CA refuses (and lose it).
+fn principal_list<S: AsRef<str>>(principals: &[S]) -> String {
+    let mut out = String::new();
+    for (i, p) in principals.iter().enumerate() {
+        let p = p.as_ref();
+        let more = principals.len() - i;
+        // Room for the principal and, if any follow it, the note.
+        if out.len() + 1 + p.len() + 16 > MAX_RECORDED_LOGIN {
+            out.push_str(&format!(",(+{more} more)"));
+            break;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(p);
+    }
+    out
 }
 
 /// What the holder of a refused certificate can do about it, for the
@@ -236,6 +262,24 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(NOW, 0).unwrap()
+    }
+
+    // Review of issues 12/13: the jump login records the certificate's
+    // principals; with many host-scoped ones the list outgrew the CA's
+    // 512-byte field and the record (and its batch) was refused.
+    #[test]
+    fn recorded_principals_fit_the_cas_field() {
+        assert_eq!(principal_list(&["root"]), "root");
+        assert_eq!(principal_list(&["root", "web:ops"]), "root,web:ops");
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("group-{i:02}:{}", "x".repeat(20)))
+            .collect();
+        let list = principal_list(&many);
+        assert!(list.len() <= 512, "{}", list.len());
+        assert!(list.starts_with("group-00:"), "{list}");
+        assert!(list.ends_with(" more)"), "{list}");
+        let shown = list.matches("group-").count();
+        assert!(list.contains(&format!("(+{} more)", 40 - shown)), "{list}");
     }
 
     struct Fixture {

@@ -221,14 +221,23 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
             for c in store::audit_checkpoints::in_range(&conn, 1, i64::MAX)? {
                 checkpoints.add(c, "the database");
             }
-            // The configured external checkpoint file, when it exists.
+            // The configured external checkpoint file. It is the defence
+            // against an older copy of the database put back: missing while
+            // the database holds checkpoints, it fails the check rather than
+            // being skipped.
             if let Some(file) = config
                 .audit
                 .as_ref()
                 .and_then(|a| a.checkpoint_file.as_ref())
-                && file.exists()
             {
-                read_checkpoint_file(file, &mut checkpoints)?;
+                if file.exists() {
+                    read_checkpoint_file(file, &mut checkpoints)?;
+                } else if !checkpoints.is_empty() {
+                    anyhow::bail!(
+                        "the checkpoint file {} (audit.checkpoint_file) is missing although the database holds signed checkpoints; without it an older copy of the database would pass unnoticed: restore the file from where it is kept and verify again",
+                        file.display()
+                    );
+                }
             }
             let key = match explicit_key {
                 Some(key) => Some(key),

@@ -2,14 +2,14 @@
 //! policy explanation (the same function as `tpa-ca policy explain`).
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::Utc;
 use serde::Deserialize;
 use tpa_core::api::ExplainView;
 
 use super::auth::Authenticated;
 use super::error::ApiError;
+use super::extract::AppQuery;
 use super::requests::read;
 use crate::startup::AppState;
 use crate::workflow::explain::explain as explain_for;
@@ -28,9 +28,8 @@ pub struct ExplainQuery {
 pub async fn explain(
     State(state): State<AppState>,
     auth: Authenticated,
-    query: Result<Query<ExplainQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<ExplainQuery>,
 ) -> Result<Json<ExplainView>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::InvalidBody(e.body_text()))?;
     let st = state.clone();
     let user = auth.user;
     let view = read(&state, move |conn| {

@@ -207,14 +207,29 @@ pub fn update(
             format!("{} vanished during an update", r.id),
         ));
     }
-    let stored: i64 = tx.query_row(
-        "SELECT count(*) FROM approvals WHERE request_id = ?1",
-        [r.id.as_str()],
-        |row| row.get(0),
-    )?;
-    if usize::try_from(stored).ok() == Some(stored_approvals)
-        && r.approvals.len() >= stored_approvals
-    {
+    // Append only when the stored approvals are exactly the first ones in
+    // memory: an approval voided in memory (re-approval) while another is
+    // added leaves the count unchanged, so the count alone cannot tell.
+    let stored: Vec<(String, String, String)> = tx
+        .prepare_cached(
+            "SELECT approver_issuer, approver_subject, at FROM approvals
+             WHERE request_id = ?1 ORDER BY position",
+        )?
+        .query_map([r.id.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let unchanged_prefix = stored.len() == stored_approvals
+        && r.approvals.len() >= stored.len()
+        && stored
+            .iter()
+            .zip(&r.approvals)
+            .all(|((issuer, subject, at), a)| {
+                a.approver.issuer() == issuer
+                    && a.approver.subject() == subject
+                    && format_time(a.at) == *at
+            });
+    if unchanged_prefix {
         insert_approvals(tx, r, stored_approvals)
     } else {
         tx.execute(

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tpa_core::api::{ExplainStage, ExplainView};
 use tpa_core::explain::{Verdict, explain as verdict};
-use tpa_core::{ApprovalPath, RoleName, User};
+use tpa_core::{ApprovalPath, PolicyRefusal, RoleName, User};
 
 use super::approvers::{members, still_able};
 use crate::config::Config;
@@ -52,6 +52,11 @@ pub fn explain(
     };
     match verdict(policy, user, role, host, duration, now) {
         Verdict::Denied(refusal) => {
+            // A role the user may not request keeps its rules to itself.
+            if matches!(refusal, PolicyRefusal::NotAllowed { .. }) {
+                view.auto_approve = None;
+                view.break_glass = None;
+            }
             view.code = Some(refusal.code().to_owned());
             view.message = Some(refusal.to_string());
         }

@@ -196,6 +196,17 @@ fn stage_count_raised_after_one_approval_needs_reapproval() {
     approve(&mut f, &user("erin", &["sre-leads", "managers"]), &pending).unwrap();
     assert_eq!(state(&f, &pending), "pending");
     assert_eq!(reapprovals(&f, &pending), 1);
+    // The store holds erin's approval, not bob's voided one (the review of
+    // issue 11 found the new approval dropped and the voided one kept).
+    let stored: Vec<String> = f
+        .conn
+        .prepare("SELECT approver_username FROM approvals WHERE request_id = ?1 ORDER BY position")
+        .unwrap()
+        .query_map([pending.as_str()], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, ["erin"]);
     // The approved one: no certificate, back to pending.
     let e = issue(&mut f, &alice(), &full).unwrap_err();
     assert!(e.starts_with("needs_reapproval:"), "{e}");

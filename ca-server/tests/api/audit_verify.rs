@@ -413,6 +413,24 @@ mod checkpoints {
         assert_eq!(code, 0, "{stderr}");
     }
 
+    // Review of issue 18: the configured checkpoint file was read only "when
+    // it exists", so deleting it along with restoring an older database
+    // (whose own checkpoints match it) passed silently.
+    #[test]
+    fn a_missing_checkpoint_file_fails_when_the_database_holds_checkpoints() {
+        let mut f = trail();
+        sign(&mut f);
+        let file = f.data.dir.join("audit_checkpoints.jsonl");
+        assert!(file.exists());
+        std::fs::remove_file(&file).unwrap();
+
+        let (code, _, stderr) = verify_cli(&f, &[]);
+
+        assert_ne!(code, 0, "{stderr}");
+        assert!(stderr.contains("audit_checkpoints.jsonl"), "{stderr}");
+        assert!(stderr.contains("is missing"), "{stderr}");
+    }
+
     #[test]
     fn a_forged_checkpoint_is_refused() {
         let mut f = trail();

@@ -46,6 +46,36 @@ async fn explain_api_answers_for_the_caller() {
     assert!(r.json()["code"].is_string());
 }
 
+// Review of issue 11: a role the caller may not request keeps its rules
+// (auto-approval group and limits, break-glass) to itself.
+#[tokio::test]
+async fn explain_hides_the_rules_of_a_role_the_caller_may_not_request() {
+    let app = app().await;
+    let bob = token(&app, "bob").await;
+    for role in ["read-only-debug", "hotfix-admin"] {
+        let r = get(
+            &app,
+            &bob,
+            &format!("/api/v1/policy/explain?role={role}&host=web-1"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        assert_eq!(v["allowed"], false, "{v}");
+        assert_eq!(v["code"], "role_not_allowed", "{v}");
+        assert!(v["auto_approve"].is_null(), "{v}");
+        assert!(v["break_glass"].is_null(), "{v}");
+    }
+    let r = get(
+        &app,
+        &bob,
+        "/api/v1/policy/explain?role=x&host=web-1&nope=1",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "invalid_query");
+}
+
 fn config_with_roles() -> DataDir {
     let mut data = DataDir::new();
     data.edit_config(|text| format!("{text}{}", ca_server::config::EXAMPLE_ROLES));
