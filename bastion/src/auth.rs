@@ -165,7 +165,7 @@ pub fn check_certificate(
         // Through the jump login, the logins the certificate allows on hosts
         // (which one is used there is inside the encrypted session).
         login: if jump {
-            principal_list(&principals)
+            principal_list(principals)
         } else {
             login.to_owned()
         },
