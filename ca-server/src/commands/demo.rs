@@ -153,10 +153,24 @@ fn lock(dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// Refuses, in words, a listen address that is taken.
+/// Refuses, in words, a listen address that is taken. The probe binds
+/// without listening: a listening probe would accept (then reset) the first
+/// connections of clients that are already waiting for the demo.
 fn check_port(listen: SocketAddr) -> anyhow::Result<()> {
-    match std::net::TcpListener::bind(listen) {
-        Ok(_) => Ok(()),
+    use rustix::net::{AddressFamily, SocketType};
+    let family = if listen.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let probe = rustix::net::socket(family, SocketType::STREAM, None)
+        .with_context(|| format!("cannot check {listen}"))?;
+    // As the server will: connections of an earlier run in TIME_WAIT do not
+    // make the port busy, a listening socket does.
+    rustix::net::sockopt::set_socket_reuseaddr(&probe, true)
+        .with_context(|| format!("cannot check {listen}"))?;
+    match rustix::net::bind(&probe, &listen).map_err(std::io::Error::from) {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
             "port {} on {} is already in use (another tpa-ca demo, or another program: `ss -ltnp | grep :{}` shows which); stop it, or pick a free port with --listen 127.0.0.1:PORT",
             listen.port(),
