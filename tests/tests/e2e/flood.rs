@@ -30,6 +30,9 @@ const RECONNECTS_PER_SCAN: usize = 200;
 fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
     use rustix::net::{AddressFamily, SocketType};
     let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    // A port whose earlier connection is in TIME_WAIT may be bound again
+    // (the e2e suite leaves thousands on 127.0.0.1 while it runs).
+    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
     rustix::net::bind(&fd, &SocketAddrV4::new(source, 0))?;
     rustix::net::connect(&fd, &to)?;
     let stream = TcpStream::from(fd);
@@ -74,11 +77,19 @@ impl Flood {
         let open = Arc::new(AtomicUsize::new(0));
         let reconnects = Arc::new(AtomicUsize::new(0));
         let (s, o, r) = (running.clone(), open.clone(), reconnects.clone());
+        let last_error = Arc::new(std::sync::Mutex::new(None::<String>));
+        let err = last_error.clone();
         let thread = std::thread::spawn(move || {
             let source = |i: usize| sources[i % sources.len()];
             // Half stay silent, half send a version line without its end.
             let open_one = |i: usize| -> Option<TcpStream> {
-                let mut stream = connect_from(source(i), target).ok()?;
+                let mut stream = match connect_from(source(i), target) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        *err.lock().unwrap() = Some(e.to_string());
+                        return None;
+                    }
+                };
                 if i % 2 == 1 {
                     let _ = stream.write_all(b"SSH-2.0-slow");
                 }
@@ -150,7 +161,8 @@ impl Flood {
         let first_wave = flood.open.load(Ordering::Relaxed);
         assert!(
             first_wave >= FLOOD / 2,
-            "the flood connected only {first_wave}"
+            "the flood connected only {first_wave} (last connect error: {:?})",
+            last_error.lock().unwrap()
         );
         std::thread::sleep(Duration::from_secs(1));
         flood
