@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use ca_server::commands::{InitOptions, init_data_dir};
 use ca_server::config::{Config, EXAMPLE_ROLES};
-use ca_server::startup::Application;
+use ca_server::server::Application;
 use serde_json::{Value, json};
 use ssh_key::{Algorithm, PrivateKey};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -153,7 +153,7 @@ async fn run() -> anyhow::Result<()> {
         passphrase_file: None,
         listen: "127.0.0.1:0".parse()?,
     })?;
-    let hash = ca_server::identity::hash_password(PASSWORD)?;
+    let hash = ca_server::auth::identity::hash_password(PASSWORD)?;
     let text = std::fs::read_to_string(&config_path)?;
     std::fs::write(
         &config_path,

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use ca_server::commands::{InitOptions, init_data_dir, verify_database};
 use ca_server::config::{Config, EXAMPLE_ROLES};
+use ca_server::server::Application;
 use ca_server::signer::Signer;
-use ca_server::startup::Application;
 use ca_server::store::{self, Create};
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -450,7 +450,7 @@ fn main() -> anyhow::Result<()> {
         ("bob", "sre-leads"),
         ("carol", "managers"),
     ] {
-        let hash = ca_server::identity::hash_password(&format!("{name}-password"))?;
+        let hash = ca_server::auth::identity::hash_password(&format!("{name}-password"))?;
         text.push_str(&format!(
             "\n[[accounts]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\ngroups = [\"{group}\"]\n"
         ));

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 mod audit;
 mod bastion;
 mod evidence;
+mod views;
 
 pub use evidence::{AccessGrant, AccessReport, RevokeBody, RevokeResponse};
 

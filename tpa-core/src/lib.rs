@@ -6,6 +6,7 @@
 //! the CLI depend on it so that the rules cannot drift between them.
 
 pub mod api;
+pub mod audit;
 pub mod cert_options;
 pub mod duration;
 pub mod explain;

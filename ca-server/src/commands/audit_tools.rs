@@ -10,10 +10,10 @@ use rusqlite::Connection;
 use ssh_key::PublicKey;
 
 use super::held_checkpoints::{CHECKPOINT_PREFIX, Checkpoints, read_checkpoint_file};
-use crate::audit::{ChainBreak, ChainVerifier, Event, canonical_json, format_time};
-use crate::audit_checkpoint::{self, AuditKey};
+use crate::audit::checkpoint::{self, AuditKey};
 use crate::config::Config;
 use crate::store::{self, Create, StoreError};
+use tpa_core::audit::{ChainBreak, ChainVerifier, Event, canonical_json, format_time};
 
 /// The result of a successful verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +210,7 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
     }
     let explicit_key = args
         .public_key
-        .map(audit_checkpoint::read_public_key)
+        .map(checkpoint::read_public_key)
         .transpose()?;
     match (args.config, args.file) {
         (_, Some(file)) => verify_file(file, checkpoints, explicit_key.as_ref()),
@@ -243,7 +243,7 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
                 Some(key) => Some(key),
                 None => match &config.audit {
                     Some(audit) if !checkpoints.is_empty() => Some(
-                        audit_checkpoint::read_public_key(&audit.public_key_file())
+                        checkpoint::read_public_key(&audit.public_key_file())
                             .context("pass --public-key audit_key.pub")?,
                     ),
                     _ => None,
@@ -388,7 +388,7 @@ pub(super) fn checkpoint(config: &Path) -> anyhow::Result<ExitCode> {
     let key = AuditKey::load(&audit.key_file).context("cannot load the audit key")?;
     let mut conn =
         store::open(&config.database_path, Create::Never).context("cannot open the database")?;
-    match audit_checkpoint::make(
+    match checkpoint::make(
         &mut conn,
         &key,
         audit.checkpoint_file.as_deref(),

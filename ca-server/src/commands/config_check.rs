@@ -64,7 +64,7 @@ pub(super) fn run(config_path: &Path, bastion_configs: &[PathBuf]) -> anyhow::Re
     );
     match &config.audit {
         Some(audit) => {
-            let key = crate::audit_checkpoint::AuditKey::load(&audit.key_file)
+            let key = crate::audit::checkpoint::AuditKey::load(&audit.key_file)
                 .context("audit key (audit.key_file)")?;
             println!(
                 "  audit key: {} ({}), checkpoint every {}, checkpoint file {}",

@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::Digest as _;
 
+use crate::auth::identity::{OIDC_CALLBACK_PATH, oidc};
 use crate::config::Config;
-use crate::identity::{OIDC_CALLBACK_PATH, oidc};
 
 /// How long a bastion gets to answer with its SSH banner.
 const BASTION_TIMEOUT: Duration = Duration::from_secs(3);

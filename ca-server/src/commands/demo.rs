@@ -10,8 +10,8 @@ use anyhow::{Context as _, bail};
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use rand::RngExt as _;
 
+use crate::auth::identity::hash_password;
 use crate::config::Config;
-use crate::identity::hash_password;
 
 use super::demo_hosts;
 use super::init::{InitOptions, init_data_dir};

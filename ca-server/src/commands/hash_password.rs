@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
-use crate::identity::{MAX_PASSWORD_BYTES, hash_password};
+use crate::auth::identity::{MAX_PASSWORD_BYTES, hash_password};
 
 pub(super) fn run() -> anyhow::Result<ExitCode> {
     let mut line = String::new();

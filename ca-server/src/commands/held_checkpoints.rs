@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use ssh_key::PublicKey;
 
-use crate::audit::{ChainBreak, Event};
-use crate::audit_checkpoint::Checkpoint;
+use crate::audit::checkpoint::Checkpoint;
+use tpa_core::audit::{ChainBreak, Event};
 
 /// Signed checkpoints to hold a chain against, each with where it came from.
 #[derive(Debug, Default)]

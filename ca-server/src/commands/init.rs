@@ -11,10 +11,10 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::audit::{NewEvent, Outcome};
 use crate::config::initial_config_text;
 use crate::signer::{generate_ca_key, read_init_passphrase};
 use crate::store::{self, Create};
+use tpa_core::audit::{NewEvent, Outcome};
 
 /// What `init` creates.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ pub fn init_data_dir(options: &InitOptions) -> anyhow::Result<PathBuf> {
         .to_openssh()
         .context("cannot encode the CA public key")?;
     write_new(&dir.join("ca_key.pub"), &(public_line + "\n"))?;
-    crate::audit_checkpoint::generate(&audit_key_path)
+    crate::audit::checkpoint::generate(&audit_key_path)
         .context("cannot create the audit key (it signs audit checkpoints)")?;
     write_new(
         &config_path,

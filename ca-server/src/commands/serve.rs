@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::startup::{Application, shutdown_signal};
+use crate::server::{Application, shutdown_signal};
 
 pub(super) fn run(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;

@@ -17,11 +17,11 @@ use tpa_core::User;
 use tpa_core::api::{IdentityInfo, LoginRequest, LoginResponse, UserInfo, WhoAmI};
 
 use super::error::ApiError;
-use crate::audit::format_time;
+use crate::app::AppState;
+use crate::auth::sessions::{self, NewSession};
 use crate::config::Config;
-use crate::sessions::{self, NewSession};
-use crate::startup::AppState;
 use crate::store::auth_tokens::TokenKind;
+use tpa_core::audit::format_time;
 
 /// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "tpa_session";
@@ -51,7 +51,7 @@ pub enum AuthVia {
 /// gives `None` instead (for pages that redirect to `/login`).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    /// The user as of now ([`crate::identity::Identities::refresh`]): local
+    /// The user as of now ([`crate::auth::identity::Identities::refresh`]): local
     /// accounts with their current groups, others with the groups of their login.
     pub user: User,
     /// The session's or token's public id (for logs and audit; not a secret).

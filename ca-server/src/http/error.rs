@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tpa_core::api::ErrorBody;
 
-use super::rate_limit::Limited;
+use crate::auth::rate_limit::Limited;
 use crate::store::MaybeFault as _;
 
 /// `Retry-After` of a plain [`ApiError::Unavailable`], in seconds.

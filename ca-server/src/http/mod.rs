@@ -1,29 +1,20 @@
 //! The HTTP surface (axum only; no SQL here): one file per resource.
 
-mod audit;
+pub mod api;
 pub mod auth;
-mod bastion;
-mod ca_pub;
-mod client_config;
 pub mod error;
 pub mod extract;
-mod health;
-mod krl;
-pub mod login_limit;
-mod metrics;
-mod policy;
-pub mod rate_limit;
-mod reports;
-mod requests;
-mod reviews;
-mod revocations;
 pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-use crate::startup::AppState;
+use crate::app::AppState;
+use api::{
+    audit, bastion, ca_pub, client_config, health, krl, metrics, policy, reports, requests,
+    reviews, revocations,
+};
 use error::ApiError;
 
 /// Every route of the CA.

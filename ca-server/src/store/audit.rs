@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::StoreError;
-use crate::audit::{Event, GENESIS_HASH, NewEvent, canonical_json, format_time};
+use tpa_core::audit::{Event, GENESIS_HASH, NewEvent, canonical_json, format_time};
 
 /// The chain head: the last event's seq and hash, or `None` for an empty trail.
 pub fn head(conn: &Connection) -> Result<Option<(i64, String)>, StoreError> {
@@ -110,8 +110,8 @@ pub fn for_each(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Outcome;
     use crate::store::{Create, open, write};
+    use tpa_core::audit::Outcome;
 
     fn new_event(reason: &str) -> NewEvent {
         NewEvent {

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::StoreError;
-use crate::audit_checkpoint::Checkpoint;
+use tpa_core::audit::checkpoint::Checkpoint;
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {

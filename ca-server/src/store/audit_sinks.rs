@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::StoreError;
-use crate::audit::{Event, format_time};
+use tpa_core::audit::{Event, format_time};
 
 /// A sink's cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use super::audit::{event_columns, event_from_row};
 use super::bastion_sessions::SessionRow;
 use super::certificates::CertificateRow;
 use super::revocations::CERTIFICATE_REVOKED;
-use crate::audit::Event;
+use tpa_core::audit::Event;
 
 /// Filters of the audit log; `None` means "any".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

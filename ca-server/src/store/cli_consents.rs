@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::StoreError;
-use crate::audit::format_time;
+use tpa_core::audit::format_time;
 
 /// Rows are kept this long after their expiry (a late click hears "expired").
 const KEEP_EXPIRED: TimeDelta = TimeDelta::hours(1);

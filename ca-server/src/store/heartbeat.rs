@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Transaction;
 
 use super::StoreError;
-use crate::audit::format_time;
+use tpa_core::audit::format_time;
 
 /// Rewrites the heartbeat row inside the caller's write transaction.
 pub fn beat(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {

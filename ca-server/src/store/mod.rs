@@ -11,7 +11,6 @@ pub mod audit_views;
 pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
-pub mod checkpoint;
 pub mod cli_consents;
 pub mod device_logins;
 pub mod fault;
@@ -23,6 +22,7 @@ pub mod reports;
 pub mod requests;
 pub mod reviews;
 pub mod revocations;
+pub mod wal_checkpoint;
 mod writer;
 
 pub use fault::{Fault, MaybeFault};

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::StoreError;
-use crate::audit::format_time;
+use tpa_core::audit::format_time;
 
 /// A login in progress, keyed by the SHA-256 of its `state`.
 #[derive(Debug, Clone, PartialEq, Eq)]

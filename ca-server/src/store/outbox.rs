@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::StoreError;
-use crate::audit::format_time;
+use tpa_core::audit::format_time;
 
 /// A notification waiting for a sink.
 #[derive(Debug, Clone, PartialEq, Eq)]

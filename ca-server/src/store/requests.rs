@@ -11,7 +11,7 @@ use tpa_core::{
 };
 
 use super::StoreError;
-use crate::audit::format_time;
+use tpa_core::audit::format_time;
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {detail}"))

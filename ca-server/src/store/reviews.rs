@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tpa_core::{RequestId, User};
 
 use super::StoreError;
-use crate::audit::format_time;
+use tpa_core::audit::format_time;
 
 /// Opens a review for a break-glass request.
 pub fn open(tx: &Transaction<'_>, id: &RequestId) -> Result<(), StoreError> {

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::Connection;
 use tpa_core::{AccessRequest, GroupName, Identity, People, User, Username};
 
+use crate::auth::identity::Identities;
 use crate::config::Config;
-use crate::identity::Identities;
 use crate::store::{StoreError, auth_tokens};
 
 /// Current groups of every approver of `r`, by identity. An approver whose

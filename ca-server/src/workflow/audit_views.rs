@@ -11,12 +11,12 @@ use tpa_core::api::{
 use tpa_core::{Policy, RequestId, User};
 
 use super::requests::WorkflowError;
-use crate::audit::Event;
 use crate::config::AuditorsConfig;
-use crate::request_view::view;
 use crate::store::audit_views::{self, AuditFilter, CertificateListing};
 use crate::store::bastion_sessions::SessionRow;
 use crate::store::requests;
+use tpa_core::api::RequestView;
+use tpa_core::audit::Event;
 
 /// The largest page any auditor list returns.
 pub const MAX_PAGE: u32 = 200;
@@ -221,7 +221,7 @@ pub fn timeline(
     let mut sessions = audit_views::sessions(conn, Some(id.as_str()), None, TIMELINE_LIMIT)?;
     sessions.reverse();
     Ok(Timeline {
-        request: view(&request, policy, now),
+        request: RequestView::of(&request, policy, now),
         events: events.into_iter().map(event_view).collect(),
         certificates: certificates.into_iter().map(certificate_view).collect(),
         sessions: sessions.into_iter().map(session_view).collect(),
@@ -310,8 +310,8 @@ pub fn audit_filter(q: &tpa_core::api::AuditQuery) -> Result<(AuditFilter, u32),
         role: word("role", q.role.as_ref())?,
         host: word("host", q.host.as_ref())?,
         action,
-        from: parse_time("from", q.from.as_ref())?.map(crate::audit::format_time),
-        to: parse_time("to", q.to.as_ref())?.map(crate::audit::format_time),
+        from: parse_time("from", q.from.as_ref())?.map(tpa_core::audit::format_time),
+        to: parse_time("to", q.to.as_ref())?.map(tpa_core::audit::format_time),
         before: number("before", q.before.as_ref())?,
     };
     Ok((filter, page_size(number("limit", q.limit.as_ref())?)))

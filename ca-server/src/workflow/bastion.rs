@@ -13,8 +13,8 @@ use tpa_core::api::{
 };
 
 use super::requests::WorkflowError;
-use crate::audit::{NewEvent, Outcome, format_time};
 use crate::store::{self, StoreError, audit, bastion_sessions};
+use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// The most records one delivery may carry.
 pub const MAX_BATCH: usize = 100;

@@ -11,8 +11,8 @@ use tpa_core::{ApprovalPath, PolicyRefusal, RoleName, User};
 
 use super::approvers::{members, still_able};
 use crate::config::Config;
-use crate::request_view::grant_view;
 use crate::store::StoreError;
+use tpa_core::api::GrantView;
 
 /// Explains a request of `user` for `role` on `host` for `duration`.
 /// `conn` (when there is a database) names the SSO users known as members.
@@ -70,7 +70,7 @@ pub fn explain(
             view.allowed = true;
             view.host = hosts.iter().map(|h| h.as_str()).collect();
             view.duration = Some(duration.to_string());
-            view.grant = Some(grant_view(&grant));
+            view.grant = Some(GrantView::of(&grant));
             view.ticket_pattern = ticket_pattern;
             view.path = Some(
                 match path {

@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::Issued;
 use super::deadline;
 use super::requests::{IssueJob, WorkflowError, issue_batch};
+use crate::auth::identity::Identities;
 use crate::config::Config;
-use crate::identity::Identities;
 use crate::signer::Signer;
-use crate::store::checkpoint::{self, Checkpointer};
+use crate::store::wal_checkpoint::{self, Checkpointer};
 use crate::store::{Fault, MaybeFault as _, StoreError, Writer};
 
 /// The most jobs one transaction takes. Bounds the time the writer
@@ -61,7 +61,7 @@ impl Issuer {
             let conn = writer
                 .lock_within(Duration::from_secs(30))
                 .map_err(std::io::Error::other)?;
-            checkpoint::defer_checkpoints(&conn).map_err(std::io::Error::other)?;
+            wal_checkpoint::defer_checkpoints(&conn).map_err(std::io::Error::other)?;
         }
         let checkpointer = Checkpointer::spawn(config.database_path.clone())?;
         let thread_writer = writer.clone();

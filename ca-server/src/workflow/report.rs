@@ -6,8 +6,8 @@ use rusqlite::Connection;
 use tpa_core::api::{AccessGrant, AccessReport};
 
 use super::requests::WorkflowError;
-use crate::audit::format_time;
 use crate::store::{StoreError, reports};
+use tpa_core::audit::format_time;
 
 /// Every grant whose window overlaps `[since, until)`, as seen at `now`.
 pub fn access_report(

@@ -17,12 +17,12 @@ use tpa_core::{
 };
 
 use super::{Actor, IssueError, Issued, issue_in};
-use crate::audit::{NewEvent, Outcome};
+use crate::auth::identity::Identities;
 use crate::config::WorkflowConfig;
-use crate::identity::Identities;
 use crate::notify;
 use crate::signer::Signer;
 use crate::store::{self, Fault, MaybeFault, StoreError, requests};
+use tpa_core::audit::{NewEvent, Outcome};
 
 /// Why a use case did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +140,7 @@ fn summary(r: &AccessRequest) -> Value {
         "path": match r.path { ApprovalPath::Auto => "auto", ApprovalPath::Stages => "stages", ApprovalPath::BreakGlass => "break_glass" },
         "ticket": r.ticket,
         "content_hash": r.content_hash(),
-        "window_end": r.window.map(|w| crate::audit::format_time(w.end)),
+        "window_end": r.window.map(|w| tpa_core::audit::format_time(w.end)),
     })
 }
 

@@ -18,10 +18,10 @@ use tpa_core::{AccessRequest, CertSerial, Identity, Policy, RequestId, RequestSt
 
 use super::Actor;
 use super::requests::WorkflowError;
-use crate::audit::{NewEvent, Outcome, format_time};
 use crate::notify;
 use crate::store::revocations::{Kind, NewRevocation};
 use crate::store::{self, requests, revocations};
+use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// The longest reason accepted.
 pub const MAX_REASON: usize = tpa_core::text::MAX_SHORT_REASON;

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ca_server::audit::Event;
 use ca_server::notify::signature;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
+use tpa_core::audit::Event;
 
 use crate::helpers::{TestApp, write_private};
 use crate::requests_http::{HOTFIX, app_with, post, submit, token};

@@ -3,9 +3,9 @@
 //! directly in SQLite (with the append-only triggers dropped first, as an
 //! attacker with file access would), and after an edit of an export file.
 
-use ca_server::audit::{ChainBreak, Event};
 use ca_server::commands::verify_database;
 use ca_server::store;
+use tpa_core::audit::{ChainBreak, Event};
 
 use crate::helpers::{Fixture, count, ed25519_public_key, run, tpa_ca, valid_input};
 
@@ -275,7 +275,7 @@ fn audit_verify_of_a_tampered_database_exits_1_naming_the_seq() {
 // file and in exports.
 
 mod checkpoints {
-    use ca_server::audit_checkpoint::{self, AuditKey};
+    use ca_server::audit::checkpoint::{self as audit_checkpoint, AuditKey};
     use ca_server::commands::{Checkpoints, verify_database_with};
 
     use super::*;
@@ -484,9 +484,9 @@ mod checkpoints {
         let last = lines.pop().unwrap();
         let mut e: serde_json::Value = serde_json::from_str(&last).unwrap();
         e["reason"] = "routine".into();
-        let mut ev = ca_server::audit::Event::from_export_line(&e.to_string()).unwrap();
+        let mut ev = tpa_core::audit::Event::from_export_line(&e.to_string()).unwrap();
         ev.hash = ev.compute_hash().unwrap();
-        lines.push(ca_server::audit::canonical_json(&ev.to_json(true)).unwrap());
+        lines.push(tpa_core::audit::canonical_json(&ev.to_json(true)).unwrap());
         let file = f.data.tmp.path().join("stripped.jsonl");
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
 
@@ -531,9 +531,9 @@ mod checkpoints {
         let last = checkpoints[0] - 1;
         let mut e: serde_json::Value = serde_json::from_str(&lines[last]).unwrap();
         e["reason"] = "routine".into();
-        let mut ev = ca_server::audit::Event::from_export_line(&e.to_string()).unwrap();
+        let mut ev = tpa_core::audit::Event::from_export_line(&e.to_string()).unwrap();
         ev.hash = ev.compute_hash().unwrap();
-        lines[last] = ca_server::audit::canonical_json(&ev.to_json(true)).unwrap();
+        lines[last] = tpa_core::audit::canonical_json(&ev.to_json(true)).unwrap();
         let second = checkpoints[1];
         lines[second] = lines[second].replacen(":{", ":", 1);
         let file = f.data.tmp.path().join("damaged.jsonl");
@@ -594,9 +594,9 @@ mod checkpoints {
         let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
         let mut e: serde_json::Value = serde_json::from_str(&edited[3]).unwrap();
         e["reason"] = "routine".into();
-        let mut ev = ca_server::audit::Event::from_export_line(&e.to_string()).unwrap();
+        let mut ev = tpa_core::audit::Event::from_export_line(&e.to_string()).unwrap();
         ev.hash = ev.compute_hash().unwrap();
-        edited[3] = ca_server::audit::canonical_json(&ev.to_json(true)).unwrap();
+        edited[3] = tpa_core::audit::canonical_json(&ev.to_json(true)).unwrap();
         std::fs::write(&file, edited.join("\n") + "\n").unwrap();
         let (code, _, stderr) = verify(&file);
         assert_eq!(code, 1, "{stderr}");
@@ -636,18 +636,16 @@ mod checkpoints {
     /// An invented event at `seq`, chained from `prev_hash`, modelled on a
     /// genuine export line, with a correct hash of its own.
     fn invented(model: &str, seq: i64, prev_hash: &str, reason: &str) -> String {
-        let mut e = ca_server::audit::Event::from_export_line(model).unwrap();
+        let mut e = tpa_core::audit::Event::from_export_line(model).unwrap();
         e.seq = seq;
         e.prev_hash = prev_hash.to_owned();
         e.reason = reason.to_owned();
         e.hash = e.compute_hash().unwrap();
-        ca_server::audit::canonical_json(&e.to_json(true)).unwrap()
+        tpa_core::audit::canonical_json(&e.to_json(true)).unwrap()
     }
 
     fn hash_of(line: &str) -> String {
-        ca_server::audit::Event::from_export_line(line)
-            .unwrap()
-            .hash
+        tpa_core::audit::Event::from_export_line(line).unwrap().hash
     }
 
     fn verify_lines(

@@ -333,7 +333,7 @@ fn hash_password_prints_an_argon2id_hash_that_logs_in() {
     data.edit_config(|text| {
         format!("{text}\n[[accounts]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\n")
     });
-    let identities = ca_server::identity::Identities::from_config(&data.config).unwrap();
+    let identities = ca_server::auth::identity::Identities::from_config(&data.config).unwrap();
     assert!(
         identities
             .verify_password("alice", "correct horse battery")

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use ca_server::commands::{InitOptions, init_data_dir};
 use ca_server::config::Config;
+use ca_server::server::Application;
 use ca_server::signer::Signer;
-use ca_server::startup::Application;
 use ca_server::store::{self, Create};
 use ca_server::workflow::{AdminIssueInput, IssueError, Issued, admin_issue};
 use chrono::{DateTime, Utc};
@@ -94,7 +94,7 @@ impl DataDir {
         password: &str,
         groups: &[&str],
     ) {
-        let hash = ca_server::identity::hash_password(password).unwrap();
+        let hash = ca_server::auth::identity::hash_password(password).unwrap();
         let display = display_name
             .map(|d| format!("display_name = {}\n", serde_json::Value::from(d)))
             .unwrap_or_default();
@@ -112,8 +112,8 @@ impl DataDir {
     /// approvals are re-checked against current accounts at issuance.
     pub fn add_accounts(&mut self, accounts: &[(&str, &[&str])]) {
         static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let hash =
-            HASH.get_or_init(|| ca_server::identity::hash_password("approver password").unwrap());
+        let hash = HASH
+            .get_or_init(|| ca_server::auth::identity::hash_password("approver password").unwrap());
         self.edit_config(|mut text| {
             for (username, groups) in accounts {
                 let groups = serde_json::Value::from(groups.to_vec());
@@ -126,8 +126,8 @@ impl DataDir {
     }
 
     /// The identity connectors of the current configuration.
-    pub fn identities(&self) -> ca_server::identity::Identities {
-        ca_server::identity::Identities::from_config(&self.config).unwrap()
+    pub fn identities(&self) -> ca_server::auth::identity::Identities {
+        ca_server::auth::identity::Identities::from_config(&self.config).unwrap()
     }
 
     /// The CA private key file.

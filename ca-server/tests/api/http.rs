@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use ca_server::startup::AppState;
+use ca_server::app::AppState;
 use tower::ServiceExt as _;
 
 use crate::helpers::{DataDir, chmod, http_request, spawn_app, spawn_app_with, ssh_keygen};

@@ -417,7 +417,7 @@ fn an_old_ca_key_is_revoked_as_a_whole_key() {
     // left out of /ca.pub). Now `serve` and `issue` refuse to start with it.
     let mut data = f.data;
     data.edit_config(|t| t.replace("key_file = \"ca_key2\"", "key_file = \"ca_key\""));
-    let e = ca_server::startup::AppState::load(&data.config).unwrap_err();
+    let e = ca_server::app::AppState::load(&data.config).unwrap_err();
     let e = format!("{e:#}");
     assert!(
         e.contains("was revoked") && e.contains("ca.key_file"),

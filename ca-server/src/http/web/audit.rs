@@ -14,10 +14,10 @@ use minijinja::{Value, context};
 use tpa_core::api::{AuditEventView, AuditQuery, CertificateView, ListQuery, SessionView};
 
 use super::{PageError, page_context, percent_encode, render, to_login, utc};
-use crate::http::audit::query;
+use crate::app::AppState;
+use crate::http::api::audit::query;
+use crate::http::api::requests::{parse_id, read};
 use crate::http::auth::Authenticated;
-use crate::http::requests::{parse_id, read};
-use crate::startup::AppState;
 use crate::workflow::audit_views::{self as av, Auditor};
 
 /// The logged-in auditor, a redirect to `/login`, or a 403 page.

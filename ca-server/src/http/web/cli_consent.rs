@@ -3,7 +3,7 @@
 //! address it was started from, the expiry) and `POST /cli/consent`
 //! (`consent`, `decision=approve|deny`, CSRF) decides it; only then does the
 //! browser continue to the CLI's loopback listener, with a one-time code or
-//! `error=access_denied`. See [`crate::cli_consent`].
+//! `error=access_denied`. See [`crate::auth::consent`].
 
 use crate::http::extract::AppPath;
 use std::time::Instant;
@@ -16,14 +16,14 @@ use chrono::Utc;
 use minijinja::{Value, context};
 
 use super::{PageError, checked_form, page_context, render_status};
-use crate::cli_consent::{self, Consent, ConsentRefusal};
+use crate::app::AppState;
+use crate::auth::consent::{self, Consent, ConsentRefusal};
+use crate::auth::oidc_login::CliTarget;
+use crate::auth::rate_limit::Limited;
 use crate::http::auth::{
     AuthVia, Authenticated, ConnectInfoOpt, audit_source, with_db, with_reader,
 };
 use crate::http::error::ApiError;
-use crate::http::rate_limit::Limited;
-use crate::oidc_login::CliTarget;
-use crate::startup::AppState;
 
 fn consent_value(c: &Consent) -> Value {
     context! {
@@ -77,7 +77,7 @@ pub(crate) async fn hold(
 ) -> Result<Result<String, Response>, ApiError> {
     let source = target.started_from.clone();
     let held = with_db(state, move |conn| {
-        Ok(cli_consent::hold(
+        Ok(consent::hold(
             conn,
             &user,
             &session_id,
@@ -116,7 +116,7 @@ pub async fn get(
     let user = auth.user.clone();
     let lookup_id = id.clone();
     let found = with_reader(&state, move |conn| {
-        Ok(cli_consent::lookup(
+        Ok(consent::lookup(
             conn,
             &lookup_id,
             &session,
@@ -164,7 +164,7 @@ pub async fn post(
     // wrong device codes, so one logged-in person cannot fill the audit
     // trail with them (security review 2026-11-24).
     let reservation = match state.user_code_limiter.reserve(
-        &crate::sessions::actor(&auth.user),
+        &crate::auth::sessions::actor(&auth.user),
         ip.0,
         Instant::now(),
     ) {
@@ -175,7 +175,7 @@ pub async fn post(
     let user = auth.user.clone();
     let source = audit_source(ip.0);
     let decided = with_db(&state, move |conn| {
-        Ok(cli_consent::decide(
+        Ok(consent::decide(
             conn,
             &id,
             &session,

@@ -19,15 +19,15 @@ use tpa_core::api::{DeviceAuthorization, DeviceTokenRequest, LoginResponse};
 
 use super::oidc::encode_query;
 use super::{PageError, checked_form, page_context, render_status};
-use crate::device_login::{self, CodeRefusal, Poll, Waiting};
+use crate::app::AppState;
+use crate::auth::device::{self, CodeRefusal, Poll, Waiting};
+use crate::auth::oidc_login::{self, Refusal};
+use crate::auth::rate_limit::{Limited, Reservation};
+use crate::auth::sessions;
 use crate::http::auth::{
     AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, with_db,
 };
 use crate::http::error::ApiError;
-use crate::http::rate_limit::{Limited, Reservation};
-use crate::oidc_login::{self, Refusal};
-use crate::sessions;
-use crate::startup::AppState;
 
 /// `POST /api/v1/cli/device`: starts a device login (rate-limited per address).
 pub async fn api_start(
@@ -52,7 +52,7 @@ pub async fn api_start(
         return Err(limited.into());
     }
     let started = with_db(&state, move |conn| {
-        Ok(device_login::start(conn, &source, Utc::now())?)
+        Ok(device::start(conn, &source, Utc::now())?)
     })
     .await?;
     let Some(started) = started else {
@@ -86,7 +86,7 @@ pub async fn api_token(
     let ttl = state.config.auth.device_token_ttl;
     let source = audit_source(ip.0);
     let poll = with_db(&state, move |conn| {
-        Ok(device_login::poll(
+        Ok(device::poll(
             conn,
             &request.device_code,
             ttl,
@@ -267,12 +267,7 @@ async fn limited_page(
         let user = auth.user.clone();
         let source = audit_source(ip.0);
         with_db(state, move |conn| {
-            Ok(device_login::record_code_limit(
-                conn,
-                &user,
-                &source,
-                Utc::now(),
-            )?)
+            Ok(device::record_code_limit(conn, &user, &source, Utc::now())?)
         })
         .await?;
     }
@@ -308,7 +303,7 @@ pub async fn post(
         Err(limited) => return Ok(limited),
     };
     let found = crate::http::auth::with_reader(&state, move |conn| {
-        Ok(device_login::lookup(conn, &code, Utc::now())?)
+        Ok(device::lookup(conn, &code, Utc::now())?)
     })
     .await?;
     match found {
@@ -351,7 +346,7 @@ pub async fn decide(
     let user = auth.user.clone();
     let source = audit_source(ip.0);
     let decided = with_db(&state, move |conn| {
-        Ok(device_login::decide(
+        Ok(device::decide(
             conn,
             &code,
             &user,

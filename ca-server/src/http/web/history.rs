@@ -7,9 +7,9 @@ use chrono::Utc;
 use minijinja::{Value, context};
 
 use super::{PageError, page_context, render, request_value, to_login};
+use crate::app::AppState;
+use crate::http::api::requests::run;
 use crate::http::auth::Authenticated;
-use crate::http::requests::run;
-use crate::startup::AppState;
 use crate::store::requests::{Listing, list};
 use crate::workflow::requests as wf;
 

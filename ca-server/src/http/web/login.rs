@@ -10,13 +10,13 @@ use minijinja::context;
 use tpa_core::api::{CsrfForm, LoginForm, LoginRequest};
 
 use super::{anonymous_context, render_status, to_login};
+use crate::app::AppState;
 use crate::config::Config;
 use crate::http::auth::{
     Authenticated, ConnectInfoOpt, check_same_origin, password_login, require_csrf, revoke,
     session_cookie_name,
 };
 use crate::http::error::ApiError;
-use crate::startup::AppState;
 use crate::store::auth_tokens::TokenKind;
 
 /// The `Set-Cookie` value of a session: HttpOnly, SameSite=Strict, Path=/,
@@ -70,7 +70,7 @@ pub async fn get(
     if auth.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
-    let next = crate::oidc_login::safe_next(query.as_ref().ok().and_then(|q| q.next()));
+    let next = crate::auth::oidc_login::safe_next(query.as_ref().ok().and_then(|q| q.next()));
     login_page(&state, StatusCode::OK, "", "", &next)
 }
 
@@ -88,7 +88,7 @@ pub async fn post(
 ) -> Result<Response, ApiError> {
     check_same_origin(&headers, &state.config)?;
     let Form(form) = form?;
-    let next = crate::oidc_login::safe_next(form.next.as_deref());
+    let next = crate::auth::oidc_login::safe_next(form.next.as_deref());
     let request = LoginRequest {
         username: form.username,
         password: form.password,

@@ -21,7 +21,7 @@ use tpa_core::{AccessRequest, Policy};
 
 use super::auth::{check_same_origin, require_csrf};
 use crate::config::Config;
-use crate::request_view::view;
+use tpa_core::api::RequestView;
 
 use std::sync::LazyLock;
 
@@ -354,7 +354,7 @@ pub fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
 /// What the request templates show of `r` at `now`: the API view (`r`) plus
 /// times in UTC, its age, the approvals and what is still needed.
 pub fn request_value(r: &AccessRequest, policy: &Policy, now: DateTime<Utc>) -> Value {
-    let v = view(r, policy, now);
+    let v = RequestView::of(r, policy, now);
     let stages = policy.role(&r.role).map_or(0, |role| role.stages.len());
     let needed = v.still_needed.as_ref().map(|n| {
         format!(

@@ -13,10 +13,10 @@ use minijinja::{Value, context};
 use tpa_core::RequestInput;
 
 use super::{FormFields, PageError, checked_form, page_context, render_status, to_login};
+use crate::app::AppState;
+use crate::http::api::requests::submit_request;
 use crate::http::auth::{Authenticated, ConnectInfoOpt};
 use crate::http::error::{ApiError, refusal_status};
-use crate::http::requests::submit_request;
-use crate::startup::AppState;
 
 fn form_page(
     state: &AppState,

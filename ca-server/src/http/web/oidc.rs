@@ -20,16 +20,16 @@ use tpa_core::api::{CliTokenRequest, LoginResponse};
 use super::cli_consent;
 use super::login::session_cookie;
 use super::{anonymous_context, render, render_status};
+use crate::app::AppState;
+use crate::auth::identity::oidc::OidcError;
+use crate::auth::oidc_login::{self, CliTarget, Refusal};
+use crate::auth::rate_limit::Limited;
+use crate::auth::sessions;
 use crate::config::Config;
 use crate::http::auth::{
     AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, revoke, with_db,
 };
 use crate::http::error::ApiError;
-use crate::http::rate_limit::Limited;
-use crate::identity::oidc::OidcError;
-use crate::oidc_login::{self, CliTarget, Refusal};
-use crate::sessions;
-use crate::startup::AppState;
 use crate::store::auth_tokens::TokenKind;
 
 /// The browser-binding cookie of a login in progress, over plain HTTP.

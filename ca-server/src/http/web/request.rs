@@ -15,12 +15,12 @@ use minijinja::context;
 use tpa_core::{AccessRequest, RequestId, RequestState};
 
 use super::{PageError, checked_form, page_context, render_status, request_value, to_login};
-use crate::http::auth::{Authenticated, ConnectInfoOpt};
-use crate::http::error::{ApiError, refusal_status};
-use crate::http::requests::{
+use crate::app::AppState;
+use crate::http::api::requests::{
     approve_request, cancel_request, deny_request, narrowing, parse_id, revoke_request, run,
 };
-use crate::startup::AppState;
+use crate::http::auth::{Authenticated, ConnectInfoOpt};
+use crate::http::error::{ApiError, refusal_status};
 use crate::workflow::approvers::{self, StageLine};
 use crate::workflow::requests as wf;
 

@@ -11,10 +11,10 @@ use chrono::Utc;
 use minijinja::{Value, context};
 
 use super::{PageError, checked_form, page_context, render_status, request_value, to_login};
+use crate::app::AppState;
+use crate::http::api::requests::{parse_id, review_request, run};
 use crate::http::auth::{Authenticated, ConnectInfoOpt};
 use crate::http::error::{ApiError, refusal_status};
-use crate::http::requests::{parse_id, review_request, run};
-use crate::startup::AppState;
 use crate::workflow::requests as wf;
 
 async fn page(

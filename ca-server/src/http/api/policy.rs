@@ -7,11 +7,11 @@ use chrono::Utc;
 use serde::Deserialize;
 use tpa_core::api::ExplainView;
 
-use super::auth::Authenticated;
-use super::error::ApiError;
-use super::extract::AppQuery;
 use super::requests::read;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::auth::Authenticated;
+use crate::http::error::ApiError;
+use crate::http::extract::AppQuery;
 use crate::workflow::explain::explain as explain_for;
 
 /// What to explain.

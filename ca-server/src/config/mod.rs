@@ -10,23 +10,23 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
-mod audit;
-mod auditing;
+mod audit_checkpoints;
 mod bastions;
 mod client;
 mod limits;
 mod oidc;
+mod oversight;
 mod roles;
 mod webhooks;
 
-pub use audit::AuditConfig;
-pub use auditing::{
-    AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
-};
+pub use audit_checkpoints::AuditConfig;
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
+pub use oversight::{
+    AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
+};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
 
@@ -235,15 +235,15 @@ struct RawConfig {
     #[serde(default)]
     bastions: Vec<bastions::RawBastion>,
     #[serde(default)]
-    auditors: auditing::RawAuditors,
+    auditors: oversight::RawAuditors,
     #[serde(default)]
-    metrics: auditing::RawMetrics,
+    metrics: oversight::RawMetrics,
     #[serde(default)]
-    audit_sinks: Vec<auditing::RawAuditSink>,
+    audit_sinks: Vec<oversight::RawAuditSink>,
     #[serde(default)]
     client: client::RawClient,
     #[serde(default)]
-    audit: audit::RawAudit,
+    audit: audit_checkpoints::RawAudit,
     #[serde(default)]
     health: limits::RawHealth,
 }
@@ -377,7 +377,7 @@ impl Config {
         let webhooks = webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?;
         let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
         let audit_sinks =
-            auditing::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
+            oversight::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -411,11 +411,11 @@ impl Config {
             auth,
             oidc,
             bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
-            auditors: auditing::auditors(&raw.auditors).map_err(invalid)?,
-            metrics: auditing::metrics(&raw.metrics, &resolve).map_err(invalid)?,
+            auditors: oversight::auditors(&raw.auditors).map_err(invalid)?,
+            metrics: oversight::metrics(&raw.metrics, &resolve).map_err(invalid)?,
             audit_sinks,
             client: client::client(&raw.client).map_err(invalid)?,
-            audit: audit::audit(&raw.audit, &resolve).map_err(invalid)?,
+            audit: audit_checkpoints::audit(&raw.audit, &resolve).map_err(invalid)?,
         })
     }
 
@@ -642,7 +642,7 @@ mod tests {
     }
 
     fn hash_line() -> String {
-        let hash = crate::identity::hash_password("pw").unwrap();
+        let hash = crate::auth::identity::hash_password("pw").unwrap();
         format!("password_hash = \"{hash}\"\n")
     }
 
@@ -688,7 +688,7 @@ mod tests {
     #[test]
     fn password_hash_file_is_read_relative_to_the_config() {
         let dir = tempfile::tempdir().unwrap();
-        let hash = crate::identity::hash_password("pw").unwrap();
+        let hash = crate::auth::identity::hash_password("pw").unwrap();
         std::fs::write(dir.path().join("alice.hash"), format!("{hash}\n")).unwrap();
         let text = format!(
             "{MINIMAL}[[accounts]]\nusername = \"alice\"\npassword_hash_file = \"alice.hash\"\n"

@@ -3,7 +3,7 @@
 //! `POST /api/v1/bastion/events` (refusal reports). They take only a bastion
 //! token (`[[bastions]]`), checked by the [`Bastion`] extractor.
 
-use super::extract::{AppJson, AppQuery};
+use crate::http::extract::{AppJson, AppQuery};
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
@@ -16,10 +16,10 @@ use tpa_core::api::{
     BastionEventBatch, BastionEventBatchResult, RevocationFeed, SessionBatch, SessionBatchResult,
 };
 
-use super::auth::{audit_source, client_ip};
-use super::error::ApiError;
 use super::requests::run;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::auth::{audit_source, client_ip};
+use crate::http::error::ApiError;
 use crate::workflow::bastion as wf;
 
 /// Longer bearer values are refused without hashing them.

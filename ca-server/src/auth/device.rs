@@ -21,10 +21,10 @@ use rusqlite::{Connection, Transaction};
 use serde_json::json;
 use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
-use crate::audit::{NewEvent, Outcome, format_time};
-use crate::sessions::{self, NewSession, actor, hash_token};
+use crate::auth::sessions::{self, NewSession, actor, hash_token};
 use crate::store::device_logins::{self, DecidedBy, DeviceLogin, DeviceStatus};
 use crate::store::{self, StoreError};
+use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// How long a user code may wait for its confirmation.
 pub const DEVICE_TTL: TimeDelta = TimeDelta::minutes(10);
@@ -394,7 +394,7 @@ fn user_of(row: &DeviceLogin) -> Result<User, StoreError> {
         .map_err(|e| corrupt(e.to_string()))?;
     Ok(User {
         identity,
-        display_name: crate::sessions::shown_name(row.display_name.as_deref(), &username),
+        display_name: crate::auth::sessions::shown_name(row.display_name.as_deref(), &username),
         username,
         groups,
     })

@@ -20,10 +20,10 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 
-use crate::audit::{Event, canonical_json};
 use crate::config::{AuditSinkConfig, AuditSinkTarget, SyslogTransport};
 use crate::notify::{OutboxBell, backoff, delivery_client, retry_at, signature, until_retry};
 use crate::store::{self, Create, StoreError, audit_sinks};
+use tpa_core::audit::{Event, canonical_json};
 
 /// Events per delivery.
 pub const BATCH: u32 = 100;

@@ -21,11 +21,11 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use tpa_core::{GroupName, User};
 
-use crate::audit::{NewEvent, Outcome, format_time};
-use crate::oidc_login::{self, CliTarget};
-use crate::sessions::{actor, hash_token};
+use crate::auth::oidc_login::{self, CliTarget};
+use crate::auth::sessions::{actor, hash_token};
 use crate::store::cli_consents::{self, CliConsent};
 use crate::store::{self, StoreError};
+use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// How long a person has to approve or deny (the CLI waits 5 minutes).
 pub const CONSENT_TTL: TimeDelta = TimeDelta::minutes(5);

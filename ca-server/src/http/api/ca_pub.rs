@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::error::ApiError;
 use super::requests::read;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::error::ApiError;
 use crate::store;
 
 /// Serves the signing key and the extra trusted keys in authorized_keys

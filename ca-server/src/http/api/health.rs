@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use tpa_core::api::{Health, HealthCheck};
 
-use crate::availability::Availability;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::app::availability::Availability;
 use crate::store;
 
 /// Checks the database (opened afresh), the write health, the disk and the

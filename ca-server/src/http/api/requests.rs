@@ -1,7 +1,7 @@
 //! `/api/v1/requests`: submit, list, read, decide, cancel, wait, and get certificates.
 //! Handlers parse and authorize; the workflow does the rest (no SQL here).
 
-use super::extract::{AppJson, AppJsonOrEmpty, AppPath, AppQuery};
+use crate::http::extract::{AppJson, AppJsonOrEmpty, AppPath, AppQuery};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -17,13 +17,12 @@ use tpa_core::api::{
 };
 use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
-use super::auth::{
+use crate::app::AppState;
+use crate::http::auth::{
     Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_reader,
     with_writer,
 };
-use super::error::ApiError;
-use crate::request_view::view;
-use crate::startup::AppState;
+use crate::http::error::ApiError;
 use crate::store::requests::{Listing, list};
 use crate::workflow::requests::{self as wf, WorkflowError};
 
@@ -109,7 +108,7 @@ pub async fn create(
     Ok((
         status,
         Json(SubmitResponse {
-            request: view(&submitted.request, &state.config.policy, now),
+            request: RequestView::of(&submitted.request, &state.config.policy, now),
             existing: submitted.existing,
         }),
     ))
@@ -180,7 +179,10 @@ pub async fn list_requests(
     .await?;
     let policy = &state.config.policy;
     Ok(Json(RequestList {
-        requests: requests.iter().map(|r| view(r, policy, now)).collect(),
+        requests: requests
+            .iter()
+            .map(|r| RequestView::of(r, policy, now))
+            .collect(),
     }))
 }
 
@@ -196,7 +198,7 @@ pub async fn get(
         wf::get(conn, &st.config.policy, &auth.user, &id)
     })
     .await?;
-    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+    Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }
 
 /// Parses how an approver narrows a request (the API's body and the web form alike).
@@ -246,7 +248,7 @@ pub async fn approve(
         comment: body.comment,
     };
     let r = approve_request(&state, ip.0, auth.user, id, input).await?;
-    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+    Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }
 
 /// `POST /api/v1/requests/{id}/deny` with `{comment}`.
@@ -261,7 +263,7 @@ pub async fn deny(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = deny_request(&state, ip.0, auth.user, id, body.comment).await?;
-    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+    Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }
 
 /// `POST /api/v1/requests/{id}/cancel`.
@@ -275,7 +277,7 @@ pub async fn cancel(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = cancel_request(&state, ip.0, auth.user, id).await?;
-    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+    Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }
 
 /// Approves `id` as `user` (rate-limited; the API and the web form share it).
@@ -470,7 +472,7 @@ pub async fn wait(
         let now = Utc::now();
         let pending = r.state == tpa_core::RequestState::Pending && now < r.pending_until;
         if !pending || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(view(&r, &state.config.policy, now)));
+            return Ok(Json(RequestView::of(&r, &state.config.policy, now)));
         }
         let until_expiry = (r.pending_until - now).to_std().unwrap_or(Duration::ZERO);
         let sleep =
@@ -531,5 +533,5 @@ pub async fn revoke(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = revoke_request(&state, ip.0, auth.user, id, body.comment).await?;
-    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+    Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }

@@ -15,9 +15,9 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
-use crate::audit::{NewEvent, Outcome, format_time};
 use crate::store::auth_tokens::{self, TokenKind, TokenRow};
 use crate::store::{self, StoreError};
+use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// Prefix of API tokens.
 pub const API_TOKEN_PREFIX: &str = "tpa_";
@@ -302,7 +302,7 @@ fn session_of(row: TokenRow) -> Result<Session, StoreError> {
 /// (rows from before display names were stored) or it is not fit to show.
 pub fn shown_name(stored: Option<&str>, username: &Username) -> String {
     stored
-        .and_then(crate::identity::claims::display_name)
+        .and_then(crate::auth::identity::claims::display_name)
         .unwrap_or_else(|| username.as_str().to_owned())
 }
 

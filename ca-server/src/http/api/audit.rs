@@ -3,7 +3,7 @@
 //! `/api/v1/requests/{id}/timeline`. Only callers in an `[auditors]` group
 //! get an answer (`403 not_auditor` otherwise); nothing here writes.
 
-use super::extract::AppPath;
+use crate::http::extract::AppPath;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, State};
@@ -11,10 +11,10 @@ use axum::http::request::Parts;
 use chrono::Utc;
 use tpa_core::api::{AuditPage, AuditQuery, CertificateList, ListQuery, SessionList, Timeline};
 
-use super::auth::Authenticated;
-use super::error::ApiError;
 use super::requests::{parse_id, read};
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::auth::Authenticated;
+use crate::http::error::ApiError;
 use crate::workflow::audit_views::{self as av, Auditor};
 
 /// A caller who may read the audit trail. Extracting it fails with 401

@@ -17,12 +17,12 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
-use crate::audit::{NewEvent, Outcome, format_time};
-use crate::identity::oidc::Authorization;
-use crate::sessions::{self, NewSession, escape_untrusted, hash_token};
+use crate::auth::identity::oidc::Authorization;
+use crate::auth::sessions::{self, NewSession, escape_untrusted, hash_token};
 use crate::store::auth_tokens::TokenKind;
 use crate::store::oidc_logins::{self, CliCode, PendingLogin};
 use crate::store::{self, StoreError};
+use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// How long a user has to complete a login at the provider.
 pub const LOGIN_TTL: TimeDelta = TimeDelta::minutes(10);
@@ -297,7 +297,7 @@ pub fn record_denied(
 }
 
 /// A one-time code for the CLI whose login the user approved in the
-/// browser ([`crate::cli_consent`]), and the row that keeps its hash.
+/// browser ([`crate::auth::consent`]), and the row that keeps its hash.
 pub fn new_cli_code(
     user: &User,
     redirect_uri: &str,

@@ -28,10 +28,10 @@ pub mod report;
 pub mod requests;
 pub mod revocation;
 
-use crate::audit::{NewEvent, Outcome, format_time};
 use crate::config::AdminIssueConfig;
 use crate::signer::{Signer, SignerError};
 use crate::store::{self, StoreError, certificates};
+use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// Who is acting, as the audit trail names them.
 #[derive(Debug, Clone)]

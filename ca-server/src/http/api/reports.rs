@@ -3,17 +3,17 @@
 //! same report as
 //! `tpa-ca report access`.
 
-use super::extract::AppQuery;
+use crate::http::extract::AppQuery;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tpa_core::api::AccessReport;
 
-use super::auth::Authenticated;
-use super::error::ApiError;
 use super::requests::read;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::auth::Authenticated;
+use crate::http::error::ApiError;
 use crate::workflow::report::access_report;
 
 /// The period of the report.

@@ -3,7 +3,7 @@
 //! key, with a reason. Approvers revoke their roles' grants through
 //! `POST /api/v1/requests/{id}/revoke`.
 
-use super::extract::AppJson;
+use crate::http::extract::AppJson;
 use std::time::Instant;
 
 use axum::Json;
@@ -12,10 +12,10 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use tpa_core::api::{RevokeBody, RevokeResponse};
 
-use super::auth::{Authenticated, ConnectInfoOpt, audit_source};
-use super::error::ApiError;
 use super::requests::{csrf, run};
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source};
+use crate::http::error::ApiError;
 use crate::workflow::revocation::{self, Revoker, Target};
 
 fn target(body: &RevokeBody) -> Result<Target, ApiError> {

@@ -16,10 +16,10 @@ use tokio::sync::{Notify, watch};
 use tpa_core::api::{SlackMessage, WebhookEvent};
 use tpa_core::{AccessRequest, Policy, RequestId};
 
-use crate::audit::format_time;
 use crate::config::{WebhookConfig, WebhookFormat};
-use crate::request_view::view;
 use crate::store::{self, Create, StoreError, outbox};
+use tpa_core::api::RequestView;
+use tpa_core::audit::format_time;
 
 pub mod slack;
 
@@ -36,7 +36,7 @@ pub fn enqueue_request_event(
     let event = WebhookEvent {
         event: kind.to_owned(),
         at: format_time(now),
-        request: view(request, policy, now),
+        request: RequestView::of(request, policy, now),
     };
     let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     outbox::enqueue(tx, kind, &payload, now).map(drop)

@@ -7,9 +7,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use chrono::Utc;
 
-use super::error::ApiError;
 use super::requests::read;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::error::ApiError;
 use crate::workflow::krl;
 
 /// Serves the KRL; `X-KRL-Version` repeats its version (it grows with every revocation).

@@ -1,18 +1,17 @@
 //! The post-incident review queue of break-glass grants:
 //! `GET /api/v1/reviews` and `POST /api/v1/requests/{id}/review`.
 
-use super::extract::{AppJson, AppPath};
+use crate::http::extract::{AppJson, AppPath};
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::Utc;
 use tpa_core::api::{RequestList, RequestView, ReviewBody};
 
-use super::auth::{Authenticated, ConnectInfoOpt};
-use super::error::ApiError;
 use super::requests::{csrf, parse_id, review_request, run};
-use crate::request_view::view;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::http::auth::{Authenticated, ConnectInfoOpt};
+use crate::http::error::ApiError;
 use crate::workflow::requests as wf;
 
 /// `GET /api/v1/reviews`: break-glass grants the caller may review.
@@ -29,7 +28,7 @@ pub async fn list(
     Ok(Json(RequestList {
         requests: open
             .iter()
-            .map(|r| view(r, &state.config.policy, now))
+            .map(|r| RequestView::of(r, &state.config.policy, now))
             .collect(),
     }))
 }
@@ -46,5 +45,5 @@ pub async fn review(
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = review_request(&state, ip.0, auth.user, id, body.comment).await?;
-    Ok(Json(view(&r, &state.config.policy, Utc::now())))
+    Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }

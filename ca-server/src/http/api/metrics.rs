@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq as _;
 
-use super::auth::{ConnectInfoOpt, with_reader};
-use super::error::ApiError;
+use crate::app::AppState;
 use crate::config::MetricsConfig;
-use crate::startup::AppState;
+use crate::http::auth::{ConnectInfoOpt, with_reader};
+use crate::http::error::ApiError;
 
 /// Whether a scrape from `ip` with these headers may read the metrics.
 fn allowed(config: &MetricsConfig, ip: Option<std::net::IpAddr>, headers: &HeaderMap) -> bool {
@@ -41,18 +41,18 @@ pub async fn get(
     }
     let config = state.config.clone();
     let snapshot = with_reader(&state, move |conn| {
-        Ok(crate::metrics::collect(conn, &config)?)
+        Ok(crate::app::metrics::collect(conn, &config)?)
     })
     .await?;
-    let mut body = crate::metrics::render(
+    let mut body = crate::app::metrics::render(
         &snapshot,
-        crate::metrics::resident_memory(),
-        crate::metrics::open_fds(),
+        crate::app::metrics::resident_memory(),
+        crate::app::metrics::open_fds(),
     );
     let (writer, connections) = (state.db.clone(), state.connections.clone());
     let path = state.database_path.clone();
     let availability = tokio::task::spawn_blocking(move || {
-        crate::availability::Availability::read(&writer, &path, &connections)
+        crate::app::availability::Availability::read(&writer, &path, &connections)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;

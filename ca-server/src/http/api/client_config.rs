@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use tpa_core::api::ClientConfig;
 
-use crate::startup::AppState;
+use crate::app::AppState;
 
 /// Answers with the `[client]` section as announced.
 pub async fn get(State(state): State<AppState>) -> Json<ClientConfig> {

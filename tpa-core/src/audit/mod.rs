@@ -6,12 +6,14 @@
 //! deletion inside the chain breaks it at the first affected event. Cutting off
 //! the tail leaves a valid shorter chain; `audit verify` catches that through
 //! the certificates that name their issuance events and through the signed
-//! checkpoints (`audit_checkpoint.rs`) back to the latest one it is given.
+//! checkpoints ([`checkpoint`]) back to the latest one it is given.
 //!
 //! Canonical JSON: objects with keys sorted by their UTF-8 bytes, no whitespace,
 //! strings escaped as serde_json does (`"`, `\`, and control characters only;
 //! other characters as raw UTF-8), integers only (no floats). The test vector in
 //! `docs/security-model.md` is checked by `tests::published_test_vector`.
+
+pub mod checkpoint;
 
 use std::fmt::Write as _;
 
