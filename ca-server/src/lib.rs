@@ -13,6 +13,7 @@ pub mod config;
 pub mod device_login;
 pub mod http;
 pub mod identity;
+pub mod integrations;
 pub mod listener;
 pub mod metrics;
 pub mod notify;

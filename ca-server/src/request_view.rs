@@ -1,7 +1,9 @@
 //! Turns a request (domain) into its wire form (`tpa_core::api::RequestView`).
 
 use chrono::{DateTime, Utc};
-use tpa_core::api::{ApprovalView, GrantView, Person, RequestView, StillNeeded};
+use tpa_core::api::{
+    ApprovalView, CheckView, GrantView, OnCallApprovalView, Person, RequestView, StillNeeded,
+};
 use tpa_core::{AccessRequest, ApprovalPath, Grant, HostName, Identity, Policy, RequestState};
 
 use crate::audit::format_time;
@@ -62,6 +64,7 @@ pub fn view(r: &AccessRequest, policy: &Policy, now: DateTime<Utc>) -> RequestVi
             ApprovalPath::Stages => "stages",
             ApprovalPath::Auto => "auto",
             ApprovalPath::BreakGlass => "break_glass",
+            ApprovalPath::OnCall => "on_call",
         }
         .to_owned(),
         created_at: format_time(r.created_at),
@@ -85,5 +88,31 @@ pub fn view(r: &AccessRequest, policy: &Policy, now: DateTime<Utc>) -> RequestVi
         decided_by: r.decided_by.as_ref().map(|d| person(d, None)),
         comment: r.comment.clone(),
         grant: r.grant.as_ref().map(grant_view),
+        on_call_approval: r.automated.as_ref().map(|a| OnCallApprovalView {
+            source: a.source.clone(),
+            answer_id: a.evidence.clone(),
+            at: format_time(a.at),
+            content_hash: a.content_hash.clone(),
+        }),
+        checks: Vec::new(),
     }
+}
+
+/// `view` with the on-call and ticket checks recorded at submission.
+pub fn with_checks(
+    mut view: RequestView,
+    rows: &[crate::store::integrations::CheckRow],
+) -> RequestView {
+    view.checks = rows
+        .iter()
+        .map(|c| CheckView {
+            kind: c.kind.clone(),
+            provider: c.provider.clone(),
+            outcome: c.outcome.clone(),
+            summary: c.summary.clone(),
+            answer_id: c.answer_id.clone(),
+            at: format_time(c.at),
+        })
+        .collect();
+    view
 }

@@ -59,6 +59,8 @@ pub struct AppState {
     pub audit_key: Option<Arc<AuditKey>>,
     /// Open and refused HTTP connections (for `/metrics`).
     pub connections: Arc<ConnectionStats>,
+    /// On-call providers and ticket systems (issue 17).
+    pub integrations: Arc<crate::integrations::Integrations>,
 }
 
 /// A bound, ready-to-run server.
@@ -91,6 +93,10 @@ impl AppState {
             .context("cannot register the webhooks")?;
         crate::audit_sinks::register(&mut conn, &config.audit_sinks)
             .context("cannot register the audit sinks")?;
+        let integrations = crate::integrations::Integrations::from_config(&config.integrations)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::integrations::comments::register_sinks(&mut conn, &integrations)
+            .context("cannot register the ticket comment senders")?;
         let readers = ReadPool::open(&config.database_path, READERS)
             .context("cannot open the database for reading")?;
         let signer = Arc::new(signer);
@@ -127,6 +133,7 @@ impl AppState {
             bell: OutboxBell::default(),
             audit_key,
             connections: Arc::new(ConnectionStats::default()),
+            integrations: Arc::new(integrations),
         })
     }
 }
@@ -186,6 +193,13 @@ impl Application {
             )
             .context("cannot start the audit sinks")?,
         );
+        background.extend(crate::integrations::comments::spawn(
+            state.database_path.clone(),
+            state.integrations.clone(),
+            state.config.public_url.as_ref().map(|u| u.origin()),
+            state.bell.clone(),
+            stopped.clone(),
+        ));
         background.push(tokio::spawn(expire_pending(state.clone(), stopped.clone())));
         background.push(tokio::spawn(probe_writes(state.clone(), stopped.clone())));
         background.push(tokio::spawn(sign_checkpoints(state, stopped)));

@@ -149,6 +149,8 @@ pub struct AccessRequest {
     pub state: RequestState,
     /// Approvals so far, in order.
     pub approvals: Vec<Approval>,
+    /// The on-call approval, when an on-call check approved the request.
+    pub automated: Option<crate::oncall::AutomatedApproval>,
     /// The window, once approved.
     pub window: Option<Window>,
     /// Who made the final decision other than approval (deny, cancel, revoke).
@@ -362,6 +364,7 @@ impl AccessRequest {
             pending_until: now + pending_ttl,
             state: RequestState::Pending,
             approvals: Vec::new(),
+            automated: None,
             window: None,
             decided_by: None,
             comment: None,
@@ -852,6 +855,7 @@ impl AccessRequest {
                     return Err(IssueRefusal::PolicyNotSatisfied(role.name.clone()));
                 }
             }
+            ApprovalPath::OnCall => self.check_on_call(role)?,
             ApprovalPath::BreakGlass => {
                 let ok = role
                     .break_glass
@@ -970,6 +974,7 @@ pub(crate) mod tests {
             ],
             auto_approve: None,
             break_glass: None,
+            on_call: None,
             require_reason: true,
             ticket_pattern: None,
             host_scope: None,
@@ -1000,6 +1005,7 @@ pub(crate) mod tests {
                 max_duration: d("1h"),
             }),
             break_glass: None,
+            on_call: None,
             require_reason: false,
             ticket_pattern: None,
             host_scope: None,
@@ -1845,6 +1851,7 @@ pub(crate) mod tests {
                                     prop_assert!(caller.in_group(&rule.group) && r.duration <= rule.max_duration);
                                 }
                                 ApprovalPath::BreakGlass => prop_assert!(false, "no break-glass in these roles"),
+                                ApprovalPath::OnCall => prop_assert!(false, "no on-call rule in these roles"),
                             }
                         }
                     }
