@@ -240,7 +240,7 @@ impl Integrations {
             self.check_ticket(rule, ticket, email, break_glass, now, &mut out)
                 .await;
             if out.refusal.is_some() {
-                return out;
+                return shown(out);
             }
         }
         if checked.path == ApprovalPath::Stages
@@ -249,7 +249,7 @@ impl Integrations {
             self.check_on_call(rule, email, checked.ticket.as_deref(), input, now, &mut out)
                 .await;
         }
-        out
+        shown(out)
     }
 
     async fn check_ticket(
@@ -399,4 +399,26 @@ impl Integrations {
             ),
         }
     }
+}
+
+/// The longest provider-derived text kept (ids and summaries quote what a
+/// provider sent).
+const MAX_SHOWN: usize = 500;
+
+/// `out` with every text a provider could have influenced made printable
+/// (control, format and bidi characters replaced) and cut to [`MAX_SHOWN`]
+/// characters, before it reaches the audit trail, pages and terminals.
+fn shown(mut out: Prechecks) -> Prechecks {
+    let clean = |t: &str| tpa_core::text::printable(t, false, MAX_SHOWN);
+    for c in &mut out.checks {
+        c.summary = clean(&c.summary);
+        c.answer_id = c.answer_id.as_deref().map(clean);
+    }
+    if let Some(o) = &mut out.on_call {
+        o.evidence = clean(&o.evidence);
+    }
+    if let Some((_, message)) = &mut out.refusal {
+        *message = clean(message);
+    }
+    out
 }

@@ -279,6 +279,15 @@ async fn not_on_call_goes_through_the_stages() {
             .unwrap()
             .contains("PSCHED1")
     );
+    // The request page says why it waits.
+    let id = body["request"]["id"].as_str().unwrap();
+    let page = page_as(&app, "alice", &format!("/requests/{id}")).await;
+    assert!(
+        page.contains("check-not_on_call")
+            && page.contains("not on call now in PagerDuty schedule PSCHED1"),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"on-call-approval\""));
     // The stages still work as before.
     let id = body["request"]["id"].as_str().unwrap();
     let (bob, carol) = (token(&app, "bob").await, token(&app, "carol").await);
