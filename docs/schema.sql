@@ -110,6 +110,14 @@ CREATE TABLE auth_tokens (
     revoked_at  TEXT
 , device_login INTEGER NOT NULL DEFAULT 0 CHECK (device_login IN (0, 1)), display_name TEXT) STRICT;
 
+CREATE TABLE automated_approvals (
+    request_id   TEXT PRIMARY KEY REFERENCES requests (id),
+    source       TEXT NOT NULL,
+    evidence     TEXT NOT NULL,
+    at           TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+) STRICT;
+
 CREATE TABLE bastion_events (
     event_id    TEXT    PRIMARY KEY,
     bastion     TEXT    NOT NULL,
@@ -217,6 +225,26 @@ CREATE TABLE heartbeat (
     beat_at TEXT NOT NULL,
     beats INTEGER NOT NULL
 );
+
+CREATE TABLE identity_emails (
+    issuer     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    email      TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+) STRICT;
+
+CREATE TABLE integration_checks (
+    request_id TEXT    NOT NULL REFERENCES requests (id),
+    position   INTEGER NOT NULL,
+    kind       TEXT    NOT NULL CHECK (kind IN ('on_call', 'ticket')),
+    provider   TEXT    NOT NULL,
+    outcome    TEXT    NOT NULL,
+    summary    TEXT    NOT NULL,
+    answer_id  TEXT,
+    at         TEXT    NOT NULL,
+    PRIMARY KEY (request_id, position)
+) STRICT;
 
 CREATE TABLE krl_state (
     id      INTEGER PRIMARY KEY CHECK (id = 1),

@@ -112,6 +112,19 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// On-call providers and ticket systems.
+    Integrations {
+        /// What to do.
+        #[command(subcommand)]
+        command: IntegrationsCommand,
+    },
+}
+
+/// `tpa-ca integrations …`.
+#[derive(Debug, Subcommand)]
+pub enum IntegrationsCommand {
+    /// Ask each configured provider once, read-only, and print what it found.
+    Test(ConfigArg),
 }
 
 /// `tpa-ca policy …`.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod integrations;
 pub mod listener;
 pub mod notify;
 pub mod server;

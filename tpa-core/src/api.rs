@@ -96,6 +96,49 @@ pub struct RequestView {
     /// approve). Absent for requests stored before snapshots existed.
     #[serde(default)]
     pub grant: Option<GrantView>,
+    /// The on-call approval, when the requester's being on call approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_call_approval: Option<OnCallApprovalView>,
+    /// What the on-call and ticket checks found at submission, in order
+    /// (shown by `GET /api/v1/requests/{id}`, the submission's answer and
+    /// the request page; empty in lists and webhooks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckView>,
+}
+
+/// An approval made because the requester was on call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnCallApprovalView {
+    /// The rule's source: `<provider kind>:<provider name>:<schedule>`.
+    pub source: String,
+    /// The provider's answer id (which on-call entry showed it).
+    pub answer_id: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// The request content hash it approved.
+    pub content_hash: String,
+}
+
+/// One on-call or ticket check made at submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// `on_call` or `ticket`.
+    pub kind: String,
+    /// The configured provider's name.
+    pub provider: String,
+    /// `on_call`, `not_on_call`, `no_verified_email`, `no_incident`,
+    /// `not_applicable`, `open`, `refused`, `flagged`, or why the provider
+    /// gave no answer: `timeout`, `unreachable`, `rate_limited`,
+    /// `provider_error`, `unauthorized`, `not_found`, `answer_too_large`,
+    /// `bad_answer`, `too_many_pages`.
+    pub outcome: String,
+    /// One sentence for people.
+    pub summary: String,
+    /// The provider's answer id, when there is one.
+    #[serde(default)]
+    pub answer_id: Option<String>,
+    /// RFC 3339 UTC.
+    pub at: String,
 }
 
 /// The grant snapshot: exactly what certificates for a request may carry.

@@ -17,6 +17,7 @@ pub mod identifiers;
 pub mod identity;
 pub mod krl;
 pub mod login_phrase;
+pub mod oncall;
 pub mod request;
 pub mod role;
 pub mod serial;
@@ -33,6 +34,7 @@ pub use host_bounds::{DomainSuffix, PatternTooBroad};
 pub use identifiers::{IdentifierError, Principal, RequestId, RoleName, Username};
 pub use identity::{GroupName, Identity, People, User};
 pub use login_phrase::login_phrase;
+pub use oncall::{AutomatedApproval, OnCallNotApplicable, OnCallRule, VerifiedEmail};
 pub use request::{
     AccessRequest, Approval, ApproveOutcome, Approvers, DecisionRefusal, IssueRefusal, Narrowing,
     RequestState, Revalidation, Voided, Window,

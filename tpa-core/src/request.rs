@@ -149,6 +149,8 @@ pub struct AccessRequest {
     pub state: RequestState,
     /// Approvals so far, in order.
     pub approvals: Vec<Approval>,
+    /// The on-call approval, when an on-call check approved the request.
+    pub automated: Option<crate::oncall::AutomatedApproval>,
     /// The window, once approved.
     pub window: Option<Window>,
     /// Who made the final decision other than approval (deny, cancel, revoke).
@@ -362,6 +364,7 @@ impl AccessRequest {
             pending_until: now + pending_ttl,
             state: RequestState::Pending,
             approvals: Vec::new(),
+            automated: None,
             window: None,
             decided_by: None,
             comment: None,
@@ -852,6 +855,7 @@ impl AccessRequest {
                     return Err(IssueRefusal::PolicyNotSatisfied(role.name.clone()));
                 }
             }
+            ApprovalPath::OnCall => self.check_on_call(role)?,
             ApprovalPath::BreakGlass => {
                 let ok = role
                     .break_glass
@@ -970,6 +974,7 @@ pub(crate) mod tests {
             ],
             auto_approve: None,
             break_glass: None,
+            on_call: None,
             require_reason: true,
             ticket_pattern: None,
             host_scope: None,
@@ -1000,6 +1005,7 @@ pub(crate) mod tests {
                 max_duration: d("1h"),
             }),
             break_glass: None,
+            on_call: None,
             require_reason: false,
             ticket_pattern: None,
             host_scope: None,
@@ -1773,6 +1779,7 @@ pub(crate) mod tests {
         Revoke { who: usize },
         Wait { minutes: i64 },
         Issue { who: usize },
+        OnCall,
     }
 
     fn action() -> impl Strategy<Value = Action> {
@@ -1783,6 +1790,7 @@ pub(crate) mod tests {
             (0usize..6).prop_map(|who| Action::Revoke { who }),
             (1i64..600).prop_map(|minutes| Action::Wait { minutes }),
             (0usize..6).prop_map(|who| Action::Issue { who }),
+            Just(Action::OnCall),
         ]
     }
 
@@ -1802,11 +1810,22 @@ pub(crate) mod tests {
         /// satisfies the policy at signing time, for the requester, inside the window.
         #[test]
         fn no_certificate_without_a_satisfying_approval(
-            role_pick in 0usize..2,
+            role_pick in 0usize..3,
             actions in proptest::collection::vec(action(), 0..30),
         ) {
-            let role = if role_pick == 0 { hotfix_admin() } else { read_only_debug() };
-            let duration = if role_pick == 0 { "2h" } else { "3h" };
+            // Role 2: hotfix-admin with an on-call rule (issue 17).
+            let role = match role_pick {
+                0 => hotfix_admin(),
+                1 => read_only_debug(),
+                _ => Role {
+                    on_call: Some(crate::oncall::OnCallRule {
+                        source: "pagerduty:pd:PSCHED1".into(),
+                        max_duration: d("1h"),
+                    }),
+                    ..hotfix_admin()
+                },
+            };
+            let duration = ["2h", "3h", "1h"][role_pick];
             let mut r = submit(input(role.name.as_str(), &["web-1"], duration));
             let people = cast();
             let mut now = t0();
@@ -1820,6 +1839,7 @@ pub(crate) mod tests {
                     Action::Cancel { who } => { let _ = r.cancel(&people[who].identity, now); }
                     Action::Revoke { who } => { let _ = r.revoke(&people[who].identity, "", now); }
                     Action::Wait { minutes } => now += TimeDelta::minutes(minutes),
+                    Action::OnCall => { let _ = r.approve_on_call(&role, "pagerduty oncall user=P1", now); }
                     Action::Issue { who } => {
                         let caller = &people[who];
                         if let Ok(scope) = r.certificate_scope(Some(&role), caller, subject(), &ctx(), now) {
@@ -1845,6 +1865,16 @@ pub(crate) mod tests {
                                     prop_assert!(caller.in_group(&rule.group) && r.duration <= rule.max_duration);
                                 }
                                 ApprovalPath::BreakGlass => prop_assert!(false, "no break-glass in these roles"),
+                                ApprovalPath::OnCall => {
+                                    // Only the on-call rule of the role, within its maximum,
+                                    // for exactly the content it approved, with no approvals.
+                                    let rule = role.on_call.as_ref().unwrap();
+                                    prop_assert!(r.duration <= rule.max_duration);
+                                    let a = r.automated.as_ref().unwrap();
+                                    prop_assert_eq!(&a.content_hash, &r.content_hash());
+                                    prop_assert_eq!(&a.source, &rule.source);
+                                    prop_assert!(r.approvals.is_empty());
+                                }
                             }
                         }
                     }

@@ -123,6 +123,8 @@ pub struct Role {
     pub auto_approve: Option<AutoApprove>,
     /// Optional break-glass rule.
     pub break_glass: Option<BreakGlass>,
+    /// Optional on-call rule: the requester on call now is approved at once.
+    pub on_call: Option<crate::oncall::OnCallRule>,
     /// Whether a reason is required.
     pub require_reason: bool,
     /// Optional ticket pattern (a ticket is then required).
@@ -167,6 +169,10 @@ pub enum RoleError {
     /// A stage needs at least one approval.
     #[error("role {0}: every approval stage needs approvals >= 1")]
     EmptyStage(RoleName),
+    /// An on-call rule needs stages to fall back to when the requester is
+    /// not on call or the provider does not answer.
+    #[error("role {0}: on_call needs approval stages to fall back to")]
+    OnCallWithoutStages(RoleName),
     /// default_duration > max_duration, or a rule's maximum above the role's.
     #[error("role {role}: {what} ({value}) exceeds max_duration ({max})")]
     DurationAboveMax {
@@ -200,6 +206,9 @@ impl Role {
         if self.stages.iter().any(|s| s.approvals == 0) {
             return Err(RoleError::EmptyStage(role()));
         }
+        if self.on_call.is_some() && self.stages.is_empty() {
+            return Err(RoleError::OnCallWithoutStages(role()));
+        }
         let above = |what, value: HumanDuration| {
             (value > self.max_duration).then(|| RoleError::DurationAboveMax {
                 role: role(),
@@ -218,6 +227,11 @@ impl Role {
                 self.break_glass
                     .as_ref()
                     .and_then(|b| above("break_glass.max_duration", b.max_duration))
+            })
+            .or_else(|| {
+                self.on_call
+                    .as_ref()
+                    .and_then(|o| above("on_call.max_duration", o.max_duration))
             })
         {
             return Err(e);
@@ -441,6 +455,10 @@ pub enum ApprovalPath {
     Stages,
     /// Break-glass: self-approved, every approver notified, review required.
     BreakGlass,
+    /// Approved at once because the requester was on call (the role's
+    /// on-call rule; see [`crate::oncall`]). Submissions never start here: a
+    /// request of the stages path moves to it.
+    OnCall,
 }
 
 impl Policy {

@@ -344,6 +344,16 @@ async fn request(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
                 "Break-glass: every approver has been notified, and the grant waits for a post-incident review."
             );
         }
+        // What the on-call and ticket checks found (issue 17); the client
+        // has already made the CA's text printable.
+        for c in &r.checks {
+            eprintln!(
+                "{} check ({}): {}",
+                c.kind.replace('_', "-"),
+                c.provider,
+                c.summary
+            );
+        }
     }
     if !args.wait {
         if args.json.json {
@@ -417,7 +427,9 @@ pub fn announce_approval(r: &RequestView) {
                 .unwrap_or(&a.approver.subject)
         })
         .collect();
-    let by = if by.is_empty() {
+    let by = if let Some(on_call) = &r.on_call_approval {
+        format!("automatically, you are on call ({})", on_call.source)
+    } else if by.is_empty() {
         format!("({})", r.approval_path)
     } else {
         format!("by {}", by.join(", "))

@@ -196,6 +196,8 @@ mod tests {
             decided_by: None,
             comment: None,
             grant: None,
+            on_call_approval: None,
+            checks: Vec::new(),
         }
     }
 

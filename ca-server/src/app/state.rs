@@ -57,6 +57,8 @@ pub struct AppState {
     pub audit_key: Option<Arc<AuditKey>>,
     /// Open and refused HTTP connections (for `/metrics`).
     pub connections: Arc<ConnectionStats>,
+    /// On-call providers and ticket systems (issue 17).
+    pub integrations: Arc<crate::integrations::Integrations>,
 }
 
 impl AppState {
@@ -82,6 +84,10 @@ impl AppState {
             .context("cannot register the webhooks")?;
         crate::audit::sinks::register(&mut conn, &config.audit_sinks)
             .context("cannot register the audit sinks")?;
+        let integrations = crate::integrations::Integrations::from_config(&config.integrations)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::integrations::comments::register_sinks(&mut conn, &integrations)
+            .context("cannot register the ticket comment senders")?;
         let readers = ReadPool::open(&config.database_path, READERS)
             .context("cannot open the database for reading")?;
         let signer = Arc::new(signer);
@@ -118,6 +124,7 @@ impl AppState {
             bell: OutboxBell::default(),
             audit_key,
             connections: Arc::new(ConnectionStats::default()),
+            integrations: Arc::new(integrations),
         })
     }
 }

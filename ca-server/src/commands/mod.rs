@@ -8,6 +8,7 @@ mod demo_hosts;
 mod hash_password;
 mod held_checkpoints;
 mod init;
+mod integrations;
 mod issue;
 mod krl;
 mod policy;
@@ -18,7 +19,9 @@ mod serve;
 
 use std::process::ExitCode;
 
-use crate::cli::{AuditCommand, Command, ConfigCommand, PolicyCommand, ReportCommand};
+use crate::cli::{
+    AuditCommand, Command, ConfigCommand, IntegrationsCommand, PolicyCommand, ReportCommand,
+};
 
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
 pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
@@ -107,5 +110,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Test { config, cases },
         } => policy::run_test(&config.config, &cases),
+        Command::Integrations {
+            command: IntegrationsCommand::Test(config),
+        } => integrations::run_test(&config.config),
     }
 }

@@ -13,6 +13,7 @@ use tpa_core::{GroupName, HumanDuration, Policy, Username};
 mod audit_checkpoints;
 mod bastions;
 mod client;
+mod integrations;
 mod limits;
 mod oidc;
 mod oversight;
@@ -22,6 +23,10 @@ mod webhooks;
 pub use audit_checkpoints::AuditConfig;
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
+pub use integrations::{
+    IntegrationsConfig, OnCallKind, OnCallProviderConfig, RequesterOnTicket, RoleOnCall,
+    RoleTicketCheck, Secret, TicketKind, TicketSystemConfig, WhenDown,
+};
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use oversight::{
@@ -78,6 +83,8 @@ pub struct Config {
     pub client: ClientAnnouncement,
     /// Signed audit checkpoints (`[audit]`), when an audit key is configured.
     pub audit: Option<AuditConfig>,
+    /// On-call providers, ticket systems and the roles' rules for them.
+    pub integrations: IntegrationsConfig,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -139,6 +146,9 @@ pub struct AccountConfig {
     pub password_hash: String,
     /// Group memberships.
     pub groups: BTreeSet<GroupName>,
+    /// The account's email, vouched for by the operator who wrote it: what
+    /// an on-call provider's user is matched by.
+    pub email: Option<tpa_core::VerifiedEmail>,
 }
 
 impl std::fmt::Debug for AccountConfig {
@@ -246,6 +256,10 @@ struct RawConfig {
     audit: audit_checkpoints::RawAudit,
     #[serde(default)]
     health: limits::RawHealth,
+    #[serde(default)]
+    on_call: Vec<integrations::RawProvider>,
+    #[serde(default)]
+    ticket_systems: Vec<integrations::RawProvider>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +271,7 @@ struct RawAccount {
     password_hash_file: Option<PathBuf>,
     #[serde(default)]
     groups: Vec<String>,
+    email: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -375,6 +390,15 @@ impl Config {
             ));
         }
         let webhooks = webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?;
+        let mut integrations = IntegrationsConfig {
+            on_call: integrations::on_call_providers(&raw.on_call, base).map_err(invalid)?,
+            ticket_systems: integrations::ticket_systems(&raw.ticket_systems, base)
+                .map_err(invalid)?,
+            ..IntegrationsConfig::default()
+        };
+        let policy = roles::policy(&raw.roles, &raw.host_groups, &mut integrations)
+            .and_then(|p| roles::with_links(p, &raw.identity_links))
+            .map_err(invalid)?;
         let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
         let audit_sinks =
             oversight::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
@@ -401,9 +425,7 @@ impl Config {
             server_limits: limits::server_limits(&raw.server).map_err(invalid)?,
             health: limits::health(&raw.health).map_err(invalid)?,
             admin_issue: AdminIssueConfig { max_ttl },
-            policy: roles::policy(&raw.roles, &raw.host_groups)
-                .and_then(|p| roles::with_links(p, &raw.identity_links))
-                .map_err(invalid)?,
+            policy,
             workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
             webhooks,
             public_url,
@@ -416,6 +438,7 @@ impl Config {
             audit_sinks,
             client: client::client(&raw.client).map_err(invalid)?,
             audit: audit_checkpoints::audit(&raw.audit, &resolve).map_err(invalid)?,
+            integrations,
         })
     }
 
@@ -479,11 +502,18 @@ fn parse_account(
             GroupName::parse(group).map_err(|e| format!("account {name:?}: groups: {e}"))?;
         groups.insert(group);
     }
+    let email = raw
+        .email
+        .as_deref()
+        .map(tpa_core::VerifiedEmail::parse)
+        .transpose()
+        .map_err(|e| format!("account {name:?}: {e}"))?;
     Ok(AccountConfig {
         username,
         display_name,
         password_hash,
         groups,
+        email,
     })
 }
 

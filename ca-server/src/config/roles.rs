@@ -46,6 +46,8 @@ pub(super) struct RawRole {
     ticket_pattern: Option<String>,
     #[serde(default)]
     host_scoped_principals: bool,
+    on_call: Option<super::integrations::RawRoleOnCall>,
+    ticket_check: Option<super::integrations::RawTicketCheck>,
 }
 
 fn default_true() -> bool {
@@ -84,15 +86,37 @@ pub(super) fn workflow(raw: &RawWorkflow) -> Result<WorkflowConfig, String> {
     Ok(WorkflowConfig { pending_ttl })
 }
 
-/// Builds the policy; every message names the role and the key.
+/// Builds the policy; every message names the role and the key. The roles'
+/// `on_call` and `ticket_check` rules go into `integrations` (whose
+/// providers are already parsed).
 pub(super) fn policy(
     raw: &[RawRole],
     host_groups: &BTreeMap<String, Vec<String>>,
+    integrations: &mut super::IntegrationsConfig,
 ) -> Result<Policy, String> {
     let mut seen = BTreeSet::new();
     let mut roles = Vec::with_capacity(raw.len());
     for r in raw {
-        let role = role(r, host_groups)?;
+        let mut role = role(r, host_groups)?;
+        if let Some(on_call) = &r.on_call {
+            let (rule, settings) =
+                super::integrations::role_on_call(&r.name, on_call, &integrations.on_call)?;
+            role.on_call = Some(rule);
+            integrations
+                .role_on_call
+                .insert(role.name.clone(), settings);
+        }
+        if let Some(check) = &r.ticket_check {
+            let settings = super::integrations::role_ticket_check(
+                &r.name,
+                check,
+                &integrations.ticket_systems,
+                role.ticket_pattern.is_some(),
+            )?;
+            integrations
+                .role_tickets
+                .insert(role.name.clone(), settings);
+        }
         if !seen.insert(role.name.clone()) {
             return Err(format!("role {} is defined twice", role.name));
         }
@@ -248,6 +272,7 @@ fn role(r: &RawRole, host_groups: &BTreeMap<String, Vec<String>>) -> Result<Role
         stages,
         auto_approve,
         break_glass,
+        on_call: None,
         require_reason: r.require_reason,
         ticket_pattern,
         host_scope: r.host_scoped_principals.then_some(scope),

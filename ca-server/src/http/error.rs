@@ -92,7 +92,7 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "slow_down"
         | "access_denied"
         | "expired_token" => StatusCode::BAD_REQUEST,
-        "too_many_logins" => StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_logins" | "ticket_system_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -209,7 +209,14 @@ impl ApiError {
                 "payload_too_large",
                 "the request body is too large for this endpoint".into(),
             ),
-            ApiError::Refused { code, message } => (refusal_status(code), code, message),
+            ApiError::Refused { code, message } => {
+                let status = refusal_status(code);
+                // A provider that is down is a condition of the world.
+                if code == "ticket_system_unavailable" {
+                    retry_after = Some(UNAVAILABLE_RETRY_SECS);
+                }
+                (status, code, message)
+            }
             // The one place where a condition of the world (disk full,
             // locked, read-only, unreachable) is told apart from a bug.
             ApiError::Internal(err) => match err.fault() {

@@ -15,6 +15,7 @@ pub mod cli_consents;
 pub mod device_logins;
 pub mod fault;
 pub mod heartbeat;
+pub mod integrations;
 pub mod oidc_logins;
 pub mod outbox;
 mod pool;
@@ -53,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_device_tokens.sql"),
     include_str!("migrations/0016_display_names.sql"),
     include_str!("migrations/0017_grant_snapshots.sql"),
+    include_str!("migrations/0018_integrations.sql"),
 ];
 
 /// The schema version this build expects.

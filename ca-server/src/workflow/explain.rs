@@ -77,6 +77,7 @@ pub fn explain(
                     ApprovalPath::Auto => "auto",
                     ApprovalPath::Stages => "stages",
                     ApprovalPath::BreakGlass => "break_glass",
+                    ApprovalPath::OnCall => "on_call",
                 }
                 .to_owned(),
             );

@@ -22,6 +22,7 @@ pub mod audit_views;
 pub mod bastion;
 pub mod deadline;
 pub mod explain;
+pub mod integrations;
 pub mod issuer;
 pub mod krl;
 pub mod report;

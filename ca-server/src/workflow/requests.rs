@@ -16,9 +16,10 @@ use tpa_core::{
     Revalidation, SubjectKey, User,
 };
 
-use super::{Actor, IssueError, Issued, issue_in};
+use super::{Actor, IssueError, Issued, integrations, issue_in};
 use crate::auth::identity::Identities;
 use crate::config::WorkflowConfig;
+use crate::integrations::Prechecks;
 use crate::notify;
 use crate::signer::Signer;
 use crate::store::{self, Fault, MaybeFault, StoreError, requests};
@@ -137,7 +138,7 @@ fn summary(r: &AccessRequest) -> Value {
         "hosts": r.hosts.iter().map(HostName::as_str).collect::<Vec<_>>(),
         "duration_secs": r.duration.as_secs(),
         "state": r.state.as_str(),
-        "path": match r.path { ApprovalPath::Auto => "auto", ApprovalPath::Stages => "stages", ApprovalPath::BreakGlass => "break_glass" },
+        "path": match r.path { ApprovalPath::Auto => "auto", ApprovalPath::Stages => "stages", ApprovalPath::BreakGlass => "break_glass", ApprovalPath::OnCall => "on_call" },
         "ticket": r.ticket,
         "content_hash": r.content_hash(),
         "window_end": r.window.map(|w| tpa_core::audit::format_time(w.end)),
@@ -153,6 +154,31 @@ pub fn submit(
     input: &RequestInput,
     source: &str,
     now: DateTime<Utc>,
+) -> Result<Submitted, WorkflowError> {
+    let none = Prechecks::default();
+    submit_with(
+        conn,
+        (policy, settings),
+        requester,
+        input,
+        source,
+        now,
+        &none,
+    )
+}
+
+/// Submits a request with what the on-call and ticket providers answered
+/// before the transaction (`prechecks`): a ticket refusal refuses it (audited
+/// as denied), an on-call answer approves it against its snapshot, and every
+/// check is recorded with it.
+pub fn submit_with(
+    conn: &mut Connection,
+    (policy, settings): (&Policy, &WorkflowConfig),
+    requester: &User,
+    input: &RequestInput,
+    source: &str,
+    now: DateTime<Utc>,
+    prechecks: &Prechecks,
 ) -> Result<Submitted, WorkflowError> {
     let actor = Actor::user(requester, source);
     let checked = match policy.check_request(requester, input, now) {
@@ -172,6 +198,24 @@ pub fn submit(
             return Err(refusal.into());
         }
     };
+    if let Some((code, message)) = &prechecks.refusal {
+        let details = json!({
+            "role": checked.role.as_str(),
+            "code": code,
+            "checks": integrations::checks_json(&prechecks.checks),
+        });
+        let e = event(
+            &actor,
+            "request.submit",
+            "none",
+            Outcome::Denied,
+            message,
+            details,
+            now,
+        );
+        store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+        return Err(refused(code, message));
+    }
     store::write(conn, |tx| {
         if let Some(id) = requests::find_active_grant(
             tx,
@@ -187,21 +231,31 @@ pub fn submit(
             });
         }
         let id = RequestId::generate(&mut rand::rng());
-        let request = AccessRequest::submit(id, requester, checked, now, settings.pending_ttl);
+        let mut request = AccessRequest::submit(id, requester, checked, now, settings.pending_ttl);
+        let checks = integrations::apply_on_call(policy, &mut request, prechecks, now);
         requests::insert(tx, &request, now)?;
+        store::integrations::save_checks(tx, &request.id, &checks)?;
         let id = request.id.as_str();
+        let mut details = summary(&request);
+        if !checks.is_empty() {
+            details["checks"] = integrations::checks_json(&checks);
+        }
         let e = event(
             &actor,
             "request.submit",
             id,
             Outcome::Success,
             &request.reason,
-            summary(&request),
+            details,
             now,
         );
         store::audit::append(tx, &e)?;
         notify::enqueue_request_event(tx, "request.created", &request, policy, now)?;
-        if request.state == RequestState::Approved {
+        if request.path == ApprovalPath::OnCall {
+            let e = integrations::on_call_event(&request, prechecks, summary(&request), now);
+            store::audit::append(tx, &e)?;
+            notify::enqueue_request_event(tx, "request.approved", &request, policy, now)?;
+        } else if request.state == RequestState::Approved {
             let (action, why, kind) = match request.path {
                 ApprovalPath::BreakGlass => (
                     "request.break_glass",

@@ -16,6 +16,7 @@ mod flow;
 mod harness;
 mod host_patterns;
 mod login_at_host;
+mod on_call;
 mod os_user;
 mod pages;
 mod readme;

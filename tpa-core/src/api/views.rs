@@ -1,7 +1,7 @@
 //! Turns a request (domain) into its wire form ([`RequestView`]): one place
 //! for the API, the web pages and the webhooks.
 
-use super::{ApprovalView, GrantView, Person, RequestView, StillNeeded};
+use super::{ApprovalView, GrantView, OnCallApprovalView, Person, RequestView, StillNeeded};
 use crate::audit::format_time;
 use crate::{AccessRequest, ApprovalPath, Grant, HostName, Identity, Policy, RequestState};
 use chrono::{DateTime, Utc};
@@ -65,6 +65,7 @@ impl RequestView {
                 ApprovalPath::Stages => "stages",
                 ApprovalPath::Auto => "auto",
                 ApprovalPath::BreakGlass => "break_glass",
+                ApprovalPath::OnCall => "on_call",
             }
             .to_owned(),
             created_at: format_time(r.created_at),
@@ -88,6 +89,13 @@ impl RequestView {
             decided_by: r.decided_by.as_ref().map(|d| person(d, None)),
             comment: r.comment.clone(),
             grant: r.grant.as_ref().map(GrantView::of),
+            on_call_approval: r.automated.as_ref().map(|a| OnCallApprovalView {
+                source: a.source.clone(),
+                answer_id: a.evidence.clone(),
+                at: format_time(a.at),
+                content_hash: a.content_hash.clone(),
+            }),
+            checks: Vec::new(),
         }
     }
 }

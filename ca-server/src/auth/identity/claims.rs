@@ -82,6 +82,10 @@ pub fn user_of(
             groups,
         },
         email: text("email").map(str::to_owned),
+        verified_email: crate::integrations::emails::verified_claim(
+            text("email"),
+            claims.get("email_verified"),
+        ),
     })
 }
 

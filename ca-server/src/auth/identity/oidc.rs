@@ -163,6 +163,9 @@ pub struct OidcLogin {
     pub user: User,
     /// `email`, for display and the audit details only.
     pub email: Option<String>,
+    /// `email` when the provider said `email_verified: true`: what on-call
+    /// providers match the person by (issue 17).
+    pub verified_email: Option<tpa_core::VerifiedEmail>,
 }
 
 /// One configured provider.

@@ -23,6 +23,7 @@ use crate::http::auth::{
     with_writer,
 };
 use crate::http::error::ApiError;
+use crate::integrations::Prechecks;
 use crate::store::requests::{Listing, list};
 use crate::workflow::requests::{self as wf, WorkflowError};
 
@@ -108,7 +109,7 @@ pub async fn create(
     Ok((
         status,
         Json(SubmitResponse {
-            request: RequestView::of(&submitted.request, &state.config.policy, now),
+            request: view_with_checks(&state, &submitted.request, now).await?,
             existing: submitted.existing,
         }),
     ))
@@ -124,21 +125,62 @@ pub(crate) async fn submit_request(
     now: DateTime<Utc>,
 ) -> Result<wf::Submitted, ApiError> {
     let source = audit_source(ip);
+    let prechecks = prechecks(state, &user, &input, now).await?;
     let st = state.clone();
     let submitted = run(state, move |conn| {
-        wf::submit(
+        wf::submit_with(
             conn,
-            &st.config.policy,
-            &st.config.workflow,
+            (&st.config.policy, &st.config.workflow),
             &user,
             &input,
             &source,
             now,
+            &prechecks,
         )
     })
     .await?;
     state.bell.ring();
     Ok(submitted)
+}
+
+/// Asks the on-call and ticket providers what the request's role needs
+/// (issue 17), before the submission's transaction; nothing for other roles.
+async fn prechecks(
+    state: &AppState,
+    user: &User,
+    input: &RequestInput,
+    now: DateTime<Utc>,
+) -> Result<Prechecks, ApiError> {
+    if !state.integrations.applies_to(input) {
+        return Ok(Prechecks::default());
+    }
+    let (st, who) = (state.clone(), user.clone());
+    let email = read(state, move |conn| {
+        Ok(crate::integrations::emails::identity_email(
+            conn, &st.config, &who,
+        )?)
+    })
+    .await?;
+    Ok(state
+        .integrations
+        .precheck(&state.config.policy, user, email.as_ref(), input, now)
+        .await)
+}
+
+/// The view of `r` with the checks recorded at its submission.
+pub(crate) async fn view_with_checks(
+    state: &AppState,
+    r: &AccessRequest,
+    now: DateTime<Utc>,
+) -> Result<RequestView, ApiError> {
+    let id = r.id.clone();
+    let rows = read(state, move |conn| {
+        Ok(crate::store::integrations::checks(conn, &id)?)
+    })
+    .await?;
+    let mut view = RequestView::of(r, &state.config.policy, now);
+    view.checks = crate::integrations::check_views(&rows);
+    Ok(view)
 }
 
 /// `?scope=` of the list endpoint.
@@ -198,7 +240,7 @@ pub async fn get(
         wf::get(conn, &st.config.policy, &auth.user, &id)
     })
     .await?;
-    Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
+    Ok(Json(view_with_checks(&state, &r, Utc::now()).await?))
 }
 
 /// Parses how an approver narrows a request (the API's body and the web form alike).

@@ -464,6 +464,7 @@ pub async fn callback(
         }
     };
     let user = login.user;
+    let verified_email = login.verified_email;
     let cli = match (row.cli_redirect_uri, row.cli_code_challenge) {
         (Some(redirect_uri), Some(code_challenge)) => Some(CliTarget {
             redirect_uri,
@@ -480,13 +481,20 @@ pub async fn callback(
     let created_source = source.clone();
     let session_user = user.clone();
     let new = with_db(&state, move |conn| {
+        let now = Utc::now();
+        crate::integrations::emails::record_login(
+            conn,
+            &session_user.identity,
+            verified_email.as_ref(),
+            now,
+        )?;
         Ok(sessions::create_with_reason(
             conn,
             &session_user,
             TokenKind::WebSession,
             ttl,
             &created_source,
-            Utc::now(),
+            now,
             &reason,
         )?)
     })

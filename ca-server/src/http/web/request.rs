@@ -110,6 +110,9 @@ async fn page(
         && r.window.is_some_and(|w| now < w.end)
         && (state.config.is_admin(user) || wf::is_role_approver(policy, user, &r));
     let hosts: Vec<&str> = r.hosts.iter().map(|h| h.as_str()).collect();
+    let checks = crate::http::api::requests::view_with_checks(state, &r, now)
+        .await?
+        .checks;
     Ok(render_status(
         status,
         "request.html",
@@ -125,6 +128,7 @@ async fn page(
             decided_by => decided_by,
             decided_at => changed,
             error => error,
+            checks => checks,
             ..page_context(auth)
         },
     )?)

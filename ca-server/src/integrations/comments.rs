@@ -1,0 +1,200 @@
+//! Ticket comments, delivered from the outbox like webhooks: one sender per
+//! ticket system (cursor `ticket:<name>`) reads the request events in order
+//! and, for roles whose `ticket_check` sets `comment = true`, comments when
+//! access is approved and when it ends early (cancelled, revoked). A failed
+//! comment is retried with backoff; an outage only delays it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tpa_core::RoleName;
+use tpa_core::api::WebhookEvent;
+
+use super::Integrations;
+use crate::notify::{OutboxBell, backoff, retry_at, until_retry};
+use crate::store::{self, Create, StoreError, outbox};
+
+/// The outbox cursor name of a ticket system's comments.
+pub fn sink_name(system: &str) -> String {
+    format!("ticket:{system}")
+}
+
+/// Gives every ticket system that comments a cursor (start-up, before serving).
+pub fn register_sinks(
+    conn: &mut rusqlite::Connection,
+    integrations: &Integrations,
+) -> Result<(), StoreError> {
+    for name in commenting_systems(integrations) {
+        outbox::register_sink(conn, &sink_name(&name))?;
+    }
+    Ok(())
+}
+
+fn commenting_systems(integrations: &Integrations) -> Vec<String> {
+    let mut names: Vec<String> = integrations
+        .config()
+        .role_tickets
+        .values()
+        .filter(|r| r.comment)
+        .map(|r| r.system.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The comment for `event`, when it is one TPA comments on: who, what, until
+/// when, and the request's link.
+pub fn comment_text(event: &WebhookEvent, public_origin: Option<&str>) -> Option<String> {
+    let r = &event.request;
+    let who = r
+        .requester
+        .username
+        .as_deref()
+        .unwrap_or(&r.requester.subject);
+    let link = match public_origin {
+        Some(origin) => format!("{origin}/requests/{}", r.id),
+        None => format!("request {}", r.id),
+    };
+    let hosts = r.hosts.join(", ");
+    match event.event.as_str() {
+        "request.approved" | "request.break_glass" => Some(format!(
+            "TPA: {who} was granted role {} on {hosts} until {} ({} approval). Reason: {}. {link}",
+            r.role,
+            r.window_end.as_deref().unwrap_or("-"),
+            r.approval_path.replace('_', "-"),
+            r.reason,
+        )),
+        "request.cancelled" | "request.revoked" if r.window_start.is_some() => Some(format!(
+            "TPA: access of {who} to role {} on {hosts} ended at {} ({}). {link}",
+            r.role,
+            r.window_end.as_deref().unwrap_or("-"),
+            event.event.trim_start_matches("request."),
+        )),
+        _ => None,
+    }
+}
+
+/// Starts one comment sender per ticket system that comments.
+pub fn spawn(
+    database: PathBuf,
+    integrations: Arc<Integrations>,
+    public_origin: Option<String>,
+    bell: OutboxBell,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    commenting_systems(&integrations)
+        .into_iter()
+        .map(|system| {
+            let sender = Commenter {
+                database: database.clone(),
+                integrations: integrations.clone(),
+                system,
+                public_origin: public_origin.clone(),
+                bell: bell.clone(),
+            };
+            tokio::spawn(sender.run(shutdown.clone()))
+        })
+        .collect()
+}
+
+struct Commenter {
+    database: PathBuf,
+    integrations: Arc<Integrations>,
+    system: String,
+    public_origin: Option<String>,
+    bell: OutboxBell,
+}
+
+impl Commenter {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.step().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::warn!(ticket_system = %self.system, error = %e, "ticket comment step failed");
+                    Some(Duration::from_secs(5))
+                }
+            };
+            if let Some(wait) = wait {
+                self.bell.pause(wait, &mut shutdown).await;
+            }
+        }
+    }
+
+    async fn step(&self) -> Result<Option<Duration>, StoreError> {
+        let database = self.database.clone();
+        let sink = sink_name(&self.system);
+        let next = tokio::task::spawn_blocking(move || {
+            let conn = store::open(&database, Create::Never)?;
+            outbox::next(&conn, &sink)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        let Some(item) = next else {
+            return Ok(Some(Duration::from_secs(30)));
+        };
+        if let Some(wait) = until_retry(item.next_attempt_at.as_deref(), Utc::now()) {
+            return Ok(Some(wait));
+        }
+        let result = self.deliver(&item).await;
+        let database = self.database.clone();
+        let sink = sink_name(&self.system);
+        let attempts = item.attempts;
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store::open(&database, Create::Never)?;
+            match result {
+                Ok(()) => outbox::delivered(&mut conn, &sink, item.id),
+                Err(error) => {
+                    tracing::warn!(ticket_system = %sink, item = item.id, %error, "ticket comment failed; will retry");
+                    outbox::failed(&mut conn, &sink, &error, retry_at(backoff(attempts)))
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        Ok(None)
+    }
+
+    /// Comments for `item` when it is an event of a role that comments on
+    /// this system; anything else is passed over.
+    async fn deliver(&self, item: &outbox::Pending) -> Result<(), String> {
+        if !item.kind.starts_with("request.") {
+            return Ok(());
+        }
+        let Ok(event) = serde_json::from_str::<WebhookEvent>(&item.payload) else {
+            return Ok(());
+        };
+        let rule = RoleName::parse(&event.request.role)
+            .ok()
+            .and_then(|role| self.integrations.config().role_tickets.get(&role).cloned());
+        let (Some(rule), Some(ticket)) = (rule, event.request.ticket.as_deref()) else {
+            return Ok(());
+        };
+        if !rule.comment || rule.system != self.system {
+            return Ok(());
+        }
+        let Some(text) = comment_text(&event, self.public_origin.as_deref()) else {
+            return Ok(());
+        };
+        let Some(system) = self.integrations.ticket_system(&self.system) else {
+            return Ok(());
+        };
+        match system.comment(ticket, &rule, &text).await {
+            Ok(()) => Ok(()),
+            // A ticket that is gone (or a key the system never takes) stays
+            // gone: retrying would hold up every later comment.
+            Err(super::client::ProviderError::NotFound) => {
+                tracing::warn!(ticket_system = %self.system, request = %event.request.id, "ticket not found; comment dropped");
+                Ok(())
+            }
+            Err(e) => Err(format!("ticket system {} {e}", self.system)),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The verified email of an identity: what on-call providers and ticket
+//! systems match a person by. Email never decides who someone is (identity
+//! is issuer and subject); it only finds the person at a provider, and only
+//! an address someone vouched for counts.
+//!
+//! One accessor per connector: a local account's `email` (written by the
+//! operator), an OpenID Connect login's `email` when the provider said
+//! `email_verified: true` (recorded at login). A directory connector plugs in
+//! here with its `mail` attribute.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use serde_json::Value;
+use tpa_core::identity::LOCAL_ISSUER;
+use tpa_core::{Identity, User, VerifiedEmail};
+
+use crate::config::Config;
+use crate::store::{self, StoreError};
+
+/// The verified email of `user`, if their connector vouches for one.
+pub fn identity_email(
+    conn: &Connection,
+    config: &Config,
+    user: &User,
+) -> Result<Option<VerifiedEmail>, StoreError> {
+    if user.identity.issuer() == LOCAL_ISSUER {
+        return Ok(config
+            .accounts
+            .iter()
+            .find(|a| a.username.as_str() == user.identity.subject())
+            .and_then(|a| a.email.clone()));
+    }
+    store::integrations::verified_email(conn, &user.identity)
+}
+
+/// The email of an OpenID Connect login's claims, only when the provider
+/// said it is verified (`email_verified` is the JSON value `true`; a string
+/// "true", a missing claim or anything else is not a verification).
+pub fn verified_claim(
+    email: Option<&str>,
+    email_verified: Option<&Value>,
+) -> Option<VerifiedEmail> {
+    match email_verified {
+        Some(Value::Bool(true)) => email.and_then(|e| VerifiedEmail::parse(e).ok()),
+        _ => None,
+    }
+}
+
+/// Records what an OpenID Connect login said about the identity's email
+/// (forgetting it when the login verified none).
+pub fn record_login(
+    conn: &mut Connection,
+    identity: &Identity,
+    email: Option<&VerifiedEmail>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    store::write(conn, |tx| {
+        store::integrations::record_email(tx, identity, email, now)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::verified_claim;
+
+    #[test]
+    fn only_a_verified_email_counts() {
+        // issue 17: a user with the requester's email but unverified is never matched.
+        let email = Some("alice@example.com");
+        assert_eq!(
+            verified_claim(email, Some(&json!(true))).map(|e| e.to_string()),
+            Some("alice@example.com".to_owned())
+        );
+        for unverified in [json!(false), json!("true"), json!(1), json!(null)] {
+            assert_eq!(
+                verified_claim(email, Some(&unverified)),
+                None,
+                "{unverified}"
+            );
+        }
+        assert_eq!(verified_claim(email, None), None);
+        assert_eq!(verified_claim(None, Some(&json!(true))), None);
+        assert_eq!(
+            verified_claim(Some("not an email"), Some(&json!(true))),
+            None
+        );
+    }
+}

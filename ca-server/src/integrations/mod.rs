@@ -1,0 +1,438 @@
+//! DevOps integrations (issue 17): on-call auto-approval and ticket checks.
+//!
+//! One interface per kind ([`OnCall`], [`TicketSystem`]); a provider is one
+//! file implementing it over the shared [`client::ProviderClient`]. The
+//! providers are asked BEFORE the submission's transaction (never while it
+//! holds the writer); what they answered becomes [`Prechecks`], which the
+//! workflow applies and records inside the transaction. A provider that is
+//! down, slow or rate-limiting never approves anything.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use tpa_core::{ApprovalPath, Policy, RequestInput, User, VerifiedEmail};
+
+pub mod client;
+pub mod comments;
+pub mod emails;
+pub mod jira;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod servicenow;
+
+use crate::config::{
+    IntegrationsConfig, OnCallKind, RoleOnCall, RoleTicketCheck, TicketKind, WhenDown,
+};
+use crate::store::integrations::CheckRow;
+use client::{ProviderClient, ProviderError};
+
+/// A provider's answer in progress.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an on-call provider said about one person and schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnCallAnswer {
+    /// On call now; `evidence` names the provider's entry.
+    OnCall {
+        /// The provider's answer id (on-call entry, request id).
+        evidence: String,
+    },
+    /// Not on call now (or no such user).
+    NotOnCall {
+        /// Why, for the request page.
+        detail: String,
+    },
+}
+
+/// What an on-call provider said about an incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentAnswer {
+    /// Open, of the service asked about.
+    Open {
+        /// The provider's incident id.
+        id: String,
+    },
+    /// Resolved, missing, or of another service.
+    NotOpen {
+        /// Why.
+        why: String,
+    },
+}
+
+/// An on-call provider (PagerDuty, Opsgenie).
+pub trait OnCall: Send + Sync + std::fmt::Debug {
+    /// Whether the user with `email` is on call now in `schedule`.
+    fn on_call<'a>(
+        &'a self,
+        schedule: &'a str,
+        email: &'a VerifiedEmail,
+    ) -> BoxFuture<'a, Result<OnCallAnswer, ProviderError>>;
+
+    /// Whether `incident` is an open incident of `service`.
+    fn open_incident<'a>(
+        &'a self,
+        service: &'a str,
+        incident: &'a str,
+    ) -> BoxFuture<'a, Result<IncidentAnswer, ProviderError>>;
+
+    /// Who is on call now in `schedule`, in one line (`tpa-ca integrations
+    /// test`; read-only).
+    fn probe<'a>(&'a self, schedule: &'a str) -> BoxFuture<'a, Result<String, ProviderError>>;
+}
+
+/// What a ticket system said about a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketAnswer {
+    /// The ticket exists and passes the role's rule.
+    Open {
+        /// The provider's id of it.
+        id: String,
+        /// One sentence for the request page.
+        detail: String,
+    },
+    /// Missing, closed, elsewhere, or not the requester's.
+    Refused {
+        /// Why, for the requester.
+        why: String,
+    },
+}
+
+/// A ticket system (Jira, ServiceNow).
+pub trait TicketSystem: Send + Sync + std::fmt::Debug {
+    /// Checks `key` against `rule`; `email` is the requester's verified email.
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        rule: &'a RoleTicketCheck,
+        email: Option<&'a VerifiedEmail>,
+    ) -> BoxFuture<'a, Result<TicketAnswer, ProviderError>>;
+
+    /// Adds `text` as a comment (Jira) or work note (ServiceNow) to `key`.
+    fn comment<'a>(
+        &'a self,
+        key: &'a str,
+        rule: &'a RoleTicketCheck,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// What TPA can read there, in one line (`tpa-ca integrations test`;
+    /// read-only).
+    fn probe(&self) -> BoxFuture<'_, Result<String, ProviderError>>;
+}
+
+/// An on-call approval to apply inside the submission's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnCallApproval {
+    /// The configured provider's name.
+    pub provider: String,
+    /// The schedule.
+    pub schedule: String,
+    /// The provider's answer id.
+    pub evidence: String,
+}
+
+/// What the providers answered for one submission, before its transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prechecks {
+    /// Set when the requester is on call and the role's rule applies.
+    pub on_call: Option<OnCallApproval>,
+    /// What each check found, for the audit trail and the request page.
+    pub checks: Vec<CheckRow>,
+    /// Set when a ticket check refuses the request: (code, message).
+    pub refusal: Option<(&'static str, String)>,
+}
+
+/// The configured providers, by name.
+#[derive(Debug, Default)]
+pub struct Integrations {
+    config: IntegrationsConfig,
+    on_call: BTreeMap<String, Box<dyn OnCall>>,
+    tickets: BTreeMap<String, Box<dyn TicketSystem>>,
+}
+
+impl Integrations {
+    /// The providers of `config`, all asked through one client.
+    pub fn from_config(config: &IntegrationsConfig) -> Result<Self, String> {
+        Self::with_client(config, ProviderClient::new()?)
+    }
+
+    /// The providers of `config` asked through `client`.
+    pub fn with_client(
+        config: &IntegrationsConfig,
+        client: ProviderClient,
+    ) -> Result<Self, String> {
+        let mut on_call: BTreeMap<String, Box<dyn OnCall>> = BTreeMap::new();
+        for p in &config.on_call {
+            let provider: Box<dyn OnCall> = match p.kind {
+                OnCallKind::PagerDuty => {
+                    Box::new(pagerduty::PagerDuty::new(p.clone(), client.clone()))
+                }
+                OnCallKind::Opsgenie => {
+                    Box::new(opsgenie::Opsgenie::new(p.clone(), client.clone()))
+                }
+            };
+            on_call.insert(p.name.clone(), provider);
+        }
+        let mut tickets: BTreeMap<String, Box<dyn TicketSystem>> = BTreeMap::new();
+        for t in &config.ticket_systems {
+            let system: Box<dyn TicketSystem> = match t.kind {
+                TicketKind::Jira => Box::new(jira::Jira::new(t.clone(), client.clone())),
+                TicketKind::ServiceNow => {
+                    Box::new(servicenow::ServiceNow::new(t.clone(), client.clone()))
+                }
+            };
+            tickets.insert(t.name.clone(), system);
+        }
+        Ok(Self {
+            config: config.clone(),
+            on_call,
+            tickets,
+        })
+    }
+
+    /// The configuration the providers came from.
+    pub fn config(&self) -> &IntegrationsConfig {
+        &self.config
+    }
+
+    /// The on-call provider named `name`.
+    pub fn on_call_provider(&self, name: &str) -> Option<&dyn OnCall> {
+        self.on_call.get(name).map(Box::as_ref)
+    }
+
+    /// The ticket system named `name`.
+    pub fn ticket_system(&self, name: &str) -> Option<&dyn TicketSystem> {
+        self.tickets.get(name).map(Box::as_ref)
+    }
+
+    /// Whether the role `input` names has any rule here (no provider is
+    /// asked, and no email looked up, for other roles).
+    pub fn applies_to(&self, input: &RequestInput) -> bool {
+        tpa_core::RoleName::parse(&input.role).is_ok_and(|r| {
+            self.config.role_on_call.contains_key(&r) || self.config.role_tickets.contains_key(&r)
+        })
+    }
+
+    /// Asks the providers what the role of `input` needs: its ticket check,
+    /// then (for a request that would wait for its stages) whether the
+    /// requester is on call. `email` is the requester's verified email.
+    pub async fn precheck(
+        &self,
+        policy: &Policy,
+        user: &User,
+        email: Option<&VerifiedEmail>,
+        input: &RequestInput,
+        now: DateTime<Utc>,
+    ) -> Prechecks {
+        let mut out = Prechecks::default();
+        // A request the policy refuses is refused (and audited) by the
+        // workflow; no provider is asked about it.
+        let Ok(checked) = policy.check_request(user, input, now) else {
+            return out;
+        };
+        if let (Some(rule), Some(ticket)) = (
+            self.config.role_tickets.get(&checked.role),
+            checked.ticket.as_deref(),
+        ) {
+            let break_glass = checked.path == ApprovalPath::BreakGlass;
+            self.check_ticket(rule, ticket, email, break_glass, now, &mut out)
+                .await;
+            if out.refusal.is_some() {
+                return shown(out);
+            }
+        }
+        if checked.path == ApprovalPath::Stages
+            && let Some(rule) = self.config.role_on_call.get(&checked.role)
+        {
+            self.check_on_call(rule, email, checked.ticket.as_deref(), input, now, &mut out)
+                .await;
+        }
+        shown(out)
+    }
+
+    async fn check_ticket(
+        &self,
+        rule: &RoleTicketCheck,
+        ticket: &str,
+        email: Option<&VerifiedEmail>,
+        break_glass: bool,
+        now: DateTime<Utc>,
+        out: &mut Prechecks,
+    ) {
+        let row = |outcome: &str, summary: String, answer_id: Option<String>| CheckRow {
+            kind: "ticket".to_owned(),
+            provider: rule.system.clone(),
+            outcome: outcome.to_owned(),
+            summary,
+            answer_id,
+            at: now,
+        };
+        let Some(system) = self.ticket_system(&rule.system) else {
+            out.refusal = Some((
+                "ticket_refused",
+                "the ticket system is not configured".into(),
+            ));
+            return;
+        };
+        match system.check(ticket, rule, email).await {
+            Ok(TicketAnswer::Open { id, detail }) => out.checks.push(row("open", detail, Some(id))),
+            Ok(TicketAnswer::Refused { why }) => {
+                out.checks.push(row("refused", why.clone(), None));
+                out.refusal = Some(("ticket_refused", format!("ticket {ticket} refused: {why}")));
+            }
+            Err(e) => {
+                let why = format!("ticket system {} {e}", rule.system);
+                // Break-glass is for emergencies, when ticket systems may be
+                // down too: an outage flags it rather than refusing it.
+                if rule.when_down == WhenDown::AllowAndFlag || break_glass {
+                    out.checks.push(row(
+                        "flagged",
+                        format!("{why}; the ticket was not checked (allowed and flagged)"),
+                        None,
+                    ));
+                } else {
+                    out.checks.push(row(e.code(), why.clone(), None));
+                    out.refusal = Some((
+                        "ticket_system_unavailable",
+                        format!(
+                            "{why}; the ticket cannot be checked, so the request is refused; try again shortly"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn check_on_call(
+        &self,
+        rule: &RoleOnCall,
+        email: Option<&VerifiedEmail>,
+        ticket: Option<&str>,
+        input: &RequestInput,
+        now: DateTime<Utc>,
+        out: &mut Prechecks,
+    ) {
+        let mut row = |outcome: &str, summary: String, answer_id: Option<String>| {
+            out.checks.push(CheckRow {
+                kind: "on_call".to_owned(),
+                provider: rule.provider.clone(),
+                outcome: outcome.to_owned(),
+                summary,
+                answer_id,
+                at: now,
+            });
+        };
+        let fallback = "; the request waits for its approval stages";
+        let Some(provider) = self.on_call_provider(&rule.provider) else {
+            row(
+                "unavailable",
+                format!("on-call provider not configured{fallback}"),
+                None,
+            );
+            return;
+        };
+        if input.start.is_some() {
+            row(
+                "not_applicable",
+                format!("a scheduled request is not approved on call{fallback}"),
+                None,
+            );
+            return;
+        }
+        let Some(email) = email else {
+            row(
+                "no_verified_email",
+                format!("your login has no verified email to match an on-call user by{fallback}"),
+                None,
+            );
+            return;
+        };
+        if let Some(service) = &rule.incident_service {
+            let Some(incident) = ticket else {
+                row(
+                    "no_incident",
+                    format!(
+                        "on-call approval needs an open incident of service {service} as the ticket{fallback}"
+                    ),
+                    None,
+                );
+                return;
+            };
+            match provider.open_incident(service, incident).await {
+                Ok(IncidentAnswer::Open { .. }) => {}
+                Ok(IncidentAnswer::NotOpen { why }) => {
+                    row("no_incident", format!("{why}{fallback}"), None);
+                    return;
+                }
+                Err(e) => {
+                    row(
+                        e.code(),
+                        format!("on-call provider {} {e}{fallback}", rule.provider),
+                        None,
+                    );
+                    return;
+                }
+            }
+        }
+        match provider.on_call(&rule.schedule, email).await {
+            Ok(OnCallAnswer::OnCall { evidence }) => {
+                row(
+                    "on_call",
+                    format!("{email} is on call now in schedule {}", rule.schedule),
+                    Some(evidence.clone()),
+                );
+                out.on_call = Some(OnCallApproval {
+                    provider: rule.provider.clone(),
+                    schedule: rule.schedule.clone(),
+                    evidence,
+                });
+            }
+            Ok(OnCallAnswer::NotOnCall { detail }) => {
+                row("not_on_call", format!("{detail}{fallback}"), None);
+            }
+            Err(e) => row(
+                e.code(),
+                format!("on-call provider {} {e}{fallback}", rule.provider),
+                None,
+            ),
+        }
+    }
+}
+
+/// The longest provider-derived text kept (ids and summaries quote what a
+/// provider sent).
+const MAX_SHOWN: usize = 500;
+
+/// `out` with every text a provider could have influenced made printable
+/// (control, format and bidi characters replaced) and cut to [`MAX_SHOWN`]
+/// characters, before it reaches the audit trail, pages and terminals.
+fn shown(mut out: Prechecks) -> Prechecks {
+    let clean = |t: &str| tpa_core::text::printable(t, false, MAX_SHOWN);
+    for c in &mut out.checks {
+        c.summary = clean(&c.summary);
+        c.answer_id = c.answer_id.as_deref().map(clean);
+    }
+    if let Some(o) = &mut out.on_call {
+        o.evidence = clean(&o.evidence);
+    }
+    if let Some((_, message)) = &mut out.refusal {
+        *message = clean(message);
+    }
+    out
+}
+
+/// The wire form of the on-call and ticket checks recorded at submission.
+pub fn check_views(rows: &[crate::store::integrations::CheckRow]) -> Vec<tpa_core::api::CheckView> {
+    rows.iter()
+        .map(|c| tpa_core::api::CheckView {
+            kind: c.kind.clone(),
+            provider: c.provider.clone(),
+            outcome: c.outcome.clone(),
+            summary: c.summary.clone(),
+            answer_id: c.answer_id.clone(),
+            at: tpa_core::audit::format_time(c.at),
+        })
+        .collect()
+}
