@@ -4,18 +4,21 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use tpa_core::api::RequestView;
 
-use crate::client::{self, Client};
+use crate::api::{self, Client};
 
 /// How long a wait rides out an unreachable CA by default (`--ca-retry`).
 pub const DEFAULT_CA_RETRY: Duration = Duration::from_secs(120);
 /// The longest pause between two attempts while the CA is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long one long poll of `/wait` may stay open at the CA: the answer
+/// comes at once when the decision lands; this only refreshes the approvals
+/// shown while earlier stages are approved.
+const POLL_SECS: u64 = 5;
+
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-const NONE: Option<&()> = None;
 
 /// What a pending request has and still needs, in words.
 pub fn progress(r: &RequestView) -> String {
@@ -89,10 +92,8 @@ pub async fn until_decided_retrying(
             eprintln!("  [{:>4}] waiting: {now}", elapsed(started));
         }
         last = now;
-        // The CA answers at once when the decision lands; the short timeout only
-        // refreshes the approvals shown while earlier stages are approved.
-        let path = format!("/api/v1/requests/{}/wait?timeout=5", r.id);
-        let poll = client.call::<(), RequestView>(Method::GET, &path, NONE);
+        let id = r.id.clone();
+        let poll = client.wait(&id, POLL_SECS);
         tokio::pin!(poll);
         let mut tick = tokio::time::interval(Duration::from_millis(120));
         let polled = Instant::now();
@@ -116,7 +117,7 @@ pub async fn until_decided_retrying(
                 backoff = Duration::from_millis(500);
                 view
             }
-            Err(e) if client::is_transient(&e) => {
+            Err(e) if api::is_transient(&e) => {
                 let since = *down_since.get_or_insert_with(|| {
                     if !live && !quiet {
                         eprintln!("  [{:>4}] {}", elapsed(started), unreachable_note(&r.id));

@@ -18,8 +18,18 @@ fn socket() -> Option<std::ffi::OsString> {
     std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty())
 }
 
+/// Removes expired TPA certificates from the agent, then loads the key at
+/// `private` and its certificate with a lifetime equal to the certificate's
+/// remaining validity. Returns what happened, for the user: the lifetime
+/// given (or why nothing was loaded) and how many expired certificates went.
+pub fn refresh(private: &Path, valid_before: u64, now: u64) -> (Result<u64, String>, usize) {
+    let removed = remove_expired(now).unwrap_or(0);
+    let lifetime = valid_before.saturating_sub(now);
+    (load(private, lifetime).map(|()| lifetime), removed)
+}
+
 /// `ssh-add -t LIFETIME KEY` (which also loads `KEY-cert.pub`).
-pub fn load(private: &Path, lifetime: u64) -> Result<(), String> {
+fn load(private: &Path, lifetime: u64) -> Result<(), String> {
     if socket().is_none() {
         return Err("no ssh-agent: SSH_AUTH_SOCK is not set".to_owned());
     }
@@ -42,7 +52,7 @@ pub fn load(private: &Path, lifetime: u64) -> Result<(), String> {
 
 /// Removes every TPA certificate (key id `tpa:…`) whose `valid_before` has passed
 /// from the agent; returns how many went. `Ok(0)` without an agent.
-pub fn remove_expired(now: u64) -> Result<usize, String> {
+fn remove_expired(now: u64) -> Result<usize, String> {
     let Some(path) = socket() else {
         return Ok(0);
     };

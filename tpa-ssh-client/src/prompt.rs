@@ -1,6 +1,6 @@
-//! The password prompt of `tpa-ssh login --username` on a terminal: nothing
-//! is echoed, Ctrl-C cancels, and the terminal's settings come back on every
-//! path.
+//! Questions on the terminal: a line (`ask`), yes or no (`confirm`), and a
+//! password without echo (`hidden`): nothing is echoed, Ctrl-C cancels, and
+//! the terminal's settings come back on every path.
 //!
 //! Review: the prompt ran `stty -echo`, and Ctrl-C killed the process before
 //! `stty echo` ran, leaving the shell without echo. Here the terminal is put
@@ -9,10 +9,37 @@
 //! the process; a guard restores the saved settings (`stty -g`) when the
 //! prompt returns, fails or unwinds.
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
+
+/// Asks one question on the terminal; the answer, trimmed.
+pub fn ask(question: &str) -> anyhow::Result<String> {
+    eprint!("{question}: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read your answer")?;
+    Ok(line.trim().to_owned())
+}
+
+/// Asks `question` on the terminal; whether the answer is yes.
+pub fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read your answer")?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
 
 /// What one key does to the line being typed.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,7 +125,7 @@ impl Drop for QuietTerminal {
 }
 
 /// Shows `prompt` and reads one line from the terminal without echo.
-pub fn read_hidden(prompt: &str) -> anyhow::Result<String> {
+pub fn hidden(prompt: &str) -> anyhow::Result<String> {
     let terminal = QuietTerminal::enter()?;
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();

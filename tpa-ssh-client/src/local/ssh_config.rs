@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use tpa_core::{BastionAddress, HostPattern, Username};
 
-use crate::files::{KeyFiles, private_dir, replace};
+use super::files::{private_dir, replace};
+use super::keys::KeyFiles;
 
 /// The alias the snippet gives the bastion.
 pub const BASTION_ALIAS: &str = "tpa-bastion";
@@ -214,7 +215,7 @@ pub fn install(snippet: &Path, user_config: &Path, text: &str) -> anyhow::Result
 /// Copies `path` to a new `<path>.tpa-backup-<unix time>[-n]` (never overwriting one).
 fn backup(path: &Path) -> anyhow::Result<PathBuf> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let stamp = crate::grants::now();
+    let stamp = chrono::Utc::now().timestamp();
     for n in 0..100 {
         let suffix = if n == 0 {
             String::new()
