@@ -1,18 +1,17 @@
 //! Questions on the terminal: a line (`ask`), yes or no (`confirm`), and a
-//! password without echo (`hidden`): nothing is echoed, Ctrl-C cancels, and
-//! the terminal's settings come back on every path.
+//! password without echo (`hidden`).
 //!
-//! Review: the prompt ran `stty -echo`, and Ctrl-C killed the process before
-//! `stty echo` ran, leaving the shell without echo. Here the terminal is put
-//! in non-canonical mode with signals off (`stty -echo -icanon -isig`), so
-//! Ctrl-C arrives as a byte the prompt handles instead of a SIGINT that kills
-//! the process; a guard restores the saved settings (`stty -g`) when the
-//! prompt returns, fails or unwinds.
+//! The password prompt is rpassword's: it turns off echo, line mode and
+//! signals on the terminal itself (no `stty`), restores them on every way
+//! out, and answers Ctrl-C by restoring the terminal and raising SIGINT.
+//! Review (tpa-ssh hardening): Ctrl-C must end the login with "login
+//! cancelled" and the terminal as it was, so a SIGINT listener is in place
+//! before the prompt, and the raised signal comes back as an error.
 
-use std::io::{BufRead as _, Read as _, Write as _};
-use std::process::{Command, Stdio};
+use std::io::{BufRead as _, Write as _};
 
 use anyhow::{Context as _, bail};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Asks one question on the terminal; the answer, trimmed.
 pub fn ask(question: &str) -> anyhow::Result<String> {
@@ -41,150 +40,75 @@ pub fn confirm(question: &str) -> anyhow::Result<bool> {
     ))
 }
 
-/// What one key does to the line being typed.
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    /// Keep reading.
-    More,
-    /// Enter (or Ctrl-D): the line is complete.
-    Done,
-    /// Ctrl-C: stop without a password.
-    Cancel,
-}
-
-/// Applies one byte typed at the prompt to `line`.
-fn feed(line: &mut Vec<u8>, byte: u8) -> Step {
-    match byte {
-        b'\r' | b'\n' | 0x04 => Step::Done,
-        0x03 => Step::Cancel,
-        // Backspace: one character, all of its UTF-8 bytes.
-        0x7f | 0x08 => {
-            while let Some(b) = line.pop() {
-                if b & 0xc0 != 0x80 {
-                    break;
-                }
-            }
-            Step::More
-        }
-        // Ctrl-U: start again.
-        0x15 => {
-            line.clear();
-            Step::More
-        }
-        // Other control characters (arrow keys' escapes and the like).
-        b if b < 0x20 => Step::More,
-        b => {
-            line.push(b);
-            Step::More
-        }
-    }
-}
-
-/// `stty ARGS` on the terminal that is standard input.
-fn stty(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("stty")
-        .args(args)
-        .stdin(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run stty to turn off echo (use --password-stdin)")?;
-    if !out.status.success() {
-        bail!("stty {} failed (use --password-stdin)", args.join(" "));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// The terminal in no-echo, byte-at-a-time mode; its saved settings come
-/// back when this is dropped.
-#[derive(Debug)]
-struct QuietTerminal {
-    saved: String,
-}
-
-impl QuietTerminal {
-    fn enter() -> anyhow::Result<Self> {
-        let saved = stty(&["-g"])?;
-        if saved.is_empty() {
-            bail!("stty -g printed nothing (use --password-stdin)");
-        }
-        // From here on, dropping the guard restores the terminal, also when
-        // the next step fails halfway.
-        let guard = Self { saved };
-        stty(&["-echo", "-icanon", "-isig", "min", "1", "time", "0"])?;
-        Ok(guard)
-    }
-}
-
-impl Drop for QuietTerminal {
-    fn drop(&mut self) {
-        let _ = Command::new("stty")
-            .arg(&self.saved)
-            .stdin(Stdio::inherit())
-            .status();
-    }
-}
-
-/// Shows `prompt` and reads one line from the terminal without echo.
+/// Shows `prompt` on the terminal and reads one line without echo; an empty
+/// string when the person types Ctrl-D on an empty line. Runs inside the
+/// async runtime (for the SIGINT listener).
 pub fn hidden(prompt: &str) -> anyhow::Result<String> {
-    let terminal = QuietTerminal::enter()?;
-    eprint!("{prompt}");
-    let _ = std::io::stderr().flush();
-    let mut line = Vec::new();
-    let mut stdin = std::io::stdin().lock();
-    let mut byte = [0u8; 1];
-    let step = loop {
-        match stdin.read(&mut byte) {
-            Ok(0) => break Step::Done,
-            Ok(_) => match feed(&mut line, byte[0]) {
-                Step::More => {}
-                end => break end,
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                drop(terminal);
-                eprintln!();
-                return Err(e).context("cannot read the password");
-            }
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C at the prompt")?;
+    let typed = rpassword::prompt_password(prompt);
+    // A listener cannot be removed again: a later Ctrl-C (while the login is
+    // sent) ends the process as the default action would have.
+    tokio::spawn(async move {
+        if interrupt.recv().await.is_some() {
+            std::process::exit(130);
         }
-    };
-    drop(terminal);
-    eprintln!();
-    if step == Step::Cancel {
-        bail!("login cancelled");
+    });
+    password(typed)
+}
+
+/// What rpassword's answer means for the login.
+fn password(typed: std::io::Result<String>) -> anyhow::Result<String> {
+    match typed {
+        Ok(line) => Ok(line),
+        // Ctrl-C: rpassword restored the terminal and raised SIGINT, which
+        // the listener took.
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => bail!("login cancelled"),
+        // Ctrl-D on an empty line.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(String::new()),
+        Err(e) => {
+            Err(e).context("cannot read the password from the terminal (use --password-stdin)")
+        }
     }
-    String::from_utf8(line).context("the password is not valid UTF-8")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(typed: &[u8], expected_line: &str, expected: Step) {
-        let mut line = Vec::new();
-        let mut step = Step::More;
-        for &b in typed {
-            step = feed(&mut line, b);
-            if step != Step::More {
-                break;
-            }
-        }
-        assert_eq!(step, expected, "{typed:?}");
-        assert_eq!(String::from_utf8(line).unwrap(), expected_line, "{typed:?}");
+    /// The keys at the prompt, as rpassword reads them (from bytes here; on
+    /// a terminal it reads the same bytes with echo off). Ctrl-C is left to
+    /// the e2e test `ctrl_c_at_the_password_prompt_gives_the_terminal_back`:
+    /// it raises SIGINT.
+    fn check(typed: &[u8], expected: &str) {
+        let config = rpassword::ConfigBuilder::new()
+            .input_data(typed.to_vec())
+            .output_discard()
+            .build();
+        let line = password(rpassword::read_password_with_config(config)).unwrap();
+        assert_eq!(line, expected, "{typed:?}");
     }
 
     #[test]
     fn keys_at_the_prompt() {
-        check(b"secret\n", "secret", Step::Done);
-        check(b"secret\r", "secret", Step::Done);
-        check(b"with space\n", "with space", Step::Done);
-        check(b"secrex\x7ft\n", "secret", Step::Done);
-        check(b"x\x08\x08\x08ok\n", "ok", Step::Done);
-        check("pässwörd\x7f\x7fd\n".as_bytes(), "pässwöd", Step::Done);
-        check(b"wrong\x15right\n", "right", Step::Done);
-        check(b"half\x03rest\n", "half", Step::Cancel);
-        check(b"\x03", "", Step::Cancel);
-        check(b"abc\x04", "abc", Step::Done);
-        check(b"a\x1b[Db\n", "a[Db", Step::Done);
-        check(b"\x01\x02ok\x00\n", "ok", Step::Done);
+        check(b"secret\n", "secret");
+        check(b"secret\r", "secret");
+        check(b"with space\n", "with space");
+        check(b"secrex\x7ft\n", "secret");
+        check(b"x\x08\x08\x08ok\n", "ok");
+        check("pässwörd\x7f\x7fd\n".as_bytes(), "pässwöd");
+        check(b"wrong\x15right\n", "right");
+        check(b"abc", "abc");
+        check(b"\x04", "");
+        // An arrow key's escape sequence is dropped whole.
+        check(b"a\x1b[Db\n", "ab");
+        check(b"\x01\x02ok\x00\n", "ok");
+    }
+
+    #[test]
+    fn an_interrupted_prompt_is_a_cancelled_login() {
+        let interrupted = std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted");
+        let err = password(Err(interrupted)).unwrap_err();
+        assert_eq!(format!("{err:#}"), "login cancelled");
     }
 }
