@@ -18,16 +18,14 @@ use crate::api::Client;
 /// How long the CLI waits for the browser to come back.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Opens `url` with `xdg-open`, only in a graphical session. Whether it
-/// worked.
+/// Opens `url` in the person's browser (webbrowser: `$BROWSER`, then
+/// xdg-open and the desktop's own openers), only in a graphical session:
+/// elsewhere a browser would start in this terminal, or nowhere. Whether
+/// one was started.
 fn open_browser(url: &str) -> bool {
-    (std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some())
-        && std::process::Command::new("xdg-open")
-            .arg(url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    let graphical =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    graphical && webbrowser::open(url).is_ok()
 }
 
 /// Runs the SSO login through the browser.
