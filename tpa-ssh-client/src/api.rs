@@ -182,7 +182,7 @@ impl Client {
     }
 
     /// `POST /api/v1/requests/ID/certificate`: a certificate for the key sent.
-    pub async fn certificate(
+    pub async fn issue_certificate(
         &self,
         id: &str,
         body: &CertificateBody,

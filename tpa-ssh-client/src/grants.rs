@@ -17,7 +17,7 @@ pub fn now() -> u64 {
 /// Whether a certificate valid from `valid_after` to `valid_before` should be
 /// replaced at `now`: when it has expired, or when less than the smaller of
 /// 5 minutes and a fifth of its lifetime is left.
-pub fn needs_renewal(valid_after: u64, valid_before: u64, now: u64) -> bool {
+fn needs_renewal(valid_after: u64, valid_before: u64, now: u64) -> bool {
     let lifetime = valid_before.saturating_sub(valid_after);
     let left = valid_before.saturating_sub(now);
     left == 0 || lifetime == 0 || left < (lifetime / 5).min(300)
@@ -96,7 +96,7 @@ pub async fn certificate(
     let body = CertificateBody {
         public_key: public_key.to_owned(),
     };
-    let issued = client.certificate(&r.id, &body).await?;
+    let issued = client.issue_certificate(&r.id, &body).await?;
     let trusted = client.user_ca_keys().await?;
     let cert = check_issued(&issued.certificate, public_key, &r.id, &trusted, now())?;
     let checked = CertInUse::from_cert(&cert, false)?;

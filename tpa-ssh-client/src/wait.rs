@@ -11,7 +11,7 @@ use tpa_core::api::RequestView;
 use crate::api::{self, Client};
 
 /// How long a wait rides out an unreachable CA by default (`--ca-retry`).
-pub const DEFAULT_CA_RETRY: Duration = Duration::from_secs(120);
+const DEFAULT_CA_RETRY: Duration = Duration::from_secs(120);
 /// The longest pause between two attempts while the CA is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long one long poll of `/wait` may stay open at the CA: the answer

@@ -211,11 +211,11 @@ fn printable_json(value: Value, multiline: bool) -> Value {
 /// The CA could not be reached: connection refused or failed, timed out, or
 /// a gateway in front of it answering 502/503/504 without a TPA error body.
 #[derive(Debug, Clone)]
-pub struct Unreachable {
+struct Unreachable {
     /// The CA's base URL.
-    pub base: String,
+    base: String,
     /// What happened, in a few words.
-    pub why: String,
+    why: String,
 }
 
 impl std::fmt::Display for Unreachable {

@@ -35,7 +35,7 @@ pub fn describe(r: &RequestView) -> String {
 
 /// The exit status and message for a request that was not approved; `None`
 /// when it was.
-pub fn refused(r: &RequestView, json: bool) -> anyhow::Result<Option<ExitCode>> {
+pub fn not_approved(r: &RequestView, json: bool) -> anyhow::Result<Option<ExitCode>> {
     let (code, what) = match r.state.as_str() {
         "approved" => return Ok(None),
         "denied" => (

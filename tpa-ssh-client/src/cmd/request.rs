@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use tpa_core::api::CreateRequestBody;
 
 use super::cert;
-use super::report::{announce_approval, describe, refused};
+use super::report::{announce_approval, describe, not_approved};
 use crate::cli::RequestArgs;
 use crate::wait;
 
@@ -54,7 +54,7 @@ pub async fn run(ca: Option<&str>, args: RequestArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     let r = wait::until_decided_retrying(&client, r, args.json.json, ca_retry).await?;
-    if let Some(code) = refused(&r, args.json.json)? {
+    if let Some(code) = not_approved(&r, args.json.json)? {
         return Ok(code);
     }
     if !args.json.json {

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use tpa_core::api::{CreateRequestBody, RequestView};
 use tpa_core::{HostName, Principal};
 
-use super::report::{announce_approval, human_secs, refused};
+use super::report::{announce_approval, human_secs, not_approved};
 use crate::api::Client;
 use crate::cli::SshArgs;
 use crate::local::{agent, keys};
@@ -65,7 +65,7 @@ async fn grant_for(
     let r = submitted.request;
     eprintln!("Request {} for {host}: {}", r.id, r.state);
     let r = wait::until_decided(client, r, false).await?;
-    if let Some(code) = refused(&r, false)? {
+    if let Some(code) = not_approved(&r, false)? {
         return Ok(Err(code));
     }
     announce_approval(&r);

@@ -122,7 +122,7 @@ pub fn written(text: &str) -> Written {
 }
 
 /// The line that pulls the snippet in.
-pub fn include_line(snippet: &Path) -> anyhow::Result<String> {
+fn include_line(snippet: &Path) -> anyhow::Result<String> {
     Ok(format!("Include {}", config_path(snippet)?))
 }
 
