@@ -3,13 +3,11 @@
 //! re-issued (no new approval) when it is close to expiry.
 
 use anyhow::Context as _;
-use reqwest::Method;
-use tpa_core::api::{CertificateBody, CertificateResponse, RequestList, RequestView};
+use tpa_core::api::{CertificateBody, RequestView};
 
-use crate::client::Client;
-use crate::files::{self, KeyFiles};
-
-const NONE: Option<&()> = None;
+use crate::api::Client;
+use crate::local::files;
+use crate::local::keys::{self, KeyFiles};
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
@@ -19,7 +17,7 @@ pub fn now() -> u64 {
 /// Whether a certificate valid from `valid_after` to `valid_before` should be
 /// replaced at `now`: when it has expired, or when less than the smaller of
 /// 5 minutes and a fifth of its lifetime is left.
-pub fn needs_renewal(valid_after: u64, valid_before: u64, now: u64) -> bool {
+fn needs_renewal(valid_after: u64, valid_before: u64, now: u64) -> bool {
     let lifetime = valid_before.saturating_sub(valid_after);
     let left = valid_before.saturating_sub(now);
     left == 0 || lifetime == 0 || left < (lifetime / 5).min(300)
@@ -66,7 +64,7 @@ fn reusable(
     request: &str,
     now: u64,
 ) -> anyhow::Result<Option<CertInUse>> {
-    let Some(cert) = files::read_certificate(&keys.cert)? else {
+    let Some(cert) = keys::read_certificate(&keys.cert)? else {
         return Ok(None);
     };
     let for_request = cert
@@ -98,32 +96,12 @@ pub async fn certificate(
     let body = CertificateBody {
         public_key: public_key.to_owned(),
     };
-    let issued: CertificateResponse = client
-        .call(
-            Method::POST,
-            &format!("/api/v1/requests/{}/certificate", r.id),
-            Some(&body),
-        )
-        .await?;
-    let trusted = ca_keys(client).await?;
+    let issued = client.issue_certificate(&r.id, &body).await?;
+    let trusted = client.user_ca_keys().await?;
     let cert = check_issued(&issued.certificate, public_key, &r.id, &trusted, now())?;
     let checked = CertInUse::from_cert(&cert, false)?;
     files::write_private(&keys.cert, format!("{}\n", checked.certificate).as_bytes())?;
     Ok(checked)
-}
-
-/// The CA's user-CA public keys (`GET /ca.pub`, one per line).
-async fn ca_keys(client: &Client) -> anyhow::Result<Vec<ssh_key::PublicKey>> {
-    let text = client.text("/ca.pub").await?;
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            ssh_key::PublicKey::from_openssh(l).with_context(|| {
-                format!("the CA's /ca.pub has a line that is not a public key: {l:?}")
-            })
-        })
-        .collect()
 }
 
 /// How far the CA's clock may be ahead of ours: the CA backdates `valid_after`
@@ -185,12 +163,19 @@ fn check_issued(
     Ok(cert)
 }
 
-/// Your requests, newest first.
-pub async fn mine(client: &Client) -> anyhow::Result<Vec<RequestView>> {
-    let list: RequestList = client
-        .call(Method::GET, "/api/v1/requests?scope=mine", NONE)
-        .await?;
-    Ok(list.requests)
+/// Your most recent request, or your most recent active grant.
+pub async fn latest(client: &Client, active_only: bool) -> anyhow::Result<RequestView> {
+    client
+        .my_requests()
+        .await?
+        .requests
+        .into_iter()
+        .find(|r| !active_only || r.active)
+        .context(if active_only {
+            "no active grant: ask with `tpa-ssh request --role ROLE --host HOST --wait`"
+        } else {
+            "you have no requests yet"
+        })
 }
 
 /// The active grant that covers `host` and ends last, if any.

@@ -1,21 +1,23 @@
 //! Waiting for a decision: long-polls the CA's `/wait` endpoint (the answer comes
-//! the moment the decision commits) and shows a live status line on a terminal.
+//! the moment the decision commits) and, on a terminal, shows a live status
+//! line with indicatif's spinner.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
+use indicatif::{ProgressBar, ProgressFinish, ProgressState, ProgressStyle};
 use tpa_core::api::RequestView;
 
-use crate::client::{self, Client};
+use crate::api::{self, Client};
 
 /// How long a wait rides out an unreachable CA by default (`--ca-retry`).
-pub const DEFAULT_CA_RETRY: Duration = Duration::from_secs(120);
+const DEFAULT_CA_RETRY: Duration = Duration::from_secs(120);
 /// The longest pause between two attempts while the CA is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-const NONE: Option<&()> = None;
+/// How long one long poll of `/wait` may stay open at the CA: the answer
+/// comes at once when the decision lands; this only refreshes the approvals
+/// shown while earlier stages are approved.
+const POLL_SECS: u64 = 5;
 
 /// What a pending request has and still needs, in words.
 pub fn progress(r: &RequestView) -> String {
@@ -34,7 +36,12 @@ pub fn progress(r: &RequestView) -> String {
 }
 
 fn elapsed(since: Instant) -> String {
-    let s = since.elapsed().as_secs();
+    waited(since.elapsed())
+}
+
+/// `42s`, `3m05s`.
+fn waited(time: Duration) -> String {
+    let s = time.as_secs();
     if s < 60 {
         format!("{s}s")
     } else {
@@ -61,6 +68,27 @@ fn unreachable_note(id: &str) -> String {
     )
 }
 
+/// The live status line on a terminal: `⠋ ID waiting 12s: STATUS`, redrawn
+/// by indicatif's own ticker while the long poll is open, and cleared when
+/// dropped (decided, failed or interrupted).
+fn status_line(id: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template("{spinner} {prefix} waiting {waited}: {msg}")
+        .expect("a constant template parses")
+        .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ")
+        .with_key(
+            "waited",
+            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = out.write_str(&waited(state.elapsed()));
+            },
+        );
+    let line = ProgressBar::new_spinner()
+        .with_style(style)
+        .with_prefix(id.to_owned())
+        .with_finish(ProgressFinish::AndClear);
+    line.enable_steady_tick(Duration::from_millis(120));
+    line
+}
+
 /// [`until_decided`], riding out an unreachable CA for up to `retry_for`
 /// (backing off from 0.5 s to 5 s between attempts), then failing with how
 /// to resume; the request stays pending at the CA either way.
@@ -73,9 +101,10 @@ pub async fn until_decided_retrying(
     let started = Instant::now();
     let mut down_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(500);
-    let live = !quiet && std::io::stderr().is_terminal();
+    let live = (!quiet && std::io::stderr().is_terminal()).then(|| status_line(&r.id));
+    // Lines per change, where there is no live line.
+    let lines = !quiet && live.is_none();
     let mut last = String::new();
-    let mut frame = 0usize;
     while r.state == "pending" {
         // Past its pending deadline nobody can decide it any more; the CA marks
         // it expired on its next sweep, but the answer is already known.
@@ -85,48 +114,34 @@ pub async fn until_decided_retrying(
             break;
         }
         let now = progress(&r);
-        if !live && !quiet && now != last {
+        if lines && now != last {
             eprintln!("  [{:>4}] waiting: {now}", elapsed(started));
         }
         last = now;
-        // The CA answers at once when the decision lands; the short timeout only
-        // refreshes the approvals shown while earlier stages are approved.
-        let path = format!("/api/v1/requests/{}/wait?timeout=5", r.id);
-        let poll = client.call::<(), RequestView>(Method::GET, &path, NONE);
-        tokio::pin!(poll);
-        let mut tick = tokio::time::interval(Duration::from_millis(120));
+        if let Some(line) = &live {
+            line.set_message(if down_since.is_some() {
+                unreachable_note(&r.id)
+            } else {
+                last.clone()
+            });
+        }
         let polled = Instant::now();
-        let answer = loop {
-            tokio::select! {
-                answer = &mut poll => break answer,
-                _ = tick.tick(), if live => {
-                    frame = frame.wrapping_add(1);
-                    let spin = SPINNER.get(frame % SPINNER.len()).copied().unwrap_or('*');
-                    let status = if down_since.is_some() { unreachable_note(&r.id) } else { last.clone() };
-                    eprint!("\r\x1b[2K{spin} {} waiting {}: {status}", r.id, elapsed(started));
-                    let _ = std::io::stderr().flush();
-                }
-            }
-        };
-        r = match answer {
+        r = match client.wait(&r.id, POLL_SECS).await {
             Ok(view) => {
-                if down_since.take().is_some() && !live && !quiet {
+                if down_since.take().is_some() && lines {
                     eprintln!("  [{:>4}] the CA answers again", elapsed(started));
                 }
                 backoff = Duration::from_millis(500);
                 view
             }
-            Err(e) if client::is_transient(&e) => {
+            Err(e) if api::is_transient(&e) => {
                 let since = *down_since.get_or_insert_with(|| {
-                    if !live && !quiet {
+                    if lines {
                         eprintln!("  [{:>4}] {}", elapsed(started), unreachable_note(&r.id));
                     }
                     Instant::now()
                 });
                 if since.elapsed() >= retry_for {
-                    if live {
-                        eprint!("\r\x1b[2K");
-                    }
                     return Err(e.context(format!(
                         "the CA was unreachable for {}s; request {id} stays pending: resume with `tpa-ssh cert {id}` (or `tpa-ssh status {id}`)",
                         since.elapsed().as_secs(),
@@ -143,10 +158,6 @@ pub async fn until_decided_retrying(
             // An early answer with nothing decided: never poll in a tight loop.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-    }
-    if live {
-        eprint!("\r\x1b[2K");
-        let _ = std::io::stderr().flush();
     }
     Ok(r)
 }

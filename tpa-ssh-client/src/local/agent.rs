@@ -1,11 +1,19 @@
 //! ssh-agent: certificates go in with a lifetime (`ssh-add -t`), and expired TPA
 //! certificates come out (the agent protocol's list and remove messages, over
 //! `$SSH_AUTH_SOCK`). Without an agent nothing happens: the files alone work.
+//!
+//! The two messages are ours on purpose, encoded with ssh-key's `encoding`:
+//! ssh-agent-lib 0.6 and ssh-agent-client-rs 1.1 are built on ssh-key 0.6 (a
+//! second ssh-key beside the 0.7 that russh pins), and russh's agent client
+//! removes an identity by its plain key, which leaves the certificate in
+//! OpenSSH's agent (it matches the key type, certificate or not).
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+use ssh_key::encoding::{Decode as _, Encode as _, Reader as _};
 
 const REQUEST_IDENTITIES: u8 = 11;
 const IDENTITIES_ANSWER: u8 = 12;
@@ -18,8 +26,18 @@ fn socket() -> Option<std::ffi::OsString> {
     std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty())
 }
 
+/// Removes expired TPA certificates from the agent, then loads the key at
+/// `private` and its certificate with a lifetime equal to the certificate's
+/// remaining validity. Returns what happened, for the user: the lifetime
+/// given (or why nothing was loaded) and how many expired certificates went.
+pub fn refresh(private: &Path, valid_before: u64, now: u64) -> (Result<u64, String>, usize) {
+    let removed = remove_expired(now).unwrap_or(0);
+    let lifetime = valid_before.saturating_sub(now);
+    (load(private, lifetime).map(|()| lifetime), removed)
+}
+
 /// `ssh-add -t LIFETIME KEY` (which also loads `KEY-cert.pub`).
-pub fn load(private: &Path, lifetime: u64) -> Result<(), String> {
+fn load(private: &Path, lifetime: u64) -> Result<(), String> {
     if socket().is_none() {
         return Err("no ssh-agent: SSH_AUTH_SOCK is not set".to_owned());
     }
@@ -42,7 +60,7 @@ pub fn load(private: &Path, lifetime: u64) -> Result<(), String> {
 
 /// Removes every TPA certificate (key id `tpa:…`) whose `valid_before` has passed
 /// from the agent; returns how many went. `Ok(0)` without an agent.
-pub fn remove_expired(now: u64) -> Result<usize, String> {
+fn remove_expired(now: u64) -> Result<usize, String> {
     let Some(path) = socket() else {
         return Ok(0);
     };
@@ -76,9 +94,12 @@ impl Agent {
 
     fn call(&mut self, message: &[u8]) -> Result<Vec<u8>, String> {
         let io = |e: std::io::Error| format!("ssh-agent: {e}");
-        let len = u32::try_from(message.len()).map_err(|_| "message too long".to_owned())?;
-        self.0.write_all(&len.to_be_bytes()).map_err(io)?;
-        self.0.write_all(message).map_err(io)?;
+        // A message goes out as an SSH string: its length, then its bytes.
+        let mut framed = Vec::with_capacity(message.len() + 4);
+        message
+            .encode(&mut framed)
+            .map_err(|e| format!("ssh-agent: {e}"))?;
+        self.0.write_all(&framed).map_err(io)?;
         let mut len = [0u8; 4];
         self.0.read_exact(&mut len).map_err(io)?;
         let len = u32::from_be_bytes(len) as usize;
@@ -98,7 +119,8 @@ impl Agent {
 
     fn remove(&mut self, blob: &[u8]) -> Result<(), String> {
         let mut message = vec![REMOVE_IDENTITY];
-        put_string(&mut message, blob);
+        blob.encode(&mut message)
+            .map_err(|e| format!("ssh-agent: {e}"))?;
         match self.call(&message)?.first() {
             Some(&SUCCESS) => Ok(()),
             _ => Err("ssh-agent refused to remove an expired certificate".to_owned()),
@@ -106,37 +128,19 @@ impl Agent {
     }
 }
 
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// `SSH_AGENT_IDENTITIES_ANSWER`: count, then (key blob, comment) pairs.
+/// `SSH_AGENT_IDENTITIES_ANSWER`: count, then (key blob, comment) pairs, and
+/// nothing after them.
 fn parse_identities(mut answer: &[u8]) -> Option<Vec<Vec<u8>>> {
-    fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if input.len() < n {
-            return None;
-        }
-        let (head, rest) = input.split_at(n);
-        *input = rest;
-        Some(head)
-    }
-    fn take_u32(input: &mut &[u8]) -> Option<usize> {
-        let bytes: [u8; 4] = take(input, 4)?.try_into().ok()?;
-        Some(u32::from_be_bytes(bytes) as usize)
-    }
-    if take(&mut answer, 1)? != [IDENTITIES_ANSWER] {
+    if u8::decode(&mut answer).ok()? != IDENTITIES_ANSWER {
         return None;
     }
-    let count = take_u32(&mut answer)?;
+    let count = u32::decode(&mut answer).ok()?;
     let mut blobs = Vec::new();
     for _ in 0..count {
-        let len = take_u32(&mut answer)?;
-        blobs.push(take(&mut answer, len)?.to_vec());
-        let len = take_u32(&mut answer)?;
-        take(&mut answer, len)?; // comment
+        blobs.push(Vec::<u8>::decode(&mut answer).ok()?);
+        answer.drain_prefixed().ok()?; // the comment
     }
-    answer.is_empty().then_some(blobs)
+    answer.is_finished().then_some(blobs)
 }
 
 #[cfg(test)]
@@ -146,10 +150,9 @@ mod tests {
     #[test]
     fn identities_answer_is_parsed_strictly() {
         let mut ok = vec![IDENTITIES_ANSWER, 0, 0, 0, 2];
-        put_string(&mut ok, b"blob-1");
-        put_string(&mut ok, b"comment");
-        put_string(&mut ok, b"blob-2");
-        put_string(&mut ok, b"");
+        for field in [&b"blob-1"[..], b"comment", b"blob-2", b""] {
+            field.encode(&mut ok).unwrap();
+        }
         assert_eq!(
             parse_identities(&ok),
             Some(vec![b"blob-1".to_vec(), b"blob-2".to_vec()])

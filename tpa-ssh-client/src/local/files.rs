@@ -1,37 +1,13 @@
-//! The files `tpa-ssh` keeps: the saved login (`~/.config/tpa/session.json`) and
-//! the key and certificate (`~/.local/share/tpa/id_ed25519{,.pub,-cert.pub}`),
-//! all private to the user.
+//! Private files: directories created 0700 (or tightened), and files written
+//! 0600 through a temporary file and a rename, refused when group- or
+//! world-readable. The login, the key, its certificate and the ssh_config
+//! snippet are all written through here.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use ssh_key::{Algorithm, LineEnding, PrivateKey};
-use tpa_core::api::StoredSession;
-
-/// `$HOME`.
-pub fn home() -> anyhow::Result<PathBuf> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .context("$HOME is not set")
-}
-
-/// `$XDG_CONFIG_HOME/tpa` or `~/.config/tpa`.
-pub fn config_dir() -> anyhow::Result<PathBuf> {
-    match std::env::var_os("XDG_CONFIG_HOME") {
-        Some(d) if !d.is_empty() => Ok(PathBuf::from(d).join("tpa")),
-        _ => Ok(home()?.join(".config/tpa")),
-    }
-}
-
-/// `$XDG_DATA_HOME/tpa` or `~/.local/share/tpa`.
-pub fn data_dir() -> anyhow::Result<PathBuf> {
-    match std::env::var_os("XDG_DATA_HOME") {
-        Some(d) if !d.is_empty() => Ok(PathBuf::from(d).join("tpa")),
-        _ => Ok(home()?.join(".local/share/tpa")),
-    }
-}
 
 /// Creates `dir` private (0700), or makes an existing one private before a
 /// secret (token, key, certificate) goes in: a directory that group or
@@ -115,7 +91,7 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 }
 
 /// Refuses a private file that group or others may read.
-fn check_private(path: &Path) -> anyhow::Result<()> {
+pub fn check_private(path: &Path) -> anyhow::Result<()> {
     let mode = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .permissions()
@@ -129,147 +105,6 @@ fn check_private(path: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn session_path() -> anyhow::Result<PathBuf> {
-    Ok(config_dir()?.join("session.json"))
-}
-
-/// Saves the login.
-pub fn save_session(session: &StoredSession) -> anyhow::Result<()> {
-    let text = serde_json::to_vec_pretty(session).context("cannot encode the session")?;
-    write_private(&session_path()?, &text)
-}
-
-/// Whether a saved login file exists (readable or not).
-pub fn session_exists() -> bool {
-    session_path().is_ok_and(|p| p.symlink_metadata().is_ok())
-}
-
-/// The saved login, or a message saying to log in.
-pub fn load_session() -> anyhow::Result<StoredSession> {
-    let path = session_path()?;
-    if !path.exists() {
-        bail!("not logged in: run `tpa-ssh login --ca URL --username NAME`");
-    }
-    check_private(&path)?;
-    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text)
-        .with_context(|| format!("{} is corrupt; run `tpa-ssh login` again", path.display()))
-}
-
-/// Forgets the login.
-pub fn remove_session() -> anyhow::Result<()> {
-    match std::fs::remove_file(session_path()?) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).context("cannot remove the saved login"),
-    }
-}
-
-/// Paths of the key pair being certified and its certificate.
-#[derive(Debug, Clone)]
-pub struct KeyFiles {
-    /// Private key.
-    pub private: PathBuf,
-    /// Public key.
-    pub public: PathBuf,
-    /// Certificate, next to the key.
-    pub cert: PathBuf,
-}
-
-impl KeyFiles {
-    /// `KEY`, `KEY.pub` and `KEY-cert.pub` (the names ssh and ssh-add look for).
-    fn next_to(private: PathBuf) -> Self {
-        let name = private.file_name().unwrap_or_default().to_string_lossy();
-        let public = private.with_file_name(format!("{name}.pub"));
-        let cert = private.with_file_name(format!("{name}-cert.pub"));
-        Self {
-            private,
-            public,
-            cert,
-        }
-    }
-}
-
-/// The key to certify and its public key line: the configured `key_file`, or
-/// TPA's own Ed25519 key in the data directory (created on first use, mode 0600).
-pub fn ensure_key(configured: Option<&Path>) -> anyhow::Result<(KeyFiles, String)> {
-    if let Some(private) = configured {
-        return configured_key(private);
-    }
-    let files = KeyFiles::next_to(data_dir()?.join("id_ed25519"));
-    if files.private.exists() {
-        check_private(&files.private)?;
-        let key = PrivateKey::read_openssh_file(&files.private).with_context(|| {
-            format!(
-                "{} is not a readable OpenSSH private key; move it away and run tpa-ssh again for a new one",
-                files.private.display()
-            )
-        })?;
-        let public = key
-            .public_key()
-            .to_openssh()
-            .context("cannot encode the public key")?;
-        return Ok((files, public));
-    }
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-        .context("cannot generate a key")?;
-    let pem = key
-        .to_openssh(LineEnding::LF)
-        .context("cannot encode the key")?;
-    write_private(&files.private, pem.as_bytes())?;
-    let public = key
-        .public_key()
-        .to_openssh()
-        .context("cannot encode the public key")?;
-    write_private(&files.public, format!("{public} tpa-ssh\n").as_bytes())?;
-    Ok((files, public))
-}
-
-/// A key of the user's own (`key_file` in config.toml): it must exist, be
-/// private, and have its `.pub` next to it (it may be passphrase-protected).
-fn configured_key(private: &Path) -> anyhow::Result<(KeyFiles, String)> {
-    let files = KeyFiles::next_to(private.to_owned());
-    if !files.private.exists() {
-        bail!(
-            "key_file {} does not exist: create it with `ssh-keygen -t ed25519 -f {}` or remove key_file from {}",
-            files.private.display(),
-            files.private.display(),
-            crate::settings::path()?.display()
-        );
-    }
-    check_private(&files.private)?;
-    let text = std::fs::read_to_string(&files.public).with_context(|| {
-        format!(
-            "cannot read the public key {} (make it with `ssh-keygen -y -f {} > {}`)",
-            files.public.display(),
-            files.private.display(),
-            files.public.display()
-        )
-    })?;
-    let public = ssh_key::PublicKey::from_openssh(text.trim())
-        .with_context(|| format!("{} is not an OpenSSH public key", files.public.display()))?
-        .to_openssh()
-        .context("cannot encode the public key")?;
-    Ok((files, public))
-}
-
-/// The certificate saved next to the key: `None` when there is none, an error
-/// saying how to replace it when the file is not a certificate.
-pub fn read_certificate(path: &Path) -> anyhow::Result<Option<ssh_key::Certificate>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    match ssh_key::Certificate::from_openssh(text.trim()) {
-        Ok(cert) => Ok(Some(cert)),
-        Err(e) => bail!(
-            "the certificate file {} is corrupt ({e}): run `tpa-ssh cert --renew` to replace it",
-            path.display()
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -5,17 +5,18 @@
 //! over unrelated SSH), and never changes the snippet's patterns silently:
 //! a later run says what changed and how to accept it.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use tpa_core::{BastionAddress, HostPattern, Username};
 
+use crate::api::Announced;
 use crate::cli::ConfigArgs;
-use crate::commands::{key, logged_in};
-use crate::connect::announced;
-use crate::ssh_config::{self, Snippet};
-use crate::{files, settings};
+use crate::local::ssh_config::{self, Changes, Snippet};
+use crate::local::{dirs, keys, settings};
+use crate::prompt;
 
 /// What a run would write, next to what the snippet holds now.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,27 +89,9 @@ impl Plan {
     }
 }
 
-/// Asks `question` on the terminal; whether the answer is yes.
-fn confirm(question: &str) -> anyhow::Result<bool> {
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read your answer")?;
-    Ok(matches!(
-        line.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
-}
-
 /// The patterns to write: the user's own (`--host-pattern`, then
 /// `config.toml`), else the CA's, which must stay within its allowed suffixes.
-fn patterns(
-    args: &ConfigArgs,
-    announced: &crate::connect::Announced,
-) -> anyhow::Result<Vec<HostPattern>> {
+fn patterns(args: &ConfigArgs, announced: &Announced) -> anyhow::Result<Vec<HostPattern>> {
     let user_patterns = if args.host_patterns.is_empty() {
         settings::load()?.host_patterns
     } else {
@@ -138,9 +121,9 @@ fn patterns(
 }
 
 /// `tpa-ssh config`.
-pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let (client, _) = logged_in(ca)?;
-    let announced = announced(&client).await?;
+pub async fn run(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let (client, _) = super::logged_in(ca)?;
+    let announced = client.announced().await?;
     let patterns = patterns(&args, &announced)?;
     let bastion: Option<&BastionAddress> = announced.bastion.as_ref();
     let bastion_login = args
@@ -149,7 +132,7 @@ pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCo
         .map(Username::parse)
         .transpose()
         .context("--bastion-login")?;
-    let (keys, _) = key()?;
+    let (keys, _) = keys::to_certify()?;
     let text = ssh_config::render(&Snippet {
         patterns: &patterns,
         bastion,
@@ -160,7 +143,7 @@ pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCo
         print!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
-    let ssh_dir = files::home()?.join(".ssh");
+    let ssh_dir = dirs::home()?.join(".ssh");
     let snippet = ssh_dir.join("tpa_config");
     let user_config = ssh_dir.join("config");
     let current = match std::fs::read_to_string(&snippet) {
@@ -179,20 +162,9 @@ pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCo
                 .collect(),
             before: current.as_deref().map(ssh_config::written),
         };
-        for line in plan.describe(&snippet.display().to_string()) {
-            eprintln!("{line}");
-        }
-        let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-        if !args.yes {
-            if !interactive {
-                bail!(
-                    "nothing was written: review the above and accept it with `tpa-ssh config --yes`"
-                );
-            }
-            if !confirm("Write it?")? {
-                eprintln!("Nothing was written.");
-                return Ok(ExitCode::from(1));
-            }
+        if !accepted(&plan, &snippet, args.yes)? {
+            eprintln!("Nothing was written.");
+            return Ok(ExitCode::from(1));
         }
     }
     let changes = ssh_config::install(&snippet, &user_config, &text)?;
@@ -209,22 +181,7 @@ pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCo
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if !changes.snippet_written && !changes.include_added {
-        println!("{} is up to date; nothing changed.", snippet.display());
-    } else {
-        if changes.snippet_written {
-            println!("Wrote {} for {}.", snippet.display(), names.join(" "));
-        }
-        if let Some(b) = &changes.backup {
-            println!("Backed up {} to {}.", user_config.display(), b.display());
-        }
-        if changes.include_added {
-            println!(
-                "Added an Include line at the top of {}.",
-                user_config.display()
-            );
-        }
-    }
+    print_changes(&changes, &snippet, &user_config, &names);
     if let Some(b) = bastion {
         println!(
             "Hosts go through the bastion {b} (alias {}).",
@@ -236,6 +193,43 @@ pub async fn config(ca: Option<&str>, args: ConfigArgs) -> anyhow::Result<ExitCo
         names.first().map_or("HOST", |p| p).replace('*', "1")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shows what `plan` writes into `snippet`; whether to go on: `--yes`, or
+/// the person's answer on a terminal (without one, an error saying how to
+/// accept it).
+fn accepted(plan: &Plan, snippet: &Path, yes: bool) -> anyhow::Result<bool> {
+    for line in plan.describe(&snippet.display().to_string()) {
+        eprintln!("{line}");
+    }
+    if yes {
+        return Ok(true);
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !interactive {
+        bail!("nothing was written: review the above and accept it with `tpa-ssh config --yes`");
+    }
+    prompt::confirm("Write it?")
+}
+
+/// What `install` changed, in words.
+fn print_changes(changes: &Changes, snippet: &Path, user_config: &Path, names: &[&str]) {
+    if !changes.snippet_written && !changes.include_added {
+        println!("{} is up to date; nothing changed.", snippet.display());
+        return;
+    }
+    if changes.snippet_written {
+        println!("Wrote {} for {}.", snippet.display(), names.join(" "));
+    }
+    if let Some(b) = &changes.backup {
+        println!("Backed up {} to {}.", user_config.display(), b.display());
+    }
+    if changes.include_added {
+        println!(
+            "Added an Include line at the top of {}.",
+            user_config.display()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::files;
+use super::dirs;
 
 /// The settings file, parsed. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -25,7 +25,7 @@ pub struct Settings {
 
 /// Where the settings file lives.
 pub fn path() -> anyhow::Result<PathBuf> {
-    Ok(files::config_dir()?.join("config.toml"))
+    Ok(dirs::config_dir()?.join("config.toml"))
 }
 
 /// The settings file, or the defaults when there is none.
@@ -43,14 +43,6 @@ pub fn load() -> anyhow::Result<Settings> {
             e.message()
         )
     })
-}
-
-/// Expands a leading `~/` with `$HOME`.
-pub fn expand_home(value: &str) -> anyhow::Result<PathBuf> {
-    match value.strip_prefix("~/") {
-        Some(rest) => Ok(files::home()?.join(rest)),
-        None => Ok(PathBuf::from(value)),
-    }
 }
 
 #[cfg(test)]

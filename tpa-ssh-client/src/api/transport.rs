@@ -1,4 +1,6 @@
-//! Talking to the CA's JSON API, with errors a person understands.
+//! The HTTP under [`super::Client`]: one CA URL checked as reqwest parses it,
+//! JSON in and out with every string made printable, and failures turned into
+//! errors a person understands ([`Unreachable`], [`ApiFailure`]).
 
 use std::time::Duration;
 
@@ -10,15 +12,15 @@ use serde_json::Value;
 use tpa_core::api::ErrorBody;
 use tpa_core::text::printable;
 
-/// An API client for one CA.
+/// HTTP to one CA, with the login's token when there is one.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub struct Http {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
-impl Client {
+impl Http {
     /// A client for `base` (e.g. `http://127.0.0.1:8700`).
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
@@ -106,36 +108,7 @@ impl Client {
             .into());
         }
         if !status.is_success() {
-            let body: Option<ErrorBody> = response
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| serde_json::from_value(printable_json(v, false)).ok());
-            // A gateway's answer while the CA behind it restarts.
-            if body.is_none()
-                && matches!(
-                    status,
-                    StatusCode::BAD_GATEWAY
-                        | StatusCode::SERVICE_UNAVAILABLE
-                        | StatusCode::GATEWAY_TIMEOUT
-                )
-            {
-                return Err(Unreachable {
-                    base: self.base.clone(),
-                    why: format!("HTTP {status}"),
-                }
-                .into());
-            }
-            let (code, message) = body.map_or_else(
-                || {
-                    (
-                        "http_error".to_owned(),
-                        format!("the CA answered HTTP {status}"),
-                    )
-                },
-                |b| (b.code, b.message),
-            );
-            return Err(ApiFailure { code, message }.into());
+            return Err(self.refusal(status, response).await);
         }
         if status == StatusCode::NO_CONTENT {
             return serde_json::from_str("null").context("unexpected empty answer");
@@ -146,6 +119,64 @@ impl Client {
             .context("the CA's answer is not JSON (is --ca a TPA CA?)")?;
         serde_json::from_value(printable_json(answer, false))
             .context("the CA's answer is not the expected JSON (is --ca a TPA CA?)")
+    }
+
+    /// `GET path` of a plain-text endpoint (such as `/ca.pub`).
+    pub async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "cannot reach the CA at {} for {path}; check --ca / $TPA_CA_URL and that the CA is running",
+                    self.base
+                )
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            anyhow::bail!("the CA answered HTTP {status} for {path}");
+        }
+        response
+            .text()
+            .await
+            .with_context(|| format!("cannot read the CA's {path}"))
+    }
+
+    /// The error for an answer with a failure `status`: the CA's
+    /// `{code, message}`, a gateway's 502/503/504 without one (the CA behind
+    /// it restarting: [`Unreachable`]), or the bare status.
+    async fn refusal(&self, status: StatusCode, response: reqwest::Response) -> anyhow::Error {
+        let body: Option<ErrorBody> = response
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value(printable_json(v, false)).ok());
+        if body.is_none()
+            && matches!(
+                status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            )
+        {
+            return Unreachable {
+                base: self.base.clone(),
+                why: format!("HTTP {status}"),
+            }
+            .into();
+        }
+        let (code, message) = body.map_or_else(
+            || {
+                (
+                    "http_error".to_owned(),
+                    format!("the CA answered HTTP {status}"),
+                )
+            },
+            |b| (b.code, b.message),
+        );
+        ApiFailure { code, message }.into()
     }
 }
 
@@ -177,39 +208,14 @@ fn printable_json(value: Value, multiline: bool) -> Value {
     }
 }
 
-impl Client {
-    /// `GET path` of a plain-text endpoint (such as `/ca.pub`).
-    pub async fn text(&self, path: &str) -> anyhow::Result<String> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "cannot reach the CA at {} for {path}; check --ca / $TPA_CA_URL and that the CA is running",
-                    self.base
-                )
-            })?;
-        let status = response.status();
-        if !status.is_success() {
-            anyhow::bail!("the CA answered HTTP {status} for {path}");
-        }
-        response
-            .text()
-            .await
-            .with_context(|| format!("cannot read the CA's {path}"))
-    }
-}
-
 /// The CA could not be reached: connection refused or failed, timed out, or
 /// a gateway in front of it answering 502/503/504 without a TPA error body.
 #[derive(Debug, Clone)]
-pub struct Unreachable {
+struct Unreachable {
     /// The CA's base URL.
-    pub base: String,
+    base: String,
     /// What happened, in a few words.
-    pub why: String,
+    why: String,
 }
 
 impl std::fmt::Display for Unreachable {
@@ -276,13 +282,13 @@ mod tests {
 
     #[test]
     fn plain_http_only_on_loopback() {
-        assert!(Client::new("https://ca.example.com", None).is_ok());
-        assert!(Client::new("http://127.0.0.1:8700", None).is_ok());
-        assert!(Client::new("http://[::1]:8700/", None).is_ok());
-        assert!(Client::new("http://localhost:8700", None).is_ok());
-        assert!(Client::new("http://ca.example.com", None).is_err());
-        assert!(Client::new("http://10.1.2.3:8700", None).is_err());
-        assert!(Client::new("ftp://ca", None).is_err());
+        assert!(Http::new("https://ca.example.com", None).is_ok());
+        assert!(Http::new("http://127.0.0.1:8700", None).is_ok());
+        assert!(Http::new("http://[::1]:8700/", None).is_ok());
+        assert!(Http::new("http://localhost:8700", None).is_ok());
+        assert!(Http::new("http://ca.example.com", None).is_err());
+        assert!(Http::new("http://10.1.2.3:8700", None).is_err());
+        assert!(Http::new("ftp://ca", None).is_err());
         // Security review 2026-11-24: a loopback-looking user-info part
         // must not let a token go in clear text to another host.
         for sneaky in [
@@ -293,12 +299,12 @@ mod tests {
             "https://user:pass@ca.example.com",
             "http://127.0.0.1:8700/path?x#y",
         ] {
-            assert!(Client::new(sneaky, None).is_err(), "{sneaky}");
+            assert!(Http::new(sneaky, None).is_err(), "{sneaky}");
         }
         // Security review (rev-bastion): the host is the one after the `@`;
         // a text check saw "localhost" here and sent the token in clear.
-        assert!(Client::new("http://localhost:8700@ca.example.com", None).is_err());
-        assert!(Client::new("http://127.0.0.1:1@10.1.2.3:8700/", None).is_err());
-        assert!(Client::new("https://user:pw@ca.example.com", None).is_err());
+        assert!(Http::new("http://localhost:8700@ca.example.com", None).is_err());
+        assert!(Http::new("http://127.0.0.1:1@10.1.2.3:8700/", None).is_err());
+        assert!(Http::new("https://user:pw@ca.example.com", None).is_err());
     }
 }

@@ -1,103 +1,15 @@
-//! `tpa-ssh login` with the company SSO: a loopback listener on 127.0.0.1, a
-//! PKCE pair of the CLI's own, the browser at the CA's `/cli/login`, and the
-//! one-time code exchanged at `POST /api/v1/cli/token` for an API token.
-//! With `--no-browser`, a device login instead: the CA gives a short user
-//! code to confirm at its `/device` page from any browser, and the CLI polls
-//! `POST /api/v1/cli/device/token` until it is approved, denied or expired.
+//! `tpa-ssh login --no-browser`: a device login (RFC 8628 style). The CA
+//! gives a short user code to confirm at its `/device` page from any browser,
+//! and the CLI polls until it is approved, denied or expired, with the CA's
+//! interval and `slow_down`, bounded by the code's expiry.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use base64ct::{Base64UrlUnpadded, Encoding as _};
-use rand::RngExt as _;
-use reqwest::Method;
-use sha2::{Digest as _, Sha256};
-use tokio::net::TcpListener;
-use tpa_core::api::{CliTokenRequest, DeviceAuthorization, DeviceTokenRequest, LoginResponse};
+use tpa_core::api::DeviceTokenRequest;
 
-use crate::client::{ApiFailure, Client};
-
-/// How long the CLI waits for the browser to come back.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Runs the SSO login.
-pub async fn login(ca: Option<&str>, no_browser: bool) -> anyhow::Result<ExitCode> {
-    let ca = ca.context(
-        "give the CA's URL: `tpa-ssh login --ca https://ca.example.com` (or set TPA_CA_URL)",
-    )?;
-    let client = Client::new(ca, None)?;
-    if no_browser {
-        return device_login(&client).await;
-    }
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot listen on 127.0.0.1 for the login callback")?;
-    let port = listener
-        .local_addr()
-        .context("cannot read the listener's port")?
-        .port();
-    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let verifier_bytes: [u8; 32] = rand::rng().random();
-    let verifier = Base64UrlUnpadded::encode_string(&verifier_bytes);
-    let challenge = Base64UrlUnpadded::encode_string(&Sha256::digest(verifier.as_bytes()));
-    let url = format!(
-        "{}/cli/login?redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
-        client.base(),
-        encode(&redirect_uri)
-    );
-    let opened = (std::env::var_os("DISPLAY").is_some()
-        || std::env::var_os("WAYLAND_DISPLAY").is_some())
-        && std::process::Command::new("xdg-open")
-            .arg(&url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if opened {
-        eprintln!("Opened your browser to log in. If nothing happened, open:\n  {url}");
-    } else {
-        eprintln!("Open this URL in a browser on this machine to log in:\n  {url}");
-    }
-    // issue 18: the consent page shows the same phrase, derived from this
-    // login's challenge; a page with another phrase is someone else's login.
-    eprintln!(
-        "Then approve the tpa-ssh login on port {port} on the CA's page.\nConfirmation phrase: {}\nContinue only if the CA's page shows this same phrase.",
-        tpa_core::login_phrase(&challenge)
-    );
-    let code = match tokio::time::timeout(LOGIN_TIMEOUT, crate::loopback::wait_for_code(&listener))
-        .await
-    {
-        Ok(code) => code?,
-        Err(_) => bail!(
-            "no login within {} s; run `tpa-ssh login` again",
-            LOGIN_TIMEOUT.as_secs()
-        ),
-    };
-    let body = CliTokenRequest {
-        code,
-        code_verifier: verifier,
-        redirect_uri,
-    };
-    let answer: LoginResponse = client
-        .call(Method::POST, "/api/v1/cli/token", Some(&body))
-        .await?;
-    crate::commands::save_login(&client, answer).await
-}
+use crate::api::{ApiFailure, Client};
 
 /// The longest a device login is waited for, whatever the CA says.
 const DEVICE_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
@@ -137,9 +49,9 @@ fn device_instructions(page: &str, user_code: &str, expires_in: i64) -> String {
 }
 
 /// `tpa-ssh login --no-browser`: a device login.
-async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
-    let started: DeviceAuthorization = client
-        .call(Method::POST, "/api/v1/cli/device", None::<&()>)
+pub async fn login(client: &Client) -> anyhow::Result<ExitCode> {
+    let started = client
+        .start_device_login()
         .await
         .context("cannot start the login")?;
     let page = format!("{}{}", client.base(), started.verification_path);
@@ -164,11 +76,8 @@ async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
             );
         }
         tokio::time::sleep(Duration::from_secs(interval)).await;
-        let answer: anyhow::Result<LoginResponse> = client
-            .call(Method::POST, "/api/v1/cli/device/token", Some(&body))
-            .await;
-        let failure = match answer {
-            Ok(answer) => return crate::commands::save_login(client, answer).await,
+        let failure = match client.poll_device_login(&body).await {
+            Ok(answer) => return super::save(client, answer).await,
             Err(e) => match e.downcast::<ApiFailure>() {
                 Ok(failure) => failure,
                 Err(other) => return Err(other),
@@ -183,6 +92,8 @@ async fn device_login(client: &Client) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn poll_answers() {
         assert_eq!(after_refusal("authorization_pending", "", 5), Next::Wait(5));
@@ -197,8 +108,6 @@ mod tests {
             matches!(after_refusal("invalid_grant", "unknown", 5), Next::Stop(m) if m.contains("unknown"))
         );
     }
-
-    use super::*;
 
     /// Issue 18: the CLI prints the page and the code apart, never a link
     /// that carries the code (which made phishing a two-click approval).

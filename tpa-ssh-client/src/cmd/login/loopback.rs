@@ -10,6 +10,15 @@ use anyhow::Context as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
+/// The listener's own path, where the CA sends the browser back (not a CA
+/// path: the CA only echoes the redirect URI it was given).
+const CALLBACK_PATH: &str = "/callback";
+
+/// The redirect URI of a listener on 127.0.0.1:`port`.
+pub fn redirect_uri(port: u16) -> String {
+    format!("http://127.0.0.1:{port}{CALLBACK_PATH}")
+}
+
 /// What the CA's redirect to the loopback listener carried.
 #[derive(Debug, PartialEq, Eq)]
 enum Callback {
@@ -23,7 +32,7 @@ enum Callback {
 /// (or `?error=access_denied`).
 fn callback_from_request_line(line: &str) -> Option<Callback> {
     let target = line.strip_prefix("GET ")?.split(' ').next()?;
-    let query = target.strip_prefix("/callback?")?;
+    let query = target.strip_prefix(CALLBACK_PATH)?.strip_prefix('?')?;
     if query.split('&').any(|pair| pair == "error=access_denied") {
         return Some(Callback::Denied);
     }

@@ -1,148 +1,15 @@
-//! `tpa-ssh config` (ssh_config for plain `ssh HOST`) and `tpa-ssh ssh HOST`
-//! (request on connect, then the system ssh with the right options).
+//! The command line of `tpa-ssh ssh`: the key and certificate, the bastion
+//! as a `ProxyCommand` that carries them, and the login as `-l`, built from
+//! values already parsed by tpa-core's grammars; paths are quoted, and
+//! refused when they hold a quote or control character.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use reqwest::Method;
-use tpa_core::api::{ClientConfig, CreateRequestBody, RequestView, SubmitResponse};
-use tpa_core::{BastionAddress, DomainSuffix, HostName, HostPattern, Principal};
+use tpa_core::{BastionAddress, HostName};
 
-use crate::cli::SshArgs;
-use crate::client::{ApiFailure, Client};
-use crate::commands::{key, logged_in, refused, update_agent};
-use crate::files::KeyFiles;
-use crate::ssh_config::config_path;
-use crate::{grants, wait};
-
-const NONE: Option<&()> = None;
-
-/// What the CA announces (`GET /api/v1/client-config`), checked again here:
-/// the values go into ssh_config and onto ssh's command line.
-pub(crate) struct Announced {
-    /// Where users reach the bastion.
-    pub bastion: Option<BastionAddress>,
-    /// The host patterns for the snippet (not yet checked against the bounds).
-    pub patterns: Vec<HostPattern>,
-    /// The domains patterns may lie under.
-    pub allowed_suffixes: Vec<DomainSuffix>,
-}
-
-pub(crate) async fn announced(client: &Client) -> anyhow::Result<Announced> {
-    let answer: ClientConfig = match client
-        .call(Method::GET, "/api/v1/client-config", NONE)
-        .await
-    {
-        Ok(c) => c,
-        // A CA from before the endpoint existed announces nothing.
-        Err(e)
-            if e.downcast_ref::<ApiFailure>()
-                .is_some_and(|f| f.code == "not_found") =>
-        {
-            ClientConfig::default()
-        }
-        Err(e) => return Err(e),
-    };
-    let bastion = answer
-        .bastion
-        .as_deref()
-        .map(BastionAddress::parse)
-        .transpose()
-        .context("the CA announces a bastion address that is not host[:port]; tell its operator")?;
-    let patterns = answer
-        .host_patterns
-        .iter()
-        .map(|p| HostPattern::parse(p))
-        .collect::<Result<Vec<_>, _>>()
-        .context("the CA announces an invalid host pattern; tell its operator")?;
-    let allowed_suffixes = answer
-        .allowed_suffixes
-        .iter()
-        .map(|s| DomainSuffix::parse(s))
-        .collect::<Result<Vec<_>, _>>()
-        .context("the CA announces an invalid allowed suffix; tell its operator")?;
-    Ok(Announced {
-        bastion,
-        patterns,
-        allowed_suffixes,
-    })
-}
-
-/// Asks one question on the terminal.
-fn ask(question: &str) -> anyhow::Result<String> {
-    eprint!("{question}: ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read your answer")?;
-    Ok(line.trim().to_owned())
-}
-
-/// Role and reason from the flags, or asked on a terminal.
-fn role_and_reason(args: &SshArgs, host: &HostName) -> anyhow::Result<(String, String)> {
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let role = match (&args.role, interactive) {
-        (Some(r), _) => r.clone(),
-        (None, true) => {
-            eprintln!("No active grant covers {host}; asking for one.");
-            ask("Role")?
-        }
-        (None, false) => bail!(
-            "no active grant covers {host}: give the role and reason to ask for one (`tpa-ssh ssh {host} --role ROLE --reason TEXT`), or see your grants with `tpa-ssh list`"
-        ),
-    };
-    let reason = match (&args.reason, interactive) {
-        (Some(r), _) => r.clone(),
-        (None, true) => ask("Reason")?,
-        (None, false) => String::new(),
-    };
-    Ok((role, reason))
-}
-
-/// The grant covering `host`: an active one, or a new request, decided.
-async fn grant_for(
-    client: &Client,
-    host: &HostName,
-    args: &SshArgs,
-) -> anyhow::Result<Result<RequestView, ExitCode>> {
-    let mine = grants::mine(client).await?;
-    if let Some(r) = grants::covering(&mine, host.as_str()) {
-        return Ok(Ok(r.clone()));
-    }
-    let (role, reason) = role_and_reason(args, host)?;
-    let body = CreateRequestBody {
-        role,
-        hosts: vec![host.to_string()],
-        duration: args.duration.clone(),
-        reason,
-        ticket: args.ticket.clone(),
-        start: None,
-        break_glass: false,
-    };
-    let submitted: SubmitResponse = client
-        .call(Method::POST, "/api/v1/requests", Some(&body))
-        .await?;
-    let r = submitted.request;
-    eprintln!("Request {} for {host}: {}", r.id, r.state);
-    let r = wait::until_decided(client, r, false).await?;
-    if let Some(code) = refused(&r, false)? {
-        return Ok(Err(code));
-    }
-    crate::commands::announce_approval(&r);
-    if !r.active {
-        bail!(
-            "request {} is approved from {}; run this again then",
-            r.id,
-            r.window_start.as_deref().unwrap_or("its scheduled start")
-        );
-    }
-    Ok(Ok(r))
-}
+use crate::local::keys::KeyFiles;
+use crate::local::ssh_config::config_path;
 
 /// A path as one word for the shell of a ProxyCommand.
 fn shell_word(path: &Path) -> anyhow::Result<String> {
@@ -163,7 +30,7 @@ const SSH_OPTIONS_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOopQRSWw";
 
 /// The value of ssh option `-<letter>` among the user's ssh arguments (options
 /// only: the remote command after them is not looked at).
-fn ssh_option(ssh_args: &[String], letter: char) -> Option<&str> {
+pub fn ssh_option(ssh_args: &[String], letter: char) -> Option<&str> {
     let mut found = None;
     let mut args = ssh_args.iter();
     while let Some(arg) = args.next() {
@@ -187,7 +54,7 @@ fn ssh_option(ssh_args: &[String], letter: char) -> Option<&str> {
 }
 
 /// The login ssh would use when the user names none.
-fn local_user() -> Option<String> {
+pub fn local_user() -> Option<String> {
     std::env::var("USER")
         .ok()
         .or_else(|| std::env::var("LOGNAME").ok())
@@ -201,7 +68,7 @@ fn local_user() -> Option<String> {
 /// ssh splits an `-o` value into words as it splits an ssh_config line, so the
 /// certificate's path goes in double quotes (a HOME with a space broke it);
 /// `%` is doubled because ssh expands `%` tokens in file names.
-fn ssh_command_args(
+pub fn ssh_command_args(
     keys: &KeyFiles,
     bastion: Option<&BastionAddress>,
     login: Option<&str>,
@@ -253,57 +120,6 @@ fn ssh_command_args(
     out.push(host.as_str().to_owned());
     out.extend(ssh_args.iter().cloned());
     Ok(out)
-}
-
-/// `tpa-ssh ssh [LOGIN@]HOST [-- ssh args]`.
-pub async fn ssh(ca: Option<&str>, args: SshArgs) -> anyhow::Result<ExitCode> {
-    let (login, host) = crate::target::parse(&args.host)?;
-    let (client, _) = logged_in(ca)?;
-    let r = match grant_for(&client, &host, &args).await? {
-        Ok(r) => r,
-        Err(code) => return Ok(code),
-    };
-    let (keys, public_key) = key()?;
-    let cert = grants::certificate(&client, &r, &keys, &public_key, false).await?;
-    if !cert.reused {
-        eprintln!(
-            "New certificate for request {} ({} left).",
-            r.id,
-            crate::commands::human_secs(cert.valid_before.saturating_sub(grants::now()))
-        );
-    }
-    let _ = update_agent(&keys, &cert);
-    let bastion = announced(&client).await?.bastion;
-
-    // The user's own `-l` (after `--`) reaches ssh as it is; every other login
-    // is passed with `-l` here, so ssh never falls back to the local user name.
-    let login_in_ssh_args = login.is_none() && ssh_option(&args.ssh_args, 'l').is_some();
-    let login = login
-        .map(|l| l.as_str().to_owned())
-        .or_else(|| ssh_option(&args.ssh_args, 'l').map(str::to_owned));
-    let login = login.or_else(|| {
-        let me = local_user();
-        match me {
-            Some(me) if cert.principals.contains(&me) => Some(me),
-            _ => cert.principals.first().cloned(),
-        }
-    });
-    // The login goes onto ssh's command line and into the ProxyCommand's shell
-    // line: it must be a principal by TPA's strict grammar, whoever chose it.
-    if let Some(l) = &login {
-        Principal::parse(l).with_context(|| format!("the login {l:?} cannot be used"))?;
-    }
-    let mut command = std::process::Command::new("ssh");
-    command.args(ssh_command_args(
-        &keys,
-        bastion.as_ref(),
-        login.as_deref(),
-        login_in_ssh_args,
-        &host,
-        &args.ssh_args,
-    )?);
-    let err = command.exec();
-    bail!("cannot run ssh: {err} (install openssh-client)")
 }
 
 #[cfg(test)]
