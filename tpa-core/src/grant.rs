@@ -13,9 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cert_options::{CriticalOptions, Extensions};
 use crate::duration::HumanDuration;
-use crate::host::HostName;
 use crate::identifiers::Principal;
-use crate::role::Role;
+use crate::identifiers::RoleName;
 
 /// What a certificate for one request may carry. Hosts and the window length
 /// live on the request itself.
@@ -58,12 +57,12 @@ pub(crate) fn field(hasher: &mut Sha256, value: &[u8]) {
 fn stricter<T: Clone + PartialEq>(
     approved: &Option<T>,
     now: &Option<T>,
-    role: &Role,
+    role: &RoleName,
     option: &'static str,
 ) -> Result<Option<T>, GrantConflict> {
     match (approved, now) {
         (Some(a), Some(b)) if a != b => Err(GrantConflict::OptionChanged {
-            role: role.name.to_string(),
+            role: role.to_string(),
             option,
         }),
         (Some(a), _) => Ok(Some(a.clone())),
@@ -72,50 +71,41 @@ fn stricter<T: Clone + PartialEq>(
 }
 
 impl Grant {
-    /// The grant of `role` for `hosts` as configured now.
-    pub fn of(role: &Role, hosts: &BTreeSet<HostName>) -> Self {
-        Self {
-            principals: role.principals_for(hosts),
-            extensions: role.extensions.clone(),
-            critical_options: role.critical_options.clone(),
-            cert_ttl: role.cert_ttl,
-        }
-    }
-
-    /// This grant intersected with `role` as configured now, for `hosts` (the
-    /// approved ones): fewer principals or extensions, a shorter certificate
-    /// TTL and an added critical option take effect; nothing is ever added.
-    pub fn within(&self, role: &Role, hosts: &BTreeSet<HostName>) -> Result<Grant, GrantConflict> {
+    /// This grant intersected with `now`, what role `role` grants as
+    /// configured now for the approved hosts (`Role::grant`): fewer principals
+    /// or extensions, a shorter certificate TTL and an added critical option
+    /// take effect; nothing is ever added.
+    pub fn within(&self, now: &Grant, role: &RoleName) -> Result<Grant, GrantConflict> {
         let principals: BTreeSet<Principal> = self
             .principals
-            .intersection(&role.principals_for(hosts))
+            .intersection(&now.principals)
             .cloned()
             .collect();
         if principals.is_empty() {
-            return Err(GrantConflict::NoPrincipals(role.name.to_string()));
+            return Err(GrantConflict::NoPrincipals(role.to_string()));
         }
         Ok(Grant {
             principals,
             extensions: self
                 .extensions
-                .intersection(&role.extensions)
+                .intersection(&now.extensions)
                 .copied()
                 .collect(),
             critical_options: CriticalOptions {
                 force_command: stricter(
                     &self.critical_options.force_command,
-                    &role.critical_options.force_command,
+                    &now.critical_options.force_command,
                     role,
                     "force-command",
                 )?,
                 source_address: stricter(
                     &self.critical_options.source_address,
-                    &role.critical_options.source_address,
+                    &now.critical_options.source_address,
                     role,
                     "source-address",
                 )?,
             },
-            cert_ttl: self.cert_ttl.min(role.cert_ttl),
+            cert_ttl: self.cert_ttl.min(now.cert_ttl),
         })
     }
 
@@ -152,6 +142,7 @@ impl Grant {
 mod tests {
     use super::*;
     use crate::cert_options::{Extension, ForceCommand};
+    use crate::host::HostName;
     use crate::request::tests::hotfix_admin;
 
     fn hosts() -> BTreeSet<HostName> {
@@ -162,21 +153,23 @@ mod tests {
     #[test]
     fn within_never_adds_what_was_not_approved() {
         let role = hotfix_admin();
-        let mut approved = Grant::of(&role, &hosts());
+        let mut approved = role.grant(&hosts());
         approved.extensions.insert(Extension::PermitPty);
         let mut wider = role.clone();
         wider.logins.insert(Principal::parse("postgres").unwrap());
         wider.extensions.insert(Extension::PermitPty);
         wider.extensions.insert(Extension::PermitAgentForwarding);
         wider.cert_ttl = HumanDuration::parse("1h").unwrap();
-        let got = approved.within(&wider, &hosts()).unwrap();
+        let got = approved
+            .within(&wider.grant(&hosts()), &wider.name)
+            .unwrap();
         assert_eq!(got, approved);
     }
 
     #[test]
     fn within_applies_narrowing_at_once() {
         let role = hotfix_admin();
-        let mut approved = Grant::of(&role, &hosts());
+        let mut approved = role.grant(&hosts());
         approved
             .principals
             .insert(Principal::parse("deploy").unwrap());
@@ -184,7 +177,9 @@ mod tests {
         let mut narrower = role.clone();
         narrower.cert_ttl = HumanDuration::parse("2m").unwrap();
         narrower.critical_options.force_command = Some(ForceCommand::parse("uptime").unwrap());
-        let got = approved.within(&narrower, &hosts()).unwrap();
+        let got = approved
+            .within(&narrower.grant(&hosts()), &narrower.name)
+            .unwrap();
         assert_eq!(got.principals, role.logins);
         assert!(got.extensions.is_empty());
         assert_eq!(got.cert_ttl, HumanDuration::parse("2m").unwrap());
@@ -195,14 +190,16 @@ mod tests {
         let mut other = narrower.clone();
         other.logins = [Principal::parse("nobody").unwrap()].into();
         assert!(matches!(
-            approved.within(&other, &hosts()),
+            approved.within(&other.grant(&hosts()), &other.name),
             Err(GrantConflict::NoPrincipals(_))
         ));
         let mut changed = narrower.clone();
         changed.critical_options.force_command = Some(ForceCommand::parse("ls").unwrap());
-        let forced = approved.within(&narrower, &hosts()).unwrap();
+        let forced = approved
+            .within(&narrower.grant(&hosts()), &narrower.name)
+            .unwrap();
         assert!(matches!(
-            forced.within(&changed, &hosts()),
+            forced.within(&changed.grant(&hosts()), &changed.name),
             Err(GrantConflict::OptionChanged { .. })
         ));
     }

@@ -244,7 +244,7 @@ impl Principal {
     /// (a group name has no comma, colon, wildcard or whitespace), so the result
     /// is safe for certificates and `AuthorizedPrincipalsFile`. Only the CA
     /// builds these; `parse` accepts logins only.
-    pub fn scoped(group: &crate::identity::GroupName, login: &Principal) -> Principal {
+    pub fn scoped(group: &GroupName, login: &Principal) -> Principal {
         Principal(format!("{group}:{login}"))
     }
 
@@ -253,7 +253,7 @@ impl Principal {
     pub fn parse_granted(value: &str) -> Result<Principal, IdentifierError> {
         match value.split_once(':') {
             Some((group, login)) => {
-                let group = crate::identity::GroupName::parse(group)?;
+                let group = GroupName::parse(group)?;
                 Ok(Principal::scoped(&group, &Principal::parse(login)?))
             }
             None => Principal::parse(value),
@@ -324,6 +324,45 @@ impl std::str::FromStr for RequestId {
     type Err = IdentifierError;
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         Self::parse(value)
+    }
+}
+
+/// A group name as used by `requestable_by` and approval stages.
+/// Grammar: `^[a-z0-9][a-z0-9._-]{0,63}$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupName(String);
+
+impl GroupName {
+    /// Parses a group name.
+    pub fn parse(value: &str) -> Result<Self, IdentifierError> {
+        let bad = |expected| IdentifierError::Malformed {
+            kind: "group name",
+            shown: shown(value),
+            expected,
+        };
+        if value.is_empty() || value.len() > 64 {
+            return Err(bad("1 to 64 characters"));
+        }
+        let ok =
+            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-');
+        if !value.bytes().all(ok) {
+            return Err(bad("lowercase ASCII letters, digits, '.', '_' and '-'"));
+        }
+        if !value.as_bytes()[0].is_ascii_alphanumeric() {
+            return Err(bad("a letter or digit first"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::identifiers::{IdentifierError, Username, shown};
+pub use crate::identifiers::GroupName;
+use crate::identifiers::{Username, shown};
 
 /// The issuer of built-in local accounts.
 pub const LOCAL_ISSUER: &str = "tpa:local";
@@ -75,45 +76,6 @@ impl fmt::Display for Identity {
     /// `issuer#subject`, the form used as the audit actor.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.issuer, self.subject)
-    }
-}
-
-/// A group name as used by `requestable_by` and approval stages.
-/// Grammar: `^[a-z0-9][a-z0-9._-]{0,63}$`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GroupName(String);
-
-impl GroupName {
-    /// Parses a group name.
-    pub fn parse(value: &str) -> Result<Self, IdentifierError> {
-        let bad = |expected| IdentifierError::Malformed {
-            kind: "group name",
-            shown: shown(value),
-            expected,
-        };
-        if value.is_empty() || value.len() > 64 {
-            return Err(bad("1 to 64 characters"));
-        }
-        let ok =
-            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-');
-        if !value.bytes().all(ok) {
-            return Err(bad("lowercase ASCII letters, digits, '.', '_' and '-'"));
-        }
-        if !value.as_bytes()[0].is_ascii_alphanumeric() {
-            return Err(bad("a letter or digit first"));
-        }
-        Ok(Self(value.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for GroupName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

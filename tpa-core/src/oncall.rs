@@ -3,6 +3,7 @@
 //! verified email the requester is matched by.
 //!
 //! The provider is asked by the CA (no I/O here); what it answered becomes an
+//! approval through `AccessRequest::approve_on_call` (in `request`), an
 //! [`AutomatedApproval`] holding the request's content hash, so an on-call
 //! approval binds what the certificate will carry exactly as a person's does.
 
@@ -12,8 +13,6 @@ use chrono::{DateTime, Utc};
 
 use crate::duration::HumanDuration;
 use crate::identifiers::shown;
-use crate::request::{AccessRequest, IssueRefusal, RequestState, Window};
-use crate::role::{ApprovalPath, Role};
 
 /// A role's on-call rule: requests of someone on call in the named schedule
 /// are approved at once, up to `max_duration`.
@@ -61,71 +60,6 @@ pub enum OnCallNotApplicable {
     /// A scheduled start: being on call now says nothing about then.
     #[error("a request with a scheduled start is not approved by an on-call check")]
     Scheduled,
-}
-
-impl AccessRequest {
-    /// Approves a pending request because its requester is on call, per the
-    /// role's on-call rule; `evidence` is the provider's answer id. The
-    /// approval records the content hash of the request as it stands.
-    pub fn approve_on_call(
-        &mut self,
-        role: &Role,
-        evidence: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Window, OnCallNotApplicable> {
-        if self.state != RequestState::Pending
-            || self.path != ApprovalPath::Stages
-            || !self.approvals.is_empty()
-        {
-            return Err(OnCallNotApplicable::NotPending);
-        }
-        if self.start.is_some() {
-            return Err(OnCallNotApplicable::Scheduled);
-        }
-        let rule = role.on_call.as_ref().ok_or(OnCallNotApplicable::NoRule)?;
-        if self.duration > rule.max_duration {
-            return Err(OnCallNotApplicable::TooLong {
-                requested: self.duration,
-                max: rule.max_duration,
-            });
-        }
-        self.path = ApprovalPath::OnCall;
-        self.automated = Some(AutomatedApproval {
-            source: rule.source.clone(),
-            evidence: evidence.to_owned(),
-            at: now,
-            content_hash: self.content_hash(),
-        });
-        let length =
-            chrono::TimeDelta::from_std(self.duration.get()).unwrap_or(chrono::TimeDelta::zero());
-        let window = Window {
-            start: now,
-            end: now + length,
-        };
-        self.window = Some(window);
-        self.state = RequestState::Approved;
-        Ok(window)
-    }
-
-    /// At signing time: the on-call approval still holds (the role still has
-    /// the same on-call rule, the duration fits it, and the request is the
-    /// content that was approved).
-    pub(crate) fn check_on_call(&self, role: &Role) -> Result<(), IssueRefusal> {
-        let approval = self
-            .automated
-            .as_ref()
-            .ok_or_else(|| IssueRefusal::PolicyNotSatisfied(role.name.clone()))?;
-        let holds = role.on_call.as_ref().is_some_and(|rule| {
-            rule.source == approval.source && self.duration <= rule.max_duration
-        });
-        if !holds {
-            return Err(IssueRefusal::PolicyNotSatisfied(role.name.clone()));
-        }
-        if approval.content_hash != self.content_hash() {
-            return Err(IssueRefusal::ContentChanged);
-        }
-        Ok(())
-    }
 }
 
 /// An email address the identity provider (or the operator) vouches for:
@@ -186,6 +120,8 @@ mod tests {
     use super::*;
     use crate::identifiers::RequestId;
     use crate::request::tests::{hotfix_admin, t0, user};
+    use crate::request::{AccessRequest, IssueRefusal, RequestState};
+    use crate::role::{ApprovalPath, Role};
     use crate::role::{Policy, RequestInput};
     use crate::subject_key::SubjectKey;
     use crate::{Approvers, People};

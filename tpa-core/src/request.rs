@@ -24,6 +24,7 @@ use crate::grant::{Grant, field};
 use crate::host::HostName;
 use crate::identifiers::{RequestId, RoleName, Username};
 use crate::identity::{GroupName, Identity, People, User};
+use crate::oncall::{AutomatedApproval, OnCallNotApplicable};
 use crate::role::{ApprovalPath, CheckedRequest, Role};
 use crate::subject_key::SubjectKey;
 use crate::template::{ApprovedScope, CertOrigin};
@@ -652,10 +653,7 @@ impl AccessRequest {
         }
         // A request stored before snapshots existed takes its snapshot now:
         // the approver sees and approves the role as it is.
-        let grant = self
-            .grant
-            .take()
-            .unwrap_or_else(|| Grant::of(role, &self.hosts));
+        let grant = self.grant.take().unwrap_or_else(|| role.grant(&self.hosts));
         // Fewer hosts can mean fewer host-scoped principals.
         self.grant = Some(Grant {
             principals: grant
@@ -873,7 +871,7 @@ impl AccessRequest {
                 "it was approved before grant snapshots were recorded".to_owned(),
             )
         })?;
-        let grant = approved.within(role, &self.hosts)?;
+        let grant = approved.within(&role.grant(&self.hosts), &role.name)?;
         Ok(ApprovedScope {
             subject,
             origin: CertOrigin::Request {
@@ -894,6 +892,73 @@ fn check_comment(comment: &str) -> Result<Option<String>, DecisionRefusal> {
     let comment =
         FreeText::parse(TextField::Comment, comment).map_err(DecisionRefusal::BadComment)?;
     Ok((!comment.is_empty()).then(|| comment.into_string()))
+}
+
+/// On-call approvals (issue 17): the rule and the recorded approval are
+/// in [`crate::oncall`].
+impl AccessRequest {
+    /// Approves a pending request because its requester is on call, per the
+    /// role's on-call rule; `evidence` is the provider's answer id. The
+    /// approval records the content hash of the request as it stands.
+    pub fn approve_on_call(
+        &mut self,
+        role: &Role,
+        evidence: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Window, OnCallNotApplicable> {
+        if self.state != RequestState::Pending
+            || self.path != ApprovalPath::Stages
+            || !self.approvals.is_empty()
+        {
+            return Err(OnCallNotApplicable::NotPending);
+        }
+        if self.start.is_some() {
+            return Err(OnCallNotApplicable::Scheduled);
+        }
+        let rule = role.on_call.as_ref().ok_or(OnCallNotApplicable::NoRule)?;
+        if self.duration > rule.max_duration {
+            return Err(OnCallNotApplicable::TooLong {
+                requested: self.duration,
+                max: rule.max_duration,
+            });
+        }
+        self.path = ApprovalPath::OnCall;
+        self.automated = Some(AutomatedApproval {
+            source: rule.source.clone(),
+            evidence: evidence.to_owned(),
+            at: now,
+            content_hash: self.content_hash(),
+        });
+        let length =
+            chrono::TimeDelta::from_std(self.duration.get()).unwrap_or(chrono::TimeDelta::zero());
+        let window = Window {
+            start: now,
+            end: now + length,
+        };
+        self.window = Some(window);
+        self.state = RequestState::Approved;
+        Ok(window)
+    }
+
+    /// At signing time: the on-call approval still holds (the role still has
+    /// the same on-call rule, the duration fits it, and the request is the
+    /// content that was approved).
+    pub(crate) fn check_on_call(&self, role: &Role) -> Result<(), IssueRefusal> {
+        let approval = self
+            .automated
+            .as_ref()
+            .ok_or_else(|| IssueRefusal::PolicyNotSatisfied(role.name.clone()))?;
+        let holds = role.on_call.as_ref().is_some_and(|rule| {
+            rule.source == approval.source && self.duration <= rule.max_duration
+        });
+        if !holds {
+            return Err(IssueRefusal::PolicyNotSatisfied(role.name.clone()));
+        }
+        if approval.content_hash != self.content_hash() {
+            return Err(IssueRefusal::ContentChanged);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

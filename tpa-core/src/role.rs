@@ -260,6 +260,16 @@ impl Role {
             .collect()
     }
 
+    /// The grant of this role for `hosts` as configured now.
+    pub fn grant(&self, hosts: &BTreeSet<HostName>) -> Grant {
+        Grant {
+            principals: self.principals_for(hosts),
+            extensions: self.extensions.clone(),
+            critical_options: self.critical_options.clone(),
+            cert_ttl: self.cert_ttl,
+        }
+    }
+
     /// The principals a certificate for `hosts` carries: the role's logins, or
     /// with host-scoped principals `<group>:<login>` for every group of the
     /// role that covers at least one of `hosts`.
@@ -652,7 +662,7 @@ impl Policy {
         } else {
             ApprovalPath::Stages
         };
-        let grant = Grant::of(role, &hosts);
+        let grant = role.grant(&hosts);
         Ok(CheckedRequest {
             role: name,
             hosts,
