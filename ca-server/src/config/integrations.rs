@@ -433,3 +433,128 @@ pub(super) fn role_ticket_check(
         when_down,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use crate::config::Config;
+
+    const TOKEN: &str = "token-in-a-private-file-42";
+
+    /// Parses a configuration in a directory holding `tok` (mode 0600) and
+    /// `open.tok` (mode 0644), with the example roles and `extra`.
+    fn parse(roles_extra: &str, extra: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, TOKEN).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("tok", 0o600);
+        write("open.tok", 0o644);
+        let roles = crate::config::EXAMPLE_ROLES.replace(
+            "break_glass = { max_duration = \"30m\" }",
+            &format!("break_glass = {{ max_duration = \"30m\" }}\n{roles_extra}"),
+        );
+        let text = format!("[ca]\nkey_file = \"k\"\n[database]\npath = \"d\"\n{roles}\n{extra}\n");
+        Config::parse(&text, &dir.path().join("tpa.toml")).map_err(|e| e.to_string())
+    }
+
+    const PD: &str = "[[on_call]]\nname = \"pd\"\nprovider = \"pagerduty\"\nurl = \"https://api.pagerduty.com\"\ntoken_file = \"tok\"\n";
+    const JIRA: &str = "[[ticket_systems]]\nname = \"jira\"\nprovider = \"jira\"\nurl = \"https://x.atlassian.net\"\ntoken_file = \"tok\"\n";
+    const RULE: &str =
+        "on_call = { provider = \"pd\", schedule = \"PSCHED1\", max_duration = \"1h\" }";
+
+    fn check_error(roles_extra: &str, extra: &str, expected: &str) {
+        let e = parse(roles_extra, extra).unwrap_err();
+        assert!(e.contains(expected), "expected {expected:?} in: {e}");
+        assert!(!e.contains(TOKEN), "the token is never in an error: {e}");
+    }
+
+    #[test]
+    fn a_complete_configuration_parses_and_hides_its_tokens() {
+        let c = parse(
+            &format!("{RULE}\nticket_check = {{ system = \"jira\", projects = [\"INC\"], comment = true }}"),
+            &format!("{PD}\n{JIRA}"),
+        )
+        .unwrap();
+        let role = tpa_core::RoleName::parse("hotfix-admin").unwrap();
+        let rule = c.policy.role(&role).unwrap().on_call.clone().unwrap();
+        assert_eq!(rule.source, "pagerduty:pd:PSCHED1");
+        assert_eq!(c.integrations.role_on_call[&role].schedule, "PSCHED1");
+        let check = &c.integrations.role_tickets[&role];
+        assert!(check.comment && check.status_categories.contains("indeterminate"));
+        assert_eq!(c.integrations.on_call[0].token.expose(), TOKEN);
+        assert!(!format!("{c:?}").contains(TOKEN), "Debug hides the token");
+    }
+
+    #[test]
+    fn integration_errors_name_the_key() {
+        // issue 17: every bad setting is refused at start-up, by name.
+        check_error(
+            "",
+            &PD.replace("pagerduty", "victorops"),
+            "provider \"victorops\"",
+        );
+        check_error(
+            "",
+            &PD.replace("https://api.pagerduty.com", "http://pd.example"),
+            "https://",
+        );
+        check_error(
+            "",
+            &PD.replace("https://api.pagerduty.com", "https://pd.example/?a=1"),
+            "query",
+        );
+        check_error("", &PD.replace("\"tok\"", "\"missing.tok\""), "token_file");
+        check_error("", &PD.replace("\"tok\"", "\"open.tok\""), "chmod 600");
+        check_error("", &format!("{PD}{PD}"), "unique");
+        check_error(RULE, "", "provider \"pd\" is not defined in [[on_call]]");
+        check_error(&RULE.replace("PSCHED1", "../x"), PD, "schedule");
+        check_error(&RULE.replace("1h", "5h"), PD, "on_call.max_duration");
+        check_error(
+            "ticket_check = { system = \"jira\" }",
+            "",
+            "not defined in [[ticket_systems]]",
+        );
+        check_error(
+            "ticket_check = { system = \"jira\", tables = [\"incident\"] }",
+            JIRA,
+            "for ServiceNow",
+        );
+        check_error(
+            "ticket_check = { system = \"jira\", when_down = \"maybe\" }",
+            JIRA,
+            "when_down",
+        );
+        check_error(
+            "ticket_check = { system = \"jira\", requester = \"boss\" }",
+            JIRA,
+            "requester",
+        );
+        check_error(
+            "ticket_check = { system = \"jira\", colour = 1 }",
+            JIRA,
+            "colour",
+        );
+        let hash = crate::identity::hash_password("a password").unwrap();
+        check_error(
+            "",
+            &format!(
+                "[[accounts]]\nusername = \"a\"\npassword_hash = \"{hash}\"\nemail = \"not an email\"\n"
+            ),
+            "account \"a\": email",
+        );
+    }
+
+    #[test]
+    fn rules_that_need_something_else() {
+        // A ticket check without ticket_pattern could be skipped by naming no ticket.
+        let e = parse("", &format!("{JIRA}\n[[roles]]\nname = \"r\"\nlogins = [\"x\"]\nhosts = [\"web-1\"]\nmax_duration = \"1h\"\nrequestable_by = [\"e\"]\nstages = [{{ group = \"l\" }}]\nticket_check = {{ system = \"jira\" }}\n")).unwrap_err();
+        assert!(e.contains("needs the role's ticket_pattern"), "{e}");
+        // An on-call rule needs stages to fall back to.
+        let e = parse("", &format!("{PD}\n[[roles]]\nname = \"r\"\nlogins = [\"x\"]\nhosts = [\"web-1\"]\nmax_duration = \"1h\"\nrequestable_by = [\"e\"]\nauto_approve = {{ group = \"e\", max_duration = \"1h\" }}\n{RULE}\n")).unwrap_err();
+        assert!(e.contains("on_call needs approval stages"), "{e}");
+    }
+}

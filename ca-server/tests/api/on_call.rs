@@ -604,3 +604,62 @@ async fn integrations_test_command_asks_each_provider_once() {
     );
     assert!(err.contains("1 provider check(s) failed"), "{err}");
 }
+
+#[tokio::test]
+async fn oidc_user_with_the_email_but_unverified_is_never_auto_approved() {
+    // issue 17 (bad input): with the real npm oidc-provider, alice's login
+    // says `email_verified: true`; mallory's carries the same address with
+    // `email_verified: false`. PagerDuty has a user with that address on
+    // call: only alice is approved at once.
+    use crate::oidc::{Browser, Provider, add_connector, callback_uri, csrf, post_json};
+    let listener = crate::oidc::reserve().await;
+    let address = listener.local_addr().unwrap();
+    let mut users = crate::oidc::users();
+    users["alice"]["email"] = json!("alice@example.com");
+    users["alice"]["email_verified"] = json!(true);
+    users["alice"]["groups"] = json!(["engineers"]);
+    users["mallory"] = json!({
+        "sub": "mallory-sub-2", "preferred_username": "mallory", "name": "Mallory",
+        "email": "alice@example.com", "email_verified": false, "groups": ["engineers"]
+    });
+    let idp = Provider::start(&callback_uri(address), users, json!({}));
+    let pd = Fake::start(pagerduty(true)).await;
+    let issuer = idp.issuer();
+    let providers = provider("pagerduty", "pd", &pd.url);
+    let app = crate::helpers::spawn_app_bound(listener, move |data, address| {
+        crate::oidc::set_public_url(data, address);
+        add_connector(data, "idp", &issuer);
+        write_private(&data.dir.join("provider.token"), TOKEN.as_bytes());
+        data.edit_config(|t| format!("{t}{}\n{providers}\n", hotfix_with(PD_RULE)));
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    for who in ["mallory", "alice"] {
+        let mut browser = Browser::default();
+        let done = browser.web_login(&app, "idp", who, "/my").await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        let token = csrf(&mut browser, &app).await;
+        let r = post_json(&browser, &app, "/api/v1/requests", &token, HOTFIX).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let request = r.json()["request"].clone();
+        outcomes.push((
+            who,
+            request["state"].as_str().unwrap().to_owned(),
+            request["checks"][0]["outcome"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert_eq!(
+        outcomes,
+        [
+            (
+                "mallory",
+                "pending".to_owned(),
+                "no_verified_email".to_owned()
+            ),
+            ("alice", "approved".to_owned(), "on_call".to_owned()),
+        ]
+    );
+    // PagerDuty was asked for alice only.
+    let asked = pd.seen().iter().filter(|s| s.path() == "/users").count();
+    assert_eq!(asked, 1, "{:#?}", pd.seen());
+}
