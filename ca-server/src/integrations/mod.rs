@@ -276,7 +276,7 @@ impl Integrations {
             ));
             return;
         };
-        match system.check(ticket, rule, email).await {
+        match within_deadline(system.check(ticket, rule, email)).await {
             Ok(TicketAnswer::Open { id, detail }) => out.checks.push(row("open", detail, Some(id))),
             Ok(TicketAnswer::Refused { why }) => {
                 out.checks.push(row("refused", why.clone(), None));
@@ -360,7 +360,7 @@ impl Integrations {
                 );
                 return;
             };
-            match provider.open_incident(service, incident).await {
+            match within_deadline(provider.open_incident(service, incident)).await {
                 Ok(IncidentAnswer::Open { .. }) => {}
                 Ok(IncidentAnswer::NotOpen { why }) => {
                     row("no_incident", format!("{why}{fallback}"), None);
@@ -376,7 +376,7 @@ impl Integrations {
                 }
             }
         }
-        match provider.on_call(&rule.schedule, email).await {
+        match within_deadline(provider.on_call(&rule.schedule, email)).await {
             Ok(OnCallAnswer::OnCall { evidence }) => {
                 row(
                     "on_call",
@@ -399,6 +399,16 @@ impl Integrations {
             ),
         }
     }
+}
+
+/// One question to a provider, pages and all, within the 3 s deadline
+/// (each exchange has it too; this bounds a paginated answer as a whole).
+async fn within_deadline<T>(
+    question: BoxFuture<'_, Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    tokio::time::timeout(client::TIMEOUT, question)
+        .await
+        .unwrap_or(Err(ProviderError::Timeout))
 }
 
 /// The longest provider-derived text kept (ids and summaries quote what a

@@ -663,3 +663,34 @@ async fn oidc_user_with_the_email_but_unverified_is_never_auto_approved() {
     let asked = pd.seen().iter().filter(|s| s.path() == "/users").count();
     assert_eq!(asked, 1, "{:#?}", pd.seen());
 }
+
+#[tokio::test]
+async fn slow_pages_are_bounded_by_one_deadline() {
+    // issue 17: ten pages of 1 s each would take 10 s; the question as a
+    // whole gets 3 s, then the request goes to its stages.
+    let pd = Fake::start(|_: &Seen| {
+        Answer::After(
+            Duration::from_secs(1),
+            Box::new(page(
+                "users",
+                json!([{ "id": "PX", "email": "someone@example.com" }]),
+                true,
+            )),
+        )
+    })
+    .await;
+    let app = app(
+        &provider("pagerduty", "pd", &pd.url),
+        PD_RULE,
+        Some("alice@example.com"),
+    )
+    .await;
+    let started = Instant::now();
+    falls_back(&app, "timeout").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(pd.seen().len() <= 4, "asked {} pages", pd.seen().len());
+}
