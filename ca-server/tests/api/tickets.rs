@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fake_provider::{Answer, Fake, Seen, json};
+use crate::fake_provider::{TOKEN, app, app_edited, pagerduty, provider, submit};
 use crate::helpers::{TestApp, audit_rows};
-use crate::on_call::{TOKEN, app, app_edited, pagerduty, provider, submit};
 use crate::requests_http::{HOTFIX, post, token};
 
 /// A Jira issue as `GET /rest/api/2/issue/{key}` returns it.
