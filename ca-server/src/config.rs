@@ -14,6 +14,7 @@ mod audit;
 mod auditing;
 mod bastions;
 mod client;
+mod integration_rules;
 mod integrations;
 mod limits;
 mod oidc;
