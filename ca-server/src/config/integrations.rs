@@ -1,12 +1,12 @@
-//! `[[on_call]]` and `[[ticket_systems]]` (which providers the CA may ask,
-//! where, with which secret file) and the roles' `on_call` and `ticket_check`
-//! rules that use them.
+//! `[[on_call]]` and `[[ticket_systems]]`: which providers the CA may ask,
+//! where, with which secret file; and the types of the roles' rules that use
+//! them (parsed in `integration_rules`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Deserialize;
-use tpa_core::{HumanDuration, OnCallRule, RoleName};
+use tpa_core::RoleName;
 
 /// Which on-call provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,43 +145,6 @@ pub(super) struct RawProvider {
     username: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRoleOnCall {
-    provider: String,
-    schedule: String,
-    max_duration: String,
-    incident_service: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTicketCheck {
-    system: String,
-    #[serde(default)]
-    projects: Vec<String>,
-    status_categories: Option<Vec<String>>,
-    requester: Option<String>,
-    tables: Option<Vec<String>>,
-    states: Option<Vec<String>>,
-    #[serde(default)]
-    comment: bool,
-    when_down: Option<String>,
-}
-
-/// An identifier as providers write them (schedule, service, project ids):
-/// 1 to 64 ASCII letters, digits, `-`, `_`, `.`; nothing that could change
-/// a URL's path or query.
-fn provider_id(what: &str, text: &str) -> Result<String, String> {
-    let ok = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
-    if text.is_empty() || text.len() > 64 || !text.bytes().all(ok) || text.starts_with('.') {
-        return Err(format!(
-            "{what} {text:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
-        ));
-    }
-    Ok(text.to_owned())
-}
-
 fn base_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("url: {e}"))?;
     let loopback = url
@@ -287,149 +250,4 @@ pub(super) fn ticket_systems(
             })
         })
         .collect()
-}
-
-/// A role's on-call rule: the tpa-core part (source, maximum) and the CA's.
-pub(super) fn role_on_call(
-    role: &str,
-    raw: &RawRoleOnCall,
-    providers: &[OnCallProviderConfig],
-) -> Result<(OnCallRule, RoleOnCall), String> {
-    let ctx = |e: String| format!("role {role}: on_call: {e}");
-    let provider = providers
-        .iter()
-        .find(|p| p.name == raw.provider)
-        .ok_or_else(|| {
-            ctx(format!(
-                "provider {:?} is not defined in [[on_call]]",
-                raw.provider
-            ))
-        })?;
-    let schedule = provider_id("schedule", &raw.schedule).map_err(ctx)?;
-    let incident_service = raw
-        .incident_service
-        .as_deref()
-        .map(|s| provider_id("incident_service", s))
-        .transpose()
-        .map_err(ctx)?;
-    let max_duration =
-        HumanDuration::parse(&raw.max_duration).map_err(|e| ctx(format!("max_duration: {e}")))?;
-    let kind = match provider.kind {
-        OnCallKind::PagerDuty => "pagerduty",
-        OnCallKind::Opsgenie => "opsgenie",
-    };
-    let mut source = format!("{kind}:{}:{schedule}", provider.name);
-    if let Some(service) = &incident_service {
-        // A rule that needs an incident is another rule than one that does not.
-        source.push_str(&format!(":incident={service}"));
-    }
-    Ok((
-        OnCallRule {
-            source,
-            max_duration,
-        },
-        RoleOnCall {
-            provider: provider.name.clone(),
-            schedule,
-            incident_service,
-        },
-    ))
-}
-
-/// ServiceNow states that mean "not open": resolved (6), closed (7), cancelled (8)
-/// for incidents; closed (3) and cancelled (4) for change requests. The
-/// default allows the open ones of both tables.
-const SERVICENOW_OPEN_STATES: [&str; 7] = ["-5", "-4", "-3", "-2", "-1", "1", "2"];
-
-pub(super) fn role_ticket_check(
-    role: &str,
-    raw: &RawTicketCheck,
-    systems: &[TicketSystemConfig],
-    has_pattern: bool,
-) -> Result<RoleTicketCheck, String> {
-    let ctx = |e: String| format!("role {role}: ticket_check: {e}");
-    let system = systems
-        .iter()
-        .find(|s| s.name == raw.system)
-        .ok_or_else(|| {
-            ctx(format!(
-                "system {:?} is not defined in [[ticket_systems]]",
-                raw.system
-            ))
-        })?;
-    if !has_pattern {
-        return Err(ctx(
-            "needs the role's ticket_pattern, so that every request names a ticket".to_owned(),
-        ));
-    }
-    let ids = |what: &str, list: &[String]| {
-        list.iter()
-            .map(|p| provider_id(what, p))
-            .collect::<Result<BTreeSet<_>, _>>()
-            .map_err(ctx)
-    };
-    let when_down = match raw.when_down.as_deref().unwrap_or("refuse") {
-        "refuse" => WhenDown::Refuse,
-        "allow_and_flag" => WhenDown::AllowAndFlag,
-        other => {
-            return Err(ctx(format!(
-                "when_down {other:?} is not \"refuse\" or \"allow_and_flag\""
-            )));
-        }
-    };
-    let requester = match raw.requester.as_deref().unwrap_or("anyone") {
-        "anyone" => RequesterOnTicket::Anyone,
-        "assignee_or_reporter" => RequesterOnTicket::AssigneeOrReporter,
-        other => {
-            return Err(ctx(format!(
-                "requester {other:?} is not \"anyone\" or \"assignee_or_reporter\""
-            )));
-        }
-    };
-    let jira_only = !raw.projects.is_empty()
-        || raw.status_categories.is_some()
-        || requester != RequesterOnTicket::Anyone;
-    let snow_only = raw.tables.is_some() || raw.states.is_some();
-    match system.kind {
-        TicketKind::Jira if snow_only => {
-            return Err(ctx("tables and states are for ServiceNow".to_owned()));
-        }
-        TicketKind::ServiceNow if jira_only => {
-            return Err(ctx(
-                "projects, status_categories and requester are for Jira".to_owned(),
-            ));
-        }
-        _ => {}
-    }
-    let status_categories = match &raw.status_categories {
-        Some(list) => ids("status category", list)?,
-        None => ["new", "indeterminate"].map(str::to_owned).into(),
-    };
-    let tables = raw
-        .tables
-        .clone()
-        .unwrap_or_else(|| vec!["incident".to_owned(), "change_request".to_owned()]);
-    if tables.is_empty()
-        || tables
-            .iter()
-            .any(|t| t != "incident" && t != "change_request")
-    {
-        return Err(ctx(
-            "tables must name \"incident\" and/or \"change_request\"".to_owned(),
-        ));
-    }
-    let states = match &raw.states {
-        Some(list) => ids("state", list)?,
-        None => SERVICENOW_OPEN_STATES.map(str::to_owned).into(),
-    };
-    Ok(RoleTicketCheck {
-        system: system.name.clone(),
-        projects: ids("project", &raw.projects)?,
-        status_categories,
-        requester,
-        tables,
-        states,
-        comment: raw.comment,
-        when_down,
-    })
 }

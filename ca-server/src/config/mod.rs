@@ -13,6 +13,7 @@ use tpa_core::{GroupName, HumanDuration, Policy, Username};
 mod audit_checkpoints;
 mod bastions;
 mod client;
+mod integration_rules;
 mod integrations;
 mod limits;
 mod oidc;

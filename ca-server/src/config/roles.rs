@@ -46,8 +46,8 @@ pub(super) struct RawRole {
     ticket_pattern: Option<String>,
     #[serde(default)]
     host_scoped_principals: bool,
-    on_call: Option<super::integrations::RawRoleOnCall>,
-    ticket_check: Option<super::integrations::RawTicketCheck>,
+    on_call: Option<super::integration_rules::RawRoleOnCall>,
+    ticket_check: Option<super::integration_rules::RawTicketCheck>,
 }
 
 fn default_true() -> bool {
@@ -100,14 +100,14 @@ pub(super) fn policy(
         let mut role = role(r, host_groups)?;
         if let Some(on_call) = &r.on_call {
             let (rule, settings) =
-                super::integrations::role_on_call(&r.name, on_call, &integrations.on_call)?;
+                super::integration_rules::role_on_call(&r.name, on_call, &integrations.on_call)?;
             role.on_call = Some(rule);
             integrations
                 .role_on_call
                 .insert(role.name.clone(), settings);
         }
         if let Some(check) = &r.ticket_check {
-            let settings = super::integrations::role_ticket_check(
+            let settings = super::integration_rules::role_ticket_check(
                 &r.name,
                 check,
                 &integrations.ticket_systems,

@@ -4,10 +4,15 @@
 //! also misbehave: stall, stream an endless body, paginate forever.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ca_server::config::EXAMPLE_ROLES;
+use serde_json::{Value, json as json_value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{TestApp, http_send, spawn_app_with, write_private};
+use crate::requests_http::{HOTFIX, PW, get, post, token};
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -203,4 +208,161 @@ async fn serve(
         Answer::After(..) => {}
     }
     stream.shutdown().await
+}
+
+// The CA side of the provider tests: configuration and requests.
+
+pub(crate) const TOKEN: &str = "provider-secret-token-1234";
+
+/// The example roles with `role_keys` added to hotfix-admin.
+pub(crate) fn hotfix_with(role_keys: &str) -> String {
+    let last = "break_glass = { max_duration = \"30m\" }";
+    assert!(EXAMPLE_ROLES.contains(last));
+    EXAMPLE_ROLES.replace(last, &format!("{last}\n{role_keys}"))
+}
+
+/// A CA whose hotfix-admin has `role_keys`, with the `providers` tables,
+/// alice (with `alice_email` on her account), bob and carol.
+pub(crate) async fn app(providers: &str, role_keys: &str, alice_email: Option<&str>) -> TestApp {
+    app_edited(providers, role_keys, alice_email, |t| t).await
+}
+
+/// Like [`app`], with the roles' text changed by `edit`.
+pub(crate) async fn app_edited(
+    providers: &str,
+    role_keys: &str,
+    alice_email: Option<&str>,
+    edit: impl FnOnce(String) -> String,
+) -> TestApp {
+    let (providers, role_keys) = (providers.to_owned(), role_keys.to_owned());
+    let alice_email = alice_email.map(str::to_owned);
+    spawn_app_with(move |data| {
+        write_private(&data.dir.join("provider.token"), TOKEN.as_bytes());
+        let roles = edit(hotfix_with(&role_keys));
+        data.edit_config(|t| format!("{t}{roles}\n{providers}\n"));
+        data.add_account("alice", PW, &["engineers"]);
+        if let Some(email) = alice_email {
+            data.edit_config(|t| format!("{t}email = \"{email}\"\n"));
+        }
+        data.add_account("bob", PW, &["sre-leads"]);
+        data.add_account("carol", PW, &["managers"]);
+    })
+    .await
+}
+
+pub(crate) fn provider(kind: &str, name: &str, url: &str) -> String {
+    let table = match kind {
+        "pagerduty" | "opsgenie" => "on_call",
+        _ => "ticket_systems",
+    };
+    format!(
+        "[[{table}]]\nname = \"{name}\"\nprovider = \"{kind}\"\nurl = \"{url}\"\ntoken_file = \"provider.token\"\n"
+    )
+}
+
+pub(crate) const PD_RULE: &str =
+    r#"on_call = { provider = "pd", schedule = "PSCHED1", max_duration = "2h" }"#;
+
+pub(crate) fn page(key: &str, items: Value, more: bool) -> Answer {
+    let mut body = json_value!({ "limit": 25, "offset": 0, "more": more, "total": null });
+    body[key] = items;
+    json(200, body)
+}
+
+/// PagerDuty as its REST API v2 reference documents `/users` and
+/// `/oncalls`: alice is user PALICE; `on_call` says whether she is on call
+/// in PSCHED1 now.
+pub(crate) fn pagerduty(on_call: bool) -> impl Fn(&Seen) -> Answer + Send + Sync + 'static {
+    move |s: &Seen| match s.path() {
+        "/users" => page(
+            "users",
+            json_value!([
+                { "id": "PALICE", "type": "user", "name": "Alice", "email": "Alice@Example.com" },
+                { "id": "PEVIL", "type": "user", "name": "Eve", "email": "alice@example.com.evil.test" }
+            ]),
+            false,
+        ),
+        "/oncalls" if on_call => page(
+            "oncalls",
+            json_value!([{
+                "escalation_policy": { "id": "PEP1", "type": "escalation_policy_reference" },
+                "escalation_level": 1,
+                "schedule": { "id": "PSCHED1", "type": "schedule_reference" },
+                "user": { "id": "PALICE", "type": "user_reference", "summary": "Alice" },
+                "start": "2026-12-07T00:00:00Z",
+                "end": "2026-12-08T00:00:00Z"
+            }]),
+            false,
+        ),
+        "/oncalls" => page("oncalls", json_value!([]), false),
+        _ => json(
+            404,
+            json_value!({ "error": { "message": "Not Found", "code": 2100 } }),
+        ),
+    }
+}
+
+/// The web page at `path` as `user` sees it (logged in with the form).
+pub(crate) async fn page_as(app: &TestApp, user: &str, path: &str) -> String {
+    let body = format!("username={user}&password={}", PW.replace(' ', "+"));
+    let r = http_send(
+        app.address,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "null"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = http_send(app.address, "GET", path, &[("Cookie", &cookie)], "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body
+}
+
+pub(crate) async fn submit(app: &TestApp, who: &str) -> (u16, Value, Duration) {
+    let t = token(app, who).await;
+    let started = Instant::now();
+    let r = post(app, &t, "/api/v1/requests", HOTFIX).await;
+    let took = started.elapsed();
+    (r.status, r.json(), took)
+}
+
+/// Submits as alice and checks the request fell back to the stages with a
+/// visible reason `outcome` (API view and request page).
+pub(crate) async fn falls_back(app: &TestApp, outcome: &str) -> Value {
+    let (status, body, _) = submit(app, "alice").await;
+    assert_eq!(status, 201, "{body}");
+    let r = &body["request"];
+    assert_eq!(r["state"], "pending", "{body}");
+    assert_eq!(r["approval_path"], "stages");
+    assert!(r.get("on_call_approval").is_none(), "{body}");
+    let check = &r["checks"][0];
+    assert_eq!(check["kind"], "on_call", "{body}");
+    assert_eq!(check["outcome"], outcome, "{body}");
+    assert!(
+        check["summary"]
+            .as_str()
+            .unwrap()
+            .contains("waits for its approval stages"),
+        "{body}"
+    );
+    // The same reason on GET and on the request page.
+    let id = r["id"].as_str().unwrap();
+    let alice = token(app, "alice").await;
+    let again = get(app, &alice, &format!("/api/v1/requests/{id}"))
+        .await
+        .json();
+    assert_eq!(again["checks"], r["checks"]);
+    body
 }

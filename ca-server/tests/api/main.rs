@@ -25,6 +25,7 @@ mod oidc;
 mod oidc_claims;
 mod oidc_people;
 mod on_call;
+mod on_call_bad_input;
 mod policy_explain;
 mod report;
 mod requests;

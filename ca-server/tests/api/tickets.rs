@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fake_provider::{Answer, Fake, Seen, json};
+use crate::fake_provider::{TOKEN, app, app_edited, pagerduty, provider, submit};
 use crate::helpers::{TestApp, audit_rows};
-use crate::on_call::{TOKEN, app, app_edited, pagerduty, provider, submit};
 use crate::requests_http::{HOTFIX, post, token};
 
 /// A Jira issue as `GET /rest/api/2/issue/{key}` returns it.
@@ -325,10 +325,13 @@ async fn servicenow_open_incident_passes_and_closed_is_refused() {
             json!({ "result": [{ "sys_id": "9d385017c611228701d22104cc95c371", "number": "INC0010001", "state": *current.lock().unwrap() }] }),
         ),
         ("GET", _) => json(200, json!({ "result": [] })),
+        ("PATCH", "/api/now/table/incident/9d385017c611228701d22104cc95c371") => {
+            json(200, json!({ "result": { "number": "INC0010001" } }))
+        }
         _ => json(404, json!({ "error": { "message": "No Record found" }, "status": "failure" })),
     })
     .await;
-    let rule = r#"ticket_check = { system = "snow" }"#;
+    let rule = r#"ticket_check = { system = "snow", comment = true }"#;
     let app = app_edited(
         &provider("servicenow", "snow", &snow.url),
         rule,
@@ -348,6 +351,18 @@ async fn servicenow_open_incident_passes_and_closed_is_refused() {
     let r = post(&app, &t, "/api/v1/requests", &body("INC0010001")).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["request"]["checks"][0]["outcome"], "open");
+    // Approved by the stages: the work note goes to the record by its sys_id.
+    let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
+    let (bob, carol) = (token(&app, "bob").await, token(&app, "carol").await);
+    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let done = post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    assert_eq!(done.json()["state"], "approved", "{}", done.body);
+    let note = snow.wait_for("a work note", |s| s.method == "PATCH").await;
+    let note: Value = serde_json::from_str(&note.body).unwrap();
+    let note = note["work_notes"].as_str().unwrap();
+    for part in ["alice", "hotfix-admin", "web-1", "stages approval", &id] {
+        assert!(note.contains(part), "{part:?} missing from {note:?}");
+    }
     let r = post(&app, &t, "/api/v1/requests", &body("INC0010002")).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
