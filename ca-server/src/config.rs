@@ -16,6 +16,7 @@ mod bastions;
 mod client;
 mod limits;
 mod oidc;
+mod policy_hook;
 mod roles;
 mod webhooks;
 
@@ -27,6 +28,7 @@ pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
+pub use policy_hook::{DEFAULT_HOOK_TIMEOUT, HookStage, PolicyHookConfig};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
 
@@ -78,6 +80,8 @@ pub struct Config {
     pub client: ClientAnnouncement,
     /// Signed audit checkpoints (`[audit]`), when an audit key is configured.
     pub audit: Option<AuditConfig>,
+    /// `[policy_hook]`: the external policy hook, if configured.
+    pub policy_hook: Option<PolicyHookConfig>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -246,6 +250,8 @@ struct RawConfig {
     audit: audit::RawAudit,
     #[serde(default)]
     health: limits::RawHealth,
+    #[serde(default)]
+    policy_hook: Option<policy_hook::RawPolicyHook>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,6 +384,12 @@ impl Config {
         let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
         let audit_sinks =
             auditing::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
+        let policy = roles::policy(&raw.roles, &raw.host_groups)
+            .and_then(|p| roles::with_links(p, &raw.identity_links))
+            .map_err(invalid)?;
+        let role_names = policy.roles().map(|r| r.name.clone()).collect();
+        let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)
+            .map_err(invalid)?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -401,9 +413,7 @@ impl Config {
             server_limits: limits::server_limits(&raw.server).map_err(invalid)?,
             health: limits::health(&raw.health).map_err(invalid)?,
             admin_issue: AdminIssueConfig { max_ttl },
-            policy: roles::policy(&raw.roles, &raw.host_groups)
-                .and_then(|p| roles::with_links(p, &raw.identity_links))
-                .map_err(invalid)?,
+            policy,
             workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
             webhooks,
             public_url,
@@ -416,6 +426,7 @@ impl Config {
             audit_sinks,
             client: client::client(&raw.client).map_err(invalid)?,
             audit: audit::audit(&raw.audit, &resolve).map_err(invalid)?,
+            policy_hook,
         })
     }
 

@@ -17,6 +17,7 @@ pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod oidc_login;
+pub mod policy_hook;
 pub mod request_view;
 pub mod sessions;
 pub mod signer;

@@ -59,6 +59,8 @@ pub struct AppState {
     pub audit_key: Option<Arc<AuditKey>>,
     /// Open and refused HTTP connections (for `/metrics`).
     pub connections: Arc<ConnectionStats>,
+    /// The external policy hook (`[policy_hook]`), if configured.
+    pub policy_hook: Option<Arc<crate::policy_hook::PolicyHook>>,
 }
 
 /// A bound, ready-to-run server.
@@ -93,6 +95,13 @@ impl AppState {
             .context("cannot register the audit sinks")?;
         let readers = ReadPool::open(&config.database_path, READERS)
             .context("cannot open the database for reading")?;
+        let policy_hook = config
+            .policy_hook
+            .clone()
+            .map(crate::policy_hook::PolicyHook::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .map(Arc::new);
         let signer = Arc::new(signer);
         let config = Arc::new(config.clone());
         let db = Arc::new(Writer::new(conn));
@@ -127,6 +136,7 @@ impl AppState {
             bell: OutboxBell::default(),
             audit_key,
             connections: Arc::new(ConnectionStats::default()),
+            policy_hook,
         })
     }
 }

@@ -5,8 +5,12 @@ use serde::{Deserialize, Serialize};
 mod audit;
 mod bastion;
 mod evidence;
+mod integrations_wire;
 
 pub use evidence::{AccessGrant, AccessReport, RevokeBody, RevokeResponse};
+pub use integrations_wire::{
+    AlertEvent, HookRequest, HookRequester, PolicyHookAnswer, PolicyHookCall,
+};
 
 pub use audit::{
     AuditEventView, AuditPage, AuditQuery, CertificateList, CertificateView, ListQuery,

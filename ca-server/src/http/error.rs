@@ -75,7 +75,9 @@ pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
-        | "not_auditor" | "metrics_forbidden" | "not_admin" => StatusCode::FORBIDDEN,
+        | "not_auditor" | "metrics_forbidden" | "not_admin" | "policy_hook_denied" => {
+            StatusCode::FORBIDDEN
+        }
         "not_pending"
         | "already_approved"
         | "not_approved"
@@ -92,7 +94,7 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "slow_down"
         | "access_denied"
         | "expired_token" => StatusCode::BAD_REQUEST,
-        "too_many_logins" => StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_logins" | "policy_hook_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -209,7 +211,13 @@ impl ApiError {
                 "payload_too_large",
                 "the request body is too large for this endpoint".into(),
             ),
-            ApiError::Refused { code, message } => (refusal_status(code), code, message),
+            ApiError::Refused { code, message } => {
+                if code == "policy_hook_unavailable" {
+                    // A fault of the world (the hook is down or slow): retry later.
+                    retry_after = Some(UNAVAILABLE_RETRY_SECS);
+                }
+                (refusal_status(code), code, message)
+            }
             // The one place where a condition of the world (disk full,
             // locked, read-only, unreachable) is told apart from a bug.
             ApiError::Internal(err) => match err.fault() {

@@ -12,6 +12,7 @@ mod krl;
 pub mod login_limit;
 mod metrics;
 mod policy;
+mod policy_gate;
 pub mod rate_limit;
 mod reports;
 mod requests;

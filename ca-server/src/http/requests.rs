@@ -124,6 +124,7 @@ pub(crate) async fn submit_request(
     input: RequestInput,
     now: DateTime<Utc>,
 ) -> Result<wf::Submitted, ApiError> {
+    super::policy_gate::at_submission(state, ip, &user, &input, now).await?;
     let source = audit_source(ip);
     let st = state.clone();
     let submitted = run(state, move |conn| {
@@ -493,6 +494,8 @@ pub async fn certificate(
 ) -> Result<Json<CertificateResponse>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
+    let hook_allowed =
+        super::policy_gate::at_issuance(&state, ip.0, &auth.user, &id, &body.public_key).await?;
     // Queued for the issuance writer, which signs it inside a batch
     // transaction and answers only after that transaction committed.
     let issued = state
@@ -502,6 +505,7 @@ pub async fn certificate(
             id,
             public_key: body.public_key,
             source: audit_source(ip.0),
+            hook_allowed,
         })
         .await?;
     let cert = &issued.certificate;

@@ -592,6 +592,7 @@ pub fn issue_for_request(
         id: id.clone(),
         public_key: public_key.to_owned(),
         source: source.to_owned(),
+        hook_allowed: None,
     };
     store::write(conn, |tx| {
         issue_for_request_in(tx, (signer, policy, identities), &job, now)
@@ -607,6 +608,9 @@ pub struct IssueJob {
     pub id: RequestId,
     /// The public key text to certify.
     pub public_key: String,
+    /// The content hash the policy hook allowed, when it was asked: the
+    /// certificate is refused if the request changed since.
+    pub hook_allowed: Option<String>,
     /// The audit source (client address).
     pub source: String,
 }
@@ -678,6 +682,7 @@ fn issue_for_request_in(
         id,
         public_key,
         source,
+        hook_allowed,
     } = job;
     let actor = Actor::user(caller, source);
     let Some(mut r) = requests::load(tx, id)? else {
@@ -706,6 +711,18 @@ fn issue_for_request_in(
     };
     if r.requester != caller.identity {
         return refusal(tx, WorkflowError::NotFound);
+    }
+    if hook_allowed
+        .as_ref()
+        .is_some_and(|h| *h != r.content_hash())
+    {
+        return refusal(
+            tx,
+            refused(
+                "content_changed",
+                format!("request {id} changed after the policy hook allowed it; ask again"),
+            ),
+        );
     }
     let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
         Ok(s) => s,
