@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
+mod alerts;
 mod audit;
 mod auditing;
 mod bastions;
@@ -20,6 +21,9 @@ mod policy_hook;
 mod roles;
 mod webhooks;
 
+pub use alerts::{
+    AlertDestination, AlertKind, AlertRule, BurstKey, DestinationKind, Hours, Severity, day_number,
+};
 pub use audit::AuditConfig;
 pub use auditing::{
     AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
@@ -82,6 +86,10 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// `[policy_hook]`: the external policy hook, if configured.
     pub policy_hook: Option<PolicyHookConfig>,
+    /// `[[alerts]]`: rules over the audit stream.
+    pub alerts: Vec<AlertRule>,
+    /// `[[alert_destinations]]`: where alerts go.
+    pub alert_destinations: Vec<AlertDestination>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -252,6 +260,10 @@ struct RawConfig {
     health: limits::RawHealth,
     #[serde(default)]
     policy_hook: Option<policy_hook::RawPolicyHook>,
+    #[serde(default)]
+    alerts: Vec<alerts::RawAlert>,
+    #[serde(default)]
+    alert_destinations: Vec<alerts::RawDestination>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +402,10 @@ impl Config {
         let role_names = policy.roles().map(|r| r.name.clone()).collect();
         let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)
             .map_err(invalid)?;
+        let alert_destinations =
+            alerts::destinations(&raw.alert_destinations, base).map_err(invalid)?;
+        let alerts =
+            alerts::rules(&raw.alerts, &alert_destinations, &role_names).map_err(invalid)?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -427,6 +443,8 @@ impl Config {
             client: client::client(&raw.client).map_err(invalid)?,
             audit: audit::audit(&raw.audit, &resolve).map_err(invalid)?,
             policy_hook,
+            alerts,
+            alert_destinations,
         })
     }
 

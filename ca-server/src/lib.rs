@@ -2,6 +2,7 @@
 //! the issuance workflow and the HTTP server. `main.rs` only parses arguments
 //! and calls [`commands::run`].
 
+pub mod alerts;
 pub mod audit;
 pub mod audit_checkpoint;
 pub mod audit_sinks;

@@ -93,6 +93,8 @@ impl AppState {
             .context("cannot register the webhooks")?;
         crate::audit_sinks::register(&mut conn, &config.audit_sinks)
             .context("cannot register the audit sinks")?;
+        crate::alerts::register(&mut conn, &config.alerts, &config.alert_destinations)
+            .context("cannot register the alert rules and destinations")?;
         let readers = ReadPool::open(&config.database_path, READERS)
             .context("cannot open the database for reading")?;
         let policy_hook = config
@@ -195,6 +197,16 @@ impl Application {
                 stopped.clone(),
             )
             .context("cannot start the audit sinks")?,
+        );
+        background.extend(
+            crate::alerts::spawn(
+                state.database_path.clone(),
+                state.config.alerts.clone(),
+                state.config.alert_destinations.clone(),
+                state.bell.clone(),
+                stopped.clone(),
+            )
+            .context("cannot start the alert tasks")?,
         );
         background.push(tokio::spawn(expire_pending(state.clone(), stopped.clone())));
         background.push(tokio::spawn(probe_writes(state.clone(), stopped.clone())));
