@@ -51,7 +51,9 @@ pub fn register(
     rules: &[AlertRule],
     destinations: &[AlertDestination],
 ) -> Result<(), StoreError> {
-    if !rules.is_empty() {
+    if rules.is_empty() {
+        store::alerts::unregister(conn)?;
+    } else {
         store::alerts::register(conn)?;
     }
     for d in destinations {

@@ -21,6 +21,15 @@ pub fn register(conn: &mut Connection) -> Result<(), StoreError> {
     })
 }
 
+/// Drops the cursor (no rules configured): rules added later start at the
+/// head then, instead of evaluating the events committed while there were none.
+pub fn unregister(conn: &mut Connection) -> Result<(), StoreError> {
+    super::write(conn, |tx| {
+        tx.execute("DELETE FROM alert_cursor", [])?;
+        Ok::<_, StoreError>(())
+    })
+}
+
 /// Every event up to this `seq` was evaluated.
 pub fn cursor(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn

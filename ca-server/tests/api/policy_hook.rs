@@ -395,3 +395,51 @@ async fn hook_is_asked_only_for_its_roles_and_stages() {
     assert_eq!(submit_as_alice(&app, DEBUG).await.status, 201);
     assert!(hook.received().is_empty());
 }
+
+#[test]
+fn certificate_is_refused_when_the_request_no_longer_hashes_to_what_the_hook_allowed() {
+    // issue 17: the hook's allow binds the content hash it saw; the signing
+    // transaction re-checks it like an approval's.
+    use ca_server::workflow::requests::{IssueJob, WorkflowError, issue_batch};
+
+    use crate::requests::{alice, approve, bob, carol, fixture, hotfix, now, submit};
+
+    let mut f = fixture();
+    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    approve(&mut f, &bob(), &id).unwrap();
+    approve(&mut f, &carol(), &id).unwrap();
+    let job = |hash: &str| IssueJob {
+        caller: alice(),
+        id: id.clone(),
+        public_key: ed25519_public_key(),
+        source: "test".to_owned(),
+        hook_allowed: Some(hash.to_owned()),
+    };
+    let policy = f.data.config.policy.clone();
+    let identities = f.data.identities();
+    let actual = ca_server::store::requests::load(&f.conn, &id)
+        .unwrap()
+        .unwrap()
+        .content_hash();
+    let results = issue_batch(
+        &mut f.conn,
+        (&f.signer, &policy, &identities),
+        &[job(&"0".repeat(64)), job(&actual)],
+        now(),
+    );
+    assert!(
+        matches!(
+            &results[0],
+            Err(WorkflowError::Refused {
+                code: "content_changed",
+                ..
+            })
+        ),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+}
