@@ -32,7 +32,7 @@ pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
-pub use policy_hook::{DEFAULT_HOOK_TIMEOUT, HookStage, PolicyHookConfig};
+pub use policy_hook::{DEFAULT_HOOK_TIMEOUT, HOOK_USERNAME, HookStage, PolicyHookConfig};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
 
@@ -402,6 +402,20 @@ impl Config {
         let role_names = policy.roles().map(|r| r.name.clone()).collect();
         let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)
             .map_err(invalid)?;
+        if let Some(group) = policy_hook.as_ref().and_then(|h| h.approves_as.as_ref()) {
+            // The automated check's group must be the hook's alone, and its
+            // name must not be a person's (separation of duties compares names).
+            if let Some(a) = accounts
+                .iter()
+                .find(|a| a.groups.contains(group) || a.username.as_str() == HOOK_USERNAME)
+            {
+                return Err(invalid(format!(
+                    "policy_hook.approves_as: account {:?} is in group {group} or named {HOOK_USERNAME}; \
+                     the automated check's group is the hook's alone",
+                    a.username.as_str()
+                )));
+            }
+        }
         let alert_destinations =
             alerts::destinations(&raw.alert_destinations, base).map_err(invalid)?;
         let alerts =

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tpa_core::RoleName;
+use tpa_core::{GroupName, RoleName};
 
+/// The username of the policy hook's approvals (identity `tpa:policy-hook#policy-hook`).
+pub const HOOK_USERNAME: &str = "policy-hook";
 /// When no `timeout` is set.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest `timeout` accepted: a request waits for the hook.
@@ -20,6 +22,8 @@ pub enum HookStage {
     Submit,
     /// Before a certificate is signed.
     Issue,
+    /// When the open approval stage is the automated check (`approves_as`).
+    Approve,
 }
 
 impl HookStage {
@@ -28,6 +32,7 @@ impl HookStage {
         match self {
             HookStage::Submit => "submit",
             HookStage::Issue => "issue",
+            HookStage::Approve => "approve",
         }
     }
 }
@@ -45,6 +50,9 @@ pub struct PolicyHookConfig {
     pub roles: BTreeSet<RoleName>,
     /// Where it is asked.
     pub stages: BTreeSet<HookStage>,
+    /// The approval-stage group the hook approves as ("automated check"):
+    /// a role allows it by having a stage of this group.
+    pub approves_as: Option<GroupName>,
 }
 
 impl std::fmt::Debug for PolicyHookConfig {
@@ -54,6 +62,7 @@ impl std::fmt::Debug for PolicyHookConfig {
             .field("timeout", &self.timeout)
             .field("roles", &self.roles)
             .field("stages", &self.stages)
+            .field("approves_as", &self.approves_as)
             .finish_non_exhaustive()
     }
 }
@@ -61,7 +70,11 @@ impl std::fmt::Debug for PolicyHookConfig {
 impl PolicyHookConfig {
     /// Whether the hook is asked about `role` at `stage`.
     pub fn applies(&self, role: &RoleName, stage: HookStage) -> bool {
-        self.stages.contains(&stage) && (self.roles.is_empty() || self.roles.contains(role))
+        let asked = match stage {
+            HookStage::Approve => self.approves_as.is_some(),
+            HookStage::Submit | HookStage::Issue => self.stages.contains(&stage),
+        };
+        asked && (self.roles.is_empty() || self.roles.contains(role))
     }
 }
 
@@ -74,6 +87,7 @@ pub(super) struct RawPolicyHook {
     #[serde(default)]
     roles: Vec<String>,
     stages: Option<Vec<String>>,
+    approves_as: Option<String>,
 }
 
 pub(super) fn policy_hook(
@@ -126,12 +140,18 @@ pub(super) fn policy_hook(
                 .to_owned(),
         ));
     }
+    let approves_as = raw
+        .approves_as
+        .as_deref()
+        .map(|g| GroupName::parse(g).map_err(|e| ctx(format!("approves_as: {e}"))))
+        .transpose()?;
     Ok(Some(PolicyHookConfig {
         url,
         secret,
         timeout,
         roles,
         stages,
+        approves_as,
     }))
 }
 
@@ -176,6 +196,32 @@ mod tests {
         // issue 17
         let e = check("url = \"https://p.example.com/\"\ntimeout = \"30s\"").unwrap_err();
         assert!(e.contains("timeout must be at most 20s"), "{e}");
+    }
+
+    #[test]
+    fn automated_check_group_must_be_the_hooks_alone() {
+        // issue 17: a person in the group (or named like the hook) could
+        // approve the automated check's stage as if they were the hook.
+        let hash = crate::identity::hash_password("a long enough password").unwrap();
+        let url = "url = \"https://p.example.com/\"\napproves_as = \"automated-check\"";
+        let c = check(url).unwrap();
+        assert_eq!(
+            c.policy_hook.unwrap().approves_as.unwrap().as_str(),
+            "automated-check"
+        );
+        for account in [
+            "username = \"eve\"\ngroups = [\"automated-check\"]",
+            "username = \"policy-hook\"\ngroups = [\"engineers\"]",
+        ] {
+            let e = check(&format!(
+                "{url}\n[[accounts]]\n{account}\npassword_hash = \"{hash}\"\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.contains("the automated check's group is the hook's alone"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

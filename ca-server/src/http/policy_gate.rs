@@ -8,17 +8,19 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
-use tpa_core::{RequestId, RequestInput, RequestState, SubjectKey, User};
+use tpa_core::{AccessRequest, RequestId, RequestInput, RequestState, SubjectKey, User};
 
 use super::auth::audit_source;
 use super::error::ApiError;
 use super::requests::run;
 use crate::config::HookStage;
-use crate::policy_hook::{Verdict, issue_call, record_refusal, submit_call};
+use crate::policy_hook::{
+    Verdict, approve_call, hook_user, issue_call, record_refusal, submit_call,
+};
 use crate::startup::AppState;
 use crate::store::requests;
 use crate::workflow::Actor;
-use crate::workflow::requests::WorkflowError;
+use crate::workflow::requests::{self as wf, WorkflowError};
 
 /// Asks the hook about a submission; `Ok` when it allows or does not apply.
 /// A request the policy itself refuses is left to the workflow (which
@@ -136,4 +138,93 @@ async fn settle(
     })
     .await?;
     Err(ApiError::Refused { code, message })
+}
+
+/// The automated check: when the open approval stage of `r` is the hook's
+/// group (`[policy_hook] approves_as`), asks the hook and records its
+/// decision as that stage's approval (or a denial) against the content hash
+/// it saw, through the same workflow as a person's. No valid answer leaves
+/// the request pending (audited). Returns the request as it stands after.
+/// Never fails the caller's own action, which already committed.
+pub(crate) async fn automated_check(state: &AppState, r: AccessRequest) -> AccessRequest {
+    let Some(hook) = state.policy_hook.clone() else {
+        return r;
+    };
+    let Some(group) = hook.approves_as().cloned() else {
+        return r;
+    };
+    let Some(role) = state.config.policy.role(&r.role) else {
+        return r;
+    };
+    let open = r
+        .open_stage(role)
+        .and_then(|(stage, _)| role.stages.get(stage));
+    if r.state != RequestState::Pending
+        || !hook.applies(&r.role, HookStage::Approve)
+        || open.is_none_or(|s| s.group != group)
+    {
+        return r;
+    }
+    let Some(approver) = hook_user(group) else {
+        return r;
+    };
+    // The requester as of now (local accounts re-read; others as stored).
+    let probe = User {
+        identity: r.requester.clone(),
+        username: r.requester_username.clone(),
+        display_name: String::new(),
+        groups: Default::default(),
+    };
+    let requester = state.identities.refresh(&probe).unwrap_or(probe);
+    let Some(call) = approve_call(&requester, &r, Utc::now()) else {
+        return r;
+    };
+    let seen = r.content_hash();
+    let verdict = hook.ask(call).await;
+    let (st, id, role_name) = (state.clone(), r.id.clone(), r.role.to_string());
+    let source = crate::config::HOOK_USERNAME.to_owned();
+    let decided = run(state, move |conn| {
+        let now = Utc::now();
+        let policy = &st.config.policy;
+        match verdict {
+            Verdict::Allow => {
+                let input = wf::ApproveInput {
+                    seen_content_hash: Some(seen),
+                    ..wf::ApproveInput::default()
+                };
+                wf::approve(conn, policy, &st.identities, &approver, &id, input, &source, now)
+                    .map(|(r, _)| Some(r))
+            }
+            Verdict::Deny { reason } => {
+                let comment = format!("automated check: {reason}");
+                wf::deny(conn, policy, &approver, &id, &comment, &source, now).map(Some)
+            }
+            Verdict::Unavailable { why } => {
+                tracing::warn!(request = %id, %why, "policy hook gave no valid answer; the automated check stays open");
+                let actor = crate::workflow::Actor::user(&approver, &source);
+                record_refusal(
+                    conn,
+                    &actor,
+                    HookStage::Approve,
+                    &role_name,
+                    Some(id.as_str()),
+                    "policy_hook_unavailable",
+                    &format!("no valid answer: {why}"),
+                    now,
+                )?;
+                Ok(None)
+            }
+        }
+    })
+    .await;
+    state.waiters.wake(&r.id);
+    state.bell.ring();
+    match decided {
+        Ok(Some(after)) => after,
+        Ok(None) => r,
+        Err(e) => {
+            tracing::warn!(request = %r.id, error = ?e, "the automated check was not recorded");
+            r
+        }
+    }
 }

@@ -140,6 +140,10 @@ pub(crate) async fn submit_request(
     })
     .await?;
     state.bell.ring();
+    let mut submitted = submitted;
+    if !submitted.existing {
+        submitted.request = super::policy_gate::automated_check(state, submitted.request).await;
+    }
     Ok(submitted)
 }
 
@@ -245,6 +249,7 @@ pub async fn approve(
     let input = wf::ApproveInput {
         narrowing,
         comment: body.comment,
+        seen_content_hash: None,
     };
     let r = approve_request(&state, ip.0, auth.user, id, input).await?;
     Ok(Json(view(&r, &state.config.policy, Utc::now())))
@@ -287,7 +292,7 @@ pub(crate) async fn approve_request(
     id: RequestId,
     input: wf::ApproveInput,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    let r = decide(
         state,
         ip,
         user,
@@ -306,7 +311,9 @@ pub(crate) async fn approve_request(
             .map(|(r, _)| r)
         },
     )
-    .await
+    .await?;
+    // The stage just completed may open the automated check.
+    Ok(super::policy_gate::automated_check(state, r).await)
 }
 
 /// Denies `id` as `user` with `comment` (rate-limited; shared like [`approve_request`]).

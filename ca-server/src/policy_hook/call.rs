@@ -82,6 +82,22 @@ pub fn issue_call(
     fingerprint: String,
     now: DateTime<Utc>,
 ) -> Option<PolicyHookCall> {
+    stored_call(HookStage::Issue, user, r, Some(fingerprint), now)
+}
+
+/// The call when the open approval stage is the automated check: the stored
+/// request with the content hash an approval would bind.
+pub fn approve_call(user: &User, r: &AccessRequest, now: DateTime<Utc>) -> Option<PolicyHookCall> {
+    stored_call(HookStage::Approve, user, r, None, now)
+}
+
+fn stored_call(
+    stage: HookStage,
+    user: &User,
+    r: &AccessRequest,
+    fingerprint: Option<String>,
+    now: DateTime<Utc>,
+) -> Option<PolicyHookCall> {
     let grant = grant_view(r.grant.as_ref()?);
     let request = HookRequest {
         id: Some(r.id.to_string()),
@@ -94,12 +110,5 @@ pub fn issue_call(
         approval_path: path_name(r.path).to_owned(),
         content_hash: Some(r.content_hash()),
     };
-    Some(call(
-        HookStage::Issue,
-        user,
-        request,
-        grant,
-        Some(fingerprint),
-        now,
-    ))
+    Some(call(stage, user, request, grant, fingerprint, now))
 }

@@ -11,7 +11,7 @@ use crate::workflow::Actor;
 
 /// Records a refusal by the hook (`code` is `policy_hook_denied` or
 /// `policy_hook_unavailable`): `request.submit` at submission, `cert.issue`
-/// at issuance, outcome `denied`. A failure to record is an error, so the
+/// at issuance, `request.approve` at the automated check, outcome `denied`. A failure to record is an error, so the
 /// refusal is never silent.
 #[allow(
     clippy::too_many_arguments,
@@ -30,6 +30,10 @@ pub fn record_refusal(
     let (action, object) = match stage {
         HookStage::Submit => ("request.submit", "request:none".to_owned()),
         HookStage::Issue => ("cert.issue", "cert:none".to_owned()),
+        HookStage::Approve => (
+            "request.approve",
+            format!("request:{}", request_id.unwrap_or("none")),
+        ),
     };
     let event = NewEvent {
         time: now,

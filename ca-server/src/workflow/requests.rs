@@ -404,13 +404,16 @@ pub struct ApproveInput {
     pub narrowing: Narrowing,
     /// The approver's comment (may be empty).
     pub comment: String,
+    /// The content hash the approver decided on (the policy hook's automated
+    /// check): refused with `content_changed` if the request differs now.
+    pub seen_content_hash: Option<String>,
 }
 
 impl From<Narrowing> for ApproveInput {
     fn from(narrowing: Narrowing) -> Self {
         Self {
             narrowing,
-            comment: String::new(),
+            ..Self::default()
         }
     }
 }
@@ -431,7 +434,11 @@ pub fn approve(
     now: DateTime<Utc>,
 ) -> Result<(AccessRequest, ApproveOutcome), WorkflowError> {
     let actor = Actor::user(approver, source);
-    let ApproveInput { narrowing, comment } = input.into();
+    let ApproveInput {
+        narrowing,
+        comment,
+        seen_content_hash,
+    } = input.into();
     decide(
         conn,
         policy,
@@ -440,6 +447,15 @@ pub fn approve(
         now,
         |tx, r| {
             let role = role_of(policy, r)?;
+            if seen_content_hash
+                .as_ref()
+                .is_some_and(|seen| *seen != r.content_hash())
+            {
+                return Err(refused(
+                    "content_changed",
+                    "the request changed after the automated check saw it",
+                ));
+            }
             let found = revalidate_in(tx, policy, identities, r, now)?;
             let current = super::approvers::current(tx, identities, r)?;
             let ctx = Approvers {

@@ -443,3 +443,196 @@ fn certificate_is_refused_when_the_request_no_longer_hashes_to_what_the_hook_all
     );
     assert!(results[1].is_ok(), "{:?}", results[1]);
 }
+
+/// A role whose first approval stage is the policy hook's automated check.
+const CHECKED_ROLE: &str = r#"
+[[roles]]
+name = "db-admin"
+logins = ["postgres"]
+hosts = ["@db"]
+max_duration = "2h"
+requestable_by = ["engineers"]
+stages = [{ group = "automated-check" }, { group = "managers" }]
+"#;
+const DB_ADMIN: &str =
+    r#"{"role":"db-admin","hosts":["db-1"],"duration":"1h","reason":"INC-3 vacuum"}"#;
+
+/// The app with the automated-check role and the hook approving as its group.
+async fn checked_app(hook: &FakeServer, extra: &str) -> TestApp {
+    let url = format!("{}/tpa-hook", hook.base);
+    let extra = extra.to_owned();
+    app_with(move |data| {
+        write_private(&data.dir.join("hook.secret"), SECRET.as_bytes());
+        data.edit_config(|text| {
+            format!(
+                "{text}{CHECKED_ROLE}\n[policy_hook]\nurl = \"{url}\"\nsecret_file = \"hook.secret\"\n\
+                 approves_as = \"automated-check\"\n{extra}\n"
+            )
+        });
+    })
+    .await
+}
+
+#[tokio::test]
+async fn automated_check_counts_as_its_stage_against_the_snapshot() {
+    // issue 17: submit → the hook approves stage 1 → carol approves stage 2 →
+    // the certificate issues (the hook's approval survives re-validation).
+    let hook = fake_server(|call, _| allow(call)).await;
+    let app = checked_app(&hook, "").await;
+    let alice = token(&app, "alice").await;
+    let r = post(&app, &alice, "/api/v1/requests", DB_ADMIN).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let view = r.json()["request"].clone();
+    let id = view["id"].as_str().unwrap().to_owned();
+    assert_eq!(view["state"], "pending");
+    assert_eq!(view["approvals"][0]["approver"]["username"], "policy-hook");
+    assert_eq!(view["approvals"][0]["group"], "automated-check");
+    assert_eq!(view["still_needed"]["group"], "managers");
+    let calls = hook.received();
+    let stages: Vec<String> = calls
+        .iter()
+        .map(|c| c.json()["stage"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stages, ["submit", "approve"]);
+    let approve_call = calls[1].json();
+    assert_eq!(approve_call["request"]["id"], id.as_str());
+    assert_eq!(
+        approve_call["request"]["content_hash"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let (action, outcome, _, details) = {
+        let rows = audit_rows(&app.data.open_store());
+        let row = rows
+            .iter()
+            .rev()
+            .find(|r| r.action == "request.approve")
+            .unwrap()
+            .clone();
+        (
+            row.action,
+            row.outcome,
+            row.reason,
+            serde_json::from_str::<Value>(&row.details).unwrap(),
+        )
+    };
+    assert_eq!(
+        (action.as_str(), outcome.as_str()),
+        ("request.approve", "success")
+    );
+    assert_eq!(
+        details["content_hash"],
+        approve_call["request"]["content_hash"]
+    );
+
+    let carol = token(&app, "carol").await;
+    let r = post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    assert_eq!(r.json()["state"], "approved", "{}", r.body);
+    let key = json!({ "public_key": ed25519_public_key() }).to_string();
+    let cert = post(
+        &app,
+        &alice,
+        &format!("/api/v1/requests/{id}/certificate"),
+        &key,
+    )
+    .await;
+    assert_eq!(cert.status, 200, "{}", cert.body);
+}
+
+#[tokio::test]
+async fn automated_check_deny_denies_the_request_with_the_reason() {
+    // issue 17
+    let hook = fake_server(|call, _| {
+        if call.json()["stage"] == "approve" {
+            signed(json!({ "nonce": nonce(call), "decision": "deny", "reason": "db-1 is in a change freeze" }))
+        } else {
+            allow(call)
+        }
+    })
+    .await;
+    let app = checked_app(&hook, "").await;
+    let r = submit_as_alice(&app, DB_ADMIN).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["request"]["state"], "denied");
+    assert!(
+        r.json()["request"]["comment"]
+            .as_str()
+            .unwrap()
+            .contains("change freeze"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn automated_check_without_a_valid_answer_leaves_the_stage_open() {
+    // issue 17: fail closed: no approval, the request stays pending, audited.
+    let hook = fake_server(|call, _| {
+        if call.json()["stage"] == "approve" {
+            Reply::json(500, &json!({}))
+        } else {
+            allow(call)
+        }
+    })
+    .await;
+    let app = checked_app(&hook, "").await;
+    let r = submit_as_alice(&app, DB_ADMIN).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["request"]["state"], "pending");
+    assert_eq!(
+        r.json()["request"]["approvals"].as_array().unwrap().len(),
+        0
+    );
+    assert_eq!(
+        r.json()["request"]["still_needed"]["group"],
+        "automated-check"
+    );
+    let (action, outcome, reason, details) = last_audit(&app);
+    assert_eq!(
+        (action.as_str(), outcome.as_str()),
+        ("request.approve", "denied")
+    );
+    assert!(reason.contains("HTTP 500"), "{reason}");
+    assert_eq!(details["code"], "policy_hook_unavailable");
+}
+
+#[test]
+fn automated_check_approval_on_a_changed_request_is_refused() {
+    // issue 17: the approval binds the content hash the hook saw.
+    use ca_server::workflow::requests::{self as wf, ApproveInput, WorkflowError};
+
+    use crate::requests::{alice, bob, fixture, hotfix, now, submit};
+
+    let mut f = fixture();
+    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+        .unwrap()
+        .request
+        .id;
+    let policy = f.data.config.policy.clone();
+    let input = ApproveInput {
+        seen_content_hash: Some("0".repeat(64)),
+        ..ApproveInput::default()
+    };
+    let refused = wf::approve(
+        &mut f.conn,
+        &policy,
+        &f.data.identities(),
+        &bob(),
+        &id,
+        input,
+        "t",
+        now(),
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(WorkflowError::Refused {
+                code: "content_changed",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
