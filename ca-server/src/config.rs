@@ -415,6 +415,19 @@ impl Config {
                     a.username.as_str()
                 )));
             }
+            // Provider groups count as named when group_map is empty: a
+            // provider could then put anyone in the hook's group.
+            if let Some(c) = oidc
+                .iter()
+                .find(|c| c.group_map.is_empty() || c.group_map.values().any(|g| g == group))
+            {
+                return Err(invalid(format!(
+                    "policy_hook.approves_as: [[oidc]] {:?} could place users in group {group} \
+                     (set its group_map, and map nothing onto {group}); \
+                     the automated check's group is the hook's alone",
+                    c.name
+                )));
+            }
         }
         let alert_destinations =
             alerts::destinations(&raw.alert_destinations, base).map_err(invalid)?;

@@ -225,6 +225,31 @@ mod tests {
     }
 
     #[test]
+    fn automated_check_group_cannot_come_from_a_provider() {
+        // issue 17: provider groups trusted by name, or mapped onto the
+        // hook's group, would let a person approve as the hook.
+        let oidc = |extra: &str| {
+            format!(
+                "url = \"https://p.example.com/\"\napproves_as = \"automated-check\"\n\
+                 [server]\npublic_url = \"https://ca.example.com\"\n\
+                 [[oidc]]\nname = \"idp\"\nissuer = \"https://idp.example.com\"\nclient_id = \"tpa\"\n\
+                 client_secret_file = \"hook.secret\"\n{extra}"
+            )
+        };
+        for extra in [
+            "trust_group_names = true\n",
+            "group_map = { \"bots\" = \"automated-check\" }\n",
+        ] {
+            let e = check(&oidc(extra)).unwrap_err();
+            assert!(
+                e.contains("could place users in group automated-check"),
+                "{e}"
+            );
+        }
+        assert!(check(&oidc("group_map = { \"sre\" = \"sre-leads\" }\n")).is_ok());
+    }
+
+    #[test]
     fn unknown_role_and_stage_are_refused() {
         // issue 17
         let e = check("url = \"https://p.example.com/\"\nroles = [\"nope\"]").unwrap_err();
