@@ -24,6 +24,8 @@ use crate::notify::{
 };
 use crate::store::{self, Create, StoreError, outbox};
 
+/// How often an idle destination looks for new alerts.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -101,7 +103,10 @@ impl Sender {
         .await
         .map_err(|e| StoreError::Corrupt(e.to_string()))??;
         let Some(item) = next else {
-            return Ok(Some(Duration::from_secs(30)));
+            // A short idle poll: a ring of the bell that comes between this
+            // read and the pause is not kept (`Notify::notify_waiters`), and
+            // an alert must not wait for the next ring.
+            return Ok(Some(IDLE_POLL));
         };
         if let Some(wait) = until_retry(item.next_attempt_at.as_deref(), Utc::now()) {
             return Ok(Some(wait));
