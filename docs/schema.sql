@@ -53,6 +53,19 @@ BEGIN
     SELECT RAISE(ABORT, 'revocations are final');
 END;
 
+CREATE TABLE alert_cursor (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    evaluated_through INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE alert_windows (
+    rule         TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,
+    window_until TEXT    NOT NULL,
+    suppressed   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (rule, subject)
+) STRICT;
+
 CREATE TABLE approvals (
     request_id        TEXT    NOT NULL REFERENCES requests (id),
     position          INTEGER NOT NULL,

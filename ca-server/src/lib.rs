@@ -2,6 +2,7 @@
 //! the issuance workflow and the HTTP server. `main.rs` only parses arguments
 //! and calls [`commands::run`].
 
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod integrations;
 pub mod listener;
 pub mod notify;
+pub mod policy_hook;
 pub mod server;
 pub mod signer;
 pub mod store;

@@ -5,9 +5,13 @@ use serde::{Deserialize, Serialize};
 mod audit;
 mod bastion;
 mod evidence;
+mod integrations_wire;
 mod views;
 
 pub use evidence::{AccessGrant, AccessReport, RevokeBody, RevokeResponse};
+pub use integrations_wire::{
+    AlertEvent, HookRequest, HookRequester, PolicyHookAnswer, PolicyHookCall,
+};
 
 pub use audit::{
     AuditEventView, AuditPage, AuditQuery, CertificateList, CertificateView, ListQuery,

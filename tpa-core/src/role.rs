@@ -471,6 +471,18 @@ pub enum ApprovalPath {
     OnCall,
 }
 
+impl ApprovalPath {
+    /// The wire and audit name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalPath::Auto => "auto",
+            ApprovalPath::Stages => "stages",
+            ApprovalPath::BreakGlass => "break_glass",
+            ApprovalPath::OnCall => "on_call",
+        }
+    }
+}
+
 impl Policy {
     /// A policy from validated roles.
     pub fn new(roles: impl IntoIterator<Item = Role>) -> Result<Self, RoleError> {

@@ -26,6 +26,10 @@ pub fn collect(conn: &Connection, config: &Config) -> Result<Snapshot, StoreErro
     for w in &config.webhooks {
         backlogs.push(("webhook", w.name.clone(), outbox::backlog(conn, &w.name)?));
     }
+    for d in &config.alert_destinations {
+        let sink = crate::alerts::sink_name(d);
+        backlogs.push(("alert", d.name.clone(), outbox::backlog(conn, &sink)?));
+    }
     for s in &config.audit_sinks {
         backlogs.push((
             "audit",

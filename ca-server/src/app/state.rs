@@ -59,6 +59,8 @@ pub struct AppState {
     pub connections: Arc<ConnectionStats>,
     /// On-call providers and ticket systems (issue 17).
     pub integrations: Arc<crate::integrations::Integrations>,
+    /// The external policy hook (`[policy_hook]`), if configured.
+    pub policy_hook: Option<Arc<crate::policy_hook::PolicyHook>>,
 }
 
 impl AppState {
@@ -84,6 +86,15 @@ impl AppState {
             .context("cannot register the webhooks")?;
         crate::audit::sinks::register(&mut conn, &config.audit_sinks)
             .context("cannot register the audit sinks")?;
+        crate::alerts::register(&mut conn, &config.alerts, &config.alert_destinations)
+            .context("cannot register the alert rules and destinations")?;
+        let policy_hook = config
+            .policy_hook
+            .clone()
+            .map(crate::policy_hook::PolicyHook::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .map(Arc::new);
         let integrations = crate::integrations::Integrations::from_config(&config.integrations)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         crate::integrations::comments::register_sinks(&mut conn, &integrations)
@@ -125,6 +136,7 @@ impl AppState {
             audit_key,
             connections: Arc::new(ConnectionStats::default()),
             integrations: Arc::new(integrations),
+            policy_hook,
         })
     }
 }

@@ -298,7 +298,7 @@ mod tests {
             JIRA,
             "colour",
         );
-        let hash = crate::identity::hash_password("a password").unwrap();
+        let hash = crate::auth::identity::hash_password("a password").unwrap();
         check_error(
             "",
             &format!(

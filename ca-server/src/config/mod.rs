@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tpa_core::{GroupName, HumanDuration, Policy, Username};
 
+mod alerts;
 mod audit_checkpoints;
 mod bastions;
 mod client;
@@ -18,9 +19,13 @@ mod integrations;
 mod limits;
 mod oidc;
 mod oversight;
+mod policy_hook;
 mod roles;
 mod webhooks;
 
+pub use alerts::{
+    AlertDestination, AlertKind, AlertRule, BurstKey, DestinationKind, Hours, Severity, day_number,
+};
 pub use audit_checkpoints::AuditConfig;
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
@@ -33,6 +38,7 @@ pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use oversight::{
     AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
 };
+pub use policy_hook::{DEFAULT_HOOK_TIMEOUT, HOOK_USERNAME, HookStage, PolicyHookConfig};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
 pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
 
@@ -86,6 +92,12 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// On-call providers, ticket systems and the roles' rules for them.
     pub integrations: IntegrationsConfig,
+    /// `[policy_hook]`: the external policy hook, if configured.
+    pub policy_hook: Option<PolicyHookConfig>,
+    /// `[[alerts]]`: rules over the audit stream.
+    pub alerts: Vec<AlertRule>,
+    /// `[[alert_destinations]]`: where alerts go.
+    pub alert_destinations: Vec<AlertDestination>,
 }
 
 /// `server.public_url`: where users reach the CA. Its scheme decides whether
@@ -261,6 +273,12 @@ struct RawConfig {
     on_call: Vec<integrations::RawProvider>,
     #[serde(default)]
     ticket_systems: Vec<integrations::RawProvider>,
+    #[serde(default)]
+    policy_hook: Option<policy_hook::RawPolicyHook>,
+    #[serde(default)]
+    alerts: Vec<alerts::RawAlert>,
+    #[serde(default)]
+    alert_destinations: Vec<alerts::RawDestination>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +421,40 @@ impl Config {
         let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
         let audit_sinks =
             oversight::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
+        let role_names = policy.roles().map(|r| r.name.clone()).collect();
+        let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)
+            .map_err(invalid)?;
+        if let Some(group) = policy_hook.as_ref().and_then(|h| h.approves_as.as_ref()) {
+            // The automated check's group must be the hook's alone, and its
+            // name must not be a person's (separation of duties compares names).
+            if let Some(a) = accounts
+                .iter()
+                .find(|a| a.groups.contains(group) || a.username.as_str() == HOOK_USERNAME)
+            {
+                return Err(invalid(format!(
+                    "policy_hook.approves_as: account {:?} is in group {group} or named {HOOK_USERNAME}; \
+                     the automated check's group is the hook's alone",
+                    a.username.as_str()
+                )));
+            }
+            // Provider groups count as named when group_map is empty: a
+            // provider could then put anyone in the hook's group.
+            if let Some(c) = oidc
+                .iter()
+                .find(|c| c.group_map.is_empty() || c.group_map.values().any(|g| g == group))
+            {
+                return Err(invalid(format!(
+                    "policy_hook.approves_as: [[oidc]] {:?} could place users in group {group} \
+                     (set its group_map, and map nothing onto {group}); \
+                     the automated check's group is the hook's alone",
+                    c.name
+                )));
+            }
+        }
+        let alert_destinations =
+            alerts::destinations(&raw.alert_destinations, base).map_err(invalid)?;
+        let alerts =
+            alerts::rules(&raw.alerts, &alert_destinations, &role_names).map_err(invalid)?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -440,6 +492,9 @@ impl Config {
             client: client::client(&raw.client).map_err(invalid)?,
             audit: audit_checkpoints::audit(&raw.audit, &resolve).map_err(invalid)?,
             integrations,
+            policy_hook,
+            alerts,
+            alert_destinations,
         })
     }
 

@@ -83,15 +83,7 @@ pub(super) fn webhooks(raw: &[RawWebhook], base: &Path) -> Result<Vec<WebhookCon
             if !names.insert(w.name.clone()) {
                 return Err(ctx("defined twice".to_owned()));
             }
-            let url = reqwest::Url::parse(&w.url).map_err(|e| ctx(format!("url: {e}")))?;
-            let loopback = url
-                .host_str()
-                .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
-            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-                return Err(ctx(
-                    "url must be https:// (plain http only to 127.0.0.1 or localhost)".to_owned(),
-                ));
-            }
+            let url = delivery_url(&w.url).map_err(ctx)?;
             let format = match w.format.as_deref().unwrap_or("generic") {
                 "generic" => WebhookFormat::Generic,
                 "slack" => WebhookFormat::Slack,
@@ -101,24 +93,12 @@ pub(super) fn webhooks(raw: &[RawWebhook], base: &Path) -> Result<Vec<WebhookCon
                     )));
                 }
             };
-            let secret = match &w.secret_file {
-                Some(p) => {
-                    let path = if p.is_absolute() {
-                        p.clone()
-                    } else {
-                        base.join(p)
-                    };
-                    // Private like every other secret file: regular, ours, mode 0600.
-                    let text = super::oidc::read_private_file(&path)
-                        .map_err(|e| ctx(format!("secret_file {}: {e}", path.display())))?;
-                    let secret = text.into_bytes();
-                    if secret.len() < 16 {
-                        return Err(ctx("secret_file must hold at least 16 bytes".to_owned()));
-                    }
-                    Some(secret)
-                }
-                None => None,
-            };
+            let secret = w
+                .secret_file
+                .as_deref()
+                .map(|p| signing_secret("secret_file", p, base))
+                .transpose()
+                .map_err(ctx)?;
             let mut events = BTreeSet::new();
             for e in &w.events {
                 if !EVENT_KINDS.contains(&e.as_str()) {
@@ -138,4 +118,34 @@ pub(super) fn webhooks(raw: &[RawWebhook], base: &Path) -> Result<Vec<WebhookCon
             })
         })
         .collect()
+}
+
+/// A URL TPA posts to: `https://`, or plain `http://` only to the loopback
+/// interface (tests, a local relay).
+pub(super) fn delivery_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("url: {e}"))?;
+    let loopback = url
+        .host_str()
+        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err("url must be https:// (plain http only to 127.0.0.1 or localhost)".to_owned());
+    }
+    Ok(url)
+}
+
+/// An HMAC key read from a private file (regular, ours, mode 0600) of at
+/// least 16 bytes; `key` names the setting in errors.
+pub(super) fn signing_secret(key: &str, p: &Path, base: &Path) -> Result<Vec<u8>, String> {
+    let path = if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    };
+    let text = super::oidc::read_private_file(&path)
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let secret = text.into_bytes();
+    if secret.len() < 16 {
+        return Err(format!("{key} must hold at least 16 bytes"));
+    }
+    Ok(secret)
 }

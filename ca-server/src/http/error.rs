@@ -75,7 +75,9 @@ pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
-        | "not_auditor" | "metrics_forbidden" | "not_admin" => StatusCode::FORBIDDEN,
+        | "not_auditor" | "metrics_forbidden" | "not_admin" | "policy_hook_denied" => {
+            StatusCode::FORBIDDEN
+        }
         "not_pending"
         | "already_approved"
         | "not_approved"
@@ -92,7 +94,9 @@ pub fn refusal_status(code: &str) -> StatusCode {
         | "slow_down"
         | "access_denied"
         | "expired_token" => StatusCode::BAD_REQUEST,
-        "too_many_logins" | "ticket_system_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_logins" | "ticket_system_unavailable" | "policy_hook_unavailable" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -212,7 +216,7 @@ impl ApiError {
             ApiError::Refused { code, message } => {
                 let status = refusal_status(code);
                 // A provider that is down is a condition of the world.
-                if code == "ticket_system_unavailable" {
+                if code == "ticket_system_unavailable" || code == "policy_hook_unavailable" {
                     retry_after = Some(UNAVAILABLE_RETRY_SECS);
                 }
                 (status, code, message)

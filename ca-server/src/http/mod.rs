@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod policy_gate;
 pub mod web;
 
 use axum::Router;

@@ -191,7 +191,13 @@ impl Sender {
         if let Some(wait) = until_retry(item.next_attempt_at.as_deref(), Utc::now()) {
             return Ok(Some(wait));
         }
-        let result = if self.webhook.events.is_empty() || self.webhook.events.contains(&item.kind) {
+        // Request events only: alerts share the outbox but go to their own destinations.
+        let wanted = if self.webhook.events.is_empty() {
+            crate::config::EVENT_KINDS.contains(&item.kind.as_str())
+        } else {
+            self.webhook.events.contains(&item.kind)
+        };
+        let result = if wanted {
             self.post(&item).await
         } else {
             Ok(())

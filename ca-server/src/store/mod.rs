@@ -4,6 +4,7 @@
 //! `Transaction`; callers run them off the async runtime. Writes use
 //! `BEGIN IMMEDIATE` so that a transaction never upgrades from reader to writer.
 
+pub mod alerts;
 pub mod audit;
 pub mod audit_checkpoints;
 pub mod audit_sinks;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0016_display_names.sql"),
     include_str!("migrations/0017_grant_snapshots.sql"),
     include_str!("migrations/0018_integrations.sql"),
+    include_str!("migrations/0019_alerts.sql"),
 ];
 
 /// The schema version this build expects.

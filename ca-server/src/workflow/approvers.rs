@@ -36,7 +36,11 @@ pub fn current(
         let Some(fresh) = identities.refresh(&probe) else {
             continue;
         };
-        let groups = if fresh.identity.issuer() == tpa_core::identity::LOCAL_ISSUER {
+        let configured = [
+            tpa_core::identity::LOCAL_ISSUER,
+            crate::policy_hook::HOOK_ISSUER,
+        ];
+        let groups = if configured.contains(&fresh.identity.issuer()) {
             fresh.groups
         } else {
             match auth_tokens::latest_groups(conn, a.approver.issuer(), a.approver.subject())? {

@@ -72,15 +72,7 @@ pub fn explain(
             view.duration = Some(duration.to_string());
             view.grant = Some(GrantView::of(&grant));
             view.ticket_pattern = ticket_pattern;
-            view.path = Some(
-                match path {
-                    ApprovalPath::Auto => "auto",
-                    ApprovalPath::Stages => "stages",
-                    ApprovalPath::BreakGlass => "break_glass",
-                    ApprovalPath::OnCall => "on_call",
-                }
-                .to_owned(),
-            );
+            view.path = Some(path.as_str().to_owned());
             if let (ApprovalPath::Stages, Some(role)) = (path, found) {
                 for (i, stage) in role.stages.iter().enumerate() {
                     let known = match conn {

@@ -138,7 +138,7 @@ fn summary(r: &AccessRequest) -> Value {
         "hosts": r.hosts.iter().map(HostName::as_str).collect::<Vec<_>>(),
         "duration_secs": r.duration.as_secs(),
         "state": r.state.as_str(),
-        "path": match r.path { ApprovalPath::Auto => "auto", ApprovalPath::Stages => "stages", ApprovalPath::BreakGlass => "break_glass", ApprovalPath::OnCall => "on_call" },
+        "path": r.path.as_str(),
         "ticket": r.ticket,
         "content_hash": r.content_hash(),
         "window_end": r.window.map(|w| tpa_core::audit::format_time(w.end)),
@@ -458,13 +458,16 @@ pub struct ApproveInput {
     pub narrowing: Narrowing,
     /// The approver's comment (may be empty).
     pub comment: String,
+    /// The content hash the approver decided on (the policy hook's automated
+    /// check): refused with `content_changed` if the request differs now.
+    pub seen_content_hash: Option<String>,
 }
 
 impl From<Narrowing> for ApproveInput {
     fn from(narrowing: Narrowing) -> Self {
         Self {
             narrowing,
-            comment: String::new(),
+            ..Self::default()
         }
     }
 }
@@ -485,7 +488,11 @@ pub fn approve(
     now: DateTime<Utc>,
 ) -> Result<(AccessRequest, ApproveOutcome), WorkflowError> {
     let actor = Actor::user(approver, source);
-    let ApproveInput { narrowing, comment } = input.into();
+    let ApproveInput {
+        narrowing,
+        comment,
+        seen_content_hash,
+    } = input.into();
     decide(
         conn,
         policy,
@@ -494,6 +501,15 @@ pub fn approve(
         now,
         |tx, r| {
             let role = role_of(policy, r)?;
+            if seen_content_hash
+                .as_ref()
+                .is_some_and(|seen| *seen != r.content_hash())
+            {
+                return Err(refused(
+                    "content_changed",
+                    "the request changed after the automated check saw it",
+                ));
+            }
             let found = revalidate_in(tx, policy, identities, r, now)?;
             let current = super::approvers::current(tx, identities, r)?;
             let ctx = Approvers {
@@ -646,6 +662,7 @@ pub fn issue_for_request(
         id: id.clone(),
         public_key: public_key.to_owned(),
         source: source.to_owned(),
+        hook_allowed: None,
     };
     store::write(conn, |tx| {
         issue_for_request_in(tx, (signer, policy, identities), &job, now)
@@ -661,6 +678,9 @@ pub struct IssueJob {
     pub id: RequestId,
     /// The public key text to certify.
     pub public_key: String,
+    /// The content hash the policy hook allowed, when it was asked: the
+    /// certificate is refused if the request changed since.
+    pub hook_allowed: Option<String>,
     /// The audit source (client address).
     pub source: String,
 }
@@ -732,6 +752,7 @@ fn issue_for_request_in(
         id,
         public_key,
         source,
+        hook_allowed,
     } = job;
     let actor = Actor::user(caller, source);
     let Some(mut r) = requests::load(tx, id)? else {
@@ -760,6 +781,18 @@ fn issue_for_request_in(
     };
     if r.requester != caller.identity {
         return refusal(tx, WorkflowError::NotFound);
+    }
+    if hook_allowed
+        .as_ref()
+        .is_some_and(|h| *h != r.content_hash())
+    {
+        return refusal(
+            tx,
+            refused(
+                "content_changed",
+                format!("request {id} changed after the policy hook allowed it; ask again"),
+            ),
+        );
     }
     let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
         Ok(s) => s,

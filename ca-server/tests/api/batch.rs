@@ -32,6 +32,7 @@ fn job(caller: User, id: &RequestId, public_key: String) -> IssueJob {
         id: id.clone(),
         public_key,
         source: "test".to_owned(),
+        hook_allowed: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! made by `init`, real SQLite files, real `ssh-keygen`, the real `tpa-ca`
 //! binary, and the server on 127.0.0.1 port 0.
 
+mod alerts;
 mod approval_snapshot;
 mod audit_sinks;
 mod audit_verify;
@@ -12,6 +13,7 @@ mod batch;
 mod cli;
 mod cli_consent;
 mod device;
+mod fake_http;
 mod fake_provider;
 mod faults;
 mod flood;
@@ -27,6 +29,7 @@ mod oidc_people;
 mod on_call;
 mod on_call_bad_input;
 mod policy_explain;
+mod policy_hook;
 mod report;
 mod requests;
 mod requests_http;

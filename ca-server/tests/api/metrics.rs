@@ -171,3 +171,42 @@ async fn metrics_need_the_token_when_loopback_is_closed() {
     parse(&r.body);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn every_metric_in_the_prometheus_rules_file_is_exported() {
+    // issue 17: docs/prometheus-alerts.yml only names metrics /metrics serves.
+    let rules = include_str!("../../../docs/prometheus-alerts.yml");
+    let mut named = std::collections::BTreeSet::new();
+    for line in rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("expr:"))
+    {
+        let mut rest = line;
+        while let Some(at) = rest.find("tpa_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            named.insert(name);
+        }
+    }
+    assert!(named.len() >= 8, "{named:?}");
+    let app = app().await;
+    let text = app.get("/metrics").await.body;
+    let samples = parse(&text);
+    // A family is exported when it is declared, even while it has no sample
+    // (no sink configured yet, no denial yet).
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|n| !families.contains(n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not exported by /metrics: {missing:?}");
+    assert_eq!(value(&samples, "tpa_database_ok"), 1);
+    assert_eq!(value(&samples, "tpa_ca_key_ok"), 1);
+}

@@ -3,7 +3,7 @@
 
 use super::{ApprovalView, GrantView, OnCallApprovalView, Person, RequestView, StillNeeded};
 use crate::audit::format_time;
-use crate::{AccessRequest, ApprovalPath, Grant, HostName, Identity, Policy, RequestState};
+use crate::{AccessRequest, Grant, HostName, Identity, Policy, RequestState};
 use chrono::{DateTime, Utc};
 
 fn person(identity: &Identity, username: Option<&str>) -> Person {
@@ -61,13 +61,7 @@ impl RequestView {
             reason: r.reason.clone(),
             ticket: r.ticket.clone(),
             requester: person(&r.requester, Some(r.requester_username.as_str())),
-            approval_path: match r.path {
-                ApprovalPath::Stages => "stages",
-                ApprovalPath::Auto => "auto",
-                ApprovalPath::BreakGlass => "break_glass",
-                ApprovalPath::OnCall => "on_call",
-            }
-            .to_owned(),
+            approval_path: r.path.as_str().to_owned(),
             created_at: format_time(r.created_at),
             pending_until: format_time(r.pending_until),
             start: r.start.map(format_time),

@@ -54,6 +54,8 @@ pub enum LoginError {
 pub struct Identities {
     local: local::LocalAccounts,
     oidc: Vec<oidc::OidcConnector>,
+    /// The policy hook as an approver (`[policy_hook] approves_as`).
+    automated_check: Option<User>,
 }
 
 /// The path providers send users back to (`server.public_url` + this).
@@ -90,6 +92,11 @@ impl Identities {
         Ok(Self {
             local: local::LocalAccounts::new(&config.accounts)?,
             oidc: connectors,
+            automated_check: config
+                .policy_hook
+                .as_ref()
+                .and_then(|h| h.approves_as.clone())
+                .and_then(crate::policy_hook::hook_user),
         })
     }
 
@@ -139,7 +146,12 @@ impl Identities {
     /// their login (re-read at the next login), and lose access at once when
     /// their issuer is no longer a configured connector.
     pub fn refresh(&self, user: &User) -> Option<User> {
-        if user.identity.issuer() == LOCAL_ISSUER {
+        if user.identity.issuer() == crate::policy_hook::HOOK_ISSUER {
+            // The policy hook approves as long as it is configured to.
+            self.automated_check
+                .clone()
+                .filter(|hook| hook.identity == user.identity)
+        } else if user.identity.issuer() == LOCAL_ISSUER {
             self.local
                 .get(user.identity.subject())
                 .filter(|fresh| fresh.identity == user.identity)

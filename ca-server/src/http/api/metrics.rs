@@ -51,12 +51,35 @@ pub async fn get(
     );
     let (writer, connections) = (state.db.clone(), state.connections.clone());
     let path = state.database_path.clone();
-    let availability = tokio::task::spawn_blocking(move || {
-        crate::app::availability::Availability::read(&writer, &path, &connections)
+    let signer = state.signer.clone();
+    let (availability, database_ok, key_ok) = tokio::task::spawn_blocking(move || {
+        (
+            crate::app::availability::Availability::read(&writer, &path, &connections),
+            crate::store::check_health(&path).is_ok(),
+            signer.check_key_file().is_ok(),
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     availability.render(&mut body);
+    // The two checks of /healthz that alerting rules watch (docs/prometheus-alerts.yml).
+    for (name, help, ok) in [
+        (
+            "tpa_database_ok",
+            "1 when the database opens and reads (as /healthz checks it), else 0.",
+            database_ok,
+        ),
+        (
+            "tpa_ca_key_ok",
+            "1 when the CA key file is present with safe permissions (as /healthz checks it), else 0.",
+            key_ok,
+        ),
+    ] {
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n",
+            u8::from(ok)
+        ));
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -124,6 +124,7 @@ pub(crate) async fn submit_request(
     input: RequestInput,
     now: DateTime<Utc>,
 ) -> Result<wf::Submitted, ApiError> {
+    crate::http::policy_gate::at_submission(state, ip, &user, &input, now).await?;
     let source = audit_source(ip);
     let prechecks = prechecks(state, &user, &input, now).await?;
     let st = state.clone();
@@ -140,6 +141,11 @@ pub(crate) async fn submit_request(
     })
     .await?;
     state.bell.ring();
+    let mut submitted = submitted;
+    if !submitted.existing {
+        submitted.request =
+            crate::http::policy_gate::automated_check(state, submitted.request).await;
+    }
     Ok(submitted)
 }
 
@@ -288,6 +294,7 @@ pub async fn approve(
     let input = wf::ApproveInput {
         narrowing,
         comment: body.comment,
+        seen_content_hash: None,
     };
     let r = approve_request(&state, ip.0, auth.user, id, input).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
@@ -330,7 +337,7 @@ pub(crate) async fn approve_request(
     id: RequestId,
     input: wf::ApproveInput,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    let r = decide(
         state,
         ip,
         user,
@@ -349,7 +356,9 @@ pub(crate) async fn approve_request(
             .map(|(r, _)| r)
         },
     )
-    .await
+    .await?;
+    // The stage just completed may open the automated check.
+    Ok(crate::http::policy_gate::automated_check(state, r).await)
 }
 
 /// Denies `id` as `user` with `comment` (rate-limited; shared like [`approve_request`]).
@@ -537,6 +546,9 @@ pub async fn certificate(
 ) -> Result<Json<CertificateResponse>, ApiError> {
     csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
+    let hook_allowed =
+        crate::http::policy_gate::at_issuance(&state, ip.0, &auth.user, &id, &body.public_key)
+            .await?;
     // Queued for the issuance writer, which signs it inside a batch
     // transaction and answers only after that transaction committed.
     let issued = state
@@ -546,6 +558,7 @@ pub async fn certificate(
             id,
             public_key: body.public_key,
             source: audit_source(ip.0),
+            hook_allowed,
         })
         .await?;
     let cert = &issued.certificate;

@@ -214,6 +214,7 @@ pub async fn approve(
             let input = crate::workflow::requests::ApproveInput {
                 narrowing,
                 comment: fields.non_empty("comment").unwrap_or_default(),
+                seen_content_hash: None,
             };
             approve_request(&state, ip.0, auth.user.clone(), id.clone(), input).await
         }
