@@ -14,6 +14,7 @@ mod audit;
 mod auditing;
 mod bastions;
 mod client;
+mod ldap;
 mod limits;
 mod oidc;
 mod roles;
@@ -25,6 +26,7 @@ pub use auditing::{
 };
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
+pub use ldap::{GroupMembership, LdapConfig, LdapKind, LdapTransport};
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
@@ -66,6 +68,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// OpenID Connect connectors (`[[oidc]]`).
     pub oidc: Vec<OidcConfig>,
+    /// LDAP / Active Directory connectors (`[[ldap]]`).
+    pub ldap: Vec<LdapConfig>,
     /// Bastions allowed to read the revocation feed and deliver session records.
     pub bastions: Vec<BastionEntry>,
     /// Who may read the audit pages (`[auditors]`).
@@ -233,6 +237,8 @@ struct RawConfig {
     #[serde(default)]
     oidc: Vec<oidc::RawOidc>,
     #[serde(default)]
+    ldap: Vec<ldap::RawLdap>,
+    #[serde(default)]
     bastions: Vec<bastions::RawBastion>,
     #[serde(default)]
     auditors: auditing::RawAuditors,
@@ -374,6 +380,7 @@ impl Config {
                 "[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned(),
             ));
         }
+        let ldap = ldap::connectors(&raw.ldap, &resolve).map_err(invalid)?;
         let webhooks = webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?;
         let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
         let audit_sinks =
@@ -410,6 +417,7 @@ impl Config {
             accounts,
             auth,
             oidc,
+            ldap,
             bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
             auditors: auditing::auditors(&raw.auditors).map_err(invalid)?,
             metrics: auditing::metrics(&raw.metrics, &resolve).map_err(invalid)?,

@@ -28,6 +28,9 @@ pub enum ApiError {
     Unauthenticated,
     /// Login refused: unknown username or wrong password (indistinguishable).
     InvalidCredentials,
+    /// An LDAP directory the answer depends on cannot be asked (down,
+    /// timeout, TLS refused): fail closed, 503 with Retry-After.
+    DirectoryUnavailable(String),
     /// A session-authenticated change without the session's CSRF token.
     CsrfMismatch,
     /// A form post from another site (`Sec-Fetch-Site` or `Origin`).
@@ -75,7 +78,9 @@ pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
-        | "not_auditor" | "metrics_forbidden" | "not_admin" => StatusCode::FORBIDDEN,
+        | "not_auditor" | "metrics_forbidden" | "not_admin" | "account_disabled"
+        | "password_expired" | "directory_entry_unusable" => StatusCode::FORBIDDEN,
+        "directory_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "not_pending"
         | "already_approved"
         | "not_approved"
@@ -153,6 +158,14 @@ impl ApiError {
                 "invalid_credentials",
                 "unknown username or wrong password".into(),
             ),
+            ApiError::DirectoryUnavailable(detail) => {
+                retry_after = Some(UNAVAILABLE_RETRY_SECS);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "directory_unavailable",
+                    format!("{detail}; nothing was decided or issued, try again later (see /healthz)"),
+                )
+            }
             ApiError::CsrfMismatch => (
                 StatusCode::FORBIDDEN,
                 "csrf",
@@ -209,7 +222,13 @@ impl ApiError {
                 "payload_too_large",
                 "the request body is too large for this endpoint".into(),
             ),
-            ApiError::Refused { code, message } => (refusal_status(code), code, message),
+            ApiError::Refused { code, message } => {
+                let status = refusal_status(code);
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    retry_after = Some(UNAVAILABLE_RETRY_SECS);
+                }
+                (status, code, message)
+            }
             // The one place where a condition of the world (disk full,
             // locked, read-only, unreachable) is told apart from a bug.
             ApiError::Internal(err) => match err.fault() {

@@ -13,6 +13,7 @@ use tpa_core::{AccessRequest, GroupName, Identity, People, User, Username};
 
 use crate::config::Config;
 use crate::identity::Identities;
+use super::requests::WorkflowError;
 use crate::store::{StoreError, auth_tokens};
 
 /// Current groups of every approver of `r`, by identity. An approver whose
@@ -21,7 +22,7 @@ pub fn current(
     conn: &Connection,
     identities: &Identities,
     r: &AccessRequest,
-) -> Result<BTreeMap<Identity, BTreeSet<GroupName>>, StoreError> {
+) -> Result<BTreeMap<Identity, BTreeSet<GroupName>>, WorkflowError> {
     let mut out = BTreeMap::new();
     for a in &r.approvals {
         if out.contains_key(&a.approver) {
@@ -33,10 +34,20 @@ pub fn current(
             display_name: String::new(),
             groups: BTreeSet::new(),
         };
-        let Some(fresh) = identities.refresh(&probe) else {
+        // Directory approvers are re-read live (issue 16); a directory that
+        // cannot be asked stops the decision instead of voiding approvals.
+        let fresh = identities.refresh_live_blocking(&probe).map_err(|down| {
+            WorkflowError::Refused {
+                code: "directory_unavailable",
+                message: format!("{down}; nothing was decided or issued, try again later"),
+            }
+        })?;
+        let Some(fresh) = fresh else {
             continue;
         };
-        let groups = if fresh.identity.issuer() == tpa_core::identity::LOCAL_ISSUER {
+        let groups = if fresh.identity.issuer() == tpa_core::identity::LOCAL_ISSUER
+            || identities.is_directory(fresh.identity.issuer())
+        {
             fresh.groups
         } else {
             match auth_tokens::latest_groups(conn, a.approver.issuer(), a.approver.subject())? {
