@@ -101,7 +101,10 @@ impl std::fmt::Debug for LdapConfig {
             .field("kind", &self.kind)
             .field("url", &self.url)
             .field("bind_dn", &self.bind_dn)
-            .field("bind_password", &self.bind_password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bind_password",
+                &self.bind_password.as_ref().map(|_| "<redacted>"),
+            )
             .field("user_base", &self.user_base)
             .field("user_filter", &self.user_filter)
             .field("group_membership", &self.group_membership)
@@ -205,7 +208,10 @@ fn connector(
     let text = |key: &str, value: Option<&str>, default: &str| -> Result<String, String> {
         let value = value.unwrap_or(default);
         if value.is_empty() || value.len() > 1024 || value.contains(char::is_control) {
-            Err(format!("{} must be 1 to 1024 bytes without control characters", at(key)))
+            Err(format!(
+                "{} must be 1 to 1024 bytes without control characters",
+                at(key)
+            ))
         } else {
             Ok(value.to_owned())
         }
@@ -230,7 +236,10 @@ fn connector(
     };
     let user_dn_template = match &raw.user_dn_template {
         Some(t) if !t.contains("{username}") => {
-            return Err(format!("{} must contain {{username}}", at("user_dn_template")));
+            return Err(format!(
+                "{} must contain {{username}}",
+                at("user_dn_template")
+            ));
         }
         t => t.clone(),
     };
@@ -323,7 +332,11 @@ fn connector(
         group_filter: text(
             "group_filter",
             raw.group_filter.as_deref(),
-            if ad { AD_GROUP_FILTER } else { DEFAULT_GROUP_FILTER },
+            if ad {
+                AD_GROUP_FILTER
+            } else {
+                DEFAULT_GROUP_FILTER
+            },
         )?,
         group_name_attribute: text(
             "group_name_attribute",
@@ -390,7 +403,11 @@ mod tests {
         let c = with("ldaps://dc.example:636", "ca_file = \"ca.pem\"").unwrap();
         assert_eq!(c.transport, LdapTransport::Ldaps);
         let c = with("ldap://dc.example", "ca_file = \"ca.pem\"").unwrap();
-        assert_eq!(c.transport, LdapTransport::StartTls, "ldap:// means StartTLS");
+        assert_eq!(
+            c.transport,
+            LdapTransport::StartTls,
+            "ldap:// means StartTLS"
+        );
         let e = with("ldap://dc.example", "").unwrap_err();
         assert!(e.contains("ca_file"), "{e}");
         let e = with("ldap://dc.example", "insecure_plaintext = true").unwrap_err();
@@ -413,13 +430,18 @@ mod tests {
             "{BASE}url = \"ldaps://x\"\nca_file = \"c\"\nkind = \"active-directory\"\ngroups_cache = \"0s\"\n"
         ))
         .unwrap();
-        assert_eq!(c.user_filter, "(&(objectClass=user)(sAMAccountName={username}))");
+        assert_eq!(
+            c.user_filter,
+            "(&(objectClass=user)(sAMAccountName={username}))"
+        );
         assert_eq!(c.id_attribute, "objectGUID");
         assert_eq!(c.group_membership, GroupMembership::MemberOf);
         assert_eq!(c.group_filter, AD_GROUP_FILTER);
         assert_eq!(c.groups_cache, Duration::ZERO, "0 is allowed");
-        let e = parse(&format!("{BASE}url = \"ldaps://x\"\nca_file = \"c\"\ntimeout = \"0s\"\n"))
-            .unwrap_err();
+        let e = parse(&format!(
+            "{BASE}url = \"ldaps://x\"\nca_file = \"c\"\ntimeout = \"0s\"\n"
+        ))
+        .unwrap_err();
         assert!(e.contains("timeout"), "{e}");
     }
 
@@ -428,7 +450,10 @@ mod tests {
         let body = "name = \"corp\"\nurl = \"ldaps://x\"\nca_file = \"c\"\nuser_base = \"dc=x\"\nuser_dn_template = \"uid={username},dc=x\"\n";
         let e = parse(body).unwrap_err();
         assert!(e.contains("group_map"), "{e}");
-        let c = parse(&format!("{body}group_map = {{ \"CN=SRE,OU=G\" = \"sre-leads\" }}\n")).unwrap();
+        let c = parse(&format!(
+            "{body}group_map = {{ \"CN=SRE,OU=G\" = \"sre-leads\" }}\n"
+        ))
+        .unwrap();
         assert_eq!(
             c.group_map.get("cn=sre,ou=g").map(GroupName::as_str),
             Some("sre-leads"),

@@ -77,9 +77,17 @@ pub enum ApiError {
 pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
-        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
-        | "not_auditor" | "metrics_forbidden" | "not_admin" | "account_disabled"
-        | "password_expired" | "directory_entry_unusable" => StatusCode::FORBIDDEN,
+        "own_request"
+        | "not_approver"
+        | "not_requester"
+        | "not_yours"
+        | "role_not_allowed"
+        | "not_auditor"
+        | "metrics_forbidden"
+        | "not_admin"
+        | "account_disabled"
+        | "password_expired"
+        | "directory_entry_unusable" => StatusCode::FORBIDDEN,
         "directory_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "not_pending"
         | "already_approved"
@@ -163,7 +171,9 @@ impl ApiError {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "directory_unavailable",
-                    format!("{detail}; nothing was decided or issued, try again later (see /healthz)"),
+                    format!(
+                        "{detail}; nothing was decided or issued, try again later (see /healthz)"
+                    ),
                 )
             }
             ApiError::CsrfMismatch => (

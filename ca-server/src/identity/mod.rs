@@ -166,7 +166,11 @@ impl Identities {
             self.local
                 .get(user.identity.subject())
                 .filter(|fresh| fresh.identity == user.identity)
-        } else if let Some(directory) = self.ldap.iter().find(|c| c.issuer() == user.identity.issuer()) {
+        } else if let Some(directory) = self
+            .ldap
+            .iter()
+            .find(|c| c.issuer() == user.identity.issuer())
+        {
             // Directory users: live (blocking on a cache miss); an
             // unreachable directory counts as no user (fail closed).
             directory

@@ -101,7 +101,10 @@ impl Identities {
                 Err(LdapError::NotFound) => {
                     last = invalid(format!("invalid credentials (no entry in {name})"));
                 }
-                Err(e @ (LdapError::EmptyPassword | LdapError::BadPassword | LdapError::BadUsername)) => {
+                Err(
+                    e
+                    @ (LdapError::EmptyPassword | LdapError::BadPassword | LdapError::BadUsername),
+                ) => {
                     return Err(invalid(format!("invalid credentials ({e})")));
                 }
                 Err(LdapError::Ambiguous) => {
@@ -115,7 +118,9 @@ impl Identities {
                 Err(LdapError::AccountDisabled) => return Err(PasswordLoginError::AccountDisabled),
                 Err(LdapError::PasswordExpired) => return Err(PasswordLoginError::PasswordExpired),
                 Err(LdapError::Unusable(m)) => {
-                    return Err(PasswordLoginError::Unusable(format!("directory {name:?}: {m}")));
+                    return Err(PasswordLoginError::Unusable(format!(
+                        "directory {name:?}: {m}"
+                    )));
                 }
                 Err(LdapError::Unavailable(m)) => {
                     return Err(PasswordLoginError::DirectoryUnavailable(format!(

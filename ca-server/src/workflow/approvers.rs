@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::Connection;
 use tpa_core::{AccessRequest, GroupName, Identity, People, User, Username};
 
+use super::requests::WorkflowError;
 use crate::config::Config;
 use crate::identity::Identities;
-use super::requests::WorkflowError;
 use crate::store::{StoreError, auth_tokens};
 
 /// Current groups of every approver of `r`, by identity. An approver whose
@@ -36,12 +36,13 @@ pub fn current(
         };
         // Directory approvers are re-read live (issue 16); a directory that
         // cannot be asked stops the decision instead of voiding approvals.
-        let fresh = identities.refresh_live_blocking(&probe).map_err(|down| {
-            WorkflowError::Refused {
-                code: "directory_unavailable",
-                message: format!("{down}; nothing was decided or issued, try again later"),
-            }
-        })?;
+        let fresh =
+            identities
+                .refresh_live_blocking(&probe)
+                .map_err(|down| WorkflowError::Refused {
+                    code: "directory_unavailable",
+                    message: format!("{down}; nothing was decided or issued, try again later"),
+                })?;
         let Some(fresh) = fresh else {
             continue;
         };

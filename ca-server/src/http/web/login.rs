@@ -130,11 +130,16 @@ pub async fn post(
             Ok(response)
         }
         // Directory refusals (issue 16): the page says what happened.
-        Err(ApiError::Refused { code, message })
-            if matches!(code, "account_disabled" | "password_expired" | "directory_entry_unusable") =>
-        {
-            login_page(&state, StatusCode::FORBIDDEN, &capitalized(&message), &username, &next)
-        }
+        Err(ApiError::Refused {
+            code: "account_disabled" | "password_expired" | "directory_entry_unusable",
+            message,
+        }) => login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &capitalized(&message),
+            &username,
+            &next,
+        ),
         Err(ApiError::DirectoryUnavailable(_)) => {
             let mut response = login_page(
                 &state,

@@ -2,7 +2,7 @@
 //! with StartTLS or ldaps, the small pool of service-account connections,
 //! and the one runtime every directory operation runs on.
 //!
-//! Directory I/O runs on its own small runtime so that a blocking caller
+//! Directory I/O runs on the connector's own small runtime so that a blocking caller
 //! (the database writer re-reading an approver's groups) can wait for it
 //! without owning a runtime, and so that its threads are fixed: a slow or
 //! dead directory never adds threads. A connection closes its socket and
@@ -10,7 +10,7 @@
 //! task outlives the operation that needed it.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, StdStream};
@@ -22,52 +22,71 @@ use tokio::task::JoinHandle;
 use super::LdapError;
 use crate::config::{LdapConfig, LdapTransport};
 
-static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-
-/// The directory runtime: one worker thread for every connector, built once
-/// and never dropped.
-fn runtime() -> Result<&'static tokio::runtime::Runtime, LdapError> {
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .max_blocking_threads(1)
-                .thread_name("tpa-ldap")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| LdapError::Unavailable(format!("cannot start the directory runtime: {e}")))
+/// A connector's own runtime: one worker thread and at most one blocking
+/// thread, shut down (without waiting) when the connector goes.
+pub(super) struct DirectoryRuntime {
+    rt: Option<tokio::runtime::Runtime>,
 }
 
-/// Tasks alive on the directory runtime (tests check that none leak).
-pub fn alive_tasks() -> usize {
-    runtime().map_or(0, |rt| rt.metrics().num_alive_tasks())
+impl DirectoryRuntime {
+    pub(super) fn new(name: &str) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_name(format!("tpa-ldap-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the directory runtime: {e}"))?;
+        Ok(Self { rt: Some(rt) })
+    }
+
+    fn handle(&self) -> Result<&tokio::runtime::Runtime, LdapError> {
+        self.rt
+            .as_ref()
+            .ok_or_else(|| LdapError::Unavailable("the directory runtime stopped".to_owned()))
+    }
+
+    /// Tasks alive on this runtime (tests check that none leak).
+    pub(super) fn alive_tasks(&self) -> usize {
+        self.rt
+            .as_ref()
+            .map_or(0, |rt| rt.metrics().num_alive_tasks())
+    }
+
+    /// Runs `fut` here and awaits it from any runtime.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, LdapError>> + Send + 'static,
+    ) -> Result<T, LdapError> {
+        self.handle()?
+            .spawn(fut)
+            .await
+            .map_err(|e| LdapError::Unavailable(format!("directory task failed: {e}")))?
+    }
+
+    /// Runs `fut` here and blocks this thread until it ends. For
+    /// synchronous callers (the database writer); the future runs on this
+    /// runtime, so the caller's own runtime (if any) is not needed.
+    pub(super) fn run_blocking<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, LdapError>> + Send + 'static,
+    ) -> Result<T, LdapError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle()?.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .map_err(|_| LdapError::Unavailable("directory task stopped".to_owned()))?
+    }
 }
 
-/// Runs `fut` on the directory runtime and awaits it from any runtime.
-pub(super) async fn run<T: Send + 'static>(
-    fut: impl Future<Output = Result<T, LdapError>> + Send + 'static,
-) -> Result<T, LdapError> {
-    runtime()?
-        .spawn(fut)
-        .await
-        .map_err(|e| LdapError::Unavailable(format!("directory task failed: {e}")))?
-}
-
-/// Runs `fut` on the directory runtime and blocks this thread until it ends.
-/// For synchronous callers (the database writer); never call it on a
-/// runtime's worker thread.
-pub(super) fn run_blocking<T: Send + 'static>(
-    fut: impl Future<Output = Result<T, LdapError>> + Send + 'static,
-) -> Result<T, LdapError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime()?.spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    rx.recv()
-        .map_err(|_| LdapError::Unavailable("directory task stopped".to_owned()))?
+impl Drop for DirectoryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            // Never blocks, so the connector may be dropped anywhere.
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// The TLS client settings of a connector: only the CAs of `ca_file`, ring.
@@ -152,20 +171,17 @@ pub(super) async fn connect(
     if let Some(tls) = tls {
         settings = settings.set_config(tls.clone());
     }
-    let opened = tokio::time::timeout(
-        timeout,
-        LdapConnAsync::with_settings(settings, &config.url),
-    )
-    .await;
+    let opened =
+        tokio::time::timeout(timeout, LdapConnAsync::with_settings(settings, &config.url)).await;
     let (conn, ldap) = match opened {
         Ok(Ok(pair)) => pair,
+        Ok(Err(ldap3::LdapError::Timeout { .. })) | Err(_) => {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+            return Err(timed_out(config, "opening the LDAP session"));
+        }
         Ok(Err(e)) => {
             let _ = socket.shutdown(std::net::Shutdown::Both);
             return Err(connect_error(config, &e));
-        }
-        Err(_) => {
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-            return Err(timed_out(config, "opening the LDAP session"));
         }
     };
     let driver = tokio::spawn(async move {

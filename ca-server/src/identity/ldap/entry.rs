@@ -180,7 +180,9 @@ mod tests {
             assert_eq!(bind_refusal(text), expected, "{text}");
         };
         let ad = |code: &str| {
-            format!("80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563")
+            format!(
+                "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563"
+            )
         };
         check(&ad("52e"), AccountState::Active);
         check(&ad("533"), AccountState::Disabled);

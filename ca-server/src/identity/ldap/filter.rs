@@ -134,7 +134,11 @@ mod tests {
             "(|(member=uid={username},dc=x)(memberUid=bob))"
         );
         assert_eq!(
-            fill("uid={username},ou=people", &[("username", "a,b=c")], dn_value),
+            fill(
+                "uid={username},ou=people",
+                &[("username", "a,b=c")],
+                dn_value
+            ),
             "uid=a\\2cb\\3dc,ou=people"
         );
         assert_eq!(fill("{x}é{", &[("username", "u")], filter_value), "{x}é{");
@@ -145,7 +149,10 @@ mod tests {
         let check = |dn: &str, expected: Option<&str>| {
             assert_eq!(first_rdn_value(dn, "cn").as_deref(), expected, "{dn}");
         };
-        check("cn=engineers,ou=groups,dc=example,dc=org", Some("engineers"));
+        check(
+            "cn=engineers,ou=groups,dc=example,dc=org",
+            Some("engineers"),
+        );
         check("CN=SRE Leads,OU=Groups,DC=corp", Some("SRE Leads"));
         check("cn=a\\,b,ou=g", Some("a,b"));
         check("cn=a\\2cb,ou=g", Some("a,b"));

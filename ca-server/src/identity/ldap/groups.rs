@@ -7,10 +7,10 @@ use std::collections::{BTreeSet, VecDeque};
 use ldap3::{Scope, SearchEntry};
 use tpa_core::GroupName;
 
+use super::LdapError;
 use super::conn::{Conn, within};
 use super::entry::UserEntry;
 use super::filter::{filter_value, first_rdn_value};
-use super::LdapError;
 use crate::config::{GroupMembership, LdapConfig, LdapKind};
 
 /// More groups than this for one user is refused rather than followed.

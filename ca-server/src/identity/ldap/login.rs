@@ -161,7 +161,10 @@ async fn read_entry(
         .ok_or(LdapError::NotFound)?;
     let entry = ldap3::SearchEntry::construct(first);
     entry::read(&entry, &inner.config).ok_or_else(|| {
-        LdapError::Unusable(format!("entry {dn} has no usable {}", inner.config.id_attribute))
+        LdapError::Unusable(format!(
+            "entry {dn} has no usable {}",
+            inner.config.id_attribute
+        ))
     })
 }
 

@@ -19,13 +19,12 @@ use std::time::Instant;
 use ldap3::{Scope, SearchEntry, SearchOptions};
 use tpa_core::{Identity, User, Username};
 
-pub use conn::alive_tasks;
 pub use entry::AccountState;
 pub use groups::{DirectoryGroup, mapped};
 
-use conn::{Conn, Pool, connect, within};
-use entry::UserEntry;
 use crate::config::LdapConfig;
+use conn::{Conn, DirectoryRuntime, Pool, connect, within};
+use entry::UserEntry;
 
 /// Why a directory operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +83,7 @@ pub struct LdapConnector {
     /// Its configuration.
     pub config: LdapConfig,
     inner: Arc<Inner>,
+    runtime: DirectoryRuntime,
 }
 
 impl std::fmt::Debug for LdapConnector {
@@ -111,6 +111,7 @@ impl LdapConnector {
         let issuer = format!("{}/{}", config.url, config.user_base);
         Identity::new(&issuer, "probe").map_err(|e| e.to_string())?;
         Ok(Self {
+            runtime: DirectoryRuntime::new(&config.name)?,
             inner: Arc::new(Inner {
                 pool: Pool::new(config.pool_size),
                 config: config.clone(),
@@ -120,6 +121,13 @@ impl LdapConnector {
             }),
             config,
         })
+    }
+
+    /// Tasks alive on this connector's runtime (idle pooled connections
+    /// each keep one): tests check that timeouts leave none behind. Its
+    /// threads are fixed (one worker, threads named `tpa-ldap-<name>`).
+    pub fn alive_tasks(&self) -> usize {
+        self.runtime.alive_tasks()
     }
 
     /// The identity issuer of this directory's users: URL + `/` + user base.
@@ -134,7 +142,9 @@ impl LdapConnector {
         login::check_input(username, password)?;
         let inner = self.inner.clone();
         let (username, password) = (username.to_owned(), password.to_owned());
-        conn::run(async move { login::login(&inner, &username, Some(&password)).await }).await
+        self.runtime
+            .run(async move { login::login(&inner, &username, Some(&password)).await })
+            .await
     }
 
     /// The entry and groups of `username` without a password (`tpa-ca ldap test`).
@@ -142,7 +152,9 @@ impl LdapConnector {
         login::check_username(username)?;
         let inner = self.inner.clone();
         let username = username.to_owned();
-        conn::run(async move { login::login(&inner, &username, None).await }).await
+        self.runtime
+            .run(async move { login::login(&inner, &username, None).await })
+            .await
     }
 
     /// The user of `subject` as the directory says now (`None`: gone or
@@ -154,7 +166,9 @@ impl LdapConnector {
         }
         let inner = self.inner.clone();
         let subject = subject.to_owned();
-        conn::run(async move { login::reread(&inner, &subject).await }).await
+        self.runtime
+            .run(async move { login::reread(&inner, &subject).await })
+            .await
     }
 
     /// [`LdapConnector::current`] for synchronous callers (blocks the thread).
@@ -164,7 +178,8 @@ impl LdapConnector {
         }
         let inner = self.inner.clone();
         let subject = subject.to_owned();
-        conn::run_blocking(async move { login::reread(&inner, &subject).await })
+        self.runtime
+            .run_blocking(async move { login::reread(&inner, &subject).await })
     }
 
     fn cached(&self, subject: &str) -> Option<Option<LdapLogin>> {
@@ -180,31 +195,32 @@ impl LdapConnector {
     /// base read of `user_base` (for `/healthz`).
     pub async fn check(&self) -> Result<(), LdapError> {
         let inner = self.inner.clone();
-        conn::run(async move {
-            let mut conn = inner.service().await?;
-            let result = within(
-                inner.config.timeout,
-                "reading user_base",
-                conn.ldap.search(
-                    &inner.config.user_base,
-                    Scope::Base,
-                    "(objectClass=*)",
-                    vec!["1.1"],
-                ),
-            )
-            .await;
-            let result = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    inner.pool.clear();
-                    return Err(e);
-                }
-            };
-            check_result(&result.1, "reading user_base")?;
-            inner.pool.put(conn);
-            Ok(())
-        })
-        .await
+        self.runtime
+            .run(async move {
+                let mut conn = inner.service().await?;
+                let result = within(
+                    inner.config.timeout,
+                    "reading user_base",
+                    conn.ldap.search(
+                        &inner.config.user_base,
+                        Scope::Base,
+                        "(objectClass=*)",
+                        vec!["1.1"],
+                    ),
+                )
+                .await;
+                let result = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        inner.pool.clear();
+                        return Err(e);
+                    }
+                };
+                check_result(&result.1, "reading user_base")?;
+                inner.pool.put(conn);
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -234,11 +250,7 @@ impl Inner {
     }
 
     /// Searches `filter` under `user_base` for at most two user entries.
-    async fn find_users(
-        &self,
-        conn: &mut Conn,
-        filter: &str,
-    ) -> Result<Vec<UserEntry>, LdapError> {
+    async fn find_users(&self, conn: &mut Conn, filter: &str) -> Result<Vec<UserEntry>, LdapError> {
         let attrs = entry::attributes(&self.config);
         let result = within(
             self.config.timeout,
@@ -285,7 +297,11 @@ impl Inner {
         cache.insert(subject.to_owned(), (Instant::now(), value));
     }
 
-    fn user_of(&self, entry: &UserEntry, groups: Vec<DirectoryGroup>) -> Result<LdapLogin, LdapError> {
+    fn user_of(
+        &self,
+        entry: &UserEntry,
+        groups: Vec<DirectoryGroup>,
+    ) -> Result<LdapLogin, LdapError> {
         let raw = entry.username.as_deref().ok_or_else(|| {
             LdapError::Unusable(format!(
                 "entry {} has no {}",
