@@ -331,8 +331,7 @@ async fn slow_directory_times_out_without_leaking_threads_or_tasks() {
         ("slow1", format!("ldaps://127.0.0.1:{}", silent.port)),
         ("slow2", format!("ldap://127.0.0.1:{}", silent.port)),
     ] {
-        let block = slapd::connector_toml(&server, server.dir.path(), "")
-            .replace("timeout = \"3s\"", "timeout = \"1s\"")
+        let block = slapd::connector_toml(&server, server.dir.path(), "timeout = \"1s\"")
             .replace("name = \"corp\"", &format!("name = \"{name}\""))
             .replace(&server.ldaps_url(), &url);
         let c = connector_toml(&block);

@@ -20,6 +20,7 @@ mod http;
 mod issuance;
 mod json_errors;
 mod ldap_fakes;
+mod ldap_flow;
 mod ldap_input;
 mod metrics;
 mod oidc;

@@ -306,7 +306,11 @@ pub fn person(uid: &str, ou: &str, extra: &str) -> String {
 }
 
 fn group(cn: &str, members: &[&str]) -> String {
-    let mut out = format!("dn: cn={cn},{GROUPS}\nobjectClass: groupOfNames\ncn: {cn}\n");
+    // groupOfNames needs a member: a placeholder keeps a group valid when
+    // a test removes its last person.
+    let mut out = format!(
+        "dn: cn={cn},{GROUPS}\nobjectClass: groupOfNames\ncn: {cn}\nmember: cn=placeholder,{SUFFIX}\n"
+    );
     for m in members {
         out.push_str(&format!("member: {m}\n"));
     }
@@ -347,11 +351,17 @@ fn base_ldif() -> String {
 }
 
 /// The `[[ldap]]` block of a CA using this directory over ldaps, with the
-/// service account's password file in `dir`, then `extra` keys.
+/// service account's password file in `dir`, then `extra` keys (a
+/// `timeout` there replaces the default 3 s).
 pub fn connector_toml(server: &Slapd, dir: &Path, extra: &str) -> String {
     let password_file = Slapd::service_password_file(dir);
+    let timeout = if extra.contains("timeout =") {
+        ""
+    } else {
+        "timeout = \"3s\"\n"
+    };
     format!(
-        "\n[[ldap]]\nname = \"corp\"\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ngroup_base = \"{GROUPS}\"\ntrust_group_names = true\ntimeout = \"3s\"\n{extra}\n",
+        "\n[[ldap]]\nname = \"corp\"\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"\nuser_base = \"{PEOPLE}\"\ngroup_base = \"{GROUPS}\"\ntrust_group_names = true\n{timeout}{extra}\n",
         server.ldaps_url(),
         server.ca_file.display(),
         password_file.display(),
