@@ -10,6 +10,7 @@ mod held_checkpoints;
 mod init;
 mod issue;
 mod krl;
+mod ldap_test;
 mod policy;
 mod principals;
 mod report;
@@ -18,7 +19,7 @@ mod serve;
 
 use std::process::ExitCode;
 
-use crate::cli::{AuditCommand, Command, ConfigCommand, PolicyCommand, ReportCommand};
+use crate::cli::{AuditCommand, Command, ConfigCommand, LdapCommand, PolicyCommand, ReportCommand};
 
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
 pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
@@ -48,6 +49,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             login,
         } => principals::run(&config.config, &group, login.as_deref()),
         Command::HashPassword => hash_password::run(),
+        Command::Ldap {
+            command:
+                LdapCommand::Test {
+                    config,
+                    username,
+                    bind,
+                    connector,
+                },
+        } => ldap_test::run(&config.config, &username, bind, connector.as_deref()),
         Command::Audit {
             command:
                 AuditCommand::Verify {

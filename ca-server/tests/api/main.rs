@@ -19,6 +19,7 @@ mod helpers;
 mod http;
 mod issuance;
 mod json_errors;
+mod ldap_command;
 mod ldap_fakes;
 mod ldap_flow;
 mod ldap_input;
