@@ -69,8 +69,8 @@ pub fn current(
 }
 
 /// The usernames known to be members of `group` now: local accounts from the
-/// configuration, and OpenID Connect users of a configured issuer by the
-/// groups of their most recent login (people who never logged in are not
+/// configuration, and OpenID Connect and directory users of a configured
+/// issuer by the groups of their most recent login (people who never logged in are not
 /// known). Used to show who could still approve.
 pub fn members(
     conn: &Connection,
@@ -87,10 +87,16 @@ pub fn members(
     for (issuer, username, groups) in
         auth_tokens::latest_logins(conn, tpa_core::identity::LOCAL_ISSUER)?
     {
+        // Directory users (issue 16) by the groups of their last login too:
+        // a hint for people, never a decision (decisions re-read live).
         let configured = config
             .oidc
             .iter()
-            .any(|c| trimmed(&c.issuer) == trimmed(&issuer));
+            .any(|c| trimmed(&c.issuer) == trimmed(&issuer))
+            || config
+                .ldap
+                .iter()
+                .any(|c| format!("{}/{}", c.url, c.user_base) == issuer);
         let member = serde_json::from_str::<Vec<String>>(&groups)
             .unwrap_or_default()
             .iter()
