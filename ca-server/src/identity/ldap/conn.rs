@@ -115,8 +115,8 @@ pub(super) fn tls_config(config: &LdapConfig) -> Result<Option<Arc<ClientConfig>
     Ok(Some(Arc::new(tls)))
 }
 
-/// One open connection. Dropping it shuts the socket down (which ends any
-/// task still reading it, such as ldap3's StartTLS step) and stops the driver.
+/// One open connection. Dropping it shuts the socket down (so nothing can
+/// keep reading it) and stops the driver task.
 pub(super) struct Conn {
     pub(super) ldap: Ldap,
     driver: JoinHandle<()>,
