@@ -24,7 +24,8 @@ pub enum LdapKind {
 /// How a user's groups are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupMembership {
-    /// The user entry's `memberOf` attribute (AD, OpenLDAP's memberof overlay).
+    /// The user entry's `memberOf` attribute (OpenLDAP's memberof overlay,
+    /// FreeIPA, AD without nesting).
     MemberOf,
     /// A search under `group_base` with `group_filter`.
     Search,
@@ -261,8 +262,9 @@ fn connector(
     if !user_filter.contains("{username}") {
         return Err(format!("{} must contain {{username}}", at("user_filter")));
     }
+    // AD too defaults to a search: its in-chain rule returns nested groups
+    // in one answer, which `memberOf` does not.
     let group_membership = match raw.group_membership.as_deref() {
-        None if ad => GroupMembership::MemberOf,
         None | Some("search") => GroupMembership::Search,
         Some("member_of") => GroupMembership::MemberOf,
         Some(other) => {
@@ -435,7 +437,7 @@ mod tests {
             "(&(objectClass=user)(sAMAccountName={username}))"
         );
         assert_eq!(c.id_attribute, "objectGUID");
-        assert_eq!(c.group_membership, GroupMembership::MemberOf);
+        assert_eq!(c.group_membership, GroupMembership::Search);
         assert_eq!(c.group_filter, AD_GROUP_FILTER);
         assert_eq!(c.groups_cache, Duration::ZERO, "0 is allowed");
         let e = parse(&format!(

@@ -70,6 +70,31 @@ async fn ldap_login_finds_the_entry_binds_and_reads_nested_groups() {
     c.check().await.unwrap();
 }
 
+// issue 16: groups from the entry's `memberOf` (slapd's memberof overlay),
+// nested ones followed through the group search.
+#[tokio::test]
+async fn member_of_groups_are_read_and_followed() {
+    let server = Slapd::start();
+    let c = connector(&server, "group_membership = \"member_of\"");
+    let names = |l: &ca_server::identity::ldap::LdapLogin| -> Vec<String> {
+        l.user
+            .groups
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect()
+    };
+    let carol = c.login("carol", &password("carol")).await.unwrap();
+    assert_eq!(names(&carol), ["managers", "mgmt-staff"]);
+    let bob = c.login("bob", &password("bob")).await.unwrap();
+    assert_eq!(names(&bob), ["sre-leads"]);
+    let flat = connector(
+        &server,
+        "group_membership = \"member_of\"\nnested_depth = 0",
+    );
+    let carol = flat.login("carol", &password("carol")).await.unwrap();
+    assert_eq!(names(&carol), ["mgmt-staff"], "depth 0: direct groups only");
+}
+
 // issue 16: an empty password is an "unauthenticated bind" that slapd
 // accepts; it is refused before any network step (the connector here points
 // at a port nobody listens on, so any contact would fail differently).

@@ -277,6 +277,7 @@ pidfile {d}/slapd.pid
 argsfile {d}/slapd.args
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload memberof
 TLSCertificateFile {d}/server.pem
 TLSCertificateKeyFile {d}/server.key
 access to attrs=userPassword by self write by anonymous auth by * none
@@ -287,6 +288,8 @@ suffix "{SUFFIX}"
 rootdn "{ADMIN_DN}"
 rootpw {ADMIN_PASSWORD}
 directory {d}/db
+# memberOf on users and groups, for group_membership = "member_of".
+overlay memberof
 "#
     )
 }
