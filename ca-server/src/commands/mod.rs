@@ -10,6 +10,7 @@ mod held_checkpoints;
 mod init;
 mod issue;
 mod krl;
+mod ldap_findings;
 mod ldap_test;
 mod policy;
 mod principals;

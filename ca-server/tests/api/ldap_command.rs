@@ -93,3 +93,19 @@ fn ldap_test_with_bind_checks_the_password() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no password on standard input"), "{out}");
 }
+
+// issue 16: `config check` proves what loading the file cannot: the
+// directory answers over TLS with the pinned CA.
+#[test]
+fn config_check_reaches_the_directory_or_says_why_not() {
+    let mut server = Slapd::start();
+    let data = data_dir(&server);
+    let config = data.config_path.to_str().unwrap();
+    let (code, out, err) = run(tpa_ca().args(["config", "check", "--config", config]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: ldap corp: ldaps://127.0.0.1:"), "{out}");
+    server.stop();
+    let (code, out, _) = run(tpa_ca().args(["config", "check", "--config", config]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error: ldap corp: cannot connect"), "{out}");
+}
