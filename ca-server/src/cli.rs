@@ -106,6 +106,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Directory connectors (`[[ldap]]`).
+    Ldap {
+        /// What to do.
+        #[command(subcommand)]
+        command: LdapCommand,
+    },
     /// Ask the policy: explain one request, or test a table of expected answers.
     Policy {
         /// What to ask.
@@ -125,6 +131,26 @@ pub enum Command {
 pub enum IntegrationsCommand {
     /// Ask each configured provider once, read-only, and print what it found.
     Test(ConfigArg),
+}
+
+/// `tpa-ca ldap …`.
+#[derive(Debug, Subcommand)]
+pub enum LdapCommand {
+    /// Find USERNAME in the directory with the service account and print
+    /// the DN, the stable id, the directory groups and the mapped TPA groups.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The login name to look up.
+        #[arg(long)]
+        username: String,
+        /// Also bind as the user: reads the password (one line) on standard input.
+        #[arg(long)]
+        bind: bool,
+        /// The connector's name (default: every `[[ldap]]` connector in turn).
+        #[arg(long)]
+        connector: Option<String>,
+    },
 }
 
 /// `tpa-ca policy …`.

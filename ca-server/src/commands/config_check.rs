@@ -88,12 +88,13 @@ pub(super) fn run(config_path: &Path, bastion_configs: &[PathBuf]) -> anyhow::Re
         &config,
         bastion_configs,
     ));
-    if !config.oidc.is_empty() {
+    if !config.oidc.is_empty() || !config.ldap.is_empty() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
         findings.extend(runtime.block_on(config_findings::oidc_providers(&config)));
+        findings.extend(runtime.block_on(super::ldap_findings::ldap_directories(&config)));
     }
     for f in &findings {
         println!("{f}");

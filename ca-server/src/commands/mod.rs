@@ -11,6 +11,8 @@ mod init;
 mod integrations;
 mod issue;
 mod krl;
+mod ldap_findings;
+mod ldap_test;
 mod policy;
 mod principals;
 mod report;
@@ -20,7 +22,8 @@ mod serve;
 use std::process::ExitCode;
 
 use crate::cli::{
-    AuditCommand, Command, ConfigCommand, IntegrationsCommand, PolicyCommand, ReportCommand,
+    AuditCommand, Command, ConfigCommand, IntegrationsCommand, LdapCommand, PolicyCommand,
+    ReportCommand,
 };
 
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
@@ -51,6 +54,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             login,
         } => principals::run(&config.config, &group, login.as_deref()),
         Command::HashPassword => hash_password::run(),
+        Command::Ldap {
+            command:
+                LdapCommand::Test {
+                    config,
+                    username,
+                    bind,
+                    connector,
+                },
+        } => ldap_test::run(&config.config, &username, bind, connector.as_deref()),
         Command::Audit {
             command:
                 AuditCommand::Verify {

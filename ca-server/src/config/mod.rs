@@ -16,6 +16,7 @@ mod bastions;
 mod client;
 mod integration_rules;
 mod integrations;
+mod ldap;
 mod limits;
 mod oidc;
 mod oversight;
@@ -33,6 +34,7 @@ pub use integrations::{
     IntegrationsConfig, OnCallKind, OnCallProviderConfig, RequesterOnTicket, RoleOnCall,
     RoleTicketCheck, Secret, TicketKind, TicketSystemConfig, WhenDown,
 };
+pub use ldap::{GroupMembership, LdapConfig, LdapKind, LdapTransport};
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
 pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
 pub use oversight::{
@@ -78,6 +80,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// OpenID Connect connectors (`[[oidc]]`).
     pub oidc: Vec<OidcConfig>,
+    /// LDAP / Active Directory connectors (`[[ldap]]`).
+    pub ldap: Vec<LdapConfig>,
     /// Bastions allowed to read the revocation feed and deliver session records.
     pub bastions: Vec<BastionEntry>,
     /// Who may read the audit pages (`[auditors]`).
@@ -256,6 +260,8 @@ struct RawConfig {
     #[serde(default)]
     oidc: Vec<oidc::RawOidc>,
     #[serde(default)]
+    ldap: Vec<ldap::RawLdap>,
+    #[serde(default)]
     bastions: Vec<bastions::RawBastion>,
     #[serde(default)]
     auditors: oversight::RawAuditors,
@@ -408,6 +414,7 @@ impl Config {
                 "[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned(),
             ));
         }
+        let ldap = ldap::connectors(&raw.ldap, &resolve).map_err(invalid)?;
         let webhooks = webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?;
         let mut integrations = IntegrationsConfig {
             on_call: integrations::on_call_providers(&raw.on_call, base).map_err(invalid)?,
@@ -485,6 +492,7 @@ impl Config {
             accounts,
             auth,
             oidc,
+            ldap,
             bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
             auditors: oversight::auditors(&raw.auditors).map_err(invalid)?,
             metrics: oversight::metrics(&raw.metrics, &resolve).map_err(invalid)?,

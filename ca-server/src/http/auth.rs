@@ -18,6 +18,7 @@ use tpa_core::api::{IdentityInfo, LoginRequest, LoginResponse, UserInfo, WhoAmI}
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::auth::identity::PasswordLoginError;
 use crate::auth::sessions::{self, NewSession};
 use crate::config::Config;
 use crate::store::auth_tokens::TokenKind;
@@ -184,7 +185,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Authenti
     let Some(session) = session.filter(|s| s.kind == kind) else {
         return Ok(None);
     };
-    let Some(user) = state.identities.refresh(&session.user) else {
+    let Some(user) = live_user(parts, state, &session).await? else {
         tracing::info!(token_id = %session.id, "token of a removed account refused");
         return Ok(None);
     };
@@ -203,6 +204,28 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Authenti
         expires_at: session.expires_at,
         device_login: session.device_login,
     }))
+}
+
+/// The session's user as of now ([`crate::auth::identity::Identities::refresh_live`]).
+/// When a directory cannot be asked (issue 16), reads (GET, HEAD) go on
+/// with no groups at all, and everything else fails closed with 503
+/// `directory_unavailable`.
+async fn live_user(
+    parts: &Parts,
+    state: &AppState,
+    session: &sessions::Session,
+) -> Result<Option<User>, ApiError> {
+    match state.identities.refresh_live(&session.user).await {
+        Ok(user) => Ok(user),
+        Err(down) if parts.method.is_safe() => {
+            tracing::warn!(token_id = %session.id, error = %down, "directory down: read-only, no groups");
+            Ok(Some(User {
+                groups: std::collections::BTreeSet::new(),
+                ..session.user.clone()
+            }))
+        }
+        Err(down) => Err(ApiError::DirectoryUnavailable(down.to_string())),
+    }
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -332,30 +355,81 @@ pub(crate) async fn password_login(
     if !reservation.delay.is_zero() {
         tokio::time::sleep(reservation.delay).await;
     }
-    let identities = state.identities.clone();
     let username = request.username.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        identities.verify_password(&request.username, &request.password)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    let user = match verified {
-        Ok(user) => {
+    let login = match state
+        .identities
+        .password_login(&request.username, &request.password)
+        .await
+    {
+        Ok(login) => {
             state.login_limiter.release(reservation);
-            user
+            login
         }
-        Err(_) => {
-            deny("invalid credentials", username, source).await?;
+        Err(PasswordLoginError::InvalidCredentials { reason }) => {
+            // `reason` names the connector's finding for the audit trail
+            // only; the caller learns nothing more than "invalid".
+            let reason: &'static str = if reason.contains("before any bind") {
+                "invalid credentials (refused before any bind)"
+            } else if reason.contains("several entries") {
+                "invalid credentials (several directory entries match)"
+            } else {
+                "invalid credentials"
+            };
+            deny(reason, username, source).await?;
             return Err(ApiError::InvalidCredentials);
         }
+        Err(e) => {
+            // The password was right (disabled, expired) or never checked
+            // (directory down): not a guess, so not counted as one.
+            state.login_limiter.release(reservation);
+            let (reason, error) = match e {
+                PasswordLoginError::AccountDisabled => (
+                    "directory account disabled",
+                    ApiError::Refused {
+                        code: "account_disabled",
+                        message: "your directory account is disabled or locked; ask your directory administrators".to_owned(),
+                    },
+                ),
+                PasswordLoginError::PasswordExpired => (
+                    "directory password expired",
+                    ApiError::Refused {
+                        code: "password_expired",
+                        message: "your directory password has expired; change it in the directory, then log in again".to_owned(),
+                    },
+                ),
+                PasswordLoginError::Unusable(message) => {
+                    tracing::warn!(error = %message, "directory entry unusable");
+                    (
+                        "directory entry unusable",
+                        ApiError::Refused {
+                            code: "directory_entry_unusable",
+                            message: "your directory entry cannot be used by TPA (no stable id or a username TPA cannot use); the CA logged why".to_owned(),
+                        },
+                    )
+                }
+                PasswordLoginError::DirectoryUnavailable(message) => {
+                    tracing::warn!(error = %message, "directory login failed closed");
+                    ("directory unavailable", ApiError::DirectoryUnavailable(message))
+                }
+                PasswordLoginError::InvalidCredentials { .. } => {
+                    ("invalid credentials", ApiError::InvalidCredentials)
+                }
+            };
+            deny(reason, username, source).await?;
+            return Err(error);
+        }
     };
+    let user = login.user;
+    let via = login.via;
     let ttl = match kind {
         TokenKind::WebSession => state.config.auth.session_ttl,
         TokenKind::Api => state.config.auth.api_token_ttl,
     };
     let now = Utc::now();
     with_db(state, move |conn| {
-        Ok(sessions::create(conn, &user, kind, ttl, &source, now)?)
+        Ok(sessions::create_with_reason(
+            conn, &user, kind, ttl, &source, now, &via,
+        )?)
     })
     .await
 }

@@ -28,6 +28,9 @@ pub enum ApiError {
     Unauthenticated,
     /// Login refused: unknown username or wrong password (indistinguishable).
     InvalidCredentials,
+    /// An LDAP directory the answer depends on cannot be asked (down,
+    /// timeout, TLS refused): fail closed, 503 with Retry-After.
+    DirectoryUnavailable(String),
     /// A session-authenticated change without the session's CSRF token.
     CsrfMismatch,
     /// A form post from another site (`Sec-Fetch-Site` or `Origin`).
@@ -74,10 +77,19 @@ pub enum ApiError {
 pub fn refusal_status(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
-        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
-        | "not_auditor" | "metrics_forbidden" | "not_admin" | "policy_hook_denied" => {
-            StatusCode::FORBIDDEN
-        }
+        "own_request"
+        | "not_approver"
+        | "not_requester"
+        | "not_yours"
+        | "role_not_allowed"
+        | "not_auditor"
+        | "metrics_forbidden"
+        | "not_admin"
+        | "account_disabled"
+        | "password_expired"
+        | "directory_entry_unusable"
+        | "policy_hook_denied" => StatusCode::FORBIDDEN,
+        "directory_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "not_pending"
         | "already_approved"
         | "not_approved"
@@ -157,6 +169,16 @@ impl ApiError {
                 "invalid_credentials",
                 "unknown username or wrong password".into(),
             ),
+            ApiError::DirectoryUnavailable(detail) => {
+                retry_after = Some(UNAVAILABLE_RETRY_SECS);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "directory_unavailable",
+                    format!(
+                        "{detail}; nothing was decided or issued, try again later (see /healthz)"
+                    ),
+                )
+            }
             ApiError::CsrfMismatch => (
                 StatusCode::FORBIDDEN,
                 "csrf",
@@ -215,8 +237,7 @@ impl ApiError {
             ),
             ApiError::Refused { code, message } => {
                 let status = refusal_status(code);
-                // A provider that is down is a condition of the world.
-                if code == "ticket_system_unavailable" || code == "policy_hook_unavailable" {
+                if status == StatusCode::SERVICE_UNAVAILABLE {
                     retry_after = Some(UNAVAILABLE_RETRY_SECS);
                 }
                 (status, code, message)

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::Connection;
 use tpa_core::{AccessRequest, GroupName, Identity, People, User, Username};
 
+use super::requests::WorkflowError;
 use crate::auth::identity::Identities;
 use crate::config::Config;
 use crate::store::{StoreError, auth_tokens};
@@ -21,7 +22,7 @@ pub fn current(
     conn: &Connection,
     identities: &Identities,
     r: &AccessRequest,
-) -> Result<BTreeMap<Identity, BTreeSet<GroupName>>, StoreError> {
+) -> Result<BTreeMap<Identity, BTreeSet<GroupName>>, WorkflowError> {
     let mut out = BTreeMap::new();
     for a in &r.approvals {
         if out.contains_key(&a.approver) {
@@ -33,14 +34,22 @@ pub fn current(
             display_name: String::new(),
             groups: BTreeSet::new(),
         };
-        let Some(fresh) = identities.refresh(&probe) else {
+        // Directory approvers are re-read live (issue 16); a directory that
+        // cannot be asked stops the decision instead of voiding approvals.
+        let fresh =
+            identities
+                .refresh_live_blocking(&probe)
+                .map_err(|down| WorkflowError::Refused {
+                    code: "directory_unavailable",
+                    message: format!("{down}; nothing was decided or issued, try again later"),
+                })?;
+        let Some(fresh) = fresh else {
             continue;
         };
-        let configured = [
-            tpa_core::identity::LOCAL_ISSUER,
-            crate::policy_hook::HOOK_ISSUER,
-        ];
-        let groups = if configured.contains(&fresh.identity.issuer()) {
+        let groups = if fresh.identity.issuer() == tpa_core::identity::LOCAL_ISSUER
+            || fresh.identity.issuer() == crate::policy_hook::HOOK_ISSUER
+            || identities.is_directory(fresh.identity.issuer())
+        {
             fresh.groups
         } else {
             match auth_tokens::latest_groups(conn, a.approver.issuer(), a.approver.subject())? {
@@ -61,8 +70,8 @@ pub fn current(
 }
 
 /// The usernames known to be members of `group` now: local accounts from the
-/// configuration, and OpenID Connect users of a configured issuer by the
-/// groups of their most recent login (people who never logged in are not
+/// configuration, and OpenID Connect and directory users of a configured
+/// issuer by the groups of their most recent login (people who never logged in are not
 /// known). Used to show who could still approve.
 pub fn members(
     conn: &Connection,
@@ -79,10 +88,16 @@ pub fn members(
     for (issuer, username, groups) in
         auth_tokens::latest_logins(conn, tpa_core::identity::LOCAL_ISSUER)?
     {
+        // Directory users (issue 16) by the groups of their last login too:
+        // a hint for people, never a decision (decisions re-read live).
         let configured = config
             .oidc
             .iter()
-            .any(|c| trimmed(&c.issuer) == trimmed(&issuer));
+            .any(|c| trimmed(&c.issuer) == trimmed(&issuer))
+            || config
+                .ldap
+                .iter()
+                .any(|c| format!("{}/{}", c.url, c.user_base) == issuer);
         let member = serde_json::from_str::<Vec<String>>(&groups)
             .unwrap_or_default()
             .iter()

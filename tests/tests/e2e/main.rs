@@ -15,6 +15,7 @@ mod flood;
 mod flow;
 mod harness;
 mod host_patterns;
+mod ldap_login;
 mod login_at_host;
 mod on_call;
 mod os_user;

@@ -6,8 +6,10 @@
 //! [`Identities::refresh`] to re-read a user's groups before a decision.
 
 pub mod claims;
+pub mod ldap;
 pub mod local;
 pub mod oidc;
+pub mod password_login;
 
 use tpa_core::User;
 use tpa_core::identity::LOCAL_ISSUER;
@@ -15,6 +17,7 @@ use tpa_core::identity::LOCAL_ISSUER;
 use crate::config::Config;
 
 pub use local::{HashError, MAX_PASSWORD_BYTES, hash_password};
+pub use password_login::{DirectoryDown, PasswordLogin, PasswordLoginError};
 
 /// Why the identity configuration cannot be used. The server refuses to start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,14 @@ pub enum IdentityConfigError {
     /// The hash used to equalise the time of unknown-user logins cannot be made.
     #[error("cannot prepare password verification: {0}")]
     Dummy(String),
+    /// An `[[ldap]]` entry is unusable.
+    #[error("ldap connector {name:?}: {message}")]
+    Ldap {
+        /// The connector.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An `[[oidc]]` entry is unusable.
     #[error("oidc connector {name:?}: {message}")]
     Oidc {
@@ -56,6 +67,7 @@ pub struct Identities {
     oidc: Vec<oidc::OidcConnector>,
     /// The policy hook as an approver (`[policy_hook] approves_as`).
     automated_check: Option<User>,
+    ldap: Vec<ldap::LdapConnector>,
 }
 
 /// The path providers send users back to (`server.public_url` + this).
@@ -89,6 +101,16 @@ impl Identities {
                 );
             }
         }
+        let ldap = config
+            .ldap
+            .iter()
+            .map(|c| {
+                ldap::LdapConnector::new(c.clone()).map_err(|message| IdentityConfigError::Ldap {
+                    name: c.name.clone(),
+                    message,
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             local: local::LocalAccounts::new(&config.accounts)?,
             oidc: connectors,
@@ -97,6 +119,7 @@ impl Identities {
                 .as_ref()
                 .and_then(|h| h.approves_as.clone())
                 .and_then(crate::policy_hook::hook_user),
+            ldap,
         })
     }
 
@@ -155,6 +178,18 @@ impl Identities {
             self.local
                 .get(user.identity.subject())
                 .filter(|fresh| fresh.identity == user.identity)
+        } else if let Some(directory) = self
+            .ldap
+            .iter()
+            .find(|c| c.issuer() == user.identity.issuer())
+        {
+            // Directory users: live (blocking on a cache miss); an
+            // unreachable directory counts as no user (fail closed).
+            directory
+                .current_blocking(user.identity.subject())
+                .ok()
+                .flatten()
+                .map(|login| login.user)
         } else {
             let trimmed = |s: &str| s.trim_end_matches('/').to_owned();
             let issuer = trimmed(user.identity.issuer());

@@ -61,6 +61,20 @@ pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             "the OpenID provider cannot be reached or its discovery document is unusable",
         ));
     }
+    // Issue 16: a directory that cannot be asked fails logins and decisions
+    // of its users closed; the CA itself stays up (degraded).
+    for connector in state.identities.ldap_connectors() {
+        let result = connector.check().await;
+        if let Err(e) = &result {
+            tracing::warn!(connector = %connector.config.name, error = %e, "health: directory unreachable");
+        }
+        providers_ok &= result.is_ok();
+        checks.push(check(
+            &format!("ldap:{}", connector.config.name),
+            result.is_ok(),
+            "the directory cannot be reached, refused the service account or TLS; its users cannot log in, approve or get certificates",
+        ));
+    }
     let status = if ok {
         StatusCode::OK
     } else {

@@ -54,7 +54,9 @@ fn login_page(
             username => username,
             connectors => connectors,
             next => next,
-            local => !state.config.accounts.is_empty() || state.config.oidc.is_empty(),
+            local => !state.config.accounts.is_empty()
+                || !state.config.ldap.is_empty()
+                || state.config.oidc.is_empty(),
             ..anonymous_context()
         },
     )
@@ -127,8 +129,39 @@ pub async fn post(
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             Ok(response)
         }
+        // Directory refusals (issue 16): the page says what happened.
+        Err(ApiError::Refused {
+            code: "account_disabled" | "password_expired" | "directory_entry_unusable",
+            message,
+        }) => login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &capitalized(&message),
+            &username,
+            &next,
+        ),
+        Err(ApiError::DirectoryUnavailable(_)) => {
+            let mut response = login_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The directory cannot be reached, so nobody can log in with a password right now. Try again in a minute.",
+                &username,
+                &next,
+            )?;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+            Ok(response)
+        }
         Err(other) => Err(other),
     }
+}
+
+fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    chars.next().map_or_else(String::new, |first| {
+        format!("{}{}.", first.to_uppercase(), chars.as_str())
+    })
 }
 
 /// `POST /logout`: needs the session's CSRF token (form field `csrf_token`);
