@@ -56,6 +56,7 @@ pub mod certificates;
 pub mod checkpoint;
 pub mod cli_consents;
 pub mod device_logins;
+pub mod engine;
 pub mod fault;
 pub mod heartbeat;
 pub mod oidc_logins;
@@ -72,6 +73,7 @@ pub mod revocations;
 pub mod sql;
 mod writer;
 
+pub use engine::{Conn, Tx};
 pub use fault::{Fault, MaybeFault};
 pub use pool::ReadPool;
 pub use writer::{WriteHealth, WriteStatus, Writer, WriterGuard};

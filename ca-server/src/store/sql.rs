@@ -211,6 +211,26 @@ impl Sql for rusqlite::Transaction<'_> {
     }
 }
 
+impl<S: Sql> Sql for Box<S> {
+    fn engine(&self) -> Engine {
+        (**self).engine()
+    }
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        (**self).execute(sql, params)
+    }
+    fn query_each(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).query_each(sql, params, f)
+    }
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        (**self).execute_batch(sql)
+    }
+}
+
 impl Sql for PgConn {
     fn engine(&self) -> Engine {
         Engine::Postgres
