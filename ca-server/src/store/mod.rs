@@ -155,6 +155,7 @@ pub enum Create {
 
 /// Opens the database, sets the connection PRAGMAs and applies pending migrations.
 pub fn open(path: &Path, create: Create) -> Result<Connection, StoreError> {
+    sqlite_only(path)?;
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
@@ -167,6 +168,20 @@ pub fn open(path: &Path, create: Create) -> Result<Connection, StoreError> {
     configure(&conn)?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// The configuration gives an empty SQLite path when `database.url` names
+/// PostgreSQL; what does not run on PostgreSQL yet says so instead of
+/// looking for a file named "".
+pub(crate) fn sqlite_only(path: &Path) -> Result<(), StoreError> {
+    if path.as_os_str().is_empty() {
+        return Err(StoreError::Config(
+            "database.url names a PostgreSQL store, which this command does not run on yet; \
+             `tpa-ca migrate` and `tpa-ca init --database-url` do (see docs/configuration.md, [database])"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Sets the PRAGMAs every connection needs. Issuance and audit commit durably.
@@ -240,6 +255,7 @@ pub fn savepoint<T, E>(
 /// A cheap liveness check for `/healthz`: opens the file afresh (never creating
 /// it), checks the schema version and reads the audit chain head.
 pub fn check_health(path: &Path) -> Result<(), StoreError> {
+    sqlite_only(path)?;
     if !path.exists() {
         return Err(StoreError::Missing(path.display().to_string()));
     }

@@ -24,6 +24,9 @@ mod oidc;
 mod oidc_claims;
 mod oidc_people;
 mod policy_explain;
+mod postgres_cli;
+#[path = "../support/postgres_server.rs"]
+mod postgres_server;
 mod report;
 mod requests;
 mod requests_http;

@@ -157,12 +157,26 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The clients' copy: ours, mode 0600, as `database.password_file`
+        // must be (the server's copy belongs to the server's user).
+        let client_password = dir.join("client-password");
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&client_password)
+                .expect("client password file");
+            writeln!(file, "{PASSWORD}").expect("write the client password file");
+        }
+        drop(password_file);
         let server = PgServer {
             port: free_port(),
             dir,
             bin,
             watchdog: Mutex::new(None),
-            password_file,
+            password_file: client_password,
         };
         server.run();
         server
