@@ -6,6 +6,7 @@
 //! like a rusqlite connection. Statements are prepared once per connection
 //! and cached by their SQL text.
 
+pub mod listen;
 mod migrate;
 mod tls;
 
