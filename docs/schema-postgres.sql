@@ -52,6 +52,8 @@ CREATE TABLE audit_sink_cursors (
     attempts bigint NOT NULL DEFAULT 0,
     next_attempt_at text,
     last_error text,
+    lease_owner text,
+    lease_until text,
     CONSTRAINT audit_sink_cursors_pkey PRIMARY KEY (sink)
 );
 
@@ -243,6 +245,8 @@ CREATE TABLE outbox_cursors (
     attempts bigint NOT NULL DEFAULT 0,
     next_attempt_at text,
     last_error text,
+    lease_owner text,
+    lease_until text,
     CONSTRAINT outbox_cursors_pkey PRIMARY KEY (sink)
 );
 
@@ -360,5 +364,3 @@ BEGIN
     RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'restrict_violation';
 END;
 $function$;
-
-

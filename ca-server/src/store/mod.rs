@@ -59,6 +59,7 @@ pub mod device_logins;
 pub mod engine;
 pub mod fault;
 pub mod heartbeat;
+pub mod leases;
 pub mod oidc_logins;
 pub mod outbox;
 pub mod pg;
@@ -102,6 +103,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_device_tokens.sql"),
     include_str!("migrations/0016_display_names.sql"),
     include_str!("migrations/0017_grant_snapshots.sql"),
+    include_str!("migrations/0018_delivery_leases.sql"),
 ];
 
 /// The schema version this build expects.

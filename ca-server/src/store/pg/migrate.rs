@@ -9,7 +9,10 @@ use super::{PgConn, StoreError, locks};
 use crate::store::sql::Sql;
 
 /// PostgreSQL migrations in order; index + 1 is the version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_delivery_leases.sql"),
+];
 
 /// The PostgreSQL schema version this build expects.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
