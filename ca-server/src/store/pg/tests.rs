@@ -185,3 +185,40 @@ fn password_is_not_in_debug_output() {
     };
     assert!(!format!("{options:?}").contains("hunter2"));
 }
+
+// issue 15: PostgreSQL's conditions map to the same faults as SQLite's:
+// a statement past its deadline, a lock held past it, a read-only server
+// (a standby after failover) are 503s, not bugs.
+#[test]
+fn postgres_conditions_are_faults() {
+    let (options, conn) = test_database();
+    conn.execute_batch("SET statement_timeout = '20ms'")
+        .unwrap();
+    let e = conn.execute("SELECT pg_sleep(2)::text", &[]).unwrap_err();
+    assert_eq!(e.fault(), Some(Fault::DeadlinePassed), "{e:?}");
+    conn.execute_batch("SET statement_timeout = 0").unwrap();
+
+    let holder = connect(&options).unwrap();
+    let held = holder.begin().unwrap();
+    held.execute_batch("LOCK TABLE heartbeat IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    conn.execute_batch("SET lock_timeout = '20ms'").unwrap();
+    let e = conn
+        .execute(
+            "INSERT INTO heartbeat (id, beat_at, beats) VALUES (1, 't', 1)",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(e.fault(), Some(Fault::Locked), "{e:?}");
+    drop(held);
+
+    conn.execute_batch("SET default_transaction_read_only = on")
+        .unwrap();
+    let e = conn
+        .execute(
+            "INSERT INTO heartbeat (id, beat_at, beats) VALUES (1, 't', 1)",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(e.fault(), Some(Fault::ReadOnly), "{e:?}");
+}
