@@ -107,7 +107,7 @@ CREATE TABLE audit_sink_cursors (
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at   TEXT,
     last_error        TEXT
-) STRICT;
+, lease_owner TEXT, lease_until TEXT) STRICT;
 
 CREATE TABLE auth_tokens (
     id          TEXT PRIMARY KEY,
@@ -291,7 +291,7 @@ CREATE TABLE outbox_cursors (
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at   TEXT,
     last_error        TEXT
-) STRICT;
+, lease_owner TEXT, lease_until TEXT) STRICT;
 
 CREATE TABLE requests (
     id                 TEXT    PRIMARY KEY,

@@ -40,6 +40,23 @@ pub enum Command {
         /// Address the server will listen on.
         #[arg(long, default_value = crate::config::DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// Keep the store in this (empty) PostgreSQL database instead of a
+        /// SQLite file: postgres://user@host:port/dbname?sslmode=require
+        /// (no password in the URL).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// The file holding the PostgreSQL password (mode 0600).
+        #[arg(long, requires = "database_url")]
+        database_password_file: Option<PathBuf>,
+        /// PEM CA certificates that sign the PostgreSQL server's certificate.
+        #[arg(long, requires = "database_url")]
+        database_ca_file: Option<PathBuf>,
+    },
+    /// Bring the database's schema up to this build (SQLite or PostgreSQL).
+    /// `serve` also migrates at start; run this before rolling replicas.
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Run the CA's HTTP server.
     Serve {

@@ -119,13 +119,13 @@ impl Sender {
         let attempts = item.attempts;
         let name = self.destination.name.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = store::open(&database, Create::Never)?;
+            let conn = store::open(&database, Create::Never)?;
             match result {
-                Ok(()) => outbox::delivered(&mut conn, &sink, item.id),
+                Ok(()) => outbox::delivered(&conn, &sink, item.id),
                 Err(Failure { error, retry_after }) => {
                     tracing::warn!(destination = %name, item = item.id, %error, "alert delivery failed; will retry");
                     let wait = backoff(attempts).max(retry_after.unwrap_or_default());
-                    outbox::failed(&mut conn, &sink, &error, retry_at(wait))
+                    outbox::failed(&conn, &sink, &error, retry_at(wait))
                 }
             }
         })

@@ -11,9 +11,9 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::config::initial_config_text;
+use crate::config::{PostgresConfig, SQLITE_DATABASE, initial_config_text, toml_string};
 use crate::signer::{generate_ca_key, read_init_passphrase};
-use crate::store::{self, Create};
+use crate::store::{self, Conn, Create};
 use tpa_core::audit::{NewEvent, Outcome};
 
 /// What `init` creates.
@@ -27,8 +27,19 @@ pub struct InitOptions {
     pub listen: SocketAddr,
 }
 
-pub(super) fn run(options: &InitOptions) -> anyhow::Result<ExitCode> {
-    let config_path = init_data_dir(options)?;
+/// Where `init` puts the store.
+#[derive(Debug, Clone, Default)]
+pub enum InitDatabase {
+    /// `tpa.db` in the data directory.
+    #[default]
+    Sqlite,
+    /// An existing, empty PostgreSQL database (`--database-url`), migrated
+    /// here; the configuration names it instead of a file.
+    Postgres(PostgresConfig),
+}
+
+pub(super) fn run(options: &InitOptions, database: &InitDatabase) -> anyhow::Result<ExitCode> {
+    let config_path = init_data_dir_with(options, database)?;
     let ca_pub = std::fs::read_to_string(options.data_dir.join("ca_key.pub")).unwrap_or_default();
     println!("Initialised TPA in {}", options.data_dir.display());
     println!("  CA public key: {}", ca_pub.trim());
@@ -49,6 +60,20 @@ pub(super) fn run(options: &InitOptions) -> anyhow::Result<ExitCode> {
 /// Creates the data directory's contents; returns the configuration path.
 /// Refuses to touch a directory that already holds a key, config or database.
 pub fn init_data_dir(options: &InitOptions) -> anyhow::Result<PathBuf> {
+    init_data_dir_with(options, &InitDatabase::Sqlite)
+}
+
+/// [`init_data_dir`] with the store of choice. A PostgreSQL database is
+/// reached, migrated and checked to hold no audit trail before anything is
+/// written to the data directory.
+pub fn init_data_dir_with(
+    options: &InitOptions,
+    database: &InitDatabase,
+) -> anyhow::Result<PathBuf> {
+    let mut postgres = match database {
+        InitDatabase::Sqlite => None,
+        InitDatabase::Postgres(pg) => Some(open_empty_postgres(pg)?),
+    };
     let dir = &options.data_dir;
     DirBuilder::new()
         .recursive(true)
@@ -59,6 +84,22 @@ pub fn init_data_dir(options: &InitOptions) -> anyhow::Result<PathBuf> {
     let audit_key_path = dir.join("audit_key");
     let config_path = dir.join("tpa.toml");
     let db_path = dir.join("tpa.db");
+    let database_section = match database {
+        InitDatabase::Sqlite => SQLITE_DATABASE.to_owned(),
+        InitDatabase::Postgres(pg) => {
+            let mut text = format!("url = {}", toml_string(&pg.url));
+            if let Some(file) = &pg.password_file {
+                text += &format!(
+                    "\npassword_file = {}",
+                    toml_string(&file.display().to_string())
+                );
+            }
+            if let Some(file) = &pg.ca_file {
+                text += &format!("\nca_file = {}", toml_string(&file.display().to_string()));
+            }
+            text
+        }
+    };
     for existing in [&key_path, &audit_key_path, &config_path, &db_path] {
         if existing.symlink_metadata().is_ok() {
             bail!(
@@ -89,18 +130,29 @@ pub fn init_data_dir(options: &InitOptions) -> anyhow::Result<PathBuf> {
         .context("cannot create the audit key (it signs audit checkpoints)")?;
     write_new(
         &config_path,
-        &initial_config_text(options.listen, passphrase_path.as_deref()),
+        &initial_config_text(
+            options.listen,
+            passphrase_path.as_deref(),
+            &database_section,
+        ),
     )?;
-    // Created private first: SQLite gives its -wal and -shm files the same mode.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&db_path)
-        .with_context(|| format!("cannot create {}", db_path.display()))?;
-    let mut conn = store::open(&db_path, Create::Never).context("cannot create the database")?;
+    let mut conn = match postgres.take() {
+        Some(conn) => conn,
+        None => {
+            // Created private first: SQLite gives its -wal and -shm files the same mode.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&db_path)
+                .with_context(|| format!("cannot create {}", db_path.display()))?;
+            Conn::Sqlite(
+                store::open(&db_path, Create::Never).context("cannot create the database")?,
+            )
+        }
+    };
     let fingerprint = public.fingerprint(ssh_key::HashAlg::Sha256).to_string();
-    store::write(&mut conn, |tx| {
+    conn.write(|tx| {
         store::audit::append(
             tx,
             &NewEvent {
@@ -117,6 +169,26 @@ pub fn init_data_dir(options: &InitOptions) -> anyhow::Result<PathBuf> {
     })
     .context("cannot write the first audit event")?;
     Ok(config_path)
+}
+
+/// Connects to the PostgreSQL database, migrates it, and refuses one that
+/// already holds an audit trail (`init` never overwrites a CA).
+fn open_empty_postgres(pg: &PostgresConfig) -> anyhow::Result<Conn> {
+    let options = pg.options().map_err(anyhow::Error::msg)?;
+    let mut conn = store::pg::connect(&options).with_context(|| {
+        format!(
+            "cannot connect to the database at {}; check the URL, the password file and that the server is up",
+            pg.url
+        )
+    })?;
+    store::pg::migrate(&mut conn).context("cannot migrate the database")?;
+    if let Some((seq, _)) = store::audit::head(&conn)? {
+        bail!(
+            "the database at {} already holds an audit trail ({seq} events); `init` never overwrites a CA. Use an empty database, or point a configuration at this one",
+            pg.url
+        );
+    }
+    Ok(Conn::Postgres(Box::new(conn)))
 }
 
 fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {

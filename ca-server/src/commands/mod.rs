@@ -13,12 +13,14 @@ mod issue;
 mod krl;
 mod ldap_findings;
 mod ldap_test;
+mod migrate;
 mod policy;
 mod principals;
 mod report;
 mod revoke;
 mod serve;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::{
@@ -28,7 +30,7 @@ use crate::cli::{
 
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
 pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
-pub use init::{InitOptions, init_data_dir};
+pub use init::{InitDatabase, InitOptions, init_data_dir, init_data_dir_with};
 
 /// Runs one subcommand.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -37,11 +39,29 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
             passphrase_file,
             listen,
-        } => init::run(&InitOptions {
-            data_dir,
-            passphrase_file,
-            listen,
-        }),
+            database_url,
+            database_password_file,
+            database_ca_file,
+        } => {
+            let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+            let database = match database_url {
+                None => InitDatabase::Sqlite,
+                Some(url) => InitDatabase::Postgres(crate::config::PostgresConfig {
+                    url,
+                    password_file: database_password_file.map(absolute),
+                    ca_file: database_ca_file.map(absolute),
+                }),
+            };
+            init::run(
+                &InitOptions {
+                    data_dir,
+                    passphrase_file,
+                    listen,
+                },
+                &database,
+            )
+        }
+        Command::Migrate { config } => migrate::run(&config.config),
         Command::Serve { config, listen } => serve::run(&config.config, listen),
         Command::Demo { dir, listen } => demo::run(&dir, listen),
         Command::Config {

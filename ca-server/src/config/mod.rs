@@ -14,6 +14,7 @@ mod alerts;
 mod audit_checkpoints;
 mod bastions;
 mod client;
+mod database;
 mod integration_rules;
 mod integrations;
 mod ldap;
@@ -30,6 +31,7 @@ pub use alerts::{
 pub use audit_checkpoints::AuditConfig;
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
+pub use database::{DatabaseConfig, PostgresConfig};
 pub use integrations::{
     IntegrationsConfig, OnCallKind, OnCallProviderConfig, RequesterOnTicket, RoleOnCall,
     RoleTicketCheck, Secret, TicketKind, TicketSystemConfig, WhenDown,
@@ -56,7 +58,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// CA key settings.
     pub ca: CaConfig,
-    /// The SQLite database file.
+    /// The store (`[database]`): a SQLite file or a PostgreSQL database.
+    pub database: DatabaseConfig,
+    /// The SQLite database file; empty when the store is PostgreSQL, which
+    /// the commands that run on SQLite only refuse clearly (`store::open`).
     pub database_path: PathBuf,
     /// The longest one write may take from its request's arrival (`database.write_deadline`).
     pub write_deadline: std::time::Duration,
@@ -240,7 +245,7 @@ struct RawConfig {
     #[serde(default)]
     server: limits::RawServer,
     ca: RawCa,
-    database: RawDatabase,
+    database: database::RawDatabase,
     #[serde(default)]
     admin_issue: RawAdminIssue,
     #[serde(default)]
@@ -318,13 +323,6 @@ struct RawCa {
     extra_trusted_public_key_files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDatabase {
-    path: PathBuf,
-    write_deadline: Option<String>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAdminIssue {
@@ -357,6 +355,7 @@ impl Config {
                 base.join(p)
             }
         };
+        let database = database::database(&raw.database, resolve).map_err(invalid)?;
         let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen.parse().map_err(|_| {
             invalid(format!(
@@ -475,7 +474,8 @@ impl Config {
                     .map(|p| resolve(p))
                     .collect(),
             },
-            database_path: resolve(&raw.database.path),
+            database_path: database.sqlite_path(),
+            database,
             write_deadline: limits::duration(
                 "database.write_deadline",
                 raw.database.write_deadline.as_deref(),
@@ -618,7 +618,15 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 }
 
 /// The configuration `tpa-ca init` writes, with every key commented.
-pub fn initial_config_text(listen: SocketAddr, passphrase_file: Option<&Path>) -> String {
+/// The `[database]` body of a new SQLite install.
+pub const SQLITE_DATABASE: &str = "path = \"tpa.db\"";
+
+/// `database` is the body of `[database]` (`path = "tpa.db"` for SQLite).
+pub fn initial_config_text(
+    listen: SocketAddr,
+    passphrase_file: Option<&Path>,
+    database: &str,
+) -> String {
     let passphrase = match passphrase_file {
         Some(p) => format!(
             "passphrase_file = {}\n",
@@ -647,7 +655,7 @@ key_file = "ca_key"
 extra_trusted_public_key_files = []
 
 [database]
-path = "tpa.db"
+{database}
 
 [admin_issue]
 # Longest certificate that `tpa-ca issue` (the break-glass path) signs.
@@ -684,7 +692,7 @@ checkpoint_file = "audit_checkpoints.jsonl"
 }
 
 /// A TOML basic string. JSON's string escapes are a subset of TOML's.
-fn toml_string(value: &str) -> String {
+pub fn toml_string(value: &str) -> String {
     serde_json::Value::String(value.to_owned()).to_string()
 }
 
@@ -712,6 +720,7 @@ mod tests {
         let text = initial_config_text(
             "127.0.0.1:9000".parse().unwrap(),
             Some(Path::new("/x/pass word")),
+            SQLITE_DATABASE,
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.listen.port(), 9000);

@@ -148,12 +148,12 @@ impl Commenter {
         let sink = sink_name(&self.system);
         let attempts = item.attempts;
         tokio::task::spawn_blocking(move || {
-            let mut conn = store::open(&database, Create::Never)?;
+            let conn = store::open(&database, Create::Never)?;
             match result {
-                Ok(()) => outbox::delivered(&mut conn, &sink, item.id),
+                Ok(()) => outbox::delivered(&conn, &sink, item.id),
                 Err(error) => {
                     tracing::warn!(ticket_system = %sink, item = item.id, %error, "ticket comment failed; will retry");
-                    outbox::failed(&mut conn, &sink, &error, retry_at(backoff(attempts)))
+                    outbox::failed(&conn, &sink, &error, retry_at(backoff(attempts)))
                 }
             }
         })

@@ -206,12 +206,12 @@ impl Sender {
         let sink = self.webhook.name.clone();
         let attempts = item.attempts;
         tokio::task::spawn_blocking(move || {
-            let mut conn = store::open(&database, Create::Never)?;
+            let conn = store::open(&database, Create::Never)?;
             match result {
-                Ok(()) => outbox::delivered(&mut conn, &sink, item.id),
+                Ok(()) => outbox::delivered(&conn, &sink, item.id),
                 Err(error) => {
                     tracing::warn!(webhook = %sink, item = item.id, %error, "webhook delivery failed; will retry");
-                    outbox::failed(&mut conn, &sink, &error, retry_at(backoff(attempts)))
+                    outbox::failed(&conn, &sink, &error, retry_at(backoff(attempts)))
                 }
             }
         })

@@ -1,20 +1,44 @@
 //! The `audit_events` table: append (extending the hash chain) and read in order.
+//!
+//! One linear chain whatever writes: on SQLite the single writer connection
+//! serializes appends; on PostgreSQL every appending transaction first takes
+//! the chain's transaction-scoped advisory lock, so replicas queue on it and
+//! each reads the head its predecessor committed (READ COMMITTED reads the
+//! latest commit at each statement). The primary key on `seq` and the unique
+//! `hash` make a fork a failed insert, never a second chain.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::Row;
 
 use super::StoreError;
+use super::pg::locks;
+use super::sql::{self, Engine, Sql};
 use tpa_core::audit::{Event, GENESIS_HASH, NewEvent, canonical_json, format_time};
 
 /// The chain head: the last event's seq and hash, or `None` for an empty trail.
-pub fn head(conn: &Connection) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+pub fn head(conn: &impl Sql) -> Result<Option<(i64, String)>, StoreError> {
+    conn.query_opt(
+        "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Takes the audit chain for the rest of the caller's transaction
+/// (PostgreSQL; SQLite's writer already holds the whole database).
+pub fn lock_chain(tx: &impl Sql) -> Result<(), StoreError> {
+    if tx.engine() == Engine::Postgres {
+        tx.query_one(
+            "SELECT pg_advisory_xact_lock(?1)::text",
+            &[&locks::AUDIT_CHAIN],
+            |_| Ok(()),
+        )?;
+    }
+    Ok(())
 }
 
 /// Appends an event inside the caller's write transaction and returns it as stored.
-pub fn append(tx: &Transaction<'_>, new: &NewEvent) -> Result<Event, StoreError> {
+pub fn append(tx: &impl Sql, new: &NewEvent) -> Result<Event, StoreError> {
+    lock_chain(tx)?;
     let (last_seq, prev_hash) = head(tx)?.unwrap_or((0, GENESIS_HASH.to_owned()));
     let details = canonical_json(&new.details).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut event = Event {
@@ -33,22 +57,21 @@ pub fn append(tx: &Transaction<'_>, new: &NewEvent) -> Result<Event, StoreError>
     event.hash = event
         .compute_hash()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO audit_events (seq, time, actor, source, action, object, outcome, reason, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-            event.seq,
-            event.time,
-            event.actor,
-            event.source,
-            event.action,
-            event.object,
-            event.outcome,
-            event.reason,
-            event.details,
-            event.prev_hash,
-            event.hash
+        &[
+            &event.seq,
+            &event.time,
+            &event.actor,
+            &event.source,
+            &event.action,
+            &event.object,
+            &event.outcome,
+            &event.reason,
+            &event.details,
+            &event.prev_hash,
+            &event.hash,
         ],
     )?;
     Ok(event)
@@ -74,7 +97,25 @@ pub(super) fn event_columns(prefix: &str) -> String {
     .join(", ")
 }
 
-/// An event from a row that selected [`event_columns`].
+/// An event from a row of either engine that selected [`event_columns`].
+pub(super) fn event_from(r: &sql::Row<'_, '_>) -> Result<Event, StoreError> {
+    Ok(Event {
+        seq: r.get(0)?,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        source: r.get(3)?,
+        action: r.get(4)?,
+        object: r.get(5)?,
+        outcome: r.get(6)?,
+        reason: r.get(7)?,
+        details: r.get(8)?,
+        prev_hash: r.get(9)?,
+        hash: r.get(10)?,
+    })
+}
+
+/// [`event_from`] for the rusqlite `query_map` of the audit views and
+/// sinks, until they move to [`Sql`].
 pub(super) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
         seq: r.get(0)?,
@@ -93,24 +134,24 @@ pub(super) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
 
 /// Calls `f` for every event in seq order (streaming, constant memory).
 pub fn for_each(
-    conn: &Connection,
+    conn: &impl Sql,
     mut f: impl FnMut(Event) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {} FROM audit_events ORDER BY seq",
-        event_columns("")
-    ))?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        f(event_from_row(r)?)?;
-    }
-    Ok(())
+    conn.query_each(
+        &format!(
+            "SELECT {} FROM audit_events ORDER BY seq",
+            event_columns("")
+        ),
+        &[],
+        &mut |r| f(event_from(r)?),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Create, open, write};
+    use crate::store::engine::test_engines;
+    use crate::store::{Conn, MaybeFault};
     use tpa_core::audit::Outcome;
 
     fn new_event(reason: &str) -> NewEvent {
@@ -126,31 +167,84 @@ mod tests {
         }
     }
 
+    // issue 15: the same chain and the same append-only refusals on both engines.
     #[test]
     fn appends_chain_and_triggers_refuse_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
-        let a = write(&mut conn, |tx| append(tx, &new_event("one"))).unwrap();
-        let b = write(&mut conn, |tx| append(tx, &new_event("two"))).unwrap();
-        assert_eq!((a.seq, b.seq), (1, 2));
-        assert_eq!(a.prev_hash, GENESIS_HASH);
-        assert_eq!(b.prev_hash, a.hash);
+        for (engine, mut conn, _dir) in test_engines() {
+            let a = conn.write(|tx| append(tx, &new_event("one"))).unwrap();
+            let b = conn.write(|tx| append(tx, &new_event("two"))).unwrap();
+            assert_eq!((a.seq, b.seq), (1, 2), "{engine:?}");
+            assert_eq!(a.prev_hash, GENESIS_HASH);
+            assert_eq!(b.prev_hash, a.hash);
 
-        let e = conn
-            .execute("UPDATE audit_events SET reason = 'x' WHERE seq = 1", [])
-            .unwrap_err();
-        assert!(e.to_string().contains("append-only"), "{e}");
-        let e = conn
-            .execute("DELETE FROM audit_events WHERE seq = 2", [])
-            .unwrap_err();
-        assert!(e.to_string().contains("append-only"), "{e}");
+            for sql in [
+                "UPDATE audit_events SET reason = 'x' WHERE seq = 1",
+                "DELETE FROM audit_events WHERE seq = 2",
+            ] {
+                let e = conn.execute(sql, &[]).unwrap_err();
+                assert!(
+                    e.to_string().contains("append-only")
+                        || format!("{e:?}").contains("append-only"),
+                    "{engine:?}: {e:?}"
+                );
+                assert_eq!(
+                    e.fault(),
+                    None,
+                    "{engine:?}: a refused change is no condition"
+                );
+            }
 
-        let mut seen = vec![];
+            let mut seen = vec![];
+            for_each(&conn, |e| {
+                seen.push(e);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, vec![a, b], "{engine:?}");
+        }
+    }
+
+    // issue 15: writers on several connections (as on several replicas)
+    // append to one linear chain: every event's prev_hash is its
+    // predecessor's hash, no seq twice, none lost.
+    #[test]
+    fn concurrent_writers_keep_one_linear_chain_on_postgres() {
+        let (options, _) = crate::store::pg::test_database();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let options = options.clone();
+                std::thread::spawn(move || {
+                    let mut conn =
+                        Conn::Postgres(Box::new(crate::store::pg::connect(&options).unwrap()));
+                    for i in 0..25 {
+                        conn.write(|tx| {
+                            append(tx, &new_event(&format!("{t}-{i}")))?;
+                            // Something else in the same transaction after
+                            // the append, as issuance does.
+                            crate::store::heartbeat::beat(tx, chrono::Utc::now())
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let conn = Conn::Postgres(Box::new(crate::store::pg::connect(&options).unwrap()));
+        let mut events = vec![];
         for_each(&conn, |e| {
-            seen.push(e);
+            events.push(e);
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, vec![a, b]);
+        assert_eq!(events.len(), 100);
+        let mut prev = GENESIS_HASH.to_owned();
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.seq, i as i64 + 1);
+            assert_eq!(e.prev_hash, prev, "fork at seq {}", e.seq);
+            assert_eq!(e.compute_hash().unwrap(), e.hash);
+            prev = e.hash.clone();
+        }
     }
 }

@@ -1,9 +1,8 @@
 //! The `certificates` table: one row per signed certificate, written in the
 //! same transaction as its audit event.
 
-use rusqlite::{Connection, Transaction, params};
-
 use super::StoreError;
+use super::sql::Sql;
 
 /// A certificate row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,33 +36,35 @@ pub struct CertificateRow {
 }
 
 /// Whether a serial was ever used.
-pub fn serial_exists(tx: &Transaction<'_>, serial: &str) -> Result<bool, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = ?1)")?
-        .query_row([serial], |r| r.get(0))?)
+pub fn serial_exists(tx: &impl Sql, serial: &str) -> Result<bool, StoreError> {
+    tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = ?1)",
+        &[&serial],
+        |r| r.get(0),
+    )
 }
 
-/// Inserts a row; fails on a reused serial.
-pub fn insert(tx: &Transaction<'_>, row: &CertificateRow) -> Result<(), StoreError> {
-    tx.prepare_cached(
+/// Inserts a row; fails on a reused serial (the primary key: on
+/// PostgreSQL, two replicas that drew the same serial cannot both commit).
+pub fn insert(tx: &impl Sql, row: &CertificateRow) -> Result<(), StoreError> {
+    tx.execute(
         "INSERT INTO certificates (serial, key_id, principals, extensions, critical_options, valid_after,
              valid_before, subject_key_fingerprint, ca_key_fingerprint, request_id, issued_by, issued_at, audit_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
-            row.serial,
-            row.key_id,
-            row.principals,
-            row.extensions,
-            row.critical_options,
-            row.valid_after,
-            row.valid_before,
-            row.subject_key_fingerprint,
-            row.ca_key_fingerprint,
-            row.request_id,
-            row.issued_by,
-            row.issued_at,
-            row.audit_seq
+        &[
+            &row.serial,
+            &row.key_id,
+            &row.principals,
+            &row.extensions,
+            &row.critical_options,
+            &row.valid_after,
+            &row.valid_before,
+            &row.subject_key_fingerprint,
+            &row.ca_key_fingerprint,
+            &row.request_id,
+            &row.issued_by,
+            &row.issued_at,
+            &row.audit_seq,
         ],
     )?;
     Ok(())
@@ -72,34 +73,34 @@ pub fn insert(tx: &Transaction<'_>, row: &CertificateRow) -> Result<(), StoreErr
 /// Certificates whose issuance event is missing from the audit trail or does
 /// not name them: evidence of a truncated or rewritten trail. Returns
 /// `(serial, audit_seq)` pairs, lowest audit_seq first.
-pub fn without_matching_audit(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn without_matching_audit(conn: &impl Sql) -> Result<Vec<(String, i64)>, StoreError> {
+    conn.query_vec(
         "SELECT c.serial, c.audit_seq FROM certificates c
          LEFT JOIN audit_events a ON a.seq = c.audit_seq
          WHERE a.seq IS NULL OR a.action != 'cert.issue' OR a.object != 'cert:' || c.serial
          ORDER BY c.audit_seq",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// Number of certificates issued.
-pub fn count(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))?)
+pub fn count(conn: &impl Sql) -> Result<i64, StoreError> {
+    conn.query_one("SELECT count(*) FROM certificates", &[], |r| r.get(0))
 }
 
 /// The subject key fingerprints (`SHA256:…`) of the certificates of
 /// requests inside their validity period at `now`, sorted, without
 /// duplicates: what a bastion answers a key's probe for. Revoked ones too, so
 /// that the bastion's signed-attempt check can tell their holder why.
-pub fn certified_subject_keys(conn: &Connection, now: i64) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn certified_subject_keys(conn: &impl Sql, now: i64) -> Result<Vec<String>, StoreError> {
+    conn.query_vec(
         "SELECT DISTINCT subject_key_fingerprint FROM certificates
          WHERE request_id IS NOT NULL AND valid_after <= ?1 AND valid_before > ?1
          ORDER BY subject_key_fingerprint",
-    )?;
-    let rows = stmt.query_map([now], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[&now],
+        |r| r.get(0),
+    )
 }
 
 /// A certificate that must be in the KRL.
@@ -120,26 +121,101 @@ pub struct RevokedCertificate {
 /// key (`revoked_certificates`), or through their request being revoked or
 /// cancelled (a cancelled grant's window ended early, so every certificate of
 /// it that is still valid outlives its window).
-pub fn revoked_unexpired(
-    conn: &Connection,
-    now: i64,
-) -> Result<Vec<RevokedCertificate>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn revoked_unexpired(conn: &impl Sql, now: i64) -> Result<Vec<RevokedCertificate>, StoreError> {
+    conn.query_vec(
         "SELECT c.serial, c.key_id, c.ca_key_fingerprint,
-                coalesce(r.state IN ('revoked', 'cancelled'), 0)
+                coalesce(r.state IN ('revoked', 'cancelled'), false)
          FROM certificates c LEFT JOIN requests r ON r.id = c.request_id
          WHERE c.valid_before > ?1
            AND (r.state IN ('revoked', 'cancelled')
                 OR c.serial IN (SELECT serial FROM revoked_certificates))
          ORDER BY c.ca_key_fingerprint, c.serial",
-    )?;
-    let rows = stmt.query_map([now], |r| {
-        Ok(RevokedCertificate {
-            serial: r.get(0)?,
-            key_id: r.get(1)?,
-            ca_key_fingerprint: r.get(2)?,
-            whole_request: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[&now],
+        |r| {
+            Ok(RevokedCertificate {
+                serial: r.get(0)?,
+                key_id: r.get(1)?,
+                ca_key_fingerprint: r.get(2)?,
+                whole_request: r.get(3)?,
+            })
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::engine::test_engines;
+    use crate::store::{MaybeFault, audit};
+    use tpa_core::audit::{NewEvent, Outcome};
+
+    fn row(serial: &str, audit_seq: i64) -> CertificateRow {
+        CertificateRow {
+            serial: serial.into(),
+            key_id: "tpa:req:user".into(),
+            principals: "[\"alice\"]".into(),
+            extensions: "[]".into(),
+            critical_options: "{}".into(),
+            valid_after: 100,
+            valid_before: 200,
+            subject_key_fingerprint: "SHA256:subject".into(),
+            ca_key_fingerprint: "SHA256:ca".into(),
+            request_id: Some("req".into()),
+            issued_by: "user:x".into(),
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            audit_seq,
+        }
+    }
+
+    fn issue_event(serial: &str) -> NewEvent {
+        NewEvent {
+            time: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            actor: "user:x".into(),
+            source: "test".into(),
+            action: "cert.issue".into(),
+            object: format!("cert:{serial}"),
+            outcome: Outcome::Success,
+            reason: "test".into(),
+            details: serde_json::json!({}),
+        }
+    }
+
+    // issue 15: a reused serial is refused by the database on both engines
+    // (a bug to report, not a condition to retry), and the whole issuance
+    // transaction (its audit event too) rolls back with it.
+    #[test]
+    fn a_reused_serial_is_refused_by_the_database() {
+        for (engine, mut conn, _dir) in test_engines() {
+            conn.write(|tx| {
+                let event = audit::append(tx, &issue_event("7"))?;
+                insert(tx, &row("7", event.seq))
+            })
+            .unwrap();
+            let again: Result<(), StoreError> = conn.write(|tx| {
+                let event = audit::append(tx, &issue_event("7"))?;
+                insert(tx, &row("7", event.seq))
+            });
+            let e = again.unwrap_err();
+            assert_eq!(e.fault(), None, "{engine:?}: {e:?}");
+            assert_eq!(count(&conn).unwrap(), 1, "{engine:?}");
+            assert_eq!(audit::head(&conn).unwrap().unwrap().0, 1, "{engine:?}");
+            conn.write(|tx| {
+                assert!(serial_exists(tx, "7")?);
+                assert!(!serial_exists(tx, "8")?);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+            assert_eq!(without_matching_audit(&conn).unwrap(), vec![], "{engine:?}");
+            assert_eq!(
+                certified_subject_keys(&conn, 150).unwrap(),
+                vec!["SHA256:subject".to_owned()],
+                "{engine:?}"
+            );
+            assert_eq!(
+                certified_subject_keys(&conn, 250).unwrap(),
+                Vec::<String>::new()
+            );
+            assert_eq!(revoked_unexpired(&conn, 150).unwrap(), vec![], "{engine:?}");
+        }
+    }
 }

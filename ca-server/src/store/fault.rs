@@ -24,7 +24,9 @@ pub enum Fault {
     DeadlinePassed,
     /// SQLITE_READONLY or EROFS: the database or its file system is read-only.
     ReadOnly,
-    /// The database file cannot be opened (missing, permissions, unmounted).
+    /// The database file cannot be opened (missing, permissions, unmounted),
+    /// or the database server cannot be reached (down, restarting, failing
+    /// over, refusing our credentials).
     Unreachable,
     /// The writer is shutting down.
     WriterStopped,
@@ -52,7 +54,7 @@ impl Fault {
             Fault::Locked => "the CA's database was locked until the request's deadline",
             Fault::DeadlinePassed => "the CA was too busy to write before the request's deadline",
             Fault::ReadOnly => "the CA's database is read-only; nothing was written",
-            Fault::Unreachable => "the CA's database cannot be opened",
+            Fault::Unreachable => "the CA's database cannot be opened or reached",
             Fault::WriterStopped => "the CA is shutting down",
         }
     }
@@ -84,11 +86,18 @@ impl Fault {
                 StoreError::Condition(fault) => Some(*fault),
                 StoreError::Missing(_) => Some(Fault::Unreachable),
                 StoreError::Sqlite(sqlite) => Self::of_sqlite(sqlite),
-                StoreError::TooNew { .. } | StoreError::Corrupt(_) | StoreError::Aborted(_) => None,
+                StoreError::Postgres(pg) => Self::of_postgres(pg),
+                StoreError::TooNew { .. }
+                | StoreError::Corrupt(_)
+                | StoreError::Aborted(_)
+                | StoreError::Config(_) => None,
             };
         }
         if let Some(sqlite) = e.downcast_ref::<rusqlite::Error>() {
             return Self::of_sqlite(sqlite);
+        }
+        if let Some(pg) = e.downcast_ref::<postgres::Error>() {
+            return Self::of_postgres(pg);
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return Self::of_io(io);
@@ -108,6 +117,54 @@ impl Fault {
             ErrorCode::CannotOpen | ErrorCode::PermissionDenied => Some(Fault::Unreachable),
             _ => None,
         }
+    }
+
+    /// PostgreSQL: by SQLSTATE class when the server answered, else by
+    /// what the client saw of the connection (refused, reset, timed out,
+    /// closed) — every failure to reach the server is a condition.
+    fn of_postgres(e: &postgres::Error) -> Option<Fault> {
+        if let Some(db) = e.as_db_error() {
+            let code = db.code().code();
+            return match code {
+                // disk_full
+                "53100" => Some(Fault::DiskFull),
+                // serialization_failure, deadlock_detected, lock_not_available
+                "40001" | "40P01" | "55P03" => Some(Fault::Locked),
+                // query_canceled: the statement or lock timeout set from the deadline
+                "57014" => Some(Fault::DeadlinePassed),
+                // read_only_sql_transaction: a standby, or a primary being demoted
+                "25006" => Some(Fault::ReadOnly),
+                // admin_shutdown, crash_shutdown, cannot_connect_now (restart,
+                // failover), database_dropped
+                "57P01" | "57P02" | "57P03" | "57P04" => Some(Fault::Unreachable),
+                // connection_exception, invalid authorization (a rotated password)
+                _ if code.starts_with("08") || code.starts_with("28") => Some(Fault::Unreachable),
+                // insufficient_resources (memory, too many connections), system_error
+                _ if code.starts_with("53") || code.starts_with("58") => Some(Fault::Io),
+                _ => None,
+            };
+        }
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            if c.downcast_ref::<std::io::Error>().is_some() {
+                return Some(Fault::Unreachable);
+            }
+            cause = c.source();
+        }
+        // The client's own kinds are not public; these are the ones that
+        // mean the server could not be reached or went away.
+        let text = e.to_string();
+        let unreachable = e.is_closed()
+            || [
+                "error connecting to server",
+                "error communicating with the server",
+                "timeout waiting for server",
+                "error performing TLS handshake",
+                "connection closed",
+            ]
+            .iter()
+            .any(|prefix| text.starts_with(prefix));
+        unreachable.then_some(Fault::Unreachable)
     }
 
     fn of_io(e: &std::io::Error) -> Option<Fault> {

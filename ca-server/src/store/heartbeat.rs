@@ -3,19 +3,18 @@
 //! writes (plain SQL, an upsert, that PostgreSQL runs as well), and the free
 //! space of the database's file system.
 
-use chrono::{DateTime, Utc};
-use rusqlite::Transaction;
-
 use super::StoreError;
+use super::sql::Sql;
+use chrono::{DateTime, Utc};
 use tpa_core::audit::format_time;
 
 /// Rewrites the heartbeat row inside the caller's write transaction.
-pub fn beat(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<(), StoreError> {
-    tx.prepare_cached(
+pub fn beat(tx: &impl Sql, now: DateTime<Utc>) -> Result<(), StoreError> {
+    tx.execute(
         "INSERT INTO heartbeat (id, beat_at, beats) VALUES (1, ?1, 1)
          ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at, beats = heartbeat.beats + 1",
-    )?
-    .execute([format_time(now)])?;
+        &[&format_time(now)],
+    )?;
     Ok(())
 }
 

@@ -25,6 +25,7 @@ impl ReadPool {
     /// Opens `size` (at least one) read-only connections to an existing,
     /// migrated database. Blocking.
     pub fn open(path: &Path, size: usize) -> Result<Self, StoreError> {
+        super::sqlite_only(path)?;
         if !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }

@@ -34,6 +34,9 @@ mod on_call;
 mod on_call_bad_input;
 mod policy_explain;
 mod policy_hook;
+mod postgres_cli;
+#[path = "../support/postgres_server.rs"]
+mod postgres_server;
 mod report;
 mod requests;
 mod requests_http;

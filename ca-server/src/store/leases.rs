@@ -1,0 +1,141 @@
+//! Delivery leases on the sink cursors (`outbox_cursors`,
+//! `audit_sink_cursors`): with several replicas, the one holding a sink's
+//! lease delivers it; the others leave it alone until the lease runs out
+//! (its holder died or hung) and then one of them takes it over.
+//!
+//! A lease is a conditional update of the cursor row, atomic on both
+//! engines, so no transaction stays open across the network delivery (as a
+//! `FOR UPDATE SKIP LOCKED` row lock would). Delivery stays at least once:
+//! a holder that dies after the sink accepted an item but before the cursor
+//! moved has that item delivered again by the next holder.
+
+use super::StoreError;
+use super::sql::Sql;
+
+/// Which cursor table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursors {
+    /// Webhook notifications (`outbox_cursors`).
+    Outbox,
+    /// Audit sinks (`audit_sink_cursors`).
+    AuditSinks,
+}
+
+impl Cursors {
+    fn take_sql(self) -> &'static str {
+        match self {
+            Cursors::Outbox => {
+                "UPDATE outbox_cursors SET lease_owner = ?2, lease_until = ?4
+                 WHERE sink = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)"
+            }
+            Cursors::AuditSinks => {
+                "UPDATE audit_sink_cursors SET lease_owner = ?2, lease_until = ?4
+                 WHERE sink = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)"
+            }
+        }
+    }
+
+    fn release_sql(self) -> &'static str {
+        match self {
+            Cursors::Outbox => {
+                "UPDATE outbox_cursors SET lease_owner = NULL, lease_until = NULL
+                 WHERE sink = ?1 AND lease_owner = ?2"
+            }
+            Cursors::AuditSinks => {
+                "UPDATE audit_sink_cursors SET lease_owner = NULL, lease_until = NULL
+                 WHERE sink = ?1 AND lease_owner = ?2"
+            }
+        }
+    }
+}
+
+/// Takes or renews the lease of `sink` for `owner` (a replica's id) until
+/// `until`, when it is free, already `owner`'s, or ran out by `now` (times
+/// RFC 3339 UTC as `format_time` writes them). False when another replica
+/// holds it, or the sink has no cursor.
+pub fn take(
+    conn: &impl Sql,
+    cursors: Cursors,
+    sink: &str,
+    owner: &str,
+    now: &str,
+    until: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(cursors.take_sql(), &[&sink, &owner, &now, &until])? == 1)
+}
+
+/// Gives the lease up (on shutdown), so another replica need not wait for
+/// it to run out. Does nothing when `owner` does not hold it.
+pub fn release(
+    conn: &impl Sql,
+    cursors: Cursors,
+    sink: &str,
+    owner: &str,
+) -> Result<(), StoreError> {
+    conn.execute(cursors.release_sql(), &[&sink, &owner])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::engine::test_engines;
+
+    const T0: &str = "2026-01-01T00:00:00.000000Z";
+    const T1: &str = "2026-01-01T00:00:30.000000Z";
+    const T2: &str = "2026-01-01T00:01:00.000000Z";
+
+    // issue 15: one replica at a time holds a sink; another takes over only
+    // when the lease ran out or was released.
+    #[test]
+    fn one_holder_at_a_time_and_takeover_after_expiry() {
+        for (engine, conn, _dir) in test_engines() {
+            for (cursors, insert) in [
+                (
+                    Cursors::Outbox,
+                    "INSERT INTO outbox_cursors (sink, delivered_through) VALUES ('hook', 0)",
+                ),
+                (
+                    Cursors::AuditSinks,
+                    "INSERT INTO audit_sink_cursors (sink, delivered_through) VALUES ('hook', 0)",
+                ),
+            ] {
+                conn.execute(insert, &[]).unwrap();
+                assert!(
+                    take(&conn, cursors, "hook", "a", T0, T1).unwrap(),
+                    "{engine:?}"
+                );
+                assert!(
+                    !take(&conn, cursors, "hook", "b", T0, T1).unwrap(),
+                    "{engine:?} {cursors:?}"
+                );
+                // The holder renews.
+                assert!(take(&conn, cursors, "hook", "a", T0, T2).unwrap());
+                // Past the lease, another replica takes over.
+                assert!(!take(&conn, cursors, "hook", "b", T1, T2).unwrap());
+                assert!(
+                    take(
+                        &conn,
+                        cursors,
+                        "hook",
+                        "b",
+                        T2,
+                        "2026-01-01T00:02:00.000000Z"
+                    )
+                    .unwrap()
+                );
+                assert!(!take(&conn, cursors, "hook", "a", T2, T2).unwrap());
+                // A release by a non-holder does nothing; the holder's frees it.
+                release(&conn, cursors, "hook", "a").unwrap();
+                assert!(!take(&conn, cursors, "hook", "a", T2, T2).unwrap());
+                release(&conn, cursors, "hook", "b").unwrap();
+                assert!(
+                    take(&conn, cursors, "hook", "a", T2, T2).unwrap(),
+                    "{engine:?}"
+                );
+                // No cursor, no lease.
+                assert!(!take(&conn, cursors, "other", "a", T0, T1).unwrap());
+            }
+        }
+    }
+}

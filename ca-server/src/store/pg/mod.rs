@@ -1,0 +1,227 @@
+//! The PostgreSQL engine: connecting (TLS through rustls), transactions, and
+//! the statement cache behind [`Sql`](super::sql::Sql) for PostgreSQL.
+//!
+//! A [`PgConn`] is one synchronous client (the `postgres` crate, which runs
+//! tokio-postgres on a small runtime of its own), used from blocking threads
+//! like a rusqlite connection. Statements are prepared once per connection
+//! and cached by their SQL text.
+
+pub mod listen;
+mod migrate;
+mod tls;
+
+pub use migrate::{SCHEMA_VERSION as PG_SCHEMA_VERSION, dump_schema, migrate, schema_version};
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use postgres::{Client, Statement};
+
+use super::StoreError;
+use super::sql::{Param, Row, postgres_placeholders};
+
+/// Advisory lock keys, one place for all (a `bigint` each; "tpa" in ASCII
+/// in the high bytes keeps them apart from other applications' keys).
+pub mod locks {
+    /// Held (session-wide) while migrations run, so two replicas starting at
+    /// once do not both migrate.
+    pub const MIGRATE: i64 = 0x7470_6100_0000_0001;
+    /// Held (to the end of the transaction) by every transaction that appends
+    /// to the audit chain: the one linear chain across replicas.
+    pub const AUDIT_CHAIN: i64 = 0x7470_6100_0000_0002;
+}
+
+/// How to reach the database: the URL (`postgres://user@host:port/db?…`)
+/// and the password read from `database.password_file`, kept out of the URL.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// The connection URL or key/value string, without a password.
+    pub url: String,
+    /// The password, when the server asks for one.
+    pub password: Option<String>,
+    /// PEM file of CA certificates that sign the server's certificate, in
+    /// place of the public web roots (`database.ca_file`).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// One connection to PostgreSQL.
+pub struct PgConn {
+    client: RefCell<Client>,
+    statements: RefCell<HashMap<String, Statement>>,
+    /// Whether a transaction of ours is open on it.
+    in_transaction: Cell<bool>,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("statements", &self.statements.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open transaction on a [`PgConn`]; rolled back when dropped unfinished.
+#[derive(Debug)]
+pub struct PgTx<'c> {
+    conn: &'c PgConn,
+}
+
+/// Connects, with TLS when the URL's `sslmode` asks for it. Blocking.
+pub fn connect(options: &PgOptions) -> Result<PgConn, StoreError> {
+    let mut config = postgres::Config::from_str(&options.url)
+        .map_err(|e| StoreError::Config(format!("database.url: {e}")))?;
+    if let Some(password) = &options.password {
+        config.password(password.as_bytes());
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("tpa-ca");
+    }
+    // A peer that vanished (failover, cable) is noticed in seconds, not at
+    // the kernel's default two hours.
+    config.keepalives_idle(Duration::from_secs(10));
+    config.tcp_user_timeout(Duration::from_secs(10));
+    let tls = tls::connector(options.ca_file.as_deref())?;
+    let client = config.connect(tls)?;
+    Ok(PgConn {
+        client: RefCell::new(client),
+        statements: RefCell::new(HashMap::new()),
+        in_transaction: Cell::new(false),
+    })
+}
+
+impl PgConn {
+    /// Runs `f` in a transaction (READ COMMITTED, PostgreSQL's default) and
+    /// commits when it returns `Ok`; rolls back otherwise.
+    pub fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&PgTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self.begin()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Opens a transaction.
+    pub fn begin(&self) -> Result<PgTx<'_>, StoreError> {
+        if self.in_transaction.get() {
+            return Err(StoreError::Corrupt(
+                "a transaction is already open on this connection".into(),
+            ));
+        }
+        self.batch_pg("BEGIN")?;
+        self.in_transaction.set(true);
+        Ok(PgTx { conn: self })
+    }
+
+    /// Whether the connection is gone (the server closed it or it broke);
+    /// a pool replaces such a connection.
+    pub fn is_closed(&self) -> bool {
+        self.client.try_borrow().is_ok_and(|c| c.is_closed())
+    }
+
+    fn client(&self) -> Result<std::cell::RefMut<'_, Client>, StoreError> {
+        self.client.try_borrow_mut().map_err(|_| {
+            StoreError::Corrupt("a statement ran while a result was being read".into())
+        })
+    }
+
+    fn statement(&self, client: &mut Client, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(stmt) = self.statements.borrow().get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = client.prepare(&postgres_placeholders(sql))?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+
+    pub(super) fn execute_pg(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        let mut client = self.client()?;
+        let stmt = self.statement(&mut client, sql)?;
+        let params: Vec<_> = params.iter().map(|p| p.as_postgres()).collect();
+        Ok(client.execute(&stmt, &params)?)
+    }
+
+    pub(super) fn query_each_pg(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut client = self.client()?;
+        let stmt = self.statement(&mut client, sql)?;
+        let params = params.iter().map(|p| p.as_postgres());
+        let mut rows = client.query_raw(&stmt, params)?;
+        while let Some(row) = rows.next()? {
+            f(&Row::Postgres(&row))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn batch_pg(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.client()?.batch_execute(sql)?)
+    }
+}
+
+impl PgTx<'_> {
+    /// The connection the transaction runs on.
+    pub(super) fn conn(&self) -> &PgConn {
+        self.conn
+    }
+
+    /// Commits. An error here after the server may have received the COMMIT
+    /// leaves the outcome unknown: callers treat it as a failure (nothing is
+    /// handed out), and what did commit stays in the audit trail.
+    pub fn commit(self) -> Result<(), StoreError> {
+        let result = self.conn.batch_pg("COMMIT");
+        self.conn.in_transaction.set(false);
+        std::mem::forget(self);
+        result
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        // Best effort: a broken connection is dropped by its pool anyway.
+        if let Err(e) = self.conn.batch_pg("ROLLBACK") {
+            tracing::debug!("rollback failed: {e}");
+        }
+        self.conn.in_transaction.set(false);
+    }
+}
+
+/// A connection to a fresh, migrated database on the test process's
+/// PostgreSQL server (see `tests/support/postgres_server.rs`).
+#[cfg(test)]
+pub(crate) fn test_database() -> (PgOptions, PgConn) {
+    let db = super::postgres_server::PgServer::shared().database();
+    let options = PgOptions {
+        url: db.url,
+        password: Some(db.password),
+        ca_file: None,
+    };
+    let mut conn = connect(&options).expect("connect to the test database");
+    migrate(&mut conn).expect("migrate the test database");
+    (options, conn)
+}
+
+#[cfg(test)]
+mod tests;
