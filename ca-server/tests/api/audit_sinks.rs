@@ -105,10 +105,8 @@ async fn activity(app: &TestApp, host: u32) {
     let id = app
         .submit(&alice, &HOTFIX.replace("web-1", &format!("web-{host}")))
         .await;
-    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    app.post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": crate::helpers::ed25519_public_key() });
     let r = app
         .post_as(

@@ -35,10 +35,8 @@ async fn granted_with_a_session(app: &TestApp) -> (String, String) {
         app.login("carol").await,
     );
     let id = app.submit(&alice, HOTFIX).await;
-    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    app.post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
     let r = app
         .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
@@ -218,9 +216,7 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
     // The auditor role grants no decision: dave cannot approve or see the
     // request page; erin approves as an SRE lead, not as an auditor.
     let id2 = app.submit(&alice, &HOTFIX.replace("INC-9", "INC-10")).await;
-    let r = app
-        .post_as(&dave, &format!("/api/v1/requests/{id2}/approve"), "")
-        .await;
+    let r = app.approve(&dave, &id2).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver")),
@@ -230,9 +226,7 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
     let r = app.get_as(&dave, &format!("/api/v1/requests/{id2}")).await;
     assert_eq!(r.status, 404);
     let erin = app.login("erin").await;
-    let r = app
-        .post_as(&erin, &format!("/api/v1/requests/{id2}/approve"), "")
-        .await;
+    let r = app.approve(&erin, &id2).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Pages: auditors see them, with the nav links and no state-changing form

@@ -26,10 +26,8 @@ async fn approved_with_certificate(app: &TestApp) -> (String, String) {
         app.login("carol").await,
     );
     let id = app.submit(&alice, HOTFIX).await;
-    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    app.post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
     let r = app
         .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
@@ -182,10 +180,8 @@ async fn feed_lists_the_subject_keys_of_unexpired_certificates() {
     );
     let id = app.submit(&alice, HOTFIX).await;
     // Approved but not yet issued: no key to list.
-    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    app.post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let feed = app
         .get_as(BASTION_TOKEN, "/api/v1/bastion/revocations")
         .await

@@ -88,14 +88,10 @@ async fn metrics_parse_and_counts_move() {
     assert_eq!(value(&pending, "tpa_requests{state=\"pending\"}"), 1);
     assert_eq!(value(&pending, "tpa_requests_submitted_total"), 1);
     // Self-approval is refused: a denial.
-    let r = app
-        .post_as(&alice, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    let r = app.approve(&alice, &id).await;
     assert_eq!(r.status, 403);
-    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    app.post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": crate::helpers::ed25519_public_key() });
     let r = app
         .post_as(

@@ -38,9 +38,7 @@ async fn full_flow_with_tokens() {
         (409, Some("not_approved"))
     );
 
-    let r = app
-        .post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    let r = app.approve(&bob, &id).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["still_needed"]["group"], "managers");
     let r = app
@@ -84,28 +82,18 @@ async fn self_approval_through_the_api_is_refused() {
     let app = spawn_team_app().await;
     let mallory = app.login("mallory").await;
     let id = app.submit(&mallory, HOTFIX).await;
-    let r = app
-        .post_as(&mallory, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    let r = app.approve(&mallory, &id).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("own_request"))
     );
-    let r = app
-        .post_as(
-            &mallory,
-            &format!("/api/v1/requests/{id}/deny"),
-            r#"{"comment":"x"}"#,
-        )
-        .await;
+    let r = app.deny(&mallory, &id, "x").await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("own_request"))
     );
     let alice = app.login("alice").await;
-    let r = app
-        .post_as(&alice, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    let r = app.approve(&alice, &id).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver"))
@@ -235,8 +223,7 @@ async fn waiting_client_hears_the_decision_at_once() {
         app.login("carol").await,
     );
     let id = app.submit(&alice, HOTFIX).await;
-    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&bob, &id).await;
     let address = app.address;
     let path = format!("/api/v1/requests/{id}/wait?timeout=30");
     let auth = format!("Bearer {alice}");
@@ -247,8 +234,7 @@ async fn waiting_client_hears_the_decision_at_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished(), "still pending: the waiter must wait");
     let decided = Instant::now();
-    app.post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&carol, &id).await;
     let (answered, r) = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
         .unwrap()
@@ -260,12 +246,7 @@ async fn waiting_client_hears_the_decision_at_once() {
     );
     // A denied request answers the waiter too, with the comment.
     let id2 = app.submit(&alice, &HOTFIX.replace("web-1", "web-2")).await;
-    app.post_as(
-        &bob,
-        &format!("/api/v1/requests/{id2}/deny"),
-        r#"{"comment":"use read-only-debug"}"#,
-    )
-    .await;
+    app.deny(&bob, &id2, "use read-only-debug").await;
     let r = app
         .get_as(
             &app.login("alice").await,
@@ -422,10 +403,8 @@ async fn revoked_grant_issues_nothing_more() {
         app.login("carol").await,
     );
     let id = app.submit(&alice, HOTFIX).await;
-    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    app.post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
     assert_eq!(
         app.post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
