@@ -6,7 +6,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::app::{TestApp, spawn_app_bound};
 use crate::data_dir::{DataDir, write_private};
 use crate::http::{Response, http_send};
+use crate::process::Guard;
 use crate::web::form_encode;
 
 /// The provider's directory (package.json, server.js, node_modules).
@@ -24,7 +25,8 @@ pub fn provider_dir() -> PathBuf {
 /// A running `oidc-provider`, killed (by PID) on drop.
 #[derive(Debug)]
 pub struct Provider {
-    child: Child,
+    /// Killed (by PID) when the provider drops.
+    _process: Guard,
     /// The port it listens on.
     pub port: u16,
     _config: tempfile::TempDir,
@@ -94,7 +96,7 @@ impl Provider {
             }
         });
         let provider = Self {
-            child,
+            _process: Guard::new(child),
             port,
             _config: config_dir,
         };
@@ -105,13 +107,6 @@ impl Provider {
 
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
