@@ -32,9 +32,9 @@
 )]
 
 use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -44,38 +44,16 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::{Algorithm, Certificate, LineEnding, PrivateKey, PublicKey};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tpa_testkit::{Guard, free_port, wait_for_port};
 
 const REQUEST: &str = "req_abenchbenchbenchbenchbench";
 const CIPHER: &str = "aes256-gcm@openssh.com";
-
-/// A child process killed by PID and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn require(program: &str) -> PathBuf {
@@ -148,8 +126,12 @@ fn start_sshd(dir: &Path, name: &str, ca_pub: &Path) -> (Guard, u16, String) {
         .stderr(log)
         .spawn()
         .expect("spawn sshd");
-    let guard = Guard(child);
-    wait_for_port(port, name);
+    let guard = Guard::new(child);
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(20),
+        name,
+    );
     (guard, port, host_pub)
 }
 
@@ -219,8 +201,12 @@ fn setup(echo: SocketAddr) -> Setup {
         .spawn()
         .expect("spawn tpa-bastion");
     let bastion_pid = child.id();
-    let bastion = Guard(child);
-    wait_for_port(bastion_port, "tpa-bastion");
+    let bastion = Guard::new(child);
+    wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], bastion_port)),
+        Duration::from_secs(20),
+        "tpa-bastion",
+    );
     let bastion_pub_text =
         std::fs::read_to_string(bastion_dir.join("host_ed25519.pub")).expect("bastion pub");
     let bastion_host_key = PublicKey::from_openssh(bastion_pub_text.trim()).expect("parse pub");
@@ -263,7 +249,7 @@ fn setup(echo: SocketAddr) -> Setup {
 /// Runs `ssh HOST head -c BYTES /dev/zero` and returns MB/s (10^6 bytes).
 fn transfer(setup: &Setup, host: &str, bytes: u64) -> f64 {
     let started = Instant::now();
-    let mut child = Guard(
+    let mut child = Guard::new(
         Command::new(require("ssh"))
             .arg("-F")
             .arg(setup.dir.path().join("ssh_config"))
@@ -274,7 +260,7 @@ fn transfer(setup: &Setup, host: &str, bytes: u64) -> f64 {
             .spawn()
             .expect("spawn ssh"),
     );
-    let mut stdout = child.0.stdout.take().expect("stdout");
+    let mut stdout = child.child.stdout.take().expect("stdout");
     let mut buf = vec![0u8; 256 * 1024];
     let mut got = 0u64;
     loop {
@@ -285,10 +271,10 @@ fn transfer(setup: &Setup, host: &str, bytes: u64) -> f64 {
         }
     }
     let elapsed = started.elapsed();
-    let status = child.0.wait().expect("wait ssh");
+    let status = child.child.wait().expect("wait ssh");
     if got != bytes || !status.success() {
         let mut err = String::new();
-        if let Some(mut e) = child.0.stderr.take() {
+        if let Some(mut e) = child.child.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
         let log = std::fs::read_to_string(setup.dir.path().join("bastion/bastion.log"))
@@ -302,7 +288,7 @@ fn transfer(setup: &Setup, host: &str, bytes: u64) -> f64 {
 fn upload(setup: &Setup, host: &str, bytes: u64) -> f64 {
     use std::io::Write as _;
     let started = Instant::now();
-    let mut child = Guard(
+    let mut child = Guard::new(
         Command::new(require("ssh"))
             .arg("-F")
             .arg(setup.dir.path().join("ssh_config"))
@@ -313,7 +299,7 @@ fn upload(setup: &Setup, host: &str, bytes: u64) -> f64 {
             .spawn()
             .expect("spawn ssh"),
     );
-    let mut stdin = child.0.stdin.take().expect("stdin");
+    let mut stdin = child.child.stdin.take().expect("stdin");
     let buf = vec![0u8; 256 * 1024];
     let mut left = bytes;
     while left > 0 {
@@ -324,7 +310,7 @@ fn upload(setup: &Setup, host: &str, bytes: u64) -> f64 {
         left -= n as u64;
     }
     drop(stdin);
-    let status = child.0.wait().expect("wait ssh");
+    let status = child.child.wait().expect("wait ssh");
     let elapsed = started.elapsed();
     assert!(status.success(), "ssh {host} upload: {status}");
     bytes as f64 / elapsed.as_secs_f64() / 1e6

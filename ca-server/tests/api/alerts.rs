@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tpa_core::audit::{NewEvent, Outcome};
 
 use crate::fake_http::{FakeServer, Reply, fake_server};
+use crate::helpers::spawn_team_app_with;
 use crate::helpers::{DataDir, TestApp, ed25519_public_key, write_private};
-use crate::requests_http::{app_with, post, token};
 
 const SECRET: &str = "alert-webhook-secret-0123456789";
 /// How long a delivery may take here (the evaluator polls every second).
@@ -90,7 +90,7 @@ fn destinations(data: &mut DataDir, v: &Vendors) -> String {
 
 /// The app with the four destinations and `rules` (TOML `[[alerts]]` text).
 async fn app(v: &Vendors, rules: &str) -> TestApp {
-    app_with(|data| {
+    spawn_team_app_with(|data| {
         let d = destinations(data, v);
         data.edit_config(|t| format!("{t}{d}{rules}"));
     })
@@ -113,21 +113,17 @@ async fn settle() {
 }
 
 async fn debug_grant(app: &TestApp, user: &str) -> (String, String) {
-    let t = token(app, user).await;
-    let r = post(app, &t, "/api/v1/requests", DEBUG).await;
+    let t = app.login(user).await;
+    let r = app.post_as(&t, "/api/v1/requests", DEBUG).await;
     assert!(r.status == 201 || r.status == 200, "{}", r.body);
     (t, r.json()["request"]["id"].as_str().unwrap().to_owned())
 }
 
 async fn certificate(app: &TestApp, token: &str, id: &str) {
     let key = json!({ "public_key": ed25519_public_key() }).to_string();
-    let r = post(
-        app,
-        token,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let r = app
+        .post_as(token, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -140,8 +136,8 @@ async fn break_glass_reaches_every_destination_in_its_format() {
         "\n[[alerts]]\nname = \"bg\"\nwhen = \"break_glass\"\ndestinations = [\"pd\", \"og\", \"slack\", \"hook\"]\n",
     )
     .await;
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, "/api/v1/requests", BREAK_GLASS).await;
+    let alice = app.login("alice").await;
+    let r = app.post_as(&alice, "/api/v1/requests", BREAK_GLASS).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
 
@@ -423,14 +419,14 @@ async fn revocation_fires_with_the_revoked_object() {
     )
     .await;
     let (_, id) = debug_grant(&app, "alice").await;
-    let bob = token(&app, "bob").await;
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/revoke"),
-        r#"{"comment":"left the team"}"#,
-    )
-    .await;
+    let bob = app.login("bob").await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/revoke"),
+            r#"{"comment":"left the team"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let og = v.opsgenie.wait_for(1, WAIT).await;
     settle().await;
@@ -450,8 +446,8 @@ async fn certificate_for_a_sensitive_role_fires_and_others_do_not() {
         "\n[[alerts]]\nname = \"sensitive\"\nwhen = \"sensitive_role\"\nroles = [\"read-only-debug\"]\ndestinations = [\"pd\"]\n",
     )
     .await;
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, "/api/v1/requests", BREAK_GLASS).await;
+    let alice = app.login("alice").await;
+    let r = app.post_as(&alice, "/api/v1/requests", BREAK_GLASS).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let hotfix = r.json()["request"]["id"].as_str().unwrap().to_owned();
     certificate(&app, &alice, &hotfix).await;
@@ -502,9 +498,9 @@ async fn pagerduty_429_with_retry_after_is_retried_after_the_wait() {
         "\n[[alerts]]\nname = \"bg\"\nwhen = \"break_glass\"\ndestinations = [\"pd\"]\n",
     )
     .await;
-    let alice = token(&app, "alice").await;
+    let alice = app.login("alice").await;
     assert_eq!(
-        post(&app, &alice, "/api/v1/requests", BREAK_GLASS)
+        app.post_as(&alice, "/api/v1/requests", BREAK_GLASS)
             .await
             .status,
         201
@@ -547,9 +543,9 @@ async fn opsgenie_500_is_retried_until_accepted() {
         "\n[[alerts]]\nname = \"bg\"\nwhen = \"break_glass\"\ndestinations = [\"og\"]\n",
     )
     .await;
-    let alice = token(&app, "alice").await;
+    let alice = app.login("alice").await;
     assert_eq!(
-        post(&app, &alice, "/api/v1/requests", BREAK_GLASS)
+        app.post_as(&alice, "/api/v1/requests", BREAK_GLASS)
             .await
             .status,
         201
@@ -575,9 +571,9 @@ async fn request_webhooks_never_receive_alerts() {
         requests_hook.base
     );
     let app = app(&v, &rules).await;
-    let alice = token(&app, "alice").await;
+    let alice = app.login("alice").await;
     assert_eq!(
-        post(&app, &alice, "/api/v1/requests", BREAK_GLASS)
+        app.post_as(&alice, "/api/v1/requests", BREAK_GLASS)
             .await
             .status,
         201

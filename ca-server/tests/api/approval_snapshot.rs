@@ -7,7 +7,7 @@ use ca_server::workflow::requests as wf;
 use tpa_core::{RequestId, RequestInput, User};
 
 use crate::helpers::{Fixture, ed25519_public_key};
-use crate::requests::{alice, approve, bob, carol, fixture, hotfix, now, submit, user};
+use crate::helpers::{alice, bob, carol, hotfix, now, user};
 
 fn issue(f: &mut Fixture, who: &User, id: &RequestId) -> Result<ssh_key::Certificate, String> {
     let ids = f.data.identities();
@@ -28,12 +28,9 @@ fn issue(f: &mut Fixture, who: &User, id: &RequestId) -> Result<ssh_key::Certifi
 }
 
 fn approved(f: &mut Fixture, hosts: &[&str]) -> RequestId {
-    let id = submit(f, &alice(), &hotfix(hosts, "1h"))
-        .unwrap()
-        .request
-        .id;
-    approve(f, &bob(), &id).unwrap();
-    approve(f, &carol(), &id).unwrap();
+    let id = f.submit(&alice(), &hotfix(hosts, "1h")).unwrap().request.id;
+    f.approve(&bob(), &id).unwrap();
+    f.approve(&carol(), &id).unwrap();
     id
 }
 
@@ -81,7 +78,7 @@ fn state(f: &Fixture, id: &RequestId) -> String {
 // what was approved.
 #[test]
 fn role_widened_after_approval_does_not_widen_the_certificate() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved(&mut f, &["web-1"]);
     f.data.edit_config(|text| {
         text.replace(
@@ -106,7 +103,7 @@ fn role_widened_after_approval_does_not_widen_the_certificate() {
 // TTL) takes effect on existing grants at once.
 #[test]
 fn role_narrowed_after_approval_narrows_the_certificate_at_once() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved(&mut f, &["web-1"]);
     f.data.edit_config(|text| {
         text.replace("extensions = [\"permit-pty\"]", "extensions = []")
@@ -121,7 +118,7 @@ fn role_narrowed_after_approval_narrows_the_certificate_at_once() {
 // issue 11: a role removed after approval issues nothing.
 #[test]
 fn role_removed_after_approval_gets_no_certificate() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved(&mut f, &["web-1"]);
     f.data
         .edit_config(|text| text.replace("name = \"hotfix-admin\"", "name = \"hotfix-gone\""));
@@ -136,7 +133,7 @@ fn role_removed_after_approval_gets_no_certificate() {
 // longer counts, the request is pending again, and no certificate is issued.
 #[test]
 fn approver_moved_out_of_stage_group_gets_no_certificate() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved(&mut f, &["web-1"]);
     // bob is the first account with `groups = ["sre-leads"]` (APPROVERS).
     f.data.edit_config(|text| {
@@ -160,7 +157,8 @@ fn approver_moved_out_of_stage_group_gets_no_certificate() {
         .unwrap();
     assert_eq!(groups, ["managers"]);
     // Another SRE lead approves again: the grant holds once more.
-    approve(&mut f, &user("erin", &["sre-leads", "managers"]), &id).unwrap();
+    f.approve(&user("erin", &["sre-leads", "managers"]), &id)
+        .unwrap();
     assert_eq!(state(&f, &id), "approved");
     assert!(issue(&mut f, &alice(), &id).is_ok());
 }
@@ -169,12 +167,13 @@ fn approver_moved_out_of_stage_group_gets_no_certificate() {
 // a fully approved grant goes back to pending.
 #[test]
 fn stage_count_raised_after_one_approval_needs_reapproval() {
-    let mut f = fixture();
-    let pending = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let mut f = Fixture::with_roles();
+    let pending = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
-    approve(&mut f, &bob(), &pending).unwrap();
+    f.approve(&bob(), &pending).unwrap();
     let full = approved(&mut f, &["web-2"]);
     f.data.edit_config(|text| {
         text.replace(
@@ -191,9 +190,10 @@ fn stage_count_raised_after_one_approval_needs_reapproval() {
     );
     // The pending request: carol (managers) cannot complete it; erin's
     // approval voids bob's (recorded for the old stage) and counts 1 of 2.
-    let e = approve(&mut f, &carol(), &pending).unwrap_err();
+    let e = f.approve(&carol(), &pending).unwrap_err();
     assert!(format!("{e}").contains("sre-leads"), "{e}");
-    approve(&mut f, &user("erin", &["sre-leads", "managers"]), &pending).unwrap();
+    f.approve(&user("erin", &["sre-leads", "managers"]), &pending)
+        .unwrap();
     assert_eq!(state(&f, &pending), "pending");
     assert_eq!(reapprovals(&f, &pending), 1);
     // The store holds erin's approval, not bob's voided one (the review of
@@ -225,7 +225,7 @@ fn refused_host(f: &mut Fixture, host: &str) -> String {
             |r| r.get(0),
         )
         .unwrap();
-    let e = submit(f, &alice(), &hotfix(&[host], "1h")).unwrap_err();
+    let e = f.submit(&alice(), &hotfix(&[host], "1h")).unwrap_err();
     let after: i64 = f
         .conn
         .query_row(
@@ -245,7 +245,7 @@ fn refused_host(f: &mut Fixture, host: &str) -> String {
 // labels, so no request (and no auto-approved certificate) exists for it.
 #[test]
 fn star_crossing_dots_is_refused() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     assert_eq!(
         refused_host(&mut f, "web-1.db-1.payments.internal"),
         "host_not_in_role"
@@ -257,7 +257,7 @@ fn star_crossing_dots_is_refused() {
         reason: "logs".into(),
         ..RequestInput::default()
     };
-    assert!(submit(&mut f, &alice(), &auto).is_err());
+    assert!(f.submit(&alice(), &auto).is_err());
     let rows: i64 = f
         .conn
         .query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))
@@ -269,7 +269,7 @@ fn star_crossing_dots_is_refused() {
 // groups would carry both groups' principals; it is refused naming them.
 #[test]
 fn host_in_two_host_groups_is_refused_at_submission() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     f.data.edit_config(|text| {
         let text = text
             .replace(
@@ -289,7 +289,9 @@ fn host_in_two_host_groups_is_refused_at_submission() {
         reason: "INC-1".into(),
         ..RequestInput::default()
     };
-    let e = submit(&mut f, &alice(), &input("web-1.payments.internal")).unwrap_err();
+    let e = f
+        .submit(&alice(), &input("web-1.payments.internal"))
+        .unwrap_err();
     match e {
         wf::WorkflowError::Refused { code, message } => {
             assert_eq!(code, "host_in_several_groups");
@@ -300,7 +302,9 @@ fn host_in_two_host_groups_is_refused_at_submission() {
         }
         other => panic!("{other:?}"),
     }
-    let ok = submit(&mut f, &alice(), &input("db-1.payments.internal")).unwrap();
+    let ok = f
+        .submit(&alice(), &input("db-1.payments.internal"))
+        .unwrap();
     // The snapshot with its host-scoped principal reads back from the store.
     let stored = ca_server::store::requests::load(&f.conn, &ok.request.id)
         .unwrap()
@@ -315,15 +319,14 @@ fn host_in_two_host_groups_is_refused_at_submission() {
 // anything else that is not a host name is refused and audited.
 #[test]
 fn host_trailing_dot_and_uppercase_are_canonical_web_1() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     for host in ["web-1.", "WEB-1"] {
-        let r = submit(&mut f, &alice(), &hotfix(&[host], "1h"))
-            .unwrap()
-            .request;
+        let r = f.submit(&alice(), &hotfix(&[host], "1h")).unwrap().request;
         let hosts: Vec<&str> = r.hosts.iter().map(|h| h.as_str()).collect();
         assert_eq!(hosts, ["web-1"], "{host:?}");
     }
-    let both = submit(&mut f, &alice(), &hotfix(&["web-2", "WEB-2."], "1h"))
+    let both = f
+        .submit(&alice(), &hotfix(&["web-2", "WEB-2."], "1h"))
         .unwrap()
         .request;
     assert_eq!(both.hosts.len(), 1);
@@ -332,14 +335,14 @@ fn host_trailing_dot_and_uppercase_are_canonical_web_1() {
 // issue 11
 #[test]
 fn host_with_an_extra_label_is_refused() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     assert_eq!(refused_host(&mut f, "web-1.evil"), "host_not_in_role");
 }
 
 // issue 11
 #[test]
 fn host_with_a_nul_is_refused() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     assert_eq!(refused_host(&mut f, "web-1\u{0}"), "bad_host");
     assert_eq!(refused_host(&mut f, "web-1\u{0}.evil"), "bad_host");
 }
@@ -347,7 +350,7 @@ fn host_with_a_nul_is_refused() {
 // issue 11
 #[test]
 fn idna_punycode_host_is_refused() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     assert_eq!(refused_host(&mut f, "xn--wb-1-bsa"), "bad_host");
     assert_eq!(refused_host(&mut f, "wéb-1"), "bad_host");
 }
@@ -357,14 +360,15 @@ fn idna_punycode_host_is_refused() {
 // identities whose username is the requester's are the requester.
 #[test]
 fn same_username_under_another_issuer_cannot_approve() {
-    let mut f = fixture();
-    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let mut f = Fixture::with_roles();
+    let id = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
     let mut sso_alice = user("alice", &["sre-leads", "managers"]);
     sso_alice.identity = tpa_core::Identity::new("https://idp.example", "alice-sub").unwrap();
-    let e = approve(&mut f, &sso_alice, &id).unwrap_err();
+    let e = f.approve(&sso_alice, &id).unwrap_err();
     assert!(matches!(
         e,
         wf::WorkflowError::Refused {
@@ -395,15 +399,16 @@ fn same_username_under_another_issuer_cannot_approve() {
 // issue 11: `[[identity_links]]` joins usernames of one person.
 #[test]
 fn linked_username_cannot_approve_and_revoke_user_covers_it() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     f.data.edit_config(|text| {
         format!("{text}\n[[identity_links]]\nusernames = [\"alice\", \"asmith\"]\n")
     });
-    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let id = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
-    let e = approve(&mut f, &user("asmith", &["sre-leads"]), &id).unwrap_err();
+    let e = f.approve(&user("asmith", &["sre-leads"]), &id).unwrap_err();
     assert!(matches!(
         e,
         wf::WorkflowError::Refused {
@@ -434,13 +439,13 @@ fn linked_username_cannot_approve_and_revoke_user_covers_it() {
 // identity with the requester's username cannot review her own grant.
 #[test]
 fn same_username_cannot_review_own_break_glass_grant() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let input = RequestInput {
         break_glass: true,
         duration: Some("30m".into()),
         ..hotfix(&["web-1"], "30m")
     };
-    let id = submit(&mut f, &alice(), &input).unwrap().request.id;
+    let id = f.submit(&alice(), &input).unwrap().request.id;
     assert_eq!(state(&f, &id), "approved");
     let mut sso_alice = user("alice", &["sre-leads", "managers"]);
     sso_alice.identity = tpa_core::Identity::new("https://idp.example", "alice-sub").unwrap();

@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tpa_core::audit::Event;
 
+use crate::helpers::{HOTFIX, spawn_team_app_with};
 use crate::helpers::{TestApp, write_private};
-use crate::requests_http::{HOTFIX, app_with, post, submit, token};
 
 const SECRET: &str = "audit-sink-secret-0123456789";
 
@@ -98,26 +98,23 @@ async fn receiver(
 /// Activity: logins, a request (for host `web-<n>`), two approvals and a certificate.
 async fn activity(app: &TestApp, host: u32) {
     let (alice, bob, carol) = (
-        token(app, "alice").await,
-        token(app, "bob").await,
-        token(app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(
-        app,
-        &alice,
-        &HOTFIX.replace("web-1", &format!("web-{host}")),
-    )
-    .await;
-    post(app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    post(app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let id = app
+        .submit(&alice, &HOTFIX.replace("web-1", &format!("web-{host}")))
+        .await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": crate::helpers::ed25519_public_key() });
-    let r = post(
-        app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key.to_string(),
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            &format!("/api/v1/requests/{id}/certificate"),
+            &key.to_string(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -166,7 +163,7 @@ async fn a_webhook_sink_that_was_down_gets_every_event_in_order_signed() {
     let up = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicUsize::new(0));
     let (url, posts) = receiver(up.clone(), refused.clone()).await;
-    let app = app_with(move |data| {
+    let app = spawn_team_app_with(move |data| {
         write_private(&data.dir.join("siem.secret"), SECRET.as_bytes());
         data.edit_config(|text| {
             format!(
@@ -283,7 +280,7 @@ async fn syslog_sinks_send_rfc5424_over_tcp_and_udp() {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
-    let app = app_with(move |data| {
+    let app = spawn_team_app_with(move |data| {
         data.edit_config(|text| {
             format!(
                 "{text}\n[[audit_sinks]]\nname = \"tcp\"\ntype = \"syslog\"\naddress = \"{tcp_addr}\"\n\n[[audit_sinks]]\nname = \"udp\"\ntype = \"syslog\"\naddress = \"{udp_addr}\"\ntransport = \"udp\"\nfacility = \"local3\"\n"

@@ -5,8 +5,8 @@
 
 use sha2::{Digest as _, Sha256};
 
+use crate::helpers::{HOTFIX, PW, spawn_team_app_with};
 use crate::helpers::{Response, TestApp, ed25519_public_key, http_send};
-use crate::requests_http::{HOTFIX, PW, app_with, get, post, submit, token};
 
 const BASTION_TOKEN: &str = "tpab_auditor-test-bastion-token-0123456789";
 
@@ -14,7 +14,7 @@ const BASTION_TOKEN: &str = "tpab_auditor-test-bastion-token-0123456789";
 /// erin (auditor and SRE lead), a bastion, and `[auditors]`.
 async fn auditor_app() -> TestApp {
     let hash = hex::encode(Sha256::digest(BASTION_TOKEN.as_bytes()));
-    app_with(move |data| {
+    spawn_team_app_with(move |data| {
         data.add_account("dave", PW, &["auditors"]);
         data.add_account("erin", PW, &["auditors", "sre-leads"]);
         data.edit_config(|text| {
@@ -30,21 +30,17 @@ async fn auditor_app() -> TestApp {
 /// bastion session; returns (request id, certificate serial).
 async fn granted_with_a_session(app: &TestApp) -> (String, String) {
     let (alice, bob, carol) = (
-        token(app, "alice").await,
-        token(app, "bob").await,
-        token(app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(app, &alice, HOTFIX).await;
-    post(app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    post(app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let id = app.submit(&alice, HOTFIX).await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
-    let r = post(
-        app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let r = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let serial = r.json()["serial"].as_str().unwrap().to_owned();
     let record = serde_json::json!({ "records": [{
@@ -63,7 +59,9 @@ async fn granted_with_a_session(app: &TestApp) -> (String, String) {
         "bytes_from_target": 3400,
         "end": "client_closed",
     }]});
-    let r = post(app, BASTION_TOKEN, "/api/v1/sessions", &record.to_string()).await;
+    let r = app
+        .post_as(BASTION_TOKEN, "/api/v1/sessions", &record.to_string())
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     (id, serial)
 }
@@ -105,9 +103,9 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
     let app = auditor_app().await;
     let (id, serial) = granted_with_a_session(&app).await;
     let (alice, bob, dave) = (
-        token(&app, "alice").await,
-        token(&app, "bob").await,
-        token(&app, "dave").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("dave").await,
     );
     let paths = [
         "/api/v1/audit".to_owned(),
@@ -118,7 +116,7 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
     for path in &paths {
         // The requester and an approver of the request: 403, even for their own.
         for t in [&alice, &bob] {
-            let r = get(&app, t, path).await;
+            let r = app.get_as(t, path).await;
             assert_eq!(
                 (r.status, r.json()["code"].as_str()),
                 (403, Some("not_auditor")),
@@ -128,11 +126,11 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
         }
         let r = http_send(app.address, "GET", path, &[], "").await;
         assert_eq!(r.status, 401, "{path}");
-        let r = get(&app, &dave, path).await;
+        let r = app.get_as(&dave, path).await;
         assert_eq!(r.status, 200, "{path}: {}", r.body);
     }
 
-    let log = get(&app, &dave, "/api/v1/audit").await.json();
+    let log = app.get_as(&dave, "/api/v1/audit").await.json();
     let seqs: Vec<i64> = log["events"]
         .as_array()
         .unwrap()
@@ -151,14 +149,14 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
     assert_eq!(first["hash"].as_str().unwrap().len(), 64);
     assert!(actions(&log).iter().any(|a| a == "session.record"));
 
-    let certs = get(&app, &dave, "/api/v1/certificates").await.json();
+    let certs = app.get_as(&dave, "/api/v1/certificates").await.json();
     let cert = &certs["certificates"][0];
     assert_eq!(cert["serial"].as_str(), Some(serial.as_str()));
     assert_eq!(cert["request_id"].as_str(), Some(id.as_str()));
     assert_eq!(cert["principals"], serde_json::json!(["root"]));
     assert_eq!(cert["revoked"], false);
 
-    let sessions = get(&app, &dave, "/api/v1/sessions").await.json();
+    let sessions = app.get_as(&dave, "/api/v1/sessions").await.json();
     let s = &sessions["sessions"][0];
     assert_eq!(
         (
@@ -174,15 +172,16 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
     );
 
     // The timeline: request → approvals → certificate → session → revocation.
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/revoke"),
-        r#"{"comment":"INC over"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/revoke"),
+            r#"{"comment":"INC over"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let t = get(&app, &dave, &format!("/api/v1/requests/{id}/timeline"))
+    let t = app
+        .get_as(&dave, &format!("/api/v1/requests/{id}/timeline"))
         .await
         .json();
     assert_eq!(
@@ -206,28 +205,28 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
         t["sessions"][0]["session_id"],
         "ses_0123456789abcdef0123456789abcdef"
     );
-    let r = get(
-        &app,
-        &dave,
-        "/api/v1/requests/req_doesnotexist0000000000/timeline",
-    )
-    .await;
+    let r = app
+        .get_as(
+            &dave,
+            "/api/v1/requests/req_doesnotexist0000000000/timeline",
+        )
+        .await;
     assert_eq!(r.status, 404, "{}", r.body);
 
     // The auditor role grants no decision: dave cannot approve or see the
     // request page; erin approves as an SRE lead, not as an auditor.
-    let id2 = submit(&app, &alice, &HOTFIX.replace("INC-9", "INC-10")).await;
-    let r = post(&app, &dave, &format!("/api/v1/requests/{id2}/approve"), "").await;
+    let id2 = app.submit(&alice, &HOTFIX.replace("INC-9", "INC-10")).await;
+    let r = app.approve(&dave, &id2).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver")),
         "{}",
         r.body
     );
-    let r = get(&app, &dave, &format!("/api/v1/requests/{id2}")).await;
+    let r = app.get_as(&dave, &format!("/api/v1/requests/{id2}")).await;
     assert_eq!(r.status, 404);
-    let erin = token(&app, "erin").await;
-    let r = post(&app, &erin, &format!("/api/v1/requests/{id2}/approve"), "").await;
+    let erin = app.login("erin").await;
+    let r = app.approve(&erin, &id2).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Pages: auditors see them, with the nav links and no state-changing form
@@ -285,20 +284,18 @@ async fn only_auditors_read_the_trail_and_the_role_changes_nothing() {
 async fn audit_log_filters_and_pages() {
     let app = auditor_app().await;
     let (id, _serial) = granted_with_a_session(&app).await;
-    let alice = token(&app, "alice").await;
-    let debug = submit(
-        &app,
-        &alice,
+    let alice = app.login("alice").await;
+    let debug = app.submit(&alice,
         r#"{"role":"read-only-debug","hosts":["web-2"],"duration":"1h","reason":"look at logs"}"#,
     )
     .await;
-    let dave = token(&app, "dave").await;
+    let dave = app.login("dave").await;
     let q = |query: &str| {
         let path = format!("/api/v1/audit?{query}");
         let app = &app;
         let dave = dave.clone();
         async move {
-            let r = get(app, &dave, &path).await;
+            let r = app.get_as(&dave, &path).await;
             assert_eq!(r.status, 200, "{path}: {}", r.body);
             r.json()
         }
@@ -402,7 +399,7 @@ async fn audit_log_filters_and_pages() {
         ("action=DROP%20TABLE", "action"),
         ("colour=red", "colour"),
     ] {
-        let r = get(&app, &dave, &format!("/api/v1/audit?{query}")).await;
+        let r = app.get_as(&dave, &format!("/api/v1/audit?{query}")).await;
         assert!(r.status == 422 || r.status == 400, "{query}: {}", r.body);
         assert!(
             r.json()["message"].as_str().unwrap().contains(field),
@@ -429,7 +426,7 @@ async fn audit_log_filters_and_pages() {
 async fn auditors_see_serial_revocations_and_read_the_access_report() {
     let app = auditor_app().await;
     let (id, serial) = granted_with_a_session(&app).await;
-    let dave = token(&app, "dave").await;
+    let dave = app.login("dave").await;
     let revoked = |certs: &serde_json::Value| {
         certs["certificates"]
             .as_array()
@@ -438,7 +435,7 @@ async fn auditors_see_serial_revocations_and_read_the_access_report() {
             .find(|c| c["serial"] == serial.as_str())
             .map(|c| c["revoked"].clone())
     };
-    let certs = get(&app, &dave, "/api/v1/certificates").await.json();
+    let certs = app.get_as(&dave, "/api/v1/certificates").await.json();
     assert_eq!(revoked(&certs), Some(serde_json::json!(false)));
 
     let (code, _, stderr) = crate::helpers::run(
@@ -448,19 +445,21 @@ async fn auditors_see_serial_revocations_and_read_the_access_report() {
             .arg(&app.data.config_path),
     );
     assert_eq!(code, 0, "{stderr}");
-    let state = get(&app, &dave, &format!("/api/v1/requests/{id}/timeline")).await;
+    let state = app
+        .get_as(&dave, &format!("/api/v1/requests/{id}/timeline"))
+        .await;
     assert_eq!(state.status, 200, "{}", state.body);
-    let certs = get(&app, &dave, "/api/v1/certificates").await.json();
+    let certs = app.get_as(&dave, "/api/v1/certificates").await.json();
     assert_eq!(revoked(&certs), Some(serde_json::json!(true)));
 
     let path = "/api/v1/reports/access?since=2020-01-01T00:00:00Z";
-    let r = get(&app, &dave, path).await;
+    let r = app.get_as(&dave, path).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let grants = r.json()["grants"].as_array().unwrap().clone();
     assert_eq!(grants.len(), 1, "{}", r.body);
     assert_eq!(grants[0]["request"], id.as_str());
-    let alice = token(&app, "alice").await;
-    let r = get(&app, &alice, path).await;
+    let alice = app.login("alice").await;
+    let r = app.get_as(&alice, path).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_auditor")),

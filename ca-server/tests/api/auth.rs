@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::helpers::{Response, TestApp, audit_rows, http_send, http_send_from, spawn_app_with};
+use crate::helpers::{Response, TestApp, audit_rows, http_send_from, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -22,49 +22,9 @@ async fn app() -> TestApp {
     .await
 }
 
-impl TestApp {
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Response {
-        http_send(self.address, method, path, headers, body).await
-    }
-
-    async fn api_login(&self, username: &str, password: &str) -> Response {
-        let body = serde_json::json!({ "username": username, "password": password }).to_string();
-        self.send(
-            "POST",
-            "/api/v1/login",
-            &[("Content-Type", "application/json")],
-            &body,
-        )
-        .await
-    }
-
-    async fn token(&self) -> String {
-        let r = self.api_login("alice", PASSWORD).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn whoami(&self, token: &str) -> Response {
-        let auth = format!("Bearer {token}");
-        self.send("GET", "/api/v1/whoami", &[("Authorization", &auth)], "")
-            .await
-    }
-
-    async fn web_login(&self, username: &str, password: &str, extra: &[(&str, &str)]) -> Response {
-        let body = format!(
-            "username={username}&password={}",
-            password.replace(' ', "+")
-        );
-        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
-        headers.extend_from_slice(extra);
-        self.send("POST", "/login", &headers, &body).await
-    }
+/// An API token for alice.
+async fn token(app: &TestApp) -> String {
+    app.login_as("alice", PASSWORD).await
 }
 
 /// `tpa_session=<value>` from a response's Set-Cookie.
@@ -196,7 +156,7 @@ async fn bad_bodies_get_json_errors() {
 #[tokio::test]
 async fn missing_bad_and_revoked_tokens_are_unauthenticated() {
     let app = app().await;
-    let token = app.token().await;
+    let token = token(&app).await;
 
     let none = app.send("GET", "/api/v1/whoami", &[], "").await;
     assert_eq!(none.status, 401);
@@ -232,7 +192,7 @@ async fn expired_tokens_are_refused() {
         data.edit_config(|t| t.replace("api_token_ttl = \"12h\"", "api_token_ttl = \"1s\""));
     })
     .await;
-    let token = app.token().await;
+    let token = token(&app).await;
     assert_eq!(app.whoami(&token).await.status, 200);
 
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

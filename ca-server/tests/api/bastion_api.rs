@@ -3,14 +3,14 @@
 
 use sha2::{Digest as _, Sha256};
 
+use crate::helpers::{HOTFIX, spawn_team_app_with};
 use crate::helpers::{Response, TestApp, audit_rows, count, ed25519_public_key, http_send};
-use crate::requests_http::{HOTFIX, app_with, get, post, submit, token};
 
 const BASTION_TOKEN: &str = "tpab_test-bastion-token-0123456789abcdefghij";
 
 async fn bastion_app() -> TestApp {
     let hash = hex::encode(Sha256::digest(BASTION_TOKEN.as_bytes()));
-    app_with(move |data| {
+    spawn_team_app_with(move |data| {
         data.edit_config(|text| {
             format!("{text}\n[[bastions]]\nname = \"bastion-1\"\ntoken_hash = \"{hash}\"\n")
         });
@@ -21,21 +21,17 @@ async fn bastion_app() -> TestApp {
 /// An approved hotfix request with one certificate; returns (request id, key id).
 async fn approved_with_certificate(app: &TestApp) -> (String, String) {
     let (alice, bob, carol) = (
-        token(app, "alice").await,
-        token(app, "bob").await,
-        token(app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(app, &alice, HOTFIX).await;
-    post(app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    post(app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let id = app.submit(&alice, HOTFIX).await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
-    let r = post(
-        app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let r = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     (id.clone(), format!("tpa:request={id}:user=alice"))
 }
@@ -77,7 +73,7 @@ async fn post_sessions(app: &TestApp, token: &str, body: &str) -> Response {
 #[tokio::test]
 async fn bastion_endpoints_need_a_bastion_token() {
     let app = bastion_app().await;
-    let alice = token(&app, "alice").await;
+    let alice = app.login("alice").await;
     // No token, a wrong token, and a user's API token: all 401 with JSON.
     for auth in [None, Some("tpab_wrong"), Some(alice.as_str())] {
         let headers: Vec<(&str, String)> = auth
@@ -101,7 +97,7 @@ async fn bastion_endpoints_need_a_bastion_token() {
         assert_eq!(r.status, 401, "{auth:?}: {}", r.body);
     }
     // The bastion token is no user token either.
-    let r = get(&app, BASTION_TOKEN, "/api/v1/whoami").await;
+    let r = app.get_as(BASTION_TOKEN, "/api/v1/whoami").await;
     assert_eq!(r.status, 401);
     app.stop().await;
 }
@@ -110,7 +106,9 @@ async fn bastion_endpoints_need_a_bastion_token() {
 async fn feed_reports_window_ends_then_revocations_since_the_cursor() {
     let app = bastion_app().await;
     let (id, key_id) = approved_with_certificate(&app).await;
-    let feed = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations").await;
+    let feed = app
+        .get_as(BASTION_TOKEN, "/api/v1/bastion/revocations")
+        .await;
     assert_eq!(feed.status, 200, "{}", feed.body);
     let feed = feed.json();
     assert_eq!(feed["full"], true);
@@ -121,45 +119,48 @@ async fn feed_reports_window_ends_then_revocations_since_the_cursor() {
     let cursor = feed["cursor"].as_u64().unwrap();
 
     // Nothing changed: an empty delta.
-    let delta = get(
-        &app,
-        BASTION_TOKEN,
-        &format!("/api/v1/bastion/revocations?since={cursor}"),
-    )
-    .await
-    .json();
+    let delta = app
+        .get_as(
+            BASTION_TOKEN,
+            &format!("/api/v1/bastion/revocations?since={cursor}"),
+        )
+        .await
+        .json();
     assert_eq!(delta["full"], false);
     assert_eq!(delta["active"], serde_json::json!([]));
     assert_eq!(delta["revoked"], serde_json::json!([]));
 
     // An approver revokes: the delta names the key id, from the database.
-    let bob = token(&app, "bob").await;
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/revoke"),
-        r#"{"comment":"incident closed"}"#,
-    )
-    .await;
+    let bob = app.login("bob").await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/revoke"),
+            r#"{"comment":"incident closed"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let delta = get(
-        &app,
-        BASTION_TOKEN,
-        &format!("/api/v1/bastion/revocations?since={cursor}"),
-    )
-    .await
-    .json();
+    let delta = app
+        .get_as(
+            BASTION_TOKEN,
+            &format!("/api/v1/bastion/revocations?since={cursor}"),
+        )
+        .await
+        .json();
     assert_eq!(delta["revoked"][0]["key_id"], key_id.as_str());
     assert_eq!(delta["revoked"][0]["state"], "revoked");
     assert!(delta["cursor"].as_u64().unwrap() > cursor);
     // A fresh bastion's snapshot has it too.
-    let full = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations")
+    let full = app
+        .get_as(BASTION_TOKEN, "/api/v1/bastion/revocations")
         .await
         .json();
     assert_eq!(full["revoked"][0]["key_id"], key_id.as_str());
     assert_eq!(full["active"], serde_json::json!([]));
     // A bad cursor is a JSON 4xx, not a panic.
-    let r = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations?since=x").await;
+    let r = app
+        .get_as(BASTION_TOKEN, "/api/v1/bastion/revocations?since=x")
+        .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.json()["code"].is_string());
     app.stop().await;
@@ -173,15 +174,16 @@ async fn feed_lists_the_subject_keys_of_unexpired_certificates() {
     // until it expires, so the bastion can say why it refuses it (issue 12).
     let app = bastion_app().await;
     let (alice, bob, carol) = (
-        token(&app, "alice").await,
-        token(&app, "bob").await,
-        token(&app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(&app, &alice, HOTFIX).await;
+    let id = app.submit(&alice, HOTFIX).await;
     // Approved but not yet issued: no key to list.
-    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
-    let feed = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations")
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
+    let feed = app
+        .get_as(BASTION_TOKEN, "/api/v1/bastion/revocations")
         .await
         .json();
     assert_eq!(feed["certified_keys"], serde_json::json!([]));
@@ -192,37 +194,35 @@ async fn feed_lists_the_subject_keys_of_unexpired_certificates() {
         .fingerprint(ssh_key::HashAlg::Sha256)
         .to_string();
     let key = serde_json::json!({ "public_key": public }).to_string();
-    let r = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let r = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let full = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations")
+    let full = app
+        .get_as(BASTION_TOKEN, "/api/v1/bastion/revocations")
         .await
         .json();
     assert_eq!(full["certified_keys"], serde_json::json!([fingerprint]));
     // A delta carries the complete list too.
-    let delta = get(
-        &app,
-        BASTION_TOKEN,
-        &format!("/api/v1/bastion/revocations?since={cursor}"),
-    )
-    .await
-    .json();
+    let delta = app
+        .get_as(
+            BASTION_TOKEN,
+            &format!("/api/v1/bastion/revocations?since={cursor}"),
+        )
+        .await
+        .json();
     assert_eq!(delta["full"], false);
     assert_eq!(delta["certified_keys"], serde_json::json!([fingerprint]));
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/revoke"),
-        r#"{"comment":"done"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/revoke"),
+            r#"{"comment":"done"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let full = get(&app, BASTION_TOKEN, "/api/v1/bastion/revocations")
+    let full = app
+        .get_as(BASTION_TOKEN, "/api/v1/bastion/revocations")
         .await
         .json();
     assert_eq!(full["certified_keys"], serde_json::json!([fingerprint]));

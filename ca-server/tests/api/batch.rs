@@ -13,16 +13,17 @@ use ca_server::workflow::requests::{IssueJob, WorkflowError, issue_batch};
 use tpa_core::{RequestId, SubjectKey, User};
 
 use crate::helpers::{Fixture, count, ed25519_public_key, http_send, spawn_app_with};
-use crate::requests::{alice, approve, bob, carol, fixture, hotfix, now, submit};
+use crate::helpers::{alice, bob, carol, hotfix, now};
 
 /// An approved hotfix-admin request of alice's.
 fn approved_request(f: &mut Fixture, host: &str) -> RequestId {
-    let id = submit(f, &alice(), &hotfix(&[host], "1h"))
+    let id = f
+        .submit(&alice(), &hotfix(&[host], "1h"))
         .unwrap()
         .request
         .id;
-    approve(f, &bob(), &id).unwrap();
-    approve(f, &carol(), &id).unwrap();
+    f.approve(&bob(), &id).unwrap();
+    f.approve(&carol(), &id).unwrap();
     id
 }
 
@@ -54,7 +55,7 @@ fn rows_for_key(f: &Fixture, fingerprint: &str) -> i64 {
 
 #[test]
 fn concurrent_jobs_commit_with_distinct_serials_and_a_verifying_chain() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
     let db = Arc::new(Writer::new(f.data.open_store()));
     let issuer = Issuer::spawn(
@@ -117,9 +118,10 @@ fn concurrent_jobs_commit_with_distinct_serials_and_a_verifying_chain() {
 
 #[test]
 fn a_refused_job_is_audited_while_its_batch_mates_succeed() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let approved = approved_request(&mut f, "web-1");
-    let pending = submit(&mut f, &alice(), &hotfix(&["web-2"], "1h"))
+    let pending = f
+        .submit(&alice(), &hotfix(&["web-2"], "1h"))
         .unwrap()
         .request
         .id;
@@ -167,7 +169,7 @@ fn a_refused_job_is_audited_while_its_batch_mates_succeed() {
 
 #[test]
 fn a_storage_failure_fails_only_the_affected_job() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
     let (good, bad) = (ed25519_public_key(), ed25519_public_key());
     let bad_fingerprint = fingerprint(&f, &bad);
@@ -212,7 +214,7 @@ fn a_storage_failure_fails_only_the_affected_job() {
 
 #[test]
 fn a_failure_that_ends_the_transaction_fails_the_whole_batch() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
     let before = count(&f.conn, "audit_events");
     // RAISE(ROLLBACK) ends the whole transaction, savepoints included: nothing
@@ -330,7 +332,7 @@ async fn http_certificates_go_through_the_writer() {
 /// issues outside policy).
 #[test]
 fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
     let db = Arc::new(Writer::new(f.data.open_store()));
     let config = Arc::new(f.data.config.clone());

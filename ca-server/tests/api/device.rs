@@ -7,8 +7,9 @@
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
 
+use crate::helpers::form_encode;
+use crate::helpers::sso::{Browser, ca_with_provider, continue_to};
 use crate::helpers::{TestApp, audit_rows, http_send, http_send_from};
-use crate::oidc::{Browser, ca_with_provider, continue_to, form_encode};
 
 /// The CSRF token of a page's form.
 fn form_csrf(body: &str) -> String {

@@ -11,8 +11,8 @@ use serde_json::{Value, json as json_value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::helpers::{HOTFIX, PW};
 use crate::helpers::{TestApp, http_send, spawn_app_with, write_private};
-use crate::requests_http::{HOTFIX, PW, get, post, token};
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -331,9 +331,9 @@ pub(crate) async fn page_as(app: &TestApp, user: &str, path: &str) -> String {
 }
 
 pub(crate) async fn submit(app: &TestApp, who: &str) -> (u16, Value, Duration) {
-    let t = token(app, who).await;
+    let t = app.login(who).await;
     let started = Instant::now();
-    let r = post(app, &t, "/api/v1/requests", HOTFIX).await;
+    let r = app.post_as(&t, "/api/v1/requests", HOTFIX).await;
     let took = started.elapsed();
     (r.status, r.json(), took)
 }
@@ -359,8 +359,9 @@ pub(crate) async fn falls_back(app: &TestApp, outcome: &str) -> Value {
     );
     // The same reason on GET and on the request page.
     let id = r["id"].as_str().unwrap();
-    let alice = token(app, "alice").await;
-    let again = get(app, &alice, &format!("/api/v1/requests/{id}"))
+    let alice = app.login("alice").await;
+    let again = app
+        .get_as(&alice, &format!("/api/v1/requests/{id}"))
         .await
         .json();
     assert_eq!(again["checks"], r["checks"]);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::helpers::{PW, spawn_team_app_with};
 use crate::helpers::{Response, TestApp, count, ed25519_public_key, http_send};
-use crate::requests_http::{PW, app_with, submit, token};
 
 /// An auto-approved request of alice's (read-only-debug on web-1).
 const READ_ONLY: &str =
@@ -86,9 +86,9 @@ async fn health_becomes(app: &TestApp, status: u16, within: Duration) -> serde_j
 // red, and all succeeds after the lock is released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_20s_external_lock_answers_every_write_within_its_deadline() {
-    let app = app_with(|_| {}).await;
-    let alice = token(&app, "alice").await;
-    let id = submit(&app, &alice, READ_ONLY).await;
+    let app = spawn_team_app_with(|_| {}).await;
+    let alice = app.login("alice").await;
+    let id = app.submit(&alice, READ_ONLY).await;
     let certificates_before = count(&app.data.open_plain(), "certificates");
 
     let db = app.data.db_path();
@@ -168,7 +168,7 @@ async fn a_20s_external_lock_answers_every_write_within_its_deadline() {
     assert_eq!(check(&health, "writes")["ok"], true);
     let r = certificate(app.address, &alice, &id).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    token(&app, "bob").await;
+    app.login("bob").await;
     app.stop().await;
 }
 
@@ -222,8 +222,8 @@ impl Drop for SmallDisk {
 async fn a_full_disk_answers_503_and_turns_health_red_until_space_returns() {
     let disk = SmallDisk::mount("16m");
     let app = app_with_data_in(&disk.mount).await;
-    let alice = token(&app, "alice").await;
-    let id = submit(&app, &alice, READ_ONLY).await;
+    let alice = app.login("alice").await;
+    let id = app.submit(&alice, READ_ONLY).await;
     assert_eq!(app.get("/healthz").await.status, 200);
 
     let filler = disk.fill();

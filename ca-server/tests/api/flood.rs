@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::helpers::PW;
 use crate::helpers::{DataDir, Response, ed25519_public_key, http_request, http_send, tpa_ca};
-use crate::requests_http::PW;
 
 /// `tpa-ca serve`, killed by PID on drop.
 struct Server {

@@ -3,8 +3,7 @@
 //! stable code on the API, the web form and the `tpa-ca` command line, and
 //! nothing is stored; a multi-line reason typed in a browser still works.
 
-use crate::helpers::{audit_rows, count, run, tpa_ca};
-use crate::requests_http::{app, post, token};
+use crate::helpers::{PW, audit_rows, count, run, spawn_team_app, tpa_ca};
 
 /// The characters of the adversarial pass, each inside an otherwise fine reason.
 const HOSTILE: [(&str, &str); 5] = [
@@ -25,16 +24,16 @@ fn reason_body(reason: &str) -> String {
 // issue 11
 #[tokio::test]
 async fn a_reason_with_bidi_zero_width_or_control_characters_is_refused_on_the_api() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
     for (name, bad) in HOSTILE {
-        let r = post(
-            &app,
-            &alice,
-            "/api/v1/requests",
-            &reason_body(&format!("INC-1 {bad}txt.exe disk full")),
-        )
-        .await;
+        let r = app
+            .post_as(
+                &alice,
+                "/api/v1/requests",
+                &reason_body(&format!("INC-1 {bad}txt.exe disk full")),
+            )
+            .await;
         assert_eq!(r.status, 422, "{name}: {}", r.body);
         assert_eq!(r.json()["code"], "bad_reason", "{name}");
         let message = r.json()["message"].as_str().unwrap().to_owned();
@@ -50,16 +49,12 @@ async fn a_reason_with_bidi_zero_width_or_control_characters_is_refused_on_the_a
         "reason": "disk full", "ticket": "INC-1\u{202E}",
     })
     .to_string();
-    let r = post(&app, &alice, "/api/v1/requests", &body).await;
+    let r = app.post_as(&alice, "/api/v1/requests", &body).await;
     assert_eq!(r.json()["code"], "bad_ticket", "{}", r.body);
     // A fine reason still goes through: the refusals were the characters.
-    let r = post(
-        &app,
-        &alice,
-        "/api/v1/requests",
-        &reason_body("INC-1 disk full"),
-    )
-    .await;
+    let r = app
+        .post_as(&alice, "/api/v1/requests", &reason_body("INC-1 disk full"))
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
         count(&app.data.open_store(), "requests"),
@@ -72,8 +67,8 @@ async fn a_reason_with_bidi_zero_width_or_control_characters_is_refused_on_the_a
 // issue 11
 #[tokio::test]
 async fn a_reason_with_bidi_zero_width_or_control_characters_is_refused_on_the_web_form() {
-    let app = crate::web::app().await;
-    let alice = app.browser("alice").await;
+    let app = spawn_team_app().await;
+    let alice = app.browser("alice", PW).await;
     for (name, bad) in HOSTILE {
         let r = app
             .post_form(
@@ -118,9 +113,11 @@ async fn a_reason_with_bidi_zero_width_or_control_characters_is_refused_on_the_w
 // issue 11
 #[tokio::test]
 async fn a_revocation_reason_with_control_characters_is_refused_by_tpa_ca_revoke() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, "/api/v1/requests", &reason_body("INC-1 logs")).await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
+    let r = app
+        .post_as(&alice, "/api/v1/requests", &reason_body("INC-1 logs"))
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
     // NUL cannot be passed in an argument; the others can.
@@ -162,11 +159,11 @@ async fn a_revocation_reason_with_control_characters_is_refused_by_tpa_ca_revoke
 // issue 11: the review path stored ESC/BEL/CR/NUL raw; the revoke path did not.
 #[tokio::test]
 async fn a_break_glass_review_comment_with_terminal_controls_is_refused() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
-    let bob = token(&app, "bob").await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
     let glass = r#"{"role":"hotfix-admin","hosts":["db-1"],"duration":"20m","reason":"site down","ticket":"INC-77","break_glass":true}"#;
-    let r = post(&app, &alice, "/api/v1/requests", glass).await;
+    let r = app.post_as(&alice, "/api/v1/requests", glass).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/requests/{id}/review");
@@ -178,7 +175,7 @@ async fn a_break_glass_review_comment_with_terminal_controls_is_refused() {
         ("U+202E", "\u{202E}"),
     ] {
         let body = serde_json::json!({ "comment": format!("checked {bad}history") }).to_string();
-        let r = post(&app, &bob, &path, &body).await;
+        let r = app.post_as(&bob, &path, &body).await;
         assert_eq!(r.status, 422, "{name}: {}", r.body);
         assert_eq!(r.json()["code"], "bad_comment", "{name}");
         assert!(r.json()["message"].as_str().unwrap().contains(name));
@@ -198,7 +195,9 @@ async fn a_break_glass_review_comment_with_terminal_controls_is_refused() {
             "the trail holds no control character: {e:?}"
         );
     }
-    let r = post(&app, &bob, &path, r#"{"comment":"checked the history"}"#).await;
+    let r = app
+        .post_as(&bob, &path, r#"{"comment":"checked the history"}"#)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     app.stop().await;
 }

@@ -2,8 +2,8 @@
 //! bodies too large, of the wrong type or shape, undecodable paths, and the
 //! web logout's body limit.
 
+use crate::helpers::{HOTFIX, PW, spawn_team_app};
 use crate::helpers::{Response, http_send};
-use crate::requests_http::{HOTFIX, PW, app, submit, token};
 
 fn assert_json_error(r: &Response, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.body);
@@ -35,9 +35,9 @@ async fn send(
 // issue 13: the approve handler read raw bytes, so its 413 was axum's plain text.
 #[tokio::test]
 async fn an_oversized_approve_body_is_a_json_413() {
-    let app = app().await;
-    let (alice, bob) = (token(&app, "alice").await, token(&app, "bob").await);
-    let id = submit(&app, &alice, HOTFIX).await;
+    let app = spawn_team_app().await;
+    let (alice, bob) = (app.login("alice").await, app.login("bob").await);
+    let id = app.submit(&alice, HOTFIX).await;
     let big = format!("{{\"hosts\":[\"{}\"]}}", "a".repeat(100 * 1024));
     let path = format!("/api/v1/requests/{id}/approve");
     let r = send(&app, &bob, &path, Some("application/json"), &big).await;
@@ -48,9 +48,9 @@ async fn an_oversized_approve_body_is_a_json_413() {
 // issue 13: approve ignored Content-Type.
 #[tokio::test]
 async fn an_approve_body_that_is_not_json_is_a_415() {
-    let app = app().await;
-    let (alice, bob) = (token(&app, "alice").await, token(&app, "bob").await);
-    let id = submit(&app, &alice, HOTFIX).await;
+    let app = spawn_team_app().await;
+    let (alice, bob) = (app.login("alice").await, app.login("bob").await);
+    let id = app.submit(&alice, HOTFIX).await;
     let path = format!("/api/v1/requests/{id}/approve");
     let r = send(&app, &bob, &path, Some("text/plain"), "{}").await;
     assert_json_error(&r, 415, "unsupported_media_type");
@@ -65,15 +65,15 @@ async fn an_approve_body_that_is_not_json_is_a_415() {
 // issue 13: `[]` was accepted as `{}` on approve and deny.
 #[tokio::test]
 async fn approve_and_deny_refuse_an_array_body() {
-    let app = app().await;
-    let (alice, bob) = (token(&app, "alice").await, token(&app, "bob").await);
-    let id = submit(&app, &alice, HOTFIX).await;
+    let app = spawn_team_app().await;
+    let (alice, bob) = (app.login("alice").await, app.login("bob").await);
+    let id = app.submit(&alice, HOTFIX).await;
     for action in ["approve", "deny"] {
         let path = format!("/api/v1/requests/{id}/{action}");
         let r = send(&app, &bob, &path, Some("application/json"), "[]").await;
         assert_json_error(&r, 400, "invalid_body");
     }
-    let r = crate::requests_http::get(&app, &alice, &format!("/api/v1/requests/{id}")).await;
+    let r = app.get_as(&alice, &format!("/api/v1/requests/{id}")).await;
     assert_eq!(
         r.json()["state"],
         "pending",
@@ -85,14 +85,14 @@ async fn approve_and_deny_refuse_an_array_body() {
 // issue 13: `GET /api/v1/requests/%FF` answered `400 text/plain "Invalid URL…"`.
 #[tokio::test]
 async fn an_undecodable_path_is_a_json_400() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
     for path in [
         "/api/v1/requests/%FF",
         "/api/v1/requests/%FF/wait",
         "/requests/%FF",
     ] {
-        let r = crate::requests_http::get(&app, &alice, path).await;
+        let r = app.get_as(&alice, path).await;
         assert_json_error(&r, 400, "invalid_path");
     }
     app.stop().await;
@@ -101,10 +101,11 @@ async fn an_undecodable_path_is_a_json_400() {
 // issue 13: a malformed query string is a JSON 400 with its own code.
 #[tokio::test]
 async fn a_malformed_query_is_a_json_400() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
-    let r =
-        crate::requests_http::get(&app, &alice, "/api/v1/requests/req_x/wait?timeout=soon").await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
+    let r = app
+        .get_as(&alice, "/api/v1/requests/req_x/wait?timeout=soon")
+        .await;
     assert_json_error(&r, 400, "invalid_query");
     app.stop().await;
 }
@@ -112,7 +113,7 @@ async fn a_malformed_query_is_a_json_400() {
 // issue 13: `/logout` accepted form bodies up to axum's default 2 MB.
 #[tokio::test]
 async fn logout_refuses_a_large_body() {
-    let app = app().await;
+    let app = spawn_team_app().await;
     let login = format!("username=alice&password={}", PW.replace(' ', "+"));
     let r = http_send(
         app.address,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use ca_server::config::EXAMPLE_ROLES;
 use serde_json::json;
 
+use crate::helpers::HOTFIX;
 use crate::helpers::{Response, TestApp, ed25519_public_key, http_send, spawn_app_with};
-use crate::requests_http::{HOTFIX, get, post, submit};
 use crate::slapd::{self, GROUPS, PEOPLE, Slapd, password};
 
 /// A CA with the example roles and the directory as its only people.
@@ -238,12 +238,12 @@ async fn two_stage_approval_with_ldap_approvers() {
         token(&app, "carol").await,
         token(&app, "eve").await,
     );
-    let id = submit(&app, &alice, HOTFIX).await;
+    let id = app.submit(&alice, HOTFIX).await;
     let approve = |t: &str| {
         let t = t.to_owned();
         let path = format!("/api/v1/requests/{id}/approve");
         let app = &app;
-        async move { post(app, &t, &path, "{}").await }
+        async move { app.post_as(&t, &path, "{}").await }
     };
     let r = approve(&alice).await;
     assert_eq!(r.status, 403, "{}", r.body);
@@ -259,20 +259,16 @@ async fn two_stage_approval_with_ldap_approvers() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["state"], "approved");
     let key = json!({ "public_key": ed25519_public_key() }).to_string();
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let cert = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(cert.status, 200, "{}", cert.body);
 }
 
 /// Submits a hotfix request as alice and returns its id.
 async fn hotfix(app: &TestApp) -> String {
     let alice = token(app, "alice").await;
-    submit(app, &alice, HOTFIX).await
+    app.submit(&alice, HOTFIX).await
 }
 
 // issue 16: bob is removed from sre-leads in the directory; his next
@@ -283,25 +279,17 @@ async fn bob_removed_from_sre_leads_is_refused_within_the_cache_time() {
     let app = ca(&server, "groups_cache = \"2s\"").await;
     let bob = token(&app, "bob").await;
     let first = hotfix(&app).await;
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{first}/approve"),
-        "{}",
-    )
-    .await;
+    let r = app
+        .post_as(&bob, &format!("/api/v1/requests/{first}/approve"), "{}")
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let second = hotfix(&app).await;
     remove_from_group(&server, "sre-leads", "bob");
     let removed = Instant::now();
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{second}/approve"),
-        "{}",
-    )
-    .await;
+    let r = app
+        .post_as(&bob, &format!("/api/v1/requests/{second}/approve"), "{}")
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver")),
@@ -313,13 +301,9 @@ async fn bob_removed_from_sre_leads_is_refused_within_the_cache_time() {
     // earlier approval of the first request no longer stands, so it is back
     // at the sre-leads stage and a manager cannot approve it yet.
     let carol = token(&app, "carol").await;
-    let r = post(
-        &app,
-        &carol,
-        &format!("/api/v1/requests/{first}/approve"),
-        "{}",
-    )
-    .await;
+    let r = app
+        .post_as(&carol, &format!("/api/v1/requests/{first}/approve"), "{}")
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver")),
@@ -341,7 +325,9 @@ async fn zero_cache_rereads_groups_at_every_decision() {
     let bob = token(&app, "bob").await;
     let id = hotfix(&app).await;
     remove_from_group(&server, "sre-leads", "bob");
-    let r = post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "{}").await;
+    let r = app
+        .post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "{}")
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver")),
@@ -365,25 +351,21 @@ async fn stopped_directory_fails_login_and_issuance_closed() {
     let approved = hotfix(&app).await;
     let pending = hotfix(&app).await;
     for t in [&bob, &carol] {
-        let r = post(
-            &app,
-            t,
-            &format!("/api/v1/requests/{approved}/approve"),
-            "{}",
-        )
-        .await;
+        let r = app
+            .post_as(t, &format!("/api/v1/requests/{approved}/approve"), "{}")
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
     server.stop();
 
     let key = json!({ "public_key": ed25519_public_key() }).to_string();
-    let r = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{approved}/certificate"),
-        &key,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            &format!("/api/v1/requests/{approved}/certificate"),
+            &key,
+        )
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (503, Some("directory_unavailable")),
@@ -397,13 +379,9 @@ async fn stopped_directory_fails_login_and_issuance_closed() {
         r.body
     );
 
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{pending}/approve"),
-        "{}",
-    )
-    .await;
+    let r = app
+        .post_as(&bob, &format!("/api/v1/requests/{pending}/approve"), "{}")
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (503, Some("directory_unavailable"))
@@ -425,9 +403,11 @@ async fn stopped_directory_fails_login_and_issuance_closed() {
     );
 
     // Reads go on, with no groups.
-    let r = get(&app, &alice, &format!("/api/v1/requests/{approved}")).await;
+    let r = app
+        .get_as(&alice, &format!("/api/v1/requests/{approved}"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let who = get(&app, &bob, "/api/v1/whoami").await;
+    let who = app.get_as(&bob, "/api/v1/whoami").await;
     assert_eq!(who.status, 200);
     assert!(groups(&who.json()["user"]).is_empty());
 

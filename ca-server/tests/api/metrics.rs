@@ -1,8 +1,8 @@
 //! `GET /metrics`: the Prometheus text format, counts that move, and who may
 //! scrape (issue 7, item 5).
 
+use crate::helpers::{HOTFIX, spawn_team_app, spawn_team_app_with};
 use crate::helpers::{TestApp, http_send, write_private};
-use crate::requests_http::{HOTFIX, app, app_with, post, submit, token};
 
 /// Checks the text format and returns the samples: `name{labels}` → value.
 fn parse(text: &str) -> Vec<(String, i64)> {
@@ -72,37 +72,36 @@ async fn scrape(app: &TestApp) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn metrics_parse_and_counts_move() {
-    let app = app().await;
+    let app = spawn_team_app().await;
     let before = scrape(&app).await;
     assert_eq!(value(&before, "tpa_requests{state=\"pending\"}"), 0);
     assert_eq!(value(&before, "tpa_certificates_issued_total"), 0);
     assert!(value(&before, "process_resident_memory_bytes") > 0);
 
     let (alice, bob, carol) = (
-        token(&app, "alice").await,
-        token(&app, "bob").await,
-        token(&app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(&app, &alice, HOTFIX).await;
+    let id = app.submit(&alice, HOTFIX).await;
     let pending = scrape(&app).await;
     assert_eq!(value(&pending, "tpa_requests{state=\"pending\"}"), 1);
     assert_eq!(value(&pending, "tpa_requests_submitted_total"), 1);
     // Self-approval is refused: a denial.
-    let r = post(&app, &alice, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let r = app.approve(&alice, &id).await;
     assert_eq!(r.status, 403);
-    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": crate::helpers::ed25519_public_key() });
-    let r = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key.to_string(),
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            &format!("/api/v1/requests/{id}/certificate"),
+            &key.to_string(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    post(
-        &app,
+    app.post_as(
         &bob,
         &format!("/api/v1/requests/{id}/revoke"),
         r#"{"comment":"done"}"#,
@@ -135,7 +134,7 @@ async fn metrics_parse_and_counts_move() {
 #[tokio::test]
 async fn metrics_need_the_token_when_loopback_is_closed() {
     const TOKEN: &str = "metrics-token-0123456789abcdef";
-    let app = app_with(|data| {
+    let app = spawn_team_app_with(|data| {
         write_private(
             &data.dir.join("metrics.token"),
             format!("{TOKEN}\n").as_bytes(),
@@ -160,7 +159,7 @@ async fn metrics_need_the_token_when_loopback_is_closed() {
             .status,
         403
     );
-    let alice = token(&app, "alice").await;
+    let alice = app.login("alice").await;
     assert_eq!(
         get(format!("Bearer {alice}")).await.status,
         403,
@@ -192,7 +191,7 @@ async fn every_metric_in_the_prometheus_rules_file_is_exported() {
         }
     }
     assert!(named.len() >= 8, "{named:?}");
-    let app = app().await;
+    let app = spawn_team_app().await;
     let text = app.get("/metrics").await.body;
     let samples = parse(&text);
     // A family is exported when it is declared, even while it has no sample

@@ -7,8 +7,10 @@
 
 use serde_json::json;
 
+use crate::helpers::sso::{
+    Browser, Provider, add_connector, callback_uri, reserve, set_public_url, users,
+};
 use crate::helpers::{TestApp, audit_rows, count};
-use crate::oidc::{Browser, Provider, add_connector, callback_uri, reserve, set_public_url, users};
 
 /// A CA with connector `idp` on a provider started with `extra` settings and
 /// the test users plus `nameless` (no `preferred_username` anywhere);

@@ -4,11 +4,11 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_bound};
-use crate::oidc::{
+use crate::helpers::sso::{
     Browser, Provider, add_connector, callback_uri, csrf, post_json, reserve, set_public_url,
 };
-use crate::requests_http::{HOTFIX, PW, get, post, submit, token};
+use crate::helpers::{HOTFIX, PW};
+use crate::helpers::{TestApp, spawn_app_bound};
 
 fn sso_users() -> serde_json::Value {
     json!({
@@ -57,8 +57,8 @@ fn denied_approvals(app: &TestApp) -> usize {
 #[tokio::test]
 async fn one_person_with_two_identities_cannot_approve_own_request() {
     let (_provider, app) = ca().await;
-    let alice = token(&app, "alice").await;
-    let id = submit(&app, &alice, HOTFIX).await;
+    let alice = app.login("alice").await;
+    let id = app.submit(&alice, HOTFIX).await;
     for login in ["alice-lead", "alice-mgr"] {
         let mut browser = Browser::default();
         assert_eq!(browser.web_login(&app, "idp", login, "/").await.status, 200);
@@ -78,16 +78,16 @@ async fn one_person_with_two_identities_cannot_approve_own_request() {
         assert_eq!(r.json()["code"], "own_request", "{login}: {}", r.body);
     }
     assert_eq!(denied_approvals(&app), 2);
-    let view = get(&app, &alice, &format!("/api/v1/requests/{id}")).await;
+    let view = app.get_as(&alice, &format!("/api/v1/requests/{id}")).await;
     assert_eq!(view.json()["state"], "pending", "{}", view.body);
     assert_eq!(view.json()["approvals"], json!([]));
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &json!({ "public_key": crate::helpers::ed25519_public_key() }).to_string(),
-    )
-    .await;
+    let cert = app
+        .post_as(
+            &alice,
+            &format!("/api/v1/requests/{id}/certificate"),
+            &json!({ "public_key": crate::helpers::ed25519_public_key() }).to_string(),
+        )
+        .await;
     assert_eq!(cert.status, 409, "{}", cert.body);
     assert_eq!(
         crate::helpers::count(&app.data.open_plain(), "certificates"),
@@ -102,8 +102,8 @@ async fn one_person_with_two_identities_cannot_approve_own_request() {
 #[tokio::test]
 async fn alice_and_capital_alice_across_connectors() {
     let (_provider, app) = ca().await;
-    let alice = token(&app, "alice").await;
-    let id = submit(&app, &alice, HOTFIX).await;
+    let alice = app.login("alice").await;
+    let id = app.submit(&alice, HOTFIX).await;
     let mut upper = Browser::default();
     let r = upper.web_login(&app, "idp", "Alice", "/").await;
     assert_eq!(r.status, 403, "{}", r.body);
@@ -129,7 +129,8 @@ async fn alice_and_capital_alice_across_connectors() {
         .await;
         assert_eq!(r.status, 200, "{login}: {}", r.body);
     }
-    let view = get(&app, &alice, &format!("/api/v1/requests/{id}"))
+    let view = app
+        .get_as(&alice, &format!("/api/v1/requests/{id}"))
         .await
         .json();
     assert_eq!(view["state"], "approved");
@@ -142,12 +143,12 @@ async fn alice_and_capital_alice_across_connectors() {
     assert_eq!(groups, ["sre-leads", "managers"]);
     assert_eq!(view["approvals"][0]["comment"], "checked");
     assert_eq!(view["grant"]["principals"], json!(["root"]));
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &json!({ "public_key": crate::helpers::ed25519_public_key() }).to_string(),
-    )
-    .await;
+    let cert = app
+        .post_as(
+            &alice,
+            &format!("/api/v1/requests/{id}/certificate"),
+            &json!({ "public_key": crate::helpers::ed25519_public_key() }).to_string(),
+        )
+        .await;
     assert_eq!(cert.status, 200, "{}", cert.body);
 }

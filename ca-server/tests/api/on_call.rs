@@ -13,7 +13,6 @@ use crate::fake_provider::{
     pagerduty, provider, submit,
 };
 use crate::helpers::{audit_rows, ed25519_public_key, write_private};
-use crate::requests_http::{post, token};
 
 #[tokio::test]
 async fn on_call_requester_is_approved_at_once_and_audited() {
@@ -90,15 +89,11 @@ async fn on_call_requester_is_approved_at_once_and_audited() {
 
     // The approval is a decision against the snapshot: a certificate follows.
     let id = r["id"].as_str().unwrap();
-    let alice = token(&app, "alice").await;
+    let alice = app.login("alice").await;
     let key = json!({ "public_key": ed25519_public_key() }).to_string();
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let cert = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(cert.status, 200, "{}", cert.body);
     assert_eq!(cert.json()["principals"], json!(["root"]));
 
@@ -136,9 +131,12 @@ async fn not_on_call_goes_through_the_stages() {
     assert!(!page.contains("id=\"on-call-approval\""));
     // The stages still work as before.
     let id = body["request"]["id"].as_str().unwrap();
-    let (bob, carol) = (token(&app, "bob").await, token(&app, "carol").await);
-    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    let done = post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let (bob, carol) = (app.login("bob").await, app.login("carol").await);
+    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
+        .await;
+    let done = app
+        .post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
+        .await;
     assert_eq!(done.json()["state"], "approved", "{}", done.body);
     assert_eq!(done.json()["approval_path"], "stages");
 }

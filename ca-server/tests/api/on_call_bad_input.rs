@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::fake_provider::{
     Answer, Fake, PD_RULE, Seen, TOKEN, app, falls_back, hotfix_with, page, pagerduty, provider,
 };
+use crate::helpers::HOTFIX;
 use crate::helpers::write_private;
-use crate::requests_http::HOTFIX;
 
 #[tokio::test]
 async fn answer_that_is_not_json_is_named_and_never_approves() {
@@ -109,10 +109,10 @@ async fn oidc_user_with_the_email_but_unverified_is_never_auto_approved() {
     // says `email_verified: true`; mallory's carries the same address with
     // `email_verified: false`. PagerDuty has a user with that address on
     // call: only alice is approved at once.
-    use crate::oidc::{Browser, Provider, add_connector, callback_uri, csrf, post_json};
-    let listener = crate::oidc::reserve().await;
+    use tpa_testkit::sso::{Browser, Provider, add_connector, callback_uri, csrf, post_json};
+    let listener = tpa_testkit::sso::reserve().await;
     let address = listener.local_addr().unwrap();
-    let mut users = crate::oidc::users();
+    let mut users = tpa_testkit::sso::users();
     users["alice"]["email"] = json!("alice@example.com");
     users["alice"]["email_verified"] = json!(true);
     users["alice"]["groups"] = json!(["engineers"]);
@@ -125,7 +125,7 @@ async fn oidc_user_with_the_email_but_unverified_is_never_auto_approved() {
     let issuer = idp.issuer();
     let providers = provider("pagerduty", "pd", &pd.url);
     let app = crate::helpers::spawn_app_bound(listener, move |data, address| {
-        crate::oidc::set_public_url(data, address);
+        tpa_testkit::sso::set_public_url(data, address);
         add_connector(data, "idp", &issuer);
         write_private(&data.dir.join("provider.token"), TOKEN.as_bytes());
         data.edit_config(|t| format!("{t}{}\n{providers}\n", hotfix_with(PD_RULE)));

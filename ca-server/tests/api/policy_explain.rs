@@ -1,21 +1,21 @@
 //! Issue 11, item 8: `tpa-ca policy explain`, `tpa-ca policy test` and
 //! `GET /api/v1/policy/explain`, all answered by one function.
 
+use crate::helpers::spawn_team_app;
 use crate::helpers::{DataDir, run, tpa_ca};
-use crate::requests_http::{app, get, token};
 
 // issue 11: the API explains the caller's own request: allowed, the exact
 // certificate scope, each stage with who could approve; and why not.
 #[tokio::test]
 async fn explain_api_answers_for_the_caller() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
-    let r = get(
-        &app,
-        &alice,
-        "/api/v1/policy/explain?role=hotfix-admin&host=WEB-1&for=2h",
-    )
-    .await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
+    let r = app
+        .get_as(
+            &alice,
+            "/api/v1/policy/explain?role=hotfix-admin&host=WEB-1&for=2h",
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
     assert_eq!(v["allowed"], true, "{v}");
@@ -32,16 +32,18 @@ async fn explain_api_answers_for_the_caller() {
     assert_eq!(v["ticket_pattern"], "INC-[0-9]+");
     assert!(v["break_glass"].as_str().unwrap().contains("30m"));
 
-    let r = get(
-        &app,
-        &alice,
-        "/api/v1/policy/explain?role=hotfix-admin&host=web-1.evil",
-    )
-    .await;
+    let r = app
+        .get_as(
+            &alice,
+            "/api/v1/policy/explain?role=hotfix-admin&host=web-1.evil",
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["allowed"], false);
     assert_eq!(r.json()["code"], "host_not_in_role");
-    let r = get(&app, &alice, "/api/v1/policy/explain?role=hotfix-admin").await;
+    let r = app
+        .get_as(&alice, "/api/v1/policy/explain?role=hotfix-admin")
+        .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.json()["code"].is_string());
 }
@@ -50,15 +52,15 @@ async fn explain_api_answers_for_the_caller() {
 // (auto-approval group and limits, break-glass) to itself.
 #[tokio::test]
 async fn explain_hides_the_rules_of_a_role_the_caller_may_not_request() {
-    let app = app().await;
-    let bob = token(&app, "bob").await;
+    let app = spawn_team_app().await;
+    let bob = app.login("bob").await;
     for role in ["read-only-debug", "hotfix-admin"] {
-        let r = get(
-            &app,
-            &bob,
-            &format!("/api/v1/policy/explain?role={role}&host=web-1"),
-        )
-        .await;
+        let r = app
+            .get_as(
+                &bob,
+                &format!("/api/v1/policy/explain?role={role}&host=web-1"),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         let v = r.json();
         assert_eq!(v["allowed"], false, "{v}");
@@ -66,12 +68,9 @@ async fn explain_hides_the_rules_of_a_role_the_caller_may_not_request() {
         assert!(v["auto_approve"].is_null(), "{v}");
         assert!(v["break_glass"].is_null(), "{v}");
     }
-    let r = get(
-        &app,
-        &bob,
-        "/api/v1/policy/explain?role=x&host=web-1&nope=1",
-    )
-    .await;
+    let r = app
+        .get_as(&bob, "/api/v1/policy/explain?role=x&host=web-1&nope=1")
+        .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["code"], "invalid_query");
 }

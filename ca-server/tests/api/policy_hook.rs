@@ -9,8 +9,8 @@ use ca_server::notify::signature;
 use serde_json::{Value, json};
 
 use crate::fake_http::{FakeServer, Reply, Seen, fake_server};
+use crate::helpers::spawn_team_app_with;
 use crate::helpers::{TestApp, audit_rows, ed25519_public_key, write_private};
-use crate::requests_http::{app_with, post, token};
 
 const SECRET: &str = "policy-hook-secret-0123456789";
 const DEBUG: &str =
@@ -45,7 +45,7 @@ fn allow(call: &Seen) -> Reply {
 async fn app(hook: &FakeServer, extra: &str) -> TestApp {
     let url = format!("{}/tpa-hook", hook.base);
     let extra = extra.to_owned();
-    app_with(move |data| {
+    spawn_team_app_with(move |data| {
         write_private(&data.dir.join("hook.secret"), SECRET.as_bytes());
         data.edit_config(|text| {
             format!(
@@ -58,8 +58,8 @@ async fn app(hook: &FakeServer, extra: &str) -> TestApp {
 
 /// Submits `body` as alice and returns the answer.
 async fn submit_as_alice(app: &TestApp, body: &str) -> crate::helpers::Response {
-    let alice = token(app, "alice").await;
-    post(app, &alice, "/api/v1/requests", body).await
+    let alice = app.login("alice").await;
+    app.post_as(&alice, "/api/v1/requests", body).await
 }
 
 /// The last audit row, as (action, outcome, reason, details).
@@ -97,18 +97,14 @@ async fn allow_lets_submission_and_certificate_through_with_signed_calls() {
     // issue 17
     let hook = fake_server(|call, _| allow(call)).await;
     let app = app(&hook, "").await;
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, "/api/v1/requests", DEBUG).await;
+    let alice = app.login("alice").await;
+    let r = app.post_as(&alice, "/api/v1/requests", DEBUG).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
     let key = json!({ "public_key": ed25519_public_key() }).to_string();
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let cert = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(cert.status, 200, "{}", cert.body);
 
     let calls = hook.wait_for(2, Duration::from_secs(1)).await;
@@ -194,18 +190,14 @@ async fn deny_at_issuance_refuses_the_certificate() {
     })
     .await;
     let app = app(&hook, "").await;
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, "/api/v1/requests", DEBUG).await;
+    let alice = app.login("alice").await;
+    let r = app.post_as(&alice, "/api/v1/requests", DEBUG).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
     let key = json!({ "public_key": ed25519_public_key() }).to_string();
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let cert = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(
         (cert.status, cert.json()["code"].as_str()),
         (403, Some("policy_hook_denied")),
@@ -233,9 +225,9 @@ async fn hook_that_never_answers_fails_closed_after_the_default_timeout() {
     })
     .await;
     let app = app(&hook, "").await;
-    let alice = token(&app, "alice").await;
+    let alice = app.login("alice").await;
     let started = Instant::now();
-    let r = post(&app, &alice, "/api/v1/requests", DEBUG).await;
+    let r = app.post_as(&alice, "/api/v1/requests", DEBUG).await;
     let took = started.elapsed();
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
@@ -402,15 +394,16 @@ fn certificate_is_refused_when_the_request_no_longer_hashes_to_what_the_hook_all
     // transaction re-checks it like an approval's.
     use ca_server::workflow::requests::{IssueJob, WorkflowError, issue_batch};
 
-    use crate::requests::{alice, approve, bob, carol, fixture, hotfix, now, submit};
+    use crate::helpers::{Fixture, alice, bob, carol, hotfix, now};
 
-    let mut f = fixture();
-    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let mut f = Fixture::with_roles();
+    let id = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
-    approve(&mut f, &bob(), &id).unwrap();
-    approve(&mut f, &carol(), &id).unwrap();
+    f.approve(&bob(), &id).unwrap();
+    f.approve(&carol(), &id).unwrap();
     let job = |hash: &str| IssueJob {
         caller: alice(),
         id: id.clone(),
@@ -461,7 +454,7 @@ const DB_ADMIN: &str =
 async fn checked_app(hook: &FakeServer, extra: &str) -> TestApp {
     let url = format!("{}/tpa-hook", hook.base);
     let extra = extra.to_owned();
-    app_with(move |data| {
+    spawn_team_app_with(move |data| {
         write_private(&data.dir.join("hook.secret"), SECRET.as_bytes());
         data.edit_config(|text| {
             format!(
@@ -479,8 +472,8 @@ async fn automated_check_counts_as_its_stage_against_the_snapshot() {
     // the certificate issues (the hook's approval survives re-validation).
     let hook = fake_server(|call, _| allow(call)).await;
     let app = checked_app(&hook, "").await;
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, "/api/v1/requests", DB_ADMIN).await;
+    let alice = app.login("alice").await;
+    let r = app.post_as(&alice, "/api/v1/requests", DB_ADMIN).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let view = r.json()["request"].clone();
     let id = view["id"].as_str().unwrap().to_owned();
@@ -527,17 +520,13 @@ async fn automated_check_counts_as_its_stage_against_the_snapshot() {
         approve_call["request"]["content_hash"]
     );
 
-    let carol = token(&app, "carol").await;
-    let r = post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let carol = app.login("carol").await;
+    let r = app.approve(&carol, &id).await;
     assert_eq!(r.json()["state"], "approved", "{}", r.body);
     let key = json!({ "public_key": ed25519_public_key() }).to_string();
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let cert = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(cert.status, 200, "{}", cert.body);
 }
 
@@ -603,10 +592,11 @@ fn automated_check_approval_on_a_changed_request_is_refused() {
     // issue 17: the approval binds the content hash the hook saw.
     use ca_server::workflow::requests::{self as wf, ApproveInput, WorkflowError};
 
-    use crate::requests::{alice, bob, fixture, hotfix, now, submit};
+    use crate::helpers::{Fixture, alice, bob, hotfix, now};
 
-    let mut f = fixture();
-    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let mut f = Fixture::with_roles();
+    let id = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;

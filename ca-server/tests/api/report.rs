@@ -6,8 +6,8 @@ use ca_server::workflow::requests as wf;
 use chrono::{DateTime, TimeDelta, Utc};
 use tpa_core::{RequestId, RequestInput, User};
 
-use crate::helpers::{Fixture, run, tpa_ca};
-use crate::requests::{alice, fixture, user};
+use crate::helpers::{Fixture, bob, carol, hotfix, run, tpa_ca};
+use crate::helpers::{alice, user};
 
 fn t(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -47,7 +47,7 @@ fn ids(f: &Fixture, since: &str, until: &str) -> Vec<String> {
 
 #[test]
 fn lists_exactly_the_grants_in_the_period() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let dave = user("dave", &["engineers"]);
     let g1 = grant(&mut f, &alice(), "web-1", "2026-06-01T00:00:00Z"); // 00:00-00:30
     let g2 = grant(&mut f, &dave, "web-2", "2026-06-01T01:00:00Z"); // 01:00-01:30
@@ -138,13 +138,14 @@ fn lists_exactly_the_grants_in_the_period() {
 
 #[test]
 fn approvers_and_tickets_of_a_staged_grant_are_listed() {
-    let mut f = fixture();
-    let id = crate::requests::submit(&mut f, &alice(), &crate::requests::hotfix(&["web-1"], "1h"))
+    let mut f = Fixture::with_roles();
+    let id = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
-    crate::requests::approve(&mut f, &crate::requests::bob(), &id).unwrap();
-    crate::requests::approve(&mut f, &crate::requests::carol(), &id).unwrap();
+    f.approve(&bob(), &id).unwrap();
+    f.approve(&carol(), &id).unwrap();
     let now = Utc::now();
     let report = access_report(
         &f.conn,
@@ -164,7 +165,7 @@ fn approvers_and_tickets_of_a_staged_grant_are_listed() {
 
 #[test]
 fn tpa_ca_report_access_prints_csv_and_json() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     grant(&mut f, &alice(), "web-1", "2026-06-01T00:00:00Z");
     let config = f.data.config_path.clone();
     let (code, csv, stderr) = run(tpa_ca()

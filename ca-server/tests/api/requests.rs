@@ -4,104 +4,13 @@
 use std::collections::BTreeSet;
 
 use ca_server::commands::verify_database;
-use ca_server::config::EXAMPLE_ROLES;
 use ca_server::workflow::requests::{self, WorkflowError};
 use chrono::{DateTime, TimeDelta, Utc};
 use tpa_core::{
-    ApproveOutcome, GroupName, HostName, HumanDuration, Identity, Narrowing, RequestInput,
-    RequestState, User, Username,
+    ApproveOutcome, HostName, HumanDuration, Narrowing, RequestInput, RequestState, User,
 };
 
-use crate::helpers::{DataDir, Fixture, count, ed25519_public_key};
-
-pub(crate) fn user(name: &str, groups: &[&str]) -> User {
-    let username = Username::parse(name).unwrap();
-    User {
-        identity: Identity::local(&username),
-        username,
-        display_name: name.to_owned(),
-        groups: groups
-            .iter()
-            .map(|g| GroupName::parse(g).unwrap())
-            .collect(),
-    }
-}
-
-pub(crate) fn alice() -> User {
-    user("alice", &["engineers"])
-}
-pub(crate) fn bob() -> User {
-    user("bob", &["sre-leads"])
-}
-pub(crate) fn carol() -> User {
-    user("carol", &["managers"])
-}
-
-/// A fixture whose config holds the brief's two roles.
-pub(crate) fn fixture() -> Fixture {
-    let mut data = DataDir::new();
-    data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
-    data.add_accounts(APPROVERS);
-    Fixture::over(data)
-}
-
-/// The approvers of these tests as `[[accounts]]` (groups as `bob()`, `carol()`, … give them).
-pub(crate) const APPROVERS: &[(&str, &[&str])] = &[
-    ("bob", &["sre-leads"]),
-    ("carol", &["managers"]),
-    ("erin", &["sre-leads", "managers"]),
-    ("frank", &["managers"]),
-];
-
-pub(crate) fn hotfix(hosts: &[&str], duration: &str) -> RequestInput {
-    RequestInput {
-        role: "hotfix-admin".into(),
-        hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
-        duration: Some(duration.into()),
-        reason: "INC-4411 disk full".into(),
-        ticket: Some("INC-4411".into()),
-        ..RequestInput::default()
-    }
-}
-
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now()
-}
-
-pub(crate) fn submit(
-    f: &mut Fixture,
-    who: &User,
-    input: &RequestInput,
-) -> Result<requests::Submitted, WorkflowError> {
-    let c = &f.data.config;
-    requests::submit(
-        &mut f.conn,
-        &c.policy,
-        &c.workflow,
-        who,
-        input,
-        "test",
-        now(),
-    )
-}
-
-pub(crate) fn approve(
-    f: &mut Fixture,
-    who: &User,
-    id: &tpa_core::RequestId,
-) -> Result<ApproveOutcome, WorkflowError> {
-    requests::approve(
-        &mut f.conn,
-        &f.data.config.policy,
-        &f.data.identities(),
-        who,
-        id,
-        Narrowing::default(),
-        "test",
-        now(),
-    )
-    .map(|(_, o)| o)
-}
+use crate::helpers::{Fixture, alice, bob, carol, count, ed25519_public_key, hotfix, now, user};
 
 fn issue(
     f: &mut Fixture,
@@ -141,28 +50,30 @@ fn denied_rows(f: &Fixture, action: &str) -> i64 {
 
 #[test]
 fn two_stage_approval_then_certificate() {
-    let mut f = fixture();
-    let submitted = submit(&mut f, &alice(), &hotfix(&["web-1", "db-1"], "2h")).unwrap();
+    let mut f = Fixture::with_roles();
+    let submitted = f
+        .submit(&alice(), &hotfix(&["web-1", "db-1"], "2h"))
+        .unwrap();
     assert!(!submitted.existing);
     let id = submitted.request.id.clone();
     assert_eq!(submitted.request.state, RequestState::Pending);
     assert_eq!(code(issue(&mut f, &alice(), &id, now())), "not_approved");
 
     assert_eq!(
-        code(approve(&mut f, &carol(), &id)),
+        code(f.approve(&carol(), &id)),
         "not_approver",
         "managers are stage 2"
     );
     assert_eq!(
-        approve(&mut f, &bob(), &id).unwrap(),
+        f.approve(&bob(), &id).unwrap(),
         ApproveOutcome::Recorded {
             stage: 1,
             still_needed: 1
         }
     );
-    assert_eq!(code(approve(&mut f, &bob(), &id)), "already_approved");
+    assert_eq!(code(f.approve(&bob(), &id)), "already_approved");
     assert!(matches!(
-        approve(&mut f, &carol(), &id).unwrap(),
+        f.approve(&carol(), &id).unwrap(),
         ApproveOutcome::Approved(_)
     ));
 
@@ -191,7 +102,7 @@ fn two_stage_approval_then_certificate() {
 
 #[test]
 fn auto_approved_role_issues_at_once_with_force_command() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let input = RequestInput {
         role: "read-only-debug".into(),
         hosts: vec!["web-3".into()],
@@ -199,7 +110,7 @@ fn auto_approved_role_issues_at_once_with_force_command() {
         reason: "look at logs".into(),
         ..RequestInput::default()
     };
-    let r = submit(&mut f, &alice(), &input).unwrap().request;
+    let r = f.submit(&alice(), &input).unwrap().request;
     assert_eq!(r.state, RequestState::Approved);
     let cert = issue(&mut f, &alice(), &r.id, now()).unwrap().certificate;
     assert_eq!(
@@ -213,7 +124,7 @@ fn auto_approved_role_issues_at_once_with_force_command() {
 
 #[test]
 fn identical_request_returns_the_active_grant() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let input = RequestInput {
         role: "read-only-debug".into(),
         hosts: vec!["web-3".into()],
@@ -221,8 +132,8 @@ fn identical_request_returns_the_active_grant() {
         reason: "look at logs".into(),
         ..RequestInput::default()
     };
-    let first = submit(&mut f, &alice(), &input).unwrap();
-    let second = submit(&mut f, &alice(), &input).unwrap();
+    let first = f.submit(&alice(), &input).unwrap();
+    let second = f.submit(&alice(), &input).unwrap();
     assert!(second.existing);
     assert_eq!(first.request.id, second.request.id);
     assert_eq!(count(&f.conn, "requests"), 1);
@@ -231,7 +142,7 @@ fn identical_request_returns_the_active_grant() {
 /// Each bad input: a stable code, no request row, one denied audit event.
 #[test]
 fn bad_requests_are_refused_and_audited() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     type Edit = Box<dyn Fn(&mut RequestInput)>;
     let cases: Vec<(&str, Edit, User)> = vec![
         (
@@ -287,7 +198,7 @@ fn bad_requests_are_refused_and_audited() {
         let mut input = hotfix(&["web-1"], "1h");
         edit(&mut input);
         let before = denied_rows(&f, "request.submit");
-        assert_eq!(code(submit(&mut f, &who, &input)), expected);
+        assert_eq!(code(f.submit(&who, &input)), expected);
         assert_eq!(count(&f.conn, "requests"), 0, "{expected}: nothing stored");
         assert_eq!(
             denied_rows(&f, "request.submit"),
@@ -300,10 +211,10 @@ fn bad_requests_are_refused_and_audited() {
 
 #[test]
 fn script_in_reason_is_stored_as_text() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let mut input = hotfix(&["web-1"], "1h");
     input.reason = "<script>alert(1)</script>".into();
-    let r = submit(&mut f, &alice(), &input).unwrap().request;
+    let r = f.submit(&alice(), &input).unwrap().request;
     let stored: String = f
         .conn
         .query_row(
@@ -317,14 +228,15 @@ fn script_in_reason_is_stored_as_text() {
 
 #[test]
 fn separation_of_duties_and_group_rechecks() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     // Alice is also an SRE lead and a manager; she still cannot approve her own request.
     let alice_all = user("alice", &["engineers", "sre-leads", "managers"]);
-    let id = submit(&mut f, &alice_all, &hotfix(&["web-1"], "1h"))
+    let id = f
+        .submit(&alice_all, &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
-    assert_eq!(code(approve(&mut f, &alice_all, &id)), "own_request");
+    assert_eq!(code(f.approve(&alice_all, &id)), "own_request");
     let denied = requests::deny(
         &mut f.conn,
         &f.data.config.policy,
@@ -337,21 +249,22 @@ fn separation_of_duties_and_group_rechecks() {
     assert_eq!(code(denied), "own_request");
     // Bob removed from sre-leads (the caller passes the user as of now).
     let bob_removed = user("bob", &["engineers"]);
-    assert_eq!(code(approve(&mut f, &bob_removed, &id)), "not_approver");
+    assert_eq!(code(f.approve(&bob_removed, &id)), "not_approver");
     // One person in both groups counts once.
     let erin = user("erin", &["sre-leads", "managers"]);
-    approve(&mut f, &erin, &id).unwrap();
-    assert_eq!(code(approve(&mut f, &erin, &id)), "already_approved");
+    f.approve(&erin, &id).unwrap();
+    assert_eq!(code(f.approve(&erin, &id)), "already_approved");
     assert!(denied_rows(&f, "request.approve") >= 3);
     assert!(denied_rows(&f, "request.deny") >= 1);
 }
 
 #[test]
 fn finished_requests_cannot_be_decided_or_used() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let policy = f.data.config.policy.clone();
     // Denied.
-    let denied = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let denied = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
@@ -365,13 +278,14 @@ fn finished_requests_cannot_be_decided_or_used() {
         now(),
     )
     .unwrap();
-    assert_eq!(code(approve(&mut f, &carol(), &denied)), "not_pending");
+    assert_eq!(code(f.approve(&carol(), &denied)), "not_pending");
     assert_eq!(
         code(issue(&mut f, &alice(), &denied, now())),
         "not_approved"
     );
     // Cancelled (only by the requester).
-    let cancelled = submit(&mut f, &alice(), &hotfix(&["web-2"], "1h"))
+    let cancelled = f
+        .submit(&alice(), &hotfix(&["web-2"], "1h"))
         .unwrap()
         .request
         .id;
@@ -387,13 +301,14 @@ fn finished_requests_cannot_be_decided_or_used() {
         "not_found"
     );
     requests::cancel(&mut f.conn, &policy, &alice(), &cancelled, "test", now()).unwrap();
-    assert_eq!(code(approve(&mut f, &bob(), &cancelled)), "not_pending");
+    assert_eq!(code(f.approve(&bob(), &cancelled)), "not_pending");
     assert_eq!(
         code(issue(&mut f, &alice(), &cancelled, now())),
         "not_approved"
     );
     // Expired (pending TTL 24 h).
-    let expired = submit(&mut f, &alice(), &hotfix(&["db-1"], "1h"))
+    let expired = f
+        .submit(&alice(), &hotfix(&["db-1"], "1h"))
         .unwrap()
         .request
         .id;
@@ -423,14 +338,15 @@ fn finished_requests_cannot_be_decided_or_used() {
         "not_approved"
     );
     // Approved: a third approval is refused; another user's certificate is refused; after the window, too.
-    let approved = submit(&mut f, &alice(), &hotfix(&["web-9"], "1h"))
+    let approved = f
+        .submit(&alice(), &hotfix(&["web-9"], "1h"))
         .unwrap()
         .request
         .id;
-    approve(&mut f, &bob(), &approved).unwrap();
-    approve(&mut f, &carol(), &approved).unwrap();
+    f.approve(&bob(), &approved).unwrap();
+    f.approve(&carol(), &approved).unwrap();
     assert_eq!(
-        code(approve(&mut f, &user("frank", &["managers"]), &approved)),
+        code(f.approve(&user("frank", &["managers"]), &approved)),
         "not_pending"
     );
     assert_eq!(code(issue(&mut f, &bob(), &approved, now())), "not_found");
@@ -450,9 +366,10 @@ fn finished_requests_cannot_be_decided_or_used() {
 
 #[test]
 fn narrowing_at_approval_is_what_gets_signed() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let policy = f.data.config.policy.clone();
-    let id = submit(&mut f, &alice(), &hotfix(&["web-1", "web-2"], "4h"))
+    let id = f
+        .submit(&alice(), &hotfix(&["web-1", "web-2"], "4h"))
         .unwrap()
         .request
         .id;
@@ -487,7 +404,7 @@ fn narrowing_at_approval_is_what_gets_signed() {
         now(),
     );
     assert_eq!(code(r.map(|_| ())), "widening");
-    approve(&mut f, &carol(), &id).unwrap();
+    f.approve(&carol(), &id).unwrap();
     let cert = issue(&mut f, &alice(), &id, now()).unwrap().certificate;
     assert_eq!(
         cert.extensions()["tpa-request@tpa"],
@@ -518,13 +435,14 @@ fn is_busy(e: &WorkflowError) -> bool {
 /// that the busy calls left no certificate and no audit event behind.
 #[test]
 fn parallel_certificate_calls_stay_within_policy() {
-    let mut f = fixture();
-    let id = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let mut f = Fixture::with_roles();
+    let id = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
-    approve(&mut f, &bob(), &id).unwrap();
-    approve(&mut f, &carol(), &id).unwrap();
+    f.approve(&bob(), &id).unwrap();
+    f.approve(&carol(), &id).unwrap();
     let window_end: String = f
         .conn
         .query_row(

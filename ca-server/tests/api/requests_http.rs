@@ -4,88 +4,25 @@
 
 use std::time::{Duration, Instant};
 
-use ca_server::config::EXAMPLE_ROLES;
-
-use crate::helpers::{Response, TestApp, count, ed25519_public_key, http_send, spawn_app_with};
-
-pub(crate) const PW: &str = "a long enough test password";
-
-pub(crate) async fn app() -> TestApp {
-    app_with(|_| {}).await
-}
-
-/// The accounts and roles of these tests, then `more`.
-pub(crate) async fn app_with(more: impl FnOnce(&mut crate::helpers::DataDir)) -> TestApp {
-    spawn_app_with(|data| {
-        data.edit_config(|text| format!("{text}{EXAMPLE_ROLES}"));
-        data.add_account("alice", PW, &["engineers"]);
-        data.add_account("bob", PW, &["sre-leads"]);
-        data.add_account("carol", PW, &["managers"]);
-        data.add_account("mallory", PW, &["engineers", "sre-leads", "managers"]);
-        more(data);
-    })
-    .await
-}
-
-pub(crate) async fn token(app: &TestApp, user: &str) -> String {
-    let body = serde_json::json!({ "username": user, "password": PW }).to_string();
-    let r = http_send(
-        app.address,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        &body,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["token"].as_str().unwrap().to_owned()
-}
-
-pub(crate) async fn post(app: &TestApp, token: &str, path: &str, body: &str) -> Response {
-    let auth = format!("Bearer {token}");
-    http_send(
-        app.address,
-        "POST",
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-    .await
-}
-
-pub(crate) async fn get(app: &TestApp, token: &str, path: &str) -> Response {
-    let auth = format!("Bearer {token}");
-    http_send(app.address, "GET", path, &[("Authorization", &auth)], "").await
-}
-
-pub(crate) const HOTFIX: &str = r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"1h","reason":"INC-9 <script>x</script>","ticket":"INC-9"}"#;
-
-pub(crate) async fn submit(app: &TestApp, token: &str, body: &str) -> String {
-    let r = post(app, token, "/api/v1/requests", body).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.json()["request"]["id"].as_str().unwrap().to_owned()
-}
+use crate::helpers::{HOTFIX, PW, count, ed25519_public_key, http_send, spawn_team_app};
 
 #[tokio::test]
 async fn full_flow_with_tokens() {
-    let app = app().await;
+    let app = spawn_team_app().await;
     let (alice, bob, carol) = (
-        token(&app, "alice").await,
-        token(&app, "bob").await,
-        token(&app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(&app, &alice, HOTFIX).await;
+    let id = app.submit(&alice, HOTFIX).await;
 
-    let inbox = get(&app, &bob, "/api/v1/requests?scope=inbox").await;
+    let inbox = app.get_as(&bob, "/api/v1/requests?scope=inbox").await;
     assert_eq!(inbox.json()["requests"][0]["id"], id.as_str());
     assert_eq!(
         inbox.json()["requests"][0]["still_needed"]["group"],
         "sre-leads"
     );
-    let carol_inbox = get(&app, &carol, "/api/v1/requests?scope=inbox").await;
+    let carol_inbox = app.get_as(&carol, "/api/v1/requests?scope=inbox").await;
     assert_eq!(
         carol_inbox.json()["requests"].as_array().unwrap().len(),
         0,
@@ -93,38 +30,26 @@ async fn full_flow_with_tokens() {
     );
 
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
-    let early = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let early = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(
         (early.status, early.json()["code"].as_str()),
         (409, Some("not_approved"))
     );
 
-    let r = post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let r = app.approve(&bob, &id).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["still_needed"]["group"], "managers");
-    let r = post(
-        &app,
-        &carol,
-        &format!("/api/v1/requests/{id}/approve"),
-        "{}",
-    )
-    .await;
+    let r = app
+        .post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "{}")
+        .await;
     assert_eq!(r.json()["state"], "approved");
     assert_eq!(r.json()["active"], true);
 
-    let cert = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let cert = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(cert.status, 200, "{}", cert.body);
     let c = cert.json();
     assert_eq!(c["key_id"], format!("tpa:request={id}:user=alice"));
@@ -137,17 +62,13 @@ async fn full_flow_with_tokens() {
     );
 
     // Another user's request: not found, and audited.
-    let theirs = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let theirs = app
+        .post_as(&bob, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(theirs.status, 404);
-    let seen = get(&app, &bob, &format!("/api/v1/requests/{id}")).await;
+    let seen = app.get_as(&bob, &format!("/api/v1/requests/{id}")).await;
     assert_eq!(seen.status, 200, "an approver of the role may read it");
-    let mine = get(&app, &alice, "/api/v1/requests").await;
+    let mine = app.get_as(&alice, "/api/v1/requests").await;
     assert_eq!(
         mine.json()["requests"][0]["reason"],
         "INC-9 <script>x</script>",
@@ -158,33 +79,21 @@ async fn full_flow_with_tokens() {
 
 #[tokio::test]
 async fn self_approval_through_the_api_is_refused() {
-    let app = app().await;
-    let mallory = token(&app, "mallory").await;
-    let id = submit(&app, &mallory, HOTFIX).await;
-    let r = post(
-        &app,
-        &mallory,
-        &format!("/api/v1/requests/{id}/approve"),
-        "",
-    )
-    .await;
+    let app = spawn_team_app().await;
+    let mallory = app.login("mallory").await;
+    let id = app.submit(&mallory, HOTFIX).await;
+    let r = app.approve(&mallory, &id).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("own_request"))
     );
-    let r = post(
-        &app,
-        &mallory,
-        &format!("/api/v1/requests/{id}/deny"),
-        r#"{"comment":"x"}"#,
-    )
-    .await;
+    let r = app.deny(&mallory, &id, "x").await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("own_request"))
     );
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let alice = app.login("alice").await;
+    let r = app.approve(&alice, &id).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver"))
@@ -194,46 +103,42 @@ async fn self_approval_through_the_api_is_refused() {
 
 #[tokio::test]
 async fn bad_bodies_and_unknown_ids_get_stable_codes() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
     let big = format!(
         r#"{{"role":"hotfix-admin","hosts":["web-1"],"reason":"{}"}}"#,
         "x".repeat(1024 * 1024)
     );
-    let r = post(&app, &alice, "/api/v1/requests", &big).await;
+    let r = app.post_as(&alice, "/api/v1/requests", &big).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (413, Some("payload_too_large"))
     );
-    let r = post(
-        &app,
-        &alice,
-        "/api/v1/requests",
-        r#"{"role": "hotfix-admin", "#,
-    )
-    .await;
+    let r = app
+        .post_as(&alice, "/api/v1/requests", r#"{"role": "hotfix-admin", "#)
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (400, Some("invalid_body"))
     );
-    let r = post(
-        &app,
-        &alice,
-        "/api/v1/requests",
-        r#"{"role":"hotfix-admin","hosts":["web-1"],"colour":"red"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            "/api/v1/requests",
+            r#"{"role":"hotfix-admin","hosts":["web-1"],"colour":"red"}"#,
+        )
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (400, Some("invalid_body"))
     );
-    let r = post(
-        &app,
-        &alice,
-        "/api/v1/requests",
-        r#"{"role":"nope","hosts":["web-1"],"reason":"x"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            "/api/v1/requests",
+            r#"{"role":"nope","hosts":["web-1"],"reason":"x"}"#,
+        )
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (422, Some("unknown_role"))
@@ -245,21 +150,20 @@ async fn bad_bodies_and_unknown_ids_get_stable_codes() {
             .contains("hotfix-admin"),
         "lists the allowed roles"
     );
-    let r = post(&app, &alice, "/api/v1/requests", r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"9h","reason":"x","ticket":"INC-1"}"#).await;
+    let r = app.post_as(&alice, "/api/v1/requests", r#"{"role":"hotfix-admin","hosts":["web-1"],"duration":"9h","reason":"x","ticket":"INC-1"}"#).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (422, Some("duration_too_long"))
     );
-    let r = get(
-        &app,
-        &alice,
-        "/api/v1/requests/req_aaaaaaaaaaaaaaaaaaaaaaaaaa",
-    )
-    .await;
+    let r = app
+        .get_as(&alice, "/api/v1/requests/req_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .await;
     assert_eq!(r.status, 404);
-    let r = get(&app, &alice, "/api/v1/requests/..%2F..%2Fetc").await;
+    let r = app.get_as(&alice, "/api/v1/requests/..%2F..%2Fetc").await;
     assert_eq!(r.status, 404);
-    let r = get(&app, &alice, "/api/v1/requests?scope=everything").await;
+    let r = app
+        .get_as(&alice, "/api/v1/requests?scope=everything")
+        .await;
     assert_eq!(r.json()["code"], "bad_scope");
     let r = http_send(
         app.address,
@@ -281,7 +185,7 @@ async fn bad_bodies_and_unknown_ids_get_stable_codes() {
 
 #[tokio::test]
 async fn cookie_callers_need_the_csrf_header() {
-    let app = app().await;
+    let app = spawn_team_app().await;
     let login = http_send(
         app.address,
         "POST",
@@ -312,14 +216,14 @@ async fn cookie_callers_need_the_csrf_header() {
 
 #[tokio::test]
 async fn waiting_client_hears_the_decision_at_once() {
-    let app = app().await;
+    let app = spawn_team_app().await;
     let (alice, bob, carol) = (
-        token(&app, "alice").await,
-        token(&app, "bob").await,
-        token(&app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(&app, &alice, HOTFIX).await;
-    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let id = app.submit(&alice, HOTFIX).await;
+    app.approve(&bob, &id).await;
     let address = app.address;
     let path = format!("/api/v1/requests/{id}/wait?timeout=30");
     let auth = format!("Bearer {alice}");
@@ -330,7 +234,7 @@ async fn waiting_client_hears_the_decision_at_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished(), "still pending: the waiter must wait");
     let decided = Instant::now();
-    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    app.approve(&carol, &id).await;
     let (answered, r) = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
         .unwrap()
@@ -341,20 +245,14 @@ async fn waiting_client_hears_the_decision_at_once() {
         "pushed, not polled"
     );
     // A denied request answers the waiter too, with the comment.
-    let id2 = submit(&app, &alice, &HOTFIX.replace("web-1", "web-2")).await;
-    post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id2}/deny"),
-        r#"{"comment":"use read-only-debug"}"#,
-    )
-    .await;
-    let r = get(
-        &app,
-        &token(&app, "alice").await,
-        &format!("/api/v1/requests/{id2}/wait?timeout=5"),
-    )
-    .await;
+    let id2 = app.submit(&alice, &HOTFIX.replace("web-1", "web-2")).await;
+    app.deny(&bob, &id2, "use read-only-debug").await;
+    let r = app
+        .get_as(
+            &app.login("alice").await,
+            &format!("/api/v1/requests/{id2}/wait?timeout=5"),
+        )
+        .await;
     assert_eq!(
         (r.json()["state"].as_str(), r.json()["comment"].as_str()),
         (Some("denied"), Some("use read-only-debug"))
@@ -364,40 +262,36 @@ async fn waiting_client_hears_the_decision_at_once() {
 
 #[tokio::test]
 async fn break_glass_self_approves_notifies_and_needs_a_review() {
-    let app = app().await;
-    let alice = token(&app, "alice").await;
-    let bob = token(&app, "bob").await;
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
     let glass = r#"{"role":"hotfix-admin","hosts":["db-1"],"duration":"20m","reason":"site down","ticket":"INC-77","break_glass":true}"#;
     // Without an incident id, or longer than the rule allows: refused.
-    let r = post(
-        &app,
-        &alice,
-        "/api/v1/requests",
-        &glass.replace(r#","ticket":"INC-77""#, ""),
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            "/api/v1/requests",
+            &glass.replace(r#","ticket":"INC-77""#, ""),
+        )
+        .await;
     assert_eq!(r.json()["code"], "ticket_required");
-    let r = post(
-        &app,
-        &alice,
-        "/api/v1/requests",
-        &glass.replace("20m", "1h"),
-    )
-    .await;
+    let r = app
+        .post_as(&alice, "/api/v1/requests", &glass.replace("20m", "1h"))
+        .await;
     assert_eq!(r.json()["code"], "duration_too_long");
     // On a role without a break-glass rule: refused.
-    let r = post(
-        &app,
-        &alice,
-        "/api/v1/requests",
-        &glass
-            .replace("hotfix-admin", "read-only-debug")
-            .replace("db-1", "web-1"),
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            "/api/v1/requests",
+            &glass
+                .replace("hotfix-admin", "read-only-debug")
+                .replace("db-1", "web-1"),
+        )
+        .await;
     assert_eq!(r.json()["code"], "no_break_glass");
 
-    let r = post(&app, &alice, "/api/v1/requests", glass).await;
+    let r = app.post_as(&alice, "/api/v1/requests", glass).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let request = &r.json()["request"];
     assert_eq!(
@@ -407,61 +301,56 @@ async fn break_glass_self_approves_notifies_and_needs_a_review() {
     let id = request["id"].as_str().unwrap().to_owned();
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
     assert_eq!(
-        post(
-            &app,
-            &alice,
-            &format!("/api/v1/requests/{id}/certificate"),
-            &key
-        )
-        .await
-        .status,
+        app.post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+            .await
+            .status,
         200
     );
 
     // The review queue: bob sees it; alice cannot review her own; an empty comment is refused.
-    let queue = get(&app, &bob, "/api/v1/reviews").await;
+    let queue = app.get_as(&bob, "/api/v1/reviews").await;
     assert_eq!(queue.json()["requests"][0]["id"], id.as_str());
     assert_eq!(
-        get(&app, &alice, "/api/v1/reviews").await.json()["requests"]
+        app.get_as(&alice, "/api/v1/reviews").await.json()["requests"]
             .as_array()
             .unwrap()
             .len(),
         0
     );
-    let r = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/review"),
-        r#"{"comment":"fine"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            &format!("/api/v1/requests/{id}/review"),
+            r#"{"comment":"fine"}"#,
+        )
+        .await;
     assert_eq!(r.json()["code"], "own_request");
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/review"),
-        r#"{"comment":"  "}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/review"),
+            r#"{"comment":"  "}"#,
+        )
+        .await;
     assert_eq!(r.json()["code"], "bad_comment");
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/review"),
-        r#"{"comment":"checked the shell history"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/review"),
+            r#"{"comment":"checked the shell history"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/review"),
-        r#"{"comment":"again"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/review"),
+            r#"{"comment":"again"}"#,
+        )
+        .await;
     assert_eq!(r.json()["code"], "already_reviewed");
     assert_eq!(
-        get(&app, &bob, "/api/v1/reviews").await.json()["requests"]
+        app.get_as(&bob, "/api/v1/reviews").await.json()["requests"]
             .as_array()
             .unwrap()
             .len(),
@@ -489,13 +378,13 @@ async fn break_glass_self_approves_notifies_and_needs_a_review() {
     // Reviews count toward the decision rate limit like approvals (30 per user per minute).
     let mut limited = false;
     for _ in 0..35 {
-        let r = post(
-            &app,
-            &bob,
-            &format!("/api/v1/requests/{id}/review"),
-            r#"{"comment":"again"}"#,
-        )
-        .await;
+        let r = app
+            .post_as(
+                &bob,
+                &format!("/api/v1/requests/{id}/review"),
+                r#"{"comment":"again"}"#,
+            )
+            .await;
         if r.status == 429 {
             limited = true;
             break;
@@ -507,70 +396,61 @@ async fn break_glass_self_approves_notifies_and_needs_a_review() {
 
 #[tokio::test]
 async fn revoked_grant_issues_nothing_more() {
-    let app = app().await;
+    let app = spawn_team_app().await;
     let (alice, bob, carol) = (
-        token(&app, "alice").await,
-        token(&app, "bob").await,
-        token(&app, "carol").await,
+        app.login("alice").await,
+        app.login("bob").await,
+        app.login("carol").await,
     );
-    let id = submit(&app, &alice, HOTFIX).await;
-    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let id = app.submit(&alice, HOTFIX).await;
+    app.approve(&bob, &id).await;
+    app.approve(&carol, &id).await;
     let key = serde_json::json!({ "public_key": ed25519_public_key() }).to_string();
     assert_eq!(
-        post(
-            &app,
-            &alice,
-            &format!("/api/v1/requests/{id}/certificate"),
-            &key
-        )
-        .await
-        .status,
+        app.post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+            .await
+            .status,
         200
     );
     // The requester is no approver of the role: refused. An approver revokes.
-    let r = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/revoke"),
-        r#"{"comment":"mine"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &alice,
+            &format!("/api/v1/requests/{id}/revoke"),
+            r#"{"comment":"mine"}"#,
+        )
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_approver"))
     );
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/revoke"),
-        r#"{"comment":"incident closed"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/revoke"),
+            r#"{"comment":"incident closed"}"#,
+        )
+        .await;
     assert_eq!(
         (r.status, r.json()["state"].as_str()),
         (200, Some("revoked")),
         "{}",
         r.body
     );
-    let r = post(
-        &app,
-        &alice,
-        &format!("/api/v1/requests/{id}/certificate"),
-        &key,
-    )
-    .await;
+    let r = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/certificate"), &key)
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (409, Some("not_approved"))
     );
-    let r = post(
-        &app,
-        &bob,
-        &format!("/api/v1/requests/{id}/revoke"),
-        r#"{"comment":"again"}"#,
-    )
-    .await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/revoke"),
+            r#"{"comment":"again"}"#,
+        )
+        .await;
     assert_eq!(r.json()["code"], "not_active");
     app.stop().await;
 }

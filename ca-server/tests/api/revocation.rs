@@ -14,9 +14,9 @@ use chrono::Utc;
 use tpa_core::{RequestId, RequestInput, RequestState, User, Username};
 
 use crate::helpers::{
-    DataDir, Fixture, count, ed25519_public_key, run, ssh_keygen, tpa_ca, valid_input,
+    DataDir, Fixture, count, ed25519_public_key, run, ssh_keygen, tpa_ca, user, valid_input,
 };
-use crate::requests::{alice, approve, bob, carol, fixture, hotfix, submit};
+use crate::helpers::{alice, bob, carol, hotfix};
 
 fn debug_grant(f: &mut Fixture, who: &User, host: &str) -> RequestId {
     let input = RequestInput {
@@ -26,7 +26,7 @@ fn debug_grant(f: &mut Fixture, who: &User, host: &str) -> RequestId {
         reason: "look at logs".into(),
         ..RequestInput::default()
     };
-    let r = submit(f, who, &input).unwrap().request;
+    let r = f.submit(who, &input).unwrap().request;
     assert_eq!(r.state, RequestState::Approved);
     r.id
 }
@@ -118,7 +118,7 @@ fn events(f: &Fixture, action: &str, outcome: &str) -> i64 {
 
 #[test]
 fn revoking_a_request_revokes_all_of_its_certificates_and_ends_it() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = debug_grant(&mut f, &alice(), "web-1");
     let certs: Vec<Issued> = (0..3).map(|_| cert_for(&mut f, &alice(), &id)).collect();
     let other_id = debug_grant(&mut f, &alice(), "web-2");
@@ -181,7 +181,7 @@ fn revoking_a_request_revokes_all_of_its_certificates_and_ends_it() {
 
 #[test]
 fn a_serial_revocation_names_only_that_certificate() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = debug_grant(&mut f, &alice(), "web-1");
     let first = cert_for(&mut f, &alice(), &id);
     let second = cert_for(&mut f, &alice(), &id);
@@ -203,7 +203,7 @@ fn a_serial_revocation_names_only_that_certificate() {
 
 #[test]
 fn revoking_a_user_ends_their_grants_and_break_glass_certificates() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let a1 = debug_grant(&mut f, &alice(), "web-1");
     let a2 = debug_grant(&mut f, &alice(), "web-2");
     let (c1, c2) = (
@@ -214,12 +214,8 @@ fn revoking_a_user_ends_their_grants_and_break_glass_certificates() {
     f.admin = Username::parse("alice").unwrap();
     let glass = f.issue(&valid_input(ed25519_public_key())).unwrap();
     // Someone else's grant and break-glass certificate stay.
-    let b = debug_grant(
-        &mut f,
-        &crate::requests::user("dave", &["engineers"]),
-        "web-1",
-    );
-    let dave_cert = cert_for(&mut f, &crate::requests::user("dave", &["engineers"]), &b);
+    let b = debug_grant(&mut f, &user("dave", &["engineers"]), "web-1");
+    let dave_cert = cert_for(&mut f, &user("dave", &["engineers"]), &b);
     f.admin = Username::parse("root").unwrap();
     let root_glass = f.issue(&valid_input(ed25519_public_key())).unwrap();
 
@@ -267,20 +263,21 @@ fn revoking_a_user_ends_their_grants_and_break_glass_certificates() {
 // earlier username.
 #[test]
 fn revoking_a_user_covers_pending_requests_and_earlier_usernames() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     // A two-stage request with one of its two approvals.
-    let pending = submit(&mut f, &alice(), &hotfix(&["web-1"], "1h"))
+    let pending = f
+        .submit(&alice(), &hotfix(&["web-1"], "1h"))
         .unwrap()
         .request
         .id;
-    approve(&mut f, &bob(), &pending).unwrap();
+    f.approve(&bob(), &pending).unwrap();
     // The same identity (tpa:local#alice) when its username was alice-old.
     let mut earlier = alice();
     earlier.username = Username::parse("alice-old").unwrap();
     let old = debug_grant(&mut f, &earlier, "web-2");
     let old_cert = cert_for(&mut f, &earlier, &old);
     // Another identity's grant stays.
-    let dave = crate::requests::user("dave", &["engineers"]);
+    let dave = user("dave", &["engineers"]);
     let d = debug_grant(&mut f, &dave, "web-1");
     let dave_cert = cert_for(&mut f, &dave, &d);
 
@@ -300,7 +297,7 @@ fn revoking_a_user_covers_pending_requests_and_earlier_usernames() {
     let policy = f.data.config.policy.clone();
     let r = wf::get(&f.conn, &policy, &alice(), &pending).unwrap();
     assert_eq!(r.state, RequestState::Revoked);
-    let late = approve(&mut f, &carol(), &pending);
+    let late = f.approve(&carol(), &pending);
     assert!(
         matches!(
             late,
@@ -333,7 +330,7 @@ fn revoking_a_user_covers_pending_requests_and_earlier_usernames() {
 
 #[test]
 fn refusals_are_audited_and_change_nothing() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = debug_grant(&mut f, &alice(), "web-1");
     let c = cert_for(&mut f, &alice(), &id);
     let check = |r: Result<Revoked, wf::WorkflowError>| match r {
@@ -441,7 +438,7 @@ fn an_old_ca_key_is_revoked_as_a_whole_key() {
 
 #[test]
 fn the_requester_ending_a_grant_early_revokes_its_certificates() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = debug_grant(&mut f, &alice(), "web-1");
     let c = cert_for(&mut f, &alice(), &id);
     let before = ca_server::store::revocations::krl_version(&f.conn).unwrap();
@@ -461,7 +458,7 @@ fn the_requester_ending_a_grant_early_revokes_its_certificates() {
 
 #[test]
 fn the_krl_version_only_grows_and_survives_a_reopen() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let mut last = ca_server::store::revocations::krl_version(&f.conn).unwrap();
     for host in ["web-1", "web-2", "web-3"] {
         let id = debug_grant(&mut f, &alice(), host);
@@ -479,7 +476,7 @@ fn the_krl_version_only_grows_and_survives_a_reopen() {
 
 #[test]
 fn tpa_ca_revoke_and_krl_out_through_the_binary() {
-    let mut f = fixture();
+    let mut f = Fixture::with_roles();
     let id = debug_grant(&mut f, &alice(), "web-1");
     let c = cert_for(&mut f, &alice(), &id);
     let config = f.data.config_path.clone();

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::fake_provider::{Answer, Fake, Seen, json};
 use crate::fake_provider::{TOKEN, app, app_edited, pagerduty, provider, submit};
+use crate::helpers::HOTFIX;
 use crate::helpers::{TestApp, audit_rows};
-use crate::requests_http::{HOTFIX, post, token};
 
 /// A Jira issue as `GET /rest/api/2/issue/{key}` returns it.
 fn issue(key: &str, project: &str, category: &str, assignee: &str) -> Value {
@@ -163,8 +163,8 @@ async fn jira_down_refuses_with_503_and_retry_after() {
     // issue 17: a ticket system that is down refuses the request, clearly.
     let j = Fake::start(|_: &Seen| json(502, json!({}))).await;
     let app = app(&provider("jira", "jira", &j.url), JIRA_RULE, None).await;
-    let t = token(&app, "alice").await;
-    let r = post(&app, &t, "/api/v1/requests", HOTFIX).await;
+    let t = app.login("alice").await;
+    let r = app.post_as(&t, "/api/v1/requests", HOTFIX).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["code"], "ticket_system_unavailable");
     assert!(
@@ -207,7 +207,7 @@ async fn ticket_keys_with_path_characters_never_reach_the_url() {
         t.replace("ticket_pattern = \"INC-[0-9]+\"", "ticket_pattern = \".+\"")
     })
     .await;
-    let t = token(&app, "alice").await;
+    let t = app.login("alice").await;
     for ticket in [
         "../../secure/admin",
         "INC-9/../../x",
@@ -217,7 +217,7 @@ async fn ticket_keys_with_path_characters_never_reach_the_url() {
         "INC-9%2F..",
     ] {
         let body = json!({ "role": "hotfix-admin", "hosts": ["web-1"], "duration": "1h", "reason": "r", "ticket": ticket }).to_string();
-        let r = post(&app, &t, "/api/v1/requests", &body).await;
+        let r = app.post_as(&t, "/api/v1/requests", &body).await;
         assert_eq!(
             (r.status, r.json()["code"].as_str()),
             (422, Some("ticket_refused")),
@@ -303,8 +303,10 @@ ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
     assert_eq!(retried, 2, "the 503 was retried once: {:#?}", j.seen());
     assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
 
-    let alice = token(&app, "alice").await;
-    let r = post(&app, &alice, &format!("/api/v1/requests/{id}/cancel"), "").await;
+    let alice = app.login("alice").await;
+    let r = app
+        .post_as(&alice, &format!("/api/v1/requests/{id}/cancel"), "")
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let ended = j
         .wait_for("an end comment", |s| {
@@ -344,18 +346,23 @@ async fn servicenow_open_incident_passes_and_closed_is_refused() {
         },
     )
     .await;
-    let t = token(&app, "alice").await;
+    let t = app.login("alice").await;
     let body = |ticket: &str| {
         json!({ "role": "hotfix-admin", "hosts": ["web-1"], "duration": "1h", "reason": "r", "ticket": ticket }).to_string()
     };
-    let r = post(&app, &t, "/api/v1/requests", &body("INC0010001")).await;
+    let r = app
+        .post_as(&t, "/api/v1/requests", &body("INC0010001"))
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["request"]["checks"][0]["outcome"], "open");
     // Approved by the stages: the work note goes to the record by its sys_id.
     let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
-    let (bob, carol) = (token(&app, "bob").await, token(&app, "carol").await);
-    post(&app, &bob, &format!("/api/v1/requests/{id}/approve"), "").await;
-    let done = post(&app, &carol, &format!("/api/v1/requests/{id}/approve"), "").await;
+    let (bob, carol) = (app.login("bob").await, app.login("carol").await);
+    app.post_as(&bob, &format!("/api/v1/requests/{id}/approve"), "")
+        .await;
+    let done = app
+        .post_as(&carol, &format!("/api/v1/requests/{id}/approve"), "")
+        .await;
     assert_eq!(done.json()["state"], "approved", "{}", done.body);
     let note = snow.wait_for("a work note", |s| s.method == "PATCH").await;
     let note: Value = serde_json::from_str(&note.body).unwrap();
@@ -363,7 +370,9 @@ async fn servicenow_open_incident_passes_and_closed_is_refused() {
     for part in ["alice", "hotfix-admin", "web-1", "stages approval", &id] {
         assert!(note.contains(part), "{part:?} missing from {note:?}");
     }
-    let r = post(&app, &t, "/api/v1/requests", &body("INC0010002")).await;
+    let r = app
+        .post_as(&t, "/api/v1/requests", &body("INC0010002"))
+        .await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (422, Some("ticket_refused")),
@@ -371,7 +380,7 @@ async fn servicenow_open_incident_passes_and_closed_is_refused() {
         r.body
     );
     *state.lock().unwrap() = "7";
-    let r = post(&app, &t, "/api/v1/requests", &json!({ "role": "hotfix-admin", "hosts": ["web-2"], "duration": "1h", "reason": "r", "ticket": "INC0010001" }).to_string()).await;
+    let r = app.post_as(&t, "/api/v1/requests", &json!({ "role": "hotfix-admin", "hosts": ["web-2"], "duration": "1h", "reason": "r", "ticket": "INC0010001" }).to_string()).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (422, Some("ticket_refused")),

@@ -21,168 +21,30 @@ async fn app_with(alice_groups: &[&str]) -> TestApp {
     .await
 }
 
-pub(crate) async fn app() -> TestApp {
+async fn app() -> TestApp {
     app_with(&["engineers"]).await
 }
 
-/// Percent-encodes a form value.
-fn enc(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// Alice submits a hotfix-admin request through the JSON API; returns its id.
+async fn submit_hotfix(app: &TestApp, reason: &str) -> String {
+    let token = app.login_as("alice", PASSWORD).await;
+    let body = serde_json::json!({
+        "role": "hotfix-admin",
+        "hosts": ["web-1", "db-1"],
+        "duration": "2h",
+        "reason": reason,
+        "ticket": "INC-4411",
+    })
+    .to_string();
+    app.submit(&token, &body).await
 }
 
-/// A logged-in browser: its session cookie and CSRF token.
-pub(crate) struct Browser {
-    cookie: String,
-    csrf: String,
-}
-
-impl TestApp {
-    pub(crate) async fn api_token(&self, username: &str) -> String {
-        let body = serde_json::json!({ "username": username, "password": PASSWORD }).to_string();
-        let r = http_send(
-            self.address,
-            "POST",
-            "/api/v1/login",
-            &[("Content-Type", "application/json")],
-            &body,
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["token"].as_str().unwrap().to_owned()
-    }
-
-    /// Alice submits a hotfix-admin request through the JSON API; returns its id.
-    async fn submit_hotfix(&self, reason: &str) -> String {
-        let token = self.api_token("alice").await;
-        let body = serde_json::json!({
-            "role": "hotfix-admin",
-            "hosts": ["web-1", "db-1"],
-            "duration": "2h",
-            "reason": reason,
-            "ticket": "INC-4411",
-        })
-        .to_string();
-        let r = http_send(
-            self.address,
-            "POST",
-            "/api/v1/requests",
-            &[
-                ("Content-Type", "application/json"),
-                ("Authorization", &format!("Bearer {token}")),
-            ],
-            &body,
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        r.json()["request"]["id"].as_str().unwrap().to_owned()
-    }
-
-    /// The request as the API shows it to alice.
-    async fn api_state(&self, id: &str) -> serde_json::Value {
-        let token = self.api_token("alice").await;
-        let r = http_send(
-            self.address,
-            "GET",
-            &format!("/api/v1/requests/{id}"),
-            &[("Authorization", &format!("Bearer {token}"))],
-            "",
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()
-    }
-
-    pub(crate) async fn browser(&self, username: &str) -> Browser {
-        let body = format!("username={username}&password={}", enc(PASSWORD));
-        // What Chromium sends for the CA's own form under `Referrer-Policy:
-        // no-referrer`: `Origin: null` (regression found by the e2e browser test).
-        let r = http_send(
-            self.address,
-            "POST",
-            "/login",
-            &[
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("Origin", "null"),
-                ("Sec-Fetch-Site", "same-origin"),
-            ],
-            &body,
-        )
-        .await;
-        assert_eq!(r.status, 303, "{}", r.body);
-        let cookie = r
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let mut browser = Browser {
-            cookie,
-            csrf: String::new(),
-        };
-        let page = self.page(&browser, "/").await;
-        browser.csrf = page
-            .body
-            .split("name=\"csrf_token\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_owned();
-        browser
-    }
-
-    async fn page(&self, browser: &Browser, path: &str) -> Response {
-        http_send(
-            self.address,
-            "GET",
-            path,
-            &[("Cookie", &browser.cookie)],
-            "",
-        )
-        .await
-    }
-
-    /// Posts a form as `browser`, with its CSRF token first unless `fields` start without one.
-    pub(crate) async fn post_form(
-        &self,
-        browser: &Browser,
-        path: &str,
-        fields: &[(&str, &str)],
-    ) -> Response {
-        let mut all = vec![("csrf_token", browser.csrf.as_str())];
-        all.extend_from_slice(fields);
-        self.post_raw(browser, path, &all).await
-    }
-
-    async fn post_raw(&self, browser: &Browser, path: &str, fields: &[(&str, &str)]) -> Response {
-        let body: Vec<String> = fields
-            .iter()
-            .map(|(n, v)| format!("{}={}", enc(n), enc(v)))
-            .collect();
-        let origin = format!("http://{}", self.address);
-        http_send(
-            self.address,
-            "POST",
-            path,
-            &[
-                ("Content-Type", "application/x-www-form-urlencoded"),
-                ("Cookie", &browser.cookie),
-                ("Origin", &origin),
-                ("Sec-Fetch-Site", "same-origin"),
-            ],
-            &body.join("&"),
-        )
-        .await
-    }
+/// The request as the API shows it to alice.
+async fn api_state(app: &TestApp, id: &str) -> serde_json::Value {
+    let token = app.login_as("alice", PASSWORD).await;
+    let r = app.get_as(&token, &format!("/api/v1/requests/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
 }
 
 fn assert_html(r: &Response, status: u16) {
@@ -197,10 +59,10 @@ fn assert_html(r: &Response, status: u16) {
 #[tokio::test]
 async fn inbox_shows_a_pending_request_to_its_approver_only() {
     let app = app().await;
-    let id = app.submit_hotfix("INC-4411 disk full").await;
-    let bob = app.browser("bob").await;
-    let alice = app.browser("alice").await;
-    let carol = app.browser("carol").await;
+    let id = submit_hotfix(&app, "INC-4411 disk full").await;
+    let bob = app.browser("bob", PASSWORD).await;
+    let alice = app.browser("alice", PASSWORD).await;
+    let carol = app.browser("carol", PASSWORD).await;
 
     let inbox = app.page(&bob, "/").await;
     assert_html(&inbox, 200);
@@ -244,8 +106,8 @@ async fn inbox_shows_a_pending_request_to_its_approver_only() {
 #[tokio::test]
 async fn approve_via_the_form_redirects_and_moves_the_request_on() {
     let app = app().await;
-    let id = app.submit_hotfix("INC-4411 disk full").await;
-    let bob = app.browser("bob").await;
+    let id = submit_hotfix(&app, "INC-4411 disk full").await;
+    let bob = app.browser("bob", PASSWORD).await;
     let detail = app.page(&bob, &format!("/requests/{id}")).await;
     assert_html(&detail, 200);
     assert!(detail.body.contains("id=\"approve\""), "{}", detail.body);
@@ -274,7 +136,7 @@ async fn approve_via_the_form_redirects_and_moves_the_request_on() {
         "bob approved already"
     );
     assert_eq!(
-        app.api_state(&id).await["approvals"]
+        api_state(&app, &id).await["approvals"]
             .as_array()
             .unwrap()
             .len(),
@@ -282,7 +144,7 @@ async fn approve_via_the_form_redirects_and_moves_the_request_on() {
     );
 
     // Carol approves stage 2, narrowing to one host and a shorter window.
-    let carol = app.browser("carol").await;
+    let carol = app.browser("carol", PASSWORD).await;
     let r = app
         .post_form(
             &carol,
@@ -295,7 +157,7 @@ async fn approve_via_the_form_redirects_and_moves_the_request_on() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let state = app.api_state(&id).await;
+    let state = api_state(&app, &id).await;
     assert_eq!(state["state"], "approved");
     assert_eq!(state["hosts"], serde_json::json!(["web-1"]));
     assert_eq!(state["duration"], "30m");
@@ -313,8 +175,8 @@ async fn approve_via_the_form_redirects_and_moves_the_request_on() {
 async fn self_approval_via_the_web_form_is_refused() {
     // Alice is in every group, approver groups included.
     let app = app_with(&["engineers", "sre-leads", "managers"]).await;
-    let id = app.submit_hotfix("INC-4411 disk full").await;
-    let alice = app.browser("alice").await;
+    let id = submit_hotfix(&app, "INC-4411 disk full").await;
+    let alice = app.browser("alice", PASSWORD).await;
     let detail = app.page(&alice, &format!("/requests/{id}")).await;
     assert!(!detail.body.contains("id=\"approve\""), "{}", detail.body);
     assert!(detail.body.contains("id=\"cancel\""), "{}", detail.body);
@@ -325,7 +187,7 @@ async fn self_approval_via_the_web_form_is_refused() {
     assert_html(&r, 403);
     assert!(r.body.contains("id=\"error\""), "{}", r.body);
     assert!(r.body.contains("own"), "{}", r.body);
-    assert_eq!(app.api_state(&id).await["state"], "pending");
+    assert_eq!(api_state(&app, &id).await["state"], "pending");
     assert!(
         audit_rows(&app.data.open_plain())
             .iter()
@@ -338,8 +200,8 @@ async fn self_approval_via_the_web_form_is_refused() {
 #[tokio::test]
 async fn posts_without_the_csrf_token_or_from_other_sites_are_refused() {
     let app = app().await;
-    let id = app.submit_hotfix("INC-4411 disk full").await;
-    let bob = app.browser("bob").await;
+    let id = submit_hotfix(&app, "INC-4411 disk full").await;
+    let bob = app.browser("bob", PASSWORD).await;
     let path = format!("/requests/{id}/approve");
 
     let missing = app.post_raw(&bob, &path, &[]).await;
@@ -391,15 +253,18 @@ async fn posts_without_the_csrf_token_or_from_other_sites_are_refused() {
         (anonymous.status, anonymous.header("location")),
         (303, Some("/login"))
     );
-    assert_eq!(app.api_state(&id).await["approvals"], serde_json::json!([]));
+    assert_eq!(
+        api_state(&app, &id).await["approvals"],
+        serde_json::json!([])
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn deny_with_a_comment_and_cancel_by_the_requester() {
     let app = app().await;
-    let id = app.submit_hotfix("INC-4411 disk full").await;
-    let bob = app.browser("bob").await;
+    let id = submit_hotfix(&app, "INC-4411 disk full").await;
+    let bob = app.browser("bob", PASSWORD).await;
     let r = app
         .post_form(
             &bob,
@@ -408,7 +273,7 @@ async fn deny_with_a_comment_and_cancel_by_the_requester() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    let state = app.api_state(&id).await;
+    let state = api_state(&app, &id).await;
     assert_eq!(state["state"], "denied");
     assert_eq!(state["comment"], "use the runbook <b>first</b>");
     let page = app.page(&bob, &format!("/requests/{id}")).await;
@@ -424,21 +289,21 @@ async fn deny_with_a_comment_and_cancel_by_the_requester() {
         .await;
     assert_html(&again, 409);
 
-    let other = app.submit_hotfix("INC-4412 cache").await;
-    let alice = app.browser("alice").await;
+    let other = submit_hotfix(&app, "INC-4412 cache").await;
+    let alice = app.browser("alice", PASSWORD).await;
     let r = app
         .post_form(&alice, &format!("/requests/{other}/cancel"), &[])
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(app.api_state(&other).await["state"], "cancelled");
+    assert_eq!(api_state(&app, &other).await["state"], "cancelled");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_script_in_the_reason_is_shown_as_text() {
     let app = app().await;
-    let id = app.submit_hotfix("<script>alert(1)</script>").await;
-    let bob = app.browser("bob").await;
+    let id = submit_hotfix(&app, "<script>alert(1)</script>").await;
+    let bob = app.browser("bob", PASSWORD).await;
     for path in [
         format!("/requests/{id}"),
         "/".to_owned(),
@@ -460,8 +325,8 @@ async fn a_script_in_the_reason_is_shown_as_text() {
 #[tokio::test]
 async fn a_non_viewer_gets_404() {
     let app = app().await;
-    let id = app.submit_hotfix("INC-4411 disk full").await;
-    let dave = app.browser("dave").await;
+    let id = submit_hotfix(&app, "INC-4411 disk full").await;
+    let dave = app.browser("dave", PASSWORD).await;
     for path in [
         format!("/requests/{id}"),
         "/requests/req_aaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned(),
@@ -487,8 +352,8 @@ async fn a_non_viewer_gets_404() {
 #[tokio::test]
 async fn decisions_are_rate_limited_per_user_across_web_and_api() {
     let app = app().await;
-    let id = app.submit_hotfix("INC-4411 disk full").await;
-    let token = app.api_token("bob").await;
+    let id = submit_hotfix(&app, "INC-4411 disk full").await;
+    let token = app.login_as("bob", PASSWORD).await;
     let auth = format!("Bearer {token}");
     // 30 decisions in a minute through the API: one approval, then refusals
     // (bob approved already); refusals count too.
@@ -503,7 +368,7 @@ async fn decisions_are_rate_limited_per_user_across_web_and_api() {
         .await;
         assert_eq!(r.status, if i == 0 { 200 } else { 409 }, "{i}: {}", r.body);
     }
-    let bob = app.browser("bob").await;
+    let bob = app.browser("bob", PASSWORD).await;
     let web = app
         .post_form(&bob, &format!("/requests/{id}/deny"), &[("comment", "x")])
         .await;
@@ -522,9 +387,9 @@ async fn decisions_are_rate_limited_per_user_across_web_and_api() {
     .await;
     assert_eq!(api.status, 429, "{}", api.body);
     assert_eq!(api.json()["code"], "rate_limited");
-    assert_eq!(app.api_state(&id).await["state"], "pending");
+    assert_eq!(api_state(&app, &id).await["state"], "pending");
     // Other users are not affected.
-    let carol = app.browser("carol").await;
+    let carol = app.browser("carol", PASSWORD).await;
     let r = app
         .post_form(&carol, &format!("/requests/{id}/approve"), &[])
         .await;
@@ -535,7 +400,7 @@ async fn decisions_are_rate_limited_per_user_across_web_and_api() {
 #[tokio::test]
 async fn the_new_request_form_submits_and_refusals_show_the_form_again() {
     let app = app().await;
-    let alice = app.browser("alice").await;
+    let alice = app.browser("alice", PASSWORD).await;
     let form = app.page(&alice, "/requests/new").await;
     assert_html(&form, 200);
     assert!(
@@ -544,7 +409,7 @@ async fn the_new_request_form_submits_and_refusals_show_the_form_again() {
         form.body
     );
     assert!(form.body.contains("value=\"read-only-debug\""));
-    let bob = app.browser("bob").await;
+    let bob = app.browser("bob", PASSWORD).await;
     let none = app.page(&bob, "/requests/new").await;
     assert!(
         !none.body.contains("value=\"hotfix-admin\""),
@@ -589,7 +454,7 @@ async fn the_new_request_form_submits_and_refusals_show_the_form_again() {
     assert_eq!(ok.status, 303, "{}", ok.body);
     let location = ok.header("location").unwrap().to_owned();
     let id = location.strip_prefix("/requests/").unwrap();
-    let state = app.api_state(id).await;
+    let state = api_state(&app, id).await;
     assert_eq!(state["state"], "pending");
     assert_eq!(state["hosts"], serde_json::json!(["db-1", "web-1"]));
     assert!(app.page(&bob, "/").await.body.contains(id));
@@ -599,7 +464,7 @@ async fn the_new_request_form_submits_and_refusals_show_the_form_again() {
 #[tokio::test]
 async fn break_glass_review_queue_on_the_web_page() {
     let app = app().await;
-    let token = app.api_token("alice").await;
+    let token = app.login_as("alice", PASSWORD).await;
     let body = serde_json::json!({
         "role": "hotfix-admin", "hosts": ["db-1"], "duration": "15m",
         "reason": "site <down>", "ticket": "INC-9", "break_glass": true,
@@ -619,7 +484,7 @@ async fn break_glass_review_queue_on_the_web_page() {
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
 
-    let bob = app.browser("bob").await;
+    let bob = app.browser("bob", PASSWORD).await;
     let queue = app.page(&bob, "/reviews").await;
     assert_html(&queue, 200);
     assert!(
@@ -628,7 +493,7 @@ async fn break_glass_review_queue_on_the_web_page() {
         queue.body
     );
     assert!(queue.body.contains("site &lt;down&gt;"), "escaped");
-    let alice = app.browser("alice").await;
+    let alice = app.browser("alice", PASSWORD).await;
     assert!(
         app.page(&alice, "/reviews")
             .await
@@ -681,7 +546,7 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         data.add_account("erin", PASSWORD, &["security"]);
     })
     .await;
-    let token = app.api_token("alice").await;
+    let token = app.login_as("alice", PASSWORD).await;
     let grant = |host: &'static str| {
         let token = token.clone();
         let address = app.address;
@@ -708,13 +573,13 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
     };
     let first = grant("web-1").await;
     let second = grant("web-2").await;
-    let hotfix = app.submit_hotfix("INC-1 pending").await;
+    let hotfix = submit_hotfix(&app, "INC-1 pending").await;
 
     let (alice, bob, carol, erin) = (
-        app.browser("alice").await,
-        app.browser("bob").await,
-        app.browser("carol").await,
-        app.browser("erin").await,
+        app.browser("alice", PASSWORD).await,
+        app.browser("bob", PASSWORD).await,
+        app.browser("carol", PASSWORD).await,
+        app.browser("erin", PASSWORD).await,
     );
     let path = format!("/requests/{first}");
     assert!(
@@ -747,7 +612,7 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         .await;
     assert_html(&r, 422);
     assert!(r.body.contains("confirmation"), "{}", r.body);
-    assert_eq!(app.api_state(&first).await["state"], "approved");
+    assert_eq!(api_state(&app, &first).await["state"], "approved");
     // The requester cannot revoke through this form.
     let r = app
         .post_form(
@@ -775,7 +640,7 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(app.api_state(&first).await["state"], "revoked");
+    assert_eq!(api_state(&app, &first).await["state"], "revoked");
     // The administrator revokes the other grant the same way.
     let r = app
         .post_form(
@@ -785,7 +650,7 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(app.api_state(&second).await["state"], "revoked");
+    assert_eq!(api_state(&app, &second).await["state"], "revoked");
     let rows = audit_rows(&app.data.open_plain());
     let revokes: Vec<_> = rows
         .iter()
@@ -817,7 +682,7 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
             .await
         }
     };
-    let r = revoke_user(app.api_token("bob").await).await;
+    let r = revoke_user(app.login_as("bob", PASSWORD).await).await;
     assert_eq!(
         (r.status, r.json()["code"].as_str()),
         (403, Some("not_admin")),
@@ -836,7 +701,7 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         [("user:tpa:local#bob".to_owned(), "user:alice".to_owned())]
     );
     let third = grant("web-3").await;
-    let alice_token = app.api_token("alice").await;
+    let alice_token = app.login_as("alice", PASSWORD).await;
     let whoami = |token: String| {
         let address = app.address;
         async move {
@@ -851,7 +716,7 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         }
     };
     assert_eq!(whoami(alice_token.clone()).await.status, 200);
-    let r = revoke_user(app.api_token("erin").await).await;
+    let r = revoke_user(app.login_as("erin", PASSWORD).await).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["kind"], "user");
     // Her API tokens and web sessions end with her grants.
@@ -861,14 +726,14 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
         r.json()["requests_ended"],
         serde_json::json!([hotfix, third])
     );
-    assert_eq!(app.api_state(&hotfix).await["state"], "revoked");
+    assert_eq!(api_state(&app, &hotfix).await["state"], "revoked");
     // `api_state` logged alice in again: a second revocation ends that login
     // and nothing else; a third finds nothing left.
-    let r = revoke_user(app.api_token("erin").await).await;
+    let r = revoke_user(app.login_as("erin", PASSWORD).await).await;
     assert_eq!(r.json()["already_revoked"], false, "{}", r.body);
     assert_eq!(r.json()["certificates_revoked"], 0, "{}", r.body);
     assert_eq!(r.json()["requests_ended"], serde_json::json!([]));
-    let r = revoke_user(app.api_token("erin").await).await;
+    let r = revoke_user(app.login_as("erin", PASSWORD).await).await;
     assert_eq!(r.json()["already_revoked"], true, "{}", r.body);
 
     // The access report over the API: administrators only.
@@ -885,8 +750,11 @@ async fn revoke_button_for_approvers_and_admins_with_a_confirm_step() {
             .await
         }
     };
-    assert_eq!(report(app.api_token("bob").await).await.status, 403);
-    let r = report(app.api_token("erin").await).await;
+    assert_eq!(
+        report(app.login_as("bob", PASSWORD).await).await.status,
+        403
+    );
+    let r = report(app.login_as("erin", PASSWORD).await).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let ended: Vec<String> = r.json()["grants"]
         .as_array()

@@ -9,9 +9,9 @@ use ca_server::workflow::requests;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tpa_core::{GroupName, Identity, Narrowing, RequestInput, User, Username};
+use tpa_core::{Narrowing, RequestInput};
 
-use crate::helpers::{DataDir, write_private};
+use crate::helpers::{APPROVERS, DataDir, user, write_private};
 
 #[derive(Debug, Clone)]
 struct Received {
@@ -92,19 +92,6 @@ async fn receiver(
     (url, seen, task)
 }
 
-fn user(name: &str, groups: &[&str]) -> User {
-    let username = Username::parse(name).unwrap();
-    User {
-        identity: Identity::local(&username),
-        username,
-        display_name: name.to_owned(),
-        groups: groups
-            .iter()
-            .map(|g| GroupName::parse(g).unwrap())
-            .collect(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     let (url, seen, server) = receiver(2).await;
@@ -118,7 +105,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
              [[webhooks]]\nname = \"slack\"\nurl = \"{slack_url}\"\nformat = \"slack\"\n"
         )
     });
-    data.add_accounts(crate::requests::APPROVERS);
+    data.add_accounts(APPROVERS);
     let config = data.config.clone();
     let identities = data.identities();
     register_sinks(&mut data.open_store(), &config.webhooks).unwrap();

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::flow::{PW, login, post, two_stage_ca};
 use crate::harness::{
     CaDir, Guard, Sshd, UserKey, current_login, free_port, hash_password, http_get, http_send,
     require, tpa_bastion_bin, tpa_ssh_bin, wait_for_port,
 };
+use crate::harness::{PW, login, post, two_stage_ca};
 
 struct Home {
     dir: PathBuf,

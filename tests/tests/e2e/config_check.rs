@@ -145,7 +145,7 @@ fn config_check_checks_each_oidc_providers_discovery_and_issuer() {
     let ca = CaDir::init(tmp.path(), "ca");
     let addr = format!("127.0.0.1:{}", free_port());
     let (_idp, issuer) =
-        crate::sso::start_provider(tmp.path(), &format!("http://{addr}/oidc/callback"));
+        crate::harness::start_provider(tmp.path(), &format!("http://{addr}/oidc/callback"));
     let (status, _) = http_get(
         issuer.trim_start_matches("http://").parse().unwrap(),
         "/.well-known/openid-configuration",

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::demo_run::{Demo, api_login, password, pending_request};
-use crate::flow::{json, post};
+use crate::harness::LocalUser;
+use crate::harness::{Demo, api_login, password, pending_request};
 use crate::harness::{free_port, http_get, terminate, tpa_ca_bin};
-use crate::os_user::LocalUser;
+use crate::harness::{json, post};
 
 // issue 12: a second demo on the same directory would share its database and
 // fight over web-1's and the bastion's ports.

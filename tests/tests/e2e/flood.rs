@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::bastion::{Setup, setup, ssh};
+use crate::harness::{Setup, setup, ssh};
 
 /// How many connections the flood holds.
 const FLOOD: usize = 1_000;

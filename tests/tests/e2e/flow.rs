@@ -2,81 +2,9 @@
 //! from distinct groups, a certificate for the engineer's own key, and a login
 //! to a real sshd that trusts only the CA's `/ca.pub`.
 
-use std::net::SocketAddr;
+use crate::harness::{PW, json, login, post, two_stage_ca};
 
-use crate::harness::{CaDir, Sshd, UserKey, current_login, hash_password, http_get, http_send};
-
-pub(crate) const PW: &str = "e2e flow password";
-
-pub(crate) fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
-}
-
-pub(crate) fn login(addr: SocketAddr, user: &str) -> String {
-    let body = serde_json::json!({ "username": user, "password": PW }).to_string();
-    let (status, body) = http_send(
-        addr,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        &body,
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    json(&body)["token"].as_str().unwrap().to_owned()
-}
-
-pub(crate) fn post(
-    addr: SocketAddr,
-    token: &str,
-    path: &str,
-    body: &str,
-) -> (u16, serde_json::Value) {
-    let auth = format!("Bearer {token}");
-    let (status, body) = http_send(
-        addr,
-        "POST",
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    );
-    (status, json(&body))
-}
-
-/// A CA whose `hotfix-admin` role grants the current login on `web-*` after an
-/// SRE lead and a manager approve, with accounts alice, bob and carol.
-pub fn two_stage_ca(dir: &std::path::Path) -> CaDir {
-    let ca = CaDir::init(dir, "ca");
-    let login_name = current_login();
-    let hash = hash_password(PW);
-    let mut config = std::fs::read_to_string(&ca.config).unwrap();
-    config.push_str(&format!(
-        r#"
-[[roles]]
-name = "hotfix-admin"
-logins = ["{login_name}"]
-hosts = ["web-*"]
-max_duration = "4h"
-cert_ttl = "5m"
-requestable_by = ["engineers"]
-stages = [{{ group = "sre-leads", approvals = 1 }}, {{ group = "managers", approvals = 1 }}]
-"#
-    ));
-    for (user, group) in [
-        ("alice", "engineers"),
-        ("bob", "sre-leads"),
-        ("carol", "managers"),
-    ] {
-        config.push_str(&format!(
-            "\n[[accounts]]\nusername = \"{user}\"\npassword_hash = \"{hash}\"\ngroups = [\"{group}\"]\n"
-        ));
-    }
-    std::fs::write(&ca.config, config).unwrap();
-    ca
-}
+use crate::harness::{CaDir, Sshd, UserKey, current_login, hash_password, http_get};
 
 #[test]
 fn request_two_approvals_certificate_then_ssh() {

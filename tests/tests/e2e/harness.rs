@@ -3,22 +3,26 @@
 //! guard drops; every wait is bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process that is killed (by PID) and reaped when dropped.
-pub struct Guard {
-    pub child: Child,
-}
+pub use tpa_testkit::{Guard, free_port, hash_password, wait_for_port};
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod api;
+mod bastion;
+mod demo;
+mod oidc;
+mod os_user;
+mod webdriver;
+
+pub use api::{PW, ca_with_roles, json, login, login_alice, post, text, two_stage_ca};
+pub use bastion::{Setup, setup, setup_with, ssh, start_bastion};
+pub use demo::{Demo, api_login, password, pending_request};
+pub use oidc::start_provider;
+pub use os_user::LocalUser;
+pub use webdriver::{Browser, INSTALL_HINT, alice_requests_hotfix, demo_ca, http};
 
 /// Panics with an install hint when a required program is missing.
 pub fn require(program: &str, hint: &str) -> PathBuf {
@@ -91,26 +95,6 @@ pub fn current_login() -> String {
         .expect("utf-8 login")
         .trim()
         .to_owned()
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind port 0")
-        .port()
-}
-
-/// Polls until `addr` accepts TCP connections, or panics after `timeout`.
-pub fn wait_for_port(addr: SocketAddr, timeout: Duration, what: &str) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not start listening on {addr} within {timeout:?}");
 }
 
 /// Runs `tpa-ca` with `args` and returns its output.
@@ -481,28 +465,4 @@ pub fn http_send(
         "unexpected chunked response"
     );
     (status, response[split + 4..].to_vec())
-}
-
-/// `tpa-ca hash-password` for `password`.
-pub fn hash_password(password: &str) -> String {
-    let mut child = Command::new(tpa_ca_bin())
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tpa-ca hash-password");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "hash-password failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

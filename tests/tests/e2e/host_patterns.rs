@@ -12,7 +12,7 @@ use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::flow::{PW, two_stage_ca};
+use crate::harness::{PW, two_stage_ca};
 use crate::harness::{current_login, require, tpa_ssh_bin};
 
 fn tpa_ssh(home: &Path, ca_url: &str, args: &[&str]) -> Output {

@@ -1,93 +1,15 @@
 //! `tpa-ssh ssh LOGIN@HOST` as a local user whose name is not the login
 //! (issue 12), directly and through the bastion.
 
-use std::io::Write as _;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use crate::harness::{ca_with_roles, login_alice, text};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::flow::PW;
+use crate::harness::LocalUser;
 use crate::harness::{
-    CaDir, Guard, RunningCa, Sshd, free_port, hash_password, http_get, tpa_bastion_bin,
-    tpa_ssh_bin, wait_for_port,
+    Guard, RunningCa, Sshd, free_port, http_get, tpa_bastion_bin, tpa_ssh_bin, wait_for_port,
 };
-use crate::os_user::LocalUser;
-
-pub(crate) fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A CA with an auto-approved `web-debug` role (logins `deploy` then `root`,
-/// so `root` is never the default), an `incident` role with break-glass,
-/// accounts alice (engineer) and bob, and `extra` TOML.
-pub(crate) fn ca_with_roles(dir: &Path, extra: &str) -> CaDir {
-    let ca = CaDir::init(dir, "ca");
-    let hash = hash_password(PW);
-    let mut config = std::fs::read_to_string(&ca.config).unwrap();
-    config.push_str(&format!(
-        r#"
-[[roles]]
-name = "web-debug"
-logins = ["deploy", "root"]
-hosts = ["web-*"]
-max_duration = "1h"
-requestable_by = ["engineers"]
-stages = [{{ group = "sre-leads" }}]
-auto_approve = {{ group = "engineers", max_duration = "1h" }}
-
-[[roles]]
-name = "incident"
-logins = ["root"]
-hosts = ["web-*"]
-max_duration = "4h"
-requestable_by = ["engineers"]
-stages = [{{ group = "sre-leads" }}]
-break_glass = {{ max_duration = "30m" }}
-
-[[accounts]]
-username = "alice"
-password_hash = "{hash}"
-groups = ["engineers"]
-
-[[accounts]]
-username = "bob"
-password_hash = "{hash}"
-groups = ["sre-leads"]
-{extra}"#
-    ));
-    std::fs::write(&ca.config, config).unwrap();
-    ca
-}
-
-/// `tpa-ssh login --username alice --password-stdin` by `command`.
-pub(crate) fn login_alice(mut command: Command, ca: SocketAddr) -> Output {
-    let mut child = command
-        .args([
-            "login",
-            "--ca",
-            &format!("http://{ca}"),
-            "--username",
-            "alice",
-        ])
-        .arg("--password-stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tpa-ssh login");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PW}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// A CA, a root sshd as web-1 and, when `through_bastion`, a tpa-bastion in
 /// front of it announced in `[client]`; a local test user logged in as alice

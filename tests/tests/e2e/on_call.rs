@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::flow::PW;
-use crate::harness::{CaDir, current_login, hash_password, tpa_ssh_bin};
+use crate::harness::{CaDir, PW, current_login, hash_password, tpa_ssh_bin};
 
 /// One request a fake received: method, target (path and query) and body.
 #[derive(Debug, Clone)]

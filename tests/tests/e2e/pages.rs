@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::browser::{Browser, INSTALL_HINT, alice_requests_hotfix, demo_ca, http};
+use crate::harness::{Browser, INSTALL_HINT, alice_requests_hotfix, demo_ca, http};
 use crate::harness::{CaDir, UserKey, require};
 
 const PASSWORD: &str = "browser test password";

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::browser::{Browser, INSTALL_HINT};
-use crate::demo_run::{Demo, password};
+use crate::harness::LocalUser;
+use crate::harness::{Browser, INSTALL_HINT};
+use crate::harness::{Demo, password};
 use crate::harness::{Guard, free_port, require, terminate, tpa_ca_bin};
-use crate::os_user::LocalUser;
 
 /// The README's `sh` blocks between "## Run" and "## Test", line by line.
 fn readme_commands() -> Vec<Vec<String>> {

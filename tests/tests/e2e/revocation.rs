@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use crate::flow::{PW, login, post, two_stage_ca};
 use crate::harness::{
     CaDir, Sshd, UserKey, current_login, hash_password, http_get, require, tpa_ca,
 };
+use crate::harness::{PW, login, post, two_stage_ca};
 
 /// A grant of hotfix-admin on `host` for `user`, approved by bob and carol.
 fn grant(addr: SocketAddr, user: &str, host: &str) -> String {

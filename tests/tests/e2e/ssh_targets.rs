@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use crate::harness::{RunningCa, tpa_ssh_bin};
-use crate::login_at_host::{ca_with_roles, login_alice, text};
+use crate::harness::{ca_with_roles, login_alice, text};
 
 /// A logged-in HOME with an active grant on web-1 and a fake `ssh` first on
 /// PATH that records its arguments, so a bad target that got through would

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::flow::{PW, login, post, two_stage_ca};
 use crate::harness::{Guard, current_login, http_send, tpa_ssh_bin};
+use crate::harness::{PW, login, post, two_stage_ca};
 
 /// `tpa-ssh ARGS` with a private HOME, against `ca_url`.
 fn tpa_ssh(home: &Path, ca_url: &str, args: &[&str]) -> Command {

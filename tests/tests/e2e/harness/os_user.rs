@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::harness::{is_root, require, tpa_ca_bin};
+use super::{is_root, require, tpa_ca_bin};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

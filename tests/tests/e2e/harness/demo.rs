@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::flow::json;
-use crate::harness::{Guard, free_port, http_send, tpa_ca_bin};
+use super::json;
+use super::{Guard, free_port, http_send, tpa_ca_bin};
 
 /// The demo process with its standard output collected as it comes.
 pub struct Demo {

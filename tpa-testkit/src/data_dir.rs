@@ -1,0 +1,187 @@
+//! The data-directory builder: `tpa-ca init` into a temporary directory
+//! (config, CA key, database), then accounts and config edits, and plain
+//! views of what it holds.
+
+use std::path::{Path, PathBuf};
+
+use ca_server::commands::{InitOptions, init_data_dir};
+use ca_server::config::Config;
+use ca_server::signer::Signer;
+use ca_server::store::{self, Create};
+use tempfile::TempDir;
+
+use crate::keys::hash_password;
+
+/// A data directory created by `tpa-ca init` in a temporary directory.
+#[derive(Debug)]
+pub struct DataDir {
+    /// Removed (with everything below it) on drop.
+    pub tmp: TempDir,
+    /// The data directory itself (`tmp/ca`).
+    pub dir: PathBuf,
+    /// `dir/tpa.toml`.
+    pub config_path: PathBuf,
+    /// The loaded configuration.
+    pub config: Config,
+}
+
+impl DataDir {
+    /// `init_data_dir` into a fresh temporary directory, listening on port 0.
+    pub fn new() -> Self {
+        Self::with_passphrase(None)
+    }
+
+    /// Like [`DataDir::new`], with the CA key encrypted under `passphrase`.
+    pub fn with_passphrase(passphrase: Option<&str>) -> Self {
+        Self::create(tempfile::tempdir().unwrap(), passphrase)
+    }
+
+    /// Like [`DataDir::new`], in a temporary directory under `parent` (a
+    /// small file system, for instance).
+    pub fn new_in(parent: &Path) -> Self {
+        Self::create(tempfile::tempdir_in(parent).unwrap(), None)
+    }
+
+    /// The one place a test's data directory and database are made: every
+    /// constructor, and so every `TestApp` and `Fixture`, comes through here.
+    /// A second database engine (issue 15) is chosen here.
+    fn create(tmp: TempDir, passphrase: Option<&str>) -> Self {
+        let passphrase_file = passphrase.map(|p| {
+            let path = tmp.path().join("ca_key.passphrase");
+            write_private(&path, p.as_bytes());
+            path
+        });
+        let dir = tmp.path().join("ca");
+        let config_path = init_data_dir(&InitOptions {
+            data_dir: dir.clone(),
+            passphrase_file,
+            listen: "127.0.0.1:0".parse().unwrap(),
+        })
+        .unwrap();
+        let config = Config::load(&config_path).unwrap();
+        Self {
+            tmp,
+            dir,
+            config_path,
+            config,
+        }
+    }
+
+    /// Rewrites `tpa.toml` with `edit` and reloads it.
+    pub fn edit_config(&mut self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        std::fs::write(&self.config_path, edit(text)).unwrap();
+        self.config = Config::load(&self.config_path).unwrap();
+    }
+
+    /// Appends the brief's two roles (`EXAMPLE_ROLES`) and reloads.
+    pub fn add_example_roles(&mut self) {
+        self.edit_config(|text| format!("{text}{}", ca_server::config::EXAMPLE_ROLES));
+    }
+
+    /// Appends an `[[accounts]]` entry (password hashed with argon2id) and reloads.
+    pub fn add_account(&mut self, username: &str, password: &str, groups: &[&str]) {
+        self.add_account_named(username, None, password, groups);
+    }
+
+    /// Like [`DataDir::add_account`], with a display name.
+    pub fn add_account_named(
+        &mut self,
+        username: &str,
+        display_name: Option<&str>,
+        password: &str,
+        groups: &[&str],
+    ) {
+        let hash = hash_password(password);
+        let display = display_name
+            .map(|d| format!("display_name = {}\n", serde_json::Value::from(d)))
+            .unwrap_or_default();
+        let groups = serde_json::Value::from(groups.to_vec());
+        self.edit_config(|text| {
+            format!(
+                "{text}\n[[accounts]]\nusername = \"{username}\"\n{display}password_hash = \"{hash}\"\ngroups = {groups}\n"
+            )
+        });
+    }
+
+    /// Appends one `[[accounts]]` entry per `(username, groups)`, all with
+    /// one password (`approver password`), and reloads: the accounts a
+    /// workflow test's approvers must exist as, since approvals are
+    /// re-checked against current accounts at issuance.
+    pub fn add_accounts(&mut self, accounts: &[(&str, &[&str])]) {
+        let hash = hash_password("approver password");
+        self.edit_config(|mut text| {
+            for (username, groups) in accounts {
+                let groups = serde_json::Value::from(groups.to_vec());
+                text.push_str(&format!(
+                    "\n[[accounts]]\nusername = \"{username}\"\npassword_hash = \"{hash}\"\ngroups = {groups}\n"
+                ));
+            }
+            text
+        });
+    }
+
+    /// The identity connectors of the current configuration.
+    pub fn identities(&self) -> ca_server::auth::identity::Identities {
+        ca_server::auth::identity::Identities::from_config(&self.config).unwrap()
+    }
+
+    /// The CA private key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("ca_key")
+    }
+
+    /// The SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.config.database_path.clone()
+    }
+
+    /// `ca_key.pub` as `init` wrote it.
+    pub fn ca_public_key(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ca_key.pub")).unwrap()
+    }
+
+    /// The signer, loaded as `serve` loads it.
+    pub fn signer(&self) -> Signer {
+        Signer::load(&self.config.ca).unwrap()
+    }
+
+    /// A connection as the CA opens it (PRAGMAs, migrations).
+    pub fn open_store(&self) -> rusqlite::Connection {
+        store::open(&self.db_path(), Create::Never).unwrap()
+    }
+
+    /// A plain connection, as an attacker or an operator with sqlite3 would open it.
+    pub fn open_plain(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).unwrap()
+    }
+
+    /// The file names in the data directory, sorted.
+    pub fn listing(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Default for DataDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writes a file with mode 0600 (what the CA demands of secrets).
+pub fn write_private(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Sets a file's or directory's permission bits.
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
