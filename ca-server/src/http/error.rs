@@ -11,6 +11,7 @@ use tpa_core::api::ErrorBody;
 
 use crate::auth::rate_limit::Limited;
 use crate::store::MaybeFault as _;
+use crate::workflow::refusal::Refusal;
 
 /// `Retry-After` of a plain [`ApiError::Unavailable`], in seconds.
 const UNAVAILABLE_RETRY_SECS: u64 = 5;
@@ -58,8 +59,8 @@ pub enum ApiError {
     /// A workflow rule refused the action; the code is stable and the message
     /// explains the rule (it never holds internal detail).
     Refused {
-        /// Stable machine code, e.g. `own_request`.
-        code: &'static str,
+        /// Which rule; its stable code is e.g. `own_request`.
+        code: Refusal,
         /// What was wrong and what to do.
         message: String,
     },
@@ -69,31 +70,72 @@ pub enum ApiError {
     Internal(anyhow::Error),
 }
 
-/// The HTTP status of a workflow refusal code (the JSON API and the web pages
-/// answer a refusal with the same status).
-pub fn refusal_status(code: &str) -> StatusCode {
-    match code {
-        "not_found" => StatusCode::NOT_FOUND,
-        "own_request" | "not_approver" | "not_requester" | "not_yours" | "role_not_allowed"
-        | "not_auditor" | "metrics_forbidden" | "not_admin" => StatusCode::FORBIDDEN,
-        "not_pending"
-        | "already_approved"
-        | "not_approved"
-        | "not_active"
-        | "window_not_started"
-        | "window_ended"
-        | "policy_not_satisfied"
-        | "content_changed"
-        | "needs_reapproval"
-        | "role_changed"
-        | "signing_key" => StatusCode::CONFLICT,
-        "invalid_grant"
-        | "authorization_pending"
-        | "slow_down"
-        | "access_denied"
-        | "expired_token" => StatusCode::BAD_REQUEST,
-        "too_many_logins" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+/// The HTTP status of a refusal: the JSON API and the web pages answer a
+/// refusal with the same status. One arm per refusal, no default, so a new
+/// refusal must be given its status here (issue 14).
+impl Refusal {
+    /// The status this refusal is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::OwnRequest
+            | Refusal::NotApprover
+            | Refusal::NotRequester
+            | Refusal::NotYours
+            | Refusal::RoleNotAllowed
+            | Refusal::NotAuditor
+            | Refusal::MetricsForbidden
+            | Refusal::NotAdmin => StatusCode::FORBIDDEN,
+            Refusal::NotPending
+            | Refusal::AlreadyApproved
+            | Refusal::NotApproved
+            | Refusal::NotActive
+            | Refusal::WindowNotStarted
+            | Refusal::WindowEnded
+            | Refusal::PolicyNotSatisfied
+            | Refusal::ContentChanged
+            | Refusal::NeedsReapproval
+            | Refusal::RoleChanged
+            | Refusal::SigningKey
+            | Refusal::SigningKeyRevoked
+            | Refusal::NotBreakGlass
+            | Refusal::AlreadyReviewed => StatusCode::CONFLICT,
+            Refusal::InvalidGrant
+            | Refusal::AuthorizationPending
+            | Refusal::SlowDown
+            | Refusal::AccessDenied
+            | Refusal::ExpiredToken => StatusCode::BAD_REQUEST,
+            Refusal::TooManyLogins => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::UnknownRole
+            | Refusal::DurationTooLong
+            | Refusal::BadDuration
+            | Refusal::BadHost
+            | Refusal::HostNotInRole
+            | Refusal::HostInSeveralGroups
+            | Refusal::ReasonRequired
+            | Refusal::BadReason
+            | Refusal::TicketRequired
+            | Refusal::TicketMismatch
+            | Refusal::BadTicket
+            | Refusal::BadComment
+            | Refusal::BadStart
+            | Refusal::NoBreakGlass
+            | Refusal::Widening
+            | Refusal::BadPublicKey
+            | Refusal::BadScope
+            | Refusal::BadTarget
+            | Refusal::BadKind
+            | Refusal::BadSerial
+            | Refusal::BadRequestId
+            | Refusal::BadUsername
+            | Refusal::BadFingerprint
+            | Refusal::ConfirmRequired
+            | Refusal::BadPeriod
+            | Refusal::BadFilter
+            | Refusal::InvalidSessionRecord
+            | Refusal::InvalidBastionEvent
+            | Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        }
     }
 }
 
@@ -209,7 +251,7 @@ impl ApiError {
                 "payload_too_large",
                 "the request body is too large for this endpoint".into(),
             ),
-            ApiError::Refused { code, message } => (refusal_status(code), code, message),
+            ApiError::Refused { code, message } => (code.status(), code.code(), message),
             // The one place where a condition of the world (disk full,
             // locked, read-only, unreachable) is told apart from a bug.
             ApiError::Internal(err) => match err.fault() {

@@ -24,6 +24,7 @@ pub mod deadline;
 pub mod explain;
 pub mod issuer;
 pub mod krl;
+pub mod refusal;
 pub mod report;
 pub mod requests;
 pub mod revocation;

@@ -6,6 +6,7 @@
 //! and commits. A refusal commits only its `denied` audit event (and an expiry
 //! that was due); the request itself is unchanged.
 
+use super::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
@@ -30,8 +31,8 @@ pub enum WorkflowError {
     /// A rule said no; the code is stable and the message is for people.
     #[error("{message}")]
     Refused {
-        /// Stable machine code.
-        code: &'static str,
+        /// Which rule, with its stable machine code.
+        code: Refusal,
         /// What was wrong and what to do.
         message: String,
     },
@@ -67,7 +68,7 @@ impl From<IssueError> for WorkflowError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::Invalid(message) => WorkflowError::Refused {
-                code: "invalid",
+                code: Refusal::Invalid,
                 message,
             },
             IssueError::Storage(e) => WorkflowError::Storage(e),
@@ -76,7 +77,7 @@ impl From<IssueError> for WorkflowError {
     }
 }
 
-fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
+pub(crate) fn refused(code: Refusal, message: impl ToString) -> WorkflowError {
     WorkflowError::Refused {
         code,
         message: message.to_string(),
@@ -85,19 +86,19 @@ fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
 
 impl From<PolicyRefusal> for WorkflowError {
     fn from(r: PolicyRefusal) -> Self {
-        refused(r.code(), r)
+        refused(Refusal::from(&r), r)
     }
 }
 
 impl From<DecisionRefusal> for WorkflowError {
     fn from(r: DecisionRefusal) -> Self {
-        refused(r.code(), r)
+        refused(Refusal::from(&r), r)
     }
 }
 
 impl From<IssueRefusal> for WorkflowError {
     fn from(r: IssueRefusal) -> Self {
-        refused(r.code(), r)
+        refused(Refusal::from(&r), r)
     }
 }
 
@@ -380,7 +381,7 @@ fn decide<T>(
                     id.as_str(),
                     Outcome::Denied,
                     &message,
-                    json!({ "code": code }),
+                    json!({ "code": code.code() }),
                     now,
                 );
                 store::audit::append(tx, &e)?;
@@ -392,9 +393,12 @@ fn decide<T>(
 }
 
 fn role_of<'p>(policy: &'p Policy, r: &AccessRequest) -> Result<&'p tpa_core::Role, WorkflowError> {
-    policy
-        .role(&r.role)
-        .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))
+    policy.role(&r.role).ok_or_else(|| {
+        refused(
+            Refusal::UnknownRole,
+            format!("role {} no longer exists", r.role),
+        )
+    })
 }
 
 /// An approval as submitted: narrowing and an optional comment.
@@ -537,7 +541,7 @@ pub fn revoke(
         }
         if !is_role_approver(policy, by, r) {
             return Err(refused(
-                "not_approver",
+                Refusal::NotApprover,
                 format!("only approvers of role {} may revoke its grants", r.role),
             ));
         }
@@ -688,7 +692,10 @@ fn issue_for_request_in(
      -> Result<Result<Issued, WorkflowError>, WorkflowError> {
         let (code, message) = match &e {
             WorkflowError::Refused { code, message } => (*code, message.clone()),
-            WorkflowError::NotFound => ("not_found", "no such request for this user".to_owned()),
+            WorkflowError::NotFound => (
+                Refusal::NotFound,
+                "no such request for this user".to_owned(),
+            ),
             _ => return Ok(Err(e)),
         };
         let ev = NewEvent {
@@ -699,7 +706,7 @@ fn issue_for_request_in(
             object: "cert:none".to_owned(),
             outcome: Outcome::Denied,
             reason: message,
-            details: json!({ "code": code, "request_id": id.as_str() }),
+            details: json!({ "code": code.code(), "request_id": id.as_str() }),
         };
         store::audit::append(tx, &ev)?;
         Ok(Err(e))
@@ -709,7 +716,7 @@ fn issue_for_request_in(
     }
     let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
         Ok(s) => s,
-        Err(e) => return refusal(tx, refused("bad_public_key", e)),
+        Err(e) => return refusal(tx, refused(Refusal::BadPublicKey, e)),
     };
     // Every counted approval must still come from a current member of its
     // stage's group, for the stage as defined now; what stopped counting is
@@ -723,7 +730,7 @@ fn issue_for_request_in(
             return refusal(
                 tx,
                 refused(
-                    "needs_reapproval",
+                    Refusal::NeedsReapproval,
                     format!("request {id} needs re-approval because {}", found.why()),
                 ),
             );
@@ -865,32 +872,32 @@ pub fn review_break_glass(
                 Some(WorkflowError::NotFound)
             } else if store::reviews::state(tx, id)?.is_none() {
                 Some(refused(
-                    "not_break_glass",
+                    Refusal::NotBreakGlass,
                     "this request was not a break-glass grant; nothing to review",
                 ))
             } else if r.is_requester(reviewer, policy.people()) {
                 Some(refused(
-                    "own_request",
+                    Refusal::OwnRequest,
                     "you cannot review your own break-glass grant",
                 ))
             } else if !is_role_approver(policy, reviewer, &r) {
                 Some(refused(
-                    "not_approver",
+                    Refusal::NotApprover,
                     format!(
                         "only approvers of role {} review its break-glass grants",
                         r.role
                     ),
                 ))
             } else if let Err(e) = &checked {
-                Some(refused(e.code(), e.to_string()))
+                Some(refused(Refusal::from(e), e.to_string()))
             } else if comment.is_empty() {
                 Some(refused(
-                    "bad_comment",
+                    Refusal::BadComment,
                     "a review needs a comment: what was done with the access",
                 ))
             } else if !store::reviews::complete(tx, id, reviewer, comment, now)? {
                 Some(refused(
-                    "already_reviewed",
+                    Refusal::AlreadyReviewed,
                     "this break-glass grant was already reviewed",
                 ))
             } else {
@@ -902,9 +909,11 @@ pub fn review_break_glass(
                     comment.to_owned(),
                     json!({ "break_glass": true }),
                 ),
-                Some(WorkflowError::Refused { code, message }) => {
-                    (Outcome::Denied, message.clone(), json!({ "code": code }))
-                }
+                Some(WorkflowError::Refused { code, message }) => (
+                    Outcome::Denied,
+                    message.clone(),
+                    json!({ "code": code.code() }),
+                ),
                 Some(_) => (
                     Outcome::Denied,
                     "no such request for this user".to_owned(),

@@ -7,6 +7,7 @@
 //! Who may revoke is the caller's decision (the HTTP layer's admin check, or
 //! the operator running `tpa-ca revoke` on the CA's host).
 
+use super::refusal::Refusal;
 use std::str::FromStr as _;
 
 use chrono::{DateTime, Utc};
@@ -52,22 +53,22 @@ impl Target {
         match kind {
             "serial" => CertSerial::parse(value)
                 .map(Target::Serial)
-                .map_err(|e| refused("bad_serial", e)),
+                .map_err(|e| refused(Refusal::BadSerial, e)),
             "request" => RequestId::parse(value)
                 .map(Target::Request)
-                .map_err(|e| refused("bad_request_id", e)),
+                .map_err(|e| refused(Refusal::BadRequestId, e)),
             "user" => Username::parse(value)
                 .map(Target::User)
-                .map_err(|e| refused("bad_username", e)),
+                .map_err(|e| refused(Refusal::BadUsername, e)),
             "ca_key" | "ca-key" => match Fingerprint::from_str(value) {
                 Ok(fp) if fp.sha256().is_some() => Ok(Target::CaKey(fp.to_string())),
                 _ => Err(refused(
-                    "bad_fingerprint",
+                    Refusal::BadFingerprint,
                     "a CA key is named by its SHA-256 fingerprint, SHA256:… (ssh-keygen -lf KEY.pub)",
                 )),
             },
             other => Err(refused(
-                "bad_kind",
+                Refusal::BadKind,
                 format!(
                     "cannot revoke by {:?}: use serial, request, user or ca_key",
                     other.chars().take(20).collect::<String>()
@@ -159,7 +160,7 @@ pub struct Revoked {
     pub audit_seq: i64,
 }
 
-fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
+fn refused(code: Refusal, message: impl ToString) -> WorkflowError {
     WorkflowError::Refused {
         code,
         message: message.to_string(),
@@ -170,10 +171,10 @@ fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
 /// ([`TextField::ShortReason`]: no control, format or bidi characters).
 fn check_reason(reason: &str) -> Result<String, WorkflowError> {
     let reason = FreeText::parse(TextField::ShortReason, reason)
-        .map_err(|e| refused(e.code(), e.to_string()))?;
+        .map_err(|e| refused(Refusal::from(&e), e.to_string()))?;
     if reason.is_empty() {
         return Err(refused(
-            "reason_required",
+            Refusal::ReasonRequired,
             "a revocation needs a reason (--reason \"INC-1234 laptop stolen\")",
         ));
     }
@@ -282,7 +283,7 @@ pub fn revoke(
                     target,
                     Outcome::Denied,
                     &message,
-                    json!({ "code": code, "reason": shown }),
+                    json!({ "code": code.code(), "reason": shown }),
                     now,
                 )?;
                 Ok(Err(WorkflowError::Refused { code, message }))
@@ -303,7 +304,7 @@ pub fn check_signing_key(conn: &Connection, signing_key: &str) -> Result<(), Wor
         .any(|k| k == signing_key)
     {
         return Err(refused(
-            "signing_key_revoked",
+            Refusal::SigningKeyRevoked,
             format!(
                 "the CA signing key {signing_key} (ca.key_file) was revoked and can never sign \
                  again: configure a new key (ssh-keygen -t ed25519 -f FILE, then ca.key_file; \
@@ -321,7 +322,7 @@ pub fn audit_refusal(
     conn: &mut Connection,
     by: &Revoker,
     target: &Target,
-    code: &'static str,
+    code: Refusal,
     message: &str,
     reason: &str,
     now: DateTime<Utc>,
@@ -334,7 +335,7 @@ pub fn audit_refusal(
             target,
             Outcome::Denied,
             message,
-            json!({ "code": code, "reason": shown }),
+            json!({ "code": code.code(), "reason": shown }),
             now,
         )?;
         Ok(())
@@ -367,7 +368,7 @@ fn revoke_in(
             let serial = serial.to_string();
             if revocations::certificate(tx, &serial)?.is_none() {
                 return Ok(Err(refused(
-                    "not_found",
+                    Refusal::NotFound,
                     format!("no certificate with serial {serial} was issued by this CA"),
                 )));
             }
@@ -375,11 +376,11 @@ fn revoke_in(
         }
         Target::Request(id) => {
             let Some(mut r) = requests::load(tx, id)? else {
-                return Ok(Err(refused("not_found", format!("no request {id}"))));
+                return Ok(Err(refused(Refusal::NotFound, format!("no request {id}"))));
             };
             if r.state == RequestState::Pending {
                 return Ok(Err(refused(
-                    "not_active",
+                    Refusal::NotActive,
                     format!("request {id} is pending: deny it instead"),
                 )));
             }
@@ -421,7 +422,7 @@ fn revoke_in(
         Target::CaKey(fingerprint) => {
             if fingerprint == signing_key {
                 return Ok(Err(refused(
-                    "signing_key",
+                    Refusal::SigningKey,
                     "this is the CA's current signing key: make another key the signing key \
                      (ca.key_file) and restart first, then revoke this one",
                 )));

@@ -2,6 +2,7 @@
 //! `[metrics] open_to_loopback = false`; others need the bearer token of
 //! `[metrics] token_file`. The numbers hold no personal data.
 
+use crate::workflow::refusal::Refusal;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +36,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     if !allowed(&state.config.metrics, ip.0, &headers) {
         return Err(ApiError::Refused {
-            code: "metrics_forbidden",
+            code: Refusal::MetricsForbidden,
             message: "metrics are served to loopback clients and to scrapers with the [metrics] token_file bearer token".to_owned(),
         });
     }

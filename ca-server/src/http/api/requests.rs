@@ -2,6 +2,7 @@
 //! Handlers parse and authorize; the workflow does the rest (no SQL here).
 
 use crate::http::extract::{AppJson, AppJsonOrEmpty, AppPath, AppQuery};
+use crate::workflow::refusal::Refusal;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -70,7 +71,7 @@ fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| ApiError::Refused {
-                    code: "bad_start",
+                    code: Refusal::BadStart,
                     message: format!(
                         "start {:?} is not an RFC 3339 time such as 2026-11-24T09:00:00Z",
                         s.chars().take(40).collect::<String>()
@@ -169,7 +170,7 @@ pub async fn list_requests(
             .take(200)
             .collect()),
         other => Err(WorkflowError::Refused {
-            code: "bad_scope",
+            code: Refusal::BadScope,
             message: format!(
                 "scope {:?} is not mine, inbox or all",
                 other.chars().take(20).collect::<String>()
@@ -210,7 +211,7 @@ pub(crate) fn narrowing(
         .map(HumanDuration::parse)
         .transpose()
         .map_err(|e| ApiError::Refused {
-            code: "bad_duration",
+            code: Refusal::BadDuration,
             message: e.to_string(),
         })?;
     let hosts = hosts
@@ -219,7 +220,7 @@ pub(crate) fn narrowing(
                 .iter()
                 .map(|h| {
                     HostName::canonical(h).map_err(|e| ApiError::Refused {
-                        code: "bad_host",
+                        code: Refusal::BadHost,
                         message: e.to_string(),
                     })
                 })

@@ -4,6 +4,7 @@
 //! `POST /api/v1/requests/{id}/revoke`.
 
 use crate::http::extract::AppJson;
+use crate::workflow::refusal::Refusal;
 use std::time::Instant;
 
 use axum::Json;
@@ -31,7 +32,7 @@ fn target(body: &RevokeBody) -> Result<Target, ApiError> {
     match given.as_slice() {
         [(kind, value)] => Ok(Target::parse(kind, value)?),
         _ => Err(ApiError::Refused {
-            code: "bad_target",
+            code: Refusal::BadTarget,
             message: "give exactly one of serial, request, user or ca_key".to_owned(),
         }),
     }
@@ -69,7 +70,7 @@ pub async fn create(
                 conn,
                 &by,
                 &t,
-                "not_admin",
+                Refusal::NotAdmin,
                 message,
                 &body.reason,
                 Utc::now(),
@@ -77,7 +78,7 @@ pub async fn create(
         })
         .await?;
         return Err(ApiError::Refused {
-            code: "not_admin",
+            code: Refusal::NotAdmin,
             message: message.to_owned(),
         });
     }

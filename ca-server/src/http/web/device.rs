@@ -5,6 +5,7 @@
 //! `GET /device`, `POST /device`, `POST /device/decision`.
 
 use crate::http::extract::AppJson;
+use crate::workflow::refusal::Refusal;
 use std::time::Instant;
 
 use axum::Json;
@@ -21,7 +22,7 @@ use super::oidc::encode_query;
 use super::{PageError, checked_form, page_context, render_status};
 use crate::app::AppState;
 use crate::auth::device::{self, CodeRefusal, Poll, Waiting};
-use crate::auth::oidc_login::{self, Refusal};
+use crate::auth::oidc_login::{self, LoginRefusal};
 use crate::auth::rate_limit::{Limited, Reservation};
 use crate::auth::sessions;
 use crate::http::auth::{
@@ -42,7 +43,7 @@ pub async fn api_start(
                 Ok(oidc_login::record_denied(
                     conn,
                     None,
-                    &Refusal::RateLimited("too many logins started"),
+                    &LoginRefusal::RateLimited("too many logins started"),
                     &source,
                     Utc::now(),
                 )?)
@@ -57,7 +58,7 @@ pub async fn api_start(
     .await?;
     let Some(started) = started else {
         return Err(ApiError::Refused {
-            code: "too_many_logins",
+            code: Refusal::TooManyLogins,
             message: "too many logins are waiting for confirmation; try again in a few minutes"
                 .to_owned(),
         });
@@ -95,11 +96,11 @@ pub async fn api_token(
         )?)
     })
     .await?;
-    let refused = |code: &'static str, message: String| ApiError::Refused { code, message };
+    let refused = |code: Refusal, message: String| ApiError::Refused { code, message };
     match poll {
         Poll::Done(new) => Ok(Json(login_response(new))),
         Poll::Pending => Err(refused(
-            "authorization_pending",
+            Refusal::AuthorizationPending,
             "nobody has confirmed the code yet; poll again after the interval".to_owned(),
         )),
         Poll::SlowDown(interval) => {
@@ -108,22 +109,22 @@ pub async fn api_token(
             // (security review 2026-11-24). `tpa-ssh` never polls early.
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(refused(
-                "slow_down",
+                Refusal::SlowDown,
                 format!("polled too fast; wait {interval} s between polls"),
             ))
         }
         Poll::Denied => Err(refused(
-            "access_denied",
+            Refusal::AccessDenied,
             "the login was denied in the browser".to_owned(),
         )),
         Poll::Expired => Err(refused(
-            "expired_token",
+            Refusal::ExpiredToken,
             "the code expired before anyone confirmed it; run `tpa-ssh login` again".to_owned(),
         )),
         Poll::Invalid => {
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(refused(
-                "invalid_grant",
+                Refusal::InvalidGrant,
                 "unknown or already used device code; run `tpa-ssh login` again".to_owned(),
             ))
         }

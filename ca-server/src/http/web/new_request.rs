@@ -16,7 +16,7 @@ use super::{FormFields, PageError, checked_form, page_context, render_status, to
 use crate::app::AppState;
 use crate::http::api::requests::submit_request;
 use crate::http::auth::{Authenticated, ConnectInfoOpt};
-use crate::http::error::{ApiError, refusal_status};
+use crate::http::error::ApiError;
 
 fn form_page(
     state: &AppState,
@@ -138,7 +138,7 @@ pub async fn post(
             Ok(Redirect::to(&format!("/requests/{}", submitted.request.id)).into_response())
         }
         Err(ApiError::Refused { code, message }) => {
-            form_page(&state, &auth, refusal_status(code), Some(&message), &fields)
+            form_page(&state, &auth, code.status(), Some(&message), &fields)
         }
         Err(other) => Err(other.into()),
     }

@@ -22,7 +22,7 @@ use super::login::session_cookie;
 use super::{anonymous_context, render, render_status};
 use crate::app::AppState;
 use crate::auth::identity::oidc::OidcError;
-use crate::auth::oidc_login::{self, CliTarget, Refusal};
+use crate::auth::oidc_login::{self, CliTarget, LoginRefusal};
 use crate::auth::rate_limit::Limited;
 use crate::auth::sessions;
 use crate::config::Config;
@@ -206,7 +206,7 @@ async fn provider_down(
         Ok(oidc_login::record_denied(
             conn,
             Some(&connector),
-            &Refusal::Verification("identity provider unavailable".to_owned()),
+            &LoginRefusal::Verification("identity provider unavailable".to_owned()),
             &source,
             now,
         )?)
@@ -240,7 +240,7 @@ pub(crate) async fn too_many(
             Ok(oidc_login::record_denied(
                 conn,
                 connector.as_deref(),
-                &Refusal::RateLimited(reason),
+                &LoginRefusal::RateLimited(reason),
                 &source,
                 Utc::now(),
             )?)
@@ -407,20 +407,26 @@ pub async fn callback(
     };
     let name = row.connector.clone();
     let Some(connector) = state.identities.oidc(&name) else {
-        return refuse(&state, Some(&name), Refusal::UnknownConnector, &source).await;
+        return refuse(&state, Some(&name), LoginRefusal::UnknownConnector, &source).await;
     };
     if let Some(error) = query.error {
-        return refuse(&state, Some(&name), Refusal::ProviderError(error), &source).await;
+        return refuse(
+            &state,
+            Some(&name),
+            LoginRefusal::ProviderError(error),
+            &source,
+        )
+        .await;
     }
     if query
         .iss
         .as_deref()
         .is_some_and(|iss| !connector.is_issuer(iss))
     {
-        return refuse(&state, Some(&name), Refusal::IssuerMismatch, &source).await;
+        return refuse(&state, Some(&name), LoginRefusal::IssuerMismatch, &source).await;
     }
     let Some(code) = query.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return refuse(&state, Some(&name), Refusal::MissingCode, &source).await;
+        return refuse(&state, Some(&name), LoginRefusal::MissingCode, &source).await;
     };
     let login = match connector
         .finish(&code, &row.pkce_verifier, &row.nonce, Utc::now())
@@ -438,7 +444,7 @@ pub async fn callback(
             return refuse(
                 &state,
                 Some(&name),
-                Refusal::MissingClaim(e.to_string()),
+                LoginRefusal::MissingClaim(e.to_string()),
                 &source,
             )
             .await;
@@ -447,7 +453,7 @@ pub async fn callback(
             return refuse(
                 &state,
                 Some(&name),
-                Refusal::UnusableUsername(e.to_string()),
+                LoginRefusal::UnusableUsername(e.to_string()),
                 &source,
             )
             .await;
@@ -457,7 +463,7 @@ pub async fn callback(
             return refuse(
                 &state,
                 Some(&name),
-                Refusal::Verification(e.to_string()),
+                LoginRefusal::Verification(e.to_string()),
                 &source,
             )
             .await;
@@ -535,7 +541,7 @@ fn clear_binding(config: &Config, response: &mut Response) -> Result<(), ApiErro
 async fn refuse(
     state: &AppState,
     connector: Option<&str>,
-    refusal: Refusal,
+    refusal: LoginRefusal,
     source: &str,
 ) -> Result<Response, ApiError> {
     let ip = source.parse().ok();
@@ -554,10 +560,10 @@ async fn refuse(
     })
     .await?;
     let (status, code) = match refusal {
-        Refusal::UnusableUsername(_) => (StatusCode::FORBIDDEN, "unusable_username"),
-        Refusal::MissingClaim(_) => (StatusCode::FORBIDDEN, "missing_claim"),
-        Refusal::ProviderError(_) => (StatusCode::FORBIDDEN, "provider_refused"),
-        Refusal::Verification(_) => (StatusCode::FORBIDDEN, "login_not_verified"),
+        LoginRefusal::UnusableUsername(_) => (StatusCode::FORBIDDEN, "unusable_username"),
+        LoginRefusal::MissingClaim(_) => (StatusCode::FORBIDDEN, "missing_claim"),
+        LoginRefusal::ProviderError(_) => (StatusCode::FORBIDDEN, "provider_refused"),
+        LoginRefusal::Verification(_) => (StatusCode::FORBIDDEN, "login_not_verified"),
         _ => (StatusCode::BAD_REQUEST, "invalid_login_state"),
     };
     let mut response = error_page(status, code, &refusal.user_message())?;
@@ -595,7 +601,7 @@ pub async fn cli_token(
         Err(refusal) => {
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(ApiError::Refused {
-                code: "invalid_grant",
+                code: crate::workflow::refusal::Refusal::InvalidGrant,
                 message: refusal.user_message(),
             })
         }

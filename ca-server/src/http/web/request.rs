@@ -5,6 +5,7 @@
 //! the page again with the message and the API's status.
 
 use crate::http::extract::{AppPath, AppQuery};
+use crate::workflow::refusal::Refusal;
 use axum::Form;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
@@ -20,7 +21,7 @@ use crate::http::api::requests::{
     approve_request, cancel_request, deny_request, narrowing, parse_id, revoke_request, run,
 };
 use crate::http::auth::{Authenticated, ConnectInfoOpt};
-use crate::http::error::{ApiError, refusal_status};
+use crate::http::error::ApiError;
 use crate::workflow::approvers::{self, StageLine};
 use crate::workflow::requests as wf;
 
@@ -182,7 +183,7 @@ async fn answer_as(
             Ok(Redirect::to(&format!("/requests/{id}{query}")).into_response())
         }
         Err(ApiError::Refused { code, message }) => {
-            page(state, auth, id, refusal_status(code), Some(&message), None).await
+            page(state, auth, id, code.status(), Some(&message), None).await
         }
         Err(other) => Err(other.into()),
     }
@@ -275,7 +276,7 @@ pub async fn revoke(
         revoke_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await
     } else {
         Err(ApiError::Refused {
-            code: "confirm_required",
+            code: Refusal::ConfirmRequired,
             message: "tick the confirmation box: revoking ends the access and revokes every \
                       certificate of this request, and cannot be undone"
                 .to_owned(),

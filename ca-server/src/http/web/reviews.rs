@@ -14,7 +14,7 @@ use super::{PageError, checked_form, page_context, render_status, request_value,
 use crate::app::AppState;
 use crate::http::api::requests::{parse_id, review_request, run};
 use crate::http::auth::{Authenticated, ConnectInfoOpt};
-use crate::http::error::{ApiError, refusal_status};
+use crate::http::error::ApiError;
 use crate::workflow::requests as wf;
 
 async fn page(
@@ -71,7 +71,7 @@ pub async fn post(
     match result {
         Ok(_) => Ok(Redirect::to("/reviews").into_response()),
         Err(ApiError::Refused { code, message }) => {
-            page(&state, &auth, refusal_status(code), Some(&message)).await
+            page(&state, &auth, code.status(), Some(&message)).await
         }
         Err(other) => Err(other.into()),
     }
