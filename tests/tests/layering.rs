@@ -296,10 +296,6 @@ fn workspace() -> PathBuf {
 const KNOWN_CYCLES: &[&str] = &[
     "tpa-core: crate: grant, role",
     "tpa-core: crate: identifiers, identity",
-    "ca-server: http: error, extract",
-    "ca-server: http::web: cli_consent, login, oidc",
-    "ca-server: auth::identity: claims, oidc",
-    "ca-server: workflow: requests, revocation",
     "tpa-ssh-client: crate: commands, connect, host_config, sso",
     "tpa-ssh-client: crate: files, settings",
 ];

@@ -4,12 +4,13 @@
 //! message; their text never reaches the client.
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tpa_core::api::ErrorBody;
 
 use crate::auth::rate_limit::Limited;
+use crate::listener::BodyTimedOut;
 use crate::store::MaybeFault as _;
 use crate::workflow::refusal::Refusal;
 
@@ -334,7 +335,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(e) => ApiError::InvalidBody(e.body_text()),
             JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()),
-            JsonRejection::BytesRejection(e) => super::extract::body_rejection(e),
+            JsonRejection::BytesRejection(e) => ApiError::from(e),
             other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
         }
     }
@@ -346,8 +347,32 @@ impl From<FormRejection> for ApiError {
             FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType,
             FormRejection::FailedToDeserializeForm(e) => ApiError::InvalidBody(e.body_text()),
             FormRejection::FailedToDeserializeFormBody(e) => ApiError::InvalidBody(e.body_text()),
-            FormRejection::BytesRejection(e) => super::extract::body_rejection(e),
+            FormRejection::BytesRejection(e) => ApiError::from(e),
             other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
         }
+    }
+}
+
+/// The one mapping of a failed body read: too large, too slow, or broken.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(e) = source {
+            if e.is::<BodyTimedOut>() {
+                return ApiError::BodyTimeout;
+            }
+            source = e.source();
+        }
+        ApiError::InvalidBody("the body could not be read".to_owned())
+    }
+}
+
+/// An extractor that cannot fail (`()`, inside `Csrf<()>`).
+impl From<std::convert::Infallible> for ApiError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }

@@ -11,7 +11,7 @@ use tpa_core::api::{
 };
 use tpa_core::{Policy, RequestId, User};
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::config::AuditorsConfig;
 use crate::store::audit_views::{self, AuditFilter, CertificateListing};
 use crate::store::bastion_sessions::SessionRow;

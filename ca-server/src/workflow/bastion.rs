@@ -13,7 +13,7 @@ use tpa_core::api::{
     RevokedGrant, SESSION_END_REASONS, SessionBatchResult, SessionRecord,
 };
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::store::{self, StoreError, audit, bastion_sessions};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 

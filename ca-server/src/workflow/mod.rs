@@ -20,8 +20,11 @@ use tpa_core::{
 pub mod approvers;
 pub mod audit_views;
 pub mod bastion;
+pub mod capability;
 pub mod deadline;
+pub mod error;
 pub mod explain;
+pub mod grants;
 pub mod issuer;
 pub mod krl;
 pub mod refusal;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tpa_core::api::{AccessGrant, AccessReport};
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::store::{StoreError, reports};
 use tpa_core::audit::format_time;
 

@@ -12,95 +12,20 @@ use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 use tpa_core::text::{FreeText, TextField};
 use tpa_core::{
-    AccessRequest, ApprovalPath, ApproveOutcome, Approvers, DecisionRefusal, HostName,
-    IssueRefusal, Narrowing, Policy, PolicyRefusal, RequestId, RequestInput, RequestState,
-    Revalidation, SubjectKey, User,
+    AccessRequest, ApprovalPath, ApproveOutcome, Approvers, HostName, Narrowing, Policy, RequestId,
+    RequestInput, RequestState, Revalidation, SubjectKey, User,
 };
 
-use super::{Actor, IssueError, Issued, issue_in};
+use super::capability::{Admin, Approver, Viewer};
+pub use super::error::WorkflowError;
+use super::error::refused;
+use super::{Actor, Issued, issue_in};
 use crate::auth::identity::Identities;
 use crate::config::WorkflowConfig;
 use crate::notify;
 use crate::signer::Signer;
-use crate::store::{self, Fault, MaybeFault, StoreError, requests};
+use crate::store::{self, MaybeFault, StoreError, requests};
 use tpa_core::audit::{NewEvent, Outcome};
-
-/// Why a use case did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkflowError {
-    /// A rule said no; the code is stable and the message is for people.
-    #[error("{message}")]
-    Refused {
-        /// Which rule, with its stable machine code.
-        code: Refusal,
-        /// What was wrong and what to do.
-        message: String,
-    },
-    /// No such request (or not visible to the caller).
-    #[error("no such request")]
-    NotFound,
-    /// The database failed; nothing changed.
-    #[error("storage failed: {0}")]
-    Storage(#[from] StoreError),
-    /// Signing failed; nothing was issued.
-    #[error("signing failed: {0}")]
-    Signing(#[from] crate::signer::SignerError),
-}
-
-impl MaybeFault for WorkflowError {
-    fn fault(&self) -> Option<Fault> {
-        match self {
-            WorkflowError::Storage(e) => e.fault(),
-            WorkflowError::Refused { .. } | WorkflowError::NotFound | WorkflowError::Signing(_) => {
-                None
-            }
-        }
-    }
-}
-
-impl From<rusqlite::Error> for WorkflowError {
-    fn from(e: rusqlite::Error) -> Self {
-        WorkflowError::Storage(StoreError::Sqlite(e))
-    }
-}
-
-impl From<IssueError> for WorkflowError {
-    fn from(e: IssueError) -> Self {
-        match e {
-            IssueError::Invalid(message) => WorkflowError::Refused {
-                code: Refusal::Invalid,
-                message,
-            },
-            IssueError::Storage(e) => WorkflowError::Storage(e),
-            IssueError::Signing(e) => WorkflowError::Signing(e),
-        }
-    }
-}
-
-pub(crate) fn refused(code: Refusal, message: impl ToString) -> WorkflowError {
-    WorkflowError::Refused {
-        code,
-        message: message.to_string(),
-    }
-}
-
-impl From<PolicyRefusal> for WorkflowError {
-    fn from(r: PolicyRefusal) -> Self {
-        refused(Refusal::from(&r), r)
-    }
-}
-
-impl From<DecisionRefusal> for WorkflowError {
-    fn from(r: DecisionRefusal) -> Self {
-        refused(Refusal::from(&r), r)
-    }
-}
-
-impl From<IssueRefusal> for WorkflowError {
-    fn from(r: IssueRefusal) -> Self {
-        refused(Refusal::from(&r), r)
-    }
-}
 
 /// A submitted request, or the still-active grant it duplicates.
 #[derive(Debug, Clone)]
@@ -536,10 +461,10 @@ pub fn revoke(
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(by, source);
     decide(conn, policy, (&actor, "request.revoke"), id, now, |_, r| {
-        if !can_view(policy, by, r) {
+        if can_view(policy, by, r).is_none() {
             return Err(WorkflowError::NotFound);
         }
-        if !is_role_approver(policy, by, r) {
+        if role_approver(policy, by, r).is_none() {
             return Err(refused(
                 Refusal::NotApprover,
                 format!("only approvers of role {} may revoke its grants", r.role),
@@ -749,31 +674,29 @@ fn issue_for_request_in(
     Ok(Ok(issue_in(tx, signer, &actor, scope, &reason, now)?))
 }
 
-/// Whether `user` may see `request`: its requester, or an approver of its role.
-pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
-    request.is_requester(user, policy.people()) || is_role_approver(policy, user, request)
+/// How `user` may see `request` (its requester, or an approver of its role), if at all.
+pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> Option<Viewer> {
+    Viewer::of(policy, user, request)
 }
 
 /// Loads a request for its web page: the requester, approvers of its role, and
-/// administrators (`is_admin`) may see it.
+/// administrators (`admin`) may see it.
 pub fn get_for_page(
     conn: &Connection,
     policy: &Policy,
     user: &User,
-    is_admin: bool,
+    admin: Option<Admin>,
     id: &RequestId,
 ) -> Result<AccessRequest, WorkflowError> {
     match requests::load(conn, id)? {
-        Some(r) if is_admin || can_view(policy, user, &r) => Ok(r),
+        Some(r) if admin.is_some() || can_view(policy, user, &r).is_some() => Ok(r),
         _ => Err(WorkflowError::NotFound),
     }
 }
 
-/// Whether `user` is in one of the approval stage groups of the request's role.
-pub fn is_role_approver(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
-    policy
-        .role(&request.role)
-        .is_some_and(|role| role.stages.iter().any(|s| user.in_group(&s.group)))
+/// The approver capability of `user` for the request's role (any stage group), if any.
+pub fn role_approver(policy: &Policy, user: &User, request: &AccessRequest) -> Option<Approver> {
+    Approver::of(policy, user, request)
 }
 
 /// Loads a request the caller may see.
@@ -784,7 +707,7 @@ pub fn get(
     id: &RequestId,
 ) -> Result<AccessRequest, WorkflowError> {
     match requests::load(conn, id)? {
-        Some(r) if can_view(policy, user, &r) => Ok(r),
+        Some(r) if can_view(policy, user, &r).is_some() => Ok(r),
         _ => Err(WorkflowError::NotFound),
     }
 }
@@ -839,7 +762,7 @@ pub fn open_reviews(
     for id in store::reviews::open_ids(conn, 500)? {
         if let Some(r) = requests::load(conn, &id)?
             && !r.is_requester(user, policy.people())
-            && is_role_approver(policy, user, &r)
+            && role_approver(policy, user, &r).is_some()
         {
             out.push(r);
         }
@@ -868,7 +791,7 @@ pub fn review_break_glass(
             let Some(r) = requests::load(tx, id)? else {
                 return Ok(Err(WorkflowError::NotFound));
             };
-            let problem = if !can_view(policy, reviewer, &r) {
+            let problem = if can_view(policy, reviewer, &r).is_none() {
                 Some(WorkflowError::NotFound)
             } else if store::reviews::state(tx, id)?.is_none() {
                 Some(refused(
@@ -880,7 +803,7 @@ pub fn review_break_glass(
                     Refusal::OwnRequest,
                     "you cannot review your own break-glass grant",
                 ))
-            } else if !is_role_approver(policy, reviewer, &r) {
+            } else if role_approver(policy, reviewer, &r).is_none() {
                 Some(refused(
                     Refusal::NotApprover,
                     format!(

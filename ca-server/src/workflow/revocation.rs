@@ -18,7 +18,7 @@ use tpa_core::text::{FreeText, TextField};
 use tpa_core::{AccessRequest, CertSerial, Identity, Policy, RequestId, RequestState, Username};
 
 use super::Actor;
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::notify;
 use crate::store::revocations::{Kind, NewRevocation};
 use crate::store::{self, requests, revocations};
@@ -526,35 +526,4 @@ pub(crate) fn record_request_end(
     revocations::revoke_certificates(tx, id, &serials)?;
     revocations::bump_krl_version(tx)?;
     Ok(())
-}
-
-/// An administrator (or an approver of its role) ends grant `id` from the API
-/// or the web page: approvers go through the request decision
-/// ([`super::requests::revoke`]); administrators through [`revoke`], which
-/// covers any request. Returns the request as it now stands.
-#[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
-pub fn revoke_grant(
-    conn: &mut Connection,
-    policy: &Policy,
-    user: &tpa_core::User,
-    is_admin: bool,
-    id: &RequestId,
-    comment: &str,
-    signing_key: &str,
-    source: &str,
-    now: DateTime<Utc>,
-) -> Result<AccessRequest, WorkflowError> {
-    if !is_admin {
-        return super::requests::revoke(conn, policy, user, id, comment, source, now);
-    }
-    revoke(
-        conn,
-        policy,
-        &Revoker::user(user, source),
-        &Target::Request(id.clone()),
-        comment,
-        signing_key,
-        now,
-    )?;
-    requests::load(conn, id)?.ok_or(WorkflowError::NotFound)
 }

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::app::AppState;
 use crate::config::MetricsConfig;
-use crate::http::auth::{ConnectInfoOpt, with_reader};
+use crate::http::auth::{ClientIp, with_reader};
 use crate::http::error::ApiError;
 
 /// Whether a scrape from `ip` with these headers may read the metrics.
@@ -31,7 +31,7 @@ fn allowed(config: &MetricsConfig, ip: Option<std::net::IpAddr>, headers: &Heade
 /// `GET /metrics`.
 pub async fn get(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !allowed(&state.config.metrics, ip.0, &headers) {

@@ -15,6 +15,7 @@ use super::requests::read;
 use crate::app::AppState;
 use crate::http::auth::Authenticated;
 use crate::http::error::ApiError;
+use crate::workflow::capability::ReportReader;
 use crate::workflow::report::access_report;
 
 /// The period of the report.
@@ -40,14 +41,7 @@ pub async fn access(
     auth: Authenticated,
     AppQuery(query): AppQuery<PeriodQuery>,
 ) -> Result<Json<AccessReport>, ApiError> {
-    if !state.config.is_admin(&auth.user) && !state.config.auditors.includes(&auth.user) {
-        return Err(ApiError::Refused {
-            code: Refusal::NotAuditor,
-            message: "only auditors ([auditors] groups) and administrators (auth.admin_groups) \
-                      read the access report"
-                .to_owned(),
-        });
-    }
+    ReportReader::check(&state.config, &auth.user)?;
 
     let now = Utc::now();
     let since = time("since", &query.since)?;

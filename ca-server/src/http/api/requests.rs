@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tpa_core::api::{
@@ -19,12 +19,11 @@ use tpa_core::api::{
 use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
 use crate::app::AppState;
-use crate::http::auth::{
-    Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_reader,
-    with_writer,
-};
+use crate::http::auth::{Authenticated, ClientIp, audit_source, with_reader, with_writer};
+use crate::http::csrf::Csrf;
 use crate::http::error::ApiError;
 use crate::store::requests::{Listing, list};
+use crate::workflow::capability::Admin;
 use crate::workflow::requests::{self as wf, WorkflowError};
 
 impl From<WorkflowError> for ApiError {
@@ -61,10 +60,6 @@ pub(crate) fn parse_id(id: &str) -> Result<RequestId, ApiError> {
     RequestId::parse(id).map_err(|_| ApiError::NotFound)
 }
 
-pub(super) fn csrf(auth: &Authenticated, headers: &HeaderMap) -> Result<(), ApiError> {
-    require_csrf(auth, headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
-}
-
 fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     start
         .map(|s| {
@@ -84,12 +79,10 @@ fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
 /// `POST /api/v1/requests`.
 pub async fn create(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
-    AppJson(body): AppJson<CreateRequestBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<CreateRequestBody>>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    csrf(&auth, &headers)?;
     let input = RequestInput {
         role: body.role,
         hosts: body.hosts,
@@ -166,7 +159,7 @@ pub async fn list_requests(
         "inbox" => wf::inbox(conn, &st.config.policy, &user, now),
         "all" => Ok(list(conn, Listing::All, 500)?
             .into_iter()
-            .filter(|r| wf::can_view(&st.config.policy, &user, r))
+            .filter(|r| wf::can_view(&st.config.policy, &user, r).is_some())
             .take(200)
             .collect()),
         other => Err(WorkflowError::Refused {
@@ -233,15 +226,13 @@ pub(crate) fn narrowing(
 /// `POST /api/v1/requests/{id}/approve` with optional `{duration, hosts}` to narrow.
 pub async fn approve(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
     // An empty body is an approval without narrowing; otherwise it must be
     // a JSON object sent as application/json.
-    AppJsonOrEmpty(body): AppJsonOrEmpty<ApproveBody>,
+    Csrf(AppJsonOrEmpty(body)): Csrf<AppJsonOrEmpty<ApproveBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let narrowing = narrowing(body.duration.as_deref(), body.hosts.as_deref())?;
     let input = wf::ApproveInput {
@@ -255,13 +246,11 @@ pub async fn approve(
 /// `POST /api/v1/requests/{id}/deny` with `{comment}`.
 pub async fn deny(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<DenyBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<DenyBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = deny_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
@@ -270,12 +259,11 @@ pub async fn deny(
 /// `POST /api/v1/requests/{id}/cancel`.
 pub async fn cancel(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
+    Csrf(()): Csrf<()>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = cancel_request(&state, ip.0, auth.user, id).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
@@ -367,11 +355,11 @@ pub(crate) async fn revoke_request(
         user,
         id,
         move |st, conn, user, id, source, now| {
-            crate::workflow::revocation::revoke_grant(
+            crate::workflow::grants::revoke_grant(
                 conn,
                 &st.config.policy,
                 user,
-                st.config.is_admin(user),
+                Admin::check(&st.config, user),
                 id,
                 &comment,
                 &st.signer.fingerprint(),
@@ -488,13 +476,11 @@ pub async fn wait(
 /// `POST /api/v1/requests/{id}/certificate` with `{public_key}`.
 pub async fn certificate(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<CertificateBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<CertificateBody>>,
 ) -> Result<Json<CertificateResponse>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     // Queued for the issuance writer, which signs it inside a batch
     // transaction and answers only after that transaction committed.
@@ -525,13 +511,11 @@ pub async fn certificate(
 /// role, or an administrator, ends an approved grant now and revokes its certificates.
 pub async fn revoke(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<DenyBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<DenyBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = revoke_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))

@@ -25,15 +25,13 @@ use crate::auth::device::{self, CodeRefusal, Poll, Waiting};
 use crate::auth::oidc_login::{self, LoginRefusal};
 use crate::auth::rate_limit::{Limited, Reservation};
 use crate::auth::sessions;
-use crate::http::auth::{
-    AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, with_db,
-};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, login_response, with_db};
 use crate::http::error::ApiError;
 
 /// `POST /api/v1/cli/device`: starts a device login (rate-limited per address).
 pub async fn api_start(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
 ) -> Result<Json<DeviceAuthorization>, ApiError> {
     let source = audit_source(ip.0);
     if let Err(limited) = state.login_start_limiter.acquire(ip.0, Instant::now()) {
@@ -77,7 +75,7 @@ pub async fn api_start(
 /// `access_denied`, `expired_token` or `invalid_grant` (all 400).
 pub async fn api_token(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     AppJson(body): AppJson<DeviceTokenRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let request = body;
@@ -221,7 +219,7 @@ pub async fn get(
 async fn reserve_attempt(
     state: &AppState,
     auth: &Authenticated,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
 ) -> Result<Result<Reservation, Response>, ApiError> {
     let key = sessions::actor(&auth.user);
     match state.user_code_limiter.reserve(&key, ip.0, Instant::now()) {
@@ -261,7 +259,7 @@ fn api_token_refused(auth: &Authenticated) -> Option<Result<Response, ApiError>>
 async fn limited_page(
     state: &AppState,
     auth: &Authenticated,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     limited: Limited,
 ) -> Result<Response, ApiError> {
     if limited.first {
@@ -286,7 +284,7 @@ async fn limited_page(
 /// login. Wrong codes count against the person and their address.
 pub async fn post(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Option<Authenticated>,
     headers: HeaderMap,
     form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
@@ -326,7 +324,7 @@ pub async fn post(
 /// `POST /device/decision` (`user_code`, `decision=approve|deny`, CSRF).
 pub async fn decide(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Option<Authenticated>,
     headers: HeaderMap,
     form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,

@@ -13,13 +13,15 @@ pub mod login;
 pub mod mine;
 pub mod new_request;
 pub mod oidc;
+pub mod page_user;
 pub mod request;
 pub mod reviews;
 
 use chrono::{DateTime, Utc};
 use tpa_core::{AccessRequest, Policy};
 
-use super::auth::{check_same_origin, require_csrf};
+use super::auth::check_same_origin;
+use super::csrf::require_csrf;
 use crate::config::Config;
 use tpa_core::api::RequestView;
 
@@ -333,6 +335,26 @@ pub fn checked_form(
     let fields = FormFields(fields);
     require_csrf(&auth, fields.get(super::auth::CSRF_FIELD))?;
     Ok(Ok((auth, fields)))
+}
+
+/// The HTML error page of a login (SSO or CLI consent) with a stable code.
+pub(crate) fn login_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Result<Response, ApiError> {
+    render_status(
+        status,
+        "error.html",
+        context! {
+            status => status.as_u16(),
+            code => code,
+            heading => "The login did not complete",
+            message => message,
+            next => vec![context! { href => "/login", label => "Log in again" }],
+            ..anonymous_context()
+        },
+    )
 }
 
 /// A time as pages show it: UTC, to the second.
