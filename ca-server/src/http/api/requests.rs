@@ -277,7 +277,7 @@ pub(crate) async fn approve_request(
     id: RequestId,
     input: wf::ApproveInput,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -307,7 +307,7 @@ pub(crate) async fn deny_request(
     id: RequestId,
     comment: String,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -328,7 +328,7 @@ pub(crate) async fn review_request(
     id: RequestId,
     comment: String,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -349,7 +349,7 @@ pub(crate) async fn revoke_request(
     id: RequestId,
     comment: String,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -378,7 +378,7 @@ pub(crate) async fn cancel_request(
     user: User,
     id: RequestId,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -393,7 +393,7 @@ pub(crate) async fn cancel_request(
 /// Checks the decision rate limit, runs a decision, then wakes waiting
 /// clients and webhook senders. Every decision of the API and the web pages
 /// passes here.
-async fn decide(
+async fn run_decision(
     state: &AppState,
     ip: Option<IpAddr>,
     user: User,

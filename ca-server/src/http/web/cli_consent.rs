@@ -9,13 +9,13 @@ use crate::http::extract::AppPath;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
 
-use super::{PageError, checked_form, page_context, render_status};
+use super::page_user::PageForm;
+use super::{PageError, page_context, render_status};
 use crate::app::AppState;
 use crate::auth::consent::{self, Consent, ConsentRefusal};
 use crate::auth::oidc_login::CliTarget;
@@ -146,14 +146,8 @@ pub async fn get(
 pub async fn post(
     State(state): State<AppState>,
     ip: ClientIp,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(ok) => ok,
-        Err(to_login) => return Ok(to_login),
-    };
     let approve = fields.decision()?;
     let Some(session) = session_id(&auth) else {
         return Ok(refused(&auth, ConsentRefusal::OtherSession)?);

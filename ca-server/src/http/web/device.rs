@@ -9,9 +9,9 @@ use crate::workflow::refusal::Refusal;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
@@ -19,7 +19,8 @@ use serde::Deserialize;
 use tpa_core::api::{DeviceAuthorization, DeviceTokenRequest, LoginResponse};
 
 use super::oidc::encode_query;
-use super::{PageError, checked_form, page_context, render_status};
+use super::page_user::PageForm;
+use super::{PageError, page_context, render_status};
 use crate::app::AppState;
 use crate::auth::device::{self, CodeRefusal, Poll, Waiting};
 use crate::auth::oidc_login::{self, LoginRefusal};
@@ -285,14 +286,8 @@ async fn limited_page(
 pub async fn post(
     State(state): State<AppState>,
     ip: ClientIp,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(ok) => ok,
-        Err(to_login) => return Ok(to_login),
-    };
     if let Some(refused) = api_token_refused(&auth) {
         return Ok(refused?);
     }
@@ -325,14 +320,8 @@ pub async fn post(
 pub async fn decide(
     State(state): State<AppState>,
     ip: ClientIp,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(ok) => ok,
-        Err(to_login) => return Ok(to_login),
-    };
     if let Some(refused) = api_token_refused(&auth) {
         return Ok(refused?);
     }
