@@ -34,7 +34,7 @@ pub const MAX_PENDING: i64 = 10_000;
 /// Why a callback or a CLI code exchange is refused. Each has a stable code,
 /// an audit reason, and a message for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum LoginRefusal {
     /// No `state` (or an empty one) in the callback.
     MissingState,
     /// A `state` this CA never issued (or whose row was purged).
@@ -66,23 +66,25 @@ pub enum Refusal {
     RateLimited(&'static str),
 }
 
-impl Refusal {
+impl LoginRefusal {
     /// The reason written to the audit trail.
     pub fn audit_reason(&self) -> String {
         match self {
-            Refusal::MissingState => "missing state".to_owned(),
-            Refusal::UnknownState => "unknown state".to_owned(),
-            Refusal::StateReused => "state already used".to_owned(),
-            Refusal::StateExpired => "state expired".to_owned(),
-            Refusal::OtherBrowser => "state bound to another browser".to_owned(),
-            Refusal::IssuerMismatch => "issuer mismatch in the authorization response".to_owned(),
-            Refusal::ProviderError(e) => format!("provider error {}", escape_untrusted(e)),
-            Refusal::MissingCode => "missing code".to_owned(),
-            Refusal::UnknownConnector => "connector no longer configured".to_owned(),
-            Refusal::Verification(e) => e.clone(),
-            Refusal::UnusableUsername(e) | Refusal::MissingClaim(e) => e.clone(),
-            Refusal::InvalidCliCode(why) => format!("cli code {why}"),
-            Refusal::RateLimited(why) => {
+            LoginRefusal::MissingState => "missing state".to_owned(),
+            LoginRefusal::UnknownState => "unknown state".to_owned(),
+            LoginRefusal::StateReused => "state already used".to_owned(),
+            LoginRefusal::StateExpired => "state expired".to_owned(),
+            LoginRefusal::OtherBrowser => "state bound to another browser".to_owned(),
+            LoginRefusal::IssuerMismatch => {
+                "issuer mismatch in the authorization response".to_owned()
+            }
+            LoginRefusal::ProviderError(e) => format!("provider error {}", escape_untrusted(e)),
+            LoginRefusal::MissingCode => "missing code".to_owned(),
+            LoginRefusal::UnknownConnector => "connector no longer configured".to_owned(),
+            LoginRefusal::Verification(e) => e.clone(),
+            LoginRefusal::UnusableUsername(e) | LoginRefusal::MissingClaim(e) => e.clone(),
+            LoginRefusal::InvalidCliCode(why) => format!("cli code {why}"),
+            LoginRefusal::RateLimited(why) => {
                 format!(
                     "{why} from this address; further attempts are not recorded until the limit resets"
                 )
@@ -93,35 +95,35 @@ impl Refusal {
     /// The message shown to the user (no internal detail).
     pub fn user_message(&self) -> String {
         match self {
-            Refusal::MissingState
-            | Refusal::UnknownState
-            | Refusal::StateReused
-            | Refusal::StateExpired
-            | Refusal::OtherBrowser
-            | Refusal::MissingCode
-            | Refusal::UnknownConnector => {
+            LoginRefusal::MissingState
+            | LoginRefusal::UnknownState
+            | LoginRefusal::StateReused
+            | LoginRefusal::StateExpired
+            | LoginRefusal::OtherBrowser
+            | LoginRefusal::MissingCode
+            | LoginRefusal::UnknownConnector => {
                 "This login link is not valid here: it was already used, has expired, or was started in another browser. Start the login again.".to_owned()
             }
-            Refusal::IssuerMismatch => {
+            LoginRefusal::IssuerMismatch => {
                 "The login answer came from another identity provider than the one you chose. Start the login again.".to_owned()
             }
-            Refusal::ProviderError(e) => format!(
+            LoginRefusal::ProviderError(e) => format!(
                 "The identity provider did not log you in ({}). Start the login again or ask your administrator.",
                 escape_untrusted(e)
             ),
-            Refusal::Verification(_) => {
+            LoginRefusal::Verification(_) => {
                 "The identity provider's answer could not be verified, so you are not logged in. Try again; if it persists, ask your administrator.".to_owned()
             }
-            Refusal::UnusableUsername(_) => {
+            LoginRefusal::UnusableUsername(_) => {
                 "Your identity provider account has no username TPA can use (lowercase letters, digits, '.', '_' and '-'). Ask your administrator.".to_owned()
             }
-            Refusal::MissingClaim(what) => format!(
+            LoginRefusal::MissingClaim(what) => format!(
                 "TPA cannot tell who you are: {what}. This is a setting of the identity provider or of TPA (username_claim), not something you did: show this message to your administrator."
             ),
-            Refusal::InvalidCliCode(_) => {
+            LoginRefusal::InvalidCliCode(_) => {
                 "The login code is unknown, used, expired, or does not match this client. Run `tpa-ssh login` again.".to_owned()
             }
-            Refusal::RateLimited(_) => {
+            LoginRefusal::RateLimited(_) => {
                 "Too many login attempts from your address. Wait a few minutes and try again.".to_owned()
             }
         }
@@ -244,27 +246,27 @@ pub fn take_pending(
     state: Option<&str>,
     browser_handle: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Result<PendingLogin, Refusal>, StoreError> {
+) -> Result<Result<PendingLogin, LoginRefusal>, StoreError> {
     let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return Ok(Err(Refusal::MissingState));
+        return Ok(Err(LoginRefusal::MissingState));
     };
     let state_hash = hash_token(state);
     let row = store::write(conn, |tx| oidc_logins::take(tx, &state_hash, now))?;
     let Some(row) = row else {
-        return Ok(Err(Refusal::UnknownState));
+        return Ok(Err(LoginRefusal::UnknownState));
     };
     if row.used_at.is_some() {
-        return Ok(Err(Refusal::StateReused));
+        return Ok(Err(LoginRefusal::StateReused));
     }
     if row.expires_at <= format_time(now) {
-        return Ok(Err(Refusal::StateExpired));
+        return Ok(Err(LoginRefusal::StateExpired));
     }
     let bound = browser_handle.is_some_and(|h| {
         let hash = hash_token(h);
         bool::from(hash.as_bytes().ct_eq(row.browser_hash.as_bytes()))
     });
     if !bound {
-        return Ok(Err(Refusal::OtherBrowser));
+        return Ok(Err(LoginRefusal::OtherBrowser));
     }
     Ok(Ok(row))
 }
@@ -273,7 +275,7 @@ pub fn take_pending(
 pub fn record_denied(
     conn: &mut Connection,
     connector: Option<&str>,
-    refusal: &Refusal,
+    refusal: &LoginRefusal,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -333,9 +335,9 @@ pub fn exchange_cli_code(
     ttl: HumanDuration,
     source: &str,
     now: DateTime<Utc>,
-) -> Result<Result<NewSession, Refusal>, StoreError> {
+) -> Result<Result<NewSession, LoginRefusal>, StoreError> {
     let refuse = |conn: &mut Connection, why: &'static str| {
-        let refusal = Refusal::InvalidCliCode(why);
+        let refusal = LoginRefusal::InvalidCliCode(why);
         record_denied(conn, None, &refusal, source, now)?;
         Ok::<_, StoreError>(Err(refusal))
     };

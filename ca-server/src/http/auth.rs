@@ -2,19 +2,16 @@
 //! cookie), CSRF and same-origin checks, and the JSON login, logout and whoami
 //! endpoints.
 
-use super::extract::AppJson;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use subtle::ConstantTimeEq as _;
 use tpa_core::User;
-use tpa_core::api::{IdentityInfo, LoginRequest, LoginResponse, UserInfo, WhoAmI};
+use tpa_core::api::{IdentityInfo, LoginRequest, LoginResponse, UserInfo};
 
 use super::error::ApiError;
 use crate::app::AppState;
@@ -22,6 +19,7 @@ use crate::auth::identity::PasswordLoginError;
 use crate::auth::sessions::{self, NewSession};
 use crate::config::Config;
 use crate::store::auth_tokens::TokenKind;
+use crate::workflow::refusal::Refusal;
 use tpa_core::audit::format_time;
 
 /// The session cookie's name over plain HTTP.
@@ -76,6 +74,16 @@ pub fn session_cookie_name(config: &Config) -> &'static str {
     } else {
         SESSION_COOKIE
     }
+}
+
+/// The `Set-Cookie` value of a session: HttpOnly, SameSite=Strict, Path=/,
+/// and Secure (with the `__Host-` name) when the CA is served over TLS.
+pub fn session_cookie(config: &Config, token: &str, max_age_secs: u64) -> String {
+    let secure = if config.serves_tls() { "; Secure" } else { "" };
+    format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}",
+        session_cookie_name(config)
+    )
 }
 
 /// The client's IP address, when the server knows it (not in in-process tests).
@@ -232,9 +240,12 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(parts, state)
+        let auth = authenticate(parts, state)
             .await?
-            .ok_or(ApiError::Unauthenticated)
+            .ok_or(ApiError::Unauthenticated)?;
+        // For `Csrf`, which checks the token of this same credential.
+        parts.extensions.insert(auth.clone());
+        Ok(auth)
     }
 }
 
@@ -246,24 +257,6 @@ impl OptionalFromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Option<Self>, ApiError> {
         authenticate(parts, state).await
-    }
-}
-
-/// For session callers, `submitted` must equal the session's CSRF token
-/// (compared in constant time). API-token callers need none: a browser never
-/// attaches a bearer token by itself.
-pub fn require_csrf(auth: &Authenticated, submitted: Option<&str>) -> Result<(), ApiError> {
-    match &auth.via {
-        AuthVia::ApiToken => Ok(()),
-        AuthVia::Session { csrf_token } => {
-            let submitted = submitted.unwrap_or_default();
-            let equal: bool = submitted.as_bytes().ct_eq(csrf_token.as_bytes()).into();
-            if equal && !csrf_token.is_empty() {
-                Ok(())
-            } else {
-                Err(ApiError::CsrfMismatch)
-            }
-        }
     }
 }
 
@@ -386,14 +379,14 @@ pub(crate) async fn password_login(
                 PasswordLoginError::AccountDisabled => (
                     "directory account disabled",
                     ApiError::Refused {
-                        code: "account_disabled",
+                        code: Refusal::AccountDisabled,
                         message: "your directory account is disabled or locked; ask your directory administrators".to_owned(),
                     },
                 ),
                 PasswordLoginError::PasswordExpired => (
                     "directory password expired",
                     ApiError::Refused {
-                        code: "password_expired",
+                        code: Refusal::PasswordExpired,
                         message: "your directory password has expired; change it in the directory, then log in again".to_owned(),
                     },
                 ),
@@ -402,7 +395,7 @@ pub(crate) async fn password_login(
                     (
                         "directory entry unusable",
                         ApiError::Refused {
-                            code: "directory_entry_unusable",
+                            code: Refusal::DirectoryEntryUnusable,
                             message: "your directory entry cannot be used by TPA (no stable id or a username TPA cannot use); the CA logged why".to_owned(),
                         },
                     )
@@ -435,7 +428,7 @@ pub(crate) async fn password_login(
 }
 
 /// Revokes the caller's session or token (audited as `auth.logout`).
-pub(crate) async fn revoke(
+pub(crate) async fn end_session(
     state: &AppState,
     auth: &Authenticated,
     ip: Option<IpAddr>,
@@ -459,17 +452,6 @@ pub(crate) async fn revoke(
     .await
 }
 
-/// `POST /api/v1/login`: JSON `{username, password}` → an API token.
-pub async fn api_login(
-    State(state): State<AppState>,
-    parts: ConnectInfoOpt,
-    AppJson(body): AppJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
-    let request = body;
-    let new = password_login(&state, parts.0, request, TokenKind::Api).await?;
-    Ok(Json(login_response(new)))
-}
-
 /// The answer to a login that gave the CLI an API token (password, SSO
 /// code or device code).
 pub(crate) fn login_response(new: NewSession) -> LoginResponse {
@@ -480,39 +462,11 @@ pub(crate) fn login_response(new: NewSession) -> LoginResponse {
     }
 }
 
-/// `POST /api/v1/logout`: revokes the caller's token (or session, with the
-/// CSRF token in `X-CSRF-Token`). 204.
-pub async fn api_logout(
-    State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Authenticated,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let submitted = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-    require_csrf(&auth, submitted)?;
-    revoke(&state, &auth, ip.0).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `GET /api/v1/whoami`: the caller and when their credential expires.
-pub async fn whoami(auth: Authenticated) -> Json<WhoAmI> {
-    Json(WhoAmI {
-        user: user_info(&auth.user),
-        via: match auth.via {
-            AuthVia::Session { .. } => "session",
-            AuthVia::ApiToken => "api_token",
-        }
-        .to_owned(),
-        expires_at: format_time(auth.expires_at),
-        device_login: auth.device_login,
-    })
-}
-
 /// The client's IP address when known; never rejects.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectInfoOpt(pub Option<IpAddr>);
+pub struct ClientIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ConnectInfoOpt {
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
@@ -522,47 +476,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ConnectInfoOpt {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
-    use tpa_core::{Identity, Username};
 
     use super::*;
-
-    fn auth(via: AuthVia) -> Authenticated {
-        let username = Username::parse("alice").unwrap();
-        Authenticated {
-            user: User {
-                identity: Identity::local(&username),
-                username,
-                display_name: "Alice".to_owned(),
-                groups: BTreeSet::new(),
-            },
-            token_id: "id".to_owned(),
-            via,
-            expires_at: Utc::now(),
-            device_login: false,
-            auditor: false,
-        }
-    }
-
-    #[test]
-    fn csrf_is_required_for_sessions_only() {
-        let session = auth(AuthVia::Session {
-            csrf_token: "s3cret-csrf".to_owned(),
-        });
-        assert!(require_csrf(&session, Some("s3cret-csrf")).is_ok());
-        for bad in [None, Some(""), Some("s3cret-csrF"), Some("s3cret-csrf ")] {
-            assert!(
-                matches!(require_csrf(&session, bad), Err(ApiError::CsrfMismatch)),
-                "{bad:?}"
-            );
-        }
-        let empty = auth(AuthVia::Session {
-            csrf_token: String::new(),
-        });
-        assert!(require_csrf(&empty, Some("")).is_err());
-        assert!(require_csrf(&auth(AuthVia::ApiToken), None).is_ok());
-    }
 
     fn config(public_url: Option<&str>) -> Config {
         let server = public_url

@@ -4,13 +4,15 @@
 //! message; their text never reaches the client.
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tpa_core::api::ErrorBody;
 
 use crate::auth::rate_limit::Limited;
+use crate::listener::BodyTimedOut;
 use crate::store::MaybeFault as _;
+use crate::workflow::refusal::Refusal;
 
 /// `Retry-After` of a plain [`ApiError::Unavailable`], in seconds.
 const UNAVAILABLE_RETRY_SECS: u64 = 5;
@@ -61,8 +63,8 @@ pub enum ApiError {
     /// A workflow rule refused the action; the code is stable and the message
     /// explains the rule (it never holds internal detail).
     Refused {
-        /// Stable machine code, e.g. `own_request`.
-        code: &'static str,
+        /// Which rule; its stable code is e.g. `own_request`.
+        code: Refusal,
         /// What was wrong and what to do.
         message: String,
     },
@@ -72,44 +74,80 @@ pub enum ApiError {
     Internal(anyhow::Error),
 }
 
-/// The HTTP status of a workflow refusal code (the JSON API and the web pages
-/// answer a refusal with the same status).
-pub fn refusal_status(code: &str) -> StatusCode {
-    match code {
-        "not_found" => StatusCode::NOT_FOUND,
-        "own_request"
-        | "not_approver"
-        | "not_requester"
-        | "not_yours"
-        | "role_not_allowed"
-        | "not_auditor"
-        | "metrics_forbidden"
-        | "not_admin"
-        | "account_disabled"
-        | "password_expired"
-        | "directory_entry_unusable"
-        | "policy_hook_denied" => StatusCode::FORBIDDEN,
-        "directory_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        "not_pending"
-        | "already_approved"
-        | "not_approved"
-        | "not_active"
-        | "window_not_started"
-        | "window_ended"
-        | "policy_not_satisfied"
-        | "content_changed"
-        | "needs_reapproval"
-        | "role_changed"
-        | "signing_key" => StatusCode::CONFLICT,
-        "invalid_grant"
-        | "authorization_pending"
-        | "slow_down"
-        | "access_denied"
-        | "expired_token" => StatusCode::BAD_REQUEST,
-        "too_many_logins" | "ticket_system_unavailable" | "policy_hook_unavailable" => {
-            StatusCode::SERVICE_UNAVAILABLE
+/// The HTTP status of a refusal: the JSON API and the web pages answer a
+/// refusal with the same status. One arm per refusal, no default, so a new
+/// refusal must be given its status here (issue 14).
+impl Refusal {
+    /// The status this refusal is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::OwnRequest
+            | Refusal::NotApprover
+            | Refusal::NotRequester
+            | Refusal::NotYours
+            | Refusal::RoleNotAllowed
+            | Refusal::NotAuditor
+            | Refusal::MetricsForbidden
+            | Refusal::NotAdmin
+            | Refusal::AccountDisabled
+            | Refusal::PasswordExpired
+            | Refusal::DirectoryEntryUnusable
+            | Refusal::PolicyHookDenied => StatusCode::FORBIDDEN,
+            Refusal::NotPending
+            | Refusal::AlreadyApproved
+            | Refusal::NotApproved
+            | Refusal::NotActive
+            | Refusal::WindowNotStarted
+            | Refusal::WindowEnded
+            | Refusal::PolicyNotSatisfied
+            | Refusal::ContentChanged
+            | Refusal::NeedsReapproval
+            | Refusal::RoleChanged
+            | Refusal::SigningKey
+            | Refusal::SigningKeyRevoked
+            | Refusal::NotBreakGlass
+            | Refusal::AlreadyReviewed => StatusCode::CONFLICT,
+            Refusal::InvalidGrant
+            | Refusal::AuthorizationPending
+            | Refusal::SlowDown
+            | Refusal::AccessDenied
+            | Refusal::ExpiredToken => StatusCode::BAD_REQUEST,
+            Refusal::TooManyLogins
+            | Refusal::DirectoryUnavailable
+            | Refusal::TicketSystemUnavailable
+            | Refusal::PolicyHookUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::UnknownRole
+            | Refusal::DurationTooLong
+            | Refusal::BadDuration
+            | Refusal::BadHost
+            | Refusal::HostNotInRole
+            | Refusal::HostInSeveralGroups
+            | Refusal::ReasonRequired
+            | Refusal::BadReason
+            | Refusal::TicketRequired
+            | Refusal::TicketMismatch
+            | Refusal::BadTicket
+            | Refusal::BadComment
+            | Refusal::BadStart
+            | Refusal::NoBreakGlass
+            | Refusal::TicketRefused
+            | Refusal::Widening
+            | Refusal::BadPublicKey
+            | Refusal::BadScope
+            | Refusal::BadTarget
+            | Refusal::BadKind
+            | Refusal::BadSerial
+            | Refusal::BadRequestId
+            | Refusal::BadUsername
+            | Refusal::BadFingerprint
+            | Refusal::ConfirmRequired
+            | Refusal::BadPeriod
+            | Refusal::BadFilter
+            | Refusal::InvalidSessionRecord
+            | Refusal::InvalidBastionEvent
+            | Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         }
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -236,11 +274,13 @@ impl ApiError {
                 "the request body is too large for this endpoint".into(),
             ),
             ApiError::Refused { code, message } => {
-                let status = refusal_status(code);
+                let status = code.status();
+                // A refusal answered 503 is a condition of the world (a
+                // directory, ticket system or hook that is down): retry later.
                 if status == StatusCode::SERVICE_UNAVAILABLE {
                     retry_after = Some(UNAVAILABLE_RETRY_SECS);
                 }
-                (status, code, message)
+                (status, code.code(), message)
             }
             // The one place where a condition of the world (disk full,
             // locked, read-only, unreachable) is told apart from a bug.
@@ -324,7 +364,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
             JsonRejection::JsonSyntaxError(e) => ApiError::InvalidBody(e.body_text()),
             JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()),
-            JsonRejection::BytesRejection(e) => super::extract::body_rejection(e),
+            JsonRejection::BytesRejection(e) => ApiError::from(e),
             other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
         }
     }
@@ -336,8 +376,32 @@ impl From<FormRejection> for ApiError {
             FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType,
             FormRejection::FailedToDeserializeForm(e) => ApiError::InvalidBody(e.body_text()),
             FormRejection::FailedToDeserializeFormBody(e) => ApiError::InvalidBody(e.body_text()),
-            FormRejection::BytesRejection(e) => super::extract::body_rejection(e),
+            FormRejection::BytesRejection(e) => ApiError::from(e),
             other => ApiError::InvalidBody(format!("cannot read the body ({})", other.status())),
         }
+    }
+}
+
+/// The one mapping of a failed body read: too large, too slow, or broken.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(e) = source {
+            if e.is::<BodyTimedOut>() {
+                return ApiError::BodyTimeout;
+            }
+            source = e.source();
+        }
+        ApiError::InvalidBody("the body could not be read".to_owned())
+    }
+}
+
+/// An extractor that cannot fail (`()`, inside `Csrf<()>`).
+impl From<std::convert::Infallible> for ApiError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }

@@ -4,14 +4,13 @@
 //! `AppPath` and `AppQuery`. Modelled on axum's `examples/error-handling`.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::listener::BodyTimedOut;
 
 /// A JSON object body: `Content-Type: application/json` (or `+json`), an
 /// object at the top level (never `[]`, which serde would take for a struct),
@@ -108,22 +107,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state)
         .await
-        .map_err(body_rejection)
-}
-
-/// The one mapping of a failed body read: too large, too slow, or broken.
-pub(crate) fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
-    while let Some(e) = source {
-        if e.is::<BodyTimedOut>() {
-            return ApiError::BodyTimeout;
-        }
-        source = e.source();
-    }
-    ApiError::InvalidBody("the body could not be read".to_owned())
+        .map_err(ApiError::from)
 }
 
 fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

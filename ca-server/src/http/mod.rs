@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod csrf;
 pub mod error;
 pub mod extract;
 mod policy_gate;
@@ -14,7 +15,7 @@ use axum::routing::{get, post};
 use crate::app::AppState;
 use api::{
     audit, bastion, ca_pub, client_config, health, krl, metrics, policy, reports, requests,
-    reviews, revocations,
+    reviews, revocations, session,
 };
 use error::ApiError;
 
@@ -29,9 +30,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::get))
         .route("/krl", get(krl::get))
         .route("/metrics", get(metrics::get))
-        .route("/api/v1/login", post(auth::api_login).layer(login_limit))
-        .route("/api/v1/logout", post(auth::api_logout))
-        .route("/api/v1/whoami", get(auth::whoami))
+        .route("/api/v1/login", post(session::login).layer(login_limit))
+        .route("/api/v1/logout", post(session::logout))
+        .route("/api/v1/whoami", get(session::whoami))
         .route("/api/v1/client-config", get(client_config::get))
         .route("/api/v1/bastion/revocations", get(bastion::revocations))
         .route(

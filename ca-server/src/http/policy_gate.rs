@@ -20,6 +20,7 @@ use crate::policy_hook::{
 };
 use crate::store::requests;
 use crate::workflow::Actor;
+use crate::workflow::refusal::Refusal;
 use crate::workflow::requests::{self as wf, WorkflowError};
 
 /// Asks the hook about a submission; `Ok` when it allows or does not apply.
@@ -107,14 +108,14 @@ async fn settle(
     let (code, why, message) = match verdict {
         Verdict::Allow => return Ok(()),
         Verdict::Deny { reason } => (
-            "policy_hook_denied",
+            Refusal::PolicyHookDenied,
             format!("denied: {reason}"),
             format!("the policy hook refused this: {reason}"),
         ),
         Verdict::Unavailable { why } => {
             tracing::warn!(stage = stage.as_str(), %why, "policy hook gave no valid answer; refused");
             (
-                "policy_hook_unavailable",
+                Refusal::PolicyHookUnavailable,
                 format!("no valid answer: {why}"),
                 "the policy hook did not give a valid answer in time, so nothing was granted; \
                  try again in a minute, or ask an administrator to check the hook"
@@ -130,7 +131,7 @@ async fn settle(
             stage,
             &role,
             request_id.as_deref(),
-            code,
+            code.code(),
             &why,
             Utc::now(),
         )

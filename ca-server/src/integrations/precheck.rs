@@ -12,6 +12,7 @@ use super::client::{self, ProviderError};
 use super::{BoxFuture, IncidentAnswer, Integrations, OnCallAnswer, TicketAnswer};
 use crate::config::{RoleOnCall, RoleTicketCheck, WhenDown};
 use crate::store::integrations::CheckRow;
+use crate::workflow::refusal::Refusal;
 
 /// An on-call approval to apply inside the submission's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub struct Prechecks {
     /// What each check found, for the audit trail and the request page.
     pub checks: Vec<CheckRow>,
     /// Set when a ticket check refuses the request: (code, message).
-    pub refusal: Option<(&'static str, String)>,
+    pub refusal: Option<(Refusal, String)>,
 }
 
 impl Integrations {
@@ -92,7 +93,7 @@ impl Integrations {
         };
         let Some(system) = self.ticket_system(&rule.system) else {
             out.refusal = Some((
-                "ticket_refused",
+                Refusal::TicketRefused,
                 "the ticket system is not configured".into(),
             ));
             return;
@@ -101,7 +102,10 @@ impl Integrations {
             Ok(TicketAnswer::Open { id, detail }) => out.checks.push(row("open", detail, Some(id))),
             Ok(TicketAnswer::Refused { why }) => {
                 out.checks.push(row("refused", why.clone(), None));
-                out.refusal = Some(("ticket_refused", format!("ticket {ticket} refused: {why}")));
+                out.refusal = Some((
+                    Refusal::TicketRefused,
+                    format!("ticket {ticket} refused: {why}"),
+                ));
             }
             Err(e) => {
                 let why = format!("ticket system {} {e}", rule.system);
@@ -116,7 +120,7 @@ impl Integrations {
                 } else {
                     out.checks.push(row(e.code(), why.clone(), None));
                     out.refusal = Some((
-                        "ticket_system_unavailable",
+                        Refusal::TicketSystemUnavailable,
                         format!(
                             "{why}; the ticket cannot be checked, so the request is refused; try again shortly"
                         ),

@@ -40,7 +40,7 @@ pub fn current(
             identities
                 .refresh_live_blocking(&probe)
                 .map_err(|down| WorkflowError::Refused {
-                    code: "directory_unavailable",
+                    code: crate::workflow::refusal::Refusal::DirectoryUnavailable,
                     message: format!("{down}; nothing was decided or issued, try again later"),
                 })?;
         let Some(fresh) = fresh else {

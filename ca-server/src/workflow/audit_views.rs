@@ -3,6 +3,7 @@
 //! Being an auditor grants nothing that changes state: an auditor who also
 //! approves does so through the approver group alone.
 
+use super::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tpa_core::api::{
@@ -10,7 +11,7 @@ use tpa_core::api::{
 };
 use tpa_core::{Policy, RequestId, User};
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::config::AuditorsConfig;
 use crate::store::audit_views::{self, AuditFilter, CertificateListing};
 use crate::store::bastion_sessions::SessionRow;
@@ -71,7 +72,7 @@ impl Auditor {
             Ok(Self { user: user.clone() })
         } else {
             Err(WorkflowError::Refused {
-                code: "not_auditor",
+                code: Refusal::NotAuditor,
                 message:
                     "only members of an auditor group ([auditors] groups) may read the audit trail"
                         .to_owned(),
@@ -230,7 +231,7 @@ pub fn timeline(
 
 fn bad_filter(message: String) -> WorkflowError {
     WorkflowError::Refused {
-        code: "bad_filter",
+        code: Refusal::BadFilter,
         message,
     }
 }

@@ -3,6 +3,7 @@
 //! storing their session records with a `session.record` audit event on the
 //! request, and storing their refusal reports as `bastion.<kind>` audit events.
 
+use super::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde_json::json;
@@ -12,7 +13,7 @@ use tpa_core::api::{
     RevokedGrant, SESSION_END_REASONS, SessionBatchResult, SessionRecord,
 };
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::store::{self, StoreError, audit, bastion_sessions};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 
@@ -23,14 +24,14 @@ const MAX_FIELD: usize = 512;
 
 fn refused_event(message: String) -> WorkflowError {
     WorkflowError::Refused {
-        code: "invalid_bastion_event",
+        code: Refusal::InvalidBastionEvent,
         message,
     }
 }
 
 fn refused(message: String) -> WorkflowError {
     WorkflowError::Refused {
-        code: "invalid_session_record",
+        code: Refusal::InvalidSessionRecord,
         message,
     }
 }

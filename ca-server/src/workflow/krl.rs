@@ -10,7 +10,7 @@ use ssh_key::public::KeyData;
 use ssh_key::{Fingerprint, HashAlg};
 use tpa_core::krl::{KrlCertSection, encode_krl};
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::store::{self, StoreError};
 
 /// A KRL and its version.

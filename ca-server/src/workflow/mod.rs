@@ -20,11 +20,15 @@ use tpa_core::{
 pub mod approvers;
 pub mod audit_views;
 pub mod bastion;
+pub mod capability;
 pub mod deadline;
+pub mod error;
 pub mod explain;
+pub mod grants;
 pub mod integrations;
 pub mod issuer;
 pub mod krl;
+pub mod refusal;
 pub mod report;
 pub mod requests;
 pub mod revocation;

@@ -1,11 +1,12 @@
 //! The access report: who had which role on which hosts in a period, with
 //! reasons, tickets, approvers, window and how it ended.
 
+use super::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tpa_core::api::{AccessGrant, AccessReport};
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::store::{StoreError, reports};
 use tpa_core::audit::format_time;
 
@@ -18,7 +19,7 @@ pub fn access_report(
 ) -> Result<AccessReport, WorkflowError> {
     if until <= since {
         return Err(WorkflowError::Refused {
-            code: "bad_period",
+            code: Refusal::BadPeriod,
             message: "the period is empty: --until must be after --since".to_owned(),
         });
     }

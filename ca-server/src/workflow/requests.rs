@@ -6,101 +6,27 @@
 //! and commits. A refusal commits only its `denied` audit event (and an expiry
 //! that was due); the request itself is unchanged.
 
+use super::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 use tpa_core::text::{FreeText, TextField};
 use tpa_core::{
-    AccessRequest, ApprovalPath, ApproveOutcome, Approvers, DecisionRefusal, HostName,
-    IssueRefusal, Narrowing, Policy, PolicyRefusal, RequestId, RequestInput, RequestState,
-    Revalidation, SubjectKey, User,
+    AccessRequest, ApprovalPath, ApproveOutcome, Approvers, HostName, Narrowing, Policy, RequestId,
+    RequestInput, RequestState, Revalidation, SubjectKey, User,
 };
 
-use super::{Actor, IssueError, Issued, integrations, issue_in};
+use super::capability::{Admin, Approver, Viewer};
+pub use super::error::WorkflowError;
+use super::error::refused;
+use super::{Actor, Issued, integrations, issue_in};
 use crate::auth::identity::Identities;
 use crate::config::WorkflowConfig;
 use crate::integrations::Prechecks;
 use crate::notify;
 use crate::signer::Signer;
-use crate::store::{self, Fault, MaybeFault, StoreError, requests};
+use crate::store::{self, MaybeFault, StoreError, requests};
 use tpa_core::audit::{NewEvent, Outcome};
-
-/// Why a use case did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkflowError {
-    /// A rule said no; the code is stable and the message is for people.
-    #[error("{message}")]
-    Refused {
-        /// Stable machine code.
-        code: &'static str,
-        /// What was wrong and what to do.
-        message: String,
-    },
-    /// No such request (or not visible to the caller).
-    #[error("no such request")]
-    NotFound,
-    /// The database failed; nothing changed.
-    #[error("storage failed: {0}")]
-    Storage(#[from] StoreError),
-    /// Signing failed; nothing was issued.
-    #[error("signing failed: {0}")]
-    Signing(#[from] crate::signer::SignerError),
-}
-
-impl MaybeFault for WorkflowError {
-    fn fault(&self) -> Option<Fault> {
-        match self {
-            WorkflowError::Storage(e) => e.fault(),
-            WorkflowError::Refused { .. } | WorkflowError::NotFound | WorkflowError::Signing(_) => {
-                None
-            }
-        }
-    }
-}
-
-impl From<rusqlite::Error> for WorkflowError {
-    fn from(e: rusqlite::Error) -> Self {
-        WorkflowError::Storage(StoreError::Sqlite(e))
-    }
-}
-
-impl From<IssueError> for WorkflowError {
-    fn from(e: IssueError) -> Self {
-        match e {
-            IssueError::Invalid(message) => WorkflowError::Refused {
-                code: "invalid",
-                message,
-            },
-            IssueError::Storage(e) => WorkflowError::Storage(e),
-            IssueError::Signing(e) => WorkflowError::Signing(e),
-        }
-    }
-}
-
-fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
-    WorkflowError::Refused {
-        code,
-        message: message.to_string(),
-    }
-}
-
-impl From<PolicyRefusal> for WorkflowError {
-    fn from(r: PolicyRefusal) -> Self {
-        refused(r.code(), r)
-    }
-}
-
-impl From<DecisionRefusal> for WorkflowError {
-    fn from(r: DecisionRefusal) -> Self {
-        refused(r.code(), r)
-    }
-}
-
-impl From<IssueRefusal> for WorkflowError {
-    fn from(r: IssueRefusal) -> Self {
-        refused(r.code(), r)
-    }
-}
 
 /// A submitted request, or the still-active grant it duplicates.
 #[derive(Debug, Clone)]
@@ -201,7 +127,7 @@ pub fn submit_with(
     if let Some((code, message)) = &prechecks.refusal {
         let details = json!({
             "role": checked.role.as_str(),
-            "code": code,
+            "code": code.code(),
             "checks": integrations::checks_json(&prechecks.checks),
         });
         let e = event(
@@ -214,7 +140,7 @@ pub fn submit_with(
             now,
         );
         store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
-        return Err(refused(code, message));
+        return Err(refused(*code, message));
     }
     store::write(conn, |tx| {
         if let Some(id) = requests::find_active_grant(
@@ -434,7 +360,7 @@ fn decide<T>(
                     id.as_str(),
                     Outcome::Denied,
                     &message,
-                    json!({ "code": code }),
+                    json!({ "code": code.code() }),
                     now,
                 );
                 store::audit::append(tx, &e)?;
@@ -446,9 +372,12 @@ fn decide<T>(
 }
 
 fn role_of<'p>(policy: &'p Policy, r: &AccessRequest) -> Result<&'p tpa_core::Role, WorkflowError> {
-    policy
-        .role(&r.role)
-        .ok_or_else(|| refused("unknown_role", format!("role {} no longer exists", r.role)))
+    policy.role(&r.role).ok_or_else(|| {
+        refused(
+            Refusal::UnknownRole,
+            format!("role {} no longer exists", r.role),
+        )
+    })
 }
 
 /// An approval as submitted: narrowing and an optional comment.
@@ -506,7 +435,7 @@ pub fn approve(
                 .is_some_and(|seen| *seen != r.content_hash())
             {
                 return Err(refused(
-                    "content_changed",
+                    Refusal::ContentChanged,
                     "the request changed after the automated check saw it",
                 ));
             }
@@ -602,12 +531,12 @@ pub fn revoke(
 ) -> Result<AccessRequest, WorkflowError> {
     let actor = Actor::user(by, source);
     decide(conn, policy, (&actor, "request.revoke"), id, now, |_, r| {
-        if !can_view(policy, by, r) {
+        if can_view(policy, by, r).is_none() {
             return Err(WorkflowError::NotFound);
         }
-        if !is_role_approver(policy, by, r) {
+        if role_approver(policy, by, r).is_none() {
             return Err(refused(
-                "not_approver",
+                Refusal::NotApprover,
                 format!("only approvers of role {} may revoke its grants", r.role),
             ));
         }
@@ -763,7 +692,10 @@ fn issue_for_request_in(
      -> Result<Result<Issued, WorkflowError>, WorkflowError> {
         let (code, message) = match &e {
             WorkflowError::Refused { code, message } => (*code, message.clone()),
-            WorkflowError::NotFound => ("not_found", "no such request for this user".to_owned()),
+            WorkflowError::NotFound => (
+                Refusal::NotFound,
+                "no such request for this user".to_owned(),
+            ),
             _ => return Ok(Err(e)),
         };
         let ev = NewEvent {
@@ -774,7 +706,7 @@ fn issue_for_request_in(
             object: "cert:none".to_owned(),
             outcome: Outcome::Denied,
             reason: message,
-            details: json!({ "code": code, "request_id": id.as_str() }),
+            details: json!({ "code": code.code(), "request_id": id.as_str() }),
         };
         store::audit::append(tx, &ev)?;
         Ok(Err(e))
@@ -789,14 +721,14 @@ fn issue_for_request_in(
         return refusal(
             tx,
             refused(
-                "content_changed",
+                Refusal::ContentChanged,
                 format!("request {id} changed after the policy hook allowed it; ask again"),
             ),
         );
     }
     let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
         Ok(s) => s,
-        Err(e) => return refusal(tx, refused("bad_public_key", e)),
+        Err(e) => return refusal(tx, refused(Refusal::BadPublicKey, e)),
     };
     // Every counted approval must still come from a current member of its
     // stage's group, for the stage as defined now; what stopped counting is
@@ -810,7 +742,7 @@ fn issue_for_request_in(
             return refusal(
                 tx,
                 refused(
-                    "needs_reapproval",
+                    Refusal::NeedsReapproval,
                     format!("request {id} needs re-approval because {}", found.why()),
                 ),
             );
@@ -829,31 +761,29 @@ fn issue_for_request_in(
     Ok(Ok(issue_in(tx, signer, &actor, scope, &reason, now)?))
 }
 
-/// Whether `user` may see `request`: its requester, or an approver of its role.
-pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
-    request.is_requester(user, policy.people()) || is_role_approver(policy, user, request)
+/// How `user` may see `request` (its requester, or an approver of its role), if at all.
+pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> Option<Viewer> {
+    Viewer::of(policy, user, request)
 }
 
 /// Loads a request for its web page: the requester, approvers of its role, and
-/// administrators (`is_admin`) may see it.
+/// administrators (`admin`) may see it.
 pub fn get_for_page(
     conn: &Connection,
     policy: &Policy,
     user: &User,
-    is_admin: bool,
+    admin: Option<Admin>,
     id: &RequestId,
 ) -> Result<AccessRequest, WorkflowError> {
     match requests::load(conn, id)? {
-        Some(r) if is_admin || can_view(policy, user, &r) => Ok(r),
+        Some(r) if admin.is_some() || can_view(policy, user, &r).is_some() => Ok(r),
         _ => Err(WorkflowError::NotFound),
     }
 }
 
-/// Whether `user` is in one of the approval stage groups of the request's role.
-pub fn is_role_approver(policy: &Policy, user: &User, request: &AccessRequest) -> bool {
-    policy
-        .role(&request.role)
-        .is_some_and(|role| role.stages.iter().any(|s| user.in_group(&s.group)))
+/// The approver capability of `user` for the request's role (any stage group), if any.
+pub fn role_approver(policy: &Policy, user: &User, request: &AccessRequest) -> Option<Approver> {
+    Approver::of(policy, user, request)
 }
 
 /// Loads a request the caller may see.
@@ -864,7 +794,7 @@ pub fn get(
     id: &RequestId,
 ) -> Result<AccessRequest, WorkflowError> {
     match requests::load(conn, id)? {
-        Some(r) if can_view(policy, user, &r) => Ok(r),
+        Some(r) if can_view(policy, user, &r).is_some() => Ok(r),
         _ => Err(WorkflowError::NotFound),
     }
 }
@@ -919,7 +849,7 @@ pub fn open_reviews(
     for id in store::reviews::open_ids(conn, 500)? {
         if let Some(r) = requests::load(conn, &id)?
             && !r.is_requester(user, policy.people())
-            && is_role_approver(policy, user, &r)
+            && role_approver(policy, user, &r).is_some()
         {
             out.push(r);
         }
@@ -948,36 +878,36 @@ pub fn review_break_glass(
             let Some(r) = requests::load(tx, id)? else {
                 return Ok(Err(WorkflowError::NotFound));
             };
-            let problem = if !can_view(policy, reviewer, &r) {
+            let problem = if can_view(policy, reviewer, &r).is_none() {
                 Some(WorkflowError::NotFound)
             } else if store::reviews::state(tx, id)?.is_none() {
                 Some(refused(
-                    "not_break_glass",
+                    Refusal::NotBreakGlass,
                     "this request was not a break-glass grant; nothing to review",
                 ))
             } else if r.is_requester(reviewer, policy.people()) {
                 Some(refused(
-                    "own_request",
+                    Refusal::OwnRequest,
                     "you cannot review your own break-glass grant",
                 ))
-            } else if !is_role_approver(policy, reviewer, &r) {
+            } else if role_approver(policy, reviewer, &r).is_none() {
                 Some(refused(
-                    "not_approver",
+                    Refusal::NotApprover,
                     format!(
                         "only approvers of role {} review its break-glass grants",
                         r.role
                     ),
                 ))
             } else if let Err(e) = &checked {
-                Some(refused(e.code(), e.to_string()))
+                Some(refused(Refusal::from(e), e.to_string()))
             } else if comment.is_empty() {
                 Some(refused(
-                    "bad_comment",
+                    Refusal::BadComment,
                     "a review needs a comment: what was done with the access",
                 ))
             } else if !store::reviews::complete(tx, id, reviewer, comment, now)? {
                 Some(refused(
-                    "already_reviewed",
+                    Refusal::AlreadyReviewed,
                     "this break-glass grant was already reviewed",
                 ))
             } else {
@@ -989,9 +919,11 @@ pub fn review_break_glass(
                     comment.to_owned(),
                     json!({ "break_glass": true }),
                 ),
-                Some(WorkflowError::Refused { code, message }) => {
-                    (Outcome::Denied, message.clone(), json!({ "code": code }))
-                }
+                Some(WorkflowError::Refused { code, message }) => (
+                    Outcome::Denied,
+                    message.clone(),
+                    json!({ "code": code.code() }),
+                ),
                 Some(_) => (
                     Outcome::Denied,
                     "no such request for this user".to_owned(),

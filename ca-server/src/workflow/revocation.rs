@@ -7,6 +7,7 @@
 //! Who may revoke is the caller's decision (the HTTP layer's admin check, or
 //! the operator running `tpa-ca revoke` on the CA's host).
 
+use super::refusal::Refusal;
 use std::str::FromStr as _;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ use tpa_core::text::{FreeText, TextField};
 use tpa_core::{AccessRequest, CertSerial, Identity, Policy, RequestId, RequestState, Username};
 
 use super::Actor;
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::notify;
 use crate::store::revocations::{Kind, NewRevocation};
 use crate::store::{self, requests, revocations};
@@ -52,22 +53,22 @@ impl Target {
         match kind {
             "serial" => CertSerial::parse(value)
                 .map(Target::Serial)
-                .map_err(|e| refused("bad_serial", e)),
+                .map_err(|e| refused(Refusal::BadSerial, e)),
             "request" => RequestId::parse(value)
                 .map(Target::Request)
-                .map_err(|e| refused("bad_request_id", e)),
+                .map_err(|e| refused(Refusal::BadRequestId, e)),
             "user" => Username::parse(value)
                 .map(Target::User)
-                .map_err(|e| refused("bad_username", e)),
+                .map_err(|e| refused(Refusal::BadUsername, e)),
             "ca_key" | "ca-key" => match Fingerprint::from_str(value) {
                 Ok(fp) if fp.sha256().is_some() => Ok(Target::CaKey(fp.to_string())),
                 _ => Err(refused(
-                    "bad_fingerprint",
+                    Refusal::BadFingerprint,
                     "a CA key is named by its SHA-256 fingerprint, SHA256:… (ssh-keygen -lf KEY.pub)",
                 )),
             },
             other => Err(refused(
-                "bad_kind",
+                Refusal::BadKind,
                 format!(
                     "cannot revoke by {:?}: use serial, request, user or ca_key",
                     other.chars().take(20).collect::<String>()
@@ -159,7 +160,7 @@ pub struct Revoked {
     pub audit_seq: i64,
 }
 
-fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
+fn refused(code: Refusal, message: impl ToString) -> WorkflowError {
     WorkflowError::Refused {
         code,
         message: message.to_string(),
@@ -170,10 +171,10 @@ fn refused(code: &'static str, message: impl ToString) -> WorkflowError {
 /// ([`TextField::ShortReason`]: no control, format or bidi characters).
 fn check_reason(reason: &str) -> Result<String, WorkflowError> {
     let reason = FreeText::parse(TextField::ShortReason, reason)
-        .map_err(|e| refused(e.code(), e.to_string()))?;
+        .map_err(|e| refused(Refusal::from(&e), e.to_string()))?;
     if reason.is_empty() {
         return Err(refused(
-            "reason_required",
+            Refusal::ReasonRequired,
             "a revocation needs a reason (--reason \"INC-1234 laptop stolen\")",
         ));
     }
@@ -282,7 +283,7 @@ pub fn revoke(
                     target,
                     Outcome::Denied,
                     &message,
-                    json!({ "code": code, "reason": shown }),
+                    json!({ "code": code.code(), "reason": shown }),
                     now,
                 )?;
                 Ok(Err(WorkflowError::Refused { code, message }))
@@ -303,7 +304,7 @@ pub fn check_signing_key(conn: &Connection, signing_key: &str) -> Result<(), Wor
         .any(|k| k == signing_key)
     {
         return Err(refused(
-            "signing_key_revoked",
+            Refusal::SigningKeyRevoked,
             format!(
                 "the CA signing key {signing_key} (ca.key_file) was revoked and can never sign \
                  again: configure a new key (ssh-keygen -t ed25519 -f FILE, then ca.key_file; \
@@ -321,7 +322,7 @@ pub fn audit_refusal(
     conn: &mut Connection,
     by: &Revoker,
     target: &Target,
-    code: &'static str,
+    code: Refusal,
     message: &str,
     reason: &str,
     now: DateTime<Utc>,
@@ -334,7 +335,7 @@ pub fn audit_refusal(
             target,
             Outcome::Denied,
             message,
-            json!({ "code": code, "reason": shown }),
+            json!({ "code": code.code(), "reason": shown }),
             now,
         )?;
         Ok(())
@@ -367,7 +368,7 @@ fn revoke_in(
             let serial = serial.to_string();
             if revocations::certificate(tx, &serial)?.is_none() {
                 return Ok(Err(refused(
-                    "not_found",
+                    Refusal::NotFound,
                     format!("no certificate with serial {serial} was issued by this CA"),
                 )));
             }
@@ -375,11 +376,11 @@ fn revoke_in(
         }
         Target::Request(id) => {
             let Some(mut r) = requests::load(tx, id)? else {
-                return Ok(Err(refused("not_found", format!("no request {id}"))));
+                return Ok(Err(refused(Refusal::NotFound, format!("no request {id}"))));
             };
             if r.state == RequestState::Pending {
                 return Ok(Err(refused(
-                    "not_active",
+                    Refusal::NotActive,
                     format!("request {id} is pending: deny it instead"),
                 )));
             }
@@ -421,7 +422,7 @@ fn revoke_in(
         Target::CaKey(fingerprint) => {
             if fingerprint == signing_key {
                 return Ok(Err(refused(
-                    "signing_key",
+                    Refusal::SigningKey,
                     "this is the CA's current signing key: make another key the signing key \
                      (ca.key_file) and restart first, then revoke this one",
                 )));
@@ -525,35 +526,4 @@ pub(crate) fn record_request_end(
     revocations::revoke_certificates(tx, id, &serials)?;
     revocations::bump_krl_version(tx)?;
     Ok(())
-}
-
-/// An administrator (or an approver of its role) ends grant `id` from the API
-/// or the web page: approvers go through the request decision
-/// ([`super::requests::revoke`]); administrators through [`revoke`], which
-/// covers any request. Returns the request as it now stands.
-#[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
-pub fn revoke_grant(
-    conn: &mut Connection,
-    policy: &Policy,
-    user: &tpa_core::User,
-    is_admin: bool,
-    id: &RequestId,
-    comment: &str,
-    signing_key: &str,
-    source: &str,
-    now: DateTime<Utc>,
-) -> Result<AccessRequest, WorkflowError> {
-    if !is_admin {
-        return super::requests::revoke(conn, policy, user, id, comment, source, now);
-    }
-    revoke(
-        conn,
-        policy,
-        &Revoker::user(user, source),
-        &Target::Request(id.clone()),
-        comment,
-        signing_key,
-        now,
-    )?;
-    requests::load(conn, id)?.ok_or(WorkflowError::NotFound)
 }

@@ -3,6 +3,7 @@
 //! real workflow over a real SQLite store and a configuration file that an
 //! administrator edits between the approval and the certificate.
 
+use ca_server::workflow::refusal::Refusal;
 use ca_server::workflow::requests as wf;
 use tpa_core::{RequestId, RequestInput, User};
 
@@ -236,7 +237,7 @@ fn refused_host(f: &mut Fixture, host: &str) -> String {
         .unwrap();
     assert_eq!(after, before + 1, "the refusal of {host:?} is audited");
     match e {
-        wf::WorkflowError::Refused { code, .. } => code.to_owned(),
+        wf::WorkflowError::Refused { code, .. } => code.code().to_owned(),
         other => format!("{other:?}"),
     }
 }
@@ -294,7 +295,7 @@ fn host_in_two_host_groups_is_refused_at_submission() {
         .unwrap_err();
     match e {
         wf::WorkflowError::Refused { code, message } => {
-            assert_eq!(code, "host_in_several_groups");
+            assert_eq!(code, Refusal::HostInSeveralGroups);
             assert!(
                 message.contains("pweb") && message.contains("pay"),
                 "{message}"
@@ -372,7 +373,7 @@ fn same_username_under_another_issuer_cannot_approve() {
     assert!(matches!(
         e,
         wf::WorkflowError::Refused {
-            code: "own_request",
+            code: Refusal::OwnRequest,
             ..
         }
     ));
@@ -389,7 +390,7 @@ fn same_username_under_another_issuer_cannot_approve() {
     assert!(matches!(
         e,
         wf::WorkflowError::Refused {
-            code: "own_request",
+            code: Refusal::OwnRequest,
             ..
         }
     ));
@@ -412,7 +413,7 @@ fn linked_username_cannot_approve_and_revoke_user_covers_it() {
     assert!(matches!(
         e,
         wf::WorkflowError::Refused {
-            code: "own_request",
+            code: Refusal::OwnRequest,
             ..
         }
     ));
@@ -462,7 +463,7 @@ fn same_username_cannot_review_own_break_glass_grant() {
     assert!(matches!(
         e,
         wf::WorkflowError::Refused {
-            code: "own_request",
+            code: Refusal::OwnRequest,
             ..
         }
     ));

@@ -142,7 +142,7 @@ fn a_refused_job_is_audited_while_its_batch_mates_succeed() {
         .iter()
         .map(|r| match r {
             Ok(_) => "ok".to_owned(),
-            Err(WorkflowError::Refused { code, .. }) => (*code).to_owned(),
+            Err(WorkflowError::Refused { code, .. }) => code.code().to_owned(),
             Err(WorkflowError::NotFound) => "not_found".to_owned(),
             Err(e) => format!("{e}"),
         })

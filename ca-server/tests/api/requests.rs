@@ -32,7 +32,7 @@ fn issue(
 
 fn code(r: Result<impl std::fmt::Debug, WorkflowError>) -> String {
     match r {
-        Err(WorkflowError::Refused { code, .. }) => code.to_owned(),
+        Err(WorkflowError::Refused { code, .. }) => code.code().to_owned(),
         Err(WorkflowError::NotFound) => "not_found".to_owned(),
         other => format!("{other:?}"),
     }

@@ -260,6 +260,30 @@ async fn waiting_client_hears_the_decision_at_once() {
     app.stop().await;
 }
 
+// issue 14: reviewing a grant that was not break-glass is a conflict with
+// the request's state, 409 as docs/api.md says (the string match answered 422).
+#[tokio::test]
+async fn reviewing_a_plain_request_is_409_not_break_glass() {
+    let app = spawn_team_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let id = app.submit(&alice, HOTFIX).await;
+    let r = app
+        .post_as(
+            &bob,
+            &format!("/api/v1/requests/{id}/review"),
+            r#"{"comment":"checked"}"#,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (409, Some("not_break_glass")),
+        "{}",
+        r.body
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn break_glass_self_approves_notifies_and_needs_a_review() {
     let app = spawn_team_app().await;
@@ -349,6 +373,9 @@ async fn break_glass_self_approves_notifies_and_needs_a_review() {
         )
         .await;
     assert_eq!(r.json()["code"], "already_reviewed");
+    // issue 14: a conflict with the review's state is 409, as docs/api.md
+    // says (the string match answered 422).
+    assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(
         app.get_as(&bob, "/api/v1/reviews").await.json()["requests"]
             .as_array()

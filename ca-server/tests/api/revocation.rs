@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use ca_server::commands::verify_database;
+use ca_server::workflow::refusal::Refusal;
 use ca_server::workflow::requests as wf;
 use ca_server::workflow::revocation::{self, Revoked, Revoker, Target};
 use ca_server::workflow::{Issued, bastion, krl};
@@ -302,7 +303,7 @@ fn revoking_a_user_covers_pending_requests_and_earlier_usernames() {
         matches!(
             late,
             Err(wf::WorkflowError::Refused {
-                code: "not_pending",
+                code: Refusal::NotPending,
                 ..
             })
         ),
@@ -334,7 +335,7 @@ fn refusals_are_audited_and_change_nothing() {
     let id = debug_grant(&mut f, &alice(), "web-1");
     let c = cert_for(&mut f, &alice(), &id);
     let check = |r: Result<Revoked, wf::WorkflowError>| match r {
-        Err(wf::WorkflowError::Refused { code, .. }) => code,
+        Err(wf::WorkflowError::Refused { code, .. }) => code.code(),
         other => panic!("{other:?}"),
     };
     assert_eq!(

@@ -3,15 +3,60 @@
 //! groups claim (through the group map), the display name from `name` or the
 //! configured `display_name_claim`, and the identity (issuer, `sub`). The
 //! claims are the verified ID token's, completed from userinfo by
-//! [`super::oidc::OidcConnector`]; this module only reads them.
+//! the OIDC connector; this module only reads them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use tpa_core::{GroupName, Identity, User, Username};
 
-use super::oidc::{OidcError, OidcLogin};
 use crate::config::OidcConfig;
+
+/// Why an OpenID Connect login failed. The messages go to the audit trail
+/// and the logs; they never hold a code, a token or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OidcError {
+    /// Discovery failed (provider down, or its discovery document is unusable).
+    #[error("the identity provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The token endpoint refused the code or could not be reached.
+    #[error("the code exchange failed: {0}")]
+    Exchange(String),
+    /// The ID token is missing or fails verification.
+    #[error("the ID token is not valid: {0}")]
+    IdToken(String),
+    /// The userinfo answer is refused (another subject, a client error).
+    #[error("the userinfo answer is not usable: {0}")]
+    UserInfo(String),
+    /// The username claim is in neither the ID token nor userinfo.
+    #[error("the provider sent no `{claim}` claim in {searched}")]
+    MissingClaim {
+        /// The configured claim.
+        claim: String,
+        /// Where it was looked for.
+        searched: Searched,
+    },
+    /// The username claim does not parse as a TPA username.
+    #[error("claim {claim} gives no usable username ({detail})")]
+    UnusableUsername {
+        /// The configured claim.
+        claim: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// A verified login.
+#[derive(Debug, Clone)]
+pub struct OidcLogin {
+    /// The user: identity (issuer, sub), username, groups from the claim.
+    pub user: User,
+    /// `email`, for display and the audit details only.
+    pub email: Option<String>,
+    /// `email` when the provider said `email_verified: true`: what on-call
+    /// providers match the person by (issue 17).
+    pub verified_email: Option<tpa_core::VerifiedEmail>,
+}
 
 /// The claims of a login, by name.
 pub type Claims = serde_json::Map<String, Value>;

@@ -32,9 +32,9 @@ use openidconnect::{
     UserInfoClaims, UserInfoError,
 };
 use serde::{Deserialize, Serialize};
-use tpa_core::User;
 
 use super::claims::{self, Claims, Searched};
+pub use super::claims::{OidcError, OidcLogin};
 
 use crate::config::OidcConfig;
 
@@ -104,40 +104,6 @@ type TpaClient = Client<
     EndpointMaybeSet,
 >;
 
-/// Why an OpenID Connect login failed. The messages go to the audit trail
-/// and the logs; they never hold a code, a token or a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OidcError {
-    /// Discovery failed (provider down, or its discovery document is unusable).
-    #[error("the identity provider is unavailable: {0}")]
-    Unavailable(String),
-    /// The token endpoint refused the code or could not be reached.
-    #[error("the code exchange failed: {0}")]
-    Exchange(String),
-    /// The ID token is missing or fails verification.
-    #[error("the ID token is not valid: {0}")]
-    IdToken(String),
-    /// The userinfo answer is refused (another subject, a client error).
-    #[error("the userinfo answer is not usable: {0}")]
-    UserInfo(String),
-    /// The username claim is in neither the ID token nor userinfo.
-    #[error("the provider sent no `{claim}` claim in {searched}")]
-    MissingClaim {
-        /// The configured claim.
-        claim: String,
-        /// Where it was looked for.
-        searched: Searched,
-    },
-    /// The username claim does not parse as a TPA username.
-    #[error("claim {claim} gives no usable username ({detail})")]
-    UnusableUsername {
-        /// The configured claim.
-        claim: String,
-        /// Why.
-        detail: String,
-    },
-}
-
 /// What the browser is sent to, and what must be kept to finish the login.
 pub struct Authorization {
     /// The provider's authorization URL with every parameter.
@@ -154,18 +120,6 @@ impl std::fmt::Debug for Authorization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Authorization { <redacted> }")
     }
-}
-
-/// A verified login.
-#[derive(Debug, Clone)]
-pub struct OidcLogin {
-    /// The user: identity (issuer, sub), username, groups from the claim.
-    pub user: User,
-    /// `email`, for display and the audit details only.
-    pub email: Option<String>,
-    /// `email` when the provider said `email_verified: true`: what on-call
-    /// providers match the person by (issue 17).
-    pub verified_email: Option<tpa_core::VerifiedEmail>,
 }
 
 /// One configured provider.

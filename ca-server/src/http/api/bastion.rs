@@ -16,7 +16,7 @@ use tpa_core::api::{
     BastionEventBatch, BastionEventBatchResult, RevocationFeed, SessionBatch, SessionBatchResult,
 };
 
-use super::requests::run;
+use super::requests::{read, run};
 use crate::app::AppState;
 use crate::http::auth::{audit_source, client_ip};
 use crate::http::error::ApiError;
@@ -85,7 +85,7 @@ pub async fn revocations(
     AppQuery(query): AppQuery<FeedQuery>,
 ) -> Result<Json<RevocationFeed>, ApiError> {
     let now = Utc::now();
-    let feed = run(&state, move |conn| {
+    let feed = read(&state, move |conn| {
         wf::revocation_feed(conn, query.since, now)
     })
     .await?;

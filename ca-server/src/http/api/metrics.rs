@@ -2,6 +2,7 @@
 //! `[metrics] open_to_loopback = false`; others need the bearer token of
 //! `[metrics] token_file`. The numbers hold no personal data.
 
+use crate::workflow::refusal::Refusal;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::app::AppState;
 use crate::config::MetricsConfig;
-use crate::http::auth::{ConnectInfoOpt, with_reader};
+use crate::http::auth::{ClientIp, with_reader};
 use crate::http::error::ApiError;
 
 /// Whether a scrape from `ip` with these headers may read the metrics.
@@ -30,12 +31,12 @@ fn allowed(config: &MetricsConfig, ip: Option<std::net::IpAddr>, headers: &Heade
 /// `GET /metrics`.
 pub async fn get(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !allowed(&state.config.metrics, ip.0, &headers) {
         return Err(ApiError::Refused {
-            code: "metrics_forbidden",
+            code: Refusal::MetricsForbidden,
             message: "metrics are served to loopback clients and to scrapers with the [metrics] token_file bearer token".to_owned(),
         });
     }

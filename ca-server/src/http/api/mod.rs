@@ -13,3 +13,4 @@ pub mod reports;
 pub mod requests;
 pub mod reviews;
 pub mod revocations;
+pub mod session;

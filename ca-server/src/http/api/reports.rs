@@ -4,6 +4,7 @@
 //! `tpa-ca report access`.
 
 use crate::http::extract::AppQuery;
+use crate::workflow::refusal::Refusal;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use super::requests::read;
 use crate::app::AppState;
 use crate::http::auth::Authenticated;
 use crate::http::error::ApiError;
+use crate::workflow::capability::ReportReader;
 use crate::workflow::report::access_report;
 
 /// The period of the report.
@@ -28,7 +30,7 @@ fn time(name: &'static str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| ApiError::Refused {
-            code: "bad_period",
+            code: Refusal::BadPeriod,
             message: format!("{name} is not an RFC 3339 time such as 2026-11-01T00:00:00Z"),
         })
 }
@@ -39,14 +41,7 @@ pub async fn access(
     auth: Authenticated,
     AppQuery(query): AppQuery<PeriodQuery>,
 ) -> Result<Json<AccessReport>, ApiError> {
-    if !state.config.is_admin(&auth.user) && !state.config.auditors.includes(&auth.user) {
-        return Err(ApiError::Refused {
-            code: "not_auditor",
-            message: "only auditors ([auditors] groups) and administrators (auth.admin_groups) \
-                      read the access report"
-                .to_owned(),
-        });
-    }
+    ReportReader::check(&state.config, &auth.user)?;
 
     let now = Utc::now();
     let since = time("since", &query.since)?;

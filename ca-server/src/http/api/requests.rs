@@ -2,13 +2,14 @@
 //! Handlers parse and authorize; the workflow does the rest (no SQL here).
 
 use crate::http::extract::{AppJson, AppJsonOrEmpty, AppPath, AppQuery};
+use crate::workflow::refusal::Refusal;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tpa_core::api::{
@@ -18,13 +19,12 @@ use tpa_core::api::{
 use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
 use crate::app::AppState;
-use crate::http::auth::{
-    Authenticated, CSRF_HEADER, ConnectInfoOpt, audit_source, require_csrf, with_reader,
-    with_writer,
-};
+use crate::http::auth::{Authenticated, ClientIp, audit_source, with_reader, with_writer};
+use crate::http::csrf::Csrf;
 use crate::http::error::ApiError;
 use crate::integrations::Prechecks;
 use crate::store::requests::{Listing, list};
+use crate::workflow::capability::Admin;
 use crate::workflow::requests::{self as wf, WorkflowError};
 
 impl From<WorkflowError> for ApiError {
@@ -61,17 +61,13 @@ pub(crate) fn parse_id(id: &str) -> Result<RequestId, ApiError> {
     RequestId::parse(id).map_err(|_| ApiError::NotFound)
 }
 
-pub(super) fn csrf(auth: &Authenticated, headers: &HeaderMap) -> Result<(), ApiError> {
-    require_csrf(auth, headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
-}
-
 fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     start
         .map(|s| {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| ApiError::Refused {
-                    code: "bad_start",
+                    code: Refusal::BadStart,
                     message: format!(
                         "start {:?} is not an RFC 3339 time such as 2026-11-24T09:00:00Z",
                         s.chars().take(40).collect::<String>()
@@ -84,12 +80,10 @@ fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
 /// `POST /api/v1/requests`.
 pub async fn create(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
-    AppJson(body): AppJson<CreateRequestBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<CreateRequestBody>>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
-    csrf(&auth, &headers)?;
     let input = RequestInput {
         role: body.role,
         hosts: body.hosts,
@@ -213,11 +207,11 @@ pub async fn list_requests(
         "inbox" => wf::inbox(conn, &st.config.policy, &user, now),
         "all" => Ok(list(conn, Listing::All, 500)?
             .into_iter()
-            .filter(|r| wf::can_view(&st.config.policy, &user, r))
+            .filter(|r| wf::can_view(&st.config.policy, &user, r).is_some())
             .take(200)
             .collect()),
         other => Err(WorkflowError::Refused {
-            code: "bad_scope",
+            code: Refusal::BadScope,
             message: format!(
                 "scope {:?} is not mine, inbox or all",
                 other.chars().take(20).collect::<String>()
@@ -258,7 +252,7 @@ pub(crate) fn narrowing(
         .map(HumanDuration::parse)
         .transpose()
         .map_err(|e| ApiError::Refused {
-            code: "bad_duration",
+            code: Refusal::BadDuration,
             message: e.to_string(),
         })?;
     let hosts = hosts
@@ -267,7 +261,7 @@ pub(crate) fn narrowing(
                 .iter()
                 .map(|h| {
                     HostName::canonical(h).map_err(|e| ApiError::Refused {
-                        code: "bad_host",
+                        code: Refusal::BadHost,
                         message: e.to_string(),
                     })
                 })
@@ -280,15 +274,13 @@ pub(crate) fn narrowing(
 /// `POST /api/v1/requests/{id}/approve` with optional `{duration, hosts}` to narrow.
 pub async fn approve(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
     // An empty body is an approval without narrowing; otherwise it must be
     // a JSON object sent as application/json.
-    AppJsonOrEmpty(body): AppJsonOrEmpty<ApproveBody>,
+    Csrf(AppJsonOrEmpty(body)): Csrf<AppJsonOrEmpty<ApproveBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let narrowing = narrowing(body.duration.as_deref(), body.hosts.as_deref())?;
     let input = wf::ApproveInput {
@@ -303,13 +295,11 @@ pub async fn approve(
 /// `POST /api/v1/requests/{id}/deny` with `{comment}`.
 pub async fn deny(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<DenyBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<DenyBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = deny_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
@@ -318,12 +308,11 @@ pub async fn deny(
 /// `POST /api/v1/requests/{id}/cancel`.
 pub async fn cancel(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
+    Csrf(()): Csrf<()>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = cancel_request(&state, ip.0, auth.user, id).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
@@ -337,7 +326,7 @@ pub(crate) async fn approve_request(
     id: RequestId,
     input: wf::ApproveInput,
 ) -> Result<AccessRequest, ApiError> {
-    let r = decide(
+    let r = run_decision(
         state,
         ip,
         user,
@@ -369,7 +358,7 @@ pub(crate) async fn deny_request(
     id: RequestId,
     comment: String,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -390,7 +379,7 @@ pub(crate) async fn review_request(
     id: RequestId,
     comment: String,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -411,17 +400,17 @@ pub(crate) async fn revoke_request(
     id: RequestId,
     comment: String,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
         id,
         move |st, conn, user, id, source, now| {
-            crate::workflow::revocation::revoke_grant(
+            crate::workflow::grants::revoke_grant(
                 conn,
                 &st.config.policy,
                 user,
-                st.config.is_admin(user),
+                Admin::check(&st.config, user),
                 id,
                 &comment,
                 &st.signer.fingerprint(),
@@ -440,7 +429,7 @@ pub(crate) async fn cancel_request(
     user: User,
     id: RequestId,
 ) -> Result<AccessRequest, ApiError> {
-    decide(
+    run_decision(
         state,
         ip,
         user,
@@ -455,7 +444,7 @@ pub(crate) async fn cancel_request(
 /// Checks the decision rate limit, runs a decision, then wakes waiting
 /// clients and webhook senders. Every decision of the API and the web pages
 /// passes here.
-async fn decide(
+async fn run_decision(
     state: &AppState,
     ip: Option<IpAddr>,
     user: User,
@@ -538,13 +527,11 @@ pub async fn wait(
 /// `POST /api/v1/requests/{id}/certificate` with `{public_key}`.
 pub async fn certificate(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<CertificateBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<CertificateBody>>,
 ) -> Result<Json<CertificateResponse>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let hook_allowed =
         crate::http::policy_gate::at_issuance(&state, ip.0, &auth.user, &id, &body.public_key)
@@ -579,13 +566,11 @@ pub async fn certificate(
 /// role, or an administrator, ends an approved grant now and revokes its certificates.
 pub async fn revoke(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<DenyBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<DenyBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = revoke_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))

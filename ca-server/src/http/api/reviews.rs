@@ -4,13 +4,13 @@
 use crate::http::extract::{AppJson, AppPath};
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use chrono::Utc;
 use tpa_core::api::{RequestList, RequestView, ReviewBody};
 
-use super::requests::{csrf, parse_id, review_request, run};
+use super::requests::{parse_id, read, review_request};
 use crate::app::AppState;
-use crate::http::auth::{Authenticated, ConnectInfoOpt};
+use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::csrf::Csrf;
 use crate::http::error::ApiError;
 use crate::workflow::requests as wf;
 
@@ -20,7 +20,7 @@ pub async fn list(
     auth: Authenticated,
 ) -> Result<Json<RequestList>, ApiError> {
     let st = state.clone();
-    let open = run(&state, move |conn| {
+    let open = read(&state, move |conn| {
         wf::open_reviews(conn, &st.config.policy, &auth.user)
     })
     .await?;
@@ -36,13 +36,11 @@ pub async fn list(
 /// `POST /api/v1/requests/{id}/review` with `{comment}`.
 pub async fn review(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
     AppPath(id): AppPath<String>,
-    AppJson(body): AppJson<ReviewBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<ReviewBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
-    csrf(&auth, &headers)?;
     let id = parse_id(&id)?;
     let r = review_request(&state, ip.0, auth.user, id, body.comment).await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))

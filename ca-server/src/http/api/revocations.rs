@@ -4,18 +4,20 @@
 //! `POST /api/v1/requests/{id}/revoke`.
 
 use crate::http::extract::AppJson;
+use crate::workflow::refusal::Refusal;
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use chrono::Utc;
 use tpa_core::api::{RevokeBody, RevokeResponse};
 
-use super::requests::{csrf, run};
+use super::requests::run;
 use crate::app::AppState;
-use crate::http::auth::{Authenticated, ConnectInfoOpt, audit_source};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
+use crate::http::csrf::Csrf;
 use crate::http::error::ApiError;
+use crate::workflow::capability::Admin;
 use crate::workflow::revocation::{self, Revoker, Target};
 
 fn target(body: &RevokeBody) -> Result<Target, ApiError> {
@@ -31,7 +33,7 @@ fn target(body: &RevokeBody) -> Result<Target, ApiError> {
     match given.as_slice() {
         [(kind, value)] => Ok(Target::parse(kind, value)?),
         _ => Err(ApiError::Refused {
-            code: "bad_target",
+            code: Refusal::BadTarget,
             message: "give exactly one of serial, request, user or ca_key".to_owned(),
         }),
     }
@@ -40,12 +42,10 @@ fn target(body: &RevokeBody) -> Result<Target, ApiError> {
 /// `POST /api/v1/revocations` with `{serial|request|user|ca_key, reason}`.
 pub async fn create(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Authenticated,
-    headers: HeaderMap,
-    AppJson(body): AppJson<RevokeBody>,
+    Csrf(AppJson(body)): Csrf<AppJson<RevokeBody>>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
-    csrf(&auth, &headers)?;
     let target = target(&body)?;
     let key = format!(
         "{}\n{}",
@@ -60,7 +60,7 @@ pub async fn create(
             retry_after_secs: wait.as_secs().max(1),
         })?;
     let by = Revoker::user(&auth.user, &audit_source(ip.0));
-    if !state.config.is_admin(&auth.user) {
+    if Admin::check(&state.config, &auth.user).is_none() {
         let message = "only administrators (auth.admin_groups) revoke by serial, user or CA key; \
                        approvers revoke their roles' grants with POST /api/v1/requests/{id}/revoke";
         let t = target.clone();
@@ -69,7 +69,7 @@ pub async fn create(
                 conn,
                 &by,
                 &t,
-                "not_admin",
+                Refusal::NotAdmin,
                 message,
                 &body.reason,
                 Utc::now(),
@@ -77,7 +77,7 @@ pub async fn create(
         })
         .await?;
         return Err(ApiError::Refused {
-            code: "not_admin",
+            code: Refusal::NotAdmin,
             message: message.to_owned(),
         });
     }

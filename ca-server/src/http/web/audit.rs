@@ -13,24 +13,12 @@ use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
 use tpa_core::api::{AuditEventView, AuditQuery, CertificateView, ListQuery, SessionView};
 
-use super::{PageError, page_context, percent_encode, render, to_login, utc};
+use super::page_user::PageUser;
+use super::{PageError, page_context, percent_encode, render, utc};
 use crate::app::AppState;
 use crate::http::api::audit::query;
 use crate::http::api::requests::{parse_id, read};
-use crate::http::auth::Authenticated;
 use crate::workflow::audit_views::{self as av, Auditor};
-
-/// The logged-in auditor, a redirect to `/login`, or a 403 page.
-fn auditor(
-    state: &AppState,
-    auth: Option<Authenticated>,
-) -> Result<Result<(Authenticated, Auditor), Response>, PageError> {
-    let Some(auth) = auth else {
-        return Ok(Err(to_login()));
-    };
-    let auditor = Auditor::check(&state.config.auditors, &auth.user)?;
-    Ok(Ok((auth, auditor)))
-}
 
 /// `name=value&…` with the values percent-encoded; empty values are left out.
 fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
@@ -138,13 +126,10 @@ fn session_value(s: &SessionView) -> Value {
 /// `GET /audit`: the audit log, newest first, with filters and older pages.
 pub async fn log(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let (auth, auditor) = match auditor(&state, auth)? {
-        Ok(a) => a,
-        Err(redirect) => return Ok(redirect),
-    };
+    let auditor = Auditor::check(&state.config.auditors, &auth.user)?;
     let q = query(q)?;
     let (filter, limit) = av::audit_filter(&q)?;
     let page = read(&state, move |conn| {
@@ -203,13 +188,10 @@ pub async fn log(
 /// `GET /audit/requests/{id}`: one request from submission to its end.
 pub async fn timeline(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
     AppPath(id): AppPath<String>,
 ) -> Result<Response, PageError> {
-    let (auth, auditor) = match auditor(&state, auth)? {
-        Ok(a) => a,
-        Err(redirect) => return Ok(redirect),
-    };
+    let auditor = Auditor::check(&state.config.auditors, &auth.user)?;
     let id = parse_id(&id)?;
     let st = state.clone();
     let now = Utc::now();
@@ -253,13 +235,10 @@ fn list_next(path: &str, q: &ListQuery, next: Option<i64>) -> Option<String> {
 /// `GET /audit/certificates`: every certificate, newest first.
 pub async fn certificates(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let (auth, auditor) = match auditor(&state, auth)? {
-        Ok(a) => a,
-        Err(redirect) => return Ok(redirect),
-    };
+    let auditor = Auditor::check(&state.config.auditors, &auth.user)?;
     let q = query(q)?;
     let (request, before, limit) = av::list_filter(&q)?;
     let list = read(&state, move |conn| {
@@ -285,13 +264,10 @@ pub async fn certificates(
 /// `GET /audit/sessions`: every bastion session, newest first.
 pub async fn sessions(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let (auth, auditor) = match auditor(&state, auth)? {
-        Ok(a) => a,
-        Err(redirect) => return Ok(redirect),
-    };
+    let auditor = Auditor::check(&state.config.auditors, &auth.user)?;
     let q = query(q)?;
     let (request, before, limit) = av::list_filter(&q)?;
     let list = read(&state, move |conn| {

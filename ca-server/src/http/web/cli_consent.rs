@@ -9,20 +9,18 @@ use crate::http::extract::AppPath;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
 
-use super::{PageError, checked_form, page_context, render_status};
+use super::page_user::PageForm;
+use super::{PageError, page_context, render_status};
 use crate::app::AppState;
 use crate::auth::consent::{self, Consent, ConsentRefusal};
 use crate::auth::oidc_login::CliTarget;
 use crate::auth::rate_limit::Limited;
-use crate::http::auth::{
-    AuthVia, Authenticated, ConnectInfoOpt, audit_source, with_db, with_reader,
-};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, with_db, with_reader};
 use crate::http::error::ApiError;
 
 fn consent_value(c: &Consent) -> Value {
@@ -89,7 +87,7 @@ pub(crate) async fn hold(
     .await?;
     match held {
         Some(id) => Ok(Ok(format!("/cli/consent/{id}"))),
-        None => Ok(Err(super::oidc::error_page(
+        None => Ok(Err(super::login_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_logins",
             "Too many logins are in progress. Try again in a few minutes.",
@@ -104,7 +102,7 @@ pub async fn get(
     AppPath(id): AppPath<String>,
 ) -> Result<Response, PageError> {
     let Some(auth) = auth else {
-        return Ok(super::oidc::error_page(
+        return Ok(super::login_error(
             StatusCode::FORBIDDEN,
             "cli_consent_refused",
             ConsentRefusal::OtherSession.message(),
@@ -147,15 +145,9 @@ pub async fn get(
 /// to another origin after a form post).
 pub async fn post(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    ip: ClientIp,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(ok) => ok,
-        Err(to_login) => return Ok(to_login),
-    };
     let approve = fields.decision()?;
     let Some(session) = session_id(&auth) else {
         return Ok(refused(&auth, ConsentRefusal::OtherSession)?);

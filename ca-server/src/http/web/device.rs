@@ -5,12 +5,13 @@
 //! `GET /device`, `POST /device`, `POST /device/decision`.
 
 use crate::http::extract::AppJson;
+use crate::workflow::refusal::Refusal;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
@@ -18,21 +19,20 @@ use serde::Deserialize;
 use tpa_core::api::{DeviceAuthorization, DeviceTokenRequest, LoginResponse};
 
 use super::oidc::encode_query;
-use super::{PageError, checked_form, page_context, render_status};
+use super::page_user::PageForm;
+use super::{PageError, page_context, render_status};
 use crate::app::AppState;
 use crate::auth::device::{self, CodeRefusal, Poll, Waiting};
-use crate::auth::oidc_login::{self, Refusal};
+use crate::auth::oidc_login::{self, LoginRefusal};
 use crate::auth::rate_limit::{Limited, Reservation};
 use crate::auth::sessions;
-use crate::http::auth::{
-    AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, with_db,
-};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, login_response, with_db};
 use crate::http::error::ApiError;
 
 /// `POST /api/v1/cli/device`: starts a device login (rate-limited per address).
 pub async fn api_start(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
 ) -> Result<Json<DeviceAuthorization>, ApiError> {
     let source = audit_source(ip.0);
     if let Err(limited) = state.login_start_limiter.acquire(ip.0, Instant::now()) {
@@ -42,7 +42,7 @@ pub async fn api_start(
                 Ok(oidc_login::record_denied(
                     conn,
                     None,
-                    &Refusal::RateLimited("too many logins started"),
+                    &LoginRefusal::RateLimited("too many logins started"),
                     &source,
                     Utc::now(),
                 )?)
@@ -57,7 +57,7 @@ pub async fn api_start(
     .await?;
     let Some(started) = started else {
         return Err(ApiError::Refused {
-            code: "too_many_logins",
+            code: Refusal::TooManyLogins,
             message: "too many logins are waiting for confirmation; try again in a few minutes"
                 .to_owned(),
         });
@@ -76,7 +76,7 @@ pub async fn api_start(
 /// `access_denied`, `expired_token` or `invalid_grant` (all 400).
 pub async fn api_token(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     AppJson(body): AppJson<DeviceTokenRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let request = body;
@@ -95,11 +95,11 @@ pub async fn api_token(
         )?)
     })
     .await?;
-    let refused = |code: &'static str, message: String| ApiError::Refused { code, message };
+    let refused = |code: Refusal, message: String| ApiError::Refused { code, message };
     match poll {
         Poll::Done(new) => Ok(Json(login_response(new))),
         Poll::Pending => Err(refused(
-            "authorization_pending",
+            Refusal::AuthorizationPending,
             "nobody has confirmed the code yet; poll again after the interval".to_owned(),
         )),
         Poll::SlowDown(interval) => {
@@ -108,22 +108,22 @@ pub async fn api_token(
             // (security review 2026-11-24). `tpa-ssh` never polls early.
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(refused(
-                "slow_down",
+                Refusal::SlowDown,
                 format!("polled too fast; wait {interval} s between polls"),
             ))
         }
         Poll::Denied => Err(refused(
-            "access_denied",
+            Refusal::AccessDenied,
             "the login was denied in the browser".to_owned(),
         )),
         Poll::Expired => Err(refused(
-            "expired_token",
+            Refusal::ExpiredToken,
             "the code expired before anyone confirmed it; run `tpa-ssh login` again".to_owned(),
         )),
         Poll::Invalid => {
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(refused(
-                "invalid_grant",
+                Refusal::InvalidGrant,
                 "unknown or already used device code; run `tpa-ssh login` again".to_owned(),
             ))
         }
@@ -220,7 +220,7 @@ pub async fn get(
 async fn reserve_attempt(
     state: &AppState,
     auth: &Authenticated,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
 ) -> Result<Result<Reservation, Response>, ApiError> {
     let key = sessions::actor(&auth.user);
     match state.user_code_limiter.reserve(&key, ip.0, Instant::now()) {
@@ -260,7 +260,7 @@ fn api_token_refused(auth: &Authenticated) -> Option<Result<Response, ApiError>>
 async fn limited_page(
     state: &AppState,
     auth: &Authenticated,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     limited: Limited,
 ) -> Result<Response, ApiError> {
     if limited.first {
@@ -285,15 +285,9 @@ async fn limited_page(
 /// login. Wrong codes count against the person and their address.
 pub async fn post(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    ip: ClientIp,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(ok) => ok,
-        Err(to_login) => return Ok(to_login),
-    };
     if let Some(refused) = api_token_refused(&auth) {
         return Ok(refused?);
     }
@@ -325,15 +319,9 @@ pub async fn post(
 /// `POST /device/decision` (`user_code`, `decision=approve|deny`, CSRF).
 pub async fn decide(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    ip: ClientIp,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(ok) => ok,
-        Err(to_login) => return Ok(to_login),
-    };
     if let Some(refused) = api_token_refused(&auth) {
         return Ok(refused?);
     }

@@ -8,20 +8,17 @@ use axum::response::{IntoResponse as _, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
 
-use super::{PageError, page_context, render, request_value, to_login};
+use super::page_user::PageUser;
+use super::{PageError, page_context, render, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::run;
-use crate::http::auth::Authenticated;
+use crate::http::api::requests::read;
 use crate::workflow::requests as wf;
 
 /// `GET /`.
 pub async fn get(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
 ) -> Result<Response, PageError> {
-    let Some(auth) = auth else {
-        return Ok(to_login());
-    };
     let policy = &state.config.policy;
     let approver = policy
         .roles()
@@ -32,7 +29,7 @@ pub async fn get(
     let now = Utc::now();
     let st = state.clone();
     let user = auth.user.clone();
-    let requests = run(&state, move |conn| {
+    let requests = read(&state, move |conn| {
         wf::inbox(conn, &st.config.policy, &user, now)
     })
     .await?;

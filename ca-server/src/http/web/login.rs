@@ -13,21 +13,12 @@ use super::{anonymous_context, render_status, to_login};
 use crate::app::AppState;
 use crate::config::Config;
 use crate::http::auth::{
-    Authenticated, ConnectInfoOpt, check_same_origin, password_login, require_csrf, revoke,
-    session_cookie_name,
+    Authenticated, ClientIp, check_same_origin, end_session, password_login, session_cookie,
 };
+use crate::http::csrf::require_csrf;
 use crate::http::error::ApiError;
 use crate::store::auth_tokens::TokenKind;
-
-/// The `Set-Cookie` value of a session: HttpOnly, SameSite=Strict, Path=/,
-/// and Secure (with the `__Host-` name) when the CA is served over TLS.
-pub fn session_cookie(config: &Config, token: &str, max_age_secs: u64) -> String {
-    let secure = if config.serves_tls() { "; Secure" } else { "" };
-    format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}",
-        session_cookie_name(config)
-    )
-}
+use crate::workflow::refusal::Refusal;
 
 fn cleared_cookie(config: &Config) -> String {
     session_cookie(config, "", 0)
@@ -83,7 +74,7 @@ pub async fn get(
 /// generic message (401) or the rate-limit message (429).
 pub async fn post(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     previous: Option<Authenticated>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -99,7 +90,7 @@ pub async fn post(
     match password_login(&state, ip.0, request, TokenKind::WebSession).await {
         Ok(new) => {
             if let Some(previous) = previous {
-                revoke(&state, &previous, ip.0).await?;
+                end_session(&state, &previous, ip.0).await?;
             }
             let max_age = state.config.auth.session_ttl.as_secs();
             let cookie = session_cookie(&state.config, &new.token, max_age);
@@ -131,7 +122,8 @@ pub async fn post(
         }
         // Directory refusals (issue 16): the page says what happened.
         Err(ApiError::Refused {
-            code: "account_disabled" | "password_expired" | "directory_entry_unusable",
+            code:
+                Refusal::AccountDisabled | Refusal::PasswordExpired | Refusal::DirectoryEntryUnusable,
             message,
         }) => login_page(
             &state,
@@ -168,7 +160,7 @@ fn capitalized(message: &str) -> String {
 /// revokes the session, clears the cookie and goes to `/login`.
 pub async fn logout(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Option<Authenticated>,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
@@ -186,7 +178,7 @@ pub async fn logout(
         Err(_) => None,
     };
     require_csrf(&auth, submitted.as_deref())?;
-    revoke(&state, &auth, ip.0).await?;
+    end_session(&state, &auth, ip.0).await?;
     let mut response = Redirect::to("/login").into_response();
     let value = HeaderValue::from_str(&cleared_cookie(&state.config))
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("bad cookie header: {e}")))?;

@@ -5,23 +5,20 @@ use axum::response::Response;
 use chrono::Utc;
 use minijinja::{Value, context};
 
-use super::{PageError, page_context, render, request_value, to_login};
+use super::page_user::PageUser;
+use super::{PageError, page_context, render, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::run;
-use crate::http::auth::Authenticated;
+use crate::http::api::requests::read;
 use crate::store::requests::{Listing, list};
 
 /// `GET /my`.
 pub async fn get(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
 ) -> Result<Response, PageError> {
-    let Some(auth) = auth else {
-        return Ok(to_login());
-    };
     let now = Utc::now();
     let identity = auth.user.identity.clone();
-    let requests = run(&state, move |conn| {
+    let requests = read(&state, move |conn| {
         Ok(list(conn, Listing::Requester(&identity), 200)?)
     })
     .await?;

@@ -13,14 +13,13 @@ pub mod login;
 pub mod mine;
 pub mod new_request;
 pub mod oidc;
+pub mod page_user;
 pub mod request;
 pub mod reviews;
 
 use chrono::{DateTime, Utc};
 use tpa_core::{AccessRequest, Policy};
 
-use super::auth::{check_same_origin, require_csrf};
-use crate::config::Config;
 use tpa_core::api::RequestView;
 
 use std::sync::LazyLock;
@@ -316,23 +315,24 @@ pub fn percent_encode(value: &str, also_plain: &[u8]) -> String {
         .collect()
 }
 
-/// What a page form post needs before it may change anything: a same-origin
-/// browser, a logged-in user (else `Err` with a 303 to `/login`), a form
-/// body, and the session's CSRF token in it.
-pub fn checked_form(
-    config: &Config,
-    auth: Option<Authenticated>,
-    headers: &HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
-) -> Result<Result<(Authenticated, FormFields), Response>, PageError> {
-    check_same_origin(headers, config)?;
-    let Some(auth) = auth else {
-        return Ok(Err(to_login()));
-    };
-    let axum::Form(fields) = form.map_err(ApiError::from)?;
-    let fields = FormFields(fields);
-    require_csrf(&auth, fields.get(super::auth::CSRF_FIELD))?;
-    Ok(Ok((auth, fields)))
+/// The HTML error page of a login (SSO or CLI consent) with a stable code.
+pub(crate) fn login_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Result<Response, ApiError> {
+    render_status(
+        status,
+        "error.html",
+        context! {
+            status => status.as_u16(),
+            code => code,
+            heading => "The login did not complete",
+            message => message,
+            next => vec![context! { href => "/login", label => "Log in again" }],
+            ..anonymous_context()
+        },
+    )
 }
 
 /// A time as pages show it: UTC, to the second.

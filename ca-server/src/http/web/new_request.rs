@@ -3,20 +3,19 @@
 //! `POST /requests` (submits through the same function as the JSON API, then
 //! 303 to the new request's page; a refusal shows the form again).
 
-use axum::Form;
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
 use tpa_core::RequestInput;
 
-use super::{FormFields, PageError, checked_form, page_context, render_status, to_login};
+use super::page_user::{PageForm, PageUser};
+use super::{FormFields, PageError, page_context, render_status};
 use crate::app::AppState;
 use crate::http::api::requests::submit_request;
-use crate::http::auth::{Authenticated, ConnectInfoOpt};
-use crate::http::error::{ApiError, refusal_status};
+use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::error::ApiError;
 
 fn form_page(
     state: &AppState,
@@ -77,11 +76,8 @@ fn form_page(
 /// `GET /requests/new`.
 pub async fn get(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
 ) -> Result<Response, PageError> {
-    let Some(auth) = auth else {
-        return Ok(to_login());
-    };
     form_page(&state, &auth, StatusCode::OK, None, &FormFields::default())
 }
 
@@ -91,15 +87,9 @@ pub async fn get(
 /// request's ticket (the break-glass rule's incident id).
 pub async fn post(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    ip: ClientIp,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(checked) => checked,
-        Err(redirect) => return Ok(redirect),
-    };
     let break_glass = fields.get("break_glass").is_some();
     let incident = fields.non_empty("incident");
     if break_glass && incident.is_none() {
@@ -138,7 +128,7 @@ pub async fn post(
             Ok(Redirect::to(&format!("/requests/{}", submitted.request.id)).into_response())
         }
         Err(ApiError::Refused { code, message }) => {
-            form_page(&state, &auth, refusal_status(code), Some(&message), &fields)
+            form_page(&state, &auth, code.status(), Some(&message), &fields)
         }
         Err(other) => Err(other.into()),
     }

@@ -18,16 +18,16 @@ use serde::Deserialize;
 use tpa_core::api::{CliTokenRequest, LoginResponse};
 
 use super::cli_consent;
-use super::login::session_cookie;
-use super::{anonymous_context, render, render_status};
+use super::{anonymous_context, login_error, render};
 use crate::app::AppState;
 use crate::auth::identity::oidc::OidcError;
-use crate::auth::oidc_login::{self, CliTarget, Refusal};
+use crate::auth::oidc_login::{self, CliTarget, LoginRefusal};
 use crate::auth::rate_limit::Limited;
 use crate::auth::sessions;
 use crate::config::Config;
 use crate::http::auth::{
-    AuthVia, Authenticated, ConnectInfoOpt, audit_source, login_response, revoke, with_db,
+    AuthVia, Authenticated, ClientIp, audit_source, end_session, login_response, session_cookie,
+    with_db,
 };
 use crate::http::error::ApiError;
 use crate::store::auth_tokens::TokenKind;
@@ -71,26 +71,6 @@ fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("bad header value: {e}")))
 }
 
-/// An HTML error page with a stable code.
-pub(crate) fn error_page(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-) -> Result<Response, ApiError> {
-    render_status(
-        status,
-        "error.html",
-        context! {
-            status => status.as_u16(),
-            code => code,
-            heading => "The login did not complete",
-            message => message,
-            next => vec![context! { href => "/login", label => "Log in again" }],
-            ..anonymous_context()
-        },
-    )
-}
-
 /// The connectors as the login pages list them, each linking to `href(name)`.
 pub fn connector_links(state: &AppState, href: impl Fn(&str) -> String) -> Vec<Value> {
     state
@@ -129,7 +109,7 @@ impl NextQuery {
 /// `GET /login/oidc/{name}?next=/path`: to the provider.
 pub async fn start(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     AppPath(name): AppPath<String>,
     query: Result<Query<NextQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -139,13 +119,13 @@ pub async fn start(
 
 async fn begin(
     state: &AppState,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     name: &str,
     next: &str,
     cli: Option<CliTarget>,
 ) -> Result<Response, ApiError> {
     let Some(connector) = state.identities.oidc(name) else {
-        return error_page(
+        return login_error(
             StatusCode::NOT_FOUND,
             "unknown_connector",
             "There is no such login method. Go back to the login page.",
@@ -179,7 +159,7 @@ async fn begin(
     })
     .await?;
     let Some((url, handle)) = recorded else {
-        return error_page(
+        return login_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_logins",
             "Too many logins are in progress. Try again in a few minutes.",
@@ -194,11 +174,7 @@ async fn begin(
     Ok(response)
 }
 
-async fn provider_down(
-    state: &AppState,
-    ip: ConnectInfoOpt,
-    name: &str,
-) -> Result<Response, ApiError> {
+async fn provider_down(state: &AppState, ip: ClientIp, name: &str) -> Result<Response, ApiError> {
     let source = audit_source(ip.0);
     let connector = name.to_owned();
     let now = Utc::now();
@@ -206,13 +182,13 @@ async fn provider_down(
         Ok(oidc_login::record_denied(
             conn,
             Some(&connector),
-            &Refusal::Verification("identity provider unavailable".to_owned()),
+            &LoginRefusal::Verification("identity provider unavailable".to_owned()),
             &source,
             now,
         )?)
     })
     .await?;
-    let mut page = error_page(
+    let mut page = login_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "idp_unavailable",
         "The identity provider cannot be reached, so you cannot log in with it now. Try again later or ask your administrator.",
@@ -228,7 +204,7 @@ async fn provider_down(
 /// flood writes nothing.
 pub(crate) async fn too_many(
     state: &AppState,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     connector: Option<&str>,
     limited: Limited,
     reason: &'static str,
@@ -240,7 +216,7 @@ pub(crate) async fn too_many(
             Ok(oidc_login::record_denied(
                 conn,
                 connector.as_deref(),
-                &Refusal::RateLimited(reason),
+                &LoginRefusal::RateLimited(reason),
                 &source,
                 Utc::now(),
             )?)
@@ -248,7 +224,7 @@ pub(crate) async fn too_many(
         .await?;
     }
     let secs = limited.retry_after.as_secs().max(1);
-    let mut response = error_page(
+    let mut response = login_error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         &format!("Too many login attempts from your address. Try again in {secs} seconds."),
@@ -273,11 +249,11 @@ pub struct CliLoginQuery {
 /// login (or lists the connectors when there are several).
 pub async fn cli_login(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     auth: Option<Authenticated>,
     query: Result<Query<CliLoginQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let bad = |message: String| error_page(StatusCode::BAD_REQUEST, "invalid_cli_login", &message);
+    let bad = |message: String| login_error(StatusCode::BAD_REQUEST, "invalid_cli_login", &message);
     let Ok(Query(query)) = query else {
         return bad("The login link is malformed. Run `tpa-ssh login` again.".to_owned());
     };
@@ -331,7 +307,7 @@ pub async fn cli_login(
             return Ok(Redirect::to(&to).into_response());
         }
         (None, []) => {
-            return error_page(
+            return login_error(
                 StatusCode::NOT_FOUND,
                 "no_connector",
                 "This CA has no single sign-on configured. Log in with `tpa-ssh login --username NAME`.",
@@ -374,7 +350,7 @@ pub struct CallbackQuery {
 /// listener. Every refusal is audited and shown as an error page.
 pub async fn callback(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     previous: Option<Authenticated>,
     headers: HeaderMap,
     query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
@@ -407,20 +383,26 @@ pub async fn callback(
     };
     let name = row.connector.clone();
     let Some(connector) = state.identities.oidc(&name) else {
-        return refuse(&state, Some(&name), Refusal::UnknownConnector, &source).await;
+        return refuse(&state, Some(&name), LoginRefusal::UnknownConnector, &source).await;
     };
     if let Some(error) = query.error {
-        return refuse(&state, Some(&name), Refusal::ProviderError(error), &source).await;
+        return refuse(
+            &state,
+            Some(&name),
+            LoginRefusal::ProviderError(error),
+            &source,
+        )
+        .await;
     }
     if query
         .iss
         .as_deref()
         .is_some_and(|iss| !connector.is_issuer(iss))
     {
-        return refuse(&state, Some(&name), Refusal::IssuerMismatch, &source).await;
+        return refuse(&state, Some(&name), LoginRefusal::IssuerMismatch, &source).await;
     }
     let Some(code) = query.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return refuse(&state, Some(&name), Refusal::MissingCode, &source).await;
+        return refuse(&state, Some(&name), LoginRefusal::MissingCode, &source).await;
     };
     let login = match connector
         .finish(&code, &row.pkce_verifier, &row.nonce, Utc::now())
@@ -431,36 +413,21 @@ pub async fn callback(
             tracing::warn!(connector = %name, error = %e, "OpenID provider unavailable at callback");
             return provider_down(&state, ip, &name).await;
         }
-        Err(e @ OidcError::MissingClaim { .. }) => {
-            // The provider's (or TPA's) configuration, not the user: the log
-            // line and the page name the claim for the administrator.
-            tracing::warn!(connector = %name, error = %e, "OpenID login refused: a claim TPA needs is missing");
-            return refuse(
-                &state,
-                Some(&name),
-                Refusal::MissingClaim(e.to_string()),
-                &source,
-            )
-            .await;
-        }
-        Err(e @ OidcError::UnusableUsername { .. }) => {
-            return refuse(
-                &state,
-                Some(&name),
-                Refusal::UnusableUsername(e.to_string()),
-                &source,
-            )
-            .await;
-        }
         Err(e) => {
-            tracing::warn!(connector = %name, error = %e, "OpenID login refused");
-            return refuse(
-                &state,
-                Some(&name),
-                Refusal::Verification(e.to_string()),
-                &source,
-            )
-            .await;
+            let refusal = match &e {
+                // The provider's (or TPA's) configuration, not the user: the
+                // log line and the page name the claim for the administrator.
+                OidcError::MissingClaim { .. } => {
+                    tracing::warn!(connector = %name, error = %e, "OpenID login refused: a claim TPA needs is missing");
+                    LoginRefusal::MissingClaim(e.to_string())
+                }
+                OidcError::UnusableUsername { .. } => LoginRefusal::UnusableUsername(e.to_string()),
+                _ => {
+                    tracing::warn!(connector = %name, error = %e, "OpenID login refused");
+                    LoginRefusal::Verification(e.to_string())
+                }
+            };
+            return refuse(&state, Some(&name), refusal, &source).await;
         }
     };
     let user = login.user;
@@ -500,7 +467,7 @@ pub async fn callback(
     })
     .await?;
     if let Some(previous) = previous {
-        revoke(&state, &previous, ip.0).await?;
+        end_session(&state, &previous, ip.0).await?;
     }
     // A CLI login continues to its consent page in this new web session:
     // no code goes to the loopback listener before the person approves.
@@ -543,7 +510,7 @@ fn clear_binding(config: &Config, response: &mut Response) -> Result<(), ApiErro
 async fn refuse(
     state: &AppState,
     connector: Option<&str>,
-    refusal: Refusal,
+    refusal: LoginRefusal,
     source: &str,
 ) -> Result<Response, ApiError> {
     let ip = source.parse().ok();
@@ -562,13 +529,13 @@ async fn refuse(
     })
     .await?;
     let (status, code) = match refusal {
-        Refusal::UnusableUsername(_) => (StatusCode::FORBIDDEN, "unusable_username"),
-        Refusal::MissingClaim(_) => (StatusCode::FORBIDDEN, "missing_claim"),
-        Refusal::ProviderError(_) => (StatusCode::FORBIDDEN, "provider_refused"),
-        Refusal::Verification(_) => (StatusCode::FORBIDDEN, "login_not_verified"),
+        LoginRefusal::UnusableUsername(_) => (StatusCode::FORBIDDEN, "unusable_username"),
+        LoginRefusal::MissingClaim(_) => (StatusCode::FORBIDDEN, "missing_claim"),
+        LoginRefusal::ProviderError(_) => (StatusCode::FORBIDDEN, "provider_refused"),
+        LoginRefusal::Verification(_) => (StatusCode::FORBIDDEN, "login_not_verified"),
         _ => (StatusCode::BAD_REQUEST, "invalid_login_state"),
     };
-    let mut response = error_page(status, code, &refusal.user_message())?;
+    let mut response = login_error(status, code, &refusal.user_message())?;
     clear_binding(&state.config, &mut response)?;
     Ok(response)
 }
@@ -577,7 +544,7 @@ async fn refuse(
 /// token (as `POST /api/v1/login` answers). One attempt per code.
 pub async fn cli_token(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
+    ip: ClientIp,
     AppJson(body): AppJson<CliTokenRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let request = body;
@@ -603,7 +570,7 @@ pub async fn cli_token(
         Err(refusal) => {
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(ApiError::Refused {
-                code: "invalid_grant",
+                code: crate::workflow::refusal::Refusal::InvalidGrant,
                 message: refusal.user_message(),
             })
         }

@@ -5,23 +5,24 @@
 //! the page again with the message and the API's status.
 
 use crate::http::extract::{AppPath, AppQuery};
-use axum::Form;
+use crate::workflow::refusal::Refusal;
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::context;
 use tpa_core::{AccessRequest, RequestId, RequestState};
 
-use super::{PageError, checked_form, page_context, render_status, request_value, to_login};
+use super::page_user::{PageForm, PageUser};
+use super::{PageError, page_context, render_status, request_value};
 use crate::app::AppState;
 use crate::http::api::requests::{
-    approve_request, cancel_request, deny_request, narrowing, parse_id, revoke_request, run,
+    approve_request, cancel_request, deny_request, narrowing, parse_id, read, revoke_request,
 };
-use crate::http::auth::{Authenticated, ConnectInfoOpt};
-use crate::http::error::{ApiError, refusal_status};
+use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::error::ApiError;
 use crate::workflow::approvers::{self, StageLine};
+use crate::workflow::capability::Admin;
 use crate::workflow::requests as wf;
 
 /// The request, its stages as the page shows them, and when it last changed.
@@ -30,9 +31,9 @@ type Loaded = (AccessRequest, Vec<StageLine>, Option<String>);
 async fn load(state: &AppState, auth: &Authenticated, id: &RequestId) -> Result<Loaded, ApiError> {
     let st = state.clone();
     let (user, id) = (auth.user.clone(), id.clone());
-    let is_admin = state.config.is_admin(&user);
-    run(state, move |conn| {
-        let r = wf::get_for_page(conn, &st.config.policy, &user, is_admin, &id)?;
+    let admin = Admin::check(&state.config, &user);
+    read(state, move |conn| {
+        let r = wf::get_for_page(conn, &st.config.policy, &user, admin, &id)?;
         let stages = approvers::stage_lines(conn, &st.config, &r)?;
         let changed = crate::store::requests::updated_at(conn, &id)?;
         Ok((r, stages, changed))
@@ -108,7 +109,8 @@ async fn page(
     // Approvers of the role and administrators may end an active grant.
     let may_revoke = r.state == RequestState::Approved
         && r.window.is_some_and(|w| now < w.end)
-        && (state.config.is_admin(user) || wf::is_role_approver(policy, user, &r));
+        && (Admin::check(&state.config, user).is_some()
+            || wf::role_approver(policy, user, &r).is_some());
     let hosts: Vec<&str> = r.hosts.iter().map(|h| h.as_str()).collect();
     let checks = crate::http::api::requests::view_with_checks(state, &r, now)
         .await?
@@ -137,13 +139,10 @@ async fn page(
 /// `GET /requests/{id}`: 404 unless the viewer is the requester or an approver of the role.
 pub async fn get(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
     AppPath(id): AppPath<String>,
     AppQuery(query): AppQuery<PageQuery>,
 ) -> Result<Response, PageError> {
-    let Some(auth) = auth else {
-        return Ok(to_login());
-    };
     let id = parse_id(&id)?;
     page(
         &state,
@@ -186,7 +185,7 @@ async fn answer_as(
             Ok(Redirect::to(&format!("/requests/{id}{query}")).into_response())
         }
         Err(ApiError::Refused { code, message }) => {
-            page(state, auth, id, refusal_status(code), Some(&message), None).await
+            page(state, auth, id, code.status(), Some(&message), None).await
         }
         Err(other) => Err(other.into()),
     }
@@ -196,16 +195,10 @@ async fn answer_as(
 /// (shorter), and when `host_choice` is present the `hosts` to keep.
 pub async fn approve(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
+    ip: ClientIp,
     AppPath(id): AppPath<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(checked) => checked,
-        Err(redirect) => return Ok(redirect),
-    };
     let id = parse_id(&id)?;
     let duration = fields.non_empty("duration");
     let hosts = fields.get("host_choice").map(|_| fields.all("hosts"));
@@ -226,16 +219,10 @@ pub async fn approve(
 /// `POST /requests/{id}/deny`: form `csrf_token`, `comment`.
 pub async fn deny(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
+    ip: ClientIp,
     AppPath(id): AppPath<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(checked) => checked,
-        Err(redirect) => return Ok(redirect),
-    };
     let id = parse_id(&id)?;
     let comment = fields.text("comment");
     let result = deny_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await;
@@ -245,16 +232,10 @@ pub async fn deny(
 /// `POST /requests/{id}/cancel`: form `csrf_token`; the requester only.
 pub async fn cancel(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
+    ip: ClientIp,
     AppPath(id): AppPath<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, .. }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, _) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(checked) => checked,
-        Err(redirect) => return Ok(redirect),
-    };
     let id = parse_id(&id)?;
     let result = cancel_request(&state, ip.0, auth.user.clone(), id.clone()).await;
     answer(&state, &auth, &id, result).await
@@ -264,23 +245,17 @@ pub async fn cancel(
 /// `confirm` (the confirmation checkbox); approvers of the role and administrators.
 pub async fn revoke(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
+    ip: ClientIp,
     AppPath(id): AppPath<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(checked) => checked,
-        Err(redirect) => return Ok(redirect),
-    };
     let id = parse_id(&id)?;
     let result = if fields.get("confirm") == Some("yes") {
         let comment = fields.text("comment");
         revoke_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await
     } else {
         Err(ApiError::Refused {
-            code: "confirm_required",
+            code: Refusal::ConfirmRequired,
             message: "tick the confirmation box: revoking ends the access and revokes every \
                       certificate of this request, and cannot be undone"
                 .to_owned(),

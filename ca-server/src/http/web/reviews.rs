@@ -2,19 +2,18 @@
 //! `POST /requests/{id}/review`, through the same workflow as the JSON API.
 
 use crate::http::extract::AppPath;
-use axum::Form;
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::{Value, context};
 
-use super::{PageError, checked_form, page_context, render_status, request_value, to_login};
+use super::page_user::{PageForm, PageUser};
+use super::{PageError, page_context, render_status, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::{parse_id, review_request, run};
-use crate::http::auth::{Authenticated, ConnectInfoOpt};
-use crate::http::error::{ApiError, refusal_status};
+use crate::http::api::requests::{parse_id, read, review_request};
+use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::error::ApiError;
 use crate::workflow::requests as wf;
 
 async fn page(
@@ -25,7 +24,7 @@ async fn page(
 ) -> Result<Response, PageError> {
     let st = state.clone();
     let user = auth.user.clone();
-    let open = run(state, move |conn| {
+    let open = read(state, move |conn| {
         wf::open_reviews(conn, &st.config.policy, &user)
     })
     .await?;
@@ -44,34 +43,25 @@ async fn page(
 /// `GET /reviews`.
 pub async fn get(
     State(state): State<AppState>,
-    auth: Option<Authenticated>,
+    PageUser(auth): PageUser,
 ) -> Result<Response, PageError> {
-    let Some(auth) = auth else {
-        return Ok(to_login());
-    };
     page(&state, &auth, StatusCode::OK, None).await
 }
 
 /// `POST /requests/{id}/review`: form `csrf_token`, `comment`.
 pub async fn post(
     State(state): State<AppState>,
-    ip: ConnectInfoOpt,
-    auth: Option<Authenticated>,
-    headers: HeaderMap,
+    ip: ClientIp,
     AppPath(id): AppPath<String>,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    PageForm { auth, fields }: PageForm,
 ) -> Result<Response, PageError> {
-    let (auth, fields) = match checked_form(&state.config, auth, &headers, form)? {
-        Ok(checked) => checked,
-        Err(redirect) => return Ok(redirect),
-    };
     let id = parse_id(&id)?;
     let comment = fields.text("comment");
     let result = review_request(&state, ip.0, auth.user.clone(), id, comment).await;
     match result {
         Ok(_) => Ok(Redirect::to("/reviews").into_response()),
         Err(ApiError::Refused { code, message }) => {
-            page(&state, &auth, refusal_status(code), Some(&message)).await
+            page(&state, &auth, code.status(), Some(&message)).await
         }
         Err(other) => Err(other.into()),
     }
