@@ -44,7 +44,9 @@ pub async fn get(
         Ok(crate::app::metrics::collect(conn, &config)?)
     })
     .await?;
-    let mut body = crate::app::metrics::render(
+    let mut body = crate::app::metrics::Exposition::default();
+    crate::app::metrics::render(
+        &mut body,
         &snapshot,
         crate::app::metrics::resident_memory(),
         crate::app::metrics::open_fds(),
@@ -60,9 +62,9 @@ pub async fn get(
     Ok((
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::app::metrics::Exposition::CONTENT_TYPE,
         )],
-        body,
+        body.text(),
     )
         .into_response())
 }
