@@ -100,15 +100,6 @@ pub(crate) const CERTIFICATE_REVOKED: &str =
                  WHERE rq.id = c.request_id AND rq.state IN ('revoked', 'cancelled'))
       OR EXISTS (SELECT 1 FROM revoked_ca_keys k WHERE k.fingerprint = c.ca_key_fingerprint))";
 
-/// Whether this certificate is revoked (by any act, or through its request).
-pub fn certificate_revoked(conn: &Connection, serial: &str) -> Result<bool, StoreError> {
-    let sql = format!("SELECT {CERTIFICATE_REVOKED} FROM certificates c WHERE c.serial = ?1");
-    Ok(conn
-        .query_row(&sql, [serial], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false))
-}
-
 /// The revoked CA key fingerprints, sorted.
 pub fn revoked_ca_keys(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare("SELECT fingerprint FROM revoked_ca_keys ORDER BY fingerprint")?;

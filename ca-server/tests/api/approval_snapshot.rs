@@ -11,7 +11,7 @@ use crate::requests::{alice, approve, bob, carol, fixture, hotfix, now, submit, 
 
 fn issue(f: &mut Fixture, who: &User, id: &RequestId) -> Result<ssh_key::Certificate, String> {
     let ids = f.data.identities();
-    wf::issue_for_request(
+    crate::helpers::issue_one(
         &mut f.conn,
         (&f.signer, &f.data.config.policy, &ids),
         who,

@@ -436,6 +436,32 @@ pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str]) -> String {
 }
 
 /// A fresh Ed25519 public key line, generated in-process.
+/// Issues one certificate through the real path (`issue_batch` with one
+/// job), as the HTTP handler does.
+pub fn issue_one(
+    conn: &mut rusqlite::Connection,
+    deps: (
+        &Signer,
+        &tpa_core::Policy,
+        &ca_server::auth::identity::Identities,
+    ),
+    caller: &tpa_core::User,
+    id: &tpa_core::RequestId,
+    public_key: &str,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Issued, ca_server::workflow::requests::WorkflowError> {
+    let job = ca_server::workflow::requests::IssueJob {
+        caller: caller.clone(),
+        id: id.clone(),
+        public_key: public_key.to_owned(),
+        source: source.to_owned(),
+    };
+    ca_server::workflow::requests::issue_batch(conn, deps, &[job], now)
+        .pop()
+        .expect("one answer per job")
+}
+
 pub fn ed25519_public_key() -> String {
     PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
         .unwrap()
