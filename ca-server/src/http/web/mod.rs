@@ -28,6 +28,7 @@ use std::sync::LazyLock;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Environment, Value, context};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::auth::{AuthVia, Authenticated, user_info};
 use super::error::ApiError;
@@ -306,19 +307,17 @@ impl FormFields {
     }
 }
 
-/// Percent-encodes `value` for a query string: every byte but the URL's
-/// unreserved characters (RFC 3986) and `also_plain`.
-pub fn percent_encode(value: &str, also_plain: &[u8]) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || also_plain.contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// The bytes percent-encoded in a query value: all but the URL's
+/// unreserved characters (RFC 3986).
+pub const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `value` for a query string: every byte in `set`.
+pub fn percent_encode(value: &str, set: &'static AsciiSet) -> String {
+    utf8_percent_encode(value, set).to_string()
 }
 
 /// What a page form post needs before it may change anything: a same-origin
