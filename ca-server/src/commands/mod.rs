@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use crate::cli::{AuditCommand, Command, ConfigCommand, PolicyCommand, ReportCommand};
 
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
-pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
+pub use held_checkpoints::Checkpoints;
 pub use init::{InitOptions, init_data_dir};
 
 /// Runs one subcommand.

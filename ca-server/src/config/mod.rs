@@ -23,12 +23,12 @@ pub use audit_checkpoints::AuditConfig;
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
-pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
+pub use oidc::OidcConfig;
 pub use oversight::{
     AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
 };
 pub use roles::{EXAMPLE_ROLES, WorkflowConfig};
-pub use webhooks::{EVENT_KINDS, WebhookConfig, WebhookFormat};
+pub use webhooks::{WebhookConfig, WebhookFormat};
 
 /// The default address `tpa-ca serve` listens on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
