@@ -107,11 +107,6 @@ impl HostPattern {
         }
     }
 
-    /// Whether this pattern is a plain host name (no wildcard).
-    pub fn is_exact(&self) -> bool {
-        !self.0.contains('*')
-    }
-
     /// The pattern text.
     pub fn as_str(&self) -> &str {
         &self.0

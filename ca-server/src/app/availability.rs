@@ -2,12 +2,12 @@
 //! `/metrics` report it: the outcome of the last write, the age of the
 //! writer queue, free disk space, and the HTTP connection counters.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use tpa_core::api::HealthCheck;
 
+use super::metrics::Exposition;
 use crate::config::HealthConfig;
 use crate::listener::ConnectionStats;
 use crate::store::WriteStatus;
@@ -83,66 +83,48 @@ impl Availability {
         ]
     }
 
-    /// The `/metrics` lines of this reading.
-    pub fn render(&self, out: &mut String) {
-        let mut gauge = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
-        gauge(
+    /// Adds the `/metrics` families of this reading to `out`.
+    pub fn render(&self, out: &mut Exposition) {
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        out.gauge(
             "tpa_writes_ok",
-            "gauge",
             "1 when the last write outcome was a commit (or none failed yet), 0 after a failed write.",
-            u8::from(self.writes.failing().is_none()).to_string(),
+            i64::from(self.writes.failing().is_none()),
         );
-        gauge(
+        out.counter(
             "tpa_write_faults_total",
-            "counter",
             "Writes that failed on a condition (disk full, locked, deadline, read-only, I/O).",
-            self.writes.faults.to_string(),
+            count(self.writes.faults),
         );
-        gauge(
+        out.gauge(
             "tpa_last_write_success_age_milliseconds",
-            "gauge",
             "Milliseconds since a write last committed (-1 when none has yet).",
-            self.writes
-                .since_success
-                .map_or_else(|| "-1".to_owned(), |d| d.as_millis().to_string()),
+            self.writes.since_success.map_or(-1, millis),
         );
-        gauge(
+        out.gauge(
             "tpa_writer_queue_age_milliseconds",
-            "gauge",
             "How long the oldest write waiting for the database has waited, in milliseconds.",
-            self.queue_age.as_millis().to_string(),
+            millis(self.queue_age),
         );
-        gauge(
+        out.gauge(
             "tpa_disk_free_bytes",
-            "gauge",
             "Free bytes on the database's file system (-1 when unknown).",
-            self.free_bytes
-                .map_or_else(|| "-1".to_owned(), |n| n.to_string()),
+            self.free_bytes.map_or(-1, count),
         );
-        gauge(
+        out.gauge(
             "tpa_http_connections_open",
-            "gauge",
             "Open HTTP connections.",
-            self.connections.open.to_string(),
+            count(self.connections.open),
         );
-        let _ = writeln!(
-            out,
-            "# HELP tpa_http_connections_refused_total HTTP connections closed at once because a cap was reached."
-        );
-        let _ = writeln!(out, "# TYPE tpa_http_connections_refused_total counter");
-        let _ = writeln!(
-            out,
-            "tpa_http_connections_refused_total{{cap=\"total\"}} {}",
-            self.connections.refused_total
-        );
-        let _ = writeln!(
-            out,
-            "tpa_http_connections_refused_total{{cap=\"per_address\"}} {}",
-            self.connections.refused_per_address
+        out.counters(
+            "tpa_http_connections_refused_total",
+            "HTTP connections closed at once because a cap was reached.",
+            [
+                ("total", self.connections.refused_total),
+                ("per_address", self.connections.refused_per_address),
+            ]
+            .map(|(cap, n)| (vec![("cap", cap.to_owned())], count(n))),
         );
     }
 }

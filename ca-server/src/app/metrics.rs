@@ -1,9 +1,13 @@
 //! `GET /metrics`: counters and gauges in the Prometheus text format
-//! (version 0.0.4), written by hand. They hold counts only, never names,
-//! request ids or reasons.
+//! (version 0.0.4, encoded by `prometheus-client`). They hold counts only,
+//! never names, request ids or reasons.
 
-use std::fmt::Write as _;
-
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 
 use crate::config::Config;
@@ -40,17 +44,108 @@ pub fn collect(conn: &Connection, config: &Config) -> Result<Snapshot, StoreErro
     Ok(Snapshot { counts, backlogs })
 }
 
-/// A label value with `\`, `"` and newlines escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Label pairs of one sample, in the order they are written.
+type Labels = Vec<(&'static str, String)>;
+
+/// One family: its name (counters without the `_total` the crate appends
+/// to their samples), help text, type and samples in order.
+#[derive(Debug)]
+struct FamilyOf {
+    name: String,
+    help: String,
+    counter: bool,
+    samples: Vec<(Labels, i64)>,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// One scrape being built: families of counters and gauges, encoded by
+/// `prometheus-client` in the Prometheus text format 0.0.4 (its escaping
+/// and layout, `HELP` before `TYPE`). The values are read from the database
+/// and the counters at scrape time, so the families are handed to the crate
+/// as a [`Collector`] that lives for one scrape, which also keeps the
+/// samples in the order they were added.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    families: Vec<FamilyOf>,
+}
+
+impl Exposition {
+    /// The `Content-Type` of [`Exposition::text`].
+    pub const CONTENT_TYPE: &'static str = prometheus_text::CONTENT_TYPE;
+
+    /// A gauge family `name` with one sample per `(labels, value)`.
+    pub fn gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, i64)>,
+    ) {
+        self.families.push(FamilyOf {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            counter: false,
+            samples: samples.into_iter().collect(),
+        });
+    }
+
+    /// A gauge `name` without labels.
+    pub fn gauge(&mut self, name: &str, help: &str, value: i64) {
+        self.gauges(name, help, [(Labels::new(), value)]);
+    }
+
+    /// A counter family `name` (which ends in `_total`, as its samples are
+    /// named) with one sample per `(labels, value)`. Negative counts (none
+    /// are expected from the database) are written as 0.
+    pub fn counters(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, i64)>,
+    ) {
+        self.families.push(FamilyOf {
+            // The crate names a counter's samples `<name>_total` itself.
+            name: name.strip_suffix("_total").unwrap_or(name).to_owned(),
+            help: help.to_owned(),
+            counter: true,
+            samples: samples.into_iter().collect(),
+        });
+    }
+
+    /// A counter `name` (ending in `_total`) without labels.
+    pub fn counter(&mut self, name: &str, help: &str, value: i64) {
+        self.counters(name, help, [(Labels::new(), value)]);
+    }
+
+    /// The scrape as Prometheus text.
+    pub fn text(self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &registry);
+        out
+    }
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for family in &self.families {
+            let kind = if family.counter {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            let mut metric = encoder.encode_descriptor(&family.name, &family.help, None, kind)?;
+            for (labels, value) in &family.samples {
+                let sample = metric.encode_family(labels)?;
+                if family.counter {
+                    ConstCounter::new(u64::try_from(*value).unwrap_or(0)).encode(sample)?;
+                } else {
+                    ConstGauge::new(*value).encode(sample)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The request states, so that every state has a line even at zero.
@@ -69,9 +164,9 @@ fn is_revocation(action: &str) -> bool {
     action.ends_with(".revoke") || action.starts_with("revoke.")
 }
 
-/// The scrape as Prometheus text. `resident` and `open_fds` are the
-/// process's, when known.
-pub fn render(s: &Snapshot, resident: Option<u64>, open_fds: Option<u64>) -> String {
+/// Adds the database's figures and the process's (`resident` and
+/// `open_fds`, when known) to `out`.
+pub fn render(out: &mut Exposition, s: &Snapshot, resident: Option<u64>, open_fds: Option<u64>) {
     let c = &s.counts;
     let events = |pred: &dyn Fn(&str, &str) -> bool| -> i64 {
         c.events_by_action
@@ -80,134 +175,96 @@ pub fn render(s: &Snapshot, resident: Option<u64>, open_fds: Option<u64>) -> Str
             .map(|(_, _, n)| n)
             .sum()
     };
-    let mut out = String::new();
-    family(
-        &mut out,
+    out.gauges(
         "tpa_requests",
-        "gauge",
         "Access requests by current state.",
+        STATES.map(|state| {
+            let n = c
+                .requests_by_state
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            (vec![("state", state.to_owned())], n)
+        }),
     );
-    for state in STATES {
-        let n = c
-            .requests_by_state
-            .iter()
-            .find(|(s, _)| s == state)
-            .map_or(0, |(_, n)| *n);
-        let _ = writeln!(out, "tpa_requests{{state=\"{state}\"}} {n}");
-    }
-    family(
-        &mut out,
+    out.counter(
         "tpa_requests_submitted_total",
-        "counter",
         "Access requests submitted.",
+        events(&|a, o| a == "request.submit" && o == "success"),
     );
-    let _ = writeln!(
-        out,
-        "tpa_requests_submitted_total {}",
-        events(&|a, o| a == "request.submit" && o == "success")
-    );
-    family(
-        &mut out,
+    out.counters(
         "tpa_decisions_total",
-        "counter",
         "Approvals and denials recorded.",
+        [("approve", "request.approve"), ("deny", "request.deny")].map(|(decision, action)| {
+            (
+                vec![("decision", decision.to_owned())],
+                events(&|a, o| a == action && o == "success"),
+            )
+        }),
     );
-    for (decision, action) in [("approve", "request.approve"), ("deny", "request.deny")] {
-        let _ = writeln!(
-            out,
-            "tpa_decisions_total{{decision=\"{decision}\"}} {}",
-            events(&|a, o| a == action && o == "success")
-        );
-    }
-    family(
-        &mut out,
+    out.counter(
         "tpa_certificates_issued_total",
-        "counter",
         "Certificates signed.",
+        c.certificates,
     );
-    let _ = writeln!(out, "tpa_certificates_issued_total {}", c.certificates);
-    family(
-        &mut out,
+    out.counters(
         "tpa_denials_total",
-        "counter",
         "Audited attempts a rule refused (outcome denied), by action.",
+        c.events_by_action
+            .iter()
+            .filter(|(_, outcome, _)| outcome == "denied")
+            .map(|(action, _, n)| (vec![("action", action.clone())], *n)),
     );
-    for (action, outcome, n) in &c.events_by_action {
-        if outcome == "denied" {
-            let _ = writeln!(out, "tpa_denials_total{{action=\"{}\"}} {n}", label(action));
-        }
-    }
-    family(
-        &mut out,
+    out.counter(
         "tpa_revocations_total",
-        "counter",
         "Revocations recorded.",
+        events(&|a, o| is_revocation(a) && o == "success"),
     );
-    let _ = writeln!(
-        out,
-        "tpa_revocations_total {}",
-        events(&|a, o| is_revocation(a) && o == "success")
-    );
-    family(
-        &mut out,
+    out.counter(
         "tpa_bastion_sessions_total",
-        "counter",
         "Bastion session records received.",
+        c.sessions,
     );
-    let _ = writeln!(out, "tpa_bastion_sessions_total {}", c.sessions);
-    family(
-        &mut out,
+    out.counters(
         "tpa_audit_events_total",
-        "counter",
         "Audit events by action and outcome.",
+        c.events_by_action.iter().map(|(action, outcome, n)| {
+            (
+                vec![("action", action.clone()), ("outcome", outcome.clone())],
+                *n,
+            )
+        }),
     );
-    for (action, outcome, n) in &c.events_by_action {
-        let _ = writeln!(
-            out,
-            "tpa_audit_events_total{{action=\"{}\",outcome=\"{}\"}} {n}",
-            label(action),
-            label(outcome)
-        );
-    }
-    family(
-        &mut out,
+    out.gauge(
         "tpa_audit_chain_head",
-        "gauge",
         "Sequence number of the last audit event.",
+        c.audit_head,
     );
-    let _ = writeln!(out, "tpa_audit_chain_head {}", c.audit_head);
-    family(
-        &mut out,
+    out.gauges(
         "tpa_sink_backlog",
-        "gauge",
         "Items a notification or audit sink has not delivered yet.",
+        s.backlogs.iter().map(|(kind, name, n)| {
+            (
+                vec![("kind", (*kind).to_owned()), ("sink", name.clone())],
+                *n,
+            )
+        }),
     );
-    for (kind, name, n) in &s.backlogs {
-        let _ = writeln!(
-            out,
-            "tpa_sink_backlog{{kind=\"{kind}\",sink=\"{}\"}} {n}",
-            label(name)
-        );
-    }
+    let saturating = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     if let Some(bytes) = resident {
-        family(
-            &mut out,
+        out.gauge(
             "process_resident_memory_bytes",
-            "gauge",
             "Resident memory size in bytes.",
+            saturating(bytes),
         );
-        let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
     }
     if let Some(fds) = open_fds {
-        family(
-            &mut out,
+        out.gauge(
             "process_open_fds",
-            "gauge",
             "Number of open file descriptors.",
+            saturating(fds),
         );
-        let _ = writeln!(out, "process_open_fds {fds}");
     }
-    out
 }
 
 /// The process's resident memory (Linux `/proc/self/status`), in bytes.
@@ -244,7 +301,9 @@ mod tests {
             },
             backlogs: vec![("audit", "siem".into(), 7)],
         };
-        let text = render(&snapshot, Some(1024), None);
+        let mut out = Exposition::default();
+        render(&mut out, &snapshot, Some(1024), None);
+        let text = out.text();
         for line in [
             "tpa_requests{state=\"approved\"} 2",
             "tpa_requests{state=\"pending\"} 0",
@@ -256,6 +315,10 @@ mod tests {
             "tpa_audit_events_total{action=\"we\\\"ird\",outcome=\"success\"} 1",
             "tpa_sink_backlog{kind=\"audit\",sink=\"siem\"} 7",
             "process_resident_memory_bytes 1024",
+            "# HELP tpa_requests Access requests by current state.",
+            "# TYPE tpa_requests gauge",
+            "# HELP tpa_denials_total Audited attempts a rule refused (outcome denied), by action.",
+            "# TYPE tpa_denials_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

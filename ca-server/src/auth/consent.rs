@@ -13,9 +13,7 @@
 //! `auth.cli.approve` / `auth.cli.deny`, refused decisions as
 //! `auth.cli.consent` (`denied`).
 
-use base64ct::{Base64UrlUnpadded, Encoding as _};
 use chrono::{DateTime, TimeDelta, Utc};
-use rand::RngExt as _;
 use rusqlite::{Connection, Transaction};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
@@ -109,8 +107,7 @@ pub fn hold(
     client_source: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
-    let bytes: [u8; 32] = rand::rng().random();
-    let id = Base64UrlUnpadded::encode_string(&bytes);
+    let id = super::sessions::random_b64::<32>();
     let groups: Vec<&str> = user.groups.iter().map(GroupName::as_str).collect();
     let row = CliConsent {
         id_hash: hash_token(&id),

@@ -14,7 +14,6 @@
 //! `auth.device.expire`, a person reaching the wrong-code limit as
 //! `auth.device.code`, and the token itself as `auth.login`.
 
-use base64ct::{Base64UrlUnpadded, Encoding as _};
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt as _;
 use rusqlite::{Connection, Transaction};
@@ -239,8 +238,7 @@ pub fn start(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<DeviceStart>, StoreError> {
-    let device_bytes: [u8; 32] = rand::rng().random();
-    let device_code = Base64UrlUnpadded::encode_string(&device_bytes);
+    let device_code = super::sessions::random_b64::<32>();
     let device_hash = hash_token(&device_code);
     let expires_at = now + DEVICE_TTL;
     store::write(conn, |tx| {

@@ -5,13 +5,14 @@
 //! username in the window waits before its password is checked, longer the
 //! more the username failed everywhere. An address that did not fail is never
 //! slowed or refused because of other addresses, so the right password from
-//! it still logs in while someone guesses elsewhere.
+//! it still logs in while someone guesses elsewhere. The counting is the
+//! shared [`Attempts`] limiter, keyed here by (username, address).
 
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::rate_limit::{Failures, Limited, MAX_KEYS, WINDOW, username_key};
+use super::rate_limit::{Attempts, Failures, Limited, MAX_KEYS, Reservation, WINDOW, username_key};
 
 /// Wrong passwords allowed per (username, client address) in [`WINDOW`].
 pub const PER_USERNAME_AND_ADDRESS: usize = 5;
@@ -25,18 +26,6 @@ pub const MAX_DELAY: Duration = Duration::from_secs(5);
 /// Username-wide failures counted (enough to reach [`MAX_DELAY`]).
 const USERNAME_COUNT: usize = 16;
 
-/// An attempt counted in advance by [`PasswordLimiter::reserve`]; a success
-/// gives it back with [`PasswordLimiter::release`].
-#[derive(Debug)]
-#[must_use = "a reservation counts as a failure unless released"]
-pub struct Reservation {
-    username: String,
-    ip: Option<IpAddr>,
-    at: Instant,
-    /// How long to wait before checking the password.
-    pub delay: Duration,
-}
-
 /// The limiter of password logins, shared by the API and the web form.
 /// Attempts are counted before the (slow) verification, so parallel
 /// attempts cannot pass the limits; a success gives its count back.
@@ -47,21 +36,18 @@ pub struct PasswordLimiter {
 
 #[derive(Debug)]
 struct Limits {
-    pairs: Failures<(String, Option<IpAddr>)>,
-    addresses: Failures<IpAddr>,
+    /// Per (username, address) and per address.
+    attempts: Attempts<(String, Option<IpAddr>)>,
+    /// Per username, any address: only to lengthen the delay.
     usernames: Failures<String>,
-    /// Pairs whose refusal was already reported in the window.
-    noted: Failures<(String, Option<IpAddr>)>,
 }
 
 impl Default for PasswordLimiter {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Limits {
-                pairs: Failures::new(PER_USERNAME_AND_ADDRESS, WINDOW, MAX_KEYS),
-                addresses: Failures::new(PER_ADDRESS, WINDOW, MAX_KEYS),
+                attempts: Attempts::new(PER_USERNAME_AND_ADDRESS, PER_ADDRESS, MAX_KEYS),
                 usernames: Failures::new(USERNAME_COUNT, WINDOW, MAX_KEYS),
-                noted: Failures::new(1, WINDOW, MAX_KEYS),
             }),
         }
     }
@@ -92,46 +78,24 @@ impl PasswordLimiter {
         let limits = &mut *guard;
         let key = username_key(username);
         let pair = (key.clone(), ip);
-        let pair_wait = limits.pairs.retry_after(&pair, now);
-        let address_wait = ip.and_then(|ip| limits.addresses.retry_after(&ip, now));
-        if let Some(wait) = pair_wait.max(address_wait) {
-            let first = limits.noted.retry_after(&pair, now).is_none();
-            if first {
-                limits.noted.record(pair, now);
-            }
-            return Err(Limited {
-                retry_after: wait.max(Duration::from_secs(1)),
-                first,
-            });
-        }
-        let delay = if limits.pairs.count(&pair, now) == 0 {
+        limits.attempts.check(&pair, &key, ip, now)?;
+        let delay = if limits.attempts.count(&pair, now) == 0 {
             Duration::ZERO
         } else {
             delay_after(limits.usernames.count(&key, now))
         };
-        limits.pairs.record(pair, now);
-        if let Some(ip) = ip {
-            limits.addresses.record(ip, now);
-        }
         limits.usernames.record(key.clone(), now);
-        Ok(Reservation {
-            username: key,
-            ip,
-            at: now,
-            delay,
-        })
+        Ok(limits.attempts.record(pair, key, ip, now, delay))
     }
 
     /// Gives back the count of a successful attempt.
     pub fn release(&self, reservation: Reservation) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let limits = &mut *guard;
-        let pair = (reservation.username, reservation.ip);
-        limits.pairs.forget(&pair, reservation.at);
-        if let Some(ip) = reservation.ip {
-            limits.addresses.forget(&ip, reservation.at);
-        }
-        limits.usernames.forget(&pair.0, reservation.at);
+        let (username, ip, at) = reservation.key();
+        let pair = (username.to_owned(), ip);
+        limits.attempts.forget(&pair, &reservation);
+        limits.usernames.forget(&pair.0, at);
     }
 }
 

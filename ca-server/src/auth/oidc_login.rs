@@ -10,7 +10,6 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use chrono::{DateTime, TimeDelta, Utc};
-use rand::RngExt as _;
 use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -18,7 +17,7 @@ use subtle::ConstantTimeEq as _;
 use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
 use crate::auth::identity::oidc::Authorization;
-use crate::auth::sessions::{self, NewSession, escape_untrusted, hash_token};
+use crate::auth::sessions::{self, NewSession, escape_untrusted, hash_token, random_b64};
 use crate::store::auth_tokens::TokenKind;
 use crate::store::oidc_logins::{self, CliCode, PendingLogin};
 use crate::store::{self, StoreError};
@@ -139,12 +138,6 @@ pub struct CliTarget {
     pub code_challenge: String,
     /// The address that opened `/cli/login` (shown on the consent page).
     pub started_from: String,
-}
-
-/// `N` random bytes, base64url without padding.
-fn random_b64<const N: usize>() -> String {
-    let bytes: [u8; N] = rand::rng().random();
-    Base64UrlUnpadded::encode_string(&bytes)
 }
 
 /// A new browser binding handle (the `tpa_oidc` cookie's value).

@@ -4,6 +4,13 @@
 //! (approve, deny, cancel: per user, web and API alike). Memory is bounded: each key
 //! keeps at most its limit of timestamps, and each map at most `max_keys` keys
 //! (stale keys go first, then the least recently used).
+//!
+//! Hand-written rather than `governor`: its GCRA admits one cell every
+//! `window / limit` and cannot give a cell back, while these limits are
+//! exact sliding windows (the sixth wrong code in five minutes waits for the
+//! first one to leave the window), count an attempt before its slow check and
+//! give it back on success ([`Attempts`]), and report only the first refusal
+//! of a key per window; the tests below pin those semantics.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -122,14 +129,122 @@ pub struct Limited {
     pub first: bool,
 }
 
-/// An attempt counted in advance by [`LoginRateLimiter::reserve`]; a
-/// success gives it back with [`LoginRateLimiter::release`].
+impl Limited {
+    /// The refusal of `key` that must wait `wait`; it is the first one when
+    /// `noted` has not seen `key` in its window (and now has).
+    fn of<K: Hash + Eq + Clone>(
+        noted: &mut Failures<K>,
+        key: K,
+        wait: Duration,
+        now: Instant,
+    ) -> Self {
+        let first = noted.retry_after(&key, now).is_none();
+        if first {
+            noted.record(key, now);
+        }
+        Limited {
+            retry_after: wait.max(Duration::from_secs(1)),
+            first,
+        }
+    }
+}
+
+/// An attempt counted in advance by a login limiter's `reserve`; a success
+/// gives it back with its `release`.
 #[derive(Debug)]
 #[must_use = "a reservation counts as a failure unless released"]
 pub struct Reservation {
     username: String,
     ip: Option<IpAddr>,
     at: Instant,
+    /// How long to wait before checking the secret (password logins only;
+    /// zero for user codes).
+    pub delay: Duration,
+}
+
+/// The one login limiter both login limits are built on: attempts per
+/// subject `K` and per client address, each in its own sliding window,
+/// counted before the (slow) verification so parallel attempts cannot pass
+/// the limits, and given back on success. Only the first refusal of a
+/// (username, address) in the window is reported.
+#[derive(Debug)]
+pub(super) struct Attempts<K> {
+    subjects: Failures<K>,
+    addresses: Failures<IpAddr>,
+    noted: Failures<(String, Option<IpAddr>)>,
+}
+
+impl<K: Hash + Eq + Clone> Attempts<K> {
+    /// `per_subject` and `per_address` attempts in [`WINDOW`].
+    pub(super) fn new(per_subject: usize, per_address: usize, max_keys: usize) -> Self {
+        Self {
+            subjects: Failures::new(per_subject, WINDOW, max_keys),
+            addresses: Failures::new(per_address, WINDOW, max_keys),
+            noted: Failures::new(1, WINDOW, max_keys),
+        }
+    }
+
+    /// `Err` (nothing counted) when `subject` or `ip` is at its limit.
+    pub(super) fn check(
+        &mut self,
+        subject: &K,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Limited> {
+        let subject_wait = self.subjects.retry_after(subject, now);
+        let address_wait = ip.and_then(|ip| self.addresses.retry_after(&ip, now));
+        match subject_wait.max(address_wait) {
+            None => Ok(()),
+            Some(wait) => Err(Limited::of(
+                &mut self.noted,
+                (username.to_owned(), ip),
+                wait,
+                now,
+            )),
+        }
+    }
+
+    /// The attempts of `subject` in the window.
+    pub(super) fn count(&mut self, subject: &K, now: Instant) -> usize {
+        self.subjects.count(subject, now)
+    }
+
+    /// Counts one attempt; the reservation gives it back on success.
+    pub(super) fn record(
+        &mut self,
+        subject: K,
+        username: String,
+        ip: Option<IpAddr>,
+        now: Instant,
+        delay: Duration,
+    ) -> Reservation {
+        self.subjects.record(subject, now);
+        if let Some(ip) = ip {
+            self.addresses.record(ip, now);
+        }
+        Reservation {
+            username,
+            ip,
+            at: now,
+            delay,
+        }
+    }
+
+    /// Gives back the attempt of `reservation`, whose subject is `subject`.
+    pub(super) fn forget(&mut self, subject: &K, reservation: &Reservation) {
+        self.subjects.forget(subject, reservation.at);
+        if let Some(ip) = reservation.ip {
+            self.addresses.forget(&ip, reservation.at);
+        }
+    }
+}
+
+impl Reservation {
+    /// The username key and address the attempt was counted for.
+    pub(super) fn key(&self) -> (&str, Option<IpAddr>, Instant) {
+        (&self.username, self.ip, self.at)
+    }
 }
 
 /// The wrong-user-code limiter of the device-code and CLI consent forms,
@@ -139,15 +254,7 @@ pub struct Reservation {
 /// limit; a success gives its count back.
 #[derive(Debug)]
 pub struct LoginRateLimiter {
-    inner: Mutex<LoginLimits>,
-}
-
-#[derive(Debug)]
-struct LoginLimits {
-    users: Failures<String>,
-    ips: Failures<IpAddr>,
-    /// Keys whose refusal was already reported in the window.
-    noted: Failures<(String, Option<IpAddr>)>,
+    inner: Mutex<Attempts<String>>,
 }
 
 impl Default for LoginRateLimiter {
@@ -167,11 +274,7 @@ pub(super) fn username_key(username: &str) -> String {
 impl LoginRateLimiter {
     fn with_max_keys(max_keys: usize) -> Self {
         Self {
-            inner: Mutex::new(LoginLimits {
-                users: Failures::new(PER_USERNAME, WINDOW, max_keys),
-                ips: Failures::new(PER_IP, WINDOW, max_keys),
-                noted: Failures::new(1, WINDOW, max_keys),
-            }),
+            inner: Mutex::new(Attempts::new(PER_USERNAME, PER_IP, max_keys)),
         }
     }
 
@@ -183,41 +286,16 @@ impl LoginRateLimiter {
         ip: Option<IpAddr>,
         now: Instant,
     ) -> Result<Reservation, Limited> {
-        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let limits = &mut *guard;
+        let mut attempts = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let key = username_key(username);
-        let user_wait = limits.users.retry_after(&key, now);
-        let ip_wait = ip.and_then(|ip| limits.ips.retry_after(&ip, now));
-        if let Some(wait) = user_wait.max(ip_wait) {
-            let noted_key = (key, ip);
-            let first = limits.noted.retry_after(&noted_key, now).is_none();
-            if first {
-                limits.noted.record(noted_key, now);
-            }
-            return Err(Limited {
-                retry_after: wait.max(Duration::from_secs(1)),
-                first,
-            });
-        }
-        limits.users.record(key.clone(), now);
-        if let Some(ip) = ip {
-            limits.ips.record(ip, now);
-        }
-        Ok(Reservation {
-            username: key,
-            ip,
-            at: now,
-        })
+        attempts.check(&key, &key, ip, now)?;
+        Ok(attempts.record(key.clone(), key, ip, now, Duration::ZERO))
     }
 
     /// Gives back the count of a successful attempt.
     pub fn release(&self, reservation: Reservation) {
-        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let limits = &mut *guard;
-        limits.users.forget(&reservation.username, reservation.at);
-        if let Some(ip) = reservation.ip {
-            limits.ips.forget(&ip, reservation.at);
-        }
+        let mut attempts = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        attempts.forget(&reservation.username, &reservation);
     }
 }
 
@@ -257,16 +335,7 @@ impl AddressRateLimiter {
         let (events, noted) = &mut *guard;
         match events.retry_after(&ip, now) {
             None => Ok(()),
-            Some(wait) => {
-                let first = noted.retry_after(&ip, now).is_none();
-                if first {
-                    noted.record(ip, now);
-                }
-                Err(Limited {
-                    retry_after: wait.max(Duration::from_secs(1)),
-                    first,
-                })
-            }
+            Some(wait) => Err(Limited::of(noted, ip, wait, now)),
         }
     }
 
@@ -281,14 +350,7 @@ impl AddressRateLimiter {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (events, noted) = &mut *guard;
         if let Some(wait) = events.retry_after(&ip, now) {
-            let first = noted.retry_after(&ip, now).is_none();
-            if first {
-                noted.record(ip, now);
-            }
-            return Err(Limited {
-                retry_after: wait.max(Duration::from_secs(1)),
-                first,
-            });
+            return Err(Limited::of(noted, ip, wait, now));
         }
         events.record(ip, now);
         Ok(())
@@ -416,8 +478,14 @@ mod tests {
             let _ = limiter.reserve(&format!("spray{i}"), None, t);
         }
         let guard = limiter.inner.lock().unwrap();
-        assert!(guard.users.keys.len() <= 100);
-        assert!(guard.users.keys.values().all(|t| t.len() <= PER_USERNAME));
+        assert!(guard.subjects.keys.len() <= 100);
+        assert!(
+            guard
+                .subjects
+                .keys
+                .values()
+                .all(|t| t.len() <= PER_USERNAME)
+        );
         drop(guard);
         // The oldest key was evicted first; the sprayer cannot keep its own
         // latest keys from being counted.

@@ -63,8 +63,9 @@ impl std::fmt::Debug for NewSession {
     }
 }
 
-/// `N` random bytes from the operating system's CSPRNG, base64url without padding.
-fn random_b64<const N: usize>() -> String {
+/// `N` random bytes from the operating system's CSPRNG, base64url without
+/// padding: every secret token, handle and code the CA hands out.
+pub(crate) fn random_b64<const N: usize>() -> String {
     let bytes: [u8; N] = rand::rng().random();
     Base64UrlUnpadded::encode_string(&bytes)
 }

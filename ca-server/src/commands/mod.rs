@@ -29,7 +29,7 @@ use crate::cli::{
 };
 
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
-pub use held_checkpoints::{Checkpoints, read_checkpoint_file};
+pub use held_checkpoints::Checkpoints;
 pub use init::{InitDatabase, InitOptions, init_data_dir, init_data_dir_with};
 
 /// Runs one subcommand.

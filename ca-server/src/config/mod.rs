@@ -38,7 +38,7 @@ pub use integrations::{
 };
 pub use ldap::{GroupMembership, LdapConfig, LdapKind, LdapTransport};
 pub use limits::{DEFAULT_WRITE_DEADLINE, HealthConfig, ServerLimits};
-pub use oidc::{DEFAULT_SCOPES, OidcConfig, read_private_file};
+pub use oidc::{OidcConfig, read_private_file};
 pub use oversight::{
     AuditSinkConfig, AuditSinkTarget, AuditorsConfig, MetricsConfig, SyslogTransport,
 };

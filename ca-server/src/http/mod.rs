@@ -10,7 +10,11 @@ pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::app::AppState;
 use api::{
@@ -21,10 +25,14 @@ use error::ApiError;
 
 /// Every route of the CA.
 pub fn router(state: AppState) -> Router {
+    // Body limits are axum's `DefaultBodyLimit` rather than tower-http's
+    // `RequestBodyLimitLayer`: the extractors then refuse an oversized body
+    // as `ApiError` (JSON 413 `payload_too_large`), not as a plain-text 413.
     // Login bodies are small; refuse big ones before parsing.
     let login_limit = DefaultBodyLimit::max(16 * 1024);
     // Requests and keys fit in 64 KiB; a larger body is refused unread (413).
     let api_limit = DefaultBodyLimit::max(64 * 1024);
+    let [csp, frame, referrer] = web::PAGE_HEADERS;
     Router::new()
         .route("/ca.pub", get(ca_pub::get))
         .route("/healthz", get(health::get))
@@ -154,7 +162,38 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         // Without this, axum answers 405 with an empty body instead of JSON.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(tower::util::MapResponseLayer::new(security_headers))
+        // Headers every response carries, then those of every HTML page
+        // (`web::PAGE_HEADERS`); they replace any a handler set.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            csp.0,
+            web::if_page(csp.1),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            frame.0,
+            web::if_page(frame.1),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            referrer.0,
+            web::if_page(referrer.1),
+        ))
+        .layer(
+            // One span per request; requests and responses are logged at
+            // DEBUG (the default filter shows none), failures at the
+            // levels `ApiError` already logs them.
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(()),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             with_write_deadline,
@@ -191,16 +230,4 @@ async fn not_found(
     } else {
         ApiError::NotFound.into_response()
     }
-}
-
-/// Headers every response carries.
-fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
-    use axum::http::{HeaderValue, header};
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }

@@ -1,6 +1,8 @@
 //! A request body that must arrive whole within `server.body_read_timeout`
 //! of the request's arrival — one deadline for the whole body, not per
 //! chunk, so a client trickling a byte at a time cannot hold it open.
+//! Hand-written because tower-http's `RequestBodyTimeoutLayer` restarts its
+//! timer after every frame, which is exactly what a trickling client exploits.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

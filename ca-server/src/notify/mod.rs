@@ -148,6 +148,9 @@ struct Sender {
 }
 
 /// Backoff after `attempts` failures: 1 s, 2 s, 4 s … at most 5 minutes.
+/// A formula over the attempt count stored with each outbox row rather than
+/// a retry crate (`backoff`, `backon`): the next attempt time lives in the
+/// database so that retries survive a restart and run on any replica.
 pub fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 8) as u32).min(Duration::from_secs(300))
 }

@@ -101,14 +101,6 @@ pub(crate) const CERTIFICATE_REVOKED: &str =
                  WHERE rq.id = c.request_id AND rq.state IN ('revoked', 'cancelled'))
       OR EXISTS (SELECT 1 FROM revoked_ca_keys k WHERE k.fingerprint = c.ca_key_fingerprint))";
 
-/// Whether this certificate is revoked (by any act, or through its request).
-pub fn certificate_revoked(conn: &impl Sql, serial: &str) -> Result<bool, StoreError> {
-    let sql = format!("SELECT {CERTIFICATE_REVOKED} FROM certificates c WHERE c.serial = ?1");
-    Ok(conn
-        .query_opt(&sql, &[&serial], |r| r.get(0))?
-        .unwrap_or(false))
-}
-
 /// The revoked CA key fingerprints, sorted.
 pub fn revoked_ca_keys(conn: &impl Sql) -> Result<Vec<String>, StoreError> {
     conn.query_vec(
@@ -277,6 +269,14 @@ pub fn krl_version(conn: &impl Sql) -> Result<i64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether this certificate is revoked (by any act, or through its request).
+    fn certificate_revoked(conn: &impl Sql, serial: &str) -> Result<bool, StoreError> {
+        let sql = format!("SELECT {CERTIFICATE_REVOKED} FROM certificates c WHERE c.serial = ?1");
+        Ok(conn
+            .query_opt(&sql, &[&serial], |r| r.get(0))?
+            .unwrap_or(false))
+    }
     use crate::store::certificates::{self, CertificateRow};
     use crate::store::engine::test_engines;
     use crate::store::{Conn, audit};

@@ -573,31 +573,6 @@ pub fn expire_due(
     Ok(count)
 }
 
-/// Signs a certificate for an approved request, inside one transaction that
-/// re-reads the request and re-checks everything (`certificate_scope`).
-/// The single-job form of [`issue_batch`]; both run [`issue_for_request_in`].
-#[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
-pub fn issue_for_request(
-    conn: &mut Connection,
-    (signer, policy, identities): (&Signer, &Policy, &Identities),
-    caller: &User,
-    id: &RequestId,
-    public_key: &str,
-    source: &str,
-    now: DateTime<Utc>,
-) -> Result<Issued, WorkflowError> {
-    let job = IssueJob {
-        caller: caller.clone(),
-        id: id.clone(),
-        public_key: public_key.to_owned(),
-        source: source.to_owned(),
-        hook_allowed: None,
-    };
-    store::write(conn, |tx| {
-        issue_for_request_in(tx, (signer, policy, identities), &job, now)
-    })?
-}
-
 /// One certificate request: who asks, for which request, for which key.
 #[derive(Debug, Clone)]
 pub struct IssueJob {
@@ -617,8 +592,8 @@ pub struct IssueJob {
 /// Issues certificates for `jobs` in ONE `BEGIN IMMEDIATE` transaction with
 /// one commit (group commit); answers come back in the order of `jobs`.
 ///
-/// Each job runs inside its own savepoint with the same rules as
-/// [`issue_for_request`]: a refused job keeps only its `denied` audit event;
+/// Each job runs inside its own savepoint and re-reads the request and
+/// re-checks everything (`certificate_scope`): a refused job keeps only its `denied` audit event;
 /// a job whose storage or signing step fails is rolled back alone and answered
 /// with that error. If the savepoint machinery or the commit fails, the whole
 /// batch is rolled back and every job gets an error. No job's certificate is

@@ -12,7 +12,7 @@ use crate::helpers::{alice, bob, carol, hotfix, now, user};
 
 fn issue(f: &mut Fixture, who: &User, id: &RequestId) -> Result<ssh_key::Certificate, String> {
     let ids = f.data.identities();
-    wf::issue_for_request(
+    crate::helpers::issue_one(
         &mut f.conn,
         (&f.signer, &f.data.config.policy, &ids),
         who,

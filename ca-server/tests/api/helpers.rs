@@ -13,3 +13,31 @@ pub fn tpa_ca() -> Command {
     cmd.stdin(Stdio::null()).env("TPA_LOG", "warn");
     cmd
 }
+
+/// Issues one certificate through the real path (`issue_batch` with one
+/// job), as the HTTP handler does.
+#[allow(clippy::too_many_arguments, reason = "the use case's inputs, named")]
+pub fn issue_one(
+    conn: &mut rusqlite::Connection,
+    deps: (
+        &ca_server::signer::Signer,
+        &tpa_core::Policy,
+        &ca_server::auth::identity::Identities,
+    ),
+    caller: &tpa_core::User,
+    id: &tpa_core::RequestId,
+    public_key: &str,
+    source: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ca_server::workflow::Issued, ca_server::workflow::requests::WorkflowError> {
+    let job = ca_server::workflow::requests::IssueJob {
+        caller: caller.clone(),
+        id: id.clone(),
+        public_key: public_key.to_owned(),
+        source: source.to_owned(),
+        hook_allowed: None,
+    };
+    ca_server::workflow::requests::issue_batch(conn, deps, &[job], now)
+        .pop()
+        .expect("one answer per job")
+}

@@ -19,7 +19,7 @@ fn issue(
     at: DateTime<Utc>,
 ) -> Result<ca_server::workflow::Issued, WorkflowError> {
     let key = ed25519_public_key();
-    requests::issue_for_request(
+    crate::helpers::issue_one(
         &mut f.conn,
         (&f.signer, &f.data.config.policy, &f.data.identities()),
         who,
@@ -419,6 +419,12 @@ fn is_busy(e: &WorkflowError) -> bool {
         e,
         WorkflowError::Storage(ca_server::store::StoreError::Sqlite(e))
             if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+    ) || matches!(
+        // `issue_batch` reports a busy database as the `locked` condition.
+        e,
+        WorkflowError::Storage(ca_server::store::StoreError::Condition(
+            ca_server::store::Fault::Locked
+        ))
     )
 }
 
@@ -469,7 +475,7 @@ fn parallel_certificate_calls_stay_within_policy() {
                             let mut tries = 0;
                             let issued = loop {
                                 tries += 1;
-                                match requests::issue_for_request(
+                                match crate::helpers::issue_one(
                                     &mut conn,
                                     (&signer, &data.config.policy, &ids),
                                     &alice(),

@@ -33,7 +33,7 @@ fn debug_grant(f: &mut Fixture, who: &User, host: &str) -> RequestId {
 }
 
 fn cert_for(f: &mut Fixture, who: &User, id: &RequestId) -> Issued {
-    wf::issue_for_request(
+    crate::helpers::issue_one(
         &mut f.conn,
         (&f.signer, &f.data.config.policy, &f.data.identities()),
         who,
@@ -143,7 +143,7 @@ fn revoking_a_request_revokes_all_of_its_certificates_and_ends_it() {
         "a certificate of another request was revoked"
     );
     // No further certificate for the revoked request.
-    let refused = wf::issue_for_request(
+    let refused = crate::helpers::issue_one(
         &mut f.conn,
         (&f.signer, &f.data.config.policy, &f.data.identities()),
         &alice(),
@@ -309,7 +309,7 @@ fn revoking_a_user_covers_pending_requests_and_earlier_usernames() {
         ),
         "{late:?}"
     );
-    let refused = wf::issue_for_request(
+    let refused = crate::helpers::issue_one(
         &mut f.conn,
         (&f.signer, &policy, &f.data.identities()),
         &alice(),

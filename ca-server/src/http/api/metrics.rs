@@ -45,7 +45,9 @@ pub async fn get(
         Ok(crate::app::metrics::collect(conn, &config)?)
     })
     .await?;
-    let mut body = crate::app::metrics::render(
+    let mut body = crate::app::metrics::Exposition::default();
+    crate::app::metrics::render(
+        &mut body,
         &snapshot,
         crate::app::metrics::resident_memory(),
         crate::app::metrics::open_fds(),
@@ -76,17 +78,14 @@ pub async fn get(
             key_ok,
         ),
     ] {
-        body.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n",
-            u8::from(ok)
-        ));
+        body.gauge(name, help, i64::from(ok));
     }
     Ok((
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::app::metrics::Exposition::CONTENT_TYPE,
         )],
-        body,
+        body.text(),
     )
         .into_response())
 }

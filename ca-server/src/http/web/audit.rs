@@ -14,7 +14,7 @@ use minijinja::{Value, context};
 use tpa_core::api::{AuditEventView, AuditQuery, CertificateView, ListQuery, SessionView};
 
 use super::page_user::PageUser;
-use super::{PageError, page_context, percent_encode, render, utc};
+use super::{PageError, QUERY_VALUE, page_context, percent_encode, render, utc};
 use crate::app::AppState;
 use crate::http::api::audit::query;
 use crate::http::api::requests::{parse_id, read};
@@ -26,7 +26,7 @@ fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
         .iter()
         .filter_map(|(n, v)| {
             v.filter(|v| !v.is_empty())
-                .map(|v| format!("{n}={}", percent_encode(v, b"")))
+                .map(|v| format!("{n}={}", percent_encode(v, QUERY_VALUE)))
         })
         .collect::<Vec<_>>()
         .join("&")

@@ -24,9 +24,10 @@ use tpa_core::api::RequestView;
 
 use std::sync::LazyLock;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Environment, Value, context};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::auth::{AuthVia, Authenticated, user_info};
 use super::error::ApiError;
@@ -123,17 +124,24 @@ static ENVIRONMENT: LazyLock<Result<Environment<'static>, minijinja::Error>> =
         Ok(env)
     });
 
-/// Adds the headers every HTML page carries.
-pub fn add_page_headers(headers: &mut HeaderMap) {
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+/// The headers every HTML page carries (a response whose `Content-Type` is
+/// `text/html`), set by the router's `SetResponseHeaderLayer`s.
+pub const PAGE_HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+/// `value` for an HTML page, nothing for other responses.
+pub fn if_page(value: &'static str) -> impl Fn(&Response) -> Option<HeaderValue> + Clone {
+    move |response| {
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"))
+            .then(|| HeaderValue::from_static(value))
+    }
 }
 
 /// Renders template `name` with `ctx` as a 200 HTML page.
@@ -150,14 +158,12 @@ pub fn render_status(status: StatusCode, name: &str, ctx: Value) -> Result<Respo
         .get_template(name)
         .and_then(|t| t.render(ctx))
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot render {name}: {e:#}")))?;
-    let mut response = (
+    Ok((
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         html,
     )
-        .into_response();
-    add_page_headers(response.headers_mut());
-    Ok(response)
+        .into_response())
 }
 
 /// What the base layout needs for a logged-in page: `user` and `csrf_token`.
@@ -300,19 +306,17 @@ impl FormFields {
     }
 }
 
-/// Percent-encodes `value` for a query string: every byte but the URL's
-/// unreserved characters (RFC 3986) and `also_plain`.
-pub fn percent_encode(value: &str, also_plain: &[u8]) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || also_plain.contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// The bytes percent-encoded in a query value: all but the URL's
+/// unreserved characters (RFC 3986).
+pub const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes `value` for a query string: every byte in `set`.
+pub fn percent_encode(value: &str, set: &'static AsciiSet) -> String {
+    utf8_percent_encode(value, set).to_string()
 }
 
 /// The HTML error page of a login (SSO or CLI consent) with a stable code.
@@ -441,11 +445,15 @@ mod tests {
         assert!(!html.contains("<script"), "{html}");
         let response = render("login.html", ctx).unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let headers = response.headers();
+        // The router's layers add the page headers to this response (the API
+        // test `auth::pages_carry_security_headers_and_escape_output` reads
+        // them over HTTP), and to no JSON answer.
         assert_eq!(
-            headers.get(header::CONTENT_SECURITY_POLICY).unwrap(),
+            if_page(CONTENT_SECURITY_POLICY)(&response).unwrap(),
             CONTENT_SECURITY_POLICY
         );
-        assert_eq!(headers.get(header::X_FRAME_OPTIONS).unwrap(), "DENY");
+        assert_eq!(if_page("DENY")(&response).unwrap(), "DENY");
+        let json = ApiError::NotFound.into_response();
+        assert!(if_page(CONTENT_SECURITY_POLICY)(&json).is_none());
     }
 }

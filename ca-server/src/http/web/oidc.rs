@@ -90,7 +90,8 @@ pub fn connector_links(state: &AppState, href: impl Fn(&str) -> String) -> Vec<V
 /// Percent-encodes a query value, leaving `/` readable (the values are
 /// mostly paths and URLs).
 pub fn encode_query(value: &str) -> String {
-    super::percent_encode(value, b"/")
+    const KEEP_SLASH: &percent_encoding::AsciiSet = &super::QUERY_VALUE.remove(b'/');
+    super::percent_encode(value, KEEP_SLASH)
 }
 
 /// `?next=` of the login pages.
