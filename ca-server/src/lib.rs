@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod listener;
 pub mod notify;
 pub mod policy_hook;
+pub mod refusal;
 pub mod server;
 pub mod signer;
 pub mod store;

@@ -18,8 +18,8 @@ use crate::app::AppState;
 use crate::auth::identity::PasswordLoginError;
 use crate::auth::sessions::{self, NewSession};
 use crate::config::Config;
+use crate::refusal::Refusal;
 use crate::store::auth_tokens::TokenKind;
-use crate::workflow::refusal::Refusal;
 use tpa_core::audit::format_time;
 
 /// The session cookie's name over plain HTTP.

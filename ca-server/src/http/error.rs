@@ -11,8 +11,8 @@ use tpa_core::api::ErrorBody;
 
 use crate::auth::rate_limit::Limited;
 use crate::listener::BodyTimedOut;
+use crate::refusal::Refusal;
 use crate::store::MaybeFault as _;
-use crate::workflow::refusal::Refusal;
 
 /// `Retry-After` of a plain [`ApiError::Unavailable`], in seconds.
 const UNAVAILABLE_RETRY_SECS: u64 = 5;

@@ -122,6 +122,12 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(ApiError::from)
 }
 
+/// A request id from a path; an id that cannot exist is the same as one that does not.
+pub(crate) fn parse_id(id: &str) -> Result<tpa_core::RequestId, ApiError> {
+    // An id that cannot exist is the same as one that does not.
+    tpa_core::RequestId::parse(id).map_err(|_| ApiError::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod csrf;
+pub mod db;
 pub mod error;
 pub mod extract;
 mod policy_gate;

@@ -10,17 +10,16 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use tpa_core::{AccessRequest, RequestId, RequestInput, RequestState, SubjectKey, User};
 
-use super::api::requests::run;
 use super::auth::audit_source;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::config::HookStage;
-use crate::policy_hook::{
-    Verdict, approve_call, hook_user, issue_call, record_refusal, submit_call,
-};
+use crate::http::db::run;
+use crate::policy_hook::{Verdict, approve_call, hook_user, issue_call, submit_call};
+use crate::refusal::Refusal;
 use crate::store::requests;
 use crate::workflow::Actor;
-use crate::workflow::refusal::Refusal;
+use crate::workflow::hook_refusals::record_refusal;
 use crate::workflow::requests::{self as wf, WorkflowError};
 
 /// Asks the hook about a submission; `Ok` when it allows or does not apply.

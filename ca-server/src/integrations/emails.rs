@@ -10,7 +10,6 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use serde_json::Value;
 use tpa_core::identity::LOCAL_ISSUER;
 use tpa_core::{Identity, User, VerifiedEmail};
 
@@ -33,18 +32,7 @@ pub fn identity_email(
     store::integrations::verified_email(conn, &user.identity)
 }
 
-/// The email of an OpenID Connect login's claims, only when the provider
-/// said it is verified (`email_verified` is the JSON value `true`; a string
-/// "true", a missing claim or anything else is not a verification).
-pub fn verified_claim(
-    email: Option<&str>,
-    email_verified: Option<&Value>,
-) -> Option<VerifiedEmail> {
-    match email_verified {
-        Some(Value::Bool(true)) => email.and_then(|e| VerifiedEmail::parse(e).ok()),
-        _ => None,
-    }
-}
+pub use crate::auth::identity::claims::verified_claim;
 
 /// Records what an OpenID Connect login said about the identity's email
 /// (forgetting it when the login verified none).

@@ -11,8 +11,8 @@ use tpa_core::{ApprovalPath, Policy, RequestInput, User, VerifiedEmail};
 use super::client::{self, ProviderError};
 use super::{BoxFuture, IncidentAnswer, Integrations, OnCallAnswer, TicketAnswer};
 use crate::config::{RoleOnCall, RoleTicketCheck, WhenDown};
+use crate::refusal::Refusal;
 use crate::store::integrations::CheckRow;
-use crate::workflow::refusal::Refusal;
 
 /// An on-call approval to apply inside the submission's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,31 +17,16 @@ use chrono::Utc;
 use rand::RngExt as _;
 use subtle::ConstantTimeEq as _;
 use tpa_core::api::{PolicyHookAnswer, PolicyHookCall};
-use tpa_core::{GroupName, Identity, RoleName, User, Username};
+use tpa_core::{GroupName, RoleName};
 
-use crate::config::{HOOK_USERNAME, HookStage, PolicyHookConfig};
+use crate::config::{HookStage, PolicyHookConfig};
 use crate::notify::{signature, without_url};
 
 mod call;
-mod refusal;
 
 pub use call::{approve_call, issue_call, submit_call};
-pub use refusal::record_refusal;
 
-/// The issuer of the policy hook's identity when it approves a stage.
-pub const HOOK_ISSUER: &str = "tpa:policy-hook";
-
-/// The policy hook as an approver: identity `tpa:policy-hook#policy-hook`,
-/// a member of `group` only.
-pub fn hook_user(group: GroupName) -> Option<User> {
-    let username = Username::parse(HOOK_USERNAME).ok()?;
-    Some(User {
-        identity: Identity::new(HOOK_ISSUER, HOOK_USERNAME).ok()?,
-        username,
-        display_name: "policy hook (automated check)".to_owned(),
-        groups: [group].into(),
-    })
-}
+pub use crate::auth::identity::automated::{HOOK_ISSUER, hook_user};
 
 /// The largest answer read, in bytes; a larger one refuses.
 pub const MAX_ANSWER: usize = 64 * 1024;

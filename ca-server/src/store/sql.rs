@@ -11,7 +11,6 @@
 use std::borrow::Cow;
 
 use super::StoreError;
-use super::pg::{PgConn, PgTx};
 
 /// Which database engine runs a statement (for the rare statement whose text
 /// has to differ, such as a lock that SQLite gets from `BEGIN IMMEDIATE`).
@@ -228,46 +227,6 @@ impl<S: Sql> Sql for Box<S> {
     }
     fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
         (**self).execute_batch(sql)
-    }
-}
-
-impl Sql for PgConn {
-    fn engine(&self) -> Engine {
-        Engine::Postgres
-    }
-    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
-        self.execute_pg(sql, params)
-    }
-    fn query_each(
-        &self,
-        sql: &str,
-        params: &[&dyn Param],
-        f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.query_each_pg(sql, params, f)
-    }
-    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
-        self.batch_pg(sql)
-    }
-}
-
-impl Sql for PgTx<'_> {
-    fn engine(&self) -> Engine {
-        Engine::Postgres
-    }
-    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
-        self.conn().execute_pg(sql, params)
-    }
-    fn query_each(
-        &self,
-        sql: &str,
-        params: &[&dyn Param],
-        f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.conn().query_each_pg(sql, params, f)
-    }
-    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
-        self.conn().batch_pg(sql)
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rusqlite::Connection;
 use tpa_core::{AccessRequest, GroupName, Identity, People, User, Username};
 
-use super::requests::WorkflowError;
+use super::error::WorkflowError;
 use crate::auth::identity::Identities;
 use crate::config::Config;
 use crate::store::{StoreError, auth_tokens};
@@ -40,7 +40,7 @@ pub fn current(
             identities
                 .refresh_live_blocking(&probe)
                 .map_err(|down| WorkflowError::Refused {
-                    code: crate::workflow::refusal::Refusal::DirectoryUnavailable,
+                    code: crate::refusal::Refusal::DirectoryUnavailable,
                     message: format!("{down}; nothing was decided or issued, try again later"),
                 })?;
         let Some(fresh) = fresh else {

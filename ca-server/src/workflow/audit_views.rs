@@ -3,7 +3,7 @@
 //! Being an auditor grants nothing that changes state: an auditor who also
 //! approves does so through the approver group alone.
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tpa_core::api::{

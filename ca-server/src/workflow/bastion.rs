@@ -3,7 +3,7 @@
 //! storing their session records with a `session.record` audit event on the
 //! request, and storing their refusal reports as `bastion.<kind>` audit events.
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde_json::json;

@@ -7,8 +7,8 @@ use tpa_core::{AccessRequest, Policy, User};
 
 use super::audit_views::Auditor;
 use super::error::WorkflowError;
-use super::refusal::Refusal;
 use crate::config::Config;
+use crate::refusal::Refusal;
 
 /// Proof that a user is in `auth.admin_groups`.
 #[derive(Debug, Clone, Copy)]

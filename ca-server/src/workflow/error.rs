@@ -4,7 +4,7 @@
 use tpa_core::{DecisionRefusal, IssueRefusal, PolicyRefusal};
 
 use super::IssueError;
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::store::{Fault, MaybeFault, StoreError};
 
 /// Why a use case did not happen.

@@ -1,7 +1,7 @@
 //! The access report: who had which role on which hosts in a period, with
 //! reasons, tickets, approvers, window and how it ended.
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tpa_core::api::{AccessGrant, AccessReport};

@@ -6,7 +6,7 @@
 //! and commits. A refusal commits only its `denied` audit event (and an expiry
 //! that was due); the request itself is unchanged.
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@
 //! Who may revoke is the caller's decision (the HTTP layer's admin check, or
 //! the operator running `tpa-ca revoke` on the CA's host).
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use std::str::FromStr as _;
 
 use chrono::{DateTime, Utc};

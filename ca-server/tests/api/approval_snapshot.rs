@@ -3,7 +3,7 @@
 //! real workflow over a real SQLite store and a configuration file that an
 //! administrator edits between the approval and the certificate.
 
-use ca_server::workflow::refusal::Refusal;
+use ca_server::refusal::Refusal;
 use ca_server::workflow::requests as wf;
 use tpa_core::{RequestId, RequestInput, User};
 

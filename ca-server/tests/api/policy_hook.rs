@@ -427,7 +427,7 @@ fn certificate_is_refused_when_the_request_no_longer_hashes_to_what_the_hook_all
         matches!(
             &results[0],
             Err(WorkflowError::Refused {
-                code: ca_server::workflow::refusal::Refusal::ContentChanged,
+                code: ca_server::refusal::Refusal::ContentChanged,
                 ..
             })
         ),
@@ -619,7 +619,7 @@ fn automated_check_approval_on_a_changed_request_is_refused() {
         matches!(
             refused,
             Err(WorkflowError::Refused {
-                code: ca_server::workflow::refusal::Refusal::ContentChanged,
+                code: ca_server::refusal::Refusal::ContentChanged,
                 ..
             })
         ),

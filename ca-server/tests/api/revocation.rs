@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use ca_server::commands::verify_database;
-use ca_server::workflow::refusal::Refusal;
+use ca_server::refusal::Refusal;
 use ca_server::workflow::requests as wf;
 use ca_server::workflow::revocation::{self, Revoked, Revoker, Target};
 use ca_server::workflow::{Issued, bastion, krl};

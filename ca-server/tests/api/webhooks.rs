@@ -370,7 +370,7 @@ async fn a_reason_at_the_length_cap_cannot_make_a_large_slack_payload() {
         matches!(
             refused,
             requests::WorkflowError::Refused {
-                code: ca_server::workflow::refusal::Refusal::BadReason,
+                code: ca_server::refusal::Refusal::BadReason,
                 ..
             }
         ),

@@ -127,10 +127,7 @@ pub fn user_of(
             groups,
         },
         email: text("email").map(str::to_owned),
-        verified_email: crate::integrations::emails::verified_claim(
-            text("email"),
-            claims.get("email_verified"),
-        ),
+        verified_email: verified_claim(text("email"), claims.get("email_verified")),
     })
 }
 
@@ -164,6 +161,19 @@ pub fn groups_of(
             }
         })
         .collect()
+}
+
+/// The email of an OpenID Connect login's claims, only when the provider
+/// said it is verified (`email_verified` is the JSON value `true`; a string
+/// "true", a missing claim or anything else is not a verification).
+pub fn verified_claim(
+    email: Option<&str>,
+    email_verified: Option<&Value>,
+) -> Option<tpa_core::VerifiedEmail> {
+    match email_verified {
+        Some(Value::Bool(true)) => email.and_then(|e| tpa_core::VerifiedEmail::parse(e).ok()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! [`Identities`]: password login, the OIDC connectors by name, and
 //! [`Identities::refresh`] to re-read a user's groups before a decision.
 
+pub mod automated;
 pub mod claims;
 pub mod ldap;
 pub mod local;
@@ -118,7 +119,7 @@ impl Identities {
                 .policy_hook
                 .as_ref()
                 .and_then(|h| h.approves_as.clone())
-                .and_then(crate::policy_hook::hook_user),
+                .and_then(automated::hook_user),
             ldap,
         })
     }
@@ -169,7 +170,7 @@ impl Identities {
     /// their login (re-read at the next login), and lose access at once when
     /// their issuer is no longer a configured connector.
     pub fn refresh(&self, user: &User) -> Option<User> {
-        if user.identity.issuer() == crate::policy_hook::HOOK_ISSUER {
+        if user.identity.issuer() == automated::HOOK_ISSUER {
             // The policy hook approves as long as it is configured to.
             self.automated_check
                 .clone()

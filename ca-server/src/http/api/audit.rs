@@ -11,10 +11,11 @@ use axum::http::request::Parts;
 use chrono::Utc;
 use tpa_core::api::{AuditPage, AuditQuery, CertificateList, ListQuery, SessionList, Timeline};
 
-use super::requests::{parse_id, read};
 use crate::app::AppState;
 use crate::http::auth::Authenticated;
+use crate::http::db::read;
 use crate::http::error::ApiError;
+use crate::http::extract::parse_id;
 use crate::workflow::audit_views::{self as av, Auditor};
 
 /// A caller who may read the audit trail. Extracting it fails with 401

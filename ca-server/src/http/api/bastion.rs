@@ -16,9 +16,9 @@ use tpa_core::api::{
     BastionEventBatch, BastionEventBatchResult, RevocationFeed, SessionBatch, SessionBatchResult,
 };
 
-use super::requests::{read, run};
 use crate::app::AppState;
 use crate::http::auth::{audit_source, client_ip};
+use crate::http::db::{read, run};
 use crate::http::error::ApiError;
 use crate::workflow::bastion as wf;
 

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::requests::read;
 use crate::app::AppState;
+use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::store;
 

@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use chrono::Utc;
 
-use super::requests::read;
 use crate::app::AppState;
+use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::workflow::krl;
 

@@ -2,7 +2,7 @@
 //! `[metrics] open_to_loopback = false`; others need the bearer token of
 //! `[metrics] token_file`. The numbers hold no personal data.
 
-use crate::workflow::refusal::Refusal;
+use crate::refusal::Refusal;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};

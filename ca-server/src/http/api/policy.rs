@@ -7,9 +7,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use tpa_core::api::ExplainView;
 
-use super::requests::read;
 use crate::app::AppState;
 use crate::http::auth::Authenticated;
+use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::AppQuery;
 use crate::workflow::explain::explain as explain_for;

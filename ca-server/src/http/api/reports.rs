@@ -4,16 +4,16 @@
 //! `tpa-ca report access`.
 
 use crate::http::extract::AppQuery;
-use crate::workflow::refusal::Refusal;
+use crate::refusal::Refusal;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tpa_core::api::AccessReport;
 
-use super::requests::read;
 use crate::app::AppState;
 use crate::http::auth::Authenticated;
+use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::workflow::capability::ReportReader;
 use crate::workflow::report::access_report;

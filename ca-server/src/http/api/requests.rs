@@ -2,7 +2,7 @@
 //! Handlers parse and authorize; the workflow does the rest (no SQL here).
 
 use crate::http::extract::{AppJson, AppJsonOrEmpty, AppPath, AppQuery};
-use crate::workflow::refusal::Refusal;
+use crate::refusal::Refusal;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -19,9 +19,11 @@ use tpa_core::api::{
 use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
 use crate::app::AppState;
-use crate::http::auth::{Authenticated, ClientIp, audit_source, with_reader, with_writer};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::csrf::Csrf;
+use crate::http::db::{read, run};
 use crate::http::error::ApiError;
+use crate::http::extract::parse_id;
 use crate::integrations::Prechecks;
 use crate::store::requests::{Listing, list};
 use crate::workflow::capability::Admin;
@@ -36,29 +38,6 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::Signing(e) => ApiError::Internal(e.into()),
         }
     }
-}
-
-/// Runs a workflow step on the writer connection; workflow errors keep their codes.
-pub(crate) async fn run<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
-) -> Result<T, ApiError> {
-    with_writer(state, f).await?.map_err(ApiError::from)
-}
-
-/// Runs a read on a pooled read-only connection; workflow errors keep their codes.
-pub(crate) async fn read<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, WorkflowError> + Send + 'static,
-) -> Result<T, ApiError> {
-    with_reader(state, move |conn| Ok(f(conn)))
-        .await?
-        .map_err(ApiError::from)
-}
-
-pub(crate) fn parse_id(id: &str) -> Result<RequestId, ApiError> {
-    // An id that cannot exist is the same as one that does not.
-    RequestId::parse(id).map_err(|_| ApiError::NotFound)
 }
 
 fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {

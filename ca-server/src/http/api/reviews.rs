@@ -7,11 +7,13 @@ use axum::extract::State;
 use chrono::Utc;
 use tpa_core::api::{RequestList, RequestView, ReviewBody};
 
-use super::requests::{parse_id, read, review_request};
+use super::requests::review_request;
 use crate::app::AppState;
 use crate::http::auth::{Authenticated, ClientIp};
 use crate::http::csrf::Csrf;
+use crate::http::db::read;
 use crate::http::error::ApiError;
+use crate::http::extract::parse_id;
 use crate::workflow::requests as wf;
 
 /// `GET /api/v1/reviews`: break-glass grants the caller may review.

@@ -4,7 +4,7 @@
 //! `POST /api/v1/requests/{id}/revoke`.
 
 use crate::http::extract::AppJson;
-use crate::workflow::refusal::Refusal;
+use crate::refusal::Refusal;
 use std::time::Instant;
 
 use axum::Json;
@@ -12,10 +12,10 @@ use axum::extract::State;
 use chrono::Utc;
 use tpa_core::api::{RevokeBody, RevokeResponse};
 
-use super::requests::run;
 use crate::app::AppState;
 use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::csrf::Csrf;
+use crate::http::db::run;
 use crate::http::error::ApiError;
 use crate::workflow::capability::Admin;
 use crate::workflow::revocation::{self, Revoker, Target};

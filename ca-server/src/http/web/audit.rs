@@ -17,7 +17,8 @@ use super::page_user::PageUser;
 use super::{PageError, QUERY_VALUE, page_context, percent_encode, render, utc};
 use crate::app::AppState;
 use crate::http::api::audit::query;
-use crate::http::api::requests::{parse_id, read};
+use crate::http::db::read;
+use crate::http::extract::parse_id;
 use crate::workflow::audit_views::{self as av, Auditor};
 
 /// `name=value&…` with the values percent-encoded; empty values are left out.

@@ -5,7 +5,7 @@
 //! `GET /device`, `POST /device`, `POST /device/decision`.
 
 use crate::http::extract::AppJson;
-use crate::workflow::refusal::Refusal;
+use crate::refusal::Refusal;
 use std::time::Instant;
 
 use axum::Json;

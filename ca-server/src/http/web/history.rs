@@ -9,7 +9,7 @@ use minijinja::{Value, context};
 use super::page_user::PageUser;
 use super::{PageError, page_context, render, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::read;
+use crate::http::db::read;
 use crate::store::requests::{Listing, list};
 use crate::workflow::requests as wf;
 

@@ -17,8 +17,8 @@ use crate::http::auth::{
 };
 use crate::http::csrf::require_csrf;
 use crate::http::error::ApiError;
+use crate::refusal::Refusal;
 use crate::store::auth_tokens::TokenKind;
-use crate::workflow::refusal::Refusal;
 
 fn cleared_cookie(config: &Config) -> String {
     session_cookie(config, "", 0)

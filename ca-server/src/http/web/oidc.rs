@@ -571,7 +571,7 @@ pub async fn cli_token(
         Err(refusal) => {
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(ApiError::Refused {
-                code: crate::workflow::refusal::Refusal::InvalidGrant,
+                code: crate::refusal::Refusal::InvalidGrant,
                 message: refusal.user_message(),
             })
         }

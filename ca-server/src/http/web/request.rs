@@ -5,7 +5,7 @@
 //! the page again with the message and the API's status.
 
 use crate::http::extract::{AppPath, AppQuery};
-use crate::workflow::refusal::Refusal;
+use crate::refusal::Refusal;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -17,10 +17,12 @@ use super::page_user::{PageForm, PageUser};
 use super::{PageError, page_context, render_status, request_value};
 use crate::app::AppState;
 use crate::http::api::requests::{
-    approve_request, cancel_request, deny_request, narrowing, parse_id, read, revoke_request,
+    approve_request, cancel_request, deny_request, narrowing, revoke_request,
 };
 use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::db::read;
 use crate::http::error::ApiError;
+use crate::http::extract::parse_id;
 use crate::workflow::approvers::{self, StageLine};
 use crate::workflow::capability::Admin;
 use crate::workflow::requests as wf;

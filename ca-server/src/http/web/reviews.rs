@@ -11,9 +11,11 @@ use minijinja::{Value, context};
 use super::page_user::{PageForm, PageUser};
 use super::{PageError, page_context, render_status, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::{parse_id, read, review_request};
+use crate::http::api::requests::review_request;
 use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::db::read;
 use crate::http::error::ApiError;
+use crate::http::extract::parse_id;
 use crate::workflow::requests as wf;
 
 async fn page(

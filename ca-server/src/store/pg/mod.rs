@@ -20,7 +20,7 @@ use std::time::Duration;
 use postgres::{Client, Statement};
 
 use super::StoreError;
-use super::sql::{Param, Row, postgres_placeholders};
+use super::sql::{Engine, Param, Row, Sql, postgres_placeholders};
 
 /// Advisory lock keys, one place for all (a `bigint` each; "tpa" in ASCII
 /// in the high bytes keeps them apart from other applications' keys).
@@ -221,6 +221,47 @@ pub(crate) fn test_database() -> (PgOptions, PgConn) {
     let mut conn = connect(&options).expect("connect to the test database");
     migrate(&mut conn).expect("migrate the test database");
     (options, conn)
+}
+
+// The statement API over PostgreSQL; `sql` knows nothing of this engine.
+impl Sql for PgConn {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        self.execute_pg(sql, params)
+    }
+    fn query_each(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.query_each_pg(sql, params, f)
+    }
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.batch_pg(sql)
+    }
+}
+
+impl Sql for PgTx<'_> {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        self.conn().execute_pg(sql, params)
+    }
+    fn query_each(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.conn().query_each_pg(sql, params, f)
+    }
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn().batch_pg(sql)
+    }
 }
 
 #[cfg(test)]
