@@ -184,6 +184,21 @@ fn status_error(status: StatusCode, retry_after: Option<&HeaderValue>) -> Provid
     }
 }
 
+/// A ticket system's credentials on `request`: HTTP basic with `username`
+/// and the token, or the token as a bearer (Jira and ServiceNow take both).
+pub fn ticket_auth(
+    request: reqwest::RequestBuilder,
+    config: &crate::config::TicketSystemConfig,
+) -> Result<reqwest::RequestBuilder, ProviderError> {
+    Ok(match &config.username {
+        Some(user) => request.basic_auth(user, Some(config.token.expose())),
+        None => request.header(
+            "authorization",
+            secret_header(&format!("Bearer {}", config.token.expose()))?,
+        ),
+    })
+}
+
 /// An `Authorization` header value marked sensitive (never logged by the
 /// HTTP stack).
 pub fn secret_header(value: &str) -> Result<HeaderValue, ProviderError> {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tpa_core::VerifiedEmail;
 
-use super::client::{ProviderClient, ProviderError, endpoint, secret_header};
+use super::client::{ProviderClient, ProviderError, endpoint, ticket_auth};
 use super::{BoxFuture, TicketAnswer, TicketSystem};
 use crate::config::{RequesterOnTicket, RoleTicketCheck, TicketSystemConfig};
 
@@ -82,13 +82,7 @@ impl Jira {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(match &self.config.username {
-            Some(user) => request.basic_auth(user, Some(self.config.token.expose())),
-            None => request.header(
-                "authorization",
-                secret_header(&format!("Bearer {}", self.config.token.expose()))?,
-            ),
-        })
+        ticket_auth(request, &self.config)
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tpa_core::VerifiedEmail;
 
-use super::client::{ProviderClient, ProviderError, endpoint, secret_header};
+use super::client::{ProviderClient, ProviderError, endpoint, ticket_auth};
 use super::{BoxFuture, TicketAnswer, TicketSystem};
 use crate::config::{RoleTicketCheck, TicketSystemConfig};
 
@@ -62,13 +62,7 @@ impl ServiceNow {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(match &self.config.username {
-            Some(user) => request.basic_auth(user, Some(self.config.token.expose())),
-            None => request.header(
-                "authorization",
-                secret_header(&format!("Bearer {}", self.config.token.expose()))?,
-            ),
-        })
+        ticket_auth(request, &self.config)
     }
 
     async fn find(&self, table: &str, number: &str) -> Result<Option<Record>, ProviderError> {
