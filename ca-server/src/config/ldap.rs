@@ -206,50 +206,8 @@ fn connector(
             at("ca_file")
         ));
     }
-    let text = |key: &str, value: Option<&str>, default: &str| -> Result<String, String> {
-        let value = value.unwrap_or(default);
-        if value.is_empty() || value.len() > 1024 || value.contains(char::is_control) {
-            Err(format!(
-                "{} must be 1 to 1024 bytes without control characters",
-                at(key)
-            ))
-        } else {
-            Ok(value.to_owned())
-        }
-    };
-    let (bind_dn, bind_password) = match (&raw.bind_dn, &raw.bind_password_file) {
-        (Some(dn), Some(file)) => {
-            let path = resolve(file);
-            let password = read_private_file(&path)
-                .map_err(|e| format!("{} {}: {e}", at("bind_password_file"), path.display()))?;
-            if password.is_empty() {
-                return Err(format!("{} is empty", at("bind_password_file")));
-            }
-            (Some(text("bind_dn", Some(dn), "")?), Some(password))
-        }
-        (None, None) => (None, None),
-        _ => {
-            return Err(format!(
-                "{} and bind_password_file go together",
-                at("bind_dn")
-            ));
-        }
-    };
-    let user_dn_template = match &raw.user_dn_template {
-        Some(t) if !t.contains("{username}") => {
-            return Err(format!(
-                "{} must contain {{username}}",
-                at("user_dn_template")
-            ));
-        }
-        t => t.clone(),
-    };
-    if bind_dn.is_none() && user_dn_template.is_none() {
-        return Err(format!(
-            "{}: set bind_dn + bind_password_file (search then bind) or user_dn_template (direct bind)",
-            at("bind_dn")
-        ));
-    }
+    let text = |key: &str, value: Option<&str>, default: &str| text_value(&at(key), value, default);
+    let (bind_dn, bind_password, user_dn_template) = binding(raw, name, resolve)?;
     let user_filter = text(
         "user_filter",
         raw.user_filter.as_deref(),
@@ -262,31 +220,7 @@ fn connector(
     if !user_filter.contains("{username}") {
         return Err(format!("{} must contain {{username}}", at("user_filter")));
     }
-    // AD too defaults to a search: its in-chain rule returns nested groups
-    // in one answer, which `memberOf` does not.
-    let group_membership = match raw.group_membership.as_deref() {
-        None | Some("search") => GroupMembership::Search,
-        Some("member_of") => GroupMembership::MemberOf,
-        Some(other) => {
-            return Err(format!(
-                "{} {other:?} is not \"member_of\" or \"search\"",
-                at("group_membership")
-            ));
-        }
-    };
-    if raw.group_map.is_empty() && !raw.trust_group_names {
-        return Err(format!(
-            "{} is empty: map the directory's group names (or DNs) to TPA groups, or set \
-             trust_group_names = true to use the names that are valid TPA group names",
-            at("group_map")
-        ));
-    }
-    let mut group_map = BTreeMap::new();
-    for (from, to) in &raw.group_map {
-        let group =
-            GroupName::parse(to).map_err(|e| format!("{} {from:?}: {e}", at("group_map")))?;
-        group_map.insert(from.to_ascii_lowercase(), group);
-    }
+    let (group_membership, group_map) = membership(raw, name)?;
     let duration = |key: &str, value: Option<&str>, default: &str, zero_ok: bool| {
         let value = value.unwrap_or(default);
         let parsed = if zero_ok && (value == "0" || value == "0s") {
@@ -351,6 +285,100 @@ fn connector(
         timeout: duration("timeout", raw.timeout.as_deref(), "5s", false)?,
         pool_size: raw.pool_size.unwrap_or(4).clamp(1, 64),
     })
+}
+
+/// `value` (or `default`) as a setting: 1 to 1024 bytes, no control characters.
+fn text_value(at: &str, value: Option<&str>, default: &str) -> Result<String, String> {
+    let value = value.unwrap_or(default);
+    if value.is_empty() || value.len() > 1024 || value.contains(char::is_control) {
+        Err(format!(
+            "{at} must be 1 to 1024 bytes without control characters"
+        ))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// `bind_dn`, the service account's password, `user_dn_template`.
+type Binding = (Option<String>, Option<String>, Option<String>);
+
+/// How the connector binds: the service account (`bind_dn` and its password
+/// file, for search then bind) and/or a `user_dn_template` (direct bind).
+fn binding(
+    raw: &RawLdap,
+    name: &str,
+    resolve: &impl Fn(&Path) -> PathBuf,
+) -> Result<Binding, String> {
+    let at = |key: &str| format!("ldap {name:?}: {key}");
+    let text = |key: &str, value: Option<&str>, default: &str| text_value(&at(key), value, default);
+    let (bind_dn, bind_password) = match (&raw.bind_dn, &raw.bind_password_file) {
+        (Some(dn), Some(file)) => {
+            let path = resolve(file);
+            let password = read_private_file(&path)
+                .map_err(|e| format!("{} {}: {e}", at("bind_password_file"), path.display()))?;
+            if password.is_empty() {
+                return Err(format!("{} is empty", at("bind_password_file")));
+            }
+            (Some(text("bind_dn", Some(dn), "")?), Some(password))
+        }
+        (None, None) => (None, None),
+        _ => {
+            return Err(format!(
+                "{} and bind_password_file go together",
+                at("bind_dn")
+            ));
+        }
+    };
+    let user_dn_template = match &raw.user_dn_template {
+        Some(t) if !t.contains("{username}") => {
+            return Err(format!(
+                "{} must contain {{username}}",
+                at("user_dn_template")
+            ));
+        }
+        t => t.clone(),
+    };
+    if bind_dn.is_none() && user_dn_template.is_none() {
+        return Err(format!(
+            "{}: set bind_dn + bind_password_file (search then bind) or user_dn_template (direct bind)",
+            at("bind_dn")
+        ));
+    }
+    Ok((bind_dn, bind_password, user_dn_template))
+}
+
+/// How groups are found (`group_membership`) and mapped (`group_map`).
+fn membership(
+    raw: &RawLdap,
+    name: &str,
+) -> Result<(GroupMembership, BTreeMap<String, GroupName>), String> {
+    let at = |key: &str| format!("ldap {name:?}: {key}");
+    // AD too defaults to a search: its in-chain rule returns nested groups
+    // in one answer, which `memberOf` does not.
+    let group_membership = match raw.group_membership.as_deref() {
+        None | Some("search") => GroupMembership::Search,
+        Some("member_of") => GroupMembership::MemberOf,
+        Some(other) => {
+            return Err(format!(
+                "{} {other:?} is not \"member_of\" or \"search\"",
+                at("group_membership")
+            ));
+        }
+    };
+    if raw.group_map.is_empty() && !raw.trust_group_names {
+        return Err(format!(
+            "{} is empty: map the directory's group names (or DNs) to TPA groups, or set \
+             trust_group_names = true to use the names that are valid TPA group names",
+            at("group_map")
+        ));
+    }
+    let mut group_map = BTreeMap::new();
+    for (from, to) in &raw.group_map {
+        let group =
+            GroupName::parse(to).map_err(|e| format!("{} {from:?}: {e}", at("group_map")))?;
+        group_map.insert(from.to_ascii_lowercase(), group);
+    }
+    Ok((group_membership, group_map))
 }
 
 /// The transport of `url`: `ldaps://` is TLS, `ldap://` is StartTLS unless

@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod page_user;
 pub mod request;
 pub mod reviews;
+mod routes;
 
 use chrono::{DateTime, Utc};
 use tpa_core::{AccessRequest, Policy};
@@ -31,6 +32,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::auth::{AuthVia, Authenticated, user_info};
 use super::error::ApiError;
+pub use routes::routes;
 
 /// The Content-Security-Policy of every page: no inline script or style, no
 /// framing, forms post only to the CA, and scripts (`/static/refresh.js`) may
