@@ -375,38 +375,8 @@ impl Config {
             .map(PublicUrl::parse)
             .transpose()
             .map_err(|e| invalid(format!("server.public_url {e}")))?;
-        let duration = |key: &str, value: Option<&str>, default: &str| {
-            HumanDuration::parse(value.unwrap_or(default))
-                .map_err(|e| invalid(format!("auth.{key}: {e}")))
-        };
-        let auth = AuthConfig {
-            session_ttl: duration("session_ttl", raw.auth.session_ttl.as_deref(), "8h")?,
-            api_token_ttl: duration("api_token_ttl", raw.auth.api_token_ttl.as_deref(), "12h")?,
-            device_token_ttl: duration(
-                "device_token_ttl",
-                raw.auth.device_token_ttl.as_deref(),
-                "1h",
-            )?,
-            admin_groups: raw
-                .auth
-                .admin_groups
-                .iter()
-                .map(|g| {
-                    GroupName::parse(g).map_err(|e| invalid(format!("auth.admin_groups: {e}")))
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw.accounts.len());
-        for (index, account) in raw.accounts.iter().enumerate() {
-            let account = parse_account(account, index, &resolve).map_err(invalid)?;
-            if accounts.iter().any(|a| a.username == account.username) {
-                return Err(invalid(format!(
-                    "accounts: username {:?} appears twice; each account needs its own username",
-                    account.username.as_str()
-                )));
-            }
-            accounts.push(account);
-        }
+        let auth = auth_config(&raw.auth).map_err(invalid)?;
+        let accounts = accounts(&raw.accounts, &resolve).map_err(invalid)?;
         let oidc = oidc::connectors(&raw.oidc, &resolve).map_err(invalid)?;
         if !oidc.is_empty() && public_url.is_none() {
             return Err(invalid(
@@ -430,33 +400,8 @@ impl Config {
         let role_names = policy.roles().map(|r| r.name.clone()).collect();
         let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)
             .map_err(invalid)?;
-        if let Some(group) = policy_hook.as_ref().and_then(|h| h.approves_as.as_ref()) {
-            // The automated check's group must be the hook's alone, and its
-            // name must not be a person's (separation of duties compares names).
-            if let Some(a) = accounts
-                .iter()
-                .find(|a| a.groups.contains(group) || a.username.as_str() == HOOK_USERNAME)
-            {
-                return Err(invalid(format!(
-                    "policy_hook.approves_as: account {:?} is in group {group} or named {HOOK_USERNAME}; \
-                     the automated check's group is the hook's alone",
-                    a.username.as_str()
-                )));
-            }
-            // Provider groups count as named when group_map is empty: a
-            // provider could then put anyone in the hook's group.
-            if let Some(c) = oidc
-                .iter()
-                .find(|c| c.group_map.is_empty() || c.group_map.values().any(|g| g == group))
-            {
-                return Err(invalid(format!(
-                    "policy_hook.approves_as: [[oidc]] {:?} could place users in group {group} \
-                     (set its group_map, and map nothing onto {group}); \
-                     the automated check's group is the hook's alone",
-                    c.name
-                )));
-            }
-        }
+        policy_hook::check_owned_group(policy_hook.as_ref(), &accounts, &oidc, &ldap)
+            .map_err(invalid)?;
         let alert_destinations =
             alerts::destinations(&raw.alert_destinations, base).map_err(invalid)?;
         let alerts =
@@ -515,6 +460,42 @@ impl Config {
     pub fn serves_tls(&self) -> bool {
         self.public_url.as_ref().is_some_and(PublicUrl::is_tls)
     }
+}
+
+/// `[auth]`: session and token lifetimes, administrator groups.
+fn auth_config(raw: &RawAuth) -> Result<AuthConfig, String> {
+    let duration = |key: &str, value: Option<&str>, default: &str| {
+        HumanDuration::parse(value.unwrap_or(default)).map_err(|e| format!("auth.{key}: {e}"))
+    };
+    Ok(AuthConfig {
+        session_ttl: duration("session_ttl", raw.session_ttl.as_deref(), "8h")?,
+        api_token_ttl: duration("api_token_ttl", raw.api_token_ttl.as_deref(), "12h")?,
+        device_token_ttl: duration("device_token_ttl", raw.device_token_ttl.as_deref(), "1h")?,
+        admin_groups: raw
+            .admin_groups
+            .iter()
+            .map(|g| GroupName::parse(g).map_err(|e| format!("auth.admin_groups: {e}")))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// `[[accounts]]`: each parsed, usernames unique.
+fn accounts(
+    raw: &[RawAccount],
+    resolve: &impl Fn(&Path) -> PathBuf,
+) -> Result<Vec<AccountConfig>, String> {
+    let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw.len());
+    for (index, account) in raw.iter().enumerate() {
+        let account = parse_account(account, index, resolve)?;
+        if accounts.iter().any(|a| a.username == account.username) {
+            return Err(format!(
+                "accounts: username {:?} appears twice; each account needs its own username",
+                account.username.as_str()
+            ));
+        }
+        accounts.push(account);
+    }
+    Ok(accounts)
 }
 
 /// Checks one `[[accounts]]` entry; the error names the account.

@@ -155,6 +155,57 @@ pub(super) fn policy_hook(
     }))
 }
 
+/// The automated check's group (`approves_as`) is the hook's alone: no
+/// account is in it or named like the hook, and no OpenID provider can place
+/// users in it.
+pub(super) fn check_owned_group(
+    hook: Option<&PolicyHookConfig>,
+    accounts: &[super::AccountConfig],
+    oidc: &[super::OidcConfig],
+    ldap: &[super::LdapConfig],
+) -> Result<(), String> {
+    if let Some(group) = hook.and_then(|h| h.approves_as.as_ref()) {
+        // The automated check's group must be the hook's alone, and its
+        // name must not be a person's (separation of duties compares names).
+        if let Some(a) = accounts
+            .iter()
+            .find(|a| a.groups.contains(group) || a.username.as_str() == HOOK_USERNAME)
+        {
+            return Err(format!(
+                "policy_hook.approves_as: account {:?} is in group {group} or named {HOOK_USERNAME}; \
+                 the automated check's group is the hook's alone",
+                a.username.as_str()
+            ));
+        }
+        // Provider groups count as named when group_map is empty: a
+        // provider could then put anyone in the hook's group.
+        if let Some(c) = oidc
+            .iter()
+            .find(|c| c.group_map.is_empty() || c.group_map.values().any(|g| g == group))
+        {
+            return Err(format!(
+                "policy_hook.approves_as: [[oidc]] {:?} could place users in group {group} \
+                 (set its group_map, and map nothing onto {group}); \
+                 the automated check's group is the hook's alone",
+                c.name
+            ));
+        }
+        // Directories likewise: without a group_map their group names count.
+        if let Some(c) = ldap
+            .iter()
+            .find(|c| c.group_map.is_empty() || c.group_map.values().any(|g| g == group))
+        {
+            return Err(format!(
+                "policy_hook.approves_as: [[ldap]] {:?} could place users in group {group} \
+                 (set its group_map, and map nothing onto {group}); \
+                 the automated check's group is the hook's alone",
+                c.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -247,6 +298,32 @@ mod tests {
             );
         }
         assert!(check(&oidc("group_map = { \"sre\" = \"sre-leads\" }\n")).is_ok());
+    }
+
+    #[test]
+    fn automated_check_group_cannot_come_from_a_directory() {
+        // issues 16 and 17: the same rule for [[ldap]] connectors, whose
+        // directory groups are trusted by name or mapped like a provider's.
+        let ldap = |extra: &str| {
+            format!(
+                "url = \"https://p.example.com/\"\napproves_as = \"automated-check\"\n\
+                 [[ldap]]\nname = \"corp\"\nurl = \"ldap://127.0.0.1:389\"\ninsecure_plaintext = true\n\
+                 user_base = \"ou=people,dc=example,dc=org\"\n\
+                 user_dn_template = \"uid={{username}},ou=people,dc=example,dc=org\"\n{extra}"
+            )
+        };
+        for extra in [
+            "trust_group_names = true\n",
+            "group_map = { \"bots\" = \"automated-check\" }\n",
+        ] {
+            let e = check(&ldap(extra)).unwrap_err();
+            assert!(
+                e.contains("[[ldap]] \"corp\" could place users in group automated-check"),
+                "{e}"
+            );
+        }
+        let ok = check(&ldap("group_map = { \"sre\" = \"sre-leads\" }\n"));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
