@@ -1,6 +1,6 @@
-//! The CA's background tasks: webhook senders, audit sinks, expiry of
-//! pending requests, the write probe and audit checkpoints. All stop when
-//! `stopped` turns true.
+//! The CA's background tasks: webhook senders, audit sinks, alert rules and
+//! destinations, ticket comments, expiry of pending requests, the write probe
+//! and audit checkpoints. All stop when `stopped` turns true.
 
 use std::time::Instant;
 
@@ -32,6 +32,23 @@ pub fn spawn(
         )
         .context("cannot start the audit sinks")?,
     );
+    background.extend(
+        crate::alerts::spawn(
+            state.database_path.clone(),
+            state.config.alerts.clone(),
+            state.config.alert_destinations.clone(),
+            state.bell.clone(),
+            stopped.clone(),
+        )
+        .context("cannot start the alert tasks")?,
+    );
+    background.extend(crate::integrations::comments::spawn(
+        state.database_path.clone(),
+        state.integrations.clone(),
+        state.config.public_url.as_ref().map(|u| u.origin()),
+        state.bell.clone(),
+        stopped.clone(),
+    ));
     background.push(tokio::spawn(expire_pending(state.clone(), stopped.clone())));
     background.push(tokio::spawn(probe_writes(state.clone(), stopped.clone())));
     background.push(tokio::spawn(sign_checkpoints(

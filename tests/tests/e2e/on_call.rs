@@ -1,7 +1,9 @@
 //! Issue 17 end to end: on-call alice gets hotfix-admin at once with
 //! `tpa-ssh request --wait` (no approver acts), the PagerDuty fake is asked
-//! by schedule and user, and the Jira fake gets the approval comment from
-//! the outbox. The fakes answer with the vendors' documented JSON.
+//! by schedule and user, a Slack fake gets the alert for the access (an
+//! `[[alerts]]` rule on the sensitive role), and the Jira fake gets the
+//! approval comment from the outbox. The fakes answer with the vendors'
+//! documented JSON.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -182,17 +184,23 @@ fn jira(s: &Seen) -> (u16, String) {
     }
 }
 
+/// A Slack incoming webhook: `200 ok` for every post.
+fn slack(_: &Seen) -> (u16, String) {
+    (200, "ok".to_owned())
+}
+
 fn write_private(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 #[test]
-fn on_call_alice_gets_hotfix_admin_at_once_and_jira_gets_the_comment() {
+fn on_call_alice_gets_hotfix_admin_at_once_slack_gets_the_alert_and_jira_the_comment() {
     // issue 17
     let tmp = tempfile::tempdir().unwrap();
     let pd = Fake::start(pagerduty);
     let jira_fake = Fake::start(jira);
+    let slack_fake = Fake::start(slack);
     let ca = CaDir::init(tmp.path(), "ca");
     write_private(&ca.dir.join("pagerduty.token"), "pd-token-e2e-0001");
     write_private(&ca.dir.join("jira.token"), "jira-token-e2e-0001");
@@ -229,9 +237,21 @@ username = "alice"
 password_hash = "{hash}"
 groups = ["engineers"]
 email = "alice@example.com"
+
+[[alert_destinations]]
+name = "slack"
+kind = "slack"
+url = "{slack}/services/T000/B000/e2e"
+
+[[alerts]]
+name = "hotfix-access"
+when = "sensitive_role"
+roles = ["hotfix-admin"]
+destinations = ["slack"]
 "#,
         pd = pd.url(),
         jira = jira_fake.url(),
+        slack = slack_fake.url(),
     ));
     std::fs::write(&ca.config, config).unwrap();
     let running = ca.serve();
@@ -330,6 +350,13 @@ email = "alice@example.com"
             "{part:?} not in {}",
             comment.body
         );
+    }
+    // The alert for the access: one Slack post naming the role and the person.
+    let alert = slack_fake.wait_for("the Slack alert", |s| {
+        s.method == "POST" && s.target == "/services/T000/B000/e2e"
+    });
+    for part in ["hotfix-admin", "alice"] {
+        assert!(alert.body.contains(part), "{part:?} not in {}", alert.body);
     }
     running.terminate();
 }
