@@ -418,8 +418,21 @@ pub(crate) async fn password_login(
         TokenKind::WebSession => state.config.auth.session_ttl,
         TokenKind::Api => state.config.auth.api_token_ttl,
     };
+    // A directory vouches for its `mail` (issue 16); like an OpenID login's
+    // verified email it is what on-call providers match the person by
+    // (issue 17), recorded (or forgotten) at every login. Local accounts
+    // carry theirs in the configuration.
+    let directory_email = (user.identity.issuer() != tpa_core::identity::LOCAL_ISSUER).then(|| {
+        login
+            .verified_email
+            .as_deref()
+            .and_then(|e| tpa_core::VerifiedEmail::parse(e).ok())
+    });
     let now = Utc::now();
     with_db(state, move |conn| {
+        if let Some(email) = directory_email {
+            crate::integrations::emails::record_login(conn, &user.identity, email.as_ref(), now)?;
+        }
         Ok(sessions::create_with_reason(
             conn, &user, kind, ttl, &source, now, &via,
         )?)

@@ -5,8 +5,8 @@
 //!
 //! One accessor per connector: a local account's `email` (written by the
 //! operator), an OpenID Connect login's `email` when the provider said
-//! `email_verified: true` (recorded at login). A directory connector plugs in
-//! here with its `mail` attribute.
+//! `email_verified: true`, and a directory's `mail` attribute (both recorded
+//! at every login, forgotten when a login carries none).
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
@@ -34,8 +34,8 @@ pub fn identity_email(
 
 pub use crate::auth::identity::claims::verified_claim;
 
-/// Records what an OpenID Connect login said about the identity's email
-/// (forgetting it when the login verified none).
+/// Records what an OpenID Connect or directory login said about the
+/// identity's email (forgetting it when the login verified none).
 pub fn record_login(
     conn: &mut Connection,
     identity: &Identity,

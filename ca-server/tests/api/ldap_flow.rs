@@ -116,6 +116,21 @@ async fn ldap_users_log_in_on_the_web_form_and_the_api() {
         );
         assert_eq!(info["identity"]["subject"].as_str().unwrap().len(), 36);
         assert_eq!(last_login_reason(&app), "ldap login via corp");
+        // issues 16 and 17: the directory's `mail` is the verified email
+        // on-call providers match the person by.
+        let identity = tpa_core::Identity::new(
+            info["identity"]["issuer"].as_str().unwrap(),
+            info["identity"]["subject"].as_str().unwrap(),
+        )
+        .unwrap();
+        let email =
+            ca_server::store::integrations::verified_email(&app.data.open_store(), &identity)
+                .unwrap()
+                .map(|e| e.as_str().to_owned());
+        assert_eq!(
+            email.as_deref(),
+            Some(format!("{user}@example.org").as_str())
+        );
 
         let page = web_login(&app, user, &password(user)).await;
         assert_eq!(page.status, 303, "{user}: {}", page.body);
