@@ -29,13 +29,11 @@ fn opt_time(text: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
 
 fn path_name(path: ApprovalPath) -> &'static str {
     match path {
-        ApprovalPath::Auto => "auto",
-        ApprovalPath::Stages => "stages",
-        ApprovalPath::BreakGlass => "break_glass",
         // The column's CHECK predates on-call approvals: such a request is
         // stored as `stages` with its row in `automated_approvals`, which
         // `load` turns back into `OnCall`.
         ApprovalPath::OnCall => "stages",
+        other => other.as_str(),
     }
 }
 
