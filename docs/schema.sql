@@ -336,6 +336,12 @@ CREATE TABLE revoked_certificates (
     revocation_id INTEGER NOT NULL REFERENCES revocations (id)
 ) STRICT;
 
+CREATE TABLE window_end_notices (
+    request_id  TEXT    PRIMARY KEY REFERENCES requests (id),
+    outbox_id   INTEGER,
+    noticed_at  TEXT    NOT NULL
+) STRICT;
+
 CREATE INDEX auth_tokens_expires_at ON auth_tokens (expires_at);
 
 CREATE INDEX bastion_sessions_request ON bastion_sessions (request_id, started_at);
@@ -351,6 +357,8 @@ CREATE INDEX cli_login_codes_expires_at ON cli_login_codes (expires_at);
 CREATE INDEX device_logins_expires_at ON device_logins (expires_at);
 
 CREATE INDEX oidc_logins_expires_at ON oidc_logins (expires_at);
+
+CREATE INDEX requests_approved_window_end ON requests (window_end) WHERE state = 'approved';
 
 CREATE INDEX requests_requester ON requests (requester_issuer, requester_subject, state);
 

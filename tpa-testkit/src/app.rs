@@ -27,6 +27,7 @@ pub struct TestApp {
     pub address: SocketAddr,
     /// Its data directory.
     pub data: DataDir,
+    state: ca_server::app::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -98,6 +99,7 @@ pub async fn spawn_app_bound(
 
 impl TestApp {
     fn run(address: SocketAddr, data: DataDir, app: Application) -> Self {
+        let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -105,9 +107,16 @@ impl TestApp {
         Self {
             address,
             data,
+            state,
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// The running server's shared state: for tests that drive a background
+    /// pass at a chosen time (an injected clock) and ring its outbox bell.
+    pub fn state(&self) -> &ca_server::app::AppState {
+        &self.state
     }
 
     /// `GET path`, unauthenticated.

@@ -1,6 +1,7 @@
 //! The CA's background tasks: webhook senders, audit sinks, alert rules and
-//! destinations, ticket comments, expiry of pending requests, the write probe
-//! and audit checkpoints. All stop when `stopped` turns true.
+//! destinations, ticket comments, expiry of pending requests, the ends of
+//! approved windows (closing ticket comments), the write probe and audit
+//! checkpoints. All stop when `stopped` turns true.
 
 use std::time::Instant;
 
@@ -50,6 +51,10 @@ pub fn spawn(
         stopped.clone(),
     ));
     background.push(tokio::spawn(expire_pending(state.clone(), stopped.clone())));
+    background.push(tokio::spawn(notice_window_ends(
+        state.clone(),
+        stopped.clone(),
+    )));
     background.push(tokio::spawn(probe_writes(state.clone(), stopped.clone())));
     background.push(tokio::spawn(sign_checkpoints(
         state.clone(),
@@ -86,6 +91,43 @@ async fn expire_pending(state: AppState, mut stop: tokio::sync::watch::Receiver<
                 tracing::warn!(error = format!("{e:#}"), "cannot expire pending requests")
             }
             Err(e) => tracing::warn!(error = %e, "expiry task failed"),
+        }
+    }
+}
+
+/// Every 15 seconds, notices the approved windows that ran out and queues
+/// their closing ticket comments (`integrations::window_end`).
+async fn notice_window_ends(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+            _ = stop.changed() => return,
+        }
+        let st = state.clone();
+        let db = state.db.clone();
+        let deadline = Instant::now() + state.config.write_deadline;
+        let done = tokio::task::spawn_blocking(move || {
+            db.run(deadline, |conn| {
+                crate::integrations::window_end::queue_due(
+                    conn,
+                    st.integrations.config(),
+                    &st.config.policy,
+                    chrono::Utc::now(),
+                )
+                .map_err(anyhow::Error::from)
+            })
+        })
+        .await;
+        match done {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(queued = n, "queued closing ticket comments");
+                state.bell.ring();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = format!("{e:#}"), "cannot notice ended windows")
+            }
+            Err(e) => tracing::warn!(error = %e, "window end task failed"),
         }
     }
 }

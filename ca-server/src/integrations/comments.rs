@@ -1,8 +1,9 @@
 //! Ticket comments, delivered from the outbox like webhooks: one sender per
 //! ticket system (cursor `ticket:<name>`) reads the request events in order
 //! and, for roles whose `ticket_check` sets `comment = true`, comments when
-//! access is approved and when it ends early (cancelled, revoked). A failed
-//! comment is retried with backoff; an outage only delays it.
+//! access is approved, when it ends early (cancelled, revoked) and when its
+//! window runs out (queued by [`super::window_end`]). A failed comment is
+//! retried with backoff; an outage only delays it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -74,8 +75,25 @@ pub fn comment_text(event: &WebhookEvent, public_origin: Option<&str>) -> Option
             r.window_end.as_deref().unwrap_or("-"),
             event.event.trim_start_matches("request."),
         )),
+        super::window_end::KIND => Some(format!(
+            "TPA: access of {who} to role {} on {hosts} ended at {} when its approved window ran out. {link}",
+            r.role,
+            r.window_end.as_deref().map_or_else(|| "-".to_owned(), utc),
+        )),
         _ => None,
     }
+}
+
+/// A stored RFC 3339 time as `2026-12-07 10:00:00 UTC`.
+fn utc(text: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(text).map_or_else(
+        |_| text.to_owned(),
+        |t| {
+            t.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        },
+    )
 }
 
 /// Starts one comment sender per ticket system that comments.
@@ -165,7 +183,7 @@ impl Commenter {
     /// Comments for `item` when it is an event of a role that comments on
     /// this system; anything else is passed over.
     async fn deliver(&self, item: &outbox::Pending) -> Result<(), String> {
-        if !item.kind.starts_with("request.") {
+        if !item.kind.starts_with("request.") && item.kind != super::window_end::KIND {
             return Ok(());
         }
         let Ok(event) = serde_json::from_str::<WebhookEvent>(&item.payload) else {

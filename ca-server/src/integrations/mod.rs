@@ -21,6 +21,7 @@ pub mod opsgenie;
 pub mod pagerduty;
 mod precheck;
 pub mod servicenow;
+pub mod window_end;
 
 use crate::config::{IntegrationsConfig, OnCallKind, RoleTicketCheck, TicketKind};
 use client::{ProviderClient, ProviderError};

@@ -74,6 +74,7 @@ pub mod reviews;
 pub mod revocations;
 pub mod sql;
 pub mod wal_checkpoint;
+pub mod window_ends;
 mod writer;
 
 pub use engine::{Conn, Tx};
@@ -108,6 +109,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0018_integrations.sql"),
     include_str!("migrations/0019_alerts.sql"),
     include_str!("migrations/0020_delivery_leases.sql"),
+    include_str!("migrations/0021_window_end_notices.sql"),
 ];
 
 /// The schema version this build expects.

@@ -43,6 +43,7 @@ mod requests_http;
 mod revocation;
 mod slapd;
 mod storage;
+mod ticket_end;
 mod tickets;
 mod web;
 mod webhooks;

@@ -12,7 +12,7 @@ use crate::helpers::HOTFIX;
 use crate::helpers::{TestApp, audit_rows};
 
 /// A Jira issue as `GET /rest/api/2/issue/{key}` returns it.
-fn issue(key: &str, project: &str, category: &str, assignee: &str) -> Value {
+pub(crate) fn issue(key: &str, project: &str, category: &str, assignee: &str) -> Value {
     json!({
         "id": "10009",
         "key": key,
@@ -37,7 +37,7 @@ fn not_found() -> Answer {
 }
 
 /// Jira with one issue, INC-9, as `body`; comments answered 201.
-fn jira(body: Value) -> impl Fn(&Seen) -> Answer + Send + Sync + 'static {
+pub(crate) fn jira(body: Value) -> impl Fn(&Seen) -> Answer + Send + Sync + 'static {
     move |s: &Seen| match (s.method.as_str(), s.path()) {
         ("GET", "/rest/api/2/issue/INC-9") => json(200, body.clone()),
         ("POST", "/rest/api/2/issue/INC-9/comment") => json(201, json!({ "id": "10100" })),
