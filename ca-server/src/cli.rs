@@ -135,7 +135,7 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// On-call providers and ticket systems.
+    /// On-call providers, ticket systems, the policy hook and alert destinations.
     Integrations {
         /// What to do.
         #[command(subcommand)]
@@ -146,8 +146,18 @@ pub enum Command {
 /// `tpa-ca integrations …`.
 #[derive(Debug, Subcommand)]
 pub enum IntegrationsCommand {
-    /// Ask each configured provider once, read-only, and print what it found.
-    Test(ConfigArg),
+    /// Ask each configured provider and the policy hook once, read-only, and
+    /// print what they answered; list the alert destinations (sent a test
+    /// alert only with --send-test-alert).
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also send one alert, labelled as a test (severity info, a dedup
+        /// key of this run), to each [[alert_destinations]] entry: it may
+        /// page whoever is on call there.
+        #[arg(long)]
+        send_test_alert: bool,
+    },
 }
 
 /// `tpa-ca ldap …`.

@@ -152,33 +152,7 @@ impl Sender {
     }
 
     async fn post(&self, alert: &AlertEvent, delivery: i64) -> Result<(), Failure> {
-        let body = body(&self.destination.kind, alert).to_string();
-        let mut request = self
-            .client
-            .post(self.destination.url.clone())
-            .header("content-type", "application/json");
-        match &self.destination.kind {
-            DestinationKind::Opsgenie { api_key } => {
-                request = request.header("authorization", format!("GenieKey {api_key}"));
-            }
-            DestinationKind::Webhook { secret } => {
-                request = request
-                    .header("x-tpa-event", KIND)
-                    .header("x-tpa-delivery", delivery.to_string());
-                let timestamp = Utc::now().timestamp();
-                if let Some(sig) = secret
-                    .as_ref()
-                    .and_then(|s| signature(s, timestamp, body.as_bytes()))
-                {
-                    request = request
-                        .header("x-tpa-timestamp", timestamp.to_string())
-                        .header("x-tpa-signature", sig);
-                }
-            }
-            DestinationKind::PagerDuty { .. } | DestinationKind::Slack => {}
-        }
-        let response = request
-            .body(body)
+        let response = request(&self.client, &self.destination, alert, delivery)
             .send()
             .await
             .map_err(|e| format!("request failed: {}", without_url(&e)))?;
@@ -197,6 +171,41 @@ impl Sender {
             retry_after,
         })
     }
+}
+
+/// The POST of `alert` to `destination` in its format, with its headers
+/// (Opsgenie's key, a webhook's event, delivery id and signature).
+pub(crate) fn request(
+    client: &reqwest::Client,
+    destination: &AlertDestination,
+    alert: &AlertEvent,
+    delivery: i64,
+) -> reqwest::RequestBuilder {
+    let body = body(&destination.kind, alert).to_string();
+    let mut request = client
+        .post(destination.url.clone())
+        .header("content-type", "application/json");
+    match &destination.kind {
+        DestinationKind::Opsgenie { api_key } => {
+            request = request.header("authorization", format!("GenieKey {api_key}"));
+        }
+        DestinationKind::Webhook { secret } => {
+            request = request
+                .header("x-tpa-event", KIND)
+                .header("x-tpa-delivery", delivery.to_string());
+            let timestamp = Utc::now().timestamp();
+            if let Some(sig) = secret
+                .as_ref()
+                .and_then(|s| signature(s, timestamp, body.as_bytes()))
+            {
+                request = request
+                    .header("x-tpa-timestamp", timestamp.to_string())
+                    .header("x-tpa-signature", sig);
+            }
+        }
+        DestinationKind::PagerDuty { .. } | DestinationKind::Slack => {}
+    }
+    request.body(body)
 }
 
 /// At most `max` characters of `text`, with `…` when cut.

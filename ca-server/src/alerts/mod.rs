@@ -28,6 +28,7 @@ use tpa_core::audit::{Event, format_time};
 
 pub mod destinations;
 pub mod rules;
+pub mod test_alert;
 
 /// Outbox kind of a queued alert.
 pub const KIND: &str = "alert";

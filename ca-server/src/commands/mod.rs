@@ -143,7 +143,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Test { config, cases },
         } => policy::run_test(&config.config, &cases),
         Command::Integrations {
-            command: IntegrationsCommand::Test(config),
-        } => integrations::run_test(&config.config),
+            command:
+                IntegrationsCommand::Test {
+                    config,
+                    send_test_alert,
+                },
+        } => integrations::run_test(&config.config, send_test_alert),
     }
 }

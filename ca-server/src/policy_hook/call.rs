@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use tpa_core::api::{HookRequest, HookRequester, Person, PolicyHookCall};
-use tpa_core::{AccessRequest, CheckedRequest, HostName, User};
+use tpa_core::{AccessRequest, CheckedRequest, HostName, RoleName, User};
 
 use crate::config::HookStage;
 use tpa_core::api::GrantView;
@@ -103,4 +103,50 @@ fn stored_call(
         content_hash: Some(r.content_hash()),
     };
     Some(call(stage, user, request, grant, fingerprint, now))
+}
+
+/// The `stage` of the read-only test call of `tpa-ca integrations test`.
+pub const TEST_STAGE: &str = "test";
+
+/// The read-only test call of `tpa-ca integrations test`: `"stage": "test"`,
+/// about no request (no id, no hosts, no duration, an empty grant), from the
+/// requester `tpa-ca integrations test` with no groups, signed like every
+/// call. `role` is one the hook is asked about, so that a hook routing on it
+/// answers as usual. The CA acts on neither answer; the command only checks
+/// that it is a valid, signed answer with the call's nonce.
+pub fn test_call(role: Option<&RoleName>, now: DateTime<Utc>) -> PolicyHookCall {
+    PolicyHookCall {
+        version: 1,
+        nonce: String::new(),
+        stage: TEST_STAGE.to_owned(),
+        time: format_time(now),
+        requester: HookRequester {
+            person: Person {
+                issuer: "tpa:integrations-test".to_owned(),
+                subject: "tpa-ca integrations test".to_owned(),
+                username: None,
+            },
+            groups: Vec::new(),
+        },
+        request: HookRequest {
+            id: None,
+            role: role.map(ToString::to_string).unwrap_or_default(),
+            hosts: Vec::new(),
+            duration_secs: 0,
+            reason: "tpa-ca integrations test: a read-only test call; nothing is requested"
+                .to_owned(),
+            ticket: None,
+            start: None,
+            approval_path: TEST_STAGE.to_owned(),
+            content_hash: None,
+        },
+        grant: GrantView {
+            principals: Vec::new(),
+            extensions: Vec::new(),
+            force_command: None,
+            source_address: None,
+            cert_ttl: "0s".to_owned(),
+        },
+        public_key_fingerprint: None,
+    }
 }

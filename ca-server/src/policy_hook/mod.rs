@@ -24,7 +24,7 @@ use crate::notify::{signature, without_url};
 
 mod call;
 
-pub use call::{approve_call, issue_call, submit_call};
+pub use call::{TEST_STAGE, approve_call, issue_call, submit_call, test_call};
 
 pub use crate::auth::identity::automated::{HOOK_ISSUER, hook_user};
 
@@ -74,6 +74,15 @@ impl PolicyHook {
     /// Whether the hook is asked about `role` at `stage`.
     pub fn applies(&self, role: &RoleName, stage: HookStage) -> bool {
         self.config.applies(role, stage)
+    }
+
+    /// The first role of `policy` the hook is asked about (at any stage).
+    pub fn first_role<'p>(&self, policy: &'p tpa_core::Policy) -> Option<&'p RoleName> {
+        policy.roles().map(|r| &r.name).find(|name| {
+            [HookStage::Submit, HookStage::Issue, HookStage::Approve]
+                .into_iter()
+                .any(|stage| self.applies(name, stage))
+        })
     }
 
     /// The approval-stage group the hook approves as, if any.

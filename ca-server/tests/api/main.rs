@@ -20,6 +20,7 @@ mod flood;
 mod free_text;
 mod helpers;
 mod http;
+mod integrations_command;
 mod issuance;
 mod json_errors;
 mod ldap_command;

@@ -356,5 +356,5 @@ async fn integrations_test_command_asks_each_provider_once() {
         out.contains("FAILED: schedule PSCHED1: the provider answered HTTP 503"),
         "{out}"
     );
-    assert!(err.contains("1 provider check(s) failed"), "{err}");
+    assert!(err.contains("1 integration check(s) failed"), "{err}");
 }

@@ -12,7 +12,9 @@ pub struct PolicyHookCall {
     pub version: u32,
     /// A fresh random value; the answer must repeat it (no replayed answers).
     pub nonce: String,
-    /// `submit` (before the request is stored) or `issue` (before a certificate is signed).
+    /// `submit` (before the request is stored), `issue` (before a certificate
+    /// is signed), `approve` (the automated-check stage) or `test` (the
+    /// read-only call of `tpa-ca integrations test`).
     pub stage: String,
     /// When the CA asked, RFC 3339 UTC.
     pub time: String,
