@@ -44,6 +44,7 @@ mod requests_http;
 mod revocation;
 mod slapd;
 mod storage;
+mod ticket_bad_input;
 mod ticket_end;
 mod tickets;
 mod web;
