@@ -20,6 +20,7 @@ pub fn spawn(
         database: state.database_path.clone(),
         bell: state.bell.clone(),
         shutdown: stopped.clone(),
+        lease: crate::notify::delivery::Lease::for_process(),
     };
     let mut background = crate::notify::spawn_senders(&deliveries, state.config.webhooks.clone())
         .context("cannot start the webhook senders")?;

@@ -22,6 +22,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use crate::config::{AuditSinkConfig, AuditSinkTarget, SyslogTransport};
 use crate::notify::delivery::{Destination, Failure, Next, Queue, answered};
 use crate::notify::{Deliveries, delivery_client, signature};
+use crate::store::leases::Cursors;
 use crate::store::{StoreError, audit_sinks};
 use tpa_core::audit::{Event, canonical_json};
 
@@ -51,7 +52,7 @@ pub fn spawn(
     sinks: Vec<AuditSinkConfig>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
     let client = delivery_client()?;
-    let hostname = hostname();
+    let hostname = crate::notify::hostname();
     Ok(sinks
         .into_iter()
         .map(|sink| {
@@ -65,28 +66,13 @@ pub fn spawn(
         .collect())
 }
 
-/// This machine's name for the syslog HOSTNAME field (`-` when unknown).
-fn hostname() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String = name
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(255)
-        .collect();
-    if name.is_empty() {
-        "-".to_owned()
-    } else {
-        name
-    }
-}
-
 /// The audit trail as a delivery queue: up to [`BATCH`] events after the
 /// sink's cursor (`audit_sink_cursors`) per delivery.
 struct AuditTrail;
 
 impl Queue for AuditTrail {
     type Item = Vec<Event>;
+    const CURSORS: Cursors = Cursors::AuditSinks;
 
     fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Vec<Event>>>, StoreError> {
         let cursor = audit_sinks::cursor(conn, sink)?

@@ -4,6 +4,14 @@
 //! time of the next attempt. Backoff, `Retry-After`, ordering, shutdown and
 //! the log lines are written here once; a [`Destination`] only says how to
 //! send one item, a [`Queue`] where its items and cursor live.
+//!
+//! With several replicas on one database, a loop delivers only while it
+//! holds its sink's lease (`store::leases`): it takes or renews the lease
+//! before each item and every [`Lease::ttl`]/3 while a delivery is in
+//! flight, so a replica that lost it stops before the next item, and a dead
+//! replica's sinks are taken over once its lease ran out ([`LEASE_TTL`]).
+//! Delivery stays at least once: an item the dead replica had sent but not
+//! yet recorded is sent again by the next holder.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -14,13 +22,14 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::OutboxBell;
+pub use super::lease::{LEASE_TTL, Lease};
+use crate::store::leases::{self, Cursors};
 use crate::store::{self, Create, StoreError, outbox};
 
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The pause after a step that failed on the database side.
 const STEP_ERROR_WAIT: Duration = Duration::from_secs(5);
-
 /// The next item of a sink, with the sink's retry state.
 #[derive(Debug)]
 pub(crate) struct Next<I> {
@@ -37,6 +46,8 @@ pub(crate) struct Next<I> {
 pub(crate) trait Queue: 'static {
     /// What one delivery sends.
     type Item: Send + Sync + 'static;
+    /// The table of its cursors (and their leases).
+    const CURSORS: Cursors;
     /// The next item after `sink`'s cursor, if any.
     fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError>;
     /// Moves `sink`'s cursor past `item` (only forward).
@@ -56,6 +67,7 @@ pub(crate) struct Outbox;
 
 impl Queue for Outbox {
     type Item = outbox::Pending;
+    const CURSORS: Cursors = Cursors::Outbox;
 
     fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError> {
         Ok(outbox::next(conn, sink)?.map(|item| Next {
@@ -155,6 +167,8 @@ pub struct Deliveries {
     pub bell: OutboxBell,
     /// Turns true at shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Who this process is to the other replicas, and for how long a lease holds.
+    pub lease: Lease,
 }
 
 impl Deliveries {
@@ -196,7 +210,7 @@ async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
     let mut shutdown = deliveries.shutdown.clone();
     loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
         let wait = match step(&mut destination, &deliveries).await {
             Ok(wait) => wait,
@@ -209,27 +223,43 @@ async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
             deliveries.bell.pause(wait, &mut shutdown).await;
         }
     }
+    // Another replica need not wait for the lease to run out.
+    let (sink, lease) = (destination.sink(), deliveries.lease.clone());
+    let released = blocking(&deliveries.database, move |conn| {
+        leases::release(conn, D::Queue::CURSORS, &sink, &lease.holder)
+    })
+    .await;
+    if let Err(e) = released {
+        tracing::warn!(kind = D::KIND, name = %destination.name(), error = %e, "cannot release the delivery lease");
+    }
 }
 
-/// Delivers the next item, if one is due. Returns how long to wait before
-/// the next step (`None`: go on at once).
+/// Delivers the next item, if this loop holds the lease and one is due.
+/// Returns how long to wait before the next step (`None`: go on at once).
 async fn step<D: Destination>(
     destination: &mut D,
     deliveries: &Deliveries,
 ) -> Result<Option<Duration>, StoreError> {
     let sink = destination.sink();
-    let name = sink.clone();
+    let (name, lease) = (sink.clone(), deliveries.lease.clone());
     let next = blocking(&deliveries.database, move |conn| {
-        D::Queue::next(conn, &name)
+        if !lease.take(conn, D::Queue::CURSORS, &name)? {
+            return Ok(None);
+        }
+        D::Queue::next(conn, &name).map(Some)
     })
     .await?;
+    let Some(next) = next else {
+        // Another replica holds the lease: look again before it could run out.
+        return Ok(Some(deliveries.lease.ttl / 3));
+    };
     let Some(next) = next else {
         return Ok(Some(D::IDLE_POLL));
     };
     if let Some(wait) = until_retry(next.next_attempt_at.as_deref(), Utc::now()) {
         return Ok(Some(wait));
     }
-    let result = destination.send(&next.item).await;
+    let result = send_holding(destination, deliveries, &sink, &next.item).await;
     if let Err(failure) = &result {
         tracing::warn!(kind = D::KIND, name = %destination.name(), error = %failure.error, "delivery failed; will retry");
     }
@@ -246,6 +276,37 @@ async fn step<D: Destination>(
     })
     .await?;
     Ok(None)
+}
+
+/// Sends `item`, renewing the lease every ttl/3 while the delivery is in
+/// flight. A lease lost meanwhile does not cut the delivery short (the
+/// receiver may have it already); the next step notices and stops. Recording
+/// the outcome stays safe: a cursor only moves forward.
+async fn send_holding<D: Destination>(
+    destination: &mut D,
+    deliveries: &Deliveries,
+    sink: &str,
+    item: &<D::Queue as Queue>::Item,
+) -> Result<(), Failure> {
+    let send = destination.send(item);
+    tokio::pin!(send);
+    let mut renew = tokio::time::interval(deliveries.lease.ttl / 3);
+    renew.tick().await; // The first tick is at once; the lease was just taken.
+    loop {
+        tokio::select! {
+            result = &mut send => return result,
+            _ = renew.tick() => {
+                let (name, lease) = (sink.to_owned(), deliveries.lease.clone());
+                let renewed = blocking(&deliveries.database, move |conn| {
+                    lease.take(conn, D::Queue::CURSORS, &name)
+                })
+                .await;
+                if !matches!(renewed, Ok(true)) {
+                    tracing::warn!(kind = D::KIND, sink, "delivery lease lost during a delivery");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

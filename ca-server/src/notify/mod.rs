@@ -22,10 +22,12 @@ use tpa_core::api::RequestView;
 use tpa_core::audit::format_time;
 
 pub mod delivery;
+mod lease;
 pub mod slack;
 mod webhook;
 
 pub use delivery::{Deliveries, backoff};
+pub(crate) use lease::hostname;
 pub use slack::slack_text;
 
 /// Queues a request event for every webhook, inside the caller's transaction.

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ca_server::config::EXAMPLE_ROLES;
+use ca_server::notify::delivery::Lease;
 use ca_server::notify::{Deliveries, OutboxBell, register_sinks, signature, spawn_senders};
 use ca_server::workflow::requests;
 use chrono::Utc;
@@ -115,6 +116,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
         database: config.database_path.clone(),
         bell: bell.clone(),
         shutdown: stopped,
+        lease: Lease::for_process(),
     };
     let senders = spawn_senders(&deliveries, config.webhooks.clone()).unwrap();
 
@@ -292,6 +294,7 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
         database: config.database_path.clone(),
         bell: bell.clone(),
         shutdown: stopped,
+        lease: Lease::for_process(),
     };
     let senders = spawn_senders(&deliveries, config.webhooks.clone()).unwrap();
     let input = RequestInput {
