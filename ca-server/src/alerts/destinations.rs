@@ -8,8 +8,6 @@
 //! - Slack incoming webhook: `text` and one mrkdwn section block.
 //! - Generic webhook: the `AlertEvent` JSON, signed like every TPA webhook.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use serde_json::{Value, json};
 use tpa_core::api::AlertEvent;
@@ -45,10 +43,6 @@ struct Sender {
 impl Destination for Sender {
     type Queue = Outbox;
     const KIND: &'static str = "alert destination";
-    // A short idle poll: a ring of the bell that comes between the read of
-    // the outbox and the pause is not kept (`Notify::notify_waiters`), and
-    // an alert must not wait for the next ring.
-    const IDLE_POLL: Duration = Duration::from_secs(1);
 
     fn name(&self) -> &str {
         &self.destination.name

@@ -131,6 +131,7 @@ struct Evaluator {
 
 impl Evaluator {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut bell = self.bell.listener();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -143,7 +144,7 @@ impl Evaluator {
                     Duration::from_secs(5)
                 }
             };
-            self.bell.pause(wait, &mut shutdown).await;
+            bell.pause(wait, &mut shutdown).await;
         }
     }
 

@@ -143,8 +143,10 @@ pub(crate) trait Destination: Send + 'static {
     /// The longest backoff between two attempts (a `Retry-After` may ask for more).
     const MAX_BACKOFF: Duration = Duration::from_secs(300);
     /// How long an idle loop waits for a ring of the bell before it looks
-    /// again anyway.
-    const IDLE_POLL: Duration = Duration::from_secs(30);
+    /// again anyway. The bell only hears this process's commits: this
+    /// safety poll finds the items another replica committed (and rings
+    /// lost to a crash between commit and ring).
+    const IDLE_POLL: Duration = Duration::from_secs(10);
 
     /// The configured name (for the log).
     fn name(&self) -> &str;
@@ -208,6 +210,8 @@ async fn blocking<T: Send + 'static>(
 
 async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
     let mut shutdown = deliveries.shutdown.clone();
+    // Listening from before the first read: no ring after it is missed.
+    let mut bell = deliveries.bell.listener();
     loop {
         if *shutdown.borrow() {
             break;
@@ -220,7 +224,7 @@ async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
             }
         };
         if let Some(wait) = wait {
-            deliveries.bell.pause(wait, &mut shutdown).await;
+            bell.pause(wait, &mut shutdown).await;
         }
     }
     // Another replica need not wait for the lease to run out.

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::Transaction;
 use sha2::Sha256;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tpa_core::api::WebhookEvent;
 use tpa_core::{AccessRequest, Policy, RequestId};
 
@@ -21,11 +21,13 @@ use crate::store::{StoreError, outbox};
 use tpa_core::api::RequestView;
 use tpa_core::audit::format_time;
 
+mod bell;
 pub mod delivery;
 mod lease;
 pub mod slack;
 mod webhook;
 
+pub use bell::{BellListener, OutboxBell};
 pub use delivery::{Deliveries, backoff};
 pub(crate) use lease::hostname;
 pub use slack::slack_text;
@@ -63,27 +65,6 @@ fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> Option<String> {
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> Option<String> {
     let prefix = format!("{timestamp}.");
     hmac_hex(secret, &[prefix.as_bytes(), body]).map(|h| format!("sha256={h}"))
-}
-
-/// Wakes every webhook sender (after a commit that enqueued something).
-#[derive(Debug, Default, Clone)]
-pub struct OutboxBell(Arc<Notify>);
-
-impl OutboxBell {
-    /// Rings the bell.
-    pub fn ring(&self) {
-        self.0.notify_waiters();
-    }
-
-    /// A delivery task's pause between two steps: `wait`, cut short by a
-    /// ring or by a change of `shutdown`.
-    pub(crate) async fn pause(&self, wait: Duration, shutdown: &mut watch::Receiver<bool>) {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = self.0.notified() => {}
-            _ = shutdown.changed() => {}
-        }
-    }
 }
 
 /// The HTTP client of the delivery tasks (webhooks and audit sinks): no
