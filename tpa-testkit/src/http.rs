@@ -50,6 +50,22 @@ pub async fn http_send(
     http_send_from(None, address, method, path, headers, body).await
 }
 
+/// [`http_send`] for synchronous tests (the end-to-end harness), on a
+/// runtime of its own for this one request. Not for use inside a runtime.
+pub fn http_send_blocking(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for one test request")
+        .block_on(http_send(address, method, path, headers, body))
+}
+
 /// Like [`http_send`], from the local address `from` (another loopback
 /// address such as 127.0.0.2, so the server sees a different client).
 pub async fn http_send_from(
