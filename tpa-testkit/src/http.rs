@@ -5,6 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// How long the async calls wait for a whole answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An HTTP response, read to the end.
 #[derive(Debug)]
 pub struct Response {
@@ -51,19 +54,21 @@ pub async fn http_send(
 }
 
 /// [`http_send`] for synchronous tests (the end-to-end harness), on a
-/// runtime of its own for this one request. Not for use inside a runtime.
+/// runtime of its own for this one request, with the whole answer read
+/// within `timeout`. Not for use inside a runtime.
 pub fn http_send_blocking(
     address: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
+    timeout: Duration,
 ) -> Response {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime for one test request")
-        .block_on(http_send(address, method, path, headers, body))
+        .block_on(send(None, timeout, address, method, path, headers, body))
 }
 
 /// Like [`http_send`], from the local address `from` (another loopback
@@ -76,12 +81,24 @@ pub async fn http_send_from(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Response {
+    send(from, TIMEOUT, address, method, path, headers, body).await
+}
+
+async fn send(
+    from: Option<IpAddr>,
+    timeout: Duration,
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let client = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .local_address(from)
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .unwrap();
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

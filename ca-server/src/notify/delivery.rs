@@ -159,8 +159,8 @@ pub(crate) trait Destination: Send + 'static {
     ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
-/// What every delivery loop of a CA shares: the database, the bell and the
-/// shutdown signal.
+/// What every delivery loop of a CA shares: the database, the bell, the
+/// shutdown signal and the lease terms.
 #[derive(Debug, Clone)]
 pub struct Deliveries {
     /// The SQLite database holding the outbox and the cursors.

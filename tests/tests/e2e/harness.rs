@@ -420,6 +420,9 @@ pub fn lines(text: &[u8]) -> Vec<String> {
     BufReader::new(text).lines().map_while(Result::ok).collect()
 }
 
+/// How long a call to the CA may take (a slow CI machine under load).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(40);
+
 /// One HTTP request (tpa-testkit's reqwest client); returns (status, body).
 pub fn http_send(
     addr: SocketAddr,
@@ -428,6 +431,6 @@ pub fn http_send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<u8>) {
-    let response = tpa_testkit::http_send_blocking(addr, method, path, headers, body);
+    let response = tpa_testkit::http_send_blocking(addr, method, path, headers, body, HTTP_TIMEOUT);
     (response.status, response.bytes)
 }
