@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use crate::fake_http::{FakeServer, Reply, fake_server};
 use crate::helpers::DataDir;
 
-/// Short leases, so that a takeover happens within the test.
-const TTL: Duration = Duration::from_millis(1500);
+/// Short leases, so that a takeover happens within the test; long enough
+/// that a loaded machine still renews in time (every second).
+const TTL: Duration = Duration::from_secs(3);
 
 /// A data directory with one generic webhook to `server`, registered.
 fn webhook_to(server: &FakeServer) -> DataDir {
