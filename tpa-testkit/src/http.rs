@@ -5,6 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// How long the async calls wait for a whole answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An HTTP response, read to the end.
 #[derive(Debug)]
 pub struct Response {
@@ -50,10 +53,40 @@ pub async fn http_send(
     http_send_from(None, address, method, path, headers, body).await
 }
 
+/// [`http_send`] for synchronous tests (the end-to-end harness), on a
+/// runtime of its own for this one request, with the whole answer read
+/// within `timeout`. Not for use inside a runtime.
+pub fn http_send_blocking(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> Response {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for one test request")
+        .block_on(send(None, timeout, address, method, path, headers, body))
+}
+
 /// Like [`http_send`], from the local address `from` (another loopback
 /// address such as 127.0.0.2, so the server sees a different client).
 pub async fn http_send_from(
     from: Option<IpAddr>,
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    send(from, TIMEOUT, address, method, path, headers, body).await
+}
+
+async fn send(
+    from: Option<IpAddr>,
+    timeout: Duration,
     address: SocketAddr,
     method: &str,
     path: &str,
@@ -65,7 +98,7 @@ pub async fn http_send_from(
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .local_address(from)
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .unwrap();
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

@@ -42,7 +42,7 @@ pub use data_dir::{DataDir, chmod, write_private};
 #[cfg(feature = "app")]
 pub use fixture::{APPROVERS, Fixture, alice, bob, carol, hotfix, now, user, valid_input};
 #[cfg(feature = "app")]
-pub use http::{Response, http_request, http_send, http_send_from};
+pub use http::{Response, http_request, http_send, http_send_blocking, http_send_from};
 #[cfg(feature = "app")]
 pub use keys::{ed25519_public_key, hash_password, ssh_keygen};
 #[cfg(feature = "app")]

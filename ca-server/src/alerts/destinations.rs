@@ -8,132 +8,59 @@
 //! - Slack incoming webhook: `text` and one mrkdwn section block.
 //! - Generic webhook: the `AlertEvent` JSON, signed like every TPA webhook.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use chrono::Utc;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 use tpa_core::api::AlertEvent;
 
 use super::{KIND, sink_name};
 use crate::config::{AlertDestination, DestinationKind};
+use crate::notify::delivery::{Deliveries, Destination, Failure, Outbox, answered};
 use crate::notify::slack::mrkdwn;
-use crate::notify::{
-    OutboxBell, backoff, delivery_client, retry_at, signature, until_retry, without_url,
-};
-use crate::store::{self, Create, StoreError, outbox};
-
-/// How often an idle destination looks for new alerts.
-const IDLE_POLL: Duration = Duration::from_secs(1);
-/// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+use crate::notify::{delivery_client, signature};
+use crate::store::{StoreError, outbox};
 
 pub(super) fn spawn(
-    database: &Path,
+    deliveries: &Deliveries,
     destinations: Vec<AlertDestination>,
-    bell: &OutboxBell,
-    shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
     let client = delivery_client()?;
     Ok(destinations
         .into_iter()
         .map(|destination| {
-            let sender = Sender {
-                database: database.to_owned(),
-                sink: sink_name(&destination),
+            deliveries.spawn(Sender {
                 destination,
                 client: client.clone(),
-                bell: bell.clone(),
-            };
-            tokio::spawn(sender.run(shutdown.clone()))
+            })
         })
         .collect())
 }
 
-/// A failed delivery: why, and how long the destination asked us to wait.
-struct Failure {
-    error: String,
-    retry_after: Option<Duration>,
-}
-
-impl From<String> for Failure {
-    fn from(error: String) -> Self {
-        Self {
-            error,
-            retry_after: None,
-        }
-    }
-}
-
 struct Sender {
-    database: PathBuf,
-    sink: String,
     destination: AlertDestination,
     client: reqwest::Client,
-    bell: OutboxBell,
+}
+
+impl Destination for Sender {
+    type Queue = Outbox;
+    const KIND: &'static str = "alert destination";
+
+    fn name(&self) -> &str {
+        &self.destination.name
+    }
+
+    fn sink(&self) -> String {
+        sink_name(&self.destination)
+    }
+
+    async fn send(&mut self, item: &outbox::Pending) -> Result<(), Failure> {
+        match self.ours(item) {
+            Some(alert) => self.post(&alert, item.id).await,
+            None => Ok(()),
+        }
+    }
 }
 
 impl Sender {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let wait = match self.step().await {
-                Ok(None) => continue,
-                Ok(Some(wait)) => wait,
-                Err(e) => {
-                    tracing::warn!(destination = %self.destination.name, error = %e, "alert delivery step failed");
-                    Duration::from_secs(5)
-                }
-            };
-            self.bell.pause(wait, &mut shutdown).await;
-        }
-    }
-
-    /// Delivers (or skips) the next item; returns how long to wait before
-    /// the next step (`None`: go on at once).
-    async fn step(&self) -> Result<Option<Duration>, StoreError> {
-        let (database, sink) = (self.database.clone(), self.sink.clone());
-        let next = tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            outbox::next(&conn, &sink)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        let Some(item) = next else {
-            // A short idle poll: a ring of the bell that comes between this
-            // read and the pause is not kept (`Notify::notify_waiters`), and
-            // an alert must not wait for the next ring.
-            return Ok(Some(IDLE_POLL));
-        };
-        if let Some(wait) = until_retry(item.next_attempt_at.as_deref(), Utc::now()) {
-            return Ok(Some(wait));
-        }
-        let result = match self.ours(&item) {
-            Some(alert) => self.post(&alert, item.id).await,
-            None => Ok(()),
-        };
-        let (database, sink) = (self.database.clone(), self.sink.clone());
-        let attempts = item.attempts;
-        let name = self.destination.name.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            match result {
-                Ok(()) => outbox::delivered(&conn, &sink, item.id),
-                Err(Failure { error, retry_after }) => {
-                    tracing::warn!(destination = %name, item = item.id, %error, "alert delivery failed; will retry");
-                    let wait = backoff(attempts).max(retry_after.unwrap_or_default());
-                    outbox::failed(&conn, &sink, &error, retry_at(wait))
-                }
-            }
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        Ok(None)
-    }
-
     /// The alert in `item` when it is one for this destination.
     fn ours(&self, item: &outbox::Pending) -> Option<AlertEvent> {
         if item.kind != KIND {
@@ -155,21 +82,8 @@ impl Sender {
         let response = request(&self.client, &self.destination, alert, delivery)
             .send()
             .await
-            .map_err(|e| format!("request failed: {}", without_url(&e)))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-        Err(Failure {
-            error: format!("HTTP {status}"),
-            retry_after,
-        })
+            .map_err(|e| Failure::unsent(&e))?;
+        answered(&response)
     }
 }
 

@@ -22,7 +22,7 @@ use tpa_core::RequestId;
 use tpa_core::api::AlertEvent;
 
 use crate::config::{AlertDestination, AlertRule};
-use crate::notify::OutboxBell;
+use crate::notify::{Deliveries, OutboxBell};
 use crate::store::{self, Create, StoreError, audit_sinks, outbox, requests};
 use tpa_core::audit::{Event, format_time};
 
@@ -66,21 +66,19 @@ pub fn register(
 /// Starts the evaluator (when there are rules) and one sender per
 /// destination; they stop when `shutdown` turns true.
 pub fn spawn(
-    database: PathBuf,
+    deliveries: &Deliveries,
     rules: Vec<AlertRule>,
     destinations: Vec<AlertDestination>,
-    bell: OutboxBell,
-    shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
-    let mut tasks = destinations::spawn(&database, destinations, &bell, &shutdown)?;
+    let mut tasks = destinations::spawn(deliveries, destinations)?;
     if !rules.is_empty() {
         let evaluator = Evaluator {
-            database,
+            database: deliveries.database.clone(),
             rules,
             bursts: rules::Bursts::default(),
-            bell,
+            bell: deliveries.bell.clone(),
         };
-        tasks.push(tokio::spawn(evaluator.run(shutdown)));
+        tasks.push(tokio::spawn(evaluator.run(deliveries.shutdown.clone())));
     }
     Ok(tasks)
 }
@@ -134,6 +132,7 @@ struct Evaluator {
 
 impl Evaluator {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut bell = self.bell.listener();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -146,7 +145,7 @@ impl Evaluator {
                     Duration::from_secs(5)
                 }
             };
-            self.bell.pause(wait, &mut shutdown).await;
+            bell.pause(wait, &mut shutdown).await;
         }
     }
 

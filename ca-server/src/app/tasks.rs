@@ -17,38 +17,30 @@ pub fn spawn(
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let state = state.clone();
-    let mut background = crate::notify::spawn_senders(
-        state.database_path.clone(),
-        state.config.webhooks.clone(),
-        state.bell.clone(),
-        stopped.clone(),
-    )
-    .context("cannot start the webhook senders")?;
+    let deliveries = crate::notify::Deliveries {
+        database: state.database_path.clone(),
+        bell: state.bell.clone(),
+        shutdown: stopped.clone(),
+        lease: crate::notify::delivery::Lease::for_process(),
+    };
+    let mut background = crate::notify::spawn_senders(&deliveries, state.config.webhooks.clone())
+        .context("cannot start the webhook senders")?;
     background.extend(
-        crate::audit::sinks::spawn(
-            state.database_path.clone(),
-            state.config.audit_sinks.clone(),
-            state.bell.clone(),
-            stopped.clone(),
-        )
-        .context("cannot start the audit sinks")?,
+        crate::audit::sinks::spawn(&deliveries, state.config.audit_sinks.clone())
+            .context("cannot start the audit sinks")?,
     );
     background.extend(
         crate::alerts::spawn(
-            state.database_path.clone(),
+            &deliveries,
             state.config.alerts.clone(),
             state.config.alert_destinations.clone(),
-            state.bell.clone(),
-            stopped.clone(),
         )
         .context("cannot start the alert tasks")?,
     );
     background.extend(crate::integrations::comments::spawn(
-        state.database_path.clone(),
+        &deliveries,
         state.integrations.clone(),
         state.config.public_url.as_ref().map(|u| u.origin()),
-        state.bell.clone(),
-        stopped.clone(),
     ));
     background.push(tokio::spawn(expire_pending(state.clone(), stopped.clone())));
     background.push(tokio::spawn(notice_window_ends(

@@ -12,25 +12,22 @@
 //!   TCP (octet counting, RFC 6587 section 3.4.1), with the chain position in
 //!   the structured data element `tpa@32473` (`seq`, `hash`, `prev_hash`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::watch;
 
 use crate::config::{AuditSinkConfig, AuditSinkTarget, SyslogTransport};
-use crate::notify::{OutboxBell, backoff, delivery_client, retry_at, signature, until_retry};
-use crate::store::{self, Create, StoreError, audit_sinks};
+use crate::notify::delivery::{Destination, Failure, Next, Queue, answered};
+use crate::notify::{Deliveries, delivery_client, signature};
+use crate::store::leases::Cursors;
+use crate::store::{StoreError, audit_sinks};
 use tpa_core::audit::{Event, canonical_json};
 
 /// Events per delivery.
 pub const BATCH: u32 = 100;
-/// How often an idle sink looks for new events.
-const POLL: Duration = Duration::from_secs(1);
-/// The longest wait between two attempts.
-const MAX_RETRY: Duration = Duration::from_secs(30);
 /// The SD-ID of TPA's structured data (32473 is the documentation
 /// enterprise number of RFC 5612).
 pub const SD_ID: &str = "tpa@32473";
@@ -49,124 +46,92 @@ pub fn register(
     Ok(())
 }
 
-/// Starts one delivery task per sink; they stop when `shutdown` turns true.
+/// Starts one delivery task per sink; they stop when `deliveries.shutdown` turns true.
 pub fn spawn(
-    database: PathBuf,
+    deliveries: &Deliveries,
     sinks: Vec<AuditSinkConfig>,
-    bell: OutboxBell,
-    shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
     let client = delivery_client()?;
-    let hostname = hostname();
+    let hostname = crate::notify::hostname();
     Ok(sinks
         .into_iter()
         .map(|sink| {
-            let task = SinkTask {
-                database: database.clone(),
+            deliveries.spawn(SinkTask {
                 sink,
                 client: client.clone(),
-                bell: bell.clone(),
                 hostname: hostname.clone(),
                 tcp: None,
-            };
-            tokio::spawn(task.run(shutdown.clone()))
+            })
         })
         .collect())
 }
 
-/// This machine's name for the syslog HOSTNAME field (`-` when unknown).
-fn hostname() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String = name
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(255)
-        .collect();
-    if name.is_empty() {
-        "-".to_owned()
-    } else {
-        name
+/// The audit trail as a delivery queue: up to [`BATCH`] events after the
+/// sink's cursor (`audit_sink_cursors`) per delivery.
+struct AuditTrail;
+
+impl Queue for AuditTrail {
+    type Item = Vec<Event>;
+    const CURSORS: Cursors = Cursors::AuditSinks;
+
+    fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Vec<Event>>>, StoreError> {
+        let cursor = audit_sinks::cursor(conn, sink)?
+            .ok_or_else(|| StoreError::Corrupt(format!("audit sink {sink} has no cursor")))?;
+        let events = audit_sinks::events_after(conn, cursor.delivered_through, BATCH)?;
+        Ok((!events.is_empty()).then_some(Next {
+            item: events,
+            attempts: cursor.attempts,
+            next_attempt_at: cursor.next_attempt_at,
+        }))
+    }
+
+    fn delivered(conn: &mut Connection, sink: &str, events: &Vec<Event>) -> Result<(), StoreError> {
+        match events.last() {
+            Some(last) => audit_sinks::delivered(conn, sink, last.seq),
+            None => Ok(()),
+        }
+    }
+
+    fn failed(
+        conn: &mut Connection,
+        sink: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        audit_sinks::failed(conn, sink, error, retry_at)
     }
 }
 
 struct SinkTask {
-    database: PathBuf,
     sink: AuditSinkConfig,
     client: reqwest::Client,
-    bell: OutboxBell,
     hostname: String,
     tcp: Option<TcpStream>,
 }
 
+impl Destination for SinkTask {
+    type Queue = AuditTrail;
+    const KIND: &'static str = "audit sink";
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    // Appending to the audit trail does not ring the bell: an idle sink
+    // looks for new events every second.
+    const IDLE_POLL: Duration = Duration::from_secs(1);
+
+    fn name(&self) -> &str {
+        &self.sink.name
+    }
+
+    fn sink(&self) -> String {
+        self.sink.name.clone()
+    }
+
+    async fn send(&mut self, events: &Vec<Event>) -> Result<(), Failure> {
+        self.deliver(events).await
+    }
+}
+
 impl SinkTask {
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let wait = match self.step().await {
-                Ok(wait) => wait,
-                Err(e) => {
-                    tracing::warn!(sink = %self.sink.name, error = %e, "audit sink step failed");
-                    Duration::from_secs(5)
-                }
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            self.bell.pause(wait, &mut shutdown).await;
-        }
-    }
-
-    /// Delivers the next batch; returns how long to wait before the next step.
-    async fn step(&mut self) -> Result<Duration, StoreError> {
-        let database = self.database.clone();
-        let name = self.sink.name.clone();
-        let (cursor, events) = tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            let cursor = audit_sinks::cursor(&conn, &name)?
-                .ok_or_else(|| StoreError::Corrupt(format!("audit sink {name} has no cursor")))?;
-            let events = audit_sinks::events_after(&conn, cursor.delivered_through, BATCH)?;
-            Ok::<_, StoreError>((cursor, events))
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok(POLL);
-        };
-        if let Some(wait) = until_retry(cursor.next_attempt_at.as_deref(), Utc::now()) {
-            return Ok(wait);
-        }
-        let result = self.deliver(&events).await;
-        let database = self.database.clone();
-        let name = self.sink.name.clone();
-        let attempts = cursor.attempts;
-        let full = events.len() as u64 >= u64::from(BATCH);
-        let ok = result.is_ok();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = store::open(&database, Create::Never)?;
-            match result {
-                Ok(()) => audit_sinks::delivered(&mut conn, &name, last),
-                Err(error) => {
-                    tracing::warn!(sink = %name, seq = last, %error, "audit sink delivery failed; will retry");
-                    let retry = retry_at(backoff(attempts).min(MAX_RETRY));
-                    audit_sinks::failed(&mut conn, &name, &error, retry)
-                }
-            }
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        Ok(if ok && full {
-            Duration::ZERO
-        } else if ok {
-            POLL
-        } else {
-            Duration::from_millis(100)
-        })
-    }
-
-    async fn deliver(&mut self, events: &[Event]) -> Result<(), String> {
+    async fn deliver(&mut self, events: &[Event]) -> Result<(), Failure> {
         match self.sink.target.clone() {
             AuditSinkTarget::Webhook { url, secret } => {
                 let mut body = String::new();
@@ -191,12 +156,8 @@ impl SinkTask {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| format!("request failed: {}", crate::notify::without_url(&e)))?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("HTTP {}", response.status()))
-                }
+                    .map_err(|e| Failure::unsent(&e))?;
+                answered(&response)
             }
             AuditSinkTarget::Syslog {
                 address,
@@ -247,7 +208,7 @@ impl SinkTask {
                             self.tcp = Some(stream);
                         }
                         let Some(stream) = self.tcp.as_mut() else {
-                            return Err("no connection".to_owned());
+                            return Err("no connection".to_owned().into());
                         };
                         let written = tokio::time::timeout(Duration::from_secs(10), async {
                             stream.write_all(&frames).await?;
@@ -258,11 +219,11 @@ impl SinkTask {
                             Ok(Ok(())) => Ok(()),
                             Ok(Err(e)) => {
                                 self.tcp = None;
-                                Err(format!("cannot write to {address}: {e}"))
+                                Err(format!("cannot write to {address}: {e}").into())
                             }
                             Err(_) => {
                                 self.tcp = None;
-                                Err(format!("cannot write to {address}: timeout"))
+                                Err(format!("cannot write to {address}: timeout").into())
                             }
                         }
                     }

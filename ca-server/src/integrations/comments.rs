@@ -5,18 +5,15 @@
 //! window runs out (queued by [`super::window_end`]). A failed comment is
 //! retried with backoff; an outage only delays it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::Utc;
-use tokio::sync::watch;
 use tpa_core::RoleName;
 use tpa_core::api::WebhookEvent;
 
 use super::Integrations;
-use crate::notify::{OutboxBell, backoff, retry_at, until_retry};
-use crate::store::{self, Create, StoreError, outbox};
+use crate::notify::Deliveries;
+use crate::notify::delivery::{Destination, Failure, Outbox};
+use crate::store::{StoreError, outbox};
 
 /// The outbox cursor name of a ticket system's comments.
 pub fn sink_name(system: &str) -> String {
@@ -98,88 +95,46 @@ fn utc(text: &str) -> String {
 
 /// Starts one comment sender per ticket system that comments.
 pub fn spawn(
-    database: PathBuf,
+    deliveries: &Deliveries,
     integrations: Arc<Integrations>,
     public_origin: Option<String>,
-    bell: OutboxBell,
-    shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     commenting_systems(&integrations)
         .into_iter()
         .map(|system| {
-            let sender = Commenter {
-                database: database.clone(),
+            deliveries.spawn(Commenter {
                 integrations: integrations.clone(),
                 system,
                 public_origin: public_origin.clone(),
-                bell: bell.clone(),
-            };
-            tokio::spawn(sender.run(shutdown.clone()))
+            })
         })
         .collect()
 }
 
 struct Commenter {
-    database: PathBuf,
     integrations: Arc<Integrations>,
     system: String,
     public_origin: Option<String>,
-    bell: OutboxBell,
+}
+
+impl Destination for Commenter {
+    type Queue = Outbox;
+    const KIND: &'static str = "ticket comments";
+
+    fn name(&self) -> &str {
+        &self.system
+    }
+
+    fn sink(&self) -> String {
+        sink_name(&self.system)
+    }
+
+    async fn send(&mut self, item: &outbox::Pending) -> Result<(), Failure> {
+        self.deliver(item).await.map_err(Failure::from)
+    }
 }
 
 impl Commenter {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let wait = match self.step().await {
-                Ok(wait) => wait,
-                Err(e) => {
-                    tracing::warn!(ticket_system = %self.system, error = %e, "ticket comment step failed");
-                    Some(Duration::from_secs(5))
-                }
-            };
-            if let Some(wait) = wait {
-                self.bell.pause(wait, &mut shutdown).await;
-            }
-        }
-    }
-
-    async fn step(&self) -> Result<Option<Duration>, StoreError> {
-        let database = self.database.clone();
-        let sink = sink_name(&self.system);
-        let next = tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            outbox::next(&conn, &sink)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        let Some(item) = next else {
-            return Ok(Some(Duration::from_secs(30)));
-        };
-        if let Some(wait) = until_retry(item.next_attempt_at.as_deref(), Utc::now()) {
-            return Ok(Some(wait));
-        }
-        let result = self.deliver(&item).await;
-        let database = self.database.clone();
-        let sink = sink_name(&self.system);
-        let attempts = item.attempts;
-        tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            match result {
-                Ok(()) => outbox::delivered(&conn, &sink, item.id),
-                Err(error) => {
-                    tracing::warn!(ticket_system = %sink, item = item.id, %error, "ticket comment failed; will retry");
-                    outbox::failed(&conn, &sink, &error, retry_at(backoff(attempts)))
-                }
-            }
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        Ok(None)
-    }
-
     /// Comments for `item` when it is an event of a role that comments on
     /// this system; anything else is passed over.
     async fn deliver(&self, item: &outbox::Pending) -> Result<(), String> {

@@ -1,28 +1,35 @@
 //! Notifications: events are written to the outbox in the same transaction as
-//! the change they announce; one sender task per webhook delivers them in order,
-//! retrying with backoff, so an outage delays delivery but loses nothing.
+//! the change they announce; one sender task per webhook delivers them in order
+//! ([`delivery`], shared with the other senders), retrying with backoff, so an
+//! outage delays delivery but loses nothing.
 //! Decisions also wake the clients waiting on a request (`Waiters`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::Transaction;
 use sha2::Sha256;
-use tokio::sync::{Notify, watch};
-use tpa_core::api::{SlackMessage, WebhookEvent};
+use tokio::sync::Notify;
+use tpa_core::api::WebhookEvent;
 use tpa_core::{AccessRequest, Policy, RequestId};
 
-use crate::config::{WebhookConfig, WebhookFormat};
-use crate::store::{self, Create, StoreError, outbox};
+use crate::config::WebhookConfig;
+use crate::store::{StoreError, outbox};
 use tpa_core::api::RequestView;
 use tpa_core::audit::format_time;
 
+mod bell;
+pub mod delivery;
+mod lease;
 pub mod slack;
+mod webhook;
 
+pub use bell::{BellListener, OutboxBell};
+pub use delivery::{Deliveries, backoff};
+pub(crate) use lease::hostname;
 pub use slack::slack_text;
 
 /// Queues a request event for every webhook, inside the caller's transaction.
@@ -60,27 +67,6 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> Option<String> {
     hmac_hex(secret, &[prefix.as_bytes(), body]).map(|h| format!("sha256={h}"))
 }
 
-/// Wakes every webhook sender (after a commit that enqueued something).
-#[derive(Debug, Default, Clone)]
-pub struct OutboxBell(Arc<Notify>);
-
-impl OutboxBell {
-    /// Rings the bell.
-    pub fn ring(&self) {
-        self.0.notify_waiters();
-    }
-
-    /// A delivery task's pause between two steps: `wait`, cut short by a
-    /// ring or by a change of `shutdown`.
-    pub(crate) async fn pause(&self, wait: Duration, shutdown: &mut watch::Receiver<bool>) {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = self.0.notified() => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
-
 /// The HTTP client of the delivery tasks (webhooks and audit sinks): no
 /// redirects, a 10 s timeout.
 pub(crate) fn delivery_client() -> Result<reqwest::Client, StoreError> {
@@ -90,20 +76,6 @@ pub(crate) fn delivery_client() -> Result<reqwest::Client, StoreError> {
         .user_agent(concat!("tpa-ca/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| StoreError::Corrupt(format!("cannot build the HTTP client: {e}")))
-}
-
-/// How long a failed delivery still waits before its retry at
-/// `next_attempt_at` (stored RFC 3339); `None` when it is due.
-pub(crate) fn until_retry(next_attempt_at: Option<&str>, now: DateTime<Utc>) -> Option<Duration> {
-    let at = DateTime::parse_from_rfc3339(next_attempt_at?)
-        .ok()?
-        .with_timezone(&Utc);
-    (at > now).then(|| (at - now).to_std().unwrap_or(Duration::from_secs(1)))
-}
-
-/// When to retry a delivery that failed now, after `wait`.
-pub(crate) fn retry_at(wait: Duration) -> DateTime<Utc> {
-    Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5))
 }
 
 /// Gives every webhook a delivery cursor (start-up, before serving).
@@ -118,148 +90,21 @@ pub fn register_sinks(
 }
 
 /// Starts one sender task per webhook (registered with [`register_sinks`]);
-/// they stop when `shutdown` turns true.
+/// they stop when `deliveries.shutdown` turns true.
 pub fn spawn_senders(
-    database: PathBuf,
+    deliveries: &Deliveries,
     webhooks: Vec<WebhookConfig>,
-    bell: OutboxBell,
-    shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
     let client = delivery_client()?;
     Ok(webhooks
         .into_iter()
-        .map(|w| {
-            let sender = Sender {
-                database: database.clone(),
-                webhook: w,
+        .map(|webhook| {
+            deliveries.spawn(webhook::Webhook {
+                webhook,
                 client: client.clone(),
-                bell: bell.clone(),
-            };
-            tokio::spawn(sender.run(shutdown.clone()))
+            })
         })
         .collect())
-}
-
-struct Sender {
-    database: PathBuf,
-    webhook: WebhookConfig,
-    client: reqwest::Client,
-    bell: OutboxBell,
-}
-
-/// Backoff after `attempts` failures: 1 s, 2 s, 4 s … at most 5 minutes.
-/// A formula over the attempt count stored with each outbox row rather than
-/// a retry crate (`backoff`, `backon`): the next attempt time lives in the
-/// database so that retries survive a restart and run on any replica.
-pub fn backoff(attempts: i64) -> Duration {
-    Duration::from_secs(1u64 << attempts.clamp(0, 8) as u32).min(Duration::from_secs(300))
-}
-
-impl Sender {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let name = self.webhook.name.clone();
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let wait = match self.step().await {
-                Ok(Some(wait)) => wait,
-                Ok(None) => Duration::ZERO,
-                Err(e) => {
-                    tracing::warn!(webhook = %name, error = %e, "webhook delivery step failed");
-                    Duration::from_secs(5)
-                }
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            self.bell.pause(wait, &mut shutdown).await;
-        }
-    }
-
-    /// Delivers the next item. Returns how long to wait before the next step
-    /// (`None`: go on at once).
-    async fn step(&self) -> Result<Option<Duration>, StoreError> {
-        let database = self.database.clone();
-        let sink = self.webhook.name.clone();
-        let next = tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            outbox::next(&conn, &sink)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        let Some(item) = next else {
-            return Ok(Some(Duration::from_secs(30)));
-        };
-        if let Some(wait) = until_retry(item.next_attempt_at.as_deref(), Utc::now()) {
-            return Ok(Some(wait));
-        }
-        // Request events only: alerts share the outbox but go to their own destinations.
-        let wanted = if self.webhook.events.is_empty() {
-            crate::config::EVENT_KINDS.contains(&item.kind.as_str())
-        } else {
-            self.webhook.events.contains(&item.kind)
-        };
-        let result = if wanted {
-            self.post(&item).await
-        } else {
-            Ok(())
-        };
-        let database = self.database.clone();
-        let sink = self.webhook.name.clone();
-        let attempts = item.attempts;
-        tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            match result {
-                Ok(()) => outbox::delivered(&conn, &sink, item.id),
-                Err(error) => {
-                    tracing::warn!(webhook = %sink, item = item.id, %error, "webhook delivery failed; will retry");
-                    outbox::failed(&conn, &sink, &error, retry_at(backoff(attempts)))
-                }
-            }
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
-        Ok(None)
-    }
-
-    async fn post(&self, item: &outbox::Pending) -> Result<(), String> {
-        let body = match self.webhook.format {
-            WebhookFormat::Generic => item.payload.clone(),
-            WebhookFormat::Slack => {
-                let event: WebhookEvent =
-                    serde_json::from_str(&item.payload).map_err(|e| format!("bad payload: {e}"))?;
-                serde_json::to_string(&SlackMessage {
-                    text: slack_text(&event),
-                })
-                .map_err(|e| e.to_string())?
-            }
-        };
-        let mut request = self
-            .client
-            .post(self.webhook.url.clone())
-            .header("content-type", "application/json")
-            .header("x-tpa-event", &item.kind)
-            .header("x-tpa-delivery", item.id.to_string());
-        if let Some(secret) = &self.webhook.secret {
-            let timestamp = Utc::now().timestamp();
-            if let Some(sig) = signature(secret, timestamp, body.as_bytes()) {
-                request = request
-                    .header("x-tpa-timestamp", timestamp.to_string())
-                    .header("x-tpa-signature", sig);
-            }
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("request failed: {}", without_url(&e)))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", response.status()))
-        }
-    }
 }
 
 /// A reqwest error without its URL (webhook URLs can carry tokens).
@@ -331,12 +176,4 @@ mod tests {
 
     const SIGNATURE_VECTOR: &str =
         "sha256=b678f213dc9f482dbbc5fd27b90a712032c770f344f9df463851816b2c68313a";
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(8));
-        assert_eq!(backoff(50), Duration::from_secs(256));
-        assert!(backoff(i64::MAX) <= Duration::from_secs(300));
-    }
 }

@@ -13,6 +13,7 @@ mod bastion_api;
 mod batch;
 mod cli;
 mod cli_consent;
+mod delivery_leases;
 mod device;
 mod fake_http;
 mod fake_provider;

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ca_server::config::EXAMPLE_ROLES;
-use ca_server::notify::{OutboxBell, register_sinks, signature, spawn_senders};
+use ca_server::notify::delivery::Lease;
+use ca_server::notify::{Deliveries, OutboxBell, register_sinks, signature, spawn_senders};
 use ca_server::workflow::requests;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,13 +112,13 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     register_sinks(&mut data.open_store(), &config.webhooks).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
-    let senders = spawn_senders(
-        config.database_path.clone(),
-        config.webhooks.clone(),
-        bell.clone(),
-        stopped,
-    )
-    .unwrap();
+    let deliveries = Deliveries {
+        database: config.database_path.clone(),
+        bell: bell.clone(),
+        shutdown: stopped,
+        lease: Lease::for_process(),
+    };
+    let senders = spawn_senders(&deliveries, config.webhooks.clone()).unwrap();
 
     // created, approved (after two stages), then a second request created and denied.
     let mut conn = data.open_store();
@@ -289,13 +290,13 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
     register_sinks(&mut data.open_store(), &config.webhooks).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
-    let senders = spawn_senders(
-        config.database_path.clone(),
-        config.webhooks.clone(),
-        bell.clone(),
-        stopped,
-    )
-    .unwrap();
+    let deliveries = Deliveries {
+        database: config.database_path.clone(),
+        bell: bell.clone(),
+        shutdown: stopped,
+        lease: Lease::for_process(),
+    };
+    let senders = spawn_senders(&deliveries, config.webhooks.clone()).unwrap();
     let input = RequestInput {
         role: "read-only-debug".into(),
         hosts: vec!["web-1".into()],

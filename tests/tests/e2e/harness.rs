@@ -2,8 +2,8 @@
 //! `sshd` on 127.0.0.1, the `ssh` client. Every process is killed by PID when its
 //! guard drops; every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -106,7 +106,7 @@ pub fn tpa_ca(args: &[&str]) -> Output {
         .expect("run tpa-ca")
 }
 
-/// Minimal HTTP/1.1 GET; returns (status, body).
+/// An HTTP GET; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     http_send(addr, "GET", path, &[], "")
 }
@@ -420,7 +420,10 @@ pub fn lines(text: &[u8]) -> Vec<String> {
     BufReader::new(text).lines().map_while(Result::ok).collect()
 }
 
-/// Minimal HTTP/1.1 request with headers and a body; returns (status, body).
+/// How long a call to the CA may take (a slow CI machine under load).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// One HTTP request (tpa-testkit's reqwest client); returns (status, body).
 pub fn http_send(
     addr: SocketAddr,
     method: &str,
@@ -428,41 +431,6 @@ pub fn http_send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<u8>) {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to CA");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(40)))
-        .unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read HTTP response");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("HTTP header end");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("HTTP status");
-    // axum answers these small bodies with Content-Length; a chunked body would be misread.
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "unexpected chunked response"
-    );
-    (status, response[split + 4..].to_vec())
+    let response = tpa_testkit::http_send_blocking(addr, method, path, headers, body, HTTP_TIMEOUT);
+    (response.status, response.bytes)
 }

@@ -1,8 +1,7 @@
 //! Headless Chromium driven through chromedriver with the W3C WebDriver
-//! protocol (a tiny std-only client), and the demo-like CA its tests use.
+//! protocol (over tpa-testkit's reqwest client), and the demo-like CA its tests use.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -21,7 +20,9 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long to wait for a page to show something.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// One HTTP/1.1 exchange with `Connection: close`; returns (status, body).
+/// One HTTP exchange (tpa-testkit's reqwest client) with chromedriver or
+/// the CA, within 90 s (starting a browser can be slow); returns (status,
+/// body, which must be UTF-8).
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -29,84 +30,11 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(90)))
-        .unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {v}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    // chromedriver keeps the connection open despite `Connection: close`, so
-    // read the head, then exactly Content-Length bytes (or to the end).
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let mut body_len: Option<(usize, usize)> = None;
-    loop {
-        if let Some((start, len)) = body_len
-            && raw.len() >= start + len
-        {
-            break;
-        }
-        let n = match stream.read(&mut buf) {
-            Ok(n) => n,
-            // A signal (another test's child exiting) interrupted the read: try again.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("read the answer to {method} {path}: {e}"),
-        };
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if body_len.is_none()
-            && let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n")
-        {
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            body_len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .map(|len| (split + 4, len));
-        }
-    }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("HTTP status");
-    let mut body = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, String::from_utf8(body).expect("UTF-8 body"))
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..end]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .expect("chunk size");
-        data = &data[end + 2..];
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-    out
+    let response =
+        tpa_testkit::http_send_blocking(addr, method, path, headers, body, Duration::from_secs(90));
+    let body = String::from_utf8(response.bytes)
+        .unwrap_or_else(|e| panic!("{method} {path}: the body is not UTF-8: {e}"));
+    (response.status, body)
 }
 
 /// A chromedriver process and one browser session in it. Dropping it ends the

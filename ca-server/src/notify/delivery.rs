@@ -1,0 +1,339 @@
+//! The one delivery loop of every sender (webhooks, audit sinks, alert
+//! destinations, ticket comments): read the next item after the sink's
+//! cursor, send it, then advance the cursor or record the failure with the
+//! time of the next attempt. Backoff, `Retry-After`, ordering, shutdown and
+//! the log lines are written here once; a [`Destination`] only says how to
+//! send one item, a [`Queue`] where its items and cursor live.
+//!
+//! With several replicas on one database, a loop delivers only while it
+//! holds its sink's lease (`store::leases`): it takes or renews the lease
+//! before each item and every [`Lease::ttl`]/3 while a delivery is in
+//! flight, so a replica that lost it stops before the next item, and a dead
+//! replica's sinks are taken over once its lease ran out ([`LEASE_TTL`]).
+//! Delivery stays at least once: an item the dead replica had sent but not
+//! yet recorded is sent again by the next holder.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use super::OutboxBell;
+pub use super::lease::{LEASE_TTL, Lease};
+use crate::store::leases::{self, Cursors};
+use crate::store::{self, Create, StoreError, outbox};
+
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The pause after a step that failed on the database side.
+const STEP_ERROR_WAIT: Duration = Duration::from_secs(5);
+/// The next item of a sink, with the sink's retry state.
+#[derive(Debug)]
+pub(crate) struct Next<I> {
+    /// What to send (one outbox row, or a batch of audit events).
+    pub item: I,
+    /// Failed attempts at this item so far.
+    pub attempts: i64,
+    /// Not before this time (after a failure), RFC 3339.
+    pub next_attempt_at: Option<String>,
+}
+
+/// Where a sink's items and cursor live (blocking store calls, run off the
+/// async runtime).
+pub(crate) trait Queue: 'static {
+    /// What one delivery sends.
+    type Item: Send + Sync + 'static;
+    /// The table of its cursors (and their leases).
+    const CURSORS: Cursors;
+    /// The next item after `sink`'s cursor, if any.
+    fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError>;
+    /// Moves `sink`'s cursor past `item` (only forward).
+    fn delivered(conn: &mut Connection, sink: &str, item: &Self::Item) -> Result<(), StoreError>;
+    /// Records a failed attempt and when to try again.
+    fn failed(
+        conn: &mut Connection,
+        sink: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
+
+/// The outbox (`outbox` rows after an `outbox_cursors` cursor), one row per
+/// delivery: webhooks, alert destinations and ticket comments.
+pub(crate) struct Outbox;
+
+impl Queue for Outbox {
+    type Item = outbox::Pending;
+    const CURSORS: Cursors = Cursors::Outbox;
+
+    fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError> {
+        Ok(outbox::next(conn, sink)?.map(|item| Next {
+            attempts: item.attempts,
+            next_attempt_at: item.next_attempt_at.clone(),
+            item,
+        }))
+    }
+
+    fn delivered(conn: &mut Connection, sink: &str, item: &Self::Item) -> Result<(), StoreError> {
+        outbox::delivered(conn, sink, item.id)
+    }
+
+    fn failed(
+        conn: &mut Connection,
+        sink: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        outbox::failed(conn, sink, error, retry_at)
+    }
+}
+
+/// A failed delivery: why, and how long the receiver asked us to wait.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub error: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl Failure {
+    /// A request that got no answer (the error without its URL, which can
+    /// carry a token).
+    pub(crate) fn unsent(e: &reqwest::Error) -> Self {
+        format!("request failed: {}", super::without_url(e)).into()
+    }
+}
+
+/// Success for a 2xx answer; otherwise the status and the answer's
+/// `Retry-After` (in seconds, at most an hour).
+pub(crate) fn answered(response: &reqwest::Response) -> Result<(), Failure> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+    Err(Failure {
+        error: format!("HTTP {status}"),
+        retry_after,
+    })
+}
+
+/// One sink: how to send an item, and the timings of its loop.
+pub(crate) trait Destination: Send + 'static {
+    /// Where the items come from.
+    type Queue: Queue;
+    /// What the log lines call it (`webhook`, `audit sink`, …).
+    const KIND: &'static str;
+    /// The longest backoff between two attempts (a `Retry-After` may ask for more).
+    const MAX_BACKOFF: Duration = Duration::from_secs(300);
+    /// How long an idle loop waits for a ring of the bell before it looks
+    /// again anyway. The bell only hears this process's commits: this
+    /// safety poll finds the items another replica committed (and rings
+    /// lost to a crash between commit and ring).
+    const IDLE_POLL: Duration = Duration::from_secs(10);
+
+    /// The configured name (for the log).
+    fn name(&self) -> &str;
+    /// The cursor's name.
+    fn sink(&self) -> String;
+    /// Sends one item. `Ok` for an item this destination passes over.
+    fn send(
+        &mut self,
+        item: &<Self::Queue as Queue>::Item,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// What every delivery loop of a CA shares: the database, the bell, the
+/// shutdown signal and the lease terms.
+#[derive(Debug, Clone)]
+pub struct Deliveries {
+    /// The SQLite database holding the outbox and the cursors.
+    pub database: PathBuf,
+    /// Rung after a commit that queued something.
+    pub bell: OutboxBell,
+    /// Turns true at shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    /// Who this process is to the other replicas, and for how long a lease holds.
+    pub lease: Lease,
+}
+
+impl Deliveries {
+    /// Starts the delivery loop of `destination`.
+    pub(crate) fn spawn<D: Destination>(&self, destination: D) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(run(destination, self.clone()))
+    }
+}
+
+/// Backoff after `attempts` failures: 1 s, 2 s, 4 s … at most 256 s.
+/// A formula over the attempt count stored with each cursor rather than a
+/// retry crate (`backoff`, `backon`): the next attempt time lives in the
+/// database so that retries survive a restart and run on any replica.
+pub fn backoff(attempts: i64) -> Duration {
+    Duration::from_secs(1u64 << attempts.clamp(0, 8) as u32).min(Duration::from_secs(300))
+}
+
+/// How long a failed delivery still waits before its retry at
+/// `next_attempt_at` (stored RFC 3339); `None` when it is due.
+fn until_retry(next_attempt_at: Option<&str>, now: DateTime<Utc>) -> Option<Duration> {
+    let at = DateTime::parse_from_rfc3339(next_attempt_at?)
+        .ok()?
+        .with_timezone(&Utc);
+    (at > now).then(|| (at - now).to_std().unwrap_or(Duration::from_secs(1)))
+}
+
+/// Runs `f` on a fresh connection to `database`, off the async runtime.
+async fn blocking<T: Send + 'static>(
+    database: &Path,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let database = database.to_owned();
+    tokio::task::spawn_blocking(move || f(&mut store::open(&database, Create::Never)?))
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+}
+
+async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
+    let mut shutdown = deliveries.shutdown.clone();
+    // Listening from before the first read: no ring after it is missed.
+    let mut bell = deliveries.bell.listener();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let wait = match step(&mut destination, &deliveries).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                tracing::warn!(kind = D::KIND, name = %destination.name(), error = %e, "delivery step failed");
+                Some(STEP_ERROR_WAIT)
+            }
+        };
+        if let Some(wait) = wait {
+            bell.pause(wait, &mut shutdown).await;
+        }
+    }
+    // Another replica need not wait for the lease to run out.
+    let (sink, lease) = (destination.sink(), deliveries.lease.clone());
+    let released = blocking(&deliveries.database, move |conn| {
+        leases::release(conn, D::Queue::CURSORS, &sink, &lease.holder)
+    })
+    .await;
+    if let Err(e) = released {
+        tracing::warn!(kind = D::KIND, name = %destination.name(), error = %e, "cannot release the delivery lease");
+    }
+}
+
+/// Delivers the next item, if this loop holds the lease and one is due.
+/// Returns how long to wait before the next step (`None`: go on at once).
+async fn step<D: Destination>(
+    destination: &mut D,
+    deliveries: &Deliveries,
+) -> Result<Option<Duration>, StoreError> {
+    let sink = destination.sink();
+    let (name, lease) = (sink.clone(), deliveries.lease.clone());
+    let next = blocking(&deliveries.database, move |conn| {
+        if !lease.take(conn, D::Queue::CURSORS, &name)? {
+            return Ok(None);
+        }
+        D::Queue::next(conn, &name).map(Some)
+    })
+    .await?;
+    let Some(next) = next else {
+        // Another replica holds the lease: look again before it could run out.
+        return Ok(Some(deliveries.lease.ttl / 3));
+    };
+    let Some(next) = next else {
+        return Ok(Some(D::IDLE_POLL));
+    };
+    if let Some(wait) = until_retry(next.next_attempt_at.as_deref(), Utc::now()) {
+        return Ok(Some(wait));
+    }
+    let result = send_holding(destination, deliveries, &sink, &next.item).await;
+    if let Err(failure) = &result {
+        tracing::warn!(kind = D::KIND, name = %destination.name(), error = %failure.error, "delivery failed; will retry");
+    }
+    let attempts = next.attempts;
+    blocking(&deliveries.database, move |conn| match result {
+        Ok(()) => D::Queue::delivered(conn, &sink, &next.item),
+        Err(Failure { error, retry_after }) => {
+            let wait = backoff(attempts)
+                .min(D::MAX_BACKOFF)
+                .max(retry_after.unwrap_or_default());
+            let at = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5));
+            D::Queue::failed(conn, &sink, &error, at)
+        }
+    })
+    .await?;
+    Ok(None)
+}
+
+/// Sends `item`, renewing the lease every ttl/3 while the delivery is in
+/// flight. A lease lost meanwhile does not cut the delivery short (the
+/// receiver may have it already); the next step notices and stops. Recording
+/// the outcome stays safe: a cursor only moves forward.
+async fn send_holding<D: Destination>(
+    destination: &mut D,
+    deliveries: &Deliveries,
+    sink: &str,
+    item: &<D::Queue as Queue>::Item,
+) -> Result<(), Failure> {
+    let send = destination.send(item);
+    tokio::pin!(send);
+    let mut renew = tokio::time::interval(deliveries.lease.ttl / 3);
+    renew.tick().await; // The first tick is at once; the lease was just taken.
+    loop {
+        tokio::select! {
+            result = &mut send => return result,
+            _ = renew.tick() => {
+                let (name, lease) = (sink.to_owned(), deliveries.lease.clone());
+                let renewed = blocking(&deliveries.database, move |conn| {
+                    lease.take(conn, D::Queue::CURSORS, &name)
+                })
+                .await;
+                if !matches!(renewed, Ok(true)) {
+                    tracing::warn!(kind = D::KIND, sink, "delivery lease lost during a delivery");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(50), Duration::from_secs(256));
+        assert!(backoff(i64::MAX) <= Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_retry_in_the_past_or_unreadable_is_due() {
+        let now = Utc::now();
+        assert_eq!(until_retry(None, now), None);
+        assert_eq!(until_retry(Some("not a time"), now), None);
+        let past = tpa_core::audit::format_time(now - TimeDelta::seconds(3));
+        assert_eq!(until_retry(Some(&past), now), None);
+        let future = tpa_core::audit::format_time(now + TimeDelta::seconds(3));
+        let wait = until_retry(Some(&future), now).unwrap();
+        assert!(wait > Duration::from_secs(2) && wait <= Duration::from_secs(3));
+    }
+}

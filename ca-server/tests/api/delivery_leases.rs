@@ -1,0 +1,183 @@
+//! Delivery leases (issue 15): two replicas' senders over one database
+//! deliver each outbox item once and in order, and a replica that dies
+//! mid-run has its sinks taken over once its lease ran out, losing nothing.
+
+use std::time::Duration;
+
+use ca_server::notify::delivery::Lease;
+use ca_server::notify::{Deliveries, OutboxBell, register_sinks, spawn_senders};
+use ca_server::store::{self, outbox};
+use chrono::Utc;
+use tokio::task::JoinHandle;
+
+use crate::fake_http::{FakeServer, Reply, fake_server};
+use crate::helpers::DataDir;
+
+/// Short leases, so that a takeover happens within the test; long enough
+/// that a loaded machine still renews in time (every second).
+const TTL: Duration = Duration::from_secs(3);
+
+/// A data directory with one generic webhook to `server`, registered.
+fn webhook_to(server: &FakeServer) -> DataDir {
+    let mut data = DataDir::new();
+    let url = format!("{}/hook", server.base);
+    data.edit_config(|text| format!("{text}\n[[webhooks]]\nname = \"hook\"\nurl = \"{url}\"\n"));
+    register_sinks(&mut data.open_store(), &data.config.webhooks).unwrap();
+    data
+}
+
+/// Queues `n` request events; returns their outbox ids.
+fn enqueue(data: &DataDir, n: usize) -> Vec<i64> {
+    let mut conn = data.open_store();
+    (0..n)
+        .map(|i| {
+            store::write(&mut conn, |tx| {
+                outbox::enqueue(tx, "request.created", &format!("{{\"n\":{i}}}"), Utc::now())
+            })
+            .unwrap()
+        })
+        .collect()
+}
+
+/// One replica's webhook senders, holding leases as `holder`.
+struct Replica {
+    bell: OutboxBell,
+    tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+fn replica(data: &DataDir, holder: &str) -> Replica {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let bell = OutboxBell::default();
+    let deliveries = Deliveries {
+        database: data.config.database_path.clone(),
+        bell: bell.clone(),
+        shutdown,
+        lease: Lease {
+            holder: holder.to_owned(),
+            ttl: TTL,
+        },
+    };
+    let tasks = spawn_senders(&deliveries, data.config.webhooks.clone()).unwrap();
+    Replica { bell, tasks, stop }
+}
+
+impl Replica {
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for t in self.tasks {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+/// The `x-tpa-delivery` ids `server` received, in arrival order.
+fn delivered(server: &FakeServer) -> Vec<i64> {
+    server
+        .received()
+        .iter()
+        .map(|s| s.header("x-tpa-delivery").unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Waits (at most 60 s) until `server` has seen every id of `ids`.
+async fn wait_for_all(server: &FakeServer, ids: &[i64]) -> Vec<i64> {
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = delivered(server);
+        if ids.iter().all(|id| seen.contains(id)) || tokio::time::Instant::now() >= end {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// issue 15: two replicas, one sink: each item once, in order — including
+// an item whose delivery outlasts the lease (the holder renews it while
+// the request is in flight, so the other replica does not send it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_deliver_each_item_once_in_order() {
+    let server = fake_server(|_, i| Reply {
+        status: 200,
+        delay: if i == 0 {
+            TTL * 2
+        } else {
+            Duration::from_millis(10)
+        },
+        ..Reply::default()
+    })
+    .await;
+    let data = webhook_to(&server);
+    let mut ids = enqueue(&data, 10);
+    let (a, b) = (replica(&data, "replica-a"), replica(&data, "replica-b"));
+    a.bell.ring();
+    b.bell.ring();
+    wait_for_all(&server, &ids).await;
+    ids.extend(enqueue(&data, 10));
+    b.bell.ring();
+    a.bell.ring();
+    wait_for_all(&server, &ids).await;
+    // Time for a second replica's duplicate, if there were one.
+    tokio::time::sleep(TTL * 2).await;
+    assert_eq!(delivered(&server), ids, "each item once, in order");
+    a.stop().await;
+    b.stop().await;
+}
+
+// issue 15: a replica killed mid-run (its tasks aborted: no release, as
+// after kill -9) keeps its lease until it runs out; then the other replica
+// takes the sink over and delivers the rest in order. Only the item in
+// flight at the kill may arrive twice (delivery is at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_sink_is_taken_over_after_its_lease_runs_out() {
+    let server = fake_server(|_, _| Reply {
+        status: 200,
+        delay: Duration::from_millis(150),
+        ..Reply::default()
+    })
+    .await;
+    let data = webhook_to(&server);
+    let ids = enqueue(&data, 20);
+    let a = replica(&data, "replica-a");
+    a.bell.ring();
+    server.wait_for(3, Duration::from_secs(30)).await;
+    let b = replica(&data, "replica-b");
+    b.bell.ring();
+    server.wait_for(6, Duration::from_secs(30)).await;
+    for t in &a.tasks {
+        t.abort();
+    }
+    let killed_at = delivered(&server).len();
+    let seen = wait_for_all(&server, &ids).await;
+    let mut once = seen.clone();
+    once.dedup();
+    assert_eq!(once, ids, "nothing lost, in order: {seen:?}");
+    assert!(
+        seen.len() <= ids.len() + 1,
+        "at most the item in flight twice: {seen:?}"
+    );
+    assert!(killed_at < ids.len(), "the kill came mid-run");
+    let owner: Option<String> = data
+        .open_store()
+        .query_row(
+            "SELECT lease_owner FROM outbox_cursors WHERE sink = 'hook'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some("replica-b"), "replica b took over");
+    b.stop().await;
+    // A stopping replica gives its lease up.
+    let owner: Option<String> = data
+        .open_store()
+        .query_row(
+            "SELECT lease_owner FROM outbox_cursors WHERE sink = 'hook'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(owner, None);
+}
