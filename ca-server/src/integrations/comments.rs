@@ -86,7 +86,7 @@ fn utc(text: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(text).map_or_else(
         |_| text.to_owned(),
         |t| {
-            t.with_timezone(&Utc)
+            t.with_timezone(&chrono::Utc)
                 .format("%Y-%m-%d %H:%M:%S UTC")
                 .to_string()
         },
