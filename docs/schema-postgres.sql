@@ -3,6 +3,21 @@
 -- ca-server's store::pg::tests::schema_matches_docs_postgres. The SQLite schema
 -- is docs/schema.sql.
 
+CREATE TABLE alert_cursor (
+    id bigint NOT NULL,
+    evaluated_through bigint NOT NULL,
+    CONSTRAINT alert_cursor_id_check CHECK ((id = 1)),
+    CONSTRAINT alert_cursor_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE alert_windows (
+    rule text NOT NULL,
+    subject text NOT NULL,
+    window_until text NOT NULL,
+    suppressed bigint NOT NULL DEFAULT 0,
+    CONSTRAINT alert_windows_pkey PRIMARY KEY (rule, subject)
+);
+
 CREATE TABLE approvals (
     request_id text NOT NULL,
     position bigint NOT NULL,
@@ -74,6 +89,16 @@ CREATE TABLE auth_tokens (
     CONSTRAINT auth_tokens_kind_check CHECK ((kind = ANY (ARRAY['web_session'::text, 'api'::text]))),
     CONSTRAINT auth_tokens_pkey PRIMARY KEY (id),
     CONSTRAINT auth_tokens_token_hash_key UNIQUE (token_hash)
+);
+
+CREATE TABLE automated_approvals (
+    request_id text NOT NULL,
+    source text NOT NULL,
+    evidence text NOT NULL,
+    at text NOT NULL,
+    content_hash text NOT NULL,
+    CONSTRAINT automated_approvals_pkey PRIMARY KEY (request_id),
+    CONSTRAINT automated_approvals_request_id_fkey FOREIGN KEY (request_id) REFERENCES requests(id)
 );
 
 CREATE TABLE bastion_events (
@@ -205,6 +230,28 @@ CREATE TABLE heartbeat (
     beats bigint NOT NULL,
     CONSTRAINT heartbeat_id_check CHECK ((id = 1)),
     CONSTRAINT heartbeat_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE identity_emails (
+    issuer text NOT NULL,
+    subject text NOT NULL,
+    email text NOT NULL,
+    updated_at text NOT NULL,
+    CONSTRAINT identity_emails_pkey PRIMARY KEY (issuer, subject)
+);
+
+CREATE TABLE integration_checks (
+    request_id text NOT NULL,
+    position bigint NOT NULL,
+    kind text NOT NULL,
+    provider text NOT NULL,
+    outcome text NOT NULL,
+    summary text NOT NULL,
+    answer_id text,
+    at text NOT NULL,
+    CONSTRAINT integration_checks_kind_check CHECK ((kind = ANY (ARRAY['on_call'::text, 'ticket'::text]))),
+    CONSTRAINT integration_checks_pkey PRIMARY KEY (request_id, "position"),
+    CONSTRAINT integration_checks_request_id_fkey FOREIGN KEY (request_id) REFERENCES requests(id)
 );
 
 CREATE TABLE krl_state (
