@@ -55,6 +55,7 @@ pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
 pub mod cli_consents;
+pub mod copy;
 pub mod device_logins;
 pub mod engine;
 pub mod fault;
