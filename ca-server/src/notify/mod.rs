@@ -21,6 +21,7 @@ use crate::store::{self, Create, StoreError, outbox};
 use tpa_core::api::RequestView;
 use tpa_core::audit::format_time;
 
+pub mod replicas;
 pub mod slack;
 
 pub use slack::slack_text;
@@ -298,6 +299,19 @@ impl Waiters {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = map.get(id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Wakes everyone waiting on any request, so each re-reads its own
+    /// (after wake-ups may have been lost, e.g. another replica's while the
+    /// listener was reconnecting).
+    pub fn wake_all(&self) {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for n in map.values() {
             n.notify_waiters();
         }
     }

@@ -54,6 +54,7 @@ pub mod audit_views;
 pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
+pub mod changes;
 pub mod cli_consents;
 pub mod copy;
 pub mod device_logins;
