@@ -3,6 +3,21 @@
 -- ca-server's store::pg::tests::schema_matches_docs_postgres. The SQLite schema
 -- is docs/schema.sql.
 
+CREATE TABLE alert_cursor (
+    id bigint NOT NULL,
+    evaluated_through bigint NOT NULL,
+    CONSTRAINT alert_cursor_id_check CHECK ((id = 1)),
+    CONSTRAINT alert_cursor_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE alert_windows (
+    rule text NOT NULL,
+    subject text NOT NULL,
+    window_until text NOT NULL,
+    suppressed bigint NOT NULL DEFAULT 0,
+    CONSTRAINT alert_windows_pkey PRIMARY KEY (rule, subject)
+);
+
 CREATE TABLE approvals (
     request_id text NOT NULL,
     position bigint NOT NULL,
@@ -74,6 +89,16 @@ CREATE TABLE auth_tokens (
     CONSTRAINT auth_tokens_kind_check CHECK ((kind = ANY (ARRAY['web_session'::text, 'api'::text]))),
     CONSTRAINT auth_tokens_pkey PRIMARY KEY (id),
     CONSTRAINT auth_tokens_token_hash_key UNIQUE (token_hash)
+);
+
+CREATE TABLE automated_approvals (
+    request_id text NOT NULL,
+    source text NOT NULL,
+    evidence text NOT NULL,
+    at text NOT NULL,
+    content_hash text NOT NULL,
+    CONSTRAINT automated_approvals_pkey PRIMARY KEY (request_id),
+    CONSTRAINT automated_approvals_request_id_fkey FOREIGN KEY (request_id) REFERENCES requests(id)
 );
 
 CREATE TABLE bastion_events (
@@ -207,6 +232,28 @@ CREATE TABLE heartbeat (
     CONSTRAINT heartbeat_pkey PRIMARY KEY (id)
 );
 
+CREATE TABLE identity_emails (
+    issuer text NOT NULL,
+    subject text NOT NULL,
+    email text NOT NULL,
+    updated_at text NOT NULL,
+    CONSTRAINT identity_emails_pkey PRIMARY KEY (issuer, subject)
+);
+
+CREATE TABLE integration_checks (
+    request_id text NOT NULL,
+    position bigint NOT NULL,
+    kind text NOT NULL,
+    provider text NOT NULL,
+    outcome text NOT NULL,
+    summary text NOT NULL,
+    answer_id text,
+    at text NOT NULL,
+    CONSTRAINT integration_checks_kind_check CHECK ((kind = ANY (ARRAY['on_call'::text, 'ticket'::text]))),
+    CONSTRAINT integration_checks_pkey PRIMARY KEY (request_id, "position"),
+    CONSTRAINT integration_checks_request_id_fkey FOREIGN KEY (request_id) REFERENCES requests(id)
+);
+
 CREATE TABLE krl_state (
     id bigint NOT NULL,
     version bigint NOT NULL,
@@ -314,6 +361,14 @@ CREATE TABLE tpa_schema (
     CONSTRAINT tpa_schema_pkey PRIMARY KEY (id)
 );
 
+CREATE TABLE window_end_notices (
+    request_id text NOT NULL,
+    outbox_id bigint,
+    noticed_at text NOT NULL,
+    CONSTRAINT window_end_notices_pkey PRIMARY KEY (request_id),
+    CONSTRAINT window_end_notices_request_id_fkey FOREIGN KEY (request_id) REFERENCES requests(id)
+);
+
 CREATE INDEX auth_tokens_expires_at ON public.auth_tokens USING btree (expires_at);
 
 CREATE INDEX bastion_sessions_request ON public.bastion_sessions USING btree (request_id, started_at);
@@ -329,6 +384,8 @@ CREATE INDEX cli_login_codes_expires_at ON public.cli_login_codes USING btree (e
 CREATE INDEX device_logins_expires_at ON public.device_logins USING btree (expires_at);
 
 CREATE INDEX oidc_logins_expires_at ON public.oidc_logins USING btree (expires_at);
+
+CREATE INDEX requests_approved_window_end ON public.requests USING btree (window_end) WHERE (state = 'approved'::text);
 
 CREATE INDEX requests_requester ON public.requests USING btree (requester_issuer, requester_subject, state);
 

@@ -58,6 +58,23 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Copy a SQLite store into an empty, migrated PostgreSQL database, in one
+    /// transaction, and verify the copy (row counts, the audit chain).
+    MigrateStore {
+        /// The SQLite database to copy: sqlite:PATH (at this build's schema).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: postgres://user@host:port/dbname?sslmode=require
+        /// (no password in the URL).
+        #[arg(long)]
+        to: String,
+        /// The file holding the PostgreSQL password (mode 0600).
+        #[arg(long)]
+        to_password_file: Option<PathBuf>,
+        /// PEM CA certificates that sign the PostgreSQL server's certificate.
+        #[arg(long)]
+        to_ca_file: Option<PathBuf>,
+    },
     /// Run the CA's HTTP server.
     Serve {
         #[command(flatten)]

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use ssh_key::PublicKey;
 
 use super::held_checkpoints::{CHECKPOINT_PREFIX, Checkpoints, read_checkpoint_file};
 use crate::audit::checkpoint::{self, AuditKey};
 use crate::config::Config;
+use crate::store::sql::Sql;
 use crate::store::{self, Create, StoreError};
 use tpa_core::audit::{ChainBreak, ChainVerifier, Event, canonical_json, format_time};
 
@@ -62,14 +62,14 @@ impl VerifyReport {
 /// Verifies the chain in a database, and that every certificate's issuance
 /// event is present (a truncated tail loses them). Checkpoints are not
 /// checked; see [`verify_database_with`].
-pub fn verify_database(conn: &Connection) -> Result<Result<VerifyReport, ChainBreak>, StoreError> {
+pub fn verify_database(conn: &impl Sql) -> Result<Result<VerifyReport, ChainBreak>, StoreError> {
     verify_database_with(conn, &Checkpoints::default(), None)
 }
 
 /// Verifies the chain in a database against `checkpoints` (whose signatures
 /// are checked with `key`, required when there are any) and the certificates.
 pub fn verify_database_with(
-    conn: &Connection,
+    conn: &impl Sql,
     checkpoints: &Checkpoints,
     key: Option<&PublicKey>,
 ) -> Result<Result<VerifyReport, ChainBreak>, StoreError> {

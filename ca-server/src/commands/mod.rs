@@ -14,6 +14,7 @@ mod krl;
 mod ldap_findings;
 mod ldap_test;
 mod migrate;
+mod migrate_store;
 mod policy;
 mod principals;
 mod report;
@@ -31,6 +32,7 @@ use crate::cli::{
 pub use audit_tools::{VerifyReport, verify_database, verify_database_with};
 pub use held_checkpoints::Checkpoints;
 pub use init::{InitDatabase, InitOptions, init_data_dir, init_data_dir_with};
+pub use migrate_store::{MigrateStoreArgs, StoreCopy, migrate_store};
 
 /// Runs one subcommand.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -62,6 +64,17 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Migrate { config } => migrate::run(&config.config),
+        Command::MigrateStore {
+            from,
+            to,
+            to_password_file,
+            to_ca_file,
+        } => migrate_store::run(&MigrateStoreArgs {
+            from,
+            to,
+            to_password_file,
+            to_ca_file,
+        }),
         Command::Serve { config, listen } => serve::run(&config.config, listen),
         Command::Demo { dir, listen } => demo::run(&dir, listen),
         Command::Config {

@@ -77,6 +77,23 @@ impl DatabaseConfig {
     }
 }
 
+/// Checks a PostgreSQL URL given as `what`: it parses, is `postgres://`,
+/// and holds no password (that goes in the file named by `password_option`,
+/// so it is never in a configuration or on a command line in clear).
+pub fn check_url(url: &str, what: &str, password_option: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!("{what} must start with postgres:// (PostgreSQL)"));
+    }
+    let parsed =
+        postgres::Config::from_str(url).map_err(|e| format!("{what} cannot be parsed: {e}"))?;
+    if parsed.get_password().is_some() {
+        return Err(format!(
+            "{what} must not hold a password; put it in a file named by {password_option} (mode 0600)"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks `[database]`: exactly one of `path` and `url`; a URL that parses,
 /// is `postgres://` and holds no password; the TLS and password files only
 /// with a URL. Relative paths are resolved by `resolve`.
@@ -96,16 +113,7 @@ pub(super) fn database(
             })
         }
         (None, Some(url)) => {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err("database.url must start with postgres:// (PostgreSQL)".into());
-            }
-            let parsed = postgres::Config::from_str(url)
-                .map_err(|e| format!("database.url cannot be parsed: {e}"))?;
-            if parsed.get_password().is_some() {
-                return Err(
-                    "database.url must not hold a password; put it in a file named by database.password_file (mode 0600)".into(),
-                );
-            }
+            check_url(url, "database.url", "database.password_file")?;
             Ok(DatabaseConfig::Postgres(PostgresConfig {
                 url: url.clone(),
                 password_file: raw.password_file.as_deref().map(&resolve),

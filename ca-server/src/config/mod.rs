@@ -31,7 +31,7 @@ pub use alerts::{
 pub use audit_checkpoints::AuditConfig;
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
-pub use database::{DatabaseConfig, PostgresConfig};
+pub use database::{DatabaseConfig, PostgresConfig, check_url as check_postgres_url};
 pub use integrations::{
     IntegrationsConfig, OnCallKind, OnCallProviderConfig, RequesterOnTicket, RoleOnCall,
     RoleTicketCheck, Secret, TicketKind, TicketSystemConfig, WhenDown,

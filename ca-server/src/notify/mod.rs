@@ -24,6 +24,7 @@ use tpa_core::audit::format_time;
 mod bell;
 pub mod delivery;
 mod lease;
+pub mod replicas;
 pub mod slack;
 mod webhook;
 
@@ -143,6 +144,19 @@ impl Waiters {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = map.get(id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Wakes everyone waiting on any request, so each re-reads its own
+    /// (after wake-ups may have been lost, e.g. another replica's while the
+    /// listener was reconnecting).
+    pub fn wake_all(&self) {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for n in map.values() {
             n.notify_waiters();
         }
     }

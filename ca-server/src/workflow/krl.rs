@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr as _;
 
-use rusqlite::Connection;
+use crate::store::sql::Sql;
 use ssh_key::public::KeyData;
 use ssh_key::{Fingerprint, HashAlg};
 use tpa_core::krl::{KrlCertSection, encode_krl};
@@ -31,7 +31,7 @@ pub struct Krl {
 /// (a serial section needs the CA key), so it is revoked by key id under any
 /// CA. A revoked CA key goes in as a whole key, which revokes every
 /// certificate it signed.
-pub fn build(conn: &Connection, ca_keys: &[KeyData], now_unix: i64) -> Result<Krl, WorkflowError> {
+pub fn build(conn: &impl Sql, ca_keys: &[KeyData], now_unix: i64) -> Result<Krl, WorkflowError> {
     let rows = store::certificates::revoked_unexpired(conn, now_unix)?;
     let version = u64::try_from(store::revocations::krl_version(conn)?).unwrap_or(0);
     let revoked_cas = store::revocations::revoked_ca_keys(conn)?;

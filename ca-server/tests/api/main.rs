@@ -30,6 +30,7 @@ mod ldap_fakes;
 mod ldap_flow;
 mod ldap_input;
 mod metrics;
+mod migrate_store;
 mod oidc;
 mod oidc_claims;
 mod oidc_people;

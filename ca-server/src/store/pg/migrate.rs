@@ -12,6 +12,8 @@ use crate::store::sql::Sql;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_delivery_leases.sql"),
+    include_str!("migrations/0003_integrations_alerts.sql"),
+    include_str!("migrations/0004_window_end_notices.sql"),
 ];
 
 /// The PostgreSQL schema version this build expects.
