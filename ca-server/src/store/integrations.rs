@@ -51,19 +51,19 @@ pub fn verified_email(
 }
 
 /// Stores the on-call approval of a request that has one (at insertion).
-pub fn save_automated(tx: &Transaction<'_>, r: &AccessRequest) -> Result<(), StoreError> {
+pub fn save_automated(tx: &impl super::sql::Sql, r: &AccessRequest) -> Result<(), StoreError> {
     let Some(a) = &r.automated else {
         return Ok(());
     };
     tx.execute(
         "INSERT INTO automated_approvals (request_id, source, evidence, at, content_hash)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            r.id.as_str(),
-            a.source,
-            a.evidence,
-            format_time(a.at),
-            a.content_hash
+        &[
+            &r.id.as_str(),
+            &a.source,
+            &a.evidence,
+            &format_time(a.at),
+            &a.content_hash,
         ],
     )?;
     Ok(())
@@ -71,26 +71,21 @@ pub fn save_automated(tx: &Transaction<'_>, r: &AccessRequest) -> Result<(), Sto
 
 /// The on-call approval of a request, if it has one.
 pub fn load_automated(
-    conn: &Connection,
+    conn: &impl super::sql::Sql,
     id: &RequestId,
 ) -> Result<Option<AutomatedApproval>, StoreError> {
-    let row: Option<(String, String, String, String)> = conn
-        .prepare_cached(
-            "SELECT source, evidence, at, content_hash FROM automated_approvals WHERE request_id = ?1",
-        )?
-        .query_row([id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    row.map(|(source, evidence, at, content_hash)| {
-        Ok(AutomatedApproval {
-            source,
-            evidence,
-            at: time(&at)?,
-            content_hash,
-        })
-    })
-    .transpose()
+    conn.query_opt(
+        "SELECT source, evidence, at, content_hash FROM automated_approvals WHERE request_id = ?1",
+        &[&id.as_str()],
+        |r| {
+            Ok(AutomatedApproval {
+                source: r.get(0)?,
+                evidence: r.get(1)?,
+                at: time(&r.get::<String>(2)?)?,
+                content_hash: r.get(3)?,
+            })
+        },
+    )
 }
 
 /// One check made at submission, as stored and shown.
