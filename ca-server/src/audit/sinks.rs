@@ -145,13 +145,13 @@ impl SinkTask {
         let full = events.len() as u64 >= u64::from(BATCH);
         let ok = result.is_ok();
         tokio::task::spawn_blocking(move || {
-            let mut conn = store::open(&database, Create::Never)?;
+            let conn = store::open(&database, Create::Never)?;
             match result {
-                Ok(()) => audit_sinks::delivered(&mut conn, &name, last),
+                Ok(()) => audit_sinks::delivered(&conn, &name, last),
                 Err(error) => {
                     tracing::warn!(sink = %name, seq = last, %error, "audit sink delivery failed; will retry");
                     let retry = retry_at(backoff(attempts).min(MAX_RETRY));
-                    audit_sinks::failed(&mut conn, &name, &error, retry)
+                    audit_sinks::failed(&conn, &name, &error, retry)
                 }
             }
         })
