@@ -234,7 +234,9 @@ pub fn write<T, E: From<rusqlite::Error>>(
     Ok(value)
 }
 
-/// Runs `f` inside a savepoint of the caller's transaction. When `f` returns
+/// Runs `f` inside a savepoint of the caller's rusqlite transaction (the
+/// issuance batch's today; [`Tx::savepoint`] and [`pg::PgTx::savepoint`] are
+/// the same on either engine). When `f` returns
 /// `Err`, only its own changes are rolled back and the transaction goes on.
 /// The outer `Err` means the savepoint itself could not be handled (for
 /// example SQLite already rolled the whole transaction back); the caller must
