@@ -35,20 +35,35 @@ impl Conn {
         &mut self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = match self {
-            Conn::Sqlite(conn) => Tx::Sqlite(
-                conn.transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(StoreError::from)?,
-            ),
-            Conn::Postgres(conn) => Tx::Postgres(conn.begin()?),
-        };
-        let value = f(&tx)?;
-        match tx {
-            Tx::Sqlite(tx) => tx.commit().map_err(StoreError::from)?,
-            Tx::Postgres(tx) => tx.commit()?,
+        match self {
+            Conn::Sqlite(conn) => write_sqlite(conn, f),
+            Conn::Postgres(conn) => {
+                let tx = Tx::Postgres(conn.begin()?);
+                let value = f(&tx)?;
+                if let Tx::Postgres(tx) = tx {
+                    tx.commit()?;
+                }
+                Ok(value)
+            }
         }
-        Ok(value)
     }
+}
+
+/// [`Conn::write`] on a rusqlite connection held elsewhere (the SQLite
+/// writer's): `BEGIN IMMEDIATE`, `f`, commit.
+pub(crate) fn write_sqlite<T, E: From<StoreError>>(
+    conn: &mut rusqlite::Connection,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = Tx::Sqlite(
+        conn.transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?,
+    );
+    let value = f(&tx)?;
+    if let Tx::Sqlite(tx) = tx {
+        tx.commit().map_err(StoreError::from)?;
+    }
+    Ok(value)
 }
 
 impl Tx<'_> {

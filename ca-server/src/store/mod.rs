@@ -55,6 +55,7 @@ pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;
 pub mod cli_consents;
+mod database;
 pub mod device_logins;
 pub mod engine;
 pub mod fault;
@@ -76,6 +77,7 @@ pub mod sql;
 pub mod wal_checkpoint;
 mod writer;
 
+pub use database::Database;
 pub use engine::{Conn, Tx};
 pub use fault::{Fault, MaybeFault};
 pub use pool::ReadPool;
