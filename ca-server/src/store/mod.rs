@@ -40,6 +40,16 @@
 //!   replica appends to one linear chain; unique serials and the
 //!   one-transaction issuance rest on constraints and row locks, never on a
 //!   process-local mutex.
+//! - **One-use rows stay one-use across replicas.** A read-then-update of
+//!   a row that may be used once (an OpenID login state, a CLI login code,
+//!   a device code) reads it `FOR UPDATE` on PostgreSQL, so a second
+//!   replica's read waits for the first's commit and sees the row spent;
+//!   a conditional `UPDATE … WHERE decision IS NULL` (consents, reviews,
+//!   revocations) counts once by itself. SQLite's single writer gives both.
+//! - **Savepoints** ([`sql::savepoint`], `Tx::savepoint`, `PgTx::savepoint`)
+//!   isolate one job of a shared transaction on either engine; on
+//!   PostgreSQL rolling back to one also clears the aborted state a failed
+//!   statement leaves.
 //! - **TLS through rustls on ring** (tokio-postgres-rustls), the same
 //!   provider as the rest of the workspace; no OpenSSL, no aws-lc-rs.
 //! - **Faults.** [`Fault`] classifies PostgreSQL SQLSTATEs and connection
