@@ -44,8 +44,8 @@
 //!   a row that may be used once (an OpenID login state, a CLI login code,
 //!   a device code) reads it `FOR UPDATE` on PostgreSQL, so a second
 //!   replica's read waits for the first's commit and sees the row spent;
-//!   a conditional `UPDATE … WHERE decision IS NULL` (consents, reviews,
-//!   revocations) counts once by itself. SQLite's single writer gives both.
+//!   a conditional `UPDATE … WHERE decision IS NULL` (consents; reviews
+//!   alike) counts once by itself. SQLite's single writer gives both.
 //! - **Savepoints** ([`sql::savepoint`], `Tx::savepoint`, `PgTx::savepoint`)
 //!   isolate one job of a shared transaction on either engine; on
 //!   PostgreSQL rolling back to one also clears the aborted state a failed
