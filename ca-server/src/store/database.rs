@@ -10,7 +10,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::pg::{self, PgOptions, PgPool};
+use super::pg::{self, PgOptions};
+use super::pg_pool::PgPool;
 use super::sql::Engine;
 use super::{Conn, Create, MaybeFault, ReadPool, StoreError, Tx, WriteHealth, Writer};
 

@@ -75,6 +75,7 @@ pub mod leases;
 pub mod oidc_logins;
 pub mod outbox;
 pub mod pg;
+pub mod pg_pool;
 mod pool;
 #[cfg(test)]
 #[path = "../../tests/support/postgres_server.rs"]

@@ -53,7 +53,7 @@ impl ReadPool {
     }
 
     /// [`ReadPool::with`] with the engine-neutral connection the table
-    /// files take (`&impl Sql`), as [`super::pg::PgPool::read`] hands out.
+    /// files take (`&impl Sql`), as [`super::pg_pool::PgPool::read`] hands out.
     /// Blocking.
     pub fn read<T>(&self, f: impl FnOnce(&Conn) -> T) -> T {
         f(&self.free_connection())

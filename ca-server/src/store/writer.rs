@@ -138,7 +138,7 @@ impl Writer {
 
     /// [`Writer::run`] with the engine-neutral transaction the table files
     /// take: `BEGIN IMMEDIATE`, `f`, commit, under `deadline`. The same
-    /// closure runs on PostgreSQL through [`super::pg::PgPool::write`] (see
+    /// closure runs on PostgreSQL through [`super::pg_pool::PgPool::write`] (see
     /// [`super::Database`]). Blocking.
     pub fn write_tx<T, E>(
         &self,

@@ -8,11 +8,9 @@
 
 pub mod listen;
 mod migrate;
-pub mod pool;
 mod tls;
 
 pub use migrate::{SCHEMA_VERSION as PG_SCHEMA_VERSION, dump_schema, migrate, schema_version};
-pub use pool::PgPool;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

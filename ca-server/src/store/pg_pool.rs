@@ -12,10 +12,10 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{PgOptions, connect};
-use crate::store::engine::{Conn, Tx};
-use crate::store::sql::Sql;
-use crate::store::{Fault, StoreError};
+use super::engine::{Conn, Tx};
+use super::pg::{PgOptions, connect};
+use super::sql::Sql;
+use super::{Fault, StoreError};
 
 /// Up to `size` connections to one database.
 #[derive(Debug)]
@@ -237,7 +237,7 @@ mod tests {
             Ok::<_, StoreError>(e.fault())
         });
         assert_eq!(inner.unwrap(), Some(Fault::DeadlinePassed));
-        let two = super::PgPool::new(pool.options.clone(), 2);
+        let two = PgPool::new(pool.options.clone(), 2);
         let nested = two.read(soon(10_000), |_| {
             two.read(soon(10_000), |_| Ok::<_, StoreError>(2))
         });
