@@ -7,8 +7,6 @@
 //! latest commit at each statement). The primary key on `seq` and the unique
 //! `hash` make a fork a failed insert, never a second chain.
 
-use rusqlite::Row;
-
 use super::StoreError;
 use super::pg::locks;
 use super::sql::{self, Engine, Sql};
@@ -99,24 +97,6 @@ pub(super) fn event_columns(prefix: &str) -> String {
 
 /// An event from a row of either engine that selected [`event_columns`].
 pub(super) fn event_from(r: &sql::Row<'_, '_>) -> Result<Event, StoreError> {
-    Ok(Event {
-        seq: r.get(0)?,
-        time: r.get(1)?,
-        actor: r.get(2)?,
-        source: r.get(3)?,
-        action: r.get(4)?,
-        object: r.get(5)?,
-        outcome: r.get(6)?,
-        reason: r.get(7)?,
-        details: r.get(8)?,
-        prev_hash: r.get(9)?,
-        hash: r.get(10)?,
-    })
-}
-
-/// [`event_from`] for the rusqlite `query_map` of the audit views and
-/// sinks, until they move to [`Sql`].
-pub(super) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
         seq: r.get(0)?,
         time: r.get(1)?,

@@ -2,13 +2,12 @@
 //! with filters, one request's events, certificates and bastion sessions.
 //! Every list is bounded and pages backwards by a sequence number.
 
-use rusqlite::{Connection, Row, params};
-
 use super::StoreError;
-use super::audit::{event_columns, event_from_row};
+use super::audit::{event_columns, event_from};
 use super::bastion_sessions::SessionRow;
 use super::certificates::CertificateRow;
 use super::revocations::CERTIFICATE_REVOKED;
+use super::sql::{Engine, Row, Sql};
 use tpa_core::audit::Event;
 
 /// Filters of the audit log; `None` means "any".
@@ -32,60 +31,65 @@ pub struct AuditFilter {
 }
 
 /// At most `limit` events matching `filter`, highest `seq` first.
-pub fn search(
-    conn: &Connection,
-    filter: &AuditFilter,
-    limit: u32,
-) -> Result<Vec<Event>, StoreError> {
+pub fn search(conn: &impl Sql, filter: &AuditFilter, limit: u32) -> Result<Vec<Event>, StoreError> {
+    // The hosts of a request are a JSON array in a text column; each engine
+    // has its own function to expand one into rows (a `value` column both).
+    let host_rows = match conn.engine() {
+        Engine::Sqlite => "json_each(r.hosts)",
+        Engine::Postgres => "jsonb_array_elements_text(CAST(r.hosts AS jsonb))",
+    };
     // The request an event is about: its object `request:<id>`, or the
-    // request of the certificate `cert:<serial>` it names.
+    // request of the certificate `cert:<serial>` it names. Optional filters
+    // are cast where first used so that PostgreSQL knows a NULL's type; the
+    // user's name is the actor's suffix after `#`, found with a positive
+    // `substr` start (SQLite's negative start has no PostgreSQL twin).
     let sql = format!(
         "SELECT {} FROM audit_events a
          LEFT JOIN certificates c ON a.object LIKE 'cert:%' AND c.serial = substr(a.object, 6)
          LEFT JOIN requests r ON r.id = CASE WHEN a.object LIKE 'request:%'
                                              THEN substr(a.object, 9) ELSE c.request_id END
-         WHERE a.seq < coalesce(?1, 9223372036854775807)
-           AND (?2 IS NULL OR (a.actor LIKE 'user:%' AND substr(a.actor, -length(?2) - 1) = '#' || ?2)
-                           OR r.requester_username = ?2)
-           AND (?3 IS NULL OR r.role = ?3)
-           AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(r.hosts) h WHERE h.value = ?4))
-           AND (?5 IS NULL OR a.action = ?5
-                OR (substr(?5, -1) = '.' AND substr(a.action, 1, length(?5)) = ?5))
-           AND (?6 IS NULL OR a.time >= ?6)
-           AND (?7 IS NULL OR a.time < ?7)
+         WHERE a.seq < coalesce(CAST(?1 AS BIGINT), 9223372036854775807)
+           AND (CAST(?2 AS TEXT) IS NULL
+                OR (a.actor LIKE 'user:%'
+                    AND substr(a.actor, length(a.actor) - length(?2)) = '#' || ?2)
+                OR r.requester_username = ?2)
+           AND (CAST(?3 AS TEXT) IS NULL OR r.role = ?3)
+           AND (CAST(?4 AS TEXT) IS NULL
+                OR EXISTS (SELECT 1 FROM {host_rows} h WHERE h.value = ?4))
+           AND (CAST(?5 AS TEXT) IS NULL OR a.action = ?5
+                OR (?5 LIKE '%.' AND substr(a.action, 1, length(?5)) = ?5))
+           AND (CAST(?6 AS TEXT) IS NULL OR a.time >= ?6)
+           AND (CAST(?7 AS TEXT) IS NULL OR a.time < ?7)
          ORDER BY a.seq DESC LIMIT ?8",
         event_columns("a.")
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            filter.before,
-            filter.user,
-            filter.role,
-            filter.host,
-            filter.action,
-            filter.from,
-            filter.to,
-            limit
+    conn.query_vec(
+        &sql,
+        &[
+            &filter.before,
+            &filter.user,
+            &filter.role,
+            &filter.host,
+            &filter.action,
+            &filter.from,
+            &filter.to,
+            &i64::from(limit),
         ],
-        event_from_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        event_from,
+    )
 }
 
 /// Every event about request `id` (its own events and those of its
 /// certificates), oldest first, at most `limit`.
-pub fn request_events(conn: &Connection, id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
+pub fn request_events(conn: &impl Sql, id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
     let sql = format!(
         "SELECT {} FROM audit_events a
-         WHERE a.object = 'request:' || ?1
+         WHERE a.object = 'request:' || CAST(?1 AS TEXT)
             OR a.object IN (SELECT 'cert:' || serial FROM certificates WHERE request_id = ?1)
          ORDER BY a.seq LIMIT ?2",
         event_columns("a.")
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![id, limit], event_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    conn.query_vec(&sql, &[&id, &i64::from(limit)], event_from)
 }
 
 /// A certificate and whether it is revoked.
@@ -98,7 +102,7 @@ pub struct CertificateListing {
     pub revoked: bool,
 }
 
-fn certificate(r: &Row<'_>) -> rusqlite::Result<CertificateListing> {
+fn certificate(r: &Row<'_, '_>) -> Result<CertificateListing, StoreError> {
     Ok(CertificateListing {
         row: CertificateRow {
             serial: r.get(0)?,
@@ -126,22 +130,21 @@ const CERT_COLUMNS: &str = "c.serial, c.key_id, c.principals, c.extensions, c.cr
 /// At most `limit` certificates (of `request` when given) with an issuance
 /// event before `before`, newest first.
 pub fn certificates(
-    conn: &Connection,
+    conn: &impl Sql,
     request: Option<&str>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<CertificateListing>, StoreError> {
     let sql = format!(
         "SELECT {CERT_COLUMNS}, {CERTIFICATE_REVOKED} FROM certificates c
-         WHERE (?1 IS NULL OR c.request_id = ?1) AND c.audit_seq < coalesce(?2, 9223372036854775807)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR c.request_id = ?1)
+           AND c.audit_seq < coalesce(CAST(?2 AS BIGINT), 9223372036854775807)
          ORDER BY c.audit_seq DESC LIMIT ?3"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![request, before, limit], certificate)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    conn.query_vec(&sql, &[&request, &before, &i64::from(limit)], certificate)
 }
 
-fn session(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+fn session(r: &Row<'_, '_>) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
         session_id: r.get(0)?,
         bastion: r.get(1)?,
@@ -167,61 +170,43 @@ fn session(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
 /// At most `limit` bastion sessions (of `request` when given) recorded
 /// before audit event `before`, newest first.
 pub fn sessions(
-    conn: &Connection,
+    conn: &impl Sql,
     request: Option<&str>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<SessionRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    conn.query_vec(
         "SELECT session_id, bastion, request_id, serial, key_id, login, requester, source, target,
                 target_address, started_at, ended_at, bytes_to_target, bytes_from_target, end_reason,
                 error, received_at, audit_seq
          FROM bastion_sessions
-         WHERE (?1 IS NULL OR request_id = ?1) AND audit_seq < coalesce(?2, 9223372036854775807)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR request_id = ?1)
+           AND audit_seq < coalesce(CAST(?2 AS BIGINT), 9223372036854775807)
          ORDER BY audit_seq DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![request, before, limit], session)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[&request, &before, &i64::from(limit)],
+        session,
+    )
 }
 
 /// Counters for `/metrics`: `(name, label, count)` rows.
-pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
-    let mut by_state = Vec::new();
-    {
-        let mut stmt =
-            conn.prepare_cached("SELECT state, count(*) FROM requests GROUP BY state ORDER BY 1")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        for row in rows {
-            by_state.push(row?);
-        }
-    }
-    let mut actions = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT action, outcome, count(*) FROM audit_events GROUP BY action, outcome ORDER BY 1, 2",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            actions.push(row?);
-        }
-    }
-    let certificates = conn.query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))?;
-    let sessions = conn.query_row("SELECT count(*) FROM bastion_sessions", [], |r| r.get(0))?;
-    let audit_head = conn.query_row("SELECT coalesce(max(seq), 0) FROM audit_events", [], |r| {
-        r.get(0)
-    })?;
+pub fn counts(conn: &impl Sql) -> Result<Counts, StoreError> {
+    let requests_by_state = conn.query_vec(
+        "SELECT state, count(*) FROM requests GROUP BY state ORDER BY 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let events_by_action = conn.query_vec(
+        "SELECT action, outcome, count(*) FROM audit_events GROUP BY action, outcome ORDER BY 1, 2",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let count = |sql: &str| conn.query_one(sql, &[], |r| r.get::<i64>(0));
     Ok(Counts {
-        requests_by_state: by_state,
-        events_by_action: actions,
-        certificates,
-        sessions,
-        audit_head,
+        requests_by_state,
+        events_by_action,
+        certificates: count("SELECT count(*) FROM certificates")?,
+        sessions: count("SELECT count(*) FROM bastion_sessions")?,
+        audit_head: count("SELECT coalesce(max(seq), 0) FROM audit_events")?,
     })
 }
 
@@ -239,3 +224,7 @@ pub struct Counts {
     /// The highest audit `seq` (0 when empty).
     pub audit_head: i64,
 }
+
+#[cfg(test)]
+#[path = "audit_views_tests.rs"]
+mod tests;

@@ -2,9 +2,9 @@
 //! of their secret (never the secret itself).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::StoreError;
+use super::sql::{Row, Sql};
 use tpa_core::audit::format_time;
 
 /// What a token is for.
@@ -68,123 +68,114 @@ pub struct TokenRow {
 }
 
 /// Inserts a token; fails if its id or hash exists.
-pub fn insert(tx: &Transaction<'_>, row: &TokenRow) -> Result<(), StoreError> {
+pub fn insert(tx: &impl Sql, row: &TokenRow) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO auth_tokens (id, token_hash, kind, issuer, subject, username, groups,
              csrf_token, created_at, expires_at, revoked_at, device_login, display_name)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            row.id,
-            row.token_hash,
-            row.kind.as_str(),
-            row.issuer,
-            row.subject,
-            row.username,
-            row.groups,
-            row.csrf_token,
-            row.created_at,
-            row.expires_at,
-            row.revoked_at,
-            row.device_login,
-            row.display_name
+        &[
+            &row.id,
+            &row.token_hash,
+            &row.kind.as_str(),
+            &row.issuer,
+            &row.subject,
+            &row.username,
+            &row.groups,
+            &row.csrf_token,
+            &row.created_at,
+            &row.expires_at,
+            &row.revoked_at,
+            &row.device_login,
+            &row.display_name,
         ],
     )?;
     Ok(())
 }
 
+fn token_from(r: &Row<'_, '_>) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        kind: TokenKind::parse(&r.get::<String>(2)?)?,
+        issuer: r.get(3)?,
+        subject: r.get(4)?,
+        username: r.get(5)?,
+        groups: r.get(6)?,
+        csrf_token: r.get(7)?,
+        created_at: r.get(8)?,
+        expires_at: r.get(9)?,
+        revoked_at: r.get(10)?,
+        device_login: r.get(11)?,
+        display_name: r.get(12)?,
+    })
+}
+
 /// The token with this hash when it is neither expired nor revoked at `now`.
 pub fn find_active_by_hash(
-    conn: &Connection,
+    conn: &impl Sql,
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<TokenRow>, StoreError> {
     // Stored times are fixed-width RFC 3339 UTC, so they compare as text.
-    let row = conn
-        .prepare_cached(
-            "SELECT id, token_hash, kind, issuer, subject, username, groups, csrf_token,
-                    created_at, expires_at, revoked_at, device_login, display_name
-             FROM auth_tokens
-             WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
-        )?
-        .query_row(params![token_hash, format_time(now)], |r| {
-            Ok((
-                r.get::<_, String>(2)?,
-                TokenRow {
-                    id: r.get(0)?,
-                    token_hash: r.get(1)?,
-                    kind: TokenKind::Api,
-                    issuer: r.get(3)?,
-                    subject: r.get(4)?,
-                    username: r.get(5)?,
-                    groups: r.get(6)?,
-                    csrf_token: r.get(7)?,
-                    created_at: r.get(8)?,
-                    expires_at: r.get(9)?,
-                    revoked_at: r.get(10)?,
-                    device_login: r.get(11)?,
-                    display_name: r.get(12)?,
-                },
-            ))
-        })
-        .optional()?;
-    row.map(|(kind, row)| {
-        Ok(TokenRow {
-            kind: TokenKind::parse(&kind)?,
-            ..row
-        })
-    })
-    .transpose()
+    conn.query_opt(
+        "SELECT id, token_hash, kind, issuer, subject, username, groups, csrf_token,
+                created_at, expires_at, revoked_at, device_login, display_name
+         FROM auth_tokens
+         WHERE token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+        &[&token_hash, &format_time(now)],
+        token_from,
+    )
 }
 
 /// The groups (JSON array) of the identity's most recent login, if any
 /// session or token of it is still stored: how the CA knows an OpenID
 /// Connect user's groups between their logins.
 pub fn latest_groups(
-    conn: &Connection,
+    conn: &impl Sql,
     issuer: &str,
     subject: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT groups FROM auth_tokens WHERE issuer = ?1 AND subject = ?2
-             ORDER BY created_at DESC, id LIMIT 1",
-        )?
-        .query_row(params![issuer, subject], |r| r.get(0))
-        .optional()?)
+    conn.query_opt(
+        "SELECT groups FROM auth_tokens WHERE issuer = ?1 AND subject = ?2
+         ORDER BY created_at DESC, id LIMIT 1",
+        &[&issuer, &subject],
+        |r| r.get(0),
+    )
 }
 
 /// Every identity of an issuer other than `exclude_issuer` with a stored
 /// login, with the username and groups (JSON array) of its most recent one.
 pub fn latest_logins(
-    conn: &Connection,
+    conn: &impl Sql,
     exclude_issuer: &str,
 ) -> Result<Vec<(String, String, String)>, StoreError> {
-    let mut stmt = conn.prepare(
+    conn.query_vec(
         "SELECT t.issuer, t.username, t.groups FROM auth_tokens t
          WHERE t.issuer != ?1 AND t.created_at = (
              SELECT max(u.created_at) FROM auth_tokens u
              WHERE u.issuer = t.issuer AND u.subject = t.subject)
          ORDER BY t.username",
-    )?;
-    let rows = stmt.query_map([exclude_issuer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[&exclude_issuer],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
 /// Revokes a token at `now`. Returns whether it was active (not yet revoked).
-pub fn revoke(tx: &Transaction<'_>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub fn revoke(tx: &impl Sql, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let changed = tx.execute(
         "UPDATE auth_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-        params![id, format_time(now)],
+        &[&id, &format_time(now)],
     )?;
     Ok(changed == 1)
 }
 
 /// Deletes tokens that expired before `before`; returns how many.
-pub fn delete_expired(tx: &Transaction<'_>, before: DateTime<Utc>) -> Result<usize, StoreError> {
-    Ok(tx.execute(
+pub fn delete_expired(tx: &impl Sql, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    let deleted = tx.execute(
         "DELETE FROM auth_tokens WHERE expires_at <= ?1",
-        [format_time(before)],
-    )?)
+        &[&format_time(before)],
+    )?;
+    Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
@@ -192,7 +183,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::store::{self, Create};
+    use crate::store::engine::test_engines;
 
     fn row(id: &str, hash: &str, now: DateTime<Utc>) -> TokenRow {
         TokenRow {
@@ -212,63 +203,111 @@ mod tests {
         }
     }
 
+    // issue 15: a token is found by its hash until it expires or is
+    // revoked, and is revoked once, on both engines.
     #[test]
     fn insert_find_expire_revoke() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = store::open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
-        let now = Utc::now();
-        let a = row("a", "hash-a", now);
-        store::write(&mut conn, |tx| insert(tx, &a)).unwrap();
+        for (engine, mut conn, _dir) in test_engines() {
+            let now = Utc::now();
+            let a = row("a", "hash-a", now);
+            let device = TokenRow {
+                kind: TokenKind::Api,
+                device_login: true,
+                csrf_token: None,
+                ..row("d", "hash-d", now)
+            };
+            conn.write(|tx| {
+                insert(tx, &a)?;
+                insert(tx, &device)
+            })
+            .unwrap();
 
-        assert_eq!(
-            find_active_by_hash(&conn, "hash-a", now).unwrap(),
-            Some(a.clone())
-        );
-        assert_eq!(find_active_by_hash(&conn, "hash-b", now).unwrap(), None);
-        let almost = now + TimeDelta::hours(1) - TimeDelta::microseconds(1);
-        assert!(
-            find_active_by_hash(&conn, "hash-a", almost)
-                .unwrap()
-                .is_some()
-        );
-        let expired = now + TimeDelta::hours(1);
-        assert_eq!(find_active_by_hash(&conn, "hash-a", expired).unwrap(), None);
+            let found =
+                |conn: &crate::store::Conn, hash, at| find_active_by_hash(conn, hash, at).unwrap();
+            assert_eq!(found(&conn, "hash-a", now), Some(a.clone()), "{engine:?}");
+            assert_eq!(
+                found(&conn, "hash-d", now),
+                Some(device.clone()),
+                "{engine:?}"
+            );
+            assert_eq!(found(&conn, "hash-b", now), None, "{engine:?}");
+            let almost = now + TimeDelta::hours(1) - TimeDelta::microseconds(1);
+            assert!(found(&conn, "hash-a", almost).is_some(), "{engine:?}");
+            let expired = now + TimeDelta::hours(1);
+            assert_eq!(found(&conn, "hash-a", expired), None, "{engine:?}");
 
-        assert!(store::write(&mut conn, |tx| revoke(tx, "a", now)).unwrap());
-        assert!(
-            !store::write(&mut conn, |tx| revoke(tx, "a", now)).unwrap(),
-            "once"
-        );
-        assert_eq!(find_active_by_hash(&conn, "hash-a", now).unwrap(), None);
-        assert!(!store::write(&mut conn, |tx| revoke(tx, "nope", now)).unwrap());
+            assert!(conn.write(|tx| revoke(tx, "a", now)).unwrap(), "{engine:?}");
+            assert!(
+                !conn.write(|tx| revoke(tx, "a", now)).unwrap(),
+                "{engine:?}: once"
+            );
+            assert_eq!(found(&conn, "hash-a", now), None, "{engine:?}");
+            assert!(!conn.write(|tx| revoke(tx, "nope", now)).unwrap());
+        }
     }
 
+    // issue 15: the database refuses a token hash or id twice and an
+    // unknown kind, on both engines.
     #[test]
     fn hashes_and_ids_are_unique_and_kinds_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = store::open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
-        let now = Utc::now();
-        store::write(&mut conn, |tx| insert(tx, &row("a", "h", now))).unwrap();
-        assert!(store::write(&mut conn, |tx| insert(tx, &row("b", "h", now))).is_err());
-        assert!(store::write(&mut conn, |tx| insert(tx, &row("a", "h2", now))).is_err());
-        let r = conn.execute("UPDATE auth_tokens SET kind = 'root' WHERE id = 'a'", []);
-        assert!(r.is_err(), "CHECK constraint on kind");
+        for (engine, mut conn, _dir) in test_engines() {
+            let now = Utc::now();
+            conn.write(|tx| insert(tx, &row("a", "h", now))).unwrap();
+            let again = |conn: &mut crate::store::Conn, r: TokenRow| {
+                conn.write(|tx| insert(tx, &r)).is_err()
+            };
+            assert!(again(&mut conn, row("b", "h", now)), "{engine:?}: hash");
+            assert!(again(&mut conn, row("a", "h2", now)), "{engine:?}: id");
+            let r = conn.execute("UPDATE auth_tokens SET kind = 'root' WHERE id = 'a'", &[]);
+            assert!(r.is_err(), "{engine:?}: CHECK constraint on kind");
+        }
     }
 
+    // issue 15: expired tokens are purged, the others kept; the latest
+    // login's groups are what a later request sees, on both engines.
     #[test]
-    fn expired_tokens_are_purged() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = store::open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
-        let now = Utc::now();
-        store::write(&mut conn, |tx| {
-            insert(tx, &row("old", "h1", now - TimeDelta::hours(2)))
-        })
-        .unwrap();
-        store::write(&mut conn, |tx| insert(tx, &row("new", "h2", now))).unwrap();
-        assert_eq!(
-            store::write(&mut conn, |tx| delete_expired(tx, now)).unwrap(),
-            1
-        );
-        assert!(find_active_by_hash(&conn, "h2", now).unwrap().is_some());
+    fn expired_tokens_are_purged_and_latest_login_wins() {
+        for (engine, mut conn, _dir) in test_engines() {
+            let now = Utc::now();
+            let old = TokenRow {
+                groups: "[\"old\"]".into(),
+                ..row("old", "h1", now - TimeDelta::hours(2))
+            };
+            let bob = TokenRow {
+                issuer: "https://sso.example".into(),
+                subject: "bob-sub".into(),
+                username: "bob".into(),
+                ..row("bob", "h3", now)
+            };
+            conn.write(|tx| {
+                insert(tx, &old)?;
+                insert(tx, &row("new", "h2", now))?;
+                insert(tx, &bob)
+            })
+            .unwrap();
+            assert_eq!(
+                latest_groups(&conn, "tpa:local", "alice")
+                    .unwrap()
+                    .as_deref(),
+                Some("[\"engineers\"]"),
+                "{engine:?}"
+            );
+            assert_eq!(latest_groups(&conn, "tpa:local", "nobody").unwrap(), None);
+            assert_eq!(
+                latest_logins(&conn, "tpa:local").unwrap(),
+                vec![(
+                    "https://sso.example".into(),
+                    "bob".into(),
+                    "[\"engineers\"]".into()
+                )],
+                "{engine:?}"
+            );
+            assert_eq!(
+                conn.write(|tx| delete_expired(tx, now)).unwrap(),
+                1,
+                "{engine:?}"
+            );
+            assert!(find_active_by_hash(&conn, "h2", now).unwrap().is_some());
+        }
     }
 }

@@ -2,9 +2,9 @@
 //! for a person to confirm their user code in a browser.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::StoreError;
+use super::sql::{Engine, Row, Sql};
 use tpa_core::audit::format_time;
 
 /// Rows are kept this long after their expiry, so a late poll hears "expired".
@@ -87,80 +87,75 @@ pub struct DeviceLogin {
 const COLUMNS: &str = "device_hash, user_code_hash, client_source, created_at, expires_at,
      interval_secs, last_poll_at, status, issuer, subject, username, groups, display_name";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(DeviceLogin, String)> {
-    Ok((
-        DeviceLogin {
-            device_hash: r.get(0)?,
-            user_code_hash: r.get(1)?,
-            client_source: r.get(2)?,
-            created_at: r.get(3)?,
-            expires_at: r.get(4)?,
-            interval_secs: r.get(5)?,
-            last_poll_at: r.get(6)?,
-            status: DeviceStatus::Pending,
-            issuer: r.get(8)?,
-            subject: r.get(9)?,
-            username: r.get(10)?,
-            groups: r.get(11)?,
-            display_name: r.get(12)?,
-        },
-        r.get(7)?,
-    ))
+fn from_row(r: &Row<'_, '_>) -> Result<DeviceLogin, StoreError> {
+    Ok(DeviceLogin {
+        device_hash: r.get(0)?,
+        user_code_hash: r.get(1)?,
+        client_source: r.get(2)?,
+        created_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        interval_secs: r.get(5)?,
+        last_poll_at: r.get(6)?,
+        status: DeviceStatus::parse(&r.get::<String>(7)?)?,
+        issuer: r.get(8)?,
+        subject: r.get(9)?,
+        username: r.get(10)?,
+        groups: r.get(11)?,
+        display_name: r.get(12)?,
+    })
 }
 
-fn find(conn: &Connection, column: &str, hash: &str) -> Result<Option<DeviceLogin>, StoreError> {
+fn find(conn: &impl Sql, column: &str, hash: &str) -> Result<Option<DeviceLogin>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM device_logins WHERE {column} = ?1");
-    let found = conn.query_row(&sql, params![hash], from_row).optional()?;
-    found
-        .map(|(mut row, status)| {
-            row.status = DeviceStatus::parse(&status)?;
-            Ok(row)
-        })
-        .transpose()
+    // The workflow reads a login and then moves its status in the same
+    // transaction (approved → done hands out the token once). On PostgreSQL
+    // the row lock makes a second replica's read wait for that commit and
+    // see the new status; SQLite's write transaction excludes other writers.
+    let sql = match conn.engine() {
+        Engine::Sqlite => sql,
+        Engine::Postgres => format!("{sql} FOR UPDATE"),
+    };
+    conn.query_opt(&sql, &[&hash], from_row)
 }
 
 /// Inserts a new login after deleting rows long expired. `Ok(false)` when
 /// the user code is already taken (the caller draws another).
-pub fn insert(
-    tx: &Transaction<'_>,
-    row: &DeviceLogin,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+pub fn insert(tx: &impl Sql, row: &DeviceLogin, now: DateTime<Utc>) -> Result<bool, StoreError> {
     tx.execute(
         "DELETE FROM device_logins WHERE expires_at <= ?1",
-        params![format_time(now - KEEP_EXPIRED)],
+        &[&format_time(now - KEEP_EXPIRED)],
     )?;
     let inserted = tx.execute(
         "INSERT INTO device_logins (device_hash, user_code_hash, client_source, created_at,
              expires_at, interval_secs, last_poll_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT DO NOTHING",
-        params![
-            row.device_hash,
-            row.user_code_hash,
-            row.client_source,
-            row.created_at,
-            row.expires_at,
-            row.interval_secs,
-            row.last_poll_at,
-            row.status.as_str(),
+        &[
+            &row.device_hash,
+            &row.user_code_hash,
+            &row.client_source,
+            &row.created_at,
+            &row.expires_at,
+            &row.interval_secs,
+            &row.last_poll_at,
+            &row.status.as_str(),
         ],
     )?;
     Ok(inserted == 1)
 }
 
 /// Logins waiting for a person at `now`.
-pub fn count_pending(conn: &Connection, now: DateTime<Utc>) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
+pub fn count_pending(conn: &impl Sql, now: DateTime<Utc>) -> Result<i64, StoreError> {
+    conn.query_one(
         "SELECT count(*) FROM device_logins WHERE status = 'pending' AND expires_at > ?1",
-        params![format_time(now)],
+        &[&format_time(now)],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// The login of a user code.
 pub fn by_user_code(
-    conn: &Connection,
+    conn: &impl Sql,
     user_code_hash: &str,
 ) -> Result<Option<DeviceLogin>, StoreError> {
     find(conn, "user_code_hash", user_code_hash)
@@ -168,7 +163,7 @@ pub fn by_user_code(
 
 /// The login of a device code.
 pub fn by_device_code(
-    conn: &Connection,
+    conn: &impl Sql,
     device_hash: &str,
 ) -> Result<Option<DeviceLogin>, StoreError> {
     find(conn, "device_hash", device_hash)
@@ -191,7 +186,7 @@ pub struct DecidedBy<'a> {
 
 /// Sets the status of a login; with a user for `approved`.
 pub fn set_status(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     device_hash: &str,
     status: DeviceStatus,
     user: Option<DecidedBy<'_>>,
@@ -209,15 +204,15 @@ pub fn set_status(
              username = coalesce(?6, username), groups = coalesce(?7, groups),
              display_name = coalesce(?8, display_name)
          WHERE device_hash = ?1",
-        params![
-            device_hash,
-            status.as_str(),
-            format_time(now),
-            issuer,
-            subject,
-            username,
-            groups,
-            display_name
+        &[
+            &device_hash,
+            &status.as_str(),
+            &format_time(now),
+            &issuer,
+            &subject,
+            &username,
+            &groups,
+            &display_name,
         ],
     )?;
     Ok(())
@@ -225,14 +220,128 @@ pub fn set_status(
 
 /// Records a poll at `now` with the interval the next one must keep.
 pub fn set_polled(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     device_hash: &str,
     interval_secs: i64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE device_logins SET last_poll_at = ?2, interval_secs = ?3 WHERE device_hash = ?1",
-        params![device_hash, format_time(now), interval_secs],
+        &[&device_hash, &format_time(now), &interval_secs],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::engine::test_engines;
+    use crate::store::{Conn, pg};
+
+    fn login(device: &str, user_code: &str, now: DateTime<Utc>) -> DeviceLogin {
+        DeviceLogin {
+            device_hash: device.into(),
+            user_code_hash: user_code.into(),
+            client_source: "127.0.0.1".into(),
+            created_at: format_time(now),
+            expires_at: format_time(now + TimeDelta::minutes(10)),
+            interval_secs: 5,
+            last_poll_at: None,
+            status: DeviceStatus::Pending,
+            issuer: None,
+            subject: None,
+            username: None,
+            groups: None,
+            display_name: None,
+        }
+    }
+
+    const ALICE: DecidedBy<'static> = DecidedBy {
+        issuer: "tpa:local",
+        subject: "alice",
+        username: "alice",
+        display_name: "Alice",
+        groups: "[\"engineers\"]",
+    };
+
+    // issue 15: a device login goes pending → approved (with its user) →
+    // done; a user code is taken by one login at a time, and long-expired
+    // rows go at the next insert; on both engines.
+    #[test]
+    fn a_device_login_is_approved_and_spent() {
+        for (engine, mut conn, _dir) in test_engines() {
+            let now = Utc::now();
+            let a = login("dev-a", "user-a", now);
+            assert!(conn.write(|tx| insert(tx, &a, now)).unwrap(), "{engine:?}");
+            let clash = login("dev-b", "user-a", now);
+            assert!(
+                !conn.write(|tx| insert(tx, &clash, now)).unwrap(),
+                "{engine:?}: a user code in use is refused, not an error"
+            );
+            assert_eq!(count_pending(&conn, now).unwrap(), 1, "{engine:?}");
+            assert_eq!(by_user_code(&conn, "user-a").unwrap(), Some(a.clone()));
+            assert_eq!(by_device_code(&conn, "nope").unwrap(), None, "{engine:?}");
+
+            let later = now + TimeDelta::seconds(7);
+            conn.write(|tx| set_polled(tx, "dev-a", 10, later)).unwrap();
+            conn.write(|tx| set_status(tx, "dev-a", DeviceStatus::Approved, Some(ALICE), later))
+                .unwrap();
+            conn.write(|tx| set_status(tx, "dev-a", DeviceStatus::Done, None, later))
+                .unwrap();
+            let done = by_device_code(&conn, "dev-a").unwrap().unwrap();
+            assert_eq!(
+                done,
+                DeviceLogin {
+                    interval_secs: 10,
+                    last_poll_at: Some(format_time(later)),
+                    status: DeviceStatus::Done,
+                    issuer: Some("tpa:local".into()),
+                    subject: Some("alice".into()),
+                    username: Some("alice".into()),
+                    groups: Some("[\"engineers\"]".into()),
+                    display_name: Some("Alice".into()),
+                    ..a.clone()
+                },
+                "{engine:?}: the approving user is kept when the login is spent"
+            );
+            assert_eq!(count_pending(&conn, later).unwrap(), 0, "{engine:?}");
+
+            // Kept an hour past expiry (a late poll hears "expired"), then purged.
+            let gone = now + TimeDelta::minutes(10) + KEEP_EXPIRED;
+            let b = login("dev-b", "user-b", gone);
+            assert!(conn.write(|tx| insert(tx, &b, gone)).unwrap());
+            assert_eq!(by_device_code(&conn, "dev-a").unwrap(), None, "{engine:?}");
+            let bad = conn.execute(
+                "UPDATE device_logins SET status = 'stolen' WHERE device_hash = 'dev-b'",
+                &[],
+            );
+            assert!(bad.is_err(), "{engine:?}: CHECK constraint on status");
+        }
+    }
+
+    // issue 15: two replicas polling an approved device login at once: the
+    // second reads after the first spent it, so one token is handed out.
+    #[test]
+    fn concurrent_polls_on_postgres_spend_a_device_code_once() {
+        let (options, mut conn) = pg::test_database();
+        let now = Utc::now();
+        conn.write(|tx| {
+            insert(tx, &login("dev", "user", now), now)?;
+            set_status(tx, "dev", DeviceStatus::Approved, Some(ALICE), now)
+        })
+        .unwrap();
+        let first = pg::connect(&options).unwrap();
+        let tx = first.begin().unwrap();
+        let seen = by_device_code(&tx, "dev").unwrap().unwrap();
+        assert_eq!(seen.status, DeviceStatus::Approved);
+        let second = std::thread::spawn(move || {
+            let mut conn = Conn::Postgres(Box::new(pg::connect(&options).unwrap()));
+            conn.write(|tx| by_device_code(tx, "dev")).unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        set_status(&tx, "dev", DeviceStatus::Done, None, now).unwrap();
+        tx.commit().unwrap();
+        let seen = second.join().unwrap().unwrap();
+        assert_eq!(seen.status, DeviceStatus::Done);
+    }
 }

@@ -35,19 +35,45 @@ impl Conn {
         &mut self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = match self {
-            Conn::Sqlite(conn) => Tx::Sqlite(
-                conn.transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(StoreError::from)?,
-            ),
-            Conn::Postgres(conn) => Tx::Postgres(conn.begin()?),
-        };
-        let value = f(&tx)?;
-        match tx {
-            Tx::Sqlite(tx) => tx.commit().map_err(StoreError::from)?,
-            Tx::Postgres(tx) => tx.commit()?,
+        match self {
+            Conn::Sqlite(conn) => write_sqlite(conn, f),
+            Conn::Postgres(conn) => {
+                let tx = Tx::Postgres(conn.begin()?);
+                let value = f(&tx)?;
+                if let Tx::Postgres(tx) = tx {
+                    tx.commit()?;
+                }
+                Ok(value)
+            }
         }
-        Ok(value)
+    }
+}
+
+/// [`Conn::write`] on a rusqlite connection held elsewhere (the SQLite
+/// writer's): `BEGIN IMMEDIATE`, `f`, commit.
+pub(crate) fn write_sqlite<T, E: From<StoreError>>(
+    conn: &mut rusqlite::Connection,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = Tx::Sqlite(
+        conn.transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?,
+    );
+    let value = f(&tx)?;
+    if let Tx::Sqlite(tx) = tx {
+        tx.commit().map_err(StoreError::from)?;
+    }
+    Ok(value)
+}
+
+impl Tx<'_> {
+    /// Runs `f` inside a savepoint of this transaction: an `Err` from `f`
+    /// rolls back only `f`'s writes (see [`sql::savepoint`](super::sql::savepoint)).
+    pub fn savepoint<T, E>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StoreError> {
+        super::sql::savepoint(self, f)
     }
 }
 
@@ -103,4 +129,84 @@ pub(crate) fn test_engines() -> Vec<(Engine, Conn, Option<tempfile::TempDir>)> {
         (Engine::Sqlite, Conn::Sqlite(sqlite), Some(dir)),
         (Engine::Postgres, Conn::Postgres(Box::new(pg)), None),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(tx: &impl Sql, sink: &str) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT INTO outbox_cursors (sink, delivered_through) VALUES (?1, 0)",
+            &[&sink],
+        )
+        .map(drop)
+    }
+
+    fn sinks(conn: &impl Sql) -> Vec<String> {
+        conn.query_vec("SELECT sink FROM outbox_cursors ORDER BY sink", &[], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    }
+
+    // issue 15: a job that fails inside its savepoint (here on a duplicate
+    // key, which on PostgreSQL aborts the transaction until the savepoint is
+    // rolled back) loses only its own writes; the jobs before and after it
+    // and the outer transaction's writes commit, on both engines. Savepoints
+    // nest.
+    #[test]
+    fn an_inner_failure_rolls_back_only_the_inner_writes() {
+        for (engine, mut conn, _dir) in test_engines() {
+            let outcomes = conn
+                .write(|tx| {
+                    add(tx, "outer")?;
+                    let kept = tx.savepoint(|tx| add(tx, "kept"))?;
+                    let failed = tx.savepoint(|tx| {
+                        add(tx, "lost")?;
+                        add(tx, "outer")
+                    })?;
+                    let nested = tx.savepoint(|tx| {
+                        add(tx, "nested-outer")?;
+                        let inner = tx.savepoint(|tx| {
+                            add(tx, "nested-lost")?;
+                            Err::<(), _>(StoreError::Aborted("inner job refused".into()))
+                        })?;
+                        assert!(inner.is_err());
+                        Ok::<_, StoreError>(())
+                    })?;
+                    add(tx, "after")?;
+                    Ok::<_, StoreError>((kept.is_ok(), failed.is_err(), nested.is_ok()))
+                })
+                .unwrap();
+            assert_eq!(outcomes, (true, true, true), "{engine:?}");
+            assert_eq!(
+                sinks(&conn),
+                ["after", "kept", "nested-outer", "outer"],
+                "{engine:?}"
+            );
+
+            // The outer transaction failing takes every savepoint's writes with it.
+            let rolled_back: Result<(), StoreError> = conn.write(|tx| {
+                tx.savepoint(|tx| add(tx, "gone"))??;
+                Err(StoreError::Aborted("whole batch".into()))
+            });
+            assert!(rolled_back.is_err());
+            assert!(!sinks(&conn).contains(&"gone".to_owned()), "{engine:?}");
+        }
+    }
+
+    // issue 15: the same on a bare PostgreSQL transaction (`PgTx`).
+    #[test]
+    fn a_postgres_transaction_survives_a_failed_savepoint() {
+        let (_, mut conn) = super::super::pg::test_database();
+        conn.write(|tx| {
+            add(tx, "a")?;
+            let failed = tx.savepoint(|tx| add(tx, "a"))?;
+            assert!(failed.is_err());
+            add(tx, "b")
+        })
+        .unwrap();
+        assert_eq!(sinks(&conn), ["a", "b"]);
+    }
 }

@@ -40,6 +40,16 @@
 //!   replica appends to one linear chain; unique serials and the
 //!   one-transaction issuance rest on constraints and row locks, never on a
 //!   process-local mutex.
+//! - **One-use rows stay one-use across replicas.** A read-then-update of
+//!   a row that may be used once (an OpenID login state, a CLI login code,
+//!   a device code) reads it `FOR UPDATE` on PostgreSQL, so a second
+//!   replica's read waits for the first's commit and sees the row spent;
+//!   a conditional `UPDATE … WHERE decision IS NULL` (consents; reviews
+//!   alike) counts once by itself. SQLite's single writer gives both.
+//! - **Savepoints** ([`sql::savepoint`], `Tx::savepoint`, `PgTx::savepoint`)
+//!   isolate one job of a shared transaction on either engine; on
+//!   PostgreSQL rolling back to one also clears the aborted state a failed
+//!   statement leaves.
 //! - **TLS through rustls on ring** (tokio-postgres-rustls), the same
 //!   provider as the rest of the workspace; no OpenSSL, no aws-lc-rs.
 //! - **Faults.** [`Fault`] classifies PostgreSQL SQLSTATEs and connection
@@ -57,6 +67,7 @@ pub mod certificates;
 pub mod changes;
 pub mod cli_consents;
 pub mod copy;
+mod database;
 pub mod device_logins;
 pub mod engine;
 pub mod fault;
@@ -66,6 +77,7 @@ pub mod leases;
 pub mod oidc_logins;
 pub mod outbox;
 pub mod pg;
+pub mod pg_pool;
 mod pool;
 #[cfg(test)]
 #[path = "../../tests/support/postgres_server.rs"]
@@ -79,6 +91,7 @@ pub mod wal_checkpoint;
 pub mod window_ends;
 mod writer;
 
+pub use database::Database;
 pub use engine::{Conn, Tx};
 pub use fault::{Fault, MaybeFault};
 pub use pool::ReadPool;
@@ -238,7 +251,9 @@ pub fn write<T, E: From<rusqlite::Error>>(
     Ok(value)
 }
 
-/// Runs `f` inside a savepoint of the caller's transaction. When `f` returns
+/// Runs `f` inside a savepoint of the caller's rusqlite transaction (the
+/// issuance batch's today; [`Tx::savepoint`] and [`pg::PgTx::savepoint`] are
+/// the same on either engine). When `f` returns
 /// `Err`, only its own changes are rolled back and the transaction goes on.
 /// The outer `Err` means the savepoint itself could not be handled (for
 /// example SQLite already rolled the whole transaction back); the caller must

@@ -12,12 +12,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::engine::Conn;
 use super::{SCHEMA_VERSION, StoreError, configure};
 
 /// Read-only connections to one database file.
 #[derive(Debug)]
 pub struct ReadPool {
-    connections: Vec<Mutex<Connection>>,
+    /// Always `Conn::Sqlite`; held as [`Conn`] so that [`ReadPool::read`]
+    /// can hand out the engine-neutral connection the table files take.
+    connections: Vec<Mutex<Conn>>,
     next: AtomicUsize,
 }
 
@@ -30,7 +33,7 @@ impl ReadPool {
             return Err(StoreError::Missing(path.display().to_string()));
         }
         let connections = (0..size.max(1))
-            .map(|_| open_reader(path).map(Mutex::new))
+            .map(|_| open_reader(path).map(|c| Mutex::new(Conn::Sqlite(c))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             connections,
@@ -41,9 +44,25 @@ impl ReadPool {
     /// Runs `f` on a free connection (or waits for one). Blocking: call it
     /// from a blocking thread, never from async code.
     pub fn with<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        let guard = self.free_connection();
+        match &*guard {
+            Conn::Sqlite(conn) => f(conn),
+            // `open` builds SQLite connections only.
+            Conn::Postgres(_) => unreachable!(),
+        }
+    }
+
+    /// [`ReadPool::with`] with the engine-neutral connection the table
+    /// files take (`&impl Sql`), as [`super::pg_pool::PgPool::read`] hands out.
+    /// Blocking.
+    pub fn read<T>(&self, f: impl FnOnce(&Conn) -> T) -> T {
+        f(&self.free_connection())
+    }
+
+    fn free_connection(&self) -> MutexGuard<'_, Conn> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.connections.len();
-        let guard = (0..n)
+        (0..n)
             .find_map(|i| {
                 let slot = self.connections.get((start + i) % n)?;
                 match slot.try_lock() {
@@ -53,11 +72,10 @@ impl ReadPool {
                     Err(TryLockError::WouldBlock) => None,
                 }
             })
-            .unwrap_or_else(|| self.wait_for(start % n));
-        f(&guard)
+            .unwrap_or_else(|| self.wait_for(start % n))
     }
 
-    fn wait_for(&self, index: usize) -> MutexGuard<'_, Connection> {
+    fn wait_for(&self, index: usize) -> MutexGuard<'_, Conn> {
         // `index < len` by construction (`len >= 1`).
         self.connections[index]
             .lock()

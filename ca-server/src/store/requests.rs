@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use tpa_core::{
     AccessRequest, Approval, ApprovalPath, CriticalOptions, Extension, ForceCommand, Grant,
     GroupName, HostName, HumanDuration, Identity, Principal, RequestId, RequestState, RoleName,
@@ -11,6 +10,7 @@ use tpa_core::{
 };
 
 use super::StoreError;
+use super::sql::{Row, Sql};
 use tpa_core::audit::format_time;
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -35,6 +35,10 @@ fn path_name(path: ApprovalPath) -> &'static str {
         ApprovalPath::OnCall => "stages",
         other => other.as_str(),
     }
+}
+
+fn duration_secs(r: &AccessRequest) -> i64 {
+    i64::try_from(r.duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn hosts_json(hosts: &BTreeSet<HostName>) -> String {
@@ -108,66 +112,58 @@ fn grant_from(text: Option<String>) -> Result<Option<Grant>, StoreError> {
 }
 
 /// Inserts a new request (and any approvals it already has).
-pub fn insert(
-    tx: &Transaction<'_>,
-    r: &AccessRequest,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+pub fn insert(tx: &impl Sql, r: &AccessRequest, now: DateTime<Utc>) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO requests (id, requester_issuer, requester_subject, requester_username, role, hosts,
              duration_secs, reason, ticket, start_at, path, created_at, pending_until, state, window_start,
              window_end, decided_by_issuer, decided_by_subject, comment, updated_at, grant_scope)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-        params![
-            r.id.as_str(),
-            r.requester.issuer(),
-            r.requester.subject(),
-            r.requester_username.as_str(),
-            r.role.as_str(),
-            hosts_json(&r.hosts),
-            i64::try_from(r.duration.as_secs()).unwrap_or(i64::MAX),
-            r.reason,
-            r.ticket,
-            r.start.map(format_time),
-            path_name(r.path),
-            format_time(r.created_at),
-            format_time(r.pending_until),
-            r.state.as_str(),
-            r.window.map(|w| format_time(w.start)),
-            r.window.map(|w| format_time(w.end)),
-            r.decided_by.as_ref().map(Identity::issuer),
-            r.decided_by.as_ref().map(Identity::subject),
-            r.comment,
-            format_time(now),
-            grant_json(r.grant.as_ref()),
+        &[
+            &r.id.as_str(),
+            &r.requester.issuer(),
+            &r.requester.subject(),
+            &r.requester_username.as_str(),
+            &r.role.as_str(),
+            &hosts_json(&r.hosts),
+            &duration_secs(r),
+            &r.reason,
+            &r.ticket,
+            &r.start.map(format_time),
+            &path_name(r.path),
+            &format_time(r.created_at),
+            &format_time(r.pending_until),
+            &r.state.as_str(),
+            &r.window.map(|w| format_time(w.start)),
+            &r.window.map(|w| format_time(w.end)),
+            &r.decided_by.as_ref().map(Identity::issuer),
+            &r.decided_by.as_ref().map(Identity::subject),
+            &r.comment,
+            &format_time(now),
+            &grant_json(r.grant.as_ref()),
         ],
     )?;
     super::integrations::save_automated(tx, r)?;
     insert_approvals(tx, r, 0)
 }
 
-fn insert_approvals(
-    tx: &Transaction<'_>,
-    r: &AccessRequest,
-    from: usize,
-) -> Result<(), StoreError> {
+fn insert_approvals(tx: &impl Sql, r: &AccessRequest, from: usize) -> Result<(), StoreError> {
     for (position, a) in r.approvals.iter().enumerate().skip(from) {
         tx.execute(
             "INSERT INTO approvals (request_id, position, approver_issuer, approver_subject, approver_username,
                  stage, at, content_hash, stage_hash, group_name, comment)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                r.id.as_str(),
-                position as i64,
-                a.approver.issuer(),
-                a.approver.subject(),
-                a.approver_username.as_str(),
-                a.stage as i64,
-                format_time(a.at),
-                a.content_hash,
-                a.stage_hash,
-                a.group.as_str(),
-                a.comment,
+            &[
+                &r.id.as_str(),
+                &(position as i64),
+                &a.approver.issuer(),
+                &a.approver.subject(),
+                &a.approver_username.as_str(),
+                &(a.stage as i64),
+                &format_time(a.at),
+                &a.content_hash,
+                &a.stage_hash,
+                &a.group.as_str(),
+                &a.comment,
             ],
         )?;
     }
@@ -179,7 +175,7 @@ fn insert_approvals(
 /// (re-approval), the request's approvals are rewritten (the audit trail
 /// keeps the voided ones).
 pub fn update(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     r: &AccessRequest,
     stored_approvals: usize,
     now: DateTime<Utc>,
@@ -189,19 +185,19 @@ pub fn update(
              decided_by_issuer = ?7, decided_by_subject = ?8, comment = ?9, updated_at = ?10,
              grant_scope = ?11, pending_until = ?12
          WHERE id = ?1",
-        params![
-            r.id.as_str(),
-            hosts_json(&r.hosts),
-            i64::try_from(r.duration.as_secs()).unwrap_or(i64::MAX),
-            r.state.as_str(),
-            r.window.map(|w| format_time(w.start)),
-            r.window.map(|w| format_time(w.end)),
-            r.decided_by.as_ref().map(Identity::issuer),
-            r.decided_by.as_ref().map(Identity::subject),
-            r.comment,
-            format_time(now),
-            grant_json(r.grant.as_ref()),
-            format_time(r.pending_until),
+        &[
+            &r.id.as_str(),
+            &hosts_json(&r.hosts),
+            &duration_secs(r),
+            &r.state.as_str(),
+            &r.window.map(|w| format_time(w.start)),
+            &r.window.map(|w| format_time(w.end)),
+            &r.decided_by.as_ref().map(Identity::issuer),
+            &r.decided_by.as_ref().map(Identity::subject),
+            &r.comment,
+            &format_time(now),
+            &grant_json(r.grant.as_ref()),
+            &format_time(r.pending_until),
         ],
     )?;
     if changed != 1 {
@@ -213,15 +209,12 @@ pub fn update(
     // Append only when the stored approvals are exactly the first ones in
     // memory: an approval voided in memory (re-approval) while another is
     // added leaves the count unchanged, so the count alone cannot tell.
-    let stored: Vec<(String, String, String)> = tx
-        .prepare_cached(
-            "SELECT approver_issuer, approver_subject, at FROM approvals
-             WHERE request_id = ?1 ORDER BY position",
-        )?
-        .query_map([r.id.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let stored: Vec<(String, String, String)> = tx.query_vec(
+        "SELECT approver_issuer, approver_subject, at FROM approvals
+         WHERE request_id = ?1 ORDER BY position",
+        &[&r.id.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
     let unchanged_prefix = stored.len() == stored_approvals
         && r.approvals.len() >= stored.len()
         && stored
@@ -237,7 +230,7 @@ pub fn update(
     } else {
         tx.execute(
             "DELETE FROM approvals WHERE request_id = ?1",
-            [r.id.as_str()],
+            &[&r.id.as_str()],
         )?;
         insert_approvals(tx, r, 0)
     }
@@ -248,10 +241,10 @@ const COLUMNS: &str =
     reason, ticket, start_at, path, created_at, pending_until, state, window_start, window_end,
     decided_by_issuer, decided_by_subject, comment, grant_scope";
 
-fn from_row(row: &Row<'_>) -> Result<AccessRequest, StoreError> {
-    let text = |i: usize| row.get::<_, String>(i).map_err(StoreError::from);
-    let opt = |i: usize| row.get::<_, Option<String>>(i).map_err(StoreError::from);
-    let id = RequestId::parse(&text(0)?).map_err(|e| corrupt("request id", e))?;
+fn from_row(row: &Row<'_, '_>) -> Result<AccessRequest, StoreError> {
+    let text = |i: usize| row.get::<String>(i);
+    let opt = |i: usize| row.get::<Option<String>>(i);
+    let id = request_id(&text(0)?)?;
     let requester = Identity::new(&text(1)?, &text(2)?).map_err(|e| corrupt("requester", e))?;
     let hosts: Vec<String> = serde_json::from_str(&text(5)?).map_err(|e| corrupt("hosts", e))?;
     let hosts = hosts
@@ -300,41 +293,40 @@ fn from_row(row: &Row<'_>) -> Result<AccessRequest, StoreError> {
     })
 }
 
-fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreError> {
+fn approval_from(row: &Row<'_, '_>) -> Result<(i64, Approval), StoreError> {
+    let stage: i64 = row.get(3)?;
+    let position: i64 = row.get(6)?;
+    let approval = Approval {
+        approver: Identity::new(&row.get::<String>(0)?, &row.get::<String>(1)?)
+            .map_err(|e| corrupt("approver", e))?,
+        approver_username: Username::parse(&row.get::<String>(2)?)
+            .map_err(|e| corrupt("approver", e))?,
+        stage: usize::try_from(stage).map_err(|e| corrupt("stage", e))?,
+        // Approvals stored before stage fingerprints existed match no
+        // stage: they no longer count.
+        stage_hash: row.get::<Option<String>>(7)?.unwrap_or_default(),
+        group: match row.get::<Option<String>>(8)? {
+            Some(g) => GroupName::parse(&g).map_err(|e| corrupt("approval group", e))?,
+            None => GroupName::parse("unrecorded").map_err(|e| corrupt("group", e))?,
+        },
+        comment: row.get(9)?,
+        at: time(&row.get::<String>(4)?)?,
+        content_hash: row.get(5)?,
+    };
+    Ok((position, approval))
+}
+
+fn load_approvals(conn: &impl Sql, r: &mut AccessRequest) -> Result<(), StoreError> {
     // Sorted here rather than with ORDER BY: SQLite re-prepares a statement
     // whose ORDER BY column is pinned by a bound parameter on every rebind,
     // and this runs once per certificate inside the issuance transaction.
-    let mut stmt = conn.prepare_cached(
+    let mut approvals = conn.query_vec(
         "SELECT approver_issuer, approver_subject, approver_username, stage, at, content_hash, position,
              stage_hash, group_name, comment
          FROM approvals WHERE request_id = ?1",
+        &[&r.id.as_str()],
+        approval_from,
     )?;
-    let mut rows = stmt.query([r.id.as_str()])?;
-    let mut approvals = Vec::new();
-    while let Some(row) = rows.next()? {
-        let stage: i64 = row.get(3)?;
-        let position: i64 = row.get(6)?;
-        approvals.push((
-            position,
-            Approval {
-                approver: Identity::new(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)
-                    .map_err(|e| corrupt("approver", e))?,
-                approver_username: Username::parse(&row.get::<_, String>(2)?)
-                    .map_err(|e| corrupt("approver", e))?,
-                stage: usize::try_from(stage).map_err(|e| corrupt("stage", e))?,
-                // Approvals stored before stage fingerprints existed match no
-                // stage: they no longer count.
-                stage_hash: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
-                group: match row.get::<_, Option<String>>(8)? {
-                    Some(g) => GroupName::parse(&g).map_err(|e| corrupt("approval group", e))?,
-                    None => GroupName::parse("unrecorded").map_err(|e| corrupt("group", e))?,
-                },
-                comment: row.get(9)?,
-                at: time(&row.get::<_, String>(4)?)?,
-                content_hash: row.get(5)?,
-            },
-        ));
-    }
     approvals.sort_by_key(|(position, _)| *position);
     r.approvals
         .extend(approvals.into_iter().map(|(_, approval)| approval));
@@ -348,32 +340,23 @@ fn load_approvals(conn: &Connection, r: &mut AccessRequest) -> Result<(), StoreE
 }
 
 /// One request with its approvals.
-pub fn load(conn: &Connection, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+pub fn load(conn: &impl Sql, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?1");
-    let found = conn
-        .prepare_cached(&sql)?
-        .query_row([id.as_str()], |row| Ok(from_row(row)))
-        .optional()?;
-    match found {
-        None => Ok(None),
-        Some(r) => {
-            let mut r = r?;
-            load_approvals(conn, &mut r)?;
-            Ok(Some(r))
-        }
-    }
+    let Some(mut r) = conn.query_opt(&sql, &[&id.as_str()], from_row)? else {
+        return Ok(None);
+    };
+    load_approvals(conn, &mut r)?;
+    Ok(Some(r))
 }
 
 /// When the request last changed (RFC 3339): for a finished request, when it
 /// was denied, cancelled or revoked.
-pub fn updated_at(conn: &Connection, id: &RequestId) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT updated_at FROM requests WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn updated_at(conn: &impl Sql, id: &RequestId) -> Result<Option<String>, StoreError> {
+    conn.query_opt(
+        "SELECT updated_at FROM requests WHERE id = ?1",
+        &[&id.as_str()],
+        |r| r.get(0),
+    )
 }
 
 /// Which requests to list.
@@ -389,78 +372,85 @@ pub enum Listing<'a> {
 
 /// Lists requests with their approvals, at most `limit`.
 pub fn list(
-    conn: &Connection,
+    conn: &impl Sql,
     listing: Listing<'_>,
     limit: u32,
 ) -> Result<Vec<AccessRequest>, StoreError> {
-    let (filter, order) = match listing {
-        Listing::Requester(_) => (
-            "WHERE requester_issuer = ?1 AND requester_subject = ?2",
-            "created_at DESC",
-        ),
-        Listing::Pending => (
-            "WHERE state = 'pending' AND ?1 IS NOT NULL AND ?2 IS NOT NULL",
-            "created_at ASC",
-        ),
-        Listing::All => ("WHERE ?1 IS NOT NULL AND ?2 IS NOT NULL", "created_at DESC"),
+    let limit = i64::from(limit);
+    // Each listing binds only the parameters it uses: PostgreSQL cannot type
+    // a parameter that no expression gives a type to.
+    let mut out = match listing {
+        Listing::Requester(who) => conn.query_vec(
+            &format!(
+                "SELECT {COLUMNS} FROM requests
+                 WHERE requester_issuer = ?1 AND requester_subject = ?2
+                 ORDER BY created_at DESC, id LIMIT ?3"
+            ),
+            &[&who.issuer(), &who.subject(), &limit],
+            from_row,
+        )?,
+        Listing::Pending => conn.query_vec(
+            &format!(
+                "SELECT {COLUMNS} FROM requests WHERE state = 'pending'
+                 ORDER BY created_at ASC, id LIMIT ?1"
+            ),
+            &[&limit],
+            from_row,
+        )?,
+        Listing::All => conn.query_vec(
+            &format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC, id LIMIT ?1"),
+            &[&limit],
+            from_row,
+        )?,
     };
-    let (issuer, subject) = match listing {
-        Listing::Requester(who) => (who.issuer(), who.subject()),
-        _ => ("", ""),
-    };
-    let sql = format!("SELECT {COLUMNS} FROM requests {filter} ORDER BY {order}, id LIMIT ?3");
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params![issuer, subject, limit])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(row)?);
-    }
     for r in &mut out {
         load_approvals(conn, r)?;
     }
     Ok(out)
 }
 
+fn request_id(text: &str) -> Result<RequestId, StoreError> {
+    RequestId::parse(text).map_err(|e| corrupt("request id", e))
+}
+
 /// An approved grant of `requester` for `role` on exactly `hosts` whose window is still open.
 pub fn find_active_grant(
-    conn: &Connection,
+    conn: &impl Sql,
     requester: &Identity,
     role: &RoleName,
     hosts: &BTreeSet<HostName>,
     now: DateTime<Utc>,
 ) -> Result<Option<RequestId>, StoreError> {
-    let id: Option<String> = conn
-        .query_row(
-            "SELECT id FROM requests
-             WHERE requester_issuer = ?1 AND requester_subject = ?2 AND role = ?3 AND hosts = ?4
-               AND state = 'approved' AND window_end > ?5
-             ORDER BY window_end DESC LIMIT 1",
-            params![
-                requester.issuer(),
-                requester.subject(),
-                role.as_str(),
-                hosts_json(hosts),
-                format_time(now)
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    id.map(|i| RequestId::parse(&i).map_err(|e| corrupt("request id", e)))
-        .transpose()
+    conn.query_opt(
+        "SELECT id FROM requests
+         WHERE requester_issuer = ?1 AND requester_subject = ?2 AND role = ?3 AND hosts = ?4
+           AND state = 'approved' AND window_end > ?5
+         ORDER BY window_end DESC LIMIT 1",
+        &[
+            &requester.issuer(),
+            &requester.subject(),
+            &role.as_str(),
+            &hosts_json(hosts),
+            &format_time(now),
+        ],
+        |r| request_id(&r.get::<String>(0)?),
+    )
 }
 
 /// Pending requests whose pending TTL has run out.
 pub fn due_for_expiry(
-    conn: &Connection,
+    conn: &impl Sql,
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<RequestId>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT id FROM requests WHERE state = 'pending' AND pending_until <= ?1 ORDER BY pending_until LIMIT ?2")?;
-    let ids = stmt.query_map(params![format_time(now), limit], |r| r.get::<_, String>(0))?;
-    ids.map(|i| {
-        i.map_err(StoreError::from)
-            .and_then(|i| RequestId::parse(&i).map_err(|e| corrupt("request id", e)))
-    })
-    .collect()
+    conn.query_vec(
+        "SELECT id FROM requests WHERE state = 'pending' AND pending_until <= ?1
+         ORDER BY pending_until LIMIT ?2",
+        &[&format_time(now), &i64::from(limit)],
+        |r| request_id(&r.get::<String>(0)?),
+    )
 }
+
+#[cfg(test)]
+#[path = "requests_tests.rs"]
+mod tests;

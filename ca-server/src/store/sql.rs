@@ -139,6 +139,31 @@ pub trait Sql {
     }
 }
 
+/// Runs `f` inside a savepoint of the transaction `tx` (either engine).
+/// When `f` returns `Err`, only its own writes are rolled back and the
+/// transaction goes on; on PostgreSQL this also clears the aborted state a
+/// failed statement leaves, so the outer transaction can still commit. The
+/// outer `Err` means the savepoint itself could not be handled (SQLite
+/// already rolled the whole transaction back, the connection broke): the
+/// caller must abandon the transaction. Savepoints nest.
+pub fn savepoint<S: Sql, T, E>(
+    tx: &S,
+    f: impl FnOnce(&S) -> Result<T, E>,
+) -> Result<Result<T, E>, StoreError> {
+    tx.execute("SAVEPOINT tpa_job", &[])?;
+    match f(tx) {
+        Ok(value) => {
+            tx.execute("RELEASE SAVEPOINT tpa_job", &[])?;
+            Ok(Ok(value))
+        }
+        Err(e) => {
+            tx.execute("ROLLBACK TO SAVEPOINT tpa_job", &[])?;
+            tx.execute("RELEASE SAVEPOINT tpa_job", &[])?;
+            Ok(Err(e))
+        }
+    }
+}
+
 fn first_line(sql: &str) -> &str {
     sql.trim().lines().next().unwrap_or_default()
 }

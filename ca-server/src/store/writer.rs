@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::engine::{Tx, write_sqlite};
 use super::{Fault, MaybeFault, StoreError};
 
 /// The writer connection and its health.
@@ -133,6 +134,21 @@ impl Writer {
             Err(e) => self.record(e),
         }
         result
+    }
+
+    /// [`Writer::run`] with the engine-neutral transaction the table files
+    /// take: `BEGIN IMMEDIATE`, `f`, commit, under `deadline`. The same
+    /// closure runs on PostgreSQL through [`super::pg_pool::PgPool::write`] (see
+    /// [`super::Database`]). Blocking.
+    pub fn write_tx<T, E>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError> + MaybeFault,
+    {
+        self.run(deadline, |conn| write_sqlite(conn, f))
     }
 
     fn record(&self, e: &impl MaybeFault) {

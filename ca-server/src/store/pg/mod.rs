@@ -182,6 +182,16 @@ impl PgConn {
 }
 
 impl PgTx<'_> {
+    /// Runs `f` inside a savepoint (`SAVEPOINT` / `ROLLBACK TO SAVEPOINT` /
+    /// `RELEASE`): an `Err` from `f` rolls back only `f`'s writes, and a
+    /// statement that failed inside `f` no longer aborts the transaction.
+    pub fn savepoint<T, E>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StoreError> {
+        super::sql::savepoint(self, f)
+    }
+
     /// The connection the transaction runs on.
     pub(super) fn conn(&self) -> &PgConn {
         self.conn
