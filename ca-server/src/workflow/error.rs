@@ -5,6 +5,7 @@ use tpa_core::{DecisionRefusal, IssueRefusal, PolicyRefusal};
 
 use super::IssueError;
 use crate::refusal::Refusal;
+use crate::store::audited::Abort;
 use crate::store::{Fault, MaybeFault, StoreError};
 
 /// Why a use case did not happen.
@@ -81,5 +82,14 @@ impl From<DecisionRefusal> for WorkflowError {
 impl From<IssueRefusal> for WorkflowError {
     fn from(r: IssueRefusal) -> Self {
         refused(Refusal::from(&r), r)
+    }
+}
+
+/// Every `?` inside [`crate::store::audited::write_audited`] rolls back: a
+/// refusal commits its audit event only where the code says
+/// [`Abort::Refused`] after appending it.
+impl<E: Into<WorkflowError>> From<E> for Abort<WorkflowError> {
+    fn from(e: E) -> Self {
+        Abort::Failed(e.into())
     }
 }

@@ -10,7 +10,7 @@ use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
-use tpa_core::text::{FreeText, TextField};
+use tpa_core::text::{FreeText, TextError, TextField};
 use tpa_core::{
     AccessRequest, ApprovalPath, ApproveOutcome, Approvers, HostName, Narrowing, Policy, RequestId,
     RequestInput, RequestState, Revalidation, SubjectKey, User,
@@ -25,6 +25,7 @@ use crate::config::WorkflowConfig;
 use crate::integrations::Prechecks;
 use crate::notify;
 use crate::signer::Signer;
+use crate::store::audited::{Abort, savepoint_audited, write_audited};
 use crate::store::{self, MaybeFault, StoreError, requests};
 use tpa_core::audit::{NewEvent, Outcome};
 
@@ -316,44 +317,15 @@ fn decide<T>(
     now: DateTime<Utc>,
     f: impl FnOnce(&Transaction<'_>, &mut AccessRequest) -> Result<Decided<T>, WorkflowError>,
 ) -> Result<(AccessRequest, T), WorkflowError> {
-    store::write(conn, |tx: &Transaction<'_>| {
+    write_audited(conn, |tx| {
         let mut r = requests::load(tx, id)?.ok_or(WorkflowError::NotFound)?;
         let stored = r.approvals.len();
         expire_in(tx, policy, &mut r, stored, now)?;
         let was_granted = r.state == RequestState::Approved;
-        match f(tx, &mut r) {
-            Ok(Decided {
-                value,
-                why,
-                event: kind,
-                reapproval,
-            }) => {
-                requests::update(tx, &r, stored, now)?;
-                if let Some(found) = reapproval.filter(|f| !f.is_empty()) {
-                    store::audit::append(tx, &reapproval_event(&r, &found, now))?;
-                }
-                let e = event(
-                    actor,
-                    action,
-                    id.as_str(),
-                    Outcome::Success,
-                    &why,
-                    summary(&r),
-                    now,
-                );
-                let seq = store::audit::append(tx, &e)?.seq;
-                if was_granted && matches!(r.state, RequestState::Revoked | RequestState::Cancelled)
-                {
-                    // The grant ended early: its certificates join the KRL.
-                    let reason = if why.is_empty() { action } else { why.as_str() };
-                    super::revocation::record_request_end(tx, &r, reason, &actor.id, seq, now)?;
-                }
-                if let Some(kind) = kind {
-                    notify::enqueue_request_event(tx, kind, &r, policy, now)?;
-                }
-                Ok(Ok((r, value)))
-            }
+        let decided = match f(tx, &mut r) {
+            Ok(decided) => decided,
             Err(WorkflowError::Refused { code, message }) => {
+                // Only the refusal's event (and an expiry that was due) commits.
                 let e = event(
                     actor,
                     action,
@@ -364,11 +336,69 @@ fn decide<T>(
                     now,
                 );
                 store::audit::append(tx, &e)?;
-                Ok(Err(WorkflowError::Refused { code, message }))
+                return Err(Abort::Refused(WorkflowError::Refused { code, message }));
             }
-            Err(other) => Err(other),
-        }
-    })?
+            Err(other) => return Err(other.into()),
+        };
+        let value = record_decision(
+            tx,
+            policy,
+            (actor, action),
+            &mut r,
+            stored,
+            was_granted,
+            decided,
+            now,
+        )?;
+        Ok((r, value))
+    })
+}
+
+/// Writes a decision that happened: the row, re-approval and decision
+/// events, the grant's revocation when it ended early, its notification.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one step of decide, every input named"
+)]
+fn record_decision<T>(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    (actor, action): (&Actor, &str),
+    r: &mut AccessRequest,
+    stored: usize,
+    was_granted: bool,
+    decided: Decided<T>,
+    now: DateTime<Utc>,
+) -> Result<T, WorkflowError> {
+    let Decided {
+        value,
+        why,
+        event: kind,
+        reapproval,
+    } = decided;
+    requests::update(tx, r, stored, now)?;
+    if let Some(found) = reapproval.filter(|f| !f.is_empty()) {
+        store::audit::append(tx, &reapproval_event(r, &found, now))?;
+    }
+    let e = event(
+        actor,
+        action,
+        r.id.as_str(),
+        Outcome::Success,
+        &why,
+        summary(r),
+        now,
+    );
+    let seq = store::audit::append(tx, &e)?.seq;
+    if was_granted && matches!(r.state, RequestState::Revoked | RequestState::Cancelled) {
+        // The grant ended early: its certificates join the KRL.
+        let reason = if why.is_empty() { action } else { why.as_str() };
+        super::revocation::record_request_end(tx, r, reason, &actor.id, seq, now)?;
+    }
+    if let Some(kind) = kind {
+        notify::enqueue_request_event(tx, kind, r, policy, now)?;
+    }
+    Ok(value)
 }
 
 fn role_of<'p>(policy: &'p Policy, r: &AccessRequest) -> Result<&'p tpa_core::Role, WorkflowError> {
@@ -608,10 +638,9 @@ pub fn issue_batch(
     let committed = store::write(conn, |tx| {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let outcome = store::savepoint(tx, |tx| {
+            results.push(savepoint_audited(tx, |tx| {
                 issue_for_request_in(tx, (signer, policy, identities), job, now)
-            })?;
-            results.push(outcome.and_then(|answer| answer));
+            })?);
         }
         Ok::<_, WorkflowError>(results)
     });
@@ -642,85 +671,55 @@ pub fn issue_batch(
 }
 
 /// The issuance rules inside the caller's write transaction: re-read the
-/// request, check owner, key and `certificate_scope`, sign, record. The outer
-/// `Err` is a storage or signing failure (roll back); the inner one a refusal
-/// whose `denied` audit event is already written.
+/// request, check owner, key and `certificate_scope`, sign, record. A refusal
+/// keeps its `denied` audit event ([`Abort::Refused`]); a storage or signing
+/// failure rolls the job back.
 fn issue_for_request_in(
     tx: &Transaction<'_>,
     (signer, policy, identities): (&Signer, &Policy, &Identities),
     job: &IssueJob,
     now: DateTime<Utc>,
-) -> Result<Result<Issued, WorkflowError>, WorkflowError> {
+) -> Result<Issued, Abort<WorkflowError>> {
     let IssueJob {
         caller,
         id,
         public_key,
-        source,
         hook_allowed,
+        ..
     } = job;
-    let actor = Actor::user(caller, source);
+    let actor = Actor::user(caller, &job.source);
     let Some(mut r) = requests::load(tx, id)? else {
-        return Ok(Err(WorkflowError::NotFound));
+        return Err(Abort::Refused(WorkflowError::NotFound));
     };
-    let refusal = |tx: &Transaction<'_>,
-                   e: WorkflowError|
-     -> Result<Result<Issued, WorkflowError>, WorkflowError> {
-        let (code, message) = match &e {
-            WorkflowError::Refused { code, message } => (*code, message.clone()),
-            WorkflowError::NotFound => (
-                Refusal::NotFound,
-                "no such request for this user".to_owned(),
-            ),
-            _ => return Ok(Err(e)),
-        };
-        let ev = NewEvent {
-            time: now,
-            actor: actor.id.clone(),
-            source: actor.source.clone(),
-            action: "cert.issue".to_owned(),
-            object: "cert:none".to_owned(),
-            outcome: Outcome::Denied,
-            reason: message,
-            details: json!({ "code": code.code(), "request_id": id.as_str() }),
-        };
-        store::audit::append(tx, &ev)?;
-        Ok(Err(e))
-    };
+    let refuse = |e: WorkflowError| deny_issue(tx, &actor, id, e, now);
     if r.requester != caller.identity {
-        return refusal(tx, WorkflowError::NotFound);
+        return Err(refuse(WorkflowError::NotFound));
     }
     if hook_allowed
         .as_ref()
         .is_some_and(|h| *h != r.content_hash())
     {
-        return refusal(
-            tx,
-            refused(
-                Refusal::ContentChanged,
-                format!("request {id} changed after the policy hook allowed it; ask again"),
-            ),
-        );
+        return Err(refuse(refused(
+            Refusal::ContentChanged,
+            format!("request {id} changed after the policy hook allowed it; ask again"),
+        )));
     }
-    let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
-        Ok(s) => s,
-        Err(e) => return refusal(tx, refused(Refusal::BadPublicKey, e)),
-    };
+    let subject = SubjectKey::parse(public_key, &signer.ca_key_data())
+        .map_err(|e| refuse(refused(Refusal::BadPublicKey, e)))?;
     // Every counted approval must still come from a current member of its
     // stage's group, for the stage as defined now; what stopped counting is
-    // removed, and a grant that no longer holds goes back to pending.
+    // removed, and a grant that no longer holds goes back to pending (kept
+    // with the refusal).
     let stored = r.approvals.len();
     let found = revalidate_in(tx, policy, identities, &mut r, now)?;
     if !found.is_empty() {
         requests::update(tx, &r, stored, now)?;
         store::audit::append(tx, &reapproval_event(&r, &found, now))?;
         if found.reopened.is_some() {
-            return refusal(
-                tx,
-                refused(
-                    Refusal::NeedsReapproval,
-                    format!("request {id} needs re-approval because {}", found.why()),
-                ),
-            );
+            return Err(refuse(refused(
+                Refusal::NeedsReapproval,
+                format!("request {id} needs re-approval because {}", found.why()),
+            )));
         }
     }
     let current = super::approvers::current(tx, identities, &r)?;
@@ -728,12 +727,44 @@ fn issue_for_request_in(
         people: policy.people(),
         current: &current,
     };
-    let scope = match r.certificate_scope(policy.role(&r.role), caller, subject, &ctx, now) {
-        Ok(s) => s,
-        Err(e) => return refusal(tx, e.into()),
-    };
+    let scope = r
+        .certificate_scope(policy.role(&r.role), caller, subject, &ctx, now)
+        .map_err(|e| refuse(e.into()))?;
     let reason = format!("certificate for request {}", r.id);
-    Ok(Ok(issue_in(tx, signer, &actor, scope, &reason, now)?))
+    Ok(issue_in(tx, signer, &actor, scope, &reason, now)?)
+}
+
+/// Appends the `denied` event of a refused certificate and answers with the
+/// refusal, kept; when the event cannot be written, the job fails instead.
+fn deny_issue(
+    tx: &Transaction<'_>,
+    actor: &Actor,
+    id: &RequestId,
+    e: WorkflowError,
+    now: DateTime<Utc>,
+) -> Abort<WorkflowError> {
+    let (code, message) = match &e {
+        WorkflowError::Refused { code, message } => (*code, message.clone()),
+        WorkflowError::NotFound => (
+            Refusal::NotFound,
+            "no such request for this user".to_owned(),
+        ),
+        _ => return Abort::Refused(e),
+    };
+    let ev = NewEvent {
+        time: now,
+        actor: actor.id.clone(),
+        source: actor.source.clone(),
+        action: "cert.issue".to_owned(),
+        object: "cert:none".to_owned(),
+        outcome: Outcome::Denied,
+        reason: message,
+        details: json!({ "code": code.code(), "request_id": id.as_str() }),
+    };
+    match store::audit::append(tx, &ev) {
+        Ok(_) => Abort::Refused(e),
+        Err(failed) => Abort::Failed(failed.into()),
+    }
 }
 
 /// How `user` may see `request` (its requester, or an approver of its role), if at all.
@@ -847,80 +878,89 @@ pub fn review_break_glass(
     // the review row or the audit trail.
     let checked = FreeText::parse(TextField::Comment, comment);
     let comment = checked.as_ref().map_or("", FreeText::as_str);
-    store::write(
-        conn,
-        |tx| -> Result<Result<AccessRequest, WorkflowError>, WorkflowError> {
-            let Some(r) = requests::load(tx, id)? else {
-                return Ok(Err(WorkflowError::NotFound));
-            };
-            let problem = if can_view(policy, reviewer, &r).is_none() {
-                Some(WorkflowError::NotFound)
-            } else if store::reviews::state(tx, id)?.is_none() {
-                Some(refused(
-                    Refusal::NotBreakGlass,
-                    "this request was not a break-glass grant; nothing to review",
-                ))
-            } else if r.is_requester(reviewer, policy.people()) {
-                Some(refused(
-                    Refusal::OwnRequest,
-                    "you cannot review your own break-glass grant",
-                ))
-            } else if role_approver(policy, reviewer, &r).is_none() {
-                Some(refused(
-                    Refusal::NotApprover,
-                    format!(
-                        "only approvers of role {} review its break-glass grants",
-                        r.role
-                    ),
-                ))
-            } else if let Err(e) = &checked {
-                Some(refused(Refusal::from(e), e.to_string()))
-            } else if comment.is_empty() {
-                Some(refused(
-                    Refusal::BadComment,
-                    "a review needs a comment: what was done with the access",
-                ))
-            } else if !store::reviews::complete(tx, id, reviewer, comment, now)? {
-                Some(refused(
-                    Refusal::AlreadyReviewed,
-                    "this break-glass grant was already reviewed",
-                ))
-            } else {
-                None
-            };
-            let (outcome, why, details) = match &problem {
-                None => (
-                    Outcome::Success,
-                    comment.to_owned(),
-                    json!({ "break_glass": true }),
-                ),
-                Some(WorkflowError::Refused { code, message }) => (
-                    Outcome::Denied,
-                    message.clone(),
-                    json!({ "code": code.code() }),
-                ),
-                Some(_) => (
-                    Outcome::Denied,
-                    "no such request for this user".to_owned(),
-                    json!({ "code": "not_found" }),
-                ),
-            };
-            store::audit::append(
-                tx,
-                &event(
-                    &actor,
-                    "request.review",
-                    id.as_str(),
-                    outcome,
-                    &why,
-                    details,
-                    now,
-                ),
-            )?;
-            Ok(match problem {
-                None => Ok(r),
-                Some(e) => Err(e),
-            })
-        },
-    )?
+    write_audited(conn, |tx| {
+        let Some(r) = requests::load(tx, id)? else {
+            return Err(Abort::Refused(WorkflowError::NotFound));
+        };
+        let problem = review_problem(tx, (policy, reviewer), &r, &checked, now)?;
+        let (outcome, why, details) = match &problem {
+            None => (
+                Outcome::Success,
+                comment.to_owned(),
+                json!({ "break_glass": true }),
+            ),
+            Some(WorkflowError::Refused { code, message }) => (
+                Outcome::Denied,
+                message.clone(),
+                json!({ "code": code.code() }),
+            ),
+            Some(_) => (
+                Outcome::Denied,
+                "no such request for this user".to_owned(),
+                json!({ "code": "not_found" }),
+            ),
+        };
+        let e = event(
+            &actor,
+            "request.review",
+            id.as_str(),
+            outcome,
+            &why,
+            details,
+            now,
+        );
+        store::audit::append(tx, &e)?;
+        match problem {
+            None => Ok(r),
+            Some(e) => Err(Abort::Refused(e)),
+        }
+    })
+}
+
+/// Why `reviewer` may not clear the review of `r` with `comment`, if
+/// anything; none completes the review (the one write of a review).
+fn review_problem(
+    tx: &Transaction<'_>,
+    (policy, reviewer): (&Policy, &User),
+    r: &AccessRequest,
+    comment: &Result<FreeText, TextError>,
+    now: DateTime<Utc>,
+) -> Result<Option<WorkflowError>, WorkflowError> {
+    let id = &r.id;
+    let text = comment.as_ref().map_or("", FreeText::as_str);
+    Ok(if can_view(policy, reviewer, r).is_none() {
+        Some(WorkflowError::NotFound)
+    } else if store::reviews::state(tx, id)?.is_none() {
+        Some(refused(
+            Refusal::NotBreakGlass,
+            "this request was not a break-glass grant; nothing to review",
+        ))
+    } else if r.is_requester(reviewer, policy.people()) {
+        Some(refused(
+            Refusal::OwnRequest,
+            "you cannot review your own break-glass grant",
+        ))
+    } else if role_approver(policy, reviewer, r).is_none() {
+        Some(refused(
+            Refusal::NotApprover,
+            format!(
+                "only approvers of role {} review its break-glass grants",
+                r.role
+            ),
+        ))
+    } else if let Err(e) = comment {
+        Some(refused(Refusal::from(e), e.to_string()))
+    } else if text.is_empty() {
+        Some(refused(
+            Refusal::BadComment,
+            "a review needs a comment: what was done with the access",
+        ))
+    } else if !store::reviews::complete(tx, id, reviewer, text, now)? {
+        Some(refused(
+            Refusal::AlreadyReviewed,
+            "this break-glass grant was already reviewed",
+        ))
+    } else {
+        None
+    })
 }
