@@ -9,7 +9,7 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::{savepoint, write};
+use super::{StoreError, savepoint, write};
 
 /// How a write transaction ends early.
 #[derive(Debug)]
@@ -27,6 +27,69 @@ impl<E> Abort<E> {
         match self {
             Abort::Refused(e) | Abort::Failed(e) => e,
         }
+    }
+}
+
+/// Why a use case with its own refusal type (a login, a device code, a
+/// consent) did not happen.
+#[derive(Debug)]
+pub enum Denied<R> {
+    /// A rule said no; what the refusal recorded (its audit event, an
+    /// expiry that was due) is committed.
+    Refused(R),
+    /// The store failed; nothing was committed.
+    Store(StoreError),
+}
+
+impl<R> Denied<R> {
+    /// The refusal, or the store failure as an error (for `?`).
+    pub fn into_refusal(self) -> Result<R, StoreError> {
+        match self {
+            Denied::Refused(r) => Ok(r),
+            Denied::Store(e) => Err(e),
+        }
+    }
+}
+
+/// A store failure feeds the write health; a refusal does not.
+impl<R> super::MaybeFault for Denied<R> {
+    fn fault(&self) -> Option<super::Fault> {
+        match self {
+            Denied::Refused(_) => None,
+            Denied::Store(e) => e.fault(),
+        }
+    }
+}
+
+impl<R> From<StoreError> for Denied<R> {
+    fn from(e: StoreError) -> Self {
+        Denied::Store(e)
+    }
+}
+
+impl<R> From<rusqlite::Error> for Denied<R> {
+    fn from(e: rusqlite::Error) -> Self {
+        Denied::Store(StoreError::Sqlite(e))
+    }
+}
+
+impl<R> Abort<Denied<R>> {
+    /// A refusal whose audit event (if it has one) is written: commit.
+    pub fn refuse(refusal: R) -> Self {
+        Abort::Refused(Denied::Refused(refusal))
+    }
+}
+
+/// Every `?` on a store error rolls back.
+impl<R> From<StoreError> for Abort<Denied<R>> {
+    fn from(e: StoreError) -> Self {
+        Abort::Failed(Denied::Store(e))
+    }
+}
+
+impl<R> From<rusqlite::Error> for Abort<Denied<R>> {
+    fn from(e: rusqlite::Error) -> Self {
+        Abort::Failed(e.into())
     }
 }
 
