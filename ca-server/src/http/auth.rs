@@ -9,10 +9,10 @@ use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::User;
 use tpa_core::api::{IdentityInfo, LoginRequest, LoginResponse, UserInfo};
 
+use super::db::{with_db, with_reader};
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::identity::PasswordLoginError;
@@ -96,44 +96,6 @@ pub fn client_ip(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
 /// The audit source for a client address.
 pub fn audit_source(ip: Option<IpAddr>) -> String {
     ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-}
-
-/// Runs `f` with the writer connection on a blocking thread, under the
-/// current request's deadline; its outcome feeds the write health.
-pub(crate) async fn with_db<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    with_writer(state, f).await?.map_err(ApiError::Internal)
-}
-
-/// [`with_db`] for any error type that can hide a store fault; the outer
-/// `Err` is a failed blocking task.
-pub(crate) async fn with_writer<T, E>(
-    state: &AppState,
-    f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
-) -> Result<Result<T, E>, ApiError>
-where
-    T: Send + 'static,
-    E: From<crate::store::StoreError> + crate::store::MaybeFault + Send + 'static,
-{
-    let db = state.db.clone();
-    let deadline = crate::workflow::deadline::current(state.config.write_deadline);
-    tokio::task::spawn_blocking(move || db.run(deadline, f))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))
-}
-
-/// Runs `f` with a read-only connection on a blocking thread; never waits for the writer.
-pub(crate) async fn with_reader<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    let readers = state.readers.clone();
-    tokio::task::spawn_blocking(move || readers.with(f))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(ApiError::Internal)
 }
 
 /// The credential a request carries: (token, expected kind).

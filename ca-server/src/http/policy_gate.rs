@@ -62,8 +62,7 @@ pub(crate) async fn at_issuance(
         return Ok(None);
     };
     let rid = id.clone();
-    let stored =
-        super::auth::with_reader(state, move |conn| Ok(requests::load(conn, &rid)?)).await?;
+    let stored = super::db::with_reader(state, move |conn| Ok(requests::load(conn, &rid)?)).await?;
     let Some(r) =
         stored.filter(|r| r.requester == user.identity && r.state == RequestState::Approved)
     else {

@@ -21,6 +21,7 @@ pub mod approvers;
 pub mod audit_views;
 pub mod bastion;
 pub mod capability;
+pub mod db;
 pub mod deadline;
 pub mod error;
 pub mod explain;

@@ -20,9 +20,8 @@ use crate::app::AppState;
 use crate::auth::consent::{self, Consent, ConsentRefusal};
 use crate::auth::oidc_login::CliTarget;
 use crate::auth::rate_limit::Limited;
-use crate::http::auth::{
-    AuthVia, Authenticated, ClientIp, audit_source, with_db, with_reader, with_writer,
-};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source};
+use crate::http::db::{with_db, with_reader, with_writer};
 use crate::http::error::ApiError;
 use crate::store::audited::Denied;
 
@@ -172,7 +171,7 @@ pub async fn post(
     let decided = with_writer(&state, move |conn| {
         consent::decide(conn, &id, &session, &user, approve, &source, Utc::now())
     })
-    .await?;
+    .await;
     match decided {
         Ok(decided) => {
             state.user_code_limiter.release(reservation);

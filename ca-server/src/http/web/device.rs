@@ -26,9 +26,8 @@ use crate::auth::device::{self, CodeRefusal, Poll, Waiting};
 use crate::auth::oidc_login::{self, LoginRefusal};
 use crate::auth::rate_limit::{Limited, Reservation};
 use crate::auth::sessions;
-use crate::http::auth::{
-    AuthVia, Authenticated, ClientIp, audit_source, login_response, with_db, with_writer,
-};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, login_response};
+use crate::http::db::{with_db, with_writer};
 use crate::http::error::ApiError;
 use crate::store::audited::Denied;
 
@@ -299,7 +298,7 @@ pub async fn post(
         Ok(r) => r,
         Err(limited) => return Ok(limited),
     };
-    let found = crate::http::auth::with_reader(&state, move |conn| {
+    let found = crate::http::db::with_reader(&state, move |conn| {
         Ok(device::lookup(conn, &code, Utc::now()))
     })
     .await?;
@@ -339,7 +338,7 @@ pub async fn decide(
     let decided = with_writer(&state, move |conn| {
         device::decide(conn, &code, &user, approve, &source, Utc::now())
     })
-    .await?;
+    .await;
     match decided {
         Ok(waiting) => {
             state.user_code_limiter.release(reservation);
