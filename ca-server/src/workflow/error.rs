@@ -28,15 +28,22 @@ pub enum WorkflowError {
     /// Signing failed; nothing was issued.
     #[error("signing failed: {0}")]
     Signing(#[from] crate::signer::SignerError),
+    /// Too many decisions by this user in a minute; nothing was decided.
+    #[error("too many decisions; retry in {retry_after_secs} s")]
+    TooManyDecisions {
+        /// Seconds until the next decision may be made.
+        retry_after_secs: u64,
+    },
 }
 
 impl MaybeFault for WorkflowError {
     fn fault(&self) -> Option<Fault> {
         match self {
             WorkflowError::Storage(e) => e.fault(),
-            WorkflowError::Refused { .. } | WorkflowError::NotFound | WorkflowError::Signing(_) => {
-                None
-            }
+            WorkflowError::Refused { .. }
+            | WorkflowError::NotFound
+            | WorkflowError::Signing(_)
+            | WorkflowError::TooManyDecisions { .. } => None,
         }
     }
 }

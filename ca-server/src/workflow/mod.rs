@@ -30,9 +30,11 @@ pub mod hook_refusals;
 pub mod integrations;
 pub mod issuer;
 pub mod krl;
+pub mod policy_gate;
 pub mod report;
 pub mod requests;
 pub mod revocation;
+pub mod service;
 
 use crate::config::AdminIssueConfig;
 use crate::signer::{Signer, SignerError};

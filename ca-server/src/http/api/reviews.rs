@@ -7,9 +7,8 @@ use axum::extract::State;
 use chrono::Utc;
 use tpa_core::api::{RequestList, RequestView, ReviewBody};
 
-use super::requests::review_request;
 use crate::app::AppState;
-use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::csrf::Csrf;
 use crate::http::db::read;
 use crate::http::error::ApiError;
@@ -44,6 +43,9 @@ pub async fn review(
     Csrf(AppJson(body)): Csrf<AppJson<ReviewBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = parse_id(&id)?;
-    let r = review_request(&state, ip.0, auth.user, id, body.comment).await?;
+    let r = state
+        .services()
+        .review(auth.user, id, body.comment, audit_source(ip.0))
+        .await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }

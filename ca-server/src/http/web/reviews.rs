@@ -11,8 +11,7 @@ use minijinja::{Value, context};
 use super::page_user::{PageForm, PageUser};
 use super::{PageError, page_context, render_status, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::review_request;
-use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_id;
@@ -59,7 +58,11 @@ pub async fn post(
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let comment = fields.text("comment");
-    let result = review_request(&state, ip.0, auth.user.clone(), id, comment).await;
+    let result = state
+        .services()
+        .review(auth.user.clone(), id, comment, audit_source(ip.0))
+        .await
+        .map_err(ApiError::from);
     match result {
         Ok(_) => Ok(Redirect::to("/reviews").into_response()),
         Err(ApiError::Refused { code, message }) => {
