@@ -112,16 +112,7 @@ pub fn submit_with(
         Ok(c) => c,
         Err(refusal) => {
             let details = json!({ "role": input.role.chars().take(64).collect::<String>() });
-            let e = event(
-                &actor,
-                "request.submit",
-                "none",
-                Outcome::Denied,
-                &refusal.to_string(),
-                details,
-                now,
-            );
-            store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+            deny_submission(conn, &actor, &refusal.to_string(), details, now)?;
             return Err(refusal.into());
         }
     };
@@ -131,16 +122,7 @@ pub fn submit_with(
             "code": code.code(),
             "checks": integrations::checks_json(&prechecks.checks),
         });
-        let e = event(
-            &actor,
-            "request.submit",
-            "none",
-            Outcome::Denied,
-            message,
-            details,
-            now,
-        );
-        store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+        deny_submission(conn, &actor, message, details, now)?;
         return Err(refused(*code, message));
     }
     store::write(conn, |tx| {
@@ -162,7 +144,6 @@ pub fn submit_with(
         let checks = integrations::apply_on_call(policy, &mut request, prechecks, now);
         requests::insert(tx, &request, now)?;
         store::integrations::save_checks(tx, &request.id, &checks)?;
-        let id = request.id.as_str();
         let mut details = summary(&request);
         if !checks.is_empty() {
             details["checks"] = integrations::checks_json(&checks);
@@ -170,7 +151,7 @@ pub fn submit_with(
         let e = event(
             &actor,
             "request.submit",
-            id,
+            request.id.as_str(),
             Outcome::Success,
             &request.reason,
             details,
@@ -178,43 +159,81 @@ pub fn submit_with(
         );
         store::audit::append(tx, &e)?;
         notify::enqueue_request_event(tx, "request.created", &request, policy, now)?;
-        if request.path == ApprovalPath::OnCall {
-            let e = integrations::on_call_event(&request, prechecks, summary(&request), now);
-            store::audit::append(tx, &e)?;
-            notify::enqueue_request_event(tx, "request.approved", &request, policy, now)?;
-        } else if request.state == RequestState::Approved {
-            let (action, why, kind) = match request.path {
-                ApprovalPath::BreakGlass => (
-                    "request.break_glass",
-                    "break-glass self-approval",
-                    "request.break_glass",
-                ),
-                _ => (
-                    "request.approve",
-                    "auto-approved by the role's auto_approve rule",
-                    "request.approved",
-                ),
-            };
-            let e = event(
-                &system(),
-                action,
-                id,
-                Outcome::Success,
-                why,
-                summary(&request),
-                now,
-            );
-            store::audit::append(tx, &e)?;
-            notify::enqueue_request_event(tx, kind, &request, policy, now)?;
-            if request.path == ApprovalPath::BreakGlass {
-                store::reviews::open(tx, &request.id)?;
-            }
-        }
+        record_instant_approval(tx, policy, &request, prechecks, now)?;
         Ok(Submitted {
             request,
             existing: false,
         })
     })
+}
+
+/// Records a refused submission: its `denied` audit event, alone.
+fn deny_submission(
+    conn: &mut Connection,
+    actor: &Actor,
+    reason: &str,
+    details: Value,
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    let e = event(
+        actor,
+        "request.submit",
+        "none",
+        Outcome::Denied,
+        reason,
+        details,
+        now,
+    );
+    store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+    Ok(())
+}
+
+/// A request approved as it was submitted (on call, break glass, or the
+/// role's `auto_approve`): its approval event and notification, and a
+/// break-glass grant's open review.
+fn record_instant_approval(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    request: &AccessRequest,
+    prechecks: &Prechecks,
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    if request.path == ApprovalPath::OnCall {
+        let e = integrations::on_call_event(request, prechecks, summary(request), now);
+        store::audit::append(tx, &e)?;
+        notify::enqueue_request_event(tx, "request.approved", request, policy, now)?;
+        return Ok(());
+    }
+    if request.state != RequestState::Approved {
+        return Ok(());
+    }
+    let (action, why, kind) = match request.path {
+        ApprovalPath::BreakGlass => (
+            "request.break_glass",
+            "break-glass self-approval",
+            "request.break_glass",
+        ),
+        _ => (
+            "request.approve",
+            "auto-approved by the role's auto_approve rule",
+            "request.approved",
+        ),
+    };
+    let e = event(
+        &system(),
+        action,
+        request.id.as_str(),
+        Outcome::Success,
+        why,
+        summary(request),
+        now,
+    );
+    store::audit::append(tx, &e)?;
+    notify::enqueue_request_event(tx, kind, request, policy, now)?;
+    if request.path == ApprovalPath::BreakGlass {
+        store::reviews::open(tx, &request.id)?;
+    }
+    Ok(())
 }
 
 fn system() -> Actor {
