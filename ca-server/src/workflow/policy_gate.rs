@@ -5,7 +5,10 @@
 //! reason shown) or `policy_hook_unavailable` (503 with Retry-After: no valid
 //! answer in time, so nothing is granted).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use tpa_core::api::PolicyHookCall;
 use tpa_core::{AccessRequest, RequestId, RequestInput, RequestState, SubjectKey, User};
 
 use super::Actor;
@@ -14,7 +17,7 @@ use super::hook_refusals::record_refusal;
 use super::requests as wf;
 use super::service::Services;
 use crate::config::HookStage;
-use crate::policy_hook::{Verdict, approve_call, hook_user, issue_call, submit_call};
+use crate::policy_hook::{PolicyHook, Verdict, approve_call, hook_user, issue_call, submit_call};
 use crate::refusal::Refusal;
 use crate::store::requests;
 
@@ -145,76 +148,17 @@ impl Services {
     /// the request pending (audited). Returns the request as it stands after.
     /// Never fails the caller's own action, which already committed.
     pub(crate) async fn automated_check(&self, r: AccessRequest) -> AccessRequest {
-        let Some(hook) = self.policy_hook.clone() else {
-            return r;
-        };
-        let Some(group) = hook.approves_as().cloned() else {
-            return r;
-        };
-        let Some(role) = self.config.policy.role(&r.role) else {
-            return r;
-        };
-        let open = r
-            .open_stage(role)
-            .and_then(|(stage, _)| role.stages.get(stage));
-        if r.state != RequestState::Pending
-            || !hook.applies(&r.role, HookStage::Approve)
-            || open.is_none_or(|s| s.group != group)
-        {
-            return r;
-        }
-        let Some(approver) = hook_user(group) else {
-            return r;
-        };
-        // The requester as of now (local accounts re-read; others as stored).
-        let probe = User {
-            identity: r.requester.clone(),
-            username: r.requester_username.clone(),
-            display_name: String::new(),
-            groups: Default::default(),
-        };
-        let requester = self.identities.refresh(&probe).unwrap_or(probe);
-        let Some(call) = approve_call(&requester, &r, Utc::now()) else {
+        let Some((hook, approver, call)) = self.automated_check_due(&r) else {
             return r;
         };
         let seen = r.content_hash();
         let verdict = hook.ask(call).await;
         let (st, id, role_name) = (self.clone(), r.id.clone(), r.role.to_string());
-        let source = crate::config::HOOK_USERNAME.to_owned();
-        let decided = self.write(move |conn| {
-        let now = Utc::now();
-        let policy = &st.config.policy;
-        match verdict {
-            Verdict::Allow => {
-                let input = wf::ApproveInput {
-                    seen_content_hash: Some(seen),
-                    ..wf::ApproveInput::default()
-                };
-                wf::approve(conn, policy, &st.identities, &approver, &id, input, &source, now)
-                    .map(|(r, _)| Some(r))
-            }
-            Verdict::Deny { reason } => {
-                let comment = format!("automated check: {reason}");
-                wf::deny(conn, policy, &approver, &id, &comment, &source, now).map(Some)
-            }
-            Verdict::Unavailable { why } => {
-                tracing::warn!(request = %id, %why, "policy hook gave no valid answer; the automated check stays open");
-                let actor = Actor::user(&approver, &source);
-                record_refusal(
-                    conn,
-                    &actor,
-                    HookStage::Approve,
-                    &role_name,
-                    Some(id.as_str()),
-                    "policy_hook_unavailable",
-                    &format!("no valid answer: {why}"),
-                    now,
-                )?;
-                Ok(None)
-            }
-        }
-    })
-    .await;
+        let decided = self
+            .write(move |conn| {
+                st.record_hook_verdict(conn, (&approver, &id, &role_name), seen, verdict)
+            })
+            .await;
         self.waiters.wake(&r.id);
         self.bell.ring();
         match decided {
@@ -223,6 +167,90 @@ impl Services {
             Err(e) => {
                 tracing::warn!(request = %r.id, error = ?e, "the automated check was not recorded");
                 r
+            }
+        }
+    }
+
+    /// The hook, its user and its call, when the open approval stage of `r`
+    /// is the hook's group.
+    fn automated_check_due(
+        &self,
+        r: &AccessRequest,
+    ) -> Option<(Arc<PolicyHook>, User, PolicyHookCall)> {
+        let hook = self.policy_hook.clone()?;
+        let group = hook.approves_as().cloned()?;
+        let role = self.config.policy.role(&r.role)?;
+        let open = r
+            .open_stage(role)
+            .and_then(|(stage, _)| role.stages.get(stage));
+        if r.state != RequestState::Pending
+            || !hook.applies(&r.role, HookStage::Approve)
+            || open.is_none_or(|s| s.group != group)
+        {
+            return None;
+        }
+        let approver = hook_user(group)?;
+        // The requester as of now (local accounts re-read; others as stored).
+        let probe = User {
+            identity: r.requester.clone(),
+            username: r.requester_username.clone(),
+            display_name: String::new(),
+            groups: Default::default(),
+        };
+        let requester = self.identities.refresh(&probe).unwrap_or(probe);
+        let call = approve_call(&requester, r, Utc::now())?;
+        Some((hook, approver, call))
+    }
+
+    /// Records the hook's verdict on request `id` as its approval or denial
+    /// (through the same workflow as a person's), or its silence (audited,
+    /// the request stays pending). The request as it stands after, if changed.
+    fn record_hook_verdict(
+        &self,
+        conn: &mut rusqlite::Connection,
+        (approver, id, role_name): (&User, &RequestId, &str),
+        seen: String,
+        verdict: Verdict,
+    ) -> Result<Option<AccessRequest>, WorkflowError> {
+        let now = Utc::now();
+        let policy = &self.config.policy;
+        let source = crate::config::HOOK_USERNAME;
+        match verdict {
+            Verdict::Allow => {
+                let input = wf::ApproveInput {
+                    seen_content_hash: Some(seen),
+                    ..wf::ApproveInput::default()
+                };
+                wf::approve(
+                    conn,
+                    policy,
+                    &self.identities,
+                    approver,
+                    id,
+                    input,
+                    source,
+                    now,
+                )
+                .map(|(r, _)| Some(r))
+            }
+            Verdict::Deny { reason } => {
+                let comment = format!("automated check: {reason}");
+                wf::deny(conn, policy, approver, id, &comment, source, now).map(Some)
+            }
+            Verdict::Unavailable { why } => {
+                tracing::warn!(request = %id, %why, "policy hook gave no valid answer; the automated check stays open");
+                let actor = Actor::user(approver, source);
+                record_refusal(
+                    conn,
+                    &actor,
+                    HookStage::Approve,
+                    role_name,
+                    Some(id.as_str()),
+                    "policy_hook_unavailable",
+                    &format!("no valid answer: {why}"),
+                    now,
+                )?;
+                Ok(None)
             }
         }
     }

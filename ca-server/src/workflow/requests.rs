@@ -26,6 +26,7 @@ use crate::integrations::Prechecks;
 use crate::notify;
 use crate::signer::Signer;
 use crate::store::audited::{Abort, savepoint_audited, write_audited};
+use crate::store::integrations::CheckRow;
 use crate::store::{self, MaybeFault, StoreError, requests};
 use tpa_core::audit::{NewEvent, Outcome};
 
@@ -142,29 +143,43 @@ pub fn submit_with(
         let id = RequestId::generate(&mut rand::rng());
         let mut request = AccessRequest::submit(id, requester, checked, now, settings.pending_ttl);
         let checks = integrations::apply_on_call(policy, &mut request, prechecks, now);
-        requests::insert(tx, &request, now)?;
-        store::integrations::save_checks(tx, &request.id, &checks)?;
-        let mut details = summary(&request);
-        if !checks.is_empty() {
-            details["checks"] = integrations::checks_json(&checks);
-        }
-        let e = event(
-            &actor,
-            "request.submit",
-            request.id.as_str(),
-            Outcome::Success,
-            &request.reason,
-            details,
-            now,
-        );
-        store::audit::append(tx, &e)?;
-        notify::enqueue_request_event(tx, "request.created", &request, policy, now)?;
+        record_submission(tx, policy, &actor, &request, &checks, now)?;
         record_instant_approval(tx, policy, &request, prechecks, now)?;
         Ok(Submitted {
             request,
             existing: false,
         })
     })
+}
+
+/// Stores a new request with its checks, its `request.submit` event and
+/// its `request.created` notification.
+fn record_submission(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    actor: &Actor,
+    request: &AccessRequest,
+    checks: &[CheckRow],
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    requests::insert(tx, request, now)?;
+    store::integrations::save_checks(tx, &request.id, checks)?;
+    let mut details = summary(request);
+    if !checks.is_empty() {
+        details["checks"] = integrations::checks_json(checks);
+    }
+    let e = event(
+        actor,
+        "request.submit",
+        request.id.as_str(),
+        Outcome::Success,
+        &request.reason,
+        details,
+        now,
+    );
+    store::audit::append(tx, &e)?;
+    notify::enqueue_request_event(tx, "request.created", request, policy, now)?;
+    Ok(())
 }
 
 /// Records a refused submission: its `denied` audit event, alone.
