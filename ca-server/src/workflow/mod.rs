@@ -28,11 +28,13 @@ pub mod explain;
 pub mod grants;
 pub mod hook_refusals;
 pub mod integrations;
+pub mod issuance;
 pub mod issuer;
 pub mod krl;
 pub mod policy_gate;
 pub mod report;
 pub mod requests;
+pub mod reviews;
 pub mod revocation;
 pub mod service;
 

@@ -1,5 +1,6 @@
-//! Access-request use cases: submit, approve, deny, cancel, expire, and issue a
-//! certificate for an approved request.
+//! Access-request use cases: submit, approve, deny, cancel, revoke, expire,
+//! and the reads that decide who sees what (certificates are in
+//! `issuance.rs`, break-glass reviews in `reviews.rs`).
 //!
 //! Each runs in one `BEGIN IMMEDIATE` transaction that re-reads the request,
 //! applies the `tpa-core` state machine, writes the result and its audit event,
@@ -10,24 +11,22 @@ use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
-use tpa_core::text::{FreeText, TextError, TextField};
 use tpa_core::{
     AccessRequest, ApprovalPath, ApproveOutcome, Approvers, HostName, Narrowing, Policy, RequestId,
-    RequestInput, RequestState, Revalidation, SubjectKey, User,
+    RequestInput, RequestState, Revalidation, User,
 };
 
 use super::capability::{Admin, Approver, Viewer};
 pub use super::error::WorkflowError;
 use super::error::refused;
-use super::{Actor, Issued, integrations, issue_in};
+use super::{Actor, integrations};
 use crate::auth::identity::Identities;
 use crate::config::WorkflowConfig;
 use crate::integrations::Prechecks;
 use crate::notify;
-use crate::signer::Signer;
-use crate::store::audited::{Abort, savepoint_audited, write_audited};
+use crate::store::audited::{Abort, write_audited};
 use crate::store::integrations::CheckRow;
-use crate::store::{self, MaybeFault, StoreError, requests};
+use crate::store::{self, requests};
 use tpa_core::audit::{NewEvent, Outcome};
 
 /// A submitted request, or the still-active grant it duplicates.
@@ -39,7 +38,7 @@ pub struct Submitted {
     pub existing: bool,
 }
 
-fn event(
+pub(super) fn event(
     actor: &Actor,
     action: &str,
     id: &str,
@@ -295,7 +294,11 @@ struct Decided<T> {
 }
 
 /// The audit event of approvals that stopped counting: "needs re-approval because …".
-fn reapproval_event(r: &AccessRequest, found: &Revalidation, now: DateTime<Utc>) -> NewEvent {
+pub(super) fn reapproval_event(
+    r: &AccessRequest,
+    found: &Revalidation,
+    now: DateTime<Utc>,
+) -> NewEvent {
     let voided: Vec<Value> = found
         .voided
         .iter()
@@ -323,7 +326,7 @@ fn reapproval_event(r: &AccessRequest, found: &Revalidation, now: DateTime<Utc>)
 /// Re-checks the approvals of `r` against the role and the approvers as
 /// they are now; what stopped counting is removed (see
 /// `AccessRequest::revalidate`).
-fn revalidate_in(
+pub(super) fn revalidate_in(
     tx: &Transaction<'_>,
     policy: &Policy,
     identities: &Identities,
@@ -637,170 +640,6 @@ pub fn expire_due(
     Ok(count)
 }
 
-/// One certificate request: who asks, for which request, for which key.
-#[derive(Debug, Clone)]
-pub struct IssueJob {
-    /// The caller, as authenticated now.
-    pub caller: User,
-    /// The request the certificate is for.
-    pub id: RequestId,
-    /// The public key text to certify.
-    pub public_key: String,
-    /// The content hash the policy hook allowed, when it was asked: the
-    /// certificate is refused if the request changed since.
-    pub hook_allowed: Option<String>,
-    /// The audit source (client address).
-    pub source: String,
-}
-
-/// Issues certificates for `jobs` in ONE `BEGIN IMMEDIATE` transaction with
-/// one commit (group commit); answers come back in the order of `jobs`.
-///
-/// Each job runs inside its own savepoint and re-reads the request and
-/// re-checks everything (`certificate_scope`): a refused job keeps only its `denied` audit event;
-/// a job whose storage or signing step fails is rolled back alone and answered
-/// with that error. If the savepoint machinery or the commit fails, the whole
-/// batch is rolled back and every job gets an error. No job's certificate is
-/// returned before the commit, and the audit chain stays sequential (each job
-/// appends after the previous one inside the same transaction).
-pub fn issue_batch(
-    conn: &mut Connection,
-    (signer, policy, identities): (&Signer, &Policy, &Identities),
-    jobs: &[IssueJob],
-    now: DateTime<Utc>,
-) -> Vec<Result<Issued, WorkflowError>> {
-    let committed = store::write(conn, |tx| {
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            results.push(savepoint_audited(tx, |tx| {
-                issue_for_request_in(tx, (signer, policy, identities), job, now)
-            })?);
-        }
-        Ok::<_, WorkflowError>(results)
-    });
-    match committed {
-        Ok(results) => results,
-        Err(e) => {
-            match e.fault() {
-                Some(fault) => tracing::warn!(
-                    cause = fault.name(),
-                    jobs = jobs.len(),
-                    "issuance batch rolled back ({fault}); no certificate of it was issued"
-                ),
-                None => tracing::error!(
-                    error = format!("{e:#}"),
-                    jobs = jobs.len(),
-                    "issuance batch rolled back; no certificate of it was issued"
-                ),
-            }
-            let error = || match e.fault() {
-                Some(fault) => StoreError::Condition(fault),
-                None => StoreError::Aborted(format!("issuance batch rolled back: {e}")),
-            };
-            jobs.iter()
-                .map(|_| Err(WorkflowError::Storage(error())))
-                .collect()
-        }
-    }
-}
-
-/// The issuance rules inside the caller's write transaction: re-read the
-/// request, check owner, key and `certificate_scope`, sign, record. A refusal
-/// keeps its `denied` audit event ([`Abort::Refused`]); a storage or signing
-/// failure rolls the job back.
-fn issue_for_request_in(
-    tx: &Transaction<'_>,
-    (signer, policy, identities): (&Signer, &Policy, &Identities),
-    job: &IssueJob,
-    now: DateTime<Utc>,
-) -> Result<Issued, Abort<WorkflowError>> {
-    let IssueJob {
-        caller,
-        id,
-        public_key,
-        hook_allowed,
-        ..
-    } = job;
-    let actor = Actor::user(caller, &job.source);
-    let Some(mut r) = requests::load(tx, id)? else {
-        return Err(Abort::Refused(WorkflowError::NotFound));
-    };
-    let refuse = |e: WorkflowError| deny_issue(tx, &actor, id, e, now);
-    if r.requester != caller.identity {
-        return Err(refuse(WorkflowError::NotFound));
-    }
-    if hook_allowed
-        .as_ref()
-        .is_some_and(|h| *h != r.content_hash())
-    {
-        return Err(refuse(refused(
-            Refusal::ContentChanged,
-            format!("request {id} changed after the policy hook allowed it; ask again"),
-        )));
-    }
-    let subject = SubjectKey::parse(public_key, &signer.ca_key_data())
-        .map_err(|e| refuse(refused(Refusal::BadPublicKey, e)))?;
-    // Every counted approval must still come from a current member of its
-    // stage's group, for the stage as defined now; what stopped counting is
-    // removed, and a grant that no longer holds goes back to pending (kept
-    // with the refusal).
-    let stored = r.approvals.len();
-    let found = revalidate_in(tx, policy, identities, &mut r, now)?;
-    if !found.is_empty() {
-        requests::update(tx, &r, stored, now)?;
-        store::audit::append(tx, &reapproval_event(&r, &found, now))?;
-        if found.reopened.is_some() {
-            return Err(refuse(refused(
-                Refusal::NeedsReapproval,
-                format!("request {id} needs re-approval because {}", found.why()),
-            )));
-        }
-    }
-    let current = super::approvers::current(tx, identities, &r)?;
-    let ctx = Approvers {
-        people: policy.people(),
-        current: &current,
-    };
-    let scope = r
-        .certificate_scope(policy.role(&r.role), caller, subject, &ctx, now)
-        .map_err(|e| refuse(e.into()))?;
-    let reason = format!("certificate for request {}", r.id);
-    Ok(issue_in(tx, signer, &actor, scope, &reason, now)?)
-}
-
-/// Appends the `denied` event of a refused certificate and answers with the
-/// refusal, kept; when the event cannot be written, the job fails instead.
-fn deny_issue(
-    tx: &Transaction<'_>,
-    actor: &Actor,
-    id: &RequestId,
-    e: WorkflowError,
-    now: DateTime<Utc>,
-) -> Abort<WorkflowError> {
-    let (code, message) = match &e {
-        WorkflowError::Refused { code, message } => (*code, message.clone()),
-        WorkflowError::NotFound => (
-            Refusal::NotFound,
-            "no such request for this user".to_owned(),
-        ),
-        _ => return Abort::Refused(e),
-    };
-    let ev = NewEvent {
-        time: now,
-        actor: actor.id.clone(),
-        source: actor.source.clone(),
-        action: "cert.issue".to_owned(),
-        object: "cert:none".to_owned(),
-        outcome: Outcome::Denied,
-        reason: message,
-        details: json!({ "code": code.code(), "request_id": id.as_str() }),
-    };
-    match store::audit::append(tx, &ev) {
-        Ok(_) => Abort::Refused(e),
-        Err(failed) => Abort::Failed(failed.into()),
-    }
-}
-
 /// How `user` may see `request` (its requester, or an approver of its role), if at all.
 pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> Option<Viewer> {
     Viewer::of(policy, user, request)
@@ -876,125 +715,4 @@ pub fn inbox(
         .into_iter()
         .filter(|r| may_decide(policy, user, r, now))
         .collect())
-}
-
-/// The break-glass grants whose post-incident review `user` may clear (an
-/// approver of the role who is not the requester), oldest first.
-pub fn open_reviews(
-    conn: &Connection,
-    policy: &Policy,
-    user: &User,
-) -> Result<Vec<AccessRequest>, WorkflowError> {
-    let mut out = Vec::new();
-    for id in store::reviews::open_ids(conn, 500)? {
-        if let Some(r) = requests::load(conn, &id)?
-            && !r.is_requester(user, policy.people())
-            && role_approver(policy, user, &r).is_some()
-        {
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
-
-/// Clears the post-incident review of a break-glass grant.
-pub fn review_break_glass(
-    conn: &mut Connection,
-    policy: &Policy,
-    reviewer: &User,
-    id: &RequestId,
-    comment: &str,
-    source: &str,
-    now: DateTime<Utc>,
-) -> Result<AccessRequest, WorkflowError> {
-    let actor = Actor::user(reviewer, source);
-    // The one free-text rule: no control, format or bidi characters reach
-    // the review row or the audit trail.
-    let checked = FreeText::parse(TextField::Comment, comment);
-    let comment = checked.as_ref().map_or("", FreeText::as_str);
-    write_audited(conn, |tx| {
-        let Some(r) = requests::load(tx, id)? else {
-            return Err(Abort::Refused(WorkflowError::NotFound));
-        };
-        let problem = review_problem(tx, (policy, reviewer), &r, &checked, now)?;
-        let (outcome, why, details) = match &problem {
-            None => (
-                Outcome::Success,
-                comment.to_owned(),
-                json!({ "break_glass": true }),
-            ),
-            Some(WorkflowError::Refused { code, message }) => (
-                Outcome::Denied,
-                message.clone(),
-                json!({ "code": code.code() }),
-            ),
-            Some(_) => (
-                Outcome::Denied,
-                "no such request for this user".to_owned(),
-                json!({ "code": "not_found" }),
-            ),
-        };
-        let e = event(
-            &actor,
-            "request.review",
-            id.as_str(),
-            outcome,
-            &why,
-            details,
-            now,
-        );
-        store::audit::append(tx, &e)?;
-        match problem {
-            None => Ok(r),
-            Some(e) => Err(Abort::Refused(e)),
-        }
-    })
-}
-
-/// Why `reviewer` may not clear the review of `r` with `comment`, if
-/// anything; none completes the review (the one write of a review).
-fn review_problem(
-    tx: &Transaction<'_>,
-    (policy, reviewer): (&Policy, &User),
-    r: &AccessRequest,
-    comment: &Result<FreeText, TextError>,
-    now: DateTime<Utc>,
-) -> Result<Option<WorkflowError>, WorkflowError> {
-    let id = &r.id;
-    let text = comment.as_ref().map_or("", FreeText::as_str);
-    Ok(if can_view(policy, reviewer, r).is_none() {
-        Some(WorkflowError::NotFound)
-    } else if store::reviews::state(tx, id)?.is_none() {
-        Some(refused(
-            Refusal::NotBreakGlass,
-            "this request was not a break-glass grant; nothing to review",
-        ))
-    } else if r.is_requester(reviewer, policy.people()) {
-        Some(refused(
-            Refusal::OwnRequest,
-            "you cannot review your own break-glass grant",
-        ))
-    } else if role_approver(policy, reviewer, r).is_none() {
-        Some(refused(
-            Refusal::NotApprover,
-            format!(
-                "only approvers of role {} review its break-glass grants",
-                r.role
-            ),
-        ))
-    } else if let Err(e) = comment {
-        Some(refused(Refusal::from(e), e.to_string()))
-    } else if text.is_empty() {
-        Some(refused(
-            Refusal::BadComment,
-            "a review needs a comment: what was done with the access",
-        ))
-    } else if !store::reviews::complete(tx, id, reviewer, text, now)? {
-        Some(refused(
-            Refusal::AlreadyReviewed,
-            "this break-glass grant was already reviewed",
-        ))
-    } else {
-        None
-    })
 }

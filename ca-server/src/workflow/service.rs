@@ -203,7 +203,15 @@ impl Services {
         source: String,
     ) -> Result<AccessRequest, WorkflowError> {
         let decision: Decision = Box::new(move |st, conn, user, id, source, now| {
-            wf::review_break_glass(conn, &st.config.policy, user, id, &comment, source, now)
+            super::reviews::review_break_glass(
+                conn,
+                &st.config.policy,
+                user,
+                id,
+                &comment,
+                source,
+                now,
+            )
         });
         self.decide(user, id, source, decision).await
     }

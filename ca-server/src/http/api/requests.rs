@@ -272,7 +272,7 @@ pub async fn certificate(
     // transaction and answers only after that transaction committed.
     let issued = state
         .issuer
-        .issue(wf::IssueJob {
+        .issue(crate::workflow::issuance::IssueJob {
             caller: auth.user,
             id,
             public_key: body.public_key,

@@ -13,7 +13,6 @@ use crate::http::csrf::Csrf;
 use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_id;
-use crate::workflow::requests as wf;
 
 /// `GET /api/v1/reviews`: break-glass grants the caller may review.
 pub async fn list(
@@ -22,7 +21,7 @@ pub async fn list(
 ) -> Result<Json<RequestList>, ApiError> {
     let st = state.clone();
     let open = read(&state, move |conn| {
-        wf::open_reviews(conn, &st.config.policy, &auth.user)
+        crate::workflow::reviews::open_reviews(conn, &st.config.policy, &auth.user)
     })
     .await?;
     let now = Utc::now();

@@ -15,7 +15,6 @@ use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_id;
-use crate::workflow::requests as wf;
 
 async fn page(
     state: &AppState,
@@ -26,7 +25,7 @@ async fn page(
     let st = state.clone();
     let user = auth.user.clone();
     let open = read(state, move |conn| {
-        wf::open_reviews(conn, &st.config.policy, &user)
+        crate::workflow::reviews::open_reviews(conn, &st.config.policy, &user)
     })
     .await?;
     let now = Utc::now();
