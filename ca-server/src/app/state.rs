@@ -16,6 +16,7 @@ use crate::notify::{OutboxBell, Waiters};
 use crate::signer::Signer;
 use crate::store::{self, Create, ReadPool, Writer};
 use crate::workflow::issuer::Issuer;
+use crate::workflow::service::Services;
 
 /// How many read-only connections the server keeps.
 const READERS: usize = 4;
@@ -64,6 +65,22 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The handles the request use cases reach ([`Services`]).
+    pub fn services(&self) -> Services {
+        Services {
+            writer: self.db.clone(),
+            readers: self.readers.clone(),
+            config: self.config.clone(),
+            identities: self.identities.clone(),
+            signer: self.signer.clone(),
+            integrations: self.integrations.clone(),
+            policy_hook: self.policy_hook.clone(),
+            decision_limiter: self.decision_limiter.clone(),
+            waiters: self.waiters.clone(),
+            bell: self.bell.clone(),
+        }
+    }
+
     /// Loads the key and the identity connectors and opens the database.
     /// Fails closed: any problem with the key, the accounts or the database is an error.
     /// Blocking (file I/O, one argon2 hash).

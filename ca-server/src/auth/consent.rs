@@ -21,6 +21,7 @@ use tpa_core::{GroupName, User};
 
 use crate::auth::oidc_login::{self, CliTarget};
 use crate::auth::sessions::{actor, hash_token};
+use crate::store::audited::{Abort, Denied, write_audited};
 use crate::store::cli_consents::{self, CliConsent};
 use crate::store::{self, StoreError};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
@@ -139,11 +140,12 @@ pub fn lookup(
     session_id: &str,
     user: &User,
     now: DateTime<Utc>,
-) -> Result<Result<Consent, ConsentRefusal>, StoreError> {
+) -> Result<Consent, Denied<ConsentRefusal>> {
     let Some(row) = find(conn, id)? else {
-        return Ok(Err(ConsentRefusal::Unknown));
+        return Err(Denied::Refused(ConsentRefusal::Unknown));
     };
-    Ok(check(&row, session_id, user, now).map(|()| consent(&row)))
+    check(&row, session_id, user, now).map_err(Denied::Refused)?;
+    Ok(consent(&row))
 }
 
 /// Approves or denies the consent `id` as `session_id` (of `user`): once,
@@ -157,9 +159,9 @@ pub fn decide(
     approve: bool,
     source: &str,
     now: DateTime<Utc>,
-) -> Result<Result<Decided, ConsentRefusal>, StoreError> {
+) -> Result<Decided, Denied<ConsentRefusal>> {
     let id = id.to_owned();
-    store::write(conn, |tx| {
+    write_audited(conn, |tx| {
         let row = find(tx, &id)?;
         let object = object(row.as_ref());
         // Checked, then decided: a consent another request decided first
@@ -186,7 +188,7 @@ pub fn decide(
                     reason,
                     now,
                 )?;
-                return Ok(Err(refusal));
+                return Err(Abort::refuse(refusal));
             }
         };
         let continue_to = if approve {
@@ -217,11 +219,11 @@ pub fn decide(
             )?;
             format!("{}?error=access_denied", row.redirect_uri)
         };
-        Ok(Ok(Decided {
+        Ok(Decided {
             consent: consent(&row),
             approved: approve,
             continue_to,
-        }))
+        })
     })
 }
 

@@ -21,6 +21,7 @@ use serde_json::json;
 use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
 use crate::auth::sessions::{self, NewSession, actor, hash_token};
+use crate::store::audited::{Abort, Denied, write_audited};
 use crate::store::device_logins::{self, DecidedBy, DeviceLogin, DeviceStatus};
 use crate::store::{self, StoreError};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
@@ -293,14 +294,15 @@ pub fn lookup(
     conn: &Connection,
     user_code: &str,
     now: DateTime<Utc>,
-) -> Result<Result<Waiting, CodeRefusal>, StoreError> {
+) -> Result<Waiting, Denied<CodeRefusal>> {
     let Some(code) = normalize_user_code(user_code) else {
-        return Ok(Err(CodeRefusal::Unknown));
+        return Err(Denied::Refused(CodeRefusal::Unknown));
     };
     let Some(row) = device_logins::by_user_code(conn, &hash_token(&code))? else {
-        return Ok(Err(CodeRefusal::Unknown));
+        return Err(Denied::Refused(CodeRefusal::Unknown));
     };
-    Ok(check_waiting(&row, now).map(|()| waiting(&row, &code)))
+    check_waiting(&row, now).map_err(Denied::Refused)?;
+    Ok(waiting(&row, &code))
 }
 
 fn check_waiting(row: &DeviceLogin, now: DateTime<Utc>) -> Result<(), CodeRefusal> {
@@ -322,21 +324,22 @@ pub fn decide(
     approve: bool,
     source: &str,
     now: DateTime<Utc>,
-) -> Result<Result<Waiting, CodeRefusal>, StoreError> {
+) -> Result<Waiting, Denied<CodeRefusal>> {
     let Some(code) = normalize_user_code(user_code) else {
-        return Ok(Err(CodeRefusal::Unknown));
+        return Err(Denied::Refused(CodeRefusal::Unknown));
     };
     let groups: Vec<&str> = user.groups.iter().map(GroupName::as_str).collect();
     let groups = serde_json::to_string(&groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store::write(conn, |tx| {
+    write_audited(conn, |tx| {
         let Some(row) = device_logins::by_user_code(tx, &hash_token(&code))? else {
-            return Ok(Err(CodeRefusal::Unknown));
+            return Err(Abort::refuse(CodeRefusal::Unknown));
         };
         if let Err(refusal) = check_waiting(&row, now) {
+            // An expiry that was due commits with the refusal.
             if row.status == DeviceStatus::Pending {
                 expire(tx, &row, now)?;
             }
-            return Ok(Err(refusal));
+            return Err(Abort::refuse(refusal));
         }
         let (status, action, outcome, reason) = if approve {
             (
@@ -371,7 +374,7 @@ pub fn decide(
             reason,
             now,
         )?;
-        Ok(Ok(waiting(&row, &code)))
+        Ok(waiting(&row, &code))
     })
 }
 
@@ -398,6 +401,13 @@ fn user_of(row: &DeviceLogin) -> Result<User, StoreError> {
     })
 }
 
+/// What a poll's transaction found: an approved login to turn into a token,
+/// or the answer itself.
+enum Polled {
+    Approved(DeviceLogin),
+    Answer(Poll),
+}
+
 /// One poll of the CLI with its device code.
 pub fn poll(
     conn: &mut Connection,
@@ -410,50 +420,48 @@ pub fn poll(
         return Ok(Poll::Invalid);
     }
     let device_hash = hash_token(device_code);
-    let decided = store::write(
-        conn,
-        |tx| -> Result<Result<DeviceLogin, Poll>, StoreError> {
-            let Some(row) = device_logins::by_device_code(tx, &device_hash)? else {
-                return Ok(Err(Poll::Invalid));
-            };
-            let expired = row.expires_at <= format_time(now);
-            match row.status {
-                DeviceStatus::Done => return Ok(Err(Poll::Invalid)),
-                DeviceStatus::Denied => return Ok(Err(Poll::Denied)),
-                DeviceStatus::Expired => return Ok(Err(Poll::Expired)),
-                DeviceStatus::Pending | DeviceStatus::Approved if expired => {
-                    expire(tx, &row, now)?;
-                    return Ok(Err(Poll::Expired));
-                }
-                DeviceStatus::Approved => {
-                    device_logins::set_status(tx, &row.device_hash, DeviceStatus::Done, None, now)?;
-                    return Ok(Ok(row));
-                }
-                DeviceStatus::Pending => {}
+    // Every answer commits what it wrote (an expiry, the poll time).
+    let decided = store::write(conn, |tx| -> Result<Polled, StoreError> {
+        let Some(row) = device_logins::by_device_code(tx, &device_hash)? else {
+            return Ok(Polled::Answer(Poll::Invalid));
+        };
+        let expired = row.expires_at <= format_time(now);
+        match row.status {
+            DeviceStatus::Done => return Ok(Polled::Answer(Poll::Invalid)),
+            DeviceStatus::Denied => return Ok(Polled::Answer(Poll::Denied)),
+            DeviceStatus::Expired => return Ok(Polled::Answer(Poll::Expired)),
+            DeviceStatus::Pending | DeviceStatus::Approved if expired => {
+                expire(tx, &row, now)?;
+                return Ok(Polled::Answer(Poll::Expired));
             }
-            let too_soon = row
-                .last_poll_at
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|last| {
-                    now - last.with_timezone(&Utc) < TimeDelta::seconds(row.interval_secs)
-                });
-            let interval = if too_soon {
-                (row.interval_secs + SLOW_DOWN_SECS).min(MAX_INTERVAL_SECS)
-            } else {
-                row.interval_secs
-            };
-            device_logins::set_polled(tx, &row.device_hash, interval, now)?;
-            Ok(Err(if too_soon {
-                Poll::SlowDown(interval)
-            } else {
-                Poll::Pending
-            }))
-        },
-    )?;
+            DeviceStatus::Approved => {
+                device_logins::set_status(tx, &row.device_hash, DeviceStatus::Done, None, now)?;
+                return Ok(Polled::Approved(row));
+            }
+            DeviceStatus::Pending => {}
+        }
+        let too_soon = row
+            .last_poll_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|last| {
+                now - last.with_timezone(&Utc) < TimeDelta::seconds(row.interval_secs)
+            });
+        let interval = if too_soon {
+            (row.interval_secs + SLOW_DOWN_SECS).min(MAX_INTERVAL_SECS)
+        } else {
+            row.interval_secs
+        };
+        device_logins::set_polled(tx, &row.device_hash, interval, now)?;
+        Ok(Polled::Answer(if too_soon {
+            Poll::SlowDown(interval)
+        } else {
+            Poll::Pending
+        }))
+    })?;
     let row = match decided {
-        Ok(row) => row,
-        Err(answer) => return Ok(answer),
+        Polled::Approved(row) => row,
+        Polled::Answer(answer) => return Ok(answer),
     };
     let user = user_of(&row)?;
     let session = sessions::create_device_token(conn, &user, ttl, source, now)?;

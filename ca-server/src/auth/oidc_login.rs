@@ -18,6 +18,7 @@ use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
 use crate::auth::identity::oidc::Authorization;
 use crate::auth::sessions::{self, NewSession, escape_untrusted, hash_token, random_b64};
+use crate::store::audited::Denied;
 use crate::store::auth_tokens::TokenKind;
 use crate::store::oidc_logins::{self, CliCode, PendingLogin};
 use crate::store::{self, StoreError};
@@ -239,29 +240,29 @@ pub fn take_pending(
     state: Option<&str>,
     browser_handle: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Result<PendingLogin, LoginRefusal>, StoreError> {
+) -> Result<PendingLogin, Denied<LoginRefusal>> {
     let Some(state) = state.filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return Ok(Err(LoginRefusal::MissingState));
+        return Err(Denied::Refused(LoginRefusal::MissingState));
     };
     let state_hash = hash_token(state);
     let row = store::write(conn, |tx| oidc_logins::take(tx, &state_hash, now))?;
     let Some(row) = row else {
-        return Ok(Err(LoginRefusal::UnknownState));
+        return Err(Denied::Refused(LoginRefusal::UnknownState));
     };
     if row.used_at.is_some() {
-        return Ok(Err(LoginRefusal::StateReused));
+        return Err(Denied::Refused(LoginRefusal::StateReused));
     }
     if row.expires_at <= format_time(now) {
-        return Ok(Err(LoginRefusal::StateExpired));
+        return Err(Denied::Refused(LoginRefusal::StateExpired));
     }
     let bound = browser_handle.is_some_and(|h| {
         let hash = hash_token(h);
         bool::from(hash.as_bytes().ct_eq(row.browser_hash.as_bytes()))
     });
     if !bound {
-        return Ok(Err(LoginRefusal::OtherBrowser));
+        return Err(Denied::Refused(LoginRefusal::OtherBrowser));
     }
-    Ok(Ok(row))
+    Ok(row)
 }
 
 /// Records a refused OpenID Connect login (`auth.login` `denied`).
@@ -328,11 +329,11 @@ pub fn exchange_cli_code(
     ttl: HumanDuration,
     source: &str,
     now: DateTime<Utc>,
-) -> Result<Result<NewSession, LoginRefusal>, StoreError> {
+) -> Result<NewSession, Denied<LoginRefusal>> {
     let refuse = |conn: &mut Connection, why: &'static str| {
         let refusal = LoginRefusal::InvalidCliCode(why);
         record_denied(conn, None, &refusal, source, now)?;
-        Ok::<_, StoreError>(Err(refusal))
+        Err(Denied::Refused(refusal))
     };
     if code.is_empty() || code.len() > 128 {
         return refuse(conn, "malformed");
@@ -382,7 +383,7 @@ pub fn exchange_cli_code(
         now,
         "oidc login (tpa-ssh loopback)",
     )?;
-    Ok(Ok(session))
+    Ok(session)
 }
 
 #[cfg(test)]

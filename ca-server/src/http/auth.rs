@@ -9,10 +9,10 @@ use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::User;
 use tpa_core::api::{IdentityInfo, LoginRequest, LoginResponse, UserInfo};
 
+use super::db::{with_db, with_reader};
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::identity::PasswordLoginError;
@@ -96,44 +96,6 @@ pub fn client_ip(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
 /// The audit source for a client address.
 pub fn audit_source(ip: Option<IpAddr>) -> String {
     ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-}
-
-/// Runs `f` with the writer connection on a blocking thread, under the
-/// current request's deadline; its outcome feeds the write health.
-pub(crate) async fn with_db<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    with_writer(state, f).await?.map_err(ApiError::Internal)
-}
-
-/// [`with_db`] for any error type that can hide a store fault; the outer
-/// `Err` is a failed blocking task.
-pub(crate) async fn with_writer<T, E>(
-    state: &AppState,
-    f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
-) -> Result<Result<T, E>, ApiError>
-where
-    T: Send + 'static,
-    E: From<crate::store::StoreError> + crate::store::MaybeFault + Send + 'static,
-{
-    let db = state.db.clone();
-    let deadline = crate::workflow::deadline::current(state.config.write_deadline);
-    tokio::task::spawn_blocking(move || db.run(deadline, f))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))
-}
-
-/// Runs `f` with a read-only connection on a blocking thread; never waits for the writer.
-pub(crate) async fn with_reader<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    let readers = state.readers.clone();
-    tokio::task::spawn_blocking(move || readers.with(f))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(ApiError::Internal)
 }
 
 /// The credential a request carries: (token, expected kind).
@@ -318,15 +280,6 @@ pub(crate) async fn password_login(
     kind: TokenKind,
 ) -> Result<NewSession, ApiError> {
     let source = audit_source(ip);
-    let deny = |reason: &'static str, username: String, source: String| async move {
-        let now = Utc::now();
-        with_db(state, move |conn| {
-            Ok(sessions::record_denied_login(
-                conn, &username, kind, &source, reason, now,
-            )?)
-        })
-        .await
-    };
     // Counted before the argon2 verification, so attempts in flight at
     // once cannot exceed the limit; a success gives its count back. An
     // address that already failed for this username waits first (right or
@@ -340,7 +293,8 @@ pub(crate) async fn password_login(
             // Only the first refusal in the window is audited: a flood
             // cannot fill the audit trail.
             if limited.first {
-                deny("too many failed logins", request.username, source).await?;
+                let reason = "too many failed logins";
+                record_denied(state, request.username, kind, source, reason).await?;
             }
             return Err(limited.into());
         }
@@ -348,70 +302,108 @@ pub(crate) async fn password_login(
     if !reservation.delay.is_zero() {
         tokio::time::sleep(reservation.delay).await;
     }
-    let username = request.username.clone();
-    let login = match state
+    let verified = state
         .identities
         .password_login(&request.username, &request.password)
-        .await
-    {
+        .await;
+    let login = match verified {
         Ok(login) => {
             state.login_limiter.release(reservation);
             login
         }
-        Err(PasswordLoginError::InvalidCredentials { reason }) => {
-            // `reason` names the connector's finding for the audit trail
-            // only; the caller learns nothing more than "invalid".
-            let reason: &'static str = if reason.contains("before any bind") {
+        Err(e) => {
+            let (reason, error, guess) = login_refusal(e);
+            // A right password (disabled, expired) or one never checked
+            // (directory down) is not a guess, so not counted as one.
+            if !guess {
+                state.login_limiter.release(reservation);
+            }
+            record_denied(state, request.username, kind, source, reason).await?;
+            return Err(error);
+        }
+    };
+    open_session(state, login, kind, source).await
+}
+
+/// Why a password login failed: the audit reason, the caller's error, and
+/// whether it counts as a guess (wrong credentials). The connector's
+/// finding names the audit reason only; the caller learns nothing more than
+/// "invalid".
+fn login_refusal(e: PasswordLoginError) -> (&'static str, ApiError, bool) {
+    match e {
+        PasswordLoginError::InvalidCredentials { reason } => {
+            let reason = if reason.contains("before any bind") {
                 "invalid credentials (refused before any bind)"
             } else if reason.contains("several entries") {
                 "invalid credentials (several directory entries match)"
             } else {
                 "invalid credentials"
             };
-            deny(reason, username, source).await?;
-            return Err(ApiError::InvalidCredentials);
+            (reason, ApiError::InvalidCredentials, true)
         }
-        Err(e) => {
-            // The password was right (disabled, expired) or never checked
-            // (directory down): not a guess, so not counted as one.
-            state.login_limiter.release(reservation);
-            let (reason, error) = match e {
-                PasswordLoginError::AccountDisabled => (
-                    "directory account disabled",
-                    ApiError::Refused {
-                        code: Refusal::AccountDisabled,
-                        message: "your directory account is disabled or locked; ask your directory administrators".to_owned(),
-                    },
-                ),
-                PasswordLoginError::PasswordExpired => (
-                    "directory password expired",
-                    ApiError::Refused {
-                        code: Refusal::PasswordExpired,
-                        message: "your directory password has expired; change it in the directory, then log in again".to_owned(),
-                    },
-                ),
-                PasswordLoginError::Unusable(message) => {
-                    tracing::warn!(error = %message, "directory entry unusable");
-                    (
-                        "directory entry unusable",
-                        ApiError::Refused {
-                            code: Refusal::DirectoryEntryUnusable,
-                            message: "your directory entry cannot be used by TPA (no stable id or a username TPA cannot use); the CA logged why".to_owned(),
-                        },
-                    )
-                }
-                PasswordLoginError::DirectoryUnavailable(message) => {
-                    tracing::warn!(error = %message, "directory login failed closed");
-                    ("directory unavailable", ApiError::DirectoryUnavailable(message))
-                }
-                PasswordLoginError::InvalidCredentials { .. } => {
-                    ("invalid credentials", ApiError::InvalidCredentials)
-                }
-            };
-            deny(reason, username, source).await?;
-            return Err(error);
+        PasswordLoginError::AccountDisabled => (
+            "directory account disabled",
+            ApiError::Refused {
+                code: Refusal::AccountDisabled,
+                message: "your directory account is disabled or locked; ask your directory administrators".to_owned(),
+            },
+            false,
+        ),
+        PasswordLoginError::PasswordExpired => (
+            "directory password expired",
+            ApiError::Refused {
+                code: Refusal::PasswordExpired,
+                message: "your directory password has expired; change it in the directory, then log in again".to_owned(),
+            },
+            false,
+        ),
+        PasswordLoginError::Unusable(message) => {
+            tracing::warn!(error = %message, "directory entry unusable");
+            (
+                "directory entry unusable",
+                ApiError::Refused {
+                    code: Refusal::DirectoryEntryUnusable,
+                    message: "your directory entry cannot be used by TPA (no stable id or a username TPA cannot use); the CA logged why".to_owned(),
+                },
+                false,
+            )
         }
-    };
+        PasswordLoginError::DirectoryUnavailable(message) => {
+            tracing::warn!(error = %message, "directory login failed closed");
+            (
+                "directory unavailable",
+                ApiError::DirectoryUnavailable(message),
+                false,
+            )
+        }
+    }
+}
+
+/// Audits a refused login attempt (`auth.login`, denied).
+async fn record_denied(
+    state: &AppState,
+    username: String,
+    kind: TokenKind,
+    source: String,
+    reason: &'static str,
+) -> Result<(), ApiError> {
+    let now = Utc::now();
+    with_db(state, move |conn| {
+        Ok(sessions::record_denied_login(
+            conn, &username, kind, &source, reason, now,
+        )?)
+    })
+    .await
+}
+
+/// The session (web) or API token of a verified login, with the directory
+/// email recorded (or forgotten) at the same time.
+async fn open_session(
+    state: &AppState,
+    login: crate::auth::identity::PasswordLogin,
+    kind: TokenKind,
+    source: String,
+) -> Result<NewSession, ApiError> {
     let user = login.user;
     let via = login.via;
     let ttl = match kind {

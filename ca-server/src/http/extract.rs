@@ -128,6 +128,16 @@ pub(crate) fn parse_id(id: &str) -> Result<tpa_core::RequestId, ApiError> {
     tpa_core::RequestId::parse(id).map_err(|_| ApiError::NotFound)
 }
 
+/// The query of the audit views, with the audit pages' rejection mapping
+/// (`400 invalid_body` with the parser's words), shared by their JSON and
+/// web faces.
+pub(crate) fn query<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::InvalidBody(e.body_text()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

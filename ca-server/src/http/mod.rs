@@ -6,7 +6,6 @@ pub mod csrf;
 pub mod db;
 pub mod error;
 pub mod extract;
-mod policy_gate;
 pub mod web;
 
 use axum::Router;

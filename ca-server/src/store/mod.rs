@@ -61,6 +61,7 @@ pub mod audit;
 pub mod audit_checkpoints;
 pub mod audit_sinks;
 pub mod audit_views;
+pub mod audited;
 pub mod auth_tokens;
 pub mod bastion_sessions;
 pub mod certificates;

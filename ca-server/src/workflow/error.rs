@@ -5,6 +5,7 @@ use tpa_core::{DecisionRefusal, IssueRefusal, PolicyRefusal};
 
 use super::IssueError;
 use crate::refusal::Refusal;
+use crate::store::audited::Abort;
 use crate::store::{Fault, MaybeFault, StoreError};
 
 /// Why a use case did not happen.
@@ -27,15 +28,22 @@ pub enum WorkflowError {
     /// Signing failed; nothing was issued.
     #[error("signing failed: {0}")]
     Signing(#[from] crate::signer::SignerError),
+    /// Too many decisions by this user in a minute; nothing was decided.
+    #[error("too many decisions; retry in {retry_after_secs} s")]
+    TooManyDecisions {
+        /// Seconds until the next decision may be made.
+        retry_after_secs: u64,
+    },
 }
 
 impl MaybeFault for WorkflowError {
     fn fault(&self) -> Option<Fault> {
         match self {
             WorkflowError::Storage(e) => e.fault(),
-            WorkflowError::Refused { .. } | WorkflowError::NotFound | WorkflowError::Signing(_) => {
-                None
-            }
+            WorkflowError::Refused { .. }
+            | WorkflowError::NotFound
+            | WorkflowError::Signing(_)
+            | WorkflowError::TooManyDecisions { .. } => None,
         }
     }
 }
@@ -81,5 +89,14 @@ impl From<DecisionRefusal> for WorkflowError {
 impl From<IssueRefusal> for WorkflowError {
     fn from(r: IssueRefusal) -> Self {
         refused(Refusal::from(&r), r)
+    }
+}
+
+/// Every `?` inside [`crate::store::audited::write_audited`] rolls back: a
+/// refusal commits its audit event only where the code says
+/// [`Abort::Refused`] after appending it.
+impl<E: Into<WorkflowError>> From<E> for Abort<WorkflowError> {
+    fn from(e: E) -> Self {
+        Abort::Failed(e.into())
     }
 }

@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Issued;
 use super::deadline;
-use super::requests::{IssueJob, WorkflowError, issue_batch};
+use super::issuance::{IssueJob, issue_batch};
+use super::requests::WorkflowError;
 use crate::auth::identity::Identities;
 use crate::config::Config;
 use crate::signer::Signer;

@@ -1,5 +1,6 @@
-//! Access-request use cases: submit, approve, deny, cancel, expire, and issue a
-//! certificate for an approved request.
+//! Access-request use cases: submit, approve, deny, cancel, revoke, expire,
+//! and the reads that decide who sees what (certificates are in
+//! `issuance.rs`, break-glass reviews in `reviews.rs`).
 //!
 //! Each runs in one `BEGIN IMMEDIATE` transaction that re-reads the request,
 //! applies the `tpa-core` state machine, writes the result and its audit event,
@@ -10,22 +11,22 @@ use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
-use tpa_core::text::{FreeText, TextField};
 use tpa_core::{
     AccessRequest, ApprovalPath, ApproveOutcome, Approvers, HostName, Narrowing, Policy, RequestId,
-    RequestInput, RequestState, Revalidation, SubjectKey, User,
+    RequestInput, RequestState, Revalidation, User,
 };
 
 use super::capability::{Admin, Approver, Viewer};
 pub use super::error::WorkflowError;
 use super::error::refused;
-use super::{Actor, Issued, integrations, issue_in};
+use super::{Actor, integrations};
 use crate::auth::identity::Identities;
 use crate::config::WorkflowConfig;
 use crate::integrations::Prechecks;
 use crate::notify;
-use crate::signer::Signer;
-use crate::store::{self, MaybeFault, StoreError, requests};
+use crate::store::audited::{Abort, write_audited};
+use crate::store::integrations::CheckRow;
+use crate::store::{self, requests};
 use tpa_core::audit::{NewEvent, Outcome};
 
 /// A submitted request, or the still-active grant it duplicates.
@@ -37,7 +38,7 @@ pub struct Submitted {
     pub existing: bool,
 }
 
-fn event(
+pub(super) fn event(
     actor: &Actor,
     action: &str,
     id: &str,
@@ -111,16 +112,7 @@ pub fn submit_with(
         Ok(c) => c,
         Err(refusal) => {
             let details = json!({ "role": input.role.chars().take(64).collect::<String>() });
-            let e = event(
-                &actor,
-                "request.submit",
-                "none",
-                Outcome::Denied,
-                &refusal.to_string(),
-                details,
-                now,
-            );
-            store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+            deny_submission(conn, &actor, &refusal.to_string(), details, now)?;
             return Err(refusal.into());
         }
     };
@@ -130,16 +122,7 @@ pub fn submit_with(
             "code": code.code(),
             "checks": integrations::checks_json(&prechecks.checks),
         });
-        let e = event(
-            &actor,
-            "request.submit",
-            "none",
-            Outcome::Denied,
-            message,
-            details,
-            now,
-        );
-        store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+        deny_submission(conn, &actor, message, details, now)?;
         return Err(refused(*code, message));
     }
     store::write(conn, |tx| {
@@ -159,61 +142,112 @@ pub fn submit_with(
         let id = RequestId::generate(&mut rand::rng());
         let mut request = AccessRequest::submit(id, requester, checked, now, settings.pending_ttl);
         let checks = integrations::apply_on_call(policy, &mut request, prechecks, now);
-        requests::insert(tx, &request, now)?;
-        store::integrations::save_checks(tx, &request.id, &checks)?;
-        let id = request.id.as_str();
-        let mut details = summary(&request);
-        if !checks.is_empty() {
-            details["checks"] = integrations::checks_json(&checks);
-        }
-        let e = event(
-            &actor,
-            "request.submit",
-            id,
-            Outcome::Success,
-            &request.reason,
-            details,
-            now,
-        );
-        store::audit::append(tx, &e)?;
-        notify::enqueue_request_event(tx, "request.created", &request, policy, now)?;
-        if request.path == ApprovalPath::OnCall {
-            let e = integrations::on_call_event(&request, prechecks, summary(&request), now);
-            store::audit::append(tx, &e)?;
-            notify::enqueue_request_event(tx, "request.approved", &request, policy, now)?;
-        } else if request.state == RequestState::Approved {
-            let (action, why, kind) = match request.path {
-                ApprovalPath::BreakGlass => (
-                    "request.break_glass",
-                    "break-glass self-approval",
-                    "request.break_glass",
-                ),
-                _ => (
-                    "request.approve",
-                    "auto-approved by the role's auto_approve rule",
-                    "request.approved",
-                ),
-            };
-            let e = event(
-                &system(),
-                action,
-                id,
-                Outcome::Success,
-                why,
-                summary(&request),
-                now,
-            );
-            store::audit::append(tx, &e)?;
-            notify::enqueue_request_event(tx, kind, &request, policy, now)?;
-            if request.path == ApprovalPath::BreakGlass {
-                store::reviews::open(tx, &request.id)?;
-            }
-        }
+        record_submission(tx, policy, &actor, &request, &checks, now)?;
+        record_instant_approval(tx, policy, &request, prechecks, now)?;
         Ok(Submitted {
             request,
             existing: false,
         })
     })
+}
+
+/// Stores a new request with its checks, its `request.submit` event and
+/// its `request.created` notification.
+fn record_submission(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    actor: &Actor,
+    request: &AccessRequest,
+    checks: &[CheckRow],
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    requests::insert(tx, request, now)?;
+    store::integrations::save_checks(tx, &request.id, checks)?;
+    let mut details = summary(request);
+    if !checks.is_empty() {
+        details["checks"] = integrations::checks_json(checks);
+    }
+    let e = event(
+        actor,
+        "request.submit",
+        request.id.as_str(),
+        Outcome::Success,
+        &request.reason,
+        details,
+        now,
+    );
+    store::audit::append(tx, &e)?;
+    notify::enqueue_request_event(tx, "request.created", request, policy, now)?;
+    Ok(())
+}
+
+/// Records a refused submission: its `denied` audit event, alone.
+fn deny_submission(
+    conn: &mut Connection,
+    actor: &Actor,
+    reason: &str,
+    details: Value,
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    let e = event(
+        actor,
+        "request.submit",
+        "none",
+        Outcome::Denied,
+        reason,
+        details,
+        now,
+    );
+    store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+    Ok(())
+}
+
+/// A request approved as it was submitted (on call, break glass, or the
+/// role's `auto_approve`): its approval event and notification, and a
+/// break-glass grant's open review.
+fn record_instant_approval(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    request: &AccessRequest,
+    prechecks: &Prechecks,
+    now: DateTime<Utc>,
+) -> Result<(), WorkflowError> {
+    if request.path == ApprovalPath::OnCall {
+        let e = integrations::on_call_event(request, prechecks, summary(request), now);
+        store::audit::append(tx, &e)?;
+        notify::enqueue_request_event(tx, "request.approved", request, policy, now)?;
+        return Ok(());
+    }
+    if request.state != RequestState::Approved {
+        return Ok(());
+    }
+    let (action, why, kind) = match request.path {
+        ApprovalPath::BreakGlass => (
+            "request.break_glass",
+            "break-glass self-approval",
+            "request.break_glass",
+        ),
+        _ => (
+            "request.approve",
+            "auto-approved by the role's auto_approve rule",
+            "request.approved",
+        ),
+    };
+    let e = event(
+        &system(),
+        action,
+        request.id.as_str(),
+        Outcome::Success,
+        why,
+        summary(request),
+        now,
+    );
+    store::audit::append(tx, &e)?;
+    notify::enqueue_request_event(tx, kind, request, policy, now)?;
+    if request.path == ApprovalPath::BreakGlass {
+        store::reviews::open(tx, &request.id)?;
+    }
+    Ok(())
 }
 
 fn system() -> Actor {
@@ -260,7 +294,11 @@ struct Decided<T> {
 }
 
 /// The audit event of approvals that stopped counting: "needs re-approval because …".
-fn reapproval_event(r: &AccessRequest, found: &Revalidation, now: DateTime<Utc>) -> NewEvent {
+pub(super) fn reapproval_event(
+    r: &AccessRequest,
+    found: &Revalidation,
+    now: DateTime<Utc>,
+) -> NewEvent {
     let voided: Vec<Value> = found
         .voided
         .iter()
@@ -288,7 +326,7 @@ fn reapproval_event(r: &AccessRequest, found: &Revalidation, now: DateTime<Utc>)
 /// Re-checks the approvals of `r` against the role and the approvers as
 /// they are now; what stopped counting is removed (see
 /// `AccessRequest::revalidate`).
-fn revalidate_in(
+pub(super) fn revalidate_in(
     tx: &Transaction<'_>,
     policy: &Policy,
     identities: &Identities,
@@ -316,44 +354,15 @@ fn decide<T>(
     now: DateTime<Utc>,
     f: impl FnOnce(&Transaction<'_>, &mut AccessRequest) -> Result<Decided<T>, WorkflowError>,
 ) -> Result<(AccessRequest, T), WorkflowError> {
-    store::write(conn, |tx: &Transaction<'_>| {
+    write_audited(conn, |tx| {
         let mut r = requests::load(tx, id)?.ok_or(WorkflowError::NotFound)?;
         let stored = r.approvals.len();
         expire_in(tx, policy, &mut r, stored, now)?;
         let was_granted = r.state == RequestState::Approved;
-        match f(tx, &mut r) {
-            Ok(Decided {
-                value,
-                why,
-                event: kind,
-                reapproval,
-            }) => {
-                requests::update(tx, &r, stored, now)?;
-                if let Some(found) = reapproval.filter(|f| !f.is_empty()) {
-                    store::audit::append(tx, &reapproval_event(&r, &found, now))?;
-                }
-                let e = event(
-                    actor,
-                    action,
-                    id.as_str(),
-                    Outcome::Success,
-                    &why,
-                    summary(&r),
-                    now,
-                );
-                let seq = store::audit::append(tx, &e)?.seq;
-                if was_granted && matches!(r.state, RequestState::Revoked | RequestState::Cancelled)
-                {
-                    // The grant ended early: its certificates join the KRL.
-                    let reason = if why.is_empty() { action } else { why.as_str() };
-                    super::revocation::record_request_end(tx, &r, reason, &actor.id, seq, now)?;
-                }
-                if let Some(kind) = kind {
-                    notify::enqueue_request_event(tx, kind, &r, policy, now)?;
-                }
-                Ok(Ok((r, value)))
-            }
+        let decided = match f(tx, &mut r) {
+            Ok(decided) => decided,
             Err(WorkflowError::Refused { code, message }) => {
+                // Only the refusal's event (and an expiry that was due) commits.
                 let e = event(
                     actor,
                     action,
@@ -364,11 +373,69 @@ fn decide<T>(
                     now,
                 );
                 store::audit::append(tx, &e)?;
-                Ok(Err(WorkflowError::Refused { code, message }))
+                return Err(Abort::Refused(WorkflowError::Refused { code, message }));
             }
-            Err(other) => Err(other),
-        }
-    })?
+            Err(other) => return Err(other.into()),
+        };
+        let value = record_decision(
+            tx,
+            policy,
+            (actor, action),
+            &mut r,
+            stored,
+            was_granted,
+            decided,
+            now,
+        )?;
+        Ok((r, value))
+    })
+}
+
+/// Writes a decision that happened: the row, re-approval and decision
+/// events, the grant's revocation when it ended early, its notification.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one step of decide, every input named"
+)]
+fn record_decision<T>(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    (actor, action): (&Actor, &str),
+    r: &mut AccessRequest,
+    stored: usize,
+    was_granted: bool,
+    decided: Decided<T>,
+    now: DateTime<Utc>,
+) -> Result<T, WorkflowError> {
+    let Decided {
+        value,
+        why,
+        event: kind,
+        reapproval,
+    } = decided;
+    requests::update(tx, r, stored, now)?;
+    if let Some(found) = reapproval.filter(|f| !f.is_empty()) {
+        store::audit::append(tx, &reapproval_event(r, &found, now))?;
+    }
+    let e = event(
+        actor,
+        action,
+        r.id.as_str(),
+        Outcome::Success,
+        &why,
+        summary(r),
+        now,
+    );
+    let seq = store::audit::append(tx, &e)?.seq;
+    if was_granted && matches!(r.state, RequestState::Revoked | RequestState::Cancelled) {
+        // The grant ended early: its certificates join the KRL.
+        let reason = if why.is_empty() { action } else { why.as_str() };
+        super::revocation::record_request_end(tx, r, reason, &actor.id, seq, now)?;
+    }
+    if let Some(kind) = kind {
+        notify::enqueue_request_event(tx, kind, r, policy, now)?;
+    }
+    Ok(value)
 }
 
 fn role_of<'p>(policy: &'p Policy, r: &AccessRequest) -> Result<&'p tpa_core::Role, WorkflowError> {
@@ -573,169 +640,6 @@ pub fn expire_due(
     Ok(count)
 }
 
-/// One certificate request: who asks, for which request, for which key.
-#[derive(Debug, Clone)]
-pub struct IssueJob {
-    /// The caller, as authenticated now.
-    pub caller: User,
-    /// The request the certificate is for.
-    pub id: RequestId,
-    /// The public key text to certify.
-    pub public_key: String,
-    /// The content hash the policy hook allowed, when it was asked: the
-    /// certificate is refused if the request changed since.
-    pub hook_allowed: Option<String>,
-    /// The audit source (client address).
-    pub source: String,
-}
-
-/// Issues certificates for `jobs` in ONE `BEGIN IMMEDIATE` transaction with
-/// one commit (group commit); answers come back in the order of `jobs`.
-///
-/// Each job runs inside its own savepoint and re-reads the request and
-/// re-checks everything (`certificate_scope`): a refused job keeps only its `denied` audit event;
-/// a job whose storage or signing step fails is rolled back alone and answered
-/// with that error. If the savepoint machinery or the commit fails, the whole
-/// batch is rolled back and every job gets an error. No job's certificate is
-/// returned before the commit, and the audit chain stays sequential (each job
-/// appends after the previous one inside the same transaction).
-pub fn issue_batch(
-    conn: &mut Connection,
-    (signer, policy, identities): (&Signer, &Policy, &Identities),
-    jobs: &[IssueJob],
-    now: DateTime<Utc>,
-) -> Vec<Result<Issued, WorkflowError>> {
-    let committed = store::write(conn, |tx| {
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let outcome = store::savepoint(tx, |tx| {
-                issue_for_request_in(tx, (signer, policy, identities), job, now)
-            })?;
-            results.push(outcome.and_then(|answer| answer));
-        }
-        Ok::<_, WorkflowError>(results)
-    });
-    match committed {
-        Ok(results) => results,
-        Err(e) => {
-            match e.fault() {
-                Some(fault) => tracing::warn!(
-                    cause = fault.name(),
-                    jobs = jobs.len(),
-                    "issuance batch rolled back ({fault}); no certificate of it was issued"
-                ),
-                None => tracing::error!(
-                    error = format!("{e:#}"),
-                    jobs = jobs.len(),
-                    "issuance batch rolled back; no certificate of it was issued"
-                ),
-            }
-            let error = || match e.fault() {
-                Some(fault) => StoreError::Condition(fault),
-                None => StoreError::Aborted(format!("issuance batch rolled back: {e}")),
-            };
-            jobs.iter()
-                .map(|_| Err(WorkflowError::Storage(error())))
-                .collect()
-        }
-    }
-}
-
-/// The issuance rules inside the caller's write transaction: re-read the
-/// request, check owner, key and `certificate_scope`, sign, record. The outer
-/// `Err` is a storage or signing failure (roll back); the inner one a refusal
-/// whose `denied` audit event is already written.
-fn issue_for_request_in(
-    tx: &Transaction<'_>,
-    (signer, policy, identities): (&Signer, &Policy, &Identities),
-    job: &IssueJob,
-    now: DateTime<Utc>,
-) -> Result<Result<Issued, WorkflowError>, WorkflowError> {
-    let IssueJob {
-        caller,
-        id,
-        public_key,
-        source,
-        hook_allowed,
-    } = job;
-    let actor = Actor::user(caller, source);
-    let Some(mut r) = requests::load(tx, id)? else {
-        return Ok(Err(WorkflowError::NotFound));
-    };
-    let refusal = |tx: &Transaction<'_>,
-                   e: WorkflowError|
-     -> Result<Result<Issued, WorkflowError>, WorkflowError> {
-        let (code, message) = match &e {
-            WorkflowError::Refused { code, message } => (*code, message.clone()),
-            WorkflowError::NotFound => (
-                Refusal::NotFound,
-                "no such request for this user".to_owned(),
-            ),
-            _ => return Ok(Err(e)),
-        };
-        let ev = NewEvent {
-            time: now,
-            actor: actor.id.clone(),
-            source: actor.source.clone(),
-            action: "cert.issue".to_owned(),
-            object: "cert:none".to_owned(),
-            outcome: Outcome::Denied,
-            reason: message,
-            details: json!({ "code": code.code(), "request_id": id.as_str() }),
-        };
-        store::audit::append(tx, &ev)?;
-        Ok(Err(e))
-    };
-    if r.requester != caller.identity {
-        return refusal(tx, WorkflowError::NotFound);
-    }
-    if hook_allowed
-        .as_ref()
-        .is_some_and(|h| *h != r.content_hash())
-    {
-        return refusal(
-            tx,
-            refused(
-                Refusal::ContentChanged,
-                format!("request {id} changed after the policy hook allowed it; ask again"),
-            ),
-        );
-    }
-    let subject = match SubjectKey::parse(public_key, &signer.ca_key_data()) {
-        Ok(s) => s,
-        Err(e) => return refusal(tx, refused(Refusal::BadPublicKey, e)),
-    };
-    // Every counted approval must still come from a current member of its
-    // stage's group, for the stage as defined now; what stopped counting is
-    // removed, and a grant that no longer holds goes back to pending.
-    let stored = r.approvals.len();
-    let found = revalidate_in(tx, policy, identities, &mut r, now)?;
-    if !found.is_empty() {
-        requests::update(tx, &r, stored, now)?;
-        store::audit::append(tx, &reapproval_event(&r, &found, now))?;
-        if found.reopened.is_some() {
-            return refusal(
-                tx,
-                refused(
-                    Refusal::NeedsReapproval,
-                    format!("request {id} needs re-approval because {}", found.why()),
-                ),
-            );
-        }
-    }
-    let current = super::approvers::current(tx, identities, &r)?;
-    let ctx = Approvers {
-        people: policy.people(),
-        current: &current,
-    };
-    let scope = match r.certificate_scope(policy.role(&r.role), caller, subject, &ctx, now) {
-        Ok(s) => s,
-        Err(e) => return refusal(tx, e.into()),
-    };
-    let reason = format!("certificate for request {}", r.id);
-    Ok(Ok(issue_in(tx, signer, &actor, scope, &reason, now)?))
-}
-
 /// How `user` may see `request` (its requester, or an approver of its role), if at all.
 pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> Option<Viewer> {
     Viewer::of(policy, user, request)
@@ -811,116 +715,4 @@ pub fn inbox(
         .into_iter()
         .filter(|r| may_decide(policy, user, r, now))
         .collect())
-}
-
-/// The break-glass grants whose post-incident review `user` may clear (an
-/// approver of the role who is not the requester), oldest first.
-pub fn open_reviews(
-    conn: &Connection,
-    policy: &Policy,
-    user: &User,
-) -> Result<Vec<AccessRequest>, WorkflowError> {
-    let mut out = Vec::new();
-    for id in store::reviews::open_ids(conn, 500)? {
-        if let Some(r) = requests::load(conn, &id)?
-            && !r.is_requester(user, policy.people())
-            && role_approver(policy, user, &r).is_some()
-        {
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
-
-/// Clears the post-incident review of a break-glass grant.
-pub fn review_break_glass(
-    conn: &mut Connection,
-    policy: &Policy,
-    reviewer: &User,
-    id: &RequestId,
-    comment: &str,
-    source: &str,
-    now: DateTime<Utc>,
-) -> Result<AccessRequest, WorkflowError> {
-    let actor = Actor::user(reviewer, source);
-    // The one free-text rule: no control, format or bidi characters reach
-    // the review row or the audit trail.
-    let checked = FreeText::parse(TextField::Comment, comment);
-    let comment = checked.as_ref().map_or("", FreeText::as_str);
-    store::write(
-        conn,
-        |tx| -> Result<Result<AccessRequest, WorkflowError>, WorkflowError> {
-            let Some(r) = requests::load(tx, id)? else {
-                return Ok(Err(WorkflowError::NotFound));
-            };
-            let problem = if can_view(policy, reviewer, &r).is_none() {
-                Some(WorkflowError::NotFound)
-            } else if store::reviews::state(tx, id)?.is_none() {
-                Some(refused(
-                    Refusal::NotBreakGlass,
-                    "this request was not a break-glass grant; nothing to review",
-                ))
-            } else if r.is_requester(reviewer, policy.people()) {
-                Some(refused(
-                    Refusal::OwnRequest,
-                    "you cannot review your own break-glass grant",
-                ))
-            } else if role_approver(policy, reviewer, &r).is_none() {
-                Some(refused(
-                    Refusal::NotApprover,
-                    format!(
-                        "only approvers of role {} review its break-glass grants",
-                        r.role
-                    ),
-                ))
-            } else if let Err(e) = &checked {
-                Some(refused(Refusal::from(e), e.to_string()))
-            } else if comment.is_empty() {
-                Some(refused(
-                    Refusal::BadComment,
-                    "a review needs a comment: what was done with the access",
-                ))
-            } else if !store::reviews::complete(tx, id, reviewer, comment, now)? {
-                Some(refused(
-                    Refusal::AlreadyReviewed,
-                    "this break-glass grant was already reviewed",
-                ))
-            } else {
-                None
-            };
-            let (outcome, why, details) = match &problem {
-                None => (
-                    Outcome::Success,
-                    comment.to_owned(),
-                    json!({ "break_glass": true }),
-                ),
-                Some(WorkflowError::Refused { code, message }) => (
-                    Outcome::Denied,
-                    message.clone(),
-                    json!({ "code": code.code() }),
-                ),
-                Some(_) => (
-                    Outcome::Denied,
-                    "no such request for this user".to_owned(),
-                    json!({ "code": "not_found" }),
-                ),
-            };
-            store::audit::append(
-                tx,
-                &event(
-                    &actor,
-                    "request.review",
-                    id.as_str(),
-                    outcome,
-                    &why,
-                    details,
-                    now,
-                ),
-            )?;
-            Ok(match problem {
-                None => Ok(r),
-                Some(e) => Err(e),
-            })
-        },
-    )?
 }

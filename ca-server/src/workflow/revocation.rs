@@ -20,6 +20,7 @@ use tpa_core::{AccessRequest, CertSerial, Identity, Policy, RequestId, RequestSt
 use super::Actor;
 use super::error::WorkflowError;
 use crate::notify;
+use crate::store::audited::{Abort, write_audited};
 use crate::store::revocations::{Kind, NewRevocation};
 use crate::store::{self, requests, revocations};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
@@ -272,25 +273,17 @@ pub fn revoke(
     signing_key: &str,
     now: DateTime<Utc>,
 ) -> Result<Revoked, WorkflowError> {
-    store::write(conn, |tx| {
-        match revoke_in(tx, policy, by, target, reason, signing_key, now)? {
-            Ok(done) => Ok(Ok(done)),
-            Err(WorkflowError::Refused { code, message }) => {
-                let shown = shown_reason(reason);
-                audit(
-                    tx,
-                    by,
-                    target,
-                    Outcome::Denied,
-                    &message,
-                    json!({ "code": code.code(), "reason": shown }),
-                    now,
-                )?;
-                Ok(Err(WorkflowError::Refused { code, message }))
-            }
-            Err(other) => Err(other),
-        }
-    })?
+    write_audited(conn, |tx| {
+        let run = Revocation {
+            tx,
+            policy,
+            by,
+            target,
+            given_reason: reason,
+            now,
+        };
+        run.revoke(signing_key)
+    })
 }
 
 /// Refuses a signing key that was revoked (`tpa-ca revoke ca-key`): every
@@ -342,158 +335,235 @@ pub fn audit_refusal(
     })
 }
 
-/// The revocation inside the caller's transaction. Outer `Err`: storage
-/// (roll back); inner: a refusal to audit as denied.
-fn revoke_in(
-    tx: &Transaction<'_>,
-    policy: &Policy,
+/// One revocation inside its transaction.
+struct Revocation<'a, 't> {
+    tx: &'a Transaction<'t>,
+    policy: &'a Policy,
+    by: &'a Revoker,
+    target: &'a Target,
+    /// The reason as given (a refusal's audit event shows it, made printable).
+    given_reason: &'a str,
+    now: DateTime<Utc>,
+}
+
+/// What a revocation covers: grants and pending requests it ended, the
+/// certificates, the CA key, and how many logins it ended.
+#[derive(Default)]
+struct Covered {
+    ended: Vec<AccessRequest>,
+    serials: Vec<String>,
+    ca_key: Option<String>,
+    logins: usize,
+}
+
+impl Revocation<'_, '_> {
+    /// Checks the reason, finds what `target` covers and ends it, records the
+    /// revocation. A refusal found before anything is written keeps only its
+    /// `denied` event ([`Revocation::refuse`]); any other error, a state
+    /// machine refusal while ending a grant included, rolls back.
+    fn revoke(&self, signing_key: &str) -> Result<Revoked, Abort<WorkflowError>> {
+        let reason = check_reason(self.given_reason).map_err(|e| self.refuse(e))?;
+        let reason = reason.as_str();
+        let mut covered = match self.target {
+            Target::Serial(serial) => self.serial(serial)?,
+            Target::Request(id) => self.request(id, reason)?,
+            Target::User(name) => self.user(name, reason)?,
+            Target::CaKey(fingerprint) => self.ca_key(fingerprint, signing_key)?,
+        };
+        // Linked usernames can name one certificate twice; keep the first.
+        let mut seen = std::collections::BTreeSet::new();
+        covered.serials.retain(|s| seen.insert(s.clone()));
+        Ok(self.record(reason, covered)?)
+    }
+
+    /// Appends the `denied` event of a refusal and answers with it, kept; any
+    /// other error (or a failure to write the event) rolls back.
+    fn refuse(&self, e: WorkflowError) -> Abort<WorkflowError> {
+        let WorkflowError::Refused { code, message } = e else {
+            return Abort::Failed(e);
+        };
+        let details = json!({ "code": code.code(), "reason": shown_reason(self.given_reason) });
+        match audit(
+            self.tx,
+            self.by,
+            self.target,
+            Outcome::Denied,
+            &message,
+            details,
+            self.now,
+        ) {
+            Ok(_) => Abort::Refused(WorkflowError::Refused { code, message }),
+            Err(failed) => Abort::Failed(failed),
+        }
+    }
+
+    fn serial(&self, serial: &CertSerial) -> Result<Covered, Abort<WorkflowError>> {
+        let serial = serial.to_string();
+        if revocations::certificate(self.tx, &serial)?.is_none() {
+            return Err(self.refuse(refused(
+                Refusal::NotFound,
+                format!("no certificate with serial {serial} was issued by this CA"),
+            )));
+        }
+        Ok(Covered {
+            serials: vec![serial],
+            ..Covered::default()
+        })
+    }
+
+    fn request(&self, id: &RequestId, reason: &str) -> Result<Covered, Abort<WorkflowError>> {
+        let Some(mut r) = requests::load(self.tx, id)? else {
+            return Err(self.refuse(refused(Refusal::NotFound, format!("no request {id}"))));
+        };
+        if r.state == RequestState::Pending {
+            return Err(self.refuse(refused(
+                Refusal::NotActive,
+                format!("request {id} is pending: deny it instead"),
+            )));
+        }
+        let mut covered = Covered::default();
+        if end_grant(self.tx, self.policy, self.by, &mut r, reason, self.now)? {
+            covered.ended.push(r);
+        }
+        covered.serials = revocations::certificates_of_request(self.tx, id.as_str())?
+            .into_iter()
+            .map(|c| c.serial)
+            .collect();
+        Ok(covered)
+    }
+
+    /// One person: every identity known under the name, and under every
+    /// username `[[identity_links]]` joins to it (the same rule separation of
+    /// duties uses, `People`).
+    fn user(&self, name: &Username, reason: &str) -> Result<Covered, WorkflowError> {
+        let (tx, now) = (self.tx, self.now);
+        let mut covered = Covered::default();
+        for name in self.policy.people().usernames_of(name) {
+            for id in revocations::open_requests_of_user(tx, name.as_str(), &format_time(now))? {
+                let id = RequestId::parse(&id)
+                    .map_err(|e| store::StoreError::Corrupt(format!("request id: {e}")))?;
+                if let Some(mut r) = requests::load(tx, &id)?
+                    && (end_pending(tx, self.policy, self.by, &mut r, reason, now)?
+                        || end_grant(tx, self.policy, self.by, &mut r, reason, now)?)
+                {
+                    covered.ended.push(r);
+                }
+            }
+            covered.serials.extend(
+                revocations::live_certificates_of_user(tx, name.as_str(), now.timestamp())?
+                    .into_iter()
+                    .map(|c| c.serial),
+            );
+            // Their web sessions and API tokens end too, so a revoked user
+            // cannot go on approving, requesting or reading.
+            covered.logins +=
+                revocations::revoke_logins_of_user(tx, name.as_str(), &format_time(now))?;
+        }
+        Ok(covered)
+    }
+
+    fn ca_key(
+        &self,
+        fingerprint: &str,
+        signing_key: &str,
+    ) -> Result<Covered, Abort<WorkflowError>> {
+        if fingerprint == signing_key {
+            return Err(self.refuse(refused(
+                Refusal::SigningKey,
+                "this is the CA's current signing key: make another key the signing key \
+                 (ca.key_file) and restart first, then revoke this one",
+            )));
+        }
+        Ok(Covered {
+            serials: revocations::live_certificates_of_ca(
+                self.tx,
+                fingerprint,
+                self.now.timestamp(),
+            )?
+            .into_iter()
+            .map(|c| c.serial)
+            .collect(),
+            ca_key: Some(fingerprint.to_owned()),
+            ..Covered::default()
+        })
+    }
+
+    /// The audit events (the revocation's, and one per ended request), the
+    /// revocation row, the revoked certificates and CA key, a higher KRL version.
+    fn record(&self, reason: &str, covered: Covered) -> Result<Revoked, WorkflowError> {
+        let (tx, by, target, now) = (self.tx, self.by, self.target, self.now);
+        let Covered {
+            ended,
+            serials,
+            ca_key,
+            logins,
+        } = covered;
+        let requests: Vec<String> = ended.iter().map(|r| r.id.to_string()).collect();
+        // The serials covered (the first MAX_LISTED; `revoked_certificates` holds them all).
+        let details = json!({
+            "kind": target.kind().as_str(),
+            "target": target.value(),
+            "requests_ended": requests,
+            "certificates": serials.len(),
+            "serials": serials.iter().take(MAX_LISTED).collect::<Vec<_>>(),
+            "serials_truncated": serials.len() > MAX_LISTED,
+            "logins_revoked": logins,
+        });
+        let seq = audit(tx, by, target, Outcome::Success, reason, details, now)?;
+        // Each ended grant also gets its own event on the request, so its
+        // timeline (and the bastions' feed) sees it.
+        if !matches!(target, Target::Request(_)) {
+            for r in &ended {
+                store::audit::append(tx, &ended_event(by, target, r, reason, now))?;
+            }
+        }
+        let at = format_time(now);
+        let id = revocations::insert(
+            tx,
+            &NewRevocation {
+                kind: target.kind(),
+                target: &target.value(),
+                reason,
+                revoked_by: &by.actor.id,
+                revoked_at: &at,
+                audit_seq: seq,
+            },
+        )?;
+        let certificates = revocations::revoke_certificates(tx, id, &serials)?;
+        let ca_key = match ca_key {
+            Some(fp) => revocations::revoke_ca_key(tx, id, &fp)?,
+            None => false,
+        };
+        let krl_version = revocations::bump_krl_version(tx)?;
+        Ok(Revoked {
+            certificates,
+            already: certificates == 0 && ended.is_empty() && !ca_key && logins == 0,
+            requests,
+            ca_key,
+            krl_version,
+            audit_seq: seq,
+        })
+    }
+}
+
+/// The event on a request that a revocation by user or CA key ended.
+fn ended_event(
     by: &Revoker,
     target: &Target,
+    r: &AccessRequest,
     reason: &str,
-    signing_key: &str,
     now: DateTime<Utc>,
-) -> Result<Result<Revoked, WorkflowError>, WorkflowError> {
-    let reason = match check_reason(reason) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
-    };
-    let reason = reason.as_str();
-    let now_unix = now.timestamp();
-    let mut ended: Vec<AccessRequest> = Vec::new();
-    let mut serials: Vec<String> = Vec::new();
-    let mut ca_key = None;
-    let mut logins = 0;
-    match target {
-        Target::Serial(serial) => {
-            let serial = serial.to_string();
-            if revocations::certificate(tx, &serial)?.is_none() {
-                return Ok(Err(refused(
-                    Refusal::NotFound,
-                    format!("no certificate with serial {serial} was issued by this CA"),
-                )));
-            }
-            serials.push(serial);
-        }
-        Target::Request(id) => {
-            let Some(mut r) = requests::load(tx, id)? else {
-                return Ok(Err(refused(Refusal::NotFound, format!("no request {id}"))));
-            };
-            if r.state == RequestState::Pending {
-                return Ok(Err(refused(
-                    Refusal::NotActive,
-                    format!("request {id} is pending: deny it instead"),
-                )));
-            }
-            if end_grant(tx, policy, by, &mut r, reason, now)? {
-                ended.push(r);
-            }
-            serials.extend(
-                revocations::certificates_of_request(tx, id.as_str())?
-                    .into_iter()
-                    .map(|c| c.serial),
-            );
-        }
-        Target::User(name) => {
-            // One person: every identity known under the name, and under
-            // every username `[[identity_links]]` joins to it (the same rule
-            // separation of duties uses, `People`).
-            for name in policy.people().usernames_of(name) {
-                for id in revocations::open_requests_of_user(tx, name.as_str(), &format_time(now))?
-                {
-                    let id = RequestId::parse(&id)
-                        .map_err(|e| store::StoreError::Corrupt(format!("request id: {e}")))?;
-                    if let Some(mut r) = requests::load(tx, &id)?
-                        && (end_pending(tx, policy, by, &mut r, reason, now)?
-                            || end_grant(tx, policy, by, &mut r, reason, now)?)
-                    {
-                        ended.push(r);
-                    }
-                }
-                serials.extend(
-                    revocations::live_certificates_of_user(tx, name.as_str(), now_unix)?
-                        .into_iter()
-                        .map(|c| c.serial),
-                );
-                // Their web sessions and API tokens end too, so a revoked user
-                // cannot go on approving, requesting or reading.
-                logins += revocations::revoke_logins_of_user(tx, name.as_str(), &format_time(now))?;
-            }
-        }
-        Target::CaKey(fingerprint) => {
-            if fingerprint == signing_key {
-                return Ok(Err(refused(
-                    Refusal::SigningKey,
-                    "this is the CA's current signing key: make another key the signing key \
-                     (ca.key_file) and restart first, then revoke this one",
-                )));
-            }
-            ca_key = Some(fingerprint.clone());
-            serials.extend(
-                revocations::live_certificates_of_ca(tx, fingerprint, now_unix)?
-                    .into_iter()
-                    .map(|c| c.serial),
-            );
-        }
+) -> NewEvent {
+    NewEvent {
+        time: now,
+        actor: by.actor.id.clone(),
+        source: by.actor.source.clone(),
+        action: "request.revoke".to_owned(),
+        object: format!("request:{}", r.id),
+        outcome: Outcome::Success,
+        reason: reason.to_owned(),
+        details: json!({ "by": target.object(), "state": r.state.as_str() }),
     }
-    // Linked usernames can name one certificate twice; keep the first.
-    let mut seen = std::collections::BTreeSet::new();
-    serials.retain(|s| seen.insert(s.clone()));
-    let requests: Vec<String> = ended.iter().map(|r| r.id.to_string()).collect();
-    // The serials covered (the first MAX_LISTED; `revoked_certificates` holds them all).
-    let details = json!({
-        "kind": target.kind().as_str(),
-        "target": target.value(),
-        "requests_ended": requests,
-        "certificates": serials.len(),
-        "serials": serials.iter().take(MAX_LISTED).collect::<Vec<_>>(),
-        "serials_truncated": serials.len() > MAX_LISTED,
-        "logins_revoked": logins,
-    });
-    let seq = audit(tx, by, target, Outcome::Success, reason, details, now)?;
-    // Each ended grant also gets its own event on the request, so its
-    // timeline (and the bastions' feed) sees it.
-    for r in ended
-        .iter()
-        .filter(|_| !matches!(target, Target::Request(_)))
-    {
-        let e = NewEvent {
-            time: now,
-            actor: by.actor.id.clone(),
-            source: by.actor.source.clone(),
-            action: "request.revoke".to_owned(),
-            object: format!("request:{}", r.id),
-            outcome: Outcome::Success,
-            reason: reason.to_owned(),
-            details: json!({ "by": target.object(), "state": r.state.as_str() }),
-        };
-        store::audit::append(tx, &e)?;
-    }
-    let at = format_time(now);
-    let id = revocations::insert(
-        tx,
-        &NewRevocation {
-            kind: target.kind(),
-            target: &target.value(),
-            reason,
-            revoked_by: &by.actor.id,
-            revoked_at: &at,
-            audit_seq: seq,
-        },
-    )?;
-    let certificates = revocations::revoke_certificates(tx, id, &serials)?;
-    let ca_key = match ca_key {
-        Some(fp) => revocations::revoke_ca_key(tx, id, &fp)?,
-        None => false,
-    };
-    let krl_version = revocations::bump_krl_version(tx)?;
-    Ok(Ok(Revoked {
-        certificates,
-        already: certificates == 0 && ended.is_empty() && !ca_key && logins == 0,
-        requests,
-        ca_key,
-        krl_version,
-        audit_seq: seq,
-    }))
 }
 
 /// Records that a request decision (an approver's revoke, a requester's

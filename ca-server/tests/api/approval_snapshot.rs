@@ -450,7 +450,7 @@ fn same_username_cannot_review_own_break_glass_grant() {
     assert_eq!(state(&f, &id), "approved");
     let mut sso_alice = user("alice", &["sre-leads", "managers"]);
     sso_alice.identity = tpa_core::Identity::new("https://idp.example", "alice-sub").unwrap();
-    let e = wf::review_break_glass(
+    let e = ca_server::workflow::reviews::review_break_glass(
         &mut f.conn,
         &f.data.config.policy,
         &sso_alice,
@@ -474,7 +474,7 @@ fn same_username_cannot_review_own_break_glass_grant() {
         &id,
     );
     assert_eq!(denied, 1);
-    wf::review_break_glass(
+    ca_server::workflow::reviews::review_break_glass(
         &mut f.conn,
         &f.data.config.policy,
         &bob(),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use ca_server::commands::verify_database;
 use ca_server::config::EXAMPLE_ROLES;
 use ca_server::store::Writer;
+use ca_server::workflow::issuance::{IssueJob, issue_batch};
 use ca_server::workflow::issuer::Issuer;
-use ca_server::workflow::requests::{IssueJob, WorkflowError, issue_batch};
+use ca_server::workflow::requests::WorkflowError;
 use tpa_core::{RequestId, SubjectKey, User};
 
 use crate::helpers::{Fixture, count, ed25519_public_key, http_send, spawn_app_with};

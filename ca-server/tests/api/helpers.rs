@@ -30,14 +30,14 @@ pub fn issue_one(
     source: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ca_server::workflow::Issued, ca_server::workflow::requests::WorkflowError> {
-    let job = ca_server::workflow::requests::IssueJob {
+    let job = ca_server::workflow::issuance::IssueJob {
         caller: caller.clone(),
         id: id.clone(),
         public_key: public_key.to_owned(),
         source: source.to_owned(),
         hook_allowed: None,
     };
-    ca_server::workflow::requests::issue_batch(conn, deps, &[job], now)
+    ca_server::workflow::issuance::issue_batch(conn, deps, &[job], now)
         .pop()
         .expect("one answer per job")
 }

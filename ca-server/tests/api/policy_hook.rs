@@ -392,7 +392,8 @@ async fn hook_is_asked_only_for_its_roles_and_stages() {
 fn certificate_is_refused_when_the_request_no_longer_hashes_to_what_the_hook_allowed() {
     // issue 17: the hook's allow binds the content hash it saw; the signing
     // transaction re-checks it like an approval's.
-    use ca_server::workflow::requests::{IssueJob, WorkflowError, issue_batch};
+    use ca_server::workflow::issuance::{IssueJob, issue_batch};
+    use ca_server::workflow::requests::WorkflowError;
 
     use crate::helpers::{Fixture, alice, bob, carol, hotfix, now};
 

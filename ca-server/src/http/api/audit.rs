@@ -3,7 +3,7 @@
 //! `/api/v1/requests/{id}/timeline`. Only callers in an `[auditors]` group
 //! get an answer (`403 not_auditor` otherwise); nothing here writes.
 
-use crate::http::extract::AppPath;
+use crate::http::extract::{AppPath, query};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, State};
@@ -30,11 +30,6 @@ impl FromRequestParts<AppState> for AuditorCaller {
         let auth = Authenticated::from_request_parts(parts, state).await?;
         Ok(Self(Auditor::check(&state.config.auditors, &auth.user)?))
     }
-}
-
-pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q)
-        .map_err(|e| ApiError::InvalidBody(e.body_text()))
 }
 
 /// `GET /api/v1/audit?user=&role=&host=&action=&from=&to=&before=&limit=`.

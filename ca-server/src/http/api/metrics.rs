@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq as _;
 
 use crate::app::AppState;
 use crate::config::MetricsConfig;
-use crate::http::auth::{ClientIp, with_reader};
+use crate::http::auth::ClientIp;
+use crate::http::db::with_reader;
 use crate::http::error::ApiError;
 
 /// Whether a scrape from `ip` with these headers may read the metrics.

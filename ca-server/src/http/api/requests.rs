@@ -3,31 +3,28 @@
 
 use crate::http::extract::{AppJson, AppJsonOrEmpty, AppPath, AppQuery};
 use crate::refusal::Refusal;
-use std::collections::BTreeSet;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use tpa_core::RequestInput;
 use tpa_core::api::{
     ApproveBody, CertificateBody, CertificateResponse, CreateRequestBody, DenyBody, RequestList,
     RequestView, SubmitResponse,
 };
-use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
 use crate::app::AppState;
 use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::csrf::Csrf;
-use crate::http::db::{read, run};
+use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_id;
-use crate::integrations::Prechecks;
 use crate::store::requests::{Listing, list};
-use crate::workflow::capability::Admin;
 use crate::workflow::requests::{self as wf, WorkflowError};
+use crate::workflow::service::narrowing;
 
 impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
@@ -36,6 +33,9 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::NotFound => ApiError::NotFound,
             WorkflowError::Storage(e) => ApiError::Internal(e.into()),
             WorkflowError::Signing(e) => ApiError::Internal(e.into()),
+            WorkflowError::TooManyDecisions { retry_after_secs } => {
+                ApiError::TooManyDecisions { retry_after_secs }
+            }
         }
     }
 }
@@ -73,7 +73,10 @@ pub async fn create(
         break_glass: body.break_glass,
     };
     let now = Utc::now();
-    let submitted = submit_request(&state, ip.0, auth.user, input, now).await?;
+    let services = state.services();
+    let submitted = services
+        .submit(auth.user, input, audit_source(ip.0), now)
+        .await?;
     let status = if submitted.existing {
         StatusCode::OK
     } else {
@@ -82,84 +85,10 @@ pub async fn create(
     Ok((
         status,
         Json(SubmitResponse {
-            request: view_with_checks(&state, &submitted.request, now).await?,
+            request: services.view_with_checks(&submitted.request, now).await?,
             existing: submitted.existing,
         }),
     ))
-}
-
-/// Submits a request for `user` and wakes the webhook senders: the one path
-/// of the API and the web form.
-pub(crate) async fn submit_request(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    user: User,
-    input: RequestInput,
-    now: DateTime<Utc>,
-) -> Result<wf::Submitted, ApiError> {
-    crate::http::policy_gate::at_submission(state, ip, &user, &input, now).await?;
-    let source = audit_source(ip);
-    let prechecks = prechecks(state, &user, &input, now).await?;
-    let st = state.clone();
-    let submitted = run(state, move |conn| {
-        wf::submit_with(
-            conn,
-            (&st.config.policy, &st.config.workflow),
-            &user,
-            &input,
-            &source,
-            now,
-            &prechecks,
-        )
-    })
-    .await?;
-    state.bell.ring();
-    let mut submitted = submitted;
-    if !submitted.existing {
-        submitted.request =
-            crate::http::policy_gate::automated_check(state, submitted.request).await;
-    }
-    Ok(submitted)
-}
-
-/// Asks the on-call and ticket providers what the request's role needs
-/// (issue 17), before the submission's transaction; nothing for other roles.
-async fn prechecks(
-    state: &AppState,
-    user: &User,
-    input: &RequestInput,
-    now: DateTime<Utc>,
-) -> Result<Prechecks, ApiError> {
-    if !state.integrations.applies_to(input) {
-        return Ok(Prechecks::default());
-    }
-    let (st, who) = (state.clone(), user.clone());
-    let email = read(state, move |conn| {
-        Ok(crate::integrations::emails::identity_email(
-            conn, &st.config, &who,
-        )?)
-    })
-    .await?;
-    Ok(state
-        .integrations
-        .precheck(&state.config.policy, user, email.as_ref(), input, now)
-        .await)
-}
-
-/// The view of `r` with the checks recorded at its submission.
-pub(crate) async fn view_with_checks(
-    state: &AppState,
-    r: &AccessRequest,
-    now: DateTime<Utc>,
-) -> Result<RequestView, ApiError> {
-    let id = r.id.clone();
-    let rows = read(state, move |conn| {
-        Ok(crate::store::integrations::checks(conn, &id)?)
-    })
-    .await?;
-    let mut view = RequestView::of(r, &state.config.policy, now);
-    view.checks = crate::integrations::check_views(&rows);
-    Ok(view)
 }
 
 /// `?scope=` of the list endpoint.
@@ -219,35 +148,9 @@ pub async fn get(
         wf::get(conn, &st.config.policy, &auth.user, &id)
     })
     .await?;
-    Ok(Json(view_with_checks(&state, &r, Utc::now()).await?))
-}
-
-/// Parses how an approver narrows a request (the API's body and the web form alike).
-pub(crate) fn narrowing(
-    duration: Option<&str>,
-    hosts: Option<&[String]>,
-) -> Result<Narrowing, ApiError> {
-    let duration = duration
-        .map(HumanDuration::parse)
-        .transpose()
-        .map_err(|e| ApiError::Refused {
-            code: Refusal::BadDuration,
-            message: e.to_string(),
-        })?;
-    let hosts = hosts
-        .map(|hosts| {
-            hosts
-                .iter()
-                .map(|h| {
-                    HostName::canonical(h).map_err(|e| ApiError::Refused {
-                        code: Refusal::BadHost,
-                        message: e.to_string(),
-                    })
-                })
-                .collect::<Result<BTreeSet<_>, _>>()
-        })
-        .transpose()?;
-    Ok(Narrowing { duration, hosts })
+    Ok(Json(
+        state.services().view_with_checks(&r, Utc::now()).await?,
+    ))
 }
 
 /// `POST /api/v1/requests/{id}/approve` with optional `{duration, hosts}` to narrow.
@@ -267,7 +170,10 @@ pub async fn approve(
         comment: body.comment,
         seen_content_hash: None,
     };
-    let r = approve_request(&state, ip.0, auth.user, id, input).await?;
+    let r = state
+        .services()
+        .approve(auth.user, id, input, audit_source(ip.0))
+        .await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }
 
@@ -280,7 +186,10 @@ pub async fn deny(
     Csrf(AppJson(body)): Csrf<AppJson<DenyBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = parse_id(&id)?;
-    let r = deny_request(&state, ip.0, auth.user, id, body.comment).await?;
+    let r = state
+        .services()
+        .deny(auth.user, id, body.comment, audit_source(ip.0))
+        .await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }
 
@@ -293,168 +202,11 @@ pub async fn cancel(
     Csrf(()): Csrf<()>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = parse_id(&id)?;
-    let r = cancel_request(&state, ip.0, auth.user, id).await?;
+    let r = state
+        .services()
+        .cancel(auth.user, id, audit_source(ip.0))
+        .await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
-}
-
-/// Approves `id` as `user` (rate-limited; the API and the web form share it).
-pub(crate) async fn approve_request(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    user: User,
-    id: RequestId,
-    input: wf::ApproveInput,
-) -> Result<AccessRequest, ApiError> {
-    let r = run_decision(
-        state,
-        ip,
-        user,
-        id,
-        move |st, conn, user, id, source, now| {
-            wf::approve(
-                conn,
-                &st.config.policy,
-                &st.identities,
-                user,
-                id,
-                input,
-                source,
-                now,
-            )
-            .map(|(r, _)| r)
-        },
-    )
-    .await?;
-    // The stage just completed may open the automated check.
-    Ok(crate::http::policy_gate::automated_check(state, r).await)
-}
-
-/// Denies `id` as `user` with `comment` (rate-limited; shared like [`approve_request`]).
-pub(crate) async fn deny_request(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    user: User,
-    id: RequestId,
-    comment: String,
-) -> Result<AccessRequest, ApiError> {
-    run_decision(
-        state,
-        ip,
-        user,
-        id,
-        move |st, conn, user, id, source, now| {
-            wf::deny(conn, &st.config.policy, user, id, &comment, source, now)
-        },
-    )
-    .await
-}
-
-/// Clears the post-incident review of a break-glass grant (rate-limited like
-/// every decision; shared by the API and the web form).
-pub(crate) async fn review_request(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    user: User,
-    id: RequestId,
-    comment: String,
-) -> Result<AccessRequest, ApiError> {
-    run_decision(
-        state,
-        ip,
-        user,
-        id,
-        move |st, conn, user, id, source, now| {
-            wf::review_break_glass(conn, &st.config.policy, user, id, &comment, source, now)
-        },
-    )
-    .await
-}
-
-/// An approver of the role, or an administrator, revokes `id`: the grant ends
-/// and its certificates are revoked (rate-limited like every decision).
-pub(crate) async fn revoke_request(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    user: User,
-    id: RequestId,
-    comment: String,
-) -> Result<AccessRequest, ApiError> {
-    run_decision(
-        state,
-        ip,
-        user,
-        id,
-        move |st, conn, user, id, source, now| {
-            crate::workflow::grants::revoke_grant(
-                conn,
-                &st.config.policy,
-                user,
-                Admin::check(&st.config, user),
-                id,
-                &comment,
-                &st.signer.fingerprint(),
-                source,
-                now,
-            )
-        },
-    )
-    .await
-}
-
-/// The requester cancels `id` (rate-limited; shared like [`approve_request`]).
-pub(crate) async fn cancel_request(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    user: User,
-    id: RequestId,
-) -> Result<AccessRequest, ApiError> {
-    run_decision(
-        state,
-        ip,
-        user,
-        id,
-        move |st, conn, user, id, source, now| {
-            wf::cancel(conn, &st.config.policy, user, id, source, now)
-        },
-    )
-    .await
-}
-
-/// Checks the decision rate limit, runs a decision, then wakes waiting
-/// clients and webhook senders. Every decision of the API and the web pages
-/// passes here.
-async fn run_decision(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    user: User,
-    id: RequestId,
-    f: impl FnOnce(
-        &AppState,
-        &mut rusqlite::Connection,
-        &User,
-        &RequestId,
-        &str,
-        DateTime<Utc>,
-    ) -> Result<AccessRequest, WorkflowError>
-    + Send
-    + 'static,
-) -> Result<AccessRequest, ApiError> {
-    let key = format!("{}\n{}", user.identity.issuer(), user.identity.subject());
-    state
-        .decision_limiter
-        .check_and_record(&key, Instant::now())
-        .map_err(|wait| ApiError::TooManyDecisions {
-            retry_after_secs: wait.as_secs().max(1),
-        })?;
-    let source = audit_source(ip);
-    let now = Utc::now();
-    let st = state.clone();
-    let wake_id = id.clone();
-    let r = run(state, move |conn| f(&st, conn, &user, &id, &source, now)).await;
-    // A refusal may have committed an expiry; waking is harmless either way.
-    state.waiters.wake(&wake_id);
-    state.bell.ring();
-    r
 }
 
 /// `?timeout=` of the wait endpoint, in seconds (1 to 60, default 30).
@@ -512,14 +264,15 @@ pub async fn certificate(
     Csrf(AppJson(body)): Csrf<AppJson<CertificateBody>>,
 ) -> Result<Json<CertificateResponse>, ApiError> {
     let id = parse_id(&id)?;
-    let hook_allowed =
-        crate::http::policy_gate::at_issuance(&state, ip.0, &auth.user, &id, &body.public_key)
-            .await?;
+    let hook_allowed = state
+        .services()
+        .hook_at_issuance(&auth.user, &id, &body.public_key, &audit_source(ip.0))
+        .await?;
     // Queued for the issuance writer, which signs it inside a batch
     // transaction and answers only after that transaction committed.
     let issued = state
         .issuer
-        .issue(wf::IssueJob {
+        .issue(crate::workflow::issuance::IssueJob {
             caller: auth.user,
             id,
             public_key: body.public_key,
@@ -551,6 +304,9 @@ pub async fn revoke(
     Csrf(AppJson(body)): Csrf<AppJson<DenyBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = parse_id(&id)?;
-    let r = revoke_request(&state, ip.0, auth.user, id, body.comment).await?;
+    let r = state
+        .services()
+        .revoke(auth.user, id, body.comment, audit_source(ip.0))
+        .await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }

@@ -7,14 +7,12 @@ use axum::extract::State;
 use chrono::Utc;
 use tpa_core::api::{RequestList, RequestView, ReviewBody};
 
-use super::requests::review_request;
 use crate::app::AppState;
-use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::csrf::Csrf;
 use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_id;
-use crate::workflow::requests as wf;
 
 /// `GET /api/v1/reviews`: break-glass grants the caller may review.
 pub async fn list(
@@ -23,7 +21,7 @@ pub async fn list(
 ) -> Result<Json<RequestList>, ApiError> {
     let st = state.clone();
     let open = read(&state, move |conn| {
-        wf::open_reviews(conn, &st.config.policy, &auth.user)
+        crate::workflow::reviews::open_reviews(conn, &st.config.policy, &auth.user)
     })
     .await?;
     let now = Utc::now();
@@ -44,6 +42,9 @@ pub async fn review(
     Csrf(AppJson(body)): Csrf<AppJson<ReviewBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = parse_id(&id)?;
-    let r = review_request(&state, ip.0, auth.user, id, body.comment).await?;
+    let r = state
+        .services()
+        .review(auth.user, id, body.comment, audit_source(ip.0))
+        .await?;
     Ok(Json(RequestView::of(&r, &state.config.policy, Utc::now())))
 }

@@ -16,9 +16,9 @@ use tpa_core::api::{AuditEventView, AuditQuery, CertificateView, ListQuery, Sess
 use super::page_user::PageUser;
 use super::{PageError, QUERY_VALUE, page_context, percent_encode, render, utc};
 use crate::app::AppState;
-use crate::http::api::audit::query;
 use crate::http::db::read;
 use crate::http::extract::parse_id;
+use crate::http::extract::query;
 use crate::workflow::audit_views::{self as av, Auditor};
 
 /// `name=value&…` with the values percent-encoded; empty values are left out.

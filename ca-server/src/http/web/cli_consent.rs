@@ -20,8 +20,10 @@ use crate::app::AppState;
 use crate::auth::consent::{self, Consent, ConsentRefusal};
 use crate::auth::oidc_login::CliTarget;
 use crate::auth::rate_limit::Limited;
-use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, with_db, with_reader};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source};
+use crate::http::db::{with_db, with_reader, with_writer};
 use crate::http::error::ApiError;
+use crate::store::audited::Denied;
 
 fn consent_value(c: &Consent) -> Value {
     context! {
@@ -120,7 +122,7 @@ pub async fn get(
             &session,
             &user,
             Utc::now(),
-        )?)
+        ))
     })
     .await?;
     match found {
@@ -135,7 +137,7 @@ pub async fn get(
                 ..page_context(&auth)
             },
         )?)),
-        Err(refusal) => Ok(refused(&auth, refusal)?),
+        Err(denied) => Ok(refused(&auth, store_refusal(denied)?)?),
     }
 }
 
@@ -166,18 +168,10 @@ pub async fn post(
     let id = fields.non_empty("consent").unwrap_or_default();
     let user = auth.user.clone();
     let source = audit_source(ip.0);
-    let decided = with_db(&state, move |conn| {
-        Ok(consent::decide(
-            conn,
-            &id,
-            &session,
-            &user,
-            approve,
-            &source,
-            Utc::now(),
-        )?)
+    let decided = with_writer(&state, move |conn| {
+        consent::decide(conn, &id, &session, &user, approve, &source, Utc::now())
     })
-    .await?;
+    .await;
     match decided {
         Ok(decided) => {
             state.user_code_limiter.release(reservation);
@@ -194,7 +188,7 @@ pub async fn post(
                 },
             )?))
         }
-        Err(refusal) => Ok(refused(&auth, refusal)?),
+        Err(denied) => Ok(refused(&auth, store_refusal(denied)?)?),
     }
 }
 
@@ -234,4 +228,11 @@ pub(crate) async fn from_session(
             Err(page) => page,
         },
     ))
+}
+
+/// The refusal of a denied consent step; a store failure is an error.
+fn store_refusal(denied: Denied<ConsentRefusal>) -> Result<ConsentRefusal, ApiError> {
+    denied
+        .into_refusal()
+        .map_err(|e| ApiError::Internal(e.into()))
 }

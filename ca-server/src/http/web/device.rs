@@ -26,8 +26,10 @@ use crate::auth::device::{self, CodeRefusal, Poll, Waiting};
 use crate::auth::oidc_login::{self, LoginRefusal};
 use crate::auth::rate_limit::{Limited, Reservation};
 use crate::auth::sessions;
-use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, login_response, with_db};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, login_response};
+use crate::http::db::{with_db, with_writer};
 use crate::http::error::ApiError;
+use crate::store::audited::Denied;
 
 /// `POST /api/v1/cli/device`: starts a device login (rate-limited per address).
 pub async fn api_start(
@@ -296,8 +298,8 @@ pub async fn post(
         Ok(r) => r,
         Err(limited) => return Ok(limited),
     };
-    let found = crate::http::auth::with_reader(&state, move |conn| {
-        Ok(device::lookup(conn, &code, Utc::now())?)
+    let found = crate::http::db::with_reader(&state, move |conn| {
+        Ok(device::lookup(conn, &code, Utc::now()))
     })
     .await?;
     match found {
@@ -312,7 +314,7 @@ pub async fn post(
                 },
             )?)
         }
-        Err(refusal) => Ok(refused_page(&auth, refusal)?),
+        Err(denied) => Ok(refused_page(&auth, code_refusal(denied)?)?),
     }
 }
 
@@ -333,17 +335,10 @@ pub async fn decide(
     };
     let user = auth.user.clone();
     let source = audit_source(ip.0);
-    let decided = with_db(&state, move |conn| {
-        Ok(device::decide(
-            conn,
-            &code,
-            &user,
-            approve,
-            &source,
-            Utc::now(),
-        )?)
+    let decided = with_writer(&state, move |conn| {
+        device::decide(conn, &code, &user, approve, &source, Utc::now())
     })
-    .await?;
+    .await;
     match decided {
         Ok(waiting) => {
             state.user_code_limiter.release(reservation);
@@ -357,6 +352,13 @@ pub async fn decide(
                 },
             )?)
         }
-        Err(refusal) => Ok(refused_page(&auth, refusal)?),
+        Err(denied) => Ok(refused_page(&auth, code_refusal(denied)?)?),
     }
+}
+
+/// The refusal of a denied device-code step; a store failure is an error.
+fn code_refusal(denied: Denied<CodeRefusal>) -> Result<CodeRefusal, ApiError> {
+    denied
+        .into_refusal()
+        .map_err(|e| ApiError::Internal(e.into()))
 }

@@ -13,8 +13,7 @@ use tpa_core::RequestInput;
 use super::page_user::{PageForm, PageUser};
 use super::{FormFields, PageError, page_context, render_status};
 use crate::app::AppState;
-use crate::http::api::requests::submit_request;
-use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::error::ApiError;
 
 fn form_page(
@@ -123,7 +122,12 @@ pub async fn post(
         start: None,
         break_glass,
     };
-    match submit_request(&state, ip.0, auth.user.clone(), input, Utc::now()).await {
+    let submitted = state
+        .services()
+        .submit(auth.user.clone(), input, audit_source(ip.0), Utc::now())
+        .await
+        .map_err(ApiError::from);
+    match submitted {
         Ok(submitted) => {
             Ok(Redirect::to(&format!("/requests/{}", submitted.request.id)).into_response())
         }

@@ -27,8 +27,8 @@ use crate::auth::sessions;
 use crate::config::Config;
 use crate::http::auth::{
     AuthVia, Authenticated, ClientIp, audit_source, end_session, login_response, session_cookie,
-    with_db,
 };
+use crate::http::db::{with_db, with_writer};
 use crate::http::error::ApiError;
 use crate::store::auth_tokens::TokenKind;
 
@@ -369,18 +369,18 @@ pub async fn callback(
     let now = Utc::now();
     let source = audit_source(ip.0);
     let state_param = query.state.clone();
-    let pending = with_db(&state, move |conn| {
-        Ok(oidc_login::take_pending(
-            conn,
-            state_param.as_deref(),
-            handle.as_deref(),
-            now,
-        )?)
+    let pending = with_writer(&state, move |conn| {
+        oidc_login::take_pending(conn, state_param.as_deref(), handle.as_deref(), now)
     })
-    .await?;
+    .await;
     let row = match pending {
         Ok(row) => row,
-        Err(refusal) => return refuse(&state, None, refusal, &source).await,
+        Err(denied) => {
+            let refusal = denied
+                .into_refusal()
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            return refuse(&state, None, refusal, &source).await;
+        }
     };
     let name = row.connector.clone();
     let Some(connector) = state.identities.oidc(&name) else {
@@ -554,8 +554,8 @@ pub async fn cli_token(
     }
     let ttl = state.config.auth.api_token_ttl;
     let source = audit_source(ip.0);
-    let answer = with_db(&state, move |conn| {
-        Ok(oidc_login::exchange_cli_code(
+    let answer = with_writer(&state, move |conn| {
+        oidc_login::exchange_cli_code(
             conn,
             &request.code,
             &request.code_verifier,
@@ -563,12 +563,15 @@ pub async fn cli_token(
             ttl,
             &source,
             Utc::now(),
-        )?)
+        )
     })
-    .await?;
+    .await;
     match answer {
         Ok(new) => Ok(Json(login_response(new))),
-        Err(refusal) => {
+        Err(denied) => {
+            let refusal = denied
+                .into_refusal()
+                .map_err(|e| ApiError::Internal(e.into()))?;
             state.sso_failure_limiter.record(ip.0, Instant::now());
             Err(ApiError::Refused {
                 code: crate::refusal::Refusal::InvalidGrant,

@@ -16,16 +16,14 @@ use tpa_core::{AccessRequest, RequestId, RequestState};
 use super::page_user::{PageForm, PageUser};
 use super::{PageError, page_context, render_status, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::{
-    approve_request, cancel_request, deny_request, narrowing, revoke_request,
-};
-use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_id;
 use crate::workflow::approvers::{self, StageLine};
 use crate::workflow::capability::Admin;
 use crate::workflow::requests as wf;
+use crate::workflow::service::narrowing;
 
 /// The request, its stages as the page shows them, and when it last changed.
 type Loaded = (AccessRequest, Vec<StageLine>, Option<String>);
@@ -114,9 +112,7 @@ async fn page(
         && (Admin::check(&state.config, user).is_some()
             || wf::role_approver(policy, user, &r).is_some());
     let hosts: Vec<&str> = r.hosts.iter().map(|h| h.as_str()).collect();
-    let checks = crate::http::api::requests::view_with_checks(state, &r, now)
-        .await?
-        .checks;
+    let checks = state.services().view_with_checks(&r, now).await?.checks;
     Ok(render_status(
         status,
         "request.html",
@@ -206,15 +202,20 @@ pub async fn approve(
     let hosts = fields.get("host_choice").map(|_| fields.all("hosts"));
     let result = match narrowing(duration.as_deref(), hosts.as_deref()) {
         Ok(narrowing) => {
-            let input = crate::workflow::requests::ApproveInput {
+            let input = wf::ApproveInput {
                 narrowing,
                 comment: fields.non_empty("comment").unwrap_or_default(),
                 seen_content_hash: None,
             };
-            approve_request(&state, ip.0, auth.user.clone(), id.clone(), input).await
+            let source = audit_source(ip.0);
+            state
+                .services()
+                .approve(auth.user.clone(), id.clone(), input, source)
+                .await
         }
         Err(e) => Err(e),
-    };
+    }
+    .map_err(ApiError::from);
     answer_as(&state, &auth, &id, result, Some("approve")).await
 }
 
@@ -227,7 +228,11 @@ pub async fn deny(
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let comment = fields.text("comment");
-    let result = deny_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await;
+    let result = state
+        .services()
+        .deny(auth.user.clone(), id.clone(), comment, audit_source(ip.0))
+        .await
+        .map_err(ApiError::from);
     answer_as(&state, &auth, &id, result, Some("deny")).await
 }
 
@@ -239,7 +244,11 @@ pub async fn cancel(
     PageForm { auth, .. }: PageForm,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
-    let result = cancel_request(&state, ip.0, auth.user.clone(), id.clone()).await;
+    let result = state
+        .services()
+        .cancel(auth.user.clone(), id.clone(), audit_source(ip.0))
+        .await
+        .map_err(ApiError::from);
     answer(&state, &auth, &id, result).await
 }
 
@@ -254,7 +263,12 @@ pub async fn revoke(
     let id = parse_id(&id)?;
     let result = if fields.get("confirm") == Some("yes") {
         let comment = fields.text("comment");
-        revoke_request(&state, ip.0, auth.user.clone(), id.clone(), comment).await
+        let source = audit_source(ip.0);
+        state
+            .services()
+            .revoke(auth.user.clone(), id.clone(), comment, source)
+            .await
+            .map_err(ApiError::from)
     } else {
         Err(ApiError::Refused {
             code: Refusal::ConfirmRequired,

@@ -11,12 +11,10 @@ use minijinja::{Value, context};
 use super::page_user::{PageForm, PageUser};
 use super::{PageError, page_context, render_status, request_value};
 use crate::app::AppState;
-use crate::http::api::requests::review_request;
-use crate::http::auth::{Authenticated, ClientIp};
+use crate::http::auth::{Authenticated, ClientIp, audit_source};
 use crate::http::db::read;
 use crate::http::error::ApiError;
 use crate::http::extract::parse_id;
-use crate::workflow::requests as wf;
 
 async fn page(
     state: &AppState,
@@ -27,7 +25,7 @@ async fn page(
     let st = state.clone();
     let user = auth.user.clone();
     let open = read(state, move |conn| {
-        wf::open_reviews(conn, &st.config.policy, &user)
+        crate::workflow::reviews::open_reviews(conn, &st.config.policy, &user)
     })
     .await?;
     let now = Utc::now();
@@ -59,7 +57,11 @@ pub async fn post(
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     let comment = fields.text("comment");
-    let result = review_request(&state, ip.0, auth.user.clone(), id, comment).await;
+    let result = state
+        .services()
+        .review(auth.user.clone(), id, comment, audit_source(ip.0))
+        .await
+        .map_err(ApiError::from);
     match result {
         Ok(_) => Ok(Redirect::to("/reviews").into_response()),
         Err(ApiError::Refused { code, message }) => {
