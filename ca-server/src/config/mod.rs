@@ -347,6 +347,13 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| invalid(e.message().to_owned() + &location(text, e.span())))?;
+        Self::from_raw(&raw, path).map_err(invalid)
+    }
+
+    /// Checks every section of the parsed file, in the order of the docs
+    /// (the first error is the one reported); relative paths are resolved
+    /// against the file's folder.
+    fn from_raw(raw: &RawConfig, path: &Path) -> Result<Self, String> {
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -355,18 +362,13 @@ impl Config {
                 base.join(p)
             }
         };
-        let database = database::database(&raw.database, resolve).map_err(invalid)?;
-        let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen = listen.parse().map_err(|_| {
-            invalid(format!(
-                "server.listen {listen:?} is not an address such as 127.0.0.1:8700"
-            ))
-        })?;
+        let database = database::database(&raw.database, resolve)?;
+        let listen = listen(&raw.server)?;
         let max_ttl = raw.admin_issue.max_ttl.as_deref().unwrap_or("1h");
-        let max_ttl = HumanDuration::parse(max_ttl)
-            .map_err(|e| invalid(format!("admin_issue.max_ttl: {e}")))?;
+        let max_ttl =
+            HumanDuration::parse(max_ttl).map_err(|e| format!("admin_issue.max_ttl: {e}"))?;
         if raw.ca.key_file.as_os_str().is_empty() {
-            return Err(invalid("ca.key_file must not be empty".to_owned()));
+            return Err("ca.key_file must not be empty".to_owned());
         }
         let public_url = raw
             .server
@@ -374,38 +376,29 @@ impl Config {
             .as_deref()
             .map(PublicUrl::parse)
             .transpose()
-            .map_err(|e| invalid(format!("server.public_url {e}")))?;
-        let auth = auth_config(&raw.auth).map_err(invalid)?;
-        let accounts = accounts(&raw.accounts, &resolve).map_err(invalid)?;
-        let oidc = oidc::connectors(&raw.oidc, &resolve).map_err(invalid)?;
+            .map_err(|e| format!("server.public_url {e}"))?;
+        let auth = auth_config(&raw.auth)?;
+        let accounts = accounts(&raw.accounts, &resolve)?;
+        let oidc = oidc::connectors(&raw.oidc, &resolve)?;
         if !oidc.is_empty() && public_url.is_none() {
-            return Err(invalid(
-                "[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned(),
-            ));
+            return Err("[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned());
         }
-        let ldap = ldap::connectors(&raw.ldap, &resolve).map_err(invalid)?;
-        let webhooks = webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?;
+        let ldap = ldap::connectors(&raw.ldap, &resolve)?;
+        let webhooks = webhooks::webhooks(&raw.webhooks, base)?;
         let mut integrations = IntegrationsConfig {
-            on_call: integrations::on_call_providers(&raw.on_call, base).map_err(invalid)?,
-            ticket_systems: integrations::ticket_systems(&raw.ticket_systems, base)
-                .map_err(invalid)?,
+            on_call: integrations::on_call_providers(&raw.on_call, base)?,
+            ticket_systems: integrations::ticket_systems(&raw.ticket_systems, base)?,
             ..IntegrationsConfig::default()
         };
         let policy = roles::policy(&raw.roles, &raw.host_groups, &mut integrations)
-            .and_then(|p| roles::with_links(p, &raw.identity_links))
-            .map_err(invalid)?;
+            .and_then(|p| roles::with_links(p, &raw.identity_links))?;
         let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
-        let audit_sinks =
-            oversight::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
+        let audit_sinks = oversight::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names)?;
         let role_names = policy.roles().map(|r| r.name.clone()).collect();
-        let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)
-            .map_err(invalid)?;
-        policy_hook::check_owned_group(policy_hook.as_ref(), &accounts, &oidc, &ldap)
-            .map_err(invalid)?;
-        let alert_destinations =
-            alerts::destinations(&raw.alert_destinations, base).map_err(invalid)?;
-        let alerts =
-            alerts::rules(&raw.alerts, &alert_destinations, &role_names).map_err(invalid)?;
+        let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)?;
+        policy_hook::check_owned_group(policy_hook.as_ref(), &accounts, &oidc, &ldap)?;
+        let alert_destinations = alerts::destinations(&raw.alert_destinations, base)?;
+        let alerts = alerts::rules(&raw.alerts, &alert_destinations, &role_names)?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -425,25 +418,24 @@ impl Config {
                 "database.write_deadline",
                 raw.database.write_deadline.as_deref(),
                 DEFAULT_WRITE_DEADLINE,
-            )
-            .map_err(invalid)?,
-            server_limits: limits::server_limits(&raw.server).map_err(invalid)?,
-            health: limits::health(&raw.health).map_err(invalid)?,
+            )?,
+            server_limits: limits::server_limits(&raw.server)?,
+            health: limits::health(&raw.health)?,
             admin_issue: AdminIssueConfig { max_ttl },
             policy,
-            workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
+            workflow: roles::workflow(&raw.workflow)?,
             webhooks,
             public_url,
             accounts,
             auth,
             oidc,
             ldap,
-            bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
-            auditors: oversight::auditors(&raw.auditors).map_err(invalid)?,
-            metrics: oversight::metrics(&raw.metrics, &resolve).map_err(invalid)?,
+            bastions: bastions::bastions(&raw.bastions)?,
+            auditors: oversight::auditors(&raw.auditors)?,
+            metrics: oversight::metrics(&raw.metrics, &resolve)?,
             audit_sinks,
-            client: client::client(&raw.client).map_err(invalid)?,
-            audit: audit_checkpoints::audit(&raw.audit, &resolve).map_err(invalid)?,
+            client: client::client(&raw.client)?,
+            audit: audit_checkpoints::audit(&raw.audit, &resolve)?,
             integrations,
             policy_hook,
             alerts,
@@ -460,6 +452,14 @@ impl Config {
     pub fn serves_tls(&self) -> bool {
         self.public_url.as_ref().is_some_and(PublicUrl::is_tls)
     }
+}
+
+/// `server.listen`: the address the CA binds.
+fn listen(raw: &limits::RawServer) -> Result<SocketAddr, String> {
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    listen
+        .parse()
+        .map_err(|_| format!("server.listen {listen:?} is not an address such as 127.0.0.1:8700"))
 }
 
 /// `[auth]`: session and token lifetimes, administrator groups.
