@@ -247,154 +247,182 @@ impl BastionConfig {
         if let Some(url) = &raw.ca_url {
             check_ca_url(url)?;
         }
-        // A key file wins over ca_url for the keys; ca_url still serves the
-        // revocation feed and session records.
-        let trust = match (&raw.ca_url, raw.trusted_user_ca_keys) {
-            (_, Some(file)) => TrustSource::File(base.join(file)),
-            (Some(url), None) => TrustSource::CaUrl(url.clone()),
-            (None, None) => {
-                return Err(
-                    "no trusted user CA: set ca_url (the CA's base URL) or trusted_user_ca_keys (a file)"
-                        .to_owned(),
-                );
-            }
-        };
-        let defaults = Limits::default();
-        let duration = |key: &str, value: Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) => HumanDuration::parse(&v)
-                .map(HumanDuration::get)
-                .map_err(|e| format!("limits.{key}: {e}")),
-        };
-        let limits = Limits {
-            max_connections: raw
-                .limits
-                .max_connections
-                .unwrap_or(defaults.max_connections),
-            max_unauthenticated: raw
-                .limits
-                .max_unauthenticated
-                .unwrap_or(defaults.max_unauthenticated),
-            max_unauthenticated_per_address: raw
-                .limits
-                .max_unauthenticated_per_address
-                .unwrap_or(defaults.max_unauthenticated_per_address),
-            handshake_timeout: duration(
-                "handshake_timeout",
-                raw.limits.handshake_timeout,
-                defaults.handshake_timeout,
-            )?,
-            auth_timeout: duration(
-                "auth_timeout",
-                raw.limits.auth_timeout,
-                defaults.auth_timeout,
-            )?,
-            max_auth_attempts: raw
-                .limits
-                .max_auth_attempts
-                .unwrap_or(defaults.max_auth_attempts),
-            inactivity_timeout: duration(
-                "inactivity_timeout",
-                raw.limits.inactivity_timeout,
-                defaults.inactivity_timeout,
-            )?,
-            max_forwards_per_connection: raw
-                .limits
-                .max_forwards_per_connection
-                .unwrap_or(defaults.max_forwards_per_connection),
-        };
-        if limits.max_connections == 0 {
-            return Err("limits.max_connections must be at least 1".to_owned());
-        }
-        if limits.max_unauthenticated == 0 {
-            return Err("limits.max_unauthenticated must be at least 1".to_owned());
-        }
-        if limits.max_unauthenticated_per_address == 0 {
-            return Err("limits.max_unauthenticated_per_address must be at least 1".to_owned());
-        }
-        if limits.handshake_timeout > limits.auth_timeout {
-            return Err(
-                "limits.handshake_timeout must not exceed limits.auth_timeout (the key exchange is part of authenticating)"
-                    .to_owned(),
-            );
-        }
-        if limits.max_auth_attempts == 0 {
-            return Err("limits.max_auth_attempts must be at least 1".to_owned());
-        }
-        if limits.max_forwards_per_connection == 0 {
-            return Err("limits.max_forwards_per_connection must be at least 1".to_owned());
-        }
-        let mut hosts = BTreeMap::new();
-        for (name, address) in raw.hosts {
-            let name = HostName::parse(&name).map_err(|e| format!("hosts: {e}"))?;
-            let address = HostAddress::parse(&address).ok_or_else(|| {
-                format!("hosts.{name}: {address:?} is not host:port (for example \"10.0.0.5:22\")")
-            })?;
-            hosts.insert(name, address);
-        }
-        if raw.ca_token_file.is_some() && raw.ca_url.is_none() {
-            return Err(
-                "ca_token_file is set but ca_url is not: the token is for the CA at ca_url"
-                    .to_owned(),
-            );
-        }
-        // Without the CA's feed the bastion knows no revocation and cannot
-        // check that a request is still active: that must be asked for.
-        if raw.ca_token_file.is_none() && !raw.insecure_without_ca_feed {
-            return Err(
-                "no ca_token_file: without it the bastion gets no revocation feed (revoked \
-                 certificates and ended requests would still be let in) and delivers no session \
-                 records; set ca_url and ca_token_file, or insecure_without_ca_feed = true for a \
-                 lab or a benchmark"
-                    .to_owned(),
-            );
-        }
-        if raw.ca_token_file.is_some() && raw.insecure_without_ca_feed {
-            return Err(
-                "insecure_without_ca_feed = true contradicts ca_token_file: remove one".to_owned(),
-            );
-        }
+        let trust = trust_source(
+            raw.ca_url.as_deref(),
+            raw.trusted_user_ca_keys.as_deref(),
+            base,
+        )?;
+        let limits = limits(raw.limits)?;
+        let inventory = inventory(raw.hosts)?;
+        check_ca_feed(
+            &raw.ca_url,
+            &raw.ca_token_file,
+            raw.insecure_without_ca_feed,
+        )?;
         let revocation_poll = duration(
             "revocation_poll",
             raw.revocation_poll,
             DEFAULT_REVOCATION_POLL,
-        )
-        .map_err(|e| e.replacen("limits.", "", 1))?;
+        )?;
         if revocation_poll.is_zero() || revocation_poll > MAX_REVOCATION_POLL {
             return Err(format!(
                 "revocation_poll must be between 1s and {}s, so that a revocation ends sessions within 5 s",
                 MAX_REVOCATION_POLL.as_secs()
             ));
         }
-        let trust_refresh = duration("trust_refresh", raw.trust_refresh, DEFAULT_TRUST_REFRESH)
-            .map_err(|e| e.replacen("limits.", "", 1))?;
+        let trust_refresh = duration("trust_refresh", raw.trust_refresh, DEFAULT_TRUST_REFRESH)?;
         if trust_refresh < Duration::from_secs(10) {
             return Err("trust_refresh must be at least 10s".to_owned());
         }
+        let in_base = |file: Option<PathBuf>, default: &str| {
+            base.join(file.unwrap_or_else(|| PathBuf::from(default)))
+        };
         Ok(Self {
             listen: raw.listen,
             host_key_file: base.join(raw.host_key_file),
             trust,
             limits,
-            inventory: Inventory::new(hosts),
+            inventory,
             ca_url: raw.ca_url,
             ca_token_file: raw.ca_token_file.map(|f| base.join(f)),
-            session_spool: base.join(
-                raw.session_spool
-                    .unwrap_or_else(|| PathBuf::from("sessions.spool")),
-            ),
-            refusal_spool: base.join(
-                raw.refusal_spool
-                    .unwrap_or_else(|| PathBuf::from("refusals.spool")),
-            ),
+            session_spool: in_base(raw.session_spool, "sessions.spool"),
+            refusal_spool: in_base(raw.refusal_spool, "refusals.spool"),
             revocation_poll,
-            revocation_state_file: base.join(
-                raw.revocation_state_file
-                    .unwrap_or_else(|| PathBuf::from("revocations.json")),
-            ),
+            revocation_state_file: in_base(raw.revocation_state_file, "revocations.json"),
             trust_refresh,
         })
     }
+}
+
+/// Where the trusted user CA keys come from. A key file wins over `ca_url`
+/// for the keys; `ca_url` still serves the revocation feed and session records.
+fn trust_source(
+    ca_url: Option<&str>,
+    key_file: Option<&Path>,
+    base: &Path,
+) -> Result<TrustSource, String> {
+    match (ca_url, key_file) {
+        (_, Some(file)) => Ok(TrustSource::File(base.join(file))),
+        (Some(url), None) => Ok(TrustSource::CaUrl(url.to_owned())),
+        (None, None) => Err(
+            "no trusted user CA: set ca_url (the CA's base URL) or trusted_user_ca_keys (a file)"
+                .to_owned(),
+        ),
+    }
+}
+
+/// `value` (or `default`) as a duration; errors name `key`.
+fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(v) => HumanDuration::parse(&v)
+            .map(HumanDuration::get)
+            .map_err(|e| format!("{key}: {e}")),
+    }
+}
+
+/// `[limits]`, each defaulted, then checked.
+fn limits(raw: RawLimits) -> Result<Limits, String> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_connections: raw.max_connections.unwrap_or(defaults.max_connections),
+        max_unauthenticated: raw
+            .max_unauthenticated
+            .unwrap_or(defaults.max_unauthenticated),
+        max_unauthenticated_per_address: raw
+            .max_unauthenticated_per_address
+            .unwrap_or(defaults.max_unauthenticated_per_address),
+        handshake_timeout: duration(
+            "limits.handshake_timeout",
+            raw.handshake_timeout,
+            defaults.handshake_timeout,
+        )?,
+        auth_timeout: duration(
+            "limits.auth_timeout",
+            raw.auth_timeout,
+            defaults.auth_timeout,
+        )?,
+        max_auth_attempts: raw.max_auth_attempts.unwrap_or(defaults.max_auth_attempts),
+        inactivity_timeout: duration(
+            "limits.inactivity_timeout",
+            raw.inactivity_timeout,
+            defaults.inactivity_timeout,
+        )?,
+        max_forwards_per_connection: raw
+            .max_forwards_per_connection
+            .unwrap_or(defaults.max_forwards_per_connection),
+    };
+    check_limits(&limits)?;
+    Ok(limits)
+}
+
+fn check_limits(limits: &Limits) -> Result<(), String> {
+    if limits.max_connections == 0 {
+        return Err("limits.max_connections must be at least 1".to_owned());
+    }
+    if limits.max_unauthenticated == 0 {
+        return Err("limits.max_unauthenticated must be at least 1".to_owned());
+    }
+    if limits.max_unauthenticated_per_address == 0 {
+        return Err("limits.max_unauthenticated_per_address must be at least 1".to_owned());
+    }
+    if limits.handshake_timeout > limits.auth_timeout {
+        return Err(
+            "limits.handshake_timeout must not exceed limits.auth_timeout (the key exchange is part of authenticating)"
+                .to_owned(),
+        );
+    }
+    if limits.max_auth_attempts == 0 {
+        return Err("limits.max_auth_attempts must be at least 1".to_owned());
+    }
+    if limits.max_forwards_per_connection == 0 {
+        return Err("limits.max_forwards_per_connection must be at least 1".to_owned());
+    }
+    Ok(())
+}
+
+/// `[hosts]`: name → `host:port`.
+fn inventory(raw: BTreeMap<String, String>) -> Result<Inventory, String> {
+    let mut hosts = BTreeMap::new();
+    for (name, address) in raw {
+        let name = HostName::parse(&name).map_err(|e| format!("hosts: {e}"))?;
+        let address = HostAddress::parse(&address).ok_or_else(|| {
+            format!("hosts.{name}: {address:?} is not host:port (for example \"10.0.0.5:22\")")
+        })?;
+        hosts.insert(name, address);
+    }
+    Ok(Inventory::new(hosts))
+}
+
+/// The CA's feed (revocations, active requests) needs `ca_url` and
+/// `ca_token_file`; going without it must be asked for, since the bastion
+/// would then know no revocation and could not check that a request is
+/// still active.
+fn check_ca_feed(
+    ca_url: &Option<String>,
+    ca_token_file: &Option<PathBuf>,
+    insecure_without_ca_feed: bool,
+) -> Result<(), String> {
+    if ca_token_file.is_some() && ca_url.is_none() {
+        return Err(
+            "ca_token_file is set but ca_url is not: the token is for the CA at ca_url".to_owned(),
+        );
+    }
+    if ca_token_file.is_none() && !insecure_without_ca_feed {
+        return Err(
+            "no ca_token_file: without it the bastion gets no revocation feed (revoked \
+             certificates and ended requests would still be let in) and delivers no session \
+             records; set ca_url and ca_token_file, or insecure_without_ca_feed = true for a \
+             lab or a benchmark"
+                .to_owned(),
+        );
+    }
+    if ca_token_file.is_some() && insecure_without_ca_feed {
+        return Err(
+            "insecure_without_ca_feed = true contradicts ca_token_file: remove one".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a CA URL that is not `https://`, or plain `http://` to a loopback
