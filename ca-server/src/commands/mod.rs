@@ -4,6 +4,7 @@ mod audit_tools;
 mod config_check;
 mod config_findings;
 mod demo;
+mod demo_guide;
 mod demo_hosts;
 mod hash_password;
 mod held_checkpoints;
