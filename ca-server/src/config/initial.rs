@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// The configuration `tpa-ca init` writes, with every key commented.
 /// The `[database]` body of a new SQLite install.
 pub const SQLITE_DATABASE: &str = "path = \"tpa.db\"";
 

@@ -1,13 +1,20 @@
 //! `bastion.toml`: where the bastion listens, its host key, whom it trusts,
 //! its limits and its inventory of hosts.
 
+mod inventory;
+mod limits;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tpa_core::{HostName, HumanDuration};
+use tpa_core::HumanDuration;
+
+pub use inventory::{HostAddress, Inventory};
+pub use limits::Limits;
+use limits::RawLimits;
 
 /// The bastion's configuration, checked.
 #[derive(Debug, Clone)]
@@ -55,119 +62,6 @@ pub enum TrustSource {
     File(PathBuf),
 }
 
-/// Limits on connections and authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Authenticated connections served at once; a connection that
-    /// authenticates beyond this is disconnected with a message.
-    pub max_connections: usize,
-    /// Connections still authenticating at once. When full, a new connection
-    /// takes the slot of the oldest one that has not finished its key
-    /// exchange (or, failing that, of the oldest unauthenticated one).
-    pub max_unauthenticated: usize,
-    /// Connections still authenticating from one client address at once;
-    /// beyond it, that address's own least advanced connection gives way.
-    pub max_unauthenticated_per_address: usize,
-    /// Time from TCP accept to the end of the key exchange (the client's
-    /// version line included).
-    pub handshake_timeout: Duration,
-    /// Time from TCP accept to successful authentication.
-    pub auth_timeout: Duration,
-    /// Failed authentication attempts before the connection is closed.
-    pub max_auth_attempts: usize,
-    /// A connection with no packet from the client for this long is closed.
-    pub inactivity_timeout: Duration,
-    /// `direct-tcpip` forwards one connection may have open (or opening) at
-    /// once; more are refused, so one client cannot exhaust the bastion's
-    /// sockets.
-    pub max_forwards_per_connection: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1000,
-            max_unauthenticated: 256,
-            max_unauthenticated_per_address: 32,
-            handshake_timeout: Duration::from_secs(10),
-            auth_timeout: Duration::from_secs(30),
-            // Above OpenSSH's MaxAuthTries (6): plain keys are refused at
-            // their probe, and an agent with a few keys and the key of the
-            // certificate (listed on its own) must still reach the certificate.
-            max_auth_attempts: 20,
-            inactivity_timeout: Duration::from_secs(15 * 60),
-            max_forwards_per_connection: 10,
-        }
-    }
-}
-
-/// One host the bastion can reach: where its sshd listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostAddress {
-    /// A DNS name or IP address.
-    pub host: String,
-    /// The TCP port.
-    pub port: u16,
-}
-
-impl std::fmt::Display for HostAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl HostAddress {
-    /// Parses `host:port` or `[v6]:port`.
-    pub fn parse(value: &str) -> Option<Self> {
-        if let Ok(addr) = value.parse::<SocketAddr>() {
-            return Some(Self {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            });
-        }
-        let (host, port) = value.rsplit_once(':')?;
-        let port: u16 = port.parse().ok()?;
-        let name_ok = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        (name_ok && port != 0).then(|| Self {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-/// Host name → address, as the bastion's operator declares them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inventory(BTreeMap<HostName, HostAddress>);
-
-impl Inventory {
-    /// An inventory with exactly these hosts.
-    pub fn new(hosts: BTreeMap<HostName, HostAddress>) -> Self {
-        Self(hosts)
-    }
-
-    /// Where `name` is, when it is in the inventory.
-    pub fn get(&self, name: &HostName) -> Option<&HostAddress> {
-        self.0.get(name)
-    }
-
-    /// How many hosts there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there is no host.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -210,19 +104,6 @@ struct RawConfig {
     trust_refresh: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_connections: Option<usize>,
-    max_unauthenticated: Option<usize>,
-    max_unauthenticated_per_address: Option<usize>,
-    handshake_timeout: Option<String>,
-    auth_timeout: Option<String>,
-    max_auth_attempts: Option<usize>,
-    inactivity_timeout: Option<String>,
-    max_forwards_per_connection: Option<usize>,
-}
-
 impl BastionConfig {
     /// Reads and checks `path`; relative paths in it are relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -252,8 +133,8 @@ impl BastionConfig {
             raw.trusted_user_ca_keys.as_deref(),
             base,
         )?;
-        let limits = limits(raw.limits)?;
-        let inventory = inventory(raw.hosts)?;
+        let limits = limits::limits(raw.limits)?;
+        let inventory = inventory::inventory(raw.hosts)?;
         check_ca_feed(
             &raw.ca_url,
             &raw.ca_token_file,
@@ -312,86 +193,17 @@ fn trust_source(
 }
 
 /// `value` (or `default`) as a duration; errors name `key`.
-fn duration(key: &str, value: Option<String>, default: Duration) -> Result<Duration, String> {
+pub(super) fn duration(
+    key: &str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, String> {
     match value {
         None => Ok(default),
         Some(v) => HumanDuration::parse(&v)
             .map(HumanDuration::get)
             .map_err(|e| format!("{key}: {e}")),
     }
-}
-
-/// `[limits]`, each defaulted, then checked.
-fn limits(raw: RawLimits) -> Result<Limits, String> {
-    let defaults = Limits::default();
-    let limits = Limits {
-        max_connections: raw.max_connections.unwrap_or(defaults.max_connections),
-        max_unauthenticated: raw
-            .max_unauthenticated
-            .unwrap_or(defaults.max_unauthenticated),
-        max_unauthenticated_per_address: raw
-            .max_unauthenticated_per_address
-            .unwrap_or(defaults.max_unauthenticated_per_address),
-        handshake_timeout: duration(
-            "limits.handshake_timeout",
-            raw.handshake_timeout,
-            defaults.handshake_timeout,
-        )?,
-        auth_timeout: duration(
-            "limits.auth_timeout",
-            raw.auth_timeout,
-            defaults.auth_timeout,
-        )?,
-        max_auth_attempts: raw.max_auth_attempts.unwrap_or(defaults.max_auth_attempts),
-        inactivity_timeout: duration(
-            "limits.inactivity_timeout",
-            raw.inactivity_timeout,
-            defaults.inactivity_timeout,
-        )?,
-        max_forwards_per_connection: raw
-            .max_forwards_per_connection
-            .unwrap_or(defaults.max_forwards_per_connection),
-    };
-    check_limits(&limits)?;
-    Ok(limits)
-}
-
-fn check_limits(limits: &Limits) -> Result<(), String> {
-    if limits.max_connections == 0 {
-        return Err("limits.max_connections must be at least 1".to_owned());
-    }
-    if limits.max_unauthenticated == 0 {
-        return Err("limits.max_unauthenticated must be at least 1".to_owned());
-    }
-    if limits.max_unauthenticated_per_address == 0 {
-        return Err("limits.max_unauthenticated_per_address must be at least 1".to_owned());
-    }
-    if limits.handshake_timeout > limits.auth_timeout {
-        return Err(
-            "limits.handshake_timeout must not exceed limits.auth_timeout (the key exchange is part of authenticating)"
-                .to_owned(),
-        );
-    }
-    if limits.max_auth_attempts == 0 {
-        return Err("limits.max_auth_attempts must be at least 1".to_owned());
-    }
-    if limits.max_forwards_per_connection == 0 {
-        return Err("limits.max_forwards_per_connection must be at least 1".to_owned());
-    }
-    Ok(())
-}
-
-/// `[hosts]`: name → `host:port`.
-fn inventory(raw: BTreeMap<String, String>) -> Result<Inventory, String> {
-    let mut hosts = BTreeMap::new();
-    for (name, address) in raw {
-        let name = HostName::parse(&name).map_err(|e| format!("hosts: {e}"))?;
-        let address = HostAddress::parse(&address).ok_or_else(|| {
-            format!("hosts.{name}: {address:?} is not host:port (for example \"10.0.0.5:22\")")
-        })?;
-        hosts.insert(name, address);
-    }
-    Ok(Inventory::new(hosts))
 }
 
 /// The CA's feed (revocations, active requests) needs `ca_url` and
@@ -464,6 +276,7 @@ fn check_ca_url(url: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tpa_core::HostName;
 
     fn parse(text: &str) -> Result<BastionConfig, String> {
         BastionConfig::parse(text, Path::new("/etc/tpa"))
