@@ -52,28 +52,15 @@ pub(super) async fn serve_connection(
         cut.clone(),
         deadlines.accepted,
     );
-    // The version exchange happens inside run_stream: bound it by the
-    // handshake deadline, and give the slot up at once when evicted.
-    let started = tokio::select! {
-        started = tokio::time::timeout_at(
-            deadlines.handshake,
-            russh::server::run_stream(ssh, socket, handler),
-        ) => Some(started),
-        () = ticket.evicted() => None,
-    };
-    let session = match started {
-        Some(Ok(Ok(session))) => session,
-        Some(Ok(Err(e))) => {
+    let started = russh::server::run_stream(ssh, socket, handler);
+    let session = match handshake(started, deadlines.handshake, &ticket).await {
+        Ok(session) => session,
+        Err(Failed::Setup(e)) => {
             tracing::debug!(connection, %peer, error = %e, "SSH setup failed");
             return;
         }
-        Some(Err(_)) | None => {
+        Err(Failed::Cut(end)) => {
             killer.kill();
-            let end = if started.is_none() {
-                ConnectionEnd::Evicted
-            } else {
-                ConnectionEnd::HandshakeTimeout
-            };
             shared.emit(Event::ConnectionEnded { connection, end });
             return;
         }
@@ -99,6 +86,31 @@ pub(super) async fn serve_connection(
     )
     .await;
     shared.emit(Event::ConnectionEnded { connection, end });
+}
+
+/// Why a connection ended before its version line arrived.
+enum Failed {
+    /// The SSH session could not start (nothing to report).
+    Setup(russh::Error),
+    /// The bastion cut it: handshake deadline, or evicted.
+    Cut(ConnectionEnd),
+}
+
+/// The version exchange happens inside `run_stream`: it is bounded by the
+/// handshake deadline, and the slot is given up at once when evicted.
+async fn handshake(
+    started: impl Future<Output = Result<RunningSession<Connection>, russh::Error>>,
+    deadline: Instant,
+    ticket: &Ticket,
+) -> Result<RunningSession<Connection>, Failed> {
+    tokio::select! {
+        started = tokio::time::timeout_at(deadline, started) => match started {
+            Ok(Ok(session)) => Ok(session),
+            Ok(Err(e)) => Err(Failed::Setup(e)),
+            Err(_) => Err(Failed::Cut(ConnectionEnd::HandshakeTimeout)),
+        },
+        () = ticket.evicted() => Err(Failed::Cut(ConnectionEnd::Evicted)),
+    }
 }
 
 /// The deadlines of a connection's first steps.
