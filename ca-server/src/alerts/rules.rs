@@ -109,122 +109,161 @@ pub fn evaluate(
     at: DateTime<Utc>,
     role_of: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Vec<Match> {
-    let d = details(event);
-    let one = |rule: usize, subject: String, what: String| Match {
-        rule,
-        subject,
-        count: 1,
-        seqs: vec![event.seq],
-        what,
+    let seen = Seen {
+        event,
+        details: details(event),
+        issued: event.action == "cert.issue" && success(event),
+        at,
     };
-    let issued = event.action == "cert.issue" && success(event);
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
-        match &rule.kind {
-            AlertKind::BreakGlass => {
-                if event.action == "request.break_glass" && success(event) {
-                    out.push(one(
-                        i,
-                        event.object.clone(),
-                        "break-glass self-approval".into(),
-                    ));
-                } else if issued && event.actor.starts_with("admin:") {
-                    out.push(one(
-                        i,
-                        event.actor.clone(),
-                        "certificate from `tpa-ca issue` (admin break-glass)".into(),
-                    ));
-                }
-            }
-            AlertKind::OutsideHours(hours) => {
-                let access = issued || (event.action == "session.record" && success(event));
-                if access && outside(hours, at) {
-                    let subject = if issued {
-                        event.actor.clone()
-                    } else {
-                        event.object.clone()
-                    };
-                    out.push(one(
-                        i,
-                        subject,
-                        format!("{} outside working hours", event.action),
-                    ));
-                }
-            }
+        let single = match &rule.kind {
+            AlertKind::BreakGlass => seen.break_glass(),
+            AlertKind::OutsideHours(hours) => seen.outside_hours(hours),
             AlertKind::DeniedBurst { threshold, per } => {
-                if event.outcome != "denied" {
-                    continue;
-                }
-                let bastion = event.action.starts_with("bastion.");
-                let subject = match per {
-                    // A bastion refusal has no authenticated actor.
-                    BurstKey::Actor if bastion => continue,
-                    BurstKey::Actor => event.actor.clone(),
-                    BurstKey::Source if bastion => text(&d, "client").unwrap_or_default(),
-                    BurstKey::Source => event.source.clone(),
-                };
-                let n = if bastion {
-                    d.get("count").and_then(Value::as_u64).unwrap_or(1).max(1)
-                } else {
-                    1
-                };
-                let window = TimeDelta::from_std(rule.window).unwrap_or(TimeDelta::minutes(15));
-                let (count, seqs) = bursts.count((i, subject.clone()), at, window, n, event.seq);
-                if count >= *threshold {
-                    out.push(Match {
-                        rule: i,
-                        subject,
-                        count,
-                        seqs,
-                        what: format!("{count} denied events within the window"),
-                    });
-                }
+                out.extend(seen.denied_burst(i, rule, *threshold, *per, bursts));
+                continue;
             }
-            AlertKind::BastionHostRefused => {
-                let forward = text(&d, "what").is_some_and(|w| w.starts_with("direct-tcpip "));
-                if event.action == "bastion.channel_refused"
-                    && forward
-                    && let Some(request) = text(&d, "request")
-                {
-                    out.push(one(
-                        i,
-                        format!("request:{request}"),
-                        format!(
-                            "bastion refused {} outside the request",
-                            text(&d, "what").unwrap_or_default()
-                        ),
-                    ));
-                }
-            }
-            AlertKind::Revocation => {
-                if event.action.ends_with(".revoke") && success(event) {
-                    out.push(one(
-                        i,
-                        event.object.clone(),
-                        format!("{} done", event.action),
-                    ));
-                }
-            }
-            AlertKind::SensitiveRole(roles) => {
-                if !issued {
-                    continue;
-                }
-                let Some(request) = text(&d, "request_id") else {
-                    continue;
-                };
-                if let Some(role) = role_of(&request)
-                    && roles.iter().any(|r| r.as_str() == role)
-                {
-                    out.push(one(
-                        i,
-                        format!("request:{request}"),
-                        format!("certificate issued for sensitive role {role}"),
-                    ));
-                }
-            }
-        }
+            AlertKind::BastionHostRefused => seen.bastion_host_refused(),
+            AlertKind::Revocation => seen.revocation(),
+            AlertKind::SensitiveRole(roles) => seen.sensitive_role(roles, role_of),
+        };
+        out.extend(single.map(|(subject, what)| Match {
+            rule: i,
+            subject,
+            count: 1,
+            seqs: vec![event.seq],
+            what,
+        }));
     }
     out
+}
+
+/// The event being evaluated, with what every rule looks at.
+struct Seen<'a> {
+    event: &'a Event,
+    /// The event's details, parsed once.
+    details: Value,
+    /// Whether it is a certificate issued.
+    issued: bool,
+    at: DateTime<Utc>,
+}
+
+/// A single event's match: its subject and what it was.
+type Single = Option<(String, String)>;
+
+impl Seen<'_> {
+    fn break_glass(&self) -> Single {
+        let event = self.event;
+        if event.action == "request.break_glass" && success(event) {
+            Some((event.object.clone(), "break-glass self-approval".into()))
+        } else if self.issued && event.actor.starts_with("admin:") {
+            Some((
+                event.actor.clone(),
+                "certificate from `tpa-ca issue` (admin break-glass)".into(),
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn outside_hours(&self, hours: &Hours) -> Single {
+        let event = self.event;
+        let access = self.issued || (event.action == "session.record" && success(event));
+        if !access || !outside(hours, self.at) {
+            return None;
+        }
+        let subject = if self.issued {
+            event.actor.clone()
+        } else {
+            event.object.clone()
+        };
+        Some((subject, format!("{} outside working hours", event.action)))
+    }
+
+    /// Counts a denied event towards its subject's burst; a match once the
+    /// window holds `threshold` of them.
+    fn denied_burst(
+        &self,
+        i: usize,
+        rule: &AlertRule,
+        threshold: u64,
+        per: BurstKey,
+        bursts: &mut Bursts,
+    ) -> Option<Match> {
+        let event = self.event;
+        if event.outcome != "denied" {
+            return None;
+        }
+        let bastion = event.action.starts_with("bastion.");
+        let subject = match per {
+            // A bastion refusal has no authenticated actor.
+            BurstKey::Actor if bastion => return None,
+            BurstKey::Actor => event.actor.clone(),
+            BurstKey::Source if bastion => text(&self.details, "client").unwrap_or_default(),
+            BurstKey::Source => event.source.clone(),
+        };
+        let n = if bastion {
+            self.details
+                .get("count")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .max(1)
+        } else {
+            1
+        };
+        let window = TimeDelta::from_std(rule.window).unwrap_or(TimeDelta::minutes(15));
+        let (count, seqs) = bursts.count((i, subject.clone()), self.at, window, n, event.seq);
+        (count >= threshold).then(|| Match {
+            rule: i,
+            subject,
+            count,
+            seqs,
+            what: format!("{count} denied events within the window"),
+        })
+    }
+
+    fn bastion_host_refused(&self) -> Single {
+        let what = text(&self.details, "what");
+        let forward = what
+            .as_deref()
+            .is_some_and(|w| w.starts_with("direct-tcpip "));
+        if self.event.action != "bastion.channel_refused" || !forward {
+            return None;
+        }
+        let request = text(&self.details, "request")?;
+        Some((
+            format!("request:{request}"),
+            format!(
+                "bastion refused {} outside the request",
+                what.unwrap_or_default()
+            ),
+        ))
+    }
+
+    fn revocation(&self) -> Single {
+        let event = self.event;
+        (event.action.ends_with(".revoke") && success(event))
+            .then(|| (event.object.clone(), format!("{} done", event.action)))
+    }
+
+    fn sensitive_role(
+        &self,
+        roles: &std::collections::BTreeSet<tpa_core::RoleName>,
+        role_of: &mut dyn FnMut(&str) -> Option<String>,
+    ) -> Single {
+        if !self.issued {
+            return None;
+        }
+        let request = text(&self.details, "request_id")?;
+        let role = role_of(&request)?;
+        roles.iter().any(|r| r.as_str() == role).then(|| {
+            (
+                format!("request:{request}"),
+                format!("certificate issued for sensitive role {role}"),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use rand::RngExt as _;
 use crate::auth::identity::hash_password;
 use crate::config::Config;
 
+use super::demo_guide::print_next_steps;
 use super::demo_hosts;
 use super::init::{InitOptions, init_data_dir};
 
@@ -25,77 +26,109 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let _lock = lock(dir)?;
     check_port(listen)?;
-    let mut hosts_note = None;
-    let hosts = if config_path.exists() {
-        eprintln!("Reusing the demo CA in {}", dir.display());
-        let hosts = demo_hosts::load(dir)?;
-        if hosts.is_none() && demo_hosts::programs().is_ok() {
-            hosts_note = Some(format!(
-                "This demo was made without web-1 (sshd was missing then); remove {} and run the demo again to get web-1 and a bastion.",
-                dir.display()
-            ));
-        }
-        hosts
+    let demo = if config_path.exists() {
+        reuse(dir)?
     } else {
-        init_data_dir(&InitOptions {
-            data_dir: dir.to_owned(),
-            passphrase_file: None,
-            listen,
-        })?;
-        add_demo_accounts(dir, &config_path)?;
-        // Whatever goes wrong with web-1, the CA's directory is completed,
-        // so that a later run does not find a half-made demo.
-        let made = match demo_hosts::programs() {
-            Ok(programs) => match demo_hosts::demo_login()
-                .and_then(|login| demo_hosts::create(dir, &programs, &login))
-            {
-                Ok(made) => Some(made),
-                Err(e) => {
-                    hosts_note = Some(format!(
-                        "No web-1: {e:#}. The CA runs alone; remove {} and run the demo again to retry.",
-                        dir.display()
-                    ));
-                    None
-                }
-            },
-            Err(why) => {
-                hosts_note = Some(format!(
-                    "No web-1: {why}; then remove {} and run the demo again. The CA runs alone.",
-                    dir.display()
-                ));
-                None
-            }
-        };
-        add_demo_roles(&config_path, made.as_ref())?;
-        // Engineers may be other local accounts: they read ssh_config and
-        // known_hosts by name; everything else stays private to the demo.
-        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)))
-            .with_context(|| format!("cannot set the permissions of {}", dir.display()))?;
-        eprintln!(
-            "Created a demo CA in {} (key, configuration, database, demo accounts{})",
-            dir.display(),
-            if made.is_some() {
-                ", web-1 and a bastion"
-            } else {
-                ""
-            }
-        );
-        made.map(|(hosts, _)| hosts)
+        create(dir, &config_path, listen)?
     };
-    let programs = match &hosts {
+    let programs = match &demo.hosts {
         Some(_) => Some(
             demo_hosts::programs()
                 .map_err(|why| anyhow::anyhow!("this demo has web-1 and a bastion, but {why}"))?,
         ),
         None => None,
     };
-    let passwords = std::fs::read_to_string(dir.join(PASSWORDS_FILE)).ok();
     let config = Config::load(&config_path)?;
+    serve(dir, listen, &config, &demo, programs.as_ref())
+}
+
+/// The demo directory's hosts (web-1 and the bastion), and why there are
+/// none when there could be.
+struct Demo {
+    hosts: Option<demo_hosts::Hosts>,
+    note: Option<String>,
+}
+
+/// The demo made by an earlier run.
+fn reuse(dir: &Path) -> anyhow::Result<Demo> {
+    eprintln!("Reusing the demo CA in {}", dir.display());
+    let hosts = demo_hosts::load(dir)?;
+    let note = (hosts.is_none() && demo_hosts::programs().is_ok()).then(|| {
+        format!(
+            "This demo was made without web-1 (sshd was missing then); remove {} and run the demo again to get web-1 and a bastion.",
+            dir.display()
+        )
+    });
+    Ok(Demo { hosts, note })
+}
+
+/// A new demo: the CA's directory, its accounts, web-1 and the bastion
+/// (when sshd is there), the roles.
+fn create(dir: &Path, config_path: &Path, listen: SocketAddr) -> anyhow::Result<Demo> {
+    init_data_dir(&InitOptions {
+        data_dir: dir.to_owned(),
+        passphrase_file: None,
+        listen,
+    })?;
+    add_demo_accounts(dir, config_path)?;
+    // Whatever goes wrong with web-1, the CA's directory is completed,
+    // so that a later run does not find a half-made demo.
+    let (made, note) = match demo_hosts::programs() {
+        Ok(programs) => match demo_hosts::demo_login()
+            .and_then(|login| demo_hosts::create(dir, &programs, &login))
+        {
+            Ok(made) => (Some(made), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "No web-1: {e:#}. The CA runs alone; remove {} and run the demo again to retry.",
+                    dir.display()
+                )),
+            ),
+        },
+        Err(why) => (
+            None,
+            Some(format!(
+                "No web-1: {why}; then remove {} and run the demo again. The CA runs alone.",
+                dir.display()
+            )),
+        ),
+    };
+    add_demo_roles(config_path, made.as_ref())?;
+    // Engineers may be other local accounts: they read ssh_config and
+    // known_hosts by name; everything else stays private to the demo.
+    std::fs::set_permissions(config_path, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)))
+        .with_context(|| format!("cannot set the permissions of {}", dir.display()))?;
+    eprintln!(
+        "Created a demo CA in {} (key, configuration, database, demo accounts{})",
+        dir.display(),
+        if made.is_some() {
+            ", web-1 and a bastion"
+        } else {
+            ""
+        }
+    );
+    Ok(Demo {
+        hosts: made.map(|(hosts, _)| hosts),
+        note,
+    })
+}
+
+/// Runs the CA; once it listens, starts web-1 and the bastion and prints
+/// the next steps. Stops them (by PID) whatever way the CA stopped.
+fn serve(
+    dir: &Path,
+    listen: SocketAddr,
+    config: &Config,
+    demo: &Demo,
+    programs: Option<&demo_hosts::Programs>,
+) -> anyhow::Result<ExitCode> {
+    let passwords = std::fs::read_to_string(dir.join(PASSWORDS_FILE)).ok();
     let mut running = None;
-    let result = super::serve::serve(&config, Some(listen), |addr| {
-        let started = match (&hosts, &programs) {
-            (Some(h), Some(p)) => match demo_hosts::start(dir, h, p, &config, addr) {
+    let result = super::serve::serve(config, Some(listen), |addr| {
+        let started = match (&demo.hosts, programs) {
+            (Some(h), Some(p)) => match demo_hosts::start(dir, h, p, config, addr) {
                 Ok(r) => {
                     running = Some(r);
                     true
@@ -111,23 +144,27 @@ pub(super) fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<ExitCode> {
             dir,
             addr,
             passwords.as_deref(),
-            hosts.as_ref().filter(|_| started),
-            hosts_note.as_deref(),
+            demo.hosts.as_ref().filter(|_| started),
+            demo.note.as_deref(),
         );
-        if let (true, Some(h)) = (started, hosts.clone()) {
-            let dir = dir.to_owned();
-            std::thread::spawn(move || match demo_hosts::wait_ready(&dir, &h) {
-                Ok(()) => println!(
-                    "web-1 (127.0.0.1:{}) and the bastion (127.0.0.1:{}) are up.",
-                    h.web_1_port, h.bastion_port
-                ),
-                Err(e) => eprintln!("tpa-ca demo: {e:#}"),
-            });
+        if let (true, Some(h)) = (started, demo.hosts.clone()) {
+            announce_when_ready(dir, h);
         }
     });
-    // Stops sshd and the bastion (by PID) whatever way the CA stopped.
     drop(running);
     result
+}
+
+/// Says when web-1 and the bastion answer, without holding up the CA.
+fn announce_when_ready(dir: &Path, h: demo_hosts::Hosts) {
+    let dir = dir.to_owned();
+    std::thread::spawn(move || match demo_hosts::wait_ready(&dir, &h) {
+        Ok(()) => println!(
+            "web-1 (127.0.0.1:{}) and the bastion (127.0.0.1:{}) are up.",
+            h.web_1_port, h.bastion_port
+        ),
+        Err(e) => eprintln!("tpa-ca demo: {e:#}"),
+    });
 }
 
 /// Holds `demo.lock` in `dir` while the demo runs: two demos on one directory
@@ -183,123 +220,6 @@ fn check_port(listen: SocketAddr) -> anyhow::Result<()> {
 
 /// This program as the user can type it: `./target/release/tpa-ca` when it
 /// is below the current directory.
-fn this_program() -> String {
-    let exe = std::env::current_exe().ok();
-    let cwd = std::env::current_dir().ok();
-    match (exe, cwd) {
-        (Some(exe), Some(cwd)) => match exe.strip_prefix(&cwd) {
-            Ok(rel) => format!("./{}", rel.display()),
-            Err(_) => exe.display().to_string(),
-        },
-        _ => "tpa-ca".to_owned(),
-    }
-}
-
-fn print_next_steps(
-    dir: &Path,
-    addr: SocketAddr,
-    passwords: Option<&str>,
-    hosts: Option<&demo_hosts::Hosts>,
-    note: Option<&str>,
-) {
-    let config = dir.join("tpa.toml");
-    let config = config.display();
-    let tpa_ca = this_program();
-    println!();
-    println!("TPA demo CA running at http://{addr}   (Ctrl-C to stop)");
-    println!();
-    match passwords {
-        Some(passwords) => {
-            println!("Demo accounts (log in at http://{addr}/login):");
-            for line in passwords.lines().filter(|l| !l.starts_with('#')) {
-                println!("  {line}");
-            }
-        }
-        None => println!("No demo accounts in this directory (it predates them)."),
-    }
-    println!();
-    if let Some(h) = hosts {
-        println!(
-            "web-1: OpenSSH's sshd on 127.0.0.1:{} trusting this CA and its KRL, behind the bastion",
-            h.web_1_port
-        );
-        println!(
-            "(tpa-bastion on 127.0.0.1:{}, announced to tpa-ssh); logs in {}/web-1 and {}/bastion.",
-            h.bastion_port,
-            dir.display(),
-            dir.display()
-        );
-        println!();
-        println!(
-            "Try next, in another terminal in this directory, as an engineer (`cargo install --locked --path tpa-ssh-client` puts tpa-ssh on your PATH):"
-        );
-        println!("  tpa-ssh login --ca http://{addr} --username alice");
-        println!(
-            "  mkdir -p ~/.ssh && cat {}/{} >> ~/.ssh/config   # once: the host keys of web-1 and the bastion",
-            dir.display(),
-            demo_hosts::SSH_CONFIG_FILE
-        );
-        println!("  tpa-ssh config                              # once: the ssh_config snippet");
-        println!(
-            "  tpa-ssh ssh {}@web-1 --role hotfix-admin --reason \"INC-1 disk full\" --ticket INC-1",
-            h.login
-        );
-        println!(
-            "  # approve it as bob, then carol, at http://{addr}/ : the shell on web-1 opens. Then, as the operator:"
-        );
-        println!(
-            "  {tpa_ca} revoke request REQ_ID --reason \"INC-1 done\" --config {config}   # the bastion cuts the session"
-        );
-        println!("  {tpa_ca} audit verify --config {config}");
-        println!();
-        println!("More, with curl:");
-    } else {
-        if let Some(note) = note {
-            println!("{note}");
-            println!();
-        }
-        println!("Try next, in another terminal (as an engineer, with tpa-ssh):");
-        println!("  tpa-ssh login --ca http://{addr} --username alice");
-        println!("  tpa-ssh config                              # once: the ssh_config snippet");
-        println!(
-            "  tpa-ssh request --role hotfix-admin --host web-1 --for 1h --reason 'INC-1 disk full' --ticket INC-1 --wait"
-        );
-        println!("  # approve it as bob, then carol, at http://{addr}/ ; then: tpa-ssh cert");
-        println!();
-        println!("Or with curl:");
-    }
-    println!(
-        "  curl http://{addr}/ca.pub                  # the key hosts trust (TrustedUserCAKeys)"
-    );
-    println!("  curl http://{addr}/healthz");
-    println!(
-        "  curl -s http://{addr}/api/v1/login -H 'Content-Type: application/json' \\\n      -d '{{\"username\":\"alice\",\"password\":\"<alice's password>\"}}'   # an API token"
-    );
-    println!("  export TOKEN=tpa_...                        # the token from the login answer");
-    println!(
-        "  curl -s http://{addr}/api/v1/requests -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n      -d '{{\"role\":\"hotfix-admin\",\"hosts\":[\"web-1\"],\"duration\":\"1h\",\"reason\":\"INC-1 disk full\",\"ticket\":\"INC-1\"}}'"
-    );
-    println!(
-        "  # then approve it as bob, then carol, at http://{addr}/ (or POST /api/v1/requests/ID/approve)"
-    );
-    println!("  ssh-keygen -t ed25519 -f ./demo_key -N ''   # a user key");
-    println!(
-        "  curl -s http://{addr}/api/v1/requests/ID/certificate -H \"Authorization: Bearer $TOKEN\" \\\n      -H 'Content-Type: application/json' -d \"{{\\\"public_key\\\":\\\"$(cat demo_key.pub)\\\"}}\""
-    );
-    println!("  # or the administrator's break-glass path, without a request:");
-    println!(
-        "  {tpa_ca} issue --config {config} --principal \"$(id -un)\" --ttl 10m \\\n      --pubkey ./demo_key.pub --reason 'trying TPA' --extension permit-pty > ./demo_key-cert.pub"
-    );
-    println!("  ssh-keygen -L -f ./demo_key-cert.pub        # inspect the certificate");
-    println!("  curl -s http://{addr}/krl | ssh-keygen -Q -f /dev/stdin ./demo_key-cert.pub");
-    println!("  {tpa_ca} audit checkpoint --config {config}");
-    println!(
-        "  # log in as dave (auditor) at http://{addr}/audit: the audit log, request timelines, certificates, sessions"
-    );
-    println!("  curl http://{addr}/metrics                 # Prometheus metrics (loopback only)");
-    println!();
-}
-
 /// What the demo announces to `tpa-ssh` (`GET /api/v1/client-config`): the
 /// example roles' host groups, so `tpa-ssh config` needs no flag.
 const DEMO_CLIENT: &str = "

@@ -70,7 +70,7 @@ pub fn init_data_dir_with(
     options: &InitOptions,
     database: &InitDatabase,
 ) -> anyhow::Result<PathBuf> {
-    let mut postgres = match database {
+    let postgres = match database {
         InitDatabase::Sqlite => None,
         InitDatabase::Postgres(pg) => Some(open_empty_postgres(pg)?),
     };
@@ -84,22 +84,6 @@ pub fn init_data_dir_with(
     let audit_key_path = dir.join("audit_key");
     let config_path = dir.join("tpa.toml");
     let db_path = dir.join("tpa.db");
-    let database_section = match database {
-        InitDatabase::Sqlite => SQLITE_DATABASE.to_owned(),
-        InitDatabase::Postgres(pg) => {
-            let mut text = format!("url = {}", toml_string(&pg.url));
-            if let Some(file) = &pg.password_file {
-                text += &format!(
-                    "\npassword_file = {}",
-                    toml_string(&file.display().to_string())
-                );
-            }
-            if let Some(file) = &pg.ca_file {
-                text += &format!("\nca_file = {}", toml_string(&file.display().to_string()));
-            }
-            text
-        }
-    };
     for existing in [&key_path, &audit_key_path, &config_path, &db_path] {
         if existing.symlink_metadata().is_ok() {
             bail!(
@@ -133,25 +117,54 @@ pub fn init_data_dir_with(
         &initial_config_text(
             options.listen,
             passphrase_path.as_deref(),
-            &database_section,
+            &database_section(database),
         ),
     )?;
-    let mut conn = match postgres.take() {
+    let mut conn = match postgres {
         Some(conn) => conn,
-        None => {
-            // Created private first: SQLite gives its -wal and -shm files the same mode.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&db_path)
-                .with_context(|| format!("cannot create {}", db_path.display()))?;
-            Conn::Sqlite(
-                store::open(&db_path, Create::Never).context("cannot create the database")?,
-            )
-        }
+        None => create_sqlite(&db_path)?,
     };
     let fingerprint = public.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+    record_init(&mut conn, &fingerprint, passphrase.is_some())?;
+    Ok(config_path)
+}
+
+/// The `[database]` section of the configuration written.
+fn database_section(database: &InitDatabase) -> String {
+    match database {
+        InitDatabase::Sqlite => SQLITE_DATABASE.to_owned(),
+        InitDatabase::Postgres(pg) => {
+            let mut text = format!("url = {}", toml_string(&pg.url));
+            if let Some(file) = &pg.password_file {
+                text += &format!(
+                    "\npassword_file = {}",
+                    toml_string(&file.display().to_string())
+                );
+            }
+            if let Some(file) = &pg.ca_file {
+                text += &format!("\nca_file = {}", toml_string(&file.display().to_string()));
+            }
+            text
+        }
+    }
+}
+
+/// A new SQLite database at `db_path`, created private first: SQLite gives
+/// its -wal and -shm files the same mode.
+fn create_sqlite(db_path: &Path) -> anyhow::Result<Conn> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db_path)
+        .with_context(|| format!("cannot create {}", db_path.display()))?;
+    Ok(Conn::Sqlite(
+        store::open(db_path, Create::Never).context("cannot create the database")?,
+    ))
+}
+
+/// The audit trail's first event: this CA key was created.
+fn record_init(conn: &mut Conn, fingerprint: &str, encrypted: bool) -> anyhow::Result<()> {
     conn.write(|tx| {
         store::audit::append(
             tx,
@@ -163,12 +176,12 @@ pub fn init_data_dir_with(
                 object: format!("ca_key:{fingerprint}"),
                 outcome: Outcome::Success,
                 reason: "tpa-ca init".to_owned(),
-                details: json!({ "encrypted": passphrase.is_some() }),
+                details: json!({ "encrypted": encrypted }),
             },
         )
     })
     .context("cannot write the first audit event")?;
-    Ok(config_path)
+    Ok(())
 }
 
 /// Connects to the PostgreSQL database, migrates it, and refuses one that

@@ -4,6 +4,7 @@ mod audit_tools;
 mod config_check;
 mod config_findings;
 mod demo;
+mod demo_guide;
 mod demo_hosts;
 mod hash_password;
 mod held_checkpoints;
@@ -45,23 +46,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             database_password_file,
             database_ca_file,
         } => {
-            let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-            let database = match database_url {
-                None => InitDatabase::Sqlite,
-                Some(url) => InitDatabase::Postgres(crate::config::PostgresConfig {
-                    url,
-                    password_file: database_password_file.map(absolute),
-                    ca_file: database_ca_file.map(absolute),
-                }),
+            let options = InitOptions {
+                data_dir,
+                passphrase_file,
+                listen,
             };
-            init::run(
-                &InitOptions {
-                    data_dir,
-                    passphrase_file,
-                    listen,
-                },
-                &database,
-            )
+            let database = init_database(database_url, database_password_file, database_ca_file);
+            init::run(&options, &database)
         }
         Command::Migrate { config } => migrate::run(&config.config),
         Command::MigrateStore {
@@ -87,74 +78,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             login,
         } => principals::run(&config.config, &group, login.as_deref()),
         Command::HashPassword => hash_password::run(),
-        Command::Ldap {
-            command:
-                LdapCommand::Test {
-                    config,
-                    username,
-                    bind,
-                    connector,
-                },
-        } => ldap_test::run(&config.config, &username, bind, connector.as_deref()),
-        Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    config,
-                    file,
-                    public_key,
-                    checkpoints,
-                    require_signed_tail,
-                },
-        } => audit_tools::verify(&audit_tools::VerifyArgs {
-            config: config.as_deref(),
-            file: file.as_deref(),
-            public_key: public_key.as_deref(),
-            checkpoints: &checkpoints,
-            require_signed_tail,
-        }),
-        Command::Audit {
-            command:
-                AuditCommand::Export {
-                    config,
-                    since,
-                    until,
-                },
-        } => audit_tools::export(&config.config, since.as_deref(), until.as_deref()),
-        Command::Audit {
-            command: AuditCommand::Checkpoint(config),
-        } => audit_tools::checkpoint(&config.config),
+        Command::Ldap { command } => run_ldap(command),
+        Command::Audit { command } => run_audit(command),
         Command::Revoke { target } => revoke::run(&target),
         Command::Krl { config, out } => krl::run(&config.config, &out),
-        Command::Report {
-            command:
-                ReportCommand::Access {
-                    config,
-                    since,
-                    until,
-                    format,
-                },
-        } => report::run(&config.config, &since, until.as_deref(), format),
-        Command::Policy {
-            command:
-                PolicyCommand::Explain {
-                    config,
-                    user,
-                    groups,
-                    role,
-                    host,
-                    duration,
-                    json,
-                },
-        } => policy::run_explain(
-            &config.config,
-            &user,
-            &groups,
-            (&role, &host, duration.as_deref()),
-            json,
-        ),
-        Command::Policy {
-            command: PolicyCommand::Test { config, cases },
-        } => policy::run_test(&config.config, &cases),
+        Command::Report { command } => run_report(command),
+        Command::Policy { command } => run_policy(command),
         Command::Integrations {
             command:
                 IntegrationsCommand::Test {
@@ -162,5 +91,90 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     send_test_alert,
                 },
         } => integrations::run_test(&config.config, send_test_alert),
+    }
+}
+
+/// `tpa-ca init --database-url …`: PostgreSQL, its files made absolute (the
+/// configuration written lives elsewhere); SQLite otherwise.
+fn init_database(
+    url: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+) -> InitDatabase {
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    match url {
+        None => InitDatabase::Sqlite,
+        Some(url) => InitDatabase::Postgres(crate::config::PostgresConfig {
+            url,
+            password_file: password_file.map(absolute),
+            ca_file: ca_file.map(absolute),
+        }),
+    }
+}
+
+fn run_ldap(command: LdapCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LdapCommand::Test {
+            config,
+            username,
+            bind,
+            connector,
+        } => ldap_test::run(&config.config, &username, bind, connector.as_deref()),
+    }
+}
+
+fn run_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify {
+            config,
+            file,
+            public_key,
+            checkpoints,
+            require_signed_tail,
+        } => audit_tools::verify(&audit_tools::VerifyArgs {
+            config: config.as_deref(),
+            file: file.as_deref(),
+            public_key: public_key.as_deref(),
+            checkpoints: &checkpoints,
+            require_signed_tail,
+        }),
+        AuditCommand::Export {
+            config,
+            since,
+            until,
+        } => audit_tools::export(&config.config, since.as_deref(), until.as_deref()),
+        AuditCommand::Checkpoint(config) => audit_tools::checkpoint(&config.config),
+    }
+}
+
+fn run_report(command: ReportCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReportCommand::Access {
+            config,
+            since,
+            until,
+            format,
+        } => report::run(&config.config, &since, until.as_deref(), format),
+    }
+}
+
+fn run_policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Explain {
+            config,
+            user,
+            groups,
+            role,
+            host,
+            duration,
+            json,
+        } => policy::run_explain(
+            &config.config,
+            &user,
+            &groups,
+            (&role, &host, duration.as_deref()),
+            json,
+        ),
+        PolicyCommand::Test { config, cases } => policy::run_test(&config.config, &cases),
     }
 }

@@ -376,98 +376,118 @@ pub(super) fn rules(
             if !names.insert(a.name.clone()) {
                 return Err(ctx("defined twice".to_owned()));
             }
-            let only = |key: &str, set: bool, kinds: &str| {
-                if set {
-                    Err(ctx(format!("{key} applies only to when = {kinds}")))
-                } else {
-                    Ok(())
-                }
-            };
-            if a.when != "outside_hours" {
-                only("hours", a.hours.is_some(), "\"outside_hours\"")?;
-                only("days", a.days.is_some(), "\"outside_hours\"")?;
-                only("utc_offset", a.utc_offset.is_some(), "\"outside_hours\"")?;
-            }
-            if a.when != "denied_burst" {
-                only("threshold", a.threshold.is_some(), "\"denied_burst\"")?;
-                only("per", a.per.is_some(), "\"denied_burst\"")?;
-            }
-            if a.when != "sensitive_role" {
-                only("roles", !a.roles.is_empty(), "\"sensitive_role\"")?;
-            }
-            let kind = match a.when.as_str() {
-                "break_glass" => AlertKind::BreakGlass,
-                "outside_hours" => AlertKind::OutsideHours(hours(a).map_err(ctx)?),
-                "denied_burst" => AlertKind::DeniedBurst {
-                    threshold: a
-                        .threshold
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| ctx("denied_burst needs threshold ≥ 1".to_owned()))?,
-                    per: match a.per.as_deref().unwrap_or("actor") {
-                        "actor" => BurstKey::Actor,
-                        "source" => BurstKey::Source,
-                        other => {
-                            return Err(ctx(format!(
-                                "per {other:?} is not \"actor\" or \"source\""
-                            )));
-                        }
-                    },
-                },
-                "bastion_host_refused" => AlertKind::BastionHostRefused,
-                "revocation" => AlertKind::Revocation,
-                "sensitive_role" => {
-                    let mut roles = BTreeSet::new();
-                    for r in &a.roles {
-                        let role = RoleName::parse(r).map_err(|e| ctx(format!("roles: {e}")))?;
-                        if !known_roles.contains(&role) {
-                            return Err(ctx(format!("roles: no role named {r:?} in [[roles]]")));
-                        }
-                        roles.insert(role);
-                    }
-                    if roles.is_empty() {
-                        return Err(ctx("sensitive_role needs roles = [\"…\"]".to_owned()));
-                    }
-                    AlertKind::SensitiveRole(roles)
-                }
-                other => {
-                    return Err(ctx(format!(
-                        "when {other:?} is not break_glass, outside_hours, denied_burst, \
-                         bastion_host_refused, revocation or sensitive_role"
-                    )));
-                }
-            };
-            if a.destinations.is_empty() {
-                return Err(ctx(
-                    "destinations must name at least one [[alert_destinations]]".to_owned(),
-                ));
-            }
-            for d in &a.destinations {
-                if !destinations.iter().any(|x| &x.name == d) {
-                    return Err(ctx(format!("no alert destination named {d:?}")));
-                }
-            }
-            let severity = match a.severity.as_deref().unwrap_or("critical") {
-                "critical" => Severity::Critical,
-                "error" => Severity::Error,
-                "warning" => Severity::Warning,
-                "info" => Severity::Info,
-                other => {
-                    return Err(ctx(format!(
-                        "severity {other:?} is not critical, error, warning or info"
-                    )));
-                }
-            };
-            let window = super::limits::duration("window", a.window.as_deref(), DEFAULT_WINDOW)
-                .map_err(ctx)?;
-            Ok(AlertRule {
-                name: a.name.clone(),
-                kind,
-                destinations: a.destinations.clone(),
-                severity,
-                window,
-            })
+            rule(a, destinations, known_roles).map_err(ctx)
         })
         .collect()
+}
+
+/// One `[[alerts]]` rule; errors do not name it yet.
+fn rule(
+    a: &RawAlert,
+    destinations: &[AlertDestination],
+    known_roles: &BTreeSet<RoleName>,
+) -> Result<AlertRule, String> {
+    check_keys_apply(a)?;
+    let kind = kind(a, known_roles)?;
+    if a.destinations.is_empty() {
+        return Err("destinations must name at least one [[alert_destinations]]".to_owned());
+    }
+    for d in &a.destinations {
+        if !destinations.iter().any(|x| &x.name == d) {
+            return Err(format!("no alert destination named {d:?}"));
+        }
+    }
+    let severity = match a.severity.as_deref().unwrap_or("critical") {
+        "critical" => Severity::Critical,
+        "error" => Severity::Error,
+        "warning" => Severity::Warning,
+        "info" => Severity::Info,
+        other => {
+            return Err(format!(
+                "severity {other:?} is not critical, error, warning or info"
+            ));
+        }
+    };
+    let window = super::limits::duration("window", a.window.as_deref(), DEFAULT_WINDOW)?;
+    Ok(AlertRule {
+        name: a.name.clone(),
+        kind,
+        destinations: a.destinations.clone(),
+        severity,
+        window,
+    })
+}
+
+/// Refuses the keys of another `when` (a `threshold` on a break-glass rule
+/// would be silently ignored otherwise).
+fn check_keys_apply(a: &RawAlert) -> Result<(), String> {
+    let only = |key: &str, set: bool, kinds: &str| {
+        if set {
+            Err(format!("{key} applies only to when = {kinds}"))
+        } else {
+            Ok(())
+        }
+    };
+    if a.when != "outside_hours" {
+        only("hours", a.hours.is_some(), "\"outside_hours\"")?;
+        only("days", a.days.is_some(), "\"outside_hours\"")?;
+        only("utc_offset", a.utc_offset.is_some(), "\"outside_hours\"")?;
+    }
+    if a.when != "denied_burst" {
+        only("threshold", a.threshold.is_some(), "\"denied_burst\"")?;
+        only("per", a.per.is_some(), "\"denied_burst\"")?;
+    }
+    if a.when != "sensitive_role" {
+        only("roles", !a.roles.is_empty(), "\"sensitive_role\"")?;
+    }
+    Ok(())
+}
+
+/// What the rule watches for (`when` and its keys).
+fn kind(a: &RawAlert, known_roles: &BTreeSet<RoleName>) -> Result<AlertKind, String> {
+    Ok(match a.when.as_str() {
+        "break_glass" => AlertKind::BreakGlass,
+        "outside_hours" => AlertKind::OutsideHours(hours(a)?),
+        "denied_burst" => AlertKind::DeniedBurst {
+            threshold: a
+                .threshold
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| "denied_burst needs threshold ≥ 1".to_owned())?,
+            per: match a.per.as_deref().unwrap_or("actor") {
+                "actor" => BurstKey::Actor,
+                "source" => BurstKey::Source,
+                other => return Err(format!("per {other:?} is not \"actor\" or \"source\"")),
+            },
+        },
+        "bastion_host_refused" => AlertKind::BastionHostRefused,
+        "revocation" => AlertKind::Revocation,
+        "sensitive_role" => AlertKind::SensitiveRole(sensitive_roles(a, known_roles)?),
+        other => {
+            return Err(format!(
+                "when {other:?} is not break_glass, outside_hours, denied_burst, \
+                 bastion_host_refused, revocation or sensitive_role"
+            ));
+        }
+    })
+}
+
+/// `roles` of a `sensitive_role` rule: at least one, each in `[[roles]]`.
+fn sensitive_roles(
+    a: &RawAlert,
+    known_roles: &BTreeSet<RoleName>,
+) -> Result<BTreeSet<RoleName>, String> {
+    let mut roles = BTreeSet::new();
+    for r in &a.roles {
+        let role = RoleName::parse(r).map_err(|e| format!("roles: {e}"))?;
+        if !known_roles.contains(&role) {
+            return Err(format!("roles: no role named {r:?} in [[roles]]"));
+        }
+        roles.insert(role);
+    }
+    if roles.is_empty() {
+        return Err("sensitive_role needs roles = [\"…\"]".to_owned());
+    }
+    Ok(roles)
 }
 
 #[cfg(test)]

@@ -176,28 +176,11 @@ fn connector(
     resolve: &impl Fn(&Path) -> PathBuf,
 ) -> Result<LdapConfig, String> {
     let name = raw.name.as_str();
-    let slug_ok = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !slug_ok {
-        return Err(format!(
-            "ldap[{index}].name {name:?}: 1 to 32 lowercase letters, digits and '-'"
-        ));
-    }
+    check_name(name, index)?;
     let at = |key: &str| format!("ldap {name:?}: {key}");
-    let kind = match raw.kind.as_deref() {
-        None | Some("openldap") => LdapKind::OpenLdap,
-        Some("active-directory") => LdapKind::ActiveDirectory,
-        Some(other) => {
-            return Err(format!(
-                "{} {other:?} is not \"openldap\" or \"active-directory\"",
-                at("kind")
-            ));
-        }
-    };
-    let ad = kind == LdapKind::ActiveDirectory;
+    let text = |key: &str, value: Option<&str>, default: &str| text_value(&at(key), value, default);
+    let kind = kind(raw.kind.as_deref()).map_err(|e| format!("{} {e}", at("kind")))?;
+    let defaults = Defaults::of(kind);
     let transport = transport(&raw.url, raw.insecure_plaintext).map_err(|e| at(&e))?;
     let ca_file = raw.ca_file.as_deref().map(resolve);
     if transport != LdapTransport::InsecurePlaintext && ca_file.is_none() {
@@ -206,35 +189,16 @@ fn connector(
             at("ca_file")
         ));
     }
-    let text = |key: &str, value: Option<&str>, default: &str| text_value(&at(key), value, default);
     let (bind_dn, bind_password, user_dn_template) = binding(raw, name, resolve)?;
     let user_filter = text(
         "user_filter",
         raw.user_filter.as_deref(),
-        if ad {
-            "(&(objectClass=user)(sAMAccountName={username}))"
-        } else {
-            "(&(objectClass=person)(uid={username}))"
-        },
+        defaults.user_filter,
     )?;
     if !user_filter.contains("{username}") {
         return Err(format!("{} must contain {{username}}", at("user_filter")));
     }
     let (group_membership, group_map) = membership(raw, name)?;
-    let duration = |key: &str, value: Option<&str>, default: &str, zero_ok: bool| {
-        let value = value.unwrap_or(default);
-        let parsed = if zero_ok && (value == "0" || value == "0s") {
-            Duration::ZERO
-        } else {
-            HumanDuration::parse(value)
-                .map_err(|e| format!("{} {e}", at(key)))?
-                .get()
-        };
-        if !zero_ok && parsed.is_zero() {
-            return Err(format!("{} must be at least 1s", at(key)));
-        }
-        Ok::<_, String>(parsed)
-    };
     let user_base = text("user_base", Some(&raw.user_base), "")?;
     Ok(LdapConfig {
         name: name.to_owned(),
@@ -251,28 +215,24 @@ fn connector(
         username_attribute: text(
             "username_attribute",
             raw.username_attribute.as_deref(),
-            if ad { "sAMAccountName" } else { "uid" },
+            defaults.username_attribute,
         )?,
         display_name_attribute: text(
             "display_name_attribute",
             raw.display_name_attribute.as_deref(),
-            if ad { "displayName" } else { "cn" },
+            defaults.display_name_attribute,
         )?,
         mail_attribute: text("mail_attribute", raw.mail_attribute.as_deref(), "mail")?,
         id_attribute: text(
             "id_attribute",
             raw.id_attribute.as_deref(),
-            if ad { "objectGUID" } else { "entryUUID" },
+            defaults.id_attribute,
         )?,
         group_membership,
         group_filter: text(
             "group_filter",
             raw.group_filter.as_deref(),
-            if ad {
-                AD_GROUP_FILTER
-            } else {
-                DEFAULT_GROUP_FILTER
-            },
+            defaults.group_filter,
         )?,
         group_name_attribute: text(
             "group_name_attribute",
@@ -281,10 +241,92 @@ fn connector(
         )?,
         nested_depth: raw.nested_depth.unwrap_or(3).min(10),
         group_map,
-        groups_cache: duration("groups_cache", raw.groups_cache.as_deref(), "60s", true)?,
-        timeout: duration("timeout", raw.timeout.as_deref(), "5s", false)?,
+        groups_cache: duration_value(
+            &at("groups_cache"),
+            raw.groups_cache.as_deref(),
+            "60s",
+            true,
+        )?,
+        timeout: duration_value(&at("timeout"), raw.timeout.as_deref(), "5s", false)?,
         pool_size: raw.pool_size.unwrap_or(4).clamp(1, 64),
     })
+}
+
+/// A connector's name: a slug, as it appears in URLs and the audit log.
+fn check_name(name: &str, index: usize) -> Result<(), String> {
+    let slug_ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if slug_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "ldap[{index}].name {name:?}: 1 to 32 lowercase letters, digits and '-'"
+        ))
+    }
+}
+
+fn kind(value: Option<&str>) -> Result<LdapKind, String> {
+    match value {
+        None | Some("openldap") => Ok(LdapKind::OpenLdap),
+        Some("active-directory") => Ok(LdapKind::ActiveDirectory),
+        Some(other) => Err(format!(
+            "{other:?} is not \"openldap\" or \"active-directory\""
+        )),
+    }
+}
+
+/// The filters and attributes a directory of each kind uses unless told otherwise.
+struct Defaults {
+    user_filter: &'static str,
+    username_attribute: &'static str,
+    display_name_attribute: &'static str,
+    id_attribute: &'static str,
+    group_filter: &'static str,
+}
+
+impl Defaults {
+    fn of(kind: LdapKind) -> Self {
+        match kind {
+            LdapKind::OpenLdap => Defaults {
+                user_filter: "(&(objectClass=person)(uid={username}))",
+                username_attribute: "uid",
+                display_name_attribute: "cn",
+                id_attribute: "entryUUID",
+                group_filter: DEFAULT_GROUP_FILTER,
+            },
+            LdapKind::ActiveDirectory => Defaults {
+                user_filter: "(&(objectClass=user)(sAMAccountName={username}))",
+                username_attribute: "sAMAccountName",
+                display_name_attribute: "displayName",
+                id_attribute: "objectGUID",
+                group_filter: AD_GROUP_FILTER,
+            },
+        }
+    }
+}
+
+/// `value` (or `default`) as a duration; `0` only where `zero_ok`.
+fn duration_value(
+    at: &str,
+    value: Option<&str>,
+    default: &str,
+    zero_ok: bool,
+) -> Result<Duration, String> {
+    let value = value.unwrap_or(default);
+    let parsed = if zero_ok && (value == "0" || value == "0s") {
+        Duration::ZERO
+    } else {
+        HumanDuration::parse(value)
+            .map_err(|e| format!("{at} {e}"))?
+            .get()
+    };
+    if !zero_ok && parsed.is_zero() {
+        return Err(format!("{at} must be at least 1s"));
+    }
+    Ok(parsed)
 }
 
 /// `value` (or `default`) as a setting: 1 to 1024 bytes, no control characters.

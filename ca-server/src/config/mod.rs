@@ -3,18 +3,19 @@
 //! Relative paths are resolved against the directory of the configuration file,
 //! so a data directory can be moved as a whole.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tpa_core::{GroupName, HumanDuration, Policy, Username};
+use tpa_core::{HumanDuration, Policy};
 
+mod accounts;
 mod alerts;
 mod audit_checkpoints;
 mod bastions;
 mod client;
 mod database;
+mod initial;
 mod integration_rules;
 mod integrations;
 mod ldap;
@@ -25,6 +26,8 @@ mod policy_hook;
 mod roles;
 mod webhooks;
 
+pub use accounts::{AccountConfig, AuthConfig, check_password_hash};
+use accounts::{RawAccount, RawAuth, accounts, auth_config};
 pub use alerts::{
     AlertDestination, AlertKind, AlertRule, BurstKey, DestinationKind, Hours, Severity, day_number,
 };
@@ -32,6 +35,7 @@ pub use audit_checkpoints::AuditConfig;
 pub use bastions::BastionEntry;
 pub use client::ClientAnnouncement;
 pub use database::{DatabaseConfig, PostgresConfig, check_url as check_postgres_url};
+pub use initial::{SQLITE_DATABASE, initial_config_text, toml_string};
 pub use integrations::{
     IntegrationsConfig, OnCallKind, OnCallProviderConfig, RequesterOnTicket, RoleOnCall,
     RoleTicketCheck, Secret, TicketKind, TicketSystemConfig, WhenDown,
@@ -157,49 +161,6 @@ impl PublicUrl {
     }
 }
 
-/// One built-in local account.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccountConfig {
-    /// Login name; the identity is `tpa:local#<username>`.
-    pub username: Username,
-    /// Name shown on pages (the username when not set).
-    pub display_name: String,
-    /// The argon2id PHC string (`$argon2id$v=19$m=…`), checked at load.
-    pub password_hash: String,
-    /// Group memberships.
-    pub groups: BTreeSet<GroupName>,
-    /// The account's email, vouched for by the operator who wrote it: what
-    /// an on-call provider's user is matched by.
-    pub email: Option<tpa_core::VerifiedEmail>,
-}
-
-impl std::fmt::Debug for AccountConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The hash is not printed: it is an offline-guessing target.
-        f.debug_struct("AccountConfig")
-            .field("username", &self.username)
-            .field("display_name", &self.display_name)
-            .field("groups", &self.groups)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Lifetimes of login sessions and API tokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthConfig {
-    /// How long a web login session lasts.
-    pub session_ttl: HumanDuration,
-    /// How long an API token (from `POST /api/v1/login`) lasts.
-    pub api_token_ttl: HumanDuration,
-    /// How long an API token from a device login (`tpa-ssh login
-    /// --no-browser`) lasts: shorter, since a device login is the one a
-    /// phisher can start for someone else (issue 18).
-    pub device_token_ttl: HumanDuration,
-    /// Members of these groups are administrators: they may revoke any
-    /// certificate, request, user or CA key through the API and the pages.
-    pub admin_groups: BTreeSet<GroupName>,
-}
-
 /// Where the CA key and the extra trusted keys live.
 #[derive(Debug, Clone)]
 pub struct CaConfig {
@@ -294,28 +255,6 @@ struct RawConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAccount {
-    username: String,
-    display_name: Option<String>,
-    password_hash: Option<String>,
-    password_hash_file: Option<PathBuf>,
-    #[serde(default)]
-    groups: Vec<String>,
-    email: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    session_ttl: Option<String>,
-    api_token_ttl: Option<String>,
-    device_token_ttl: Option<String>,
-    #[serde(default)]
-    admin_groups: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawCa {
     key_file: PathBuf,
     passphrase_file: Option<PathBuf>,
@@ -347,6 +286,13 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| invalid(e.message().to_owned() + &location(text, e.span())))?;
+        Self::from_raw(&raw, path).map_err(invalid)
+    }
+
+    /// Checks every section of the parsed file, in the order of the docs
+    /// (the first error is the one reported); relative paths are resolved
+    /// against the file's folder.
+    fn from_raw(raw: &RawConfig, path: &Path) -> Result<Self, String> {
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -355,18 +301,13 @@ impl Config {
                 base.join(p)
             }
         };
-        let database = database::database(&raw.database, resolve).map_err(invalid)?;
-        let listen = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen = listen.parse().map_err(|_| {
-            invalid(format!(
-                "server.listen {listen:?} is not an address such as 127.0.0.1:8700"
-            ))
-        })?;
+        let database = database::database(&raw.database, resolve)?;
+        let listen = listen(&raw.server)?;
         let max_ttl = raw.admin_issue.max_ttl.as_deref().unwrap_or("1h");
-        let max_ttl = HumanDuration::parse(max_ttl)
-            .map_err(|e| invalid(format!("admin_issue.max_ttl: {e}")))?;
+        let max_ttl =
+            HumanDuration::parse(max_ttl).map_err(|e| format!("admin_issue.max_ttl: {e}"))?;
         if raw.ca.key_file.as_os_str().is_empty() {
-            return Err(invalid("ca.key_file must not be empty".to_owned()));
+            return Err("ca.key_file must not be empty".to_owned());
         }
         let public_url = raw
             .server
@@ -374,38 +315,29 @@ impl Config {
             .as_deref()
             .map(PublicUrl::parse)
             .transpose()
-            .map_err(|e| invalid(format!("server.public_url {e}")))?;
-        let auth = auth_config(&raw.auth).map_err(invalid)?;
-        let accounts = accounts(&raw.accounts, &resolve).map_err(invalid)?;
-        let oidc = oidc::connectors(&raw.oidc, &resolve).map_err(invalid)?;
+            .map_err(|e| format!("server.public_url {e}"))?;
+        let auth = auth_config(&raw.auth)?;
+        let accounts = accounts(&raw.accounts, &resolve)?;
+        let oidc = oidc::connectors(&raw.oidc, &resolve)?;
         if !oidc.is_empty() && public_url.is_none() {
-            return Err(invalid(
-                "[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned(),
-            ));
+            return Err("[[oidc]] needs server.public_url: the providers send users back to PUBLIC_URL/oidc/callback".to_owned());
         }
-        let ldap = ldap::connectors(&raw.ldap, &resolve).map_err(invalid)?;
-        let webhooks = webhooks::webhooks(&raw.webhooks, base).map_err(invalid)?;
+        let ldap = ldap::connectors(&raw.ldap, &resolve)?;
+        let webhooks = webhooks::webhooks(&raw.webhooks, base)?;
         let mut integrations = IntegrationsConfig {
-            on_call: integrations::on_call_providers(&raw.on_call, base).map_err(invalid)?,
-            ticket_systems: integrations::ticket_systems(&raw.ticket_systems, base)
-                .map_err(invalid)?,
+            on_call: integrations::on_call_providers(&raw.on_call, base)?,
+            ticket_systems: integrations::ticket_systems(&raw.ticket_systems, base)?,
             ..IntegrationsConfig::default()
         };
         let policy = roles::policy(&raw.roles, &raw.host_groups, &mut integrations)
-            .and_then(|p| roles::with_links(p, &raw.identity_links))
-            .map_err(invalid)?;
+            .and_then(|p| roles::with_links(p, &raw.identity_links))?;
         let webhook_names: Vec<String> = webhooks.iter().map(|w| w.name.clone()).collect();
-        let audit_sinks =
-            oversight::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names).map_err(invalid)?;
+        let audit_sinks = oversight::audit_sinks(&raw.audit_sinks, &resolve, &webhook_names)?;
         let role_names = policy.roles().map(|r| r.name.clone()).collect();
-        let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)
-            .map_err(invalid)?;
-        policy_hook::check_owned_group(policy_hook.as_ref(), &accounts, &oidc, &ldap)
-            .map_err(invalid)?;
-        let alert_destinations =
-            alerts::destinations(&raw.alert_destinations, base).map_err(invalid)?;
-        let alerts =
-            alerts::rules(&raw.alerts, &alert_destinations, &role_names).map_err(invalid)?;
+        let policy_hook = policy_hook::policy_hook(raw.policy_hook.as_ref(), base, &role_names)?;
+        policy_hook::check_owned_group(policy_hook.as_ref(), &accounts, &oidc, &ldap)?;
+        let alert_destinations = alerts::destinations(&raw.alert_destinations, base)?;
+        let alerts = alerts::rules(&raw.alerts, &alert_destinations, &role_names)?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -425,25 +357,24 @@ impl Config {
                 "database.write_deadline",
                 raw.database.write_deadline.as_deref(),
                 DEFAULT_WRITE_DEADLINE,
-            )
-            .map_err(invalid)?,
-            server_limits: limits::server_limits(&raw.server).map_err(invalid)?,
-            health: limits::health(&raw.health).map_err(invalid)?,
+            )?,
+            server_limits: limits::server_limits(&raw.server)?,
+            health: limits::health(&raw.health)?,
             admin_issue: AdminIssueConfig { max_ttl },
             policy,
-            workflow: roles::workflow(&raw.workflow).map_err(invalid)?,
+            workflow: roles::workflow(&raw.workflow)?,
             webhooks,
             public_url,
             accounts,
             auth,
             oidc,
             ldap,
-            bastions: bastions::bastions(&raw.bastions).map_err(invalid)?,
-            auditors: oversight::auditors(&raw.auditors).map_err(invalid)?,
-            metrics: oversight::metrics(&raw.metrics, &resolve).map_err(invalid)?,
+            bastions: bastions::bastions(&raw.bastions)?,
+            auditors: oversight::auditors(&raw.auditors)?,
+            metrics: oversight::metrics(&raw.metrics, &resolve)?,
             audit_sinks,
-            client: client::client(&raw.client).map_err(invalid)?,
-            audit: audit_checkpoints::audit(&raw.audit, &resolve).map_err(invalid)?,
+            client: client::client(&raw.client)?,
+            audit: audit_checkpoints::audit(&raw.audit, &resolve)?,
             integrations,
             policy_hook,
             alerts,
@@ -462,124 +393,12 @@ impl Config {
     }
 }
 
-/// `[auth]`: session and token lifetimes, administrator groups.
-fn auth_config(raw: &RawAuth) -> Result<AuthConfig, String> {
-    let duration = |key: &str, value: Option<&str>, default: &str| {
-        HumanDuration::parse(value.unwrap_or(default)).map_err(|e| format!("auth.{key}: {e}"))
-    };
-    Ok(AuthConfig {
-        session_ttl: duration("session_ttl", raw.session_ttl.as_deref(), "8h")?,
-        api_token_ttl: duration("api_token_ttl", raw.api_token_ttl.as_deref(), "12h")?,
-        device_token_ttl: duration("device_token_ttl", raw.device_token_ttl.as_deref(), "1h")?,
-        admin_groups: raw
-            .admin_groups
-            .iter()
-            .map(|g| GroupName::parse(g).map_err(|e| format!("auth.admin_groups: {e}")))
-            .collect::<Result<_, _>>()?,
-    })
-}
-
-/// `[[accounts]]`: each parsed, usernames unique.
-fn accounts(
-    raw: &[RawAccount],
-    resolve: &impl Fn(&Path) -> PathBuf,
-) -> Result<Vec<AccountConfig>, String> {
-    let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw.len());
-    for (index, account) in raw.iter().enumerate() {
-        let account = parse_account(account, index, resolve)?;
-        if accounts.iter().any(|a| a.username == account.username) {
-            return Err(format!(
-                "accounts: username {:?} appears twice; each account needs its own username",
-                account.username.as_str()
-            ));
-        }
-        accounts.push(account);
-    }
-    Ok(accounts)
-}
-
-/// Checks one `[[accounts]]` entry; the error names the account.
-fn parse_account(
-    raw: &RawAccount,
-    index: usize,
-    resolve: &impl Fn(&Path) -> PathBuf,
-) -> Result<AccountConfig, String> {
-    let username =
-        Username::parse(&raw.username).map_err(|e| format!("accounts[{index}].username: {e}"))?;
-    let name = username.as_str();
-    let display_name = match raw.display_name.as_deref() {
-        None => name.to_owned(),
-        Some(d) if d.trim().is_empty() || d.len() > 128 || d.contains(char::is_control) => {
-            return Err(format!(
-                "account {name:?}: display_name must be 1 to 128 bytes without control characters"
-            ));
-        }
-        Some(d) => d.to_owned(),
-    };
-    let password_hash = match (&raw.password_hash, &raw.password_hash_file) {
-        (Some(hash), None) => hash.trim().to_owned(),
-        (None, Some(file)) => {
-            let path = resolve(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                format!(
-                    "account {name:?}: cannot read password_hash_file {}: {e}",
-                    path.display()
-                )
-            })?;
-            text.trim().to_owned()
-        }
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "account {name:?}: set password_hash or password_hash_file, not both"
-            ));
-        }
-        (None, None) => {
-            return Err(format!(
-                "account {name:?}: password_hash or password_hash_file is required; create a hash with `tpa-ca hash-password`"
-            ));
-        }
-    };
-    check_password_hash(&password_hash)
-        .map_err(|e| format!("account {name:?}: password hash {e}"))?;
-    let mut groups = BTreeSet::new();
-    for group in &raw.groups {
-        let group =
-            GroupName::parse(group).map_err(|e| format!("account {name:?}: groups: {e}"))?;
-        groups.insert(group);
-    }
-    let email = raw
-        .email
-        .as_deref()
-        .map(tpa_core::VerifiedEmail::parse)
-        .transpose()
-        .map_err(|e| format!("account {name:?}: {e}"))?;
-    Ok(AccountConfig {
-        username,
-        display_name,
-        password_hash,
-        groups,
-        email,
-    })
-}
-
-/// Checks that `hash` is an argon2id PHC string with parameters argon2 accepts.
-pub fn check_password_hash(hash: &str) -> Result<(), String> {
-    use argon2::PasswordHash;
-    let parsed = PasswordHash::new(hash).map_err(|_| {
-        "is not a PHC string such as $argon2id$v=19$m=19456,t=2,p=1$…; create one with `tpa-ca hash-password`".to_owned()
-    })?;
-    if parsed.algorithm.as_str() != "argon2id" {
-        return Err(format!(
-            "uses {:?}; only argon2id is accepted (create one with `tpa-ca hash-password`)",
-            parsed.algorithm.as_str()
-        ));
-    }
-    argon2::Params::try_from(&parsed)
-        .map_err(|e| format!("has unusable argon2id parameters ({e})"))?;
-    if parsed.salt.is_none() || parsed.hash.is_none() {
-        return Err("lacks a salt or a hash value".to_owned());
-    }
-    Ok(())
+/// `server.listen`: the address the CA binds.
+fn listen(raw: &limits::RawServer) -> Result<SocketAddr, String> {
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    listen
+        .parse()
+        .map_err(|_| format!("server.listen {listen:?} is not an address such as 127.0.0.1:8700"))
 }
 
 /// " (line N)" for a TOML error span, so the user can find the key.
@@ -596,85 +415,6 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
         }
         None => String::new(),
     }
-}
-
-/// The configuration `tpa-ca init` writes, with every key commented.
-/// The `[database]` body of a new SQLite install.
-pub const SQLITE_DATABASE: &str = "path = \"tpa.db\"";
-
-/// `database` is the body of `[database]` (`path = "tpa.db"` for SQLite).
-pub fn initial_config_text(
-    listen: SocketAddr,
-    passphrase_file: Option<&Path>,
-    database: &str,
-) -> String {
-    let passphrase = match passphrase_file {
-        Some(p) => format!(
-            "passphrase_file = {}\n",
-            toml_string(&p.display().to_string())
-        ),
-        None => {
-            "# passphrase_file = \"ca_key.passphrase\"   # when the key is encrypted\n".to_owned()
-        }
-    };
-    format!(
-        r#"# TPA certificate authority configuration. Every key is described in docs/configuration.md.
-# Relative paths are relative to this file's directory.
-
-[server]
-# Address of the HTTP listener (API, web pages, /ca.pub, /healthz).
-listen = "{listen}"
-# The URL users reach the CA at. With https:// the session cookie is Secure
-# and named __Host-tpa_session; put TLS in front of the CA (a reverse proxy).
-# public_url = "https://ca.example.com"
-
-[ca]
-# The user-CA signing key: OpenSSH private key, mode 0600, owned by the CA's user.
-key_file = "ca_key"
-{passphrase}# Extra public keys published in /ca.pub next to the signing key, e.g. the
-# previous CA key while hosts move to the new one.
-extra_trusted_public_key_files = []
-
-[database]
-{database}
-
-[admin_issue]
-# Longest certificate that `tpa-ca issue` (the break-glass path) signs.
-max_ttl = "1h"
-
-[auth]
-# Lifetime of a web login session and of an API token (POST /api/v1/login).
-session_ttl = "8h"
-api_token_ttl = "12h"
-# Lifetime of an API token from a device login (tpa-ssh login --no-browser).
-device_token_ttl = "1h"
-# Members of these groups may revoke any certificate, request, user or CA key
-# through the API and the web pages (the operator can always use `tpa-ca revoke`).
-admin_groups = []
-
-[audit]
-# Ed25519 key that signs checkpoints of the audit hash chain (mode 0600);
-# auditors verify with its public half, audit_key.pub.
-key_file = "audit_key"
-# How often the server signs the chain head.
-checkpoint_interval = "10m"
-# Every checkpoint is also appended here; keep a copy away from the database
-# (or ship it to monitoring): it is what shows an older database was restored.
-checkpoint_file = "audit_checkpoints.jsonl"
-
-# Built-in local accounts. Create a password hash with `tpa-ca hash-password`.
-# [[accounts]]
-# username = "alice"
-# display_name = "Alice Example"
-# password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"   # or password_hash_file = "alice.hash"
-# groups = ["engineers"]
-"#
-    )
-}
-
-/// A TOML basic string. JSON's string escapes are a subset of TOML's.
-pub fn toml_string(value: &str) -> String {
-    serde_json::Value::String(value.to_owned()).to_string()
 }
 
 #[cfg(test)]

@@ -96,76 +96,25 @@ fn connector(
     resolve: &impl Fn(&Path) -> PathBuf,
 ) -> Result<OidcConfig, String> {
     let name = raw.name.as_str();
-    let slug_ok = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-');
-    if !slug_ok {
-        return Err(format!(
-            "oidc[{index}].name {name:?}: 1 to 32 lowercase letters, digits and '-' (it appears in URLs)"
-        ));
-    }
-    let at = |key: &str| format!("oidc {name:?}: {key}");
-    let display_name = match raw.display_name.as_deref() {
-        None => name.to_owned(),
-        Some(d) if d.trim().is_empty() || d.len() > 64 || d.contains(char::is_control) => {
-            return Err(format!(
-                "{} must be 1 to 64 bytes without control characters",
-                at("display_name")
-            ));
-        }
-        Some(d) => d.to_owned(),
-    };
-    check_issuer(&raw.issuer).map_err(|e| format!("{} {e}", at("issuer")))?;
+    check_name(name, index)?;
+    let at = |key: &str, e: String| format!("oidc {name:?}: {key} {e}");
+    let display_name =
+        display_name(name, raw.display_name.as_deref()).map_err(|e| at("display_name", e))?;
+    check_issuer(&raw.issuer).map_err(|e| at("issuer", e))?;
     if raw.client_id.trim().is_empty() || raw.client_id.contains(char::is_control) {
-        return Err(format!("{} must not be empty", at("client_id")));
+        return Err(at("client_id", "must not be empty".to_owned()));
     }
     let secret_path = resolve(&raw.client_secret_file);
     let client_secret = read_private_file(&secret_path).map_err(|e| {
-        format!(
-            "{} {}: {e}",
-            at("client_secret_file"),
-            secret_path.display()
+        at(
+            "client_secret_file",
+            format!("{}: {e}", secret_path.display()),
         )
     })?;
+    let group_map = group_map(raw).map_err(|e| at("group_map", e))?;
+    let scopes = scopes(raw.scopes.as_deref()).map_err(|e| at("scopes", e))?;
     let claim = |key: &str, value: Option<&str>, default: &str| {
-        let value = value.unwrap_or(default);
-        if value.is_empty() || value.len() > 128 || value.contains(char::is_control) {
-            Err(format!("{} must be a claim name", at(key)))
-        } else {
-            Ok(value.to_owned())
-        }
-    };
-    // Without a map, every group value the provider sends becomes a TPA group:
-    // safe only where users cannot create groups of their own (not GitLab, say).
-    if raw.group_map.is_empty() && !raw.trust_group_names {
-        return Err(format!(
-            "{} is empty: map the provider's group values to TPA groups, or set trust_group_names = true \
-             if only administrators can create groups at this provider",
-            at("group_map")
-        ));
-    }
-    let mut group_map = BTreeMap::new();
-    for (from, to) in &raw.group_map {
-        let group =
-            GroupName::parse(to).map_err(|e| format!("{} {from:?}: {e}", at("group_map")))?;
-        group_map.insert(from.clone(), group);
-    }
-    let scopes = match &raw.scopes {
-        None => DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
-        Some(scopes) => {
-            let scope_ok = |s: &String| {
-                !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-            };
-            if let Some(bad) = scopes.iter().find(|s| !scope_ok(s)) {
-                return Err(format!("{} {bad:?} is not a scope", at("scopes")));
-            }
-            scopes.iter().filter(|s| *s != "openid").cloned().collect()
-        }
+        claim_name(value.unwrap_or(default)).map_err(|e| at(key, e))
     };
     Ok(OidcConfig {
         name: name.to_owned(),
@@ -187,6 +136,78 @@ fn connector(
         )?,
         scopes,
     })
+}
+
+/// A connector's name: a slug, since it appears in URLs.
+fn check_name(name: &str, index: usize) -> Result<(), String> {
+    let slug_ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if slug_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "oidc[{index}].name {name:?}: 1 to 32 lowercase letters, digits and '-' (it appears in URLs)"
+        ))
+    }
+}
+
+/// The name on the login page (the connector's name when not set).
+fn display_name(name: &str, value: Option<&str>) -> Result<String, String> {
+    match value {
+        None => Ok(name.to_owned()),
+        Some(d) if d.trim().is_empty() || d.len() > 64 || d.contains(char::is_control) => {
+            Err("must be 1 to 64 bytes without control characters".to_owned())
+        }
+        Some(d) => Ok(d.to_owned()),
+    }
+}
+
+fn claim_name(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 128 || value.contains(char::is_control) {
+        Err("must be a claim name".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// The provider's group values → TPA groups. Without a map, every group
+/// value the provider sends becomes a TPA group: safe only where users
+/// cannot create groups of their own (not GitLab, say), so that must be
+/// asked for.
+fn group_map(raw: &RawOidc) -> Result<BTreeMap<String, GroupName>, String> {
+    if raw.group_map.is_empty() && !raw.trust_group_names {
+        return Err(
+            "is empty: map the provider's group values to TPA groups, or set trust_group_names = true \
+             if only administrators can create groups at this provider"
+                .to_owned(),
+        );
+    }
+    let mut group_map = BTreeMap::new();
+    for (from, to) in &raw.group_map {
+        let group = GroupName::parse(to).map_err(|e| format!("{from:?}: {e}"))?;
+        group_map.insert(from.clone(), group);
+    }
+    Ok(group_map)
+}
+
+/// The scopes asked for besides `openid` (always sent).
+fn scopes(scopes: Option<&[String]>) -> Result<Vec<String>, String> {
+    let Some(scopes) = scopes else {
+        return Ok(DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect());
+    };
+    let scope_ok = |s: &String| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    };
+    if let Some(bad) = scopes.iter().find(|s| !scope_ok(s)) {
+        return Err(format!("{bad:?} is not a scope"));
+    }
+    Ok(scopes.iter().filter(|s| *s != "openid").cloned().collect())
 }
 
 /// An issuer is an `https://` URL, or `http://` to a loopback address (tests,

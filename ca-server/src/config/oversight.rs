@@ -211,91 +211,93 @@ pub(super) fn audit_sinks(
                     "name is used twice (audit sinks and webhooks need distinct names)",
                 ));
             }
-            let unused = |key: &str, present: bool| {
-                if present {
-                    Err(ctx(&format!("{key} does not apply to type {:?}", s.kind)))
-                } else {
-                    Ok(())
-                }
-            };
             let target = match s.kind.as_str() {
-                "webhook" => {
-                    unused("address", s.address.is_some())?;
-                    unused("transport", s.transport.is_some())?;
-                    unused("facility", s.facility.is_some())?;
-                    let url = s.url.as_deref().ok_or_else(|| ctx("url is required"))?;
-                    let url = reqwest::Url::parse(url).map_err(|e| ctx(&format!("url: {e}")))?;
-                    let loopback = url
-                        .host_str()
-                        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
-                    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-                        return Err(ctx(
-                            "url must be https:// (plain http only to 127.0.0.1 or localhost)",
-                        ));
-                    }
-                    let file = s.secret_file.as_deref().ok_or_else(|| {
-                        ctx("secret_file is required: receivers must be able to check the HMAC")
-                    })?;
-                    let path = resolve(file);
-                    let secret = super::oidc::read_private_file(&path)
-                        .map_err(|e| ctx(&format!("secret_file {}: {e}", path.display())))?
-                        .into_bytes();
-                    if secret.len() < 16 {
-                        return Err(ctx("secret_file must hold at least 16 bytes"));
-                    }
-                    AuditSinkTarget::Webhook { url, secret }
-                }
-                "syslog" => {
-                    unused("url", s.url.is_some())?;
-                    unused("secret_file", s.secret_file.is_some())?;
-                    let address = s
-                        .address
-                        .as_deref()
-                        .ok_or_else(|| ctx("address is required, e.g. \"127.0.0.1:514\""))?;
-                    let address = address.parse().map_err(|_| {
-                        ctx(&format!(
-                            "address {address:?} is not an IP address and port such as 127.0.0.1:514"
-                        ))
-                    })?;
-                    let transport = match s.transport.as_deref().unwrap_or("tcp") {
-                        "tcp" => SyslogTransport::Tcp,
-                        "udp" => SyslogTransport::Udp,
-                        other => {
-                            return Err(ctx(&format!(
-                                "transport {other:?} is not \"tcp\" or \"udp\""
-                            )));
-                        }
-                    };
-                    let facility = s.facility.as_deref().unwrap_or("authpriv");
-                    let facility = FACILITIES
-                        .iter()
-                        .find(|(n, _)| *n == facility)
-                        .map(|(_, code)| *code)
-                        .ok_or_else(|| {
-                            let known: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
-                            ctx(&format!(
-                                "facility {facility:?} is unknown; known: {}",
-                                known.join(", ")
-                            ))
-                        })?;
-                    AuditSinkTarget::Syslog {
-                        address,
-                        transport,
-                        facility,
-                    }
-                }
-                other => {
-                    return Err(ctx(&format!(
-                        "type {other:?} is not \"webhook\" or \"syslog\""
-                    )));
-                }
-            };
+                "webhook" => webhook_sink(s, resolve),
+                "syslog" => syslog_sink(s),
+                other => Err(format!("type {other:?} is not \"webhook\" or \"syslog\"")),
+            }
+            .map_err(|e| ctx(&e))?;
             Ok(AuditSinkConfig {
                 name: s.name.clone(),
                 target,
             })
         })
         .collect()
+}
+
+/// Refuses a key that does not apply to the sink's type.
+fn unused(s: &RawAuditSink, key: &str, present: bool) -> Result<(), String> {
+    if present {
+        Err(format!("{key} does not apply to type {:?}", s.kind))
+    } else {
+        Ok(())
+    }
+}
+
+/// `type = "webhook"`: an HTTPS URL (plain HTTP only to loopback) and the
+/// HMAC secret receivers check.
+fn webhook_sink(
+    s: &RawAuditSink,
+    resolve: &impl Fn(&Path) -> PathBuf,
+) -> Result<AuditSinkTarget, String> {
+    unused(s, "address", s.address.is_some())?;
+    unused(s, "transport", s.transport.is_some())?;
+    unused(s, "facility", s.facility.is_some())?;
+    let url = s.url.as_deref().ok_or("url is required")?;
+    let url = reqwest::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    let loopback = url
+        .host_str()
+        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err("url must be https:// (plain http only to 127.0.0.1 or localhost)".to_owned());
+    }
+    let file = s
+        .secret_file
+        .as_deref()
+        .ok_or("secret_file is required: receivers must be able to check the HMAC")?;
+    let path = resolve(file);
+    let secret = super::oidc::read_private_file(&path)
+        .map_err(|e| format!("secret_file {}: {e}", path.display()))?
+        .into_bytes();
+    if secret.len() < 16 {
+        return Err("secret_file must hold at least 16 bytes".to_owned());
+    }
+    Ok(AuditSinkTarget::Webhook { url, secret })
+}
+
+/// `type = "syslog"`: an address, TCP or UDP, a facility.
+fn syslog_sink(s: &RawAuditSink) -> Result<AuditSinkTarget, String> {
+    unused(s, "url", s.url.is_some())?;
+    unused(s, "secret_file", s.secret_file.is_some())?;
+    let address = s
+        .address
+        .as_deref()
+        .ok_or("address is required, e.g. \"127.0.0.1:514\"")?;
+    let address = address.parse().map_err(|_| {
+        format!("address {address:?} is not an IP address and port such as 127.0.0.1:514")
+    })?;
+    let transport = match s.transport.as_deref().unwrap_or("tcp") {
+        "tcp" => SyslogTransport::Tcp,
+        "udp" => SyslogTransport::Udp,
+        other => return Err(format!("transport {other:?} is not \"tcp\" or \"udp\"")),
+    };
+    let facility = s.facility.as_deref().unwrap_or("authpriv");
+    let facility = FACILITIES
+        .iter()
+        .find(|(n, _)| *n == facility)
+        .map(|(_, code)| *code)
+        .ok_or_else(|| {
+            let known: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
+            format!(
+                "facility {facility:?} is unknown; known: {}",
+                known.join(", ")
+            )
+        })?;
+    Ok(AuditSinkTarget::Syslog {
+        address,
+        transport,
+        facility,
+    })
 }
 
 #[cfg(test)]

@@ -153,111 +153,38 @@ pub fn with_links(policy: Policy, links: &[RawIdentityLink]) -> Result<Policy, S
 
 fn role(r: &RawRole, host_groups: &BTreeMap<String, Vec<String>>) -> Result<Role, String> {
     let name = RoleName::parse(&r.name).map_err(|e| format!("roles: {e}"))?;
-    let ctx = |key: &str, e: &dyn std::fmt::Display| format!("role {name}: {key}: {e}");
-    let duration = |key: &str, text: &str| HumanDuration::parse(text).map_err(|e| ctx(key, &e));
-    let group = |key: &str, text: &str| GroupName::parse(text).map_err(|e| ctx(key, &e));
+    let at = At(&name);
+    // Checked in the order of the keys in the docs: the first error is the one reported.
     let logins = r
         .logins
         .iter()
-        .map(|l| Principal::parse(l).map_err(|e| ctx("logins", &e)))
+        .map(|l| Principal::parse(l).map_err(|e| at.key("logins", &e)))
         .collect::<Result<BTreeSet<_>, _>>()?;
-    let mut hosts = Vec::new();
-    let mut scope = Vec::new();
-    for h in &r.hosts {
-        match h.strip_prefix('@') {
-            Some(group_name) => {
-                let name = GroupName::parse(group_name).map_err(|e| ctx("hosts", &e))?;
-                let members = host_groups.get(group_name).ok_or_else(|| {
-                    ctx(
-                        "hosts",
-                        &format!("unknown host group @{group_name} (define it in [host_groups])"),
-                    )
-                })?;
-                let mut patterns = Vec::new();
-                for m in members {
-                    patterns.push(
-                        HostPattern::parse(m)
-                            .map_err(|e| ctx(&format!("host_groups.{group_name}"), &e))?,
-                    );
-                }
-                hosts.extend(patterns.iter().cloned());
-                scope.push(tpa_core::HostGroup { name, patterns });
-            }
-            None if r.host_scoped_principals => {
-                let why =
-                    format!("{h:?}: with host_scoped_principals every entry must be a @group");
-                return Err(ctx("hosts", &why));
-            }
-            None => hosts.push(HostPattern::parse(h).map_err(|e| ctx("hosts", &e))?),
-        }
-    }
-    let max_duration = duration("max_duration", &r.max_duration)?;
+    let (hosts, scope) = hosts(r, host_groups, at)?;
+    let max_duration = at.duration("max_duration", &r.max_duration)?;
     let default_duration = match &r.default_duration {
-        Some(d) => duration("default_duration", d)?,
-        None => {
-            max_duration.min(HumanDuration::parse("1h").map_err(|e| ctx("default_duration", &e))?)
-        }
+        Some(d) => at.duration("default_duration", d)?,
+        None => max_duration.min(at.duration("default_duration", "1h")?),
     };
-    let cert_ttl = duration("cert_ttl", r.cert_ttl.as_deref().unwrap_or("15m"))?;
+    let cert_ttl = at.duration("cert_ttl", r.cert_ttl.as_deref().unwrap_or("15m"))?;
     let extensions = r
         .extensions
         .iter()
-        .map(|e| Extension::parse(e).map_err(|err| ctx("extensions", &err)))
+        .map(|e| Extension::parse(e).map_err(|err| at.key("extensions", &err)))
         .collect::<Result<BTreeSet<_>, _>>()?;
-    let critical_options = CriticalOptions {
-        force_command: r
-            .force_command
-            .as_deref()
-            .map(ForceCommand::parse)
-            .transpose()
-            .map_err(|e| ctx("force_command", &e))?,
-        source_address: r
-            .source_address
-            .as_deref()
-            .map(SourceAddresses::parse)
-            .transpose()
-            .map_err(|e| ctx("source_address", &e))?,
-    };
-    let requestable_by = r
-        .requestable_by
-        .iter()
-        .map(|g| group("requestable_by", g))
-        .collect::<Result<BTreeSet<_>, _>>()?;
-    let stages = r
-        .stages
-        .iter()
-        .map(|s| {
-            Ok(ApprovalStage {
-                group: group("stages.group", &s.group)?,
-                approvals: s.approvals,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let auto_approve = r
-        .auto_approve
-        .as_ref()
-        .map(|a| {
-            Ok::<_, String>(AutoApprove {
-                group: group("auto_approve.group", &a.group)?,
-                max_duration: duration("auto_approve.max_duration", &a.max_duration)?,
-            })
-        })
-        .transpose()?;
-    let break_glass = r
-        .break_glass
-        .as_ref()
-        .map(|b| {
-            Ok::<_, String>(BreakGlass {
-                max_duration: duration("break_glass.max_duration", &b.max_duration)?,
-            })
-        })
-        .transpose()?;
+    let critical_options = critical_options(r, at)?;
+    let Approvals {
+        requestable_by,
+        stages,
+        auto_approve,
+        break_glass,
+    } = approvals(r, at)?;
     let ticket_pattern = r
         .ticket_pattern
         .as_deref()
         .map(TicketPattern::parse)
         .transpose()
-        .map_err(|e| ctx("ticket_pattern", &e))?;
+        .map_err(|e| at.key("ticket_pattern", &e))?;
     Ok(Role {
         name,
         description: r.description.clone(),
@@ -276,6 +203,140 @@ fn role(r: &RawRole, host_groups: &BTreeMap<String, Vec<String>>) -> Result<Role
         require_reason: r.require_reason,
         ticket_pattern,
         host_scope: r.host_scoped_principals.then_some(scope),
+    })
+}
+
+/// Where in the config a role's error is: `role NAME: KEY: why`.
+#[derive(Clone, Copy)]
+struct At<'a>(&'a RoleName);
+
+impl At<'_> {
+    fn key(self, key: &str, e: &dyn std::fmt::Display) -> String {
+        format!("role {}: {key}: {e}", self.0)
+    }
+
+    fn duration(self, key: &str, text: &str) -> Result<HumanDuration, String> {
+        HumanDuration::parse(text).map_err(|e| self.key(key, &e))
+    }
+
+    fn group(self, key: &str, text: &str) -> Result<GroupName, String> {
+        GroupName::parse(text).map_err(|e| self.key(key, &e))
+    }
+}
+
+/// The role's host patterns, with `@group` entries expanded from
+/// `[host_groups]`, and the groups themselves (its host scope).
+fn hosts(
+    r: &RawRole,
+    host_groups: &BTreeMap<String, Vec<String>>,
+    at: At<'_>,
+) -> Result<(Vec<HostPattern>, Vec<tpa_core::HostGroup>), String> {
+    let mut hosts = Vec::new();
+    let mut scope = Vec::new();
+    for h in &r.hosts {
+        match h.strip_prefix('@') {
+            Some(group_name) => {
+                let group = host_group(group_name, host_groups, at)?;
+                hosts.extend(group.patterns.iter().cloned());
+                scope.push(group);
+            }
+            None if r.host_scoped_principals => {
+                let why =
+                    format!("{h:?}: with host_scoped_principals every entry must be a @group");
+                return Err(at.key("hosts", &why));
+            }
+            None => hosts.push(HostPattern::parse(h).map_err(|e| at.key("hosts", &e))?),
+        }
+    }
+    Ok((hosts, scope))
+}
+
+fn host_group(
+    group_name: &str,
+    host_groups: &BTreeMap<String, Vec<String>>,
+    at: At<'_>,
+) -> Result<tpa_core::HostGroup, String> {
+    let name = GroupName::parse(group_name).map_err(|e| at.key("hosts", &e))?;
+    let members = host_groups.get(group_name).ok_or_else(|| {
+        at.key(
+            "hosts",
+            &format!("unknown host group @{group_name} (define it in [host_groups])"),
+        )
+    })?;
+    let patterns = members
+        .iter()
+        .map(|m| {
+            HostPattern::parse(m).map_err(|e| at.key(&format!("host_groups.{group_name}"), &e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tpa_core::HostGroup { name, patterns })
+}
+
+fn critical_options(r: &RawRole, at: At<'_>) -> Result<CriticalOptions, String> {
+    Ok(CriticalOptions {
+        force_command: r
+            .force_command
+            .as_deref()
+            .map(ForceCommand::parse)
+            .transpose()
+            .map_err(|e| at.key("force_command", &e))?,
+        source_address: r
+            .source_address
+            .as_deref()
+            .map(SourceAddresses::parse)
+            .transpose()
+            .map_err(|e| at.key("source_address", &e))?,
+    })
+}
+
+/// Who may request the role and who approves it, by which path.
+struct Approvals {
+    requestable_by: BTreeSet<GroupName>,
+    stages: Vec<ApprovalStage>,
+    auto_approve: Option<AutoApprove>,
+    break_glass: Option<BreakGlass>,
+}
+
+fn approvals(r: &RawRole, at: At<'_>) -> Result<Approvals, String> {
+    let requestable_by = r
+        .requestable_by
+        .iter()
+        .map(|g| at.group("requestable_by", g))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let stages = r
+        .stages
+        .iter()
+        .map(|s| {
+            Ok(ApprovalStage {
+                group: at.group("stages.group", &s.group)?,
+                approvals: s.approvals,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let auto_approve = r
+        .auto_approve
+        .as_ref()
+        .map(|a| {
+            Ok::<_, String>(AutoApprove {
+                group: at.group("auto_approve.group", &a.group)?,
+                max_duration: at.duration("auto_approve.max_duration", &a.max_duration)?,
+            })
+        })
+        .transpose()?;
+    let break_glass = r
+        .break_glass
+        .as_ref()
+        .map(|b| {
+            Ok::<_, String>(BreakGlass {
+                max_duration: at.duration("break_glass.max_duration", &b.max_duration)?,
+            })
+        })
+        .transpose()?;
+    Ok(Approvals {
+        requestable_by,
+        stages,
+        auto_approve,
+        break_glass,
     })
 }
 

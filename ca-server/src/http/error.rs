@@ -167,153 +167,156 @@ pub struct ErrorReply {
     pub www_authenticate: bool,
 }
 
+impl ErrorReply {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ErrorReply {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            www_authenticate: false,
+        }
+    }
+
+    /// The same reply, telling the client when to try again.
+    fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// A refusal's reply. One answered 503 is a condition of the world (a
+    /// directory, ticket system or hook that is down): retry later.
+    fn refused(code: Refusal, message: String) -> Self {
+        let status = code.status();
+        let reply = ErrorReply::new(status, code.code(), message);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            reply.retry_after(UNAVAILABLE_RETRY_SECS)
+        } else {
+            reply
+        }
+    }
+
+    /// The one place where a condition of the world (disk full, locked,
+    /// read-only, unreachable) is told apart from a bug.
+    fn internal(err: anyhow::Error) -> Self {
+        match err.fault() {
+            Some(fault) => {
+                tracing::warn!(
+                    cause = fault.name(),
+                    error = format!("{err:#}"),
+                    "answered 503: {fault}"
+                );
+                ErrorReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{fault}; try again in a few seconds (see /healthz)"),
+                )
+                .retry_after(fault.retry_after_secs())
+            }
+            None => {
+                tracing::error!(error = format!("{err:#}"), "internal error");
+                ErrorReply::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the CA logged the details",
+                )
+            }
+        }
+    }
+}
+
 impl ApiError {
     /// The status, code and message of this error. Internal errors are logged
     /// here with their chain and described generically.
     pub fn reply(self) -> ErrorReply {
-        let mut retry_after = None;
-        let mut www_authenticate = false;
-        let (status, code, message): (StatusCode, &'static str, String) = match self {
-            ApiError::NotFound => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such resource".into(),
-            ),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
+        use StatusCode as S;
+        match self {
+            ApiError::NotFound => ErrorReply::new(S::NOT_FOUND, "not_found", "no such resource"),
+            ApiError::MethodNotAllowed => ErrorReply::new(
+                S::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                "this resource does not support that HTTP method; see the Allow header".into(),
+                "this resource does not support that HTTP method; see the Allow header",
             ),
-            ApiError::Unavailable => {
-                retry_after = Some(UNAVAILABLE_RETRY_SECS);
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the CA cannot serve this right now; see /healthz".into(),
-                )
-            }
-            ApiError::Unauthenticated => {
-                www_authenticate = true;
-                (
-                    StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable => ErrorReply::new(
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the CA cannot serve this right now; see /healthz",
+            )
+            .retry_after(UNAVAILABLE_RETRY_SECS),
+            ApiError::Unauthenticated => ErrorReply {
+                www_authenticate: true,
+                ..ErrorReply::new(
+                    S::UNAUTHORIZED,
                     "unauthenticated",
                     "log in first: `tpa-ssh login`, POST /api/v1/login, or the web page /login; \
-                     your session or token is missing, expired or revoked"
-                        .into(),
+                     your session or token is missing, expired or revoked",
                 )
-            }
-            ApiError::InvalidCredentials => (
-                StatusCode::UNAUTHORIZED,
+            },
+            ApiError::InvalidCredentials => ErrorReply::new(
+                S::UNAUTHORIZED,
                 "invalid_credentials",
-                "unknown username or wrong password".into(),
+                "unknown username or wrong password",
             ),
-            ApiError::DirectoryUnavailable(detail) => {
-                retry_after = Some(UNAVAILABLE_RETRY_SECS);
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "directory_unavailable",
-                    format!(
-                        "{detail}; nothing was decided or issued, try again later (see /healthz)"
-                    ),
-                )
-            }
-            ApiError::CsrfMismatch => (
-                StatusCode::FORBIDDEN,
+            ApiError::DirectoryUnavailable(detail) => ErrorReply::new(
+                S::SERVICE_UNAVAILABLE,
+                "directory_unavailable",
+                format!("{detail}; nothing was decided or issued, try again later (see /healthz)"),
+            )
+            .retry_after(UNAVAILABLE_RETRY_SECS),
+            ApiError::CsrfMismatch => ErrorReply::new(
+                S::FORBIDDEN,
                 "csrf",
-                "missing or wrong CSRF token; reload the page and try again".into(),
+                "missing or wrong CSRF token; reload the page and try again",
             ),
-            ApiError::CrossSite => (
-                StatusCode::FORBIDDEN,
+            ApiError::CrossSite => ErrorReply::new(
+                S::FORBIDDEN,
                 "cross_site",
-                "form posts from other sites are refused; use the CA's own page".into(),
+                "form posts from other sites are refused; use the CA's own page",
             ),
-            ApiError::RateLimited { retry_after_secs } => {
-                retry_after = Some(retry_after_secs);
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many failed logins; try again in {retry_after_secs} s"),
-                )
-            }
-            ApiError::TooManyDecisions { retry_after_secs } => {
-                retry_after = Some(retry_after_secs);
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many decisions in a minute; try again in {retry_after_secs} s"),
-                )
-            }
-            ApiError::InvalidBody(detail) => (
-                StatusCode::BAD_REQUEST,
+            ApiError::RateLimited { retry_after_secs } => ErrorReply::new(
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed logins; try again in {retry_after_secs} s"),
+            )
+            .retry_after(retry_after_secs),
+            ApiError::TooManyDecisions { retry_after_secs } => ErrorReply::new(
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many decisions in a minute; try again in {retry_after_secs} s"),
+            )
+            .retry_after(retry_after_secs),
+            ApiError::InvalidBody(detail) => ErrorReply::new(
+                S::BAD_REQUEST,
                 "invalid_body",
                 format!("the request body is not valid for this endpoint: {detail}"),
             ),
-            ApiError::InvalidPath(detail) => (
-                StatusCode::BAD_REQUEST,
+            ApiError::InvalidPath(detail) => ErrorReply::new(
+                S::BAD_REQUEST,
                 "invalid_path",
                 format!("the URL path is not valid for this endpoint: {detail}"),
             ),
-            ApiError::InvalidQuery(detail) => (
-                StatusCode::BAD_REQUEST,
+            ApiError::InvalidQuery(detail) => ErrorReply::new(
+                S::BAD_REQUEST,
                 "invalid_query",
                 format!("the query string is not valid for this endpoint: {detail}"),
             ),
-            ApiError::BodyTimeout => (
-                StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTimeout => ErrorReply::new(
+                S::REQUEST_TIMEOUT,
                 "body_timeout",
-                "the request body did not arrive in time; send it at once".into(),
+                "the request body did not arrive in time; send it at once",
             ),
-            ApiError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType => ErrorReply::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "send the body as application/json (or a form where the endpoint takes one)".into(),
+                "send the body as application/json (or a form where the endpoint takes one)",
             ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge => ErrorReply::new(
+                S::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                "the request body is too large for this endpoint".into(),
+                "the request body is too large for this endpoint",
             ),
-            ApiError::Refused { code, message } => {
-                let status = code.status();
-                // A refusal answered 503 is a condition of the world (a
-                // directory, ticket system or hook that is down): retry later.
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    retry_after = Some(UNAVAILABLE_RETRY_SECS);
-                }
-                (status, code.code(), message)
-            }
-            // The one place where a condition of the world (disk full,
-            // locked, read-only, unreachable) is told apart from a bug.
-            ApiError::Internal(err) => match err.fault() {
-                Some(fault) => {
-                    tracing::warn!(
-                        cause = fault.name(),
-                        error = format!("{err:#}"),
-                        "answered 503: {fault}"
-                    );
-                    retry_after = Some(fault.retry_after_secs());
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        format!("{fault}; try again in a few seconds (see /healthz)"),
-                    )
-                }
-                None => {
-                    tracing::error!(error = format!("{err:#}"), "internal error");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "internal error; the CA logged the details".into(),
-                    )
-                }
-            },
-        };
-        ErrorReply {
-            status,
-            code,
-            message,
-            retry_after,
-            www_authenticate,
+            ApiError::Refused { code, message } => ErrorReply::refused(code, message),
+            ApiError::Internal(err) => ErrorReply::internal(err),
         }
     }
 }

@@ -1,13 +1,20 @@
 //! `bastion.toml`: where the bastion listens, its host key, whom it trusts,
 //! its limits and its inventory of hosts.
 
+mod inventory;
+mod limits;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tpa_core::{HostName, HumanDuration};
+use tpa_core::HumanDuration;
+
+pub use inventory::{HostAddress, Inventory};
+pub use limits::Limits;
+use limits::RawLimits;
 
 /// The bastion's configuration, checked.
 #[derive(Debug, Clone)]
@@ -55,119 +62,6 @@ pub enum TrustSource {
     File(PathBuf),
 }
 
-/// Limits on connections and authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Authenticated connections served at once; a connection that
-    /// authenticates beyond this is disconnected with a message.
-    pub max_connections: usize,
-    /// Connections still authenticating at once. When full, a new connection
-    /// takes the slot of the oldest one that has not finished its key
-    /// exchange (or, failing that, of the oldest unauthenticated one).
-    pub max_unauthenticated: usize,
-    /// Connections still authenticating from one client address at once;
-    /// beyond it, that address's own least advanced connection gives way.
-    pub max_unauthenticated_per_address: usize,
-    /// Time from TCP accept to the end of the key exchange (the client's
-    /// version line included).
-    pub handshake_timeout: Duration,
-    /// Time from TCP accept to successful authentication.
-    pub auth_timeout: Duration,
-    /// Failed authentication attempts before the connection is closed.
-    pub max_auth_attempts: usize,
-    /// A connection with no packet from the client for this long is closed.
-    pub inactivity_timeout: Duration,
-    /// `direct-tcpip` forwards one connection may have open (or opening) at
-    /// once; more are refused, so one client cannot exhaust the bastion's
-    /// sockets.
-    pub max_forwards_per_connection: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1000,
-            max_unauthenticated: 256,
-            max_unauthenticated_per_address: 32,
-            handshake_timeout: Duration::from_secs(10),
-            auth_timeout: Duration::from_secs(30),
-            // Above OpenSSH's MaxAuthTries (6): plain keys are refused at
-            // their probe, and an agent with a few keys and the key of the
-            // certificate (listed on its own) must still reach the certificate.
-            max_auth_attempts: 20,
-            inactivity_timeout: Duration::from_secs(15 * 60),
-            max_forwards_per_connection: 10,
-        }
-    }
-}
-
-/// One host the bastion can reach: where its sshd listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostAddress {
-    /// A DNS name or IP address.
-    pub host: String,
-    /// The TCP port.
-    pub port: u16,
-}
-
-impl std::fmt::Display for HostAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl HostAddress {
-    /// Parses `host:port` or `[v6]:port`.
-    pub fn parse(value: &str) -> Option<Self> {
-        if let Ok(addr) = value.parse::<SocketAddr>() {
-            return Some(Self {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            });
-        }
-        let (host, port) = value.rsplit_once(':')?;
-        let port: u16 = port.parse().ok()?;
-        let name_ok = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        (name_ok && port != 0).then(|| Self {
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-/// Host name → address, as the bastion's operator declares them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inventory(BTreeMap<HostName, HostAddress>);
-
-impl Inventory {
-    /// An inventory with exactly these hosts.
-    pub fn new(hosts: BTreeMap<HostName, HostAddress>) -> Self {
-        Self(hosts)
-    }
-
-    /// Where `name` is, when it is in the inventory.
-    pub fn get(&self, name: &HostName) -> Option<&HostAddress> {
-        self.0.get(name)
-    }
-
-    /// How many hosts there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there is no host.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -210,19 +104,6 @@ struct RawConfig {
     trust_refresh: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_connections: Option<usize>,
-    max_unauthenticated: Option<usize>,
-    max_unauthenticated_per_address: Option<usize>,
-    handshake_timeout: Option<String>,
-    auth_timeout: Option<String>,
-    max_auth_attempts: Option<usize>,
-    inactivity_timeout: Option<String>,
-    max_forwards_per_connection: Option<usize>,
-}
-
 impl BastionConfig {
     /// Reads and checks `path`; relative paths in it are relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -247,154 +128,113 @@ impl BastionConfig {
         if let Some(url) = &raw.ca_url {
             check_ca_url(url)?;
         }
-        // A key file wins over ca_url for the keys; ca_url still serves the
-        // revocation feed and session records.
-        let trust = match (&raw.ca_url, raw.trusted_user_ca_keys) {
-            (_, Some(file)) => TrustSource::File(base.join(file)),
-            (Some(url), None) => TrustSource::CaUrl(url.clone()),
-            (None, None) => {
-                return Err(
-                    "no trusted user CA: set ca_url (the CA's base URL) or trusted_user_ca_keys (a file)"
-                        .to_owned(),
-                );
-            }
-        };
-        let defaults = Limits::default();
-        let duration = |key: &str, value: Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) => HumanDuration::parse(&v)
-                .map(HumanDuration::get)
-                .map_err(|e| format!("limits.{key}: {e}")),
-        };
-        let limits = Limits {
-            max_connections: raw
-                .limits
-                .max_connections
-                .unwrap_or(defaults.max_connections),
-            max_unauthenticated: raw
-                .limits
-                .max_unauthenticated
-                .unwrap_or(defaults.max_unauthenticated),
-            max_unauthenticated_per_address: raw
-                .limits
-                .max_unauthenticated_per_address
-                .unwrap_or(defaults.max_unauthenticated_per_address),
-            handshake_timeout: duration(
-                "handshake_timeout",
-                raw.limits.handshake_timeout,
-                defaults.handshake_timeout,
-            )?,
-            auth_timeout: duration(
-                "auth_timeout",
-                raw.limits.auth_timeout,
-                defaults.auth_timeout,
-            )?,
-            max_auth_attempts: raw
-                .limits
-                .max_auth_attempts
-                .unwrap_or(defaults.max_auth_attempts),
-            inactivity_timeout: duration(
-                "inactivity_timeout",
-                raw.limits.inactivity_timeout,
-                defaults.inactivity_timeout,
-            )?,
-            max_forwards_per_connection: raw
-                .limits
-                .max_forwards_per_connection
-                .unwrap_or(defaults.max_forwards_per_connection),
-        };
-        if limits.max_connections == 0 {
-            return Err("limits.max_connections must be at least 1".to_owned());
-        }
-        if limits.max_unauthenticated == 0 {
-            return Err("limits.max_unauthenticated must be at least 1".to_owned());
-        }
-        if limits.max_unauthenticated_per_address == 0 {
-            return Err("limits.max_unauthenticated_per_address must be at least 1".to_owned());
-        }
-        if limits.handshake_timeout > limits.auth_timeout {
-            return Err(
-                "limits.handshake_timeout must not exceed limits.auth_timeout (the key exchange is part of authenticating)"
-                    .to_owned(),
-            );
-        }
-        if limits.max_auth_attempts == 0 {
-            return Err("limits.max_auth_attempts must be at least 1".to_owned());
-        }
-        if limits.max_forwards_per_connection == 0 {
-            return Err("limits.max_forwards_per_connection must be at least 1".to_owned());
-        }
-        let mut hosts = BTreeMap::new();
-        for (name, address) in raw.hosts {
-            let name = HostName::parse(&name).map_err(|e| format!("hosts: {e}"))?;
-            let address = HostAddress::parse(&address).ok_or_else(|| {
-                format!("hosts.{name}: {address:?} is not host:port (for example \"10.0.0.5:22\")")
-            })?;
-            hosts.insert(name, address);
-        }
-        if raw.ca_token_file.is_some() && raw.ca_url.is_none() {
-            return Err(
-                "ca_token_file is set but ca_url is not: the token is for the CA at ca_url"
-                    .to_owned(),
-            );
-        }
-        // Without the CA's feed the bastion knows no revocation and cannot
-        // check that a request is still active: that must be asked for.
-        if raw.ca_token_file.is_none() && !raw.insecure_without_ca_feed {
-            return Err(
-                "no ca_token_file: without it the bastion gets no revocation feed (revoked \
-                 certificates and ended requests would still be let in) and delivers no session \
-                 records; set ca_url and ca_token_file, or insecure_without_ca_feed = true for a \
-                 lab or a benchmark"
-                    .to_owned(),
-            );
-        }
-        if raw.ca_token_file.is_some() && raw.insecure_without_ca_feed {
-            return Err(
-                "insecure_without_ca_feed = true contradicts ca_token_file: remove one".to_owned(),
-            );
-        }
+        let trust = trust_source(
+            raw.ca_url.as_deref(),
+            raw.trusted_user_ca_keys.as_deref(),
+            base,
+        )?;
+        let limits = limits::limits(raw.limits)?;
+        let inventory = inventory::inventory(raw.hosts)?;
+        check_ca_feed(
+            &raw.ca_url,
+            &raw.ca_token_file,
+            raw.insecure_without_ca_feed,
+        )?;
         let revocation_poll = duration(
             "revocation_poll",
             raw.revocation_poll,
             DEFAULT_REVOCATION_POLL,
-        )
-        .map_err(|e| e.replacen("limits.", "", 1))?;
+        )?;
         if revocation_poll.is_zero() || revocation_poll > MAX_REVOCATION_POLL {
             return Err(format!(
                 "revocation_poll must be between 1s and {}s, so that a revocation ends sessions within 5 s",
                 MAX_REVOCATION_POLL.as_secs()
             ));
         }
-        let trust_refresh = duration("trust_refresh", raw.trust_refresh, DEFAULT_TRUST_REFRESH)
-            .map_err(|e| e.replacen("limits.", "", 1))?;
+        let trust_refresh = duration("trust_refresh", raw.trust_refresh, DEFAULT_TRUST_REFRESH)?;
         if trust_refresh < Duration::from_secs(10) {
             return Err("trust_refresh must be at least 10s".to_owned());
         }
+        let in_base = |file: Option<PathBuf>, default: &str| {
+            base.join(file.unwrap_or_else(|| PathBuf::from(default)))
+        };
         Ok(Self {
             listen: raw.listen,
             host_key_file: base.join(raw.host_key_file),
             trust,
             limits,
-            inventory: Inventory::new(hosts),
+            inventory,
             ca_url: raw.ca_url,
             ca_token_file: raw.ca_token_file.map(|f| base.join(f)),
-            session_spool: base.join(
-                raw.session_spool
-                    .unwrap_or_else(|| PathBuf::from("sessions.spool")),
-            ),
-            refusal_spool: base.join(
-                raw.refusal_spool
-                    .unwrap_or_else(|| PathBuf::from("refusals.spool")),
-            ),
+            session_spool: in_base(raw.session_spool, "sessions.spool"),
+            refusal_spool: in_base(raw.refusal_spool, "refusals.spool"),
             revocation_poll,
-            revocation_state_file: base.join(
-                raw.revocation_state_file
-                    .unwrap_or_else(|| PathBuf::from("revocations.json")),
-            ),
+            revocation_state_file: in_base(raw.revocation_state_file, "revocations.json"),
             trust_refresh,
         })
     }
+}
+
+/// Where the trusted user CA keys come from. A key file wins over `ca_url`
+/// for the keys; `ca_url` still serves the revocation feed and session records.
+fn trust_source(
+    ca_url: Option<&str>,
+    key_file: Option<&Path>,
+    base: &Path,
+) -> Result<TrustSource, String> {
+    match (ca_url, key_file) {
+        (_, Some(file)) => Ok(TrustSource::File(base.join(file))),
+        (Some(url), None) => Ok(TrustSource::CaUrl(url.to_owned())),
+        (None, None) => Err(
+            "no trusted user CA: set ca_url (the CA's base URL) or trusted_user_ca_keys (a file)"
+                .to_owned(),
+        ),
+    }
+}
+
+/// `value` (or `default`) as a duration; errors name `key`.
+pub(super) fn duration(
+    key: &str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(v) => HumanDuration::parse(&v)
+            .map(HumanDuration::get)
+            .map_err(|e| format!("{key}: {e}")),
+    }
+}
+
+/// The CA's feed (revocations, active requests) needs `ca_url` and
+/// `ca_token_file`; going without it must be asked for, since the bastion
+/// would then know no revocation and could not check that a request is
+/// still active.
+fn check_ca_feed(
+    ca_url: &Option<String>,
+    ca_token_file: &Option<PathBuf>,
+    insecure_without_ca_feed: bool,
+) -> Result<(), String> {
+    if ca_token_file.is_some() && ca_url.is_none() {
+        return Err(
+            "ca_token_file is set but ca_url is not: the token is for the CA at ca_url".to_owned(),
+        );
+    }
+    if ca_token_file.is_none() && !insecure_without_ca_feed {
+        return Err(
+            "no ca_token_file: without it the bastion gets no revocation feed (revoked \
+             certificates and ended requests would still be let in) and delivers no session \
+             records; set ca_url and ca_token_file, or insecure_without_ca_feed = true for a \
+             lab or a benchmark"
+                .to_owned(),
+        );
+    }
+    if ca_token_file.is_some() && insecure_without_ca_feed {
+        return Err(
+            "insecure_without_ca_feed = true contradicts ca_token_file: remove one".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a CA URL that is not `https://`, or plain `http://` to a loopback
@@ -436,6 +276,7 @@ fn check_ca_url(url: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tpa_core::HostName;
 
     fn parse(text: &str) -> Result<BastionConfig, String> {
         BastionConfig::parse(text, Path::new("/etc/tpa"))

@@ -2,8 +2,12 @@
 //! `GET /cli/login` (the same for `tpa-ssh login`; with a web session
 //! already, straight to the consent page), `GET /oidc/callback` (back from
 //! the provider: a web session, and for the CLI its consent page, see
-//! [`super::cli_consent`]), and `POST /api/v1/cli/token` (the approved
-//! login's one-time code → an API token).
+//! [`callback`] and [`super::cli_consent`]), and `POST /api/v1/cli/token`
+//! (the approved login's one-time code → an API token).
+
+mod callback;
+
+pub use callback::{CallbackQuery, callback};
 
 use crate::http::extract::{AppJson, AppPath};
 use axum::Json;
@@ -20,17 +24,12 @@ use tpa_core::api::{CliTokenRequest, LoginResponse};
 use super::cli_consent;
 use super::{anonymous_context, login_error, render};
 use crate::app::AppState;
-use crate::auth::identity::oidc::OidcError;
 use crate::auth::oidc_login::{self, CliTarget, LoginRefusal};
 use crate::auth::rate_limit::Limited;
-use crate::auth::sessions;
 use crate::config::Config;
-use crate::http::auth::{
-    AuthVia, Authenticated, ClientIp, audit_source, end_session, login_response, session_cookie,
-};
+use crate::http::auth::{AuthVia, Authenticated, ClientIp, audit_source, login_response};
 use crate::http::db::{with_db, with_writer};
 use crate::http::error::ApiError;
-use crate::store::auth_tokens::TokenKind;
 
 /// The browser-binding cookie of a login in progress, over plain HTTP.
 pub const BINDING_COOKIE: &str = "tpa_oidc";
@@ -333,212 +332,6 @@ pub async fn cli_login(
             )
         }
     }
-}
-
-/// `GET /oidc/callback`'s query (authorization response, RFC 6749 §4.1.2 and RFC 9207).
-#[derive(Debug, Deserialize)]
-pub struct CallbackQuery {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
-    iss: Option<String>,
-}
-
-/// `GET /oidc/callback`: consumes the pending login of `state` (bound to this
-/// browser), exchanges the code at that login's provider and verifies the ID
-/// token; then a new web session (the previous one is revoked) and a page
-/// that continues to `next`, or a one-time code sent to the CLI's loopback
-/// listener. Every refusal is audited and shown as an error page.
-pub async fn callback(
-    State(state): State<AppState>,
-    ip: ClientIp,
-    previous: Option<Authenticated>,
-    headers: HeaderMap,
-    query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let query = query.map(|Query(q)| q).unwrap_or(CallbackQuery {
-        state: None,
-        code: None,
-        error: None,
-        iss: None,
-    });
-    if let Err(limited) = state.sso_failure_limiter.check(ip.0, Instant::now()) {
-        return too_many(&state, ip, None, limited, "too many failed logins").await;
-    }
-    let handle = cookie_value(&headers, binding_cookie_name(&state.config));
-    let now = Utc::now();
-    let source = audit_source(ip.0);
-    let state_param = query.state.clone();
-    let pending = with_writer(&state, move |conn| {
-        oidc_login::take_pending(conn, state_param.as_deref(), handle.as_deref(), now)
-    })
-    .await;
-    let row = match pending {
-        Ok(row) => row,
-        Err(denied) => {
-            let refusal = denied
-                .into_refusal()
-                .map_err(|e| ApiError::Internal(e.into()))?;
-            return refuse(&state, None, refusal, &source).await;
-        }
-    };
-    let name = row.connector.clone();
-    let Some(connector) = state.identities.oidc(&name) else {
-        return refuse(&state, Some(&name), LoginRefusal::UnknownConnector, &source).await;
-    };
-    if let Some(error) = query.error {
-        return refuse(
-            &state,
-            Some(&name),
-            LoginRefusal::ProviderError(error),
-            &source,
-        )
-        .await;
-    }
-    if query
-        .iss
-        .as_deref()
-        .is_some_and(|iss| !connector.is_issuer(iss))
-    {
-        return refuse(&state, Some(&name), LoginRefusal::IssuerMismatch, &source).await;
-    }
-    let Some(code) = query.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return refuse(&state, Some(&name), LoginRefusal::MissingCode, &source).await;
-    };
-    let login = match connector
-        .finish(&code, &row.pkce_verifier, &row.nonce, Utc::now())
-        .await
-    {
-        Ok(login) => login,
-        Err(OidcError::Unavailable(e)) => {
-            tracing::warn!(connector = %name, error = %e, "OpenID provider unavailable at callback");
-            return provider_down(&state, ip, &name).await;
-        }
-        Err(e) => {
-            let refusal = match &e {
-                // The provider's (or TPA's) configuration, not the user: the
-                // log line and the page name the claim for the administrator.
-                OidcError::MissingClaim { .. } => {
-                    tracing::warn!(connector = %name, error = %e, "OpenID login refused: a claim TPA needs is missing");
-                    LoginRefusal::MissingClaim(e.to_string())
-                }
-                OidcError::UnusableUsername { .. } => LoginRefusal::UnusableUsername(e.to_string()),
-                _ => {
-                    tracing::warn!(connector = %name, error = %e, "OpenID login refused");
-                    LoginRefusal::Verification(e.to_string())
-                }
-            };
-            return refuse(&state, Some(&name), refusal, &source).await;
-        }
-    };
-    let user = login.user;
-    let verified_email = login.verified_email;
-    let cli = match (row.cli_redirect_uri, row.cli_code_challenge) {
-        (Some(redirect_uri), Some(code_challenge)) => Some(CliTarget {
-            redirect_uri,
-            code_challenge,
-            started_from: row.cli_source.unwrap_or_else(|| source.clone()),
-        }),
-        _ => None,
-    };
-    let ttl = state.config.auth.session_ttl;
-    let reason = match cli {
-        Some(_) => format!("oidc login via {name} (for a tpa-ssh login, waiting for consent)"),
-        None => format!("oidc login via {name}"),
-    };
-    let created_source = source.clone();
-    let session_user = user.clone();
-    let new = with_db(&state, move |conn| {
-        let now = Utc::now();
-        crate::integrations::emails::record_login(
-            conn,
-            &session_user.identity,
-            verified_email.as_ref(),
-            now,
-        )?;
-        Ok(sessions::create_with_reason(
-            conn,
-            &session_user,
-            TokenKind::WebSession,
-            ttl,
-            &created_source,
-            now,
-            &reason,
-        )?)
-    })
-    .await?;
-    if let Some(previous) = previous {
-        end_session(&state, &previous, ip.0).await?;
-    }
-    // A CLI login continues to its consent page in this new web session:
-    // no code goes to the loopback listener before the person approves.
-    let next = match cli {
-        Some(target) => {
-            match cli_consent::hold(&state, user, new.session.id.clone(), target).await? {
-                Ok(path) => path,
-                Err(page) => return Ok(page),
-            }
-        }
-        None => row.next_path,
-    };
-    // A page, not a redirect: the session cookie is SameSite=Strict, and a
-    // browser does not send it on a redirect chain that began on the
-    // provider's site. The page's own navigation to `next` is same-site.
-    let mut response = render(
-        "signed_in.html",
-        context! { next => next, ..anonymous_context() },
-    )?;
-    let cookie = session_cookie(
-        &state.config,
-        &new.token,
-        state.config.auth.session_ttl.as_secs(),
-    );
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, header_value(&cookie)?);
-    clear_binding(&state.config, &mut response)?;
-    Ok(response)
-}
-
-fn clear_binding(config: &Config, response: &mut Response) -> Result<(), ApiError> {
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        header_value(&binding_cookie(config, "", 0))?,
-    );
-    Ok(())
-}
-
-async fn refuse(
-    state: &AppState,
-    connector: Option<&str>,
-    refusal: LoginRefusal,
-    source: &str,
-) -> Result<Response, ApiError> {
-    let ip = source.parse().ok();
-    state.sso_failure_limiter.record(ip, Instant::now());
-    let connector = connector.map(str::to_owned);
-    let source = source.to_owned();
-    let audited = refusal.clone();
-    with_db(state, move |conn| {
-        Ok(oidc_login::record_denied(
-            conn,
-            connector.as_deref(),
-            &audited,
-            &source,
-            Utc::now(),
-        )?)
-    })
-    .await?;
-    let (status, code) = match refusal {
-        LoginRefusal::UnusableUsername(_) => (StatusCode::FORBIDDEN, "unusable_username"),
-        LoginRefusal::MissingClaim(_) => (StatusCode::FORBIDDEN, "missing_claim"),
-        LoginRefusal::ProviderError(_) => (StatusCode::FORBIDDEN, "provider_refused"),
-        LoginRefusal::Verification(_) => (StatusCode::FORBIDDEN, "login_not_verified"),
-        _ => (StatusCode::BAD_REQUEST, "invalid_login_state"),
-    };
-    let mut response = login_error(status, code, &refusal.user_message())?;
-    clear_binding(&state.config, &mut response)?;
-    Ok(response)
 }
 
 /// `POST /api/v1/cli/token`: `{code, code_verifier, redirect_uri}` → an API
