@@ -121,6 +121,12 @@ impl AppState {
         let signer = Arc::new(signer);
         let config = Arc::new(config.clone());
         let db = Arc::new(Writer::new(conn));
+        if let Some(dir) = config.database_path.parent() {
+            db.guard_disk(
+                dir.to_path_buf(),
+                config.health.min_free_space_mb.saturating_mul(1024 * 1024),
+            );
+        }
         let identities = Arc::new(identities);
         let issuer = Issuer::spawn(
             db.clone(),

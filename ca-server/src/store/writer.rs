@@ -7,8 +7,9 @@
 //! out, so lock waits never add up across queued writers.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -26,6 +27,18 @@ pub struct Writer {
     waiting: Mutex<BTreeMap<u64, Instant>>,
     next_ticket: AtomicU64,
     health: WriteHealth,
+    disk: OnceLock<DiskGuard>,
+}
+
+/// Where the database lives and the free space it needs: after a write
+/// failed on a full disk, the connection is not handed out again while free
+/// space stays below `min_free`. Without it, whether the next write fits
+/// depends on slack in the WAL (a checkpoint, a rolled-back page): some
+/// writes would commit and some fail, at random, while `/healthz` is red.
+#[derive(Debug)]
+struct DiskGuard {
+    dir: PathBuf,
+    min_free: u64,
 }
 
 /// The writer connection, held until dropped.
@@ -52,7 +65,26 @@ impl Writer {
             waiting: Mutex::new(BTreeMap::new()),
             next_ticket: AtomicU64::new(0),
             health: WriteHealth::default(),
+            disk: OnceLock::new(),
         }
+    }
+
+    /// After a write failed on a full disk, refuse writes (503, disk full)
+    /// until the file system holding `dir` has `min_free` bytes free again
+    /// (`health.min_free_space_mb`). Set once, at start-up.
+    pub fn guard_disk(&self, dir: PathBuf, min_free: u64) {
+        // A second call keeps the first guard: there is one database.
+        let _ = self.disk.set(DiskGuard { dir, min_free });
+    }
+
+    /// Whether the last write failed on a full disk and the disk has not
+    /// got its minimum free space back. One `statvfs`, only after such a failure.
+    fn disk_still_full(&self) -> bool {
+        let Some(guard) = self.disk.get() else {
+            return false;
+        };
+        self.health.status().failing() == Some(Fault::DiskFull)
+            && super::heartbeat::free_bytes(&guard.dir).is_ok_and(|free| free < guard.min_free)
     }
 
     /// Counts one write in the queue until the ticket is dropped (the
@@ -75,6 +107,9 @@ impl Writer {
     /// Hands out the connection, waiting at most until `deadline`, with
     /// SQLite's busy timeout set to the time left. Blocking.
     pub fn lock_until(&self, deadline: Instant) -> Result<WriterGuard<'_>, StoreError> {
+        if self.disk_still_full() {
+            return Err(StoreError::Condition(Fault::DiskFull));
+        }
         let ticket = self.ticket();
         let slot = lock(&self.slot);
         let wait = deadline.saturating_duration_since(Instant::now());
@@ -302,6 +337,37 @@ mod tests {
         drop(held);
         assert_eq!(writer.queue_age(), Duration::ZERO);
         writer.lock_within(Duration::from_millis(200)).unwrap();
+    }
+
+    // issue 13: after a disk-full failure, no write is tried while the disk
+    // stays below its minimum free space, so none commits at random on WAL
+    // slack; once space is back, writes are tried again.
+    #[test]
+    fn after_a_full_disk_writes_wait_for_free_space() {
+        let (dir, writer) = writer();
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        writer.guard_disk(dir.path().to_path_buf(), u64::MAX);
+        writer.lock_until(deadline()).unwrap();
+        let fail: Result<(), StoreError> =
+            writer.run(deadline(), |_| Err(StoreError::Condition(Fault::DiskFull)));
+        assert!(fail.is_err());
+        assert!(matches!(
+            writer.lock_until(deadline()),
+            Err(StoreError::Condition(Fault::DiskFull))
+        ));
+        let (dir, writer) = {
+            let w = Writer::new(
+                crate::store::open(&dir.path().join("u.db"), crate::store::Create::IfMissing)
+                    .unwrap(),
+            );
+            w.guard_disk(dir.path().to_path_buf(), 0);
+            (dir, w)
+        };
+        let fail: Result<(), StoreError> =
+            writer.run(deadline(), |_| Err(StoreError::Condition(Fault::DiskFull)));
+        assert!(fail.is_err());
+        writer.lock_until(deadline()).unwrap();
+        drop(dir);
     }
 
     #[test]
