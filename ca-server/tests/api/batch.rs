@@ -336,7 +336,12 @@ fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
     let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
     let db = Arc::new(Writer::new(f.data.open_store()));
-    let config = Arc::new(f.data.config.clone());
+    // The race is about order, not speed: on a loaded machine 300 queued
+    // debug-build signatures can outlast the default write deadline, and a
+    // call answered DeadlinePassed would be neither issued nor refused.
+    let mut config = f.data.config.clone();
+    config.write_deadline = std::time::Duration::from_secs(120);
+    let config = Arc::new(config);
     let issuer = Issuer::spawn(
         db.clone(),
         Arc::new(f.data.signer()),
