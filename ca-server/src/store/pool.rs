@@ -5,6 +5,13 @@
 //! starts and never blocks the writer, nor the writer it. Each connection is
 //! opened with the same PRAGMAs as the writer plus `query_only`, so nothing
 //! read through the pool can write.
+//!
+//! Hand-written rather than r2d2_sqlite on purpose: it is a fixed set of local
+//! file handles, opened and checked (schema version, PRAGMAs) once at start-up
+//! so that a bad database stops start-up rather than a later read; r2d2 would
+//! add a scheduler thread, connection recycling and a checkout timeout of its
+//! own, none of which such handles need. PostgreSQL connections, which do
+//! break and must honour the request's deadline, have their own `PgPool`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
