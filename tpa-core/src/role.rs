@@ -260,6 +260,83 @@ impl Role {
             .collect()
     }
 
+    /// The requested hosts, canonical: at least one, each covered by this
+    /// role and in at most one of its host groups.
+    fn requested_hosts(
+        &self,
+        name: &RoleName,
+        texts: &[String],
+    ) -> Result<BTreeSet<HostName>, PolicyRefusal> {
+        if texts.is_empty() {
+            return Err(PolicyRefusal::NoHosts);
+        }
+        let mut hosts = BTreeSet::new();
+        for text in texts {
+            let host =
+                HostName::canonical(text).map_err(|e| PolicyRefusal::BadHost(e.to_string()))?;
+            if !self.covers(&host) {
+                let allowed = self
+                    .hosts
+                    .iter()
+                    .map(HostPattern::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(PolicyRefusal::HostNotInRole {
+                    host,
+                    role: name.clone(),
+                    allowed,
+                });
+            }
+            let groups = self.host_groups_of(&host);
+            if groups.len() > 1 {
+                return Err(PolicyRefusal::HostInSeveralGroups {
+                    groups: groups
+                        .iter()
+                        .map(|g| g.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    host,
+                    role: name.clone(),
+                });
+            }
+            hosts.insert(host);
+        }
+        Ok(hosts)
+    }
+
+    /// The request's ticket (empty counts as none), matching the role's
+    /// `ticket_pattern` when it has one.
+    fn requested_ticket(
+        &self,
+        name: &RoleName,
+        text: Option<&str>,
+    ) -> Result<Option<FreeText>, PolicyRefusal> {
+        let ticket = text
+            .map(|t| FreeText::parse(TextField::Ticket, t))
+            .transpose()
+            .map_err(PolicyRefusal::BadText)?
+            .filter(|t| !t.is_empty());
+        if let Some(pattern) = &self.ticket_pattern {
+            match ticket.as_ref().map(FreeText::as_str) {
+                None => {
+                    return Err(PolicyRefusal::TicketRequired {
+                        role: name.clone(),
+                        pattern: pattern.as_str().to_owned(),
+                    });
+                }
+                Some(t) if !pattern.matches(t) => {
+                    return Err(PolicyRefusal::TicketMismatch {
+                        ticket: shown(t),
+                        role: name.clone(),
+                        pattern: pattern.as_str().to_owned(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(ticket)
+    }
+
     /// The grant of this role for `hosts` as configured now.
     pub fn grant(&self, hosts: &BTreeSet<HostName>) -> Grant {
         Grant {
@@ -540,18 +617,7 @@ impl Policy {
         input: &RequestInput,
         now: DateTime<Utc>,
     ) -> Result<CheckedRequest, PolicyRefusal> {
-        let unknown = || PolicyRefusal::UnknownRole {
-            name: shown(&input.role),
-            available: self.requestable_names(requester),
-        };
-        let name = RoleName::parse(&input.role).map_err(|_| unknown())?;
-        let role = self.roles.get(&name).ok_or_else(unknown)?;
-        if !role.requestable_by(requester) {
-            return Err(PolicyRefusal::NotAllowed {
-                role: name,
-                available: self.requestable_names(requester),
-            });
-        }
+        let (name, role) = self.requested_role(requester, &input.role)?;
         let duration = match &input.duration {
             Some(text) => {
                 HumanDuration::parse(text).map_err(|e| PolicyRefusal::BadDuration(e.to_string()))?
@@ -565,115 +631,22 @@ impl Policy {
                 max: role.max_duration,
             });
         }
-        if input.hosts.is_empty() {
-            return Err(PolicyRefusal::NoHosts);
-        }
-        let mut hosts = BTreeSet::new();
-        for text in &input.hosts {
-            let host =
-                HostName::canonical(text).map_err(|e| PolicyRefusal::BadHost(e.to_string()))?;
-            if !role.covers(&host) {
-                let allowed = role
-                    .hosts
-                    .iter()
-                    .map(HostPattern::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(PolicyRefusal::HostNotInRole {
-                    host,
-                    role: name,
-                    allowed,
-                });
-            }
-            let groups = role.host_groups_of(&host);
-            if groups.len() > 1 {
-                return Err(PolicyRefusal::HostInSeveralGroups {
-                    groups: groups
-                        .iter()
-                        .map(|g| g.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    host,
-                    role: name,
-                });
-            }
-            hosts.insert(host);
-        }
+        let hosts = role.requested_hosts(&name, &input.hosts)?;
         let reason = FreeText::parse(TextField::Reason, &input.reason)
             .map_err(PolicyRefusal::BadText)?
             .into_string();
         if reason.is_empty() && (role.require_reason || input.break_glass) {
             return Err(PolicyRefusal::ReasonRequired(name));
         }
-        let ticket = input
-            .ticket
-            .as_deref()
-            .map(|t| FreeText::parse(TextField::Ticket, t))
-            .transpose()
-            .map_err(PolicyRefusal::BadText)?
-            .filter(|t| !t.is_empty());
+        let ticket = role.requested_ticket(&name, input.ticket.as_deref())?;
         let ticket = ticket.as_ref().map(FreeText::as_str);
-        if let Some(pattern) = &role.ticket_pattern {
-            match ticket {
-                None => {
-                    return Err(PolicyRefusal::TicketRequired {
-                        role: name,
-                        pattern: pattern.as_str().to_owned(),
-                    });
-                }
-                Some(t) if !pattern.matches(t) => {
-                    return Err(PolicyRefusal::TicketMismatch {
-                        ticket: shown(t),
-                        role: name,
-                        pattern: pattern.as_str().to_owned(),
-                    });
-                }
-                Some(_) => {}
-            }
-        }
         if let Some(start) = input.start
             && (start <= now || start > now + chrono::TimeDelta::days(30))
         {
             return Err(PolicyRefusal::BadStart);
         }
-        let path = if input.break_glass {
-            let rule = role
-                .break_glass
-                .as_ref()
-                .ok_or_else(|| PolicyRefusal::NoBreakGlass(name.clone()))?;
-            if ticket.is_none() {
-                return Err(PolicyRefusal::IncidentRequired);
-            }
-            if duration > rule.max_duration {
-                return Err(PolicyRefusal::DurationTooLong {
-                    role: name,
-                    requested: duration,
-                    max: rule.max_duration,
-                });
-            }
-            ApprovalPath::BreakGlass
-        } else if role
-            .auto_approve
-            .as_ref()
-            .is_some_and(|a| requester.in_group(&a.group) && duration <= a.max_duration)
-        {
-            ApprovalPath::Auto
-        } else if role.stages.is_empty() {
-            // Only the auto rule could approve, and it does not apply.
-            return Err(match &role.auto_approve {
-                Some(a) if requester.in_group(&a.group) => PolicyRefusal::DurationTooLong {
-                    role: name,
-                    requested: duration,
-                    max: a.max_duration,
-                },
-                _ => PolicyRefusal::NotAllowed {
-                    role: name,
-                    available: self.requestable_names(requester),
-                },
-            });
-        } else {
-            ApprovalPath::Stages
-        };
+        let path =
+            self.approval_path(requester, role, &name, input.break_glass, ticket, duration)?;
         let grant = role.grant(&hosts);
         Ok(CheckedRequest {
             role: name,
@@ -684,6 +657,80 @@ impl Policy {
             start: input.start,
             path,
             grant,
+        })
+    }
+
+    /// The role named by `text`, if it exists and `requester` may ask for it.
+    fn requested_role(
+        &self,
+        requester: &User,
+        text: &str,
+    ) -> Result<(RoleName, &Role), PolicyRefusal> {
+        let unknown = || PolicyRefusal::UnknownRole {
+            name: shown(text),
+            available: self.requestable_names(requester),
+        };
+        let name = RoleName::parse(text).map_err(|_| unknown())?;
+        let role = self.roles.get(&name).ok_or_else(unknown)?;
+        if !role.requestable_by(requester) {
+            return Err(PolicyRefusal::NotAllowed {
+                role: name,
+                available: self.requestable_names(requester),
+            });
+        }
+        Ok((name, role))
+    }
+
+    /// How the request will be approved: break-glass (its own limits and an
+    /// incident ticket), automatically, or by the role's stages; a role
+    /// whose only rule does not apply refuses.
+    fn approval_path(
+        &self,
+        requester: &User,
+        role: &Role,
+        name: &RoleName,
+        break_glass: bool,
+        ticket: Option<&str>,
+        duration: HumanDuration,
+    ) -> Result<ApprovalPath, PolicyRefusal> {
+        if break_glass {
+            let rule = role
+                .break_glass
+                .as_ref()
+                .ok_or_else(|| PolicyRefusal::NoBreakGlass(name.clone()))?;
+            if ticket.is_none() {
+                return Err(PolicyRefusal::IncidentRequired);
+            }
+            if duration > rule.max_duration {
+                return Err(PolicyRefusal::DurationTooLong {
+                    role: name.clone(),
+                    requested: duration,
+                    max: rule.max_duration,
+                });
+            }
+            return Ok(ApprovalPath::BreakGlass);
+        }
+        if role
+            .auto_approve
+            .as_ref()
+            .is_some_and(|a| requester.in_group(&a.group) && duration <= a.max_duration)
+        {
+            return Ok(ApprovalPath::Auto);
+        }
+        if !role.stages.is_empty() {
+            return Ok(ApprovalPath::Stages);
+        }
+        // Only the auto rule could approve, and it does not apply.
+        Err(match &role.auto_approve {
+            Some(a) if requester.in_group(&a.group) => PolicyRefusal::DurationTooLong {
+                role: name.clone(),
+                requested: duration,
+                max: a.max_duration,
+            },
+            _ => PolicyRefusal::NotAllowed {
+                role: name.clone(),
+                available: self.requestable_names(requester),
+            },
         })
     }
 }
