@@ -606,63 +606,9 @@ impl AccessRequest {
         }) {
             return Err(DecisionRefusal::AlreadyApproved);
         }
-        // Every stage met while still pending happens only when the role's policy was
-        // loosened; the approver must then be an approver of some stage.
-        let stage = match self.open_stage(role) {
-            Some((stage, _)) => {
-                let group = &role.stages[stage].group;
-                if !approver.in_group(group) {
-                    return Err(DecisionRefusal::NotApprover {
-                        group: group.to_string(),
-                    });
-                }
-                stage
-            }
-            None => {
-                if !role.stages.iter().any(|s| approver.in_group(&s.group)) {
-                    return Err(DecisionRefusal::NotRoleApprover(role.name.clone()));
-                }
-                role.stages.len().saturating_sub(1)
-            }
-        };
-        if let Some(d) = narrowing.duration
-            && d > self.duration
-        {
-            return Err(DecisionRefusal::Widening(format!(
-                "duration {d} is longer than {}",
-                self.duration
-            )));
-        }
-        if let Some(hosts) = &narrowing.hosts {
-            if hosts.is_empty() {
-                return Err(DecisionRefusal::Widening(
-                    "at least one host must remain".to_owned(),
-                ));
-            }
-            if let Some(extra) = hosts.difference(&self.hosts).next() {
-                return Err(DecisionRefusal::Widening(format!(
-                    "host {extra} was not requested"
-                )));
-            }
-        }
-        if let Some(d) = narrowing.duration {
-            self.duration = d;
-        }
-        if let Some(hosts) = narrowing.hosts {
-            self.hosts = hosts;
-        }
-        // A request stored before snapshots existed takes its snapshot now:
-        // the approver sees and approves the role as it is.
-        let grant = self.grant.take().unwrap_or_else(|| role.grant(&self.hosts));
-        // Fewer hosts can mean fewer host-scoped principals.
-        self.grant = Some(Grant {
-            principals: grant
-                .principals
-                .intersection(&role.principals_for(&self.hosts))
-                .cloned()
-                .collect(),
-            ..grant
-        });
+        let stage = self.stage_for(role, approver)?;
+        self.check_narrowing(&narrowing)?;
+        self.narrow(role, narrowing);
         let (stage_hash, group) = role
             .stages
             .get(stage)
@@ -691,6 +637,77 @@ impl AccessRequest {
                 })))
             }
         }
+    }
+
+    /// The stage `approver` approves: the open one, whose group they must be
+    /// in. Every stage met while still pending happens only when the role's
+    /// policy was loosened; the approver must then be an approver of some
+    /// stage, and counts for the last.
+    fn stage_for(&self, role: &Role, approver: &User) -> Result<usize, DecisionRefusal> {
+        match self.open_stage(role) {
+            Some((stage, _)) => {
+                let group = &role.stages[stage].group;
+                if !approver.in_group(group) {
+                    return Err(DecisionRefusal::NotApprover {
+                        group: group.to_string(),
+                    });
+                }
+                Ok(stage)
+            }
+            None => {
+                if !role.stages.iter().any(|s| approver.in_group(&s.group)) {
+                    return Err(DecisionRefusal::NotRoleApprover(role.name.clone()));
+                }
+                Ok(role.stages.len().saturating_sub(1))
+            }
+        }
+    }
+
+    /// An approver may shorten the request or drop hosts, never widen it.
+    fn check_narrowing(&self, narrowing: &Narrowing) -> Result<(), DecisionRefusal> {
+        if let Some(d) = narrowing.duration
+            && d > self.duration
+        {
+            return Err(DecisionRefusal::Widening(format!(
+                "duration {d} is longer than {}",
+                self.duration
+            )));
+        }
+        if let Some(hosts) = &narrowing.hosts {
+            if hosts.is_empty() {
+                return Err(DecisionRefusal::Widening(
+                    "at least one host must remain".to_owned(),
+                ));
+            }
+            if let Some(extra) = hosts.difference(&self.hosts).next() {
+                return Err(DecisionRefusal::Widening(format!(
+                    "host {extra} was not requested"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a checked narrowing, and narrows the grant snapshot with it.
+    fn narrow(&mut self, role: &Role, narrowing: Narrowing) {
+        if let Some(d) = narrowing.duration {
+            self.duration = d;
+        }
+        if let Some(hosts) = narrowing.hosts {
+            self.hosts = hosts;
+        }
+        // A request stored before snapshots existed takes its snapshot now:
+        // the approver sees and approves the role as it is.
+        let grant = self.grant.take().unwrap_or_else(|| role.grant(&self.hosts));
+        // Fewer hosts can mean fewer host-scoped principals.
+        self.grant = Some(Grant {
+            principals: grant
+                .principals
+                .intersection(&role.principals_for(&self.hosts))
+                .cloned()
+                .collect(),
+            ..grant
+        });
     }
 
     /// Denies a pending request. Any member of one of the role's approver groups may deny.
