@@ -200,6 +200,9 @@ async fn a_killed_evaluator_is_taken_over_without_loss_or_duplicates() {
     for t in &dead.tasks {
         t.abort();
     }
+    // An aborted task's database step already on a blocking thread still
+    // finishes (a kill -9 would stop it): let it, before the events below.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // Read after the kill: a renewal still in flight can only push it later.
     let lease_until: String = data
         .open_store()
