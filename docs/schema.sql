@@ -56,7 +56,7 @@ END;
 CREATE TABLE alert_cursor (
     id                INTEGER PRIMARY KEY CHECK (id = 1),
     evaluated_through INTEGER NOT NULL
-) STRICT;
+, lease_owner TEXT, lease_until TEXT) STRICT;
 
 CREATE TABLE alert_windows (
     rule         TEXT    NOT NULL,

@@ -10,6 +10,13 @@
 //! events is one alert, the rest counted as suppressed. One sender task per
 //! destination then delivers from the outbox with retries
 //! ([`destinations`]).
+//!
+//! With several replicas, only the holder of the evaluator's lease
+//! (`store::leases`, sink `alerts:evaluator`, taken with the delivery
+//! loops' [`Lease`] terms) evaluates; another takes over from the same
+//! cursor once a dead holder's lease ran out. Burst counts
+//! (`denied_burst`) live in the holder's memory: a burst that straddles a
+//! takeover is counted from the takeover on.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +29,9 @@ use tpa_core::RequestId;
 use tpa_core::api::AlertEvent;
 
 use crate::config::{AlertDestination, AlertRule};
+use crate::notify::delivery::Lease;
 use crate::notify::{Deliveries, OutboxBell};
+use crate::store::leases::{self, ALERT_EVALUATOR, Cursors};
 use crate::store::{self, Create, StoreError, audit_sinks, outbox, requests};
 use tpa_core::audit::{Event, format_time};
 
@@ -77,6 +86,7 @@ pub fn spawn(
             rules,
             bursts: rules::Bursts::default(),
             bell: deliveries.bell.clone(),
+            lease: deliveries.lease.clone(),
         };
         tasks.push(tokio::spawn(evaluator.run(deliveries.shutdown.clone())));
     }
@@ -128,6 +138,16 @@ struct Evaluator {
     rules: Vec<AlertRule>,
     bursts: rules::Bursts,
     bell: OutboxBell,
+    lease: Lease,
+}
+
+/// What one evaluation step did.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Another replica holds the evaluator's lease.
+    NotHolder,
+    /// Evaluated this many events (and queued their alerts).
+    Evaluated(usize),
 }
 
 impl Evaluator {
@@ -135,11 +155,13 @@ impl Evaluator {
         let mut bell = self.bell.listener();
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
             let wait = match self.step().await {
-                Ok(true) => continue,
-                Ok(false) => POLL,
+                Ok(Step::Evaluated(read)) if read >= BATCH as usize => continue,
+                Ok(Step::Evaluated(_)) => POLL,
+                // Look again before the holder's lease could run out.
+                Ok(Step::NotHolder) => self.lease.ttl / 3,
                 Err(e) => {
                     tracing::warn!(error = %e, "alert evaluation failed; will retry");
                     Duration::from_secs(5)
@@ -147,33 +169,53 @@ impl Evaluator {
             };
             bell.pause(wait, &mut shutdown).await;
         }
+        // Another replica need not wait for the lease to run out.
+        let (database, holder) = (self.database.clone(), self.lease.holder.clone());
+        let released = tokio::task::spawn_blocking(move || {
+            let conn = store::open(&database, Create::Never)?;
+            leases::release(&conn, Cursors::Alerts, ALERT_EVALUATOR, &holder)
+        })
+        .await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!("cannot release the alert evaluator's lease");
+        }
     }
 
-    /// Evaluates the next batch; returns whether a full batch was read (go on at once).
-    async fn step(&mut self) -> Result<bool, StoreError> {
+    /// Evaluates the next batch if this replica holds the evaluator's lease.
+    ///
+    /// The lease is taken (or renewed) inside the batch's write transaction,
+    /// which also reads the cursor and the events and moves the cursor: a
+    /// replica that lost the lease (paused past its TTL) finds out there and
+    /// queues nothing, so no event is evaluated by two replicas and the next
+    /// holder starts exactly where the last committed batch ended.
+    async fn step(&mut self) -> Result<Step, StoreError> {
         let database = self.database.clone();
         let rules = self.rules.clone();
+        let lease = self.lease.clone();
         // Counted on a copy, kept only when the batch commits.
         let mut bursts = self.bursts.clone();
-        let (read, queued, bursts) = tokio::task::spawn_blocking(move || {
+        let (step, queued, bursts) = tokio::task::spawn_blocking(move || {
             let mut conn = store::open(&database, Create::Never)?;
-            let Some(cursor) = store::alerts::cursor(&conn)? else {
-                return Ok((0, 0, bursts));
-            };
-            let events = audit_sinks::events_after(&conn, cursor, BATCH)?;
-            let Some(last) = events.last().map(|e| e.seq) else {
-                return Ok((0, 0, bursts));
-            };
-            let queued = store::write(&mut conn, |tx| {
+            store::write(&mut conn, |tx| {
+                if !lease.take(tx, Cursors::Alerts, ALERT_EVALUATOR)? {
+                    // No cursor (no rules) counts as not holding it too.
+                    return Ok((Step::NotHolder, 0, bursts));
+                }
+                let Some(cursor) = store::alerts::cursor(tx)? else {
+                    return Ok((Step::NotHolder, 0, bursts));
+                };
+                let events = audit_sinks::events_after(tx, cursor, BATCH)?;
+                let Some(last) = events.last().map(|e| e.seq) else {
+                    return Ok((Step::Evaluated(0), 0, bursts));
+                };
                 let mut queued = 0;
                 for event in &events {
                     queued += evaluate_one(tx, &rules, &mut bursts, event)?;
                 }
                 store::alerts::advance(tx, last)?;
                 store::alerts::prune(tx, Utc::now() - KEEP_WINDOWS)?;
-                Ok::<_, StoreError>(queued)
-            })?;
-            Ok::<_, StoreError>((events.len(), queued, bursts))
+                Ok::<_, StoreError>((Step::Evaluated(events.len()), queued, bursts))
+            })
         })
         .await
         .map_err(|e| StoreError::Corrupt(e.to_string()))??;
@@ -182,7 +224,7 @@ impl Evaluator {
             tracing::info!(alerts = queued, "alerts queued");
             self.bell.ring();
         }
-        Ok(read >= BATCH as usize)
+        Ok(step)
     }
 }
 

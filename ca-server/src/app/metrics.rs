@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 
 use crate::config::Config;
+use crate::integrations::comments;
 use crate::store::audit_views::{self, Counts};
 use crate::store::{StoreError, audit_sinks, outbox};
 
@@ -23,7 +24,9 @@ pub struct Snapshot {
     pub backlogs: Vec<(&'static str, String, i64)>,
 }
 
-/// Reads everything a scrape reports from the database.
+/// Reads everything a scrape reports from the database: with a backlog
+/// for every sink the delivery loop serves (webhooks, alert destinations,
+/// ticket comments, audit sinks).
 pub fn collect(conn: &Connection, config: &Config) -> Result<Snapshot, StoreError> {
     let counts = audit_views::counts(conn)?;
     let mut backlogs = Vec::new();
@@ -33,6 +36,10 @@ pub fn collect(conn: &Connection, config: &Config) -> Result<Snapshot, StoreErro
     for d in &config.alert_destinations {
         let sink = crate::alerts::sink_name(d);
         backlogs.push(("alert", d.name.clone(), outbox::backlog(conn, &sink)?));
+    }
+    for system in comments::commenting_systems(&config.integrations) {
+        let sink = comments::sink_name(&system);
+        backlogs.push(("ticket", system, outbox::backlog(conn, &sink)?));
     }
     for s in &config.audit_sinks {
         backlogs.push((

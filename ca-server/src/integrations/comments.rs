@@ -11,6 +11,7 @@ use tpa_core::RoleName;
 use tpa_core::api::WebhookEvent;
 
 use super::Integrations;
+use crate::config::IntegrationsConfig;
 use crate::notify::Deliveries;
 use crate::notify::delivery::{Destination, Failure, Outbox};
 use crate::store::{StoreError, outbox};
@@ -25,15 +26,16 @@ pub fn register_sinks(
     conn: &mut rusqlite::Connection,
     integrations: &Integrations,
 ) -> Result<(), StoreError> {
-    for name in commenting_systems(integrations) {
+    for name in commenting_systems(integrations.config()) {
         outbox::register_sink(conn, &sink_name(&name))?;
     }
     Ok(())
 }
 
-fn commenting_systems(integrations: &Integrations) -> Vec<String> {
-    let mut names: Vec<String> = integrations
-        .config()
+/// The ticket systems some role comments on: each has a comment sender
+/// (and a `tpa_sink_backlog{kind="ticket"}` gauge).
+pub fn commenting_systems(config: &IntegrationsConfig) -> Vec<String> {
+    let mut names: Vec<String> = config
         .role_tickets
         .values()
         .filter(|r| r.comment)
@@ -99,7 +101,7 @@ pub fn spawn(
     integrations: Arc<Integrations>,
     public_origin: Option<String>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    commenting_systems(&integrations)
+    commenting_systems(integrations.config())
         .into_iter()
         .map(|system| {
             deliveries.spawn(Commenter {

@@ -43,7 +43,7 @@ impl Lease {
     }
 
     /// Takes or renews `sink`'s lease; false when another holder has it.
-    pub(super) fn take(
+    pub(crate) fn take(
         &self,
         conn: &Connection,
         cursors: Cursors,

@@ -1,7 +1,8 @@
-//! Delivery leases on the sink cursors (`outbox_cursors`,
-//! `audit_sink_cursors`): with several replicas, the one holding a sink's
-//! lease delivers it; the others leave it alone until the lease runs out
-//! (its holder died or hung) and then one of them takes it over.
+//! Leases on the sink cursors (`outbox_cursors`, `audit_sink_cursors`, and
+//! the alert evaluator's `alert_cursor`): with several replicas, the one
+//! holding a sink's lease delivers (or evaluates) it; the others leave it
+//! alone until the lease runs out (its holder died or hung) and then one of
+//! them takes it over.
 //!
 //! A lease is a conditional update of the cursor row, atomic on both
 //! engines, so no transaction stays open across the network delivery (as a
@@ -19,7 +20,13 @@ pub enum Cursors {
     Outbox,
     /// Audit sinks (`audit_sink_cursors`).
     AuditSinks,
+    /// The alert evaluator (`alert_cursor`, one row): its only sink is
+    /// [`ALERT_EVALUATOR`].
+    Alerts,
 }
+
+/// The sink name of the alert evaluator's lease.
+pub const ALERT_EVALUATOR: &str = "alerts:evaluator";
 
 impl Cursors {
     fn take_sql(self) -> &'static str {
@@ -31,6 +38,12 @@ impl Cursors {
             Cursors::AuditSinks => {
                 "UPDATE audit_sink_cursors SET lease_owner = ?2, lease_until = ?4
                  WHERE sink = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)"
+            }
+            // One row, no sink column: any other name has no cursor here.
+            Cursors::Alerts => {
+                "UPDATE alert_cursor SET lease_owner = ?2, lease_until = ?4
+                 WHERE id = 1 AND ?1 = 'alerts:evaluator'
+                   AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)"
             }
         }
     }
@@ -44,6 +57,10 @@ impl Cursors {
             Cursors::AuditSinks => {
                 "UPDATE audit_sink_cursors SET lease_owner = NULL, lease_until = NULL
                  WHERE sink = ?1 AND lease_owner = ?2"
+            }
+            Cursors::Alerts => {
+                "UPDATE alert_cursor SET lease_owner = NULL, lease_until = NULL
+                 WHERE id = 1 AND ?1 = 'alerts:evaluator' AND lease_owner = ?2"
             }
         }
     }
@@ -137,5 +154,28 @@ mod tests {
                 assert!(!take(&conn, cursors, "other", "a", T0, T1).unwrap());
             }
         }
+    }
+
+    // issue 15: the alert evaluator's lease (SQLite; the PostgreSQL alert
+    // tables come with their own migration): one holder, takeover after expiry.
+    #[test]
+    fn the_alert_evaluator_has_one_holder_and_is_taken_over_after_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            crate::store::open(&dir.path().join("tpa.db"), crate::store::Create::IfMissing)
+                .unwrap();
+        let (c, sink) = (Cursors::Alerts, ALERT_EVALUATOR);
+        // No cursor (no rules), no lease.
+        assert!(!take(&conn, c, sink, "a", T0, T1).unwrap());
+        crate::store::alerts::register(&mut conn).unwrap();
+        assert!(take(&conn, c, sink, "a", T0, T1).unwrap());
+        assert!(!take(&conn, c, sink, "b", T0, T1).unwrap());
+        assert!(!take(&conn, c, "alerts:other", "a", T0, T1).unwrap());
+        assert!(take(&conn, c, sink, "b", T1, T2).unwrap());
+        assert!(!take(&conn, c, sink, "a", T1, T2).unwrap());
+        release(&conn, c, sink, "a").unwrap();
+        assert!(!take(&conn, c, sink, "a", T1, T2).unwrap());
+        release(&conn, c, sink, "b").unwrap();
+        assert!(take(&conn, c, sink, "a", T1, T2).unwrap());
     }
 }

@@ -126,6 +126,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0019_alerts.sql"),
     include_str!("migrations/0020_delivery_leases.sql"),
     include_str!("migrations/0021_window_end_notices.sql"),
+    include_str!("migrations/0022_alert_lease.sql"),
 ];
 
 /// The schema version this build expects.

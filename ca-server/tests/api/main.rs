@@ -2,6 +2,7 @@
 //! made by `init`, real SQLite files, real `ssh-keygen`, the real `tpa-ca`
 //! binary, and the server on 127.0.0.1 port 0.
 
+mod alert_leases;
 mod alert_windows;
 mod alerts;
 mod approval_snapshot;

@@ -209,3 +209,75 @@ async fn every_metric_in_the_prometheus_rules_file_is_exported() {
     assert_eq!(value(&samples, "tpa_database_ok"), 1);
     assert_eq!(value(&samples, "tpa_ca_key_ok"), 1);
 }
+
+// issue 15: every sink the delivery loop serves has its backlog on
+// /metrics — webhooks, alert destinations, audit sinks and ticket
+// comments, which were missing. Jira accepts the ticket check but refuses
+// comments (500): the approval's comment stays undelivered and counted.
+#[tokio::test]
+async fn sink_backlog_covers_every_sink_kind_including_ticket_comments() {
+    use crate::fake_provider::{Answer, Fake, app_edited, json, provider};
+    use serde_json::json as value;
+    let jira = Fake::start(|s| match (s.method.as_str(), s.path()) {
+        ("GET", "/rest/api/2/issue/INC-9") => json(
+            200,
+            crate::tickets::issue("INC-9", "INC", "indeterminate", "x@example.com"),
+        ),
+        _ => Answer::Body(500, Vec::new(), "{}".into()),
+    })
+    .await;
+    // A syslog receiver that is gone: the audit sink cannot deliver.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let syslog = closed.local_addr().unwrap();
+    drop(closed);
+    let url = &jira.url;
+    let sinks = format!(
+        "{}\n[[webhooks]]\nname = \"hook\"\nurl = \"{url}/hook\"\n\
+         \n[[audit_sinks]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"{syslog}\"\ntransport = \"tcp\"\n\
+         \n[[alert_destinations]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{url}/alerts\"\n\
+         \n[[alerts]]\nname = \"bg\"\nwhen = \"break_glass\"\ndestinations = [\"pager\"]\n",
+        provider("jira", "jira", url)
+    );
+    let rule = r#"ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
+    let app = app_edited(&sinks, rule, None, |t| t).await;
+    let body = value!({ "role": "hotfix-admin", "hosts": ["web-1"], "duration": "1h", "reason": "r", "ticket": "INC-9" });
+    let alice = app.login("alice").await;
+    let r = app
+        .post_as(&alice, "/api/v1/requests", &body.to_string())
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
+    let (bob, carol) = (app.login("bob").await, app.login("carol").await);
+    assert_eq!(app.approve(&bob, &id).await.status, 200);
+    assert_eq!(app.approve(&carol, &id).await.json()["state"], "approved");
+    // The commenter tried the approval's comment and was refused.
+    jira.wait_for("a comment", |s| {
+        s.method == "POST" && s.path() == "/rest/api/2/issue/INC-9/comment"
+    })
+    .await;
+
+    let samples = scrape(&app).await;
+    let backlog = |kind: &str, sink: &str| {
+        value(
+            &samples,
+            &format!("tpa_sink_backlog{{kind=\"{kind}\",sink=\"{sink}\"}}"),
+        )
+    };
+    assert!(backlog("ticket", "jira") >= 1, "the refused comment");
+    assert!(backlog("webhook", "hook") >= 1, "the refused notifications");
+    assert!(backlog("audit", "siem") >= 1, "the unreachable syslog");
+    // Present (`value` panics otherwise); it passes over request events, so
+    // its count may be 0.
+    backlog("alert", "pager");
+    let kinds: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .filter_map(|(s, _)| s.strip_prefix("tpa_sink_backlog{kind=\""))
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["alert", "audit", "ticket", "webhook"].into(),
+        "one kind per sender of the delivery loop"
+    );
+    app.stop().await;
+}
