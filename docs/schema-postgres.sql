@@ -6,6 +6,8 @@
 CREATE TABLE alert_cursor (
     id bigint NOT NULL,
     evaluated_through bigint NOT NULL,
+    lease_owner text,
+    lease_until text,
     CONSTRAINT alert_cursor_id_check CHECK ((id = 1)),
     CONSTRAINT alert_cursor_pkey PRIMARY KEY (id)
 );

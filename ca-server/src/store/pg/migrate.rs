@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_delivery_leases.sql"),
     include_str!("migrations/0003_integrations_alerts.sql"),
     include_str!("migrations/0004_window_end_notices.sql"),
+    include_str!("migrations/0005_alert_lease.sql"),
 ];
 
 /// The PostgreSQL schema version this build expects.
