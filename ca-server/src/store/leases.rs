@@ -161,13 +161,12 @@ mod tests {
     #[test]
     fn the_alert_evaluator_has_one_holder_and_is_taken_over_after_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn =
-            crate::store::open(&dir.path().join("tpa.db"), crate::store::Create::IfMissing)
-                .unwrap();
+        let conn = crate::store::open(&dir.path().join("tpa.db"), crate::store::Create::IfMissing)
+            .unwrap();
         let (c, sink) = (Cursors::Alerts, ALERT_EVALUATOR);
         // No cursor (no rules), no lease.
         assert!(!take(&conn, c, sink, "a", T0, T1).unwrap());
-        crate::store::alerts::register(&mut conn).unwrap();
+        crate::store::alerts::register(&conn).unwrap();
         assert!(take(&conn, c, sink, "a", T0, T1).unwrap());
         assert!(!take(&conn, c, sink, "b", T0, T1).unwrap());
         assert!(!take(&conn, c, "alerts:other", "a", T0, T1).unwrap());
