@@ -8,7 +8,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::store::audit_views::{self, Counts};
@@ -24,7 +23,10 @@ pub struct Snapshot {
 }
 
 /// Reads everything a scrape reports from the database.
-pub fn collect(conn: &Connection, config: &Config) -> Result<Snapshot, StoreError> {
+pub fn collect(
+    conn: &impl crate::store::sql::Sql,
+    config: &Config,
+) -> Result<Snapshot, StoreError> {
     let counts = audit_views::counts(conn)?;
     let mut backlogs = Vec::new();
     for w in &config.webhooks {

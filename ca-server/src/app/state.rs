@@ -34,6 +34,9 @@ pub struct AppState {
     /// Read-only connections for reads (tokens, requests), so that reads never
     /// wait for the writer.
     pub readers: Arc<ReadPool>,
+    /// The store the workflow reaches (through `workflow::db`): on SQLite the
+    /// same writer and readers as `db` and `readers`.
+    pub database: Arc<store::Database>,
     /// The issuance writer thread (group commit of certificate issuance).
     pub issuer: Issuer,
     /// Identity connectors (local accounts today).
@@ -68,8 +71,7 @@ impl AppState {
     /// The handles the request use cases reach ([`Services`]).
     pub fn services(&self) -> Services {
         Services {
-            writer: self.db.clone(),
-            readers: self.readers.clone(),
+            database: self.database.clone(),
             config: self.config.clone(),
             identities: self.identities.clone(),
             signer: self.signer.clone(),
@@ -121,6 +123,8 @@ impl AppState {
         let signer = Arc::new(signer);
         let config = Arc::new(config.clone());
         let db = Arc::new(Writer::new(conn));
+        let readers = Arc::new(readers);
+        let database = Arc::new(store::Database::sqlite(db.clone(), readers.clone()));
         let identities = Arc::new(identities);
         let issuer = Issuer::spawn(
             db.clone(),
@@ -133,7 +137,8 @@ impl AppState {
             signer,
             database_path: config.database_path.clone(),
             db,
-            readers: Arc::new(readers),
+            readers,
+            database,
             issuer,
             identities,
             config,

@@ -58,6 +58,19 @@ impl PgPool {
         result
     }
 
+    /// Runs `f` on a pooled connection it may open transactions on, under
+    /// `deadline`. Blocking.
+    pub fn with<T, E: From<StoreError>>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.get(deadline)?;
+        let result = f(&mut conn);
+        self.put(conn);
+        result
+    }
+
     /// Runs `f` on a pooled connection (statements commit one by one)
     /// under `deadline`. Blocking.
     pub fn read<T, E: From<StoreError>>(

@@ -146,7 +146,7 @@ fn run(
             Ok(mut conn) => {
                 // The rules are checked at signing time, inside the transaction.
                 let now = chrono::Utc::now();
-                issue_batch(&mut conn, (signer, &config.policy, identities), &jobs, now)
+                issue_batch(&mut *conn, (signer, &config.policy, identities), &jobs, now)
             }
             Err(e) => {
                 let fault = e.fault().unwrap_or(Fault::DeadlinePassed);

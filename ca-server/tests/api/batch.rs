@@ -370,7 +370,7 @@ fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
         std::thread::spawn(move || {
             let mut conn = db.lock_within(std::time::Duration::from_secs(60)).unwrap();
             ca_server::workflow::requests::cancel(
-                &mut conn,
+                &mut *conn,
                 &config.policy,
                 &alice(),
                 &id,
