@@ -127,7 +127,7 @@ impl AppState {
         let database = Arc::new(store::Database::sqlite(db.clone(), readers.clone()));
         let identities = Arc::new(identities);
         let issuer = Issuer::spawn(
-            db.clone(),
+            database.clone(),
             signer.clone(),
             config.clone(),
             identities.clone(),

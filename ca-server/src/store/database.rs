@@ -138,6 +138,35 @@ impl Database {
         }
     }
 
+    /// Runs `f` with the connection of [`Database::session`] without
+    /// recording the outcome in the write health (the issuance thread
+    /// records a batch's outcome itself). `Err` only when no connection was
+    /// free before `deadline` or none could be opened. Blocking.
+    pub fn hold<T>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut Session<'_>) -> T,
+    ) -> Result<T, StoreError> {
+        match self {
+            Database::Sqlite { writer, .. } => {
+                let mut conn = writer.lock_until(deadline)?;
+                Ok(f(&mut Session::Sqlite(&mut conn)))
+            }
+            Database::Postgres { pool, .. } => {
+                pool.with(deadline, |conn| Ok(f(&mut Session::Pooled(conn))))
+            }
+        }
+    }
+
+    /// The SQLite writer, for what only SQLite has (its queue age, WAL
+    /// checkpoints); `None` on PostgreSQL.
+    pub fn sqlite_writer(&self) -> Option<&Arc<Writer>> {
+        match self {
+            Database::Sqlite { writer, .. } => Some(writer),
+            Database::Postgres { .. } => None,
+        }
+    }
+
     /// Runs `f` on a connection for reading: a pooled read-only SQLite
     /// connection (which never waits for the writer), or a pooled
     /// PostgreSQL connection under `deadline`. Blocking.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ca_server::commands::verify_database;
 use ca_server::config::EXAMPLE_ROLES;
-use ca_server::store::Writer;
+use ca_server::store::{Database, ReadPool, Writer};
 use ca_server::workflow::issuance::{IssueJob, issue_batch};
 use ca_server::workflow::issuer::Issuer;
 use ca_server::workflow::requests::WorkflowError;
@@ -54,13 +54,19 @@ fn rows_for_key(f: &Fixture, fingerprint: &str) -> i64 {
         .unwrap()
 }
 
+/// The store as `serve` opens it, and its writer.
+fn database(f: &Fixture) -> (Arc<Writer>, Arc<Database>) {
+    let writer = Arc::new(Writer::new(f.data.open_store()));
+    let readers = Arc::new(ReadPool::open(&f.data.db_path(), 1).unwrap());
+    (writer.clone(), Arc::new(Database::sqlite(writer, readers)))
+}
+
 #[test]
 fn concurrent_jobs_commit_with_distinct_serials_and_a_verifying_chain() {
     let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
-    let db = Arc::new(Writer::new(f.data.open_store()));
     let issuer = Issuer::spawn(
-        db,
+        database(&f).1,
         Arc::new(f.data.signer()),
         Arc::new(f.data.config.clone()),
         Arc::new(f.data.identities()),
@@ -335,10 +341,10 @@ async fn http_certificates_go_through_the_writer() {
 fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
     let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
-    let db = Arc::new(Writer::new(f.data.open_store()));
+    let (db, database) = database(&f);
     let config = Arc::new(f.data.config.clone());
     let issuer = Issuer::spawn(
-        db.clone(),
+        database,
         Arc::new(f.data.signer()),
         config.clone(),
         Arc::new(f.data.identities()),
