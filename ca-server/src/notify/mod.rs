@@ -80,7 +80,7 @@ pub(crate) fn delivery_client() -> Result<reqwest::Client, StoreError> {
 
 /// Gives every webhook a delivery cursor (start-up, before serving).
 pub fn register_sinks(
-    conn: &mut rusqlite::Connection,
+    conn: &impl crate::store::sql::Sql,
     webhooks: &[WebhookConfig],
 ) -> Result<(), StoreError> {
     for w in webhooks {

@@ -181,6 +181,19 @@ impl Database {
         }
     }
 
+    /// Whether the store opens and reads, as `/healthz` checks it: the
+    /// SQLite file at `path` opened afresh (its schema version read), or a
+    /// PostgreSQL round trip on a pooled connection within `within`.
+    /// Blocking.
+    pub fn check_health(&self, path: &Path, within: std::time::Duration) -> Result<(), StoreError> {
+        match self {
+            Database::Sqlite { .. } => super::check_health(path),
+            Database::Postgres { pool, .. } => pool.read(Instant::now() + within, |conn| {
+                super::sql::Sql::query_one(conn, "SELECT 1", &[], |r| r.get::<i32>(0)).map(drop)
+            }),
+        }
+    }
+
     /// How the last writes went.
     pub fn health(&self) -> &WriteHealth {
         match self {

@@ -165,6 +165,25 @@ impl PgPool {
     }
 }
 
+/// The PostgreSQL client closes its connection by blocking on its own
+/// runtime, which panics on an async runtime's thread; the last handle to a
+/// serving CA's state may well be dropped there (at shutdown). Idle
+/// connections are then closed on a thread of their own.
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        if idle.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let closing = std::thread::Builder::new()
+            .name("tpa-pg-close".to_owned())
+            .spawn(move || drop(idle));
+        if let Err(e) = closing {
+            tracing::warn!(error = %e, "cannot close the PostgreSQL connections");
+        }
+    }
+}
+
 fn is_closed(conn: &Conn) -> bool {
     match conn {
         Conn::Postgres(c) => c.is_closed(),

@@ -129,6 +129,7 @@ fn issue_for_request_in(
     let found = revalidate_in(tx, policy, identities, &mut r, now)?;
     if !found.is_empty() {
         requests::update(tx, &r, stored, now)?;
+        store::changes::request_changed(tx, &r.id)?;
         store::audit::append(tx, &reapproval_event(&r, &found, now))?;
         if found.reopened.is_some() {
             return Err(refuse(refused(

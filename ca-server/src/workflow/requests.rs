@@ -270,6 +270,8 @@ fn expire_in(
         return Ok(false);
     }
     requests::update(tx, r, stored, now)?;
+    // Wakes `/wait` on every replica at commit (PostgreSQL; a no-op on SQLite).
+    store::changes::request_changed(tx, &r.id)?;
     let e = event(
         &system(),
         "request.expire",
@@ -415,6 +417,8 @@ fn record_decision<T>(
         reapproval,
     } = decided;
     requests::update(tx, r, stored, now)?;
+    // Wakes `/wait` on every replica at commit (PostgreSQL; a no-op on SQLite).
+    store::changes::request_changed(tx, &r.id)?;
     if let Some(found) = reapproval.filter(|f| !f.is_empty()) {
         store::audit::append(tx, &reapproval_event(r, &found, now))?;
     }

@@ -236,6 +236,7 @@ fn end_grant(
     let stored = r.approvals.len();
     r.revoke(&by.identity, reason, now)?;
     requests::update(tx, r, stored, now)?;
+    store::changes::request_changed(tx, &r.id)?;
     notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
     Ok(true)
 }
@@ -257,6 +258,7 @@ fn end_pending(
     let stored = r.approvals.len();
     r.revoke_pending(&by.identity, reason, now)?;
     requests::update(tx, r, stored, now)?;
+    store::changes::request_changed(tx, &r.id)?;
     notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
     Ok(true)
 }
