@@ -34,7 +34,12 @@ impl Application {
     pub async fn build_on(config: &Config, listener: TcpListener) -> anyhow::Result<Self> {
         // Before anything opens files: a 1,024 soft limit must not cap the server.
         crate::listener::raise_fd_limit();
-        let state = AppState::load(config)?;
+        // Off the async runtime: loading blocks (file I/O, argon2, and the
+        // PostgreSQL client, which must not run on a runtime thread).
+        let owned = config.clone();
+        let state = tokio::task::spawn_blocking(move || AppState::load(&owned))
+            .await
+            .context("the start-up task failed")??;
         state.identities.discover_oidc().await;
         Ok(Self { listener, state })
     }

@@ -44,7 +44,8 @@ impl DataDir {
 
     /// The one place a test's data directory and database are made: every
     /// constructor, and so every `TestApp` and `Fixture`, comes through here.
-    /// A second database engine (issue 15) is chosen here.
+    /// The engine is chosen here: SQLite, or PostgreSQL with
+    /// `TPA_TEST_ENGINE=postgres` (issue 15).
     fn create(tmp: TempDir, passphrase: Option<&str>) -> Self {
         let passphrase_file = passphrase.map(|p| {
             let path = tmp.path().join("ca_key.passphrase");
@@ -58,6 +59,16 @@ impl DataDir {
             listen: "127.0.0.1:0".parse().unwrap(),
         })
         .unwrap();
+        if crate::engine::postgres_requested() {
+            let config = Config::load(&config_path).unwrap();
+            let section = crate::engine::move_to_postgres(&config.database_path);
+            let text = std::fs::read_to_string(&config_path).unwrap();
+            std::fs::write(
+                &config_path,
+                text.replace(ca_server::config::SQLITE_DATABASE, &section),
+            )
+            .unwrap();
+        }
         let config = Config::load(&config_path).unwrap();
         Self {
             tmp,

@@ -18,11 +18,18 @@ mod consent;
 #[cfg(feature = "app")]
 mod data_dir;
 #[cfg(feature = "app")]
+mod engine;
+#[cfg(feature = "app")]
 mod fixture;
 #[cfg(feature = "app")]
 mod http;
 #[cfg(feature = "app")]
 mod keys;
+/// The PostgreSQL test server (initdb + postgres as `nobody`), shared with
+/// ca-server's own tests.
+#[cfg(feature = "app")]
+#[path = "../../ca-server/tests/support/postgres_server.rs"]
+pub mod postgres_server;
 #[cfg(feature = "app")]
 mod sql;
 #[cfg(feature = "app")]

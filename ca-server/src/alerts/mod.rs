@@ -57,7 +57,7 @@ pub fn sink_name(destination: &AlertDestination) -> String {
 
 /// Gives the evaluator and every destination a cursor (start-up, before serving).
 pub fn register(
-    conn: &mut rusqlite::Connection,
+    conn: &impl crate::store::sql::Sql,
     rules: &[AlertRule],
     destinations: &[AlertDestination],
 ) -> Result<(), StoreError> {

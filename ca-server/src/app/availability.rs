@@ -10,8 +10,7 @@ use tpa_core::api::HealthCheck;
 use super::metrics::Exposition;
 use crate::config::HealthConfig;
 use crate::listener::ConnectionStats;
-use crate::store::WriteStatus;
-use crate::store::Writer;
+use crate::store::{Database, WriteStatus};
 
 /// One reading of everything below.
 #[derive(Debug, Clone)]
@@ -22,25 +21,32 @@ pub struct Availability {
     pub queue_age: Duration,
     /// Free bytes for unprivileged users on the database's file system.
     pub free_bytes: Option<u64>,
+    /// Whether the store is a local file (SQLite) whose disk this process
+    /// watches; a PostgreSQL server's disk is its own (its faults still
+    /// turn `writes` red).
+    pub local_disk: bool,
     /// Open and refused HTTP connections.
     pub connections: crate::listener::ConnectionCounts,
 }
 
 impl Availability {
     /// Reads the counters and the file system. Blocking (one `statvfs`).
-    pub fn read(writer: &Writer, database: &Path, connections: &ConnectionStats) -> Self {
-        let dir = database.parent().unwrap_or(Path::new("."));
-        let free_bytes = match crate::store::heartbeat::free_bytes(dir) {
-            Ok(n) => Some(n),
-            Err(e) => {
+    pub fn read(database: &Database, path: &Path, connections: &ConnectionStats) -> Self {
+        let writer = database.sqlite_writer();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let free_bytes = match writer.map(|_| crate::store::heartbeat::free_bytes(dir)) {
+            Some(Ok(n)) => Some(n),
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "health: cannot read free disk space");
                 None
             }
+            None => None,
         };
         Self {
-            writes: writer.health().status(),
-            queue_age: writer.queue_age(),
+            writes: database.health().status(),
+            queue_age: writer.map_or(Duration::ZERO, |w| w.queue_age()),
             free_bytes,
+            local_disk: writer.is_some(),
             connections: connections.counts(),
         }
     }
@@ -48,7 +54,7 @@ impl Availability {
     /// The write-side checks of `/healthz`; any failing one makes it 503.
     pub fn checks(&self, config: &HealthConfig) -> Vec<HealthCheck> {
         let min_free = config.min_free_space_mb.saturating_mul(1024 * 1024);
-        vec![
+        let mut checks = vec![
             HealthCheck {
                 name: "writes".to_owned(),
                 ok: self.writes.failing().is_none(),
@@ -67,6 +73,11 @@ impl Availability {
                     )
                 }),
             },
+        ];
+        if !self.local_disk {
+            return checks;
+        }
+        checks.push(
             HealthCheck {
                 name: "disk_space".to_owned(),
                 ok: self.free_bytes.is_some_and(|free| free >= min_free),
@@ -80,7 +91,8 @@ impl Availability {
                     None => Some("free space on the database's file system is unknown".to_owned()),
                 },
             },
-        ]
+        );
+        checks
     }
 
     /// Adds the `/metrics` families of this reading to `out`.

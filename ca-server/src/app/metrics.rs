@@ -8,7 +8,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use rusqlite::Connection;
 
 use crate::config::Config;
 use crate::integrations::comments;
@@ -27,7 +26,10 @@ pub struct Snapshot {
 /// Reads everything a scrape reports from the database: with a backlog
 /// for every sink the delivery loop serves (webhooks, alert destinations,
 /// ticket comments, audit sinks).
-pub fn collect(conn: &Connection, config: &Config) -> Result<Snapshot, StoreError> {
+pub fn collect(
+    conn: &impl crate::store::sql::Sql,
+    config: &Config,
+) -> Result<Snapshot, StoreError> {
     let counts = audit_views::counts(conn)?;
     let mut backlogs = Vec::new();
     for w in &config.webhooks {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
@@ -10,30 +11,35 @@ use crate::audit::checkpoint::AuditKey;
 use crate::auth::identity::Identities;
 use crate::auth::login_limit::PasswordLimiter;
 use crate::auth::rate_limit::{self, AddressRateLimiter, DecisionRateLimiter, LoginRateLimiter};
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::listener::ConnectionStats;
 use crate::notify::{OutboxBell, Waiters};
 use crate::signer::Signer;
-use crate::store::{self, Create, ReadPool, Writer};
+use crate::store::{Database, Session};
 use crate::workflow::issuer::Issuer;
 use crate::workflow::service::Services;
 
-/// How many read-only connections the server keeps.
+/// How many read-only connections the server keeps (SQLite), or how many
+/// connections one replica opens at most (PostgreSQL; the issuance thread,
+/// the background tasks and the handlers' blocking calls share them).
 const READERS: usize = 4;
+const PG_CONNECTIONS: usize = 8;
+
+/// How long start-up may wait for the database.
+const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The CA key.
     pub signer: Arc<Signer>,
-    /// The database file (for fresh health checks).
+    /// The SQLite database file (for fresh health checks); empty on PostgreSQL.
     pub database_path: PathBuf,
-    /// The writer connection, handed out under a deadline; used from
-    /// blocking tasks and the issuance writer thread only, never across `.await`.
-    pub db: Arc<Writer>,
-    /// Read-only connections for reads (tokens, requests), so that reads never
-    /// wait for the writer.
-    pub readers: Arc<ReadPool>,
+    /// The store, reached through `workflow::db` (blocking calls, never
+    /// held across `.await`): the SQLite writer connection (handed out under
+    /// a deadline) and read-only connections that never wait for it, or a
+    /// pool of PostgreSQL connections.
+    pub database: Arc<Database>,
     /// The issuance writer thread (group commit of certificate issuance).
     pub issuer: Issuer,
     /// Identity connectors (local accounts today).
@@ -52,6 +58,9 @@ pub struct AppState {
     pub user_code_limiter: Arc<LoginRateLimiter>,
     /// Clients waiting for a decision on a request.
     pub waiters: Waiters,
+    /// On PostgreSQL: wakes `waiters` when another replica changes a
+    /// request (LISTEN/NOTIFY); stops when the last state is dropped.
+    pub replicas: Option<Arc<crate::notify::replicas::ReplicaWakeups>>,
     /// Wakes the webhook senders after something was queued.
     pub bell: OutboxBell,
     /// Signs audit checkpoints (when `[audit]` configures a key).
@@ -68,8 +77,7 @@ impl AppState {
     /// The handles the request use cases reach ([`Services`]).
     pub fn services(&self) -> Services {
         Services {
-            writer: self.db.clone(),
-            readers: self.readers.clone(),
+            database: self.database.clone(),
             config: self.config.clone(),
             identities: self.identities.clone(),
             signer: self.signer.clone(),
@@ -95,16 +103,12 @@ impl AppState {
             .map(Arc::new);
         let identities =
             Identities::from_config(config).context("cannot load the identity configuration")?;
-        let mut conn = store::open(&config.database_path, Create::Never)
-            .context("cannot open the database")?;
-        crate::workflow::revocation::check_signing_key(&conn, &signer.fingerprint())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        crate::notify::register_sinks(&mut conn, &config.webhooks)
-            .context("cannot register the webhooks")?;
-        crate::audit::sinks::register(&mut conn, &config.audit_sinks)
-            .context("cannot register the audit sinks")?;
-        crate::alerts::register(&mut conn, &config.alerts, &config.alert_destinations)
-            .context("cannot register the alert rules and destinations")?;
+        let database = Arc::new(open_database(config)?);
+        database.session(Instant::now() + START_DEADLINE, |conn| {
+            crate::workflow::revocation::check_signing_key(conn, &signer.fingerprint())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            register_sinks(conn, config)
+        })?;
         let policy_hook = config
             .policy_hook
             .clone()
@@ -114,22 +118,34 @@ impl AppState {
             .map(Arc::new);
         let integrations = crate::integrations::Integrations::from_config(&config.integrations)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        crate::integrations::comments::register_sinks(&mut conn, &integrations)
+        database
+            .session(Instant::now() + START_DEADLINE, |conn| {
+                crate::integrations::comments::register_sinks(conn, &integrations)
+            })
             .context("cannot register the ticket comment senders")?;
-        let readers = ReadPool::open(&config.database_path, READERS)
-            .context("cannot open the database for reading")?;
+        let waiters = Waiters::default();
+        let replicas = match &config.database {
+            DatabaseConfig::Postgres(pg) => Some(Arc::new(
+                crate::notify::replicas::ReplicaWakeups::spawn(
+                    pg.options().map_err(anyhow::Error::msg)?,
+                    waiters.clone(),
+                )
+                .context("cannot listen for the changes of other replicas")?,
+            )),
+            DatabaseConfig::Sqlite { .. } => None,
+        };
         let signer = Arc::new(signer);
         let config = Arc::new(config.clone());
-        let db = Arc::new(Writer::new(conn));
-        if let Some(dir) = config.database_path.parent() {
-            db.guard_disk(
+        if let (Some(writer), Some(dir)) = (database.sqlite_writer(), config.database_path.parent())
+        {
+            writer.guard_disk(
                 dir.to_path_buf(),
                 config.health.min_free_space_mb.saturating_mul(1024 * 1024),
             );
         }
         let identities = Arc::new(identities);
         let issuer = Issuer::spawn(
-            db.clone(),
+            database.clone(),
             signer.clone(),
             config.clone(),
             identities.clone(),
@@ -138,8 +154,7 @@ impl AppState {
         Ok(Self {
             signer,
             database_path: config.database_path.clone(),
-            db,
-            readers: Arc::new(readers),
+            database,
             issuer,
             identities,
             config,
@@ -154,7 +169,8 @@ impl AppState {
                 rate_limit::WINDOW,
             )),
             user_code_limiter: Arc::new(LoginRateLimiter::default()),
-            waiters: Waiters::default(),
+            waiters,
+            replicas,
             bell: OutboxBell::default(),
             audit_key,
             connections: Arc::new(ConnectionStats::default()),
@@ -162,4 +178,62 @@ impl AppState {
             policy_hook,
         })
     }
+}
+
+/// Opens the configured store: the SQLite file (migrated as `store::open`
+/// does) or the PostgreSQL database, which must be at this build's schema.
+/// On PostgreSQL the delivery loops (webhooks, audit sinks, alerts, ticket
+/// comments) do not run yet: a configuration that asks for one is refused
+/// here, rather than served with a SQLite file beside it.
+fn open_database(config: &Config) -> anyhow::Result<Database> {
+    match &config.database {
+        DatabaseConfig::Sqlite { path } => {
+            Database::open_sqlite(path, READERS).context("cannot open the database")
+        }
+        DatabaseConfig::Postgres(pg) => {
+            refuse_deliveries_on_postgres(config)?;
+            let options = pg.options().map_err(anyhow::Error::msg)?;
+            Database::open_postgres(options, PG_CONNECTIONS)
+                .context("cannot open the PostgreSQL database")
+        }
+    }
+}
+
+/// Issue 15: the delivery loops still read the outbox from a SQLite file;
+/// on PostgreSQL they would find none (or a stray one), so asking for them
+/// is an error at start-up, not a silent loss of notifications.
+fn refuse_deliveries_on_postgres(config: &Config) -> anyhow::Result<()> {
+    let comments = config.integrations.role_tickets.values().any(|r| r.comment);
+    let asked: Vec<&str> = [
+        (!config.webhooks.is_empty(), "[[webhooks]]"),
+        (!config.audit_sinks.is_empty(), "[[audit_sinks]]"),
+        (!config.alerts.is_empty(), "[[alerts]]"),
+        (
+            !config.alert_destinations.is_empty(),
+            "[[alert_destinations]]",
+        ),
+        (comments, "ticket comments (comment = true)"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} configured, but tpa-ca serve on PostgreSQL does not deliver them yet: \
+         remove them or keep the store on SQLite",
+        asked.join(", ")
+    )
+}
+
+/// Gives every configured delivery its cursor (start-up, before serving).
+fn register_sinks(conn: &mut Session<'_>, config: &Config) -> anyhow::Result<()> {
+    crate::notify::register_sinks(conn, &config.webhooks)
+        .context("cannot register the webhooks")?;
+    crate::audit::sinks::register(conn, &config.audit_sinks)
+        .context("cannot register the audit sinks")?;
+    crate::alerts::register(conn, &config.alerts, &config.alert_destinations)
+        .context("cannot register the alert rules and destinations")?;
+    Ok(())
 }

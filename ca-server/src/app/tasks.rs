@@ -64,10 +64,10 @@ async fn expire_pending(state: AppState, mut stop: tokio::sync::watch::Receiver<
             _ = stop.changed() => return,
         }
         let st = state.clone();
-        let db = state.db.clone();
+        let db = state.database.clone();
         let deadline = Instant::now() + state.config.write_deadline;
         let done = tokio::task::spawn_blocking(move || {
-            db.run(deadline, |conn| {
+            db.session(deadline, |conn| {
                 crate::workflow::requests::expire_due(conn, &st.config.policy, chrono::Utc::now())
                     .map_err(anyhow::Error::from)
             })
@@ -96,10 +96,10 @@ async fn notice_window_ends(state: AppState, mut stop: tokio::sync::watch::Recei
             _ = stop.changed() => return,
         }
         let st = state.clone();
-        let db = state.db.clone();
+        let db = state.database.clone();
         let deadline = Instant::now() + state.config.write_deadline;
         let done = tokio::task::spawn_blocking(move || {
-            db.run(deadline, |conn| {
+            db.session(deadline, |conn| {
                 crate::integrations::window_end::queue_due(
                     conn,
                     st.integrations.config(),
@@ -134,18 +134,18 @@ async fn probe_writes(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
             _ = tokio::time::sleep(state.config.health.probe_interval) => {}
             _ = stop.changed() => return,
         }
-        let db = state.db.clone();
+        let db = state.database.clone();
         let deadline = Instant::now() + state.config.write_deadline;
         let done = tokio::task::spawn_blocking(move || {
-            db.run(deadline, |conn| {
-                store::write(conn, |tx| store::heartbeat::beat(tx, chrono::Utc::now()))
+            db.write(deadline, |tx| {
+                store::heartbeat::beat(tx, chrono::Utc::now())
             })
         })
         .await;
         if let Err(e) = done {
             tracing::warn!(error = %e, "write probe task failed");
         }
-        // A failed probe was logged and recorded by `Writer::run`.
+        // A failed probe was logged and recorded by `Database::write`.
     }
 }
 
@@ -160,11 +160,11 @@ async fn sign_checkpoints(state: AppState, mut stop: tokio::sync::watch::Receive
             _ = tokio::time::sleep(audit.checkpoint_interval.get()) => false,
             _ = stop.changed() => true,
         };
-        let db = state.db.clone();
+        let db = state.database.clone();
         let (key, file) = (key.clone(), audit.checkpoint_file.clone());
         let deadline = Instant::now() + state.config.write_deadline;
         let done = tokio::task::spawn_blocking(move || {
-            db.run(deadline, |conn| {
+            db.session(deadline, |conn| {
                 crate::audit::checkpoint::make(conn, &key, file.as_deref(), chrono::Utc::now())
             })
         })

@@ -111,28 +111,29 @@ impl AuditKey {
 /// `file`. Returns the checkpoint covering the head and whether it is new, or
 /// `None` for an empty trail.
 pub fn make(
-    conn: &mut rusqlite::Connection,
+    conn: &mut impl crate::store::Transact,
     key: &AuditKey,
     file: Option<&Path>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Option<(Checkpoint, bool)>> {
     use anyhow::Context as _;
-    let made = crate::store::write(conn, |tx| {
-        let Some((seq, hash)) = crate::store::audit::head(tx)? else {
-            return Ok(None);
-        };
-        if let Some(latest) = crate::store::audit_checkpoints::latest(tx)?
-            && latest.seq >= seq
-        {
-            return Ok(Some((latest, false)));
-        }
-        let checkpoint = key
-            .sign(seq, &hash, &tpa_core::audit::format_time(now))
-            .map_err(|e| crate::store::StoreError::Aborted(format!("cannot sign: {e}")))?;
-        crate::store::audit_checkpoints::insert(tx, &checkpoint)?;
-        Ok::<_, crate::store::StoreError>(Some((checkpoint, true)))
-    })
-    .context("cannot store the audit checkpoint")?;
+    let made = conn
+        .write(|tx| {
+            let Some((seq, hash)) = crate::store::audit::head(tx)? else {
+                return Ok(None);
+            };
+            if let Some(latest) = crate::store::audit_checkpoints::latest(tx)?
+                && latest.seq >= seq
+            {
+                return Ok(Some((latest, false)));
+            }
+            let checkpoint = key
+                .sign(seq, &hash, &tpa_core::audit::format_time(now))
+                .map_err(|e| crate::store::StoreError::Aborted(format!("cannot sign: {e}")))?;
+            crate::store::audit_checkpoints::insert(tx, &checkpoint)?;
+            Ok::<_, crate::store::StoreError>(Some((checkpoint, true)))
+        })
+        .context("cannot store the audit checkpoint")?;
     if let (Some((checkpoint, true)), Some(file)) = (&made, file) {
         append_to_file(file, checkpoint).with_context(|| {
             format!(

@@ -37,7 +37,7 @@ const MAX_UDP: usize = 8192;
 /// Gives every audit sink a cursor (start-up, before serving). A new sink
 /// starts at the first event, so it receives the whole trail once.
 pub fn register(
-    conn: &mut rusqlite::Connection,
+    conn: &impl crate::store::sql::Sql,
     sinks: &[AuditSinkConfig],
 ) -> Result<(), StoreError> {
     for s in sinks {

@@ -14,15 +14,16 @@
 //! `auth.cli.consent` (`denied`).
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{Connection, Transaction};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use tpa_core::{GroupName, User};
 
 use crate::auth::oidc_login::{self, CliTarget};
 use crate::auth::sessions::{actor, hash_token};
+use crate::store::Transact;
 use crate::store::audited::{Abort, Denied, write_audited};
 use crate::store::cli_consents::{self, CliConsent};
+use crate::store::sql::Sql;
 use crate::store::{self, StoreError};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 
@@ -101,7 +102,7 @@ impl ConsentRefusal {
 /// web session `session_id`; returns the consent id for the page's URL, or
 /// `None` when too many consents are waiting.
 pub fn hold(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     user: &User,
     session_id: &str,
     target: &CliTarget,
@@ -124,7 +125,7 @@ pub fn hold(
         expires_at: format_time(now + CONSENT_TTL),
         decision: None,
     };
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         if cli_consents::count_waiting(tx, now)? >= MAX_WAITING {
             return Ok(None);
         }
@@ -135,7 +136,7 @@ pub fn hold(
 
 /// The consent `id` as `session_id` (of `user`) may see it at `now`.
 pub fn lookup(
-    conn: &Connection,
+    conn: &impl Sql,
     id: &str,
     session_id: &str,
     user: &User,
@@ -152,7 +153,7 @@ pub fn lookup(
 /// before it expires, in one transaction with its audit event and (on
 /// approval) the one-time code for the CLI.
 pub fn decide(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     id: &str,
     session_id: &str,
     user: &User,
@@ -227,7 +228,7 @@ pub fn decide(
     })
 }
 
-fn find(conn: &Connection, id: &str) -> Result<Option<CliConsent>, StoreError> {
+fn find(conn: &impl Sql, id: &str) -> Result<Option<CliConsent>, StoreError> {
     if id.is_empty() || id.len() > 128 {
         return Ok(None);
     }
@@ -283,7 +284,7 @@ fn object(row: Option<&CliConsent>) -> String {
 
 #[allow(clippy::too_many_arguments, reason = "one audit row's fields")]
 fn event(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     user: &User,
     source: &str,
     action: &str,

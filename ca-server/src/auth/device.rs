@@ -16,13 +16,14 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt as _;
-use rusqlite::{Connection, Transaction};
 use serde_json::json;
 use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
 use crate::auth::sessions::{self, NewSession, actor, hash_token};
+use crate::store::Transact;
 use crate::store::audited::{Abort, Denied, write_audited};
 use crate::store::device_logins::{self, DecidedBy, DeviceLogin, DeviceStatus};
+use crate::store::sql::Sql;
 use crate::store::{self, StoreError};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 
@@ -166,7 +167,7 @@ fn waiting(row: &DeviceLogin, user_code: &str) -> Waiting {
 
 #[allow(clippy::too_many_arguments, reason = "one audit event's fields")]
 fn event(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     actor: String,
     source: &str,
     action: &str,
@@ -192,7 +193,7 @@ fn event(
 }
 
 /// Marks a pending login expired and audits it.
-fn expire(tx: &Transaction<'_>, row: &DeviceLogin, now: DateTime<Utc>) -> Result<(), StoreError> {
+fn expire(tx: &impl Sql, row: &DeviceLogin, now: DateTime<Utc>) -> Result<(), StoreError> {
     device_logins::set_status(tx, &row.device_hash, DeviceStatus::Expired, None, now)?;
     event(
         tx,
@@ -210,12 +211,12 @@ fn expire(tx: &Transaction<'_>, row: &DeviceLogin, now: DateTime<Utc>) -> Result
 /// (`auth.device.code`, denied): someone may be guessing user codes. The
 /// caller records this once per limit window, so a flood writes one row.
 pub fn record_code_limit(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     user: &User,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         store::audit::append(
             tx,
             &NewEvent {
@@ -235,14 +236,14 @@ pub fn record_code_limit(
 
 /// Starts a device login for a CLI at `source`; `None` when too many are waiting.
 pub fn start(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<DeviceStart>, StoreError> {
     let device_code = super::sessions::random_b64::<32>();
     let device_hash = hash_token(&device_code);
     let expires_at = now + DEVICE_TTL;
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         if device_logins::count_pending(tx, now)? >= MAX_PENDING {
             return Ok(None);
         }
@@ -291,7 +292,7 @@ pub fn start(
 
 /// The waiting login of `user_code` (read only, for the confirmation page).
 pub fn lookup(
-    conn: &Connection,
+    conn: &impl Sql,
     user_code: &str,
     now: DateTime<Utc>,
 ) -> Result<Waiting, Denied<CodeRefusal>> {
@@ -318,7 +319,7 @@ fn check_waiting(row: &DeviceLogin, now: DateTime<Utc>) -> Result<(), CodeRefusa
 /// `user` approves or denies the login of `user_code`, re-read in the
 /// write transaction: it must still be pending and unexpired.
 pub fn decide(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     user_code: &str,
     user: &User,
     approve: bool,
@@ -410,7 +411,7 @@ enum Polled {
 
 /// One poll of the CLI with its device code.
 pub fn poll(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     device_code: &str,
     ttl: HumanDuration,
     source: &str,
@@ -421,7 +422,7 @@ pub fn poll(
     }
     let device_hash = hash_token(device_code);
     // Every answer commits what it wrote (an expiry, the poll time).
-    let decided = store::write(conn, |tx| -> Result<Polled, StoreError> {
+    let decided = conn.write(|tx| -> Result<Polled, StoreError> {
         let Some(row) = device_logins::by_device_code(tx, &device_hash)? else {
             return Ok(Polled::Answer(Poll::Invalid));
         };

@@ -10,7 +10,6 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -18,6 +17,7 @@ use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
 use crate::auth::identity::oidc::Authorization;
 use crate::auth::sessions::{self, NewSession, escape_untrusted, hash_token, random_b64};
+use crate::store::Transact;
 use crate::store::audited::Denied;
 use crate::store::auth_tokens::TokenKind;
 use crate::store::oidc_logins::{self, CliCode, PendingLogin};
@@ -202,7 +202,7 @@ pub fn check_code_challenge(challenge: &str, method: &str) -> Result<String, &'s
 /// Records a new login in progress; refuses when too many are in progress.
 #[allow(clippy::too_many_arguments, reason = "one row's fields")]
 pub fn record_pending(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     connector: &str,
     authorization: &Authorization,
     browser_handle: &str,
@@ -224,7 +224,7 @@ pub fn record_pending(
         expires_at: format_time(now + LOGIN_TTL),
         used_at: None,
     };
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         if oidc_logins::count_pending(tx, now)? >= MAX_PENDING {
             return Ok(false);
         }
@@ -236,7 +236,7 @@ pub fn record_pending(
 /// The pending login of `state`, consumed (marked used) whatever the outcome,
 /// when it is unused, unexpired and bound to `browser_handle`.
 pub fn take_pending(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     state: Option<&str>,
     browser_handle: Option<&str>,
     now: DateTime<Utc>,
@@ -245,7 +245,7 @@ pub fn take_pending(
         return Err(Denied::Refused(LoginRefusal::MissingState));
     };
     let state_hash = hash_token(state);
-    let row = store::write(conn, |tx| oidc_logins::take(tx, &state_hash, now))?;
+    let row = conn.write(|tx| oidc_logins::take(tx, &state_hash, now))?;
     let Some(row) = row else {
         return Err(Denied::Refused(LoginRefusal::UnknownState));
     };
@@ -267,14 +267,14 @@ pub fn take_pending(
 
 /// Records a refused OpenID Connect login (`auth.login` `denied`).
 pub fn record_denied(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     connector: Option<&str>,
     refusal: &LoginRefusal,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let connector = connector.map(escape_untrusted);
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         store::audit::append(
             tx,
             &NewEvent {
@@ -321,8 +321,8 @@ pub fn new_cli_code(
 /// Exchanges a CLI code (once) for an API token: the code must be unused and
 /// unexpired, `SHA-256(verifier)` must equal its challenge and `redirect_uri`
 /// the URI it was sent to. Refusals are audited.
-pub fn exchange_cli_code(
-    conn: &mut Connection,
+pub fn exchange_cli_code<C: Transact>(
+    conn: &mut C,
     code: &str,
     verifier: &str,
     redirect_uri: &str,
@@ -330,7 +330,7 @@ pub fn exchange_cli_code(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<NewSession, Denied<LoginRefusal>> {
-    let refuse = |conn: &mut Connection, why: &'static str| {
+    let refuse = |conn: &mut C, why: &'static str| {
         let refusal = LoginRefusal::InvalidCliCode(why);
         record_denied(conn, None, &refusal, source, now)?;
         Err(Denied::Refused(refusal))
@@ -339,8 +339,7 @@ pub fn exchange_cli_code(
         return refuse(conn, "malformed");
     }
     let code_hash = hash_token(code);
-    let Some(row) = store::write(conn, |tx| oidc_logins::take_cli_code(tx, &code_hash, now))?
-    else {
+    let Some(row) = conn.write(|tx| oidc_logins::take_cli_code(tx, &code_hash, now))? else {
         return refuse(conn, "unknown");
     };
     if row.used_at.is_some() {

@@ -10,12 +10,13 @@ use std::collections::BTreeSet;
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use rand::RngExt as _;
-use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tpa_core::{GroupName, HumanDuration, Identity, User, Username};
 
+use crate::store::Transact;
 use crate::store::auth_tokens::{self, TokenKind, TokenRow};
+use crate::store::sql::Sql;
 use crate::store::{self, StoreError};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 
@@ -103,7 +104,7 @@ pub fn escape_untrusted(text: &str) -> String {
 /// `now`, and records `auth.login` `success` (reason `password login`) in the
 /// same transaction.
 pub fn create(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     user: &User,
     kind: TokenKind,
     ttl: HumanDuration,
@@ -116,7 +117,7 @@ pub fn create(
 /// Like [`create`], with the audit reason saying how the user logged in
 /// (`oidc login via <connector>`, …).
 pub fn create_with_reason(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     user: &User,
     kind: TokenKind,
     ttl: HumanDuration,
@@ -131,7 +132,7 @@ pub fn create_with_reason(
 /// `auth.login` event and `whoami` (issue 18), so a token a phisher obtained
 /// through someone's approval is told apart from the person's own logins.
 pub fn create_device_token(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     user: &User,
     ttl: HumanDuration,
     source: &str,
@@ -151,7 +152,7 @@ pub fn create_device_token(
 
 #[allow(clippy::too_many_arguments, reason = "one token row's fields")]
 fn insert_session(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     user: &User,
     kind: TokenKind,
     ttl: HumanDuration,
@@ -189,7 +190,7 @@ fn insert_session(
         revoked_at: None,
         device_login,
     };
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         auth_tokens::delete_expired(tx, now - KEEP_EXPIRED)?;
         auth_tokens::insert(tx, &row)?;
         store::audit::append(
@@ -218,7 +219,7 @@ fn insert_session(
 
 /// Records a refused login (`auth.login` `denied`) with the attempted username escaped.
 pub fn record_denied_login(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     attempted_username: &str,
     kind: TokenKind,
     source: &str,
@@ -226,7 +227,7 @@ pub fn record_denied_login(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let shown = escape_untrusted(attempted_username);
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         store::audit::append(
             tx,
             &NewEvent {
@@ -247,7 +248,7 @@ pub fn record_denied_login(
 /// The live session or token whose secret is `token`, if any: not expired,
 /// not revoked, and of the kind its prefix says.
 pub fn authenticate(
-    conn: &Connection,
+    conn: &impl Sql,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Session>, StoreError> {
@@ -309,12 +310,12 @@ pub fn shown_name(stored: Option<&str>, username: &Username) -> String {
 
 /// Revokes a session or token and records `auth.logout`.
 pub fn logout(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     session: &Session,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         let was_active = auth_tokens::revoke(tx, &session.id, now)?;
         store::audit::append(
             tx,
@@ -353,7 +354,7 @@ mod tests {
         }
     }
 
-    fn open() -> (tempfile::TempDir, Connection) {
+    fn open() -> (tempfile::TempDir, rusqlite::Connection) {
         let dir = tempfile::tempdir().unwrap();
         let conn = store::open(&dir.path().join("t.db"), Create::IfMissing).unwrap();
         (dir, conn)
@@ -400,9 +401,17 @@ mod tests {
         assert!(!format!("{new:?}").contains(&new.token), "Debug redacts");
     }
 
+    // issue 15: sign-in, lookup, expiry and logout run through the engine
+    // types on both engines alike.
     #[test]
     fn lookup_expiry_revocation_and_kind() {
-        let (_dir, mut conn) = open();
+        for (engine, conn, _dir) in crate::store::engine::test_engines() {
+            lookup_expiry_revocation_and_kind_on(conn);
+            eprintln!("{engine:?}: ok");
+        }
+    }
+
+    fn lookup_expiry_revocation_and_kind_on(mut conn: crate::store::Conn) {
         let now = Utc::now();
         let ttl = HumanDuration::parse("1h").unwrap();
         let web = create(&mut conn, &alice(), TokenKind::WebSession, ttl, "ip", now).unwrap();
@@ -442,13 +451,13 @@ mod tests {
 
         logout(&mut conn, &found, "ip", now).unwrap();
         assert!(authenticate(&conn, &web.token, now).unwrap().is_none());
-        let actions: Vec<(String, String)> = conn
-            .prepare("SELECT action, outcome FROM audit_events ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let actions: Vec<(String, String)> = crate::store::sql::Sql::query_vec(
+            &conn,
+            "SELECT action, outcome FROM audit_events ORDER BY seq",
+            &[],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
         assert_eq!(
             actions,
             [

@@ -23,7 +23,7 @@ pub fn sink_name(system: &str) -> String {
 
 /// Gives every ticket system that comments a cursor (start-up, before serving).
 pub fn register_sinks(
-    conn: &mut rusqlite::Connection,
+    conn: &impl crate::store::sql::Sql,
     integrations: &Integrations,
 ) -> Result<(), StoreError> {
     for name in commenting_systems(integrations.config()) {

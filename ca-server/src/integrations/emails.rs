@@ -9,16 +9,16 @@
 //! at every login, forgotten when a login carries none).
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::identity::LOCAL_ISSUER;
 use tpa_core::{Identity, User, VerifiedEmail};
 
 use crate::config::Config;
-use crate::store::{self, StoreError};
+use crate::store::sql::Sql;
+use crate::store::{self, StoreError, Transact};
 
 /// The verified email of `user`, if their connector vouches for one.
 pub fn identity_email(
-    conn: &Connection,
+    conn: &impl Sql,
     config: &Config,
     user: &User,
 ) -> Result<Option<VerifiedEmail>, StoreError> {
@@ -37,14 +37,12 @@ pub use crate::auth::identity::claims::verified_claim;
 /// Records what an OpenID Connect or directory login said about the
 /// identity's email (forgetting it when the login verified none).
 pub fn record_login(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     identity: &Identity,
     email: Option<&VerifiedEmail>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    store::write(conn, |tx| {
-        store::integrations::record_email(tx, identity, email, now)
-    })
+    conn.write(|tx| store::integrations::record_email(tx, identity, email, now))
 }
 
 #[cfg(test)]

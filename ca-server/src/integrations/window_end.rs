@@ -10,13 +10,12 @@
 //! (it got its own comment).
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::Connection;
 use tpa_core::api::{RequestView, WebhookEvent};
 use tpa_core::audit::format_time;
 use tpa_core::{AccessRequest, Policy, RequestState};
 
 use crate::config::IntegrationsConfig;
-use crate::store::{self, StoreError, outbox, requests, window_ends};
+use crate::store::{StoreError, outbox, requests, window_ends};
 
 /// The outbox kind of a closing comment (read by the ticket commenters
 /// only; no webhook or alert destination takes it).
@@ -34,7 +33,7 @@ const BATCH: i64 = 500;
 /// of each whose role comments on its ticket; one transaction per request.
 /// Returns how many comments it queued.
 pub fn queue_due(
-    conn: &mut Connection,
+    conn: &mut impl crate::store::Transact,
     integrations: &IntegrationsConfig,
     policy: &Policy,
     now: DateTime<Utc>,
@@ -42,7 +41,7 @@ pub fn queue_due(
     let due = window_ends::due(conn, now - LOOKBACK, now, BATCH)?;
     let mut queued = 0;
     for id in due {
-        let done = store::write(conn, |tx| {
+        let done = conn.write(|tx| {
             let Some(r) = requests::load(tx, &id)? else {
                 return Ok::<_, StoreError>(false);
             };

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use rusqlite::Transaction;
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tpa_core::api::WebhookEvent;
@@ -35,7 +34,7 @@ pub use slack::slack_text;
 
 /// Queues a request event for every webhook, inside the caller's transaction.
 pub fn enqueue_request_event(
-    tx: &Transaction<'_>,
+    tx: &impl crate::store::sql::Sql,
     kind: &str,
     request: &AccessRequest,
     policy: &Policy,
@@ -81,7 +80,7 @@ pub(crate) fn delivery_client() -> Result<reqwest::Client, StoreError> {
 
 /// Gives every webhook a delivery cursor (start-up, before serving).
 pub fn register_sinks(
-    conn: &mut rusqlite::Connection,
+    conn: &impl crate::store::sql::Sql,
     webhooks: &[WebhookConfig],
 ) -> Result<(), StoreError> {
     for w in webhooks {

@@ -7,9 +7,8 @@
 //! only code that has appended the refusal's audit event, and written nothing
 //! else it should not keep, returns [`Abort::Refused`].
 
-use rusqlite::{Connection, Transaction};
-
-use super::{StoreError, savepoint, write};
+use super::StoreError;
+use super::engine::{Transact, Tx};
 
 /// How a write transaction ends early.
 #[derive(Debug)]
@@ -100,13 +99,13 @@ enum Ended<T, E> {
     Refused(E),
 }
 
-/// Runs `f` in a `BEGIN IMMEDIATE` transaction. `Ok` and [`Abort::Refused`]
-/// commit; [`Abort::Failed`] rolls back.
-pub fn write_audited<T, E: From<rusqlite::Error>>(
-    conn: &mut Connection,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T, Abort<E>>,
+/// Runs `f` in a write transaction of either engine (`BEGIN IMMEDIATE` on
+/// SQLite). `Ok` and [`Abort::Refused`] commit; [`Abort::Failed`] rolls back.
+pub fn write_audited<T, E: From<StoreError>>(
+    conn: &mut impl Transact,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, Abort<E>>,
 ) -> Result<T, E> {
-    let ended = write(conn, |tx| match f(tx) {
+    let ended = conn.write(|tx| match f(tx) {
         Ok(value) => Ok(Ended::Done(value)),
         Err(Abort::Refused(e)) => Ok(Ended::Refused(e)),
         Err(Abort::Failed(e)) => Err(e),
@@ -123,10 +122,10 @@ pub fn write_audited<T, E: From<rusqlite::Error>>(
 /// means the savepoint itself failed and the caller must abandon the whole
 /// transaction (the batch's failure, not the job's).
 pub fn savepoint_audited<T, E>(
-    tx: &Transaction<'_>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T, Abort<E>>,
-) -> Result<Result<T, E>, rusqlite::Error> {
-    let kept = savepoint(tx, |tx| match f(tx) {
+    tx: &Tx<'_>,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, Abort<E>>,
+) -> Result<Result<T, E>, StoreError> {
+    let kept = tx.savepoint(|tx| match f(tx) {
         Ok(value) => Ok(Ended::Done(value)),
         Err(Abort::Refused(e)) => Ok(Ended::Refused(e)),
         Err(Abort::Failed(e)) => Err(e),
@@ -140,64 +139,73 @@ pub fn savepoint_audited<T, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::engine::test_engines;
+    use crate::store::sql::Sql;
 
-    fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
-        conn
-    }
-
-    fn count(conn: &Connection) -> i64 {
-        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+    fn count(conn: &impl Sql) -> i64 {
+        conn.query_one("SELECT count(*) FROM outbox_cursors", &[], |r| r.get(0))
             .unwrap()
     }
 
-    fn insert(tx: &Transaction<'_>) -> Result<(), Abort<rusqlite::Error>> {
-        tx.execute("INSERT INTO t VALUES (1)", [])
-            .map_err(Abort::Failed)?;
+    fn insert(tx: &impl Sql, sink: &str) -> Result<(), Abort<StoreError>> {
+        tx.execute(
+            "INSERT INTO outbox_cursors (sink, delivered_through) VALUES (?1, 0)",
+            &[&sink],
+        )
+        .map_err(Abort::Failed)?;
         Ok(())
     }
 
+    fn refusal() -> StoreError {
+        StoreError::Aborted("refused".into())
+    }
+
+    // issue 15: on both engines a refusal commits what it wrote (its audit
+    // event), a failure rolls back.
     #[test]
     fn a_refusal_commits_what_was_written() {
-        let mut conn = db();
-        let got: Result<(), _> = write_audited(&mut conn, |tx| {
-            insert(tx)?;
-            Err(Abort::Refused(rusqlite::Error::InvalidQuery))
-        });
-        assert!(matches!(got, Err(rusqlite::Error::InvalidQuery)));
-        assert_eq!(count(&conn), 1);
+        for (engine, mut conn, _dir) in test_engines() {
+            let got: Result<(), _> = write_audited(&mut conn, |tx| {
+                insert(tx, "a")?;
+                Err(Abort::Refused(refusal()))
+            });
+            assert!(matches!(got, Err(StoreError::Aborted(_))), "{engine:?}");
+            assert_eq!(count(&conn), 1, "{engine:?}");
+        }
     }
 
     #[test]
     fn a_failure_rolls_back() {
-        let mut conn = db();
-        let got: Result<(), _> = write_audited(&mut conn, |tx| {
-            insert(tx)?;
-            Err(Abort::Failed(rusqlite::Error::InvalidQuery))
-        });
-        assert!(got.is_err());
-        assert_eq!(count(&conn), 0);
+        for (engine, mut conn, _dir) in test_engines() {
+            let got: Result<(), _> = write_audited(&mut conn, |tx| {
+                insert(tx, "a")?;
+                Err(Abort::Failed(refusal()))
+            });
+            assert!(got.is_err(), "{engine:?}");
+            assert_eq!(count(&conn), 0, "{engine:?}");
+        }
     }
 
     #[test]
     fn savepoint_jobs_keep_refusals_and_drop_failures() {
-        let mut conn = db();
-        let answers = super::super::write(&mut conn, |tx| {
-            let ok = savepoint_audited(tx, insert)?;
-            let refused = savepoint_audited(tx, |tx| {
-                insert(tx)?;
-                Err::<(), _>(Abort::Refused(rusqlite::Error::InvalidQuery))
-            })?;
-            let failed = savepoint_audited(tx, |tx| {
-                insert(tx)?;
-                Err::<(), _>(Abort::Failed(rusqlite::Error::InvalidQuery))
-            })?;
-            Ok::<_, rusqlite::Error>([ok, refused, failed])
-        })
-        .unwrap();
-        assert!(answers[0].is_ok());
-        assert!(answers[1].is_err() && answers[2].is_err());
-        assert_eq!(count(&conn), 2);
+        for (engine, mut conn, _dir) in test_engines() {
+            let answers = conn
+                .write(|tx| {
+                    let ok = savepoint_audited(tx, |tx| insert(tx, "ok"))?;
+                    let refused = savepoint_audited(tx, |tx| {
+                        insert(tx, "refused")?;
+                        Err::<(), _>(Abort::Refused(refusal()))
+                    })?;
+                    let failed = savepoint_audited(tx, |tx| {
+                        insert(tx, "failed")?;
+                        Err::<(), _>(Abort::Failed(refusal()))
+                    })?;
+                    Ok::<_, StoreError>([ok, refused, failed])
+                })
+                .unwrap();
+            assert!(answers[0].is_ok(), "{engine:?}");
+            assert!(answers[1].is_err() && answers[2].is_err(), "{engine:?}");
+            assert_eq!(count(&conn), 2, "{engine:?}");
+        }
     }
 }

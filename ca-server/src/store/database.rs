@@ -4,26 +4,29 @@
 //! (a [`PgPool`] per replica). Closures take the engine-neutral [`Tx`] and
 //! [`Conn`], which the table files accept as `&impl Sql`.
 //!
-//! `tpa-ca serve` still hands the workflow the rusqlite [`Writer`] and
-//! [`ReadPool`]; those keep their rusqlite methods beside the new ones.
+//! [`Database::session`] hands a use case that opens its own transactions
+//! (`&mut impl Transact`) the connection for the whole step: the SQLite
+//! writer (held, so steps stay serial) or a pooled PostgreSQL connection.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::pg::{self, PgOptions};
 use super::pg_pool::PgPool;
 use super::sql::Engine;
-use super::{Conn, Create, MaybeFault, ReadPool, StoreError, Tx, WriteHealth, Writer};
+use super::{Conn, Create, MaybeFault, ReadPool, Session, StoreError, Tx, WriteHealth, Writer};
 
 /// An open store of either engine.
 #[derive(Debug)]
 pub enum Database {
     /// One process on one SQLite file.
     Sqlite {
-        /// The writer connection.
-        writer: Writer,
+        /// The writer connection (shared with the SQLite-only background
+        /// tasks: checkpoints, the issuance thread's checkpoint deferral).
+        writer: Arc<Writer>,
         /// The read-only connections.
-        readers: ReadPool,
+        readers: Arc<ReadPool>,
     },
     /// One replica of several on one PostgreSQL database.
     Postgres {
@@ -40,7 +43,12 @@ impl Database {
     pub fn open_sqlite(path: &Path, readers: usize) -> Result<Self, StoreError> {
         let writer = Writer::new(super::open(path, Create::Never)?);
         let readers = ReadPool::open(path, readers)?;
-        Ok(Database::Sqlite { writer, readers })
+        Ok(Self::sqlite(Arc::new(writer), Arc::new(readers)))
+    }
+
+    /// A SQLite store over a writer and a reader pool opened by the caller.
+    pub fn sqlite(writer: Arc<Writer>, readers: Arc<ReadPool>) -> Self {
+        Database::Sqlite { writer, readers }
     }
 
     /// Connects to a PostgreSQL store that `tpa-ca migrate` brought to this
@@ -97,6 +105,68 @@ impl Database {
         }
     }
 
+    /// Runs `f` with a connection for one use case that opens its own
+    /// transactions: the SQLite writer connection, held until `f` returns
+    /// (waiting for it ends at `deadline`), or a pooled PostgreSQL connection
+    /// whose statements and lock waits end at `deadline`. A fault turns the
+    /// write health red; on SQLite a call that changed something turns it
+    /// green, on PostgreSQL any call that did not fault. Blocking.
+    pub fn session<T, E>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut Session<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError> + MaybeFault,
+    {
+        match self {
+            Database::Sqlite { writer, .. } => {
+                writer.run(deadline, |conn| f(&mut Session::Sqlite(conn)))
+            }
+            Database::Postgres { pool, health } => {
+                let result = pool.with(deadline, |conn| f(&mut Session::Pooled(conn)));
+                match &result {
+                    Ok(_) => health.succeeded(),
+                    Err(e) => {
+                        if let Some(fault) = e.fault() {
+                            health.failed(fault);
+                        }
+                    }
+                }
+                result
+            }
+        }
+    }
+
+    /// Runs `f` with the connection of [`Database::session`] without
+    /// recording the outcome in the write health (the issuance thread
+    /// records a batch's outcome itself). `Err` only when no connection was
+    /// free before `deadline` or none could be opened. Blocking.
+    pub fn hold<T>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut Session<'_>) -> T,
+    ) -> Result<T, StoreError> {
+        match self {
+            Database::Sqlite { writer, .. } => {
+                let mut conn = writer.lock_until(deadline)?;
+                Ok(f(&mut Session::Sqlite(&mut conn)))
+            }
+            Database::Postgres { pool, .. } => {
+                pool.with(deadline, |conn| Ok(f(&mut Session::Pooled(conn))))
+            }
+        }
+    }
+
+    /// The SQLite writer, for what only SQLite has (its queue age, WAL
+    /// checkpoints); `None` on PostgreSQL.
+    pub fn sqlite_writer(&self) -> Option<&Arc<Writer>> {
+        match self {
+            Database::Sqlite { writer, .. } => Some(writer),
+            Database::Postgres { .. } => None,
+        }
+    }
+
     /// Runs `f` on a connection for reading: a pooled read-only SQLite
     /// connection (which never waits for the writer), or a pooled
     /// PostgreSQL connection under `deadline`. Blocking.
@@ -108,6 +178,19 @@ impl Database {
         match self {
             Database::Sqlite { readers, .. } => readers.read(f),
             Database::Postgres { pool, .. } => pool.read(deadline, f),
+        }
+    }
+
+    /// Whether the store opens and reads, as `/healthz` checks it: the
+    /// SQLite file at `path` opened afresh (its schema version read), or a
+    /// PostgreSQL round trip on a pooled connection within `within`.
+    /// Blocking.
+    pub fn check_health(&self, path: &Path, within: std::time::Duration) -> Result<(), StoreError> {
+        match self {
+            Database::Sqlite { .. } => super::check_health(path),
+            Database::Postgres { pool, .. } => pool.read(Instant::now() + within, |conn| {
+                super::sql::Sql::query_one(conn, "SELECT 1", &[], |r| r.get::<i32>(0)).map(drop)
+            }),
         }
     }
 

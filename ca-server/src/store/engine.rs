@@ -49,6 +49,60 @@ impl Conn {
     }
 }
 
+/// A connection that opens write transactions whose closures get the
+/// engine-neutral [`Tx`]: the SQLite writer's rusqlite connection, a [`Conn`]
+/// of either engine, or the [`Session`] the workflow is handed. Use cases
+/// that own their transaction take `&mut impl Transact`.
+pub trait Transact: Sql {
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` on SQLite,
+    /// `BEGIN` on PostgreSQL) and commits when it returns `Ok`; rolls back
+    /// otherwise.
+    fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>;
+}
+
+impl Transact for rusqlite::Connection {
+    fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        write_sqlite(self, f)
+    }
+}
+
+impl Transact for Conn {
+    fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        Conn::write(self, f)
+    }
+}
+
+/// The connection a workflow step runs on: the SQLite writer's (held for
+/// the step) or a pooled PostgreSQL one.
+#[derive(Debug)]
+pub enum Session<'c> {
+    /// The SQLite writer connection.
+    Sqlite(&'c mut rusqlite::Connection),
+    /// A pooled connection of the configured engine.
+    Pooled(&'c mut Conn),
+}
+
+impl Transact for Session<'_> {
+    fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Session::Sqlite(c) => write_sqlite(c, f),
+            Session::Pooled(c) => c.write(f),
+        }
+    }
+}
+
 /// [`Conn::write`] on a rusqlite connection held elsewhere (the SQLite
 /// writer's): `BEGIN IMMEDIATE`, `f`, commit.
 pub(crate) fn write_sqlite<T, E: From<StoreError>>(
@@ -115,6 +169,38 @@ macro_rules! delegate_sql {
 
 delegate_sql!(Conn, Conn::Sqlite, Conn::Postgres);
 delegate_sql!(Tx<'_>, Tx::Sqlite, Tx::Postgres);
+
+impl Sql for Session<'_> {
+    fn engine(&self) -> Engine {
+        match self {
+            Session::Sqlite(_) => Engine::Sqlite,
+            Session::Pooled(c) => Sql::engine(&**c),
+        }
+    }
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        match self {
+            Session::Sqlite(c) => Sql::execute(&**c, sql, params),
+            Session::Pooled(c) => Sql::execute(&**c, sql, params),
+        }
+    }
+    fn query_each(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Session::Sqlite(c) => Sql::query_each(&**c, sql, params, f),
+            Session::Pooled(c) => Sql::query_each(&**c, sql, params, f),
+        }
+    }
+    fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Session::Sqlite(c) => Sql::execute_batch(&**c, sql),
+            Session::Pooled(c) => Sql::execute_batch(&**c, sql),
+        }
+    }
+}
 
 /// Connections to fresh, migrated databases of both engines, for tests that
 /// must hold on each: SQLite in a temporary directory (kept alive by the

@@ -93,7 +93,7 @@ pub mod window_ends;
 mod writer;
 
 pub use database::Database;
-pub use engine::{Conn, Tx};
+pub use engine::{Conn, Session, Transact, Tx};
 pub use fault::{Fault, MaybeFault};
 pub use pool::ReadPool;
 pub use writer::{WriteHealth, WriteStatus, Writer, WriterGuard};

@@ -58,6 +58,19 @@ impl PgPool {
         result
     }
 
+    /// Runs `f` on a pooled connection it may open transactions on, under
+    /// `deadline`. Blocking.
+    pub fn with<T, E: From<StoreError>>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.get(deadline)?;
+        let result = f(&mut conn);
+        self.put(conn);
+        result
+    }
+
     /// Runs `f` on a pooled connection (statements commit one by one)
     /// under `deadline`. Blocking.
     pub fn read<T, E: From<StoreError>>(
@@ -149,6 +162,25 @@ impl PgPool {
         }
         drop(state);
         self.free.notify_one();
+    }
+}
+
+/// The PostgreSQL client closes its connection by blocking on its own
+/// runtime, which panics on an async runtime's thread; the last handle to a
+/// serving CA's state may well be dropped there (at shutdown). Idle
+/// connections are then closed on a thread of their own.
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        if idle.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let closing = std::thread::Builder::new()
+            .name("tpa-pg-close".to_owned())
+            .spawn(move || drop(idle));
+        if let Err(e) = closing {
+            tracing::warn!(error = %e, "cannot close the PostgreSQL connections");
+        }
     }
 }
 

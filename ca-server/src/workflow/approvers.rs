@@ -8,18 +8,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::Connection;
 use tpa_core::{AccessRequest, GroupName, Identity, People, User, Username};
 
 use super::error::WorkflowError;
 use crate::auth::identity::Identities;
 use crate::config::Config;
+use crate::store::sql::Sql;
 use crate::store::{StoreError, auth_tokens};
 
 /// Current groups of every approver of `r`, by identity. An approver whose
 /// account is gone is missing from the map (a member of nothing).
 pub fn current(
-    conn: &Connection,
+    conn: &impl Sql,
     identities: &Identities,
     r: &AccessRequest,
 ) -> Result<BTreeMap<Identity, BTreeSet<GroupName>>, WorkflowError> {
@@ -74,7 +74,7 @@ pub fn current(
 /// issuer by the groups of their most recent login (people who never logged in are not
 /// known). Used to show who could still approve.
 pub fn members(
-    conn: &Connection,
+    conn: &impl Sql,
     config: &Config,
     group: &GroupName,
 ) -> Result<BTreeSet<Username>, StoreError> {
@@ -147,7 +147,7 @@ pub struct StageLine {
 
 /// The stages of `r`'s role now, with who approved each and who could still.
 pub fn stage_lines(
-    conn: &Connection,
+    conn: &impl Sql,
     config: &Config,
     r: &AccessRequest,
 ) -> Result<Vec<StageLine>, StoreError> {

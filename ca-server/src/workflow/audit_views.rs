@@ -5,7 +5,6 @@
 
 use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::api::{
     AuditEventView, AuditPage, CertificateList, CertificateView, SessionList, SessionView, Timeline,
 };
@@ -16,6 +15,7 @@ use crate::config::AuditorsConfig;
 use crate::store::audit_views::{self, AuditFilter, CertificateListing};
 use crate::store::bastion_sessions::SessionRow;
 use crate::store::requests;
+use crate::store::sql::Sql;
 use tpa_core::api::RequestView;
 use tpa_core::audit::Event;
 
@@ -159,7 +159,7 @@ fn next_before(len: usize, limit: u32, last: Option<i64>) -> Option<i64> {
 
 /// One page of the audit log, newest first.
 pub fn audit_log(
-    conn: &Connection,
+    conn: &impl Sql,
     _auditor: &Auditor,
     filter: &AuditFilter,
     limit: u32,
@@ -174,7 +174,7 @@ pub fn audit_log(
 
 /// One page of certificates (of one request when given), newest first.
 pub fn certificates(
-    conn: &Connection,
+    conn: &impl Sql,
     _auditor: &Auditor,
     request: Option<&RequestId>,
     before: Option<i64>,
@@ -190,7 +190,7 @@ pub fn certificates(
 
 /// One page of bastion sessions (of one request when given), newest first.
 pub fn sessions(
-    conn: &Connection,
+    conn: &impl Sql,
     _auditor: &Auditor,
     request: Option<&RequestId>,
     before: Option<i64>,
@@ -208,7 +208,7 @@ pub fn sessions(
 /// certificates and its sessions, oldest first. `not_found` when there is no
 /// such request.
 pub fn timeline(
-    conn: &Connection,
+    conn: &impl Sql,
     _auditor: &Auditor,
     policy: &Policy,
     id: &RequestId,

@@ -5,7 +5,6 @@
 
 use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use serde_json::json;
 use tpa_core::RequestId;
 use tpa_core::api::{
@@ -14,6 +13,8 @@ use tpa_core::api::{
 };
 
 use super::error::WorkflowError;
+use crate::store::Transact;
+use crate::store::sql::Sql;
 use crate::store::{self, StoreError, audit, bastion_sessions};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 
@@ -39,7 +40,7 @@ fn refused(message: String) -> WorkflowError {
 /// The feed for a bastion that last saw `since` (a full snapshot without it,
 /// or when the cursor is ahead of the trail, e.g. after a restore).
 pub fn revocation_feed(
-    conn: &Connection,
+    conn: &impl Sql,
     since: Option<u64>,
     now: DateTime<Utc>,
 ) -> Result<RevocationFeed, WorkflowError> {
@@ -160,7 +161,7 @@ fn check_record(r: &SessionRecord) -> Result<RequestId, WorkflowError> {
 /// duplicate and changes nothing, so redelivery is safe. Any invalid record
 /// refuses the whole batch.
 pub fn record_sessions(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     bastion: &str,
     source: &str,
     records: &[SessionRecord],
@@ -173,7 +174,7 @@ pub fn record_sessions(
         .iter()
         .map(check_record)
         .collect::<Result<Vec<_>, _>>()?;
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         let mut result = SessionBatchResult {
             stored: 0,
             duplicates: 0,
@@ -299,7 +300,7 @@ fn check_event(e: &BastionEvent) -> Result<Option<RequestId>, WorkflowError> {
 /// history), else on the bastion. A report whose event id is already stored
 /// is counted as a duplicate; any invalid report refuses the whole batch.
 pub fn record_events(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     bastion: &str,
     source: &str,
     events: &[BastionEvent],
@@ -314,7 +315,7 @@ pub fn record_events(
         .iter()
         .map(check_event)
         .collect::<Result<Vec<_>, _>>()?;
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         let mut result = BastionEventBatchResult {
             stored: 0,
             duplicates: 0,

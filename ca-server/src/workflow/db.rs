@@ -1,48 +1,50 @@
-//! The workflow's way to the database: a use case on the one writer
-//! connection ([`write`]: queued under the current request's deadline, its
-//! outcome feeding the write health) or a pure read on a pooled read-only
-//! connection ([`read`]: never waits for the writer). Both run on a blocking
-//! thread, off the async runtime; the HTTP layer reaches the database only
-//! through them.
+//! The workflow's way to the database: a use case on a [`Session`] ([`write`]:
+//! the SQLite writer connection or a pooled PostgreSQL one, under the current
+//! request's deadline, its outcome feeding the write health) or a pure read
+//! ([`read`]: a pooled read-only SQLite connection that never waits for the
+//! writer, or a pooled PostgreSQL one). Both run on a blocking thread, off the
+//! async runtime; the HTTP layer reaches the database only through them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use tokio::task::JoinError;
 
 use super::deadline;
-use crate::store::{MaybeFault, ReadPool, StoreError, Writer};
+use crate::store::{Conn, Database, MaybeFault, Session, StoreError};
 
-/// Runs `f` on the writer connection, waiting for it at most until the
-/// current request's deadline (`default_deadline` from now outside a request).
+/// Runs `f` on a session of the configured store, waiting for it at most
+/// until the current request's deadline (`default_deadline` from now outside
+/// a request).
 pub async fn write<T, E>(
-    writer: &Arc<Writer>,
+    db: &Arc<Database>,
     default_deadline: Duration,
-    f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    f: impl FnOnce(&mut Session<'_>) -> Result<T, E> + Send + 'static,
 ) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<StoreError> + MaybeFault + Send + 'static,
 {
-    let writer = writer.clone();
+    let db = db.clone();
     let deadline = deadline::current(default_deadline);
-    tokio::task::spawn_blocking(move || writer.run(deadline, f))
+    tokio::task::spawn_blocking(move || db.session(deadline, f))
         .await
         .unwrap_or_else(|e| Err(task_failed(&e)))
 }
 
-/// Runs `f` on a read-only connection of the pool.
+/// Runs `f` on a connection for reading, under the current request's deadline.
 pub async fn read<T, E>(
-    readers: &Arc<ReadPool>,
-    f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    db: &Arc<Database>,
+    default_deadline: Duration,
+    f: impl FnOnce(&Conn) -> Result<T, E> + Send + 'static,
 ) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    let readers = readers.clone();
-    tokio::task::spawn_blocking(move || readers.with(f))
+    let db = db.clone();
+    let deadline = deadline::current(default_deadline);
+    tokio::task::spawn_blocking(move || db.read(deadline, f))
         .await
         .unwrap_or_else(|e| Err(task_failed(&e)))
 }

@@ -4,7 +4,6 @@
 //! `GET /api/v1/policy/explain`.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::api::{ExplainStage, ExplainView};
 use tpa_core::explain::{Verdict, explain as verdict};
 use tpa_core::{ApprovalPath, PolicyRefusal, RoleName, User};
@@ -12,12 +11,13 @@ use tpa_core::{ApprovalPath, PolicyRefusal, RoleName, User};
 use super::approvers::{members, still_able};
 use crate::config::Config;
 use crate::store::StoreError;
+use crate::store::sql::Sql;
 use tpa_core::api::GrantView;
 
 /// Explains a request of `user` for `role` on `host` for `duration`.
 /// `conn` (when there is a database) names the SSO users known as members.
 pub fn explain(
-    conn: Option<&Connection>,
+    conn: Option<&impl Sql>,
     config: &Config,
     user: &User,
     (role, host, duration): (&str, &str, Option<&str>),

@@ -3,7 +3,6 @@
 //! the request (which covers any request).
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::{AccessRequest, Policy, RequestId};
 
 use super::capability::Admin;
@@ -11,6 +10,7 @@ use super::error::WorkflowError;
 use super::requests;
 use super::revocation::{Revoker, Target, revoke};
 use crate::store;
+use crate::store::Transact;
 
 /// An administrator (or an approver of its role) ends grant `id` from the API
 /// or the web page: approvers go through the request decision
@@ -18,7 +18,7 @@ use crate::store;
 /// covers any request. Returns the request as it now stands.
 #[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
 pub fn revoke_grant(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     user: &tpa_core::User,
     admin: Option<Admin>,

@@ -1,10 +1,10 @@
 //! The audit event of a request or certificate the policy hook refused.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use serde_json::json;
 
 use crate::config::HookStage;
+use crate::store::Transact;
 use crate::store::{self, StoreError};
 use crate::workflow::Actor;
 use tpa_core::audit::{NewEvent, Outcome};
@@ -18,7 +18,7 @@ use tpa_core::audit::{NewEvent, Outcome};
     reason = "one audit event, every field named"
 )]
 pub fn record_refusal(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     actor: &Actor,
     stage: HookStage,
     role: &str,
@@ -50,5 +50,5 @@ pub fn record_refusal(
             "policy_hook": stage.as_str(),
         }),
     };
-    store::write(conn, |tx| store::audit::append(tx, &event).map(drop))
+    conn.write(|tx| store::audit::append(tx, &event).map(drop))
 }

@@ -3,7 +3,6 @@
 //! request as re-read there.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction};
 use serde_json::json;
 use tpa_core::audit::{NewEvent, Outcome};
 use tpa_core::{Approvers, Policy, RequestId, SubjectKey, User};
@@ -14,7 +13,9 @@ use super::{Actor, Issued, issue_in};
 use crate::auth::identity::Identities;
 use crate::refusal::Refusal;
 use crate::signer::Signer;
+use crate::store::Transact;
 use crate::store::audited::{Abort, savepoint_audited};
+use crate::store::sql::Sql;
 use crate::store::{self, MaybeFault, StoreError, requests};
 
 /// One certificate request: who asks, for which request, for which key.
@@ -44,12 +45,12 @@ pub struct IssueJob {
 /// returned before the commit, and the audit chain stays sequential (each job
 /// appends after the previous one inside the same transaction).
 pub fn issue_batch(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     (signer, policy, identities): (&Signer, &Policy, &Identities),
     jobs: &[IssueJob],
     now: DateTime<Utc>,
 ) -> Vec<Result<Issued, WorkflowError>> {
-    let committed = store::write(conn, |tx| {
+    let committed = conn.write(|tx| {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             results.push(savepoint_audited(tx, |tx| {
@@ -89,7 +90,7 @@ pub fn issue_batch(
 /// keeps its `denied` audit event ([`Abort::Refused`]); a storage or signing
 /// failure rolls the job back.
 fn issue_for_request_in(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     (signer, policy, identities): (&Signer, &Policy, &Identities),
     job: &IssueJob,
     now: DateTime<Utc>,
@@ -128,6 +129,7 @@ fn issue_for_request_in(
     let found = revalidate_in(tx, policy, identities, &mut r, now)?;
     if !found.is_empty() {
         requests::update(tx, &r, stored, now)?;
+        store::changes::request_changed(tx, &r.id)?;
         store::audit::append(tx, &reapproval_event(&r, &found, now))?;
         if found.reopened.is_some() {
             return Err(refuse(refused(
@@ -151,7 +153,7 @@ fn issue_for_request_in(
 /// Appends the `denied` event of a refused certificate and answers with the
 /// refusal, kept; when the event cannot be written, the job fails instead.
 fn deny_issue(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     actor: &Actor,
     id: &RequestId,
     e: WorkflowError,

@@ -3,12 +3,15 @@
 //!
 //! Handlers queue an [`IssueJob`] and await its answer. The thread takes every
 //! job waiting in the queue (at most [`MAX_BATCH`]), locks the writer
-//! connection, reads the clock once and runs [`issue_batch`]: one
-//! `BEGIN IMMEDIATE` transaction in which every job re-reads its request,
-//! re-checks it and signs, then one commit (`synchronous=FULL`). Only after
-//! that commit does any job get its answer, so no certificate leaves the CA
-//! before its rows are durable. One fsync is shared by the whole batch, which
-//! is what lifts issuance above one certificate per fsync.
+//! connection (SQLite) or takes a pooled one (PostgreSQL), reads the clock
+//! once and runs [`issue_batch`]: one transaction (`BEGIN IMMEDIATE` on
+//! SQLite) in which every job re-reads its request, re-checks it and signs,
+//! then one commit (`synchronous=FULL`). Only after that commit does any job
+//! get its answer, so no certificate leaves the CA before its rows are
+//! durable; a commit whose outcome is unknown (the connection broke after
+//! COMMIT was sent) answers every job with an error, so such a certificate
+//! may be issued but is never delivered. One fsync is shared by the whole
+//! batch, which is what lifts issuance above one certificate per fsync.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ use crate::auth::identity::Identities;
 use crate::config::Config;
 use crate::signer::Signer;
 use crate::store::wal_checkpoint::{self, Checkpointer};
-use crate::store::{Fault, MaybeFault as _, StoreError, Writer};
+use crate::store::{Database, Fault, MaybeFault as _, StoreError, WriteHealth};
 
 /// The most jobs one transaction takes. Bounds the time the writer
 /// connection is held and the latency of the last job of a batch.
@@ -44,39 +47,43 @@ type Pending = (
 #[derive(Debug, Clone)]
 pub struct Issuer {
     jobs: mpsc::Sender<Pending>,
-    writer: Arc<Writer>,
+    database: Arc<Database>,
     write_deadline: Duration,
 }
 
 impl Issuer {
-    /// Starts the writer thread over the shared writer connection.
+    /// Starts the writer thread over the configured store.
     pub fn spawn(
-        writer: Arc<Writer>,
+        database: Arc<Database>,
         signer: Arc<Signer>,
         config: Arc<Config>,
         identities: Arc<Identities>,
     ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        // Commits of a batch must not also pay for copying the WAL back.
-        {
-            let conn = writer
-                .lock_within(Duration::from_secs(30))
-                .map_err(std::io::Error::other)?;
-            wal_checkpoint::defer_checkpoints(&conn).map_err(std::io::Error::other)?;
-        }
-        let checkpointer = Checkpointer::spawn(config.database_path.clone())?;
-        let thread_writer = writer.clone();
+        // Commits of a batch must not also pay for copying the WAL back
+        // (SQLite; PostgreSQL checkpoints on its own).
+        let checkpointer = match database.sqlite_writer() {
+            Some(writer) => {
+                let conn = writer
+                    .lock_within(Duration::from_secs(30))
+                    .map_err(std::io::Error::other)?;
+                wal_checkpoint::defer_checkpoints(&conn).map_err(std::io::Error::other)?;
+                Some(Checkpointer::spawn(config.database_path.clone())?)
+            }
+            None => None,
+        };
+        let thread_database = database.clone();
         let write_deadline = config.write_deadline;
         std::thread::Builder::new()
             .name("tpa-issuer".to_owned())
             .spawn(move || {
-                run(queue, &thread_writer, (&signer, &config, &identities));
+                run(queue, &thread_database, (&signer, &config, &identities));
                 // Checkpoints stop with the writer.
                 drop(checkpointer);
             })?;
         Ok(Self {
             jobs,
-            writer,
+            database,
             write_deadline,
         })
     }
@@ -88,14 +95,14 @@ impl Issuer {
     pub async fn issue(&self, job: IssueJob) -> Result<Issued, WorkflowError> {
         let deadline = deadline::current(self.write_deadline);
         // Counted in the writer queue's age until answered.
-        let _ticket = self.writer.ticket();
+        let _ticket = self.database.sqlite_writer().map(|w| w.ticket());
         let (reply, answer) = oneshot::channel();
         let until = tokio::time::Instant::from_std(deadline);
         match tokio::time::timeout_at(until, self.jobs.send((job, deadline, reply))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(stopped()),
             Err(_) => {
-                self.writer.health().failed(Fault::DeadlinePassed);
+                self.database.health().failed(Fault::DeadlinePassed);
                 return Err(WorkflowError::Storage(StoreError::Condition(
                     Fault::DeadlinePassed,
                 )));
@@ -112,7 +119,7 @@ fn stopped() -> WorkflowError {
 /// The writer thread: batch, issue, commit, answer; until every handle is gone.
 fn run(
     mut queue: mpsc::Receiver<Pending>,
-    writer: &Writer,
+    database: &Database,
     (signer, config, identities): (&Signer, &Config, &Identities),
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -128,7 +135,7 @@ fn run(
         let now = Instant::now();
         let (live, expired): (Vec<_>, Vec<_>) = batch.drain(..).partition(|(_, d, _)| *d > now);
         if !expired.is_empty() {
-            writer.health().failed(Fault::DeadlinePassed);
+            database.health().failed(Fault::DeadlinePassed);
         }
         for (_, _, reply) in expired {
             let _ = reply.send(Err(WorkflowError::Storage(StoreError::Condition(
@@ -142,12 +149,13 @@ fn run(
             live.into_iter().map(|(job, _, reply)| (job, reply)).unzip();
         // The batch waits for the lock only until its earliest deadline, so
         // no job of it is answered late.
-        let results = match writer.lock_until(earliest) {
-            Ok(mut conn) => {
-                // The rules are checked at signing time, inside the transaction.
-                let now = chrono::Utc::now();
-                issue_batch(&mut conn, (signer, &config.policy, identities), &jobs, now)
-            }
+        let batch = database.hold(earliest, |conn| {
+            // The rules are checked at signing time, inside the transaction.
+            let now = chrono::Utc::now();
+            issue_batch(conn, (signer, &config.policy, identities), &jobs, now)
+        });
+        let results = match batch {
+            Ok(results) => results,
             Err(e) => {
                 let fault = e.fault().unwrap_or(Fault::DeadlinePassed);
                 jobs.iter()
@@ -155,7 +163,7 @@ fn run(
                     .collect()
             }
         };
-        record(writer, &results);
+        record(database.health(), &results);
         // Every job gets exactly one answer; one whose caller left is dropped.
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
@@ -165,13 +173,13 @@ fn run(
 
 /// A batch that issued anything turns write health green; one that failed
 /// on a condition turns it red.
-fn record(writer: &Writer, results: &[Result<Issued, WorkflowError>]) {
+fn record(health: &WriteHealth, results: &[Result<Issued, WorkflowError>]) {
     if results.iter().any(Result::is_ok) {
-        writer.health().succeeded();
+        health.succeeded();
     } else if let Some(fault) = results
         .iter()
         .find_map(|r| r.as_ref().err().and_then(|e| e.fault()))
     {
-        writer.health().failed(fault);
+        health.failed(fault);
     }
 }

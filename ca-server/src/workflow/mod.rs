@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::Connection;
 use serde_json::json;
 use ssh_key::{Certificate, HashAlg};
 use tpa_core::{
@@ -40,6 +39,8 @@ pub mod service;
 
 use crate::config::AdminIssueConfig;
 use crate::signer::{Signer, SignerError};
+use crate::store::Transact;
+use crate::store::sql::Sql;
 use crate::store::{self, StoreError, certificates};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 
@@ -194,7 +195,7 @@ fn admin_scope(
 /// `tpa-ca issue`: the audited break-glass path, through the same signing
 /// transaction as the request path.
 pub fn admin_issue(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     signer: &Signer,
     limits: &AdminIssueConfig,
     admin: &Username,
@@ -214,7 +215,7 @@ pub fn admin_issue(
 
 /// Records a refused attempt. A failure to record is itself an error.
 fn record_denial(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     actor: &Actor,
     action: &str,
     problem: &str,
@@ -232,27 +233,27 @@ fn record_denial(
         // What the rule forbids is replaced: the trail never holds terminal escapes.
         details: json!({ "stated_reason": tpa_core::text::printable(stated_reason.trim(), false, MAX_REASON) }),
     };
-    store::write(conn, |tx| store::audit::append(tx, &event).map(drop))?;
+    conn.write(|tx| store::audit::append(tx, &event).map(drop))?;
     Ok(())
 }
 
 /// Signs `scope` inside one write transaction with its audit event and row.
 pub fn issue(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     signer: &Signer,
     actor: &Actor,
     scope: ApprovedScope,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Issued, IssueError> {
-    store::write(conn, |tx| issue_in(tx, signer, actor, scope, reason, now))
+    conn.write(|tx| issue_in(tx, signer, actor, scope, reason, now))
 }
 
 /// The signing step inside the caller's write transaction: serial, signature,
 /// audit event, certificate row. Nothing is returned to a client until the
 /// caller commits.
 pub fn issue_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &impl Sql,
     signer: &Signer,
     actor: &Actor,
     scope: ApprovedScope,

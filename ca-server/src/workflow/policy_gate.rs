@@ -19,6 +19,7 @@ use super::service::Services;
 use crate::config::HookStage;
 use crate::policy_hook::{PolicyHook, Verdict, approve_call, hook_user, issue_call, submit_call};
 use crate::refusal::Refusal;
+use crate::store::Transact;
 use crate::store::requests;
 
 impl Services {
@@ -207,7 +208,7 @@ impl Services {
     /// the request stays pending). The request as it stands after, if changed.
     fn record_hook_verdict(
         &self,
-        conn: &mut rusqlite::Connection,
+        conn: &mut impl Transact,
         (approver, id, role_name): (&User, &RequestId, &str),
         seen: String,
         verdict: Verdict,

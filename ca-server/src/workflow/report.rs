@@ -3,16 +3,16 @@
 
 use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::api::{AccessGrant, AccessReport};
 
 use super::error::WorkflowError;
+use crate::store::sql::Sql;
 use crate::store::{StoreError, reports};
 use tpa_core::audit::format_time;
 
 /// Every grant whose window overlaps `[since, until)`, as seen at `now`.
 pub fn access_report(
-    conn: &Connection,
+    conn: &impl Sql,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     now: DateTime<Utc>,

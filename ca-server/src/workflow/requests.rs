@@ -9,7 +9,6 @@
 
 use crate::refusal::Refusal;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 use tpa_core::{
     AccessRequest, ApprovalPath, ApproveOutcome, Approvers, HostName, Narrowing, Policy, RequestId,
@@ -26,7 +25,9 @@ use crate::integrations::Prechecks;
 use crate::notify;
 use crate::store::audited::{Abort, write_audited};
 use crate::store::integrations::CheckRow;
+use crate::store::sql::Sql;
 use crate::store::{self, requests};
+use crate::store::{Transact, Tx};
 use tpa_core::audit::{NewEvent, Outcome};
 
 /// A submitted request, or the still-active grant it duplicates.
@@ -74,7 +75,7 @@ fn summary(r: &AccessRequest) -> Value {
 
 /// Submits a request. Policy refusals are audited as denied.
 pub fn submit(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     settings: &WorkflowConfig,
     requester: &User,
@@ -99,7 +100,7 @@ pub fn submit(
 /// as denied), an on-call answer approves it against its snapshot, and every
 /// check is recorded with it.
 pub fn submit_with(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     (policy, settings): (&Policy, &WorkflowConfig),
     requester: &User,
     input: &RequestInput,
@@ -125,7 +126,7 @@ pub fn submit_with(
         deny_submission(conn, &actor, message, details, now)?;
         return Err(refused(*code, message));
     }
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         if let Some(id) = requests::find_active_grant(
             tx,
             &requester.identity,
@@ -154,7 +155,7 @@ pub fn submit_with(
 /// Stores a new request with its checks, its `request.submit` event and
 /// its `request.created` notification.
 fn record_submission(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     policy: &Policy,
     actor: &Actor,
     request: &AccessRequest,
@@ -183,7 +184,7 @@ fn record_submission(
 
 /// Records a refused submission: its `denied` audit event, alone.
 fn deny_submission(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     actor: &Actor,
     reason: &str,
     details: Value,
@@ -198,7 +199,7 @@ fn deny_submission(
         details,
         now,
     );
-    store::write(conn, |tx| store::audit::append(tx, &e).map(drop))?;
+    conn.write(|tx| store::audit::append(tx, &e).map(drop))?;
     Ok(())
 }
 
@@ -206,7 +207,7 @@ fn deny_submission(
 /// role's `auto_approve`): its approval event and notification, and a
 /// break-glass grant's open review.
 fn record_instant_approval(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     policy: &Policy,
     request: &AccessRequest,
     prechecks: &Prechecks,
@@ -259,7 +260,7 @@ fn system() -> Actor {
 
 /// Expires `r` if its pending TTL ran out: row, audit event, notification.
 fn expire_in(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     policy: &Policy,
     r: &mut AccessRequest,
     stored: usize,
@@ -269,6 +270,8 @@ fn expire_in(
         return Ok(false);
     }
     requests::update(tx, r, stored, now)?;
+    // Wakes `/wait` on every replica at commit (PostgreSQL; a no-op on SQLite).
+    store::changes::request_changed(tx, &r.id)?;
     let e = event(
         &system(),
         "request.expire",
@@ -327,7 +330,7 @@ pub(super) fn reapproval_event(
 /// they are now; what stopped counting is removed (see
 /// `AccessRequest::revalidate`).
 pub(super) fn revalidate_in(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     policy: &Policy,
     identities: &Identities,
     r: &mut AccessRequest,
@@ -347,12 +350,12 @@ pub(super) fn revalidate_in(
 /// Runs a decision on a re-read request in one transaction; a refusal commits
 /// only its audit event (and an expiry that was due).
 fn decide<T>(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     (actor, action): (&Actor, &str),
     id: &RequestId,
     now: DateTime<Utc>,
-    f: impl FnOnce(&Transaction<'_>, &mut AccessRequest) -> Result<Decided<T>, WorkflowError>,
+    f: impl FnOnce(&Tx<'_>, &mut AccessRequest) -> Result<Decided<T>, WorkflowError>,
 ) -> Result<(AccessRequest, T), WorkflowError> {
     write_audited(conn, |tx| {
         let mut r = requests::load(tx, id)?.ok_or(WorkflowError::NotFound)?;
@@ -398,7 +401,7 @@ fn decide<T>(
     reason = "one step of decide, every input named"
 )]
 fn record_decision<T>(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     policy: &Policy,
     (actor, action): (&Actor, &str),
     r: &mut AccessRequest,
@@ -414,6 +417,8 @@ fn record_decision<T>(
         reapproval,
     } = decided;
     requests::update(tx, r, stored, now)?;
+    // Wakes `/wait` on every replica at commit (PostgreSQL; a no-op on SQLite).
+    store::changes::request_changed(tx, &r.id)?;
     if let Some(found) = reapproval.filter(|f| !f.is_empty()) {
         store::audit::append(tx, &reapproval_event(r, &found, now))?;
     }
@@ -474,7 +479,7 @@ impl From<Narrowing> for ApproveInput {
 /// removed (audited as `request.reapproval`).
 #[allow(clippy::too_many_arguments, reason = "one use case, every input named")]
 pub fn approve(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     identities: &Identities,
     approver: &User,
@@ -535,7 +540,7 @@ pub fn approve(
 
 /// Denies a request with an optional comment.
 pub fn deny(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     approver: &User,
     id: &RequestId,
@@ -559,7 +564,7 @@ pub fn deny(
 
 /// The requester cancels a pending request or ends an approved one early.
 pub fn cancel(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     requester: &User,
     id: &RequestId,
@@ -588,7 +593,7 @@ pub fn cancel(
 /// no further certificate is issued for it, and the certificates already
 /// issued are revoked (KRL, bastion feed).
 pub fn revoke(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     by: &User,
     id: &RequestId,
@@ -621,14 +626,14 @@ pub fn revoke(
 
 /// Expires due pending requests (bounded batch). Returns how many.
 pub fn expire_due(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<usize, WorkflowError> {
     let due = requests::due_for_expiry(conn, now, 500)?;
     let mut count = 0;
     for id in due {
-        let done = store::write(conn, |tx| {
+        let done = conn.write(|tx| {
             let Some(mut r) = requests::load(tx, &id)? else {
                 return Ok::<_, WorkflowError>(false);
             };
@@ -648,7 +653,7 @@ pub fn can_view(policy: &Policy, user: &User, request: &AccessRequest) -> Option
 /// Loads a request for its web page: the requester, approvers of its role, and
 /// administrators (`admin`) may see it.
 pub fn get_for_page(
-    conn: &Connection,
+    conn: &impl Sql,
     policy: &Policy,
     user: &User,
     admin: Option<Admin>,
@@ -667,7 +672,7 @@ pub fn role_approver(policy: &Policy, user: &User, request: &AccessRequest) -> O
 
 /// Loads a request the caller may see.
 pub fn get(
-    conn: &Connection,
+    conn: &impl Sql,
     policy: &Policy,
     user: &User,
     id: &RequestId,
@@ -705,7 +710,7 @@ pub fn may_decide(policy: &Policy, user: &User, r: &AccessRequest, now: DateTime
 
 /// The requests `user` may decide now, oldest first.
 pub fn inbox(
-    conn: &Connection,
+    conn: &impl Sql,
     policy: &Policy,
     user: &User,
     now: DateTime<Utc>,

@@ -2,7 +2,6 @@
 //! clearing it (a refusal commits only its `denied` audit event).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction};
 use serde_json::json;
 use tpa_core::audit::Outcome;
 use tpa_core::text::{FreeText, TextError, TextField};
@@ -12,13 +11,15 @@ use super::Actor;
 use super::error::{WorkflowError, refused};
 use super::requests::{can_view, event, role_approver};
 use crate::refusal::Refusal;
+use crate::store::Transact;
 use crate::store::audited::{Abort, write_audited};
+use crate::store::sql::Sql;
 use crate::store::{self, requests};
 
 /// The break-glass grants whose post-incident review `user` may clear (an
 /// approver of the role who is not the requester), oldest first.
 pub fn open_reviews(
-    conn: &Connection,
+    conn: &impl Sql,
     policy: &Policy,
     user: &User,
 ) -> Result<Vec<AccessRequest>, WorkflowError> {
@@ -36,7 +37,7 @@ pub fn open_reviews(
 
 /// Clears the post-incident review of a break-glass grant.
 pub fn review_break_glass(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     reviewer: &User,
     id: &RequestId,
@@ -91,7 +92,7 @@ pub fn review_break_glass(
 /// Why `reviewer` may not clear the review of `r` with `comment`, if
 /// anything; none completes the review (the one write of a review).
 fn review_problem(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     (policy, reviewer): (&Policy, &User),
     r: &AccessRequest,
     comment: &Result<FreeText, TextError>,

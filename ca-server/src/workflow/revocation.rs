@@ -11,7 +11,6 @@ use crate::refusal::Refusal;
 use std::str::FromStr as _;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 use ssh_key::Fingerprint;
 use tpa_core::text::{FreeText, TextField};
@@ -22,7 +21,9 @@ use super::error::WorkflowError;
 use crate::notify;
 use crate::store::audited::{Abort, write_audited};
 use crate::store::revocations::{Kind, NewRevocation};
+use crate::store::sql::Sql;
 use crate::store::{self, requests, revocations};
+use crate::store::{Transact, Tx};
 use tpa_core::audit::{NewEvent, Outcome, format_time};
 
 /// The longest reason accepted.
@@ -193,7 +194,7 @@ fn shown_reason(reason: &str) -> String {
     reason = "one audit event, every field named"
 )]
 fn audit(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     by: &Revoker,
     target: &Target,
     outcome: Outcome,
@@ -221,7 +222,7 @@ fn audit(
 /// its webhook notification (the caller appends the audit event). False when
 /// the grant was not active.
 fn end_grant(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     policy: &Policy,
     by: &Revoker,
     r: &mut AccessRequest,
@@ -235,6 +236,7 @@ fn end_grant(
     let stored = r.approvals.len();
     r.revoke(&by.identity, reason, now)?;
     requests::update(tx, r, stored, now)?;
+    store::changes::request_changed(tx, &r.id)?;
     notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
     Ok(true)
 }
@@ -243,7 +245,7 @@ fn end_grant(
 /// arriving later grants it (the caller appends the audit event). False when
 /// the request is not pending, or its pending time is over (it expires).
 fn end_pending(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     policy: &Policy,
     by: &Revoker,
     r: &mut AccessRequest,
@@ -256,6 +258,7 @@ fn end_pending(
     let stored = r.approvals.len();
     r.revoke_pending(&by.identity, reason, now)?;
     requests::update(tx, r, stored, now)?;
+    store::changes::request_changed(tx, &r.id)?;
     notify::enqueue_request_event(tx, "request.revoked", r, policy, now)?;
     Ok(true)
 }
@@ -265,7 +268,7 @@ fn end_pending(
 /// audit event. `signing_key` is the fingerprint of the CA's current signing
 /// key, which cannot be revoked while it signs (rotate first).
 pub fn revoke(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     policy: &Policy,
     by: &Revoker,
     target: &Target,
@@ -291,7 +294,7 @@ pub fn revoke(
 /// leaves it out. `tpa-ca serve` and `tpa-ca issue` call this before signing
 /// anything, so a revoked key configured again fails closed, with a clear
 /// error.
-pub fn check_signing_key(conn: &Connection, signing_key: &str) -> Result<(), WorkflowError> {
+pub fn check_signing_key(conn: &impl Sql, signing_key: &str) -> Result<(), WorkflowError> {
     if revocations::revoked_ca_keys(conn)?
         .iter()
         .any(|k| k == signing_key)
@@ -312,7 +315,7 @@ pub fn check_signing_key(conn: &Connection, signing_key: &str) -> Result<(), Wor
 /// caller is not an administrator): a `denied` audit event with the refusal
 /// `code` and `message` and the reason given, nothing else.
 pub fn audit_refusal(
-    conn: &mut Connection,
+    conn: &mut impl Transact,
     by: &Revoker,
     target: &Target,
     code: Refusal,
@@ -320,7 +323,7 @@ pub fn audit_refusal(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), WorkflowError> {
-    store::write(conn, |tx| {
+    conn.write(|tx| {
         let shown = shown_reason(reason);
         audit(
             tx,
@@ -337,7 +340,7 @@ pub fn audit_refusal(
 
 /// One revocation inside its transaction.
 struct Revocation<'a, 't> {
-    tx: &'a Transaction<'t>,
+    tx: &'a Tx<'t>,
     policy: &'a Policy,
     by: &'a Revoker,
     target: &'a Target,
@@ -570,7 +573,7 @@ fn ended_event(
 /// cancel) ended grant `r` because of `reason`: its certificates are revoked
 /// under the decision's audit event `seq`, and the KRL version grows.
 pub(crate) fn record_request_end(
-    tx: &Transaction<'_>,
+    tx: &impl Sql,
     r: &AccessRequest,
     reason: &str,
     revoked_by: &str,

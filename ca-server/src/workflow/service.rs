@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tpa_core::api::RequestView;
 use tpa_core::{AccessRequest, HostName, HumanDuration, Narrowing, RequestId, RequestInput, User};
 
@@ -24,15 +23,13 @@ use crate::notify::{OutboxBell, Waiters};
 use crate::policy_hook::PolicyHook;
 use crate::refusal::Refusal;
 use crate::signer::Signer;
-use crate::store::{ReadPool, Writer};
+use crate::store::{Conn, Database, Session};
 
 /// What the request use cases reach: shared handles, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Services {
-    /// The writer connection.
-    pub writer: Arc<Writer>,
-    /// Read-only connections for pure reads.
-    pub readers: Arc<ReadPool>,
+    /// The configured store (SQLite or PostgreSQL).
+    pub database: Arc<Database>,
     /// The configuration (policy, workflow settings, deadlines).
     pub config: Arc<Config>,
     /// Identity connectors (to re-read users).
@@ -55,7 +52,7 @@ pub struct Services {
 type Decision = Box<
     dyn FnOnce(
             &Services,
-            &mut Connection,
+            &mut Session<'_>,
             &User,
             &RequestId,
             &str,
@@ -68,17 +65,17 @@ impl Services {
     /// A use case on the writer connection.
     pub async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, WorkflowError> + Send + 'static,
+        f: impl FnOnce(&mut Session<'_>) -> Result<T, WorkflowError> + Send + 'static,
     ) -> Result<T, WorkflowError> {
-        db::write(&self.writer, self.config.write_deadline, f).await
+        db::write(&self.database, self.config.write_deadline, f).await
     }
 
     /// A pure read on the reader pool.
     pub async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, WorkflowError> + Send + 'static,
+        f: impl FnOnce(&Conn) -> Result<T, WorkflowError> + Send + 'static,
     ) -> Result<T, WorkflowError> {
-        db::read(&self.readers, f).await
+        db::read(&self.database, self.config.write_deadline, f).await
     }
 
     /// Submits a request for `user` (policy hook, on-call and ticket checks

@@ -34,7 +34,7 @@ fn with_rule() -> DataDir {
     });
     let config = data.config.clone();
     alerts::register(
-        &mut data.open_store(),
+        &data.open_store(),
         &config.alerts,
         &config.alert_destinations,
     )

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ca_server::commands::verify_database;
 use ca_server::config::EXAMPLE_ROLES;
-use ca_server::store::Writer;
+use ca_server::store::{Database, ReadPool, Writer};
 use ca_server::workflow::issuance::{IssueJob, issue_batch};
 use ca_server::workflow::issuer::Issuer;
 use ca_server::workflow::requests::WorkflowError;
@@ -54,13 +54,19 @@ fn rows_for_key(f: &Fixture, fingerprint: &str) -> i64 {
         .unwrap()
 }
 
+/// The store as `serve` opens it, and its writer.
+fn database(f: &Fixture) -> (Arc<Writer>, Arc<Database>) {
+    let writer = Arc::new(Writer::new(f.data.open_store()));
+    let readers = Arc::new(ReadPool::open(&f.data.db_path(), 1).unwrap());
+    (writer.clone(), Arc::new(Database::sqlite(writer, readers)))
+}
+
 #[test]
 fn concurrent_jobs_commit_with_distinct_serials_and_a_verifying_chain() {
     let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
-    let db = Arc::new(Writer::new(f.data.open_store()));
     let issuer = Issuer::spawn(
-        db,
+        database(&f).1,
         Arc::new(f.data.signer()),
         Arc::new(f.data.config.clone()),
         Arc::new(f.data.identities()),
@@ -335,7 +341,7 @@ async fn http_certificates_go_through_the_writer() {
 fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
     let mut f = Fixture::with_roles();
     let id = approved_request(&mut f, "web-1");
-    let db = Arc::new(Writer::new(f.data.open_store()));
+    let (db, database) = database(&f);
     // The race is about order, not speed: on a loaded machine 300 queued
     // debug-build signatures can outlast the default write deadline, and a
     // call answered DeadlinePassed would be neither issued nor refused.
@@ -343,7 +349,7 @@ fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
     config.write_deadline = std::time::Duration::from_secs(120);
     let config = Arc::new(config);
     let issuer = Issuer::spawn(
-        db.clone(),
+        database,
         Arc::new(f.data.signer()),
         config.clone(),
         Arc::new(f.data.identities()),
@@ -375,7 +381,7 @@ fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
         std::thread::spawn(move || {
             let mut conn = db.lock_within(std::time::Duration::from_secs(60)).unwrap();
             ca_server::workflow::requests::cancel(
-                &mut conn,
+                &mut *conn,
                 &config.policy,
                 &alice(),
                 &id,

@@ -22,7 +22,7 @@ fn webhook_to(server: &FakeServer) -> DataDir {
     let mut data = DataDir::new();
     let url = format!("{}/hook", server.base);
     data.edit_config(|text| format!("{text}\n[[webhooks]]\nname = \"hook\"\nurl = \"{url}\"\n"));
-    register_sinks(&mut data.open_store(), &data.config.webhooks).unwrap();
+    register_sinks(&data.open_store(), &data.config.webhooks).unwrap();
     data
 }
 

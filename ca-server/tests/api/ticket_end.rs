@@ -50,8 +50,8 @@ async fn end_pass(app: &TestApp, now: DateTime<Utc>) -> usize {
     let bell = state.bell.clone();
     let queued = tokio::task::spawn_blocking(move || {
         state
-            .db
-            .run(Instant::now() + Duration::from_secs(60), |conn| {
+            .database
+            .session(Instant::now() + Duration::from_secs(60), |conn| {
                 queue_due(conn, state.integrations.config(), &state.config.policy, now)
             })
             .unwrap()
@@ -307,8 +307,8 @@ async fn request_without_ticket_or_with_comments_off_gets_no_closing_comment() {
     );
     let queued = tokio::task::spawn_blocking(move || {
         state
-            .db
-            .run(Instant::now() + Duration::from_secs(60), |conn| {
+            .database
+            .session(Instant::now() + Duration::from_secs(60), |conn| {
                 queue_due(
                     conn,
                     &rules,

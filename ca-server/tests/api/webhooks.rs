@@ -109,7 +109,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     data.add_accounts(APPROVERS);
     let config = data.config.clone();
     let identities = data.identities();
-    register_sinks(&mut data.open_store(), &config.webhooks).unwrap();
+    register_sinks(&data.open_store(), &config.webhooks).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
@@ -287,7 +287,7 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
         )
     });
     let config = data.config.clone();
-    register_sinks(&mut data.open_store(), &config.webhooks).unwrap();
+    register_sinks(&data.open_store(), &config.webhooks).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {

@@ -13,18 +13,18 @@ use tpa_core::api::{Health, HealthCheck};
 
 use crate::app::AppState;
 use crate::app::availability::Availability;
-use crate::store;
 
 /// Checks the database (opened afresh), the write health, the disk and the
 /// CA key file on every call.
 pub async fn get(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db_path = state.database_path.clone();
     let signer = state.signer.clone();
-    let (writer, connections) = (state.db.clone(), state.connections.clone());
+    let (db, connections) = (state.database.clone(), state.connections.clone());
     let health_config = state.config.health.clone();
+    let write_deadline = state.config.write_deadline;
     let checks = tokio::task::spawn_blocking(move || {
-        let availability = Availability::read(&writer, &db_path, &connections);
-        let database = store::check_health(&db_path);
+        let availability = Availability::read(&db, &db_path, &connections);
+        let database = db.check_health(&db_path, write_deadline);
         let key = signer.check_key_file();
         if let Err(e) = &database {
             tracing::warn!(error = %e, "health: database unusable");

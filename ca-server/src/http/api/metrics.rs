@@ -53,13 +53,14 @@ pub async fn get(
         crate::app::metrics::resident_memory(),
         crate::app::metrics::open_fds(),
     );
-    let (writer, connections) = (state.db.clone(), state.connections.clone());
+    let (db, connections) = (state.database.clone(), state.connections.clone());
     let path = state.database_path.clone();
     let signer = state.signer.clone();
+    let write_deadline = state.config.write_deadline;
     let (availability, database_ok, key_ok) = tokio::task::spawn_blocking(move || {
         (
-            crate::app::availability::Availability::read(&writer, &path, &connections),
-            crate::store::check_health(&path).is_ok(),
+            crate::app::availability::Availability::read(&db, &path, &connections),
+            db.check_health(&path, write_deadline).is_ok(),
             signer.check_key_file().is_ok(),
         )
     })

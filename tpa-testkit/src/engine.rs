@@ -1,0 +1,51 @@
+//! Which database engine a test's data directory uses: SQLite (the default)
+//! or, with `TPA_TEST_ENGINE=postgres`, a fresh PostgreSQL database per
+//! data directory on the harness server, so that the same suite runs on
+//! both engines (issue 15).
+
+use std::path::Path;
+
+use ca_server::commands::{MigrateStoreArgs, migrate_store};
+use ca_server::store::pg::{self, PgOptions};
+
+use crate::postgres_server::PgServer;
+
+/// Whether this test run asked for PostgreSQL.
+pub fn postgres_requested() -> bool {
+    std::env::var("TPA_TEST_ENGINE").is_ok_and(|e| e == "postgres")
+}
+
+/// Moves the fresh SQLite store at `sqlite` (as `init` made it) into a new
+/// PostgreSQL database with `migrate-store`, deletes the SQLite file and
+/// returns the `[database]` body naming the PostgreSQL database. Runs on a
+/// thread of its own: the PostgreSQL client must not block an async
+/// runtime's thread, and data directories are made inside async tests.
+pub fn move_to_postgres(sqlite: &Path) -> String {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let db = PgServer::shared().database();
+            let options = PgOptions {
+                url: db.url.clone(),
+                password: Some(db.password.clone()),
+                ca_file: None,
+            };
+            pg::migrate(&mut pg::connect(&options).expect("connect to the test PostgreSQL"))
+                .expect("migrate the test PostgreSQL database");
+            migrate_store(&MigrateStoreArgs {
+                from: format!("sqlite:{}", sqlite.display()),
+                to: db.url.clone(),
+                to_password_file: Some(db.password_file.clone()),
+                to_ca_file: None,
+            })
+            .expect("copy the fresh store into PostgreSQL");
+            std::fs::remove_file(sqlite).expect("remove the SQLite file");
+            format!(
+                "url = {:?}\npassword_file = {:?}",
+                db.url,
+                db.password_file.display().to_string()
+            )
+        })
+        .join()
+        .expect("the PostgreSQL set-up thread")
+    })
+}
