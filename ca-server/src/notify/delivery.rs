@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use super::OutboxBell;
 pub use super::lease::{LEASE_TTL, Lease};
 use crate::store::leases::{self, Cursors};
+use crate::store::sql::Sql;
 use crate::store::{self, Create, StoreError, outbox};
 
 /// The longest `Retry-After` honoured.
@@ -39,6 +40,9 @@ pub(crate) struct Next<I> {
     pub attempts: i64,
     /// Not before this time (after a failure), RFC 3339.
     pub next_attempt_at: Option<String>,
+    /// The sink's cursor when the item was read: its outcome is recorded
+    /// only while the cursor is still there (and the lease still ours).
+    pub cursor: i64,
 }
 
 /// Where a sink's items and cursor live (blocking store calls, run off the
@@ -49,16 +53,26 @@ pub(crate) trait Queue: 'static {
     /// The table of its cursors (and their leases).
     const CURSORS: Cursors;
     /// The next item after `sink`'s cursor, if any.
-    fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError>;
-    /// Moves `sink`'s cursor past `item` (only forward).
-    fn delivered(conn: &mut Connection, sink: &str, item: &Self::Item) -> Result<(), StoreError>;
-    /// Records a failed attempt and when to try again.
-    fn failed(
-        conn: &mut Connection,
+    fn next(conn: &impl Sql, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError>;
+    /// Moves `sink`'s cursor from `cursor` past `item`, if the cursor is
+    /// still there and `holder` holds the lease; false otherwise.
+    fn delivered(
+        conn: &impl Sql,
         sink: &str,
+        holder: &str,
+        cursor: i64,
+        item: &Self::Item,
+    ) -> Result<bool, StoreError>;
+    /// Records a failed attempt and when to try again, under the same
+    /// conditions as [`Queue::delivered`].
+    fn failed(
+        conn: &impl Sql,
+        sink: &str,
+        holder: &str,
+        cursor: i64,
         error: &str,
         retry_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 }
 
 /// The outbox (`outbox` rows after an `outbox_cursors` cursor), one row per
@@ -69,25 +83,34 @@ impl Queue for Outbox {
     type Item = outbox::Pending;
     const CURSORS: Cursors = Cursors::Outbox;
 
-    fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError> {
+    fn next(conn: &impl Sql, sink: &str) -> Result<Option<Next<Self::Item>>, StoreError> {
         Ok(outbox::next(conn, sink)?.map(|item| Next {
             attempts: item.attempts,
             next_attempt_at: item.next_attempt_at.clone(),
+            cursor: item.after,
             item,
         }))
     }
 
-    fn delivered(conn: &mut Connection, sink: &str, item: &Self::Item) -> Result<(), StoreError> {
-        outbox::delivered(conn, sink, item.id)
+    fn delivered(
+        conn: &impl Sql,
+        sink: &str,
+        holder: &str,
+        cursor: i64,
+        item: &Self::Item,
+    ) -> Result<bool, StoreError> {
+        outbox::delivered(conn, sink, holder, cursor, item.id)
     }
 
     fn failed(
-        conn: &mut Connection,
+        conn: &impl Sql,
         sink: &str,
+        holder: &str,
+        cursor: i64,
         error: &str,
         retry_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        outbox::failed(conn, sink, error, retry_at)
+    ) -> Result<bool, StoreError> {
+        outbox::failed(conn, sink, holder, cursor, error, retry_at)
     }
 }
 
@@ -263,50 +286,65 @@ async fn step<D: Destination>(
     if let Some(wait) = until_retry(next.next_attempt_at.as_deref(), Utc::now()) {
         return Ok(Some(wait));
     }
-    let result = send_holding(destination, deliveries, &sink, &next.item).await;
+    let Some(result) = send_holding(destination, deliveries, &sink, &next.item).await else {
+        // Another replica took the lease over: it delivers this item now.
+        return Ok(Some(deliveries.lease.ttl / 3));
+    };
     if let Err(failure) = &result {
         tracing::warn!(kind = D::KIND, name = %destination.name(), error = %failure.error, "delivery failed; will retry");
     }
-    let attempts = next.attempts;
-    blocking(&deliveries.database, move |conn| match result {
-        Ok(()) => D::Queue::delivered(conn, &sink, &next.item),
+    let (attempts, holder) = (next.attempts, deliveries.lease.holder.clone());
+    let recorded = blocking(&deliveries.database, move |conn| match result {
+        Ok(()) => D::Queue::delivered(conn, &sink, &holder, next.cursor, &next.item),
         Err(Failure { error, retry_after }) => {
             let wait = backoff(attempts)
                 .min(D::MAX_BACKOFF)
                 .max(retry_after.unwrap_or_default());
             let at = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5));
-            D::Queue::failed(conn, &sink, &error, at)
+            D::Queue::failed(conn, &sink, &holder, next.cursor, &error, at)
         }
     })
     .await?;
+    if !recorded {
+        tracing::warn!(kind = D::KIND, name = %destination.name(), "delivery outcome not recorded: the lease or the cursor moved meanwhile");
+    }
     Ok(None)
 }
 
 /// Sends `item`, renewing the lease every ttl/3 while the delivery is in
-/// flight. A lease lost meanwhile does not cut the delivery short (the
-/// receiver may have it already); the next step notices and stops. Recording
-/// the outcome stays safe: a cursor only moves forward.
+/// flight; `None` when a renewal found the lease taken by another replica,
+/// which then delivers the item itself: the send is dropped rather than let
+/// run on. (Its outcome could not be recorded anyway: recording is
+/// conditional on the lease and the cursor.) A renewal that fails on the
+/// database side lets the send go on.
 async fn send_holding<D: Destination>(
     destination: &mut D,
     deliveries: &Deliveries,
     sink: &str,
     item: &<D::Queue as Queue>::Item,
-) -> Result<(), Failure> {
+) -> Option<Result<(), Failure>> {
     let send = destination.send(item);
     tokio::pin!(send);
     let mut renew = tokio::time::interval(deliveries.lease.ttl / 3);
     renew.tick().await; // The first tick is at once; the lease was just taken.
     loop {
         tokio::select! {
-            result = &mut send => return result,
+            result = &mut send => return Some(result),
             _ = renew.tick() => {
                 let (name, lease) = (sink.to_owned(), deliveries.lease.clone());
                 let renewed = blocking(&deliveries.database, move |conn| {
                     lease.take(conn, D::Queue::CURSORS, &name)
                 })
                 .await;
-                if !matches!(renewed, Ok(true)) {
-                    tracing::warn!(kind = D::KIND, sink, "delivery lease lost during a delivery");
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(kind = D::KIND, sink, "delivery lease lost during a delivery; the delivery is abandoned");
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(kind = D::KIND, sink, error = %e, "cannot renew the delivery lease during a delivery");
+                    }
                 }
             }
         }

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use rusqlite::Connection;
 
 use crate::store::StoreError;
 use crate::store::leases::{self, Cursors};
+use crate::store::sql::Sql;
 use tpa_core::audit::format_time;
 
 /// How long a sink's lease lasts without renewal: after a replica dies (or
@@ -45,7 +45,7 @@ impl Lease {
     /// Takes or renews `sink`'s lease; false when another holder has it.
     pub(super) fn take(
         &self,
-        conn: &Connection,
+        conn: &impl Sql,
         cursors: Cursors,
         sink: &str,
     ) -> Result<bool, StoreError> {

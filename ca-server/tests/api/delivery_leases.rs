@@ -181,3 +181,54 @@ async fn a_killed_replicas_sink_is_taken_over_after_its_lease_runs_out() {
         .unwrap();
     assert_eq!(owner, None);
 }
+
+// issue 15: a replica whose lease another replica took over while its
+// delivery was in flight (it stalled past the TTL) drops that delivery at
+// its next renewal instead of letting it run on: it stops at once, long
+// before the receiver's answer (or the client's 10 s timeout) would come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_lease_drops_the_delivery_in_flight() {
+    let server = fake_server(|_, _| Reply {
+        status: 200,
+        delay: Duration::from_secs(60),
+        ..Reply::default()
+    })
+    .await;
+    let data = webhook_to(&server);
+    enqueue(&data, 1);
+    let a = replica(&data, "replica-a");
+    a.bell.ring();
+    server.wait_for(1, Duration::from_secs(30)).await;
+    // Replica b takes the lease over (as after a's stall past the TTL).
+    let until = tpa_core::audit::format_time(Utc::now() + chrono::TimeDelta::seconds(5));
+    data.open_store()
+        .execute(
+            "UPDATE outbox_cursors SET lease_owner = 'replica-b', lease_until = ?1 WHERE sink = 'hook'",
+            [until],
+        )
+        .unwrap();
+    // a's next renewal (every TTL/3 = 1 s) finds the lease gone.
+    tokio::time::sleep(TTL).await;
+    let stopping = tokio::time::Instant::now();
+    a.stop.send(true).unwrap();
+    for t in a.tasks {
+        tokio::time::timeout(Duration::from_secs(4), t)
+            .await
+            .expect("the abandoned delivery no longer holds the loop")
+            .unwrap();
+    }
+    assert!(stopping.elapsed() < Duration::from_secs(4));
+    let cursor: (i64, i64, Option<String>) = data
+        .open_store()
+        .query_row(
+            "SELECT delivered_through, attempts, lease_owner FROM outbox_cursors WHERE sink = 'hook'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        cursor,
+        (0, 0, Some("replica-b".to_owned())),
+        "a recorded nothing"
+    );
+}
