@@ -212,12 +212,26 @@ pub fn backoff(attempts: i64) -> Duration {
 }
 
 /// How long a failed delivery still waits before its retry at
-/// `next_attempt_at` (stored RFC 3339); `None` when it is due.
-fn until_retry(next_attempt_at: Option<&str>, now: DateTime<Utc>) -> Option<Duration> {
+/// `next_attempt_at` (stored RFC 3339); `None` when it is due. No wait TPA
+/// sets is longer than `longest`: a stored time further ahead was written
+/// by a clock that stepped back since (or a replica's far ahead), and is
+/// due now rather than parking the sink for as long as the clock error.
+fn until_retry(
+    next_attempt_at: Option<&str>,
+    now: DateTime<Utc>,
+    longest: Duration,
+) -> Option<Duration> {
     let at = DateTime::parse_from_rfc3339(next_attempt_at?)
         .ok()?
         .with_timezone(&Utc);
-    (at > now).then(|| (at - now).to_std().unwrap_or(Duration::from_secs(1)))
+    let wait = (at > now).then(|| (at - now).to_std().unwrap_or(Duration::from_secs(1)))?;
+    (wait <= longest).then_some(wait)
+}
+
+/// The longest wait `D`'s loop ever stores, with the replicas' clock skew
+/// allowance ([`LEASE_TTL`]) on top.
+fn longest_wait<D: Destination>() -> Duration {
+    MAX_RETRY_AFTER.max(D::MAX_BACKOFF) + LEASE_TTL
 }
 
 /// Runs `f` on a fresh connection to `database`, off the async runtime.
@@ -283,7 +297,11 @@ async fn step<D: Destination>(
     let Some(next) = next else {
         return Ok(Some(D::IDLE_POLL));
     };
-    if let Some(wait) = until_retry(next.next_attempt_at.as_deref(), Utc::now()) {
+    if let Some(wait) = until_retry(
+        next.next_attempt_at.as_deref(),
+        Utc::now(),
+        longest_wait::<D>(),
+    ) {
         return Ok(Some(wait));
     }
     let Some(result) = send_holding(destination, deliveries, &sink, &next.item).await else {
@@ -363,15 +381,49 @@ mod tests {
         assert!(backoff(i64::MAX) <= Duration::from_secs(300));
     }
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     #[test]
     fn a_retry_in_the_past_or_unreadable_is_due() {
         let now = Utc::now();
-        assert_eq!(until_retry(None, now), None);
-        assert_eq!(until_retry(Some("not a time"), now), None);
+        assert_eq!(until_retry(None, now, HOUR), None);
+        assert_eq!(until_retry(Some("not a time"), now, HOUR), None);
         let past = tpa_core::audit::format_time(now - TimeDelta::seconds(3));
-        assert_eq!(until_retry(Some(&past), now), None);
+        assert_eq!(until_retry(Some(&past), now, HOUR), None);
         let future = tpa_core::audit::format_time(now + TimeDelta::seconds(3));
-        let wait = until_retry(Some(&future), now).unwrap();
+        let wait = until_retry(Some(&future), now, HOUR).unwrap();
         assert!(wait > Duration::from_secs(2) && wait <= Duration::from_secs(3));
+    }
+
+    // issue 15: after a backwards clock step (or from a replica whose clock
+    // is far ahead) a stored retry time a day away does not park the sink
+    // for a day: no wait the loop sets is that long, so it is due now.
+    #[test]
+    fn a_retry_further_ahead_than_any_wait_is_due() {
+        let now = Utc::now();
+        let day = tpa_core::audit::format_time(now + TimeDelta::days(1));
+        assert_eq!(until_retry(Some(&day), now, HOUR), None);
+        let hour = tpa_core::audit::format_time(now + TimeDelta::seconds(3590));
+        assert!(until_retry(Some(&hour), now, HOUR).is_some());
+        struct Slow;
+        impl Destination for Slow {
+            type Queue = Outbox;
+            const KIND: &'static str = "test";
+            const MAX_BACKOFF: Duration = Duration::from_secs(7200);
+            fn name(&self) -> &str {
+                "slow"
+            }
+            fn sink(&self) -> String {
+                "slow".into()
+            }
+            async fn send(&mut self, _: &outbox::Pending) -> Result<(), Failure> {
+                Ok(())
+            }
+        }
+        assert_eq!(
+            longest_wait::<Slow>(),
+            Duration::from_secs(7200) + LEASE_TTL
+        );
+        assert!(longest_wait::<Slow>() < Duration::from_secs(86_400));
     }
 }

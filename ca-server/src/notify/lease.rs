@@ -50,14 +50,22 @@ impl Lease {
         sink: &str,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        let until = now + TimeDelta::from_std(self.ttl).unwrap_or(TimeDelta::seconds(30));
+        let ttl = TimeDelta::from_std(self.ttl).unwrap_or(TimeDelta::seconds(30));
+        // A holder writes at most its now + ttl; allowing one more ttl for
+        // the clock skew between replicas, a lease ending later than this
+        // was written by a clock that stepped back (or is far off) and
+        // counts as expired, so a dead holder's sinks are not kept for as
+        // long as the clock error. (Exactly now + ttl would make a replica
+        // behind its peer by a millisecond take a live lease.)
+        let stale = now + ttl + ttl;
         leases::take(
             conn,
             cursors,
             sink,
             &self.holder,
             &format_time(now),
-            &format_time(until),
+            &format_time(now + ttl),
+            &format_time(stale),
         )
     }
 }
