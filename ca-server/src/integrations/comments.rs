@@ -130,14 +130,14 @@ impl Destination for Commenter {
     }
 
     async fn send(&mut self, item: &outbox::Pending) -> Result<(), Failure> {
-        self.deliver(item).await.map_err(Failure::from)
+        self.deliver(item).await
     }
 }
 
 impl Commenter {
     /// Comments for `item` when it is an event of a role that comments on
     /// this system; anything else is passed over.
-    async fn deliver(&self, item: &outbox::Pending) -> Result<(), String> {
+    async fn deliver(&self, item: &outbox::Pending) -> Result<(), Failure> {
         if !item.kind.starts_with("request.") && item.kind != super::window_end::KIND {
             return Ok(());
         }
@@ -167,7 +167,12 @@ impl Commenter {
                 tracing::warn!(ticket_system = %self.system, request = %event.request.id, "ticket not found; comment dropped");
                 Ok(())
             }
-            Err(e) => Err(format!("ticket system {} {e}", self.system)),
+            // The ticket system's Retry-After holds the comment back (and
+            // every later one: comments go in order).
+            Err(e @ super::client::ProviderError::RateLimited { retry_after }) => Err(
+                Failure::retry_after(format!("ticket system {} {e}", self.system), retry_after),
+            ),
+            Err(e) => Err(format!("ticket system {} {e}", self.system).into()),
         }
     }
 }

@@ -131,6 +131,15 @@ impl From<String> for Failure {
 }
 
 impl Failure {
+    /// A failure whose receiver asked to wait `seconds` (at most an hour,
+    /// like every `Retry-After`).
+    pub(crate) fn retry_after(error: String, seconds: Option<u64>) -> Self {
+        Self {
+            error,
+            retry_after: seconds.map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER)),
+        }
+    }
+
     /// A request that got no answer (the error without its URL, which can
     /// carry a token).
     pub(crate) fn unsent(e: &reqwest::Error) -> Self {

@@ -317,6 +317,67 @@ ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
 }
 
 #[tokio::test]
+async fn a_rate_limited_comment_waits_for_the_retry_after() {
+    // issue 17: Jira answers the comment 429 with Retry-After: 120; the
+    // comment sender honours it (its next attempt is two minutes away, not
+    // after the 1 s backoff), so it does not hammer a rate-limited system.
+    let pd = Fake::start(pagerduty(true)).await;
+    let j = Fake::start(|s: &Seen| {
+        if s.method == "POST" {
+            return Answer::Body(
+                429,
+                vec![("retry-after".into(), "120".into())],
+                json!({ "errorMessages": ["Rate limit exceeded."] }).to_string(),
+            );
+        }
+        jira(issue("INC-9", "INC", "indeterminate", "x@example.com"))(s)
+    })
+    .await;
+    let providers = format!(
+        "{}\n{}",
+        provider("pagerduty", "pd", &pd.url),
+        provider("jira", "jira", &j.url)
+    );
+    let rules = r#"on_call = { provider = "pd", schedule = "PSCHED1", max_duration = "2h" }
+ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
+    let app = app(&providers, rules, Some("alice@example.com")).await;
+    let (status, body, _) = submit(&app, "alice").await;
+    assert_eq!(
+        (status, body["request"]["state"].as_str()),
+        (201, Some("approved")),
+        "{body}"
+    );
+    j.wait_for("a comment attempt", |s| s.method == "POST")
+        .await;
+    let mut next_attempt: Option<String> = None;
+    for _ in 0..100 {
+        next_attempt = app
+            .data
+            .open_store()
+            .query_row(
+                "SELECT next_attempt_at FROM outbox_cursors WHERE sink = 'ticket:jira'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if next_attempt.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(&next_attempt.expect("the failure was recorded"))
+        .unwrap();
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        wait > chrono::TimeDelta::seconds(100) && wait <= chrono::TimeDelta::seconds(120),
+        "the next attempt is the Retry-After away: {wait}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = j.seen().iter().filter(|s| s.method == "POST").count();
+    assert_eq!(posts, 1, "no retry before the Retry-After");
+}
+
+#[tokio::test]
 async fn servicenow_open_incident_passes_and_closed_is_refused() {
     // issue 17: the Table API's `result` array, by number, allowed states.
     let state = std::sync::Arc::new(std::sync::Mutex::new("2"));
