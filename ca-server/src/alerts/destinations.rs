@@ -66,7 +66,13 @@ impl Sender {
         if item.kind != KIND {
             return None;
         }
-        let payload: Value = serde_json::from_str(&item.payload).ok()?;
+        let payload: Value = match serde_json::from_str(&item.payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::error!(destination = %self.destination.name, item = item.id, error = %e, "queued alert is not JSON; passed over");
+                return None;
+            }
+        };
         let for_us = payload
             .get("destinations")?
             .as_array()?
@@ -75,7 +81,14 @@ impl Sender {
         if !for_us {
             return None;
         }
-        serde_json::from_value(payload.get("alert")?.clone()).ok()
+        let alert = payload.get("alert").cloned().unwrap_or(Value::Null);
+        match serde_json::from_value(alert) {
+            Ok(alert) => Some(alert),
+            Err(e) => {
+                tracing::error!(destination = %self.destination.name, item = item.id, error = %e, "queued alert cannot be read; passed over");
+                None
+            }
+        }
     }
 
     async fn post(&self, alert: &AlertEvent, delivery: i64) -> Result<(), Failure> {

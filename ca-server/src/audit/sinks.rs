@@ -145,7 +145,7 @@ impl SinkTask {
             AuditSinkTarget::Webhook { url, secret } => {
                 let mut body = String::new();
                 for e in events {
-                    body.push_str(&export_line(e)?);
+                    body.push_str(&export_line(e).map_err(Failure::unbuildable)?);
                     body.push('\n');
                 }
                 let timestamp = Utc::now().timestamp();
@@ -176,7 +176,8 @@ impl SinkTask {
                 let messages = events
                     .iter()
                     .map(|e| syslog_message(e, facility, &self.hostname))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(Failure::unbuildable)?;
                 match transport {
                     SyslogTransport::Udp => {
                         let bind = if address.is_ipv4() {

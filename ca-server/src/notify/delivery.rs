@@ -22,13 +22,15 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::OutboxBell;
+use super::failure::MAX_RETRY_AFTER;
+pub use super::failure::refusing;
+pub(crate) use super::failure::{Failure, FailureClass, answered, class_of};
 pub use super::lease::{LEASE_TTL, Lease};
 use crate::store::leases::{self, Cursors};
 use crate::store::sql::Sql;
-use crate::store::{self, Create, StoreError, outbox};
+use crate::store::{self, Create, StoreError, audit, outbox};
+use tpa_core::audit::{NewEvent, Outcome};
 
-/// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The pause after a step that failed on the database side.
 const STEP_ERROR_WAIT: Duration = Duration::from_secs(5);
 /// The next item of a sink, with the sink's retry state.
@@ -112,58 +114,6 @@ impl Queue for Outbox {
     ) -> Result<bool, StoreError> {
         outbox::failed(conn, sink, holder, cursor, error, retry_at)
     }
-}
-
-/// A failed delivery: why, and how long the receiver asked us to wait.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub error: String,
-    pub retry_after: Option<Duration>,
-}
-
-impl From<String> for Failure {
-    fn from(error: String) -> Self {
-        Self {
-            error,
-            retry_after: None,
-        }
-    }
-}
-
-impl Failure {
-    /// A failure whose receiver asked to wait `seconds` (at most an hour,
-    /// like every `Retry-After`).
-    pub(crate) fn retry_after(error: String, seconds: Option<u64>) -> Self {
-        Self {
-            error,
-            retry_after: seconds.map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER)),
-        }
-    }
-
-    /// A request that got no answer (the error without its URL, which can
-    /// carry a token).
-    pub(crate) fn unsent(e: &reqwest::Error) -> Self {
-        format!("request failed: {}", super::without_url(e)).into()
-    }
-}
-
-/// Success for a 2xx answer; otherwise the status and the answer's
-/// `Retry-After` (in seconds, at most an hour).
-pub(crate) fn answered(response: &reqwest::Response) -> Result<(), Failure> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-    Err(Failure {
-        error: format!("HTTP {status}"),
-        retry_after,
-    })
 }
 
 /// One sink: how to send an item, and the timings of its loop.
@@ -317,25 +267,92 @@ async fn step<D: Destination>(
         // Another replica took the lease over: it delivers this item now.
         return Ok(Some(deliveries.lease.ttl / 3));
     };
-    if let Err(failure) = &result {
-        tracing::warn!(kind = D::KIND, name = %destination.name(), error = %failure.error, "delivery failed; will retry");
-    }
-    let (attempts, holder) = (next.attempts, deliveries.lease.holder.clone());
-    let recorded = blocking(&deliveries.database, move |conn| match result {
-        Ok(()) => D::Queue::delivered(conn, &sink, &holder, next.cursor, &next.item),
-        Err(Failure { error, retry_after }) => {
-            let wait = backoff(attempts)
-                .min(D::MAX_BACKOFF)
-                .max(retry_after.unwrap_or_default());
-            let at = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5));
-            D::Queue::failed(conn, &sink, &holder, next.cursor, &error, at)
-        }
+    let name = destination.name().to_owned();
+    log_outcome::<D>(&name, &result);
+    let holder = deliveries.lease.holder.clone();
+    let recorded = blocking(&deliveries.database, move |conn| {
+        record::<D>(conn, &sink, &name, &holder, next, result)
     })
     .await?;
     if !recorded {
         tracing::warn!(kind = D::KIND, name = %destination.name(), "delivery outcome not recorded: the lease or the cursor moved meanwhile");
     }
     Ok(None)
+}
+
+/// The log line of a delivery's outcome (a refusal and a skip each time
+/// they happen), and the [`refusing`] health signal.
+fn log_outcome<D: Destination>(name: &str, result: &Result<(), Failure>) {
+    let refused = matches!(result, Err(f) if f.class == FailureClass::Refused);
+    super::failure::set_refusing(D::KIND, name, refused);
+    let Err(failure) = result else {
+        return;
+    };
+    match failure.class {
+        FailureClass::Retryable => {
+            tracing::warn!(kind = D::KIND, name, error = %failure.error, "delivery failed; will retry")
+        }
+        FailureClass::Refused => tracing::warn!(
+            kind = D::KIND, name, error = %failure.error,
+            "delivery refused by the receiver; retrying at the longest backoff until the receiver or the configuration is fixed (later items wait)"
+        ),
+        FailureClass::Unbuildable => tracing::error!(
+            kind = D::KIND, name, error = %failure.error,
+            "delivery item cannot be built; skipped (audit event delivery.skipped)"
+        ),
+    }
+}
+
+/// Records the outcome of `next` (blocking): the cursor moved past it on
+/// success or when it can never be built (with a `delivery.skipped` audit
+/// event in the same transaction); otherwise the failure and the next
+/// attempt's time (at the longest backoff for a refusal). False when the
+/// lease or the cursor moved meanwhile (nothing recorded).
+fn record<D: Destination>(
+    conn: &mut Connection,
+    sink: &str,
+    name: &str,
+    holder: &str,
+    next: Next<<D::Queue as Queue>::Item>,
+    result: Result<(), Failure>,
+) -> Result<bool, StoreError> {
+    let failure = match result {
+        Ok(()) => return D::Queue::delivered(conn, sink, holder, next.cursor, &next.item),
+        Err(failure) => failure,
+    };
+    if failure.class == FailureClass::Unbuildable {
+        return store::write(conn, |tx| {
+            if !D::Queue::delivered(tx, sink, holder, next.cursor, &next.item)? {
+                return Ok(false);
+            }
+            audit::append(
+                tx,
+                &skipped_event(D::KIND, name, sink, next.cursor, &failure.error),
+            )?;
+            Ok(true)
+        });
+    }
+    let base = match failure.class {
+        FailureClass::Refused => D::MAX_BACKOFF,
+        _ => backoff(next.attempts).min(D::MAX_BACKOFF),
+    };
+    let wait = base.max(failure.retry_after.unwrap_or_default());
+    let at = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5));
+    D::Queue::failed(conn, sink, holder, next.cursor, &failure.error, at)
+}
+
+/// The audit event of an item skipped because it can never be built.
+fn skipped_event(kind: &str, name: &str, sink: &str, after: i64, error: &str) -> NewEvent {
+    NewEvent {
+        time: Utc::now(),
+        actor: "system".to_owned(),
+        source: format!("delivery:{kind}"),
+        action: "delivery.skipped".to_owned(),
+        object: format!("sink:{sink}"),
+        outcome: Outcome::Error,
+        reason: format!("the {kind} {name} skipped an item it can never deliver: {error}"),
+        details: serde_json::json!({ "sink": sink, "after": after, "error": error }),
+    }
 }
 
 /// Sends `item`, renewing the lease every ttl/3 while the delivery is in

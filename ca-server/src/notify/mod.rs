@@ -23,6 +23,7 @@ use tpa_core::audit::format_time;
 
 mod bell;
 pub mod delivery;
+mod failure;
 mod lease;
 pub mod replicas;
 pub mod slack;

@@ -232,3 +232,100 @@ async fn a_replica_that_lost_its_lease_drops_the_delivery_in_flight() {
         "a recorded nothing"
     );
 }
+
+/// The cursor of `sink`: (delivered_through, attempts, next_attempt_at),
+/// once a failure or a delivery was recorded (at most 30 s).
+async fn cursor_after_attempt(data: &DataDir, sink: &str) -> (i64, i64, Option<String>) {
+    let mut row = (0, 0, None);
+    for _ in 0..300 {
+        row = data
+            .open_store()
+            .query_row(
+                "SELECT delivered_through, attempts, next_attempt_at FROM outbox_cursors WHERE sink = ?1",
+                [sink],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        if row.0 > 0 || row.1 > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    row
+}
+
+// issue 17: a Slack-format webhook cannot build a message from a stored
+// payload that is not a request event: that item never will be built, so
+// it is skipped (with an audit event saying so), not retried forever
+// holding up every later item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_that_cannot_be_built_is_skipped_and_audited() {
+    let server = fake_server(|_, _| Reply {
+        status: 200,
+        ..Reply::default()
+    })
+    .await;
+    let mut data = DataDir::new();
+    let url = format!("{}/hook", server.base);
+    data.edit_config(|text| {
+        format!("{text}\n[[webhooks]]\nname = \"chat\"\nurl = \"{url}\"\nformat = \"slack\"\n")
+    });
+    register_sinks(&mut data.open_store(), &data.config.webhooks).unwrap();
+    let ids = enqueue(&data, 2);
+    let a = replica(&data, "replica-a");
+    a.bell.ring();
+    let mut through = 0;
+    for _ in 0..300 {
+        through = cursor_after_attempt(&data, "chat").await.0;
+        if through == ids[1] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(through, ids[1], "both unbuildable items were passed");
+    let skipped: Vec<(String, String)> = crate::helpers::audit_rows(&data.open_store())
+        .into_iter()
+        .filter(|r| r.action == "delivery.skipped")
+        .map(|r| (r.object, r.outcome))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![("sink:chat".to_owned(), "error".to_owned()); 2],
+        "each skip is audited"
+    );
+    assert!(server.received().is_empty());
+    a.stop().await;
+}
+
+// issue 17: a receiver that refuses an item (HTTP 400) would refuse it
+// again, but a webhook's order and completeness matter: the item is kept
+// and retried at the longest backoff (not every second), and the sink is
+// flagged as refusing (the health signal for /metrics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delivery_is_retried_at_the_longest_backoff_and_flagged() {
+    let server = fake_server(|_, _| Reply {
+        status: 400,
+        ..Reply::default()
+    })
+    .await;
+    let data = webhook_to(&server);
+    enqueue(&data, 1);
+    let a = replica(&data, "replica-a");
+    a.bell.ring();
+    let (through, attempts, next) = cursor_after_attempt(&data, "hook").await;
+    assert_eq!((through, attempts), (0, 1), "kept, one failed attempt");
+    let at = chrono::DateTime::parse_from_rfc3339(&next.unwrap()).unwrap();
+    let wait = at.with_timezone(&Utc) - Utc::now();
+    assert!(
+        wait > chrono::TimeDelta::seconds(250),
+        "retried at the longest backoff (300 s): {wait}"
+    );
+    assert!(
+        ca_server::notify::delivery::refusing().contains(&("webhook", "hook".to_owned())),
+        "{:?}",
+        ca_server::notify::delivery::refusing()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server.received().len(), 1, "no retry every second");
+    a.stop().await;
+}
