@@ -6,15 +6,17 @@
 //! send one item, a [`Queue`] where its items and cursor live.
 //!
 //! With several replicas on one database, a loop delivers only while it
-//! holds its sink's lease (`store::leases`): it takes or renews the lease
-//! before each item and every [`Lease::ttl`]/3 while a delivery is in
-//! flight, so a replica that lost it stops before the next item, and a dead
-//! replica's sinks are taken over once its lease ran out ([`LEASE_TTL`]).
+//! holds its sink's lease (`store::leases`): it takes the lease, renews it
+//! before an item once less than 2/3 of [`Lease::ttl`] is left (so an idle
+//! loop does not write it at every step) and every ttl/3 while a delivery is
+//! in flight, so a replica that lost it stops (dropping the delivery in
+//! flight), and a dead replica's sinks are taken over once its lease ran
+//! out ([`LEASE_TTL`]).
 //! Delivery stays at least once: an item the dead replica had sent but not
 //! yet recorded is sent again by the next holder.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -26,9 +28,10 @@ use super::failure::MAX_RETRY_AFTER;
 pub use super::failure::refusing;
 pub(crate) use super::failure::{Failure, FailureClass, answered, class_of};
 pub use super::lease::{LEASE_TTL, Lease};
+use super::session::{Session, renewal_period};
 use crate::store::leases::{self, Cursors};
 use crate::store::sql::Sql;
-use crate::store::{self, Create, StoreError, audit, outbox};
+use crate::store::{self, StoreError, audit, outbox};
 use tpa_core::audit::{NewEvent, Outcome};
 
 /// The pause after a step that failed on the database side.
@@ -193,26 +196,16 @@ fn longest_wait<D: Destination>() -> Duration {
     MAX_RETRY_AFTER.max(D::MAX_BACKOFF) + LEASE_TTL
 }
 
-/// Runs `f` on a fresh connection to `database`, off the async runtime.
-async fn blocking<T: Send + 'static>(
-    database: &Path,
-    f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let database = database.to_owned();
-    tokio::task::spawn_blocking(move || f(&mut store::open(&database, Create::Never)?))
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?
-}
-
 async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
     let mut shutdown = deliveries.shutdown.clone();
     // Listening from before the first read: no ring after it is missed.
     let mut bell = deliveries.bell.listener();
+    let mut session = Session::new(deliveries.database.clone());
     loop {
         if *shutdown.borrow() {
             break;
         }
-        let wait = match step(&mut destination, &deliveries).await {
+        let wait = match step(&mut destination, &deliveries, &mut session).await {
             Ok(wait) => wait,
             Err(e) => {
                 tracing::warn!(kind = D::KIND, name = %destination.name(), error = %e, "delivery step failed");
@@ -225,10 +218,10 @@ async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
     }
     // Another replica need not wait for the lease to run out.
     let (sink, lease) = (destination.sink(), deliveries.lease.clone());
-    let released = blocking(&deliveries.database, move |conn| {
-        leases::release(conn, D::Queue::CURSORS, &sink, &lease.holder)
-    })
-    .await;
+    session.forget();
+    let released = session
+        .run(move |conn| leases::release(conn, D::Queue::CURSORS, &sink, &lease.holder))
+        .await;
     if let Err(e) = released {
         tracing::warn!(kind = D::KIND, name = %destination.name(), error = %e, "cannot release the delivery lease");
     }
@@ -239,20 +232,18 @@ async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
 async fn step<D: Destination>(
     destination: &mut D,
     deliveries: &Deliveries,
+    session: &mut Session,
 ) -> Result<Option<Duration>, StoreError> {
     let sink = destination.sink();
-    let (name, lease) = (sink.clone(), deliveries.lease.clone());
-    let next = blocking(&deliveries.database, move |conn| {
-        if !lease.take(conn, D::Queue::CURSORS, &name)? {
-            return Ok(None);
-        }
-        D::Queue::next(conn, &name).map(Some)
-    })
-    .await?;
-    let Some(next) = next else {
+    let lease = &deliveries.lease;
+    // Renewed only when less than 2/3 of the TTL is left: an idle loop
+    // does not write the lease row at every step.
+    if !session.fresh(lease) && !session.take(lease, D::Queue::CURSORS, &sink).await? {
         // Another replica holds the lease: look again before it could run out.
-        return Ok(Some(deliveries.lease.ttl / 3));
-    };
+        return Ok(Some(renewal_period(lease)));
+    }
+    let name = sink.clone();
+    let next = session.run(move |conn| D::Queue::next(conn, &name)).await?;
     let Some(next) = next else {
         return Ok(Some(D::IDLE_POLL));
     };
@@ -263,17 +254,17 @@ async fn step<D: Destination>(
     ) {
         return Ok(Some(wait));
     }
-    let Some(result) = send_holding(destination, deliveries, &sink, &next.item).await else {
+    let Some(result) = send_holding(destination, deliveries, session, &sink, &next.item).await
+    else {
         // Another replica took the lease over: it delivers this item now.
-        return Ok(Some(deliveries.lease.ttl / 3));
+        return Ok(Some(renewal_period(lease)));
     };
     let name = destination.name().to_owned();
     log_outcome::<D>(&name, &result);
     let holder = deliveries.lease.holder.clone();
-    let recorded = blocking(&deliveries.database, move |conn| {
-        record::<D>(conn, &sink, &name, &holder, next, result)
-    })
-    .await?;
+    let recorded = session
+        .run(move |conn| record::<D>(conn, &sink, &name, &holder, next, result))
+        .await?;
     if !recorded {
         tracing::warn!(kind = D::KIND, name = %destination.name(), "delivery outcome not recorded: the lease or the cursor moved meanwhile");
     }
@@ -364,23 +355,19 @@ fn skipped_event(kind: &str, name: &str, sink: &str, after: i64, error: &str) ->
 async fn send_holding<D: Destination>(
     destination: &mut D,
     deliveries: &Deliveries,
+    session: &mut Session,
     sink: &str,
     item: &<D::Queue as Queue>::Item,
 ) -> Option<Result<(), Failure>> {
     let send = destination.send(item);
     tokio::pin!(send);
-    let mut renew = tokio::time::interval(deliveries.lease.ttl / 3);
+    let mut renew = tokio::time::interval(renewal_period(&deliveries.lease));
     renew.tick().await; // The first tick is at once; the lease was just taken.
     loop {
         tokio::select! {
             result = &mut send => return Some(result),
             _ = renew.tick() => {
-                let (name, lease) = (sink.to_owned(), deliveries.lease.clone());
-                let renewed = blocking(&deliveries.database, move |conn| {
-                    lease.take(conn, D::Queue::CURSORS, &name)
-                })
-                .await;
-                match renewed {
+                match session.take(&deliveries.lease, D::Queue::CURSORS, sink).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(kind = D::KIND, sink, "delivery lease lost during a delivery; the delivery is abandoned");

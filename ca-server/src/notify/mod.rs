@@ -26,6 +26,7 @@ pub mod delivery;
 mod failure;
 mod lease;
 pub mod replicas;
+mod session;
 pub mod slack;
 mod webhook;
 

@@ -329,3 +329,63 @@ async fn a_refused_delivery_is_retried_at_the_longest_backoff_and_flagged() {
     assert_eq!(server.received().len(), 1, "no retry every second");
     a.stop().await;
 }
+
+// issue 15: an idle loop does not write its lease at every step (an audit
+// sink steps every second): it renews only once less than 2/3 of the TTL
+// is left, so with a 30 s lease the row stays untouched for seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = udp.local_addr().unwrap();
+    let mut data = DataDir::new();
+    data.edit_config(|text| {
+        format!(
+            "{text}\n[[audit_sinks]]\nname = \"udp\"\ntype = \"syslog\"\naddress = \"{address}\"\ntransport = \"udp\"\n"
+        )
+    });
+    ca_server::audit::sinks::register(&mut data.open_store(), &data.config.audit_sinks).unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let deliveries = Deliveries {
+        database: data.config.database_path.clone(),
+        bell: OutboxBell::default(),
+        shutdown,
+        lease: Lease {
+            holder: "replica-a".to_owned(),
+            ttl: Duration::from_secs(30),
+        },
+    };
+    let tasks =
+        ca_server::audit::sinks::spawn(&deliveries, data.config.audit_sinks.clone()).unwrap();
+    let lease_until = || -> Option<String> {
+        data.open_store()
+            .query_row(
+                "SELECT lease_until FROM audit_sink_cursors WHERE sink = 'udp'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let mut first = None;
+    for _ in 0..300 {
+        first = lease_until();
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(first.is_some(), "the loop took its lease");
+    // Three idle steps (one a second): the lease row is not rewritten.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        lease_until(),
+        first,
+        "not renewed while 2/3 of the TTL is left"
+    );
+    stop.send(true).unwrap();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
