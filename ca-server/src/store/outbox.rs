@@ -27,12 +27,23 @@ pub struct Pending {
 }
 
 /// Adds a notification inside the caller's transaction.
+///
+/// Readers move past `o.id > cursor`, so ids must become visible in id
+/// order. On PostgreSQL an identity value is allocated at insert, not at
+/// commit: a transaction that got id 10 could commit after one that got 11,
+/// and a sink that read 11 meanwhile would never read 10. So the insert
+/// first takes the audit chain's transaction-scoped lock (reentrant; most
+/// of these transactions append to the chain anyway, the window-end and
+/// alert ones do not), which serializes every queueing transaction until
+/// its commit: ids follow commit order, as audit seqs do. On SQLite the
+/// write transaction is already exclusive.
 pub fn enqueue(
     tx: &impl Sql,
     kind: &str,
     payload: &str,
     now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
+    super::audit::lock_chain(tx)?;
     tx.query_one(
         "INSERT INTO outbox (created_at, kind, payload) VALUES (?1, ?2, ?3) RETURNING id",
         &[&format_time(now), &kind, &payload],
@@ -223,5 +234,43 @@ mod tests {
             assert!(delivered(&conn, "hook", "b", still.after, still.id).unwrap());
             assert_eq!(backlog(&conn, "hook").unwrap(), 0, "{engine:?}");
         }
+    }
+
+    // issue 15: on PostgreSQL, a transaction that queued an item and is
+    // still open holds back a second one's insert until it commits, so
+    // outbox ids become visible in id order: when the later id is visible,
+    // every earlier one is too, and a cursor never skips one.
+    #[test]
+    fn outbox_ids_follow_commit_order_on_postgres() {
+        let (options, mut first) = crate::store::pg::test_database();
+        let mut second = crate::store::pg::connect(&options).unwrap();
+        let now = Utc::now();
+        let (queued_tx, queued_rx) = std::sync::mpsc::channel();
+        let early = std::thread::spawn(move || {
+            first
+                .write(|tx| {
+                    let id = enqueue(tx, "request.created", "{}", now)?;
+                    queued_tx.send(id).unwrap();
+                    // Still open while the other transaction queues.
+                    std::thread::sleep(std::time::Duration::from_millis(800));
+                    Ok::<_, StoreError>(id)
+                })
+                .unwrap()
+        });
+        let early_id = queued_rx.recv().unwrap();
+        let late_id = second
+            .write(|tx| enqueue(tx, "request.approved", "{}", now))
+            .unwrap();
+        // Right after the later transaction committed: is the earlier id visible?
+        let visible: Vec<i64> = second
+            .query_vec("SELECT id FROM outbox ORDER BY id", &[], |r| r.get(0))
+            .unwrap();
+        assert_eq!(early.join().unwrap(), early_id);
+        assert!(early_id < late_id);
+        assert_eq!(
+            visible,
+            vec![early_id, late_id],
+            "the later id committed only after the earlier one"
+        );
     }
 }
