@@ -54,7 +54,7 @@ impl Destination for Sender {
 
     async fn send(&mut self, item: &outbox::Pending) -> Result<(), Failure> {
         match self.ours(item) {
-            Some(alert) => self.post(&alert, item.id).await,
+            Some(alert) => self.post(&alert, &item.id.to_string()).await,
             None => Ok(()),
         }
     }
@@ -91,7 +91,7 @@ impl Sender {
         }
     }
 
-    async fn post(&self, alert: &AlertEvent, delivery: i64) -> Result<(), Failure> {
+    async fn post(&self, alert: &AlertEvent, delivery: &str) -> Result<(), Failure> {
         let response = request(&self.client, &self.destination, alert, delivery)
             .send()
             .await
@@ -101,12 +101,13 @@ impl Sender {
 }
 
 /// The POST of `alert` to `destination` in its format, with its headers
-/// (Opsgenie's key, a webhook's event, delivery id and signature).
+/// (Opsgenie's key, a webhook's event, delivery id and signature). The
+/// delivery id is the outbox id of a queued alert, `test-<run>` for a test.
 pub(crate) fn request(
     client: &reqwest::Client,
     destination: &AlertDestination,
     alert: &AlertEvent,
-    delivery: i64,
+    delivery: &str,
 ) -> reqwest::RequestBuilder {
     let body = body(&destination.kind, alert).to_string();
     let mut request = client
@@ -119,7 +120,7 @@ pub(crate) fn request(
         DestinationKind::Webhook { secret } => {
             request = request
                 .header("x-tpa-event", KIND)
-                .header("x-tpa-delivery", delivery.to_string());
+                .header("x-tpa-delivery", delivery);
             let timestamp = Utc::now().timestamp();
             if let Some(sig) = secret
                 .as_ref()
