@@ -17,10 +17,10 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::OutboxBell;
@@ -31,7 +31,7 @@ pub use super::lease::{LEASE_TTL, Lease};
 use super::session::{Session, renewal_period};
 use crate::store::leases::{self, Cursors};
 use crate::store::sql::Sql;
-use crate::store::{self, StoreError, audit, outbox};
+use crate::store::{Database, StoreError, Tx, audit, outbox};
 use tpa_core::audit::{NewEvent, Outcome};
 
 /// The pause after a step that failed on the database side.
@@ -148,7 +148,11 @@ pub(crate) trait Destination: Send + 'static {
 /// shutdown signal and the lease terms.
 #[derive(Debug, Clone)]
 pub struct Deliveries {
-    /// The SQLite database holding the outbox and the cursors.
+    /// The store holding the outbox and the cursors (either engine): what
+    /// the delivery loops use.
+    pub store: Arc<Database>,
+    /// The SQLite file of that store, for the alert evaluator (which still
+    /// opens its own connection).
     pub database: PathBuf,
     /// Rung after a commit that queued something.
     pub bell: OutboxBell,
@@ -200,7 +204,7 @@ async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
     let mut shutdown = deliveries.shutdown.clone();
     // Listening from before the first read: no ring after it is missed.
     let mut bell = deliveries.bell.listener();
-    let mut session = Session::new(deliveries.database.clone());
+    let mut session = Session::new(deliveries.store.clone());
     loop {
         if *shutdown.borrow() {
             break;
@@ -220,11 +224,14 @@ async fn run<D: Destination>(mut destination: D, deliveries: Deliveries) {
     let (sink, lease) = (destination.sink(), deliveries.lease.clone());
     session.forget();
     let released = session
-        .run(move |conn| leases::release(conn, D::Queue::CURSORS, &sink, &lease.holder))
+        .write(move |tx| leases::release(tx, D::Queue::CURSORS, &sink, &lease.holder))
         .await;
     if let Err(e) = released {
         tracing::warn!(kind = D::KIND, name = %destination.name(), error = %e, "cannot release the delivery lease");
     }
+    // The last handle on a PostgreSQL store closes its blocking clients,
+    // which run a runtime of their own: not on this runtime's thread.
+    let _ = tokio::task::spawn_blocking(move || drop((session, deliveries))).await;
 }
 
 /// Delivers the next item, if this loop holds the lease and one is due.
@@ -243,7 +250,9 @@ async fn step<D: Destination>(
         return Ok(Some(renewal_period(lease)));
     }
     let name = sink.clone();
-    let next = session.run(move |conn| D::Queue::next(conn, &name)).await?;
+    let next = session
+        .read(move |conn| D::Queue::next(conn, &name))
+        .await?;
     let Some(next) = next else {
         return Ok(Some(D::IDLE_POLL));
     };
@@ -263,7 +272,7 @@ async fn step<D: Destination>(
     log_outcome::<D>(&name, &result);
     let holder = deliveries.lease.holder.clone();
     let recorded = session
-        .run(move |conn| record::<D>(conn, &sink, &name, &holder, next, result))
+        .write(move |tx| record::<D>(tx, &sink, &name, &holder, next, result))
         .await?;
     if !recorded {
         tracing::warn!(kind = D::KIND, name = %destination.name(), "delivery outcome not recorded: the lease or the cursor moved meanwhile");
@@ -300,7 +309,7 @@ fn log_outcome<D: Destination>(name: &str, result: &Result<(), Failure>) {
 /// attempt's time (at the longest backoff for a refusal). False when the
 /// lease or the cursor moved meanwhile (nothing recorded).
 fn record<D: Destination>(
-    conn: &mut Connection,
+    tx: &Tx<'_>,
     sink: &str,
     name: &str,
     holder: &str,
@@ -308,20 +317,18 @@ fn record<D: Destination>(
     result: Result<(), Failure>,
 ) -> Result<bool, StoreError> {
     let failure = match result {
-        Ok(()) => return D::Queue::delivered(conn, sink, holder, next.cursor, &next.item),
+        Ok(()) => return D::Queue::delivered(tx, sink, holder, next.cursor, &next.item),
         Err(failure) => failure,
     };
     if failure.class == FailureClass::Unbuildable {
-        return store::write(conn, |tx| {
-            if !D::Queue::delivered(tx, sink, holder, next.cursor, &next.item)? {
-                return Ok(false);
-            }
-            audit::append(
-                tx,
-                &skipped_event(D::KIND, name, sink, next.cursor, &failure.error),
-            )?;
-            Ok(true)
-        });
+        if !D::Queue::delivered(tx, sink, holder, next.cursor, &next.item)? {
+            return Ok(false);
+        }
+        audit::append(
+            tx,
+            &skipped_event(D::KIND, name, sink, next.cursor, &failure.error),
+        )?;
+        return Ok(true);
     }
     let base = match failure.class {
         FailureClass::Refused => D::MAX_BACKOFF,
@@ -329,7 +336,7 @@ fn record<D: Destination>(
     };
     let wait = base.max(failure.retry_after.unwrap_or_default());
     let at = Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(5));
-    D::Queue::failed(conn, sink, holder, next.cursor, &failure.error, at)
+    D::Queue::failed(tx, sink, holder, next.cursor, &failure.error, at)
 }
 
 /// The audit event of an item skipped because it can never be built.

@@ -1,59 +1,59 @@
-//! A delivery loop's hold on the database: one connection kept for the
-//! loop's life (not one opened, and migration-checked, per step; reopened
-//! after an error), and when the loop last took or renewed its sink's lease,
-//! so that an idle loop renews only when less than 2/3 of the TTL is left
-//! instead of writing (and syncing) the lease row at every step.
+//! A delivery loop's hold on the database: the CA's [`Database`] (on SQLite
+//! its one writer and reader pool, not a connection opened and
+//! migration-checked per step; on PostgreSQL the replica's pool), and when
+//! the loop last took or renewed its sink's lease, so that an idle loop
+//! renews only when less than 2/3 of the TTL is left instead of writing
+//! (and syncing) the lease row at every step.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use tokio::time::Instant;
 
 use super::lease::Lease;
 use crate::store::leases::Cursors;
-use crate::store::{self, Create, StoreError};
+use crate::store::{Conn, Database, StoreError, Tx};
 
-/// One loop's connection and lease state.
+/// How long one store call of a delivery loop may wait (for the writer,
+/// or a PostgreSQL connection).
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// One loop's database and lease state.
 pub(super) struct Session {
-    database: PathBuf,
-    conn: Option<Connection>,
+    database: Arc<Database>,
     /// When the lease was last taken or renewed (before the write), while held.
     renewed: Option<Instant>,
 }
 
 impl Session {
-    pub(super) fn new(database: PathBuf) -> Self {
+    pub(super) fn new(database: Arc<Database>) -> Self {
         Self {
             database,
-            conn: None,
             renewed: None,
         }
     }
 
-    /// Runs `f` on the loop's connection (opened when it has none), off the
-    /// async runtime. A connection that saw an error is dropped, so the
-    /// next call starts afresh.
-    pub(super) async fn run<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    /// Runs `f` in one write transaction (through the SQLite writer, or on
+    /// a pooled PostgreSQL connection), off the async runtime.
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (database, conn) = (self.database.clone(), self.conn.take());
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let mut conn = match conn {
-                Some(conn) => conn,
-                None => match store::open(&database, Create::Never) {
-                    Ok(conn) => conn,
-                    Err(e) => return (None, Err(e)),
-                },
-            };
-            let result = f(&mut conn);
-            (result.is_ok().then_some(conn), result)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn = conn;
-        result
+        let database = self.database.clone();
+        tokio::task::spawn_blocking(move || database.write(std::time::Instant::now() + DEADLINE, f))
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+    }
+
+    /// Runs `f` on a connection for reading, off the async runtime.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let database = self.database.clone();
+        tokio::task::spawn_blocking(move || database.read(std::time::Instant::now() + DEADLINE, f))
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
     }
 
     /// Whether the lease was taken or renewed less than a third of its TTL
@@ -72,7 +72,7 @@ impl Session {
     ) -> Result<bool, StoreError> {
         let started = Instant::now();
         let (lease, sink) = (lease.clone(), sink.to_owned());
-        let taken = self.run(move |conn| lease.take(conn, cursors, &sink)).await;
+        let taken = self.write(move |tx| lease.take(tx, cursors, &sink)).await;
         self.renewed = matches!(taken, Ok(true)).then_some(started);
         taken
     }

@@ -47,9 +47,16 @@ struct Replica {
 }
 
 fn replica(data: &DataDir, holder: &str) -> Replica {
+    let store = ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap();
+    replica_on(data, store, holder)
+}
+
+/// One replica's webhook senders on `store` (either engine).
+fn replica_on(data: &DataDir, store: ca_server::store::Database, holder: &str) -> Replica {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
+        store: std::sync::Arc::new(store),
         database: data.config.database_path.clone(),
         bell: bell.clone(),
         shutdown,
@@ -346,6 +353,9 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
     ca_server::audit::sinks::register(&mut data.open_store(), &data.config.audit_sinks).unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let deliveries = Deliveries {
+        store: std::sync::Arc::new(
+            ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap(),
+        ),
         database: data.config.database_path.clone(),
         bell: OutboxBell::default(),
         shutdown,
@@ -388,4 +398,57 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
             .unwrap()
             .unwrap();
     }
+}
+
+// issue 15: the delivery loops run on PostgreSQL too: two replicas, each
+// with its own pool on one database, deliver each item once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_deliver_each_item_once_in_order() {
+    use ca_server::store::pg::{self, PgOptions};
+    let server = fake_server(|_, _| Reply {
+        status: 200,
+        delay: Duration::from_millis(10),
+        ..Reply::default()
+    })
+    .await;
+    let data = webhook_to(&server);
+    let db = off_runtime(|| crate::postgres_server::PgServer::shared().database());
+    let options = PgOptions {
+        url: db.url,
+        password: Some(db.password),
+        ca_file: None,
+    };
+    // The blocking PostgreSQL client runs its own runtime: off this one.
+    let ids: Vec<i64> = off_runtime(|| {
+        let mut conn = pg::connect(&options).unwrap();
+        pg::migrate(&mut conn).unwrap();
+        outbox::register_sink(&conn, "hook").unwrap();
+        (0..10)
+            .map(|i| {
+                conn.write(|tx| {
+                    outbox::enqueue(tx, "request.created", &format!("{{\"n\":{i}}}"), Utc::now())
+                })
+                .unwrap()
+            })
+            .collect()
+    });
+    let open =
+        || off_runtime(|| ca_server::store::Database::open_postgres(options.clone(), 2).unwrap());
+    let (a, b) = (
+        replica_on(&data, open(), "replica-a"),
+        replica_on(&data, open(), "replica-b"),
+    );
+    a.bell.ring();
+    b.bell.ring();
+    wait_for_all(&server, &ids).await;
+    tokio::time::sleep(TTL).await;
+    assert_eq!(delivered(&server), ids, "each item once, in order");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Runs `f` on a thread of its own (the blocking PostgreSQL client starts
+/// a runtime of its own, which a runtime's worker thread may not).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().unwrap())
 }
