@@ -17,12 +17,10 @@ pub fn spawn(
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let state = state.clone();
-    // The delivery loops' own handle on the store (its writer and one
-    // reader) until AppState holds a `store::Database` to share.
-    let store = store::Database::open_sqlite(&state.database_path, 1)
-        .context("cannot open the store for the delivery loops")?;
     let deliveries = crate::notify::Deliveries {
-        store: std::sync::Arc::new(store),
+        // The loops' own handle on the store (a writer and one reader, opened
+        // at first use) until AppState holds a `store::Database` to share.
+        store: crate::notify::delivery::DeliveryStore::sqlite(state.database_path.clone()),
         database: state.database_path.clone(),
         bell: state.bell.clone(),
         shutdown: stopped.clone(),

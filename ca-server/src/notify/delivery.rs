@@ -17,7 +17,6 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -28,10 +27,11 @@ use super::failure::MAX_RETRY_AFTER;
 pub use super::failure::refusing;
 pub(crate) use super::failure::{Failure, FailureClass, answered, class_of};
 pub use super::lease::{LEASE_TTL, Lease};
+pub use super::session::DeliveryStore;
 use super::session::{Session, renewal_period};
 use crate::store::leases::{self, Cursors};
 use crate::store::sql::Sql;
-use crate::store::{Database, StoreError, Tx, audit, outbox};
+use crate::store::{StoreError, Tx, audit, outbox};
 use tpa_core::audit::{NewEvent, Outcome};
 
 /// The pause after a step that failed on the database side.
@@ -150,7 +150,7 @@ pub(crate) trait Destination: Send + 'static {
 pub struct Deliveries {
     /// The store holding the outbox and the cursors (either engine): what
     /// the delivery loops use.
-    pub store: Arc<Database>,
+    pub store: DeliveryStore,
     /// The SQLite file of that store, for the alert evaluator (which still
     /// opens its own connection).
     pub database: PathBuf,

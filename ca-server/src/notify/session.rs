@@ -5,7 +5,8 @@
 //! renews only when less than 2/3 of the TTL is left instead of writing
 //! (and syncing) the lease row at every step.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,15 +19,59 @@ use crate::store::{Conn, Database, StoreError, Tx};
 /// or a PostgreSQL connection).
 const DEADLINE: Duration = Duration::from_secs(10);
 
+/// The store of the delivery loops: one already open (either engine), or a
+/// SQLite file opened at first use, so that a CA whose file is missing for
+/// a moment still starts, and its loops retry (a failed step) until it is
+/// back.
+#[derive(Debug, Clone)]
+pub struct DeliveryStore {
+    database: Arc<OnceLock<Database>>,
+    sqlite: Option<PathBuf>,
+}
+
+impl DeliveryStore {
+    /// An open store.
+    pub fn open(database: Database) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(database);
+        Self {
+            database: Arc::new(cell),
+            sqlite: None,
+        }
+    }
+
+    /// The SQLite store at `path`, opened (one writer, one reader) at first use.
+    pub fn sqlite(path: PathBuf) -> Self {
+        Self {
+            database: Arc::new(OnceLock::new()),
+            sqlite: Some(path),
+        }
+    }
+
+    /// The store, opened if need be. Blocking.
+    fn get(&self) -> Result<&Database, StoreError> {
+        if let Some(database) = self.database.get() {
+            return Ok(database);
+        }
+        let path = self
+            .sqlite
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("no store for the delivery loops".into()))?;
+        let opened = Database::open_sqlite(path, 1)?;
+        // Two loops opening at once: one store is kept, the other dropped.
+        Ok(self.database.get_or_init(|| opened))
+    }
+}
+
 /// One loop's database and lease state.
 pub(super) struct Session {
-    database: Arc<Database>,
+    database: DeliveryStore,
     /// When the lease was last taken or renewed (before the write), while held.
     renewed: Option<Instant>,
 }
 
 impl Session {
-    pub(super) fn new(database: Arc<Database>) -> Self {
+    pub(super) fn new(database: DeliveryStore) -> Self {
         Self {
             database,
             renewed: None,
@@ -40,9 +85,13 @@ impl Session {
         f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let database = self.database.clone();
-        tokio::task::spawn_blocking(move || database.write(std::time::Instant::now() + DEADLINE, f))
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            database
+                .get()?
+                .write(std::time::Instant::now() + DEADLINE, f)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
     }
 
     /// Runs `f` on a connection for reading, off the async runtime.
@@ -51,9 +100,13 @@ impl Session {
         f: impl FnOnce(&Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let database = self.database.clone();
-        tokio::task::spawn_blocking(move || database.read(std::time::Instant::now() + DEADLINE, f))
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            database
+                .get()?
+                .read(std::time::Instant::now() + DEADLINE, f)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
     }
 
     /// Whether the lease was taken or renewed less than a third of its TTL

@@ -56,7 +56,7 @@ fn replica_on(data: &DataDir, store: ca_server::store::Database, holder: &str) -
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
-        store: std::sync::Arc::new(store),
+        store: ca_server::notify::delivery::DeliveryStore::open(store),
         database: data.config.database_path.clone(),
         bell: bell.clone(),
         shutdown,
@@ -315,11 +315,16 @@ async fn a_refused_delivery_is_retried_at_the_longest_backoff_and_flagged() {
         ..Reply::default()
     })
     .await;
-    let data = webhook_to(&server);
+    // A name of its own: the refusing list is per process, and the other
+    // tests' sinks called `hook` succeed meanwhile.
+    let mut data = DataDir::new();
+    let url = format!("{}/hook", server.base);
+    data.edit_config(|text| format!("{text}\n[[webhooks]]\nname = \"refused\"\nurl = \"{url}\"\n"));
+    register_sinks(&mut data.open_store(), &data.config.webhooks).unwrap();
     enqueue(&data, 1);
     let a = replica(&data, "replica-a");
     a.bell.ring();
-    let (through, attempts, next) = cursor_after_attempt(&data, "hook").await;
+    let (through, attempts, next) = cursor_after_attempt(&data, "refused").await;
     assert_eq!((through, attempts), (0, 1), "kept, one failed attempt");
     let at = chrono::DateTime::parse_from_rfc3339(&next.unwrap()).unwrap();
     let wait = at.with_timezone(&Utc) - Utc::now();
@@ -328,7 +333,7 @@ async fn a_refused_delivery_is_retried_at_the_longest_backoff_and_flagged() {
         "retried at the longest backoff (300 s): {wait}"
     );
     assert!(
-        ca_server::notify::delivery::refusing().contains(&("webhook", "hook".to_owned())),
+        ca_server::notify::delivery::refusing().contains(&("webhook", "refused".to_owned())),
         "{:?}",
         ca_server::notify::delivery::refusing()
     );
@@ -353,8 +358,8 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
     ca_server::audit::sinks::register(&mut data.open_store(), &data.config.audit_sinks).unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let deliveries = Deliveries {
-        store: std::sync::Arc::new(
-            ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap(),
+        store: ca_server::notify::delivery::DeliveryStore::sqlite(
+            data.config.database_path.clone(),
         ),
         database: data.config.database_path.clone(),
         bell: OutboxBell::default(),
