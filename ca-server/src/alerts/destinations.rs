@@ -54,7 +54,7 @@ impl Destination for Sender {
 
     async fn send(&mut self, item: &outbox::Pending) -> Result<(), Failure> {
         match self.ours(item) {
-            Some(alert) => self.post(&alert, item.id).await,
+            Some(alert) => self.post(&alert, &item.id.to_string()).await,
             None => Ok(()),
         }
     }
@@ -66,7 +66,13 @@ impl Sender {
         if item.kind != KIND {
             return None;
         }
-        let payload: Value = serde_json::from_str(&item.payload).ok()?;
+        let payload: Value = match serde_json::from_str(&item.payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::error!(destination = %self.destination.name, item = item.id, error = %e, "queued alert is not JSON; passed over");
+                return None;
+            }
+        };
         let for_us = payload
             .get("destinations")?
             .as_array()?
@@ -75,10 +81,17 @@ impl Sender {
         if !for_us {
             return None;
         }
-        serde_json::from_value(payload.get("alert")?.clone()).ok()
+        let alert = payload.get("alert").cloned().unwrap_or(Value::Null);
+        match serde_json::from_value(alert) {
+            Ok(alert) => Some(alert),
+            Err(e) => {
+                tracing::error!(destination = %self.destination.name, item = item.id, error = %e, "queued alert cannot be read; passed over");
+                None
+            }
+        }
     }
 
-    async fn post(&self, alert: &AlertEvent, delivery: i64) -> Result<(), Failure> {
+    async fn post(&self, alert: &AlertEvent, delivery: &str) -> Result<(), Failure> {
         let response = request(&self.client, &self.destination, alert, delivery)
             .send()
             .await
@@ -88,12 +101,13 @@ impl Sender {
 }
 
 /// The POST of `alert` to `destination` in its format, with its headers
-/// (Opsgenie's key, a webhook's event, delivery id and signature).
+/// (Opsgenie's key, a webhook's event, delivery id and signature). The
+/// delivery id is the outbox id of a queued alert, `test-<run>` for a test.
 pub(crate) fn request(
     client: &reqwest::Client,
     destination: &AlertDestination,
     alert: &AlertEvent,
-    delivery: i64,
+    delivery: &str,
 ) -> reqwest::RequestBuilder {
     let body = body(&destination.kind, alert).to_string();
     let mut request = client
@@ -106,7 +120,7 @@ pub(crate) fn request(
         DestinationKind::Webhook { secret } => {
             request = request
                 .header("x-tpa-event", KIND)
-                .header("x-tpa-delivery", delivery.to_string());
+                .header("x-tpa-delivery", delivery);
             let timestamp = Utc::now().timestamp();
             if let Some(sig) = secret
                 .as_ref()

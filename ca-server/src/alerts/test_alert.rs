@@ -51,7 +51,12 @@ pub async fn send(
     destination: &AlertDestination,
     alert: &AlertEvent,
 ) -> Result<String, String> {
-    let response = super::destinations::request(client, destination, alert, 0)
+    // A delivery id of the run (the end of the dedup key), never one a
+    // queued alert has: a receiver that deduplicates on it neither drops
+    // the next run's test nor takes a test for alert 0.
+    let run = alert.dedup_key.rsplit(':').next().unwrap_or_default();
+    let delivery = format!("test-{run}");
+    let response = super::destinations::request(client, destination, alert, &delivery)
         .send()
         .await
         .map_err(|e| format!("request failed: {}", without_url(&e)))?;

@@ -18,6 +18,9 @@ pub fn spawn(
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let state = state.clone();
     let deliveries = crate::notify::Deliveries {
+        // The loops' own handle on the store (a writer and one reader, opened
+        // at first use) until AppState holds a `store::Database` to share.
+        store: crate::notify::delivery::DeliveryStore::sqlite(state.database_path.clone()),
         database: state.database_path.clone(),
         bell: state.bell.clone(),
         shutdown: stopped.clone(),

@@ -15,7 +15,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -23,6 +22,7 @@ use crate::config::{AuditSinkConfig, AuditSinkTarget, SyslogTransport};
 use crate::notify::delivery::{Destination, Failure, Next, Queue, answered};
 use crate::notify::{Deliveries, delivery_client, signature};
 use crate::store::leases::Cursors;
+use crate::store::sql::Sql;
 use crate::store::{StoreError, audit_sinks};
 use tpa_core::audit::{Event, canonical_json};
 
@@ -74,7 +74,7 @@ impl Queue for AuditTrail {
     type Item = Vec<Event>;
     const CURSORS: Cursors = Cursors::AuditSinks;
 
-    fn next(conn: &mut Connection, sink: &str) -> Result<Option<Next<Vec<Event>>>, StoreError> {
+    fn next(conn: &impl Sql, sink: &str) -> Result<Option<Next<Vec<Event>>>, StoreError> {
         let cursor = audit_sinks::cursor(conn, sink)?
             .ok_or_else(|| StoreError::Corrupt(format!("audit sink {sink} has no cursor")))?;
         let events = audit_sinks::events_after(conn, cursor.delivered_through, BATCH)?;
@@ -82,23 +82,32 @@ impl Queue for AuditTrail {
             item: events,
             attempts: cursor.attempts,
             next_attempt_at: cursor.next_attempt_at,
+            cursor: cursor.delivered_through,
         }))
     }
 
-    fn delivered(conn: &mut Connection, sink: &str, events: &Vec<Event>) -> Result<(), StoreError> {
+    fn delivered(
+        conn: &impl Sql,
+        sink: &str,
+        holder: &str,
+        cursor: i64,
+        events: &Vec<Event>,
+    ) -> Result<bool, StoreError> {
         match events.last() {
-            Some(last) => audit_sinks::delivered(conn, sink, last.seq),
-            None => Ok(()),
+            Some(last) => audit_sinks::delivered(conn, sink, holder, cursor, last.seq),
+            None => Ok(false),
         }
     }
 
     fn failed(
-        conn: &mut Connection,
+        conn: &impl Sql,
         sink: &str,
+        holder: &str,
+        cursor: i64,
         error: &str,
         retry_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        audit_sinks::failed(conn, sink, error, retry_at)
+    ) -> Result<bool, StoreError> {
+        audit_sinks::failed(conn, sink, holder, cursor, error, retry_at)
     }
 }
 
@@ -136,7 +145,7 @@ impl SinkTask {
             AuditSinkTarget::Webhook { url, secret } => {
                 let mut body = String::new();
                 for e in events {
-                    body.push_str(&export_line(e)?);
+                    body.push_str(&export_line(e).map_err(Failure::unbuildable)?);
                     body.push('\n');
                 }
                 let timestamp = Utc::now().timestamp();
@@ -167,7 +176,8 @@ impl SinkTask {
                 let messages = events
                     .iter()
                     .map(|e| syslog_message(e, facility, &self.hostname))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(Failure::unbuildable)?;
                 match transport {
                     SyslogTransport::Udp => {
                         let bind = if address.is_ipv4() {

@@ -12,8 +12,9 @@ use tpa_core::api::WebhookEvent;
 
 use super::Integrations;
 use crate::config::IntegrationsConfig;
+use super::client::ProviderError;
 use crate::notify::Deliveries;
-use crate::notify::delivery::{Destination, Failure, Outbox};
+use crate::notify::delivery::{Destination, Failure, FailureClass, Outbox, class_of};
 use crate::store::{StoreError, outbox};
 
 /// The outbox cursor name of a ticket system's comments.
@@ -132,20 +133,19 @@ impl Destination for Commenter {
     }
 
     async fn send(&mut self, item: &outbox::Pending) -> Result<(), Failure> {
-        self.deliver(item).await.map_err(Failure::from)
+        self.deliver(item).await
     }
 }
 
 impl Commenter {
     /// Comments for `item` when it is an event of a role that comments on
     /// this system; anything else is passed over.
-    async fn deliver(&self, item: &outbox::Pending) -> Result<(), String> {
+    async fn deliver(&self, item: &outbox::Pending) -> Result<(), Failure> {
         if !item.kind.starts_with("request.") && item.kind != super::window_end::KIND {
             return Ok(());
         }
-        let Ok(event) = serde_json::from_str::<WebhookEvent>(&item.payload) else {
-            return Ok(());
-        };
+        let event = serde_json::from_str::<WebhookEvent>(&item.payload)
+            .map_err(|e| Failure::unbuildable(format!("bad payload: {e}")))?;
         let rule = RoleName::parse(&event.request.role)
             .ok()
             .and_then(|role| self.integrations.config().role_tickets.get(&role).cloned());
@@ -165,11 +165,33 @@ impl Commenter {
             Ok(()) => Ok(()),
             // A ticket that is gone (or a key the system never takes) stays
             // gone: retrying would hold up every later comment.
-            Err(super::client::ProviderError::NotFound) => {
+            Err(ProviderError::NotFound) => {
                 tracing::warn!(ticket_system = %self.system, request = %event.request.id, "ticket not found; comment dropped");
                 Ok(())
             }
-            Err(e) => Err(format!("ticket system {} {e}", self.system)),
+            // The ticket system's Retry-After holds the comment back (and
+            // every later one: comments go in order).
+            Err(e @ ProviderError::RateLimited { retry_after }) => Err(Failure::retry_after(
+                format!("ticket system {} {e}", self.system),
+                retry_after,
+            )),
+            // Credentials refused: retried at the longest backoff, loudly,
+            // until an operator fixes them (no comment is lost meanwhile).
+            Err(e @ ProviderError::Unauthorized(_)) => Err(Failure::refused(format!(
+                "ticket system {} {e}",
+                self.system
+            ))),
+            // The system refuses this comment (400, 409, 422 …): it never
+            // will take it, and comments are not a trail whose order or
+            // completeness matters more than the ones after it: skipped,
+            // audited.
+            Err(e @ ProviderError::Status(status)) if class_of(status) == FailureClass::Refused => {
+                Err(Failure::unbuildable(format!(
+                    "ticket system {} refused the comment on {ticket}: {e}",
+                    self.system
+                )))
+            }
+            Err(e) => Err(format!("ticket system {} {e}", self.system).into()),
         }
     }
 }

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use rusqlite::Connection;
 
 use crate::store::StoreError;
 use crate::store::leases::{self, Cursors};
+use crate::store::sql::Sql;
 use tpa_core::audit::format_time;
 
 /// How long a sink's lease lasts without renewal: after a replica dies (or
@@ -45,19 +45,27 @@ impl Lease {
     /// Takes or renews `sink`'s lease; false when another holder has it.
     pub(crate) fn take(
         &self,
-        conn: &Connection,
+        conn: &impl Sql,
         cursors: Cursors,
         sink: &str,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        let until = now + TimeDelta::from_std(self.ttl).unwrap_or(TimeDelta::seconds(30));
+        let ttl = TimeDelta::from_std(self.ttl).unwrap_or(TimeDelta::seconds(30));
+        // A holder writes at most its now + ttl; allowing one more ttl for
+        // the clock skew between replicas, a lease ending later than this
+        // was written by a clock that stepped back (or is far off) and
+        // counts as expired, so a dead holder's sinks are not kept for as
+        // long as the clock error. (Exactly now + ttl would make a replica
+        // behind its peer by a millisecond take a live lease.)
+        let stale = now + ttl + ttl;
         leases::take(
             conn,
             cursors,
             sink,
             &self.holder,
             &format_time(now),
-            &format_time(until),
+            &format_time(now + ttl),
+            &format_time(stale),
         )
     }
 }

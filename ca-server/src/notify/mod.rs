@@ -22,8 +22,10 @@ use tpa_core::audit::format_time;
 
 mod bell;
 pub mod delivery;
+mod failure;
 mod lease;
 pub mod replicas;
+mod session;
 pub mod slack;
 mod webhook;
 

@@ -55,7 +55,8 @@ impl Destination for Webhook {
         if !self.wants(&item.kind) {
             return Ok(());
         }
-        let body = self.body(item)?;
+        // A payload that does not parse never will: skipped, audited.
+        let body = self.body(item).map_err(Failure::unbuildable)?;
         let mut request = self
             .client
             .post(self.webhook.url.clone())

@@ -59,33 +59,42 @@ pub fn events_after(conn: &impl Sql, seq: i64, limit: u32) -> Result<Vec<Event>,
     )
 }
 
-/// Records that `sink` delivered every event up to `seq` (the cursor only
-/// moves forward, so a late acknowledgement from a replica that lost its
-/// lease is harmless).
-pub fn delivered(conn: &impl Sql, sink: &str, seq: i64) -> Result<(), StoreError> {
-    conn.execute(
+/// Records that `sink` delivered every event up to `seq`, read when its
+/// cursor was at `after`, by the lease holder `holder`. False (nothing
+/// changed) when the cursor moved meanwhile or another replica holds the
+/// lease: a late outcome from a replica that lost its lease must not land
+/// on a later batch.
+pub fn delivered(
+    conn: &impl Sql,
+    sink: &str,
+    holder: &str,
+    after: i64,
+    seq: i64,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
         "UPDATE audit_sink_cursors
          SET delivered_through = ?2, attempts = 0, next_attempt_at = NULL, last_error = NULL
-         WHERE sink = ?1 AND delivered_through < ?2",
-        &[&sink, &seq],
-    )?;
-    Ok(())
+         WHERE sink = ?1 AND delivered_through = ?3 AND lease_owner = ?4 AND ?3 < ?2",
+        &[&sink, &seq, &after, &holder],
+    )? == 1)
 }
 
-/// Records a failed attempt and when to try again.
+/// Records a failed attempt at the batch read when `sink`'s cursor was at
+/// `after`, and when to try again; false (nothing changed) as for [`delivered`].
 pub fn failed(
     conn: &impl Sql,
     sink: &str,
+    holder: &str,
+    after: i64,
     error: &str,
     retry_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let error: String = error.chars().take(500).collect();
-    conn.execute(
+    Ok(conn.execute(
         "UPDATE audit_sink_cursors SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
-         WHERE sink = ?1",
-        &[&sink, &format_time(retry_at), &error],
-    )?;
-    Ok(())
+         WHERE sink = ?1 AND delivered_through = ?4 AND lease_owner = ?5",
+        &[&sink, &format_time(retry_at), &error, &after, &holder],
+    )? == 1)
 }
 
 /// How many events `sink` has not delivered yet.
@@ -140,6 +149,7 @@ mod tests {
             );
             register(&conn, "siem").unwrap();
             register(&conn, "siem").unwrap();
+            hold(&conn, "me");
             let start = cursor(&conn, "siem").unwrap().unwrap();
             assert_eq!(start.delivered_through, 0, "{engine:?}");
             assert_eq!(
@@ -154,16 +164,17 @@ mod tests {
             );
 
             let retry = Utc::now();
-            failed(&conn, "siem", &"x".repeat(600), retry).unwrap();
-            failed(&conn, "siem", "503", retry).unwrap();
+            assert!(failed(&conn, "siem", "me", 0, &"x".repeat(600), retry).unwrap());
+            assert!(failed(&conn, "siem", "me", 0, "503", retry).unwrap());
             let failing = cursor(&conn, "siem").unwrap().unwrap();
             assert_eq!(
                 (failing.attempts, failing.next_attempt_at),
                 (2, Some(format_time(retry))),
                 "{engine:?}"
             );
-            delivered(&conn, "siem", 3).unwrap();
-            delivered(&conn, "siem", 2).unwrap();
+            assert!(delivered(&conn, "siem", "me", 0, 3).unwrap());
+            assert!(!delivered(&conn, "siem", "me", 0, 2).unwrap());
+            assert!(!delivered(&conn, "siem", "me", 3, 2).unwrap());
             assert_eq!(
                 cursor(&conn, "siem").unwrap().unwrap(),
                 Cursor {
@@ -174,6 +185,50 @@ mod tests {
                 "{engine:?}: the cursor never goes back"
             );
             assert_eq!(backlog(&conn, "siem").unwrap(), 0, "{engine:?}");
+        }
+    }
+
+    /// Gives `holder` the lease of the sink `siem` for a long time.
+    fn hold(conn: &impl Sql, holder: &str) {
+        conn.execute(
+            "UPDATE audit_sink_cursors SET lease_owner = ?1, lease_until = '2999-01-01T00:00:00.000000Z' WHERE sink = 'siem'",
+            &[&holder],
+        )
+        .unwrap();
+    }
+
+    // issue 15: a replica that lost its lease (or whose cursor moved on)
+    // records nothing: its late failure does not park the next batch, its
+    // late success does not move the cursor.
+    #[test]
+    fn a_late_outcome_from_a_lost_lease_changes_nothing() {
+        for (engine, mut conn, _dir) in test_engines() {
+            conn.write(|tx| (1..=4).try_for_each(|n| audit::append(tx, &event(n)).map(drop)))
+                .unwrap();
+            register(&conn, "siem").unwrap();
+            hold(&conn, "a");
+            let a_read = cursor(&conn, "siem").unwrap().unwrap().delivered_through;
+            hold(&conn, "b");
+            assert!(delivered(&conn, "siem", "b", a_read, 2).unwrap());
+            let soon = Utc::now();
+            assert!(failed(&conn, "siem", "b", 2, "503", soon).unwrap());
+            let late = soon + chrono::TimeDelta::seconds(3600);
+            assert!(
+                !failed(&conn, "siem", "a", a_read, "429", late).unwrap(),
+                "{engine:?}"
+            );
+            assert!(!delivered(&conn, "siem", "a", a_read, 1).unwrap());
+            hold(&conn, "a");
+            assert!(!failed(&conn, "siem", "a", a_read, "429", late).unwrap());
+            assert_eq!(
+                cursor(&conn, "siem").unwrap().unwrap(),
+                Cursor {
+                    delivered_through: 2,
+                    attempts: 1,
+                    next_attempt_at: Some(format_time(soon))
+                },
+                "{engine:?}"
+            );
         }
     }
 }

@@ -33,11 +33,11 @@ impl Cursors {
         match self {
             Cursors::Outbox => {
                 "UPDATE outbox_cursors SET lease_owner = ?2, lease_until = ?4
-                 WHERE sink = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)"
+                 WHERE sink = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3 OR lease_until > ?5)"
             }
             Cursors::AuditSinks => {
                 "UPDATE audit_sink_cursors SET lease_owner = ?2, lease_until = ?4
-                 WHERE sink = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)"
+                 WHERE sink = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3 OR lease_until > ?5)"
             }
             // One row, no sink column: any other name has no cursor here.
             Cursors::Alerts => {
@@ -67,9 +67,12 @@ impl Cursors {
 }
 
 /// Takes or renews the lease of `sink` for `owner` (a replica's id) until
-/// `until`, when it is free, already `owner`'s, or ran out by `now` (times
-/// RFC 3339 UTC as `format_time` writes them). False when another replica
-/// holds it, or the sink has no cursor.
+/// `until`, when it is free, already `owner`'s, ran out by `now`, or runs
+/// until after `stale` (times RFC 3339 UTC as `format_time` writes them).
+/// A lease that far ahead was not written by a clock we can trust (a
+/// backwards step of this clock, or a replica far ahead): counting it as
+/// held would let a dead holder keep its sinks for as long as the error.
+/// False when another replica holds it, or the sink has no cursor.
 pub fn take(
     conn: &impl Sql,
     cursors: Cursors,
@@ -77,8 +80,9 @@ pub fn take(
     owner: &str,
     now: &str,
     until: &str,
+    stale: &str,
 ) -> Result<bool, StoreError> {
-    Ok(conn.execute(cursors.take_sql(), &[&sink, &owner, &now, &until])? == 1)
+    Ok(conn.execute(cursors.take_sql(), &[&sink, &owner, &now, &until, &stale])? == 1)
 }
 
 /// Gives the lease up (on shutdown), so another replica need not wait for
@@ -101,6 +105,7 @@ mod tests {
     const T0: &str = "2026-01-01T00:00:00.000000Z";
     const T1: &str = "2026-01-01T00:00:30.000000Z";
     const T2: &str = "2026-01-01T00:01:00.000000Z";
+    const FAR: &str = "2999-01-01T00:00:00.000000Z";
 
     // issue 15: one replica at a time holds a sink; another takes over only
     // when the lease ran out or was released.
@@ -119,17 +124,17 @@ mod tests {
             ] {
                 conn.execute(insert, &[]).unwrap();
                 assert!(
-                    take(&conn, cursors, "hook", "a", T0, T1).unwrap(),
+                    take(&conn, cursors, "hook", "a", T0, T1, FAR).unwrap(),
                     "{engine:?}"
                 );
                 assert!(
-                    !take(&conn, cursors, "hook", "b", T0, T1).unwrap(),
+                    !take(&conn, cursors, "hook", "b", T0, T1, FAR).unwrap(),
                     "{engine:?} {cursors:?}"
                 );
                 // The holder renews.
-                assert!(take(&conn, cursors, "hook", "a", T0, T2).unwrap());
+                assert!(take(&conn, cursors, "hook", "a", T0, T2, FAR).unwrap());
                 // Past the lease, another replica takes over.
-                assert!(!take(&conn, cursors, "hook", "b", T1, T2).unwrap());
+                assert!(!take(&conn, cursors, "hook", "b", T1, T2, FAR).unwrap());
                 assert!(
                     take(
                         &conn,
@@ -137,21 +142,52 @@ mod tests {
                         "hook",
                         "b",
                         T2,
-                        "2026-01-01T00:02:00.000000Z"
+                        "2026-01-01T00:02:00.000000Z",
+                        FAR
                     )
                     .unwrap()
                 );
-                assert!(!take(&conn, cursors, "hook", "a", T2, T2).unwrap());
+                assert!(!take(&conn, cursors, "hook", "a", T2, T2, FAR).unwrap());
                 // A release by a non-holder does nothing; the holder's frees it.
                 release(&conn, cursors, "hook", "a").unwrap();
-                assert!(!take(&conn, cursors, "hook", "a", T2, T2).unwrap());
+                assert!(!take(&conn, cursors, "hook", "a", T2, T2, FAR).unwrap());
                 release(&conn, cursors, "hook", "b").unwrap();
                 assert!(
-                    take(&conn, cursors, "hook", "a", T2, T2).unwrap(),
+                    take(&conn, cursors, "hook", "a", T2, T2, FAR).unwrap(),
                     "{engine:?}"
                 );
                 // No cursor, no lease.
-                assert!(!take(&conn, cursors, "other", "a", T0, T1).unwrap());
+                assert!(!take(&conn, cursors, "other", "a", T0, T1, FAR).unwrap());
+            }
+        }
+    }
+
+    // issue 15: a lease running out further ahead than any holder could
+    // have written (a backwards clock step, a replica's clock far ahead) is
+    // not trusted: another replica takes it; a lease within the bound holds.
+    #[test]
+    fn a_lease_too_far_ahead_counts_as_expired() {
+        for (engine, conn, _dir) in test_engines() {
+            for (cursors, insert) in [
+                (
+                    Cursors::Outbox,
+                    "INSERT INTO outbox_cursors (sink, delivered_through, lease_owner, lease_until)
+                     VALUES ('hook', 0, 'dead', '2026-01-02T00:00:00.000000Z')",
+                ),
+                (
+                    Cursors::AuditSinks,
+                    "INSERT INTO audit_sink_cursors (sink, delivered_through, lease_owner, lease_until)
+                     VALUES ('hook', 0, 'dead', '2026-01-02T00:00:00.000000Z')",
+                ),
+            ] {
+                conn.execute(insert, &[]).unwrap();
+                // Within the bound (the lease ends before `stale`): held.
+                let stale = "2026-01-02T00:00:01.000000Z";
+                assert!(!take(&conn, cursors, "hook", "b", T0, T1, stale).unwrap(), "{engine:?}");
+                // A day ahead of a bound of one minute: taken over.
+                assert!(take(&conn, cursors, "hook", "b", T0, T1, T2).unwrap(), "{engine:?} {cursors:?}");
+                // b's own lease, within the bound, holds against a.
+                assert!(!take(&conn, cursors, "hook", "a", T0, T1, T2).unwrap());
             }
         }
     }

@@ -405,6 +405,17 @@ async fn integrations_test_sends_one_labelled_test_alert_with_the_flag() {
         .unwrap()
         .to_owned();
     assert_ne!(second, key);
+    // issue 17: each run's webhook delivery id is its own (not always 0).
+    let run = key.rsplit(':').next().unwrap();
+    let deliveries: Vec<String> = v
+        .webhook
+        .received()
+        .iter()
+        .map(|s| s.header("x-tpa-delivery").unwrap().to_owned())
+        .collect();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0], format!("test-{run}"));
+    assert_ne!(deliveries[0], deliveries[1]);
 }
 
 #[tokio::test]

@@ -317,6 +317,147 @@ ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
 }
 
 #[tokio::test]
+async fn a_rate_limited_comment_waits_for_the_retry_after() {
+    // issue 17: Jira answers the comment 429 with Retry-After: 120; the
+    // comment sender honours it (its next attempt is two minutes away, not
+    // after the 1 s backoff), so it does not hammer a rate-limited system.
+    let pd = Fake::start(pagerduty(true)).await;
+    let j = Fake::start(|s: &Seen| {
+        if s.method == "POST" {
+            return Answer::Body(
+                429,
+                vec![("retry-after".into(), "120".into())],
+                json!({ "errorMessages": ["Rate limit exceeded."] }).to_string(),
+            );
+        }
+        jira(issue("INC-9", "INC", "indeterminate", "x@example.com"))(s)
+    })
+    .await;
+    let providers = format!(
+        "{}\n{}",
+        provider("pagerduty", "pd", &pd.url),
+        provider("jira", "jira", &j.url)
+    );
+    let rules = r#"on_call = { provider = "pd", schedule = "PSCHED1", max_duration = "2h" }
+ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
+    let app = app(&providers, rules, Some("alice@example.com")).await;
+    let (status, body, _) = submit(&app, "alice").await;
+    assert_eq!(
+        (status, body["request"]["state"].as_str()),
+        (201, Some("approved")),
+        "{body}"
+    );
+    j.wait_for("a comment attempt", |s| s.method == "POST")
+        .await;
+    let mut next_attempt: Option<String> = None;
+    for _ in 0..100 {
+        next_attempt = app
+            .data
+            .open_store()
+            .query_row(
+                "SELECT next_attempt_at FROM outbox_cursors WHERE sink = 'ticket:jira'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if next_attempt.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(&next_attempt.expect("the failure was recorded"))
+        .unwrap();
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        wait > chrono::TimeDelta::seconds(100) && wait <= chrono::TimeDelta::seconds(120),
+        "the next attempt is the Retry-After away: {wait}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = j.seen().iter().filter(|s| s.method == "POST").count();
+    assert_eq!(posts, 1, "no retry before the Retry-After");
+}
+
+/// An on-call app whose Jira answers every comment with `status`; returns
+/// the app and the fake once the first comment attempt arrived.
+async fn comment_answered(status: u16) -> (TestApp, Fake, Fake) {
+    let pd = Fake::start(pagerduty(true)).await;
+    let j = Fake::start(move |s: &Seen| {
+        if s.method == "POST" {
+            return json(status, json!({ "errorMessages": ["no"], "errors": {} }));
+        }
+        jira(issue("INC-9", "INC", "indeterminate", "x@example.com"))(s)
+    })
+    .await;
+    let providers = format!(
+        "{}\n{}",
+        provider("pagerduty", "pd", &pd.url),
+        provider("jira", "jira", &j.url)
+    );
+    let rules = r#"on_call = { provider = "pd", schedule = "PSCHED1", max_duration = "2h" }
+ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
+    let app = app(&providers, rules, Some("alice@example.com")).await;
+    let (status, body, _) = submit(&app, "alice").await;
+    assert_eq!(
+        (status, body["request"]["state"].as_str()),
+        (201, Some("approved")),
+        "{body}"
+    );
+    j.wait_for("a comment attempt", |s| s.method == "POST")
+        .await;
+    (app, j, pd)
+}
+
+/// `ticket:jira`'s (attempts, next_attempt_at, skipped audit events) once
+/// the first attempt's outcome is recorded (at most 30 s).
+async fn comment_outcome(app: &TestApp) -> (i64, Option<String>, usize) {
+    let mut outcome = (0, None, 0);
+    for _ in 0..300 {
+        let conn = app.data.open_store();
+        let (attempts, next) = conn
+            .query_row(
+                "SELECT attempts, next_attempt_at FROM outbox_cursors WHERE sink = 'ticket:jira'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let skipped = audit_rows(&conn)
+            .iter()
+            .filter(|r| r.action == "delivery.skipped" && r.object == "sink:ticket:jira")
+            .count();
+        outcome = (attempts, next, skipped);
+        if attempts > 0 || skipped > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    outcome
+}
+
+#[tokio::test]
+async fn a_comment_jira_refuses_is_skipped_and_audited() {
+    // issue 17: Jira answers the comment 400 (it will never take it): the
+    // comment is skipped with an audit event instead of holding up every
+    // later comment forever.
+    let (app, _j, _pd) = comment_answered(400).await;
+    let (attempts, next, skipped) = comment_outcome(&app).await;
+    assert_eq!((attempts, next, skipped), (0, None, 1));
+}
+
+#[tokio::test]
+async fn refused_credentials_keep_the_comment_at_the_longest_backoff() {
+    // issue 17: Jira refuses TPA's credentials (401): no comment is lost
+    // (an operator fixes the token), but it is not retried every second.
+    let (app, j, _pd) = comment_answered(401).await;
+    let (attempts, next, skipped) = comment_outcome(&app).await;
+    assert_eq!((attempts, skipped), (1, 0));
+    let at = chrono::DateTime::parse_from_rfc3339(&next.unwrap()).unwrap();
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(wait > chrono::TimeDelta::seconds(250), "{wait}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(j.seen().iter().filter(|s| s.method == "POST").count(), 1);
+}
+
+#[tokio::test]
 async fn servicenow_open_incident_passes_and_closed_is_refused() {
     // issue 17: the Table API's `result` array, by number, allowed states.
     let state = std::sync::Arc::new(std::sync::Mutex::new("2"));

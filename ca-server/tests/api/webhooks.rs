@@ -113,6 +113,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
+        store: ca_server::notify::delivery::DeliveryStore::sqlite(config.database_path.clone()),
         database: config.database_path.clone(),
         bell: bell.clone(),
         shutdown: stopped,
@@ -291,6 +292,7 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
+        store: ca_server::notify::delivery::DeliveryStore::sqlite(config.database_path.clone()),
         database: config.database_path.clone(),
         bell: bell.clone(),
         shutdown: stopped,
