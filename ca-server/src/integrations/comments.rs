@@ -11,8 +11,8 @@ use tpa_core::RoleName;
 use tpa_core::api::WebhookEvent;
 
 use super::Integrations;
-use crate::config::IntegrationsConfig;
 use super::client::ProviderError;
+use crate::config::IntegrationsConfig;
 use crate::notify::Deliveries;
 use crate::notify::delivery::{Destination, Failure, FailureClass, Outbox, class_of};
 use crate::store::{StoreError, outbox};

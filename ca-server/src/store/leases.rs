@@ -43,7 +43,7 @@ impl Cursors {
             Cursors::Alerts => {
                 "UPDATE alert_cursor SET lease_owner = ?2, lease_until = ?4
                  WHERE id = 1 AND ?1 = 'alerts:evaluator'
-                   AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3)"
+                   AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until <= ?3 OR lease_until > ?5)"
             }
         }
     }
@@ -201,16 +201,16 @@ mod tests {
             .unwrap();
         let (c, sink) = (Cursors::Alerts, ALERT_EVALUATOR);
         // No cursor (no rules), no lease.
-        assert!(!take(&conn, c, sink, "a", T0, T1).unwrap());
+        assert!(!take(&conn, c, sink, "a", T0, T1, FAR).unwrap());
         crate::store::alerts::register(&conn).unwrap();
-        assert!(take(&conn, c, sink, "a", T0, T1).unwrap());
-        assert!(!take(&conn, c, sink, "b", T0, T1).unwrap());
-        assert!(!take(&conn, c, "alerts:other", "a", T0, T1).unwrap());
-        assert!(take(&conn, c, sink, "b", T1, T2).unwrap());
-        assert!(!take(&conn, c, sink, "a", T1, T2).unwrap());
+        assert!(take(&conn, c, sink, "a", T0, T1, FAR).unwrap());
+        assert!(!take(&conn, c, sink, "b", T0, T1, FAR).unwrap());
+        assert!(!take(&conn, c, "alerts:other", "a", T0, T1, FAR).unwrap());
+        assert!(take(&conn, c, sink, "b", T1, T2, FAR).unwrap());
+        assert!(!take(&conn, c, sink, "a", T1, T2, FAR).unwrap());
         release(&conn, c, sink, "a").unwrap();
-        assert!(!take(&conn, c, sink, "a", T1, T2).unwrap());
+        assert!(!take(&conn, c, sink, "a", T1, T2, FAR).unwrap());
         release(&conn, c, sink, "b").unwrap();
-        assert!(take(&conn, c, sink, "a", T1, T2).unwrap());
+        assert!(take(&conn, c, sink, "a", T1, T2, FAR).unwrap());
     }
 }

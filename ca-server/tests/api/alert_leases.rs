@@ -78,6 +78,9 @@ fn replica(data: &DataDir, holder: &str) -> Replica {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
+        store: ca_server::notify::delivery::DeliveryStore::sqlite(
+            data.config.database_path.clone(),
+        ),
         database: data.config.database_path.clone(),
         bell: bell.clone(),
         shutdown,

@@ -277,7 +277,7 @@ async fn an_item_that_cannot_be_built_is_skipped_and_audited() {
     data.edit_config(|text| {
         format!("{text}\n[[webhooks]]\nname = \"chat\"\nurl = \"{url}\"\nformat = \"slack\"\n")
     });
-    register_sinks(&mut data.open_store(), &data.config.webhooks).unwrap();
+    register_sinks(&data.open_store(), &data.config.webhooks).unwrap();
     let ids = enqueue(&data, 2);
     let a = replica(&data, "replica-a");
     a.bell.ring();
@@ -320,7 +320,7 @@ async fn a_refused_delivery_is_retried_at_the_longest_backoff_and_flagged() {
     let mut data = DataDir::new();
     let url = format!("{}/hook", server.base);
     data.edit_config(|text| format!("{text}\n[[webhooks]]\nname = \"refused\"\nurl = \"{url}\"\n"));
-    register_sinks(&mut data.open_store(), &data.config.webhooks).unwrap();
+    register_sinks(&data.open_store(), &data.config.webhooks).unwrap();
     enqueue(&data, 1);
     let a = replica(&data, "replica-a");
     a.bell.ring();
@@ -355,7 +355,7 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
             "{text}\n[[audit_sinks]]\nname = \"udp\"\ntype = \"syslog\"\naddress = \"{address}\"\ntransport = \"udp\"\n"
         )
     });
-    ca_server::audit::sinks::register(&mut data.open_store(), &data.config.audit_sinks).unwrap();
+    ca_server::audit::sinks::register(&data.open_store(), &data.config.audit_sinks).unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let deliveries = Deliveries {
         store: ca_server::notify::delivery::DeliveryStore::sqlite(
