@@ -109,8 +109,8 @@ impl Database {
     /// transactions: the SQLite writer connection, held until `f` returns
     /// (waiting for it ends at `deadline`), or a pooled PostgreSQL connection
     /// whose statements and lock waits end at `deadline`. A fault turns the
-    /// write health red; on SQLite a call that changed something turns it
-    /// green, on PostgreSQL any call that did not fault. Blocking.
+    /// write health red; a call that changed something turns it green (on
+    /// both engines: a read-only call proves nothing about writes). Blocking.
     pub fn session<T, E>(
         &self,
         deadline: Instant,
@@ -124,9 +124,16 @@ impl Database {
                 writer.run(deadline, |conn| f(&mut Session::Sqlite(conn)))
             }
             Database::Postgres { pool, health } => {
-                let result = pool.with(deadline, |conn| f(&mut Session::Pooled(conn)));
+                let mut wrote = false;
+                let result = pool.with(deadline, |conn| {
+                    let before = conn.total_changes();
+                    let result = f(&mut Session::Pooled(conn));
+                    wrote = conn.total_changes() != before;
+                    result
+                });
                 match &result {
-                    Ok(_) => health.succeeded(),
+                    Ok(_) if wrote => health.succeeded(),
+                    Ok(_) => {}
                     Err(e) => {
                         if let Some(fault) = e.fault() {
                             health.failed(fault);
@@ -208,6 +215,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::store::Transact;
     use crate::store::sql::Sql;
     use crate::store::{Fault, audit};
     use tpa_core::audit::{NewEvent, Outcome};
@@ -274,6 +282,32 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(count, 2, "{engine:?}");
+        }
+    }
+
+    // issue 15: a session that only read leaves a red write health red on
+    // both engines (a standby after failover answers reads but refuses
+    // writes); a session that wrote turns it green.
+    #[test]
+    fn only_a_session_that_wrote_turns_write_health_green() {
+        for (db, _dir) in databases() {
+            let engine = db.engine();
+            let late: Result<(), StoreError> =
+                db.write(Instant::now() - Duration::from_millis(1), |_| Ok(()));
+            assert!(late.is_err(), "{engine:?}");
+            let read: Result<Option<(i64, String)>, StoreError> =
+                db.session(soon(), |conn| audit::head(&*conn));
+            read.unwrap();
+            assert_eq!(
+                db.health().status().failing(),
+                Some(Fault::DeadlinePassed),
+                "{engine:?}: a read-only session proves nothing about writes"
+            );
+            let wrote: Result<_, StoreError> = db.session(soon(), |conn| {
+                conn.write(|tx| audit::append(tx, &event("wrote")))
+            });
+            wrote.unwrap();
+            assert_eq!(db.health().status().failing(), None, "{engine:?}");
         }
     }
 

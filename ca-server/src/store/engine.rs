@@ -29,6 +29,15 @@ pub enum Tx<'c> {
 }
 
 impl Conn {
+    /// Rows changed on this connection since it opened (both engines), to
+    /// tell a call that wrote from one that only read.
+    pub fn total_changes(&self) -> u64 {
+        match self {
+            Conn::Sqlite(conn) => conn.total_changes(),
+            Conn::Postgres(conn) => conn.total_changes(),
+        }
+    }
+
     /// Runs `f` in a write transaction and commits when it returns `Ok`;
     /// rolls back otherwise.
     pub fn write<T, E: From<StoreError>>(

@@ -62,6 +62,11 @@ pub struct PgConn {
     statements: RefCell<HashMap<String, Statement>>,
     /// Whether a transaction of ours is open on it.
     in_transaction: Cell<bool>,
+    /// Rows changed by statements on it since it opened, as SQLite's
+    /// `total_changes()`: the write health turns green only on a call that
+    /// wrote, so a read-only session does not hide a database that refuses
+    /// writes (a standby after failover).
+    changes: Cell<u64>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -101,6 +106,7 @@ pub fn connect(options: &PgOptions) -> Result<PgConn, StoreError> {
         client: RefCell::new(client),
         statements: RefCell::new(HashMap::new()),
         in_transaction: Cell::new(false),
+        changes: Cell::new(0),
     })
 }
 
@@ -156,7 +162,14 @@ impl PgConn {
         let mut client = self.client()?;
         let stmt = self.statement(&mut client, sql)?;
         let params: Vec<_> = params.iter().map(|p| p.as_postgres()).collect();
-        Ok(client.execute(&stmt, &params)?)
+        let changed = client.execute(&stmt, &params)?;
+        self.changes.set(self.changes.get().saturating_add(changed));
+        Ok(changed)
+    }
+
+    /// Rows changed by statements on this connection since it opened.
+    pub fn total_changes(&self) -> u64 {
+        self.changes.get()
     }
 
     pub(super) fn query_each_pg(
