@@ -10,6 +10,7 @@ mod cli;
 mod config_check;
 mod crash;
 mod demo;
+mod demo_postgres;
 mod flood;
 mod flow;
 mod harness;
