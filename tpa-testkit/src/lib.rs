@@ -7,8 +7,10 @@
 //! [`DataDir`]), the workflow without HTTP ([`Fixture`]), an HTTP client on
 //! reqwest, keys, the OpenID provider and a browser.
 
+mod balancer;
 mod process;
 
+pub use balancer::Balancer;
 pub use process::{Guard, free_port, run, run_with_timeout, wait_for_port};
 
 #[cfg(feature = "app")]
@@ -46,6 +48,8 @@ pub use app::{
 pub use consent::{ConsentPage, consent_at, decide, hidden, open_consent, post_decision};
 #[cfg(feature = "app")]
 pub use data_dir::{DataDir, chmod, write_private};
+#[cfg(feature = "app")]
+pub use engine::{move_to_postgres, postgres_requested};
 #[cfg(feature = "app")]
 pub use fixture::{APPROVERS, Fixture, alice, bob, carol, hotfix, now, user, valid_input};
 #[cfg(feature = "app")]
