@@ -7,8 +7,10 @@
 
 use serde_json::json;
 
-use crate::helpers::sso::{Browser, Provider, add_connector, callback_uri, set_public_url, users};
-use crate::helpers::{Balancer, DataDir, HOTFIX, PW, TestApp, http_send, spawn_team_app_with};
+use crate::helpers::sso::{Browser, Provider, add_connector, callback_uri, cli_pkce};
+use crate::helpers::sso::{query_param, set_public_url, users};
+use crate::helpers::{Balancer, DataDir, HOTFIX, PW, TestApp, decide, form_encode, http_send};
+use crate::helpers::{open_consent, spawn_team_app_with};
 
 /// Replica A (its `address` replaced by the balancer's, so that every
 /// helper call goes through the balancer), replica B and the balancer.
@@ -128,9 +130,10 @@ async fn sessions_tokens_and_csrf_work_whichever_replica_answers() {
 
 // issue 15: an OpenID Connect login started on one replica (state, nonce
 // and PKCE verifier stored) completes when the provider's redirect lands on
-// the other; the session then works on both.
+// the other; the session then works on both; and a `tpa-ssh login`
+// through the consent page does too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oidc_login_completes_when_the_callback_reaches_the_other_replica() {
+async fn oidc_and_cli_logins_complete_across_replicas() {
     let mut provider = None;
     let r = Replicas::start(|data| {
         let started = tokio::task::block_in_place(|| {
@@ -149,6 +152,36 @@ async fn an_oidc_login_completes_when_the_callback_reaches_the_other_replica() {
         assert_eq!(me.status, 200, "{}", me.body);
         assert_eq!(me.json()["user"]["username"], "alice", "{}", me.body);
     }
+
+    // `tpa-ssh login` (loopback): the login, the consent page, the decision
+    // and the code exchange each reach the replica after the last one's.
+    let redirect = "http://127.0.0.1:49999/callback";
+    let (verifier, challenge) = cli_pkce();
+    let start = format!(
+        "/cli/login?redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+        form_encode(redirect)
+    );
+    let mut browser = Browser::default();
+    let back = browser.login_at_provider(&r.via, &start, "alice").await;
+    let signed_in = browser.get(&back).await;
+    let page = open_consent(&mut browser, &r.via, &signed_in).await;
+    let to = decide(&mut browser, &r.via, &page, "approve").await;
+    let body = json!({
+        "code": query_param(&to, "code"),
+        "code_verifier": verifier,
+        "redirect_uri": redirect,
+    })
+    .to_string();
+    let token = http_send(
+        r.via.address,
+        "POST",
+        "/api/v1/cli/token",
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+    .await;
+    assert_eq!(token.status, 200, "{}", token.body);
+    assert_eq!(token.json()["user"]["username"], "alice", "{}", token.body);
     r.assert_both_served();
     r.stop().await;
 }
