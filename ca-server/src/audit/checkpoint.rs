@@ -130,8 +130,9 @@ pub fn make(
             let checkpoint = key
                 .sign(seq, &hash, &tpa_core::audit::format_time(now))
                 .map_err(|e| crate::store::StoreError::Aborted(format!("cannot sign: {e}")))?;
-            crate::store::audit_checkpoints::insert(tx, &checkpoint)?;
-            Ok::<_, crate::store::StoreError>(Some((checkpoint, true)))
+            // `false` when another replica stored one for this head first.
+            let inserted = crate::store::audit_checkpoints::insert(tx, &checkpoint)?;
+            Ok::<_, crate::store::StoreError>(Some((checkpoint, inserted)))
         })
         .context("cannot store the audit checkpoint")?;
     if let (Some((checkpoint, true)), Some(file)) = (&made, file) {

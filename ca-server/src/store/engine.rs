@@ -24,7 +24,8 @@ pub enum Conn {
 pub enum Tx<'c> {
     /// `BEGIN IMMEDIATE` on SQLite.
     Sqlite(rusqlite::Transaction<'c>),
-    /// `BEGIN` (READ COMMITTED) on PostgreSQL.
+    /// `BEGIN` (READ COMMITTED) and the writers' lock on PostgreSQL
+    /// ([`PgConn::begin_write`]).
     Postgres(PgTx<'c>),
 }
 
@@ -47,7 +48,7 @@ impl Conn {
         match self {
             Conn::Sqlite(conn) => write_sqlite(conn, f),
             Conn::Postgres(conn) => {
-                let tx = Tx::Postgres(conn.begin()?);
+                let tx = Tx::Postgres(conn.begin_write()?);
                 let value = f(&tx)?;
                 if let Tx::Postgres(tx) = tx {
                     tx.commit()?;
@@ -64,7 +65,7 @@ impl Conn {
 /// that own their transaction take `&mut impl Transact`.
 pub trait Transact: Sql {
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` on SQLite,
-    /// `BEGIN` on PostgreSQL) and commits when it returns `Ok`; rolls back
+    /// `BEGIN` and the writers' lock on PostgreSQL) and commits when it returns `Ok`; rolls back
     /// otherwise.
     fn write<T, E: From<StoreError>>(
         &mut self,

@@ -119,6 +119,10 @@ fn issue_for_request_in(
             format!("request {id} changed after the policy hook allowed it; ask again"),
         )));
     }
+    // Another replica may have revoked this replica's signing key (a key
+    // rotation) since it started: signing with it would hand out
+    // certificates every host refuses (issue 15 review).
+    super::revocation::check_signing_key(tx, &signer.fingerprint()).map_err(refuse)?;
     let subject = SubjectKey::parse(public_key, &signer.ca_key_data())
         .map_err(|e| refuse(refused(Refusal::BadPublicKey, e)))?;
     // Every counted approval must still come from a current member of its

@@ -32,8 +32,14 @@ pub struct Krl {
 /// CA. A revoked CA key goes in as a whole key, which revokes every
 /// certificate it signed.
 pub fn build(conn: &impl Sql, ca_keys: &[KeyData], now_unix: i64) -> Result<Krl, WorkflowError> {
-    let rows = store::certificates::revoked_unexpired(conn, now_unix)?;
+    // The version first: a revocation committing between these reads (on
+    // another replica, or the SQLite writer) then lands in a KRL labelled
+    // with the older version, which fetchers replace at the next one. Read
+    // the other way round, a KRL could carry a version without the
+    // revocation that made it, and a fetcher skipping unchanged versions
+    // would keep that gap (issue 15 review).
     let version = u64::try_from(store::revocations::krl_version(conn)?).unwrap_or(0);
+    let rows = store::certificates::revoked_unexpired(conn, now_unix)?;
     let revoked_cas = store::revocations::revoked_ca_keys(conn)?;
     let keys: BTreeMap<String, KeyData> = ca_keys
         .iter()

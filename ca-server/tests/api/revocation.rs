@@ -437,6 +437,45 @@ fn an_old_ca_key_is_revoked_as_a_whole_key() {
     assert_eq!(stdout, "");
 }
 
+// issue 15 (review of two replicas): replica B, rotated to a new key,
+// revokes the old one while replica A still runs on it; A signs nothing
+// more with it (it used to check only at start-up), and says why.
+#[test]
+fn a_replica_still_on_a_revoked_key_signs_nothing_more() {
+    let mut data = DataDir::new();
+    data.edit_config(|t| format!("{t}{}", ca_server::config::EXAMPLE_ROLES));
+    let mut f = Fixture::over(data);
+    let id = debug_grant(&mut f, &alice(), "web-1");
+    cert_for(&mut f, &alice(), &id);
+    let old_fp = f.signer.fingerprint();
+    ssh_keygen(&f.data.dir, "ca_key2", &["-t", "ed25519"]);
+    f.data
+        .edit_config(|t| t.replace("key_file = \"ca_key\"", "key_file = \"ca_key2\""));
+    let replica_a = std::mem::replace(&mut f.signer, f.data.signer());
+    revoke(&mut f, Target::CaKey(old_fp), "rotated on replica B").unwrap();
+
+    f.signer = replica_a;
+    let e = crate::helpers::issue_one(
+        &mut f.conn,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
+        &alice(),
+        &id,
+        &ed25519_public_key(),
+        "test",
+        Utc::now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, wf::WorkflowError::Refused { code: Refusal::SigningKeyRevoked, message } if message.contains("ca.key_file")),
+        "{e:?}"
+    );
+    assert_eq!(
+        events(&f, "cert.issue", "denied"),
+        1,
+        "the refusal is audited"
+    );
+}
+
 #[test]
 fn the_requester_ending_a_grant_early_revokes_its_certificates() {
     let mut f = Fixture::with_roles();

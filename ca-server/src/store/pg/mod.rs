@@ -28,8 +28,10 @@ pub mod locks {
     /// Held (session-wide) while migrations run, so two replicas starting at
     /// once do not both migrate.
     pub const MIGRATE: i64 = 0x7470_6100_0000_0001;
-    /// Held (to the end of the transaction) by every transaction that appends
-    /// to the audit chain: the one linear chain across replicas.
+    /// Held (to the end of the transaction) by every write transaction
+    /// ([`PgConn::begin_write`](super::PgConn::begin_write)) and every
+    /// transaction that appends to the audit chain: the one linear chain
+    /// across replicas, and one writer at a time as on SQLite.
     pub const AUDIT_CHAIN: i64 = 0x7470_6100_0000_0002;
 }
 
@@ -117,13 +119,33 @@ impl PgConn {
         &mut self,
         f: impl FnOnce(&PgTx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = self.begin()?;
+        let tx = self.begin_write()?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
     }
 
-    /// Opens a transaction.
+    /// Opens a write transaction: `BEGIN`, then the writers' lock
+    /// ([`locks::AUDIT_CHAIN`]) before anything is read, so that the write
+    /// transactions of all replicas run one at a time, as SQLite's `BEGIN
+    /// IMMEDIATE` makes them on one host. Without it, READ COMMITTED lets a
+    /// replica decide on a request it read before another replica's deny,
+    /// revoke or cancel committed, and overwrite it (issue 15 review: an
+    /// approval landing over a deny, a certificate for a revoked request);
+    /// and taking this lock first in every writer leaves no lock order to
+    /// deadlock on. The waits end at the statement's `lock_timeout`.
+    pub fn begin_write(&self) -> Result<PgTx<'_>, StoreError> {
+        let tx = self.begin()?;
+        tx.query_one(
+            "SELECT pg_advisory_xact_lock(?1)::text",
+            &[&locks::AUDIT_CHAIN],
+            |_| Ok(()),
+        )?;
+        Ok(tx)
+    }
+
+    /// Opens a transaction without the writers' lock (for what only reads,
+    /// or takes its locks itself, like `migrate-store`).
     pub fn begin(&self) -> Result<PgTx<'_>, StoreError> {
         if self.in_transaction.get() {
             return Err(StoreError::Corrupt(

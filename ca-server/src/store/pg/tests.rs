@@ -1,5 +1,7 @@
 //! Tests of the PostgreSQL engine against a real server.
 
+use std::time::Duration;
+
 use super::*;
 use crate::store::postgres_server::PgServer;
 use crate::store::sql::Sql;
@@ -117,6 +119,56 @@ fn a_failed_transaction_rolls_back() {
         )
     })
     .unwrap();
+}
+
+// issue 15 (review of two replicas): a write transaction reads only after
+// the write transaction before it committed. Without the writers' lock,
+// READ COMMITTED let replica B read a request as pending while replica A
+// denied it, and B's approval then overwrote the deny.
+#[test]
+fn write_transactions_run_one_at_a_time_across_connections() {
+    let (options, mut conn) = test_database();
+    conn.write(|tx| {
+        tx.execute(
+            "INSERT INTO heartbeat (id, beat_at, beats) VALUES (1, 'pending', 1)",
+            &[],
+        )
+    })
+    .unwrap();
+    let (started, start) = std::sync::mpsc::channel();
+    let first = {
+        let options = options.clone();
+        std::thread::spawn(move || {
+            let mut a = connect(&options).unwrap();
+            a.write(|tx| {
+                let seen: String =
+                    tx.query_one("SELECT beat_at FROM heartbeat", &[], |r| r.get(0))?;
+                assert_eq!(seen, "pending");
+                started.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(400));
+                tx.execute("UPDATE heartbeat SET beat_at = 'denied'", &[])
+            })
+            .unwrap();
+        })
+    };
+    start.recv().unwrap();
+    let mut b = connect(&options).unwrap();
+    let seen: String = b
+        .write(|tx| {
+            let seen: String = tx.query_one("SELECT beat_at FROM heartbeat", &[], |r| r.get(0))?;
+            tx.execute(
+                "UPDATE heartbeat SET beat_at = 'approved' WHERE beat_at = 'pending'",
+                &[],
+            )?;
+            Ok::<_, StoreError>(seen)
+        })
+        .unwrap();
+    first.join().unwrap();
+    assert_eq!(seen, "denied", "B read after A's commit, not before");
+    let last: String = conn
+        .query_one("SELECT beat_at FROM heartbeat", &[], |r| r.get(0))
+        .unwrap();
+    assert_eq!(last, "denied", "the deny stands");
 }
 
 // issue 15: the append-only triggers hold on PostgreSQL too, TRUNCATE included.
