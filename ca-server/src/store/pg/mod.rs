@@ -235,8 +235,21 @@ impl PgTx<'_> {
     /// Commits. An error here after the server may have received the COMMIT
     /// leaves the outcome unknown: callers treat it as a failure (nothing is
     /// handed out), and what did commit stays in the audit trail.
+    ///
+    /// The COMMIT is not cut short by the deadline's `statement_timeout`: a
+    /// COMMIT cancelled while it waits for a synchronous standby is reported
+    /// by PostgreSQL as a success (with a warning) although the standby may
+    /// not have it, and a certificate handed out then could lose its row in a
+    /// failover. The `SET LOCAL` also makes COMMIT on a transaction an
+    /// earlier error aborted fail, instead of PostgreSQL's silent ROLLBACK.
     pub fn commit(self) -> Result<(), StoreError> {
-        let result = self.conn.batch_pg("COMMIT");
+        let result = self
+            .conn
+            .batch_pg("SET LOCAL statement_timeout = 0; COMMIT");
+        if result.is_err() {
+            // Whatever failed, leave no transaction open on the connection.
+            let _ = self.conn.batch_pg("ROLLBACK");
+        }
         self.conn.in_transaction.set(false);
         std::mem::forget(self);
         result

@@ -171,6 +171,32 @@ fn write_transactions_run_one_at_a_time_across_connections() {
     assert_eq!(last, "denied", "the deny stands");
 }
 
+// issue 15 (review): COMMIT on a transaction an earlier statement aborted
+// is an error, not PostgreSQL's silent ROLLBACK reported as success; the
+// connection is usable afterwards.
+#[test]
+fn commit_of_an_aborted_transaction_fails() {
+    let (_, conn) = test_database();
+    let tx = conn.begin().unwrap();
+    tx.execute(
+        "INSERT INTO heartbeat (id, beat_at, beats) VALUES (1, 't', 1)",
+        &[],
+    )
+    .unwrap();
+    assert!(
+        tx.execute("SELECT no_such_column FROM heartbeat", &[])
+            .is_err()
+    );
+    assert!(
+        tx.commit().is_err(),
+        "an aborted transaction did not commit"
+    );
+    let n = conn
+        .query_one("SELECT count(*) FROM heartbeat", &[], |r| r.get::<i64>(0))
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
 // issue 15: the append-only triggers hold on PostgreSQL too, TRUNCATE included.
 #[test]
 fn audit_events_are_append_only() {
