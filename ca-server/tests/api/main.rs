@@ -41,6 +41,7 @@ mod policy_explain;
 mod policy_hook;
 mod postgres_cli;
 mod postgres_commands;
+mod postgres_commit_unknown;
 mod postgres_serve;
 #[path = "../support/postgres_server.rs"]
 mod postgres_server;
