@@ -39,6 +39,7 @@ mod on_call;
 mod on_call_bad_input;
 mod policy_explain;
 mod policy_hook;
+mod postgres_audit;
 mod postgres_cli;
 mod postgres_commands;
 mod postgres_commit_unknown;
