@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ca_server::commands::{InitOptions, init_data_dir};
-use ca_server::config::Config;
+use ca_server::config::{Config, DatabaseConfig};
 use ca_server::signer::Signer;
 use ca_server::store::{self, Create};
 use tempfile::TempDir;
@@ -76,6 +76,32 @@ impl DataDir {
             config_path,
             config,
         }
+    }
+
+    /// Moves the store onto a PostgreSQL database of its own (a fresh one
+    /// on the harness server), unless `TPA_TEST_ENGINE=postgres` put it
+    /// there already: for tests of what PostgreSQL does (issue 15). Blocking
+    /// (run it with `block_in_place` inside an async test).
+    pub fn move_to_postgres(&mut self) {
+        if let DatabaseConfig::Sqlite { path } = &self.config.database {
+            let section = crate::engine::move_to_postgres(path);
+            self.edit_config(|text| text.replace(ca_server::config::SQLITE_DATABASE, &section));
+        }
+    }
+
+    /// A plain client to the data directory's PostgreSQL database, as an
+    /// operator with psql (or an attacker with the password) would hold it.
+    /// Blocking: call it off any async runtime's threads.
+    pub fn postgres_client(&self) -> postgres::Client {
+        let DatabaseConfig::Postgres(pg) = &self.config.database else {
+            panic!("the data directory is on SQLite");
+        };
+        let options = pg.options().unwrap();
+        let mut config: postgres::Config = pg.url.parse().unwrap();
+        if let Some(password) = &options.password {
+            config.password(password);
+        }
+        config.connect(postgres::NoTls).unwrap()
     }
 
     /// Rewrites `tpa.toml` with `edit` and reloads it.

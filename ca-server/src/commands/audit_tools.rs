@@ -12,7 +12,7 @@ use super::held_checkpoints::{CHECKPOINT_PREFIX, Checkpoints, read_checkpoint_fi
 use crate::audit::checkpoint::{self, AuditKey};
 use crate::config::Config;
 use crate::store::sql::Sql;
-use crate::store::{self, Create, StoreError};
+use crate::store::{self, StoreError};
 use tpa_core::audit::{ChainBreak, ChainVerifier, Event, canonical_json, format_time};
 
 /// The result of a successful verification.
@@ -216,8 +216,7 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
         (_, Some(file)) => verify_file(file, checkpoints, explicit_key.as_ref()),
         (Some(config), None) => {
             let config = Config::load(config)?;
-            let conn = store::open(&config.database_path, Create::Never)
-                .context("cannot open the database")?;
+            let conn = super::database::open(&config)?;
             for c in store::audit_checkpoints::in_range(&conn, 1, i64::MAX)? {
                 checkpoints.add(c, "the database");
             }
@@ -350,8 +349,7 @@ pub(super) fn export(
         anyhow::bail!("--until must be after --since");
     }
     let config = Config::load(config)?;
-    let conn =
-        store::open(&config.database_path, Create::Never).context("cannot open the database")?;
+    let conn = super::database::open(&config)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut first, mut last) = (None, None);
@@ -386,8 +384,7 @@ pub(super) fn checkpoint(config: &Path) -> anyhow::Result<ExitCode> {
         .as_ref()
         .context("no audit key is configured: add [audit] key_file (see docs/configuration.md)")?;
     let key = AuditKey::load(&audit.key_file).context("cannot load the audit key")?;
-    let mut conn =
-        store::open(&config.database_path, Create::Never).context("cannot open the database")?;
+    let mut conn = super::database::open(&config)?;
     match checkpoint::make(
         &mut conn,
         &key,

@@ -8,12 +8,12 @@ use anyhow::Context as _;
 use super::config_findings::{self, Level};
 use crate::config::Config;
 use crate::signer::Signer;
-use crate::store::{self, Create};
+use crate::store;
 
 pub(super) fn run(config_path: &Path, bastion_configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let signer = Signer::load(&config.ca).context("CA key")?;
-    let conn = store::open(&config.database_path, Create::Never).context("database")?;
+    let conn = super::database::open(&config).context("database")?;
     let certificates = store::certificates::count(&conn)?;
     let head = store::audit::head(&conn)?.map_or(0, |(seq, _)| seq);
     println!("configuration {} is valid", config_path.display());
@@ -29,7 +29,7 @@ pub(super) fn run(config_path: &Path, bastion_configs: &[PathBuf]) -> anyhow::Re
     );
     println!(
         "  database: {} ({certificates} certificates, {head} audit events)",
-        config.database_path.display()
+        super::database::describe(&config)
     );
     println!("  admin_issue.max_ttl: {}", config.admin_issue.max_ttl);
     let auditors: Vec<&str> = config.auditors.groups.iter().map(|g| g.as_str()).collect();

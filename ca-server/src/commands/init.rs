@@ -187,6 +187,10 @@ fn record_init(conn: &mut Conn, fingerprint: &str, encrypted: bool) -> anyhow::R
 /// Connects to the PostgreSQL database, migrates it, and refuses one that
 /// already holds an audit trail (`init` never overwrites a CA).
 fn open_empty_postgres(pg: &PostgresConfig) -> anyhow::Result<Conn> {
+    // The rule `database.url` is held to in the configuration, checked
+    // before anything is reached or written.
+    crate::config::check_postgres_url(&pg.url, "--database-url", "--database-password-file")
+        .map_err(anyhow::Error::msg)?;
     let options = pg.options().map_err(anyhow::Error::msg)?;
     let mut conn = store::pg::connect(&options).with_context(|| {
         format!(

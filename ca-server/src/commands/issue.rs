@@ -11,7 +11,6 @@ use tpa_core::Username;
 use crate::cli::IssueArgs;
 use crate::config::Config;
 use crate::signer::Signer;
-use crate::store::{self, Create};
 use crate::workflow::{AdminIssueInput, admin_issue};
 
 /// Public key files larger than this are refused before parsing.
@@ -28,8 +27,7 @@ pub(super) fn run(args: &IssueArgs) -> anyhow::Result<ExitCode> {
     )?;
     let signer =
         Signer::load(&config.ca).context("cannot load the CA key; no certificate was issued")?;
-    let mut conn = store::open(&config.database_path, Create::Never)
-        .context("cannot open the database; no certificate was issued")?;
+    let mut conn = super::database::open(&config).context("no certificate was issued")?;
     crate::workflow::revocation::check_signing_key(&conn, &signer.fingerprint())
         .map_err(|e| anyhow::anyhow!("{e}; no certificate was issued"))?;
     let mut public_key = String::new();

@@ -12,14 +12,12 @@ use chrono::Utc;
 
 use crate::config::Config;
 use crate::signer::Signer;
-use crate::store::{self, Create};
 use crate::workflow::krl;
 
 pub(super) fn run(config: &Path, out: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let signer = Signer::load(&config.ca).context("cannot load the CA key")?;
-    let conn =
-        store::open(&config.database_path, Create::Never).context("cannot open the database")?;
+    let conn = super::database::open(&config)?;
     let krl = krl::build(&conn, &signer.ca_key_data(), Utc::now().timestamp())
         .map_err(|e| anyhow::anyhow!("cannot build the KRL: {e}"))?;
     write_atomically(out, &krl.bytes)?;

@@ -3,6 +3,7 @@
 mod audit_tools;
 mod config_check;
 mod config_findings;
+mod database;
 mod demo;
 mod demo_guide;
 mod demo_hosts;

@@ -14,7 +14,7 @@ use tpa_core::api::ExplainView;
 use tpa_core::{GroupName, Identity, User, Username};
 
 use crate::config::Config;
-use crate::store::{self, Create};
+use crate::store::Conn;
 use crate::workflow::explain::explain;
 
 /// The user `name` as the policy sees them: a local account's groups, or
@@ -40,8 +40,11 @@ fn user(config: &Config, name: &str, groups: Option<&[String]>) -> anyhow::Resul
     })
 }
 
-fn open_db(config: &Config) -> Option<rusqlite::Connection> {
-    store::open(&config.database_path, Create::Never).ok()
+/// The store, when it opens (SQLite or PostgreSQL): the explanation then
+/// names the SSO users the store knows as members of an approval group;
+/// without it, what the configuration alone answers.
+fn open_db(config: &Config) -> Option<Conn> {
+    super::database::open(config).ok()
 }
 
 /// `tpa-ca policy explain --config F --user U --role R --host H [--for D] [--group G…] [--json]`.

@@ -11,7 +11,6 @@ use tpa_core::api::AccessReport;
 
 use crate::cli::ReportFormat;
 use crate::config::Config;
-use crate::store::{self, Create};
 use crate::workflow::report::access_report;
 
 fn parse_time(flag: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
@@ -35,8 +34,7 @@ pub(super) fn run(
         .transpose()?
         .unwrap_or(now);
     let config = Config::load(config)?;
-    let conn =
-        store::open(&config.database_path, Create::Never).context("cannot open the database")?;
+    let conn = super::database::open(&config)?;
     let report = access_report(&conn, since, until, now).map_err(|e| anyhow::anyhow!("{e}"))?;
     match format {
         ReportFormat::Json => println!(

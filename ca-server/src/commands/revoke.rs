@@ -13,7 +13,6 @@ use super::issue::current_login;
 use crate::cli::{RevokeArgs, RevokeTarget};
 use crate::config::Config;
 use crate::signer::Signer;
-use crate::store::{self, Create};
 use crate::workflow::requests::WorkflowError;
 use crate::workflow::revocation::{self, Revoker, Target};
 
@@ -38,8 +37,7 @@ pub(super) fn run(target: &RevokeTarget) -> anyhow::Result<ExitCode> {
     let target = Target::parse(kind, value).map_err(|e| anyhow::anyhow!("{e}"))?;
     // The signing key's fingerprint, so that it cannot be revoked while it signs.
     let signer = Signer::load(&config.ca).context("cannot load the CA key")?;
-    let mut conn =
-        store::open(&config.database_path, Create::Never).context("cannot open the database")?;
+    let mut conn = super::database::open(&config)?;
     let done = revocation::revoke(
         &mut conn,
         &config.policy,

@@ -40,6 +40,7 @@ pub const KNOWN_ACTIONS: &[&str] = &[
     "request.review",
     "cert.issue",
     "cert.revoke",
+    "cert.undelivered",
     "user.revoke",
     "ca_key.revoke",
     "session.record",

@@ -2,6 +2,8 @@
 //! one savepoint each inside one transaction, every rule re-checked on the
 //! request as re-read there.
 
+use std::cell::RefCell;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tpa_core::audit::{NewEvent, Outcome};
@@ -9,6 +11,7 @@ use tpa_core::{Approvers, Policy, RequestId, SubjectKey, User};
 
 use super::error::{WorkflowError, refused};
 use super::requests::{reapproval_event, revalidate_in};
+use super::undelivered::Undelivered;
 use super::{Actor, Issued, issue_in};
 use crate::auth::identity::Identities;
 use crate::refusal::Refusal;
@@ -16,7 +19,7 @@ use crate::signer::Signer;
 use crate::store::Transact;
 use crate::store::audited::{Abort, savepoint_audited};
 use crate::store::sql::Sql;
-use crate::store::{self, MaybeFault, StoreError, requests};
+use crate::store::{self, Fault, MaybeFault, StoreError, requests};
 
 /// One certificate request: who asks, for which request, for which key.
 #[derive(Debug, Clone)]
@@ -41,15 +44,34 @@ pub struct IssueJob {
 /// re-checks everything (`certificate_scope`): a refused job keeps only its `denied` audit event;
 /// a job whose storage or signing step fails is rolled back alone and answered
 /// with that error. If the savepoint machinery or the commit fails, the whole
-/// batch is rolled back and every job gets an error. No job's certificate is
+/// batch is rolled back (or, when the connection broke after COMMIT was
+/// sent, its outcome is unknown: see [`issue_batch_reporting`]) and every
+/// job gets an error. No job's certificate is
 /// returned before the commit, and the audit chain stays sequential (each job
 /// appends after the previous one inside the same transaction).
 pub fn issue_batch(
     conn: &mut impl Transact,
-    (signer, policy, identities): (&Signer, &Policy, &Identities),
+    deps: (&Signer, &Policy, &Identities),
     jobs: &[IssueJob],
     now: DateTime<Utc>,
 ) -> Vec<Result<Issued, WorkflowError>> {
+    issue_batch_reporting(conn, deps, jobs, now).0
+}
+
+/// [`issue_batch`], also naming the certificates signed in a batch whose
+/// COMMIT outcome is unknown: every job ran and COMMIT was sent, but the
+/// connection broke before its answer (on PostgreSQL; SQLite's COMMIT
+/// always answers). Their callers get an error like any failed batch; the
+/// issuance writer records those that did commit as issued, not delivered
+/// ([`undelivered::record`](super::undelivered::record)).
+pub fn issue_batch_reporting(
+    conn: &mut impl Transact,
+    (signer, policy, identities): (&Signer, &Policy, &Identities),
+    jobs: &[IssueJob],
+    now: DateTime<Utc>,
+) -> (Vec<Result<Issued, WorkflowError>>, Vec<Undelivered>) {
+    // Filled once every job ran: only the COMMIT is left after that.
+    let signed: RefCell<Option<Vec<Undelivered>>> = RefCell::new(None);
     let committed = conn.write(|tx| {
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -57,30 +79,59 @@ pub fn issue_batch(
                 issue_for_request_in(tx, (signer, policy, identities), job, now)
             })?);
         }
+        *signed.borrow_mut() = Some(
+            jobs.iter()
+                .zip(&results)
+                .filter_map(|(job, r)| {
+                    r.as_ref().ok().map(|issued| Undelivered {
+                        serial: issued.serial.to_string(),
+                        request_id: job.id.to_string(),
+                    })
+                })
+                .collect(),
+        );
         Ok::<_, WorkflowError>(results)
     });
     match committed {
-        Ok(results) => results,
+        Ok(results) => (results, Vec::new()),
         Err(e) => {
-            match e.fault() {
-                Some(fault) => tracing::warn!(
-                    cause = fault.name(),
+            // A broken connection at COMMIT: the server may have committed.
+            let unknown = match (e.fault(), signed.into_inner()) {
+                (Some(Fault::Unreachable), Some(signed)) => signed,
+                _ => Vec::new(),
+            };
+            if !unknown.is_empty() {
+                let serials: Vec<&str> = unknown.iter().map(|u| u.serial.as_str()).collect();
+                tracing::warn!(
                     jobs = jobs.len(),
-                    "issuance batch rolled back ({fault}); no certificate of it was issued"
-                ),
-                None => tracing::error!(
-                    error = format!("{e:#}"),
-                    jobs = jobs.len(),
-                    "issuance batch rolled back; no certificate of it was issued"
-                ),
+                    serials = serials.join(","),
+                    "issuance batch: the connection broke after COMMIT was sent, so its outcome \
+                     is unknown; no certificate of it was returned (any that committed are issued, \
+                     not delivered)"
+                );
+            } else {
+                match e.fault() {
+                    Some(fault) => tracing::warn!(
+                        cause = fault.name(),
+                        jobs = jobs.len(),
+                        "issuance batch rolled back ({fault}); no certificate of it was issued"
+                    ),
+                    None => tracing::error!(
+                        error = format!("{e:#}"),
+                        jobs = jobs.len(),
+                        "issuance batch rolled back; no certificate of it was issued"
+                    ),
+                }
             }
             let error = || match e.fault() {
                 Some(fault) => StoreError::Condition(fault),
                 None => StoreError::Aborted(format!("issuance batch rolled back: {e}")),
             };
-            jobs.iter()
+            let results = jobs
+                .iter()
                 .map(|_| Err(WorkflowError::Storage(error())))
-                .collect()
+                .collect();
+            (results, unknown)
         }
     }
 }

@@ -10,8 +10,11 @@
 //! get its answer, so no certificate leaves the CA before its rows are
 //! durable; a commit whose outcome is unknown (the connection broke after
 //! COMMIT was sent) answers every job with an error, so such a certificate
-//! may be issued but is never delivered. One fsync is shared by the whole
-//! batch, which is what lifts issuance above one certificate per fsync.
+//! may be issued but is never delivered; the thread then records each one
+//! that did commit with a `cert.undelivered` audit event (see
+//! [`undelivered`](super::undelivered)), retrying after each later batch
+//! until the database takes it. One fsync is shared by the whole batch, which
+//! is what lifts issuance above one certificate per fsync.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Issued;
 use super::deadline;
-use super::issuance::{IssueJob, issue_batch};
+use super::issuance::{IssueJob, issue_batch_reporting};
 use super::requests::WorkflowError;
+use super::undelivered::{self, Undelivered};
 use crate::auth::identity::Identities;
 use crate::config::Config;
 use crate::signer::Signer;
@@ -34,6 +38,10 @@ pub const MAX_BATCH: usize = 256;
 
 /// How many jobs may wait in the queue before callers wait to enqueue.
 const QUEUE: usize = 4096;
+
+/// How long recording issued-not-delivered certificates may hold up the
+/// next batch; what is not recorded by then is tried again after it.
+const MARK_WITHIN: Duration = Duration::from_secs(2);
 
 /// A job, its deadline and where its answer goes.
 type Pending = (
@@ -123,6 +131,9 @@ fn run(
     (signer, config, identities): (&Signer, &Config, &Identities),
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    // Certificates of batches whose COMMIT outcome is unknown, not yet
+    // recorded as issued-not-delivered.
+    let mut unmarked: Vec<Undelivered> = Vec::new();
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -152,10 +163,13 @@ fn run(
         let batch = database.hold(earliest, |conn| {
             // The rules are checked at signing time, inside the transaction.
             let now = chrono::Utc::now();
-            issue_batch(conn, (signer, &config.policy, identities), &jobs, now)
+            issue_batch_reporting(conn, (signer, &config.policy, identities), &jobs, now)
         });
         let results = match batch {
-            Ok(results) => results,
+            Ok((results, unknown)) => {
+                unmarked.extend(unknown);
+                results
+            }
             Err(e) => {
                 let fault = e.fault().unwrap_or(Fault::DeadlinePassed);
                 jobs.iter()
@@ -168,6 +182,31 @@ fn run(
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
+        if !unmarked.is_empty() {
+            mark_undelivered(database, &mut unmarked);
+        }
+    }
+}
+
+/// Records the certificates of unknown commits that did commit as issued,
+/// not delivered; keeps the list when the database cannot be written yet.
+fn mark_undelivered(database: &Database, unmarked: &mut Vec<Undelivered>) {
+    let now = chrono::Utc::now();
+    match database.write(Instant::now() + MARK_WITHIN, |tx| {
+        undelivered::record(tx, unmarked, now)
+    }) {
+        Ok(marked) => {
+            tracing::warn!(
+                marked,
+                "recorded certificates issued but not delivered (cert.undelivered)"
+            );
+            unmarked.clear();
+        }
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            pending = unmarked.len(),
+            "cannot record certificates issued but not delivered yet; trying again after the next batch"
+        ),
     }
 }
 

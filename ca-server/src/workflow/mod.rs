@@ -36,6 +36,7 @@ pub mod requests;
 pub mod reviews;
 pub mod revocation;
 pub mod service;
+pub mod undelivered;
 
 use crate::config::AdminIssueConfig;
 use crate::signer::{Signer, SignerError};

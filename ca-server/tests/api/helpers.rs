@@ -41,3 +41,27 @@ pub fn issue_one(
         .pop()
         .expect("one answer per job")
 }
+
+/// A CA on a PostgreSQL database of its own (whatever `TPA_TEST_ENGINE`
+/// says), with the brief's roles and the accounts their stages name
+/// (alice in engineers, bob in sre-leads). Blocking.
+pub fn postgres_ca() -> DataDir {
+    let mut data = DataDir::new();
+    data.move_to_postgres();
+    data.add_example_roles();
+    data.add_accounts(&[("alice", &["engineers"]), ("bob", &["sre-leads"])]);
+    data
+}
+
+/// `tpa-ca issue` (break-glass) of a 5-minute certificate for `principal`
+/// on a fresh key, as root with reason "INC-1 test".
+pub fn tpa_ca_issue(data: &DataDir, principal: &str) -> (i32, String, String) {
+    let key = data.tmp.path().join("user.pub");
+    std::fs::write(&key, ed25519_public_key()).unwrap();
+    run(tpa_ca()
+        .args(["issue", "--admin", "root", "--reason", "INC-1 test"])
+        .arg("--config")
+        .arg(&data.config_path)
+        .args(["--principal", principal, "--ttl", "5m", "--pubkey"])
+        .arg(&key))
+}

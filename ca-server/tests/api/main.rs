@@ -39,7 +39,10 @@ mod on_call;
 mod on_call_bad_input;
 mod policy_explain;
 mod policy_hook;
+mod postgres_audit;
 mod postgres_cli;
+mod postgres_commands;
+mod postgres_commit_unknown;
 mod postgres_replicas;
 mod postgres_serve;
 #[path = "../support/postgres_server.rs"]

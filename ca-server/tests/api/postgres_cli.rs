@@ -1,6 +1,7 @@
 //! `tpa-ca init --database-url` and `tpa-ca migrate` against a real
-//! PostgreSQL (issue 15), and the clear refusals of a `[database]` that
-//! cannot be used.
+//! PostgreSQL (issue 15), and the clear refusals of a `[database]` or a
+//! `--database-url` that cannot be used. The admin commands on PostgreSQL
+//! are in `postgres_commands.rs`.
 
 use std::time::Duration;
 
@@ -106,38 +107,6 @@ fn init_with_an_unreachable_database_writes_nothing() {
     assert!(!data.join("ca_key").exists());
 }
 
-// issue 15: commands that do not run on PostgreSQL yet say so, instead of
-// looking for a SQLite file.
-#[test]
-fn sqlite_only_commands_name_the_postgres_store() {
-    let db = PgServer::shared().database();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("ca");
-    let out = run_with_timeout(
-        tpa_ca()
-            .args(["init", "--data-dir"])
-            .arg(&data)
-            .args(["--database-url", &db.url, "--database-password-file"])
-            .arg(&db.password_file),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = run_with_timeout(
-        tpa_ca()
-            .args(["krl", "--config"])
-            .arg(data.join("tpa.toml"))
-            .args(["--out"])
-            .arg(dir.path().join("krl")),
-        Duration::from_secs(60),
-    );
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("database.url"),
-        "{}",
-        text(&out.stderr)
-    );
-}
-
 // issue 15: a password written into the URL is refused at load.
 #[test]
 fn a_password_in_database_url_is_refused() {
@@ -158,4 +127,68 @@ fn a_password_in_database_url_is_refused() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Runs `tpa-ca init --database-url URL` into a fresh directory.
+fn init_with_url(url: &str) -> (tempfile::TempDir, std::process::Output) {
+    let db = PgServer::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(
+        tpa_ca()
+            .args(["init", "--data-dir"])
+            .arg(dir.path().join("ca"))
+            .args(["--database-url", url, "--database-password-file"])
+            .arg(&db.password_file),
+        Duration::from_secs(60),
+    );
+    (dir, out)
+}
+
+/// `init --database-url` refused before anything is written, with `needle`
+/// in the message.
+fn assert_url_refused(url: &str, needle: &str) {
+    let (dir, out) = init_with_url(url);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{url} was accepted");
+    assert!(stderr.contains("--database-url"), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+    assert!(
+        !dir.path().join("ca").exists(),
+        "nothing is written for a refused URL"
+    );
+}
+
+// issue 15: `init --database-url` holds the URL to the same rule as
+// `database.url` in the configuration: a URL of another database is refused.
+#[test]
+fn init_refuses_a_database_url_of_another_scheme() {
+    assert_url_refused("mysql://tpa@127.0.0.1/tpa", "must start with postgres://");
+}
+
+// issue 15: a password in `--database-url` would land in the configuration
+// and the shell history; it is refused, naming where it goes instead.
+#[test]
+fn init_refuses_a_password_in_the_database_url() {
+    let db = PgServer::shared().database();
+    let url = db.url.replace("postgres://tpa@", "postgres://tpa:secret@");
+    assert_ne!(url, db.url, "the harness URL names user tpa");
+    let (dir, out) = init_with_url(&url);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--database-url must not hold a password")
+            && stderr.contains("--database-password-file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret"),
+        "the password is not echoed: {stderr}"
+    );
+    assert!(!dir.path().join("ca").exists());
+}
+
+// issue 15: a URL that does not parse is refused before any connection.
+#[test]
+fn init_refuses_a_database_url_that_does_not_parse() {
+    assert_url_refused("postgres://tpa@127.0.0.1:notaport/tpa", "cannot be parsed");
 }

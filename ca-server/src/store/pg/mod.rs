@@ -112,6 +112,21 @@ pub fn connect(options: &PgOptions) -> Result<PgConn, StoreError> {
     })
 }
 
+/// Connects ([`connect`]) to a database that `tpa-ca migrate` brought to
+/// this build's schema; any other version is refused with a pointer to
+/// `tpa-ca migrate`, never used half-migrated. Blocking.
+pub fn connect_current(options: &PgOptions) -> Result<PgConn, StoreError> {
+    let conn = connect(options)?;
+    let version = schema_version(&conn)?;
+    if version != PG_SCHEMA_VERSION {
+        return Err(StoreError::Config(format!(
+            "the PostgreSQL store is at schema version {version}, this build expects \
+             {PG_SCHEMA_VERSION}; run `tpa-ca migrate` with the newer of the two"
+        )));
+    }
+    Ok(conn)
+}
+
 impl PgConn {
     /// Runs `f` in a transaction (READ COMMITTED, PostgreSQL's default) and
     /// commits when it returns `Ok`; rolls back otherwise.
