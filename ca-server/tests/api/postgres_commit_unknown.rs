@@ -153,9 +153,10 @@ fn client_to_server(
             // A simple query: BEGIN, COMMIT, ROLLBACK, SAVEPOINT…
             b'Q' => {
                 let query = text.trim_end_matches('\0').trim();
-                if query == "COMMIT" || query == "ROLLBACK" {
-                    if query == "COMMIT" && inserted && switches.armed.swap(false, Ordering::SeqCst)
-                    {
+                // The CA commits with `SET LOCAL statement_timeout = 0; COMMIT`.
+                let commit = query.ends_with("COMMIT");
+                if commit || query == "ROLLBACK" {
+                    if commit && inserted && switches.armed.swap(false, Ordering::SeqCst) {
                         withhold.store(true, Ordering::SeqCst);
                         switches.fired.store(true, Ordering::SeqCst);
                     }
