@@ -16,7 +16,6 @@
 //! yet recorded is sent again by the next holder.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -149,11 +148,8 @@ pub(crate) trait Destination: Send + 'static {
 #[derive(Debug, Clone)]
 pub struct Deliveries {
     /// The store holding the outbox and the cursors (either engine): what
-    /// the delivery loops use.
+    /// the delivery loops and the alert evaluator use.
     pub store: DeliveryStore,
-    /// The SQLite file of that store, for the alert evaluator (which still
-    /// opens its own connection).
-    pub database: PathBuf,
     /// Rung after a commit that queued something.
     pub bell: OutboxBell,
     /// Turns true at shutdown.
