@@ -33,6 +33,19 @@ use crate::store::sql::Sql;
 use crate::store::{StoreError, Tx, audit, outbox};
 use tpa_core::audit::{NewEvent, Outcome};
 
+/// What the log lines (and [`refusing`]) call each kind of sink: the
+/// [`Destination::KIND`] of each, named once so `/metrics` can map them.
+pub mod kinds {
+    /// `[[webhooks]]`.
+    pub const WEBHOOK: &str = "webhook";
+    /// `[[alert_destinations]]`.
+    pub const ALERT_DESTINATION: &str = "alert destination";
+    /// Ticket comments (one sink per commenting ticket system).
+    pub const TICKET_COMMENTS: &str = "ticket comments";
+    /// `[[audit_sinks]]`.
+    pub const AUDIT_SINK: &str = "audit sink";
+}
+
 /// The pause after a step that failed on the database side.
 const STEP_ERROR_WAIT: Duration = Duration::from_secs(5);
 /// The next item of a sink, with the sink's retry state.

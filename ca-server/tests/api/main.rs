@@ -48,6 +48,7 @@ mod report;
 mod requests;
 mod requests_http;
 mod revocation;
+mod sink_refusing;
 mod slapd;
 mod storage;
 mod ticket_bad_input;
