@@ -16,6 +16,7 @@ mod cli;
 mod cli_consent;
 mod delivery_leases;
 mod device;
+mod expiry_pass;
 mod fake_http;
 mod fake_provider;
 mod faults;
