@@ -42,7 +42,7 @@ struct Sender {
 
 impl Destination for Sender {
     type Queue = Outbox;
-    const KIND: &'static str = "alert destination";
+    const KIND: &'static str = crate::notify::delivery::kinds::ALERT_DESTINATION;
 
     fn name(&self) -> &str {
         &self.destination.name

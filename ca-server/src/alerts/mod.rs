@@ -18,7 +18,6 @@
 //! (`denied_burst`) live in the holder's memory: a burst that straddles a
 //! takeover is counted from the takeover on.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -29,10 +28,10 @@ use tpa_core::RequestId;
 use tpa_core::api::AlertEvent;
 
 use crate::config::{AlertDestination, AlertRule};
-use crate::notify::delivery::Lease;
+use crate::notify::delivery::{DeliveryStore, Lease};
 use crate::notify::{Deliveries, OutboxBell};
 use crate::store::leases::{self, ALERT_EVALUATOR, Cursors};
-use crate::store::{self, Create, StoreError, audit_sinks, outbox, requests};
+use crate::store::{self, StoreError, Tx, audit_sinks, outbox, requests};
 use tpa_core::audit::{Event, format_time};
 
 pub mod destinations;
@@ -82,7 +81,7 @@ pub fn spawn(
     let mut tasks = destinations::spawn(deliveries, destinations)?;
     if !rules.is_empty() {
         let evaluator = Evaluator {
-            database: deliveries.database.clone(),
+            store: deliveries.store.clone(),
             rules,
             bursts: rules::Bursts::default(),
             bell: deliveries.bell.clone(),
@@ -134,7 +133,7 @@ pub fn alert_event(
 }
 
 struct Evaluator {
-    database: PathBuf,
+    store: DeliveryStore,
     rules: Vec<AlertRule>,
     bursts: rules::Bursts,
     bell: OutboxBell,
@@ -170,15 +169,17 @@ impl Evaluator {
             bell.pause(wait, &mut shutdown).await;
         }
         // Another replica need not wait for the lease to run out.
-        let (database, holder) = (self.database.clone(), self.lease.holder.clone());
-        let released = tokio::task::spawn_blocking(move || {
-            let conn = store::open(&database, Create::Never)?;
-            leases::release(&conn, Cursors::Alerts, ALERT_EVALUATOR, &holder)
-        })
-        .await;
-        if !matches!(released, Ok(Ok(()))) {
-            tracing::warn!("cannot release the alert evaluator's lease");
+        let holder = self.lease.holder.clone();
+        let released = self
+            .store
+            .write(move |tx| leases::release(tx, Cursors::Alerts, ALERT_EVALUATOR, &holder))
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "cannot release the alert evaluator's lease");
         }
+        // The last handle on a PostgreSQL store closes its blocking clients,
+        // which run a runtime of their own: not on this runtime's thread.
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
 
     /// Evaluates the next batch if this replica holds the evaluator's lease.
@@ -189,14 +190,13 @@ impl Evaluator {
     /// queues nothing, so no event is evaluated by two replicas and the next
     /// holder starts exactly where the last committed batch ended.
     async fn step(&mut self) -> Result<Step, StoreError> {
-        let database = self.database.clone();
         let rules = self.rules.clone();
         let lease = self.lease.clone();
         // Counted on a copy, kept only when the batch commits.
         let mut bursts = self.bursts.clone();
-        let (step, queued, bursts) = tokio::task::spawn_blocking(move || {
-            let mut conn = store::open(&database, Create::Never)?;
-            store::write(&mut conn, |tx| {
+        let (step, queued, bursts) = self
+            .store
+            .write(move |tx| {
                 if !lease.take(tx, Cursors::Alerts, ALERT_EVALUATOR)? {
                     // No cursor (no rules) counts as not holding it too.
                     return Ok((Step::NotHolder, 0, bursts));
@@ -216,9 +216,7 @@ impl Evaluator {
                 store::alerts::prune(tx, Utc::now() - KEEP_WINDOWS)?;
                 Ok::<_, StoreError>((Step::Evaluated(events.len()), queued, bursts))
             })
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+            .await?;
         self.bursts = bursts;
         if queued > 0 {
             tracing::info!(alerts = queued, "alerts queued");
@@ -230,7 +228,7 @@ impl Evaluator {
 
 /// Evaluates one event inside the batch transaction; returns how many alerts it queued.
 fn evaluate_one(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Tx<'_>,
     rules: &[AlertRule],
     bursts: &mut rules::Bursts,
     event: &Event,

@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::Config;
 use crate::integrations::comments;
+use crate::notify::delivery::kinds;
 use crate::store::audit_views::{self, Counts};
 use crate::store::{StoreError, audit_sinks, outbox};
 
@@ -21,11 +22,15 @@ pub struct Snapshot {
     pub counts: Counts,
     /// `(sink kind, sink name, undelivered items)`.
     pub backlogs: Vec<(&'static str, String, i64)>,
+    /// `(sink kind, sink name)` of the sinks whose last delivery by this
+    /// process was refused by the receiver (`notify::delivery::refusing`).
+    pub refusing: Vec<(&'static str, String)>,
 }
 
 /// Reads everything a scrape reports from the database: with a backlog
 /// for every sink the delivery loop serves (webhooks, alert destinations,
-/// ticket comments, audit sinks).
+/// ticket comments, audit sinks), and which of them this process found
+/// refusing.
 pub fn collect(
     conn: &impl crate::store::sql::Sql,
     config: &Config,
@@ -50,7 +55,34 @@ pub fn collect(
             audit_sinks::backlog(conn, &s.name)?,
         ));
     }
-    Ok(Snapshot { counts, backlogs })
+    let refusing = refusing_sinks(&backlogs, &crate::notify::delivery::refusing());
+    Ok(Snapshot {
+        counts,
+        backlogs,
+        refusing,
+    })
+}
+
+/// The sinks of `backlogs` that are in `refusing` (the delivery loops'
+/// `(Destination::KIND, name)` pairs), under their backlog kind.
+fn refusing_sinks(
+    backlogs: &[(&'static str, String, i64)],
+    refusing: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    backlogs
+        .iter()
+        .filter(|(kind, name, _)| {
+            let loop_kind = match *kind {
+                "webhook" => kinds::WEBHOOK,
+                "alert" => kinds::ALERT_DESTINATION,
+                "ticket" => kinds::TICKET_COMMENTS,
+                "audit" => kinds::AUDIT_SINK,
+                _ => return false,
+            };
+            refusing.iter().any(|(k, n)| *k == loop_kind && n == name)
+        })
+        .map(|(kind, name, _)| (*kind, name.clone()))
+        .collect()
 }
 
 /// Label pairs of one sample, in the order they are written.
@@ -259,6 +291,17 @@ pub fn render(out: &mut Exposition, s: &Snapshot, resident: Option<u64>, open_fd
             )
         }),
     );
+    out.gauges(
+        "tpa_sink_refusing",
+        "1 when this replica's last delivery to the sink was refused by the receiver (a 4xx but 408 and 429): the sink waits until the receiver or the configuration is fixed.",
+        s.backlogs.iter().map(|(kind, name, _)| {
+            let refused = s.refusing.iter().any(|(k, n)| k == kind && n == name);
+            (
+                vec![("kind", (*kind).to_owned()), ("sink", name.clone())],
+                i64::from(refused),
+            )
+        }),
+    );
     let saturating = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     if let Some(bytes) = resident {
         out.gauge(
@@ -308,7 +351,8 @@ mod tests {
                 sessions: 5,
                 audit_head: 9,
             },
-            backlogs: vec![("audit", "siem".into(), 7)],
+            backlogs: vec![("audit", "siem".into(), 7), ("webhook", "chat".into(), 1)],
+            refusing: vec![("webhook", "chat".into())],
         };
         let mut out = Exposition::default();
         render(&mut out, &snapshot, Some(1024), None);
@@ -323,6 +367,8 @@ mod tests {
             "tpa_bastion_sessions_total 5",
             "tpa_audit_events_total{action=\"we\\\"ird\",outcome=\"success\"} 1",
             "tpa_sink_backlog{kind=\"audit\",sink=\"siem\"} 7",
+            "tpa_sink_refusing{kind=\"audit\",sink=\"siem\"} 0",
+            "tpa_sink_refusing{kind=\"webhook\",sink=\"chat\"} 1",
             "process_resident_memory_bytes 1024",
             "# HELP tpa_requests Access requests by current state.",
             "# TYPE tpa_requests gauge",
@@ -332,5 +378,28 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("process_open_fds"));
+    }
+
+    // issue 15: the delivery loops' refusing list (their own kind names)
+    // maps onto the sinks of the scrape, each kind to its backlog kind.
+    #[test]
+    fn every_delivery_kind_maps_to_its_backlog_sink() {
+        let backlogs: Vec<(&'static str, String, i64)> = ["webhook", "alert", "ticket", "audit"]
+            .into_iter()
+            .map(|kind| (kind, "s".to_owned(), 0))
+            .collect();
+        let refusing = [
+            (kinds::WEBHOOK, "s".to_owned()),
+            (kinds::ALERT_DESTINATION, "s".to_owned()),
+            (kinds::TICKET_COMMENTS, "s".to_owned()),
+            (kinds::AUDIT_SINK, "s".to_owned()),
+            (kinds::WEBHOOK, "other".to_owned()),
+        ];
+        let got = refusing_sinks(&backlogs, &refusing);
+        assert_eq!(
+            got,
+            ["webhook", "alert", "ticket", "audit"].map(|k| (k, "s".to_owned()))
+        );
+        assert!(refusing_sinks(&backlogs, &[]).is_empty());
     }
 }

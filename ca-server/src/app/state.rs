@@ -182,49 +182,19 @@ impl AppState {
 
 /// Opens the configured store: the SQLite file (migrated as `store::open`
 /// does) or the PostgreSQL database, which must be at this build's schema.
-/// On PostgreSQL the delivery loops (webhooks, audit sinks, alerts, ticket
-/// comments) do not run yet: a configuration that asks for one is refused
-/// here, rather than served with a SQLite file beside it.
+/// The delivery loops (webhooks, audit sinks, alerts, ticket comments) run
+/// over it too, whichever the engine (`app::tasks`).
 fn open_database(config: &Config) -> anyhow::Result<Database> {
     match &config.database {
         DatabaseConfig::Sqlite { path } => {
             Database::open_sqlite(path, READERS).context("cannot open the database")
         }
         DatabaseConfig::Postgres(pg) => {
-            refuse_deliveries_on_postgres(config)?;
             let options = pg.options().map_err(anyhow::Error::msg)?;
             Database::open_postgres(options, PG_CONNECTIONS)
                 .context("cannot open the PostgreSQL database")
         }
     }
-}
-
-/// Issue 15: the delivery loops still read the outbox from a SQLite file;
-/// on PostgreSQL they would find none (or a stray one), so asking for them
-/// is an error at start-up, not a silent loss of notifications.
-fn refuse_deliveries_on_postgres(config: &Config) -> anyhow::Result<()> {
-    let comments = config.integrations.role_tickets.values().any(|r| r.comment);
-    let asked: Vec<&str> = [
-        (!config.webhooks.is_empty(), "[[webhooks]]"),
-        (!config.audit_sinks.is_empty(), "[[audit_sinks]]"),
-        (!config.alerts.is_empty(), "[[alerts]]"),
-        (
-            !config.alert_destinations.is_empty(),
-            "[[alert_destinations]]",
-        ),
-        (comments, "ticket comments (comment = true)"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    if asked.is_empty() {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "{} configured, but tpa-ca serve on PostgreSQL does not deliver them yet: \
-         remove them or keep the store on SQLite",
-        asked.join(", ")
-    )
 }
 
 /// Gives every configured delivery its cursor (start-up, before serving).

@@ -18,10 +18,9 @@ pub fn spawn(
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let state = state.clone();
     let deliveries = crate::notify::Deliveries {
-        // The loops' own handle on the store (a writer and one reader, opened
-        // at first use) until AppState holds a `store::Database` to share.
-        store: crate::notify::delivery::DeliveryStore::sqlite(state.database_path.clone()),
-        database: state.database_path.clone(),
+        // The CA's own store (either engine): on SQLite the loops share its
+        // one writer with the handlers, on PostgreSQL the replica's pool.
+        store: crate::notify::delivery::DeliveryStore::shared(state.database.clone()),
         bell: state.bell.clone(),
         shutdown: stopped.clone(),
         lease: crate::notify::delivery::Lease::for_process(),

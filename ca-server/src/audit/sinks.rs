@@ -120,7 +120,7 @@ struct SinkTask {
 
 impl Destination for SinkTask {
     type Queue = AuditTrail;
-    const KIND: &'static str = "audit sink";
+    const KIND: &'static str = crate::notify::delivery::kinds::AUDIT_SINK;
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
     // Appending to the audit trail does not ring the bell: an idle sink
     // looks for new events every second.

@@ -122,7 +122,7 @@ struct Commenter {
 
 impl Destination for Commenter {
     type Queue = Outbox;
-    const KIND: &'static str = "ticket comments";
+    const KIND: &'static str = crate::notify::delivery::kinds::TICKET_COMMENTS;
 
     fn name(&self) -> &str {
         &self.system

@@ -29,9 +29,13 @@ pub const LOOKBACK: TimeDelta = TimeDelta::days(7);
 /// At most this many requests per pass (the next pass takes the rest).
 const BATCH: i64 = 500;
 
+/// Requests per transaction of a pass (`store::engine::write_chunks`).
+const CHUNK: usize = 50;
+
 /// Notices the windows that ended by `now` and queues the closing comment
-/// of each whose role comments on its ticket; one transaction per request.
-/// Returns how many comments it queued.
+/// of each whose role comments on its ticket, [`CHUNK`] requests per
+/// transaction (each claimed with its comment, so once). Returns how many
+/// comments it queued.
 pub fn queue_due(
     conn: &mut impl crate::store::Transact,
     integrations: &IntegrationsConfig,
@@ -39,33 +43,28 @@ pub fn queue_due(
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let due = window_ends::due(conn, now - LOOKBACK, now, BATCH)?;
-    let mut queued = 0;
-    for id in due {
-        let done = conn.write(|tx| {
-            let Some(r) = requests::load(tx, &id)? else {
-                return Ok::<_, StoreError>(false);
-            };
-            let ended = r.window.is_some_and(|w| w.end <= now);
-            if r.state != RequestState::Approved || !ended || r.ticket.is_none() {
-                return Ok(false);
-            }
-            if !window_ends::claim(tx, &id, now)? || !comments(integrations, &r) {
-                return Ok(false);
-            }
-            let event = WebhookEvent {
-                event: KIND.to_owned(),
-                at: format_time(now),
-                request: RequestView::of(&r, policy, now),
-            };
-            let payload =
-                serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let item = outbox::enqueue(tx, KIND, &payload, now)?;
-            window_ends::record_outbox(tx, &id, item)?;
-            Ok(true)
-        })?;
-        queued += usize::from(done);
-    }
-    Ok(queued)
+    crate::store::engine::write_chunks(conn, &due, CHUNK, |tx, id| {
+        let Some(r) = requests::load(tx, id)? else {
+            return Ok::<_, StoreError>(false);
+        };
+        let ended = r.window.is_some_and(|w| w.end <= now);
+        if r.state != RequestState::Approved || !ended || r.ticket.is_none() {
+            return Ok(false);
+        }
+        if !window_ends::claim(tx, id, now)? || !comments(integrations, &r) {
+            return Ok(false);
+        }
+        let event = WebhookEvent {
+            event: KIND.to_owned(),
+            at: format_time(now),
+            request: RequestView::of(&r, policy, now),
+        };
+        let payload =
+            serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let item = outbox::enqueue(tx, KIND, &payload, now)?;
+        window_ends::record_outbox(tx, id, item)?;
+        Ok(true)
+    })
 }
 
 /// Whether `r`'s role comments on its tickets now.

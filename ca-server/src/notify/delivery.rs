@@ -16,7 +16,6 @@
 //! yet recorded is sent again by the next holder.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -33,6 +32,19 @@ use crate::store::leases::{self, Cursors};
 use crate::store::sql::Sql;
 use crate::store::{StoreError, Tx, audit, outbox};
 use tpa_core::audit::{NewEvent, Outcome};
+
+/// What the log lines (and [`refusing`]) call each kind of sink: the
+/// [`Destination::KIND`] of each, named once so `/metrics` can map them.
+pub mod kinds {
+    /// `[[webhooks]]`.
+    pub const WEBHOOK: &str = "webhook";
+    /// `[[alert_destinations]]`.
+    pub const ALERT_DESTINATION: &str = "alert destination";
+    /// Ticket comments (one sink per commenting ticket system).
+    pub const TICKET_COMMENTS: &str = "ticket comments";
+    /// `[[audit_sinks]]`.
+    pub const AUDIT_SINK: &str = "audit sink";
+}
 
 /// The pause after a step that failed on the database side.
 const STEP_ERROR_WAIT: Duration = Duration::from_secs(5);
@@ -149,11 +161,8 @@ pub(crate) trait Destination: Send + 'static {
 #[derive(Debug, Clone)]
 pub struct Deliveries {
     /// The store holding the outbox and the cursors (either engine): what
-    /// the delivery loops use.
+    /// the delivery loops and the alert evaluator use.
     pub store: DeliveryStore,
-    /// The SQLite file of that store, for the alert evaluator (which still
-    /// opens its own connection).
-    pub database: PathBuf,
     /// Rung after a commit that queued something.
     pub bell: OutboxBell,
     /// Turns true at shutdown.

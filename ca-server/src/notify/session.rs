@@ -19,19 +19,28 @@ use crate::store::{Conn, Database, StoreError, Tx};
 /// or a PostgreSQL connection).
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The store of the delivery loops: one already open (either engine), or a
-/// SQLite file opened at first use, so that a CA whose file is missing for
-/// a moment still starts, and its loops retry (a failed step) until it is
-/// back.
+/// The store of the delivery loops: the CA's own (either engine, shared
+/// with the handlers through `AppState`), or a SQLite file opened at first
+/// use (tests that run the loops without a CA), so that a file missing for
+/// a moment still lets the loops start and retry (a failed step) until it
+/// is back.
 #[derive(Debug, Clone)]
 pub struct DeliveryStore {
-    database: Arc<OnceLock<Database>>,
+    database: Arc<OnceLock<Arc<Database>>>,
     sqlite: Option<PathBuf>,
 }
 
 impl DeliveryStore {
     /// An open store.
     pub fn open(database: Database) -> Self {
+        Self::shared(Arc::new(database))
+    }
+
+    /// An open store shared with its other users (the CA's `AppState`).
+    /// On PostgreSQL, whoever drops the last handle must not do it on an
+    /// async runtime's thread (its blocking clients run a runtime of their
+    /// own): the loops drop theirs in `spawn_blocking`.
+    pub fn shared(database: Arc<Database>) -> Self {
         let cell = OnceLock::new();
         let _ = cell.set(database);
         Self {
@@ -57,9 +66,40 @@ impl DeliveryStore {
             .sqlite
             .as_ref()
             .ok_or_else(|| StoreError::Corrupt("no store for the delivery loops".into()))?;
-        let opened = Database::open_sqlite(path, 1)?;
+        let opened = Arc::new(Database::open_sqlite(path, 1)?);
         // Two loops opening at once: one store is kept, the other dropped.
         Ok(self.database.get_or_init(|| opened))
+    }
+
+    /// Runs `f` in one write transaction (through the SQLite writer, or on
+    /// a pooled PostgreSQL connection), off the async runtime.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            database
+                .get()?
+                .write(std::time::Instant::now() + DEADLINE, f)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+    }
+
+    /// Runs `f` on a connection for reading, off the async runtime.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            database
+                .get()?
+                .read(std::time::Instant::now() + DEADLINE, f)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
     }
 }
 
@@ -78,20 +118,12 @@ impl Session {
         }
     }
 
-    /// Runs `f` in one write transaction (through the SQLite writer, or on
-    /// a pooled PostgreSQL connection), off the async runtime.
+    /// Runs `f` in one write transaction, off the async runtime.
     pub(super) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let database = self.database.clone();
-        tokio::task::spawn_blocking(move || {
-            database
-                .get()?
-                .write(std::time::Instant::now() + DEADLINE, f)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        self.database.write(f).await
     }
 
     /// Runs `f` on a connection for reading, off the async runtime.
@@ -99,14 +131,7 @@ impl Session {
         &self,
         f: impl FnOnce(&Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let database = self.database.clone();
-        tokio::task::spawn_blocking(move || {
-            database
-                .get()?
-                .read(std::time::Instant::now() + DEADLINE, f)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        self.database.read(f).await
     }
 
     /// Whether the lease was taken or renewed less than a third of its TTL

@@ -41,7 +41,7 @@ impl Webhook {
 
 impl Destination for Webhook {
     type Queue = Outbox;
-    const KIND: &'static str = "webhook";
+    const KIND: &'static str = super::delivery::kinds::WEBHOOK;
 
     fn name(&self) -> &str {
         &self.webhook.name

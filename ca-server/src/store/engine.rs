@@ -91,6 +91,39 @@ impl Transact for Conn {
     }
 }
 
+/// Runs `f` on each of `items` in write transactions of at most `chunk`
+/// items (one commit, and on SQLite one sync, per chunk rather than per
+/// item, so a background pass holds the writer briefly), each item in a
+/// savepoint of its own: the first item that fails is rolled back alone,
+/// the items before it in its chunk still commit, and the pass ends with
+/// its error, as with one transaction per item. Returns how many items `f`
+/// counted (returned `true` for).
+pub fn write_chunks<I, E: From<StoreError>>(
+    conn: &mut impl Transact,
+    items: &[I],
+    chunk: usize,
+    mut f: impl FnMut(&Tx<'_>, &I) -> Result<bool, E>,
+) -> Result<usize, E> {
+    let mut count = 0;
+    for part in items.chunks(chunk.max(1)) {
+        let (done, failed) = conn.write(|tx| {
+            let mut done = 0;
+            for item in part {
+                match tx.savepoint(|tx| f(tx, item))? {
+                    Ok(counted) => done += usize::from(counted),
+                    Err(e) => return Ok::<_, E>((done, Some(e))),
+                }
+            }
+            Ok((done, None))
+        })?;
+        count += done;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(count)
+}
+
 /// The connection a workflow step runs on: the SQLite writer's (held for
 /// the step) or a pooled PostgreSQL one.
 #[derive(Debug)]
@@ -289,6 +322,44 @@ mod tests {
             });
             assert!(rolled_back.is_err());
             assert!(!sinks(&conn).contains(&"gone".to_owned()), "{engine:?}");
+        }
+    }
+
+    // issue 15: a background pass writes its items in chunks (one commit
+    // per chunk), each item in its own savepoint: on both engines every
+    // item before the first failure commits, even in the failing item's
+    // chunk, the failing one and those after it do not, the count covers
+    // what committed, and the pass ends with the item's error.
+    #[test]
+    fn chunked_writes_commit_every_item_before_the_first_failure() {
+        for (engine, mut conn, _dir) in test_engines() {
+            let items: Vec<usize> = (0..12).collect();
+            let counted = write_chunks(&mut conn, &items, 5, |tx, i| {
+                add(tx, &format!("s{i:02}"))?;
+                Ok::<_, StoreError>(i % 2 == 0)
+            })
+            .unwrap();
+            assert_eq!(counted, 6, "{engine:?}");
+            assert_eq!(sinks(&conn).len(), 12, "{engine:?}");
+
+            let items: Vec<usize> = (0..12).collect();
+            let failed = write_chunks(&mut conn, &items, 5, |tx, i| {
+                add(tx, &format!("t{i:02}"))?;
+                if *i == 7 {
+                    return Err(StoreError::Aborted("item 7 refused".into()));
+                }
+                Ok(true)
+            });
+            assert!(
+                matches!(failed, Err(StoreError::Aborted(ref m)) if m == "item 7 refused"),
+                "{engine:?}: {failed:?}"
+            );
+            let kept: Vec<String> = sinks(&conn)
+                .into_iter()
+                .filter(|s| s.starts_with('t'))
+                .collect();
+            let expected: Vec<String> = (0..7).map(|i| format!("t{i:02}")).collect();
+            assert_eq!(kept, expected, "{engine:?}");
         }
     }
 

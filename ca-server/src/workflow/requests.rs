@@ -624,25 +624,21 @@ pub fn revoke(
     .map(|(r, ())| r)
 }
 
-/// Expires due pending requests (bounded batch). Returns how many.
+/// Expires due pending requests (a bounded batch, 50 per transaction, each
+/// re-read and re-checked inside it). Returns how many.
 pub fn expire_due(
     conn: &mut impl Transact,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<usize, WorkflowError> {
     let due = requests::due_for_expiry(conn, now, 500)?;
-    let mut count = 0;
-    for id in due {
-        let done = conn.write(|tx| {
-            let Some(mut r) = requests::load(tx, &id)? else {
-                return Ok::<_, WorkflowError>(false);
-            };
-            let stored = r.approvals.len();
-            expire_in(tx, policy, &mut r, stored, now)
-        })?;
-        count += usize::from(done);
-    }
-    Ok(count)
+    crate::store::engine::write_chunks(conn, &due, 50, |tx, id| {
+        let Some(mut r) = requests::load(tx, id)? else {
+            return Ok::<_, WorkflowError>(false);
+        };
+        let stored = r.approvals.len();
+        expire_in(tx, policy, &mut r, stored, now)
+    })
 }
 
 /// How `user` may see `request` (its requester, or an approver of its role), if at all.

@@ -81,7 +81,6 @@ fn replica(data: &DataDir, holder: &str) -> Replica {
         store: ca_server::notify::delivery::DeliveryStore::sqlite(
             data.config.database_path.clone(),
         ),
-        database: data.config.database_path.clone(),
         bell: bell.clone(),
         shutdown,
         lease: Lease {

@@ -57,7 +57,6 @@ fn replica_on(data: &DataDir, store: ca_server::store::Database, holder: &str) -
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
         store: ca_server::notify::delivery::DeliveryStore::open(store),
-        database: data.config.database_path.clone(),
         bell: bell.clone(),
         shutdown,
         lease: Lease {
@@ -361,7 +360,6 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
         store: ca_server::notify::delivery::DeliveryStore::sqlite(
             data.config.database_path.clone(),
         ),
-        database: data.config.database_path.clone(),
         bell: OutboxBell::default(),
         shutdown,
         lease: Lease {

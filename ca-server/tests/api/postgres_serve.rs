@@ -1,14 +1,14 @@
 //! `tpa-ca serve` on PostgreSQL (issue 15): the whole request flow and
 //! `/healthz` on a CA whose `[database]` names a PostgreSQL database, with no
-//! SQLite file beside it; and the start-up refusal of what does not run on
-//! PostgreSQL yet.
+//! SQLite file beside it, a webhook delivered from the PostgreSQL outbox,
+//! and a waiter woken by another replica's decision.
 
 use std::time::{Duration, Instant};
 
-use ca_server::app::AppState;
 use ca_server::store::pg::{self, PgOptions};
 use tpa_testkit::DataDir;
 
+use crate::fake_http::{Reply, fake_server};
 use crate::helpers::{
     HOTFIX, ed25519_public_key, http_send, run_with_timeout, spawn_team_app_with, tpa_ca,
 };
@@ -17,7 +17,7 @@ use crate::postgres_server::{PgDatabase, PgServer};
 /// Moves `data`'s fresh SQLite store into a new PostgreSQL database (with
 /// `tpa-ca migrate-store`), deletes the SQLite file and points `[database]`
 /// at PostgreSQL.
-fn move_to_postgres(data: &mut DataDir) -> PgDatabase {
+pub(crate) fn move_to_postgres(data: &mut DataDir) -> PgDatabase {
     let db = PgServer::shared().database();
     let options = PgOptions {
         url: db.url.clone(),
@@ -105,20 +105,30 @@ async fn the_request_flow_runs_on_postgres() {
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 1));
 }
 
-// issue 15: the delivery loops still read their outbox from a SQLite file;
-// a PostgreSQL configuration that asks for one is refused at start-up with
-// a message naming it, not served with notifications silently lost.
-#[test]
-fn deliveries_on_postgres_are_refused_at_start_up() {
-    let mut data = DataDir::new();
-    let _db = move_to_postgres(&mut data);
-    data.edit_config(|t| {
-        format!("{t}\n[[webhooks]]\nname = \"chat\"\nurl = \"http://127.0.0.1:9/hook\"\n")
-    });
-    let e = AppState::load(&data.config).unwrap_err();
-    let message = format!("{e:#}");
-    assert!(message.contains("[[webhooks]]"), "{message}");
-    assert!(message.contains("PostgreSQL"), "{message}");
+// issue 15: a PostgreSQL configuration with a webhook starts (it was
+// refused while the delivery loops read a SQLite outbox) and the webhook
+// receives the request's event from the outbox in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_on_postgres_is_delivered() {
+    let server = fake_server(|_, _| Reply {
+        status: 200,
+        ..Reply::default()
+    })
+    .await;
+    let url = format!("{}/hook", server.base);
+    let app = spawn_team_app_with(|data| {
+        tokio::task::block_in_place(|| move_to_postgres(data));
+        data.edit_config(|t| format!("{t}\n[[webhooks]]\nname = \"chat\"\nurl = \"{url}\"\n"));
+    })
+    .await;
+    let alice = app.login("alice").await;
+    let id = app.submit(&alice, HOTFIX).await;
+    let seen = server.wait_for(1, Duration::from_secs(60)).await;
+    assert_eq!(seen.len(), 1, "the event was delivered");
+    let event = seen[0].json();
+    assert_eq!(event["event"], "request.created", "{event}");
+    assert_eq!(event["request"]["id"], id.as_str(), "{event}");
+    app.stop().await;
 }
 
 // issue 15: two replicas on one PostgreSQL database: a client waiting

@@ -114,7 +114,6 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
         store: ca_server::notify::delivery::DeliveryStore::sqlite(config.database_path.clone()),
-        database: config.database_path.clone(),
         bell: bell.clone(),
         shutdown: stopped,
         lease: Lease::for_process(),
@@ -293,7 +292,6 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
         store: ca_server::notify::delivery::DeliveryStore::sqlite(config.database_path.clone()),
-        database: config.database_path.clone(),
         bell: bell.clone(),
         shutdown: stopped,
         lease: Lease::for_process(),
