@@ -182,15 +182,24 @@ fn a_request_flows_across_two_replicas_and_a_revocation_on_b_cuts_the_session_fe
     let (status, r) = post(b.addr, &bob, &format!("/api/v1/requests/{id}/approve"), "");
     assert_eq!(status, 200, "{r}");
     let carol = login(a.addr, "carol");
-    // The waiter's long poll is open on B before the last decision.
+    // The last decision is sent just after a fresh long poll opened on B:
+    // each poll stays open up to 5 s, so this one is still waiting when the
+    // decision commits (unless the approval takes over 4 s).
+    let waits = || {
+        lb.routed()
+            .iter()
+            .filter(|r| r.request_line.contains("/wait"))
+            .count()
+    };
+    let before = waits();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !lb.routed().iter().any(|r| r.request_line.contains("/wait")) {
+    while waits() == before {
         assert!(
             Instant::now() < deadline,
-            "no wait reached the balancer: {}",
+            "no new wait reached the balancer: {}",
             waiter_output()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(300));
     let decision_sent = Instant::now();
