@@ -33,12 +33,17 @@ pub fn call(
     try_http(addr, method, path, &headers, body, CALL_TIMEOUT)
 }
 
-/// alice's token (from `addr`) and an auto-approved request of hers.
-pub fn token_and_request(addr: SocketAddr, n: usize) -> (String, String) {
-    let login = serde_json::json!({ "username": "alice", "password": PW }).to_string();
+/// A token of `user` from `addr`.
+pub fn token(addr: SocketAddr, user: &str) -> String {
+    let login = serde_json::json!({ "username": user, "password": PW }).to_string();
     let r = call(addr, None, "POST", "/api/v1/login", &login).expect("log in");
     assert_eq!(r.status, 200, "{}", r.text());
-    let token = r.json()["token"].as_str().unwrap().to_owned();
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+/// alice's token (from `addr`) and an auto-approved request of hers.
+pub fn token_and_request(addr: SocketAddr, n: usize) -> (String, String) {
+    let token = token(addr, "alice");
     let body = format!(
         r#"{{"role":"web-debug","hosts":["web-{n}"],"duration":"30m","reason":"INC-15 client {n}"}}"#
     );

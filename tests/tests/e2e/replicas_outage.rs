@@ -13,7 +13,7 @@ use tpa_testkit::postgres_server::PgServer;
 use crate::harness::{ca_with_roles, move_to_postgres, try_http};
 use crate::replicas::replica;
 use crate::replicas_faults::{
-    CALL_TIMEOUT, certificate_call, check_rows_and_events, token_and_request,
+    CALL_TIMEOUT, call, certificate_call, check_rows_and_events, token, token_and_request,
 };
 
 /// One certificate call under load: which replica, when, how long, and its
@@ -62,6 +62,7 @@ fn postgres_stopped_for_ten_seconds_under_load_gives_503s_and_the_replicas_recov
     let sessions: Vec<(String, String)> = (0..CLIENTS)
         .map(|n| token_and_request(addrs[n % 2], n))
         .collect();
+    let (alice, bob) = (token(addrs[0], "alice"), token(addrs[0], "bob"));
 
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
@@ -230,6 +231,16 @@ fn postgres_stopped_for_ten_seconds_under_load_gives_503s_and_the_replicas_recov
         .collect();
     println!("calls in flight when PostgreSQL was stopped, answered: {in_flight:?}");
 
+    // The wake-ups between replicas came back too (B's listener reconnects
+    // within its 2 s backoff): a decision on A wakes a waiter on B at once.
+    std::thread::sleep((up + Duration::from_secs(3)).saturating_duration_since(Instant::now()));
+    let wake = decision_on_a_wakes_a_waiter_on_b(addrs, &alice, &bob);
+    println!("after the outage, decision on A -> waiter on B: {wake:?}");
+    assert!(
+        wake < Duration::from_millis(2500),
+        "woke {wake:?} after the decision"
+    );
+
     let rows = check_rows_and_events(&server, &db, &received);
     println!(
         "PostgreSQL down {:?} (stop took {:?}, start {:?}): {ok} × 200, {unavailable} × 503, \
@@ -243,4 +254,39 @@ fn postgres_stopped_for_ten_seconds_under_load_gives_503s_and_the_replicas_recov
     );
     assert!(unavailable > 0 && ok > 0);
     assert!(rows >= received.len() as i64);
+}
+
+/// Submits a request needing bob's approval on A, long-polls it on B, has
+/// bob approve on A; returns how long after the approval's answer the wait
+/// on B answered `approved`.
+fn decision_on_a_wakes_a_waiter_on_b(addrs: [SocketAddr; 2], alice: &str, bob: &str) -> Duration {
+    let body = r#"{"role":"incident","hosts":["web-1"],"duration":"1h","reason":"INC-15 after the outage"}"#;
+    let r = call(addrs[0], Some(alice), "POST", "/api/v1/requests", body).expect("submit");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["request"]["state"], "pending", "{}", r.text());
+    let id = r.json()["request"]["id"].as_str().unwrap().to_owned();
+    let (waiter_token, wait_path) = (
+        alice.to_owned(),
+        format!("/api/v1/requests/{id}/wait?timeout=20"),
+    );
+    let waiter = std::thread::spawn(move || {
+        let r = call(addrs[1], Some(&waiter_token), "GET", &wait_path, "").expect("wait on B");
+        (Instant::now(), r)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let r = call(
+        addrs[0],
+        Some(bob),
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        "",
+    )
+    .expect("approve on A");
+    let decided = Instant::now();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["state"], "approved", "{}", r.text());
+    let (woke, r) = waiter.join().expect("the waiter thread");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["state"], "approved", "{}", r.text());
+    woke.saturating_duration_since(decided)
 }
