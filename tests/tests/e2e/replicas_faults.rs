@@ -138,7 +138,7 @@ pub fn check_rows_and_events(server: &PgServer, db: &PgDatabase, received: &[Str
 #[test]
 fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies() {
     const CLIENTS: usize = 8;
-    const CERTS_EACH: usize = 12;
+    const CERTS_EACH: usize = 16;
     let tmp = tempfile::tempdir().unwrap();
     let ca = ca_with_roles(tmp.path(), "");
     let db = move_to_postgres(PgServer::shared(), &ca);
@@ -150,7 +150,9 @@ fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies(
     // address count against its login limit until they succeed).
     let sessions: Vec<(String, String)> =
         (0..CLIENTS).map(|n| token_and_request(a_addr, n)).collect();
-    let issued = Arc::new(AtomicUsize::new(0));
+    // Certificates received so far, per client.
+    let issued: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
     let clients: Vec<_> = sessions
         .into_iter()
         .enumerate()
@@ -160,7 +162,8 @@ fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies(
                 // (serial, replica index) of each certificate received.
                 let mut got: Vec<(String, usize)> = Vec::new();
                 let mut on = 0;
-                let mut failures_on_a = 0;
+                // How each failed call on A failed (refused: A was already gone).
+                let mut failures_on_a: Vec<std::io::ErrorKind> = Vec::new();
                 let mut attempts = 0;
                 while got.len() < CERTS_EACH {
                     attempts += 1;
@@ -170,7 +173,7 @@ fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies(
                         Ok(r) if r.status == 200 => {
                             let serial = r.json()["serial"].as_str().unwrap().to_owned();
                             got.push((serial, on));
-                            issued.fetch_add(1, Ordering::Relaxed);
+                            issued[n].fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(r) if r.status == 503 && on == 1 => {
                             std::thread::sleep(Duration::from_millis(200));
@@ -183,7 +186,7 @@ fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies(
                         ),
                         Err(e) => {
                             assert_eq!(on, 0, "client {n}: replica B failed: {e}");
-                            failures_on_a += 1;
+                            failures_on_a.push(e.kind());
                             on = 1; // retry on the other replica
                         }
                     }
@@ -193,25 +196,36 @@ fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies(
         })
         .collect();
 
-    // Kill A once issuance is under way on every client.
+    // Kill A once every client has received a certificate from it, while
+    // they are all still issuing.
+    let counts = || -> Vec<usize> { issued.iter().map(|c| c.load(Ordering::Relaxed)).collect() };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while issued.load(Ordering::Relaxed) < CLIENTS * 2 {
-        assert!(Instant::now() < deadline, "issuance never got going");
-        std::thread::sleep(Duration::from_millis(5));
+    while counts().contains(&0) {
+        assert!(
+            Instant::now() < deadline,
+            "issuance never got going: {:?}",
+            counts()
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
     a.kill_hard();
-    let killed_after = issued.load(Ordering::Relaxed);
+    let at_kill = counts();
+    assert!(
+        at_kill.iter().all(|&c| c < CERTS_EACH),
+        "a client had finished before the kill: {at_kill:?}"
+    );
+    let killed_after: usize = at_kill.iter().sum();
 
     let mut received = Vec::new();
-    let (mut from_a, mut from_b, mut failed_calls) = (0, 0, 0);
+    let (mut from_a, mut from_b, mut failed_calls) = (0, 0, Vec::new());
     for (n, c) in clients.into_iter().enumerate() {
         let (got, failures) = c.join().unwrap_or_else(|_| panic!("client {n} panicked"));
-        assert!(failures >= 1, "client {n} never saw replica A fail");
+        assert!(!failures.is_empty(), "client {n} never saw replica A fail");
         assert!(
             got.iter().any(|(_, on)| *on == 1),
             "client {n} never issued on B"
         );
-        failed_calls += failures;
+        failed_calls.extend(failures);
         for (serial, on) in got {
             if on == 0 {
                 from_a += 1
@@ -224,7 +238,7 @@ fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies(
     let rows = check_rows_and_events(PgServer::shared(), &db, &received);
     println!(
         "kill -9 of A after {killed_after} certificates: {} received ({from_a} from A, {from_b} from B), \
-         {failed_calls} calls failed on A and were retried on B, {rows} certificate rows \
+         calls failed on A and were retried on B: {failed_calls:?}, {rows} certificate rows \
          ({} issued but never delivered)",
         received.len(),
         rows - received.len() as i64
