@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tpa_testkit::postgres_server::PgServer;
@@ -315,24 +316,38 @@ fn a_request_flows_across_two_replicas_and_a_revocation_on_b_cuts_the_session_fe
         .spawn()
         .unwrap();
     let mut session = Guard { child };
+    // The session is live once the remote command has printed (the forward
+    // at the bastion opens before the inner handshake with sshd).
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let mut pipe = session.child.stdout.take().unwrap();
+    let collected = stdout.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buf) {
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !bastion_log().contains("forward started") {
+    while !stdout.lock().unwrap().contains("started") {
         assert!(
             session.child.try_wait().unwrap().is_none(),
-            "ssh ended before the forward started; bastion log:\n{}",
+            "ssh ended before the session started; bastion log:\n{}",
             bastion_log()
         );
         assert!(
             Instant::now() < deadline,
-            "no forward; bastion log:\n{}",
+            "no session; bastion log:\n{}",
             bastion_log()
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(500));
     assert!(
-        session.child.try_wait().unwrap().is_none(),
-        "ssh ended early"
+        bastion_log().contains("forward started"),
+        "{}",
+        bastion_log()
     );
 
     // bob revokes on B; the bastion, which asks A, cuts the session.
@@ -359,8 +374,8 @@ fn a_request_flows_across_two_replicas_and_a_revocation_on_b_cuts_the_session_fe
         "cut after {cut:?}; bastion log:\n{}",
         bastion_log()
     );
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(session.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    reader.join().unwrap();
+    let stdout = stdout.lock().unwrap().clone();
     assert!(
         stdout.contains("started") && !stdout.contains("not-cut"),
         "{stdout}"
