@@ -123,7 +123,32 @@ fn postgres_stopped_for_ten_seconds_under_load_gives_503s_and_the_replicas_recov
     let stopping = Instant::now();
     server.stop();
     let down = Instant::now();
-    std::thread::sleep(OUTAGE);
+    std::thread::sleep(OUTAGE / 2);
+    // Each replica names the database as what is down, and its key as fine.
+    for (replica, &addr) in addrs.iter().enumerate() {
+        let r = try_http(addr, "GET", "/healthz", &[], "", CALL_TIMEOUT).expect("/healthz");
+        assert_eq!(r.status, 503, "replica {replica}: {}", r.text());
+        let checks = &r.json()["checks"];
+        let ok = |name: &str| {
+            checks
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == name))
+                .map(|c| c["ok"].clone())
+        };
+        assert_eq!(
+            ok("database"),
+            Some(false.into()),
+            "replica {replica}: {}",
+            r.text()
+        );
+        assert_eq!(
+            ok("ca_key"),
+            Some(true.into()),
+            "replica {replica}: {}",
+            r.text()
+        );
+    }
+    std::thread::sleep((down + OUTAGE).saturating_duration_since(Instant::now()));
     let starting = Instant::now();
     server.restart();
     let up = Instant::now();
