@@ -15,13 +15,17 @@ mod bastion;
 mod demo;
 mod oidc;
 mod os_user;
+mod replicas;
 mod webdriver;
 
 pub use api::{PW, ca_with_roles, json, login, login_alice, post, text, two_stage_ca};
-pub use bastion::{Setup, setup, setup_with, ssh, start_bastion};
+pub use bastion::{
+    BASTION_TOKEN, BASTION_TOKEN_SHA256, Setup, setup, setup_with, ssh, start_bastion,
+};
 pub use demo::{Demo, api_login, password, pending_request};
 pub use oidc::start_provider;
 pub use os_user::LocalUser;
+pub use replicas::{Balancer, HttpReply, move_to_postgres, try_http};
 pub use webdriver::{Browser, INSTALL_HINT, alice_requests_hotfix, demo_ca, http};
 
 /// Panics with an install hint when a required program is missing.
@@ -176,7 +180,13 @@ impl CaDir {
     /// Starts `tpa-ca serve` on `addr` (known in advance, e.g. for an OpenID
     /// provider's redirect URI) and waits for it.
     pub fn serve_at(&self, addr: SocketAddr, extra: &[&str]) -> RunningCa {
-        let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
+        self.serve_logged(addr, extra, "serve.log")
+    }
+
+    /// Like [`CaDir::serve_at`], logging to `<dir>/<log>` (replicas of one
+    /// configuration each keep their own log).
+    pub fn serve_logged(&self, addr: SocketAddr, extra: &[&str], log: &str) -> RunningCa {
+        let log = std::fs::File::create(self.dir.join(log)).unwrap();
         let child = Command::new(tpa_ca_bin())
             .args([
                 "serve",

@@ -30,8 +30,8 @@ pub fn ssh(config: &Path, host: &str, command: &str) -> Output {
 }
 
 /// The bastion's CA token in these tests, and its SHA-256 for `[[bastions]]`.
-const BASTION_TOKEN: &str = "tpab_e2e-bastion-token-for-tests-only";
-const BASTION_TOKEN_SHA256: &str =
+pub const BASTION_TOKEN: &str = "tpab_e2e-bastion-token-for-tests-only";
+pub const BASTION_TOKEN_SHA256: &str =
     "3dd4e3729fa031a756e09b6e0b802b4212e493f59f2065c6e56ba5e944ccae2b";
 
 /// A CA (with `[[bastions]]`), a real sshd known as web-1 and web-2, a running
