@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ca_server::store::pg::{self, PgOptions};
 use tpa_testkit::postgres_server::{PgDatabase, PgServer};
 
-use crate::harness::{HttpReply, PW, ca_with_roles, move_to_postgres, try_http};
+use crate::harness::{CaDir, HttpReply, PW, ca_with_roles, move_to_postgres, tpa_ca, try_http};
 use crate::replicas::replica;
 
 /// How long one client call may take before it counts as a hang.
@@ -64,18 +63,15 @@ pub fn certificate_call(addr: SocketAddr, token: &str, id: &str) -> std::io::Res
     )
 }
 
-fn pg_options(db: &PgDatabase) -> PgOptions {
-    PgOptions {
-        url: db.url.clone(),
-        password: Some(db.password.clone()),
-        ca_file: None,
-    }
-}
-
 /// Every serial a client received has its row whose audit event is its
 /// `cert.issue`; no row is without that event, no such event without a row;
-/// and the audit chain verifies. Returns the number of rows.
-pub fn check_rows_and_events(server: &PgServer, db: &PgDatabase, received: &[String]) -> i64 {
+/// and `tpa-ca audit verify` passes on the shared store. Returns the number of rows.
+pub fn check_rows_and_events(
+    server: &PgServer,
+    db: &PgDatabase,
+    ca: &CaDir,
+    received: &[String],
+) -> i64 {
     let mut client = server
         .connect(&db.name)
         .expect("connect to the test database");
@@ -124,12 +120,14 @@ pub fn check_rows_and_events(server: &PgServer, db: &PgDatabase, received: &[Str
         rows, events,
         "cert.issue events without their certificate row"
     );
-    // TODO(issue 15): run `tpa-ca audit verify --config` here once it reads
-    // PostgreSQL (engineer pgcli's branch); until then the same check
-    // through the library, over the same database.
-    let conn = pg::connect(&pg_options(db)).expect("connect through the store");
-    let report = ca_server::commands::verify_database(&conn).expect("read the audit trail");
-    assert!(report.is_ok(), "audit verify: {report:?}");
+    // The auditor's own command, on the PostgreSQL store the replicas share.
+    let verified = tpa_ca(&["audit", "verify", "--config", ca.config.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && printed.contains("audit trail OK"),
+        "tpa-ca audit verify: {printed}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
     rows
 }
 
@@ -235,7 +233,7 @@ fn a_replica_killed_during_issuance_loses_no_certificate_and_the_chain_verifies(
             received.push(serial);
         }
     }
-    let rows = check_rows_and_events(PgServer::shared(), &db, &received);
+    let rows = check_rows_and_events(PgServer::shared(), &db, &ca, &received);
     println!(
         "kill -9 of A after {killed_after} certificates: {} received ({from_a} from A, {from_b} from B), \
          calls failed on A and were retried on B: {failed_calls:?}, {rows} certificate rows \

@@ -266,7 +266,7 @@ fn postgres_stopped_for_ten_seconds_under_load_gives_503s_and_the_replicas_recov
         "woke {wake:?} after the decision"
     );
 
-    let rows = check_rows_and_events(&server, &db, &received);
+    let rows = check_rows_and_events(&server, &db, &ca, &received);
     println!(
         "PostgreSQL down {:?} (stop took {:?}, start {:?}): {ok} × 200, {unavailable} × 503, \
          slowest answer {slowest:?}, both replicas issuing again {:?} after its return; \
