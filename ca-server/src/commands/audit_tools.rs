@@ -217,54 +217,43 @@ fn load_and_verify(args: &VerifyArgs<'_>) -> anyhow::Result<Result<VerifyReport,
         (Some(config), None) => {
             let config = Config::load(config)?;
             let conn = super::database::open(&config)?;
-            // The configured external checkpoint file, read before the
-            // database: a checkpoint is appended to it only after it
-            // committed, so all it holds is inside the snapshot read next.
-            // It is the defence against an older copy of the database put
-            // back: missing while the database holds checkpoints, it fails
-            // the check rather than being skipped.
-            let file = config
+            for c in store::audit_checkpoints::in_range(&conn, 1, i64::MAX)? {
+                checkpoints.add(c, "the database");
+            }
+            // The configured external checkpoint file. It is the defence
+            // against an older copy of the database put back: missing while
+            // the database holds checkpoints, it fails the check rather than
+            // being skipped.
+            if let Some(file) = config
                 .audit
                 .as_ref()
-                .and_then(|a| a.checkpoint_file.as_ref());
-            let mut from_file = Checkpoints::default();
-            let missing = match file {
-                Some(file) if file.exists() => {
-                    read_checkpoint_file(file, &mut from_file)?;
-                    None
-                }
-                other => other,
-            };
-            super::database::in_snapshot(&conn, |conn| {
-                for c in store::audit_checkpoints::in_range(conn, 1, i64::MAX)? {
-                    checkpoints.add(c, "the database");
-                }
-                if let Some(file) = missing
-                    && !checkpoints.is_empty()
-                {
+                .and_then(|a| a.checkpoint_file.as_ref())
+            {
+                if file.exists() {
+                    read_checkpoint_file(file, &mut checkpoints)?;
+                } else if !checkpoints.is_empty() {
                     anyhow::bail!(
                         "the checkpoint file {} (audit.checkpoint_file) is missing although the database holds signed checkpoints; without it an older copy of the database would pass unnoticed: restore the file from where it is kept and verify again",
                         file.display()
                     );
                 }
-                checkpoints.merge(from_file);
-                let key = match explicit_key {
-                    Some(key) => Some(key),
-                    None => match &config.audit {
-                        Some(audit) if !checkpoints.is_empty() => Some(
-                            checkpoint::read_public_key(&audit.public_key_file())
-                                .context("pass --public-key audit_key.pub")?,
-                        ),
-                        _ => None,
-                    },
-                };
-                if !checkpoints.is_empty() && key.is_none() {
-                    anyhow::bail!(
-                        "the trail has signed checkpoints; pass --public-key audit_key.pub to check them"
-                    );
-                }
-                Ok(verify_database_with(conn, &checkpoints, key.as_ref())?)
-            })
+            }
+            let key = match explicit_key {
+                Some(key) => Some(key),
+                None => match &config.audit {
+                    Some(audit) if !checkpoints.is_empty() => Some(
+                        checkpoint::read_public_key(&audit.public_key_file())
+                            .context("pass --public-key audit_key.pub")?,
+                    ),
+                    _ => None,
+                },
+            };
+            if !checkpoints.is_empty() && key.is_none() {
+                anyhow::bail!(
+                    "the trail has signed checkpoints; pass --public-key audit_key.pub to check them"
+                );
+            }
+            Ok(verify_database_with(&conn, &checkpoints, key.as_ref())?)
         }
         (None, None) => Err(anyhow::anyhow!("give --config FILE or --file EXPORT")),
     }
@@ -361,21 +350,10 @@ pub(super) fn export(
     }
     let config = Config::load(config)?;
     let conn = super::database::open(&config)?;
-    super::database::in_snapshot(&conn, |conn| write_export(conn, since, until))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the events with `since <= time < until` and the checkpoints
-/// inside their range to standard output.
-fn write_export(
-    conn: &impl Sql,
-    since: Option<String>,
-    until: Option<String>,
-) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut first, mut last) = (None, None);
-    store::audit::for_each(conn, |event| {
+    store::audit::for_each(&conn, |event| {
         // Stored times are RFC 3339 UTC with microseconds: they compare as text.
         let inside = since.as_ref().is_none_or(|s| event.time >= *s)
             && until.as_ref().is_none_or(|u| event.time < *u);
@@ -390,11 +368,12 @@ fn write_export(
             .map_err(|e| StoreError::Corrupt(format!("cannot write to stdout: {e}")))
     })?;
     if let (Some(first), Some(last)) = (first, last) {
-        for c in store::audit_checkpoints::in_range(conn, first, last)? {
+        for c in store::audit_checkpoints::in_range(&conn, first, last)? {
             writeln!(out, "{}", c.to_json()).context("cannot write to stdout")?;
         }
     }
-    out.flush().context("cannot write to stdout")
+    out.flush().context("cannot write to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tpa-ca audit checkpoint`: signs the chain head now.

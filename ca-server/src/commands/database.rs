@@ -41,28 +41,3 @@ pub(super) fn describe(config: &Config) -> String {
         DatabaseConfig::Postgres(pg) => pg.url.clone(),
     }
 }
-
-/// Runs `f` on one read snapshot of the store, so that what it reads in
-/// several statements (the events, then the checkpoints and certificates
-/// that point at them) is one state even while `serve` replicas write: a
-/// certificate committed between two reads would otherwise look like a
-/// truncated trail. A deferred `BEGIN` on SQLite (its snapshot is taken at
-/// the first read), `REPEATABLE READ, READ ONLY` on PostgreSQL.
-pub(super) fn in_snapshot<T>(
-    conn: &Conn,
-    f: impl FnOnce(&Conn) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    use crate::store::sql::Sql as _;
-    let begin = match conn {
-        Conn::Sqlite(_) => "BEGIN",
-        Conn::Postgres(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-    };
-    conn.execute_batch(begin)
-        .context("cannot start a read of the database")?;
-    let result = f(conn);
-    // Nothing was written: ending the read either way is the same.
-    let ended = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-    let value = result?;
-    ended.context("cannot end the read of the database")?;
-    Ok(value)
-}

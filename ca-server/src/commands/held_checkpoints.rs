@@ -28,13 +28,6 @@ impl Checkpoints {
         }
     }
 
-    /// Adds every checkpoint `other` holds, with its origin.
-    pub(super) fn merge(&mut self, other: Checkpoints) {
-        for (checkpoint, origin) in other.by_seq.into_values().flatten() {
-            self.add(checkpoint, &origin);
-        }
-    }
-
     /// How many checkpoints are held.
     pub fn len(&self) -> usize {
         self.by_seq.values().map(Vec::len).sum()
