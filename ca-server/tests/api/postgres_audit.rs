@@ -5,6 +5,7 @@
 //! off first, as someone holding the database superuser would), and an
 //! older copy of the database put back behind its checkpoint file.
 
+use ca_server::config::DatabaseConfig;
 use tpa_testkit::DataDir;
 
 use crate::helpers::{postgres_ca, run, tpa_ca, tpa_ca_issue as issue};
@@ -196,4 +197,100 @@ fn audit_verify_on_postgres_catches_an_older_copy_through_the_checkpoint_file() 
     assert!(stderr.contains("BROKEN at seq 6"), "{stderr}");
     assert!(stderr.contains("older copy restored"), "{stderr}");
     assert!(stderr.contains("audit_checkpoints.jsonl"), "{stderr}");
+}
+
+// issue 15: `audit verify` runs while replicas serve. Here another writer
+// commits a certificate and its event after verify read the events and while
+// it waits (on a lock the test holds) to cross-check the certificates: the
+// new certificate must not be reported as a trail truncated before its
+// event (the cross-check reads each certificate with its event in one
+// statement), and the next verify sees the whole new state.
+#[test]
+fn audit_verify_on_postgres_runs_while_another_replica_commits() {
+    use ca_server::store::certificates::{self, CertificateRow};
+    use ca_server::store::sql::Sql as _;
+    use ca_server::store::{audit, pg};
+    use tpa_core::audit::{NewEvent, Outcome};
+
+    let data = trail();
+    let DatabaseConfig::Postgres(pg_config) = &data.config.database else {
+        unreachable!()
+    };
+    let writer = pg::connect(&pg_config.options().unwrap()).unwrap();
+    let tx = writer.begin().unwrap();
+    tx.execute_batch("LOCK TABLE certificates IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+
+    let verifying = tpa_ca()
+        .args(["audit", "verify", "--config"])
+        .arg(&data.config_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Should the test fail before waiting for it, the process ends anyway:
+    // dropping the transaction releases the lock it waits on.
+    let mut watcher = data.postgres_client();
+    let waiting = (0..300).any(|_| {
+        let n: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%FROM certificates%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        n > 0 || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(waiting, "audit verify never reached the certificates");
+
+    let event = audit::append(
+        &tx,
+        &NewEvent {
+            time: chrono::Utc::now(),
+            actor: "admin:root".into(),
+            source: "test".into(),
+            action: "cert.issue".into(),
+            object: "cert:999".into(),
+            outcome: Outcome::Success,
+            reason: "written by another replica".into(),
+            details: serde_json::json!({}),
+        },
+    )
+    .unwrap();
+    certificates::insert(
+        &tx,
+        &CertificateRow {
+            serial: "999".into(),
+            key_id: "tpa:admin-issue:user=root".into(),
+            principals: "[\"deploy\"]".into(),
+            extensions: "[]".into(),
+            critical_options: "{}".into(),
+            valid_after: 100,
+            valid_before: 200,
+            subject_key_fingerprint: "SHA256:subject".into(),
+            ca_key_fingerprint: "SHA256:ca".into(),
+            request_id: None,
+            issued_by: "admin:root".into(),
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            audit_seq: event.seq,
+        },
+    )
+    .unwrap();
+    tx.commit().unwrap();
+
+    let out = verifying.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("audit trail OK: 5 events"), "{stdout}");
+    // The next verify sees the new state whole.
+    let (code, stdout, stderr) = verify(&data);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("audit trail OK: 6 events"), "{stdout}");
 }
