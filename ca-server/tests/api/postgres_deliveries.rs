@@ -363,6 +363,39 @@ async fn two_serving_replicas_deliver_webhooks_and_audit_sinks_once_in_order_acr
     assert!(survivor.holds(lease_owner(&db, "audit_sink_cursors", "siem").as_deref()));
 }
 
+// issue 15: an item queued on the replica that does not hold the sink's
+// lease is delivered by the holder at once (the commit's NOTIFY rings the
+// holder's outbox bell), not at the holder's next idle poll (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_queued_on_another_replica_is_delivered_at_once() {
+    let server = fake_server(|_, _| Reply {
+        status: 200,
+        ..Reply::default()
+    })
+    .await;
+    let more = format!(
+        "[[webhooks]]\nname = \"hook\"\nurl = \"{}/hook\"\n",
+        server.base
+    );
+    let (data, db) = tokio::task::block_in_place(|| team_on_postgres(None, &more, &[]));
+    let holder = tokio::task::block_in_place(|| Replica::start(&data));
+    assert!(
+        wait_until(|| holder.holds(lease_owner(&db, "outbox_cursors", "hook").as_deref())).await,
+        "the first replica took the lease"
+    );
+    let other = tokio::task::block_in_place(|| Replica::start(&data));
+    let alice = other.login("alice").await;
+    for n in 1..=3 {
+        let queued = tokio::time::Instant::now();
+        other.submit(&alice, HOTFIX).await;
+        assert!(wait_until(|| webhook_ids(&server, "/hook").len() >= n).await);
+        let took = queued.elapsed();
+        eprintln!("queued on the other replica to delivered: {took:?}");
+        assert!(took < Duration::from_secs(3), "delivery {n} took {took:?}");
+    }
+    assert!(holder.holds(lease_owner(&db, "outbox_cursors", "hook").as_deref()));
+}
+
 /// A break-glass request for `host` (one per host: a second for the same
 /// role and hosts would answer with the active grant).
 fn break_glass(host: &str) -> String {
