@@ -124,11 +124,13 @@ impl AppState {
             })
             .context("cannot register the ticket comment senders")?;
         let waiters = Waiters::default();
+        let bell = OutboxBell::default();
         let replicas = match &config.database {
             DatabaseConfig::Postgres(pg) => Some(Arc::new(
                 crate::notify::replicas::ReplicaWakeups::spawn(
                     pg.options().map_err(anyhow::Error::msg)?,
                     waiters.clone(),
+                    bell.clone(),
                 )
                 .context("cannot listen for the changes of other replicas")?,
             )),
@@ -171,7 +173,7 @@ impl AppState {
             user_code_limiter: Arc::new(LoginRateLimiter::default()),
             waiters,
             replicas,
-            bell: OutboxBell::default(),
+            bell,
             audit_key,
             connections: Arc::new(ConnectionStats::default()),
             integrations: Arc::new(integrations),

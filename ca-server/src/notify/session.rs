@@ -5,8 +5,7 @@
 //! renews only when less than 2/3 of the TTL is left instead of writing
 //! (and syncing) the lease row at every step.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -19,19 +18,15 @@ use crate::store::{Conn, Database, StoreError, Tx};
 /// or a PostgreSQL connection).
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The store of the delivery loops: the CA's own (either engine, shared
-/// with the handlers through `AppState`), or a SQLite file opened at first
-/// use (tests that run the loops without a CA), so that a file missing for
-/// a moment still lets the loops start and retry (a failed step) until it
-/// is back.
+/// The store of the delivery loops: the CA's own (either engine), shared
+/// with the handlers through `AppState`.
 #[derive(Debug, Clone)]
 pub struct DeliveryStore {
-    database: Arc<OnceLock<Arc<Database>>>,
-    sqlite: Option<PathBuf>,
+    database: Arc<Database>,
 }
 
 impl DeliveryStore {
-    /// An open store.
+    /// An open store of the loops' own.
     pub fn open(database: Database) -> Self {
         Self::shared(Arc::new(database))
     }
@@ -41,34 +36,7 @@ impl DeliveryStore {
     /// async runtime's thread (its blocking clients run a runtime of their
     /// own): the loops drop theirs in `spawn_blocking`.
     pub fn shared(database: Arc<Database>) -> Self {
-        let cell = OnceLock::new();
-        let _ = cell.set(database);
-        Self {
-            database: Arc::new(cell),
-            sqlite: None,
-        }
-    }
-
-    /// The SQLite store at `path`, opened (one writer, one reader) at first use.
-    pub fn sqlite(path: PathBuf) -> Self {
-        Self {
-            database: Arc::new(OnceLock::new()),
-            sqlite: Some(path),
-        }
-    }
-
-    /// The store, opened if need be. Blocking.
-    fn get(&self) -> Result<&Database, StoreError> {
-        if let Some(database) = self.database.get() {
-            return Ok(database);
-        }
-        let path = self
-            .sqlite
-            .as_ref()
-            .ok_or_else(|| StoreError::Corrupt("no store for the delivery loops".into()))?;
-        let opened = Arc::new(Database::open_sqlite(path, 1)?);
-        // Two loops opening at once: one store is kept, the other dropped.
-        Ok(self.database.get_or_init(|| opened))
+        Self { database }
     }
 
     /// Runs `f` in one write transaction (through the SQLite writer, or on
@@ -80,7 +48,7 @@ impl DeliveryStore {
         let database = self.clone();
         tokio::task::spawn_blocking(move || {
             database
-                .get()?
+                .database
                 .write(std::time::Instant::now() + DEADLINE, f)
         })
         .await
@@ -95,7 +63,7 @@ impl DeliveryStore {
         let database = self.clone();
         tokio::task::spawn_blocking(move || {
             database
-                .get()?
+                .database
                 .read(std::time::Instant::now() + DEADLINE, f)
         })
         .await

@@ -44,6 +44,8 @@ pub fn enqueue(
     now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
     super::audit::lock_chain(tx)?;
+    // The delivery loops of every replica hear of it at commit.
+    super::changes::outbox_queued(tx)?;
     tx.query_one(
         "INSERT INTO outbox (created_at, kind, payload) VALUES (?1, ?2, ?3) RETURNING id",
         &[&format_time(now), &kind, &payload],

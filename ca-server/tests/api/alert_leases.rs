@@ -78,8 +78,8 @@ fn replica(data: &DataDir, holder: &str) -> Replica {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::sqlite(
-            data.config.database_path.clone(),
+        store: ca_server::notify::delivery::DeliveryStore::open(
+            ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap(),
         ),
         bell: bell.clone(),
         shutdown,

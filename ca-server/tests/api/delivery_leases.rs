@@ -357,8 +357,8 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
     ca_server::audit::sinks::register(&data.open_store(), &data.config.audit_sinks).unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::sqlite(
-            data.config.database_path.clone(),
+        store: ca_server::notify::delivery::DeliveryStore::open(
+            ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap(),
         ),
         bell: OutboxBell::default(),
         shutdown,

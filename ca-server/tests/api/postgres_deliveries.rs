@@ -363,6 +363,39 @@ async fn two_serving_replicas_deliver_webhooks_and_audit_sinks_once_in_order_acr
     assert!(survivor.holds(lease_owner(&db, "audit_sink_cursors", "siem").as_deref()));
 }
 
+// issue 15: an item queued on the replica that does not hold the sink's
+// lease is delivered by the holder at once (the commit's NOTIFY rings the
+// holder's outbox bell), not at the holder's next idle poll (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_queued_on_another_replica_is_delivered_at_once() {
+    let server = fake_server(|_, _| Reply {
+        status: 200,
+        ..Reply::default()
+    })
+    .await;
+    let more = format!(
+        "[[webhooks]]\nname = \"hook\"\nurl = \"{}/hook\"\n",
+        server.base
+    );
+    let (data, db) = tokio::task::block_in_place(|| team_on_postgres(None, &more, &[]));
+    let holder = tokio::task::block_in_place(|| Replica::start(&data));
+    assert!(
+        wait_until(|| holder.holds(lease_owner(&db, "outbox_cursors", "hook").as_deref())).await,
+        "the first replica took the lease"
+    );
+    let other = tokio::task::block_in_place(|| Replica::start(&data));
+    let alice = other.login("alice").await;
+    for n in 1..=3 {
+        let queued = tokio::time::Instant::now();
+        other.submit(&alice, HOTFIX).await;
+        assert!(wait_until(|| webhook_ids(&server, "/hook").len() >= n).await);
+        let took = queued.elapsed();
+        eprintln!("queued on the other replica to delivered: {took:?}");
+        assert!(took < Duration::from_secs(3), "delivery {n} took {took:?}");
+    }
+    assert!(holder.holds(lease_owner(&db, "outbox_cursors", "hook").as_deref()));
+}
+
 /// A break-glass request for `host` (one per host: a second for the same
 /// role and hosts would answer with the active grant).
 fn break_glass(host: &str) -> String {
@@ -435,7 +468,9 @@ async fn two_serving_replicas_raise_each_alert_once() {
 
 // issue 15: with two serving replicas on one PostgreSQL database, the ticket
 // comment of an approval (queued by the replica that took the decision) is
-// posted once to Jira, and so is the closing comment of the cancellation.
+// posted once to Jira, so is the closing comment of a cancellation, and the
+// closing comment of a window that ran out is queued once even when two
+// replicas' window-end passes run at the same moment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serving_replicas_post_each_ticket_comment_once() {
     use crate::fake_provider::{Fake, Seen, TOKEN, hotfix_with, provider};
@@ -450,7 +485,7 @@ async fn two_serving_replicas_post_each_ticket_comment_once() {
     let roles =
         hotfix_with(r#"ticket_check = { system = "jira", projects = ["INC"], comment = true }"#);
     let more = provider("jira", "jira", &j.url);
-    let (data, _db) = tokio::task::block_in_place(|| {
+    let (data, db) = tokio::task::block_in_place(|| {
         team_on_postgres(Some(roles), &more, &[("provider.token", TOKEN.as_bytes())])
     });
     let (a, b) = tokio::task::block_in_place(|| two_replicas(&data));
@@ -459,15 +494,20 @@ async fn two_serving_replicas_post_each_ticket_comment_once() {
         b.login("bob").await,
         a.login("carol").await,
     );
-    let id = a.submit(&alice, HOTFIX).await;
-    let r = b
-        .post(&bob, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = a
-        .post(&carol, &format!("/api/v1/requests/{id}/approve"), "")
-        .await;
-    assert_eq!(r.json()["state"], "approved", "{}", r.body);
+    let mut ids = Vec::new();
+    for host in ["web-1", "web-2"] {
+        let body = serde_json::json!({ "role": "hotfix-admin", "hosts": [host], "duration": "1h", "reason": "r", "ticket": "INC-9" });
+        let id = a.submit(&alice, &body.to_string()).await;
+        let r = b
+            .post(&bob, &format!("/api/v1/requests/{id}/approve"), "")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = a
+            .post(&carol, &format!("/api/v1/requests/{id}/approve"), "")
+            .await;
+        assert_eq!(r.json()["state"], "approved", "{}", r.body);
+        ids.push(id);
+    }
     let comments = |what: &'static str| {
         let seen: Vec<Seen> = j.seen();
         seen.into_iter()
@@ -479,21 +519,70 @@ async fn two_serving_replicas_post_each_ticket_comment_once() {
             .count()
     };
     assert!(
-        wait_until(|| comments("granted") >= 1).await,
+        wait_until(|| comments("granted") >= 2).await,
         "{}\n{}",
         a.log_text(),
         b.log_text()
     );
     let r = b
-        .post(&alice, &format!("/api/v1/requests/{id}/cancel"), "")
+        .post(&alice, &format!("/api/v1/requests/{}/cancel", ids[0]), "")
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(wait_until(|| comments("ended at") >= 1).await);
+    assert!(wait_until(|| comments("cancelled") >= 1).await);
+
+    // The second window runs out: both replicas' passes (each on its own
+    // pool) at once, at a time after its end.
+    let options = ca_server::store::pg::PgOptions {
+        url: db.url.clone(),
+        password: Some(db.password.clone()),
+        ca_file: None,
+    };
+    let after = chrono::Utc::now() + chrono::TimeDelta::hours(2);
+    let queued: Vec<usize> = tokio::task::block_in_place(|| {
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            let passes: Vec<_> = (0..2)
+                .map(|_| {
+                    let (options, config, barrier) = (options.clone(), &data.config, &barrier);
+                    scope.spawn(move || {
+                        let database =
+                            ca_server::store::Database::open_postgres(options, 2).unwrap();
+                        barrier.wait();
+                        database
+                            .session(
+                                std::time::Instant::now() + Duration::from_secs(60),
+                                |conn| {
+                                    ca_server::integrations::window_end::queue_due(
+                                        conn,
+                                        &config.integrations,
+                                        &config.policy,
+                                        after,
+                                    )
+                                },
+                            )
+                            .unwrap()
+                    })
+                })
+                .collect();
+            passes.into_iter().map(|p| p.join().unwrap()).collect()
+        })
+    });
+    assert_eq!(queued.iter().sum::<usize>(), 1, "queued once: {queued:?}");
+    // The serving replicas find it at their next look (idle poll).
+    assert!(
+        wait_until(|| comments("ran out") >= 1).await,
+        "{:#?}",
+        j.seen()
+    );
     // Time for a second replica's duplicate, if there were one.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        (comments("granted"), comments("ended at")),
-        (1, 1),
+        (
+            comments("granted"),
+            comments("cancelled"),
+            comments("ran out")
+        ),
+        (2, 1, 1),
         "{:#?}",
         j.seen()
     );

@@ -113,7 +113,9 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::sqlite(config.database_path.clone()),
+        store: ca_server::notify::delivery::DeliveryStore::open(
+            ca_server::store::Database::open_sqlite(&config.database_path, 1).unwrap(),
+        ),
         bell: bell.clone(),
         shutdown: stopped,
         lease: Lease::for_process(),
@@ -291,7 +293,9 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::sqlite(config.database_path.clone()),
+        store: ca_server::notify::delivery::DeliveryStore::open(
+            ca_server::store::Database::open_sqlite(&config.database_path, 1).unwrap(),
+        ),
         bell: bell.clone(),
         shutdown: stopped,
         lease: Lease::for_process(),

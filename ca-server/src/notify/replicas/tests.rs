@@ -32,11 +32,62 @@ fn register(notify: &Arc<Notify>) -> Pin<Box<Notified<'_>>> {
 
 /// Starts the bridge on a fresh database and waits until it listens.
 fn bridge() -> (PgOptions, PgConn, Waiters, ReplicaWakeups) {
+    let (options, conn, waiters, _, bridge) = bridge_with_bell();
+    (options, conn, waiters, bridge)
+}
+
+/// [`bridge`], with the outbox bell it rings.
+fn bridge_with_bell() -> (PgOptions, PgConn, Waiters, OutboxBell, ReplicaWakeups) {
     let (options, conn) = pg::test_database();
     let waiters = Waiters::default();
-    let bridge = ReplicaWakeups::spawn(options.clone(), waiters.clone()).unwrap();
+    let bell = OutboxBell::default();
+    let bridge = ReplicaWakeups::spawn(options.clone(), waiters.clone(), bell.clone()).unwrap();
     connected(&bridge, 1);
-    (options, conn, waiters, bridge)
+    (options, conn, waiters, bell, bridge)
+}
+
+// issue 15: an outbox item committed on another replica rings this
+// replica's outbox bell at once (its delivery loops may hold the sink's
+// lease), and wakes no waiter; a rolled-back item rings nothing.
+#[test]
+fn an_outbox_item_queued_on_another_replica_rings_the_bell_here() {
+    let (options, _conn, waiters, bell, _bridge) = bridge_with_bell();
+    let mut writer = Conn::Postgres(Box::new(pg::connect(&options).unwrap()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (_stop, mut shutdown) = tokio::sync::watch::channel(false);
+    let bystander = id('w');
+    let notify = waiters.handle(&bystander);
+    let mut bystander_wait = register(&notify);
+    let mut ear = bell.listener();
+    let rolled_back: Result<i64, StoreError> = writer.write(|tx| {
+        crate::store::outbox::enqueue(tx, "request.created", "{}", chrono::Utc::now())?;
+        Err(StoreError::Aborted("rolled back".into()))
+    });
+    assert!(rolled_back.is_err());
+    let start = Instant::now();
+    runtime.block_on(ear.pause(Duration::from_millis(500), &mut shutdown));
+    assert!(
+        start.elapsed() >= Duration::from_millis(450),
+        "a rolled-back item rang the bell"
+    );
+    writer
+        .write(|tx| crate::store::outbox::enqueue(tx, "request.created", "{}", chrono::Utc::now()))
+        .unwrap();
+    let start = Instant::now();
+    runtime.block_on(ear.pause(Duration::from_secs(10), &mut shutdown));
+    let rung = start.elapsed();
+    eprintln!("outbox item on another replica to bell: {rung:?}");
+    assert!(
+        rung < Duration::from_secs(5),
+        "the bell was not rung: {rung:?}"
+    );
+    assert!(
+        !woken(bystander_wait.as_mut(), Duration::from_millis(300)),
+        "an outbox item woke a waiter"
+    );
 }
 
 /// Waits (bounded) until the bridge has connected `n` times.
