@@ -82,8 +82,8 @@ async fn health_becomes(app: &TestApp, status: u16, within: Duration) -> serde_j
 }
 
 // issue 13 (finding 2): another process holding BEGIN EXCLUSIVE for 20 s
-// (issue 15: on PostgreSQL, another session holding an exclusive lock on the
-// audit table, which every write appends to).
+// (issue 15: on PostgreSQL, another session holding ACCESS EXCLUSIVE locks
+// on every table, which like SQLite's exclusive lock stops reads and writes).
 // Before, each queued writer waited its own 5 s busy timeout in turn (calls
 // took 10-20 s) and got 500 `internal`; now every call answers within the
 // 5 s deadline + 1 s with 503 and Retry-After, nothing is issued, health is
@@ -97,12 +97,21 @@ async fn a_20s_external_lock_answers_every_write_within_its_deadline() {
 
     let conn = app.data.open_plain();
     let lock = match app.data.engine() {
-        Engine::Sqlite => "BEGIN EXCLUSIVE",
-        Engine::Postgres => "BEGIN; LOCK TABLE audit_events IN EXCLUSIVE MODE",
+        Engine::Sqlite => "BEGIN EXCLUSIVE".to_owned(),
+        Engine::Postgres => {
+            let tables: Vec<String> = conn.column(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                &[],
+            );
+            format!(
+                "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+                tables.join(", ")
+            )
+        }
     };
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let holder = std::thread::spawn(move || {
-        conn.batch(lock);
+        conn.batch(&lock);
         locked_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_secs(20));
         conn.batch("COMMIT");
