@@ -66,7 +66,9 @@ pub async fn spawn_team_app_with(more: impl FnOnce(&mut DataDir)) -> TestApp {
     .await
 }
 
-async fn spawn_app_over(mut data: DataDir, prepare: impl FnOnce(&mut DataDir)) -> TestApp {
+/// A server over `data` (a SQLite one from [`DataDir::sqlite`], for
+/// instance) that `prepare` may change first.
+pub async fn spawn_app_over(mut data: DataDir, prepare: impl FnOnce(&mut DataDir)) -> TestApp {
     prepare(&mut data);
     let app = Application::build(&data.config, Some("127.0.0.1:0".parse().unwrap()))
         .await

@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 use ca_server::commands::{InitOptions, init_data_dir};
 use ca_server::config::{Config, DatabaseConfig};
 use ca_server::signer::Signer;
+use ca_server::store::engine::Conn;
+use ca_server::store::sql::Engine;
 use ca_server::store::{self, Create};
 use tempfile::TempDir;
 
+use crate::conn::TestConn;
 use crate::keys::hash_password;
 
 /// A data directory created by `tpa-ca init` in a temporary directory.
@@ -33,20 +36,32 @@ impl DataDir {
 
     /// Like [`DataDir::new`], with the CA key encrypted under `passphrase`.
     pub fn with_passphrase(passphrase: Option<&str>) -> Self {
-        Self::create(tempfile::tempdir().unwrap(), passphrase)
+        Self::create(tempfile::tempdir().unwrap(), passphrase, requested())
     }
 
     /// Like [`DataDir::new`], in a temporary directory under `parent` (a
     /// small file system, for instance).
     pub fn new_in(parent: &Path) -> Self {
-        Self::create(tempfile::tempdir_in(parent).unwrap(), None)
+        Self::create(tempfile::tempdir_in(parent).unwrap(), None, requested())
+    }
+
+    /// A data directory on SQLite whatever `TPA_TEST_ENGINE` asks: for the
+    /// tests of what only SQLite has (its file, its lock, its WAL), which
+    /// say so where they call this.
+    pub fn sqlite() -> Self {
+        Self::create(tempfile::tempdir().unwrap(), None, Engine::Sqlite)
+    }
+
+    /// Like [`DataDir::sqlite`], under `parent` (a small file system).
+    pub fn sqlite_in(parent: &Path) -> Self {
+        Self::create(tempfile::tempdir_in(parent).unwrap(), None, Engine::Sqlite)
     }
 
     /// The one place a test's data directory and database are made: every
     /// constructor, and so every `TestApp` and `Fixture`, comes through here.
     /// The engine is chosen here: SQLite, or PostgreSQL with
     /// `TPA_TEST_ENGINE=postgres` (issue 15).
-    fn create(tmp: TempDir, passphrase: Option<&str>) -> Self {
+    fn create(tmp: TempDir, passphrase: Option<&str>, engine: Engine) -> Self {
         let passphrase_file = passphrase.map(|p| {
             let path = tmp.path().join("ca_key.passphrase");
             write_private(&path, p.as_bytes());
@@ -59,7 +74,7 @@ impl DataDir {
             listen: "127.0.0.1:0".parse().unwrap(),
         })
         .unwrap();
-        if crate::engine::postgres_requested() {
+        if engine == Engine::Postgres {
             let config = Config::load(&config_path).unwrap();
             let section = crate::engine::move_to_postgres(&config.database_path);
             let text = std::fs::read_to_string(&config_path).unwrap();
@@ -168,9 +183,24 @@ impl DataDir {
         self.dir.join("ca_key")
     }
 
-    /// The SQLite database file.
+    /// The engine this data directory's store runs on.
+    pub fn engine(&self) -> Engine {
+        match self.config.database {
+            DatabaseConfig::Sqlite { .. } => Engine::Sqlite,
+            DatabaseConfig::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// The SQLite database file; on PostgreSQL there is none (tests that
+    /// need the file are SQLite-only and build their data directory with
+    /// [`DataDir::sqlite`]).
     pub fn db_path(&self) -> PathBuf {
-        self.config.database_path.clone()
+        match &self.config.database {
+            DatabaseConfig::Sqlite { path } => path.clone(),
+            DatabaseConfig::Postgres(_) => {
+                panic!("this data directory's store is PostgreSQL: it has no SQLite file")
+            }
+        }
     }
 
     /// `ca_key.pub` as `init` wrote it.
@@ -183,14 +213,51 @@ impl DataDir {
         Signer::load(&self.config.ca).unwrap()
     }
 
-    /// A connection as the CA opens it (PRAGMAs, migrations).
-    pub fn open_store(&self) -> rusqlite::Connection {
-        store::open(&self.db_path(), Create::Never).unwrap()
+    /// A connection to the store as the CA opens it (SQLite: PRAGMAs and
+    /// migrations), on whichever engine it runs; usable from sync and
+    /// async tests (see [`TestConn`]).
+    pub fn open_store(&self) -> TestConn {
+        TestConn::new(off_runtime(|| match &self.config.database {
+            DatabaseConfig::Sqlite { path } => {
+                Conn::Sqlite(store::open(path, Create::Never).unwrap())
+            }
+            DatabaseConfig::Postgres(pg) => Conn::Postgres(Box::new(
+                store::pg::connect(&pg.options().unwrap()).expect("connect to the test PostgreSQL"),
+            )),
+        }))
     }
 
-    /// A plain connection, as an attacker or an operator with sqlite3 would open it.
-    pub fn open_plain(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.db_path()).unwrap()
+    /// A plain connection, as an attacker or an operator with `sqlite3` or
+    /// `psql` would open it: no PRAGMAs, no migrations.
+    pub fn open_plain(&self) -> TestConn {
+        match &self.config.database {
+            DatabaseConfig::Sqlite { path } => {
+                TestConn::new(Conn::Sqlite(rusqlite::Connection::open(path).unwrap()))
+            }
+            DatabaseConfig::Postgres(_) => self.open_store(),
+        }
+    }
+
+    /// The store as `serve` opens it (a SQLite writer and one reader, or a
+    /// small PostgreSQL pool), for the loops a test runs without a server.
+    pub fn database(&self) -> store::Database {
+        off_runtime(|| match &self.config.database {
+            DatabaseConfig::Sqlite { path } => store::Database::open_sqlite(path, 1).unwrap(),
+            DatabaseConfig::Postgres(pg) => {
+                store::Database::open_postgres(pg.options().unwrap(), 2).unwrap()
+            }
+        })
+    }
+
+    /// Runs `f` with a fresh connection on a thread of its own: for what an
+    /// async test does with a write transaction (the workflow's use cases),
+    /// which the PostgreSQL client cannot run inside the test's runtime.
+    pub fn blocking<T: Send>(&self, f: impl FnOnce(&mut TestConn) -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| f(&mut self.open_store()))
+                .join()
+                .expect("the store thread")
+        })
     }
 
     /// The file names in the data directory, sorted.
@@ -202,6 +269,24 @@ impl DataDir {
         names.sort();
         names
     }
+}
+
+/// The engine `TPA_TEST_ENGINE` asks for (SQLite unless `postgres`).
+fn requested() -> Engine {
+    if crate::engine::postgres_requested() {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
+    }
+}
+
+/// Runs `f` here, or on a thread of its own inside a tokio runtime (where
+/// the synchronous PostgreSQL client must not block).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| s.spawn(f).join().expect("the store thread"))
 }
 
 impl Default for DataDir {

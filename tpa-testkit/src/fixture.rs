@@ -10,6 +10,7 @@ use tpa_core::{
     ApproveOutcome, GroupName, Identity, Narrowing, RequestId, RequestInput, User, Username,
 };
 
+use crate::conn::TestConn;
 use crate::data_dir::DataDir;
 use crate::keys::ed25519_public_key;
 
@@ -89,8 +90,8 @@ pub struct Fixture {
     pub data: DataDir,
     /// The CA key.
     pub signer: Signer,
-    /// A connection opened as the CA opens it.
-    pub conn: rusqlite::Connection,
+    /// A connection opened as the CA opens it, on the run's engine.
+    pub conn: TestConn,
     /// The administrator the audit trail names.
     pub admin: Username,
 }
@@ -103,7 +104,21 @@ impl Fixture {
 
     /// A fixture whose config holds the brief's two roles and the [`APPROVERS`].
     pub fn with_roles() -> Self {
-        let mut data = DataDir::new();
+        Self::with_roles_over(DataDir::new())
+    }
+
+    /// A fixture on SQLite whatever `TPA_TEST_ENGINE` asks (see
+    /// [`DataDir::sqlite`]).
+    pub fn sqlite() -> Self {
+        Self::over(DataDir::sqlite())
+    }
+
+    /// [`Fixture::with_roles`] on SQLite whatever `TPA_TEST_ENGINE` asks.
+    pub fn sqlite_with_roles() -> Self {
+        Self::with_roles_over(DataDir::sqlite())
+    }
+
+    fn with_roles_over(mut data: DataDir) -> Self {
         data.add_example_roles();
         data.add_accounts(APPROVERS);
         Self::over(data)

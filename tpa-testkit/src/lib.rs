@@ -16,6 +16,8 @@ pub use process::{Guard, free_port, run, run_with_timeout, wait_for_port};
 #[cfg(feature = "app")]
 mod app;
 #[cfg(feature = "app")]
+mod conn;
+#[cfg(feature = "app")]
 mod consent;
 #[cfg(feature = "app")]
 mod data_dir;
@@ -41,9 +43,11 @@ mod web;
 
 #[cfg(feature = "app")]
 pub use app::{
-    HOTFIX, PW, TestApp, spawn_app, spawn_app_at, spawn_app_bound, spawn_app_in, spawn_app_with,
-    spawn_team_app, spawn_team_app_with,
+    HOTFIX, PW, TestApp, spawn_app, spawn_app_at, spawn_app_bound, spawn_app_in, spawn_app_over,
+    spawn_app_with, spawn_team_app, spawn_team_app_with,
 };
+#[cfg(feature = "app")]
+pub use conn::TestConn;
 #[cfg(feature = "app")]
 pub use consent::{ConsentPage, consent_at, decide, hidden, open_consent, post_decision};
 #[cfg(feature = "app")]

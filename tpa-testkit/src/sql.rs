@@ -1,8 +1,11 @@
-//! Plain-SQL views of a test database: row counts and the audit trail as rows.
+//! Plain-SQL views of a test database, on either engine: row counts and
+//! the audit trail as rows.
+
+use ca_server::store::sql::Sql;
 
 /// Number of rows in `table`.
-pub fn count(conn: &rusqlite::Connection, table: &str) -> i64 {
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+pub fn count(conn: &impl Sql, table: &str) -> i64 {
+    conn.query_one(&format!("SELECT count(*) FROM {table}"), &[], |r| r.get(0))
         .unwrap()
 }
 
@@ -20,24 +23,21 @@ pub struct AuditRow {
 }
 
 /// Every audit row in seq order.
-pub fn audit_rows(conn: &rusqlite::Connection) -> Vec<AuditRow> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, actor, action, object, outcome, reason, details FROM audit_events ORDER BY seq",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok(AuditRow {
-            seq: r.get(0)?,
-            actor: r.get(1)?,
-            action: r.get(2)?,
-            object: r.get(3)?,
-            outcome: r.get(4)?,
-            reason: r.get(5)?,
-            details: r.get(6)?,
-        })
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
+pub fn audit_rows(conn: &impl Sql) -> Vec<AuditRow> {
+    conn.query_vec(
+        "SELECT seq, actor, action, object, outcome, reason, details FROM audit_events ORDER BY seq",
+        &[],
+        |r| {
+            Ok(AuditRow {
+                seq: r.get(0)?,
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                object: r.get(3)?,
+                outcome: r.get(4)?,
+                reason: r.get(5)?,
+                details: r.get(6)?,
+            })
+        },
+    )
     .unwrap()
 }

@@ -149,8 +149,10 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL (or the connection to it) reported an error.
-    #[error(transparent)]
+    /// PostgreSQL (or the connection to it) reported an error; shown with
+    /// the server's own message or the underlying cause (the client's
+    /// error alone says only "db error").
+    #[error("{}", postgres_message(.0))]
     Postgres(#[from] ::postgres::Error),
     /// The `[database]` settings cannot be used (a bad URL, an unreadable
     /// CA file); fix the configuration.
@@ -167,6 +169,16 @@ pub enum StoreError {
     /// nothing was committed and a retry later may succeed.
     #[error("{0}")]
     Condition(Fault),
+}
+
+/// A PostgreSQL client error with what caused it: the server's message
+/// (`db error: permission denied …`) or the I/O or TLS cause.
+fn postgres_message(e: &::postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{e}: {}", db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
 }
 
 /// Whether `open` may create a missing database file.

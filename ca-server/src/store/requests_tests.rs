@@ -231,3 +231,57 @@ fn an_on_call_request_loads_as_on_call() {
         assert_eq!(path, "stages", "{engine:?}");
     }
 }
+
+// issue 15: the window-end pass's reads and claims on both engines: an
+// approved request with a ticket is due once its window ended, until its end
+// is claimed; the claim is taken once; the notice names the outbox item.
+#[test]
+fn a_window_end_is_due_until_claimed_once() {
+    use crate::store::{outbox, window_ends};
+    for (engine, mut conn, _dir) in engines() {
+        let mut r = request('w', "alice", t0());
+        r.state = RequestState::Approved;
+        r.approvals.push(approval("bob", 0, t0()));
+        let end = t0() + TimeDelta::hours(1);
+        r.window = Some(Window { start: t0(), end });
+        conn.write(|tx| insert(tx, &r, t0())).unwrap();
+        let after = end + TimeDelta::minutes(1);
+        let due = |conn: &Conn, now| window_ends::due(conn, t0(), now, 10).unwrap();
+
+        assert_eq!(due(&conn, end - TimeDelta::seconds(1)), [], "{engine:?}");
+        assert_eq!(due(&conn, after), [r.id.clone()], "{engine:?}");
+        assert_eq!(
+            window_ends::notice(&conn, &r.id).unwrap(),
+            None,
+            "{engine:?}"
+        );
+        assert!(
+            conn.write(|tx| window_ends::claim(tx, &r.id, after))
+                .unwrap()
+        );
+        assert!(
+            !conn
+                .write(|tx| window_ends::claim(tx, &r.id, after))
+                .unwrap(),
+            "{engine:?}: a second claim is refused"
+        );
+        assert_eq!(due(&conn, after), [], "{engine:?}");
+        assert_eq!(
+            window_ends::notice(&conn, &r.id).unwrap(),
+            Some(None),
+            "{engine:?}"
+        );
+        let item = conn
+            .write(|tx| {
+                let item = outbox::enqueue(tx, "ticket.comment", "{}", after)?;
+                window_ends::record_outbox(tx, &r.id, item)?;
+                Ok::<_, StoreError>(item)
+            })
+            .unwrap();
+        assert_eq!(
+            window_ends::notice(&conn, &r.id).unwrap(),
+            Some(Some(item)),
+            "{engine:?}"
+        );
+    }
+}

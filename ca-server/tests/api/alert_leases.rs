@@ -10,6 +10,7 @@ use ca_server::alerts;
 use ca_server::notify::delivery::Lease;
 use ca_server::notify::{Deliveries, OutboxBell};
 use ca_server::store;
+use ca_server::store::engine::Transact as _;
 use chrono::Utc;
 use tokio::task::JoinHandle;
 use tpa_core::audit::{NewEvent, Outcome};
@@ -45,24 +46,25 @@ fn with_rule() -> DataDir {
 /// Commits `n` revocations of distinct objects, numbered from `from`: each
 /// one alert.
 fn revoke(data: &DataDir, from: usize, n: usize) {
-    let mut conn = data.open_store();
-    store::write(&mut conn, |tx| {
-        for i in from..from + n {
-            store::audit::append(
-                tx,
-                &NewEvent {
-                    time: Utc::now(),
-                    actor: "user:local#carol".into(),
-                    source: "198.51.100.7".into(),
-                    action: "request.revoke".into(),
-                    object: format!("request:req_{i:06}"),
-                    outcome: Outcome::Success,
-                    reason: "test".into(),
-                    details: serde_json::json!({}),
-                },
-            )?;
-        }
-        Ok::<_, store::StoreError>(())
+    data.blocking(|conn| {
+        conn.write(|tx| {
+            for i in from..from + n {
+                store::audit::append(
+                    tx,
+                    &NewEvent {
+                        time: Utc::now(),
+                        actor: "user:local#carol".into(),
+                        source: "198.51.100.7".into(),
+                        action: "request.revoke".into(),
+                        object: format!("request:req_{i:06}"),
+                        outcome: Outcome::Success,
+                        reason: "test".into(),
+                        details: serde_json::json!({}),
+                    },
+                )?;
+            }
+            Ok::<_, store::StoreError>(())
+        })
     })
     .unwrap();
 }
@@ -78,9 +80,7 @@ fn replica(data: &DataDir, holder: &str) -> Replica {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::open(
-            ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap(),
-        ),
+        store: ca_server::notify::delivery::DeliveryStore::open(data.database()),
         bell: bell.clone(),
         shutdown,
         lease: Lease {
@@ -107,14 +107,14 @@ impl Replica {
 
 /// The revoked objects of the queued alerts, in queue order.
 fn queued(data: &DataDir) -> Vec<String> {
-    let conn = data.open_store();
-    let mut stmt = conn
-        .prepare("SELECT payload FROM outbox WHERE kind = 'alert' ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
+    data.open_store()
+        .column::<String>(
+            "SELECT payload FROM outbox WHERE kind = 'alert' ORDER BY id",
+            &[],
+        )
+        .into_iter()
         .map(|p| {
-            let v: serde_json::Value = serde_json::from_str(&p.unwrap()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&p).unwrap();
             v["alert"]["subject"].as_str().unwrap().to_owned()
         })
         .collect()
@@ -123,19 +123,15 @@ fn queued(data: &DataDir) -> Vec<String> {
 /// Events counted twice in a window: a second evaluation of an event finds
 /// its window open and counts it as suppressed.
 fn suppressed(data: &DataDir) -> i64 {
-    data.open_store()
-        .query_row(
-            "SELECT coalesce(sum(suppressed), 0) FROM alert_windows",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    data.open_store().one(
+        "SELECT coalesce(sum(suppressed), 0) FROM alert_windows",
+        &[],
+    )
 }
 
 fn holder(data: &DataDir) -> Option<String> {
     data.open_store()
-        .query_row("SELECT lease_owner FROM alert_cursor", [], |r| r.get(0))
-        .unwrap()
+        .one("SELECT lease_owner FROM alert_cursor", &[])
 }
 
 /// Waits (at most 60 s) until `n` alerts are queued.
@@ -208,8 +204,7 @@ async fn a_killed_evaluator_is_taken_over_without_loss_or_duplicates() {
     // Read after the kill: a renewal still in flight can only push it later.
     let lease_until: String = data
         .open_store()
-        .query_row("SELECT lease_until FROM alert_cursor", [], |r| r.get(0))
-        .unwrap();
+        .one("SELECT lease_until FROM alert_cursor", &[]);
     // Committed while the holder is dead: in two bursts, one before and one
     // after its lease ran out.
     revoke(&data, 300, 300);
@@ -231,15 +226,11 @@ async fn a_killed_evaluator_is_taken_over_without_loss_or_duplicates() {
         "the other replica took over"
     );
     // Stored times are RFC 3339 UTC with microseconds: they compare as text.
-    let taken_over_at: String = data
-        .open_store()
-        .query_row(
-            "SELECT min(created_at) FROM outbox WHERE kind = 'alert' AND id > \
+    let taken_over_at: String = data.open_store().one(
+        "SELECT min(created_at) FROM outbox WHERE kind = 'alert' AND id > \
              (SELECT id FROM outbox WHERE kind = 'alert' ORDER BY id LIMIT 1 OFFSET 299)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+        &[],
+    );
     assert!(
         taken_over_at >= lease_until,
         "the takeover waited for the dead holder's lease ({lease_until}) to run out: {taken_over_at}"

@@ -6,6 +6,7 @@
 //! audit seqs that raised it, the event's time and the (rule, subject) dedup
 //! key.
 
+use ca_server::store::engine::Transact as _;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -64,13 +65,13 @@ struct Case {
     severity: &'static str,
     subject: String,
     count: u64,
-    burst: Box<dyn Fn(DateTime<Utc>) -> Vec<NewEvent>>,
+    burst: Box<dyn Fn(DateTime<Utc>) -> Vec<NewEvent> + Send + Sync>,
 }
 
 fn cases(request: &str) -> Vec<Case> {
     let one = |f: fn(DateTime<Utc>, &str) -> NewEvent, r: String| {
         Box::new(move |at: DateTime<Utc>| vec![f(at, &r)])
-            as Box<dyn Fn(DateTime<Utc>) -> Vec<NewEvent>>
+            as Box<dyn Fn(DateTime<Utc>) -> Vec<NewEvent> + Send + Sync>
     };
     let r = request.to_owned();
     vec![
@@ -186,20 +187,22 @@ async fn each_alert_rule_fires_once_per_window_and_again_in_the_next() {
     // Per case: a burst at t0, one at t0 + 1 min (same window), one at t0 + 20 min.
     let t0 = Utc::now();
     let times = [t0, t0 + TimeDelta::minutes(1), t0 + TimeDelta::minutes(20)];
-    let mut conn = app.data.open_store();
     let mut seqs: BTreeMap<(&str, usize), Vec<i64>> = BTreeMap::new();
-    store::write(&mut conn, |tx| {
-        for (n, at) in times.iter().enumerate() {
-            for case in &cases {
-                for e in (case.burst)(*at) {
-                    let seq = store::audit::append(tx, &e)?.seq;
-                    seqs.entry((case.rule, n)).or_default().push(seq);
+    app.data
+        .blocking(|conn| {
+            conn.write(|tx| {
+                for (n, at) in times.iter().enumerate() {
+                    for case in &cases {
+                        for e in (case.burst)(*at) {
+                            let seq = store::audit::append(tx, &e)?.seq;
+                            seqs.entry((case.rule, n)).or_default().push(seq);
+                        }
+                    }
                 }
-            }
-        }
-        Ok::<_, store::StoreError>(())
-    })
-    .unwrap();
+                Ok::<_, store::StoreError>(())
+            })
+        })
+        .unwrap();
 
     // 2 alerts per case, plus the cert.issue events' own outside_hours
     // alerts (carol, 2): wait for them, then a little more for extras.

@@ -3,6 +3,7 @@
 //! to local servers answering like PagerDuty Events v2, Opsgenie, Slack and a
 //! signed webhook, with retries (429 Retry-After, 500).
 
+use ca_server::store::engine::Transact as _;
 use std::time::{Duration, Instant};
 
 use ca_server::notify::signature;
@@ -224,27 +225,29 @@ async fn storm_of_1000_denied_events_in_a_minute_is_one_alert_per_window() {
         "\n[[alerts]]\nname = \"denied\"\nwhen = \"denied_burst\"\nthreshold = 5\nper = \"actor\"\nwindow = \"10m\"\ndestinations = [\"hook\"]\n",
     )
     .await;
-    let mut conn = app.data.open_store();
     let start = Utc::now();
-    store::write(&mut conn, |tx| {
-        for i in 0..1000 {
-            store::audit::append(
-                tx,
-                &NewEvent {
-                    time: start + chrono::TimeDelta::milliseconds(i * 50),
-                    actor: "user:local#mallory".into(),
-                    source: "198.51.100.7".into(),
-                    action: "request.submit".into(),
-                    object: "request:none".into(),
-                    outcome: Outcome::Denied,
-                    reason: "role hotfix-admin is not requestable by you".into(),
-                    details: json!({}),
-                },
-            )?;
-        }
-        Ok::<_, store::StoreError>(())
-    })
-    .unwrap();
+    app.data
+        .blocking(|conn| {
+            conn.write(|tx| {
+                for i in 0..1000 {
+                    store::audit::append(
+                        tx,
+                        &NewEvent {
+                            time: start + chrono::TimeDelta::milliseconds(i * 50),
+                            actor: "user:local#mallory".into(),
+                            source: "198.51.100.7".into(),
+                            action: "request.submit".into(),
+                            object: "request:none".into(),
+                            outcome: Outcome::Denied,
+                            reason: "role hotfix-admin is not requestable by you".into(),
+                            details: json!({}),
+                        },
+                    )?;
+                }
+                Ok::<_, store::StoreError>(())
+            })
+        })
+        .unwrap();
     let alerts = webhook_alerts(&v, 1).await;
     settle().await;
     assert_eq!(v.webhook.received().len(), 1, "one alert, not 1,000");
@@ -252,13 +255,10 @@ async fn storm_of_1000_denied_events_in_a_minute_is_one_alert_per_window() {
     assert_eq!(alerts[0]["subject"], "user:local#mallory");
     assert_eq!(alerts[0]["count"], 5, "fired at the threshold");
     assert_eq!(alerts[0]["audit_seqs"].as_array().unwrap().len(), 5);
-    let suppressed: i64 = conn
-        .query_row(
-            "SELECT suppressed FROM alert_windows WHERE rule = 'denied'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let suppressed: i64 = app.data.open_store().one(
+        "SELECT suppressed FROM alert_windows WHERE rule = 'denied'",
+        &[],
+    );
     assert_eq!(suppressed, 995);
 }
 
@@ -271,7 +271,6 @@ async fn denied_events_below_the_threshold_raise_nothing_and_sources_count_apart
         "\n[[alerts]]\nname = \"denied\"\nwhen = \"denied_burst\"\nthreshold = 3\nper = \"source\"\ndestinations = [\"hook\"]\n",
     )
     .await;
-    let mut conn = app.data.open_store();
     let now = Utc::now();
     let deny = |source: &str| NewEvent {
         time: now,
@@ -283,26 +282,28 @@ async fn denied_events_below_the_threshold_raise_nothing_and_sources_count_apart
         reason: "no".into(),
         details: json!({}),
     };
-    store::write(&mut conn, |tx| {
-        for source in [
-            "192.0.2.1",
-            "192.0.2.2",
-            "192.0.2.3",
-            "192.0.2.1",
-            "192.0.2.2",
-            "192.0.2.3",
-        ] {
-            store::audit::append(tx, &deny(source))?;
-        }
-        Ok::<_, store::StoreError>(())
-    })
-    .unwrap();
+    app.data
+        .blocking(|conn| {
+            conn.write(|tx| {
+                for source in [
+                    "192.0.2.1",
+                    "192.0.2.2",
+                    "192.0.2.3",
+                    "192.0.2.1",
+                    "192.0.2.2",
+                    "192.0.2.3",
+                ] {
+                    store::audit::append(tx, &deny(source))?;
+                }
+                Ok::<_, store::StoreError>(())
+            })
+        })
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(v.webhook.received().is_empty(), "2 per address is below 3");
-    store::write(&mut conn, |tx| {
-        store::audit::append(tx, &deny("192.0.2.2")).map(drop)
-    })
-    .unwrap();
+    app.data
+        .blocking(|conn| conn.write(|tx| store::audit::append(tx, &deny("192.0.2.2")).map(drop)))
+        .unwrap();
     let alerts = webhook_alerts(&v, 1).await;
     settle().await;
     assert_eq!(v.webhook.received().len(), 1);
@@ -372,19 +373,21 @@ async fn bastion_refusal_for_a_host_outside_the_request_fires() {
         first_at: "2026-12-07T08:00:00Z".into(),
         last_at: "2026-12-07T08:00:00Z".into(),
     };
-    let mut conn = app.data.open_store();
-    ca_server::workflow::bastion::record_events(
-        &mut conn,
-        "bastion-1",
-        "127.0.0.1",
-        &[
-            event(1, "session"),
-            event(2, "direct-tcpip db-1:22"),
-            event(3, "direct-tcpip db-2:22"),
-        ],
-        Utc::now(),
-    )
-    .unwrap();
+    app.data
+        .blocking(|conn| {
+            ca_server::workflow::bastion::record_events(
+                conn,
+                "bastion-1",
+                "127.0.0.1",
+                &[
+                    event(1, "session"),
+                    event(2, "direct-tcpip db-1:22"),
+                    event(3, "direct-tcpip db-2:22"),
+                ],
+                Utc::now(),
+            )
+        })
+        .unwrap();
     let alerts = webhook_alerts(&v, 1).await;
     let slack = v.slack.wait_for(1, WAIT).await;
     settle().await;

@@ -36,7 +36,7 @@ fn approved(f: &mut Fixture, hosts: &[&str]) -> RequestId {
 }
 
 fn count(f: &Fixture, sql: &str, id: &RequestId) -> i64 {
-    f.conn.query_row(sql, [id.as_str()], |r| r.get(0)).unwrap()
+    f.conn.one(sql, &[&id.as_str()])
 }
 
 fn certificates(f: &Fixture, id: &RequestId) -> i64 {
@@ -48,10 +48,13 @@ fn certificates(f: &Fixture, id: &RequestId) -> i64 {
 }
 
 fn denied_issuances(f: &Fixture, id: &RequestId) -> i64 {
+    let request_id = f.conn.json_text("details", "request_id");
     count(
         f,
-        "SELECT count(*) FROM audit_events WHERE action = 'cert.issue' AND outcome = 'denied'
-           AND json_extract(details, '$.request_id') = ?1",
+        &format!(
+            "SELECT count(*) FROM audit_events WHERE action = 'cert.issue' AND outcome = 'denied'
+               AND {request_id} = ?1"
+        ),
         id,
     )
 }
@@ -66,12 +69,7 @@ fn reapprovals(f: &Fixture, id: &RequestId) -> i64 {
 
 fn state(f: &Fixture, id: &RequestId) -> String {
     f.conn
-        .query_row(
-            "SELECT state FROM requests WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap()
+        .one("SELECT state FROM requests WHERE id = ?1", &[&id.as_str()])
 }
 
 // issue 11, reproduction 1: an administrator widens the role (logins,
@@ -148,14 +146,10 @@ fn approver_moved_out_of_stage_group_gets_no_certificate() {
     assert_eq!(denied_issuances(&f, &id), 1);
     assert_eq!(reapprovals(&f, &id), 1);
     // The approval left is carol's, recorded for managers.
-    let groups: Vec<String> = f
-        .conn
-        .prepare("SELECT group_name FROM approvals WHERE request_id = ?1")
-        .unwrap()
-        .query_map([id.as_str()], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let groups: Vec<String> = f.conn.column(
+        "SELECT group_name FROM approvals WHERE request_id = ?1",
+        &[&id.as_str()],
+    );
     assert_eq!(groups, ["managers"]);
     // Another SRE lead approves again: the grant holds once more.
     f.approve(&user("erin", &["sre-leads", "managers"]), &id)
@@ -199,14 +193,10 @@ fn stage_count_raised_after_one_approval_needs_reapproval() {
     assert_eq!(reapprovals(&f, &pending), 1);
     // The store holds erin's approval, not bob's voided one (the review of
     // issue 11 found the new approval dropped and the voided one kept).
-    let stored: Vec<String> = f
-        .conn
-        .prepare("SELECT approver_username FROM approvals WHERE request_id = ?1 ORDER BY position")
-        .unwrap()
-        .query_map([pending.as_str()], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let stored: Vec<String> = f.conn.column(
+        "SELECT approver_username FROM approvals WHERE request_id = ?1 ORDER BY position",
+        &[&pending.as_str()],
+    );
     assert_eq!(stored, ["erin"]);
     // The approved one: no certificate, back to pending.
     let e = issue(&mut f, &alice(), &full).unwrap_err();
@@ -218,23 +208,15 @@ fn stage_count_raised_after_one_approval_needs_reapproval() {
 }
 
 fn refused_host(f: &mut Fixture, host: &str) -> String {
-    let before: i64 = f
-        .conn
-        .query_row(
-            "SELECT count(*) FROM audit_events WHERE action = 'request.submit' AND outcome = 'denied'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let before: i64 = f.conn.one(
+        "SELECT count(*) FROM audit_events WHERE action = 'request.submit' AND outcome = 'denied'",
+        &[],
+    );
     let e = f.submit(&alice(), &hotfix(&[host], "1h")).unwrap_err();
-    let after: i64 = f
-        .conn
-        .query_row(
-            "SELECT count(*) FROM audit_events WHERE action = 'request.submit' AND outcome = 'denied'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let after: i64 = f.conn.one(
+        "SELECT count(*) FROM audit_events WHERE action = 'request.submit' AND outcome = 'denied'",
+        &[],
+    );
     assert_eq!(after, before + 1, "the refusal of {host:?} is audited");
     match e {
         wf::WorkflowError::Refused { code, .. } => code.code().to_owned(),
@@ -259,10 +241,7 @@ fn star_crossing_dots_is_refused() {
         ..RequestInput::default()
     };
     assert!(f.submit(&alice(), &auto).is_err());
-    let rows: i64 = f
-        .conn
-        .query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))
-        .unwrap();
+    let rows: i64 = f.conn.one("SELECT count(*) FROM certificates", &[]);
     assert_eq!(rows, 0);
 }
 

@@ -121,8 +121,7 @@ async fn activity(app: &TestApp, host: u32) {
 fn audit_head(app: &TestApp) -> i64 {
     app.data
         .open_plain()
-        .query_row("SELECT max(seq) FROM audit_events", [], |r| r.get(0))
-        .unwrap()
+        .one("SELECT max(seq) FROM audit_events", &[])
 }
 
 /// The `tpa_sink_backlog` of `sink` on `/metrics`.

@@ -1,17 +1,24 @@
 //! Tamper evidence: `verify_database` and `tpa-ca audit verify` name the first
 //! bad seq after an edit, a deletion, a swap or a truncation of the trail made
-//! directly in SQLite (with the append-only triggers dropped first, as an
-//! attacker with file access would), and after an edit of an export file.
+//! directly in the database (with the append-only triggers dropped or, on
+//! PostgreSQL, switched off first, as an attacker with file or superuser
+//! access would), and after an edit of an export file.
 
 use ca_server::commands::verify_database;
 use ca_server::store;
+use ca_server::store::sql::Engine;
+use ca_server::store::sql::Sql as _;
 use tpa_core::audit::{ChainBreak, Event};
 
 use crate::helpers::{Fixture, count, ed25519_public_key, run, tpa_ca, valid_input};
 
 /// A trail of five events: 1 `ca.init`, 2 and 3 issuances, 4 a denial, 5 an issuance.
 fn trail() -> Fixture {
-    let mut f = Fixture::new();
+    trail_in(Fixture::new())
+}
+
+/// [`trail`] in `f`.
+fn trail_in(mut f: Fixture) -> Fixture {
     f.issue_many(2);
     let mut bad = valid_input(ed25519_public_key());
     bad.principals = vec!["prod-*".to_owned()];
@@ -24,16 +31,21 @@ fn trail() -> Fixture {
     f
 }
 
-/// Runs `sql` on a plain connection after dropping the append-only triggers.
+/// Runs `sql` on a plain connection after switching off the append-only
+/// triggers and the foreign keys: dropped on SQLite, and on PostgreSQL the
+/// session's triggers (which carry the foreign keys too) off as a superuser
+/// can.
 fn tamper(f: &Fixture, sql: &str) {
     let conn = f.data.open_plain();
-    conn.execute_batch(
-        "PRAGMA foreign_keys = OFF;
-         DROP TRIGGER audit_events_append_only_update;
-         DROP TRIGGER audit_events_append_only_delete;",
-    )
-    .unwrap();
-    conn.execute_batch(sql).unwrap();
+    conn.batch(match f.data.engine() {
+        Engine::Sqlite => {
+            "PRAGMA foreign_keys = OFF;
+             DROP TRIGGER audit_events_append_only_update;
+             DROP TRIGGER audit_events_append_only_delete;"
+        }
+        Engine::Postgres => "SET session_replication_role = replica",
+    });
+    conn.batch(sql);
 }
 
 fn broken(f: &Fixture) -> ChainBreak {
@@ -61,7 +73,7 @@ fn the_append_only_triggers_refuse_plain_sql() {
         "UPDATE audit_events SET reason = 'nothing happened' WHERE seq = 2",
         "DELETE FROM audit_events WHERE seq = 5",
     ] {
-        let e = conn.execute(sql, []).unwrap_err();
+        let e = conn.execute(sql, &[]).unwrap_err();
         assert!(e.to_string().contains("append-only"), "{sql}: {e}");
     }
     assert!(verify_database(&f.conn).unwrap().is_ok());
@@ -368,11 +380,12 @@ mod checkpoints {
 
     #[test]
     fn restoring_an_older_copy_after_a_checkpoint_is_caught_by_the_checkpoint_file() {
-        let mut f = trail();
+        // SQLite only, whatever the run's engine: the older copy is the
+        // database file put back (on PostgreSQL a restored backup is the
+        // operator's, and the same checkpoint file catches it).
+        let mut f = trail_in(Fixture::sqlite());
         let old = f.data.tmp.path().join("old.db");
-        f.conn
-            .execute("VACUUM INTO ?1", [old.to_str().unwrap()])
-            .unwrap();
+        f.conn.exec("VACUUM INTO ?1", &[&old.to_str().unwrap()]);
         denial(&mut f);
         denial(&mut f);
         let (code, stdout, stderr) = run(tpa_ca()

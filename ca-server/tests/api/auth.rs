@@ -64,9 +64,7 @@ async fn api_login_returns_a_token_that_whoami_accepts() {
     assert_eq!(who.json()["expires_at"], body["expires_at"]);
     // Stored hashed, audited with the source address.
     let conn = app.data.open_plain();
-    let stored: String = conn
-        .query_row("SELECT token_hash FROM auth_tokens", [], |r| r.get(0))
-        .unwrap();
+    let stored: String = conn.one("SELECT token_hash FROM auth_tokens", &[]);
     assert_ne!(stored, token);
     assert!(!stored.contains(&token[4..]));
     let login = audit_rows(&conn)

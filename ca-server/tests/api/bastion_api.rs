@@ -1,6 +1,7 @@
 //! The bastions' endpoints over real HTTP: the revocation feed and session
 //! records, each only with a configured bastion token (issue 6, items 4 and 5).
 
+use ca_server::store::sql::Sql as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::helpers::{HOTFIX, spawn_team_app_with};
@@ -253,10 +254,10 @@ async fn session_records_are_stored_once_and_audited_on_the_request() {
     let conn = app.data.open_plain();
     assert_eq!(count(&conn, "bastion_sessions"), 2);
     let (bytes_to, bytes_from, end, bastion): (i64, i64, String, String) = conn
-        .query_row(
+        .query_one(
             "SELECT bytes_to_target, bytes_from_target, end_reason, bastion FROM bastion_sessions
              WHERE session_id = 'ses_0123456789abcdef0123456789abcdef'",
-            [],
+            &[],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();

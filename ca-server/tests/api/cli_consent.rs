@@ -221,14 +221,10 @@ async fn expired_consent_is_refused() {
     let (_provider, app) = ca_with_provider(json!({}), false).await;
     let mut browser = Browser::default();
     let page = alice_consent(&mut browser, &app).await;
-    let changed = app
-        .data
-        .open_plain()
-        .execute(
-            "UPDATE cli_consents SET expires_at = '2000-01-01T00:00:00.000000Z'",
-            [],
-        )
-        .unwrap();
+    let changed = app.data.open_plain().exec(
+        "UPDATE cli_consents SET expires_at = '2000-01-01T00:00:00.000000Z'",
+        &[],
+    );
     assert_eq!(changed, 1);
     let seen = browser
         .get(&format!("http://{}{}", app.address, page.path))

@@ -2,11 +2,13 @@
 //! deliver each outbox item once and in order, and a replica that dies
 //! mid-run has its sinks taken over once its lease ran out, losing nothing.
 
+use ca_server::store::engine::Transact as _;
+use ca_server::store::sql::Sql as _;
 use std::time::Duration;
 
 use ca_server::notify::delivery::Lease;
 use ca_server::notify::{Deliveries, OutboxBell, register_sinks, spawn_senders};
-use ca_server::store::{self, outbox};
+use ca_server::store::outbox;
 use chrono::Utc;
 use tokio::task::JoinHandle;
 
@@ -28,15 +30,16 @@ fn webhook_to(server: &FakeServer) -> DataDir {
 
 /// Queues `n` request events; returns their outbox ids.
 fn enqueue(data: &DataDir, n: usize) -> Vec<i64> {
-    let mut conn = data.open_store();
-    (0..n)
-        .map(|i| {
-            store::write(&mut conn, |tx| {
-                outbox::enqueue(tx, "request.created", &format!("{{\"n\":{i}}}"), Utc::now())
+    data.blocking(|conn| {
+        (0..n)
+            .map(|i| {
+                conn.write(|tx| {
+                    outbox::enqueue(tx, "request.created", &format!("{{\"n\":{i}}}"), Utc::now())
+                })
+                .unwrap()
             })
-            .unwrap()
-        })
-        .collect()
+            .collect()
+    })
 }
 
 /// One replica's webhook senders, holding leases as `holder`.
@@ -47,8 +50,7 @@ struct Replica {
 }
 
 fn replica(data: &DataDir, holder: &str) -> Replica {
-    let store = ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap();
-    replica_on(data, store, holder)
+    replica_on(data, data.database(), holder)
 }
 
 /// One replica's webhook senders on `store` (either engine).
@@ -166,25 +168,17 @@ async fn a_killed_replicas_sink_is_taken_over_after_its_lease_runs_out() {
         "at most the item in flight twice: {seen:?}"
     );
     assert!(killed_at < ids.len(), "the kill came mid-run");
-    let owner: Option<String> = data
-        .open_store()
-        .query_row(
-            "SELECT lease_owner FROM outbox_cursors WHERE sink = 'hook'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let owner: Option<String> = data.open_store().one(
+        "SELECT lease_owner FROM outbox_cursors WHERE sink = 'hook'",
+        &[],
+    );
     assert_eq!(owner.as_deref(), Some("replica-b"), "replica b took over");
     b.stop().await;
     // A stopping replica gives its lease up.
-    let owner: Option<String> = data
-        .open_store()
-        .query_row(
-            "SELECT lease_owner FROM outbox_cursors WHERE sink = 'hook'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let owner: Option<String> = data.open_store().one(
+        "SELECT lease_owner FROM outbox_cursors WHERE sink = 'hook'",
+        &[],
+    );
     assert_eq!(owner, None);
 }
 
@@ -207,12 +201,10 @@ async fn a_replica_that_lost_its_lease_drops_the_delivery_in_flight() {
     server.wait_for(1, Duration::from_secs(30)).await;
     // Replica b takes the lease over (as after a's stall past the TTL).
     let until = tpa_core::audit::format_time(Utc::now() + chrono::TimeDelta::seconds(5));
-    data.open_store()
-        .execute(
-            "UPDATE outbox_cursors SET lease_owner = 'replica-b', lease_until = ?1 WHERE sink = 'hook'",
-            [until],
-        )
-        .unwrap();
+    data.open_store().exec(
+        "UPDATE outbox_cursors SET lease_owner = 'replica-b', lease_until = ?1 WHERE sink = 'hook'",
+        &[&until],
+    );
     // a's next renewal (every TTL/3 = 1 s) finds the lease gone.
     tokio::time::sleep(TTL).await;
     let stopping = tokio::time::Instant::now();
@@ -226,11 +218,7 @@ async fn a_replica_that_lost_its_lease_drops_the_delivery_in_flight() {
     assert!(stopping.elapsed() < Duration::from_secs(4));
     let cursor: (i64, i64, Option<String>) = data
         .open_store()
-        .query_row(
-            "SELECT delivered_through, attempts, lease_owner FROM outbox_cursors WHERE sink = 'hook'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_one("SELECT delivered_through, attempts, lease_owner FROM outbox_cursors WHERE sink = 'hook'", &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap();
     assert_eq!(
         cursor,
@@ -246,11 +234,7 @@ async fn cursor_after_attempt(data: &DataDir, sink: &str) -> (i64, i64, Option<S
     for _ in 0..300 {
         row = data
             .open_store()
-            .query_row(
-                "SELECT delivered_through, attempts, next_attempt_at FROM outbox_cursors WHERE sink = ?1",
-                [sink],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .query_one("SELECT delivered_through, attempts, next_attempt_at FROM outbox_cursors WHERE sink = ?1", &[&sink], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap();
         if row.0 > 0 || row.1 > 0 {
             break;
@@ -357,9 +341,7 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
     ca_server::audit::sinks::register(&data.open_store(), &data.config.audit_sinks).unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::open(
-            ca_server::store::Database::open_sqlite(&data.config.database_path, 1).unwrap(),
-        ),
+        store: ca_server::notify::delivery::DeliveryStore::open(data.database()),
         bell: OutboxBell::default(),
         shutdown,
         lease: Lease {
@@ -370,13 +352,10 @@ async fn an_idle_loop_renews_its_lease_only_when_a_third_has_passed() {
     let tasks =
         ca_server::audit::sinks::spawn(&deliveries, data.config.audit_sinks.clone()).unwrap();
     let lease_until = || -> Option<String> {
-        data.open_store()
-            .query_row(
-                "SELECT lease_until FROM audit_sink_cursors WHERE sink = 'udp'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+        data.open_store().one(
+            "SELECT lease_until FROM audit_sink_cursors WHERE sink = 'udp'",
+            &[],
+        )
     };
     let mut first = None;
     for _ in 0..300 {

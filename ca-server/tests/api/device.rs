@@ -234,13 +234,10 @@ async fn tpa_ssh_headless_login_confirmed_in_a_browser_through_the_provider() {
     );
     // Codes are stored hashed only.
     let plain = app.data.open_plain();
-    let stored: String = plain
-        .query_row(
-            "SELECT device_hash || user_code_hash FROM device_logins",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored: String = plain.one(
+        "SELECT device_hash || user_code_hash FROM device_logins",
+        &[],
+    );
     assert!(!stored.contains(&code.replace('-', "")));
 }
 
@@ -320,11 +317,7 @@ async fn device_login_refusals() {
     let (late, late_code) = start(&app).await;
     app.data
         .open_plain()
-        .execute(
-            "UPDATE device_logins SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE status = 'pending'",
-            [],
-        )
-        .unwrap();
+        .exec("UPDATE device_logins SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE status = 'pending'", &[]);
     assert_eq!(poll(&app, &late).await.json()["code"], "expired_token");
     let r = mallory
         .post_form(&url, &[("csrf_token", &csrf), ("user_code", &late_code)])
@@ -370,8 +363,7 @@ async fn device_login_refusals() {
 async fn poll_after_interval(app: &TestApp, device: &str) -> String {
     app.data
         .open_plain()
-        .execute("UPDATE device_logins SET last_poll_at = NULL", [])
-        .unwrap();
+        .exec("UPDATE device_logins SET last_poll_at = NULL", &[]);
     poll(app, device).await.json()["code"]
         .as_str()
         .unwrap_or_default()

@@ -36,12 +36,7 @@ fn an_expiry_pass_expires_each_due_request_once_across_chunks() {
     for id in &ids {
         let state: String = f
             .conn
-            .query_row(
-                "SELECT state FROM requests WHERE id = ?1",
-                [id.as_str()],
-                |r| r.get(0),
-            )
-            .unwrap();
+            .one("SELECT state FROM requests WHERE id = ?1", &[&id.as_str()]);
         assert_eq!(state, "expired", "{id}");
     }
     let expired_events = audit_rows(&f.conn)
@@ -49,14 +44,10 @@ fn an_expiry_pass_expires_each_due_request_once_across_chunks() {
         .filter(|r| r.action == "request.expire")
         .count();
     assert_eq!(expired_events, 60, "one audit event each");
-    let queued: i64 = f
-        .conn
-        .query_row(
-            "SELECT count(*) FROM outbox WHERE kind = 'request.expired'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let queued: i64 = f.conn.one(
+        "SELECT count(*) FROM outbox WHERE kind = 'request.expired'",
+        &[],
+    );
     assert_eq!(queued, 60, "one webhook event each");
     assert_eq!(
         requests::expire_due(&mut f.conn, &policy, later).unwrap(),

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{PW, spawn_team_app_with};
+use ca_server::store::sql::Engine;
+
+use crate::helpers::{DataDir, PW, spawn_team_app_with};
 use crate::helpers::{Response, TestApp, count, ed25519_public_key, http_send};
 
 /// An auto-approved request of alice's (read-only-debug on web-1).
@@ -79,7 +81,9 @@ async fn health_becomes(app: &TestApp, status: u16, within: Duration) -> serde_j
     }
 }
 
-// issue 13 (finding 2): another process holding BEGIN EXCLUSIVE for 20 s.
+// issue 13 (finding 2): another process holding BEGIN EXCLUSIVE for 20 s
+// (issue 15: on PostgreSQL, another session holding ACCESS EXCLUSIVE locks
+// on every table, which like SQLite's exclusive lock stops reads and writes).
 // Before, each queued writer waited its own 5 s busy timeout in turn (calls
 // took 10-20 s) and got 500 `internal`; now every call answers within the
 // 5 s deadline + 1 s with 503 and Retry-After, nothing is issued, health is
@@ -91,14 +95,26 @@ async fn a_20s_external_lock_answers_every_write_within_its_deadline() {
     let id = app.submit(&alice, READ_ONLY).await;
     let certificates_before = count(&app.data.open_plain(), "certificates");
 
-    let db = app.data.db_path();
+    let conn = app.data.open_plain();
+    let lock = match app.data.engine() {
+        Engine::Sqlite => "BEGIN EXCLUSIVE".to_owned(),
+        Engine::Postgres => {
+            let tables: Vec<String> = conn.column(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                &[],
+            );
+            format!(
+                "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+                tables.join(", ")
+            )
+        }
+    };
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let holder = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        conn.batch(&lock);
         locked_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_secs(20));
-        conn.execute_batch("COMMIT").unwrap();
+        conn.batch("COMMIT");
     });
     locked_rx.recv().unwrap();
     let locked_at = Instant::now();
@@ -263,9 +279,12 @@ async fn a_full_disk_answers_503_and_turns_health_red_until_space_returns() {
     app.stop().await;
 }
 
-/// The accounts and roles of the request tests, with the data directory on `parent`.
+/// The accounts and roles of the request tests, with the data directory
+/// and its SQLite store on `parent`: SQLite whatever the run's engine, as
+/// the full disk is the store's own (a PostgreSQL server's disk is outside
+/// the CA; issue 15).
 async fn app_with_data_in(parent: &Path) -> TestApp {
-    crate::helpers::spawn_app_in(parent, |data| {
+    crate::helpers::spawn_app_over(DataDir::sqlite_in(parent), |data| {
         data.edit_config(|text| {
             format!(
                 "{}\n[health]\nmin_free_space_mb = 1\n{}",

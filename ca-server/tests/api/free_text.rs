@@ -104,8 +104,7 @@ async fn a_reason_with_bidi_zero_width_or_control_characters_is_refused_on_the_w
     let reason: String = app
         .data
         .open_store()
-        .query_row("SELECT reason FROM requests", [], |r| r.get(0))
-        .unwrap();
+        .one("SELECT reason FROM requests", &[]);
     assert_eq!(reason, "INC-1 disk full\nsee the runbook");
     app.stop().await;
 }
@@ -181,13 +180,10 @@ async fn a_break_glass_review_comment_with_terminal_controls_is_refused() {
         assert!(r.json()["message"].as_str().unwrap().contains(name));
     }
     let conn = app.data.open_store();
-    let reviewed: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM break_glass_reviews WHERE reviewed_at IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let reviewed: i64 = conn.one(
+        "SELECT count(*) FROM break_glass_reviews WHERE reviewed_at IS NOT NULL",
+        &[],
+    );
     assert_eq!(reviewed, 0, "no review was recorded");
     for e in audit_rows(&conn) {
         assert!(

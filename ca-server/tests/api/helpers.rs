@@ -18,7 +18,7 @@ pub fn tpa_ca() -> Command {
 /// job), as the HTTP handler does.
 #[allow(clippy::too_many_arguments, reason = "the use case's inputs, named")]
 pub fn issue_one(
-    conn: &mut rusqlite::Connection,
+    conn: &mut impl ca_server::store::engine::Transact,
     deps: (
         &ca_server::signer::Signer,
         &tpa_core::Policy,

@@ -2,6 +2,7 @@
 //! refused with a clear message, one `denied` audit row and no certificate;
 //! good input gives exactly the template's certificate, recorded twice.
 
+use ca_server::store::sql::Sql as _;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -360,23 +361,23 @@ fn a_successful_issuance_is_exactly_the_template_and_is_recorded() {
     let serial = issued.serial.to_string();
     let row = f
         .conn
-        .query_row(
+        .query_one(
             "SELECT key_id, principals, extensions, valid_after, valid_before,
                     subject_key_fingerprint, ca_key_fingerprint, request_id, issued_by, audit_seq
              FROM certificates WHERE serial = ?1",
-            [&serial],
+            &[&&serial],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, String>(8)?,
-                    r.get::<_, i64>(9)?,
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<i64>(3)?,
+                    r.get::<i64>(4)?,
+                    r.get::<String>(5)?,
+                    r.get::<String>(6)?,
+                    r.get::<Option<String>>(7)?,
+                    r.get::<String>(8)?,
+                    r.get::<i64>(9)?,
                 ))
             },
         )

@@ -75,14 +75,10 @@ fn groups(user: &serde_json::Value) -> Vec<String> {
 }
 
 fn last_login_reason(app: &TestApp) -> String {
-    app.data
-        .open_plain()
-        .query_row(
-            "SELECT reason FROM audit_events WHERE action = 'auth.login' ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.data.open_plain().one(
+        "SELECT reason FROM audit_events WHERE action = 'auth.login' ORDER BY seq DESC LIMIT 1",
+        &[],
+    )
 }
 
 fn remove_from_group(server: &Slapd, group: &str, member: &str) {

@@ -1,7 +1,9 @@
 //! `tpa-ca migrate-store` (issue 15): a SQLite install populated through the
 //! real workflow is copied into a real PostgreSQL and verified there; every
 //! kind of source or target it must not touch is refused with a clear
-//! message, a nonzero exit, and nothing written.
+//! message, a nonzero exit, and nothing written. The source is SQLite by
+//! construction (the command's `--from` is a SQLite file), whatever
+//! `TPA_TEST_ENGINE` asks.
 
 use std::process::Output;
 use std::time::Duration;
@@ -67,7 +69,7 @@ fn audit_events(conn: &PgConn) -> i64 {
 /// Requests decided by people and automatically, certificates, a revocation,
 /// break-glass issuance, and the outbox rows and audit events they make.
 fn populated() -> Fixture {
-    let mut f = Fixture::with_roles();
+    let mut f = Fixture::sqlite_with_roles();
     let debug = RequestInput {
         role: "read-only-debug".into(),
         hosts: vec!["web-2".into()],
@@ -177,10 +179,7 @@ fn migrate_store_copies_everything_and_the_chain_verifies_on_postgres() {
     assert_eq!(from_target.version, from_source.version);
     assert_eq!(from_target.bytes, from_source.bytes);
 
-    let last: i64 = f
-        .conn
-        .query_row("SELECT max(id) FROM outbox", [], |r| r.get(0))
-        .unwrap();
+    let last: i64 = f.conn.one("SELECT max(id) FROM outbox", &[]);
     let mut target = ca_server::store::Conn::Postgres(Box::new(target));
     let next = target
         .write(|tx| outbox::enqueue(tx, "test", "{}", Utc::now()))
@@ -191,7 +190,7 @@ fn migrate_store_copies_everything_and_the_chain_verifies_on_postgres() {
 // issue 15: a target that already holds data is refused, and left as it was.
 #[test]
 fn migrate_store_refuses_a_non_empty_target() {
-    let f = Fixture::new();
+    let f = Fixture::sqlite();
     let (db, target) = migrated_target();
     let first = migrate_store(&f, &db, &db.url);
     assert!(first.status.success(), "{}", text(&first.stderr));
@@ -206,7 +205,7 @@ fn migrate_store_refuses_a_non_empty_target() {
 // issue 15: a target that was never migrated is refused with what to run.
 #[test]
 fn migrate_store_refuses_an_unmigrated_target() {
-    let f = Fixture::new();
+    let f = Fixture::sqlite();
     let db = PgServer::shared().database();
     refused(&migrate_store(&f, &db, &db.url), "run `tpa-ca migrate");
 }
@@ -214,11 +213,11 @@ fn migrate_store_refuses_an_unmigrated_target() {
 // issue 15: a source at an older schema is refused: migrate it first.
 #[test]
 fn migrate_store_refuses_an_older_schema_source() {
-    let f = Fixture::new();
-    f.data
-        .open_plain()
-        .pragma_update(None, "user_version", ca_server::store::SCHEMA_VERSION - 1)
-        .unwrap();
+    let f = Fixture::sqlite();
+    f.data.open_plain().batch(&format!(
+        "PRAGMA user_version = {}",
+        ca_server::store::SCHEMA_VERSION - 1
+    ));
     let (db, target) = migrated_target();
     refused(
         &migrate_store(&f, &db, &db.url),
@@ -231,15 +230,12 @@ fn migrate_store_refuses_an_older_schema_source() {
 // anything is copied.
 #[test]
 fn migrate_store_refuses_a_tampered_source_chain() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::sqlite();
     f.issue_many(2);
-    f.data
-        .open_plain()
-        .execute_batch(
-            "DROP TRIGGER audit_events_append_only_update;
+    f.data.open_plain().batch(
+        "DROP TRIGGER audit_events_append_only_update;
              UPDATE audit_events SET reason = 'nothing happened' WHERE seq = 2;",
-        )
-        .unwrap();
+    );
     let (db, target) = migrated_target();
     refused(&migrate_store(&f, &db, &db.url), "audit chain of");
     assert_eq!(audit_events(&target), 0);
@@ -248,7 +244,7 @@ fn migrate_store_refuses_a_tampered_source_chain() {
 // issue 15: a server that does not answer is a clear error, not a hang.
 #[test]
 fn migrate_store_refuses_an_unreachable_server() {
-    let f = Fixture::new();
+    let f = Fixture::sqlite();
     let db = PgServer::shared().database();
     let port = PgServer::shared().port().to_string();
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -265,7 +261,7 @@ fn migrate_store_refuses_an_unreachable_server() {
 // clear, is refused before anything is opened.
 #[test]
 fn migrate_store_refuses_bad_urls() {
-    let f = Fixture::new();
+    let f = Fixture::sqlite();
     let db = PgServer::shared().database();
     refused(
         &migrate_store(&f, &db, "mysql://tpa@127.0.0.1/tpa"),

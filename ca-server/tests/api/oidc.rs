@@ -142,8 +142,7 @@ async fn nonce_mismatch_is_refused() {
         .await;
     app.data
         .open_plain()
-        .execute("UPDATE oidc_logins SET nonce = 'tampered-nonce'", [])
-        .unwrap();
+        .exec("UPDATE oidc_logins SET nonce = 'tampered-nonce'", &[]);
     let r = browser.get(&callback).await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("login_not_verified"), "{}", r.body);

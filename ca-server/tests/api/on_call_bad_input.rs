@@ -86,17 +86,21 @@ async fn unverified_oidc_email_forgets_an_earlier_verified_one() {
     // `email_verified: false` leaves the identity with no email to match by.
     use ca_server::integrations::emails::{record_login, verified_claim};
     let app = app("", "", None).await;
-    let mut conn = app.data.open_store();
+    let conn = app.data.open_store();
     let who = tpa_core::Identity::new("https://idp.example", "sub-alice").unwrap();
     let verified = verified_claim(Some("alice@example.com"), Some(&json!(true)));
-    record_login(&mut conn, &who, verified.as_ref(), chrono::Utc::now()).unwrap();
+    app.data
+        .blocking(|c| record_login(c, &who, verified.as_ref(), chrono::Utc::now()))
+        .unwrap();
     let found = ca_server::store::integrations::verified_email(&conn, &who).unwrap();
     assert_eq!(
         found.map(|e| e.to_string()).as_deref(),
         Some("alice@example.com")
     );
     let unverified = verified_claim(Some("alice@example.com"), Some(&json!(false)));
-    record_login(&mut conn, &who, unverified.as_ref(), chrono::Utc::now()).unwrap();
+    app.data
+        .blocking(|c| record_login(c, &who, unverified.as_ref(), chrono::Utc::now()))
+        .unwrap();
     assert_eq!(
         ca_server::store::integrations::verified_email(&conn, &who).unwrap(),
         None

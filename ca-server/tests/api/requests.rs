@@ -39,13 +39,10 @@ fn code(r: Result<impl std::fmt::Debug, WorkflowError>) -> String {
 }
 
 fn denied_rows(f: &Fixture, action: &str) -> i64 {
-    f.conn
-        .query_row(
-            "SELECT count(*) FROM audit_events WHERE action = ?1 AND outcome = 'denied'",
-            [action],
-            |r| r.get(0),
-        )
-        .unwrap()
+    f.conn.one(
+        "SELECT count(*) FROM audit_events WHERE action = ?1 AND outcome = 'denied'",
+        &[&action],
+    )
 }
 
 #[test]
@@ -88,14 +85,10 @@ fn two_stage_approval_then_certificate() {
         format!("request={id};hosts=db-1,web-1")
     );
     assert!(cert.valid_before() <= (now() + TimeDelta::minutes(15)).timestamp() as u64);
-    let row_request: Option<String> = f
-        .conn
-        .query_row(
-            "SELECT request_id FROM certificates WHERE serial = ?1",
-            [issued.serial.to_string()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let row_request: Option<String> = f.conn.one(
+        "SELECT request_id FROM certificates WHERE serial = ?1",
+        &[&issued.serial.to_string()],
+    );
     assert_eq!(row_request.as_deref(), Some(id.as_str()));
     assert!(verify_database(&f.conn).unwrap().is_ok());
 }
@@ -215,14 +208,10 @@ fn script_in_reason_is_stored_as_text() {
     let mut input = hotfix(&["web-1"], "1h");
     input.reason = "<script>alert(1)</script>".into();
     let r = f.submit(&alice(), &input).unwrap().request;
-    let stored: String = f
-        .conn
-        .query_row(
-            "SELECT reason FROM requests WHERE id = ?1",
-            [r.id.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored: String = f.conn.one(
+        "SELECT reason FROM requests WHERE id = ?1",
+        &[&r.id.as_str()],
+    );
     assert_eq!(stored, "<script>alert(1)</script>");
 }
 
@@ -324,14 +313,10 @@ fn finished_requests_cannot_be_decided_or_used() {
         later,
     );
     assert_eq!(code(r.map(|_| ())), "not_pending");
-    let state: String = f
-        .conn
-        .query_row(
-            "SELECT state FROM requests WHERE id = ?1",
-            [expired.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let state: String = f.conn.one(
+        "SELECT state FROM requests WHERE id = ?1",
+        &[&expired.as_str()],
+    );
     assert_eq!(state, "expired");
     assert_eq!(
         code(issue(&mut f, &alice(), &expired, later)),
@@ -449,14 +434,10 @@ fn parallel_certificate_calls_stay_within_policy() {
         .id;
     f.approve(&bob(), &id).unwrap();
     f.approve(&carol(), &id).unwrap();
-    let window_end: String = f
-        .conn
-        .query_row(
-            "SELECT window_end FROM requests WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let window_end: String = f.conn.one(
+        "SELECT window_end FROM requests WHERE id = ?1",
+        &[&id.as_str()],
+    );
     let window_end = DateTime::parse_from_rfc3339(&window_end)
         .unwrap()
         .timestamp() as u64;
@@ -502,37 +483,22 @@ fn parallel_certificate_calls_stay_within_policy() {
             .collect()
     });
     assert_eq!(serials.iter().collect::<BTreeSet<_>>().len(), 200);
-    let rows: i64 = f
-        .conn
-        .query_row(
-            "SELECT count(*) FROM certificates WHERE request_id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows: i64 = f.conn.one(
+        "SELECT count(*) FROM certificates WHERE request_id = ?1",
+        &[&id.as_str()],
+    );
     assert_eq!(rows, 200);
-    let audited: i64 = f
-        .conn
-        .query_row(
-            "SELECT count(*) FROM audit_events WHERE action = 'cert.issue' AND outcome = 'success'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let audited: i64 = f.conn.one(
+        "SELECT count(*) FROM audit_events WHERE action = 'cert.issue' AND outcome = 'success'",
+        &[],
+    );
     assert_eq!(audited, 200);
-    let issue_events: i64 = f
-        .conn
-        .query_row(
-            "SELECT count(*) FROM audit_events WHERE action = 'cert.issue'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let issue_events: i64 = f.conn.one(
+        "SELECT count(*) FROM audit_events WHERE action = 'cert.issue'",
+        &[],
+    );
     assert_eq!(issue_events, 200, "no denied or half-written issuance");
-    let all_certificates: i64 = f
-        .conn
-        .query_row("SELECT count(*) FROM certificates", [], |r| r.get(0))
-        .unwrap();
+    let all_certificates: i64 = f.conn.one("SELECT count(*) FROM certificates", &[]);
     assert_eq!(all_certificates, 200);
     assert!(verify_database(&f.conn).unwrap().is_ok());
 }

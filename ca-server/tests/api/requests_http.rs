@@ -387,20 +387,12 @@ async fn break_glass_self_approves_notifies_and_needs_a_review() {
     // Audit marks every step; the outbox announced the break-glass grant.
     let conn = app.data.open_store();
     let marked: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM audit_events WHERE object = ?1 AND action IN ('request.break_glass', 'request.review') AND outcome = 'success'",
-            [format!("request:{id}")],
-            |r| r.get(0),
-        )
-        .unwrap();
+        .one("SELECT count(*) FROM audit_events WHERE object = ?1 AND action IN ('request.break_glass', 'request.review') AND outcome = 'success'", &[&format!("request:{id}")]);
     assert_eq!(marked, 2);
-    let announced: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM outbox WHERE kind = 'request.break_glass'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let announced: i64 = conn.one(
+        "SELECT count(*) FROM outbox WHERE kind = 'request.break_glass'",
+        &[],
+    );
     assert_eq!(announced, 1);
     // Reviews count toward the decision rate limit like approvals (30 per user per minute).
     let mut limited = false;

@@ -3,6 +3,7 @@
 //! idempotence, refusals with their audit events, the KRL version, the
 //! bastion feed, and `tpa-ca krl --out`.
 
+use ca_server::store::sql::Sql as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
@@ -108,13 +109,10 @@ fn query(krl: &Path, file: &Path) -> bool {
 }
 
 fn events(f: &Fixture, action: &str, outcome: &str) -> i64 {
-    f.conn
-        .query_row(
-            "SELECT count(*) FROM audit_events WHERE action = ?1 AND outcome = ?2",
-            [action, outcome],
-            |r| r.get(0),
-        )
-        .unwrap()
+    f.conn.one(
+        "SELECT count(*) FROM audit_events WHERE action = ?1 AND outcome = ?2",
+        &[&action, &outcome],
+    )
 }
 
 #[test]
@@ -156,9 +154,9 @@ fn revoking_a_request_revokes_all_of_its_certificates_and_ends_it() {
     // Audited with who and why.
     let (actor, reason): (String, String) = f
         .conn
-        .query_row(
+        .query_one(
             "SELECT actor, reason FROM audit_events WHERE seq = ?1",
-            [done.audit_seq],
+            &[&done.audit_seq],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
@@ -174,7 +172,7 @@ fn revoking_a_request_revokes_all_of_its_certificates_and_ends_it() {
     assert!(KrlCheck::new(&f).revoked(&certs[0]));
     let e = f
         .conn
-        .execute("DELETE FROM revoked_certificates", [])
+        .execute("DELETE FROM revoked_certificates", &[])
         .unwrap_err();
     assert!(e.to_string().contains("final"), "{e}");
     assert!(verify_database(&f.conn).unwrap().is_ok());
@@ -583,14 +581,10 @@ fn tpa_ca_revoke_and_krl_out_through_the_binary() {
         .collect();
     assert_eq!(names, ["tpa.krl"]);
 
-    let actor: String = f
-        .conn
-        .query_row(
-            "SELECT revoked_by FROM revocations WHERE kind = 'request'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let actor: String = f.conn.one(
+        "SELECT revoked_by FROM revocations WHERE kind = 'request'",
+        &[],
+    );
     assert_eq!(actor, "admin:oncall");
     let _ = bob();
 }

@@ -4,13 +4,18 @@
 //! success event behind.
 //!
 //! Tests run as root in CI, where `chmod` does not stop writes; failures are
-//! therefore made inside SQLite (triggers, locks, page limits) or, for the
-//! read-only directory, by running `tpa-ca` as an unprivileged user.
+//! therefore made inside the database (triggers, locks, a read-only
+//! session, SQLite's page limit) or, for the read-only directory, by running
+//! `tpa-ca` as an unprivileged user. Each runs on the engine of the run
+//! (`TPA_TEST_ENGINE`), with the engine's own form of the fault, except the
+//! two faults of the SQLite file itself, which build a SQLite store
+//! whatever the run's engine (issue 15).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ca_server::commands::verify_database;
+use ca_server::store::sql::Engine;
 use ca_server::workflow::IssueError;
 
 use crate::helpers::{
@@ -40,12 +45,13 @@ fn expect_storage_failure(f: &mut Fixture) -> String {
 #[test]
 fn failing_audit_insert_gives_storage_error_and_no_certificate() {
     let mut f = Fixture::new();
-    f.conn
-        .execute_batch(
-            "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events
-             BEGIN SELECT RAISE(ABORT, 'simulated audit write failure'); END;",
-        )
-        .unwrap();
+    f.conn.fail_on(
+        "fail_audit",
+        "INSERT",
+        "audit_events",
+        "true",
+        "simulated audit write failure",
+    );
 
     let message = expect_storage_failure(&mut f);
     assert!(
@@ -61,7 +67,7 @@ fn failing_audit_insert_gives_storage_error_and_no_certificate() {
         "unrecorded denial must be a storage error"
     );
 
-    f.conn.execute_batch("DROP TRIGGER fail_audit").unwrap();
+    f.conn.stop_failing("fail_audit", "audit_events");
     f.issue(&valid_input(ed25519_public_key())).unwrap();
     assert_eq!(count(&f.conn, "certificates"), 1);
 }
@@ -69,12 +75,13 @@ fn failing_audit_insert_gives_storage_error_and_no_certificate() {
 #[test]
 fn failing_certificate_insert_rolls_back_the_audit_event() {
     let mut f = Fixture::new();
-    f.conn
-        .execute_batch(
-            "CREATE TRIGGER fail_certificates BEFORE INSERT ON certificates
-             BEGIN SELECT RAISE(ABORT, 'simulated certificate write failure'); END;",
-        )
-        .unwrap();
+    f.conn.fail_on(
+        "fail_certificates",
+        "INSERT",
+        "certificates",
+        "true",
+        "simulated certificate write failure",
+    );
 
     // The audit event is appended before the certificate row, in the same
     // transaction: it must be rolled back with it.
@@ -89,52 +96,69 @@ fn failing_certificate_insert_rolls_back_the_audit_event() {
     );
 }
 
+// Another connection holds the write lock: SQLite's `BEGIN IMMEDIATE` (the
+// database is locked), or on PostgreSQL a transaction holding an exclusive
+// lock on the audit table; the issuing connection gives up after its busy
+// timeout or lock timeout (issue 15: the same fault on both engines).
 #[test]
 fn locked_database_gives_storage_error_and_no_certificate() {
     let mut f = Fixture::new();
-    let mut other = f.data.open_plain();
-    let lock = other
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
-    f.conn.busy_timeout(Duration::from_millis(200)).unwrap();
+    let other = f.data.open_plain();
+    let expected = match f.data.engine() {
+        Engine::Sqlite => {
+            other.batch("BEGIN IMMEDIATE");
+            f.conn.batch("PRAGMA busy_timeout = 200");
+            "database is locked"
+        }
+        Engine::Postgres => {
+            other.batch("BEGIN; LOCK TABLE audit_events IN EXCLUSIVE MODE");
+            f.conn.batch("SET lock_timeout = '200ms'");
+            "lock timeout"
+        }
+    };
     let started = Instant::now();
 
     let message = expect_storage_failure(&mut f);
 
-    assert!(message.contains("database is locked"), "{message}");
+    assert!(message.contains(expected), "{message}");
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "gave up after the busy timeout"
     );
-    lock.rollback().unwrap();
+    other.batch("ROLLBACK");
     f.issue(&valid_input(ed25519_public_key())).unwrap();
     assert_eq!(count(&f.conn, "certificates"), 1);
 }
 
+// A store that refuses writes: SQLite's `query_only`, PostgreSQL's
+// read-only transactions (as on a standby).
 #[test]
 fn database_refusing_writes_gives_storage_error_and_no_certificate() {
     let mut f = Fixture::new();
-    f.conn.pragma_update(None, "query_only", true).unwrap();
+    let expected = match f.data.engine() {
+        Engine::Sqlite => {
+            f.conn.batch("PRAGMA query_only = 1");
+            "readonly"
+        }
+        Engine::Postgres => {
+            f.conn.batch("SET default_transaction_read_only = on");
+            "read-only transaction"
+        }
+    };
 
     let message = expect_storage_failure(&mut f);
 
-    assert!(message.contains("readonly"), "{message}");
+    assert!(message.contains(expected), "{message}");
 }
 
 #[test]
 fn full_database_gives_storage_error_and_commits_nothing_partial() {
-    let mut f = Fixture::new();
-    // SQLite's page limit stands in for a full disk: the same SQLITE_FULL error.
-    let pages: i64 = f
-        .conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .unwrap();
-    let _: i64 = f
-        .conn
-        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    // SQLite only, whatever the run's engine: SQLite's page limit stands in
+    // for a full disk (the same SQLITE_FULL error); a full disk under
+    // PostgreSQL is the server's, outside the CA.
+    let mut f = Fixture::sqlite();
+    let pages: i64 = f.conn.one("PRAGMA page_count", &[]);
+    let _: i64 = f.conn.one(&format!("PRAGMA max_page_count = {pages}"), &[]);
     let mut issued = 0;
     let error = loop {
         assert!(issued < 1000, "the database never filled up");
@@ -164,7 +188,9 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 
 #[test]
 fn read_only_data_directory_gives_an_error_and_no_certificate() {
-    let data = DataDir::new();
+    // SQLite only, whatever the run's engine: the store's files in the
+    // read-only directory are the fault (a PostgreSQL store lives elsewhere).
+    let data = DataDir::sqlite();
     let pubkey = data.tmp.path().join("user.pub");
     std::fs::write(&pubkey, ed25519_public_key()).unwrap();
     let db_files: Vec<_> = ["", "-wal", "-shm"]

@@ -84,14 +84,10 @@ fn closing_comments(fake: &Fake) -> Vec<String> {
 }
 
 fn queued_items(app: &TestApp) -> i64 {
-    app.data
-        .open_plain()
-        .query_row(
-            "SELECT count(*) FROM outbox WHERE kind = ?1",
-            [window_end::KIND],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.data.open_plain().one(
+        "SELECT count(*) FROM outbox WHERE kind = ?1",
+        &[&window_end::KIND],
+    )
 }
 
 fn notice(app: &TestApp, id: &str) -> Option<Option<i64>> {
@@ -140,9 +136,8 @@ async fn closing_comment_is_posted_once_when_the_window_runs_out() {
     assert_eq!(end_pass(&app, end + TimeDelta::seconds(2)).await, 0);
     assert_eq!(end_pass(&app, end + TimeDelta::hours(3)).await, 0);
     let other = app.state().clone();
+    let mut conn = app.data.open_store();
     let replica = tokio::task::spawn_blocking(move || {
-        let mut conn =
-            ca_server::store::open(&other.database_path, ca_server::store::Create::Never).unwrap();
         queue_due(
             &mut conn,
             other.integrations.config(),

@@ -2,6 +2,7 @@
 //! fakes answering with the vendors' documented JSON (Jira's issue with
 //! `fields.status.statusCategory.key`, ServiceNow's Table API `result`).
 
+use ca_server::store::sql::Sql as _;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -351,15 +352,10 @@ ticket_check = { system = "jira", projects = ["INC"], comment = true }"#;
         .await;
     let mut next_attempt: Option<String> = None;
     for _ in 0..100 {
-        next_attempt = app
-            .data
-            .open_store()
-            .query_row(
-                "SELECT next_attempt_at FROM outbox_cursors WHERE sink = 'ticket:jira'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        next_attempt = app.data.open_store().one(
+            "SELECT next_attempt_at FROM outbox_cursors WHERE sink = 'ticket:jira'",
+            &[],
+        );
         if next_attempt.is_some() {
             break;
         }
@@ -414,9 +410,9 @@ async fn comment_outcome(app: &TestApp) -> (i64, Option<String>, usize) {
     for _ in 0..300 {
         let conn = app.data.open_store();
         let (attempts, next) = conn
-            .query_row(
+            .query_one(
                 "SELECT attempts, next_attempt_at FROM outbox_cursors WHERE sink = 'ticket:jira'",
-                [],
+                &[],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();

@@ -113,9 +113,7 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::open(
-            ca_server::store::Database::open_sqlite(&config.database_path, 1).unwrap(),
-        ),
+        store: ca_server::notify::delivery::DeliveryStore::open(data.database()),
         bell: bell.clone(),
         shutdown: stopped,
         lease: Lease::for_process(),
@@ -123,7 +121,6 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
     let senders = spawn_senders(&deliveries, config.webhooks.clone()).unwrap();
 
     // created, approved (after two stages), then a second request created and denied.
-    let mut conn = data.open_store();
     let now = Utc::now();
     let input = RequestInput {
         role: "hotfix-admin".into(),
@@ -138,55 +135,60 @@ async fn outage_delays_but_loses_nothing_in_order_and_signed() {
         user("bob", &["sre-leads"]),
         user("carol", &["managers"]),
     );
-    let first = requests::submit(
-        &mut conn,
-        &config.policy,
-        &config.workflow,
-        &alice,
-        &input,
-        "t",
-        now,
-    )
-    .unwrap()
-    .request
-    .id;
-    requests::approve(
-        &mut conn,
-        &config.policy,
-        &identities,
-        &bob,
-        &first,
-        Narrowing::default(),
-        "t",
-        now,
-    )
-    .unwrap();
-    requests::approve(
-        &mut conn,
-        &config.policy,
-        &identities,
-        &carol,
-        &first,
-        Narrowing::default(),
-        "t",
-        now,
-    )
-    .unwrap();
-    let mut second_input = input.clone();
-    second_input.hosts = vec!["web-2".into()];
-    let second = requests::submit(
-        &mut conn,
-        &config.policy,
-        &config.workflow,
-        &alice,
-        &second_input,
-        "t",
-        now,
-    )
-    .unwrap()
-    .request
-    .id;
-    requests::deny(&mut conn, &config.policy, &bob, &second, "no", "t", now).unwrap();
+    // The workflow's writes run off the runtime's thread (the PostgreSQL
+    // client blocks).
+    let first = data.blocking(|conn| {
+        let first = requests::submit(
+            conn,
+            &config.policy,
+            &config.workflow,
+            &alice,
+            &input,
+            "t",
+            now,
+        )
+        .unwrap()
+        .request
+        .id;
+        requests::approve(
+            conn,
+            &config.policy,
+            &identities,
+            &bob,
+            &first,
+            Narrowing::default(),
+            "t",
+            now,
+        )
+        .unwrap();
+        requests::approve(
+            conn,
+            &config.policy,
+            &identities,
+            &carol,
+            &first,
+            Narrowing::default(),
+            "t",
+            now,
+        )
+        .unwrap();
+        let mut second_input = input.clone();
+        second_input.hosts = vec!["web-2".into()];
+        let second = requests::submit(
+            conn,
+            &config.policy,
+            &config.workflow,
+            &alice,
+            &second_input,
+            "t",
+            now,
+        )
+        .unwrap()
+        .request
+        .id;
+        requests::deny(conn, &config.policy, &bob, &second, "no", "t", now).unwrap();
+        first
+    });
     bell.ring();
 
     let delivered = |log: &Arc<Mutex<Vec<Received>>>| {
@@ -293,9 +295,7 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bell = OutboxBell::default();
     let deliveries = Deliveries {
-        store: ca_server::notify::delivery::DeliveryStore::open(
-            ca_server::store::Database::open_sqlite(&config.database_path, 1).unwrap(),
-        ),
+        store: ca_server::notify::delivery::DeliveryStore::open(data.database()),
         bell: bell.clone(),
         shutdown: stopped,
         lease: Lease::for_process(),
@@ -308,17 +308,18 @@ async fn slack_bodies_for(reason: &str) -> Vec<String> {
         reason: reason.into(),
         ..RequestInput::default()
     };
-    let mut conn = data.open_store();
     let alice = user("alice", &["engineers"]);
-    requests::submit(
-        &mut conn,
-        &config.policy,
-        &config.workflow,
-        &alice,
-        &input,
-        "t",
-        Utc::now(),
-    )
+    data.blocking(|conn| {
+        requests::submit(
+            conn,
+            &config.policy,
+            &config.workflow,
+            &alice,
+            &input,
+            "t",
+            Utc::now(),
+        )
+    })
     .unwrap();
     bell.ring();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -361,16 +362,19 @@ async fn a_reason_at_the_length_cap_cannot_make_a_large_slack_payload() {
         reason: "&".repeat(4096),
         ..RequestInput::default()
     };
-    let refused = requests::submit(
-        &mut data.open_store(),
-        &data.config.policy,
-        &data.config.workflow,
-        &user("alice", &["engineers"]),
-        &input,
-        "t",
-        Utc::now(),
-    )
-    .unwrap_err();
+    let refused = data
+        .blocking(|conn| {
+            requests::submit(
+                conn,
+                &data.config.policy,
+                &data.config.workflow,
+                &user("alice", &["engineers"]),
+                &input,
+                "t",
+                Utc::now(),
+            )
+        })
+        .unwrap_err();
     assert!(
         matches!(
             refused,
