@@ -1,20 +1,19 @@
 //! A small pool of PostgreSQL connections for one replica, handed out under
 //! a deadline as the SQLite writer is: waiting for a free connection ends at
-//! the deadline, and each connection's `statement_timeout` and
-//! `lock_timeout` are set to the time left when it is handed out, so a
-//! statement or a lock wait never outlives the request that asked for it
-//! (they fail as [`Fault::DeadlinePassed`] / [`Fault::Locked`]: 503).
+//! the deadline, and the connection carries it (`PgConn::set_deadline`):
+//! each statement's `statement_timeout` and `lock_timeout` are at most the
+//! time left, so no statement or lock wait outlives the request that asked
+//! for it (they fail as [`Fault::DeadlinePassed`] / [`Fault::Locked`]: 503).
 //!
 //! Connections open lazily and are replaced when broken (the server
 //! restarted or failed over): the call that found one broken fails as a
 //! condition, and the next call gets a fresh connection, without a restart.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::engine::{Conn, Tx};
 use super::pg::{PgOptions, connect};
-use super::sql::Sql;
 use super::{Fault, StoreError};
 
 /// Up to `size` connections to one database.
@@ -93,20 +92,13 @@ impl PgPool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A connection with its timeouts set from `deadline`.
+    /// A connection whose statements end at `deadline`.
     fn get(&self, deadline: Instant) -> Result<Conn, StoreError> {
         let conn = self.take(deadline)?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            self.put(conn);
-            return Err(StoreError::Condition(Fault::DeadlinePassed));
-        }
-        // Never zero: zero turns PostgreSQL's timeouts off.
-        let ms = left.max(Duration::from_millis(1)).as_millis();
-        let set = Sql::execute_batch(
-            &conn,
-            &format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}"),
-        );
+        let set = match &conn {
+            Conn::Postgres(pg) => pg.set_deadline(Some(deadline)),
+            Conn::Sqlite(_) => Ok(()),
+        };
         match set {
             Ok(()) => Ok(conn),
             Err(e) => {
@@ -154,6 +146,10 @@ impl PgPool {
     /// Gives a connection back; a broken one is dropped (and replaced at the
     /// next call).
     fn put(&self, conn: Conn) {
+        if let Conn::Postgres(pg) = &conn {
+            // Clearing cannot fail: there is no deadline left to check.
+            let _ = pg.set_deadline(None);
+        }
         let mut state = self.lock();
         if is_closed(&conn) {
             state.open -= 1;
@@ -193,9 +189,12 @@ fn is_closed(conn: &Conn) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::store::MaybeFault;
     use crate::store::pg::test_database;
+    use crate::store::sql::Sql;
 
     fn pool(size: usize) -> PgPool {
         let (options, _) = test_database();
@@ -224,6 +223,33 @@ mod tests {
             .read(soon(10_000), |c| c.query_one("SELECT 1", &[], |r| r.get(0)))
             .unwrap();
         assert_eq!(one, 1);
+    }
+
+    // issue 15: a transaction opened late in a call gets what is left of the
+    // deadline, not the whole timeout set when the connection was handed
+    // out (a login whose reads waited, then whose write waited, took twice
+    // its deadline).
+    #[test]
+    fn a_late_transaction_ends_at_the_call_deadline() {
+        let (options, holder) = test_database();
+        let pool = PgPool::new(options, 1);
+        let tx = holder.begin().unwrap();
+        tx.execute("UPDATE krl_state SET version = version + 1", &[])
+            .unwrap();
+        let start = Instant::now();
+        let e = pool
+            .with(soon(1500), |conn| {
+                std::thread::sleep(Duration::from_millis(1000));
+                conn.write(|tx| tx.execute("UPDATE krl_state SET version = version + 10", &[]))
+            })
+            .unwrap_err();
+        let took = start.elapsed();
+        assert!(
+            matches!(e.fault(), Some(Fault::Locked | Fault::DeadlinePassed)),
+            "{e:?}"
+        );
+        assert!(took < Duration::from_millis(2200), "took {took:?}");
+        tx.commit().unwrap();
     }
 
     // issue 15: a write waiting on a row another replica holds gives up at

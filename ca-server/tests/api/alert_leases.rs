@@ -124,7 +124,7 @@ fn queued(data: &DataDir) -> Vec<String> {
 /// its window open and counts it as suppressed.
 fn suppressed(data: &DataDir) -> i64 {
     data.open_store().one(
-        "SELECT coalesce(sum(suppressed), 0) FROM alert_windows",
+        "SELECT CAST(coalesce(sum(suppressed), 0) AS BIGINT) FROM alert_windows",
         &[],
     )
 }

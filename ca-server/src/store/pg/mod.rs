@@ -15,7 +15,7 @@ pub use migrate::{SCHEMA_VERSION as PG_SCHEMA_VERSION, dump_schema, migrate, sch
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, Statement};
 
@@ -69,7 +69,19 @@ pub struct PgConn {
     /// wrote, so a read-only session does not hide a database that refuses
     /// writes (a standby after failover).
     changes: Cell<u64>,
+    /// When the call holding this connection must be answered (set by the
+    /// pool), and the statement and lock timeouts set on the session now
+    /// (`None`: unknown). PostgreSQL's timeouts count per statement, so a
+    /// call whose statements wait one after another would run past its
+    /// deadline; each statement therefore starts with timeouts no longer
+    /// than what is left of it (within [`DEADLINE_SLACK`]).
+    deadline: Cell<Option<Instant>>,
+    timeouts: Cell<Option<Duration>>,
 }
+
+/// How far past the call's deadline a statement may end: the timeouts are
+/// set again (one round trip) only once they exceed what is left by more.
+const DEADLINE_SLACK: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for PgConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,6 +121,8 @@ pub fn connect(options: &PgOptions) -> Result<PgConn, StoreError> {
         statements: RefCell::new(HashMap::new()),
         in_transaction: Cell::new(false),
         changes: Cell::new(0),
+        deadline: Cell::new(None),
+        timeouts: Cell::new(None),
     })
 }
 
@@ -196,12 +210,52 @@ impl PgConn {
     }
 
     pub(super) fn execute_pg(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        self.within_deadline()?;
         let mut client = self.client()?;
         let stmt = self.statement(&mut client, sql)?;
         let params: Vec<_> = params.iter().map(|p| p.as_postgres()).collect();
         let changed = client.execute(&stmt, &params)?;
         self.changes.set(self.changes.get().saturating_add(changed));
         Ok(changed)
+    }
+
+    /// Sets (or clears) the deadline of the call holding this connection:
+    /// from now on no statement on it waits past the deadline (plus
+    /// [`DEADLINE_SLACK`]); one that would start after it fails at once with
+    /// [`Fault::DeadlinePassed`](super::Fault::DeadlinePassed).
+    pub fn set_deadline(&self, deadline: Option<Instant>) -> Result<(), StoreError> {
+        self.deadline.set(deadline);
+        self.within_deadline()
+    }
+
+    /// Lowers the session's statement and lock timeouts to what is left of
+    /// the deadline when they exceed it by more than the slack.
+    fn within_deadline(&self) -> Result<(), StoreError> {
+        let Some(deadline) = self.deadline.get() else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StoreError::Condition(super::Fault::DeadlinePassed));
+        }
+        if self
+            .timeouts
+            .get()
+            .is_some_and(|set| set <= left + DEADLINE_SLACK)
+        {
+            return Ok(());
+        }
+        // Never zero: zero turns PostgreSQL's timeouts off.
+        let left = left.max(Duration::from_millis(1));
+        let ms = left.as_millis();
+        // Unset first: a SET inside a transaction that then rolls back is
+        // undone, and the next statement must not trust it.
+        self.timeouts.set(None);
+        self.batch_raw(&format!(
+            "SET statement_timeout = {ms}; SET lock_timeout = {ms}"
+        ))?;
+        self.timeouts.set(Some(left));
+        Ok(())
     }
 
     /// Rows changed by statements on this connection since it opened.
@@ -216,6 +270,7 @@ impl PgConn {
         f: &mut dyn FnMut(&Row<'_, '_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
+        self.within_deadline()?;
         let mut client = self.client()?;
         let stmt = self.statement(&mut client, sql)?;
         let params = params.iter().map(|p| p.as_postgres());
@@ -227,7 +282,20 @@ impl PgConn {
     }
 
     pub(super) fn batch_pg(&self, sql: &str) -> Result<(), StoreError> {
+        self.within_deadline()?;
+        self.batch_raw(sql)
+    }
+
+    /// [`PgConn::batch_pg`] without the deadline: for ending transactions,
+    /// which must run whatever time is left.
+    fn batch_raw(&self, sql: &str) -> Result<(), StoreError> {
         Ok(self.client()?.batch_execute(sql)?)
+    }
+
+    /// A transaction ended: a timeout set inside it may have been undone.
+    fn ended(&self) {
+        self.in_transaction.set(false);
+        self.timeouts.set(None);
     }
 }
 
@@ -260,12 +328,12 @@ impl PgTx<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         let result = self
             .conn
-            .batch_pg("SET LOCAL statement_timeout = 0; COMMIT");
+            .batch_raw("SET LOCAL statement_timeout = 0; COMMIT");
         if result.is_err() {
             // Whatever failed, leave no transaction open on the connection.
-            let _ = self.conn.batch_pg("ROLLBACK");
+            let _ = self.conn.batch_raw("ROLLBACK");
         }
-        self.conn.in_transaction.set(false);
+        self.conn.ended();
         std::mem::forget(self);
         result
     }
@@ -274,10 +342,10 @@ impl PgTx<'_> {
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
         // Best effort: a broken connection is dropped by its pool anyway.
-        if let Err(e) = self.conn.batch_pg("ROLLBACK") {
+        if let Err(e) = self.conn.batch_raw("ROLLBACK") {
             tracing::debug!("rollback failed: {e}");
         }
-        self.conn.in_transaction.set(false);
+        self.conn.ended();
     }
 }
 
