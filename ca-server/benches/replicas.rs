@@ -20,7 +20,10 @@
 //! user per minute); `TPA_BENCH_CLIENTS` changes the number of clients
 //! (default 64). `TPA_BENCH_PG` adds PostgreSQL settings (`name=value`,
 //! space-separated) for experiments; the results print what the server ran
-//! with. At the end of each store: one certificate row per answered
+//! with. With `TPA_BENCH_PG="shared_preload_libraries=pg_stat_statements"`
+//! each PostgreSQL run is followed by the statements it sent, most frequent
+//! first (calls, mean execution time): the round trips per certificate.
+//! At the end of each store: one certificate row per answered
 //! certificate, and the audit chain verifies.
 
 mod support;
@@ -242,11 +245,22 @@ fn main() -> anyhow::Result<()> {
     let sqlite = data_dir(root.path(), "sqlite", &InitDatabase::Sqlite)?;
     let one = data_dir(root.path(), "pg-one", &postgres(&mut server)?)?;
     let two = data_dir(root.path(), "pg-two", &postgres(&mut server)?)?;
-    let all = [
-        measure("SQLite, one server", &sqlite, 1, &knobs)?,
-        measure("PostgreSQL, one replica", &one, 1, &knobs)?,
-        measure("PostgreSQL, two replicas", &two, 2, &knobs)?,
-    ];
+    // With pg_stat_statements preloaded (TPA_BENCH_PG), what each
+    // PostgreSQL run sent, most frequent first.
+    let profile = |server: &PgServer| -> anyhow::Result<()> {
+        for line in server.top_statements(25)? {
+            println!("  {line}");
+        }
+        Ok(())
+    };
+    profile(&server)?;
+    let sqlite = measure("SQLite, one server", &sqlite, 1, &knobs)?;
+    profile(&server)?;
+    let pg_one = measure("PostgreSQL, one replica", &one, 1, &knobs)?;
+    profile(&server)?;
+    let pg_two = measure("PostgreSQL, two replicas", &two, 2, &knobs)?;
+    profile(&server)?;
+    let all = [sqlite, pg_one, pg_two];
     println!();
     println!(
         "| Store | certs/s | p50 | p99 | raw signing certs/s | ratio | decision → waiter p50 |"

@@ -181,6 +181,33 @@ impl PgServer {
         Ok(client.query_one(&format!("SHOW {name}"), &[])?.get(0))
     }
 
+    /// With `shared_preload_libraries=pg_stat_statements` among the
+    /// settings: the `limit` statements run most often since the last call
+    /// (calls, mean ms, query), for profiling; empty otherwise.
+    pub(crate) fn top_statements(&self, limit: i64) -> anyhow::Result<Vec<String>> {
+        let mut client = self.connect("postgres")?;
+        let preloaded: String = client
+            .query_one("SHOW shared_preload_libraries", &[])?
+            .get(0);
+        if !preloaded.contains("pg_stat_statements") {
+            return Ok(Vec::new());
+        }
+        client.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+        let rows = client.query(
+            "SELECT calls, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+             FROM pg_stat_statements ORDER BY calls DESC LIMIT $1",
+            &[&limit],
+        )?;
+        client.batch_execute("SELECT pg_stat_statements_reset()")?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let (calls, mean, query): (i64, f64, String) = (r.get(0), r.get(1), r.get(2));
+                format!("{calls:>9} {mean:>8.3} ms  {query}")
+            })
+            .collect())
+    }
+
     /// A fresh, empty database: its URL (without password) and the
     /// password file.
     pub(crate) fn database(&mut self) -> anyhow::Result<(String, PathBuf)> {
