@@ -40,6 +40,7 @@ mod on_call_bad_input;
 mod policy_explain;
 mod policy_hook;
 mod postgres_cli;
+mod postgres_issuance_race;
 mod postgres_serve;
 #[path = "../support/postgres_server.rs"]
 mod postgres_server;
