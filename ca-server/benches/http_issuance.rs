@@ -13,379 +13,19 @@
 //! minute).
 //! `TPA_BENCH_CLIENTS` changes the number of clients (default 64).
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use ca_server::commands::{InitOptions, init_data_dir, verify_database};
-use ca_server::config::{Config, EXAMPLE_ROLES};
+use ca_server::config::Config;
 use ca_server::server::Application;
 use ca_server::signer::Signer;
 use ca_server::store::{self, Create};
-use chrono::Utc;
-use serde_json::{Value, json};
-use ssh_key::{Algorithm, PrivateKey};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tpa_core::{
-    ApprovedScope, CertOrigin, CertSerial, CertTemplate, CriticalOptions, HumanDuration, Principal,
-    SubjectKey, Username,
+use support::{
+    Tokens, add_roles_and_accounts, decision_latency, env_number, http_issuance, ms, raw_signing,
 };
-
-/// The longest any one HTTP exchange may take before the benchmark fails.
-const EXCHANGE_LIMIT: Duration = Duration::from_secs(30);
-
-/// One keep-alive HTTP/1.1 connection.
-struct Client {
-    stream: TcpStream,
-    address: SocketAddr,
-    buffer: Vec<u8>,
-}
-
-/// A response: status and body.
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn json(&self) -> anyhow::Result<Value> {
-        serde_json::from_slice(&self.body).context("response body is not JSON")
-    }
-}
-
-impl Client {
-    async fn connect(address: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            address,
-            buffer: Vec::with_capacity(4096),
-        })
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> anyhow::Result<Response> {
-        tokio::time::timeout(EXCHANGE_LIMIT, self.exchange(method, path, token, body))
-            .await
-            .with_context(|| format!("no answer to {method} {path} within {EXCHANGE_LIMIT:?}"))?
-    }
-
-    async fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> anyhow::Result<Response> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.address);
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        let body = body.unwrap_or_default();
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        self.stream.write_all(head.as_bytes()).await?;
-        self.read_response().await
-    }
-
-    async fn read_response(&mut self) -> anyhow::Result<Response> {
-        loop {
-            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buffer[..end])?.to_owned();
-                let status: u16 = head
-                    .split(' ')
-                    .nth(1)
-                    .context("no status")?
-                    .parse()
-                    .context("bad status")?;
-                let length: usize = head
-                    .split("\r\n")
-                    .filter_map(|l| l.split_once(':'))
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.trim().parse())
-                    .transpose()?
-                    .context("response without Content-Length")?;
-                while self.buffer.len() < end + 4 + length {
-                    self.fill().await?;
-                }
-                let body = self.buffer[end + 4..end + 4 + length].to_vec();
-                self.buffer.drain(..end + 4 + length);
-                return Ok(Response { status, body });
-            }
-            self.fill().await?;
-        }
-    }
-
-    async fn fill(&mut self) -> anyhow::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("connection closed by the server");
-        }
-        self.buffer.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    /// `POST /api/v1/login` → the API token.
-    async fn login(&mut self, username: &str, password: &str) -> anyhow::Result<String> {
-        let body = json!({ "username": username, "password": password }).to_string();
-        let r = self
-            .send("POST", "/api/v1/login", None, Some(&body))
-            .await?;
-        ensure!(r.status == 200, "login of {username} answered {}", r.status);
-        Ok(r.json()?["token"]
-            .as_str()
-            .context("no token in the login answer")?
-            .to_owned())
-    }
-
-    /// `POST /api/v1/requests` → (request id, state).
-    async fn submit(&mut self, token: &str, body: &Value) -> anyhow::Result<(String, String)> {
-        let r = self
-            .send(
-                "POST",
-                "/api/v1/requests",
-                Some(token),
-                Some(&body.to_string()),
-            )
-            .await?;
-        ensure!(
-            r.status == 201,
-            "submit answered {}: {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        );
-        let v = r.json()?;
-        let field = |name: &str| -> anyhow::Result<String> {
-            Ok(v["request"][name]
-                .as_str()
-                .with_context(|| format!("no request.{name} in the submit answer"))?
-                .to_owned())
-        };
-        Ok((field("id")?, field("state")?))
-    }
-}
-
-/// Latencies, sorted, with percentiles.
-struct Latencies(Vec<Duration>);
-
-impl Latencies {
-    fn new(mut v: Vec<Duration>) -> Self {
-        v.sort_unstable();
-        Self(v)
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        if self.0.is_empty() {
-            return Duration::ZERO;
-        }
-        let index = ((self.0.len() - 1) as f64 * p).round() as usize;
-        self.0[index.min(self.0.len() - 1)]
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// Raw signing: `Signer::sign` of one fixed template on one thread, for `budget`.
-fn raw_signing(signer: &Signer, budget: Duration) -> anyhow::Result<f64> {
-    let user = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)?;
-    let now = Utc::now();
-    let scope = ApprovedScope {
-        subject: SubjectKey::parse(&user.public_key().to_openssh()?, &signer.ca_key_data())?,
-        origin: CertOrigin::AdminIssue {
-            admin: Username::parse("root")?,
-        },
-        principals: BTreeSet::from([Principal::parse("debug")?]),
-        extensions: BTreeSet::new(),
-        critical_options: CriticalOptions::default(),
-        window_end: now + chrono::TimeDelta::minutes(15),
-        cert_ttl: HumanDuration::parse("15m")?,
-        hosts: BTreeSet::new(),
-    };
-    let template = CertTemplate::new(scope, CertSerial::new(42)?, now)?;
-    for _ in 0..20 {
-        std::hint::black_box(signer.sign(&template)?);
-    }
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < budget && n < 10_000_000 {
-        std::hint::black_box(signer.sign(&template)?);
-        n += 1;
-    }
-    Ok(n as f64 / started.elapsed().as_secs_f64())
-}
-
-/// One client: certificate requests back to back until `end`; latencies of
-/// those that started after `measure_from`.
-async fn issuing_client(
-    address: SocketAddr,
-    token: String,
-    request_id: String,
-    measure_from: Instant,
-    end: Instant,
-) -> anyhow::Result<(usize, Vec<Duration>)> {
-    let mut client = Client::connect(address).await?;
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)?;
-    let body = json!({ "public_key": key.public_key().to_openssh()? }).to_string();
-    let path = format!("/api/v1/requests/{request_id}/certificate");
-    let (mut answered, mut latencies) = (0, Vec::new());
-    loop {
-        let started = Instant::now();
-        if started >= end {
-            return Ok((answered, latencies));
-        }
-        let r = client
-            .send("POST", &path, Some(&token), Some(&body))
-            .await?;
-        let took = started.elapsed();
-        ensure!(
-            r.status == 200,
-            "certificate answered {}: {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        );
-        answered += 1;
-        if started >= measure_from && started + took <= end {
-            latencies.push(took);
-        }
-    }
-}
-
-struct Tokens {
-    alice: String,
-    bob: String,
-    carol: String,
-}
-
-async fn http_issuance(
-    address: SocketAddr,
-    tokens: &Tokens,
-    clients: u64,
-    budget: Duration,
-) -> anyhow::Result<(f64, Latencies, usize)> {
-    let mut setup = Client::connect(address).await?;
-    let (id, state) = setup
-        .submit(
-            &tokens.alice,
-            &json!({
-                "role": "read-only-debug",
-                "hosts": ["web-1"],
-                "duration": "1h",
-                "reason": "INC-1 http issuance benchmark",
-            }),
-        )
-        .await?;
-    ensure!(
-        state == "approved",
-        "the read-only-debug request is {state}, not auto-approved"
-    );
-    let warm_up = Duration::from_secs(1);
-    let measure_from = Instant::now() + warm_up;
-    let end = measure_from + budget;
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            tokio::spawn(issuing_client(
-                address,
-                tokens.alice.clone(),
-                id.clone(),
-                measure_from,
-                end,
-            ))
-        })
-        .collect();
-    let (mut all, mut answered) = (Vec::new(), 0);
-    for task in tasks {
-        let (count, latencies) = task.await??;
-        answered += count;
-        all.extend(latencies);
-    }
-    let rate = all.len() as f64 / budget.as_secs_f64();
-    Ok((rate, Latencies::new(all), answered))
-}
-
-/// Decision → waiting client: per round, a hotfix-admin request, a client
-/// waiting on it, then two approvals. Returns (from the final approval's
-/// answer, from the start of the final approval's POST).
-async fn decision_latency(
-    address: SocketAddr,
-    tokens: &Tokens,
-    rounds: u64,
-) -> anyhow::Result<(Latencies, Latencies)> {
-    let mut requester = Client::connect(address).await?;
-    let mut approver = Client::connect(address).await?;
-    let (mut after_answer, mut after_start) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let (id, state) = requester
-            .submit(
-                &tokens.alice,
-                &json!({
-                    "role": "hotfix-admin",
-                    // A fresh host each round: an identical request would return the active grant.
-                    "hosts": [format!("web-{round}")],
-                    "duration": "30m",
-                    "reason": format!("INC-{round} decision latency benchmark"),
-                    "ticket": format!("INC-{round}"),
-                }),
-            )
-            .await?;
-        ensure!(state == "pending", "hotfix-admin request is {state}");
-        let waiter_token = tokens.alice.clone();
-        let wait_path = format!("/api/v1/requests/{id}/wait?timeout=30");
-        let mut waiter = Client::connect(address).await?;
-        let waiting = tokio::spawn(async move {
-            let r = waiter
-                .send("GET", &wait_path, Some(&waiter_token), None)
-                .await?;
-            let at = Instant::now();
-            ensure!(r.status == 200, "wait answered {}", r.status);
-            let state = r.json()?["state"].as_str().unwrap_or_default().to_owned();
-            ensure!(state == "approved", "wait answered with state {state}");
-            anyhow::Ok(at)
-        });
-        // Let the waiter's GET reach the server and register.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        ensure!(
-            !waiting.is_finished(),
-            "the waiter answered before any decision"
-        );
-        let path = format!("/api/v1/requests/{id}/approve");
-        let r = approver
-            .send("POST", &path, Some(&tokens.bob), None)
-            .await?;
-        ensure!(r.status == 200, "first approval answered {}", r.status);
-        let started = Instant::now();
-        let r = approver
-            .send("POST", &path, Some(&tokens.carol), None)
-            .await?;
-        let answered = Instant::now();
-        ensure!(r.status == 200, "final approval answered {}", r.status);
-        let woke = waiting.await??;
-        after_answer.push(woke.saturating_duration_since(answered));
-        after_start.push(woke.saturating_duration_since(started));
-    }
-    Ok((Latencies::new(after_answer), Latencies::new(after_start)))
-}
 
 /// Runs the server and both measurements; returns how many certificates were answered.
 async fn run(config: &Config, signing_rate: f64) -> anyhow::Result<usize> {
@@ -400,14 +40,9 @@ async fn run(config: &Config, signing_rate: f64) -> anyhow::Result<usize> {
     }));
 
     let outcome = async {
-        let mut setup = Client::connect(address).await?;
-        let tokens = Tokens {
-            alice: setup.login("alice", "alice-password").await?,
-            bob: setup.login("bob", "bob-password").await?,
-            carol: setup.login("carol", "carol-password").await?,
-        };
+        let tokens = Tokens::login(address).await?;
         let (rate, latencies, answered) =
-            http_issuance(address, &tokens, clients, Duration::from_secs(secs)).await?;
+            http_issuance(&[address], &tokens, clients, Duration::from_secs(secs)).await?;
         println!(
             "HTTP issuance, {clients} clients, {secs} s: {rate:.0} certs/s  (p50 {}, p99 {}, max {})",
             ms(latencies.percentile(0.50)),
@@ -416,7 +51,7 @@ async fn run(config: &Config, signing_rate: f64) -> anyhow::Result<usize> {
         );
         println!("raw signing (Signer::sign, one thread, same run): {signing_rate:.0} certs/s");
         println!("ratio HTTP issuance / raw signing: {:.3}", rate / signing_rate);
-        let (after_answer, after_start) = decision_latency(address, &tokens, rounds).await?;
+        let (after_answer, after_start) = decision_latency(address, address, &tokens, rounds).await?;
         println!(
             "decision → waiting client, {rounds} rounds: from the final approval's answer p50 {}, p99 {}; from its POST p50 {}, p99 {}",
             ms(after_answer.percentile(0.50)),
@@ -443,19 +78,7 @@ fn main() -> anyhow::Result<()> {
         passphrase_file: None,
         listen: "127.0.0.1:0".parse()?,
     })?;
-    let mut text = std::fs::read_to_string(&config_path)?;
-    text.push_str(EXAMPLE_ROLES);
-    for (name, group) in [
-        ("alice", "engineers"),
-        ("bob", "sre-leads"),
-        ("carol", "managers"),
-    ] {
-        let hash = ca_server::auth::identity::hash_password(&format!("{name}-password"))?;
-        text.push_str(&format!(
-            "\n[[accounts]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\ngroups = [\"{group}\"]\n"
-        ));
-    }
-    std::fs::write(&config_path, text)?;
+    add_roles_and_accounts(&config_path)?;
     let config = Config::load(&config_path)?;
     println!(
         "HTTP issuance benchmark: in-process server on 127.0.0.1, database {} (WAL, synchronous=FULL), {} CPUs",

@@ -73,6 +73,15 @@ pub fn issue_batch_reporting(
     // Filled once every job ran: only the COMMIT is left after that.
     let signed: RefCell<Option<Vec<Undelivered>>> = RefCell::new(None);
     let committed = conn.write(|tx| {
+        // The audit chain's lock before any read (PostgreSQL; SQLite's
+        // writer already excludes every other write). Every change to a
+        // request (a decision, a revocation, a cancellation) appends its
+        // audit event in its own transaction and so holds this lock until
+        // it commits: taken first, it makes the batch read each request
+        // either before such a change began or after it committed, never a
+        // stale copy that a revocation on another replica committed over
+        // between the read and the certificate (issue 15).
+        store::audit::lock_chain(tx)?;
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             results.push(savepoint_audited(tx, |tx| {

@@ -45,6 +45,7 @@ mod postgres_cli;
 mod postgres_commands;
 mod postgres_commit_unknown;
 mod postgres_deliveries;
+mod postgres_issuance_race;
 mod postgres_replicas;
 mod postgres_serve;
 #[path = "../support/postgres_server.rs"]
