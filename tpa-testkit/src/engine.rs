@@ -8,7 +8,7 @@ use std::path::Path;
 use ca_server::commands::{MigrateStoreArgs, migrate_store};
 use ca_server::store::pg::{self, PgOptions};
 
-use crate::postgres_server::PgServer;
+use crate::postgres_server::{PgDatabase, PgServer};
 
 /// Whether this test run asked for PostgreSQL.
 pub fn postgres_requested() -> bool {
@@ -16,14 +16,21 @@ pub fn postgres_requested() -> bool {
 }
 
 /// Moves the fresh SQLite store at `sqlite` (as `init` made it) into a new
-/// PostgreSQL database with `migrate-store`, deletes the SQLite file and
-/// returns the `[database]` body naming the PostgreSQL database. Runs on a
-/// thread of its own: the PostgreSQL client must not block an async
-/// runtime's thread, and data directories are made inside async tests.
+/// database on the shared PostgreSQL test server (see [`move_to_postgres_on`])
+/// and returns the `[database]` body naming it.
 pub fn move_to_postgres(sqlite: &Path) -> String {
+    move_to_postgres_on(PgServer::shared(), sqlite).1
+}
+
+/// Moves the fresh SQLite store at `sqlite` into a new database on `server`
+/// with `migrate-store` and deletes the SQLite file; returns the database
+/// and the `[database]` body naming it. Runs on a thread of its own: the
+/// PostgreSQL client must not block an async runtime's thread, and data
+/// directories are made inside async tests.
+pub fn move_to_postgres_on(server: &PgServer, sqlite: &Path) -> (PgDatabase, String) {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let db = PgServer::shared().database();
+            let db = server.database();
             let options = PgOptions {
                 url: db.url.clone(),
                 password: Some(db.password.clone()),
@@ -39,11 +46,12 @@ pub fn move_to_postgres(sqlite: &Path) -> String {
             })
             .expect("copy the fresh store into PostgreSQL");
             std::fs::remove_file(sqlite).expect("remove the SQLite file");
-            format!(
+            let section = format!(
                 "url = {:?}\npassword_file = {:?}",
                 db.url,
                 db.password_file.display().to_string()
-            )
+            );
+            (db, section)
         })
         .join()
         .expect("the PostgreSQL set-up thread")

@@ -53,7 +53,7 @@ pub use consent::{ConsentPage, consent_at, decide, hidden, open_consent, post_de
 #[cfg(feature = "app")]
 pub use data_dir::{DataDir, chmod, write_private};
 #[cfg(feature = "app")]
-pub use engine::{move_to_postgres, postgres_requested};
+pub use engine::{move_to_postgres, move_to_postgres_on, postgres_requested};
 #[cfg(feature = "app")]
 pub use fixture::{APPROVERS, Fixture, alice, bob, carol, hotfix, now, user, valid_input};
 #[cfg(feature = "app")]

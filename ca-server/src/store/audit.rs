@@ -24,7 +24,7 @@ pub fn head(conn: &impl Sql) -> Result<Option<(i64, String)>, StoreError> {
 /// Takes the audit chain for the rest of the caller's transaction
 /// (PostgreSQL; SQLite's writer already holds the whole database).
 pub fn lock_chain(tx: &impl Sql) -> Result<(), StoreError> {
-    if tx.engine() == Engine::Postgres {
+    if tx.engine() == Engine::Postgres && !tx.holds_writers_lock() {
         tx.query_one(
             "SELECT pg_advisory_xact_lock(?1)::text",
             &[&locks::AUDIT_CHAIN],

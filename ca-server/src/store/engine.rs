@@ -183,6 +183,12 @@ macro_rules! delegate_sql {
                     $postgres(_) => Engine::Postgres,
                 }
             }
+            fn holds_writers_lock(&self) -> bool {
+                match self {
+                    $sqlite(c) => Sql::holds_writers_lock(c),
+                    $postgres(c) => Sql::holds_writers_lock(c),
+                }
+            }
             fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
                 match self {
                     $sqlite(c) => Sql::execute(c, sql, params),

@@ -69,6 +69,14 @@ pub trait Sql {
     /// The engine behind this connection.
     fn engine(&self) -> Engine;
 
+    /// Whether this is a PostgreSQL transaction that already holds the
+    /// writers' lock (`PgConn::begin_write`), whose key is the audit chain's:
+    /// the chain's lock need not be asked for again (one round trip less per
+    /// append).
+    fn holds_writers_lock(&self) -> bool {
+        false
+    }
+
     /// Runs a statement that returns no rows; the number of rows it changed.
     fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError>;
 

@@ -82,10 +82,18 @@ pub fn issue_batch_reporting(
         // stale copy that a revocation on another replica committed over
         // between the read and the certificate (issue 15).
         store::audit::lock_chain(tx)?;
+        // Once per batch: another replica may have revoked this replica's
+        // signing key (a key rotation) since it started; signing with it
+        // would hand out certificates every host refuses.
+        let key_revoked = match super::revocation::check_signing_key(tx, &signer.fingerprint()) {
+            Ok(()) => false,
+            Err(WorkflowError::Refused { .. }) => true,
+            Err(e) => return Err(e),
+        };
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             results.push(savepoint_audited(tx, |tx| {
-                issue_for_request_in(tx, (signer, policy, identities), job, now)
+                issue_for_request_in(tx, (signer, policy, identities), job, key_revoked, now)
             })?);
         }
         *signed.borrow_mut() = Some(
@@ -153,6 +161,7 @@ fn issue_for_request_in(
     tx: &impl Sql,
     (signer, policy, identities): (&Signer, &Policy, &Identities),
     job: &IssueJob,
+    key_revoked: bool,
     now: DateTime<Utc>,
 ) -> Result<Issued, Abort<WorkflowError>> {
     let IssueJob {
@@ -179,10 +188,11 @@ fn issue_for_request_in(
             format!("request {id} changed after the policy hook allowed it; ask again"),
         )));
     }
-    // Another replica may have revoked this replica's signing key (a key
-    // rotation) since it started: signing with it would hand out
-    // certificates every host refuses (issue 15 review).
-    super::revocation::check_signing_key(tx, &signer.fingerprint()).map_err(refuse)?;
+    // The batch found this replica's signing key revoked (issue 15 review):
+    // each job is refused, and audited, with the key check's own message.
+    if key_revoked {
+        super::revocation::check_signing_key(tx, &signer.fingerprint()).map_err(refuse)?;
+    }
     let subject = SubjectKey::parse(public_key, &signer.ca_key_data())
         .map_err(|e| refuse(refused(Refusal::BadPublicKey, e)))?;
     // Every counted approval must still come from a current member of its

@@ -77,6 +77,8 @@ pub struct PgConn {
     /// than what is left of it (within [`DEADLINE_SLACK`]).
     deadline: Cell<Option<Instant>>,
     timeouts: Cell<Option<Duration>>,
+    /// Whether the open transaction holds the writers' lock.
+    writers_locked: Cell<bool>,
 }
 
 /// How far past the call's deadline a statement may end: the timeouts are
@@ -123,6 +125,7 @@ pub fn connect(options: &PgOptions) -> Result<PgConn, StoreError> {
         changes: Cell::new(0),
         deadline: Cell::new(None),
         timeouts: Cell::new(None),
+        writers_locked: Cell::new(false),
     })
 }
 
@@ -170,6 +173,7 @@ impl PgConn {
             &[&locks::AUDIT_CHAIN],
             |_| Ok(()),
         )?;
+        self.writers_locked.set(true);
         Ok(tx)
     }
 
@@ -295,6 +299,7 @@ impl PgConn {
     /// A transaction ended: a timeout set inside it may have been undone.
     fn ended(&self) {
         self.in_transaction.set(false);
+        self.writers_locked.set(false);
         self.timeouts.set(None);
     }
 }
@@ -388,6 +393,9 @@ impl Sql for PgConn {
 impl Sql for PgTx<'_> {
     fn engine(&self) -> Engine {
         Engine::Postgres
+    }
+    fn holds_writers_lock(&self) -> bool {
+        self.conn().writers_locked.get()
     }
     fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
         self.conn().execute_pg(sql, params)

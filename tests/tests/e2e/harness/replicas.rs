@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ca_server::commands::{MigrateStoreArgs, migrate_store};
 use ca_server::config::Config;
-use ca_server::store::pg::{self, PgOptions};
 use tpa_testkit::postgres_server::{PgDatabase, PgServer};
 
 use super::CaDir;
@@ -22,30 +20,10 @@ use super::CaDir;
 /// points `[database]` at PostgreSQL, so every replica started with this
 /// configuration shares that database.
 pub fn move_to_postgres(server: &PgServer, ca: &CaDir) -> PgDatabase {
-    let db = server.database();
-    let options = PgOptions {
-        url: db.url.clone(),
-        password: Some(db.password.clone()),
-        ca_file: None,
-    };
-    pg::migrate(&mut pg::connect(&options).expect("connect to the test PostgreSQL"))
-        .expect("migrate the test PostgreSQL database");
     let sqlite = Config::load(&ca.config)
         .expect("load the CA configuration")
         .database_path;
-    migrate_store(&MigrateStoreArgs {
-        from: format!("sqlite:{}", sqlite.display()),
-        to: db.url.clone(),
-        to_password_file: Some(db.password_file.clone()),
-        to_ca_file: None,
-    })
-    .expect("copy the fresh store into PostgreSQL");
-    std::fs::remove_file(&sqlite).expect("remove the SQLite file");
-    let section = format!(
-        "url = {:?}\npassword_file = {:?}",
-        db.url,
-        db.password_file.display().to_string()
-    );
+    let (db, section) = tpa_testkit::move_to_postgres_on(server, &sqlite);
     let text = std::fs::read_to_string(&ca.config).unwrap();
     assert!(text.contains(ca_server::config::SQLITE_DATABASE), "{text}");
     std::fs::write(
