@@ -1,9 +1,10 @@
 //! A small pool of PostgreSQL connections for one replica, handed out under
 //! a deadline as the SQLite writer is: waiting for a free connection ends at
 //! the deadline, and the connection carries it (`PgConn::set_deadline`):
-//! each statement's `statement_timeout` and `lock_timeout` are at most the
-//! time left, so no statement or lock wait outlives the request that asked
-//! for it (they fail as [`Fault::DeadlinePassed`] / [`Fault::Locked`]: 503).
+//! a statement may run until it (`statement_timeout`) and no lock wait
+//! outlives it (`lock_timeout` lowered to the time left before each
+//! statement); they fail as [`Fault::DeadlinePassed`] / [`Fault::Locked`]
+//! (503).
 //!
 //! Connections open lazily and are replaced when broken (the server
 //! restarted or failed over): the call that found one broken fails as a

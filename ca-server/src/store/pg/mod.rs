@@ -70,19 +70,21 @@ pub struct PgConn {
     /// writes (a standby after failover).
     changes: Cell<u64>,
     /// When the call holding this connection must be answered (set by the
-    /// pool), and the statement and lock timeouts set on the session now
-    /// (`None`: unknown). PostgreSQL's timeouts count per statement, so a
-    /// call whose statements wait one after another would run past its
-    /// deadline; each statement therefore starts with timeouts no longer
-    /// than what is left of it (within [`DEADLINE_SLACK`]).
+    /// pool), and the lock timeout set on the session now (`None`: unknown).
+    /// PostgreSQL counts `lock_timeout` per statement, so a call whose
+    /// statements wait for locks one after another would wait past its
+    /// deadline; each statement therefore starts with a lock timeout no
+    /// longer than what is left (within [`DEADLINE_SLACK`]). Only waiting is
+    /// bounded, as waiting for SQLite's writer is: a transaction that holds
+    /// its locks runs to its end.
     deadline: Cell<Option<Instant>>,
     timeouts: Cell<Option<Duration>>,
     /// Whether the open transaction holds the writers' lock.
     writers_locked: Cell<bool>,
 }
 
-/// How far past the call's deadline a statement may end: the timeouts are
-/// set again (one round trip) only once they exceed what is left by more.
+/// How far past the call's deadline a lock wait may end: the lock timeout is
+/// set again (one round trip) only once it exceeds what is left by more.
 const DEADLINE_SLACK: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for PgConn {
@@ -224,24 +226,39 @@ impl PgConn {
     }
 
     /// Sets (or clears) the deadline of the call holding this connection:
-    /// from now on no statement on it waits past the deadline (plus
-    /// [`DEADLINE_SLACK`]); one that would start after it fails at once with
-    /// [`Fault::DeadlinePassed`](super::Fault::DeadlinePassed).
+    /// its statements may take until then (`statement_timeout`), and no
+    /// lock wait on it lasts past the deadline (plus [`DEADLINE_SLACK`]).
+    /// Fails with [`Fault::DeadlinePassed`](super::Fault::DeadlinePassed)
+    /// when the deadline has passed already.
     pub fn set_deadline(&self, deadline: Option<Instant>) -> Result<(), StoreError> {
         self.deadline.set(deadline);
-        self.within_deadline()
-    }
-
-    /// Lowers the session's statement and lock timeouts to what is left of
-    /// the deadline when they exceed it by more than the slack.
-    fn within_deadline(&self) -> Result<(), StoreError> {
-        let Some(deadline) = self.deadline.get() else {
+        self.timeouts.set(None);
+        let Some(deadline) = deadline else {
             return Ok(());
         };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(StoreError::Condition(super::Fault::DeadlinePassed));
         }
+        // Never zero: zero turns PostgreSQL's timeouts off.
+        let ms = left.max(Duration::from_millis(1)).as_millis();
+        self.batch_raw(&format!(
+            "SET statement_timeout = {ms}; SET lock_timeout = {ms}"
+        ))?;
+        self.timeouts.set(Some(left));
+        Ok(())
+    }
+
+    /// Lowers the session's lock timeout to what is left of the deadline
+    /// (at least 1 ms) when it exceeds that by more than the slack.
+    fn within_deadline(&self) -> Result<(), StoreError> {
+        let Some(deadline) = self.deadline.get() else {
+            return Ok(());
+        };
+        // Never zero: zero turns PostgreSQL's lock timeout off.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
         if self
             .timeouts
             .get()
@@ -249,15 +266,10 @@ impl PgConn {
         {
             return Ok(());
         }
-        // Never zero: zero turns PostgreSQL's timeouts off.
-        let left = left.max(Duration::from_millis(1));
-        let ms = left.as_millis();
         // Unset first: a SET inside a transaction that then rolls back is
         // undone, and the next statement must not trust it.
         self.timeouts.set(None);
-        self.batch_raw(&format!(
-            "SET statement_timeout = {ms}; SET lock_timeout = {ms}"
-        ))?;
+        self.batch_raw(&format!("SET lock_timeout = {}", left.as_millis()))?;
         self.timeouts.set(Some(left));
         Ok(())
     }
