@@ -19,7 +19,15 @@ pub fn postgres_requested() -> bool {
 /// database on the shared PostgreSQL test server (see [`move_to_postgres_on`])
 /// and returns the `[database]` body naming it.
 pub fn move_to_postgres(sqlite: &Path) -> String {
-    move_to_postgres_on(PgServer::shared(), sqlite).1
+    // The shared server starts (and is first reached with the blocking
+    // client) off any async runtime: data directories are made inside async
+    // tests, where that client cannot run.
+    let server = std::thread::scope(|s| {
+        s.spawn(PgServer::shared)
+            .join()
+            .expect("start the PostgreSQL test server")
+    });
+    move_to_postgres_on(server, sqlite).1
 }
 
 /// Moves the fresh SQLite store at `sqlite` into a new database on `server`
