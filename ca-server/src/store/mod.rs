@@ -213,8 +213,8 @@ pub fn open(path: &Path, create: Create) -> Result<Connection, StoreError> {
 pub(crate) fn sqlite_only(path: &Path) -> Result<(), StoreError> {
     if path.as_os_str().is_empty() {
         return Err(StoreError::Config(
-            "database.url names a PostgreSQL store, which this command does not run on yet; \
-             `tpa-ca migrate` and `tpa-ca init --database-url` do (see docs/configuration.md, [database])"
+            "database.url names a PostgreSQL store, but this step opens a SQLite file \
+             (database.path); only `tpa-ca demo` is SQLite by design (see docs/configuration.md, [database])"
                 .into(),
         ));
     }
