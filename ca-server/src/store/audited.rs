@@ -116,26 +116,6 @@ pub fn write_audited<T, E: From<StoreError>>(
     }
 }
 
-/// One job of a batch inside a savepoint of the caller's transaction: `Ok`
-/// and [`Abort::Refused`] keep what the job wrote, [`Abort::Failed`] rolls
-/// back the job alone. The inner result is the job's answer; the outer `Err`
-/// means the savepoint itself failed and the caller must abandon the whole
-/// transaction (the batch's failure, not the job's).
-pub fn savepoint_audited<T, E>(
-    tx: &Tx<'_>,
-    f: impl FnOnce(&Tx<'_>) -> Result<T, Abort<E>>,
-) -> Result<Result<T, E>, StoreError> {
-    let kept = tx.savepoint(|tx| match f(tx) {
-        Ok(value) => Ok(Ended::Done(value)),
-        Err(Abort::Refused(e)) => Ok(Ended::Refused(e)),
-        Err(Abort::Failed(e)) => Err(e),
-    })?;
-    Ok(match kept {
-        Ok(Ended::Done(value)) => Ok(value),
-        Ok(Ended::Refused(e)) | Err(e) => Err(e),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,29 +163,6 @@ mod tests {
             });
             assert!(got.is_err(), "{engine:?}");
             assert_eq!(count(&conn), 0, "{engine:?}");
-        }
-    }
-
-    #[test]
-    fn savepoint_jobs_keep_refusals_and_drop_failures() {
-        for (engine, mut conn, _dir) in test_engines() {
-            let answers = conn
-                .write(|tx| {
-                    let ok = savepoint_audited(tx, |tx| insert(tx, "ok"))?;
-                    let refused = savepoint_audited(tx, |tx| {
-                        insert(tx, "refused")?;
-                        Err::<(), _>(Abort::Refused(refusal()))
-                    })?;
-                    let failed = savepoint_audited(tx, |tx| {
-                        insert(tx, "failed")?;
-                        Err::<(), _>(Abort::Failed(refusal()))
-                    })?;
-                    Ok::<_, StoreError>([ok, refused, failed])
-                })
-                .unwrap();
-            assert!(answers[0].is_ok(), "{engine:?}");
-            assert!(answers[1].is_err() && answers[2].is_err(), "{engine:?}");
-            assert_eq!(count(&conn), 2, "{engine:?}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! same transaction as its audit event.
 
 use super::StoreError;
-use super::sql::Sql;
+use super::sql::{self, Engine, Sql};
 
 /// A certificate row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +44,34 @@ pub fn serial_exists(tx: &impl Sql, serial: &str) -> Result<bool, StoreError> {
     )
 }
 
-/// Inserts a row; fails on a reused serial (the primary key: on
+/// Which of `serials` were ever used (one statement for all of them).
+pub fn taken(tx: &impl Sql, serials: &[String]) -> Result<Vec<String>, StoreError> {
+    let list = serde_json::to_string(serials).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.query_vec(
+        &format!(
+            "SELECT serial FROM certificates WHERE {}",
+            sql::in_json_list(tx.engine(), "serial", "?1")
+        ),
+        &[&list],
+        |r| r.get(0),
+    )
+}
+
+/// Inserts the rows; fails on a reused serial (the primary key: on
 /// PostgreSQL, two replicas that drew the same serial cannot both commit).
+/// On PostgreSQL several rows go in one statement; SQLite runs one
+/// statement each, in process.
+pub fn insert_all(tx: &impl Sql, rows: &[CertificateRow]) -> Result<(), StoreError> {
+    if tx.engine() == Engine::Postgres && rows.len() > 1 {
+        return insert_all_postgres(tx, rows);
+    }
+    for row in rows {
+        insert(tx, row)?;
+    }
+    Ok(())
+}
+
+/// Inserts a row; fails on a reused serial.
 pub fn insert(tx: &impl Sql, row: &CertificateRow) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO certificates (serial, key_id, principals, extensions, critical_options, valid_after,
@@ -67,6 +93,43 @@ pub fn insert(tx: &impl Sql, row: &CertificateRow) -> Result<(), StoreError> {
             &row.audit_seq,
         ],
     )?;
+    Ok(())
+}
+
+/// One INSERT for many rows, sent as one JSON array (see the audit trail's
+/// `insert_all_postgres`).
+fn insert_all_postgres(tx: &impl Sql, rows: &[CertificateRow]) -> Result<(), StoreError> {
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "serial": r.serial, "key_id": r.key_id, "principals": r.principals,
+                "extensions": r.extensions, "critical_options": r.critical_options,
+                "valid_after": r.valid_after, "valid_before": r.valid_before,
+                "subject_key_fingerprint": r.subject_key_fingerprint,
+                "ca_key_fingerprint": r.ca_key_fingerprint, "request_id": r.request_id,
+                "issued_by": r.issued_by, "issued_at": r.issued_at, "audit_seq": r.audit_seq,
+            })
+        })
+        .collect();
+    let json = serde_json::Value::Array(json).to_string();
+    let written = tx.execute(
+        "INSERT INTO certificates (serial, key_id, principals, extensions, critical_options, valid_after,
+             valid_before, subject_key_fingerprint, ca_key_fingerprint, request_id, issued_by, issued_at, audit_seq)
+         SELECT serial, key_id, principals, extensions, critical_options, valid_after,
+             valid_before, subject_key_fingerprint, ca_key_fingerprint, request_id, issued_by, issued_at, audit_seq
+         FROM jsonb_to_recordset(?1::text::jsonb) AS c(serial text, key_id text, principals text,
+             extensions text, critical_options text, valid_after bigint, valid_before bigint,
+             subject_key_fingerprint text, ca_key_fingerprint text, request_id text,
+             issued_by text, issued_at text, audit_seq bigint)",
+        &[&json],
+    )?;
+    if written != rows.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "{written} certificate rows written of {}",
+            rows.len()
+        )));
+    }
     Ok(())
 }
 
@@ -177,6 +240,49 @@ mod tests {
             outcome: Outcome::Success,
             reason: "test".into(),
             details: serde_json::json!({}),
+        }
+    }
+
+    // issue 15: many rows in one statement (PostgreSQL) read back exactly,
+    // and `taken` names the used serials among any number asked at once.
+    #[test]
+    fn rows_written_together_read_back_and_are_taken() {
+        for (engine, mut conn, _dir) in test_engines() {
+            let serials = ["11", "12", "13"];
+            conn.write(|tx| {
+                let mut chain = audit::Appender::at_head(tx)?;
+                let mut rows = vec![];
+                for serial in serials {
+                    let event = chain.push(&issue_event(serial))?;
+                    let mut r = row(serial, event.seq);
+                    r.request_id = (serial != "12").then(|| format!("req-{serial}"));
+                    r.key_id = format!("tpa:\"{serial}\" é");
+                    rows.push(r);
+                }
+                chain.write(tx)?;
+                insert_all(tx, &rows)
+            })
+            .unwrap();
+            assert_eq!(count(&conn).unwrap(), 3, "{engine:?}");
+            let key_ids: Vec<(String, String, Option<String>)> = conn
+                .query_vec(
+                    "SELECT serial, key_id, request_id FROM certificates ORDER BY serial",
+                    &[],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!(
+                key_ids[1],
+                ("12".to_owned(), "tpa:\"12\" é".to_owned(), None),
+                "{engine:?}"
+            );
+            assert_eq!(key_ids[2].2.as_deref(), Some("req-13"), "{engine:?}");
+            let asked: Vec<String> = ["10", "11", "13", "14"].map(String::from).to_vec();
+            let mut used = taken(&conn, &asked).unwrap();
+            used.sort();
+            assert_eq!(used, vec!["11".to_owned(), "13".to_owned()], "{engine:?}");
+            assert_eq!(taken(&conn, &[]).unwrap(), Vec::<String>::new());
+            assert_eq!(without_matching_audit(&conn).unwrap(), vec![], "{engine:?}");
         }
     }
 

@@ -2,6 +2,8 @@
 //! identities), `automated_approvals` (on-call approvals) and
 //! `integration_checks` (what on-call and ticket checks found).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use tpa_core::{AccessRequest, AutomatedApproval, Identity, RequestId, VerifiedEmail};
 
@@ -78,15 +80,39 @@ pub fn load_automated(
     conn.query_opt(
         "SELECT source, evidence, at, content_hash FROM automated_approvals WHERE request_id = ?1",
         &[&id.as_str()],
-        |r| {
-            Ok(AutomatedApproval {
-                source: r.get(0)?,
-                evidence: r.get(1)?,
-                at: time(&r.get::<String>(2)?)?,
-                content_hash: r.get(3)?,
-            })
-        },
+        automated_from,
     )
+}
+
+/// The on-call approvals of the requests whose ids the JSON array `ids`
+/// lists, by request.
+pub fn load_automated_many(
+    conn: &impl Sql,
+    ids: &str,
+) -> Result<HashMap<RequestId, AutomatedApproval>, StoreError> {
+    let rows = conn.query_vec(
+        &format!(
+            "SELECT source, evidence, at, content_hash, request_id FROM automated_approvals
+             WHERE {}",
+            super::sql::in_json_list(conn.engine(), "request_id", "?1")
+        ),
+        &[&ids],
+        |r| {
+            let id = RequestId::parse(&r.get::<String>(4)?)
+                .map_err(|e| StoreError::Corrupt(format!("request id: {e}")))?;
+            Ok((id, automated_from(r)?))
+        },
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+fn automated_from(r: &super::sql::Row<'_, '_>) -> Result<AutomatedApproval, StoreError> {
+    Ok(AutomatedApproval {
+        source: r.get(0)?,
+        evidence: r.get(1)?,
+        at: time(&r.get::<String>(2)?)?,
+        content_hash: r.get(3)?,
+    })
 }
 
 /// One check made at submission, as stored and shown.

@@ -147,6 +147,20 @@ pub trait Sql {
     }
 }
 
+/// `column` is one of the strings of the JSON array bound at `param` (`?1`):
+/// a list of any length in one prepared statement on either engine. On
+/// PostgreSQL as `= ANY(ARRAY(…))`, which always probes the column's index;
+/// an `IN (subquery)` may be planned, once for the cached statement, as a
+/// scan of the whole table.
+pub fn in_json_list(engine: Engine, column: &str, param: &str) -> String {
+    match engine {
+        Engine::Sqlite => format!("{column} IN (SELECT value FROM json_each({param}))"),
+        Engine::Postgres => {
+            format!("{column} = ANY(ARRAY(SELECT jsonb_array_elements_text({param}::text::jsonb)))")
+        }
+    }
+}
+
 /// Runs `f` inside a savepoint of the transaction `tx` (either engine).
 /// When `f` returns `Err`, only its own writes are rolled back and the
 /// transaction goes on; on PostgreSQL this also clears the aborted state a

@@ -261,14 +261,63 @@ pub fn issue_in(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Issued, IssueError> {
-    {
-        let mut rng = rand::rng();
-        let serial = loop {
-            let candidate = CertSerial::generate(&mut rng);
-            if !certificates::serial_exists(tx, &candidate.to_string())? {
-                break candidate;
-            }
-        };
+    let serial = fresh_serials(tx, 1)?
+        .pop()
+        .ok_or_else(|| IssueError::Invalid("no serial was drawn".to_owned()))?;
+    let signed = Signed::new(signer, actor, scope, reason, serial, now)?;
+    let event = store::audit::append(tx, &signed.event)?;
+    certificates::insert(tx, &signed.row(event.seq))?;
+    Ok(signed.issued(event.seq))
+}
+
+/// `n` serials, distinct from each other and from every serial the store
+/// holds: one statement asks about all of them, and any already used are
+/// drawn again.
+pub(crate) fn fresh_serials(tx: &impl Sql, n: usize) -> Result<Vec<CertSerial>, StoreError> {
+    let mut serials = Vec::with_capacity(n);
+    loop {
+        draw_serials(&mut serials, n);
+        let asked: Vec<String> = serials.iter().map(ToString::to_string).collect();
+        let used = certificates::taken(tx, &asked)?;
+        if used.is_empty() {
+            return Ok(serials);
+        }
+        serials.retain(|s| !used.contains(&s.to_string()));
+    }
+}
+
+/// Fills `serials` up to `n` random serials, distinct from each other.
+pub(crate) fn draw_serials(serials: &mut Vec<CertSerial>, n: usize) {
+    let mut rng = rand::rng();
+    while serials.len() < n {
+        let candidate = CertSerial::generate(&mut rng);
+        if !serials.contains(&candidate) {
+            serials.push(candidate);
+        }
+    }
+}
+
+/// A certificate signed for an approved scope, with the audit event and the
+/// row that record it, not yet written.
+pub(crate) struct Signed {
+    certificate: Certificate,
+    serial: CertSerial,
+    /// The `cert.issue` event.
+    pub event: NewEvent,
+    row: certificates::CertificateRow,
+}
+
+impl Signed {
+    /// Builds the certificate's fields from `scope` (`tpa-core`'s template)
+    /// and signs it with `serial`.
+    pub fn new(
+        signer: &Signer,
+        actor: &Actor,
+        scope: ApprovedScope,
+        reason: &str,
+        serial: CertSerial,
+        now: DateTime<Utc>,
+    ) -> Result<Self, IssueError> {
         let template = CertTemplate::new(scope, serial, now)
             .map_err(|e| IssueError::Invalid(e.to_string()))?;
         let certificate = signer.sign(&template)?;
@@ -278,54 +327,68 @@ pub fn issue_in(
             "force-command": template.critical_options.force_command.as_ref().map(ForceCommand::as_str),
             "source-address": template.critical_options.source_address.as_ref().map(ToString::to_string),
         });
-        let event = store::audit::append(
-            tx,
-            &NewEvent {
-                time: now,
-                actor: actor.id.clone(),
-                source: actor.source.clone(),
-                action: "cert.issue".to_owned(),
-                object: format!("cert:{serial}"),
-                outcome: Outcome::Success,
-                reason: reason.to_owned(),
-                details: json!({
-                    "key_id": template.key_id,
-                    "principals": principals,
-                    "extensions": extensions,
-                    "critical_options": critical_options,
-                    "valid_after": template.valid_after,
-                    "valid_before": template.valid_before,
-                    "subject_key": template.subject.fingerprint(),
-                    "ca_key": signer.fingerprint(),
-                    "request_id": template.origin.request_id().map(ToString::to_string),
-                }),
-            },
-        )?;
-        certificates::insert(
-            tx,
-            &certificates::CertificateRow {
-                serial: serial.to_string(),
-                key_id: template.key_id.clone(),
-                principals: serde_json::to_string(&principals).unwrap_or_default(),
-                extensions: serde_json::to_string(&extensions).unwrap_or_default(),
-                critical_options: critical_options.to_string(),
-                valid_after: i64::try_from(template.valid_after).unwrap_or(i64::MAX),
-                valid_before: i64::try_from(template.valid_before).unwrap_or(i64::MAX),
-                subject_key_fingerprint: template.subject.fingerprint(),
-                ca_key_fingerprint: certificate
-                    .signature_key()
-                    .fingerprint(HashAlg::Sha256)
-                    .to_string(),
-                request_id: template.origin.request_id().map(ToString::to_string),
-                issued_by: actor.id.clone(),
-                issued_at: format_time(now),
-                audit_seq: event.seq,
-            },
-        )?;
-        Ok(Issued {
+        let request_id = template.origin.request_id().map(ToString::to_string);
+        let event = NewEvent {
+            time: now,
+            actor: actor.id.clone(),
+            source: actor.source.clone(),
+            action: "cert.issue".to_owned(),
+            object: format!("cert:{serial}"),
+            outcome: Outcome::Success,
+            reason: reason.to_owned(),
+            details: json!({
+                "key_id": template.key_id,
+                "principals": principals,
+                "extensions": extensions,
+                "critical_options": critical_options,
+                "valid_after": template.valid_after,
+                "valid_before": template.valid_before,
+                "subject_key": template.subject.fingerprint(),
+                "ca_key": signer.fingerprint(),
+                "request_id": request_id,
+            }),
+        };
+        let row = certificates::CertificateRow {
+            serial: serial.to_string(),
+            key_id: template.key_id.clone(),
+            principals: serde_json::to_string(&principals).unwrap_or_default(),
+            extensions: serde_json::to_string(&extensions).unwrap_or_default(),
+            critical_options: critical_options.to_string(),
+            valid_after: i64::try_from(template.valid_after).unwrap_or(i64::MAX),
+            valid_before: i64::try_from(template.valid_before).unwrap_or(i64::MAX),
+            subject_key_fingerprint: template.subject.fingerprint(),
+            ca_key_fingerprint: certificate
+                .signature_key()
+                .fingerprint(HashAlg::Sha256)
+                .to_string(),
+            request_id,
+            issued_by: actor.id.clone(),
+            issued_at: format_time(now),
+            // Set once the event has its place in the chain.
+            audit_seq: 0,
+        };
+        Ok(Self {
             certificate,
             serial,
-            audit_seq: event.seq,
+            event,
+            row,
         })
+    }
+
+    /// The certificate's row, recorded by the audit event `audit_seq`.
+    pub fn row(&self, audit_seq: i64) -> certificates::CertificateRow {
+        certificates::CertificateRow {
+            audit_seq,
+            ..self.row.clone()
+        }
+    }
+
+    /// The answer once the transaction commits.
+    pub fn issued(self, audit_seq: i64) -> Issued {
+        Issued {
+            certificate: self.certificate,
+            serial: self.serial,
+            audit_seq,
+        }
     }
 }

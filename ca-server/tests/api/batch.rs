@@ -11,7 +11,7 @@ use ca_server::store::Database;
 use ca_server::workflow::issuance::{IssueJob, issue_batch};
 use ca_server::workflow::issuer::Issuer;
 use ca_server::workflow::requests::WorkflowError;
-use tpa_core::{RequestId, SubjectKey, User};
+use tpa_core::{RequestId, RequestInput, SubjectKey, User};
 
 use crate::helpers::{Fixture, count, ed25519_public_key, http_send, spawn_app_with};
 use crate::helpers::{alice, bob, carol, hotfix, now};
@@ -416,5 +416,88 @@ fn a_cancellation_racing_with_batches_stops_issuance_at_its_commit() {
         count(&f.conn, "certificates"),
         i64::try_from(issued.len()).unwrap()
     );
+    assert!(verify_database(&f.conn).unwrap().is_ok());
+}
+
+// issue 15: a batch reads its requests once, so a job must see what an
+// earlier job of the same batch changed. An approver left the stage's group:
+// the first job records the re-approval and is refused, the jobs after it
+// find the request pending (one re-approval event, not three); a request
+// that does not exist is answered without an event; the other request's
+// certificate is issued; the events follow the jobs' order.
+#[test]
+fn jobs_of_one_batch_see_what_earlier_jobs_changed() {
+    let mut f = Fixture::with_roles();
+    let changed = approved_request(&mut f, "web-1");
+    let other = f
+        .submit(
+            &alice(),
+            &RequestInput {
+                role: "read-only-debug".into(),
+                ..hotfix(&["web-2"], "1h")
+            },
+        )
+        .unwrap()
+        .request
+        .id;
+    // bob is the first account with `groups = ["sre-leads"]`.
+    f.data.edit_config(|text| {
+        text.replacen("groups = [\"sre-leads\"]", "groups = [\"engineers\"]", 1)
+    });
+    let missing = RequestId::parse("req_aaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap();
+    let before: i64 = f.conn.one("SELECT count(*) FROM audit_events", &[]);
+    let all = [
+        job(alice(), &changed, ed25519_public_key()),
+        job(alice(), &changed, ed25519_public_key()),
+        job(alice(), &other, ed25519_public_key()),
+        job(alice(), &changed, ed25519_public_key()),
+        job(alice(), &missing, ed25519_public_key()),
+    ];
+    let results = issue_batch(
+        &mut f.conn,
+        (&f.signer, &f.data.config.policy, &f.data.identities()),
+        &all,
+        now(),
+    );
+    let codes: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Ok(_) => "ok".to_owned(),
+            Err(WorkflowError::Refused { code, .. }) => code.code().to_owned(),
+            Err(WorkflowError::NotFound) => "not_found".to_owned(),
+            Err(e) => format!("{e}"),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "needs_reapproval",
+            "not_approved",
+            "ok",
+            "not_approved",
+            "not_found"
+        ]
+    );
+    let events: Vec<String> = f.conn.column(
+        "SELECT action || ' ' || outcome FROM audit_events WHERE seq > ?1 ORDER BY seq",
+        &[&before],
+    );
+    assert_eq!(
+        events,
+        [
+            "request.reapproval success",
+            "cert.issue denied",
+            "cert.issue denied",
+            "cert.issue success",
+            "cert.issue denied",
+        ],
+        "one re-approval, then each job's event in order; none for a missing request"
+    );
+    let state: String = f.conn.one(
+        "SELECT state FROM requests WHERE id = ?1",
+        &[&changed.as_str()],
+    );
+    assert_eq!(state, "pending");
+    assert_eq!(count(&f.conn, "certificates"), 1);
     assert!(verify_database(&f.conn).unwrap().is_ok());
 }

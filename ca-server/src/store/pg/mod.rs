@@ -79,6 +79,9 @@ pub struct PgConn {
     /// its locks runs to its end.
     deadline: Cell<Option<Instant>>,
     timeouts: Cell<Option<Duration>>,
+    /// The session's `statement_timeout` as [`PgConn::set_deadline`] last
+    /// set it (`None`: unknown).
+    statement_timeout: Cell<Option<Duration>>,
     /// Whether the open transaction holds the writers' lock.
     writers_locked: Cell<bool>,
 }
@@ -127,6 +130,7 @@ pub fn connect(options: &PgOptions) -> Result<PgConn, StoreError> {
         changes: Cell::new(0),
         deadline: Cell::new(None),
         timeouts: Cell::new(None),
+        statement_timeout: Cell::new(None),
         writers_locked: Cell::new(false),
     })
 }
@@ -168,13 +172,14 @@ impl PgConn {
     /// approval landing over a deny, a certificate for a revoked request);
     /// and taking this lock first in every writer leaves no lock order to
     /// deadlock on. The waits end at the statement's `lock_timeout`.
+    ///
+    /// `BEGIN` and the lock travel together, in one round trip: every round
+    /// trip a writer makes is waited for by the writers queued behind it.
     pub fn begin_write(&self) -> Result<PgTx<'_>, StoreError> {
-        let tx = self.begin()?;
-        tx.query_one(
-            "SELECT pg_advisory_xact_lock(?1)::text",
-            &[&locks::AUDIT_CHAIN],
-            |_| Ok(()),
-        )?;
+        let tx = self.open(format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            locks::AUDIT_CHAIN
+        ))?;
         self.writers_locked.set(true);
         Ok(tx)
     }
@@ -182,14 +187,23 @@ impl PgConn {
     /// Opens a transaction without the writers' lock (for what only reads,
     /// or takes its locks itself, like `migrate-store`).
     pub fn begin(&self) -> Result<PgTx<'_>, StoreError> {
+        self.open("BEGIN".to_owned())
+    }
+
+    /// Sends `sql`, which starts with `BEGIN`; when it fails part way, the
+    /// transaction it may have opened is rolled back.
+    fn open(&self, sql: String) -> Result<PgTx<'_>, StoreError> {
         if self.in_transaction.get() {
             return Err(StoreError::Corrupt(
                 "a transaction is already open on this connection".into(),
             ));
         }
-        self.batch_pg("BEGIN")?;
+        self.within_deadline()?;
         self.in_transaction.set(true);
-        Ok(PgTx { conn: self })
+        // Dropped on failure: ROLLBACK (a no-op when BEGIN never ran).
+        let tx = PgTx { conn: self };
+        self.batch_raw(&sql)?;
+        Ok(tx)
     }
 
     /// Whether the connection is gone (the server closed it or it broke);
@@ -230,9 +244,12 @@ impl PgConn {
     /// lock wait on it lasts past the deadline (plus [`DEADLINE_SLACK`]).
     /// Fails with [`Fault::DeadlinePassed`](super::Fault::DeadlinePassed)
     /// when the deadline has passed already.
+    ///
+    /// Timeouts an earlier call set are kept when they differ from what this
+    /// call has left by no more than the slack (a pool's calls mostly have
+    /// the same deadline): one round trip less per call.
     pub fn set_deadline(&self, deadline: Option<Instant>) -> Result<(), StoreError> {
         self.deadline.set(deadline);
-        self.timeouts.set(None);
         let Some(deadline) = deadline else {
             return Ok(());
         };
@@ -240,11 +257,26 @@ impl PgConn {
         if left.is_zero() {
             return Err(StoreError::Condition(super::Fault::DeadlinePassed));
         }
+        let close = |set: Option<Duration>| {
+            set.is_some_and(|set| set <= left + DEADLINE_SLACK && left <= set + DEADLINE_SLACK)
+        };
+        if !self.in_transaction.get()
+            && close(self.statement_timeout.get())
+            && close(self.timeouts.get())
+        {
+            return Ok(());
+        }
+        self.statement_timeout.set(None);
+        self.timeouts.set(None);
         // Never zero: zero turns PostgreSQL's timeouts off.
         let ms = left.max(Duration::from_millis(1)).as_millis();
         self.batch_raw(&format!(
             "SET statement_timeout = {ms}; SET lock_timeout = {ms}"
         ))?;
+        // Outside a transaction (a pool's checkout), so no rollback undoes it.
+        if !self.in_transaction.get() {
+            self.statement_timeout.set(Some(left));
+        }
         self.timeouts.set(Some(left));
         Ok(())
     }
