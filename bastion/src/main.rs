@@ -139,6 +139,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
                 until_stopped(stopped.clone()),
             ));
         }
+        let shutdown = shutdown_signal();
         tracing::info!(
             listen = %bastion.local_addr().context("cannot read the listening address")?,
             host_key = fingerprint,
@@ -147,7 +148,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
             refusal_spool = %config.refusal_spool.display(),
             "tpa-bastion serving"
         );
-        bastion.run_until(shutdown_signal()).await;
+        bastion.run_until(shutdown).await;
         let _ = stop.send(true);
         while background.join_next().await.is_some() {}
         // Records of the sessions just cut are spooled; give delivery a moment.
@@ -160,7 +161,6 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Completes on SIGTERM or SIGINT.
 /// Raises the soft limit on open files to the hard limit: every connection
 /// and every forward holds a descriptor, and systemd's default soft limit
 /// (1,024) is below `max_connections` plus `max_unauthenticated`.
@@ -180,17 +180,23 @@ fn raise_file_limit() {
     );
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (before the bastion says
+/// it serves: a signal before that would end it without cutting and
+/// recording its sessions) and returns what completes on either.
+fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -27,9 +27,10 @@ pub(super) fn serve(
     runtime.block_on(async {
         let app = Application::build(config, listen).await?;
         let addr = app.local_addr().context("cannot read the bound address")?;
+        let shutdown = shutdown_signal();
         tracing::info!(%addr, ca_key = %app.state().signer.fingerprint(), "tpa-ca listening");
         announce(addr);
-        app.run_until_stopped(shutdown_signal()).await?;
+        app.run_until_stopped(shutdown).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -171,6 +171,20 @@ pub enum StoreError {
     Condition(Fault),
 }
 
+impl StoreError {
+    /// Whether a COMMIT that failed with this error may still have
+    /// committed: only a PostgreSQL client error without the server's own
+    /// answer (a broken connection, an answer the client could not read).
+    /// SQLite's COMMIT, and a PostgreSQL server's error, are definite.
+    pub fn commit_outcome_unknown(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => e.as_db_error().is_none(),
+            StoreError::Condition(fault) => *fault == Fault::Unreachable,
+            _ => false,
+        }
+    }
+}
+
 /// A PostgreSQL client error with what caused it: the server's message
 /// (`db error: permission denied …`) or the I/O or TLS cause.
 fn postgres_message(e: &::postgres::Error) -> String {

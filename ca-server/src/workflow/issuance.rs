@@ -14,10 +14,12 @@ use std::cell::RefCell;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tpa_core::audit::{NewEvent, Outcome};
-use tpa_core::{AccessRequest, ApprovedScope, Approvers, Policy, RequestId, SubjectKey, User};
+use tpa_core::{
+    AccessRequest, ApprovedScope, Approvers, Policy, RequestId, Revalidation, SubjectKey, User,
+};
 
 use super::error::{WorkflowError, refused};
-use super::requests::{reapproval_event, revalidate_in};
+use super::requests::reapproval_event;
 use super::undelivered::Undelivered;
 use super::{Actor, Issued, Signed};
 use crate::auth::identity::Identities;
@@ -26,7 +28,7 @@ use crate::signer::Signer;
 use crate::store::Transact;
 use crate::store::audit::Appender;
 use crate::store::engine::Tx;
-use crate::store::{self, Fault, MaybeFault, StoreError, certificates, requests};
+use crate::store::{self, MaybeFault, StoreError, certificates, requests};
 
 /// One certificate request: who asks, for which request, for which key.
 #[derive(Debug, Clone)]
@@ -81,9 +83,11 @@ pub fn issue_batch_reporting(
         // A statement refused a row (a constraint, a trigger, a serial
         // drawn before): the batch again in a new transaction, one job per
         // savepoint, so the job it belongs to fails and its batch-mates are
-        // issued. A condition (the deadline, a lost connection, a full
-        // disk) would fail every job alike: the batch fails at once.
-        Err((WorkflowError::Storage(e), _)) if e.fault().is_none() => {
+        // issued. Never once every job ran (`None` below): then only the
+        // COMMIT was left, and it may have committed. A condition (the
+        // deadline, a lost connection, a full disk) would fail every job
+        // alike: the batch fails at once.
+        Err((WorkflowError::Storage(e), None)) if e.fault().is_none() => {
             tracing::warn!(
                 error = format!("{e:#}"),
                 jobs = jobs.len(),
@@ -166,15 +170,18 @@ fn attempt(
 }
 
 /// The answers of a batch whose transaction failed, and the certificates
-/// whose commit is unknown (a broken connection at COMMIT: the server may
-/// have committed).
+/// whose commit is unknown: every job ran, so the failure came at COMMIT,
+/// without the server's answer (a broken connection, an answer the client
+/// could not read), and the server may have committed. Those that did are
+/// marked issued, not delivered; [`undelivered::record`](super::undelivered::record)
+/// finds which by their rows.
 fn failed_batch(
     jobs: &[IssueJob],
     e: &WorkflowError,
     signed: Option<Vec<Undelivered>>,
 ) -> (Vec<Result<Issued, WorkflowError>>, Vec<Undelivered>) {
-    let unknown = match (e.fault(), signed) {
-        (Some(Fault::Unreachable), Some(signed)) => signed,
+    let unknown = match (e, signed) {
+        (WorkflowError::Storage(store), Some(signed)) if store.commit_outcome_unknown() => signed,
         _ => Vec::new(),
     };
     if !unknown.is_empty() {
@@ -182,7 +189,7 @@ fn failed_batch(
         tracing::warn!(
             jobs = jobs.len(),
             serials = serials.join(","),
-            "issuance batch: the connection broke after COMMIT was sent, so its outcome \
+            "issuance batch: COMMIT was sent but its answer was lost, so its outcome \
              is unknown; no certificate of it was returned (any that committed are issued, \
              not delivered)"
         );
@@ -247,7 +254,9 @@ fn run(
                         rows.push(signed.row(event.seq));
                         Ok((signed, event.seq))
                     }
-                    // Nothing of this certificate is recorded.
+                    // Nothing of this certificate is recorded; what the
+                    // re-check of its approvals found is (it holds whether
+                    // or not a certificate follows).
                     Err(e) => Err(e.into()),
                 }
             }
@@ -339,11 +348,24 @@ fn check(
         Ok(subject) => subject,
         Err(e) => return Ok(Verdict::Refuse(refused(Refusal::BadPublicKey, e))),
     };
-    let stored = r.approvals.len();
-    let found = match revalidate_in(tx, policy, identities, r, now) {
-        Ok(found) => found,
+    // The approvers' groups as they are now, asked once, before anything
+    // of this job is written: a directory that cannot be asked stops the
+    // job with nothing recorded. The approvals that still count after the
+    // re-check are a subset of those asked about.
+    let current = match super::approvers::current(tx, identities, r) {
+        Ok(current) => current,
         Err(WorkflowError::Storage(e)) => return Err(e),
         Err(e) => return Ok(Verdict::Unaudited(e)),
+    };
+    let ctx = Approvers {
+        people: policy.people(),
+        current: &current,
+    };
+    let stored = r.approvals.len();
+    let found = match policy.role(&r.role) {
+        Some(role) => r.revalidate(role, &ctx, now),
+        // No such role any more: `certificate_scope` refuses below.
+        None => Revalidation::default(),
     };
     if !found.is_empty() {
         requests::update(tx, r, stored, now)?;
@@ -356,15 +378,6 @@ fn check(
             )));
         }
     }
-    let current = match super::approvers::current(tx, identities, r) {
-        Ok(current) => current,
-        Err(WorkflowError::Storage(e)) => return Err(e),
-        Err(e) => return Ok(Verdict::Unaudited(e)),
-    };
-    let ctx = Approvers {
-        people: policy.people(),
-        current: &current,
-    };
     Ok(
         match r.certificate_scope(policy.role(&r.role), caller, subject, &ctx, now) {
             Ok(scope) => Verdict::Issue(Box::new(scope)),

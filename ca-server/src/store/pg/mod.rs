@@ -82,6 +82,8 @@ pub struct PgConn {
     /// The session's `statement_timeout` as [`PgConn::set_deadline`] last
     /// set it (`None`: unknown).
     statement_timeout: Cell<Option<Duration>>,
+    /// Whether the lock timeout was set inside the open transaction.
+    lowered_in_transaction: Cell<bool>,
     /// Whether the open transaction holds the writers' lock.
     writers_locked: Cell<bool>,
 }
@@ -131,6 +133,7 @@ pub fn connect(options: &PgOptions) -> Result<PgConn, StoreError> {
         deadline: Cell::new(None),
         timeouts: Cell::new(None),
         statement_timeout: Cell::new(None),
+        lowered_in_transaction: Cell::new(false),
         writers_locked: Cell::new(false),
     })
 }
@@ -268,6 +271,9 @@ impl PgConn {
         }
         self.statement_timeout.set(None);
         self.timeouts.set(None);
+        if self.in_transaction.get() {
+            self.lowered_in_transaction.set(true);
+        }
         // Never zero: zero turns PostgreSQL's timeouts off.
         let ms = left.max(Duration::from_millis(1)).as_millis();
         self.batch_raw(&format!(
@@ -301,6 +307,9 @@ impl PgConn {
         // Unset first: a SET inside a transaction that then rolls back is
         // undone, and the next statement must not trust it.
         self.timeouts.set(None);
+        if self.in_transaction.get() {
+            self.lowered_in_transaction.set(true);
+        }
         self.batch_raw(&format!("SET lock_timeout = {}", left.as_millis()))?;
         self.timeouts.set(Some(left));
         Ok(())
@@ -340,11 +349,14 @@ impl PgConn {
         Ok(self.client()?.batch_execute(sql)?)
     }
 
-    /// A transaction ended: a timeout set inside it may have been undone.
+    /// A transaction ended: a lock timeout set inside it may have been
+    /// undone (a rollback), so it is no longer known.
     fn ended(&self) {
         self.in_transaction.set(false);
         self.writers_locked.set(false);
-        self.timeouts.set(None);
+        if self.lowered_in_transaction.replace(false) {
+            self.timeouts.set(None);
+        }
     }
 }
 

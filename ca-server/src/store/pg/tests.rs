@@ -1,6 +1,6 @@
 //! Tests of the PostgreSQL engine against a real server.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::store::postgres_server::PgServer;
@@ -195,6 +195,64 @@ fn commit_of_an_aborted_transaction_fails() {
         .query_one("SELECT count(*) FROM heartbeat", &[], |r| r.get::<i64>(0))
         .unwrap();
     assert_eq!(n, 0);
+}
+
+/// The session's timeouts as PostgreSQL reports them, in milliseconds.
+fn timeouts(conn: &PgConn) -> (i64, i64) {
+    let ms = |name: &str| {
+        conn.query_one(
+            &format!("SELECT setting::bigint FROM pg_settings WHERE name = '{name}'"),
+            &[],
+            |r| r.get::<i64>(0),
+        )
+        .unwrap()
+    };
+    (ms("statement_timeout"), ms("lock_timeout"))
+}
+
+// issue 15: a checkout keeps timeouts that still fit its deadline (a round
+// trip less per call), sets them again when they do not, and never trusts a
+// timeout set inside a transaction that rolled back.
+#[test]
+fn checkout_timeouts_follow_the_deadline() {
+    let (_, conn) = test_database();
+    let start = Instant::now();
+    conn.set_deadline(Some(start + Duration::from_secs(5)))
+        .unwrap();
+    let (statement, lock) = timeouts(&conn);
+    assert!((4_000..=5_000).contains(&statement), "{statement}");
+    assert_eq!(statement, lock);
+    // Within the slack: kept as it is.
+    conn.set_deadline(Some(start + Duration::from_millis(5_050)))
+        .unwrap();
+    assert_eq!(timeouts(&conn), (statement, lock));
+    // Beyond it, either way: set again.
+    conn.set_deadline(Some(start + Duration::from_secs(8)))
+        .unwrap();
+    let (longer, _) = timeouts(&conn);
+    assert!(longer > statement + 2_000, "{longer} after {statement}");
+    conn.set_deadline(Some(start + Duration::from_secs(2)))
+        .unwrap();
+    let (shorter, _) = timeouts(&conn);
+    assert!(shorter <= 2_000, "{shorter}");
+    // A transaction that commits without setting anything keeps them.
+    let tx = conn.begin_write().unwrap();
+    tx.commit().unwrap();
+    conn.set_deadline(Some(start + Duration::from_secs(2)))
+        .unwrap();
+    assert_eq!(timeouts(&conn).0, shorter);
+    // Set inside a transaction that rolls back: PostgreSQL undoes the SET,
+    // so the next checkout sets them again instead of trusting them.
+    let tx = conn.begin_write().unwrap();
+    conn.set_deadline(Some(start + Duration::from_millis(900)))
+        .unwrap();
+    drop(tx);
+    assert_eq!(timeouts(&conn).0, shorter, "rolled back");
+    conn.set_deadline(Some(start + Duration::from_millis(900)))
+        .unwrap();
+    let (after, lock) = timeouts(&conn);
+    assert!(after <= 900, "{after}: the rolled-back SET was trusted");
+    assert!(lock <= 900, "{lock}: the rolled-back SET was trusted");
 }
 
 // issue 15: the append-only triggers hold on PostgreSQL too, TRUNCATE included.
