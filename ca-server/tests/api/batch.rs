@@ -51,6 +51,19 @@ fn rows_for_key(f: &Fixture, fingerprint: &str) -> i64 {
     )
 }
 
+/// Each answer as its refusal code, `ok`, `not_found` or the error.
+fn codes(results: &[Result<ca_server::workflow::Issued, WorkflowError>]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| match r {
+            Ok(_) => "ok".to_owned(),
+            Err(WorkflowError::Refused { code, .. }) => code.code().to_owned(),
+            Err(WorkflowError::NotFound) => "not_found".to_owned(),
+            Err(e) => format!("{e}"),
+        })
+        .collect()
+}
+
 /// The store as `serve` opens it, on the run's engine.
 fn database(f: &Fixture) -> Arc<Database> {
     Arc::new(f.data.database())
@@ -131,15 +144,7 @@ fn a_refused_job_is_audited_while_its_batch_mates_succeed() {
         &jobs,
         now(),
     );
-    let codes: Vec<String> = results
-        .iter()
-        .map(|r| match r {
-            Ok(_) => "ok".to_owned(),
-            Err(WorkflowError::Refused { code, .. }) => code.code().to_owned(),
-            Err(WorkflowError::NotFound) => "not_found".to_owned(),
-            Err(e) => format!("{e}"),
-        })
-        .collect();
+    let codes = codes(&results);
     assert_eq!(
         codes,
         ["ok", "not_approved", "not_found", "bad_public_key", "ok"]
@@ -459,15 +464,7 @@ fn jobs_of_one_batch_see_what_earlier_jobs_changed() {
         &all,
         now(),
     );
-    let codes: Vec<String> = results
-        .iter()
-        .map(|r| match r {
-            Ok(_) => "ok".to_owned(),
-            Err(WorkflowError::Refused { code, .. }) => code.code().to_owned(),
-            Err(WorkflowError::NotFound) => "not_found".to_owned(),
-            Err(e) => format!("{e}"),
-        })
-        .collect();
+    let codes = codes(&results);
     assert_eq!(
         codes,
         [
