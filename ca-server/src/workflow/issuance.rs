@@ -68,8 +68,8 @@ pub fn issue_batch(
 }
 
 /// [`issue_batch`], also naming the certificates signed in a batch whose
-/// COMMIT outcome is unknown: every job ran and COMMIT was sent, but the
-/// connection broke before its answer (on PostgreSQL; SQLite's COMMIT
+/// COMMIT outcome is unknown: every job ran and COMMIT was sent, but its
+/// answer was lost or could not be read (on PostgreSQL; SQLite's COMMIT
 /// always answers). Their callers get an error like any failed batch; the
 /// issuance writer records those that did commit as issued, not delivered
 /// ([`undelivered::record`](super::undelivered::record)).
@@ -83,8 +83,9 @@ pub fn issue_batch_reporting(
         // A statement refused a row (a constraint, a trigger, a serial
         // drawn before): the batch again in a new transaction, one job per
         // savepoint, so the job it belongs to fails and its batch-mates are
-        // issued. Never once every job ran (`None` below): then only the
-        // COMMIT was left, and it may have committed. A condition (the
+        // issued. Only while no job's certificate is signed (`None`): once
+        // every job ran, only the COMMIT was left, and it may have
+        // committed. A condition (the
         // deadline, a lost connection, a full disk) would fail every job
         // alike: the batch fails at once.
         Err((WorkflowError::Storage(e), None)) if e.fault().is_none() => {
