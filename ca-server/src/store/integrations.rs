@@ -72,18 +72,6 @@ pub fn save_automated(tx: &impl Sql, r: &AccessRequest) -> Result<(), StoreError
     Ok(())
 }
 
-/// The on-call approval of a request, if it has one.
-pub fn load_automated(
-    conn: &impl Sql,
-    id: &RequestId,
-) -> Result<Option<AutomatedApproval>, StoreError> {
-    conn.query_opt(
-        "SELECT source, evidence, at, content_hash FROM automated_approvals WHERE request_id = ?1",
-        &[&id.as_str()],
-        automated_from,
-    )
-}
-
 /// The on-call approvals of the requests whose ids the JSON array `ids`
 /// lists, by request.
 pub fn load_automated_many(
@@ -271,7 +259,13 @@ mod tests {
             assert!(bad_kind.is_err(), "{engine:?}: unknown kind refused");
             assert_eq!(checks(&conn, &other).unwrap(), vec![], "{engine:?}");
 
-            assert_eq!(load_automated(&conn, &id).unwrap(), None, "{engine:?}");
+            assert_eq!(
+                load_automated_many(&conn, &format!("[\"{id}\"]"))
+                    .unwrap()
+                    .remove(&id),
+                None,
+                "{engine:?}"
+            );
             let approve = |tx: &crate::store::Tx<'_>| {
                 tx.execute(
                     "INSERT INTO automated_approvals (request_id, source, evidence, at, content_hash)
@@ -281,7 +275,10 @@ mod tests {
             };
             conn.write(approve).unwrap();
             assert!(conn.write(approve).is_err(), "{engine:?}: one per request");
-            let found = load_automated(&conn, &id).unwrap().unwrap();
+            let found = load_automated_many(&conn, &format!("[\"{id}\"]"))
+                .unwrap()
+                .remove(&id)
+                .unwrap();
             assert_eq!(
                 (found.source.as_str(), found.at, found.content_hash.as_str()),
                 ("pagerduty:pd:P1", at, "h1"),

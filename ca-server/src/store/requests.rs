@@ -316,21 +316,6 @@ fn approval_from(row: &Row<'_, '_>) -> Result<(i64, Approval), StoreError> {
     Ok((position, approval))
 }
 
-fn load_approvals(conn: &impl Sql, r: &mut AccessRequest) -> Result<(), StoreError> {
-    let approvals = conn.query_vec(
-        &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE request_id = ?1"),
-        &[&r.id.as_str()],
-        approval_from,
-    )?;
-    let automated = if r.path == ApprovalPath::Stages {
-        super::integrations::load_automated(conn, &r.id)?
-    } else {
-        None
-    };
-    attach(r, approvals, automated);
-    Ok(())
-}
-
 /// What [`approval_from`] reads, in its order.
 const APPROVAL_COLUMNS: &str = "approver_issuer, approver_subject, approver_username, stage, at,
     content_hash, position, stage_hash, group_name, comment";
@@ -356,40 +341,47 @@ fn attach(
 
 /// One request with its approvals.
 pub fn load(conn: &impl Sql, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?1");
-    let Some(mut r) = conn.query_opt(&sql, &[&id.as_str()], from_row)? else {
-        return Ok(None);
-    };
-    load_approvals(conn, &mut r)?;
-    Ok(Some(r))
+    Ok(load_many(conn, [id])?.remove(id))
 }
 
-/// Several requests with their approvals, as [`load`] reads each, in three
-/// statements whatever their number (issue 15: the issuance batch reads
-/// its requests once, not once per certificate). Ids not found are absent.
+/// Several requests with their approvals, in two or three statements
+/// whatever their number (issue 15: the issuance batch reads its requests
+/// once, not once per certificate). Ids not found are absent.
 pub fn load_many<'a>(
     conn: &impl Sql,
     ids: impl IntoIterator<Item = &'a RequestId>,
 ) -> Result<HashMap<RequestId, AccessRequest>, StoreError> {
     let ids: BTreeSet<&str> = ids.into_iter().map(RequestId::as_str).collect();
-    let mut out = HashMap::with_capacity(ids.len());
     if ids.is_empty() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
     let list = serde_json::to_string(&ids).map_err(|e| corrupt("request ids", e))?;
-    let listed = |column| super::sql::in_json_list(conn.engine(), column, "?1");
-    for r in conn.query_vec(
-        &format!("SELECT {COLUMNS} FROM requests WHERE {}", listed("id")),
+    let mut found = conn.query_vec(
+        &format!(
+            "SELECT {COLUMNS} FROM requests WHERE {}",
+            super::sql::in_json_list(conn.engine(), "id", "?1")
+        ),
         &[&list],
         from_row,
-    )? {
-        out.insert(r.id.clone(), r);
+    )?;
+    attach_all(conn, &mut found)?;
+    Ok(found.into_iter().map(|r| (r.id.clone(), r)).collect())
+}
+
+/// Gives each of `requests` its approvals and on-call approval: one
+/// statement for all their approvals, one for their on-call approvals when
+/// any may have one.
+fn attach_all(conn: &impl Sql, requests: &mut [AccessRequest]) -> Result<(), StoreError> {
+    if requests.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<&str> = requests.iter().map(|r| r.id.as_str()).collect();
+    let list = serde_json::to_string(&ids).map_err(|e| corrupt("request ids", e))?;
     let mut approvals: HashMap<RequestId, Vec<(i64, Approval)>> = HashMap::new();
     conn.query_each(
         &format!(
             "SELECT {APPROVAL_COLUMNS}, request_id FROM approvals WHERE {}",
-            listed("request_id")
+            super::sql::in_json_list(conn.engine(), "request_id", "?1")
         ),
         &[&list],
         &mut |row| {
@@ -398,19 +390,17 @@ pub fn load_many<'a>(
             Ok(())
         },
     )?;
-    let mut automated = if out.values().any(|r| r.path == ApprovalPath::Stages) {
+    let mut automated = if requests.iter().any(|r| r.path == ApprovalPath::Stages) {
         super::integrations::load_automated_many(conn, &list)?
     } else {
         HashMap::new()
     };
-    for (id, r) in &mut out {
-        attach(
-            r,
-            approvals.remove(id).unwrap_or_default(),
-            automated.remove(id),
-        );
+    for r in requests {
+        let approvals = approvals.remove(&r.id).unwrap_or_default();
+        let automated = automated.remove(&r.id);
+        attach(r, approvals, automated);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// When the request last changed (RFC 3339): for a finished request, when it
@@ -467,9 +457,7 @@ pub fn list(
             from_row,
         )?,
     };
-    for r in &mut out {
-        load_approvals(conn, r)?;
-    }
+    attach_all(conn, &mut out)?;
     Ok(out)
 }
 
