@@ -208,7 +208,13 @@ fn failed_batch(
             ),
         }
     }
-    let error = || match e.fault() {
+    // An answer lost or unreadable is the database out of reach: 503, as a
+    // broken connection is, never a bare 500.
+    let fault = e.fault().or_else(|| {
+        matches!(e, WorkflowError::Storage(s) if s.commit_outcome_unknown())
+            .then_some(crate::store::Fault::Unreachable)
+    });
+    let error = || match fault {
         Some(fault) => StoreError::Condition(fault),
         None => StoreError::Aborted(format!("issuance batch rolled back: {e}")),
     };
