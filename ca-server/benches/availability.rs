@@ -9,94 +9,21 @@
 //! HTTP/1.1 client issuing calls one after another. Bounded:
 //! `TPA_BENCH_SAMPLES` calls of each kind per phase (default 300).
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use ca_server::commands::{InitOptions, init_data_dir};
 use ca_server::config::{Config, EXAMPLE_ROLES};
 use ca_server::server::Application;
 use serde_json::{Value, json};
 use ssh_key::{Algorithm, PrivateKey};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpSocket, TcpStream};
+use support::{Client, Response};
+use tokio::net::TcpSocket;
 
 const PASSWORD: &str = "bench password, long enough";
-const EXCHANGE_LIMIT: Duration = Duration::from_secs(30);
-
-/// One keep-alive HTTP/1.1 connection.
-struct Client {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl Client {
-    async fn connect(address: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buffer: Vec::with_capacity(8192),
-        })
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: &str,
-    ) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n");
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        let exchange = async {
-            self.stream.write_all(head.as_bytes()).await?;
-            self.read_response().await
-        };
-        tokio::time::timeout(EXCHANGE_LIMIT, exchange)
-            .await
-            .with_context(|| format!("no answer to {method} {path} within {EXCHANGE_LIMIT:?}"))?
-    }
-
-    async fn read_response(&mut self) -> anyhow::Result<(u16, Vec<u8>)> {
-        loop {
-            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buffer[..end])?.to_owned();
-                let status: u16 = head.split(' ').nth(1).context("no status")?.parse()?;
-                let length: usize = head
-                    .split("\r\n")
-                    .filter_map(|l| l.split_once(':'))
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.trim().parse())
-                    .transpose()?
-                    .context("response without Content-Length")?;
-                while self.buffer.len() < end + 4 + length {
-                    self.fill().await?;
-                }
-                let body = self.buffer[end + 4..end + 4 + length].to_vec();
-                self.buffer.drain(..end + 4 + length);
-                return Ok((status, body));
-            }
-            self.fill().await?;
-        }
-    }
-
-    async fn fill(&mut self) -> anyhow::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("connection closed by the server");
-        }
-        self.buffer.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-}
 
 /// p50 and p99 of `samples`, in milliseconds.
 fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
@@ -120,7 +47,7 @@ async fn measure(
     let path = format!("/api/v1/requests/{request}/certificate");
     for key in keys {
         let start = Instant::now();
-        let (status, body) = client.send("GET", "/healthz", None, "").await?;
+        let Response { status, body } = client.send("GET", "/healthz", None, None).await?;
         health.push(start.elapsed());
         ensure!(
             status == 200,
@@ -129,7 +56,10 @@ async fn measure(
         );
         let body = json!({ "public_key": key }).to_string();
         let start = Instant::now();
-        let (status, answer) = client.send("POST", &path, Some(token), &body).await?;
+        let Response {
+            status,
+            body: answer,
+        } = client.send("POST", &path, Some(token), Some(&body)).await?;
         certs.push(start.elapsed());
         ensure!(
             status == 200,
@@ -171,7 +101,9 @@ async fn run() -> anyhow::Result<()> {
 
     let mut client = Client::connect(address).await?;
     let login = json!({ "username": "alice", "password": PASSWORD }).to_string();
-    let (status, body) = client.send("POST", "/api/v1/login", None, &login).await?;
+    let Response { status, body } = client
+        .send("POST", "/api/v1/login", None, Some(&login))
+        .await?;
     ensure!(status == 200, "login answered {status}");
     let token = serde_json::from_slice::<Value>(&body)?["token"]
         .as_str()
@@ -179,12 +111,12 @@ async fn run() -> anyhow::Result<()> {
         .to_owned();
     let submit =
         json!({"role": "read-only-debug", "hosts": ["web-1"], "duration": "1h", "reason": "bench"});
-    let (status, body) = client
+    let Response { status, body } = client
         .send(
             "POST",
             "/api/v1/requests",
             Some(&token),
-            &submit.to_string(),
+            Some(&submit.to_string()),
         )
         .await?;
     ensure!(status == 201, "submit answered {status}");

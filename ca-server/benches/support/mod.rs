@@ -1,8 +1,8 @@
 //! What the HTTP benchmarks share: a small hand-written HTTP/1.1 keep-alive
 //! client, latency percentiles, raw signing, the issuing client loop, the
 //! benchmark accounts and the decision → waiting client rounds. A module of
-//! `http_issuance` and `replicas` (a directory, so Cargo does not take it
-//! for a benchmark of its own).
+//! `http_issuance`, `replicas` and `availability` (a directory, so Cargo
+//! does not take it for a benchmark of its own).
 
 #![allow(dead_code, reason = "each benchmark uses part of the support")]
 
